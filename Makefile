@@ -1,0 +1,192 @@
+# darkroom - one non-recursive Makefile.
+#
+#   make            build the CLI, the FastCGI app and the plugins into build/
+#   make run        install what is missing, build, run the service locally
+#   make check      install what is missing, build, run every test
+#   make sanitize   the same tests against an ASan+UBSan build (build-san/)
+#   make install    PREFIX=/usr/local DESTDIR= (see README)
+#   make clean
+#
+# Quiet unless V=1. Dependencies come from -MMD -MP.
+
+CC ?= cc
+PREFIX ?= /usr/local
+DESTDIR ?=
+BUILD ?= build
+SYSCONFDIR ?= /etc
+BINDIR = $(PREFIX)/bin
+LIBDIR = $(PREFIX)/lib
+PLUGINDIR = $(LIBDIR)/darkroom/plugins
+DATADIR = $(PREFIX)/share/darkroom
+INCLUDEDIR = $(PREFIX)/include
+
+VERSION := 0.1.0
+.DEFAULT_GOAL := all
+
+ifeq ($(V),1)
+Q :=
+msg = @true
+else
+Q := @
+msg = @printf '  %-7s %s\n' $(1) $(2);
+endif
+
+# Libraries; pkg-config is evaluated lazily so `make check` can install it
+# first. libs3 ships no .pc file.
+PKGS = fcgi libcurl vips libmariadb json-c libcrypto
+pkg_cflags = $(shell pkg-config --cflags $(1) | sed 's/-I/-isystem /g')
+pkg_libs = $(shell pkg-config --libs $(1))
+
+WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+       -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral \
+       -Wvla -Wpointer-arith
+OPT ?= -O2 -g
+SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer \
+            -fno-sanitize-recover=undefined
+ifeq ($(SAN),1)
+OPT = -O1 -g $(SAN_FLAGS)
+endif
+
+BASE_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(OPT) -MMD -MP
+CORE_CFLAGS = $(BASE_CFLAGS) -Icore $(call pkg_cflags,$(PKGS)) \
+              -DDR_VERSION='"$(VERSION)"' \
+              -DDR_MIGRATIONS_DIR='"$(DATADIR)/migrations"' \
+              -DDR_PLUGIN_DIR='"$(PLUGINDIR)"' \
+              -DDR_SYSCONF='"$(SYSCONFDIR)/darkroom/darkroom.conf"'
+CORE_LIBS = $(call pkg_libs,$(PKGS)) -ls3 -ldl
+LDFLAGS ?=
+ifeq ($(SAN),1)
+LDFLAGS += $(SAN_FLAGS)
+endif
+
+# ---------------------------------------------------------------- core
+MAINS = core/cli_main.c core/fcgi_main.c
+CORE_SRC = $(filter-out $(MAINS),$(wildcard core/*.c))
+CORE_OBJ = $(CORE_SRC:%.c=$(BUILD)/%.o)
+LIBCORE = $(BUILD)/libdarkroom.a
+
+$(BUILD)/core/%.o: core/%.c
+	$(call msg,CC,$<)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CORE_CFLAGS) -c -o $@ $<
+
+$(LIBCORE): $(CORE_OBJ)
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/darkroom: $(BUILD)/core/cli_main.o $(LIBCORE)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CORE_LIBS)
+
+$(BUILD)/darkroom.fcgi: $(BUILD)/core/fcgi_main.o $(LIBCORE)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CORE_LIBS)
+
+# ------------------------------------------------------------- plugins
+# plugins/<name>/*.c -> build/plugins/<name>.so, exporting only the entry
+# symbol. PLUGIN_LIBS_<name> names what a plugin links.
+PLUGIN_NAMES = $(notdir $(patsubst %/,%,$(dir $(wildcard plugins/*/*.c))))
+PLUGIN_NAMES := $(sort $(PLUGIN_NAMES))
+PLUGINS = $(PLUGIN_NAMES:%=$(BUILD)/plugins/%.so)
+PLUGIN_CFLAGS = $(BASE_CFLAGS) -Icore -fPIC -fvisibility=hidden
+PLUGIN_LIBS_replicate = libcurl json-c libcrypto
+PLUGIN_LIBS_cog = libcurl json-c
+PLUGIN_LIBS_exec = json-c
+PLUGIN_LIBS_s3 = libcurl libcrypto
+
+$(BUILD)/plugins/%.o: plugins/%.c
+	$(call msg,CC,$<)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(PLUGIN_CFLAGS) $(if $(PLUGIN_LIBS_$(firstword $(subst /, ,$*))),$(call pkg_cflags,$(PLUGIN_LIBS_$(firstword $(subst /, ,$*))))) -c -o $@ $<
+
+plugin_objs = $(patsubst plugins/%.c,$(BUILD)/plugins/%.o,$(wildcard plugins/$(1)/*.c))
+
+.SECONDEXPANSION:
+$(BUILD)/plugins/%.so: $$(call plugin_objs,$$*)
+	$(call msg,LD,$@)
+	$(Q)$(CC) -shared $(LDFLAGS) -o $@ $^ $(if $(PLUGIN_LIBS_$*),$(call pkg_libs,$(PLUGIN_LIBS_$*))) $(if $(filter s3,$*),-ls3)
+
+# --------------------------------------------------------------- tests
+# tests/core/test_*.c and tests/plugins/test_*.c -> build/tests/unit/test_*
+# Core tests link the core library; plugin tests compile the plugin's
+# sources with the mock host (tests/plugins/mock_host.c).
+CORE_TESTS_SRC = $(wildcard tests/core/test_*.c)
+PLUGIN_TESTS_SRC = $(wildcard tests/plugins/test_*.c)
+UNIT_TESTS = $(CORE_TESTS_SRC:tests/core/%.c=$(BUILD)/tests/unit/%) \
+             $(PLUGIN_TESTS_SRC:tests/plugins/%.c=$(BUILD)/tests/unit/%)
+TEST_CFLAGS = $(CORE_CFLAGS) -Wno-missing-prototypes $(call pkg_cflags,cmocka) \
+              -DDR_SOURCE_DIR='"$(CURDIR)"' -DDR_BUILD_DIR='"$(abspath $(BUILD))"'
+# Test fixture plugins (tests/plugins/fixtures/*.c -> build/tests/fixtures/*.so)
+FIXTURES = $(patsubst tests/plugins/fixtures/%.c,$(BUILD)/tests/fixtures/%.so,$(wildcard tests/plugins/fixtures/*.c))
+
+$(BUILD)/tests/core/%.o: tests/core/%.c
+	$(call msg,CC,$<)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(TEST_CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/unit/test_%: $(BUILD)/tests/core/test_%.o $(LIBCORE)
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CORE_LIBS) $(call pkg_libs,cmocka)
+
+$(BUILD)/tests/plugins/%.o: tests/plugins/%.c
+	$(call msg,CC,$<)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(TEST_CFLAGS) -c -o $@ $<
+
+# A plugin test test_<plugin>.c links that plugin's objects and the mock host.
+$(BUILD)/tests/unit/test_%: $(BUILD)/tests/plugins/test_%.o $(BUILD)/tests/plugins/mock_host.o $$(call plugin_objs,$$*) $(LIBCORE)
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CORE_LIBS) $(call pkg_libs,cmocka) $(if $(PLUGIN_LIBS_$*),$(call pkg_libs,$(PLUGIN_LIBS_$*)))
+
+$(BUILD)/tests/fixtures/%.so: tests/plugins/fixtures/%.c core/darkroom-plugin.h
+	$(call msg,CC,$<)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(PLUGIN_CFLAGS) -shared $(LDFLAGS) -o $@ $<
+
+# --------------------------------------------------------------- targets
+BINS = $(BUILD)/darkroom $(BUILD)/darkroom.fcgi
+
+all: $(BINS) $(PLUGINS)
+
+tests: all $(UNIT_TESTS) $(FIXTURES)
+
+deps:
+	$(Q)bash tests/lib/deps.sh build
+
+check:
+	$(Q)bash tests/lib/deps.sh build test
+	$(Q)$(MAKE) --no-print-directory tests
+	$(Q)BUILD=$(BUILD) bash tests/check.sh
+
+sanitize:
+	$(Q)bash tests/lib/deps.sh build test
+	$(Q)$(MAKE) --no-print-directory BUILD=build-san SAN=1 tests
+	$(Q)BUILD=build-san ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    bash tests/check.sh
+
+run:
+	$(Q)bash tests/lib/deps.sh build test
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)BUILD=$(BUILD) exec bash conf/run.sh
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(PLUGINDIR) \
+	    $(DESTDIR)$(DATADIR)/migrations $(DESTDIR)$(INCLUDEDIR)
+	install -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(PLUGINS) $(DESTDIR)$(PLUGINDIR)/
+	install -m 0644 migrations/*.sql $(DESTDIR)$(DATADIR)/migrations/
+	install -m 0644 core/darkroom-plugin.h $(DESTDIR)$(INCLUDEDIR)/
+
+clean:
+	rm -rf build build-san
+
+format:
+	clang-format -i core/*.c core/*.h plugins/*/*.c tests/core/*.c tests/plugins/*.c
+
+.PHONY: all tests deps check sanitize run install clean format
+.SECONDARY:
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,153 @@
+/*
+ * buf.c - growable byte buffer with a hard limit (see buf.h).
+ */
+#include "buf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void dr_buf_init(dr_buf *b, size_t limit)
+{
+	b->data = NULL;
+	b->len = 0;
+	b->cap = 0;
+	b->limit = limit;
+}
+
+static dr_status reserve(dr_buf *b, size_t extra)
+{
+	size_t need, cap;
+
+	if (extra > b->limit || b->len > b->limit - extra)
+		return DR_ERR_TOO_LARGE;
+	need = b->len + extra + 1;
+	if (need <= b->cap)
+		return DR_OK;
+	cap = b->cap ? b->cap : 256;
+	while (cap < need)
+		cap *= 2;
+	b->data = dr_xrealloc(b->data, cap);
+	b->cap = cap;
+	return DR_OK;
+}
+
+dr_status dr_buf_append(dr_buf *b, const void *data, size_t n)
+{
+	dr_status st = reserve(b, n);
+
+	if (st != DR_OK)
+		return st;
+	if (n)
+		memcpy(b->data + b->len, data, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+	return DR_OK;
+}
+
+dr_status dr_buf_puts(dr_buf *b, const char *s)
+{
+	return dr_buf_append(b, s, strlen(s));
+}
+
+dr_status dr_buf_vprintf(dr_buf *b, const char *fmt, va_list ap)
+{
+	va_list ap2;
+	int n;
+	dr_status st;
+
+	va_copy(ap2, ap);
+	n = vsnprintf(NULL, 0, fmt, ap2);
+	va_end(ap2);
+	if (n < 0)
+		return DR_ERR_INVALID;
+	st = reserve(b, (size_t)n);
+	if (st != DR_OK)
+		return st;
+	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	b->len += (size_t)n;
+	return DR_OK;
+}
+
+dr_status dr_buf_printf(dr_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	dr_status st;
+
+	va_start(ap, fmt);
+	st = dr_buf_vprintf(b, fmt, ap);
+	va_end(ap);
+	return st;
+}
+
+dr_status dr_buf_json_string(dr_buf *b, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)s;
+	size_t start = b->len;
+	dr_status st = dr_buf_append(b, "\"", 1);
+
+	for (; st == DR_OK && *p; p++) {
+		char esc[7];
+
+		switch (*p) {
+		case '"':
+			st = dr_buf_append(b, "\\\"", 2);
+			break;
+		case '\\':
+			st = dr_buf_append(b, "\\\\", 2);
+			break;
+		case '\n':
+			st = dr_buf_append(b, "\\n", 2);
+			break;
+		case '\r':
+			st = dr_buf_append(b, "\\r", 2);
+			break;
+		case '\t':
+			st = dr_buf_append(b, "\\t", 2);
+			break;
+		default:
+			if (*p < 0x20) {
+				memcpy(esc, "\\u00", 4);
+				esc[4] = hex[*p >> 4];
+				esc[5] = hex[*p & 15];
+				st = dr_buf_append(b, esc, 6);
+			} else {
+				st = dr_buf_append(b, p, 1);
+			}
+		}
+	}
+	if (st == DR_OK)
+		st = dr_buf_append(b, "\"", 1);
+	if (st != DR_OK) {
+		b->len = start;
+		if (b->data)
+			b->data[start] = '\0';
+	}
+	return st;
+}
+
+void dr_buf_reset(dr_buf *b)
+{
+	b->len = 0;
+	if (b->data)
+		b->data[0] = '\0';
+}
+
+void dr_buf_free(dr_buf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = 0;
+	b->cap = 0;
+}
+
+char *dr_buf_steal(dr_buf *b)
+{
+	char *s = b->data ? b->data : dr_xstrdup("");
+
+	b->data = NULL;
+	b->len = 0;
+	b->cap = 0;
+	return s;
+}

@@ -1,0 +1,370 @@
+/*
+ * darkroom-plugin.h - the plugin ABI of darkroom.
+ *
+ * This is the only header a plugin includes, and it needs nothing but the
+ * C standard library. A plugin is a shared object exporting exactly one
+ * symbol, DR_PLUGIN_ENTRY_SYMBOL, a function returning a pointer to a
+ * `static const dr_plugin` descriptor. The core checks the descriptor's
+ * ABI version and struct size exactly and refuses anything else, then
+ * checks that the operations its kind requires are present.
+ *
+ * A plugin reaches the core only through the dr_host table handed to its
+ * create() function (logging, configuration, randomness, time), never
+ * through core symbols. New host services and new operations are appended
+ * at the end of their tables; any change that moves or changes an existing
+ * member bumps DR_PLUGIN_ABI_VERSION.
+ *
+ * Kinds:
+ *   - adapters run predictions at a model provider (replicate, cog, exec);
+ *   - sinks store objects for serving (s3, fs).
+ *
+ * Memory: strings and arrays a plugin returns inside dr_prediction are
+ * allocated with malloc() and owned by the core once the call returns; the
+ * core releases them with dr_prediction_clear semantics (free() of every
+ * member). Everything the core passes in is borrowed for the call only.
+ *
+ * Threads: each process creates its own plugin instances and calls one
+ * instance from one thread at a time. A plugin may keep per-instance state
+ * (connections, caches) without locking.
+ */
+#ifndef DARKROOM_PLUGIN_H
+#define DARKROOM_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bumped on any incompatible change to the structures below. */
+#define DR_PLUGIN_ABI_VERSION 1u
+
+/* The one symbol every plugin exports, and its type. */
+#define DR_PLUGIN_ENTRY_SYMBOL "dr_plugin_entry"
+
+#if defined(__GNUC__)
+#define DR_EXPORT __attribute__((visibility("default")))
+#define DR_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define DR_EXPORT
+#define DR_PRINTF(f, a)
+#endif
+
+/*
+ * Status codes shared by the core and plugins. dr_strerror() in the core
+ * names them; details go into a dr_error, never into a global.
+ */
+typedef enum dr_status {
+	DR_OK = 0,
+	DR_ERR_NOMEM,        /* allocation failed */
+	DR_ERR_INVALID,      /* bad argument or input (the caller's fault) */
+	DR_ERR_NOT_FOUND,    /* no such object, job, prediction, file */
+	DR_ERR_CONFLICT,     /* state does not allow it (already final, busy) */
+	DR_ERR_TOO_LARGE,    /* over a configured limit */
+	DR_ERR_UNSUPPORTED,  /* the operation or type is not supported */
+	DR_ERR_AUTH,         /* credentials or signature rejected */
+	DR_ERR_RATE_LIMITED, /* try again after dr_error.retry_after */
+	DR_ERR_UNAVAILABLE,  /* a dependency is down; retrying may help */
+	DR_ERR_TIMEOUT,      /* gave up waiting */
+	DR_ERR_NETWORK,      /* transport failure */
+	DR_ERR_PROVIDER,     /* the provider answered with an error */
+	DR_ERR_IO,           /* local file system failure */
+	DR_ERR_CONFIG,       /* configuration invalid */
+	DR_ERR_PLUGIN,       /* plugin missing, incompatible or misbehaving */
+	DR_ERR_DATABASE,     /* database failure other than unavailability */
+	DR_ERR_INTERNAL,     /* a bug */
+	DR_STATUS_COUNT
+} dr_status;
+
+/*
+ * Error detail filled by whoever fails. `code` is a stable machine-readable
+ * token shown to users in the job's error (e.g. "output_too_large"),
+ * `message` is one human sentence without secrets. `retry_after` > 0 asks
+ * the caller not to retry before that many seconds; `retryable` says
+ * whether trying again can succeed at all.
+ */
+typedef struct dr_error {
+	dr_status status;
+	int retryable;
+	double retry_after;
+	char code[48];
+	char message[512];
+} dr_error;
+
+/* Log levels: the syslog severities. */
+enum {
+	DR_LOG_ERR = 3,
+	DR_LOG_WARNING = 4,
+	DR_LOG_NOTICE = 5,
+	DR_LOG_INFO = 6,
+	DR_LOG_DEBUG = 7
+};
+
+/* ------------------------------------------------------------------------
+ * Configuration keys. A plugin declares the keys of its section in a table
+ * ending with a {NULL} entry; the core rejects unknown keys and bad values
+ * with file:line before the plugin is created, applies defaults, and applies
+ * the environment variable `env` (if set) over the file.
+ */
+typedef enum dr_config_type {
+	DR_CFG_STRING = 1,
+	DR_CFG_INT,      /* decimal integer, optional k/M/G suffix (x1024) */
+	DR_CFG_BOOL,     /* true/false, yes/no, on/off, 1/0 */
+	DR_CFG_DURATION, /* number with ms, s, m, h suffix; plain = seconds */
+	DR_CFG_LIST,     /* comma-separated strings */
+	DR_CFG_URL,      /* http:// or https:// URL */
+	DR_CFG_PATH      /* file path; relative to the config file's folder */
+} dr_config_type;
+
+enum {
+	DR_CFG_REQUIRED = 1u << 0, /* must be set in the file or environment */
+	DR_CFG_SECRET = 1u << 1    /* never printed, logged or shown */
+};
+
+typedef struct dr_config_key {
+	const char *name;
+	dr_config_type type;
+	const char *default_value; /* NULL: no default */
+	const char *env;           /* environment override, or NULL */
+	unsigned flags;
+	const char *help;
+} dr_config_key;
+
+/* ------------------------------------------------------------------------
+ * Services the core hands to a plugin. `inst` identifies the calling
+ * plugin instance; pass back the pointer given to create().
+ */
+typedef struct dr_instance dr_instance;
+
+typedef struct dr_host {
+	uint32_t abi_version; /* DR_PLUGIN_ABI_VERSION of the core */
+	uint32_t size;        /* sizeof(dr_host) of the core */
+
+	/* One log line; the core adds the plugin and instance names. */
+	void (*log)(const dr_instance *inst, int level, const char *fmt, ...)
+		DR_PRINTF(3, 4);
+
+	/* The instance's value for a declared key after defaults and
+	 * environment, or NULL when unset. DR_CFG_PATH values come back
+	 * absolute. Valid for the life of the instance. */
+	const char *(*config_get)(const dr_instance *inst, const char *key);
+
+	/* Parsed numeric forms of declared keys (0 / false when unset). */
+	int64_t (*config_int)(const dr_instance *inst, const char *key);
+	double (*config_seconds)(const dr_instance *inst, const char *key);
+	int (*config_bool)(const dr_instance *inst, const char *key);
+
+	/* The instance name from the config section, e.g. "replicate" or
+	 * "gpu1" for [adapter "gpu1"]. */
+	const char *(*instance_name)(const dr_instance *inst);
+
+	/* The public base URL of this darkroom (no trailing slash), for
+	 * webhook URLs: e.g. https://darkroom.example.com */
+	const char *(*public_url)(const dr_instance *inst);
+
+	/* Cryptographically secure random bytes; DR_OK or an error. */
+	dr_status (*random_bytes)(void *buf, size_t len);
+
+	/* Wall-clock time in seconds since the epoch, with sub-second part. */
+	double (*now)(void);
+
+	/* Fill an error: status, stable code, printf message. Returns
+	 * `status` so a plugin can write `return host->fail(err, ...)`. */
+	dr_status (*fail)(dr_error *err, dr_status status, const char *code,
+			  const char *fmt, ...) DR_PRINTF(4, 5);
+} dr_host;
+
+/* ------------------------------------------------------------------------
+ * Adapters.
+ */
+
+/* What an adapter sees of a job. Borrowed for the call. */
+typedef struct dr_job_view {
+	const char *id;            /* darkroom job id, "j_..." */
+	const char *model;         /* as the client gave it */
+	const char *input_json;    /* the job's input object as JSON text */
+	const char *prediction_id; /* the provider's id, or NULL before submit */
+	const char *webhook_url;   /* where the provider should POST events */
+	int attempt;               /* 1 for the first try of the current step */
+} dr_job_view;
+
+typedef enum dr_prediction_status {
+	DR_PRED_UNKNOWN = 0,
+	DR_PRED_STARTING,
+	DR_PRED_PROCESSING,
+	DR_PRED_SUCCEEDED,
+	DR_PRED_FAILED,
+	DR_PRED_CANCELED,
+	DR_PRED_ABORTED /* the provider dropped it before it started */
+} dr_prediction_status;
+
+typedef enum dr_output_kind {
+	DR_OUTPUT_URL = 1, /* a file at an http(s) URL, to download */
+	DR_OUTPUT_DATA,    /* a file inline as a data: URI */
+	DR_OUTPUT_TEXT,    /* text produced by the model */
+	DR_OUTPUT_PATH     /* a local file (adapters that run programs) */
+} dr_output_kind;
+
+typedef struct dr_output_ref {
+	dr_output_kind kind;
+	char *value; /* URL, data: URI, text or absolute path (malloc) */
+} dr_output_ref;
+
+/*
+ * A prediction as normalised by an adapter. All pointers are malloc'd and
+ * owned by the core after the call; unset strings are NULL.
+ */
+typedef struct dr_prediction {
+	char *id;                 /* provider's prediction id (<= 64 chars) */
+	dr_prediction_status status;
+	double progress;          /* 0..1, or < 0 when unknown */
+	double predict_time;      /* seconds of model time, or < 0 */
+	char *version;            /* model version the provider ran */
+	char *error;              /* provider's error text when failed */
+	char *raw_json;           /* the provider's document, for the log */
+	char *completed_at;       /* ISO 8601 as the provider gave it */
+	size_t n_outputs;
+	dr_output_ref *outputs;
+	int data_removed;         /* the provider already deleted the files */
+} dr_prediction;
+
+/* A provider webhook delivery, as received. Borrowed for the call. */
+typedef struct dr_webhook_request {
+	const char *const *header_names;  /* lower-case */
+	const char *const *header_values;
+	size_t n_headers;
+	const unsigned char *body;
+	size_t body_len;
+	double received_at; /* the core's clock, seconds since the epoch */
+} dr_webhook_request;
+
+typedef struct dr_adapter_ops {
+	/* Check a job at intake (model syntax, input the provider cannot
+	 * take) without network calls. DR_OK or DR_ERR_INVALID with the
+	 * field in the message. Optional. */
+	dr_status (*validate)(void *state, const dr_job_view *job,
+			      dr_error *err);
+
+	/* Start the prediction. On DR_OK `out` holds at least the id and a
+	 * status (possibly already final). DR_ERR_RATE_LIMITED with
+	 * retry_after, DR_ERR_UNAVAILABLE/NETWORK (retryable when the request
+	 * surely was not sent), DR_ERR_INVALID for a rejected input.
+	 * Mandatory. */
+	dr_status (*submit)(void *state, const dr_job_view *job,
+			    dr_prediction *out, dr_error *err);
+
+	/* Fetch the prediction's current state. Optional: NULL for providers
+	 * that only push (the core then waits for webhooks until a deadline). */
+	dr_status (*get)(void *state, const dr_job_view *job,
+			 dr_prediction *out, dr_error *err);
+
+	/* Ask the provider to stop the prediction. Optional. */
+	dr_status (*cancel)(void *state, const dr_job_view *job, dr_error *err);
+
+	/* Verify a webhook delivery (signature, token, timestamp) and parse it.
+	 * DR_ERR_AUTH when it is not authentic; DR_OK with `out` filled and
+	 * `delivery_id` set to a stable id of this delivery (malloc, or NULL
+	 * when the provider has none) for duplicate detection. Optional. */
+	dr_status (*webhook)(void *state, const dr_webhook_request *req,
+			     dr_prediction *out, char **delivery_id,
+			     dr_error *err);
+
+	/* Hosts output downloads may come from by default (NULL-terminated,
+	 * "*.example.com" matches subdomains). NULL: none but local paths and
+	 * data: URIs. */
+	const char *const *download_hosts;
+} dr_adapter_ops;
+
+/* ------------------------------------------------------------------------
+ * Sinks.
+ */
+
+/* Bytes to store: from memory when `data` is not NULL, otherwise from the
+ * file descriptor `fd` (read from offset 0 with pread). */
+typedef struct dr_source {
+	const void *data;
+	int fd;
+	uint64_t size;
+} dr_source;
+
+typedef struct dr_object_meta {
+	const char *content_type;  /* e.g. "image/webp" */
+	const char *cache_control; /* e.g. "public, max-age=31536000, immutable" */
+	const char *sha256_hex;    /* of the bytes, for integrity headers */
+	size_t n_meta;             /* user metadata (x-amz-meta-*) */
+	const char *const *meta_names;
+	const char *const *meta_values;
+} dr_object_meta;
+
+typedef struct dr_sink_ops {
+	/* Store the object under `key` (a relative path of [A-Za-z0-9._/-],
+	 * no "..", no leading "/"), replacing any object there atomically:
+	 * a reader sees the old bytes or the new, never a part. Mandatory. */
+	dr_status (*put)(void *state, const char *key, const dr_source *src,
+			 const dr_object_meta *meta, dr_error *err);
+
+	/* Read the object into a malloc'd buffer owned by the caller.
+	 * DR_ERR_NOT_FOUND when absent, DR_ERR_TOO_LARGE over `max_bytes`.
+	 * Mandatory. */
+	dr_status (*get)(void *state, const char *key, uint64_t max_bytes,
+			 void **data, size_t *len, dr_error *err);
+
+	/* Delete the object; deleting an absent object is DR_OK. Mandatory. */
+	dr_status (*remove)(void *state, const char *key, dr_error *err);
+
+	/* Write the public URL of `key` into buf (NUL-terminated). DR_OK,
+	 * or DR_ERR_TOO_LARGE when it does not fit. Mandatory. */
+	dr_status (*public_url)(void *state, const char *key, char *buf,
+				size_t bufsz);
+
+	/* Size of the object, DR_ERR_NOT_FOUND when absent. Optional. */
+	dr_status (*stat)(void *state, const char *key, uint64_t *size,
+			  dr_error *err);
+} dr_sink_ops;
+
+/* ------------------------------------------------------------------------
+ * The descriptor.
+ */
+typedef enum dr_plugin_kind {
+	DR_PLUGIN_ADAPTER = 1,
+	DR_PLUGIN_SINK = 2
+} dr_plugin_kind;
+
+typedef struct dr_plugin {
+	uint32_t abi_version; /* DR_PLUGIN_ABI_VERSION */
+	uint32_t size;        /* sizeof(dr_plugin) */
+	const char *name;     /* unique among plugins, [a-z0-9_-] */
+	dr_plugin_kind kind;
+	const char *version;     /* the plugin's own version string */
+	const char *description; /* one line for `darkroom plugins list` */
+	const dr_config_key *config_keys; /* {NULL}-terminated, or NULL */
+
+	/* Make an instance from its config section. `*state` is the
+	 * plugin's, passed to every operation and to destroy(). The host
+	 * and inst pointers stay valid until destroy(). Mandatory. */
+	dr_status (*create)(const dr_host *host, const dr_instance *inst,
+			    void **state, dr_error *err);
+
+	/* Release an instance; accepts NULL. Mandatory. */
+	void (*destroy)(void *state);
+
+	const dr_adapter_ops *adapter; /* DR_PLUGIN_ADAPTER */
+	const dr_sink_ops *sink;       /* DR_PLUGIN_SINK */
+} dr_plugin;
+
+typedef const dr_plugin *(*dr_plugin_entry_fn)(void);
+
+/* Declare the entry point in the plugin: DR_PLUGIN_DEFINE(my_descriptor) */
+#define DR_PLUGIN_DEFINE(descriptor)                                         \
+	DR_EXPORT const dr_plugin *dr_plugin_entry(void);                    \
+	DR_EXPORT const dr_plugin *dr_plugin_entry(void)                     \
+	{                                                                    \
+		return &(descriptor);                                        \
+	}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DARKROOM_PLUGIN_H */
