@@ -1,0 +1,181 @@
+/*
+ * config.h - darkroom.conf: parsing, validation, environment overrides.
+ *
+ * One INI-style file. Sections are `[server]`, `[database]`, `[worker]`,
+ * `[limits]`, and named instances `[preset "thumb"]`, `[adapter "replicate"]`,
+ * `[sink "fs"]` (the quoted name may also be bare: `[adapter replicate]`).
+ * Lines are `key = value`; `#` or `;` at the start of a line begins a
+ * comment; values may be wrapped in double quotes to keep leading or
+ * trailing spaces. Every key is declared in a dr_config_key table (the
+ * core's own sections here, a plugin's in its descriptor), so unknown keys,
+ * duplicate keys and bad values are rejected the same way everywhere, with
+ * "file:line: message". Relative paths are resolved against the folder of
+ * the config file. Environment variables named in the tables override the
+ * file. The result is immutable after loading.
+ */
+#ifndef DR_CONFIG_H
+#define DR_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "darkroom-plugin.h"
+#include "error.h"
+
+/* The values of one section after validation, defaults and environment. */
+typedef struct dr_conf_values dr_conf_values;
+
+/* One raw section as read from the file. */
+typedef struct dr_conf_entry {
+	char *key;
+	char *value;
+	int line;
+} dr_conf_entry;
+
+typedef struct dr_conf_section {
+	char *type; /* "server", "adapter", ... */
+	char *name; /* instance name, NULL for unnamed sections */
+	int line;
+	dr_conf_entry *entries;
+	size_t n_entries;
+	dr_conf_values *values; /* resolved; NULL for plugin sections until
+				   config_resolve_plugin() */
+} dr_conf_section;
+
+typedef enum dr_fit { DR_FIT_INSIDE = 1, DR_FIT_COVER } dr_fit;
+
+typedef enum dr_format {
+	DR_FORMAT_WEBP = 1,
+	DR_FORMAT_AVIF,
+	DR_FORMAT_JPEG,
+	DR_FORMAT_PNG
+} dr_format;
+
+/* A rendition preset from a [preset "name"] section. */
+typedef struct dr_preset {
+	const char *name;
+	int width;   /* 1..16384 */
+	int height;  /* 1..16384 */
+	dr_fit fit;
+	dr_format format;
+	int quality; /* 1..100 */
+} dr_preset;
+
+typedef struct dr_config {
+	char *path; /* absolute path of the file */
+	char *dir;  /* its folder, for relative paths */
+
+	struct {
+		const char *plugin_dir;     /* absolute */
+		char **api_keys;            /* from api_keys, api_key_file, env */
+		size_t n_api_keys;
+		const char *public_url;     /* no trailing slash */
+		size_t max_body;            /* bytes */
+		int json_max_depth;
+		const char *default_adapter;
+		const char *sink;           /* instance name of the active sink */
+		const char *const *default_renditions;
+		size_t n_default_renditions;
+		int log_level;              /* DR_LOG_* */
+	} server;
+
+	struct {
+		const char *host;   /* "localhost" means the unix socket */
+		unsigned port;
+		const char *socket; /* absolute, or NULL */
+		const char *user;
+		const char *password; /* secret */
+		const char *name;
+		double connect_timeout; /* seconds */
+		double io_timeout;      /* seconds, read and write */
+		const char *migrations_dir; /* absolute: `darkroom migrate` */
+	} database;
+
+	struct {
+		int processes;
+		int max_attempts;
+		double lease;          /* seconds */
+		double poll_min;       /* seconds between polls of a prediction */
+		double poll_max;
+		double provider_deadline; /* a prediction silent this long fails */
+		double shutdown_grace; /* seconds a child gets on SIGTERM */
+	} worker;
+
+	dr_preset *presets;
+	size_t n_presets;
+
+	dr_conf_section *sections; /* every section, in file order */
+	size_t n_sections;
+} dr_config;
+
+/*
+ * Read and validate the file at `path` (core sections fully; adapter and
+ * sink sections only for their shape: a plugin's keys are checked by
+ * config_resolve_plugin() once the plugin is loaded). Applies the
+ * environment overrides of CONTRACT §1 (DARKROOM_API_KEY adds a key,
+ * DARKROOM_PUBLIC_URL, DARKROOM_PORT for the default public URL,
+ * DARKROOM_SINK). On failure returns DR_ERR_CONFIG (or DR_ERR_IO) with
+ * "path:line: message" in err->message and *out untouched. The caller owns
+ * *out and frees it with config_free().
+ */
+dr_status config_load(const char *path, dr_config **out, dr_error *err)
+	DR_WARN_UNUSED;
+
+/* Same as config_load() but from text in memory; `name` is used in
+ * messages and its folder for relative paths. For tests and fuzzing. */
+dr_status config_parse(const char *name, const char *text, size_t len,
+		       dr_config **out, dr_error *err) DR_WARN_UNUSED;
+
+/* Release everything; NULL is a no-op. */
+void config_free(dr_config *cfg);
+
+/* The config file path to use: $DARKROOM_CONF, else `fallback`. */
+const char *config_default_path(const char *fallback);
+
+/* The preset named `name`, or NULL. */
+const dr_preset *config_preset(const dr_config *cfg, const char *name);
+
+/* The section [type "name"], or NULL. */
+dr_conf_section *config_section(const dr_config *cfg, const char *type,
+				const char *name);
+
+/*
+ * Check a plugin instance's section against the plugin's key table (keys
+ * may be NULL: no keys besides `plugin`), apply defaults and environment,
+ * resolve paths, and store the result in sec->values. DR_ERR_CONFIG with
+ * "path:line: message" for an unknown key, a bad value or a missing
+ * required key. The key `plugin` (which plugin serves the instance) is
+ * always allowed.
+ */
+dr_status config_resolve_plugin(const dr_config *cfg, dr_conf_section *sec,
+				const dr_config_key *keys, dr_error *err)
+	DR_WARN_UNUSED;
+
+/* The plugin a plugin section names: its `plugin` key, else its name. */
+const char *config_section_plugin(const dr_conf_section *sec);
+
+/* Accessors on resolved values; NULL / 0 / false when unset. The key must
+ * be declared. Strings live as long as the config. */
+const char *confv_get(const dr_conf_values *v, const char *key);
+int64_t confv_int(const dr_conf_values *v, const char *key);
+double confv_seconds(const dr_conf_values *v, const char *key);
+int confv_bool(const dr_conf_values *v, const char *key);
+int confv_is_secret(const dr_conf_values *v, const char *key);
+
+/*
+ * Parse helpers shared with the plugin host, exposed for tests. Each
+ * returns 0 on success and -1 on a bad value.
+ *   size:     "1048576", "512k", "1M", "2G" (binary multiples)
+ *   duration: "30", "30s", "250ms", "10m", "2h" -> seconds
+ *   bool:     true/false yes/no on/off 1/0
+ */
+int config_parse_size(const char *s, int64_t *out);
+int config_parse_duration(const char *s, double *out);
+int config_parse_bool(const char *s, int *out);
+
+/* Write the effective configuration as INI to `f`, secrets shown as
+ * "(secret)". For `darkroom config check --print`. */
+void config_print(const dr_config *cfg, FILE *f);
+
+#endif
