@@ -1,0 +1,743 @@
+/*
+ * test_plugin.c - the plugin host: loading and checking plugin files,
+ * listing a directory, the services table, and instances from a config.
+ *
+ * The plugins are the fixtures built from the .c files of
+ * tests/plugins/fixtures into DR_BUILD_DIR/tests/fixtures: good.so and
+ * goodsink.so are valid, every other one is wrong in exactly one way.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "log.h"
+#include "plugin.h"
+
+#ifndef DR_BUILD_DIR
+#error "DR_BUILD_DIR must name the build folder (the Makefile passes it)"
+#endif
+
+#define FIXTURES DR_BUILD_DIR "/tests/fixtures"
+
+/* The fixtures that must be refused, and a piece of each one's message. */
+static const struct {
+	const char *name;
+	dr_status status;
+	const char *message;
+} bad_fixtures[] = {
+	{ "nosym", DR_ERR_PLUGIN,
+	  "does not export the symbol dr_plugin_entry" },
+	{ "nullentry", DR_ERR_PLUGIN, "dr_plugin_entry() returned NULL" },
+	{ "badabi", DR_ERR_PLUGIN,
+	  "was built for plugin ABI 999, this darkroom speaks ABI 1" },
+	{ "badsize", DR_ERR_PLUGIN, "has a descriptor of" },
+	{ "wrongname", DR_ERR_PLUGIN, "calls itself 'other'" },
+	{ "badkind", DR_ERR_PLUGIN, "has unknown kind 7" },
+	{ "nosubmit", DR_ERR_PLUGIN,
+	  "adapter plugin 'nosubmit' lacks the mandatory operation 'submit'" },
+	{ "noput", DR_ERR_PLUGIN,
+	  "sink plugin 'noput' lacks the mandatory operation 'put'" },
+};
+#define N_BAD (sizeof(bad_fixtures) / sizeof(bad_fixtures[0]))
+
+/* ------------------------------------------------------------------------
+ * Helpers
+ */
+
+static int rm_entry(const char *path, const struct stat *sb, int flag,
+		    struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+/* A fresh temporary directory; remove with rm_rf(). */
+static void make_tmp(char *buf, size_t n)
+{
+	snprintf(buf, n, "/tmp/test_plugin.XXXXXX");
+	assert_non_null(mkdtemp(buf));
+}
+
+static void rm_rf(const char *path)
+{
+	nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void link_fixture(const char *name, const char *dir, const char *as)
+{
+	char from[512], to[512];
+
+	snprintf(from, sizeof(from), FIXTURES "/%s.so", name);
+	snprintf(to, sizeof(to), "%s/%s", dir, as);
+	assert_int_equal(symlink(from, to), 0);
+}
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	assert_int_equal(fclose(f), 0);
+}
+
+static int is_zeroed(const dr_loaded_plugin *p)
+{
+	return !p->desc && !p->handle && !p->path;
+}
+
+/* ------------------------------------------------------------------------
+ * plugin_load
+ */
+
+static void test_load_good(void **state)
+{
+	dr_loaded_plugin p;
+	dr_error err;
+
+	(void)state;
+	assert_int_equal(plugin_load(FIXTURES, "good", &p, &err), DR_OK);
+	assert_non_null(p.handle);
+	assert_string_equal(p.path, FIXTURES "/good.so");
+	assert_string_equal(p.desc->name, "good");
+	assert_int_equal(p.desc->kind, DR_PLUGIN_ADAPTER);
+	assert_non_null(p.desc->adapter->submit);
+	plugin_unload(&p);
+	assert_true(is_zeroed(&p));
+	plugin_unload(&p); /* a zeroed struct is fine */
+	plugin_unload(NULL);
+}
+
+/* The same file loaded twice gets two working handles (dlopen counts). */
+static void test_load_twice(void **state)
+{
+	dr_loaded_plugin a, b;
+	dr_error err;
+
+	(void)state;
+	assert_int_equal(plugin_load(FIXTURES, "goodsink", &a, &err), DR_OK);
+	assert_int_equal(plugin_load(FIXTURES, "goodsink", &b, &err), DR_OK);
+	assert_ptr_equal(a.desc, b.desc);
+	plugin_unload(&a);
+	assert_string_equal(b.desc->name, "goodsink");
+	plugin_unload(&b);
+}
+
+static void test_load_missing(void **state)
+{
+	dr_loaded_plugin p;
+	dr_error err;
+
+	(void)state;
+	memset(&p, 0xff, sizeof(p));
+	assert_int_equal(plugin_load(FIXTURES, "absent", &p, &err),
+			 DR_ERR_NOT_FOUND);
+	assert_string_equal(err.message, "plugin 'absent' not found: " FIXTURES
+					 "/absent.so does not exist");
+	assert_string_equal(err.code, "plugin_not_found");
+	assert_true(is_zeroed(&p));
+}
+
+static void test_load_not_elf(void **state)
+{
+	char dir[64], path[128];
+	dr_loaded_plugin p;
+	dr_error err;
+
+	(void)state;
+	make_tmp(dir, sizeof(dir));
+	write_file(dir, "junk.so", "this is not a shared object\n");
+	snprintf(path, sizeof(path), "cannot load plugin %s/junk.so: ", dir);
+	assert_int_equal(plugin_load(dir, "junk", &p, &err), DR_ERR_PLUGIN);
+	assert_string_equal(err.code, "plugin_load_failed");
+	/* Our sentence, then dlerror()'s. */
+	assert_memory_equal(err.message, path, strlen(path));
+	assert_true(strlen(err.message) > strlen(path));
+	assert_true(is_zeroed(&p));
+	rm_rf(dir);
+}
+
+/* Each broken fixture is refused with its own message naming the file. */
+static void test_load_bad_fixtures(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < N_BAD; i++) {
+		char path[256];
+		dr_loaded_plugin p;
+		dr_error err;
+		dr_status st;
+
+		snprintf(path, sizeof(path), FIXTURES "/%s.so",
+			 bad_fixtures[i].name);
+		st = plugin_load(FIXTURES, bad_fixtures[i].name, &p, &err);
+		if (st != bad_fixtures[i].status ||
+		    !strstr(err.message, bad_fixtures[i].message) ||
+		    !strstr(err.message, path))
+			fail_msg("%s: status %d, message: %s",
+				 bad_fixtures[i].name, (int)st, err.message);
+		assert_int_equal(err.status, st);
+		assert_true(is_zeroed(&p));
+	}
+}
+
+static void test_load_abi_message(void **state)
+{
+	dr_loaded_plugin p;
+	dr_error err;
+
+	(void)state;
+	assert_int_equal(plugin_load(FIXTURES, "badabi", &p, &err),
+			 DR_ERR_PLUGIN);
+	assert_string_equal(err.code, "plugin_abi_mismatch");
+	assert_string_equal(err.message,
+			    "plugin " FIXTURES "/badabi.so was built for "
+			    "plugin ABI 999, this darkroom speaks ABI 1; "
+			    "rebuild it against this darkroom's "
+			    "darkroom-plugin.h");
+}
+
+static void test_load_size_message(void **state)
+{
+	char want[512];
+	dr_loaded_plugin p;
+	dr_error err;
+
+	(void)state;
+	snprintf(want, sizeof(want),
+		 "plugin %s/badsize.so has a descriptor of %zu bytes, this "
+		 "darkroom expects %zu (same ABI version, different build); "
+		 "rebuild it",
+		 FIXTURES, sizeof(dr_plugin) + 8, sizeof(dr_plugin));
+	assert_int_equal(plugin_load(FIXTURES, "badsize", &p, &err),
+			 DR_ERR_PLUGIN);
+	assert_string_equal(err.message, want);
+}
+
+/* Names that are not plain names are refused before any file is looked
+ * at: "../good" would reach a real plugin one folder up. */
+static void test_load_invalid_names(void **state)
+{
+	const char *bad[] = { "../good", "a/b",	    "",	     "/good",
+			      "Good",	 "good.so", "go od", "g\xc3\xb6od",
+			      ".",	 "..",	    NULL };
+	char dir[64], sub[96], name65[66];
+	dr_loaded_plugin p;
+	dr_error err;
+
+	(void)state;
+	make_tmp(dir, sizeof(dir));
+	snprintf(sub, sizeof(sub), "%s/p", dir);
+	assert_int_equal(mkdir(sub, 0755), 0);
+	link_fixture("good", dir, "good.so");
+	link_fixture("good", sub, "good.so");
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(plugin_load(sub, bad[i], &p, &err),
+				 DR_ERR_INVALID);
+		assert_string_equal(err.code, "plugin_invalid_name");
+		assert_true(is_zeroed(&p));
+	}
+	/* Not NOT_FOUND: the directory is never consulted. */
+	assert_int_equal(plugin_load("/nonexistent", "a/b", &p, &err),
+			 DR_ERR_INVALID);
+	assert_non_null(strstr(err.message, "invalid plugin name 'a/b'"));
+
+	/* 64 characters is a name, 65 is not. */
+	memset(name65, 'x', 65);
+	name65[65] = '\0';
+	assert_int_equal(plugin_load(sub, name65, &p, &err), DR_ERR_INVALID);
+	name65[64] = '\0';
+	assert_int_equal(plugin_load(sub, name65, &p, &err), DR_ERR_NOT_FOUND);
+
+	/* The good one, by its plain name, loads. */
+	assert_int_equal(plugin_load(sub, "good", &p, &err), DR_OK);
+	plugin_unload(&p);
+	rm_rf(dir);
+}
+
+/* ------------------------------------------------------------------------
+ * plugins_scan
+ */
+
+static void test_scan_fixtures(void **state)
+{
+	dr_loaded_plugin *list;
+	size_t n, files = 0, lines = 0;
+	char *errors;
+	dr_error err;
+	DIR *d;
+	struct dirent *de;
+	int saw_good = 0, saw_goodsink = 0;
+
+	(void)state;
+	assert_int_equal(plugins_scan(FIXTURES, &list, &n, &errors, &err),
+			 DR_OK);
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0)
+			assert_true(strcmp(list[i - 1].desc->name,
+					   list[i].desc->name) < 0);
+		saw_good |= strcmp(list[i].desc->name, "good") == 0;
+		saw_goodsink |= strcmp(list[i].desc->name, "goodsink") == 0;
+	}
+	assert_true(saw_good && saw_goodsink);
+
+	/* Every bad fixture is reported, on its own line. */
+	assert_non_null(errors);
+	for (size_t i = 0; i < N_BAD; i++)
+		assert_non_null(strstr(errors, bad_fixtures[i].message));
+	for (const char *s = errors; *s; s++)
+		lines += *s == '\n';
+	d = opendir(FIXTURES);
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL) {
+		size_t len = strlen(de->d_name);
+
+		files += len > 3 && strcmp(de->d_name + len - 3, ".so") == 0;
+	}
+	closedir(d);
+	assert_int_equal(n + lines, files);
+	free(errors);
+	plugins_list_free(list, n);
+}
+
+/* The plugins this tree ships all pass the loader's checks. */
+static void test_scan_shipped(void **state)
+{
+	dr_loaded_plugin *list;
+	size_t n;
+	char *errors;
+	dr_error err;
+	int saw_fs = 0, saw_null = 0;
+
+	(void)state;
+	assert_int_equal(
+		plugins_scan(DR_BUILD_DIR "/plugins", &list, &n, &errors, &err),
+		DR_OK);
+	if (errors)
+		fail_msg("shipped plugins refused:\n%s", errors);
+	for (size_t i = 0; i < n; i++) {
+		saw_fs |= strcmp(list[i].desc->name, "fs") == 0;
+		saw_null |= strcmp(list[i].desc->name, "null") == 0;
+	}
+	assert_true(saw_fs && saw_null);
+	plugins_list_free(list, n);
+}
+
+static void test_scan_dir(void **state)
+{
+	dr_loaded_plugin *list;
+	char dir[64];
+	char *errors;
+	size_t n;
+	dr_error err;
+
+	(void)state;
+	make_tmp(dir, sizeof(dir));
+	/* Empty: nothing, no errors. */
+	assert_int_equal(plugins_scan(dir, &list, &n, &errors, &err), DR_OK);
+	assert_int_equal(n, 0);
+	assert_null(errors);
+	plugins_list_free(list, n);
+
+	link_fixture("good", dir, "good.so");
+	link_fixture("goodsink", dir, "Bad.so");
+	write_file(dir, "README", "not a plugin");
+	write_file(dir, ".so", "no name");
+	assert_int_equal(plugins_scan(dir, &list, &n, &errors, &err), DR_OK);
+	assert_int_equal(n, 1);
+	assert_string_equal(list[0].desc->name, "good");
+	assert_non_null(errors);
+	assert_non_null(strstr(errors, "/Bad.so: not a plugin file name"));
+	assert_null(strstr(errors, "README"));
+	free(errors);
+	plugins_list_free(list, n);
+
+	/* errors may be NULL when the caller does not want them. */
+	assert_int_equal(plugins_scan(dir, &list, &n, NULL, &err), DR_OK);
+	assert_int_equal(n, 1);
+	plugins_list_free(list, n);
+	plugins_list_free(NULL, 0);
+	rm_rf(dir);
+}
+
+static void test_scan_missing_dir(void **state)
+{
+	dr_loaded_plugin *list;
+	char *errors;
+	size_t n;
+	dr_error err;
+
+	(void)state;
+	assert_int_equal(
+		plugins_scan("/nonexistent/plugins", &list, &n, &errors, &err),
+		DR_ERR_NOT_FOUND);
+	assert_null(list);
+	assert_int_equal(n, 0);
+	assert_null(errors);
+	assert_non_null(strstr(err.message, "/nonexistent/plugins"));
+}
+
+/* ------------------------------------------------------------------------
+ * The services table
+ */
+
+static void test_host_table(void **state)
+{
+	const dr_host *h = plugin_host_services();
+	unsigned char buf[1000];
+	int nonzero = 0;
+	double now;
+	dr_error err;
+
+	(void)state;
+	assert_int_equal(h->abi_version, DR_PLUGIN_ABI_VERSION);
+	assert_int_equal(h->size, sizeof(dr_host));
+
+	memset(buf, 0, sizeof(buf));
+	assert_int_equal(h->random_bytes(buf, sizeof(buf)), DR_OK);
+	for (size_t i = 0; i < sizeof(buf); i++)
+		nonzero += buf[i] != 0;
+	assert_true(nonzero > 900);
+	assert_int_equal(h->random_bytes(buf, 0), DR_OK);
+
+	now = h->now();
+	assert_true(now > (double)time(NULL) - 5);
+	assert_true(now < (double)time(NULL) + 5);
+
+	err.retryable = 1;
+	err.retry_after = 3;
+	/* (*h->fail): cmocka defines a macro fail(). */
+	assert_int_equal((*h->fail)(&err, DR_ERR_IO, "sink_full",
+				    "disk %s at %d%%", "full", 100),
+			 DR_ERR_IO);
+	assert_int_equal(err.status, DR_ERR_IO);
+	assert_string_equal(err.code, "sink_full");
+	assert_string_equal(err.message, "disk full at 100%");
+	assert_int_equal(err.retryable, 0);
+	assert_true(err.retry_after == 0);
+	assert_int_equal((*h->fail)(NULL, DR_ERR_IO, NULL, "x"), DR_ERR_IO);
+}
+
+/* A hand-made instance: the services that need no config. */
+static void test_host_instance(void **state)
+{
+	const dr_host *h = plugin_host_services();
+	dr_loaded_plugin lp;
+	dr_config cfg;
+	struct dr_instance inst;
+	char captured[4096];
+	dr_error err;
+	FILE *tmp;
+	size_t n;
+	int saved;
+
+	(void)state;
+	assert_int_equal(plugin_load(FIXTURES, "good", &lp, &err), DR_OK);
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.server.public_url = "https://darkroom.example.com";
+	memset(&inst, 0, sizeof(inst));
+	inst.name = "gpu1";
+	inst.plugin = &lp;
+	inst.cfg = &cfg;
+
+	assert_string_equal(h->instance_name(&inst), "gpu1");
+	assert_string_equal(h->public_url(&inst),
+			    "https://darkroom.example.com");
+	/* No resolved section: unset, not a crash. */
+	assert_null(h->config_get(&inst, "greeting"));
+	assert_int_equal(h->config_int(&inst, "count"), 0);
+	assert_int_equal(h->config_bool(&inst, "fail"), 0);
+	assert_true(h->config_seconds(&inst, "count") == 0);
+
+	/* The log line carries the plugin and instance names. */
+	dr_log_init("test", DR_LOG_DEBUG, 0);
+	tmp = tmpfile();
+	assert_non_null(tmp);
+	fflush(stderr);
+	saved = dup(STDERR_FILENO);
+	assert_true(saved >= 0);
+	assert_true(dup2(fileno(tmp), STDERR_FILENO) >= 0);
+	h->log(&inst, DR_LOG_WARNING, "event=test.hello n=%d", 42);
+	h->log(&inst, DR_LOG_ERR, "event=test.multi text=%s", "a\nb");
+	fflush(stderr);
+	assert_true(dup2(saved, STDERR_FILENO) >= 0);
+	close(saved);
+	rewind(tmp);
+	n = fread(captured, 1, sizeof(captured) - 1, tmp);
+	captured[n] = '\0';
+	fclose(tmp);
+	assert_non_null(strstr(captured, "level=warning"));
+	assert_non_null(strstr(captured, "plugin=good instance=gpu1 "
+					 "event=test.hello n=42\n"));
+	assert_non_null(strstr(captured, "event=test.multi text=a b\n"));
+	plugin_unload(&lp);
+}
+
+/* ------------------------------------------------------------------------
+ * plugins_init
+ */
+
+/* Parse a config made of a [server] section pointing at the fixtures and
+ * `body`. */
+static dr_config *parse_config(const char *body)
+{
+	char text[4096];
+	dr_config *cfg = NULL;
+	dr_error err;
+	int n;
+
+	n = snprintf(text, sizeof(text),
+		     "[server]\n"
+		     "plugin_dir = " FIXTURES "\n"
+		     "public_url = https://darkroom.example.com\n"
+		     "%s",
+		     body);
+	assert_true(n > 0 && (size_t)n < sizeof(text));
+	if (config_parse("test.conf", text, (size_t)n, &cfg, &err) != DR_OK)
+		fail_msg("config_parse: %s", err.message);
+	return cfg;
+}
+
+/* plugins_init must fail on `body` with `status` and a message holding
+ * `needle`. */
+static void expect_init_error(const char *body, int create, dr_status status,
+			      const char *needle)
+{
+	dr_config *cfg = parse_config(body);
+	dr_plugins *p = (dr_plugins *)1;
+	dr_error err;
+	dr_status st;
+
+	st = plugins_init(cfg, create, &p, &err);
+	if (st != status || !strstr(err.message, needle))
+		fail_msg("status %d, message: %s", (int)st, err.message);
+	assert_null(p);
+	config_free(cfg);
+}
+
+static void test_init_good(void **state)
+{
+	const dr_host *h = plugin_host_services();
+	dr_config *cfg;
+	dr_plugins *p;
+	struct dr_instance *a, *b, *s;
+	dr_error err;
+
+	(void)state;
+	cfg = parse_config("default_adapter = good\n"
+			   "sink = store\n"
+			   "\n"
+			   "[adapter \"good\"]\n"
+			   "greeting = hi\n"
+			   "count = 3\n"
+			   "\n"
+			   "[adapter \"second\"]\n"
+			   "plugin = good\n"
+			   "\n"
+			   "[sink \"store\"]\n"
+			   "plugin = goodsink\n");
+	dr_log_init("test", DR_LOG_ERR, 0);
+	if (plugins_init(cfg, 1, &p, &err) != DR_OK)
+		fail_msg("plugins_init: %s", err.message);
+	assert_int_equal(p->n_loaded, 2);
+	assert_int_equal(p->n_adapters, 2);
+	assert_int_equal(p->n_sinks, 1);
+
+	a = plugins_adapter(p, "good");
+	b = plugins_adapter(p, "second");
+	s = plugins_sink(p, "store");
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_non_null(s);
+	assert_null(plugins_adapter(p, "store"));
+	assert_null(plugins_sink(p, "good"));
+	assert_null(plugins_adapter(p, "nope"));
+	assert_null(plugins_adapter(NULL, "good"));
+
+	/* One plugin, two instances, two states. */
+	assert_ptr_equal(a->plugin, b->plugin);
+	assert_non_null(a->state);
+	assert_non_null(b->state);
+	assert_ptr_not_equal(a->state, b->state);
+	assert_string_equal(s->plugin->desc->name, "goodsink");
+
+	/* The services read the instance's own section, defaults applied. */
+	assert_string_equal(h->instance_name(b), "second");
+	assert_string_equal(h->config_get(a, "greeting"), "hi");
+	assert_string_equal(h->config_get(b, "greeting"), "hello");
+	assert_int_equal(h->config_int(a, "count"), 3);
+	assert_int_equal(h->config_int(b, "count"), 0);
+	assert_int_equal(h->config_bool(a, "fail"), 0);
+	assert_string_equal(h->public_url(a), "https://darkroom.example.com");
+
+	plugins_free(p);
+	plugins_free(NULL);
+	config_free(cfg);
+}
+
+/* `config check` mode: loaded and validated, nothing created. */
+static void test_init_no_create(void **state)
+{
+	dr_config *cfg;
+	dr_plugins *p;
+	dr_error err;
+
+	(void)state;
+	cfg = parse_config("[adapter \"good\"]\n"
+			   "fail = yes\n");
+	if (plugins_init(cfg, 0, &p, &err) != DR_OK)
+		fail_msg("plugins_init: %s", err.message);
+	assert_int_equal(p->n_adapters, 1);
+	assert_null(plugins_adapter(p, "good")->state);
+	plugins_free(p);
+	config_free(cfg);
+}
+
+static void test_init_unknown_key(void **state)
+{
+	(void)state;
+	expect_init_error("[adapter \"good\"]\n"
+			  "greeting = hi\n"
+			  "colour = blue\n",
+			  1, DR_ERR_CONFIG, "colour");
+	/* With "path:line: " in front: the key is on line 6. */
+	expect_init_error("[adapter \"good\"]\n"
+			  "greeting = hi\n"
+			  "colour = blue\n",
+			  0, DR_ERR_CONFIG, "test.conf:6:");
+}
+
+static void test_init_wrong_kind(void **state)
+{
+	(void)state;
+	expect_init_error("sink = x\n"
+			  "[adapter \"good\"]\n"
+			  "[sink \"x\"]\n"
+			  "plugin = good\n",
+			  1, DR_ERR_CONFIG,
+			  "[sink \"x\"] names plugin 'good', which is an "
+			  "adapter");
+	expect_init_error("default_adapter = y\n"
+			  "[adapter \"y\"]\n"
+			  "plugin = goodsink\n",
+			  1, DR_ERR_CONFIG,
+			  "[adapter \"y\"] names plugin 'goodsink', which is a "
+			  "sink");
+}
+
+static void test_init_missing_plugin(void **state)
+{
+	(void)state;
+	expect_init_error(
+		"[adapter \"ghost\"]\n", 1, DR_ERR_NOT_FOUND,
+		"[adapter \"ghost\"] plugin 'ghost' not found: " FIXTURES
+		"/ghost.so does not exist");
+}
+
+static void test_init_bad_plugin(void **state)
+{
+	(void)state;
+	expect_init_error("[adapter \"badabi\"]\n", 0, DR_ERR_PLUGIN,
+			  "was built for plugin ABI 999");
+}
+
+/* config_parse() already refuses a `plugin` value that is not a name; the
+ * host refuses it again, without touching the file system, should one
+ * ever get through (here: edited into the parsed config). */
+static void test_init_plugin_path(void **state)
+{
+	dr_config *cfg;
+	dr_plugins *p;
+	dr_error err;
+	char *value = NULL;
+
+	(void)state;
+	cfg = parse_config("[adapter \"x\"]\n"
+			   "plugin = abcdefg\n");
+	for (size_t i = 0; i < cfg->n_sections; i++)
+		for (size_t j = 0; j < cfg->sections[i].n_entries; j++)
+			if (strcmp(cfg->sections[i].entries[j].key, "plugin") ==
+			    0)
+				value = cfg->sections[i].entries[j].value;
+	assert_non_null(value);
+	assert_int_equal(strlen(value), strlen("../good"));
+	memcpy(value, "../good", strlen(value));
+	assert_int_equal(plugins_init(cfg, 1, &p, &err), DR_ERR_INVALID);
+	assert_null(p);
+	assert_non_null(strstr(err.message, "invalid plugin name '../good'"));
+	config_free(cfg);
+}
+
+/* A create() that fails is reported with the section, and everything
+ * created before it is destroyed (the sanitizer build checks the leak). */
+static void test_init_create_fails(void **state)
+{
+	(void)state;
+	expect_init_error("default_adapter = first\n"
+			  "sink = s\n"
+			  "[adapter \"first\"]\n"
+			  "plugin = good\n"
+			  "[sink \"s\"]\n"
+			  "plugin = goodsink\n"
+			  "[adapter \"second\"]\n"
+			  "plugin = good\n"
+			  "fail = true\n",
+			  1, DR_ERR_CONFIG,
+			  "[adapter \"second\"] plugin 'good' could not start: "
+			  "asked to fail by its config");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_load_good),
+		cmocka_unit_test(test_load_twice),
+		cmocka_unit_test(test_load_missing),
+		cmocka_unit_test(test_load_not_elf),
+		cmocka_unit_test(test_load_bad_fixtures),
+		cmocka_unit_test(test_load_abi_message),
+		cmocka_unit_test(test_load_size_message),
+		cmocka_unit_test(test_load_invalid_names),
+		cmocka_unit_test(test_scan_fixtures),
+		cmocka_unit_test(test_scan_shipped),
+		cmocka_unit_test(test_scan_dir),
+		cmocka_unit_test(test_scan_missing_dir),
+		cmocka_unit_test(test_host_table),
+		cmocka_unit_test(test_host_instance),
+		cmocka_unit_test(test_init_good),
+		cmocka_unit_test(test_init_no_create),
+		cmocka_unit_test(test_init_unknown_key),
+		cmocka_unit_test(test_init_wrong_kind),
+		cmocka_unit_test(test_init_missing_plugin),
+		cmocka_unit_test(test_init_bad_plugin),
+		cmocka_unit_test(test_init_plugin_path),
+		cmocka_unit_test(test_init_create_fails),
+	};
+
+	/* The environment must not steer the configs these tests parse. */
+	unsetenv("DARKROOM_SINK");
+	unsetenv("DARKROOM_PUBLIC_URL");
+	unsetenv("DARKROOM_PORT");
+	unsetenv("DARKROOM_API_KEY");
+	unsetenv("DARKROOM_CDN_BASE_URL");
+	dr_log_init("test", DR_LOG_ERR, 0);
+	return cmocka_run_group_tests_name("plugin host", tests, NULL, NULL);
+}

@@ -1,0 +1,389 @@
+/*
+ * mock_host.c - a stand-in for the darkroom core, for plugin unit tests
+ * (see mock_host.h).
+ *
+ * Plugins treat dr_instance as opaque and only hand it back to host
+ * functions, so the mock defines the struct its own way: this file is
+ * never linked with the core's plugin host. Only darkroom-plugin.h and
+ * the C library are included, on purpose.
+ *
+ * Values are parsed the way the core documents them in darkroom-plugin.h
+ * (k/M/G sizes, ms/s/m/h durations, yes/no booleans), leniently: the core
+ * validates values before create(), so a test only sets good ones.
+ */
+#include "mock_host.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+
+/* Most log lines kept per instance, and the longest. */
+#define MOCK_LOG_MAX  1024
+#define MOCK_LINE_MAX 2048
+
+typedef struct mock_value {
+	char *key;
+	char *value;
+} mock_value;
+
+struct dr_instance {
+	char *name;
+	const dr_config_key *keys; /* NULL: any key goes */
+	mock_value *values;
+	size_t n_values;
+	char *public_url;
+	char **log;
+	size_t n_log;
+	int undeclared;
+};
+
+static enum mock_random random_mode = MOCK_RANDOM_REAL;
+static uint64_t random_state;
+static double fixed_now;
+
+static void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+
+	if (!p) {
+		fputs("mock_host: out of memory\n", stderr);
+		abort();
+	}
+	return p;
+}
+
+static char *xstrdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+
+	return memcpy(xmalloc(n), s, n);
+}
+
+/* ------------------------------------------------------------------------
+ * Configuration
+ */
+
+static int declared(const dr_instance *inst, const char *key)
+{
+	if (!inst->keys)
+		return 1;
+	for (const dr_config_key *k = inst->keys; k->name; k++)
+		if (strcmp(k->name, key) == 0)
+			return 1;
+	return 0;
+}
+
+static mock_value *find_value(const dr_instance *inst, const char *key)
+{
+	for (size_t i = 0; i < inst->n_values; i++)
+		if (strcmp(inst->values[i].key, key) == 0)
+			return &inst->values[i];
+	return NULL;
+}
+
+static const char *mock_config_get(const dr_instance *inst, const char *key)
+{
+	mock_value *v;
+
+	if (!declared(inst, key)) {
+		/* The core's accessors require declared keys; count it so a
+		 * test can catch the plugin asking for one. */
+		((dr_instance *)inst)->undeclared++;
+		return NULL;
+	}
+	v = find_value(inst, key);
+	return v ? v->value : NULL;
+}
+
+static int64_t mock_config_int(const dr_instance *inst, const char *key)
+{
+	const char *s = mock_config_get(inst, key);
+	char *end;
+	long long v;
+
+	if (!s)
+		return 0;
+	v = strtoll(s, &end, 10);
+	switch (*end) {
+	case 'k':
+	case 'K':
+		return v * 1024;
+	case 'M':
+		return v * 1024 * 1024;
+	case 'G':
+		return v * 1024 * 1024 * 1024;
+	}
+	return v;
+}
+
+static double mock_config_seconds(const dr_instance *inst, const char *key)
+{
+	const char *s = mock_config_get(inst, key);
+	char *end;
+	double v;
+
+	if (!s)
+		return 0;
+	v = strtod(s, &end);
+	if (strcmp(end, "ms") == 0)
+		return v / 1000;
+	if (strcmp(end, "m") == 0)
+		return v * 60;
+	if (strcmp(end, "h") == 0)
+		return v * 3600;
+	return v;
+}
+
+static int mock_config_bool(const dr_instance *inst, const char *key)
+{
+	const char *s = mock_config_get(inst, key);
+
+	return s && (strcasecmp(s, "true") == 0 || strcasecmp(s, "yes") == 0 ||
+		     strcasecmp(s, "on") == 0 || strcmp(s, "1") == 0);
+}
+
+/* ------------------------------------------------------------------------
+ * The other services
+ */
+
+static const char *const level_names[8] = {
+	"emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
+};
+
+static void mock_log(const dr_instance *inst, int level, const char *fmt, ...)
+{
+	dr_instance *mut = (dr_instance *)inst;
+	char line[MOCK_LINE_MAX];
+	size_t n;
+	va_list ap;
+
+	n = (size_t)snprintf(line, sizeof(line), "%s ",
+			     level >= 0 && level < 8 ? level_names[level]
+						     : "bad-level");
+	va_start(ap, fmt);
+	vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+	va_end(ap);
+	if (getenv("MOCK_HOST_VERBOSE"))
+		fprintf(stderr, "mock_host: %s: %s\n", inst ? inst->name : "?",
+			line);
+	if (!mut || mut->n_log == MOCK_LOG_MAX)
+		return;
+	mut->log = realloc(mut->log, (mut->n_log + 1) * sizeof(*mut->log));
+	if (!mut->log)
+		abort();
+	mut->log[mut->n_log++] = xstrdup(line);
+}
+
+static const char *mock_instance_name(const dr_instance *inst)
+{
+	return inst ? inst->name : NULL;
+}
+
+static const char *mock_public_url(const dr_instance *inst)
+{
+	return inst ? inst->public_url : NULL;
+}
+
+/* splitmix64: a fixed, well-spread sequence for MOCK_RANDOM_FIXED. */
+static uint64_t next_fixed(void)
+{
+	uint64_t z = (random_state += 0x9e3779b97f4a7c15u);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+	return z ^ (z >> 31);
+}
+
+static dr_status mock_random_bytes(void *buf, size_t len)
+{
+	unsigned char *p = buf;
+
+	switch (random_mode) {
+	case MOCK_RANDOM_FAIL:
+		return DR_ERR_IO;
+	case MOCK_RANDOM_FIXED:
+		for (size_t i = 0; i < len; i++)
+			p[i] = (unsigned char)next_fixed();
+		return DR_OK;
+	case MOCK_RANDOM_REAL:
+		break;
+	}
+	while (len > 0) {
+		ssize_t n = getrandom(p, len, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return DR_ERR_IO;
+		p += n;
+		len -= (size_t)n;
+	}
+	return DR_OK;
+}
+
+static double mock_now(void)
+{
+	struct timespec ts;
+
+	if (fixed_now != 0)
+		return fixed_now;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static dr_status mock_fail(dr_error *err, dr_status status, const char *code,
+			   const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err)
+		return status;
+	err->status = status;
+	err->retryable = 0;
+	err->retry_after = 0;
+	snprintf(err->code, sizeof(err->code), "%s", code ? code : "");
+	va_start(ap, fmt);
+	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	va_end(ap);
+	return status;
+}
+
+static const dr_host mock_table = {
+	.abi_version = DR_PLUGIN_ABI_VERSION,
+	.size = sizeof(dr_host),
+	.log = mock_log,
+	.config_get = mock_config_get,
+	.config_int = mock_config_int,
+	.config_seconds = mock_config_seconds,
+	.config_bool = mock_config_bool,
+	.instance_name = mock_instance_name,
+	.public_url = mock_public_url,
+	.random_bytes = mock_random_bytes,
+	.now = mock_now,
+	.fail = mock_fail,
+};
+
+const dr_host *mock_host(void)
+{
+	return &mock_table;
+}
+
+/* ------------------------------------------------------------------------
+ * Instances
+ */
+
+dr_instance *mock_instance_new(const char *name, const dr_plugin *plugin)
+{
+	dr_instance *inst = xmalloc(sizeof(*inst));
+
+	memset(inst, 0, sizeof(*inst));
+	inst->name = xstrdup(name);
+	inst->keys = plugin ? plugin->config_keys : NULL;
+	if (plugin && !inst->keys) {
+		/* A plugin without keys: every lookup is undeclared. */
+		static const dr_config_key none[] = { { NULL, 0, NULL, NULL, 0,
+							NULL } };
+		inst->keys = none;
+	}
+	if (inst->keys)
+		for (const dr_config_key *k = inst->keys; k->name; k++)
+			if (k->default_value)
+				mock_host_set(inst, k->name, k->default_value);
+	return inst;
+}
+
+void mock_instance_free(dr_instance *inst)
+{
+	if (!inst)
+		return;
+	for (size_t i = 0; i < inst->n_values; i++) {
+		free(inst->values[i].key);
+		free(inst->values[i].value);
+	}
+	free(inst->values);
+	mock_host_log_clear(inst);
+	free(inst->public_url);
+	free(inst->name);
+	free(inst);
+}
+
+void mock_host_set(dr_instance *inst, const char *key, const char *value)
+{
+	mock_value *v = find_value(inst, key);
+
+	if (!value) {
+		if (v) {
+			free(v->key);
+			free(v->value);
+			*v = inst->values[--inst->n_values];
+		}
+		return;
+	}
+	if (v) {
+		free(v->value);
+		v->value = xstrdup(value);
+		return;
+	}
+	inst->values = realloc(inst->values,
+			       (inst->n_values + 1) * sizeof(*inst->values));
+	if (!inst->values)
+		abort();
+	inst->values[inst->n_values].key = xstrdup(key);
+	inst->values[inst->n_values].value = xstrdup(value);
+	inst->n_values++;
+}
+
+void mock_host_set_public_url(dr_instance *inst, const char *url)
+{
+	free(inst->public_url);
+	inst->public_url = url ? xstrdup(url) : NULL;
+}
+
+int mock_host_undeclared(const dr_instance *inst)
+{
+	return inst->undeclared;
+}
+
+size_t mock_host_log_count(const dr_instance *inst)
+{
+	return inst->n_log;
+}
+
+const char *mock_host_log_line(const dr_instance *inst, size_t i)
+{
+	return i < inst->n_log ? inst->log[i] : NULL;
+}
+
+int mock_host_log_has(const dr_instance *inst, const char *needle)
+{
+	for (size_t i = 0; i < inst->n_log; i++)
+		if (strstr(inst->log[i], needle))
+			return 1;
+	return 0;
+}
+
+void mock_host_log_clear(dr_instance *inst)
+{
+	for (size_t i = 0; i < inst->n_log; i++)
+		free(inst->log[i]);
+	free(inst->log);
+	inst->log = NULL;
+	inst->n_log = 0;
+}
+
+void mock_host_random(enum mock_random mode)
+{
+	random_mode = mode;
+	random_state = 0x6461726b726f6f6du; /* "darkroom" */
+}
+
+void mock_host_set_now(double t)
+{
+	fixed_now = t;
+}
