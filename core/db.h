@@ -1,0 +1,89 @@
+/*
+ * db.h - the MariaDB connection of a process, with prepared statements.
+ *
+ * One dr_db per process (the FastCGI app and each worker are single
+ * threaded). It connects lazily, caches one prepared statement per SQL
+ * text (callers pass string literals, so the pointer is the cache key), and
+ * reconnects by itself after the server went away, re-preparing what it
+ * needs. Every failure maps to a dr_status:
+ *   DR_ERR_UNAVAILABLE  the server cannot be reached or the connection was
+ *                       lost (the API answers 503, a worker retries later);
+ *   DR_ERR_CONFLICT     a unique key was violated (err->code "duplicate");
+ *   DR_ERR_DATABASE     anything else (SQL error, deadlock: err->retryable).
+ * Error messages never contain SQL text or credentials.
+ *
+ * Parameters are given by a type string and varargs:
+ *   's' const char *      (NULL binds SQL NULL)
+ *   'b' const void *, size_t   (bytes; NULL binds SQL NULL)
+ *   'i' int64_t           'u' uint64_t          'd' double
+ * Results come back as text cells (SQL NULL is a NULL pointer): DATETIME
+ * as "YYYY-MM-DD HH:MM:SS.ffffff", numbers in decimal.
+ */
+#ifndef DR_DB_H
+#define DR_DB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "error.h"
+
+typedef struct dr_db dr_db;
+
+typedef struct dr_db_rows {
+	size_t n_rows;
+	size_t n_cols;
+	char **cells;          /* n_rows * n_cols, row-major; NULL = SQL NULL */
+	unsigned long *lens;   /* byte lengths of the cells */
+} dr_db_rows;
+
+/* Make a handle for the [database] settings of `cfg` (borrowed; must
+ * outlive the handle). Does not connect; never fails but for memory. */
+dr_db *db_new(const dr_config *cfg);
+
+/* Same, but connecting without selecting a database (for migrate's
+ * CREATE DATABASE). */
+dr_db *db_new_server(const dr_config *cfg);
+
+/* Close the connection and free the handle; NULL is a no-op. */
+void db_free(dr_db *db);
+
+/* Connect now if not connected and check the server answers. */
+dr_status db_ping(dr_db *db, dr_error *err) DR_WARN_UNUSED;
+
+/* Drop the connection (after fork(), a child calls this before use so it
+ * never shares the parent's socket). */
+void db_disconnect(dr_db *db);
+
+/* Run a statement that returns no rows. `*affected` (may be NULL) gets the
+ * affected row count. */
+dr_status db_exec(dr_db *db, const char *sql, uint64_t *affected,
+		  dr_error *err, const char *types, ...) DR_WARN_UNUSED;
+
+/* Run a query; *rows (owned by the caller, free with db_rows_free) holds
+ * every row. */
+dr_status db_query(dr_db *db, const char *sql, dr_db_rows **rows,
+		   dr_error *err, const char *types, ...) DR_WARN_UNUSED;
+
+/* Run SQL text without parameters or results (migrations, DDL); not
+ * cached. */
+dr_status db_exec_text(dr_db *db, const char *sql, dr_error *err)
+	DR_WARN_UNUSED;
+
+/* The cell at (row, col), NULL for SQL NULL or out of range. */
+const char *db_cell(const dr_db_rows *rows, size_t row, size_t col);
+
+/* Free a result; NULL is a no-op. */
+void db_rows_free(dr_db_rows *rows);
+
+/* Transactions. db_begin() fails with DR_ERR_UNAVAILABLE when the server
+ * is away; after a lost connection inside a transaction every call fails
+ * until db_rollback(). */
+dr_status db_begin(dr_db *db, dr_error *err) DR_WARN_UNUSED;
+dr_status db_commit(dr_db *db, dr_error *err) DR_WARN_UNUSED;
+void db_rollback(dr_db *db);
+
+/* AUTO_INCREMENT id of the last insert on this connection. */
+uint64_t db_last_insert_id(dr_db *db);
+
+#endif

@@ -1,0 +1,1167 @@
+/*
+ * test_db.c - core/db.c and core/migrate.c against a real MariaDB.
+ *
+ * The group setup installs and starts a private MariaDB server in a fresh
+ * temporary folder (unix socket plus TCP on a free port of 127.0.0.1), so
+ * the tests need mariadb-server installed and run as root, as REFERENCE.md
+ * describes. The server is stopped and the folder removed by the group
+ * teardown, by an atexit() handler if a test aborts the run, and (through
+ * PR_SET_PDEATHSIG) by the kernel if this process dies outright.
+ *
+ * The cases drive the public interface only: the statement cache is
+ * observed through the server's own Com_stmt_prepare counter, reconnects
+ * through CONNECTION_ID(), fork safety through the parent's session
+ * surviving its children.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "db.h"
+#include "log.h"
+#include "migrate.h"
+
+#ifndef DR_SOURCE_DIR
+#define DR_SOURCE_DIR "."
+#endif
+
+/* How long the server may take to answer after starting, seconds. */
+#define SERVER_START_WAIT 30.0
+/* How long it may take to stop on SIGTERM before SIGKILL, seconds. */
+#define SERVER_STOP_WAIT 20.0
+#define TCP_USER	 "dr"
+#define TCP_PASSWORD	 "pw-Secret-42"
+
+static struct {
+	char dir[64];
+	char data[128];
+	char sock[128];
+	char log[128];
+	int port;
+	pid_t pid;   /* mariadbd, 0 when stopped */
+	pid_t owner; /* this test process (not its forked children) */
+} srv;
+
+static dr_config cfg;	  /* root over the unix socket, database drt */
+static dr_config cfg_tcp; /* dr over TCP with a password, database drt */
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_s(double s)
+{
+	struct timespec ts;
+
+	ts.tv_sec = (time_t)s;
+	ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* ------------------------------------------------------------------ */
+/* The private server */
+
+/* The path of a MariaDB program: /usr/sbin, /usr/bin, else via PATH. */
+static char *sbin(const char *name, char *buf, size_t n)
+{
+	static const char *const dirs[] = { "/usr/sbin/", "/usr/bin/", "" };
+
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		snprintf(buf, n, "%s%s", dirs[i], name);
+		if (dirs[i][0] == '\0' || access(buf, X_OK) == 0)
+			break;
+	}
+	return buf;
+}
+
+/* Start argv with output appended to `log`; the child dies with us. */
+static pid_t spawn(char *const argv[], const char *log)
+{
+	pid_t parent = getpid();
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		int in = open("/dev/null", O_RDONLY);
+		int out = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		if (in < 0 || out < 0)
+			_exit(127);
+		dup2(in, 0);
+		dup2(out, 1);
+		dup2(out, 2);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* Run argv to completion; its exit status, or -1. */
+static int run(char *const argv[], const char *log)
+{
+	int status;
+	pid_t pid = spawn(argv, log);
+
+	if (pid < 0)
+		return -1;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void print_log(void)
+{
+	char line[512];
+	FILE *f = fopen(srv.log, "r");
+
+	if (!f)
+		return;
+	fprintf(stderr, "---- %s ----\n", srv.log);
+	while (fgets(line, sizeof(line), f))
+		fputs(line, stderr);
+	fclose(f);
+}
+
+static int free_port(void)
+{
+	struct sockaddr_in a;
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+
+	if (fd < 0)
+		return -1;
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+		port = ntohs(a.sin_port);
+	close(fd);
+	return port;
+}
+
+static int server_start(void)
+{
+	char bin[64], admin[64], a_data[160], a_sock[160], a_port[32];
+	char a_ping_sock[160];
+	char *argv[] = { sbin("mariadbd", bin, sizeof(bin)),
+			 "--no-defaults",
+			 "--user=root",
+			 a_data,
+			 a_sock,
+			 a_port,
+			 "--bind-address=127.0.0.1",
+			 "--skip-name-resolve",
+			 "--skip-log-bin",
+			 "--innodb-buffer-pool-size=64M",
+			 "--innodb-log-file-size=16M",
+			 NULL };
+	char *ping[] = { sbin("mariadb-admin", admin, sizeof(admin)),
+			 "--no-defaults",
+			 a_ping_sock,
+			 "-uroot",
+			 "ping",
+			 NULL };
+	double deadline = now() + SERVER_START_WAIT;
+
+	snprintf(a_data, sizeof(a_data), "--datadir=%s", srv.data);
+	snprintf(a_sock, sizeof(a_sock), "--socket=%s", srv.sock);
+	snprintf(a_port, sizeof(a_port), "--port=%d", srv.port);
+	snprintf(a_ping_sock, sizeof(a_ping_sock), "--socket=%s", srv.sock);
+	srv.pid = spawn(argv, srv.log);
+	if (srv.pid < 0) {
+		srv.pid = 0;
+		return -1;
+	}
+	while (now() < deadline) {
+		int status;
+
+		if (waitpid(srv.pid, &status, WNOHANG) == srv.pid) {
+			srv.pid = 0;
+			fprintf(stderr, "mariadbd exited during start\n");
+			print_log();
+			return -1;
+		}
+		if (run(ping, "/dev/null") == 0)
+			return 0;
+		sleep_s(0.05);
+	}
+	fprintf(stderr, "mariadbd did not answer within %.0f s\n",
+		SERVER_START_WAIT);
+	print_log();
+	return -1;
+}
+
+static void server_stop(void)
+{
+	double deadline = now() + SERVER_STOP_WAIT;
+	int status;
+
+	if (srv.pid <= 0)
+		return;
+	kill(srv.pid, SIGTERM);
+	while (waitpid(srv.pid, &status, WNOHANG) == 0) {
+		if (now() > deadline) {
+			kill(srv.pid, SIGKILL);
+			waitpid(srv.pid, &status, 0);
+			break;
+		}
+		sleep_s(0.01);
+	}
+	srv.pid = 0;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag,
+		    struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+static void rm_rf(const char *path)
+{
+	if (path[0])
+		nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Last resort when a test aborts the run: no grace, just clean up. */
+static void server_atexit(void)
+{
+	if (getpid() != srv.owner)
+		return;
+	if (srv.pid > 0) {
+		kill(srv.pid, SIGKILL);
+		waitpid(srv.pid, NULL, 0);
+		srv.pid = 0;
+	}
+	rm_rf(srv.dir);
+	srv.dir[0] = '\0';
+}
+
+static void set_cfg(dr_config *c, const char *name)
+{
+	memset(c, 0, sizeof(*c));
+	c->database.host = "localhost";
+	c->database.socket = srv.sock;
+	c->database.user = "root";
+	c->database.name = name;
+	c->database.connect_timeout = 2;
+	c->database.io_timeout = 10;
+}
+
+static int group_setup(void **state)
+{
+	char bin[64], a_data[160];
+	char *install[] = { sbin("mariadb-install-db", bin, sizeof(bin)),
+			    "--no-defaults",
+			    "--user=root",
+			    a_data,
+			    "--auth-root-authentication-method=socket",
+			    "--skip-test-db",
+			    NULL };
+	dr_error err;
+	dr_db *db;
+
+	(void)state;
+	dr_log_init("test_db",
+		    getenv("DR_TEST_VERBOSE") ? DR_LOG_DEBUG : DR_LOG_WARNING,
+		    0);
+	if (geteuid() != 0) {
+		fprintf(stderr, "test_db starts its own MariaDB as root "
+				"(mariadbd --user=root); run it as root\n");
+		return -1;
+	}
+	srv.owner = getpid();
+	atexit(server_atexit);
+	snprintf(srv.dir, sizeof(srv.dir), "/tmp/darkroom-db-XXXXXX");
+	if (!mkdtemp(srv.dir)) {
+		srv.dir[0] = '\0';
+		return -1;
+	}
+	snprintf(srv.data, sizeof(srv.data), "%s/data", srv.dir);
+	snprintf(srv.sock, sizeof(srv.sock), "%s/mysqld.sock", srv.dir);
+	snprintf(srv.log, sizeof(srv.log), "%s/mariadb.log", srv.dir);
+	snprintf(a_data, sizeof(a_data), "--datadir=%s", srv.data);
+	srv.port = free_port();
+	if (srv.port <= 0)
+		return -1;
+	if (run(install, srv.log) != 0) {
+		fprintf(stderr, "mariadb-install-db failed\n");
+		print_log();
+		return -1;
+	}
+	if (server_start() != 0)
+		return -1;
+
+	set_cfg(&cfg, "drt");
+	set_cfg(&cfg_tcp, "drt");
+	cfg_tcp.database.host = "127.0.0.1";
+	cfg_tcp.database.port = (unsigned)srv.port;
+	cfg_tcp.database.socket = NULL;
+	cfg_tcp.database.user = TCP_USER;
+	cfg_tcp.database.password = TCP_PASSWORD;
+
+	db = db_new_server(&cfg);
+	if (db_exec_text(db, "CREATE DATABASE drt CHARACTER SET utf8mb4",
+			 &err) ||
+	    db_exec_text(db,
+			 "CREATE USER '" TCP_USER "'@'127.0.0.1' "
+			 "IDENTIFIED BY '" TCP_PASSWORD "'",
+			 &err) ||
+	    db_exec_text(db, "GRANT ALL ON *.* TO '" TCP_USER "'@'127.0.0.1'",
+			 &err)) {
+		fprintf(stderr, "setup: %s\n", err.message);
+		db_free(db);
+		return -1;
+	}
+	db_free(db);
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	server_stop();
+	rm_rf(srv.dir);
+	srv.dir[0] = '\0';
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Helpers */
+
+#define assert_ok(expr, err)                                                   \
+	do {                                                                   \
+		dr_status s_ = (expr);                                         \
+		if (s_ != DR_OK)                                               \
+			fail_msg("%s: %s (%s)", #expr, dr_strerror(s_),        \
+				 (err).message);                               \
+	} while (0)
+
+/* The one cell of a one-row query, copied; the query must succeed. */
+static char *query1(dr_db *db, const char *sql)
+{
+	dr_db_rows *rows = NULL;
+	dr_error err;
+	char *v;
+
+	assert_ok(db_query(db, sql, &rows, &err, ""), err);
+	assert_int_equal(rows->n_rows, 1);
+	v = strdup(db_cell(rows, 0, 0) ? db_cell(rows, 0, 0) : "(null)");
+	db_rows_free(rows);
+	return v;
+}
+
+static unsigned long long query1_u(dr_db *db, const char *sql)
+{
+	char *v = query1(db, sql);
+	unsigned long long u = strtoull(v, NULL, 10);
+
+	free(v);
+	return u;
+}
+
+static unsigned long long conn_id(dr_db *db)
+{
+	return query1_u(db, "SELECT CONNECTION_ID()");
+}
+
+static unsigned long long prepares(dr_db *db)
+{
+	dr_db_rows *rows = NULL;
+	dr_error err;
+	unsigned long long n;
+
+	assert_ok(db_query(db, "SHOW SESSION STATUS LIKE 'Com_stmt_prepare'",
+			   &rows, &err, ""),
+		  err);
+	assert_int_equal(rows->n_rows, 1);
+	n = strtoull(db_cell(rows, 0, 1), NULL, 10);
+	db_rows_free(rows);
+	return n;
+}
+
+/* Kill `id` from a separate connection and wait until it is gone. */
+static void kill_conn(unsigned long long id)
+{
+	dr_db *k = db_new(&cfg);
+	dr_error err;
+	char sql[64];
+
+	snprintf(sql, sizeof(sql), "KILL CONNECTION %llu", id);
+	assert_ok(db_exec_text(k, sql, &err), err);
+	for (int i = 0; i < 200; i++) {
+		dr_db_rows *rows = NULL;
+		int gone;
+
+		assert_ok(
+			db_query(k,
+				 "SELECT COUNT(*) FROM "
+				 "information_schema.PROCESSLIST WHERE ID = ?",
+				 &rows, &err, "u", (uint64_t)id),
+			err);
+		gone = strcmp(db_cell(rows, 0, 0), "0") == 0;
+		db_rows_free(rows);
+		if (gone)
+			break;
+		sleep_s(0.01);
+	}
+	db_free(k);
+}
+
+/* ------------------------------------------------------------------ */
+/* db.c */
+
+static void test_ping_and_session(void **state)
+{
+	dr_db *db = db_new(&cfg);
+	dr_error err;
+	char *v;
+
+	(void)state;
+	db_free(NULL);
+	db_rows_free(NULL);
+	assert_ok(db_ping(db, &err), err);
+	assert_ok(db_ping(db, &err), err);
+
+	v = query1(db, "SELECT @@session.time_zone");
+	assert_string_equal(v, "+00:00");
+	free(v);
+	v = query1(db, "SELECT @@session.tx_isolation");
+	assert_string_equal(v, "READ-COMMITTED");
+	free(v);
+	v = query1(db, "SELECT @@session.sql_mode");
+	assert_non_null(strstr(v, "STRICT_ALL_TABLES"));
+	assert_non_null(strstr(v, "NO_ZERO_DATE"));
+	free(v);
+	v = query1(db, "SELECT @@session.character_set_client");
+	assert_string_equal(v, "utf8mb4");
+	free(v);
+	v = query1(db, "SELECT DATABASE()");
+	assert_string_equal(v, "drt");
+	free(v);
+	/* 10 s io timeout: the server gives up on a lock first. */
+	assert_int_equal(
+		query1_u(db, "SELECT @@session.innodb_lock_wait_timeout"), 9);
+	db_free(db);
+
+	db = db_new_server(&cfg);
+	v = query1(db, "SELECT DATABASE()");
+	assert_string_equal(v, "(null)");
+	free(v);
+	db_free(db);
+
+	/* TCP with a password. */
+	db = db_new(&cfg_tcp);
+	assert_ok(db_ping(db, &err), err);
+	v = query1(db, "SELECT CURRENT_USER()");
+	assert_string_equal(v, TCP_USER "@127.0.0.1");
+	free(v);
+	db_free(db);
+}
+
+static void test_bad_credentials(void **state)
+{
+	dr_config c = cfg_tcp;
+	dr_error err;
+	dr_db *db;
+
+	(void)state;
+	c.database.password = "Wrong-Password-7";
+	db = db_new(&c);
+	assert_int_equal(db_ping(db, &err), DR_ERR_UNAVAILABLE);
+	assert_int_equal(err.retryable, 1);
+	assert_null(strstr(err.message, "Wrong-Password-7"));
+	assert_null(strstr(err.message, TCP_USER "@"));
+	assert_non_null(strstr(err.message, "1045"));
+	db_free(db);
+}
+
+static void test_types_roundtrip(void **state)
+{
+	static const char blob[] = { 'a', '\0', 'b', '\xff', '\n' };
+	static const char utf8[] = "caf\xc3\xa9 \xe2\x9c\x93 \xf0\x9f\x98\x80";
+	dr_db *db = db_new(&cfg);
+	dr_db_rows *rows = NULL;
+	uint64_t affected = 0, id1, id2;
+	dr_error err;
+	char *big;
+
+	(void)state;
+	assert_ok(db_exec_text(db,
+			       "CREATE TABLE types_t ("
+			       "id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY,"
+			       "s VARCHAR(64) NULL, b BLOB NULL,"
+			       "i BIGINT NULL, u BIGINT UNSIGNED NULL,"
+			       "d DOUBLE NULL, dt DATETIME(6) NULL,"
+			       "t MEDIUMTEXT NULL) ENGINE=InnoDB",
+			       &err),
+		  err);
+
+	assert_ok(db_exec(db,
+			  "INSERT INTO types_t (s, b, i, u, d, dt) "
+			  "VALUES (?, ?, ?, ?, ?, ?)",
+			  &affected, &err, "sbiuds", utf8, blob, sizeof(blob),
+			  INT64_MIN, UINT64_MAX, 0.1,
+			  "2026-11-21 10:00:00.123456"),
+		  err);
+	assert_int_equal(affected, 1);
+	id1 = db_last_insert_id(db);
+	assert_true(id1 > 0);
+
+	/* NULL for every nullable kind; an empty string is not NULL. */
+	assert_ok(db_exec(db,
+			  "INSERT INTO types_t (s, b, i, u, d, dt, t) "
+			  "VALUES (?, ?, ?, ?, ?, ?, ?)",
+			  &affected, &err, "sbiudss", NULL, NULL, (size_t)0,
+			  (int64_t)-1, (uint64_t)0, -1.5e300, NULL, ""),
+		  err);
+	id2 = db_last_insert_id(db);
+	assert_int_equal(id2, id1 + 1);
+
+	assert_ok(db_query(db,
+			   "SELECT s, b, i, u, d, dt, t FROM types_t "
+			   "WHERE id >= ? ORDER BY id",
+			   &rows, &err, "u", id1),
+		  err);
+	assert_int_equal(rows->n_rows, 2);
+	assert_int_equal(rows->n_cols, 7);
+	assert_string_equal(db_cell(rows, 0, 0), utf8);
+	assert_int_equal(rows->lens[1], sizeof(blob));
+	assert_memory_equal(db_cell(rows, 0, 1), blob, sizeof(blob));
+	assert_int_equal(db_cell(rows, 0, 1)[sizeof(blob)], '\0');
+	assert_string_equal(db_cell(rows, 0, 2), "-9223372036854775808");
+	assert_string_equal(db_cell(rows, 0, 3), "18446744073709551615");
+	assert_string_equal(db_cell(rows, 0, 4), "0.1");
+	assert_string_equal(db_cell(rows, 0, 5), "2026-11-21 10:00:00.123456");
+	assert_null(db_cell(rows, 0, 6));
+
+	assert_null(db_cell(rows, 1, 0));
+	assert_null(db_cell(rows, 1, 1));
+	assert_string_equal(db_cell(rows, 1, 2), "-1");
+	assert_string_equal(db_cell(rows, 1, 3), "0");
+	assert_string_equal(db_cell(rows, 1, 4), "-1.5e300");
+	assert_null(db_cell(rows, 1, 5));
+	assert_string_equal(db_cell(rows, 1, 6), "");
+	assert_int_equal(rows->lens[1 * 7 + 6], 0);
+	/* Out of range is NULL, not a crash. */
+	assert_null(db_cell(rows, 2, 0));
+	assert_null(db_cell(rows, 0, 7));
+	db_rows_free(rows);
+
+	/* Server-side values: a whole-second DATETIME(6) keeps its six
+	 * digits, NOW(6) has the same shape, decimals stay exact. */
+	assert_ok(db_query(db,
+			   "SELECT CAST('2026-01-02 03:04:05' AS DATETIME(6)),"
+			   " NOW(6), CAST(1.83 AS DOUBLE), 1e-7 + 0e0,"
+			   " CAST(12.50 AS DECIMAL(10,2)), ? + 0, ?",
+			   &rows, &err, "ud", (uint64_t)UINT64_MAX, 1.0 / 3),
+		  err);
+	assert_string_equal(db_cell(rows, 0, 0), "2026-01-02 03:04:05.000000");
+	assert_int_equal(strlen(db_cell(rows, 0, 1)), 26);
+	assert_int_equal(db_cell(rows, 0, 1)[19], '.');
+	assert_string_equal(db_cell(rows, 0, 2), "1.83");
+	assert_string_equal(db_cell(rows, 0, 3), "0.0000001");
+	assert_string_equal(db_cell(rows, 0, 4), "12.50");
+	assert_string_equal(db_cell(rows, 0, 5), "18446744073709551615");
+	assert_string_equal(db_cell(rows, 0, 6), "0.3333333333333333");
+	db_rows_free(rows);
+
+	/* A big cell. */
+	big = malloc(300001);
+	memset(big, 'x', 300000);
+	big[300000] = '\0';
+	assert_ok(db_exec(db, "UPDATE types_t SET t = ? WHERE id = ?",
+			  &affected, &err, "su", big, id1),
+		  err);
+	assert_ok(db_query(db, "SELECT t, id FROM types_t ORDER BY id", &rows,
+			   &err, ""),
+		  err);
+	assert_int_equal(rows->lens[0], 300000);
+	assert_string_equal(db_cell(rows, 0, 0), big);
+	db_rows_free(rows);
+	free(big);
+
+	/* CLIENT_FOUND_ROWS: an UPDATE that matches but changes nothing
+	 * still counts its row (fenced writes rely on it). */
+	assert_ok(db_exec(db, "UPDATE types_t SET i = i WHERE id = ?",
+			  &affected, &err, "u", id1),
+		  err);
+	assert_int_equal(affected, 1);
+
+	/* No rows; a statement without a result set gives an empty one. */
+	assert_ok(db_query(db, "SELECT id FROM types_t WHERE id = 0", &rows,
+			   &err, ""),
+		  err);
+	assert_int_equal(rows->n_rows, 0);
+	assert_int_equal(rows->n_cols, 1);
+	assert_null(db_cell(rows, 0, 0));
+	db_rows_free(rows);
+	assert_ok(db_query(db, "DO 1", &rows, &err, ""), err);
+	assert_int_equal(rows->n_rows, 0);
+	assert_int_equal(rows->n_cols, 0);
+	db_rows_free(rows);
+
+	/* Strict mode: a zero date is an error, not a silent 0000-00-00. */
+	assert_int_equal(db_exec(db, "UPDATE types_t SET dt = ? WHERE id = ?",
+				 NULL, &err, "su", "0000-00-00 00:00:00", id1),
+			 DR_ERR_DATABASE);
+	db_free(db);
+}
+
+static void test_errors(void **state)
+{
+	dr_db *db = db_new(&cfg);
+	dr_db_rows *rows = NULL;
+	dr_error err;
+
+	(void)state;
+	assert_ok(db_exec_text(db,
+			       "CREATE TABLE dup_t (k VARCHAR(16) PRIMARY KEY)",
+			       &err),
+		  err);
+	assert_ok(db_exec(db, "INSERT INTO dup_t VALUES (?)", NULL, &err, "s",
+			  "secret-value"),
+		  err);
+	assert_int_equal(db_exec(db, "INSERT INTO dup_t VALUES (?)", NULL, &err,
+				 "s", "secret-value"),
+			 DR_ERR_CONFLICT);
+	assert_string_equal(err.code, "duplicate");
+	assert_int_equal(err.retryable, 0);
+	assert_null(strstr(err.message, "secret-value"));
+	assert_null(strstr(err.message, "INSERT"));
+
+	assert_int_equal(db_exec_text(db, "SELEC nonsense FROM dup_t", &err),
+			 DR_ERR_DATABASE);
+	assert_string_equal(err.message, "database error 1064");
+	assert_int_equal(
+		db_query(db, "SELECT x FROM no_such_table", &rows, &err, ""),
+		DR_ERR_DATABASE);
+	assert_string_equal(err.message, "database error 1146");
+	assert_null(rows);
+
+	/* Caller bugs: wrong parameter count or type. */
+	assert_int_equal(
+		db_exec(db, "INSERT INTO dup_t VALUES (?)", NULL, &err, ""),
+		DR_ERR_INTERNAL);
+	assert_int_equal(
+		db_exec(db, "INSERT INTO dup_t VALUES (?)", NULL, &err, "x", 1),
+		DR_ERR_INTERNAL);
+
+	/* The handle still works after all that. */
+	assert_int_equal(query1_u(db, "SELECT COUNT(*) FROM dup_t"), 1);
+	db_free(db);
+}
+
+static void test_transactions(void **state)
+{
+	dr_db *db = db_new(&cfg);
+	dr_error err;
+
+	(void)state;
+	assert_ok(
+		db_exec_text(db, "CREATE TABLE tx_t (k INT PRIMARY KEY)", &err),
+		err);
+	assert_int_equal(db_commit(db, &err), DR_ERR_INTERNAL);
+	db_rollback(db); /* no transaction: a no-op */
+
+	assert_ok(db_begin(db, &err), err);
+	assert_int_equal(db_begin(db, &err), DR_ERR_INTERNAL);
+	assert_ok(db_exec(db, "INSERT INTO tx_t VALUES (?)", NULL, &err, "i",
+			  (int64_t)1),
+		  err);
+	db_rollback(db);
+	assert_int_equal(query1_u(db, "SELECT COUNT(*) FROM tx_t"), 0);
+
+	assert_ok(db_begin(db, &err), err);
+	assert_ok(db_exec(db, "INSERT INTO tx_t VALUES (?)", NULL, &err, "i",
+			  (int64_t)2),
+		  err);
+	assert_ok(db_commit(db, &err), err);
+	db_rollback(db); /* after commit: a no-op */
+	assert_int_equal(query1_u(db, "SELECT COUNT(*) FROM tx_t"), 1);
+	db_free(db);
+}
+
+static void test_lock_wait_ends_transaction(void **state)
+{
+	dr_config c = cfg;
+	dr_db *a = db_new(&cfg), *b;
+	dr_error err;
+	double t0;
+
+	(void)state;
+	c.database.io_timeout = 2; /* innodb_lock_wait_timeout 1 s */
+	b = db_new(&c);
+	assert_ok(db_exec_text(a,
+			       "CREATE TABLE lock_t (k INT PRIMARY KEY, "
+			       "v INT) ENGINE=InnoDB",
+			       &err),
+		  err);
+	assert_ok(db_exec_text(a, "INSERT INTO lock_t VALUES (1, 0)", &err),
+		  err);
+
+	assert_ok(db_begin(a, &err), err);
+	assert_ok(db_exec(a, "UPDATE lock_t SET v = 1 WHERE k = 1", NULL, &err,
+			  ""),
+		  err);
+	assert_ok(db_begin(b, &err), err);
+	t0 = now();
+	assert_int_equal(db_exec(b, "UPDATE lock_t SET v = 2 WHERE k = 1", NULL,
+				 &err, ""),
+			 DR_ERR_DATABASE);
+	assert_true(now() - t0 < 1.9);
+	assert_string_equal(err.code, "deadlock");
+	assert_int_equal(err.retryable, 1);
+	/* The transaction is over for b until it rolls back. */
+	assert_int_equal(db_exec(b, "DO 1", NULL, &err, ""), DR_ERR_DATABASE);
+	assert_string_equal(err.code, "deadlock");
+	assert_int_equal(db_commit(b, &err), DR_ERR_DATABASE);
+	db_rollback(b);
+	assert_ok(db_commit(a, &err), err);
+	assert_ok(db_exec(b, "UPDATE lock_t SET v = 2 WHERE k = 1", NULL, &err,
+			  ""),
+		  err);
+	assert_int_equal(query1_u(a, "SELECT v FROM lock_t"), 2);
+	db_free(a);
+	db_free(b);
+}
+
+static void test_statement_cache(void **state)
+{
+	static const char sql[] = "SELECT ? + 1";
+	static char many[200][32];
+	char copy[sizeof(sql)];
+	dr_db *db = db_new(&cfg);
+	dr_db_rows *rows = NULL;
+	unsigned long long p0, p1;
+	dr_error err;
+
+	(void)state;
+	p0 = prepares(db);
+	for (int64_t i = 0; i < 5; i++) {
+		assert_ok(db_query(db, sql, &rows, &err, "i", i), err);
+		assert_int_equal(strtoll(db_cell(rows, 0, 0), NULL, 10), i + 1);
+		db_rows_free(rows);
+	}
+	p1 = prepares(db);
+	assert_int_equal(p1 - p0, 1); /* prepared once, run five times */
+
+	/* The key is the pointer: the same text elsewhere is another
+	 * statement. */
+	memcpy(copy, sql, sizeof(sql));
+	for (int i = 0; i < 2; i++) {
+		assert_ok(db_query(db, copy, &rows, &err, "i", (int64_t)1),
+			  err);
+		db_rows_free(rows);
+	}
+	assert_int_equal(prepares(db) - p1, 1);
+
+	/* Many statements: the table grows and keeps every one. */
+	for (int i = 0; i < 200; i++)
+		snprintf(many[i], sizeof(many[i]), "SELECT %d", i);
+	p0 = prepares(db);
+	for (int pass = 0; pass < 2; pass++) {
+		for (int i = 0; i < 200; i++) {
+			assert_ok(db_query(db, many[i], &rows, &err, ""), err);
+			assert_int_equal(strtol(db_cell(rows, 0, 0), NULL, 10),
+					 i);
+			db_rows_free(rows);
+		}
+		assert_int_equal(prepares(db) - p0, 200);
+	}
+	db_free(db);
+}
+
+static void test_killed_connection(void **state)
+{
+	dr_db *db = db_new(&cfg), *tcp = db_new(&cfg_tcp);
+	unsigned long long id0, id1;
+	dr_status st;
+	dr_error err;
+	double t0;
+
+	(void)state;
+	assert_ok(db_exec_text(db, "CREATE TABLE kill_t (k INT)", &err), err);
+
+	/* A read on a killed connection is retried on a new one. */
+	id0 = conn_id(db);
+	kill_conn(id0);
+	id1 = conn_id(db);
+	assert_true(id1 != id0);
+
+	/* On a unix socket the kernel refuses to send to a closed peer
+	 * (CR_SERVER_GONE_ERROR): the write never left, so it is retried. */
+	kill_conn(id1);
+	assert_ok(db_exec(db, "INSERT INTO kill_t VALUES (?)", NULL, &err, "i",
+			  (int64_t)1),
+		  err);
+	assert_int_equal(query1_u(db, "SELECT COUNT(*) FROM kill_t"), 1);
+
+	/* Over TCP the request is sent and the answer lost
+	 * (CR_SERVER_LOST): a read is retried, a write is not (unless the
+	 * idle ping caught the dead connection first); either way the next
+	 * call works. */
+	id0 = conn_id(tcp);
+	kill_conn(id0);
+	id1 = conn_id(tcp);
+	assert_true(id1 != id0);
+	assert_ok(db_exec(tcp, "INSERT INTO kill_t VALUES (?)", NULL, &err, "i",
+			  (int64_t)2),
+		  err);
+	t0 = now();
+	kill_conn(id1);
+	st = db_exec(tcp, "INSERT INTO kill_t VALUES (?)", NULL, &err, "i",
+		     (int64_t)3);
+	if (now() - t0 < 0.9) { /* else the idle ping reconnected first */
+		assert_int_equal(st, DR_ERR_UNAVAILABLE);
+		assert_int_equal(err.retryable, 1);
+	}
+	assert_ok(db_exec(tcp, "INSERT INTO kill_t VALUES (?)", NULL, &err, "i",
+			  (int64_t)4),
+		  err);
+
+	/* Inside a transaction nothing is retried, and the transaction
+	 * stays failed until rolled back. */
+	assert_ok(db_exec_text(db, "DELETE FROM kill_t", &err), err);
+	assert_ok(db_begin(db, &err), err);
+	assert_ok(db_exec(db, "INSERT INTO kill_t VALUES (?)", NULL, &err, "i",
+			  (int64_t)3),
+		  err);
+	kill_conn(conn_id(db));
+	assert_int_equal(db_query(db, "SELECT CONNECTION_ID()", NULL, &err, ""),
+			 DR_ERR_UNAVAILABLE);
+	assert_int_equal(err.retryable, 1);
+	assert_int_equal(db_exec(db, "INSERT INTO kill_t VALUES (?)", NULL,
+				 &err, "i", (int64_t)4),
+			 DR_ERR_UNAVAILABLE);
+	assert_int_equal(db_commit(db, &err), DR_ERR_UNAVAILABLE);
+	assert_int_equal(db_ping(db, &err), DR_ERR_UNAVAILABLE);
+	db_rollback(db);
+	assert_ok(db_ping(db, &err), err);
+	assert_int_equal(query1_u(db, "SELECT COUNT(*) FROM kill_t"), 0);
+	db_free(db);
+	db_free(tcp);
+}
+
+/* The child's work in test_fork; returns its exit status. */
+static int fork_child(dr_db *db, unsigned long long parent_id, int how)
+{
+	dr_db_rows *rows = NULL;
+	dr_error err;
+	int ok;
+
+	if (how == 2) {
+		db_free(db); /* straight away, no db_disconnect */
+		return 0;
+	}
+	if (how == 0)
+		db_disconnect(db);
+	if (db_query(db, "SELECT CONNECTION_ID()", &rows, &err, "") != DR_OK)
+		return 1;
+	ok = strtoull(db_cell(rows, 0, 0), NULL, 10) != parent_id;
+	db_rows_free(rows);
+	db_free(db);
+	return ok ? 0 : 2;
+}
+
+static void test_fork(void **state)
+{
+	dr_db *db = db_new(&cfg);
+	unsigned long long id;
+
+	(void)state;
+	id = conn_id(db);
+	for (int how = 0; how < 3; how++) {
+		int status;
+		pid_t pid = fork();
+
+		assert_true(pid >= 0);
+		if (pid == 0)
+			_exit(fork_child(db, id, how));
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+		/* The parent's session survived the child. */
+		assert_int_equal(conn_id(db), id);
+	}
+	db_free(db);
+}
+
+static void test_server_down_and_back(void **state)
+{
+	static const char sql[] = "SELECT COUNT(*) FROM tx_t WHERE k > ?";
+	dr_db *db = db_new(&cfg), *fresh = db_new(&cfg);
+	dr_db *tcp = db_new(&cfg_tcp);
+	dr_db_rows *rows = NULL;
+	dr_error err;
+	double t0, tcp_used;
+
+	(void)state;
+	assert_ok(db_query(db, sql, &rows, &err, "i", (int64_t)0), err);
+	db_rows_free(rows);
+	assert_ok(db_exec(tcp, "UPDATE tx_t SET k = k WHERE k = ?", NULL, &err,
+			  "i", (int64_t)2),
+		  err);
+	tcp_used = now();
+
+	server_stop();
+
+	t0 = now();
+	assert_int_equal(db_query(db, sql, &rows, &err, "i", (int64_t)0),
+			 DR_ERR_UNAVAILABLE);
+	assert_int_equal(err.retryable, 1);
+	assert_int_equal(db_ping(db, &err), DR_ERR_UNAVAILABLE);
+	assert_int_equal(db_ping(fresh, &err), DR_ERR_UNAVAILABLE);
+	assert_int_equal(db_begin(fresh, &err), DR_ERR_UNAVAILABLE);
+	assert_true(now() - t0 < cfg.database.connect_timeout);
+
+	assert_int_equal(server_start(), 0);
+
+	/* The same handles work again, re-preparing their statements. */
+	assert_ok(db_query(db, sql, &rows, &err, "i", (int64_t)0), err);
+	assert_string_equal(db_cell(rows, 0, 0), "1");
+	db_rows_free(rows);
+	assert_ok(db_ping(fresh, &err), err);
+
+	/* A write on a TCP connection that died while idle: the idle ping
+	 * notices and reconnects before the write is sent (without it the
+	 * write would fail with "lost connection" and not be retried). */
+	if (now() - tcp_used < 1.2)
+		sleep_s(1.2 - (now() - tcp_used));
+	assert_ok(db_exec(tcp, "UPDATE tx_t SET k = k WHERE k = ?", NULL, &err,
+			  "i", (int64_t)2),
+		  err);
+	db_free(db);
+	db_free(fresh);
+	db_free(tcp);
+}
+
+/* ------------------------------------------------------------------ */
+/* migrate.c */
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+	char path[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void remove_file(const char *dir, const char *name)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	assert_int_equal(unlink(path), 0);
+}
+
+/* migrate_run with its output captured in *out (the caller frees it). */
+static dr_status migrate(const dr_config *c, const char *dir, char **out,
+			 dr_error *err)
+{
+	size_t len = 0;
+	FILE *f;
+	dr_status st;
+
+	*out = NULL;
+	f = open_memstream(out, &len);
+	assert_non_null(f);
+	st = migrate_run(c, dir, f, err);
+	fclose(f);
+	return st;
+}
+
+static void test_migrate_real_schema(void **state)
+{
+	const char *dir = DR_SOURCE_DIR "/migrations";
+	dr_config c;
+	dr_db *db;
+	dr_error err;
+	char *out, *v;
+
+	(void)state;
+	set_cfg(&c, "darkroom_mig");
+	assert_ok(migrate(&c, dir, &out, &err), err);
+	assert_string_equal(out, "applied 0001_init.sql\n");
+	free(out);
+
+	db = db_new(&c);
+	assert_int_equal(query1_u(db, "SELECT COUNT(*) FROM "
+				      "information_schema.TABLES WHERE "
+				      "TABLE_SCHEMA = 'darkroom_mig' AND "
+				      "ENGINE = 'InnoDB'"),
+			 8);
+	v = query1(db, "SELECT CONCAT(version, ' ', name, ' ', "
+		       "LENGTH(checksum), ' ', applied_at IS NOT NULL) "
+		       "FROM schema_migrations");
+	assert_string_equal(v, "1 0001_init.sql 64 1");
+	free(v);
+
+	/* Again: nothing to do. */
+	assert_ok(migrate(&c, dir, &out, &err), err);
+	assert_string_equal(out, "database is up to date (version 1)\n");
+	free(out);
+
+	/* A database newer than the code is refused. */
+	assert_ok(db_exec_text(db,
+			       "INSERT INTO schema_migrations VALUES "
+			       "(9999, '9999_future.sql', REPEAT('0', 64), "
+			       "NOW(6))",
+			       &err),
+		  err);
+	assert_int_equal(migrate_run(&c, dir, NULL, &err), DR_ERR_CONFLICT);
+	assert_string_equal(err.message,
+			    "database schema version 9999 is newer than this "
+			    "darkroom (1); upgrade darkroom");
+	assert_ok(db_exec_text(db,
+			       "DELETE FROM schema_migrations WHERE "
+			       "version = 9999",
+			       &err),
+		  err);
+
+	/* An applied migration edited afterwards is refused. */
+	assert_ok(db_exec_text(db,
+			       "UPDATE schema_migrations SET checksum = "
+			       "REPEAT('a', 64) WHERE version = 1",
+			       &err),
+		  err);
+	assert_int_equal(migrate_run(&c, dir, NULL, &err), DR_ERR_CONFLICT);
+	assert_non_null(strstr(err.message, "0001_init.sql"));
+	assert_non_null(strstr(err.message, "checksum"));
+	db_free(db);
+
+	/* A bad name never reaches the server; a missing folder is I/O. */
+	set_cfg(&c, "bad-name`");
+	assert_int_equal(migrate_run(&c, dir, NULL, &err), DR_ERR_CONFIG);
+	set_cfg(&c, "darkroom_mig");
+	assert_int_equal(migrate_run(&c, "/nonexistent/migrations", NULL, &err),
+			 DR_ERR_IO);
+}
+
+static void test_migrate_failures(void **state)
+{
+	char dir[128];
+	dr_config c;
+	dr_db *db;
+	dr_error err;
+	char *out, *v;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s/mig", srv.dir);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	write_file(dir, "0001_a.sql",
+		   "-- first\n"
+		   "CREATE TABLE IF NOT EXISTS a (\n"
+		   "  x INT -- inline comments reach the server\n"
+		   ");\n"
+		   "INSERT INTO a VALUES (1)\n");
+	write_file(dir, "0002_b.sql",
+		   "-- b and c\n"
+		   "CREATE TABLE IF NOT EXISTS b (x INT);\n"
+		   "\n"
+		   "CREATE TABLE c (x INT,\n"
+		   "  );\n");
+	/* Ignored: not NNNN_name.sql. */
+	write_file(dir, "README", "not sql");
+	write_file(dir, "0003.sql", "not a migration;\n");
+	write_file(dir, "12_short.sql", "not a migration;\n");
+	write_file(dir, "0004_x.sql~", "not a migration;\n");
+
+	set_cfg(&c, "darkroom_bad");
+	assert_int_equal(migrate(&c, dir, &out, &err), DR_ERR_DATABASE);
+	assert_non_null(strstr(err.message,
+			       "0002_b.sql: statement 2 (line 4) failed: "
+			       "database error 1064"));
+	assert_string_equal(out, "applied 0001_a.sql\n"
+				 "failed 0002_b.sql: statement 2 (line 4): "
+				 "CREATE TABLE c (x INT,...\n");
+	free(out);
+
+	db = db_new(&c);
+	v = query1(db, "SELECT GROUP_CONCAT(version) FROM schema_migrations");
+	assert_string_equal(v, "1");
+	free(v);
+	assert_int_equal(query1_u(db, "SELECT COUNT(*) FROM a"), 1);
+	assert_int_equal(query1_u(db, "SELECT COUNT(*) FROM b"), 0);
+
+	/* Fixed, the file runs again from its first statement. */
+	write_file(dir, "0002_b.sql",
+		   "CREATE TABLE IF NOT EXISTS b (x INT);\n"
+		   "CREATE TABLE IF NOT EXISTS c (x INT);\n");
+	assert_ok(migrate(&c, dir, &out, &err), err);
+	assert_string_equal(out, "applied 0002_b.sql\n");
+	free(out);
+	v = query1(db, "SELECT GROUP_CONCAT(version ORDER BY version) "
+		       "FROM schema_migrations");
+	assert_string_equal(v, "1,2");
+	free(v);
+
+	/* Two files with one number. */
+	write_file(dir, "00002_again.sql", "DO 1;\n");
+	assert_int_equal(migrate_run(&c, dir, NULL, &err), DR_ERR_INVALID);
+	assert_non_null(strstr(err.message, "0002_b.sql"));
+	assert_non_null(strstr(err.message, "00002_again.sql"));
+	remove_file(dir, "00002_again.sql");
+
+	/* A recorded migration whose file is gone. */
+	remove_file(dir, "0001_a.sql");
+	assert_int_equal(migrate_run(&c, dir, NULL, &err), DR_ERR_CONFLICT);
+	assert_non_null(strstr(err.message, "no file"));
+	db_free(db);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_ping_and_session),
+		cmocka_unit_test(test_bad_credentials),
+		cmocka_unit_test(test_types_roundtrip),
+		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_transactions),
+		cmocka_unit_test(test_lock_wait_ends_transaction),
+		cmocka_unit_test(test_statement_cache),
+		cmocka_unit_test(test_killed_connection),
+		cmocka_unit_test(test_fork),
+		cmocka_unit_test(test_server_down_and_back),
+		cmocka_unit_test(test_migrate_real_schema),
+		cmocka_unit_test(test_migrate_failures),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
