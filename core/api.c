@@ -1,0 +1,420 @@
+/*
+ * api.c - routing and handlers of the HTTP API (see api.h).
+ *
+ * Each handler validates what it reads, calls one module (jobs, db), and
+ * maps failures through http_problem_from(), the one place that turns a
+ * dr_status into an HTTP status.
+ */
+#include "api.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "ids.h"
+#include "jobs.h"
+#include "jsonutil.h"
+#include "log.h"
+
+#define MAX_QUERY_PARAMS 32
+
+static void sha256(const void *data, size_t len, unsigned char out[32])
+{
+	unsigned int n = 32;
+
+	if (!EVP_Digest(data, len, out, &n, EVP_sha256(), NULL))
+		dr_die("SHA-256 failed");
+}
+
+static void hex(const unsigned char *in, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+dr_status api_init(dr_app *app, const dr_config *cfg, dr_plugins *plugins,
+		   dr_db *db, dr_error *err)
+{
+	memset(app, 0, sizeof(*app));
+	if (cfg->server.n_api_keys > DR_MAX_API_KEYS)
+		return dr_fail(err, DR_ERR_CONFIG, "config",
+			       "at most %d API keys can be configured",
+			       DR_MAX_API_KEYS);
+	app->cfg = cfg;
+	app->plugins = plugins;
+	app->db = db;
+	for (size_t i = 0; i < cfg->server.n_api_keys; i++)
+		sha256(cfg->server.api_keys[i],
+		       strlen(cfg->server.api_keys[i]), app->key_hashes[i]);
+	app->n_keys = cfg->server.n_api_keys;
+	return DR_OK;
+}
+
+/* ------------------------------------------------------------------ auth */
+
+/*
+ * Check "Authorization: Bearer <key>". The presented key is hashed and the
+ * digest compared with every configured key's digest, all of them, in
+ * constant time, so neither the key's length nor which key matched shows
+ * in the timing. Writes the matching key's scope (16 hex of its digest)
+ * for idempotency keys.
+ */
+static int authorized(const dr_app *app, const dr_request *req,
+		      char scope[17])
+{
+	const char *h = req->authorization;
+	unsigned char digest[32];
+	int ok = 0;
+
+	if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+		return 0;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	if (!*h)
+		return 0;
+	sha256(h, strlen(h), digest);
+	for (size_t i = 0; i < app->n_keys; i++)
+		ok |= CRYPTO_memcmp(digest, app->key_hashes[i], 32) == 0;
+	hex(digest, 8, scope);
+	return ok;
+}
+
+/* -------------------------------------------------------------- handlers */
+
+static void reply_json(dr_response *resp, int status)
+{
+	resp->status = status;
+	resp->content_type = "application/json; charset=utf-8";
+}
+
+static int content_type_is_json(const char *ct)
+{
+	size_t n;
+
+	if (!ct)
+		return 0;
+	while (*ct == ' ')
+		ct++;
+	n = strcspn(ct, "; ");
+	return n == 16 && strncasecmp(ct, "application/json", 16) == 0;
+}
+
+static void create_job(dr_app *app, const dr_request *req, dr_response *resp,
+		       const char *scope)
+{
+	const dr_config *cfg = app->cfg;
+	const char *idem_key = http_header(req, "idempotency-key");
+	json_object *root = NULL;
+	dr_job_request jr;
+	dr_idempotency idem = {NULL, NULL, NULL};
+	unsigned char digest[32];
+	char body_hash[65];
+	char id[DR_JOB_ID_LEN + 1];
+	const char *field = NULL;
+	int replayed = 0;
+	dr_error err;
+	dr_status st;
+
+	dr_error_clear(&err);
+	memset(&jr, 0, sizeof(jr));
+	if (req->body_len > cfg->server.max_body) {
+		http_problem(resp, 413, "body_too_large", NULL,
+			     "the body is larger than %zu bytes",
+			     cfg->server.max_body);
+		return;
+	}
+	if (!content_type_is_json(req->content_type)) {
+		http_problem(resp, 415, "unsupported_media_type", NULL,
+			     "send the job as application/json");
+		return;
+	}
+	if (idem_key) {
+		size_t n = strlen(idem_key);
+
+		for (size_t i = 0; i < n; i++)
+			if (idem_key[i] < 0x21 || idem_key[i] > 0x7e)
+				n = 0;
+		if (n == 0 || n > DR_MAX_IDEMPOTENCY_KEY) {
+			http_problem(resp, 400, "bad_idempotency_key",
+				     "Idempotency-Key",
+				     "Idempotency-Key must be 1-255 printable "
+				     "ASCII characters");
+			return;
+		}
+	}
+	st = json_parse_limited((const char *)req->body, req->body_len,
+				cfg->server.json_max_depth, &root, &err);
+	if (st != DR_OK) {
+		http_problem(resp, 400, err.code, NULL, "%s", err.message);
+		return;
+	}
+	st = jobs_parse_request(cfg, app->plugins, root, &jr, &field, &err);
+	json_object_put(root);
+	if (st != DR_OK) {
+		http_problem(resp, 422, "invalid_field", field, "%s",
+			     err.message);
+		return;
+	}
+	if (idem_key) {
+		sha256(req->body, req->body_len, digest);
+		hex(digest, 32, body_hash);
+		idem.scope = scope;
+		idem.key = idem_key;
+		idem.body_hash = body_hash;
+	}
+	st = jobs_create(app->db, &jr, &idem, id, &replayed, &err);
+	if (st == DR_OK) {
+		dr_buf_reset(&resp->body);
+		st = jobs_render(app->db, cfg, id, &resp->body, &err);
+	}
+	if (st != DR_OK) {
+		if (st != DR_ERR_CONFLICT)
+			dr_log(st == DR_ERR_UNAVAILABLE ? DR_LOG_WARNING
+							: DR_LOG_ERR,
+			       "event=job.create_failed status=\"%s\" "
+			       "code=%s",
+			       dr_strerror(st), err.code);
+		http_problem_from(resp, &err);
+	} else {
+		reply_json(resp, replayed ? 200 : 202);
+		if (!replayed)
+			dr_log(DR_LOG_INFO,
+			       "event=job.created job=%s adapter=%s", id,
+			       jr.adapter);
+	}
+	jobs_request_free(&jr);
+}
+
+static int parse_limit(const char *s, int *out)
+{
+	char *end;
+	long v;
+
+	if (!s) {
+		*out = 20;
+		return 0;
+	}
+	if (!*s || *s == '-' || *s == '+')
+		return -1;
+	v = strtol(s, &end, 10);
+	if (*end || v < 1 || v > 100)
+		return -1;
+	*out = (int)v;
+	return 0;
+}
+
+static void list_jobs(dr_app *app, const dr_request *req, dr_response *resp)
+{
+	dr_param params[MAX_QUERY_PARAMS];
+	dr_job_filter f;
+	dr_error err;
+	int n = http_parse_query(req->arena, req->query, params,
+				 MAX_QUERY_PARAMS);
+	static const char *const allowed[] = {"status", "model", "adapter",
+					      "limit",  "cursor", NULL};
+
+	if (n < 0) {
+		http_problem(resp, 400, "bad_query", NULL,
+			     "malformed query string");
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		int ok = 0;
+
+		for (int k = 0; allowed[k]; k++)
+			ok |= strcmp(params[i].name, allowed[k]) == 0;
+		if (!ok) {
+			http_problem(resp, 422, "invalid_parameter",
+				     params[i].name, "%.64s: unknown parameter",
+				     params[i].name);
+			return;
+		}
+	}
+	memset(&f, 0, sizeof(f));
+	f.status = http_param(params, (size_t)n, "status");
+	f.model = http_param(params, (size_t)n, "model");
+	f.adapter = http_param(params, (size_t)n, "adapter");
+	f.cursor = http_param(params, (size_t)n, "cursor");
+	if (parse_limit(http_param(params, (size_t)n, "limit"), &f.limit)) {
+		http_problem(resp, 422, "invalid_parameter", "limit",
+			     "limit: must be an integer from 1 to 100");
+		return;
+	}
+	if (f.status && !jobs_status_valid(f.status)) {
+		http_problem(resp, 422, "invalid_parameter", "status",
+			     "status: must be one of queued, starting, "
+			     "processing, persisting, succeeded, failed, "
+			     "canceled");
+		return;
+	}
+	if (f.cursor && !ids_is_job_id(f.cursor)) {
+		http_problem(resp, 422, "invalid_parameter", "cursor",
+			     "cursor: not a cursor from a previous page");
+		return;
+	}
+	dr_error_clear(&err);
+	if (jobs_list(app->db, app->cfg, &f, &resp->body, &err) != DR_OK)
+		http_problem_from(resp, &err);
+	else
+		reply_json(resp, 200);
+}
+
+static void get_job(dr_app *app, const char *id, dr_response *resp)
+{
+	dr_error err;
+
+	dr_error_clear(&err);
+	if (jobs_render(app->db, app->cfg, id, &resp->body, &err) != DR_OK)
+		http_problem_from(resp, &err);
+	else
+		reply_json(resp, 200);
+}
+
+static void job_action(dr_app *app, const char *id, const char *action,
+		       dr_response *resp)
+{
+	dr_error err;
+	dr_status st;
+
+	dr_error_clear(&err);
+	if (strcmp(action, "cancel") == 0)
+		st = jobs_cancel(app->db, id, &err);
+	else
+		st = jobs_retry(app->db, id, &err);
+	if (st == DR_OK) {
+		dr_log(DR_LOG_INFO, "event=job.%s job=%s", action, id);
+		st = jobs_render(app->db, app->cfg, id, &resp->body, &err);
+	}
+	if (st != DR_OK)
+		http_problem_from(resp, &err);
+	else
+		reply_json(resp, 202);
+}
+
+static void healthz(dr_app *app, dr_response *resp)
+{
+	dr_error err;
+	dr_status st;
+
+	dr_error_clear(&err);
+	st = db_ping(app->db, &err);
+	if (st != DR_OK) {
+		http_problem(resp, 503, "unavailable", NULL,
+			     "the database does not answer");
+		return;
+	}
+	if (dr_buf_printf(&resp->body,
+			  "{\"status\":\"ok\",\"version\":\"%s\","
+			  "\"database\":\"ok\",\"adapters\":%zu,"
+			  "\"sinks\":%zu}",
+			  DR_VERSION, app->plugins->n_adapters,
+			  app->plugins->n_sinks) != DR_OK)
+		dr_die("health document does not fit");
+	reply_json(resp, 200);
+}
+
+/* ---------------------------------------------------------------- router */
+
+static void method_not_allowed(dr_response *resp, const char *allow)
+{
+	http_problem(resp, 405, "method_not_allowed", NULL,
+		     "allowed methods: %s", allow);
+	http_add_header(resp, "Allow", allow);
+}
+
+/* If `path` is prefix + one segment (+ "/" + tail), copy the segment into
+ * seg and return the rest after it ("" when none); NULL otherwise. */
+static const char *segment(const char *path, const char *prefix, char *seg,
+			   size_t segsz)
+{
+	size_t plen = strlen(prefix);
+	size_t n;
+
+	if (strncmp(path, prefix, plen) != 0)
+		return NULL;
+	path += plen;
+	n = strcspn(path, "/");
+	if (n == 0 || n >= segsz)
+		return NULL;
+	memcpy(seg, path, n);
+	seg[n] = '\0';
+	return path + n;
+}
+
+/* Route the request; returns nothing, the response says it all. */
+static void route(dr_app *app, const dr_request *req, dr_response *resp)
+{
+	const char *m = req->method;
+	const char *path = req->path;
+	const char *rest;
+	char seg[80];
+	char scope[17];
+
+	if (strcmp(path, "/healthz") == 0) {
+		if (strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0)
+			method_not_allowed(resp, "GET, HEAD");
+		else
+			healthz(app, resp);
+		return;
+	}
+	if (strncmp(path, "/v1/", 4) != 0) {
+		http_problem(resp, 404, "not_found", NULL, "no such resource");
+		return;
+	}
+
+	/* Everything under /v1/ needs an API key (provider webhooks, under
+	 * /v1/hooks/, authenticate by signature instead). */
+	if (!authorized(app, req, scope)) {
+		http_problem(resp, 401, "unauthorized", NULL,
+			     "send a valid API key as 'Authorization: "
+			     "Bearer <key>'");
+		http_add_header(resp, "WWW-Authenticate", "Bearer");
+		return;
+	}
+	if (strncmp(path, "/v1/jobs", 8) != 0 ||
+	    (path[8] != '\0' && path[8] != '/')) {
+		http_problem(resp, 404, "not_found", NULL, "no such resource");
+		return;
+	}
+	if (strcmp(path, "/v1/jobs") == 0 || strcmp(path, "/v1/jobs/") == 0) {
+		if (strcmp(m, "POST") == 0)
+			create_job(app, req, resp, scope);
+		else if (strcmp(m, "GET") == 0)
+			list_jobs(app, req, resp);
+		else
+			method_not_allowed(resp, "GET, POST");
+		return;
+	}
+	rest = segment(path, "/v1/jobs/", seg, sizeof(seg));
+	if (!rest || !ids_is_job_id(seg)) {
+		http_problem(resp, 404, "not_found", NULL, "no such job");
+	} else if (*rest == '\0') {
+		if (strcmp(m, "GET") != 0)
+			method_not_allowed(resp, "GET");
+		else
+			get_job(app, seg, resp);
+	} else if (strcmp(rest, "/cancel") == 0 ||
+		   strcmp(rest, "/retry") == 0) {
+		if (strcmp(m, "POST") != 0)
+			method_not_allowed(resp, "POST");
+		else
+			job_action(app, seg, rest + 1, resp);
+	} else {
+		http_problem(resp, 404, "not_found", NULL, "no such resource");
+	}
+}
+
+void api_handle(dr_app *app, const dr_request *req, dr_response *resp)
+{
+	http_response_reset(resp);
+	route(app, req, resp);
+}

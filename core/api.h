@@ -1,0 +1,38 @@
+/*
+ * api.h - the HTTP API router and its handlers (CONTRACT §2).
+ *
+ * api_handle() takes a parsed request and fills a response; it never
+ * touches FastCGI, so tests and fuzzers can call it directly. Routing is on
+ * the request path (REQUEST_URI), which every web server passes the same
+ * way, unlike SCRIPT_NAME/PATH_INFO.
+ */
+#ifndef DR_API_H
+#define DR_API_H
+
+#include "config.h"
+#include "db.h"
+#include "http.h"
+#include "plugin.h"
+
+#define DR_MAX_API_KEYS 32
+
+typedef struct dr_app {
+	const dr_config *cfg;
+	dr_plugins *plugins;
+	dr_db *db;
+	/* SHA-256 of each accepted API key: requests are checked by hashing
+	 * the presented key and comparing digests in constant time. */
+	unsigned char key_hashes[DR_MAX_API_KEYS][32];
+	size_t n_keys;
+} dr_app;
+
+/* Prepare `app` over borrowed config, plugins and database handle.
+ * DR_ERR_CONFIG when more than DR_MAX_API_KEYS keys are configured. */
+dr_status api_init(dr_app *app, const dr_config *cfg, dr_plugins *plugins,
+		   dr_db *db, dr_error *err) DR_WARN_UNUSED;
+
+/* Answer one request. Always leaves a complete response in `resp`
+ * (problem documents for every error). */
+void api_handle(dr_app *app, const dr_request *req, dr_response *resp);
+
+#endif

@@ -1,0 +1,924 @@
+/*
+ * jobs.c - validating, storing and rendering jobs (see jobs.h).
+ *
+ * Rendering writes the job object straight into a dr_buf: the stored
+ * `input` and `metadata` columns hold JSON that json-c serialised at
+ * intake, so they are spliced in as they are instead of being parsed and
+ * serialised again for every read.
+ */
+#include "jobs.h"
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "jsonutil.h"
+#include "log.h"
+
+static const char *const job_statuses[] = {
+	"queued",    "starting", "processing", "persisting",
+	"succeeded", "failed",   "canceled",   NULL,
+};
+
+int jobs_status_valid(const char *s)
+{
+	for (int i = 0; job_statuses[i]; i++)
+		if (strcmp(s, job_statuses[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* ------------------------------------------------------------ validation */
+
+static dr_status invalid(dr_error *err, const char **field, const char *name,
+			 const char *what)
+{
+	*field = name;
+	return dr_fail(err, DR_ERR_INVALID, "invalid_field", "%s: %s", name,
+		       what);
+}
+
+static int is_name_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
+}
+
+static int is_hex_lower(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+		      (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
+/* 1 when s[0..n) is a non-empty name of [A-Za-z0-9._-] not starting with
+ * a dot or dash. */
+static int is_name(const char *s, size_t n)
+{
+	if (n == 0 || s[0] == '.' || s[0] == '-')
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!is_name_char(s[i]))
+			return 0;
+	return 1;
+}
+
+/* `owner/name`, `owner/name:<64 hex>`, or a bare 64-hex version id. */
+static int model_valid(const char *m)
+{
+	size_t len = strlen(m);
+	const char *slash = strchr(m, '/');
+	const char *colon = strchr(m, ':');
+	size_t name_end = colon ? (size_t)(colon - m) : len;
+
+	if (len == 0 || len > DR_MAX_MODEL_LEN)
+		return 0;
+	if (!slash)
+		return len == 64 && is_hex_lower(m, 64);
+	if ((size_t)(slash - m) > name_end)
+		return 0;
+	if (!is_name(m, (size_t)(slash - m)) ||
+	    !is_name(slash + 1, name_end - (size_t)(slash - m) - 1))
+		return 0;
+	if (colon)
+		return strlen(colon + 1) == 64 && is_hex_lower(colon + 1, 64);
+	return 1;
+}
+
+static int url_valid(const char *s)
+{
+	CURLU *u;
+	char *scheme = NULL, *host = NULL;
+	int ok = 0;
+
+	if (strlen(s) > DR_MAX_URL_LEN)
+		return 0;
+	u = curl_url();
+	if (!u)
+		dr_die("out of memory parsing a URL");
+	if (curl_url_set(u, CURLUPART_URL, s, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
+		ok = (strcmp(scheme, "https") == 0 ||
+		      strcmp(scheme, "http") == 0) &&
+		     host[0] != '\0';
+	curl_free(scheme);
+	curl_free(host);
+	curl_url_cleanup(u);
+	return ok;
+}
+
+static dr_status check_metadata(json_object *md, const char **field,
+				dr_error *err)
+{
+	size_t total = 0, count = 0;
+
+	if (!json_object_is_type(md, json_type_object))
+		return invalid(err, field, "metadata",
+			       "must be an object of strings");
+	json_object_object_foreach(md, k, v)
+	{
+		size_t klen = strlen(k);
+
+		if (++count > DR_MAX_METADATA_KEYS)
+			return invalid(err, field, "metadata",
+				       "at most 16 keys are allowed");
+		if (klen == 0 || klen > 64 || !is_name(k, klen))
+			return invalid(err, field, "metadata",
+				       "keys must be 1-64 characters of "
+				       "A-Z a-z 0-9 . _ -");
+		if (!json_object_is_type(v, json_type_string))
+			return invalid(err, field, "metadata",
+				       "values must be strings");
+		if (strlen(json_object_get_string(v)) !=
+		    (size_t)json_object_get_string_len(v))
+			return invalid(err, field, "metadata",
+				       "values must not contain NUL");
+		total += klen + (size_t)json_object_get_string_len(v);
+		if (total > DR_MAX_METADATA_BYTES)
+			return invalid(err, field, "metadata",
+				       "keys and values exceed 4096 bytes");
+	}
+	return DR_OK;
+}
+
+static dr_status check_renditions(const dr_config *cfg, json_object *list,
+				  dr_job_request *out, const char **field,
+				  dr_error *err)
+{
+	size_t n;
+
+	if (!json_object_is_type(list, json_type_array))
+		return invalid(err, field, "renditions",
+			       "must be a list of preset names");
+	n = json_object_array_length(list);
+	if (n > DR_MAX_RENDITIONS)
+		return invalid(err, field, "renditions",
+			       "at most 16 renditions are allowed");
+	for (size_t i = 0; i < n; i++) {
+		json_object *v = json_object_array_get_idx(list, i);
+		const char *name;
+
+		if (!json_object_is_type(v, json_type_string))
+			return invalid(err, field, "renditions",
+				       "must be a list of preset names");
+		name = json_object_get_string(v);
+		if (!config_preset(cfg, name)) {
+			*field = "renditions";
+			return dr_fail(err, DR_ERR_INVALID, "invalid_field",
+				       "renditions: unknown preset '%.64s'",
+				       name);
+		}
+		for (size_t j = 0; j < out->n_renditions; j++)
+			if (strcmp(out->renditions[j], name) == 0)
+				return invalid(err, field, "renditions",
+					       "a preset is named twice");
+		out->renditions[out->n_renditions++] = name;
+	}
+	return DR_OK;
+}
+
+dr_status jobs_parse_request(const dr_config *cfg, const dr_plugins *plugins,
+			     json_object *root, dr_job_request *out,
+			     const char **field, dr_error *err)
+{
+	static const char *const known[] = {"adapter",  "model",
+					    "input",    "renditions",
+					    "metadata", "callback_url",
+					    NULL};
+	dr_job_request r;
+	json_object *v;
+	struct dr_instance *inst;
+	dr_status st;
+
+	memset(&r, 0, sizeof(r));
+	*field = NULL;
+	if (!json_object_is_type(root, json_type_object))
+		return invalid(err, field, "body", "must be a JSON object");
+	json_object_object_foreach(root, key, val)
+	{
+		int ok = 0;
+
+		(void)val;
+		for (int i = 0; known[i]; i++)
+			ok |= strcmp(key, known[i]) == 0;
+		if (!ok) {
+			*field = "body";
+			return dr_fail(err, DR_ERR_INVALID, "invalid_field",
+				       "%.64s: unknown field", key);
+		}
+	}
+
+	if (json_object_object_get_ex(root, "adapter", &v)) {
+		if (!json_object_is_type(v, json_type_string))
+			return invalid(err, field, "adapter",
+				       "must be a string");
+		r.adapter = json_object_get_string(v);
+	} else {
+		r.adapter = cfg->server.default_adapter;
+	}
+	inst = r.adapter ? plugins_adapter(plugins, r.adapter) : NULL;
+	if (!inst) {
+		*field = "adapter";
+		return dr_fail(err, DR_ERR_INVALID, "invalid_field",
+			       "adapter: unknown adapter '%.64s'",
+			       r.adapter ? r.adapter : "");
+	}
+
+	if (!json_object_object_get_ex(root, "model", &v))
+		return invalid(err, field, "model", "is required");
+	if (!json_object_is_type(v, json_type_string))
+		return invalid(err, field, "model", "must be a string");
+	r.model = json_object_get_string(v);
+	if (!model_valid(r.model))
+		return invalid(err, field, "model",
+			       "must be owner/name, owner/name:<version> or "
+			       "a version id");
+
+	if (!json_object_object_get_ex(root, "input", &r.input))
+		return invalid(err, field, "input", "is required");
+	if (!json_object_is_type(r.input, json_type_object))
+		return invalid(err, field, "input", "must be an object");
+
+	if (json_object_object_get_ex(root, "metadata", &v) &&
+	    !json_object_is_type(v, json_type_null)) {
+		st = check_metadata(v, field, err);
+		if (st != DR_OK)
+			return st;
+		r.metadata = v;
+	}
+
+	if (json_object_object_get_ex(root, "renditions", &v)) {
+		st = check_renditions(cfg, v, &r, field, err);
+		if (st != DR_OK)
+			return st;
+	} else {
+		for (size_t i = 0; i < cfg->server.n_default_renditions &&
+				   i < DR_MAX_RENDITIONS;
+		     i++)
+			r.renditions[r.n_renditions++] =
+				cfg->server.default_renditions[i];
+	}
+
+	if (json_object_object_get_ex(root, "callback_url", &v) &&
+	    !json_object_is_type(v, json_type_null)) {
+		if (!json_object_is_type(v, json_type_string) ||
+		    !url_valid(json_object_get_string(v)))
+			return invalid(err, field, "callback_url",
+				       "must be an http or https URL");
+		r.callback_url = json_object_get_string(v);
+	}
+
+	if (inst->plugin->desc->adapter->validate) {
+		dr_job_view view;
+		dr_error perr;
+		const char *input_json = json_object_to_json_string_ext(
+			r.input, JSON_C_TO_STRING_PLAIN);
+
+		memset(&view, 0, sizeof(view));
+		dr_error_clear(&perr);
+		view.model = r.model;
+		view.input_json = input_json;
+		st = inst->plugin->desc->adapter->validate(inst->state, &view,
+							   &perr);
+		if (st != DR_OK) {
+			/* The plugin names the field in its message. */
+			*field = strncmp(perr.message, "model", 5) == 0
+					 ? "model"
+					 : "input";
+			return dr_fail(err, DR_ERR_INVALID, "invalid_field",
+				       "%s", perr.message);
+		}
+	}
+
+	r.root = json_object_get(root);
+	*out = r;
+	return DR_OK;
+}
+
+void jobs_request_free(dr_job_request *req)
+{
+	if (req->root)
+		json_object_put(req->root);
+	memset(req, 0, sizeof(*req));
+}
+
+/* --------------------------------------------------------------- create */
+
+static dr_status add_event(dr_db *db, const char *id, const char *kind,
+			   const char *from, const char *to, const char *detail,
+			   dr_error *err)
+{
+	return db_exec(db,
+		       "INSERT INTO job_events (job_id, at, kind, from_status,"
+		       " to_status, detail) VALUES (?, NOW(6), ?, ?, ?, ?)",
+		       NULL, err, "sssss", id, kind, from, to, detail);
+}
+
+static dr_status find_idempotent(dr_db *db, const dr_idempotency *idem,
+				 char id_out[DR_JOB_ID_LEN + 1], dr_error *err)
+{
+	dr_db_rows *rows = NULL;
+	dr_status st;
+
+	st = db_query(db,
+		      "SELECT request_hash, job_id FROM idempotency_keys"
+		      " WHERE scope = ? AND idem_key = ?",
+		      &rows, err, "ss", idem->scope, idem->key);
+	if (st != DR_OK)
+		return st;
+	if (rows->n_rows == 0) {
+		/* The key's owner rolled back in between: not a replay. */
+		st = dr_fail(err, DR_ERR_UNAVAILABLE, "retry",
+			     "idempotency key in flux; retry");
+	} else if (strcmp(db_cell(rows, 0, 0), idem->body_hash) != 0) {
+		st = dr_fail(err, DR_ERR_CONFLICT, "idempotency_key_reused",
+			     "this Idempotency-Key was used with another "
+			     "request body");
+	} else {
+		snprintf(id_out, DR_JOB_ID_LEN + 1, "%s", db_cell(rows, 0, 1));
+	}
+	db_rows_free(rows);
+	return st;
+}
+
+dr_status jobs_create(dr_db *db, const dr_job_request *req,
+		      const dr_idempotency *idem, char id_out[DR_JOB_ID_LEN + 1],
+		      int *replayed, dr_error *err)
+{
+	char id[DR_JOB_ID_LEN + 1];
+	dr_buf rend;
+	const char *input, *metadata = NULL;
+	dr_status st;
+
+	*replayed = 0;
+	if (ids_new_job_id(id) != DR_OK)
+		return dr_fail(err, DR_ERR_INTERNAL, "internal",
+			       "no random bytes for a job id");
+	dr_buf_init(&rend, 4096);
+	st = dr_buf_puts(&rend, "[");
+	for (size_t i = 0; st == DR_OK && i < req->n_renditions; i++) {
+		if (i)
+			st = dr_buf_puts(&rend, ",");
+		if (st == DR_OK)
+			st = dr_buf_json_string(&rend, req->renditions[i]);
+	}
+	if (st == DR_OK)
+		st = dr_buf_puts(&rend, "]");
+	if (st != DR_OK) {
+		dr_buf_free(&rend);
+		return dr_fail(err, DR_ERR_TOO_LARGE, "too_large",
+			       "renditions: list too long");
+	}
+	input = json_object_to_json_string_ext(req->input,
+					       JSON_C_TO_STRING_PLAIN);
+	if (req->metadata)
+		metadata = json_object_to_json_string_ext(
+			req->metadata, JSON_C_TO_STRING_PLAIN);
+
+	st = db_begin(db, err);
+	if (st != DR_OK)
+		goto out;
+	if (idem->key) {
+		st = db_exec(db,
+			     "INSERT INTO idempotency_keys (scope, idem_key,"
+			     " request_hash, job_id, created_at)"
+			     " VALUES (?, ?, ?, ?, NOW(6))",
+			     NULL, err, "ssss", idem->scope, idem->key,
+			     idem->body_hash, id);
+		if (st == DR_ERR_CONFLICT) {
+			db_rollback(db);
+			st = find_idempotent(db, idem, id_out, err);
+			if (st == DR_OK)
+				*replayed = 1;
+			goto out;
+		}
+		if (st != DR_OK)
+			goto rollback;
+	}
+	st = db_exec(db,
+		     "INSERT INTO jobs (id, status, step, adapter, model, input,"
+		     " prompt, metadata, renditions, callback_url, run_at,"
+		     " created_at, updated_at) VALUES (?, 'queued', 'submit',"
+		     " ?, ?, ?, ?, ?, ?, ?, NOW(6), NOW(6), NOW(6))",
+		     NULL, err, "ssssssss", id, req->adapter, req->model, input,
+		     json_get_string(req->input, "prompt"), metadata, rend.data,
+		     req->callback_url);
+	if (st != DR_OK)
+		goto rollback;
+	if (req->metadata) {
+		json_object_object_foreach(req->metadata, k, v)
+		{
+			st = db_exec(db,
+				     "INSERT INTO job_metadata (job_id, k, v)"
+				     " VALUES (?, ?, ?)",
+				     NULL, err, "sss", id, k,
+				     json_object_get_string(v));
+			if (st != DR_OK)
+				goto rollback;
+		}
+	}
+	st = add_event(db, id, "created", NULL, "queued", NULL, err);
+	if (st != DR_OK)
+		goto rollback;
+	st = db_commit(db, err);
+	if (st != DR_OK)
+		goto out;
+	memcpy(id_out, id, sizeof(id));
+	goto out;
+rollback:
+	db_rollback(db);
+out:
+	dr_buf_free(&rend);
+	return st;
+}
+
+/* ------------------------------------------------------------ rendering */
+
+dr_status jobs_append_time(dr_buf *b, const char *t)
+{
+	/* "YYYY-MM-DD HH:MM:SS.ffffff" -> "YYYY-MM-DDTHH:MM:SS.fffZ" */
+	if (!t)
+		return dr_buf_puts(b, "null");
+	if (strlen(t) < 19)
+		return dr_buf_json_string(b, t);
+	return dr_buf_printf(b, "\"%.10sT%.8s.%.3sZ\"", t, t + 11,
+			     strlen(t) >= 23 ? t + 20 : "000");
+}
+
+/* Append "name":<string or null>. */
+static dr_status put_str(dr_buf *b, const char *name, const char *v)
+{
+	dr_status st = dr_buf_printf(b, ",\"%s\":", name);
+
+	if (st != DR_OK)
+		return st;
+	return v ? dr_buf_json_string(b, v) : dr_buf_puts(b, "null");
+}
+
+/* Append "name":<number or null> from a decimal text cell. */
+static dr_status put_num(dr_buf *b, const char *name, const char *v)
+{
+	return dr_buf_printf(b, ",\"%s\":%s", name, v ? v : "null");
+}
+
+enum {
+	J_ID, J_STATUS, J_ADAPTER, J_MODEL, J_VERSION, J_INPUT, J_METADATA,
+	J_PRED_ID, J_PRED_STATUS, J_PREDICT_TIME, J_PROGRESS, J_ATTEMPTS,
+	J_ERR_STEP, J_ERR_CODE, J_ERR_MSG, J_CREATED, J_UPDATED, J_COMPLETED,
+	J_NCOLS
+};
+
+#define JOB_COLUMNS                                                           \
+	"id, status, adapter, model, version, input, metadata,"              \
+	" prediction_id, prediction_status, predict_time, progress,"         \
+	" attempts, error_step, error_code, error_message, created_at,"      \
+	" updated_at, completed_at"
+
+static dr_status render_outputs(dr_db *db, const char *id, dr_buf *b,
+				dr_error *err)
+{
+	dr_db_rows *outs = NULL, *rends = NULL;
+	dr_status st;
+
+	st = db_query(db,
+		      "SELECT id, idx, kind, source_url, url, storage_key,"
+		      " content_type, bytes, sha256, width, height, format,"
+		      " blurhash, dominant_color, phash, text FROM outputs"
+		      " WHERE job_id = ? AND state = 'stored' ORDER BY idx",
+		      &outs, err, "s", id);
+	if (st != DR_OK)
+		return st;
+	if (outs->n_rows)
+		st = db_query(db,
+			      "SELECT r.output_id, r.name, r.url,"
+			      " r.storage_key, r.content_type, r.width,"
+			      " r.height, r.bytes FROM renditions r JOIN"
+			      " outputs o ON o.id = r.output_id WHERE"
+			      " o.job_id = ? ORDER BY r.output_id, r.name",
+			      &rends, err, "s", id);
+	if (st == DR_OK)
+		st = dr_buf_puts(b, ",\"outputs\":[");
+	for (size_t i = 0; st == DR_OK && i < outs->n_rows; i++) {
+		const char *oid = db_cell(outs, i, 0);
+		int first = 1;
+
+		st = dr_buf_printf(b, "%s{\"index\":%s", i ? "," : "",
+				   db_cell(outs, i, 1));
+		if (st == DR_OK)
+			st = put_str(b, "kind", db_cell(outs, i, 2));
+		if (st == DR_OK)
+			st = put_str(b, "source_url", db_cell(outs, i, 3));
+		if (st == DR_OK)
+			st = put_str(b, "url", db_cell(outs, i, 4));
+		if (st == DR_OK)
+			st = put_str(b, "key", db_cell(outs, i, 5));
+		if (st == DR_OK)
+			st = put_str(b, "content_type", db_cell(outs, i, 6));
+		if (st == DR_OK)
+			st = put_num(b, "bytes", db_cell(outs, i, 7));
+		if (st == DR_OK)
+			st = put_str(b, "sha256", db_cell(outs, i, 8));
+		if (st == DR_OK && db_cell(outs, i, 9)) {
+			st = put_num(b, "width", db_cell(outs, i, 9));
+			if (st == DR_OK)
+				st = put_num(b, "height", db_cell(outs, i, 10));
+			if (st == DR_OK)
+				st = put_str(b, "format", db_cell(outs, i, 11));
+			if (st == DR_OK)
+				st = put_str(b, "blurhash",
+					     db_cell(outs, i, 12));
+			if (st == DR_OK)
+				st = put_str(b, "dominant_color",
+					     db_cell(outs, i, 13));
+			if (st == DR_OK)
+				st = put_str(b, "phash", db_cell(outs, i, 14));
+		}
+		if (st == DR_OK && db_cell(outs, i, 15))
+			st = put_str(b, "text", db_cell(outs, i, 15));
+		if (st == DR_OK)
+			st = dr_buf_puts(b, ",\"renditions\":[");
+		for (size_t r = 0; st == DR_OK && rends && r < rends->n_rows;
+		     r++) {
+			if (strcmp(db_cell(rends, r, 0), oid) != 0)
+				continue;
+			st = dr_buf_printf(b, "%s{\"name\":", first ? "" : ",");
+			first = 0;
+			if (st == DR_OK)
+				st = dr_buf_json_string(b,
+							db_cell(rends, r, 1));
+			if (st == DR_OK)
+				st = put_str(b, "url", db_cell(rends, r, 2));
+			if (st == DR_OK)
+				st = put_str(b, "key", db_cell(rends, r, 3));
+			if (st == DR_OK)
+				st = put_str(b, "content_type",
+					     db_cell(rends, r, 4));
+			if (st == DR_OK)
+				st = put_num(b, "width", db_cell(rends, r, 5));
+			if (st == DR_OK)
+				st = put_num(b, "height", db_cell(rends, r, 6));
+			if (st == DR_OK)
+				st = put_num(b, "bytes", db_cell(rends, r, 7));
+			if (st == DR_OK)
+				st = dr_buf_puts(b, "}");
+		}
+		if (st == DR_OK)
+			st = dr_buf_puts(b, "]}");
+	}
+	if (st == DR_OK)
+		st = dr_buf_puts(b, "]");
+	else if (st == DR_ERR_TOO_LARGE)
+		dr_fail(err, DR_ERR_INTERNAL, "internal",
+			"job object too large");
+	db_rows_free(outs);
+	db_rows_free(rends);
+	return st;
+}
+
+/* Append the job object for row `i` of `rows` (JOB_COLUMNS order). */
+static dr_status render_job(dr_db *db, const dr_db_rows *rows, size_t i,
+			    dr_buf *b, dr_error *err)
+{
+#define C(col) db_cell(rows, i, (col))
+	dr_status st;
+
+	st = dr_buf_puts(b, "{\"id\":");
+	if (st == DR_OK)
+		st = dr_buf_json_string(b, C(J_ID));
+	if (st == DR_OK)
+		st = put_str(b, "status", C(J_STATUS));
+	if (st == DR_OK)
+		st = put_str(b, "adapter", C(J_ADAPTER));
+	if (st == DR_OK)
+		st = put_str(b, "model", C(J_MODEL));
+	if (st == DR_OK)
+		st = put_str(b, "version", C(J_VERSION));
+	if (st == DR_OK)
+		st = dr_buf_printf(b, ",\"input\":%s,\"metadata\":%s",
+				   C(J_INPUT), C(J_METADATA) ? C(J_METADATA)
+							     : "{}");
+	if (st == DR_OK && C(J_PRED_ID)) {
+		st = dr_buf_puts(b, ",\"prediction\":{\"id\":");
+		if (st == DR_OK)
+			st = dr_buf_json_string(b, C(J_PRED_ID));
+		if (st == DR_OK)
+			st = put_str(b, "status", C(J_PRED_STATUS));
+		if (st == DR_OK)
+			st = put_num(b, "predict_time", C(J_PREDICT_TIME));
+		if (st == DR_OK)
+			st = dr_buf_puts(b, "}");
+	} else if (st == DR_OK) {
+		st = dr_buf_puts(b, ",\"prediction\":null");
+	}
+	if (st == DR_OK)
+		st = put_num(b, "progress",
+			     C(J_PROGRESS) ? C(J_PROGRESS) : "0");
+	if (st == DR_OK)
+		st = put_num(b, "attempts", C(J_ATTEMPTS));
+	if (st == DR_OK && C(J_ERR_CODE)) {
+		st = dr_buf_puts(b, ",\"error\":{\"step\":");
+		if (st == DR_OK)
+			st = C(J_ERR_STEP) ? dr_buf_json_string(b, C(J_ERR_STEP))
+					   : dr_buf_puts(b, "null");
+		if (st == DR_OK)
+			st = put_str(b, "code", C(J_ERR_CODE));
+		if (st == DR_OK)
+			st = put_str(b, "message", C(J_ERR_MSG));
+		if (st == DR_OK)
+			st = dr_buf_puts(b, "}");
+	} else if (st == DR_OK) {
+		st = dr_buf_puts(b, ",\"error\":null");
+	}
+	if (st == DR_OK)
+		st = dr_buf_puts(b, ",\"created_at\":");
+	if (st == DR_OK)
+		st = jobs_append_time(b, C(J_CREATED));
+	if (st == DR_OK)
+		st = dr_buf_puts(b, ",\"updated_at\":");
+	if (st == DR_OK)
+		st = jobs_append_time(b, C(J_UPDATED));
+	if (st == DR_OK)
+		st = dr_buf_puts(b, ",\"completed_at\":");
+	if (st == DR_OK)
+		st = jobs_append_time(b, C(J_COMPLETED));
+	if (st != DR_OK)
+		return dr_fail(err, DR_ERR_INTERNAL, "internal",
+			       "job object too large");
+	st = render_outputs(db, C(J_ID), b, err);
+	if (st == DR_OK && dr_buf_puts(b, "}") != DR_OK)
+		st = dr_fail(err, DR_ERR_INTERNAL, "internal",
+			     "job object too large");
+	return st;
+#undef C
+}
+
+dr_status jobs_render(dr_db *db, const dr_config *cfg, const char *id,
+		      dr_buf *out, dr_error *err)
+{
+	dr_db_rows *rows = NULL;
+	dr_status st;
+
+	(void)cfg;
+	st = db_query(db, "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?",
+		      &rows, err, "s", id);
+	if (st != DR_OK)
+		return st;
+	if (rows->n_rows == 0)
+		st = dr_fail(err, DR_ERR_NOT_FOUND, "not_found",
+			     "no job with id %.40s", id);
+	else
+		st = render_job(db, rows, 0, out, err);
+	db_rows_free(rows);
+	return st;
+}
+
+/* The list query for each combination of filters, built once per process
+ * so the statement cache (keyed by the SQL pointer) can hold them. */
+enum { F_STATUS = 1, F_MODEL = 2, F_ADAPTER = 4, F_CURSOR = 8 };
+
+static const char *list_sql(unsigned mask)
+{
+	static char sql[16][512];
+	char *s = sql[mask];
+
+	if (!s[0]) {
+		snprintf(s, sizeof(sql[0]),
+			 "SELECT " JOB_COLUMNS " FROM jobs WHERE 1=1%s%s%s%s"
+			 " ORDER BY id DESC LIMIT ?",
+			 mask & F_STATUS ? " AND status = ?" : "",
+			 mask & F_MODEL ? " AND model = ?" : "",
+			 mask & F_ADAPTER ? " AND adapter = ?" : "",
+			 mask & F_CURSOR ? " AND id < ?" : "");
+	}
+	return s;
+}
+
+dr_status jobs_list(dr_db *db, const dr_config *cfg, const dr_job_filter *f,
+		    dr_buf *out, dr_error *err)
+{
+	const char *args[4];
+	char types[6];
+	unsigned mask = 0;
+	size_t n = 0;
+	dr_db_rows *rows = NULL;
+	dr_status st;
+	size_t shown;
+
+	(void)cfg;
+	if (f->status) {
+		mask |= F_STATUS;
+		args[n++] = f->status;
+	}
+	if (f->model) {
+		mask |= F_MODEL;
+		args[n++] = f->model;
+	}
+	if (f->adapter) {
+		mask |= F_ADAPTER;
+		args[n++] = f->adapter;
+	}
+	if (f->cursor) {
+		mask |= F_CURSOR;
+		args[n++] = f->cursor;
+	}
+	memset(types, 's', n);
+	types[n] = 'i';
+	types[n + 1] = '\0';
+	/* Fetch one more than asked to know whether a next page exists. */
+	switch (n) {
+	case 0:
+		st = db_query(db, list_sql(mask), &rows, err, types,
+			      (int64_t)f->limit + 1);
+		break;
+	case 1:
+		st = db_query(db, list_sql(mask), &rows, err, types, args[0],
+			      (int64_t)f->limit + 1);
+		break;
+	case 2:
+		st = db_query(db, list_sql(mask), &rows, err, types, args[0],
+			      args[1], (int64_t)f->limit + 1);
+		break;
+	case 3:
+		st = db_query(db, list_sql(mask), &rows, err, types, args[0],
+			      args[1], args[2], (int64_t)f->limit + 1);
+		break;
+	default:
+		st = db_query(db, list_sql(mask), &rows, err, types, args[0],
+			      args[1], args[2], args[3], (int64_t)f->limit + 1);
+		break;
+	}
+	if (st != DR_OK)
+		return st;
+	shown = rows->n_rows > (size_t)f->limit ? (size_t)f->limit
+						 : rows->n_rows;
+	st = dr_buf_puts(out, "{\"data\":[");
+	for (size_t i = 0; st == DR_OK && i < shown; i++) {
+		if (i)
+			st = dr_buf_puts(out, ",");
+		if (st == DR_OK)
+			st = render_job(db, rows, i, out, err);
+	}
+	if (st == DR_OK)
+		st = dr_buf_puts(out, "],\"next_cursor\":");
+	if (st == DR_OK)
+		st = rows->n_rows > shown
+			     ? dr_buf_json_string(out,
+						  db_cell(rows, shown - 1, J_ID))
+			     : dr_buf_puts(out, "null");
+	if (st == DR_OK)
+		st = dr_buf_puts(out, "}");
+	db_rows_free(rows);
+	if (st == DR_ERR_TOO_LARGE)
+		st = dr_fail(err, DR_ERR_INTERNAL, "internal",
+			     "job list too large");
+	return st;
+}
+
+/* ------------------------------------------------------- cancel, retry */
+
+/* Lock job `id` in the open transaction and fetch its status and step. */
+static dr_status lock_job(dr_db *db, const char *id, dr_db_rows **rows,
+			  dr_error *err)
+{
+	dr_status st = db_query(db,
+				"SELECT status, step, error_step, prediction_id"
+				" FROM jobs WHERE id = ? FOR UPDATE",
+				rows, err, "s", id);
+
+	if (st == DR_OK && (*rows)->n_rows == 0) {
+		db_rows_free(*rows);
+		*rows = NULL;
+		st = dr_fail(err, DR_ERR_NOT_FOUND, "not_found",
+			     "no job with id %.40s", id);
+	}
+	return st;
+}
+
+static int is_final(const char *status)
+{
+	return strcmp(status, "succeeded") == 0 ||
+	       strcmp(status, "failed") == 0 || strcmp(status, "canceled") == 0;
+}
+
+dr_status jobs_cancel(dr_db *db, const char *id, dr_error *err)
+{
+	dr_db_rows *rows = NULL;
+	const char *status;
+	dr_status st;
+
+	st = db_begin(db, err);
+	if (st != DR_OK)
+		return st;
+	st = lock_job(db, id, &rows, err);
+	if (st != DR_OK)
+		goto rollback;
+	status = db_cell(rows, 0, 0);
+	if (is_final(status)) {
+		st = dr_fail(err, DR_ERR_CONFLICT, "job_ended",
+			     "the job already ended (%s)", status);
+		goto rollback;
+	}
+	if (strcmp(status, "queued") == 0) {
+		/* Never submitted: cancel now, fencing out any worker that
+		 * has just claimed it. */
+		st = db_exec(db,
+			     "UPDATE jobs SET status = 'canceled', run_at = NULL,"
+			     " lease_owner = NULL,"
+			     " lease_version = lease_version + 1,"
+			     " completed_at = NOW(6), updated_at = NOW(6)"
+			     " WHERE id = ?",
+			     NULL, err, "s", id);
+		if (st == DR_OK)
+			st = add_event(db, id, "status", "queued", "canceled",
+				       "{\"reason\":\"canceled by client\"}",
+				       err);
+	} else {
+		/* Submitted: a worker cancels it at the provider. */
+		st = db_exec(db,
+			     "UPDATE jobs SET cancel_requested = 1,"
+			     " run_at = NOW(6), updated_at = NOW(6)"
+			     " WHERE id = ?",
+			     NULL, err, "s", id);
+		if (st == DR_OK)
+			st = add_event(db, id, "cancel_requested", status,
+				       NULL, NULL, err);
+	}
+	if (st != DR_OK)
+		goto rollback;
+	db_rows_free(rows);
+	return db_commit(db, err);
+rollback:
+	db_rows_free(rows);
+	db_rollback(db);
+	return st;
+}
+
+dr_status jobs_retry(dr_db *db, const char *id, dr_error *err)
+{
+	dr_db_rows *rows = NULL;
+	const char *status, *estep;
+	int persist;
+	dr_status st;
+
+	st = db_begin(db, err);
+	if (st != DR_OK)
+		return st;
+	st = lock_job(db, id, &rows, err);
+	if (st != DR_OK)
+		goto rollback;
+	status = db_cell(rows, 0, 0);
+	if (strcmp(status, "failed") != 0 && strcmp(status, "canceled") != 0) {
+		st = dr_fail(err, DR_ERR_CONFLICT, "job_not_retryable",
+			     "only failed or canceled jobs can be retried "
+			     "(this one is %s)",
+			     status);
+		goto rollback;
+	}
+	/* Failures after the prediction succeeded resume at persisting;
+	 * anything earlier runs the prediction again. */
+	estep = db_cell(rows, 0, 2);
+	persist = estep && strcmp(status, "failed") == 0 &&
+		  (strcmp(estep, "download") == 0 ||
+		   strcmp(estep, "render") == 0 ||
+		   strcmp(estep, "upload") == 0 || strcmp(estep, "index") == 0 ||
+		   strcmp(estep, "persist") == 0);
+	if (persist)
+		st = db_exec(db,
+			     "UPDATE jobs SET status = 'persisting',"
+			     " step = 'persist', attempts = 0,"
+			     " error_step = NULL, error_code = NULL,"
+			     " error_message = NULL, completed_at = NULL,"
+			     " cancel_requested = 0, run_at = NOW(6),"
+			     " lease_owner = NULL,"
+			     " lease_version = lease_version + 1,"
+			     " updated_at = NOW(6) WHERE id = ?",
+			     NULL, err, "s", id);
+	else
+		st = db_exec(db,
+			     "UPDATE jobs SET status = 'queued', step = 'submit',"
+			     " attempts = 0, prediction_id = NULL,"
+			     " prediction_status = NULL, prediction = NULL,"
+			     " predict_time = NULL, progress = NULL,"
+			     " error_step = NULL, error_code = NULL,"
+			     " error_message = NULL, completed_at = NULL,"
+			     " submitted_at = NULL, provider_deadline = NULL,"
+			     " cancel_requested = 0, run_at = NOW(6),"
+			     " lease_owner = NULL,"
+			     " lease_version = lease_version + 1,"
+			     " updated_at = NOW(6) WHERE id = ?",
+			     NULL, err, "s", id);
+	if (st == DR_OK)
+		st = add_event(db, id, "retry", status,
+			       persist ? "persisting" : "queued", NULL, err);
+	if (st != DR_OK)
+		goto rollback;
+	db_rows_free(rows);
+	return db_commit(db, err);
+rollback:
+	db_rows_free(rows);
+	db_rollback(db);
+	return st;
+}

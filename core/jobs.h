@@ -1,0 +1,114 @@
+/*
+ * jobs.h - the job model: validating job requests, storing and reading
+ * jobs, rendering the job object of CONTRACT §2, cancel and retry.
+ *
+ * This module owns the SQL of the jobs, job_metadata, job_events and
+ * idempotency_keys tables as the API uses them. The queue side (claims,
+ * leases, steps) belongs to the worker's modules.
+ */
+#ifndef DR_JOBS_H
+#define DR_JOBS_H
+
+#include <json-c/json.h>
+#include <stddef.h>
+
+#include "buf.h"
+#include "config.h"
+#include "db.h"
+#include "error.h"
+#include "ids.h"
+#include "plugin.h"
+
+#define DR_MAX_METADATA_KEYS 16
+#define DR_MAX_METADATA_BYTES 4096
+#define DR_MAX_RENDITIONS 16
+#define DR_MAX_MODEL_LEN 255
+#define DR_MAX_URL_LEN 2048
+#define DR_MAX_IDEMPOTENCY_KEY 255
+
+/* A validated POST /v1/jobs body. Strings point into `root`, which the
+ * caller releases with jobs_request_free(). */
+typedef struct dr_job_request {
+	json_object *root;
+	const char *adapter;
+	const char *model;
+	json_object *input;
+	json_object *metadata;   /* object of strings, or NULL */
+	const char *renditions[DR_MAX_RENDITIONS];
+	size_t n_renditions;
+	const char *callback_url; /* or NULL */
+} dr_job_request;
+
+/*
+ * Validate a parsed request body (takes a new reference to `root` on
+ * success). On DR_ERR_INVALID, err->message starts with the offending
+ * field ("input: must be an object") and *field (static or pointing into
+ * root) names it, for the 422 problem document. Checks the adapter exists
+ * in `plugins` and runs its validate operation, and that every rendition
+ * names a preset of `cfg`.
+ */
+dr_status jobs_parse_request(const dr_config *cfg, const dr_plugins *plugins,
+			     json_object *root, dr_job_request *out,
+			     const char **field, dr_error *err) DR_WARN_UNUSED;
+
+void jobs_request_free(dr_job_request *req);
+
+/* Idempotency: who asked (a hash of the API key) and with what key. */
+typedef struct dr_idempotency {
+	const char *scope;     /* 16 hex chars, or NULL for none */
+	const char *key;       /* the Idempotency-Key header, or NULL */
+	const char *body_hash; /* SHA-256 hex of the request body */
+} dr_idempotency;
+
+/*
+ * Store a new queued job with its metadata rows and a "created" event, in
+ * one transaction. With an idempotency key already used: the same body
+ * gives DR_OK with *replayed = 1 and the earlier job's id; another body
+ * gives DR_ERR_CONFLICT. The id is written to id_out.
+ */
+dr_status jobs_create(dr_db *db, const dr_job_request *req,
+		      const dr_idempotency *idem, char id_out[DR_JOB_ID_LEN + 1],
+		      int *replayed, dr_error *err) DR_WARN_UNUSED;
+
+/* Append the job object of job `id` (CONTRACT §2) to `out`.
+ * DR_ERR_NOT_FOUND when there is no such job. */
+dr_status jobs_render(dr_db *db, const dr_config *cfg, const char *id,
+		      dr_buf *out, dr_error *err) DR_WARN_UNUSED;
+
+typedef struct dr_job_filter {
+	const char *status;  /* or NULL */
+	const char *model;   /* or NULL */
+	const char *adapter; /* or NULL */
+	const char *cursor;  /* a job id: list jobs older than it, or NULL */
+	int limit;           /* 1..100 */
+} dr_job_filter;
+
+/* Append {"data": [...], "next_cursor": ...} for the filter, newest
+ * first. */
+dr_status jobs_list(dr_db *db, const dr_config *cfg, const dr_job_filter *f,
+		    dr_buf *out, dr_error *err) DR_WARN_UNUSED;
+
+/*
+ * Cancel job `id`: a queued job becomes canceled at once; a running job
+ * gets cancel_requested and is woken so a worker cancels it at the
+ * provider. DR_ERR_NOT_FOUND, or DR_ERR_CONFLICT when it already ended.
+ */
+dr_status jobs_cancel(dr_db *db, const char *id, dr_error *err)
+	DR_WARN_UNUSED;
+
+/*
+ * Restart a failed or canceled job from the step that failed (attempts
+ * reset, error cleared). DR_ERR_NOT_FOUND, or DR_ERR_CONFLICT for a job
+ * in any other state.
+ */
+dr_status jobs_retry(dr_db *db, const char *id, dr_error *err)
+	DR_WARN_UNUSED;
+
+/* 1 when `s` is one of the seven job statuses. */
+int jobs_status_valid(const char *s);
+
+/* Append `dbtime` ("YYYY-MM-DD HH:MM:SS.ffffff") as a JSON string in
+ * ISO 8601 UTC with milliseconds ("...T...123Z"), or null when NULL. */
+dr_status jobs_append_time(dr_buf *b, const char *dbtime) DR_WARN_UNUSED;
+
+#endif

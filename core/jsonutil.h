@@ -1,0 +1,35 @@
+/*
+ * jsonutil.h - parsing untrusted JSON with limits, on json-c.
+ *
+ * Request bodies, webhook bodies and provider answers are parsed here:
+ * strict RFC 8259 syntax, UTF-8 validated, nesting capped, nothing
+ * after the document. json-c does the parsing; this module adds the
+ * limits and turns failures into dr_errors with stable codes.
+ */
+#ifndef DR_JSONUTIL_H
+#define DR_JSONUTIL_H
+
+#include <json-c/json.h>
+#include <stddef.h>
+
+#include "buf.h"
+#include "error.h"
+
+/*
+ * Parse `len` bytes of `text` as one JSON document nested at most
+ * `max_depth` levels. On success *out holds a new reference (release with
+ * json_object_put). On failure DR_ERR_INVALID with err->code one of
+ * "malformed_json", "invalid_utf8", "too_deep", "empty_body" and a short
+ * message with the byte offset.
+ */
+dr_status json_parse_limited(const char *text, size_t len, int max_depth,
+			     json_object **out, dr_error *err) DR_WARN_UNUSED;
+
+/* Append the compact serialisation of `obj` to `b`. */
+dr_status json_append(dr_buf *b, json_object *obj) DR_WARN_UNUSED;
+
+/* The string member `key` of object `obj`, or NULL when absent or not a
+ * string. */
+const char *json_get_string(json_object *obj, const char *key);
+
+#endif
