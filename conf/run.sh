@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# conf/run.sh — what `make run` runs once the build is done: the whole
+# service on this machine, in the foreground, with its state under ./var.
+#
+#   1. a private MariaDB: data in var/mysql, socket var/mysqld.sock (never
+#      the system's server or socket), TCP on a free loopback port;
+#   2. the API key: $DARKROOM_API_KEY, else var/api_key (made once, 0600);
+#   3. `darkroom migrate`;
+#   4. `darkroom worker` in the background, when the build has it;
+#   5. lighttpd (conf/lighttpd.conf) on 127.0.0.1:$DARKROOM_PORT (8080)
+#      with darkroom.fcgi, and /media/ served from var/media;
+#   6. prints the API key, the dashboard URL and a curl line creating a job,
+#      then waits. Ctrl-C (SIGINT) or SIGTERM stops everything it started;
+#      so does any of the services dying.
+#
+# Environment: BUILD (build directory, default ./build), DARKROOM_PORT, DARKROOM_CONF (default conf/darkroom.conf),
+# DARKROOM_API_KEY, DARKROOM_PUBLIC_URL, and whatever the service itself
+# reads (REPLICATE_API_TOKEN, DARKROOM_SINK, …): the app and the worker
+# inherit this environment. DARKROOM_DEMO_MODEL sets the model of the
+# printed curl line.
+#
+# Logs: var/app.log (the FastCGI app), var/worker.log, var/mariadb.log,
+# var/lighttpd-error.log, var/lighttpd-access.log.
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+BUILD=${BUILD:-build}
+case "$BUILD" in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
+VAR=$ROOT/var
+
+export DARKROOM_PORT=${DARKROOM_PORT:-8080}
+export DARKROOM_CONF=${DARKROOM_CONF:-$ROOT/conf/darkroom.conf}
+export DARKROOM_PUBLIC_URL=${DARKROOM_PUBLIC_URL:-http://127.0.0.1:$DARKROOM_PORT}
+export DARKROOM_CDN_BASE_URL=${DARKROOM_CDN_BASE_URL:-$DARKROOM_PUBLIC_URL/media}
+case "$DARKROOM_CONF" in
+    /*) ;;
+    *) DARKROOM_CONF=$ROOT/$DARKROOM_CONF ;;
+esac
+
+say() {
+    printf 'run: %s\n' "$*" >&2
+}
+
+die() {
+    say "$*"
+    exit 1
+}
+
+for f in "$BUILD/darkroom" "$BUILD/darkroom.fcgi"; do
+    [ -x "$f" ] || die "missing $f: build first (make run builds)"
+done
+[ -f "$DARKROOM_CONF" ] || die "no config file at $DARKROOM_CONF"
+case "$DARKROOM_PORT" in
+    ''|*[!0-9]*) die "DARKROOM_PORT is not a port number: $DARKROOM_PORT" ;;
+esac
+
+# shellcheck source=tests/lib/services.sh
+. "$ROOT/tests/lib/services.sh"
+
+if ! port_free "$DARKROOM_PORT"; then
+    die "127.0.0.1:$DARKROOM_PORT is in use (another make run?); set DARKROOM_PORT"
+fi
+
+mkdir -p "$VAR/media"
+# var/ holds only local state: keep it out of git whatever the checkout ignores.
+[ -e "$VAR/.gitignore" ] || printf '*\n' >"$VAR/.gitignore"
+
+SLEEP_PID=""
+stopping() {
+    say "stopping…"
+    [ -n "$SLEEP_PID" ] && kill "$SLEEP_PID" 2>/dev/null
+    exit "$1"
+}
+PARENT_PID=$PPID
+trap services_cleanup EXIT
+trap 'stopping 130' INT
+trap 'stopping 143' TERM
+
+# -- database
+mariadb_start "$VAR" "$VAR/mysql" || die "MariaDB did not start (see var/mariadb.log)"
+
+# -- API key: the environment wins; otherwise the one kept in var/api_key.
+if [ -z "${DARKROOM_API_KEY:-}" ]; then
+    if [ ! -s "$VAR/api_key" ]; then
+        (
+            umask 077
+            python3 -c 'import secrets; print("drk_" + secrets.token_hex(24))' >"$VAR/api_key.tmp"
+        )
+        mv "$VAR/api_key.tmp" "$VAR/api_key"
+    fi
+    chmod 0600 "$VAR/api_key"
+    DARKROOM_API_KEY=$(cat "$VAR/api_key")
+fi
+export DARKROOM_API_KEY
+
+# -- schema
+if ! "$BUILD/darkroom" migrate </dev/null >"$VAR/migrate.log" 2>&1; then
+    cat "$VAR/migrate.log" >&2
+    die "darkroom migrate failed"
+fi
+
+# -- worker
+WORKER_PID=""
+if "$BUILD/darkroom" worker --help </dev/null >/dev/null 2>&1; then
+    services_bg worker "$VAR/worker.log" "$BUILD/darkroom" worker
+    WORKER_PID=$SERVICES_LAST_PID
+else
+    say "this build has no 'darkroom worker': jobs will stay queued"
+fi
+
+# -- web server and app
+lighttpd_start "$VAR" "$DARKROOM_PORT" "$DARKROOM_CONF" "$BUILD/darkroom.fcgi" \
+    || die "lighttpd did not start (see var/lighttpd-error.log)"
+
+URL=http://127.0.0.1:$DARKROOM_PORT
+if [ -z "$WORKER_PID" ]; then
+    mode="the 'null' adapter; this version has no worker, so jobs stay queued"
+elif [ -n "${REPLICATE_API_TOKEN:-}" ]; then
+    mode="Replicate"
+else
+    mode="offline (local generator)"
+fi
+MODEL=${DARKROOM_DEMO_MODEL:-black-forest-labs/flux-schnell}
+
+cat <<EOF
+
+darkroom is running — jobs go to: $mode
+
+  API key:    $DARKROOM_API_KEY
+  dashboard:  $URL/
+  health:     $URL/healthz
+  media:      $URL/media/  (files in var/media)
+  logs:       var/app.log, var/worker.log, var/lighttpd-error.log, var/mariadb.log
+  database:   mariadb --no-defaults --socket=$MARIADB_SOCKET -uroot
+
+Create a job:
+
+  curl -sS -X POST $URL/v1/jobs \\
+    -H 'Authorization: Bearer $DARKROOM_API_KEY' \\
+    -H 'Content-Type: application/json' \\
+    -d '{"model": "$MODEL", "input": {"prompt": "a lighthouse at dawn"}}'
+
+Press Ctrl-C to stop.
+EOF
+
+# -- foreground: wait for a signal, or for a service to die.
+MARIADB_PID=$(cat "$VAR/mariadb.pid" 2>/dev/null || true)
+while :; do
+    # `make run` killed by SIGTERM does not pass the signal on: when our
+    # parent is gone, stop too.
+    if ! kill -0 "$PARENT_PID" 2>/dev/null; then
+        stopping 143
+    fi
+    for entry in "lighttpd:$LIGHTTPD_PID" "worker:$WORKER_PID" "mariadb:$MARIADB_PID"; do
+        name=${entry%%:*}
+        pid=${entry#*:}
+        if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+            say "$name (pid $pid) stopped unexpectedly; stopping the rest"
+            exit 1
+        fi
+    done
+    sleep 1 &
+    SLEEP_PID=$!
+    wait "$SLEEP_PID" || true
+    SLEEP_PID=""
+done

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# tests/check.sh — the test run of `make check`, after the build: every
+# cmocka unit test program build/tests/unit/test_*, then the integration
+# tests (tests/run-integration.sh). Ends with the grand total as the line
+# "N passed, N failed" and exits non-zero on any failure.
+#
+#   tests/check.sh                 unit and integration tests
+#   tests/check.sh --unit          unit tests only
+#   tests/check.sh --integration   integration tests only
+#
+# Knobs: DARKROOM_BUILD_DIR or BUILD (the build directory, default ./build,
+# relative to the repository; `make sanitize` passes build-san); DARKROOM_UNIT_TIMEOUT
+# (seconds per unit test program, default 300); the integration knobs of
+# tests/run-integration.sh.
+#
+# Unit test programs are counted from cmocka's own summary lines
+# ("[  PASSED  ] N test(s)." and "[  FAILED  ] N test(s)"); a program that
+# exits non-zero without reporting a failed test (a crash, a sanitizer
+# report) counts as one failure.
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=${DARKROOM_BUILD_DIR:-${BUILD:-build}}
+case "$BUILD" in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
+export DARKROOM_BUILD_DIR=$BUILD
+UNIT_TIMEOUT=${DARKROOM_UNIT_TIMEOUT:-300}
+cd "$ROOT"
+
+run_unit=1
+run_integration=1
+case "${1:-}" in
+    "") ;;
+    --unit) run_integration=0 ;;
+    --integration) run_unit=0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    *) echo "usage: $0 [--unit|--integration]" >&2; exit 2 ;;
+esac
+
+passed=0
+failed=0
+LOG=$(mktemp "${TMPDIR:-/tmp}/darkroom-check.XXXXXX")
+trap 'rm -f "$LOG"' EXIT
+
+# Sum the numbers N of the lines of $LOG matching "^PREFIX N test(s)".
+cmocka_count() {
+    local prefix=$1
+    { grep -E "^\[  $prefix  \] [0-9]+ test\(s\)" "$LOG" || true; } | awk '{ n += $4 } END { print n + 0 }'
+}
+
+if [ "$run_unit" = 1 ]; then
+    shopt -s nullglob
+    units=()
+    for t in "$BUILD"/tests/unit/test_*; do
+        if [ -f "$t" ] && [ -x "$t" ]; then
+            units+=("$t")
+        fi
+    done
+    shopt -u nullglob
+    if [ "${#units[@]}" -eq 0 ]; then
+        echo "check: no unit test programs in $BUILD/tests/unit" >&2
+    fi
+    for t in "${units[@]}"; do
+        name=$(basename "$t")
+        echo "== unit: $name"
+        set +e
+        CMOCKA_MESSAGE_OUTPUT=stdout timeout -k 10 "$UNIT_TIMEOUT" "$t" </dev/null 2>&1 | tee "$LOG"
+        rc=${PIPESTATUS[0]}
+        set -e
+        p=$(cmocka_count "PASSED")
+        f=$(cmocka_count "FAILED")
+        if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+            if [ "$rc" -eq 124 ]; then
+                echo "FAIL $name: timed out after ${UNIT_TIMEOUT}s"
+            else
+                echo "FAIL $name: exited with status $rc"
+            fi
+            f=1
+        fi
+        passed=$((passed + p))
+        failed=$((failed + f))
+    done
+    # Plugins export nothing but their entry symbol.
+    echo "== unit: plugin symbols"
+    set +e
+    BUILD="$BUILD" bash "$ROOT/tests/plugins/nm-check.sh" 2>&1 | tee "$LOG"
+    rc=${PIPESTATUS[0]}
+    set -e
+    summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$LOG" | tail -n 1 || true)
+    if [ -n "$summary" ]; then
+        read -r p _ f _ <<<"$summary"
+    else
+        p=0
+        f=1
+    fi
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        f=1
+    fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+    echo "unit: $passed passed, $failed failed"
+fi
+
+if [ "$run_integration" = 1 ]; then
+    set +e
+    bash "$ROOT/tests/run-integration.sh" 2>&1 | tee "$LOG"
+    rc=${PIPESTATUS[0]}
+    set -e
+    summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$LOG" | tail -n 1 || true)
+    if [ -n "$summary" ]; then
+        read -r p _ f _ <<<"$summary"
+    else
+        p=0
+        f=0
+    fi
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        echo "FAIL integration: exited with status $rc"
+        f=1
+    fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
