@@ -53,7 +53,7 @@ CORE_CFLAGS = $(BASE_CFLAGS) -Icore $(call pkg_cflags,$(PKGS)) \
               -DDR_MIGRATIONS_DIR='"$(DATADIR)/migrations"' \
               -DDR_PLUGIN_DIR='"$(PLUGINDIR)"' \
               -DDR_SYSCONF='"$(SYSCONFDIR)/darkroom/darkroom.conf"'
-CORE_LIBS = $(call pkg_libs,$(PKGS)) -ls3 -ldl
+CORE_LIBS = $(call pkg_libs,$(PKGS)) -ls3 -ldl -lm
 LDFLAGS ?=
 ifeq ($(SAN),1)
 LDFLAGS += $(SAN_FLAGS)
@@ -88,7 +88,8 @@ $(BUILD)/darkroom.fcgi: $(BUILD)/core/fcgi_main.o $(LIBCORE)
 PLUGIN_NAMES = $(notdir $(patsubst %/,%,$(dir $(wildcard plugins/*/*.c))))
 PLUGIN_NAMES := $(sort $(PLUGIN_NAMES))
 PLUGINS = $(PLUGIN_NAMES:%=$(BUILD)/plugins/%.so)
-PLUGIN_CFLAGS = $(BASE_CFLAGS) -Icore -fPIC -fvisibility=hidden
+PLUGIN_CFLAGS = $(BASE_CFLAGS) -Icore -fPIC -fvisibility=hidden \
+                -DDR_VERSION='"$(VERSION)"'
 PLUGIN_LIBS_replicate = libcurl json-c libcrypto
 PLUGIN_LIBS_cog = libcurl json-c
 PLUGIN_LIBS_exec = json-c
@@ -145,12 +146,34 @@ $(BUILD)/tests/fixtures/%.so: tests/plugins/fixtures/%.c core/darkroom-plugin.h
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(PLUGIN_CFLAGS) -shared $(LDFLAGS) -o $@ $<
 
+# tests/webhook/wh_tool.c -> build/tests/webhook/wh_tool, a CLI around
+# core/webhook.c that tests/webhook/cross_check.js drives.
+WH_TOOL = $(BUILD)/tests/webhook/wh_tool
+
+$(BUILD)/tests/webhook/%.o: tests/webhook/%.c
+	$(call msg,CC,$<)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CORE_CFLAGS) -c -o $@ $<
+
+$(WH_TOOL): $(BUILD)/tests/webhook/wh_tool.o $(LIBCORE)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CORE_LIBS)
+
+# tests/plugins/s3_tool.c -> build/tests/s3_tool: a sink driven through the
+# real plugin host (config_load + plugins_init), for tests/integration/test_s3.sh.
+S3_TOOL = $(BUILD)/tests/s3_tool
+
+$(S3_TOOL): $(BUILD)/tests/plugins/s3_tool.o $(LIBCORE)
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CORE_LIBS)
+
 # --------------------------------------------------------------- targets
 BINS = $(BUILD)/darkroom $(BUILD)/darkroom.fcgi
 
 all: $(BINS) $(PLUGINS)
 
-tests: all $(UNIT_TESTS) $(FIXTURES)
+tests: all $(UNIT_TESTS) $(FIXTURES) $(WH_TOOL) $(S3_TOOL)
 
 deps:
 	$(Q)bash tests/lib/deps.sh build
@@ -184,7 +207,7 @@ clean:
 	rm -rf build build-san
 
 format:
-	clang-format -i core/*.c core/*.h plugins/*/*.c tests/core/*.c tests/plugins/*.c
+	clang-format -i core/*.c core/*.h plugins/*/*.c tests/core/*.c tests/plugins/*.c tests/webhook/*.c
 
 .PHONY: all tests deps check sanitize run install clean format
 .SECONDARY:

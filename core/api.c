@@ -14,10 +14,13 @@
 #include <string.h>
 #include <strings.h>
 
+#include "engine.h"
 #include "ids.h"
 #include "jobs.h"
+#include "queue.h"
 #include "jsonutil.h"
 #include "log.h"
+#include "outputs.h"
 
 #define MAX_QUERY_PARAMS 32
 
@@ -186,10 +189,12 @@ static void create_job(dr_app *app, const dr_request *req, dr_response *resp,
 		http_problem_from(resp, &err);
 	} else {
 		reply_json(resp, replayed ? 200 : 202);
-		if (!replayed)
+		if (!replayed) {
+			queue_wakeup_send(cfg->worker.wakeup_socket);
 			dr_log(DR_LOG_INFO,
 			       "event=job.created job=%s adapter=%s", id,
 			       jr.adapter);
+		}
 	}
 	jobs_request_free(&jr);
 }
@@ -268,6 +273,112 @@ static void list_jobs(dr_app *app, const dr_request *req, dr_response *resp)
 		reply_json(resp, 200);
 }
 
+static int is_sha256(const char *s)
+{
+	if (strlen(s) != 64)
+		return 0;
+	for (; *s; s++)
+		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+			return 0;
+	return 1;
+}
+
+/* GET /v1/outputs: search the output index. */
+static void list_outputs(dr_app *app, const dr_request *req, dr_response *resp)
+{
+	dr_param params[MAX_QUERY_PARAMS];
+	dr_output_filter f;
+	char since[48], until[48];
+	dr_error err;
+	int n = http_parse_query(req->arena, req->query, params,
+				 MAX_QUERY_PARAMS);
+	static const char *const allowed[] = {"model", "adapter", "sha256",
+					      "since", "until",   "q",
+					      "limit", "cursor",  NULL};
+
+	if (n < 0) {
+		http_problem(resp, 400, "bad_query", NULL,
+			     "malformed query string");
+		return;
+	}
+	memset(&f, 0, sizeof(f));
+	for (int i = 0; i < n; i++) {
+		int ok = 0;
+
+		if (strncmp(params[i].name, "metadata.", 9) == 0) {
+			if (f.meta_key || !params[i].name[9]) {
+				http_problem(resp, 422, "invalid_parameter",
+					     "metadata",
+					     "metadata: give one metadata.KEY="
+					     "VALUE filter");
+				return;
+			}
+			f.meta_key = params[i].name + 9;
+			f.meta_value = params[i].value;
+			continue;
+		}
+		for (int k = 0; allowed[k]; k++)
+			ok |= strcmp(params[i].name, allowed[k]) == 0;
+		if (!ok) {
+			http_problem(resp, 422, "invalid_parameter",
+				     params[i].name, "%.64s: unknown parameter",
+				     params[i].name);
+			return;
+		}
+	}
+	f.model = http_param(params, (size_t)n, "model");
+	f.adapter = http_param(params, (size_t)n, "adapter");
+	f.sha256 = http_param(params, (size_t)n, "sha256");
+	f.q = http_param(params, (size_t)n, "q");
+	f.cursor = http_param(params, (size_t)n, "cursor");
+	if (f.q && (!*f.q || strlen(f.q) > 256)) {
+		http_problem(resp, 422, "invalid_parameter", "q",
+			     "q: give 1 to 256 characters");
+		return;
+	}
+	if (parse_limit(http_param(params, (size_t)n, "limit"), &f.limit)) {
+		http_problem(resp, 422, "invalid_parameter", "limit",
+			     "limit: must be an integer from 1 to 100");
+		return;
+	}
+	if (f.sha256 && !is_sha256(f.sha256)) {
+		http_problem(resp, 422, "invalid_parameter", "sha256",
+			     "sha256: 64 lower-case hex digits");
+		return;
+	}
+	if (f.cursor && (!*f.cursor || strlen(f.cursor) > 20 ||
+			 strspn(f.cursor, "0123456789") != strlen(f.cursor))) {
+		http_problem(resp, 422, "invalid_parameter", "cursor",
+			     "cursor: not a cursor from a previous page");
+		return;
+	}
+	if (http_param(params, (size_t)n, "since")) {
+		if (outputs_parse_time(http_param(params, (size_t)n, "since"),
+				       since)) {
+			http_problem(resp, 422, "invalid_parameter", "since",
+				     "since: an ISO 8601 UTC time, e.g. "
+				     "2026-11-21T10:00:00Z");
+			return;
+		}
+		f.since = since;
+	}
+	if (http_param(params, (size_t)n, "until")) {
+		if (outputs_parse_time(http_param(params, (size_t)n, "until"),
+				       until)) {
+			http_problem(resp, 422, "invalid_parameter", "until",
+				     "until: an ISO 8601 UTC time, e.g. "
+				     "2026-11-21T10:00:00Z");
+			return;
+		}
+		f.until = until;
+	}
+	dr_error_clear(&err);
+	if (outputs_search(app->db, &f, &resp->body, &err) != DR_OK)
+		http_problem_from(resp, &err);
+	else
+		reply_json(resp, 200);
+}
+
 static void get_job(dr_app *app, const char *id, dr_response *resp)
 {
 	dr_error err;
@@ -291,6 +402,7 @@ static void job_action(dr_app *app, const char *id, const char *action,
 	else
 		st = jobs_retry(app->db, id, &err);
 	if (st == DR_OK) {
+		queue_wakeup_send(app->cfg->worker.wakeup_socket);
 		dr_log(DR_LOG_INFO, "event=job.%s job=%s", action, id);
 		st = jobs_render(app->db, app->cfg, id, &resp->body, &err);
 	}
@@ -320,6 +432,108 @@ static void healthz(dr_app *app, dr_response *resp)
 			  app->plugins->n_sinks) != DR_OK)
 		dr_die("health document does not fit");
 	reply_json(resp, 200);
+}
+
+/*
+ * POST /v1/hooks/{adapter}: a provider's delivery. The adapter verifies it
+ * (401 and no change when it is not authentic) and parses it; the engine
+ * applies it forward-only, at most once per delivery id. Any authentic
+ * delivery gets 200, even a duplicate or one for an unknown prediction, so
+ * the provider stops retrying; 503 when the database is away, so it tries
+ * again later.
+ */
+static void provider_webhook(dr_app *app, const dr_request *req,
+			     const char *adapter, dr_response *resp)
+{
+	static const char *const results[] = {
+		[DR_APPLY_CHANGED] = "accepted",
+		[DR_APPLY_IGNORED] = "ignored",
+		[DR_APPLY_DUPLICATE] = "duplicate",
+		[DR_APPLY_UNKNOWN] = "unknown",
+	};
+	struct dr_instance *inst = plugins_adapter(app->plugins, adapter);
+	const char *names[DR_MAX_HEADERS], *values[DR_MAX_HEADERS];
+	dr_param params[MAX_QUERY_PARAMS];
+	struct dr_webhook_request wr;
+	dr_prediction p;
+	dr_apply_result result = DR_APPLY_UNKNOWN;
+	char *delivery_id = NULL;
+	char status[16];
+	const char *hint = NULL;
+	dr_error err;
+	dr_status st;
+	int n;
+
+	if (!inst || !inst->plugin->desc->adapter->webhook) {
+		http_problem(resp, 404, "not_found", NULL,
+			     "no adapter '%.64s' takes webhooks", adapter);
+		return;
+	}
+	memset(&wr, 0, sizeof(wr));
+	memset(&p, 0, sizeof(p));
+	dr_error_clear(&err);
+	for (size_t i = 0; i < req->n_headers; i++) {
+		names[i] = req->headers[i].name;
+		values[i] = req->headers[i].value;
+	}
+	wr.header_names = names;
+	wr.header_values = values;
+	wr.n_headers = req->n_headers;
+	wr.body = req->body;
+	wr.body_len = req->body_len;
+	wr.received_at = plugin_host_services()->now();
+	st = inst->plugin->desc->adapter->webhook(inst->state, &wr, &p,
+						  &delivery_id, &err);
+	if (st == DR_ERR_AUTH) {
+		dr_log(DR_LOG_WARNING,
+		       "event=webhook.rejected adapter=%s code=%s remote=%s",
+		       adapter, err.code, req->remote_addr ? req->remote_addr
+							   : "-");
+		http_problem(resp, 401, "bad_signature", NULL,
+			     "the delivery is not authentic: %s", err.message);
+		goto out;
+	}
+	if (st == DR_ERR_UNAVAILABLE || st == DR_ERR_CONFIG ||
+	    st == DR_ERR_NETWORK || st == DR_ERR_TIMEOUT) {
+		/* We cannot check it now (e.g. the signing secret could not be
+		 * fetched): not forged, so ask the provider to try again. */
+		dr_log(DR_LOG_ERR,
+		       "event=webhook.unverifiable adapter=%s code=%s", adapter,
+		       err.code);
+		http_problem(resp, 503, "unavailable", NULL,
+			     "the delivery cannot be verified now; retry");
+		goto out;
+	}
+	if (st != DR_OK) {
+		dr_log(DR_LOG_WARNING,
+		       "event=webhook.unreadable adapter=%s code=%s", adapter,
+		       err.code);
+		http_problem(resp, 400, "bad_delivery", NULL, "%s",
+			     err.message);
+		goto out;
+	}
+	n = http_parse_query(req->arena, req->query, params, MAX_QUERY_PARAMS);
+	if (n > 0)
+		hint = http_param(params, (size_t)n, "job");
+	st = engine_apply(app->db, app->cfg, adapter, hint, &p, "webhook",
+			  delivery_id, NULL, &result, status, &err);
+	if (st != DR_OK) {
+		http_problem_from(resp, &err);
+		goto out;
+	}
+	dr_log(DR_LOG_INFO,
+	       "event=webhook.%s adapter=%s prediction=%s delivery=%s",
+	       results[result], adapter, p.id ? p.id : "-",
+	       delivery_id ? delivery_id : "-");
+	if (result == DR_APPLY_CHANGED && strcmp(status, "persisting") == 0)
+		queue_wakeup_send(app->cfg->worker.wakeup_socket);
+	if (dr_buf_printf(&resp->body, "{\"status\":\"%s\"}",
+			  results[result]) != DR_OK)
+		dr_die("webhook answer does not fit");
+	reply_json(resp, 200);
+out:
+	free(delivery_id);
+	engine_prediction_clear(&p);
 }
 
 /* ---------------------------------------------------------------- router */
@@ -370,6 +584,17 @@ static void route(dr_app *app, const dr_request *req, dr_response *resp)
 		http_problem(resp, 404, "not_found", NULL, "no such resource");
 		return;
 	}
+	rest = segment(path, "/v1/hooks/", seg, sizeof(seg));
+	if (rest) {
+		if (*rest != '\0')
+			http_problem(resp, 404, "not_found", NULL,
+				     "no such resource");
+		else if (strcmp(m, "POST") != 0)
+			method_not_allowed(resp, "POST");
+		else
+			provider_webhook(app, req, seg, resp);
+		return;
+	}
 
 	/* Everything under /v1/ needs an API key (provider webhooks, under
 	 * /v1/hooks/, authenticate by signature instead). */
@@ -378,6 +603,13 @@ static void route(dr_app *app, const dr_request *req, dr_response *resp)
 			     "send a valid API key as 'Authorization: "
 			     "Bearer <key>'");
 		http_add_header(resp, "WWW-Authenticate", "Bearer");
+		return;
+	}
+	if (strcmp(path, "/v1/outputs") == 0) {
+		if (strcmp(m, "GET") != 0)
+			method_not_allowed(resp, "GET");
+		else
+			list_outputs(app, req, resp);
 		return;
 	}
 	if (strncmp(path, "/v1/jobs", 8) != 0 ||

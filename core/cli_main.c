@@ -13,6 +13,7 @@
 #include "log.h"
 #include "migrate.h"
 #include "plugin.h"
+#include "worker.h"
 
 #define EXIT_USAGE 2
 
@@ -26,6 +27,7 @@ static void usage(FILE *f)
 	      "\n"
 	      "Commands:\n"
 	      "  migrate         create or upgrade the database schema\n"
+	      "  worker          run the job workers (foreground)\n"
 	      "  config check    validate the configuration\n"
 	      "  plugins list    list the plugins in the plugin directory\n"
 	      "  version         print the version\n"
@@ -136,7 +138,9 @@ static int cmd_config(const cli *c, int argc, char **argv)
 	if (load_config(c, &cfg))
 		return 1;
 	dr_error_clear(&err);
-	if (plugins_init(cfg, 0, &plugins, &err) != DR_OK) {
+	/* Instances are created too (no network at create): plugins check
+	 * their own values there. */
+	if (plugins_init(cfg, 1, &plugins, &err) != DR_OK) {
 		fprintf(stderr, "darkroom: %s\n", err.message);
 		config_free(cfg);
 		return 1;
@@ -150,6 +154,50 @@ static int cmd_config(const cli *c, int argc, char **argv)
 	plugins_free(plugins);
 	config_free(cfg);
 	return 0;
+}
+
+static int cmd_worker(const cli *c, int argc, char **argv)
+{
+	dr_config *cfg = NULL;
+	long processes = 0;
+	int rc;
+
+	if (wants_help(argc, argv)) {
+		puts("usage: darkroom worker [--processes N]\n\n"
+		     "Run the job workers in the foreground: a supervisor "
+		     "and [worker] processes\nchildren that claim due jobs "
+		     "from MariaDB and run their steps (submit,\npoll, "
+		     "cancel). SIGTERM or SIGINT stops them gracefully; "
+		     "logs go to stderr.\n\n"
+		     "  --processes N  worker processes (default: [worker] "
+		     "processes), 1 to 64");
+		return 0;
+	}
+	for (int i = 1; i < argc; i++) {
+		char *end = NULL;
+
+		if (strcmp(argv[i], "--processes") == 0 && i + 1 < argc) {
+			processes = strtol(argv[++i], &end, 10);
+			if (*end || processes < 1 || processes > 64) {
+				fprintf(stderr, "darkroom worker: --processes "
+						"takes 1 to 64\n");
+				return EXIT_USAGE;
+			}
+		} else {
+			fprintf(stderr,
+				"darkroom worker: unexpected argument '%s'\n",
+				argv[i]);
+			return EXIT_USAGE;
+		}
+	}
+	if (load_config(c, &cfg))
+		return 1;
+	if (processes)
+		cfg->worker.processes = (int)processes;
+	dr_log_init("worker", cfg->server.log_level, 1);
+	rc = worker_main(cfg);
+	config_free(cfg);
+	return rc;
 }
 
 static const char *kind_name(dr_plugin_kind k)
@@ -256,6 +304,8 @@ int main(int argc, char **argv)
 		return cmd_migrate(&c, argc, argv);
 	if (strcmp(argv[0], "config") == 0)
 		return cmd_config(&c, argc, argv);
+	if (strcmp(argv[0], "worker") == 0)
+		return cmd_worker(&c, argc, argv);
 	if (strcmp(argv[0], "plugins") == 0)
 		return cmd_plugins(&c, argc, argv);
 	if (strcmp(argv[0], "version") == 0) {

@@ -99,6 +99,7 @@ enum {
 	SRV_SINK,
 	SRV_DEFAULT_RENDITIONS,
 	SRV_LOG_LEVEL,
+	SRV_CALLBACK_SECRET,
 	SRV_COUNT
 };
 
@@ -146,6 +147,12 @@ static const dr_config_key server_keys[SRV_COUNT + 1] = {
 			    .type = DR_CFG_STRING,
 			    .default_value = "info",
 			    .help = "err, warning, notice, info or debug" },
+	[SRV_CALLBACK_SECRET] = { .name = "callback_secret",
+				  .type = DR_CFG_STRING,
+				  .env = "DARKROOM_CALLBACK_SECRET",
+				  .flags = DR_CFG_SECRET,
+				  .help = "whsec_<base64> secret signing client "
+					  "callbacks" },
 	[SRV_COUNT] = { .name = NULL },
 };
 
@@ -210,6 +217,10 @@ enum {
 	WRK_POLL_MAX,
 	WRK_PROVIDER_DEADLINE,
 	WRK_SHUTDOWN_GRACE,
+	WRK_WAKEUP_SOCKET,
+	WRK_RETRY_BASE,
+	WRK_RETRY_MAX,
+	WRK_SUBMIT_GRACE,
 	WRK_COUNT
 };
 
@@ -243,12 +254,80 @@ static const dr_config_key worker_keys[WRK_COUNT + 1] = {
 				 .type = DR_CFG_DURATION,
 				 .default_value = "10s",
 				 .help = "time a child gets on SIGTERM" },
+	[WRK_WAKEUP_SOCKET] = { .name = "wakeup_socket",
+				.type = DR_CFG_PATH,
+				.default_value = "/run/darkroom/wakeup.sock",
+				.help = "unix datagram socket the API pokes "
+					"idle workers through" },
+	[WRK_RETRY_BASE] = { .name = "retry_base",
+			     .type = DR_CFG_DURATION,
+			     .default_value = "2s",
+			     .help = "first retry delay of a failed step" },
+	[WRK_RETRY_MAX] = { .name = "retry_max",
+			    .type = DR_CFG_DURATION,
+			    .default_value = "10m",
+			    .help = "longest retry delay" },
+	[WRK_SUBMIT_GRACE] = { .name = "submit_grace",
+			       .type = DR_CFG_DURATION,
+			       .default_value = "30s",
+			       .help = "after a crash mid-submit, wait this "
+				       "long for the provider's webhook before "
+				       "submitting again" },
 	[WRK_COUNT] = { .name = NULL },
 };
 
 /* Download caps and pixel limits come here in a later version. */
-static const dr_config_key limits_keys[] = {
-	{ .name = NULL },
+enum {
+	LIM_MAX_OUTPUT_BYTES,
+	LIM_MAX_IMAGE_BYTES,
+	LIM_MAX_PIXELS,
+	LIM_MAX_PAGES,
+	LIM_DOWNLOAD_TIMEOUT,
+	LIM_CONNECT_TIMEOUT,
+	LIM_LOW_SPEED_LIMIT,
+	LIM_LOW_SPEED_TIME,
+	LIM_MAX_REDIRECTS,
+	LIM_COUNT
+};
+
+static const dr_config_key limits_keys[LIM_COUNT + 1] = {
+	[LIM_MAX_OUTPUT_BYTES] = { .name = "max_output_bytes",
+				   .type = DR_CFG_INT,
+				   .default_value = "512M",
+				   .help = "largest output downloaded" },
+	[LIM_MAX_IMAGE_BYTES] = { .name = "max_image_bytes",
+				  .type = DR_CFG_INT,
+				  .default_value = "64M",
+				  .help = "largest image file decoded" },
+	[LIM_MAX_PIXELS] = { .name = "max_pixels",
+			     .type = DR_CFG_INT,
+			     .default_value = "100000000",
+			     .help = "width x height x pages of an image" },
+	[LIM_MAX_PAGES] = { .name = "max_pages",
+			    .type = DR_CFG_INT,
+			    .default_value = "256",
+			    .help = "frames of an animated image" },
+	[LIM_DOWNLOAD_TIMEOUT] = { .name = "download_timeout",
+				   .type = DR_CFG_DURATION,
+				   .default_value = "300s",
+				   .help = "longest download of one output" },
+	[LIM_CONNECT_TIMEOUT] = { .name = "download_connect_timeout",
+				  .type = DR_CFG_DURATION,
+				  .default_value = "10s",
+				  .help = "longest connect of a download" },
+	[LIM_LOW_SPEED_LIMIT] = { .name = "download_low_speed",
+				  .type = DR_CFG_INT,
+				  .default_value = "1k",
+				  .help = "bytes per second below which ..." },
+	[LIM_LOW_SPEED_TIME] = { .name = "download_low_speed_time",
+				 .type = DR_CFG_DURATION,
+				 .default_value = "30s",
+				 .help = "... a download this long is abandoned" },
+	[LIM_MAX_REDIRECTS] = { .name = "download_max_redirects",
+				.type = DR_CFG_INT,
+				.default_value = "5",
+				.help = "redirects followed by a download" },
+	[LIM_COUNT] = { .name = NULL },
 };
 
 enum { PRE_WIDTH, PRE_HEIGHT, PRE_FIT, PRE_FORMAT, PRE_QUALITY, PRE_COUNT };
@@ -1530,6 +1609,7 @@ static dr_status resolve_server(config_impl *impl, dr_error *err)
 		return st;
 	cfg->server.json_max_depth = (int)it[SRV_JSON_MAX_DEPTH].num;
 
+	cfg->server.callback_secret = it[SRV_CALLBACK_SECRET].value;
 	cfg->server.log_level = 0;
 	for (size_t i = 0; i < sizeof(log_levels) / sizeof(log_levels[0]); i++)
 		if (strcmp(it[SRV_LOG_LEVEL].value, log_levels[i].name) == 0)
@@ -1620,6 +1700,53 @@ static dr_status resolve_database(config_impl *impl, dr_conf_section *sec,
 	return DR_OK;
 }
 
+static dr_status resolve_limits(config_impl *impl, dr_conf_section *sec,
+				dr_error *err)
+{
+	dr_config *cfg = &impl->pub;
+	const char *label = "[limits]";
+	const conf_item *it;
+	dr_status st;
+
+	st = resolve_core(impl, CORE_LIMITS, sec, NULL, err);
+	if (st != DR_OK)
+		return st;
+	it = impl->core[CORE_LIMITS]->items;
+	st = check_range(cfg, label, &it[LIM_MAX_OUTPUT_BYTES], 1024,
+			 (int64_t)1 << 40, "expected a size from 1k to 1T", err);
+	if (st == DR_OK)
+		st = check_range(cfg, label, &it[LIM_MAX_IMAGE_BYTES], 1024,
+				 (int64_t)1 << 32,
+				 "expected a size from 1k to 4G", err);
+	if (st == DR_OK)
+		st = check_range(cfg, label, &it[LIM_MAX_PIXELS], 1,
+				 (int64_t)1 << 40, "expected a positive number",
+				 err);
+	if (st == DR_OK)
+		st = check_range(cfg, label, &it[LIM_MAX_PAGES], 1, 100000,
+				 "expected a whole number from 1 to 100000",
+				 err);
+	if (st == DR_OK)
+		st = check_range(cfg, label, &it[LIM_MAX_REDIRECTS], 0, 20,
+				 "expected a whole number from 0 to 20", err);
+	if (st == DR_OK)
+		st = check_positive(cfg, label, &it[LIM_DOWNLOAD_TIMEOUT], err);
+	if (st == DR_OK)
+		st = check_positive(cfg, label, &it[LIM_CONNECT_TIMEOUT], err);
+	if (st != DR_OK)
+		return st;
+	cfg->limits.max_output_bytes = (uint64_t)it[LIM_MAX_OUTPUT_BYTES].num;
+	cfg->limits.max_image_bytes = (uint64_t)it[LIM_MAX_IMAGE_BYTES].num;
+	cfg->limits.max_pixels = (uint64_t)it[LIM_MAX_PIXELS].num;
+	cfg->limits.max_pages = (int)it[LIM_MAX_PAGES].num;
+	cfg->limits.download_timeout = it[LIM_DOWNLOAD_TIMEOUT].seconds;
+	cfg->limits.connect_timeout = it[LIM_CONNECT_TIMEOUT].seconds;
+	cfg->limits.low_speed_limit = (long)it[LIM_LOW_SPEED_LIMIT].num;
+	cfg->limits.low_speed_time = it[LIM_LOW_SPEED_TIME].seconds;
+	cfg->limits.max_redirects = (int)it[LIM_MAX_REDIRECTS].num;
+	return DR_OK;
+}
+
 static dr_status resolve_worker(config_impl *impl, dr_conf_section *sec,
 				dr_error *err)
 {
@@ -1647,6 +1774,11 @@ static dr_status resolve_worker(config_impl *impl, dr_conf_section *sec,
 	if (st == DR_OK)
 		st = check_positive(cfg, label, &it[WRK_PROVIDER_DEADLINE],
 				    err);
+	if (st == DR_OK)
+		st = check_positive(cfg, label, &it[WRK_RETRY_BASE], err);
+	if (st == DR_OK && it[WRK_RETRY_MAX].seconds < it[WRK_RETRY_BASE].seconds)
+		st = item_fail(err, cfg, label, &it[WRK_RETRY_MAX],
+			       "must not be shorter than retry_base");
 	if (st != DR_OK)
 		return st;
 	cfg->worker.processes = (int)it[WRK_PROCESSES].num;
@@ -1656,6 +1788,10 @@ static dr_status resolve_worker(config_impl *impl, dr_conf_section *sec,
 	cfg->worker.poll_max = it[WRK_POLL_MAX].seconds;
 	cfg->worker.provider_deadline = it[WRK_PROVIDER_DEADLINE].seconds;
 	cfg->worker.shutdown_grace = it[WRK_SHUTDOWN_GRACE].seconds;
+	cfg->worker.wakeup_socket = it[WRK_WAKEUP_SOCKET].value;
+	cfg->worker.retry_base = it[WRK_RETRY_BASE].seconds;
+	cfg->worker.retry_max = it[WRK_RETRY_MAX].seconds;
+	cfg->worker.submit_grace = it[WRK_SUBMIT_GRACE].seconds;
 	return DR_OK;
 }
 
@@ -1791,7 +1927,7 @@ static dr_status resolve_all(config_impl *impl, dr_error *err)
 			st = resolve_worker(impl, sec, err);
 			break;
 		case CORE_LIMITS:
-			st = resolve_core(impl, CORE_LIMITS, sec, NULL, err);
+			st = resolve_limits(impl, sec, err);
 			break;
 		default:
 			if (strcmp(sec->type, "preset") == 0)
@@ -1808,7 +1944,7 @@ static dr_status resolve_all(config_impl *impl, dr_error *err)
 	if (st == DR_OK && !impl->core[CORE_WORKER])
 		st = resolve_worker(impl, NULL, err);
 	if (st == DR_OK && !impl->core[CORE_LIMITS])
-		st = resolve_core(impl, CORE_LIMITS, NULL, NULL, err);
+		st = resolve_limits(impl, NULL, err);
 	if (st != DR_OK)
 		return st;
 

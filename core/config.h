@@ -78,6 +78,7 @@ typedef struct dr_config {
 		const char *const *default_renditions;
 		size_t n_default_renditions;
 		int log_level;              /* DR_LOG_* */
+		const char *callback_secret; /* secret; NULL: no callbacks */
 	} server;
 
 	struct {
@@ -100,7 +101,24 @@ typedef struct dr_config {
 		double poll_max;
 		double provider_deadline; /* a prediction silent this long fails */
 		double shutdown_grace; /* seconds a child gets on SIGTERM */
+		const char *wakeup_socket; /* absolute path */
+		double retry_base;     /* first retry delay of a failed step */
+		double retry_max;      /* longest retry delay */
+		double submit_grace;   /* wait for a webhook after a crash
+					  mid-submit before submitting again */
 	} worker;
+
+	struct {
+		uint64_t max_output_bytes; /* largest output downloaded */
+		uint64_t max_image_bytes;  /* largest image file decoded */
+		uint64_t max_pixels;       /* width x height x pages */
+		int max_pages;
+		double download_timeout;
+		double connect_timeout;
+		long low_speed_limit;      /* bytes/s below which, for ... */
+		double low_speed_time;     /* ... this long, a download fails */
+		int max_redirects;
+	} limits;
 
 	dr_preset *presets;
 	size_t n_presets;

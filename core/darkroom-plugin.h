@@ -136,6 +136,7 @@ typedef struct dr_config_key {
  * plugin instance; pass back the pointer given to create().
  */
 typedef struct dr_instance dr_instance;
+typedef struct dr_webhook_request dr_webhook_request;
 
 typedef struct dr_host {
 	uint32_t abi_version; /* DR_PLUGIN_ABI_VERSION of the core */
@@ -173,6 +174,21 @@ typedef struct dr_host {
 	 * `status` so a plugin can write `return host->fail(err, ...)`. */
 	dr_status (*fail)(dr_error *err, dr_status status, const char *code,
 			  const char *fmt, ...) DR_PRINTF(4, 5);
+
+	/* The value of request header `name` (lower case), or NULL. */
+	const char *(*webhook_header)(const struct dr_webhook_request *req,
+				      const char *name);
+
+	/* Verify a Standard Webhooks delivery (webhook-id, webhook-timestamp,
+	 * webhook-signature headers; HMAC-SHA256 over id.timestamp.body;
+	 * v1 entries only; constant-time comparison) against each of the
+	 * `n` secrets ("whsec_<base64>" or raw base64), allowing `tolerance`
+	 * seconds of clock difference. DR_OK, or DR_ERR_AUTH with a reason
+	 * (err->code "bad_signature", "stale_timestamp", "missing_header"),
+	 * or DR_ERR_CONFIG for an undecodable secret. */
+	dr_status (*webhook_verify)(const struct dr_webhook_request *req,
+				    const char *const *secrets, size_t n,
+				    double tolerance, dr_error *err);
 } dr_host;
 
 /* ------------------------------------------------------------------------
@@ -185,8 +201,13 @@ typedef struct dr_job_view {
 	const char *model;         /* as the client gave it */
 	const char *input_json;    /* the job's input object as JSON text */
 	const char *prediction_id; /* the provider's id, or NULL before submit */
-	const char *webhook_url;   /* where the provider should POST events */
+	const char *webhook_url;   /* where the provider should POST events;
+				      carries ?job=<id> so a delivery for a
+				      prediction whose create answer was lost
+				      still finds its job */
 	int attempt;               /* 1 for the first try of the current step */
+	double submitted_at;       /* when an earlier submit attempt began
+				      (seconds since the epoch), or 0 */
 } dr_job_view;
 
 typedef enum dr_prediction_status {
@@ -230,14 +251,14 @@ typedef struct dr_prediction {
 } dr_prediction;
 
 /* A provider webhook delivery, as received. Borrowed for the call. */
-typedef struct dr_webhook_request {
+struct dr_webhook_request {
 	const char *const *header_names;  /* lower-case */
 	const char *const *header_values;
 	size_t n_headers;
 	const unsigned char *body;
 	size_t body_len;
 	double received_at; /* the core's clock, seconds since the epoch */
-} dr_webhook_request;
+};
 
 typedef struct dr_adapter_ops {
 	/* Check a job at intake (model syntax, input the provider cannot
@@ -274,6 +295,15 @@ typedef struct dr_adapter_ops {
 	 * "*.example.com" matches subdomains). NULL: none but local paths and
 	 * data: URIs. */
 	const char *const *download_hosts;
+
+	/* After a crash between sending a create and recording its answer:
+	 * find the prediction an earlier attempt of this job may have made
+	 * (job->submitted_at says when it began). DR_OK with `out` filled,
+	 * DR_ERR_NOT_FOUND when there is none (the core submits again).
+	 * Optional: without it the core waits for a webhook carrying the
+	 * job id for a grace period, then submits again. */
+	dr_status (*reconcile)(void *state, const dr_job_view *job,
+			       dr_prediction *out, dr_error *err);
 } dr_adapter_ops;
 
 /* ------------------------------------------------------------------------

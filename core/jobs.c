@@ -269,6 +269,10 @@ dr_status jobs_parse_request(const dr_config *cfg, const dr_plugins *plugins,
 			return invalid(err, field, "callback_url",
 				       "must be an http or https URL");
 		r.callback_url = json_object_get_string(v);
+		if (!cfg->server.callback_secret)
+			return invalid(err, field, "callback_url",
+				       "this darkroom has no callback_secret "
+				       "to sign callbacks with");
 	}
 
 	if (inst->plugin->desc->adapter->validate) {
@@ -477,6 +481,72 @@ enum {
 	" attempts, error_step, error_code, error_message, created_at,"      \
 	" updated_at, completed_at"
 
+dr_status jobs_append_output(dr_buf *b, const dr_db_rows *outs, size_t i,
+			     const dr_db_rows *rends)
+{
+	const char *oid = db_cell(outs, i, 0);
+	int first = 1;
+	dr_status st;
+
+	st = dr_buf_printf(b, "{\"index\":%s", db_cell(outs, i, 1));
+	if (st == DR_OK)
+		st = put_str(b, "kind", db_cell(outs, i, 2));
+	if (st == DR_OK)
+		st = put_str(b, "source_url", db_cell(outs, i, 3));
+	if (st == DR_OK)
+		st = put_str(b, "url", db_cell(outs, i, 4));
+	if (st == DR_OK)
+		st = put_str(b, "key", db_cell(outs, i, 5));
+	if (st == DR_OK)
+		st = put_str(b, "content_type", db_cell(outs, i, 6));
+	if (st == DR_OK)
+		st = put_num(b, "bytes", db_cell(outs, i, 7));
+	if (st == DR_OK)
+		st = put_str(b, "sha256", db_cell(outs, i, 8));
+	if (st == DR_OK && db_cell(outs, i, 9)) {
+		st = put_num(b, "width", db_cell(outs, i, 9));
+		if (st == DR_OK)
+			st = put_num(b, "height", db_cell(outs, i, 10));
+		if (st == DR_OK)
+			st = put_str(b, "format", db_cell(outs, i, 11));
+		if (st == DR_OK)
+			st = put_str(b, "blurhash", db_cell(outs, i, 12));
+		if (st == DR_OK)
+			st = put_str(b, "dominant_color", db_cell(outs, i, 13));
+		if (st == DR_OK)
+			st = put_str(b, "phash", db_cell(outs, i, 14));
+	}
+	if (st == DR_OK && db_cell(outs, i, 15))
+		st = put_str(b, "text", db_cell(outs, i, 15));
+	if (st == DR_OK)
+		st = dr_buf_puts(b, ",\"renditions\":[");
+	for (size_t r = 0; st == DR_OK && rends && r < rends->n_rows; r++) {
+		if (strcmp(db_cell(rends, r, 0), oid) != 0)
+			continue;
+		st = dr_buf_printf(b, "%s{\"name\":", first ? "" : ",");
+		first = 0;
+		if (st == DR_OK)
+			st = dr_buf_json_string(b, db_cell(rends, r, 1));
+		if (st == DR_OK)
+			st = put_str(b, "url", db_cell(rends, r, 2));
+		if (st == DR_OK)
+			st = put_str(b, "key", db_cell(rends, r, 3));
+		if (st == DR_OK)
+			st = put_str(b, "content_type", db_cell(rends, r, 4));
+		if (st == DR_OK)
+			st = put_num(b, "width", db_cell(rends, r, 5));
+		if (st == DR_OK)
+			st = put_num(b, "height", db_cell(rends, r, 6));
+		if (st == DR_OK)
+			st = put_num(b, "bytes", db_cell(rends, r, 7));
+		if (st == DR_OK)
+			st = dr_buf_puts(b, "}");
+	}
+	if (st == DR_OK)
+		st = dr_buf_puts(b, "]");
+	return st;
+}
+
 static dr_status render_outputs(dr_db *db, const char *id, dr_buf *b,
 				dr_error *err)
 {
@@ -484,89 +554,26 @@ static dr_status render_outputs(dr_db *db, const char *id, dr_buf *b,
 	dr_status st;
 
 	st = db_query(db,
-		      "SELECT id, idx, kind, source_url, url, storage_key,"
-		      " content_type, bytes, sha256, width, height, format,"
-		      " blurhash, dominant_color, phash, text FROM outputs"
-		      " WHERE job_id = ? AND state = 'stored' ORDER BY idx",
+		      "SELECT " DR_OUTPUT_COLUMNS " FROM outputs"
+		      " o WHERE job_id = ? AND state = 'stored' ORDER BY idx",
 		      &outs, err, "s", id);
 	if (st != DR_OK)
 		return st;
 	if (outs->n_rows)
 		st = db_query(db,
-			      "SELECT r.output_id, r.name, r.url,"
-			      " r.storage_key, r.content_type, r.width,"
-			      " r.height, r.bytes FROM renditions r JOIN"
-			      " outputs o ON o.id = r.output_id WHERE"
+			      "SELECT " DR_RENDITION_COLUMNS " FROM renditions"
+			      " r JOIN outputs o ON o.id = r.output_id WHERE"
 			      " o.job_id = ? ORDER BY r.output_id, r.name",
 			      &rends, err, "s", id);
 	if (st == DR_OK)
 		st = dr_buf_puts(b, ",\"outputs\":[");
 	for (size_t i = 0; st == DR_OK && i < outs->n_rows; i++) {
-		const char *oid = db_cell(outs, i, 0);
-		int first = 1;
-
-		st = dr_buf_printf(b, "%s{\"index\":%s", i ? "," : "",
-				   db_cell(outs, i, 1));
+		if (i)
+			st = dr_buf_puts(b, ",");
 		if (st == DR_OK)
-			st = put_str(b, "kind", db_cell(outs, i, 2));
+			st = jobs_append_output(b, outs, i, rends);
 		if (st == DR_OK)
-			st = put_str(b, "source_url", db_cell(outs, i, 3));
-		if (st == DR_OK)
-			st = put_str(b, "url", db_cell(outs, i, 4));
-		if (st == DR_OK)
-			st = put_str(b, "key", db_cell(outs, i, 5));
-		if (st == DR_OK)
-			st = put_str(b, "content_type", db_cell(outs, i, 6));
-		if (st == DR_OK)
-			st = put_num(b, "bytes", db_cell(outs, i, 7));
-		if (st == DR_OK)
-			st = put_str(b, "sha256", db_cell(outs, i, 8));
-		if (st == DR_OK && db_cell(outs, i, 9)) {
-			st = put_num(b, "width", db_cell(outs, i, 9));
-			if (st == DR_OK)
-				st = put_num(b, "height", db_cell(outs, i, 10));
-			if (st == DR_OK)
-				st = put_str(b, "format", db_cell(outs, i, 11));
-			if (st == DR_OK)
-				st = put_str(b, "blurhash",
-					     db_cell(outs, i, 12));
-			if (st == DR_OK)
-				st = put_str(b, "dominant_color",
-					     db_cell(outs, i, 13));
-			if (st == DR_OK)
-				st = put_str(b, "phash", db_cell(outs, i, 14));
-		}
-		if (st == DR_OK && db_cell(outs, i, 15))
-			st = put_str(b, "text", db_cell(outs, i, 15));
-		if (st == DR_OK)
-			st = dr_buf_puts(b, ",\"renditions\":[");
-		for (size_t r = 0; st == DR_OK && rends && r < rends->n_rows;
-		     r++) {
-			if (strcmp(db_cell(rends, r, 0), oid) != 0)
-				continue;
-			st = dr_buf_printf(b, "%s{\"name\":", first ? "" : ",");
-			first = 0;
-			if (st == DR_OK)
-				st = dr_buf_json_string(b,
-							db_cell(rends, r, 1));
-			if (st == DR_OK)
-				st = put_str(b, "url", db_cell(rends, r, 2));
-			if (st == DR_OK)
-				st = put_str(b, "key", db_cell(rends, r, 3));
-			if (st == DR_OK)
-				st = put_str(b, "content_type",
-					     db_cell(rends, r, 4));
-			if (st == DR_OK)
-				st = put_num(b, "width", db_cell(rends, r, 5));
-			if (st == DR_OK)
-				st = put_num(b, "height", db_cell(rends, r, 6));
-			if (st == DR_OK)
-				st = put_num(b, "bytes", db_cell(rends, r, 7));
-			if (st == DR_OK)
-				st = dr_buf_puts(b, "}");
-		}
-		if (st == DR_OK)
-			st = dr_buf_puts(b, "]}");
+			st = dr_buf_puts(b, "}");
 	}
 	if (st == DR_OK)
 		st = dr_buf_puts(b, "]");

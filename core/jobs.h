@@ -104,6 +104,22 @@ dr_status jobs_cancel(dr_db *db, const char *id, dr_error *err)
 dr_status jobs_retry(dr_db *db, const char *id, dr_error *err)
 	DR_WARN_UNUSED;
 
+/* Columns of an output row and of a rendition row, in the order
+ * jobs_append_output() reads them (o. and r. are the table aliases). */
+#define DR_OUTPUT_COLUMNS                                                     \
+	"o.id, o.idx, o.kind, o.source_url, o.url, o.storage_key,"           \
+	" o.content_type, o.bytes, o.sha256, o.width, o.height, o.format,"   \
+	" o.blurhash, o.dominant_color, o.phash, o.text"
+#define DR_RENDITION_COLUMNS                                                  \
+	"r.output_id, r.name, r.url, r.storage_key, r.content_type,"         \
+	" r.width, r.height, r.bytes"
+
+/* Append output row `i` of `outs` (DR_OUTPUT_COLUMNS) with its renditions
+ * from `rends` (DR_RENDITION_COLUMNS, may be NULL) as a JSON object
+ * WITHOUT its closing brace, so callers can add members. */
+dr_status jobs_append_output(dr_buf *b, const dr_db_rows *outs, size_t i,
+			     const dr_db_rows *rends) DR_WARN_UNUSED;
+
 /* 1 when `s` is one of the seven job statuses. */
 int jobs_status_valid(const char *s);
 

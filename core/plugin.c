@@ -33,6 +33,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "webhook.h"
 
 /* Longest plugin name, and the most files plugins_scan() looks at. */
 #define PLUGIN_NAME_MAX 64
@@ -439,6 +440,8 @@ static const dr_host host_services = {
 	.random_bytes = host_random_bytes,
 	.now = host_now,
 	.fail = host_fail,
+	.webhook_header = webhook_header,
+	.webhook_verify = webhook_verify,
 };
 
 const dr_host *plugin_host_services(void)

@@ -83,14 +83,18 @@ CREATE TABLE IF NOT EXISTS job_events (
   KEY job_events_job (job_id, id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
--- outputs: every file or text a prediction produced, once stored.
---   `storage_key` is content-addressed, so equal files share one object.
+-- outputs: every file or text a prediction produced. Rows are recorded
+--   'pending' when the prediction succeeds (`source`: the URL, data: URI
+--   or text as the provider gave it; `source_url` for display) and become
+--   'stored' once persisted. `storage_key` is content-addressed, so equal
+--   files share one object.
 CREATE TABLE IF NOT EXISTS outputs (
   id             BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
   job_id         CHAR(28) CHARACTER SET ascii NOT NULL,
   idx            INT UNSIGNED NOT NULL,
   kind           ENUM('image','video','audio','text','file') NOT NULL,
   source_url     VARCHAR(2048) NULL,
+  source         MEDIUMTEXT NULL,
   state          ENUM('pending','stored','failed') NOT NULL DEFAULT 'pending',
   storage_key    VARCHAR(512) CHARACTER SET ascii NULL,
   url            VARCHAR(2048) NULL,

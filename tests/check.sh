@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # tests/check.sh — the test run of `make check`, after the build: every
-# cmocka unit test program build/tests/unit/test_*, then the integration
-# tests (tests/run-integration.sh). Ends with the grand total as the line
-# "N passed, N failed" and exits non-zero on any failure.
+# cmocka unit test program build/tests/unit/test_*, the plugin symbol check
+# (tests/plugins/nm-check.sh) and the webhook cross-check
+# (tests/webhook/cross_check.js, after tests/lib/npm-deps.sh installs its
+# npm packages when missing), then the integration tests
+# (tests/integration/test_s3.sh against s3rver, tests/run-integration.sh).
+# Ends with the grand total as the line "N passed, N failed" and exits
+# non-zero on any failure.
 #
 #   tests/check.sh                 unit and integration tests
 #   tests/check.sh --unit          unit tests only
@@ -33,7 +37,7 @@ case "${1:-}" in
     "") ;;
     --unit) run_integration=0 ;;
     --integration) run_unit=0 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "usage: $0 [--unit|--integration]" >&2; exit 2 ;;
 esac
 
@@ -46,6 +50,29 @@ trap 'rm -f "$LOG"' EXIT
 cmocka_count() {
     local prefix=$1
     { grep -E "^\[  $prefix  \] [0-9]+ test\(s\)" "$LOG" || true; } | awk '{ n += $4 } END { print n + 0 }'
+}
+
+# Run a command that ends with its own "N passed, N failed" line and add
+# its numbers to the totals; no such line, or a non-zero exit with no
+# failure counted, is one failure.
+run_counted() {
+    local rc p f summary
+    set +e
+    "$@" 2>&1 | tee "$LOG"
+    rc=${PIPESTATUS[0]}
+    set -e
+    summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$LOG" | tail -n 1 || true)
+    if [ -n "$summary" ]; then
+        read -r p _ f _ <<<"$summary"
+    else
+        p=0
+        f=1
+    fi
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        f=1
+    fi
+    passed=$((passed + p))
+    failed=$((failed + f))
 }
 
 if [ "$run_unit" = 1 ]; then
@@ -82,26 +109,24 @@ if [ "$run_unit" = 1 ]; then
     done
     # Plugins export nothing but their entry symbol.
     echo "== unit: plugin symbols"
-    set +e
-    BUILD="$BUILD" bash "$ROOT/tests/plugins/nm-check.sh" 2>&1 | tee "$LOG"
-    rc=${PIPESTATUS[0]}
-    set -e
-    summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$LOG" | tail -n 1 || true)
-    if [ -n "$summary" ]; then
-        read -r p _ f _ <<<"$summary"
+    run_counted env BUILD="$BUILD" bash "$ROOT/tests/plugins/nm-check.sh"
+    # core/webhook.c against npm standardwebhooks (tests/webhook/).
+    echo "== unit: webhook cross-check"
+    if bash "$ROOT/tests/lib/npm-deps.sh" 2>&1; then
+        run_counted node "$ROOT/tests/webhook/cross_check.js"
     else
-        p=0
-        f=1
+        echo "FAIL webhook cross-check: tests/lib/npm-deps.sh failed"
+        failed=$((failed + 1))
     fi
-    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
-        f=1
-    fi
-    passed=$((passed + p))
-    failed=$((failed + f))
     echo "unit: $passed passed, $failed failed"
 fi
 
 if [ "$run_integration" = 1 ]; then
+    # The s3 sink against a real S3-compatible server (s3rver): its own
+    # server, no database or web server needed.
+    echo "== integration: test_s3"
+    run_counted env BUILD="$BUILD" bash "$ROOT/tests/integration/test_s3.sh"
+
     set +e
     bash "$ROOT/tests/run-integration.sh" 2>&1 | tee "$LOG"
     rc=${PIPESTATUS[0]}

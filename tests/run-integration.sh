@@ -112,6 +112,17 @@ API_KEY=$(gen_key)
 API_KEY2=$(gen_key)
 MEDIA=$WORK/web/media
 mkdir -p "$MEDIA"
+
+# -- the fake Replicate (tests/fakes/replicate.py), with a current and a
+# previous webhook secret (rotation).
+FAKE_PORT=$(free_port)
+REPLICATE_SECRET=whsec_$(head -c 24 /dev/urandom | base64)
+REPLICATE_SECRET_PREV=whsec_$(head -c 24 /dev/urandom | base64)
+CALLBACK_SECRET=whsec_$(head -c 32 /dev/urandom | base64)
+services_bg fake-replicate "$WORK/fake-replicate.log" \
+    python3 "$ROOT/tests/fakes/replicate.py" --port "$FAKE_PORT" \
+    --token r8_fake --secret "$REPLICATE_SECRET"
+wait_port "$FAKE_PORT" || setup_failed "the fake Replicate did not start"
 cat >"$WORK/darkroom.conf" <<EOF
 # darkroom configuration for the integration tests (generated).
 
@@ -122,6 +133,7 @@ public_url = http://127.0.0.1:$WEB_PORT
 max_body = 1M
 default_adapter = null
 default_renditions = thumb
+callback_secret = $CALLBACK_SECRET
 
 [database]
 socket = $MARIADB_SOCKET
@@ -139,6 +151,23 @@ quality = 80
 [adapter "null"]
 plugin = null
 
+[adapter "replicate"]
+token = r8_fake
+api_base = http://127.0.0.1:$FAKE_PORT/v1
+webhook_secret = $REPLICATE_SECRET
+webhook_secret_previous = $REPLICATE_SECRET_PREV
+
+[worker]
+processes = 2
+wakeup_socket = $WORK/wakeup.sock
+lease = 4s
+poll_min = 0.5s
+poll_max = 2s
+retry_base = 0.2s
+retry_max = 2s
+submit_grace = 2s
+shutdown_grace = 5s
+
 [sink "fs"]
 root = $MEDIA
 base_url = http://127.0.0.1:$WEB_PORT/media
@@ -152,7 +181,7 @@ fi
 
 # -- web server and app. Outputs of the tests' own fake providers live on
 # loopback and plain http.
-export DARKROOM_DOWNLOAD_ALLOW_PRIVATE=1 DARKROOM_DOWNLOAD_ALLOW_HTTP=1
+export DARKROOM_DOWNLOAD_ALLOW_PRIVATE=1 DARKROOM_DOWNLOAD_ALLOW_HTTP=1 DARKROOM_DOWNLOAD_HOSTS=127.0.0.1
 lighttpd_start "$WORK/web" "$WEB_PORT" "$WORK/darkroom.conf" "$BUILD/darkroom.fcgi" \
     || setup_failed "lighttpd did not start"
 
@@ -163,6 +192,10 @@ export MARIADB_SOCKET DARKROOM_DB=$DB_NAME DARKROOM_DB_CTL=$WORK/dbctl
 export DARKROOM_MEDIA=$MEDIA DARKROOM_TEST_DIR=$WORK
 export DARKROOM_LIGHTTPD_PID=$LIGHTTPD_PID DARKROOM_LIGHTTPD_ERRLOG=$WORK/web/lighttpd-error.log
 export DARKROOM_APP_LOG=$WORK/web/app.log
+export DARKROOM_FAKE_REPLICATE=http://127.0.0.1:$FAKE_PORT
+export DARKROOM_REPLICATE_SECRET=$REPLICATE_SECRET
+export DARKROOM_REPLICATE_SECRET_PREV=$REPLICATE_SECRET_PREV
+export DARKROOM_CALLBACK_SECRET=$CALLBACK_SECRET
 
 # -- tests
 export PYTHONDONTWRITEBYTECODE=1

@@ -425,8 +425,12 @@ static void test_unknown_key(void **state)
 	(void)state;
 	parse_fail("[server]\nmax_body = 1M\nfoo = 1\n" ADAPTER,
 		   "t.conf:3: ", "unknown key 'foo' in [server]");
-	parse_fail(ADAPTER "[limits]\nmax_pixels = 1\n",
-		   "t.conf:3: ", "unknown key 'max_pixels' in [limits]");
+	parse_fail(ADAPTER "[limits]\nmax_pixel = 1\n",
+		   "t.conf:3: ", "unknown key 'max_pixel' in [limits]");
+	parse_fail(ADAPTER "[limits]\nmax_pages = 0\n", "t.conf:3: ",
+		   "max_pages");
+	parse_fail(ADAPTER "[limits]\nmax_output_bytes = 12\n", "t.conf:3: ",
+		   "max_output_bytes");
 	parse_fail(ADAPTER "[preset p]\nwidth = 1\nheight = 1\ndepth = 2\n",
 		   "t.conf:5: ", "unknown key 'depth' in [preset \"p\"]");
 }

@@ -19,6 +19,7 @@ static const char conf_text[] =
 	"plugin_dir = /nonexistent\n"
 	"default_adapter = test\n"
 	"default_renditions = thumb\n"
+	"callback_secret = whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n"
 	"[preset \"thumb\"]\nwidth = 256\nheight = 256\n"
 	"[preset \"card\"]\nwidth = 1280\nheight = 720\nfit = cover\n"
 	"[adapter \"test\"]\nplugin = test\n";

@@ -1,0 +1,157 @@
+/*
+ * callback.c - signed client callbacks (see callback.h).
+ */
+#include "callback.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "download.h"
+#include "jobs.h"
+#include "log.h"
+#include "webhook.h"
+
+/* Record the callback's end state (delivered or failed) and park the job. */
+static void finish(dr_engine *e, const dr_claim *c, const char *state,
+		   const char *detail)
+{
+	uint64_t n = 0;
+	dr_error err;
+	dr_status st;
+
+	dr_error_clear(&err);
+	st = db_exec(e->db,
+		     "UPDATE jobs SET callback_state = ?, callback_attempts ="
+		     " callback_attempts + 1, run_at = NULL, lease_owner = NULL"
+		     " WHERE id = ? AND lease_version = ?",
+		     &n, &err, "ssu", state, c->id, c->lease_version);
+	if (st != DR_OK || n != 1) {
+		dr_log(DR_LOG_WARNING, "event=callback.lease_lost job=%s",
+		       c->id);
+		return;
+	}
+	if (engine_event(e->db, c->id, "callback", c->status, NULL, detail,
+			 &err) != DR_OK)
+		dr_log(DR_LOG_WARNING, "event=job.event_failed job=%s", c->id);
+}
+
+void callback_deliver(dr_engine *e, dr_claim *c)
+{
+	const dr_config *cfg = e->cfg;
+	dr_db_rows *rows = NULL;
+	dr_download_policy pol;
+	char **env_hosts = NULL;
+	static const char *const any[] = {"*", NULL};
+	char msg_id[96], ts[32], sig[128], status_s[16];
+	char h_id[160], h_ts[64], h_sig[160];
+	const char *headers[5];
+	dr_buf body;
+	long http = 0;
+	int tries = 1;
+	char *detail;
+	dr_error err;
+	dr_status st;
+
+	dr_error_clear(&err);
+	dr_buf_init(&body, 16u << 20);
+	st = db_query(e->db,
+		      "SELECT callback_url, UNIX_TIMESTAMP(completed_at),"
+		      " callback_attempts FROM jobs WHERE id = ?",
+		      &rows, &err, "s", c->id);
+	if (st != DR_OK) /* the lease runs out and the job comes back */
+		goto out;
+	if (rows->n_rows != 1 || !db_cell(rows, 0, 0)) {
+		finish(e, c, "failed", "{\"error\":\"no callback_url\"}");
+		goto out;
+	}
+	tries = (int)strtol(db_cell(rows, 0, 2), NULL, 10) + 1;
+	if (!cfg->server.callback_secret) {
+		finish(e, c, "failed",
+		       "{\"error\":\"no callback_secret is configured\"}");
+		goto out;
+	}
+	st = jobs_render(e->db, cfg, c->id, &body, &err);
+	if (st != DR_OK)
+		goto out;
+	snprintf(msg_id, sizeof(msg_id), "msg_%s_%s", c->id,
+		 db_cell(rows, 0, 1) ? db_cell(rows, 0, 1) : "0");
+	for (char *p = msg_id; *p; p++)
+		if (*p == '.')
+			*p = '_';
+	snprintf(ts, sizeof(ts), "%lld", (long long)plugin_host_services()->now());
+	st = webhook_sign(cfg->server.callback_secret, msg_id,
+			  strtoll(ts, NULL, 10), body.data, body.len, sig,
+			  sizeof(sig));
+	if (st != DR_OK) {
+		finish(e, c, "failed", "{\"error\":\"bad callback_secret\"}");
+		goto out;
+	}
+	snprintf(h_id, sizeof(h_id), "webhook-id: %s", msg_id);
+	snprintf(h_ts, sizeof(h_ts), "webhook-timestamp: %s", ts);
+	snprintf(h_sig, sizeof(h_sig), "webhook-signature: %s", sig);
+	headers[0] = "Content-Type: application/json";
+	headers[1] = h_id;
+	headers[2] = h_ts;
+	headers[3] = h_sig;
+	headers[4] = NULL;
+
+	memset(&pol, 0, sizeof(pol));
+	pol.hosts = any;
+	pol.max_bytes = 65536;
+	pol.connect_timeout = cfg->limits.connect_timeout;
+	pol.total_timeout = 30;
+	pol.low_speed_limit = 1;
+	pol.low_speed_time = 30;
+	download_policy_env(&pol, &env_hosts);
+	pol.hosts = any; /* the client chose its host; the address rules hold */
+	st = download_post(db_cell(rows, 0, 0), &pol, headers, body.data,
+			   body.len, &http, &err);
+	snprintf(status_s, sizeof(status_s), "%ld", http);
+	if (st == DR_OK && http >= 200 && http < 300) {
+		detail = engine_detail("delivery", "delivered", "http_status",
+				       status_s, "webhook_id", msg_id, NULL);
+		finish(e, c, "delivered", detail);
+		free(detail);
+		dr_log(DR_LOG_INFO, "event=callback.delivered job=%s status=%ld",
+		       c->id, http);
+		goto out;
+	}
+	if (st == DR_OK)
+		dr_fail(&err, DR_ERR_PROVIDER, "callback_rejected",
+			"the callback URL answered %ld", http);
+	detail = engine_detail("delivery", "failed", "http_status", status_s,
+			       "code", err.code, "webhook_id", msg_id, NULL);
+	if (engine_event(e->db, c->id, "callback", c->status, NULL, detail,
+			 &err) != DR_OK)
+		dr_log(DR_LOG_WARNING, "event=job.event_failed job=%s", c->id);
+	free(detail);
+	dr_log(DR_LOG_WARNING, "event=callback.failed job=%s status=%ld code=%s",
+	       c->id, http, err.code);
+	/* Refused addresses and URLs will not change: give up at once. */
+	if (strcmp(err.code, "address_not_allowed") == 0 ||
+	    strcmp(err.code, "url_not_allowed") == 0 ||
+	    tries >= cfg->worker.max_attempts) {
+		finish(e, c, "failed", NULL);
+		goto out;
+	}
+	{
+		uint64_t n = 0;
+
+		if (db_exec(e->db,
+			    "UPDATE jobs SET run_at = NOW(6) + INTERVAL ?"
+			    " MICROSECOND, lease_owner = NULL, callback_attempts"
+			    " = callback_attempts + 1 WHERE id = ? AND"
+			    " lease_version = ?",
+			    &n, &err, "isu",
+			    (int64_t)(queue_backoff(cfg, tries) * 1e6),
+			    c->id, c->lease_version) != DR_OK ||
+		    n != 1)
+			dr_log(DR_LOG_WARNING,
+			       "event=callback.lease_lost job=%s", c->id);
+	}
+out:
+	download_policy_free_hosts(env_hosts);
+	db_rows_free(rows);
+	dr_buf_free(&body);
+}

@@ -1,0 +1,1361 @@
+/*
+ * download.c - fetching provider outputs, treating every URL as hostile.
+ *
+ * This module owns the only code that fetches a URL chosen by someone
+ * else. The rules (download.h) are enforced in three places, so that no
+ * single oversight opens a hole:
+ *
+ *  1. Before a request: the URL is parsed with curl_url() (the parser curl
+ *     itself uses, so there is no parser mismatch), and its scheme, user
+ *     part, host (allowlist) and, for an IP-literal host, its address are
+ *     checked. The request is then made from that parsed handle
+ *     (CURLOPT_CURLU), not from the string.
+ *  2. Redirects are followed by hand (CURLOPT_FOLLOWLOCATION stays off): the
+ *     Location of a 3xx answer is resolved against the current URL with
+ *     curl_url() and goes through step 1 again, up to max_redirects. curl's
+ *     own follower would check the scheme of each hop but not its host.
+ *  3. At connect time: curl calls open_socket() for every address it is
+ *     about to connect to (each hop, each resolved address, both families
+ *     of happy eyeballs), and a refused address never gets a socket. The
+ *     resolver's answer is checked, not a lookup of ours, so DNS rebinding
+ *     between a check and the connect is not possible.
+ *
+ * Bodies: only a 200 body is written to the caller's fd; other bodies are
+ * read and dropped (at most DISCARD_MAX bytes, so a connection can be
+ * kept alive after a redirect). "Accept-Encoding: identity" is sent and
+ * curl decodes no content encoding, so the bytes counted against max_bytes
+ * are the bytes received and stored: no decompression bomb, and a server
+ * that compresses anyway gets its compressed bytes stored (types are
+ * decided from the bytes later). CURLOPT_MAXFILESIZE_LARGE refuses a too
+ * large Content-Length before the body; the write callback counts the
+ * bytes too, which is what stops chunked and lying bodies.
+ *
+ * One curl easy handle is kept per process and reset (curl_easy_reset) at
+ * each call: the reset clears every option but keeps the connection and
+ * TLS session caches, so consecutive downloads from the same CDN reuse
+ * their connection. A reused connection skips open_socket(), which is
+ * safe because it was checked when opened; but one opened under
+ * allow_private must not serve a call without it, so the handle is
+ * replaced when a stricter call follows a permissive one. darkroom's
+ * processes are single-threaded, so the handle is not locked; a forked
+ * child does not use (or clean up: that could send a TLS close_notify on
+ * a socket the parent still uses) a handle inherited from its parent.
+ *
+ * Statuses: url_not_allowed and address_not_allowed are DR_ERR_INVALID,
+ * output_too_large DR_ERR_TOO_LARGE, output_expired (404, 410)
+ * DR_ERR_NOT_FOUND, download_timeout DR_ERR_TIMEOUT (retryable),
+ * download_network DR_ERR_NETWORK (retryable, except certificate and TLS
+ * set-up errors), download_failed DR_ERR_RATE_LIMITED (429),
+ * DR_ERR_UNAVAILABLE (5xx, 408; both retryable, with Retry-After capped at
+ * an hour) or DR_ERR_PROVIDER (any other status, too many redirects), and
+ * write_failed DR_ERR_IO for the caller's fd. On failure fd may hold part
+ * of a body; the caller throws its temp file away.
+ *
+ * Error messages name what was refused (scheme, host, address) and show a
+ * URL only as scheme://host[:port]/path, truncated: query strings and user
+ * parts may carry tokens and are never printed.
+ */
+#include "download.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#ifndef DR_VERSION
+#define DR_VERSION "unknown"
+#endif
+
+#define USER_AGENT	  "darkroom/" DR_VERSION
+#define DISCARD_MAX	  (64 * 1024) /* body bytes of a non-200 answer read */
+#define SHOWN_URL_MAX	  160	      /* URL text in a message, with "..." */
+#define RETRY_AFTER_MAX	  3600.0      /* outputs expire in an hour anyway */
+#define DATA_CHUNK	  12288	      /* decoded data: bytes per write */
+#define DEFAULT_MEDIATYPE "text/plain;charset=US-ASCII" /* RFC 2397 */
+
+/* The connect-time address rule. A pointer only so that the unit test,
+ * which includes this file, can pretend its first server is public. */
+static int (*address_check)(const struct sockaddr *sa,
+			    int allow_private) = download_address_allowed;
+
+/* ------------------------------------------------------------------
+ * Addresses
+ */
+
+enum addr_class {
+	ADDR_PUBLIC,  /* always allowed */
+	ADDR_PRIVATE, /* loopback, private, link-local: allowed on request */
+	ADDR_NEVER    /* unspecified, multicast, broadcast, reserved */
+};
+
+/* Class of an IPv4 address in host byte order. */
+static enum addr_class classify_ipv4(uint32_t a)
+{
+	static const struct {
+		uint32_t net;
+		int bits;
+		enum addr_class cls;
+	} ranges[] = {
+		/* clang-format off */
+		{0x00000000u, 8, ADDR_NEVER},   /* 0/8 "this network" */
+		{0x0a000000u, 8, ADDR_PRIVATE}, /* 10/8 */
+		{0x64400000u, 10, ADDR_PRIVATE}, /* 100.64/10 shared (CGNAT) */
+		{0x7f000000u, 8, ADDR_PRIVATE}, /* 127/8 loopback */
+		{0xa9fe0000u, 16, ADDR_PRIVATE}, /* 169.254/16 link-local */
+		{0xac100000u, 12, ADDR_PRIVATE}, /* 172.16/12 */
+		{0xc0000000u, 24, ADDR_NEVER},  /* 192.0.0/24 IETF protocol */
+		{0xc0000200u, 24, ADDR_NEVER},  /* 192.0.2/24 TEST-NET-1 */
+		{0xc0586300u, 24, ADDR_NEVER},  /* 192.88.99/24 6to4 relay */
+		{0xc0a80000u, 16, ADDR_PRIVATE}, /* 192.168/16 */
+		{0xc6120000u, 15, ADDR_NEVER},  /* 198.18/15 benchmarking */
+		{0xc6336400u, 24, ADDR_NEVER},  /* 198.51.100/24 TEST-NET-2 */
+		{0xcb007100u, 24, ADDR_NEVER},  /* 203.0.113/24 TEST-NET-3 */
+		{0xe0000000u, 4, ADDR_NEVER},   /* 224/4 multicast */
+		{0xf0000000u, 4, ADDR_NEVER},   /* 240/4 reserved, broadcast */
+		/* clang-format on */
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++) {
+		uint32_t mask = 0xffffffffu << (32 - ranges[i].bits);
+
+		if ((a & mask) == ranges[i].net)
+			return ranges[i].cls;
+	}
+	return ADDR_PUBLIC;
+}
+
+/* 1 when the first `bits` bits of `a` equal those of `prefix`. */
+static int in_prefix6(const unsigned char *a, const unsigned char *prefix,
+		      int bits)
+{
+	int whole = bits / 8, rest = bits % 8;
+
+	if (memcmp(a, prefix, (size_t)whole) != 0)
+		return 0;
+	if (rest == 0)
+		return 1;
+	return ((a[whole] ^ prefix[whole]) & (0xff << (8 - rest)) & 0xff) == 0;
+}
+
+static enum addr_class classify_ipv6(const unsigned char *a)
+{
+	static const struct {
+		unsigned char net[16];
+		int bits;
+		enum addr_class cls;
+	} ranges[] = {
+		/* clang-format off */
+		{{0x00, 0x64, 0xff, 0x9b}, 96, ADDR_NEVER}, /* 64:ff9b::/96 */
+		{{0x00, 0x64, 0xff, 0x9b, 0x00, 0x01}, 48, ADDR_NEVER},
+		{{0x01, 0x00}, 64, ADDR_NEVER},             /* 100::/64 */
+		{{0x20, 0x01, 0x00, 0x00}, 32, ADDR_NEVER}, /* 2001::/32 */
+		{{0x20, 0x01, 0x0d, 0xb8}, 32, ADDR_NEVER}, /* 2001:db8::/32 */
+		{{0x20, 0x02}, 16, ADDR_NEVER},             /* 2002::/16 */
+		{{0xfc}, 7, ADDR_PRIVATE},                  /* fc00::/7 */
+		{{0xfe, 0x80}, 10, ADDR_PRIVATE},           /* fe80::/10 */
+		{{0xfe, 0xc0}, 10, ADDR_NEVER},             /* fec0::/10 */
+		{{0xff}, 8, ADDR_NEVER},                    /* ff00::/8 */
+		/* clang-format on */
+	};
+	static const unsigned char mapped[12] = { 0, 0, 0, 0, 0,    0,
+						  0, 0, 0, 0, 0xff, 0xff };
+	static const unsigned char zero[16];
+	size_t i;
+
+	if (memcmp(a, zero, 15) == 0) /* :: and ::1 before ::/96 */
+		return a[15] == 1 ? ADDR_PRIVATE : ADDR_NEVER;
+	if (memcmp(a, mapped, 12) == 0 || memcmp(a, zero, 12) == 0)
+		return classify_ipv4((uint32_t)a[12] << 24 |
+				     (uint32_t)a[13] << 16 |
+				     (uint32_t)a[14] << 8 | a[15]);
+	for (i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++)
+		if (in_prefix6(a, ranges[i].net, ranges[i].bits))
+			return ranges[i].cls;
+	return ADDR_PUBLIC;
+}
+
+/* Class of any socket address; other families are never allowed. */
+static enum addr_class classify(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+
+		return classify_ipv4(ntohl(in->sin_addr.s_addr));
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 =
+			(const struct sockaddr_in6 *)sa;
+
+		return classify_ipv6(in6->sin6_addr.s6_addr);
+	}
+	return ADDR_NEVER;
+}
+
+int download_address_allowed(const struct sockaddr *sa, int allow_private)
+{
+	enum addr_class cls;
+
+	if (!sa)
+		return 0;
+	cls = classify(sa);
+	return cls == ADDR_PUBLIC || (cls == ADDR_PRIVATE && allow_private);
+}
+
+/* Why `sa` was refused, for messages. */
+static const char *refusal_reason(const struct sockaddr *sa)
+{
+	switch (classify(sa)) {
+	case ADDR_PRIVATE:
+		return "a loopback, private or link-local address";
+	case ADDR_NEVER:
+		return "an unspecified, multicast, broadcast or reserved "
+		       "address";
+	default:
+		return "not allowed"; /* only the unit test's check */
+	}
+}
+
+/* The address of `sa` as text ("?" for another family). */
+static void address_text(const struct sockaddr *sa, char *out, size_t outsz)
+{
+	const void *bin = NULL;
+
+	if (sa->sa_family == AF_INET)
+		bin = &((const struct sockaddr_in *)sa)->sin_addr;
+	else if (sa->sa_family == AF_INET6)
+		bin = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+	if (!bin || !inet_ntop(sa->sa_family, bin, out, (socklen_t)outsz))
+		snprintf(out, outsz, "?");
+}
+
+/* ------------------------------------------------------------------
+ * Hosts
+ */
+
+/* Length of `s` without one pair of IPv6 brackets and one trailing dot;
+ * *start receives where the name begins. */
+static size_t host_span(const char *s, const char **start)
+{
+	size_t n = strlen(s);
+
+	if (n >= 2 && s[0] == '[' && s[n - 1] == ']') {
+		s++;
+		n -= 2;
+	}
+	if (n > 0 && s[n - 1] == '.')
+		n--;
+	*start = s;
+	return n;
+}
+
+int download_host_allowed(const char *host, const char *const *hosts)
+{
+	const char *h;
+	size_t hn, i;
+
+	if (!host || !hosts)
+		return 0;
+	hn = host_span(host, &h);
+	if (hn == 0)
+		return 0;
+	for (i = 0; hosts[i]; i++) {
+		const char *p;
+		size_t pn;
+
+		if (strcmp(hosts[i], "*") == 0)
+			return 1;
+		pn = host_span(hosts[i], &p);
+		if (pn > 2 && p[0] == '*' && p[1] == '.') {
+			/* "*.example.com": a strict subdomain, so the host
+			 * is longer than ".example.com" and ends with it. */
+			if (hn > pn - 1 &&
+			    strncasecmp(h + hn - (pn - 1), p + 1, pn - 1) == 0)
+				return 1;
+			continue;
+		}
+		if (pn == hn && pn > 0 && strncasecmp(h, p, hn) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------
+ * Writing
+ */
+
+/* Write all `n` bytes of `p` to `fd`; 0, or -1 with errno set. */
+static int write_all(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+
+	while (n > 0) {
+		ssize_t w = write(fd, c, n);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (w == 0) {
+			errno = EIO;
+			return -1;
+		}
+		c += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Copy `s` (at most `n` bytes) into out, replacing bytes that are not
+ * printable ASCII with '?' (messages end up in JSON and logs). */
+static void copy_printable(char *out, size_t outsz, const char *s, size_t n)
+{
+	size_t i;
+
+	if (outsz == 0)
+		return;
+	for (i = 0; i < n && i + 1 < outsz && s[i]; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		out[i] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+	}
+	out[i] = '\0';
+}
+
+/* ------------------------------------------------------------------
+ * URLs
+ */
+
+/* The URL as scheme://host[:port]/path for messages: no user part, no
+ * query, no fragment, printable ASCII, at most SHOWN_URL_MAX chars. */
+static void show_url(CURLU *u, char *out, size_t outsz)
+{
+	char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL;
+	char tmp[SHOWN_URL_MAX + 64];
+	int n;
+
+	curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+	curl_url_get(u, CURLUPART_HOST, &host, 0);
+	curl_url_get(u, CURLUPART_PORT, &port, 0);
+	curl_url_get(u, CURLUPART_PATH, &path, 0);
+	n = snprintf(tmp, sizeof(tmp), "%s://%s%s%s%s", scheme ? scheme : "?",
+		     host ? host : "", port ? ":" : "", port ? port : "",
+		     path ? path : "");
+	if (n < 0)
+		tmp[0] = '\0';
+	if (n >= SHOWN_URL_MAX)
+		memcpy(tmp + SHOWN_URL_MAX - 3, "...", 4);
+	copy_printable(out, outsz, tmp, sizeof(tmp));
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(port);
+	curl_free(path);
+}
+
+/* One hop of a download: the URL as checked and what to print of it. */
+struct hop {
+	int n; /* 0 for the given URL, then redirects */
+	char shown[SHOWN_URL_MAX + 1];
+	char host[256]; /* printable, for messages */
+};
+
+/* "URL" or "redirect", to say which hop was refused. */
+static const char *hop_what(const struct hop *h)
+{
+	return h->n == 0 ? "URL" : "redirect";
+}
+
+/* Parse an IP-literal host ("[::1]" or "127.0.0.1") into `ss` with `port`;
+ * 1 when it is one. inet_aton also takes the old spellings (2130706433,
+ * 0x7f.1, 0177.0.0.1, 127.1) that resolvers accept, should curl ever pass
+ * one through unnormalised. */
+static int ip_literal(const char *host, unsigned port,
+		      struct sockaddr_storage *ss)
+{
+	struct sockaddr_in *in = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+	char buf[64];
+	size_t n = strlen(host);
+
+	memset(ss, 0, sizeof(*ss));
+	if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+		if (n - 2 >= sizeof(buf))
+			return 0;
+		memcpy(buf, host + 1, n - 2);
+		buf[n - 2] = '\0';
+		if (inet_pton(AF_INET6, buf, &in6->sin6_addr) != 1)
+			return 0;
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)port);
+		return 1;
+	}
+	/* "127.0.0.1." is the same address (one trailing dot, as for the
+	 * allowlist); refuse it here rather than leave it to the resolver. */
+	if (n > 0 && host[n - 1] == '.')
+		n--;
+	if (n == 0 || n >= sizeof(buf))
+		return 0;
+	memcpy(buf, host, n);
+	buf[n] = '\0';
+	if (inet_pton(AF_INET, buf, &in->sin_addr) == 1 ||
+	    inet_aton(buf, &in->sin_addr) != 0) {
+		in->sin_family = AF_INET;
+		in->sin_port = htons((uint16_t)port);
+		return 1;
+	}
+	return 0;
+}
+
+/* Check the URL of one hop against the policy: scheme, no user part, no
+ * zone id, host on the allowlist, an IP-literal host's address. Fills
+ * h->shown and h->host. */
+static dr_status check_url(CURLU *u, const dr_download_policy *pol,
+			   struct hop *h, dr_error *err)
+{
+	char *scheme = NULL, *part = NULL, *host = NULL, *port = NULL;
+	struct sockaddr_storage ss;
+	char addr[INET6_ADDRSTRLEN];
+	dr_status st = DR_OK;
+	int https, http;
+
+	show_url(u, h->shown, sizeof(h->shown));
+	h->host[0] = '\0';
+	if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK) {
+		st = dr_fail(err, DR_ERR_INVALID, "url_not_allowed",
+			     "%s rejected: no scheme", hop_what(h));
+		goto out;
+	}
+	https = strcasecmp(scheme, "https") == 0;
+	http = strcasecmp(scheme, "http") == 0;
+	if (!https && !(http && pol->allow_http)) {
+		char shown_scheme[17];
+
+		copy_printable(shown_scheme, sizeof(shown_scheme), scheme,
+			       strlen(scheme));
+		st = dr_fail(err, DR_ERR_INVALID, "url_not_allowed",
+			     "%s rejected: scheme \"%s\" is not allowed "
+			     "(allowed: %s): %s",
+			     hop_what(h), shown_scheme,
+			     pol->allow_http ? "https, http" : "https",
+			     h->shown);
+		goto out;
+	}
+	if (curl_url_get(u, CURLUPART_USER, &part, 0) == CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_PASSWORD, &part, 0) == CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_OPTIONS, &part, 0) == CURLUE_OK) {
+		st = dr_fail(err, DR_ERR_INVALID, "url_not_allowed",
+			     "%s rejected: credentials in the URL are not "
+			     "allowed: %s",
+			     hop_what(h), h->shown);
+		goto out;
+	}
+	if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+	    !host[0]) {
+		st = dr_fail(err, DR_ERR_INVALID, "url_not_allowed",
+			     "%s rejected: no host: %s", hop_what(h), h->shown);
+		goto out;
+	}
+	copy_printable(h->host, sizeof(h->host), host, strlen(host));
+	if (curl_url_get(u, CURLUPART_ZONEID, &part, 0) == CURLUE_OK) {
+		st = dr_fail(err, DR_ERR_INVALID, "url_not_allowed",
+			     "%s rejected: IPv6 zone ids are not allowed: %s",
+			     hop_what(h), h->shown);
+		goto out;
+	}
+	if (!download_host_allowed(host, pol->hosts)) {
+		st = dr_fail(err, DR_ERR_INVALID, "url_not_allowed",
+			     "%s rejected: host %s is not on the download "
+			     "allowlist: %s",
+			     hop_what(h), h->host, h->shown);
+		goto out;
+	}
+	if (curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) !=
+	    CURLUE_OK) {
+		st = dr_fail(err, DR_ERR_INVALID, "url_not_allowed",
+			     "%s rejected: no port: %s", hop_what(h), h->shown);
+		goto out;
+	}
+	if (ip_literal(host, (unsigned)strtoul(port, NULL, 10), &ss) &&
+	    !address_check((const struct sockaddr *)&ss, pol->allow_private)) {
+		address_text((const struct sockaddr *)&ss, addr, sizeof(addr));
+		st = dr_fail(err, DR_ERR_INVALID, "address_not_allowed",
+			     "%s rejected: %s is %s: %s", hop_what(h), addr,
+			     refusal_reason((const struct sockaddr *)&ss),
+			     h->shown);
+		goto out;
+	}
+out:
+	curl_free(scheme);
+	curl_free(part);
+	curl_free(host);
+	curl_free(port);
+	return st;
+}
+
+/* ------------------------------------------------------------------
+ * Transfers
+ */
+
+/* State of one request, seen by the callbacks. */
+struct transfer {
+	CURL *curl;
+	int fd;
+	int allow_private;
+	uint64_t max_bytes;
+	uint64_t written; /* bytes of the 200 body written to fd */
+	size_t discarded; /* bytes of another answer's body dropped */
+	int too_large;	  /* the body passed max_bytes */
+	int discard_full; /* stopped dropping after DISCARD_MAX */
+	int write_errno;  /* writing to fd failed */
+	int opened;	  /* sockets handed to curl */
+	int refused;	  /* addresses refused */
+	char refused_addr[INET6_ADDRSTRLEN]; /* the first one */
+	const char *refused_why;
+};
+
+/* CURLOPT_OPENSOCKETFUNCTION: the last word on every address. */
+static curl_socket_t open_socket(void *clientp, curlsocktype purpose,
+				 struct curl_sockaddr *a)
+{
+	struct transfer *t = clientp;
+
+	if (purpose != CURLSOCKTYPE_IPCXN ||
+	    !address_check(&a->addr, t->allow_private)) {
+		if (t->refused++ == 0) {
+			address_text(&a->addr, t->refused_addr,
+				     sizeof(t->refused_addr));
+			t->refused_why = refusal_reason(&a->addr);
+		}
+		return CURL_SOCKET_BAD;
+	}
+	t->opened++;
+	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
+/* CURLOPT_WRITEFUNCTION: a 200 body goes to fd, capped; others are
+ * dropped. Returning less than n makes curl stop with CURLE_WRITE_ERROR. */
+static size_t on_body(char *data, size_t size, size_t nmemb, void *p)
+{
+	struct transfer *t = p;
+	size_t n = size * nmemb;
+	long code = 0;
+
+	curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &code);
+	if (code != 200) {
+		t->discarded += n;
+		if (t->discarded > DISCARD_MAX) {
+			t->discard_full = 1;
+			return 0;
+		}
+		return n;
+	}
+	if (n > t->max_bytes - t->written) {
+		t->too_large = 1;
+		return 0;
+	}
+	if (write_all(t->fd, data, n) != 0) {
+		t->write_errno = errno ? errno : EIO;
+		return 0;
+	}
+	t->written += n;
+	return n;
+}
+
+static CURL *handle;	/* the process's handle, see the top */
+static CURL *inherited; /* a parent's handle: kept, never touched */
+static pid_t handle_pid;
+static int handle_private; /* it has connected under allow_private */
+
+/* The process's easy handle, reset; NULL when curl cannot make one. */
+static CURL *get_handle(int allow_private)
+{
+	static int global_done;
+
+	if (!global_done) {
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+			return NULL;
+		global_done = 1;
+	}
+	if (handle && handle_pid != getpid()) {
+		inherited = handle;
+		handle = NULL;
+	}
+	if (handle && handle_private && !allow_private) {
+		curl_easy_cleanup(handle);
+		handle = NULL;
+	}
+	if (!handle) {
+		handle = curl_easy_init();
+		if (!handle)
+			return NULL;
+		handle_pid = getpid();
+		handle_private = 0;
+	}
+	if (allow_private)
+		handle_private = 1;
+	curl_easy_reset(handle);
+	return handle;
+}
+
+/* Seconds as milliseconds for curl, within [1, one day]. */
+static long to_ms(double s)
+{
+	if (s * 1000.0 < 1.0)
+		return 1;
+	if (s > 86400.0)
+		return 86400000L;
+	return (long)(s * 1000.0);
+}
+
+static double now_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Options that stay the same for every hop of a call. */
+static dr_status set_options(CURL *c, const dr_download_policy *pol,
+			     struct transfer *t, struct curl_slist *headers,
+			     char *errbuf, dr_error *err)
+{
+	const char *protocols = pol->allow_http ? "http,https" : "https";
+	CURLcode rc = CURLE_OK;
+
+#define SET(opt, val)                                                          \
+	do {                                                                   \
+		if (rc == CURLE_OK)                                            \
+			rc = curl_easy_setopt(c, opt, val);                    \
+	} while (0)
+	SET(CURLOPT_PROTOCOLS_STR, protocols);
+	SET(CURLOPT_REDIR_PROTOCOLS_STR, protocols);
+	SET(CURLOPT_FOLLOWLOCATION, 0L);
+	SET(CURLOPT_OPENSOCKETFUNCTION, open_socket);
+	SET(CURLOPT_OPENSOCKETDATA, t);
+	SET(CURLOPT_WRITEFUNCTION, on_body);
+	SET(CURLOPT_WRITEDATA, t);
+	SET(CURLOPT_PROXY, "");
+	SET(CURLOPT_NOPROXY, "*");
+	SET(CURLOPT_HTTPHEADER, headers);
+	SET(CURLOPT_USERAGENT, USER_AGENT);
+	SET(CURLOPT_NOSIGNAL, 1L);
+	SET(CURLOPT_FAILONERROR, 0L);
+	SET(CURLOPT_SSL_VERIFYPEER, 1L);
+	SET(CURLOPT_SSL_VERIFYHOST, 2L);
+	SET(CURLOPT_ERRORBUFFER, errbuf);
+	if (pol->connect_timeout > 0)
+		SET(CURLOPT_CONNECTTIMEOUT_MS, to_ms(pol->connect_timeout));
+	if (pol->low_speed_limit > 0 && pol->low_speed_time > 0) {
+		long secs = (long)(pol->low_speed_time + 0.999);
+
+		SET(CURLOPT_LOW_SPEED_LIMIT, pol->low_speed_limit);
+		SET(CURLOPT_LOW_SPEED_TIME, secs < 1 ? 1L : secs);
+	}
+	/* 0 means "no limit" to curl; the write callback enforces 0. */
+	if (pol->max_bytes > 0)
+		SET(CURLOPT_MAXFILESIZE_LARGE,
+		    (curl_off_t)(pol->max_bytes > (uint64_t)INT64_MAX
+					 ? INT64_MAX
+					 : (int64_t)pol->max_bytes));
+#undef SET
+	if (rc != CURLE_OK)
+		return dr_fail(err, DR_ERR_INTERNAL, "internal",
+			       "libcurl refused an option: %s",
+			       curl_easy_strerror(rc));
+	return DR_OK;
+}
+
+/* 1 for curl errors about a certificate or TLS set-up that repeating the
+ * request will not fix. CURLE_SSL_CONNECT_ERROR is not one: it also
+ * reports a handshake cut by the network. */
+static int tls_permanent(CURLcode rc)
+{
+	switch (rc) {
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+	case CURLE_SSL_INVALIDCERTSTATUS:
+	case CURLE_SSL_CRL_BADFILE:
+	case CURLE_SSL_ENGINE_NOTFOUND:
+	case CURLE_SSL_ENGINE_SETFAILED:
+	case CURLE_SSL_ENGINE_INITFAILED:
+	case CURLE_USE_SSL_FAILED:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* Map a failed transfer (rc != CURLE_OK, not one of ours) to an error. */
+static dr_status transport_error(CURLcode rc, const struct transfer *t,
+				 const struct hop *h, const char *errbuf,
+				 dr_error *err)
+{
+	char detail[CURL_ERROR_SIZE];
+	dr_status st;
+
+	copy_printable(detail, sizeof(detail),
+		       errbuf[0] ? errbuf : curl_easy_strerror(rc),
+		       CURL_ERROR_SIZE);
+	if (t->refused > 0 && t->opened == 0)
+		return dr_fail(err, DR_ERR_INVALID, "address_not_allowed",
+			       "connection refused: host %s resolves to %s, "
+			       "%s: %s",
+			       h->host, t->refused_addr,
+			       t->refused_why ? t->refused_why : "not allowed",
+			       h->shown);
+	switch (rc) {
+	case CURLE_OPERATION_TIMEDOUT:
+		st = dr_fail(err, DR_ERR_TIMEOUT, "download_timeout",
+			     "download timed out or was too slow: %s: %s",
+			     detail, h->shown);
+		if (err)
+			err->retryable = 1;
+		return st;
+	case CURLE_OUT_OF_MEMORY:
+		return dr_fail(err, DR_ERR_NOMEM, "out_of_memory",
+			       "out of memory in libcurl");
+	case CURLE_UNSUPPORTED_PROTOCOL:
+	case CURLE_URL_MALFORMAT:
+		return dr_fail(err, DR_ERR_INVALID, "url_not_allowed",
+			       "%s rejected by libcurl: %s: %s", hop_what(h),
+			       detail, h->shown);
+	default:
+		break;
+	}
+	st = dr_fail(err, DR_ERR_NETWORK, "download_network",
+		     "download failed: %s: %s", detail, h->shown);
+	if (err)
+		err->retryable = !tls_permanent(rc);
+	return st;
+}
+
+/* Map a final HTTP status other than 200 to an error. */
+static dr_status status_error(CURL *c, long code, const struct hop *h,
+			      dr_error *err)
+{
+	curl_off_t ra = 0;
+	dr_status st;
+
+	if (code == 404 || code == 410)
+		return dr_fail(err, DR_ERR_NOT_FOUND, "output_expired",
+			       "the output is gone (HTTP %ld): %s", code,
+			       h->shown);
+	if (code == 429 || code == 408 || (code >= 500 && code <= 599)) {
+		st = dr_fail(
+			err,
+			code == 429 ? DR_ERR_RATE_LIMITED : DR_ERR_UNAVAILABLE,
+			"download_failed", "download failed with HTTP %ld: %s",
+			code, h->shown);
+		if (err) {
+			err->retryable = 1;
+			if (curl_easy_getinfo(c, CURLINFO_RETRY_AFTER, &ra) ==
+				    CURLE_OK &&
+			    ra > 0)
+				err->retry_after = (double)ra > RETRY_AFTER_MAX
+							   ? RETRY_AFTER_MAX
+							   : (double)ra;
+		}
+		return st;
+	}
+	return dr_fail(err, DR_ERR_PROVIDER, "download_failed",
+		       "download failed with HTTP %ld: %s", code, h->shown);
+}
+
+/* The Content-Length of the last answer, or -1. (The transfer info does
+ * not hold it when curl stopped at the header.) */
+static curl_off_t declared_length(CURL *c)
+{
+	struct curl_header *cl = NULL;
+	long long v;
+	char *end;
+
+	if (curl_easy_header(c, "Content-Length", 0, CURLH_HEADER, -1, &cl) !=
+	    CURLHE_OK)
+		return -1;
+	errno = 0;
+	v = strtoll(cl->value, &end, 10);
+	if (errno || end == cl->value || *end || v < 0)
+		return -1;
+	return (curl_off_t)v;
+}
+
+static int is_redirect(long code)
+{
+	return code == 301 || code == 302 || code == 303 || code == 307 ||
+	       code == 308;
+}
+
+/*
+ * Run one request for `u`. DR_OK with *location set (free it) for a
+ * redirect, DR_OK with *location NULL for a 200 written to fd, or an
+ * error.
+ */
+static dr_status fetch(CURL *c, CURLU *u, struct transfer *t,
+		       const struct hop *h, const dr_download_policy *pol,
+		       double deadline, char *errbuf, char **location,
+		       dr_error *err)
+{
+	struct curl_header *loc = NULL;
+	curl_off_t declared = -1;
+	CURLcode rc;
+	long code = 0;
+
+	*location = NULL;
+	t->discarded = 0;
+	t->discard_full = 0;
+	t->opened = 0;
+	t->refused = 0;
+	if (deadline > 0) {
+		double left = deadline - now_seconds();
+
+		if (left <= 0) {
+			dr_status st =
+				dr_fail(err, DR_ERR_TIMEOUT, "download_timeout",
+					"download timed out (limit %.0f s): %s",
+					pol->total_timeout, h->shown);
+			if (err)
+				err->retryable = 1;
+			return st;
+		}
+		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, to_ms(left));
+	}
+	rc = curl_easy_setopt(c, CURLOPT_CURLU, u);
+	if (rc == CURLE_OK) {
+		errbuf[0] = '\0';
+		rc = curl_easy_perform(c);
+	}
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+	if (t->write_errno)
+		return dr_fail(err, DR_ERR_IO, "write_failed",
+			       "cannot write the download: %s",
+			       strerror(t->write_errno));
+	if (code == 200 && (t->too_large || rc == CURLE_FILESIZE_EXCEEDED)) {
+		declared = declared_length(c);
+		if (declared > 0)
+			return dr_fail(
+				err, DR_ERR_TOO_LARGE, "output_too_large",
+				"output of %" PRId64 " bytes is over "
+				"the limit of %" PRIu64 " bytes: %s",
+				(int64_t)declared, pol->max_bytes, h->shown);
+		return dr_fail(err, DR_ERR_TOO_LARGE, "output_too_large",
+			       "output is over the limit of %" PRIu64
+			       " bytes: %s",
+			       pol->max_bytes, h->shown);
+	}
+	/* A too large or too long body of another answer does not matter:
+	 * its status decides. */
+	if (rc != CURLE_OK && !(code != 200 && code != 0 &&
+				(rc == CURLE_FILESIZE_EXCEEDED ||
+				 (rc == CURLE_WRITE_ERROR && t->discard_full))))
+		return transport_error(rc, t, h, errbuf, err);
+	if (code == 200)
+		return DR_OK;
+	if (is_redirect(code) &&
+	    curl_easy_header(c, "Location", 0, CURLH_HEADER, -1, &loc) ==
+		    CURLHE_OK &&
+	    loc->value[0]) {
+		*location = dr_xstrdup(loc->value);
+		return DR_OK;
+	}
+	return status_error(c, code, h, err);
+}
+
+dr_status download_url(const char *url, const dr_download_policy *pol, int fd,
+		       uint64_t *size, char *content_type, size_t ctsz,
+		       dr_error *err)
+{
+	char errbuf[CURL_ERROR_SIZE];
+	struct curl_slist *headers = NULL, *more;
+	struct transfer t;
+	struct hop h;
+	char *location = NULL, *ct = NULL;
+	double deadline = 0;
+	CURLU *u = NULL;
+	CURLUcode uc;
+	CURL *c;
+	dr_status st;
+
+	if (size)
+		*size = 0;
+	if (content_type && ctsz > 0)
+		content_type[0] = '\0';
+	if (!url || !pol || fd < 0)
+		return dr_fail(err, DR_ERR_INVALID, "invalid_argument",
+			       "download_url: missing URL, policy or file");
+	memset(&h, 0, sizeof(h));
+	u = curl_url();
+	if (!u)
+		dr_die("out of memory");
+	uc = curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
+	if (uc != CURLUE_OK) {
+		st = dr_fail(err, DR_ERR_INVALID, "url_not_allowed",
+			     "URL rejected: it cannot be parsed (%s)",
+			     curl_url_strerror(uc));
+		goto err_url;
+	}
+	st = check_url(u, pol, &h, err);
+	if (st != DR_OK)
+		goto err_url;
+
+	c = get_handle(pol->allow_private);
+	if (!c) {
+		st = dr_fail(err, DR_ERR_INTERNAL, "internal",
+			     "libcurl failed to initialise");
+		goto err_url;
+	}
+	memset(&t, 0, sizeof(t));
+	t.curl = c;
+	t.fd = fd;
+	t.allow_private = pol->allow_private;
+	t.max_bytes = pol->max_bytes;
+	headers = curl_slist_append(NULL, "Accept-Encoding: identity");
+	if (!headers)
+		dr_die("out of memory");
+	more = curl_slist_append(headers, "Accept: */*");
+	if (!more)
+		dr_die("out of memory");
+	headers = more;
+	st = set_options(c, pol, &t, headers, errbuf, err);
+	if (st != DR_OK)
+		goto err_handle;
+	if (pol->total_timeout > 0)
+		deadline = now_seconds() + pol->total_timeout;
+
+	for (;;) {
+		st = fetch(c, u, &t, &h, pol, deadline, errbuf, &location, err);
+		if (st != DR_OK)
+			goto err_handle;
+		if (!location)
+			break;
+		if (h.n >= pol->max_redirects) {
+			st = dr_fail(err, DR_ERR_PROVIDER, "download_failed",
+				     "too many redirects (more than %d): %s",
+				     pol->max_redirects, h.shown);
+			goto err_handle;
+		}
+		/* Relative to the current URL, like a browser would. */
+		uc = curl_url_set(u, CURLUPART_URL, location,
+				  CURLU_NON_SUPPORT_SCHEME);
+		free(location);
+		location = NULL;
+		h.n++;
+		if (uc != CURLUE_OK) {
+			st = dr_fail(err, DR_ERR_INVALID, "url_not_allowed",
+				     "redirect rejected: its Location cannot "
+				     "be parsed (%s) (from %s)",
+				     curl_url_strerror(uc), h.shown);
+			goto err_handle;
+		}
+		st = check_url(u, pol, &h, err);
+		if (st != DR_OK)
+			goto err_handle;
+	}
+
+	if (size)
+		*size = t.written;
+	if (content_type && ctsz > 0 &&
+	    curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct)
+		copy_printable(content_type, ctsz, ct, strlen(ct));
+	st = DR_OK;
+err_handle:
+	/* The handle must not keep pointers into this frame. */
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
+	curl_easy_setopt(c, CURLOPT_CURLU, NULL);
+	curl_slist_free_all(headers);
+	free(location);
+err_url:
+	curl_url_cleanup(u);
+	return st;
+}
+
+/* CURLOPT_WRITEFUNCTION of download_post: keep nothing, at most 64 KiB. */
+static size_t discard_body(char *data, size_t size, size_t nmemb, void *p)
+{
+	struct transfer *t = p;
+	size_t n = size * nmemb;
+
+	(void)data;
+	t->discarded += n;
+	if (t->discarded > DISCARD_MAX) {
+		t->discard_full = 1;
+		return 0;
+	}
+	return n;
+}
+
+dr_status download_post(const char *url, const dr_download_policy *pol,
+			const char *const *headers, const void *body,
+			size_t len, long *http_status, dr_error *err)
+{
+	char errbuf[CURL_ERROR_SIZE];
+	struct curl_slist *list = NULL, *more;
+	struct transfer t;
+	struct hop h;
+	CURLU *u;
+	CURLUcode uc;
+	CURLcode rc;
+	CURL *c;
+	dr_status st;
+
+	*http_status = 0;
+	memset(&h, 0, sizeof(h));
+	u = curl_url();
+	if (!u)
+		dr_die("out of memory");
+	uc = curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
+	if (uc != CURLUE_OK) {
+		st = dr_fail(err, DR_ERR_INVALID, "url_not_allowed",
+			     "URL rejected: it cannot be parsed (%s)",
+			     curl_url_strerror(uc));
+		goto err_url;
+	}
+	st = check_url(u, pol, &h, err);
+	if (st != DR_OK)
+		goto err_url;
+	c = get_handle(pol->allow_private);
+	if (!c) {
+		st = dr_fail(err, DR_ERR_INTERNAL, "internal",
+			     "libcurl failed to initialise");
+		goto err_url;
+	}
+	memset(&t, 0, sizeof(t));
+	t.curl = c;
+	t.fd = -1;
+	t.allow_private = pol->allow_private;
+	for (size_t i = 0; headers && headers[i]; i++) {
+		more = curl_slist_append(list, headers[i]);
+		if (!more)
+			dr_die("out of memory");
+		list = more;
+	}
+	/* No "Expect: 100-continue" round trip. */
+	more = curl_slist_append(list, "Expect:");
+	if (!more)
+		dr_die("out of memory");
+	list = more;
+	st = set_options(c, pol, &t, list, errbuf, err);
+	if (st != DR_OK)
+		goto err_handle;
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_body);
+	curl_easy_setopt(c, CURLOPT_POST, 1L);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	if (pol->total_timeout > 0)
+		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
+				 to_ms(pol->total_timeout));
+	curl_easy_setopt(c, CURLOPT_CURLU, u);
+	errbuf[0] = '\0';
+	rc = curl_easy_perform(c);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, http_status);
+	if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && t.discard_full))
+		st = transport_error(rc, &t, &h, errbuf, err);
+	else
+		st = DR_OK;
+err_handle:
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
+	curl_easy_setopt(c, CURLOPT_CURLU, NULL);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, NULL);
+	curl_slist_free_all(list);
+err_url:
+	curl_url_cleanup(u);
+	return st;
+}
+
+/* ------------------------------------------------------------------
+ * data: URIs
+ */
+
+static int b64_value(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+static int hex_value(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Buffered writes of decoded bytes. */
+struct out {
+	int fd;
+	size_t n;
+	uint64_t total;
+	int failed;
+	unsigned char buf[DATA_CHUNK];
+};
+
+static void out_flush(struct out *o)
+{
+	if (o->n > 0 && !o->failed && write_all(o->fd, o->buf, o->n) != 0)
+		o->failed = errno ? errno : EIO;
+	o->n = 0;
+}
+
+static void out_byte(struct out *o, unsigned char b)
+{
+	if (o->n == sizeof(o->buf))
+		out_flush(o);
+	o->buf[o->n++] = b;
+	o->total++;
+}
+
+/*
+ * data: URIs (RFC 2397). Base64 is the standard alphabet only, strictly:
+ * no white space, no percent-escapes, no URL-safe "-_"; padding may be
+ * left out, but when present it must be right. Anything else is
+ * bad_data_uri, because a URI that is malformed in one way is more likely
+ * truncated or tampered with than meant. Without ";base64" the data is
+ * percent-decoded ('+' stays '+'); a malformed escape is bad_data_uri.
+ * The size is checked from the encoded length before anything is decoded
+ * (exactly for base64, a lower bound for percent-encoding, which is then
+ * counted exactly), and every character is validated before the first
+ * byte is written, so a refused URI leaves fd untouched.
+ */
+dr_status download_data_uri(const char *uri, uint64_t max_bytes, int fd,
+			    uint64_t *size, char *mediatype, size_t mtsz,
+			    dr_error *err)
+{
+	const char *hdr, *comma, *data;
+	size_t hlen, dlen, i, body;
+	uint64_t decoded;
+	struct out *o;
+	int base64;
+
+	if (size)
+		*size = 0;
+	if (mediatype && mtsz > 0)
+		mediatype[0] = '\0';
+	if (!uri || strncasecmp(uri, "data:", 5) != 0)
+		return dr_fail(err, DR_ERR_INVALID, "bad_data_uri",
+			       "not a data: URI");
+	hdr = uri + 5;
+	comma = strchr(hdr, ',');
+	if (!comma)
+		return dr_fail(err, DR_ERR_INVALID, "bad_data_uri",
+			       "data: URI without a comma before its data");
+	hlen = (size_t)(comma - hdr);
+	base64 = hlen >= 7 && strncasecmp(comma - 7, ";base64", 7) == 0;
+	if (base64)
+		hlen -= 7;
+	if (mediatype && mtsz > 0) {
+		if (hlen == 0)
+			snprintf(mediatype, mtsz, "%s", DEFAULT_MEDIATYPE);
+		else if (hdr[0] == ';') /* parameters only: text/plain */
+			snprintf(mediatype, mtsz, "text/plain%.*s", (int)hlen,
+				 hdr);
+		else
+			snprintf(mediatype, mtsz, "%.*s", (int)hlen, hdr);
+		copy_printable(mediatype, mtsz, mediatype, mtsz);
+	}
+	data = comma + 1;
+	dlen = strlen(data);
+
+	/* Check the size from the encoded length first, then validate
+	 * every character, then write: nothing reaches fd from a URI that
+	 * is malformed or too large. */
+	if (base64) {
+		size_t pad = 0;
+
+		while (pad < 2 && pad < dlen && data[dlen - 1 - pad] == '=')
+			pad++;
+		body = dlen - pad;
+		decoded = (uint64_t)body / 4 * 3 + (body % 4 == 3   ? 2
+						    : body % 4 == 2 ? 1
+								    : 0);
+		if (decoded > max_bytes)
+			goto too_large;
+		if (body % 4 == 1 || (pad > 0 && (body + pad) % 4 != 0))
+			return dr_fail(err, DR_ERR_INVALID, "bad_data_uri",
+				       "data: URI has a bad base64 length");
+		for (i = 0; i < body; i++)
+			if (b64_value((unsigned char)data[i]) < 0)
+				return dr_fail(err, DR_ERR_INVALID,
+					       "bad_data_uri",
+					       "data: URI has a character that "
+					       "is not base64 at offset %zu",
+					       i);
+	} else {
+		body = dlen;
+		decoded = (uint64_t)(dlen + 2) / 3; /* at least */
+		if (decoded > max_bytes)
+			goto too_large;
+		decoded = 0;
+		for (i = 0; i < dlen; i++, decoded++) {
+			if (data[i] != '%')
+				continue;
+			if (hex_value((unsigned char)data[i + 1]) < 0 ||
+			    hex_value((unsigned char)data[i + 2]) < 0)
+				return dr_fail(err, DR_ERR_INVALID,
+					       "bad_data_uri",
+					       "data: URI has a bad percent "
+					       "escape at offset %zu",
+					       i);
+			i += 2;
+		}
+		if (decoded > max_bytes)
+			goto too_large;
+	}
+
+	o = dr_xmalloc(sizeof(*o));
+	o->fd = fd;
+	o->n = 0;
+	o->total = 0;
+	o->failed = 0;
+	if (base64) {
+		uint32_t acc = 0;
+		int bits = 0;
+
+		for (i = 0; i < body; i++) {
+			acc = (acc << 6) |
+			      (uint32_t)b64_value((unsigned char)data[i]);
+			bits += 6;
+			if (bits >= 8) {
+				bits -= 8;
+				out_byte(o, (unsigned char)(acc >> bits));
+				acc &= (1u << bits) - 1;
+			}
+		}
+	} else {
+		for (i = 0; i < body; i++) {
+			unsigned char b = (unsigned char)data[i];
+
+			if (b == '%') {
+				b = (unsigned char)(hex_value(
+							    (unsigned char)
+								    data[i + 1])
+							    << 4 |
+						    hex_value((unsigned char)
+								      data[i +
+									   2]));
+				i += 2;
+			}
+			out_byte(o, b);
+		}
+	}
+	out_flush(o);
+	if (o->failed) {
+		int e = o->failed;
+
+		free(o);
+		return dr_fail(err, DR_ERR_IO, "write_failed",
+			       "cannot write the data: URI: %s", strerror(e));
+	}
+	if (size)
+		*size = o->total;
+	free(o);
+	return DR_OK;
+
+too_large:
+	return dr_fail(err, DR_ERR_TOO_LARGE, "output_too_large",
+		       "data: URI holds %" PRIu64 " bytes or more, over the "
+		       "limit of %" PRIu64 " bytes",
+		       decoded, max_bytes);
+}
+
+/* ------------------------------------------------------------------
+ * Policy from the environment
+ */
+
+/* The allowlist "a.com, *.b.com" as one malloc'd block: the pointer
+ * array, then the strings. NULL when it names no host. */
+static char **parse_hosts(const char *v)
+{
+	size_t len = strlen(v), max = 1, n = 0, i;
+	char **list, *s, *item;
+
+	for (i = 0; i < len; i++)
+		if (v[i] == ',')
+			max++;
+	list = dr_xmalloc((max + 1) * sizeof(char *) + len + 1);
+	s = (char *)(list + max + 1);
+	memcpy(s, v, len + 1);
+	item = s;
+	for (;;) {
+		char *end = strchr(item, ','), *last;
+
+		if (end)
+			*end = '\0';
+		while (*item == ' ' || *item == '\t')
+			item++;
+		last = item + strlen(item);
+		while (last > item && (last[-1] == ' ' || last[-1] == '\t'))
+			*--last = '\0';
+		if (*item)
+			list[n++] = item;
+		if (!end)
+			break;
+		item = end + 1;
+	}
+	list[n] = NULL;
+	if (n == 0) {
+		free(list);
+		return NULL;
+	}
+	return list;
+}
+
+void download_policy_env(dr_download_policy *pol, char ***hosts_buf)
+{
+	const char *v;
+
+	if (hosts_buf)
+		*hosts_buf = NULL;
+	if (!pol)
+		return;
+	/* Exactly "1" turns a relaxation on; anything else set turns it
+	 * off, so a typo fails closed. */
+	v = getenv("DARKROOM_DOWNLOAD_ALLOW_PRIVATE");
+	if (v)
+		pol->allow_private = strcmp(v, "1") == 0;
+	v = getenv("DARKROOM_DOWNLOAD_ALLOW_HTTP");
+	if (v)
+		pol->allow_http = strcmp(v, "1") == 0;
+	/* An empty list (or only commas) keeps the adapter's: an empty
+	 * variable usually means "not set". */
+	v = getenv("DARKROOM_DOWNLOAD_HOSTS");
+	if (v && hosts_buf) {
+		char **list = parse_hosts(v);
+
+		if (list) {
+			*hosts_buf = list;
+			pol->hosts = (const char *const *)list;
+		}
+	}
+}
+
+void download_policy_free_hosts(char **hosts_buf)
+{
+	free(hosts_buf);
+}

@@ -1,0 +1,91 @@
+/*
+ * download.h - fetching provider outputs, treating every URL as hostile.
+ *
+ * Outputs come from URLs a provider (or an attacker posing as one) chose.
+ * A download is allowed only over https (http when configured), to a host
+ * on the adapter's allowlist, and to a public address: every address curl
+ * is about to connect to is checked in its open-socket callback, so a
+ * redirect or a DNS answer that changes between lookups cannot reach
+ * loopback, private or link-local ranges. Size is capped while receiving
+ * (chunked bodies too); connect, total and low-speed timeouts apply; no
+ * proxy is taken from the environment; no credentials are sent.
+ */
+#ifndef DR_DOWNLOAD_H
+#define DR_DOWNLOAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "error.h"
+
+typedef struct dr_download_policy {
+	int allow_http;          /* DARKROOM_DOWNLOAD_ALLOW_HTTP=1 */
+	int allow_private;       /* DARKROOM_DOWNLOAD_ALLOW_PRIVATE=1 */
+	const char *const *hosts; /* NULL-terminated allowlist: "example.com",
+				     "*.example.com" (subdomains only), "*"
+				     (any host); NULL or empty: no host */
+	uint64_t max_bytes;      /* size cap */
+	double connect_timeout;  /* seconds */
+	double total_timeout;    /* seconds */
+	long low_speed_limit;    /* bytes per second ... */
+	double low_speed_time;   /* ... for this long, else abort */
+	int max_redirects;
+} dr_download_policy;
+
+/*
+ * Download `url` into `fd` (written from its current offset; the caller
+ * passes an empty temp file). On success *size holds the byte count and
+ * content_type the server's Content-Type (informational only: types are
+ * decided from the bytes). Failures, with err->code:
+ *   url_not_allowed      bad URL, scheme or host not allowed
+ *   address_not_allowed  the host resolves to a refused address
+ *   output_too_large     more than max_bytes
+ *   output_expired       404 or 410 (the provider deleted it)
+ *   download_timeout     timed out or too slow (retryable)
+ *   download_failed      another HTTP status (5xx retryable)
+ *   download_network     connection failure (retryable)
+ */
+dr_status download_url(const char *url, const dr_download_policy *pol, int fd,
+		       uint64_t *size, char *content_type, size_t ctsz,
+		       dr_error *err) DR_WARN_UNUSED;
+
+/*
+ * Decode a data: URI (RFC 2397; base64 or percent-encoded) into `fd`,
+ * capped at max_bytes. mediatype receives the declared type
+ * (informational). Codes: bad_data_uri, output_too_large.
+ */
+dr_status download_data_uri(const char *uri, uint64_t max_bytes, int fd,
+			    uint64_t *size, char *mediatype, size_t mtsz,
+			    dr_error *err) DR_WARN_UNUSED;
+
+/*
+ * POST `body` (len bytes) to `url` under the same rules as download_url
+ * (scheme, allowlist, address check at connect time, timeouts; redirects
+ * are not followed), with the extra request header lines in `headers`
+ * ("Name: value", NULL-terminated). The answer's body is discarded after
+ * 64 KiB. *http_status gets the status (0 when none came). Codes as for
+ * download_url; any HTTP status is DR_OK here.
+ */
+dr_status download_post(const char *url, const dr_download_policy *pol,
+			const char *const *headers, const void *body,
+			size_t len, long *http_status, dr_error *err)
+	DR_WARN_UNUSED;
+
+/* 1 when `host` matches the allowlist `hosts` (case-insensitive). */
+int download_host_allowed(const char *host, const char *const *hosts);
+
+/* 1 when connecting to `sa` is allowed: public unicast addresses only,
+ * unless allow_private (then loopback and private ranges pass, but never
+ * unspecified, multicast or reserved ones). IPv4-mapped and
+ * IPv4-compatible IPv6 addresses are judged as their IPv4 address. */
+int download_address_allowed(const struct sockaddr *sa, int allow_private);
+
+/* Fill a policy from the environment over the given defaults: the
+ * DARKROOM_DOWNLOAD_ALLOW_PRIVATE / _ALLOW_HTTP / _HOSTS variables.
+ * `hosts_buf` receives parsed host storage (freed by
+ * download_policy_free_hosts). */
+void download_policy_env(dr_download_policy *pol, char ***hosts_buf);
+void download_policy_free_hosts(char **hosts_buf);
+
+#endif

@@ -1,0 +1,240 @@
+/*
+ * outputs.c - the output index search (see outputs.h).
+ */
+#include "outputs.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jobs.h"
+
+enum {
+	F_MODEL = 1 << 0,
+	F_ADAPTER = 1 << 1,
+	F_SHA = 1 << 2,
+	F_META = 1 << 3,
+	F_SINCE = 1 << 4,
+	F_UNTIL = 1 << 5,
+	F_Q = 1 << 6,
+	F_CURSOR = 1 << 7,
+	F_ALL = 1 << 8
+};
+
+/* One SQL text per combination of filters, built once, so the statement
+ * cache (keyed by the SQL pointer) holds each. */
+static const char *search_sql(unsigned mask)
+{
+	static char sql[F_ALL][1024];
+	char *s = sql[mask];
+
+	if (!s[0])
+		snprintf(s, sizeof(sql[0]),
+			 "SELECT " DR_OUTPUT_COLUMNS ", o.job_id, j.model,"
+			 " j.adapter, o.created_at FROM outputs o JOIN jobs j"
+			 " ON j.id = o.job_id WHERE o.state = 'stored'"
+			 "%s%s%s%s%s%s%s%s ORDER BY o.id DESC LIMIT ?",
+			 mask & F_MODEL ? " AND j.model = ?" : "",
+			 mask & F_ADAPTER ? " AND j.adapter = ?" : "",
+			 mask & F_SHA ? " AND o.sha256 = ?" : "",
+			 mask & F_META ? " AND EXISTS (SELECT 1 FROM"
+					 " job_metadata m WHERE m.job_id ="
+					 " o.job_id AND m.k = ? AND m.v = ?)"
+				       : "",
+			 mask & F_SINCE ? " AND o.created_at >= ?" : "",
+			 mask & F_UNTIL ? " AND o.created_at < ?" : "",
+			 mask & F_Q ? " AND (MATCH(o.text) AGAINST (?) OR"
+				      " MATCH(j.prompt) AGAINST (?))"
+				    : "",
+			 mask & F_CURSOR ? " AND o.id < ?" : "");
+	return s;
+}
+
+int outputs_parse_time(const char *iso, char out[48])
+{
+	int y, mo, d, h = 0, mi = 0, sec = 0, n = 0;
+	char frac[7] = "000000";
+	const char *p;
+
+	if (sscanf(iso, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3 || n != 10)
+		return -1;
+	p = iso + 10;
+	if (*p == 'T' || *p == ' ') {
+		if (sscanf(p + 1, "%2d:%2d:%2d%n", &h, &mi, &sec, &n) != 3 ||
+		    n != 8)
+			return -1;
+		p += 9;
+		if (*p == '.') {
+			size_t k = 0;
+
+			for (p++; *p >= '0' && *p <= '9'; p++)
+				if (k < 6)
+					frac[k++] = *p;
+		}
+		if (*p == 'Z')
+			p++;
+		else if (strcmp(p, "+00:00") == 0)
+			p += 6;
+	}
+	if (*p || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 ||
+	    mi < 0 || mi > 59 || sec < 0 || sec > 60 || y < 1970 || y > 9999)
+		return -1;
+	snprintf(out, 48, "%04d-%02d-%02d %02d:%02d:%02d.%s", y, mo, d, h, mi,
+		 sec, frac);
+	return 0;
+}
+
+dr_status outputs_search(dr_db *db, const dr_output_filter *f, dr_buf *out,
+			 dr_error *err)
+{
+	const char *args[10];
+	char types[12];
+	size_t n = 0, shown, base;
+	unsigned mask = 0;
+	dr_db_rows *rows = NULL;
+	dr_status st;
+
+#define ADD(flag, v)                                                           \
+	do {                                                                   \
+		mask |= (flag);                                                \
+		args[n++] = (v);                                               \
+	} while (0)
+	if (f->model)
+		ADD(F_MODEL, f->model);
+	if (f->adapter)
+		ADD(F_ADAPTER, f->adapter);
+	if (f->sha256)
+		ADD(F_SHA, f->sha256);
+	if (f->meta_key) {
+		ADD(F_META, f->meta_key);
+		args[n++] = f->meta_value;
+	}
+	if (f->since)
+		ADD(F_SINCE, f->since);
+	if (f->until)
+		ADD(F_UNTIL, f->until);
+	if (f->q) {
+		ADD(F_Q, f->q);
+		args[n++] = f->q;
+	}
+	if (f->cursor)
+		ADD(F_CURSOR, f->cursor);
+#undef ADD
+	/* Bind every filter as a string and the limit last; unused slots
+	 * bind NULL and are never referenced (the SQL has no '?' for them):
+	 * the type string is cut to what the SQL takes. */
+	memset(types, 's', n);
+	types[n] = 'i';
+	types[n + 1] = '\0';
+	for (size_t i = n; i < 10; i++)
+		args[i] = NULL;
+	switch (n) {
+	case 0:
+		st = db_query(db, search_sql(mask), &rows, err, types,
+			      (int64_t)f->limit + 1);
+		break;
+	case 1:
+		st = db_query(db, search_sql(mask), &rows, err, types, args[0],
+			      (int64_t)f->limit + 1);
+		break;
+	case 2:
+		st = db_query(db, search_sql(mask), &rows, err, types, args[0],
+			      args[1], (int64_t)f->limit + 1);
+		break;
+	case 3:
+		st = db_query(db, search_sql(mask), &rows, err, types, args[0],
+			      args[1], args[2], (int64_t)f->limit + 1);
+		break;
+	case 4:
+		st = db_query(db, search_sql(mask), &rows, err, types, args[0],
+			      args[1], args[2], args[3], (int64_t)f->limit + 1);
+		break;
+	case 5:
+		st = db_query(db, search_sql(mask), &rows, err, types, args[0],
+			      args[1], args[2], args[3], args[4],
+			      (int64_t)f->limit + 1);
+		break;
+	case 6:
+		st = db_query(db, search_sql(mask), &rows, err, types, args[0],
+			      args[1], args[2], args[3], args[4], args[5],
+			      (int64_t)f->limit + 1);
+		break;
+	case 7:
+		st = db_query(db, search_sql(mask), &rows, err, types, args[0],
+			      args[1], args[2], args[3], args[4], args[5],
+			      args[6], (int64_t)f->limit + 1);
+		break;
+	case 8:
+		st = db_query(db, search_sql(mask), &rows, err, types, args[0],
+			      args[1], args[2], args[3], args[4], args[5],
+			      args[6], args[7], (int64_t)f->limit + 1);
+		break;
+	case 9:
+		st = db_query(db, search_sql(mask), &rows, err, types, args[0],
+			      args[1], args[2], args[3], args[4], args[5],
+			      args[6], args[7], args[8], (int64_t)f->limit + 1);
+		break;
+	default:
+		st = db_query(db, search_sql(mask), &rows, err, types, args[0],
+			      args[1], args[2], args[3], args[4], args[5],
+			      args[6], args[7], args[8], args[9],
+			      (int64_t)f->limit + 1);
+		break;
+	}
+	if (st != DR_OK)
+		return st;
+	shown = rows->n_rows > (size_t)f->limit ? (size_t)f->limit
+						: rows->n_rows;
+	base = 16; /* first column after DR_OUTPUT_COLUMNS */
+	st = dr_buf_puts(out, "{\"data\":[");
+	for (size_t i = 0; st == DR_OK && i < shown; i++) {
+		dr_db_rows *rends = NULL;
+
+		st = db_query(db,
+			      "SELECT " DR_RENDITION_COLUMNS
+			      " FROM renditions r"
+			      " WHERE r.output_id = ? ORDER BY r.name",
+			      &rends, err, "s", db_cell(rows, i, 0));
+		if (st != DR_OK)
+			break;
+		if (i)
+			st = dr_buf_puts(out, ",");
+		if (st == DR_OK)
+			st = jobs_append_output(out, rows, i, rends);
+		db_rows_free(rends);
+		if (st == DR_OK)
+			st = dr_buf_puts(out, ",\"job_id\":");
+		if (st == DR_OK)
+			st = dr_buf_json_string(out, db_cell(rows, i, base));
+		if (st == DR_OK)
+			st = dr_buf_puts(out, ",\"model\":");
+		if (st == DR_OK)
+			st = dr_buf_json_string(out,
+						db_cell(rows, i, base + 1));
+		if (st == DR_OK)
+			st = dr_buf_puts(out, ",\"adapter\":");
+		if (st == DR_OK)
+			st = dr_buf_json_string(out,
+						db_cell(rows, i, base + 2));
+		if (st == DR_OK)
+			st = dr_buf_puts(out, ",\"created_at\":");
+		if (st == DR_OK)
+			st = jobs_append_time(out, db_cell(rows, i, base + 3));
+		if (st == DR_OK)
+			st = dr_buf_puts(out, "}");
+	}
+	if (st == DR_OK)
+		st = dr_buf_puts(out, "],\"next_cursor\":");
+	if (st == DR_OK)
+		st = rows->n_rows > shown
+			     ? dr_buf_json_string(out,
+						  db_cell(rows, shown - 1, 0))
+			     : dr_buf_puts(out, "null");
+	if (st == DR_OK)
+		st = dr_buf_puts(out, "}");
+	db_rows_free(rows);
+	if (st == DR_ERR_TOO_LARGE)
+		st = dr_fail(err, DR_ERR_INTERNAL, "internal",
+			     "output list too large");
+	return st;
+}

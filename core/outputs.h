@@ -1,0 +1,34 @@
+/*
+ * outputs.h - searching the output index (GET /v1/outputs).
+ *
+ * Every stored output with its metadata and renditions, newest first,
+ * filtered by model, adapter, sha256, one job metadata key/value, a time
+ * range, and text (`q`: text outputs and prompts, MariaDB FULLTEXT).
+ */
+#ifndef DR_OUTPUTS_H
+#define DR_OUTPUTS_H
+
+#include "buf.h"
+#include "db.h"
+#include "error.h"
+
+typedef struct dr_output_filter {
+	const char *model, *adapter, *sha256;
+	const char *meta_key, *meta_value; /* both or neither */
+	const char *since, *until; /* "YYYY-MM-DD HH:MM:SS.ffffff" UTC */
+	const char *q;
+	const char *cursor; /* output id (decimal) to continue below */
+	int limit;	    /* 1..100 */
+} dr_output_filter;
+
+/* Append {"data": [...], "next_cursor": ...}; each item is an output
+ * object (CONTRACT §2) plus job_id, model, adapter and created_at. */
+dr_status outputs_search(dr_db *db, const dr_output_filter *f, dr_buf *out,
+			 dr_error *err) DR_WARN_UNUSED;
+
+/* Convert an ISO 8601 UTC time ("2026-11-21T10:00:00Z", fractions and
+ * "+00:00" allowed; a date alone means its midnight) into the database
+ * form in `out` (48 bytes). -1 when it is not such a time. */
+int outputs_parse_time(const char *iso, char out[48]);
+
+#endif

@@ -1,0 +1,595 @@
+/*
+ * pipeline.c - download, type, render, upload, index (see pipeline.h).
+ *
+ * Files go through a temporary file (unlinked at once), so a large video
+ * never sits in memory; only images up to [limits] max_image_bytes are read
+ * into memory for libvips. Nothing is written to the database until every
+ * output of the job is in the sink; then one transaction indexes them all
+ * and moves the job to `succeeded`.
+ */
+#include "pipeline.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "download.h"
+#include "image.h"
+#include "jobs.h"
+#include "jsonutil.h"
+#include "log.h"
+
+#define KEY_MAX 600
+#define URL_MAX 2300
+
+typedef struct stored_rendition {
+	const dr_preset *preset;
+	char key[KEY_MAX];
+	char url[URL_MAX];
+	const char *mime;
+	int width, height;
+	uint64_t bytes;
+	char preset_hash[17];
+} stored_rendition;
+
+typedef struct stored_output {
+	const char *row_id; /* outputs.id */
+	const char *kind;
+	char key[KEY_MAX];
+	char url[URL_MAX];
+	const char *mime;
+	uint64_t bytes;
+	char sha256[65];
+	int is_image;
+	dr_image_info info;
+	stored_rendition rends[DR_MAX_RENDITIONS];
+	size_t n_rends;
+} stored_output;
+
+/* What one persist step works with. */
+typedef struct persist_ctx {
+	dr_engine *e;
+	dr_claim *c;
+	struct dr_instance *sink;
+	const dr_sink_ops *ops;
+	dr_download_policy policy;
+	char **env_hosts;
+	const dr_preset *presets[DR_MAX_RENDITIONS];
+	size_t n_presets;
+	const char *step; /* the sub-step running, for errors */
+} persist_ctx;
+
+static void hexify(const unsigned char *in, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+/* SHA-256 (hex) of fd's first `size` bytes. */
+static dr_status sha256_fd(int fd, uint64_t size, char out[65], dr_error *err)
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned char buf[65536], digest[32];
+	unsigned int n = 0;
+	uint64_t off = 0;
+
+	if (!md)
+		dr_die("out of memory hashing");
+	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	while (off < size) {
+		ssize_t r = pread(fd, buf, sizeof(buf), (off_t)off);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			EVP_MD_CTX_free(md);
+			return dr_fail(err, DR_ERR_IO, "io_error",
+				       "reading the downloaded file failed");
+		}
+		EVP_DigestUpdate(md, buf, (size_t)r);
+		off += (uint64_t)r;
+	}
+	EVP_DigestFinal_ex(md, digest, &n);
+	EVP_MD_CTX_free(md);
+	hexify(digest, 32, out);
+	return DR_OK;
+}
+
+static void sha256_mem(const void *data, size_t len, char out[65])
+{
+	unsigned char digest[32];
+	unsigned int n = 32;
+
+	if (!EVP_Digest(data, len, digest, &n, EVP_sha256(), NULL))
+		dr_die("SHA-256 failed");
+	hexify(digest, 32, out);
+}
+
+/* A short stable hash of a preset's settings: renditions made with other
+ * settings are made again by `darkroom reprocess`. */
+static void preset_hash(const dr_preset *p, char out[17])
+{
+	char text[128], full[65];
+
+	snprintf(text, sizeof(text), "%d:%d:%d:%d:%d", p->width, p->height,
+		 (int)p->fit, (int)p->format, p->quality);
+	sha256_mem(text, strlen(text), full);
+	memcpy(out, full, 16);
+	out[16] = '\0';
+}
+
+static int temp_file(dr_error *err)
+{
+	const char *dir = getenv("TMPDIR");
+	char path[512];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/darkroom-XXXXXX",
+		 dir && *dir ? dir : "/tmp");
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd < 0) {
+		dr_fail(err, DR_ERR_IO, "io_error",
+			"cannot create a temporary file: %s", strerror(errno));
+		return -1;
+	}
+	unlink(path);
+	return fd;
+}
+
+/* Store one object in the sink unless an object of that size is there
+ * (keys are content-addressed: same key, same bytes). */
+static dr_status put_object(persist_ctx *x, const char *key,
+			    const dr_source *src, const char *mime,
+			    const char *sha, dr_error *err)
+{
+	const char *names[] = {"job-id", "model"};
+	const char *values[] = {x->c->id, x->c->model};
+	dr_object_meta meta;
+	uint64_t size = 0;
+
+	if (x->ops->stat &&
+	    x->ops->stat(x->sink->state, key, &size, err) == DR_OK &&
+	    size == src->size)
+		return DR_OK;
+	dr_error_clear(err);
+	memset(&meta, 0, sizeof(meta));
+	meta.content_type = mime;
+	meta.cache_control = DR_CACHE_CONTROL;
+	meta.sha256_hex = sha;
+	meta.n_meta = 2;
+	meta.meta_names = names;
+	meta.meta_values = values;
+	return x->ops->put(x->sink->state, key, src, &meta, err);
+}
+
+static dr_status public_url(persist_ctx *x, const char *key, char *url,
+			    dr_error *err)
+{
+	if (x->ops->public_url(x->sink->state, key, url, URL_MAX) != DR_OK)
+		return dr_fail(err, DR_ERR_TOO_LARGE, "url_too_long",
+			       "the public URL of %s is too long", key);
+	return DR_OK;
+}
+
+/* Fetch a URL or data: output into a new temporary file. */
+static dr_status fetch(persist_ctx *x, const char *source, int *fd_out,
+		       uint64_t *size, char *ctype, size_t ctsz, dr_error *err)
+{
+	const dr_config *cfg = x->e->cfg;
+	dr_status st;
+	int fd;
+
+	fd = temp_file(err);
+	if (fd < 0)
+		return DR_ERR_IO;
+	if (strncmp(source, "data:", 5) == 0)
+		st = download_data_uri(source, cfg->limits.max_output_bytes, fd,
+				       size, ctype, ctsz, err);
+	else
+		st = download_url(source, &x->policy, fd, size, ctype, ctsz,
+				  err);
+	if (st != DR_OK) {
+		close(fd);
+		return st;
+	}
+	*fd_out = fd;
+	return DR_OK;
+}
+
+/* Read the whole file into memory (images only, under the image cap). */
+static void *slurp(int fd, uint64_t size, dr_error *err)
+{
+	unsigned char *buf = dr_xmalloc(size ? size : 1);
+	uint64_t off = 0;
+
+	while (off < size) {
+		ssize_t r = pread(fd, buf + off, size - off, (off_t)off);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			free(buf);
+			dr_fail(err, DR_ERR_IO, "io_error",
+				"reading the downloaded file failed");
+			return NULL;
+		}
+		off += (uint64_t)r;
+	}
+	return buf;
+}
+
+/* Render and upload the renditions of an image held in `buf`. */
+static dr_status render(persist_ctx *x, stored_output *o, const void *buf,
+			size_t len, dr_error *err)
+{
+	const dr_config *cfg = x->e->cfg;
+	dr_image_limits lim = {cfg->limits.max_pixels,
+			       cfg->limits.max_image_bytes,
+			       cfg->limits.max_pages};
+	dr_rendition rends[DR_MAX_RENDITIONS];
+	dr_status st;
+
+	x->step = "render";
+	memset(rends, 0, sizeof(rends));
+	st = image_process(buf, len, &lim, x->presets, x->n_presets, &o->info,
+			   rends, err);
+	if (st != DR_OK)
+		return st;
+	o->is_image = 1;
+	x->step = "upload";
+	for (size_t i = 0; i < x->n_presets && st == DR_OK; i++) {
+		stored_rendition *r = &o->rends[o->n_rends++];
+		dr_source src = {rends[i].data, -1, rends[i].len};
+		char sha[65];
+
+		r->preset = x->presets[i];
+		r->mime = rends[i].mime;
+		r->width = rends[i].width;
+		r->height = rends[i].height;
+		r->bytes = rends[i].len;
+		preset_hash(r->preset, r->preset_hash);
+		snprintf(r->key, sizeof(r->key), "%.2s/%s/%s.%s", o->sha256,
+			 o->sha256, r->preset->name, rends[i].ext);
+		sha256_mem(rends[i].data, rends[i].len, sha);
+		st = put_object(x, r->key, &src, r->mime, sha, err);
+		if (st == DR_OK)
+			st = public_url(x, r->key, r->url, err);
+	}
+	for (size_t i = 0; i < x->n_presets; i++)
+		image_rendition_free(&rends[i]);
+	return st;
+}
+
+/* Persist one pending output (row: id, idx, kind, source, text). */
+static dr_status persist_one(persist_ctx *x, const dr_db_rows *rows, size_t i,
+			     stored_output *o, dr_error *err)
+{
+	const char *kind = db_cell(rows, i, 2);
+	const char *source = db_cell(rows, i, 3);
+	const char *text = db_cell(rows, i, 4);
+	unsigned char head[64];
+	char ctype[128] = "";
+	dr_sniff sn;
+	uint64_t size = 0;
+	int fd = -1;
+	dr_status st;
+
+	o->row_id = db_cell(rows, i, 0);
+	if (strcmp(kind, "text") == 0) {
+		/* Text the model produced: stored as a UTF-8 object too. */
+		dr_source src = {text ? text : "", -1, text ? strlen(text) : 0};
+
+		x->step = "upload";
+		sha256_mem(src.data, src.size, o->sha256);
+		o->kind = "text";
+		o->mime = "text/plain; charset=utf-8";
+		o->bytes = src.size;
+		snprintf(o->key, sizeof(o->key), "%.2s/%s.txt", o->sha256,
+			 o->sha256);
+		st = put_object(x, o->key, &src, o->mime, o->sha256, err);
+		if (st == DR_OK)
+			st = public_url(x, o->key, o->url, err);
+		return st;
+	}
+	if (!source)
+		return dr_fail(err, DR_ERR_INVALID, "bad_output",
+			       "output %s has no source", db_cell(rows, i, 1));
+	x->step = "download";
+	st = fetch(x, source, &fd, &size, ctype, sizeof(ctype), err);
+	if (st != DR_OK)
+		return st;
+	memset(head, 0, sizeof(head));
+	if (pread(fd, head, sizeof(head), 0) < 0) {
+		st = dr_fail(err, DR_ERR_IO, "io_error",
+			     "reading the downloaded file failed");
+		goto out;
+	}
+	image_sniff(head, size < sizeof(head) ? (size_t)size : sizeof(head),
+		    &sn);
+	if (size == 0) {
+		st = dr_fail(err, DR_ERR_INVALID, "empty_output",
+			     "output %s is empty", db_cell(rows, i, 1));
+		goto out;
+	}
+	/* A file served as an image that is no image we decode is refused:
+	 * what it claims and what it is disagree. */
+	if (!sn.decodable && strncmp(ctype, "image/", 6) == 0) {
+		st = dr_fail(err, DR_ERR_UNSUPPORTED, "unsupported_type",
+			     "output %s is served as %.40s but its bytes are "
+			     "%s",
+			     db_cell(rows, i, 1), ctype, sn.mime);
+		x->step = "download";
+		goto out;
+	}
+	o->kind = sn.kind;
+	/* Types a browser would run (HTML, SVG, XML) are stored as plain
+	 * bytes, so a CDN serving them from our domain runs no script. */
+	o->mime = strcmp(sn.mime, "text/html") == 0 ||
+				  strcmp(sn.mime, "image/svg+xml") == 0 ||
+				  strstr(sn.mime, "xml") != NULL
+			  ? "application/octet-stream"
+			  : sn.mime;
+	o->bytes = size;
+	st = sha256_fd(fd, size, o->sha256, err);
+	if (st != DR_OK)
+		goto out;
+	snprintf(o->key, sizeof(o->key), "%.2s/%s.%s", o->sha256, o->sha256,
+		 sn.ext);
+	if (sn.decodable) {
+		void *buf;
+
+		if (size > x->e->cfg->limits.max_image_bytes) {
+			x->step = "render";
+			st = dr_fail(err, DR_ERR_TOO_LARGE, "image_too_large",
+				     "output %s is a %llu-byte image, over "
+				     "max_image_bytes",
+				     db_cell(rows, i, 1),
+				     (unsigned long long)size);
+			goto out;
+		}
+		buf = slurp(fd, size, err);
+		if (!buf) {
+			st = DR_ERR_IO;
+			goto out;
+		}
+		st = render(x, o, buf, (size_t)size, err);
+		free(buf);
+		if (st != DR_OK)
+			goto out;
+	}
+	x->step = "upload";
+	{
+		dr_source src = {NULL, fd, size};
+
+		st = put_object(x, o->key, &src, o->mime, o->sha256, err);
+	}
+	if (st == DR_OK)
+		st = public_url(x, o->key, o->url, err);
+out:
+	close(fd);
+	return st;
+}
+
+/* The index transaction: outputs, renditions, and the job's end. */
+static dr_status index_all(persist_ctx *x, stored_output *outs, size_t n,
+			   dr_error *err)
+{
+	dr_db *db = x->e->db;
+	uint64_t affected = 0;
+	dr_status st;
+
+	st = db_begin(db, err);
+	if (st != DR_OK)
+		return st;
+	for (size_t i = 0; i < n && st == DR_OK; i++) {
+		stored_output *o = &outs[i];
+		char w[16] = "", h[16] = "";
+
+		if (!o->row_id)
+			continue; /* stored by an earlier step */
+		if (o->is_image) {
+			snprintf(w, sizeof(w), "%d", o->info.width);
+			snprintf(h, sizeof(h), "%d", o->info.height);
+		}
+		st = db_exec(
+			db,
+			"UPDATE outputs SET state = 'stored', kind = ?,"
+			" storage_key = ?, url = ?, content_type = ?,"
+			" bytes = ?, sha256 = ?, width = NULLIF(?, ''),"
+			" height = NULLIF(?, ''), format = ?, blurhash = ?,"
+			" dominant_color = ?, phash = ? WHERE id = ?",
+			NULL, err, "ssssussssssss", o->kind, o->key, o->url,
+			o->mime, o->bytes, o->sha256, w, h,
+			o->is_image ? o->info.format : NULL,
+			o->is_image ? o->info.blurhash : NULL,
+			o->is_image ? o->info.dominant_color : NULL,
+			o->is_image ? o->info.phash : NULL, o->row_id);
+		for (size_t k = 0; k < o->n_rends && st == DR_OK; k++) {
+			stored_rendition *r = &o->rends[k];
+
+			st = db_exec(
+				db,
+				"INSERT INTO renditions (output_id, name,"
+				" storage_key, url, content_type, width, height,"
+				" bytes, preset_hash, created_at) VALUES (?, ?,"
+				" ?, ?, ?, ?, ?, ?, ?, NOW(6)) ON DUPLICATE KEY"
+				" UPDATE storage_key = VALUES(storage_key),"
+				" url = VALUES(url), content_type ="
+				" VALUES(content_type), width = VALUES(width),"
+				" height = VALUES(height), bytes ="
+				" VALUES(bytes), preset_hash ="
+				" VALUES(preset_hash)",
+				NULL, err, "sssssiius", o->row_id,
+				r->preset->name, r->key, r->url, r->mime,
+				(int64_t)r->width, (int64_t)r->height, r->bytes,
+				r->preset_hash);
+		}
+	}
+	if (st == DR_OK)
+		st = db_exec(db,
+			     "UPDATE jobs SET status = 'succeeded',"
+			     " step = 'done', progress = 1,"
+			     " completed_at = NOW(6), updated_at = NOW(6),"
+			     " callback_state = IF(callback_url IS NULL,"
+			     " 'none', 'pending'),"
+			     " run_at = IF(callback_url IS NULL, NULL, NOW(6)),"
+			     " lease_owner = NULL"
+			     " WHERE id = ? AND lease_version = ?",
+			     &affected, err, "su", x->c->id,
+			     x->c->lease_version);
+	if (st == DR_OK && affected != 1)
+		st = dr_fail(err, DR_ERR_CONFLICT, "lease_lost",
+			     "the lease on the job was lost");
+	if (st == DR_OK)
+		st = engine_event(db, x->c->id, "status", "persisting",
+				  "succeeded", NULL, err);
+	if (st == DR_OK)
+		st = db_commit(db, err);
+	if (st != DR_OK)
+		db_rollback(db);
+	return st;
+}
+
+/* The job's rendition presets, from its `renditions` JSON list. */
+static dr_status job_presets(persist_ctx *x, const char *list, dr_error *err)
+{
+	json_object *arr = NULL;
+	dr_status st;
+
+	st = json_parse_limited(list, strlen(list), 4, &arr, err);
+	if (st != DR_OK)
+		return st;
+	for (size_t i = 0; json_object_is_type(arr, json_type_array) &&
+			   i < json_object_array_length(arr) &&
+			   x->n_presets < DR_MAX_RENDITIONS;
+	     i++) {
+		const char *name = json_object_get_string(
+			json_object_array_get_idx(arr, i));
+		const dr_preset *p = name ? config_preset(x->e->cfg, name)
+					  : NULL;
+
+		if (!p) {
+			/* A preset removed from the config since intake. */
+			dr_log(DR_LOG_WARNING,
+			       "event=job.preset_missing job=%s preset=%s",
+			       x->c->id, name ? name : "?");
+			continue;
+		}
+		x->presets[x->n_presets++] = p;
+	}
+	json_object_put(arr);
+	return DR_OK;
+}
+
+void pipeline_persist(dr_engine *e, dr_claim *c)
+{
+	const dr_config *cfg = e->cfg;
+	struct dr_instance *adapter = plugins_adapter(e->plugins, c->adapter);
+	persist_ctx x;
+	dr_db_rows *rows = NULL, *job = NULL;
+	stored_output *outs = NULL;
+	dr_error err;
+	dr_status st;
+
+	memset(&x, 0, sizeof(x));
+	dr_error_clear(&err);
+	x.e = e;
+	x.c = c;
+	x.step = "persist";
+	x.sink = plugins_sink(e->plugins, cfg->server.sink);
+	if (!x.sink) {
+		engine_fail(e, c, "upload", "sink_missing",
+			    "no sink is configured");
+		return;
+	}
+	x.ops = x.sink->plugin->desc->sink;
+	x.policy.hosts = adapter ? adapter->plugin->desc->adapter->download_hosts
+				 : NULL;
+	x.policy.max_bytes = cfg->limits.max_output_bytes;
+	x.policy.connect_timeout = cfg->limits.connect_timeout;
+	x.policy.total_timeout = cfg->limits.download_timeout;
+	x.policy.low_speed_limit = cfg->limits.low_speed_limit;
+	x.policy.low_speed_time = cfg->limits.low_speed_time;
+	x.policy.max_redirects = cfg->limits.max_redirects;
+	download_policy_env(&x.policy, &x.env_hosts);
+
+	st = db_query(e->db, "SELECT renditions FROM jobs WHERE id = ?", &job,
+		      &err, "s", c->id);
+	if (st == DR_OK && job->n_rows == 1)
+		st = job_presets(&x, db_cell(job, 0, 0), &err);
+	if (st == DR_OK)
+		st = db_query(e->db,
+			      "SELECT id, idx, kind, source, text FROM outputs"
+			      " WHERE job_id = ? AND state = 'pending'"
+			      " ORDER BY idx",
+			      &rows, &err, "s", c->id);
+	if (st != DR_OK) {
+		engine_retry(e, c, queue_backoff(cfg, c->attempts + 1), 0, 0,
+			     &err);
+		goto out;
+	}
+	outs = dr_xcalloc(rows->n_rows ? rows->n_rows : 1, sizeof(*outs));
+	for (size_t i = 0; i < rows->n_rows; i++) {
+		st = persist_one(&x, rows, i, &outs[i], &err);
+		if (st != DR_OK)
+			break;
+		/* Long jobs keep their lease. */
+		if (queue_extend(e->db, c, cfg->worker.lease, &err) != DR_OK) {
+			dr_log(DR_LOG_WARNING,
+			       "event=job.lease_lost job=%s step=persist",
+			       c->id);
+			goto out;
+		}
+	}
+	if (st == DR_OK) {
+		x.step = "index";
+		st = index_all(&x, outs, rows->n_rows, &err);
+		if (st == DR_OK) {
+			dr_log(DR_LOG_INFO,
+			       "event=job.succeeded job=%s outputs=%zu "
+			       "adapter=%s",
+			       c->id, rows->n_rows, c->adapter);
+			goto out;
+		}
+		if (st == DR_ERR_CONFLICT) {
+			dr_log(DR_LOG_WARNING,
+			       "event=job.lease_lost job=%s step=index", c->id);
+			goto out;
+		}
+	}
+	dr_log(DR_LOG_WARNING,
+	       "event=job.persist_failed job=%s step=%s code=%s "
+	       "retryable=%d reason=\"%.200s\"",
+	       c->id, x.step, err.code, err.retryable, err.message);
+	{
+		/* The sub-step that failed names the error. */
+		dr_claim named = *c;
+
+		snprintf(named.step, sizeof(named.step), "%s", x.step);
+		if (err.retryable || st == DR_ERR_UNAVAILABLE)
+			engine_retry(e, &named,
+				     err.retry_after > 0
+					     ? err.retry_after
+					     : queue_backoff(cfg,
+							     c->attempts + 1),
+				     1, 0, &err);
+		else
+			engine_fail(e, &named, x.step,
+				    err.code[0] ? err.code : "persist_failed",
+				    err.message);
+	}
+out:
+	free(outs);
+	db_rows_free(rows);
+	db_rows_free(job);
+	download_policy_free_hosts(x.env_hosts);
+}

@@ -1,0 +1,36 @@
+/*
+ * pipeline.h - the persistence pipeline: a succeeded prediction's outputs
+ * downloaded, typed, rendered, stored and indexed.
+ *
+ * For each output recorded 'pending' when the prediction succeeded:
+ *   download  the URL (hostile-URL rules of download.h) or data: URI into
+ *             a temporary file; text outputs need none;
+ *   type      from the first bytes (image.h), never from headers;
+ *   render    images: metadata and one rendition per preset the job asked
+ *             for, from one decode (image.h);
+ *   upload    the original byte for byte and every rendition to the active
+ *             sink under content-addressed keys
+ *               ab/abcdef....png           the original (sha256 of bytes)
+ *               ab/abcdef.../thumb.webp    a rendition
+ *             so a retried step overwrites the same objects and equal files
+ *             are stored once; Content-Type, Cache-Control immutable, and
+ *             the job id and model as object metadata;
+ *   index     every output and rendition with its metadata and public URL,
+ *             and the job's move to `succeeded`, in one transaction.
+ * A failure retries the whole step (idempotent by construction) with
+ * backoff when it may pass, and fails the job with the step and a stable
+ * code when it cannot (output_expired, output_too_large, image_too_large,
+ * image_corrupt, unsupported_type, address_not_allowed, sink_unavailable…).
+ */
+#ifndef DR_PIPELINE_H
+#define DR_PIPELINE_H
+
+#include "engine.h"
+
+/* Run the persist step of a claimed job in `persisting`. */
+void pipeline_persist(dr_engine *e, dr_claim *c);
+
+/* Cache-Control of every stored object. */
+#define DR_CACHE_CONTROL "public, max-age=31536000, immutable"
+
+#endif

@@ -1,0 +1,227 @@
+/*
+ * queue.c - claims, leases, fencing and wakeups (see queue.h).
+ */
+#include "queue.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "log.h"
+
+void queue_claim_clear(dr_claim *c)
+{
+	free(c->model);
+	free(c->input);
+	free(c->prediction_id);
+	memset(c, 0, sizeof(*c));
+}
+
+static double cell_double(const dr_db_rows *r, size_t col)
+{
+	const char *v = db_cell(r, 0, col);
+
+	return v ? strtod(v, NULL) : 0;
+}
+
+dr_status queue_claim(dr_db *db, const char *owner, double lease, dr_claim *c,
+		      dr_error *err)
+{
+	dr_db_rows *rows = NULL;
+	char id[DR_JOB_ID_LEN + 1];
+	dr_status st;
+
+	memset(c, 0, sizeof(*c));
+	st = db_begin(db, err);
+	if (st != DR_OK)
+		return st;
+	st = db_query(db,
+		      "SELECT id FROM jobs WHERE run_at <= NOW(6)"
+		      " ORDER BY run_at LIMIT 1 FOR UPDATE SKIP LOCKED",
+		      &rows, err, "");
+	if (st != DR_OK)
+		goto rollback;
+	if (rows->n_rows == 0) {
+		db_rows_free(rows);
+		db_rollback(db);
+		return DR_ERR_NOT_FOUND;
+	}
+	snprintf(id, sizeof(id), "%s", db_cell(rows, 0, 0));
+	db_rows_free(rows);
+	rows = NULL;
+	st = db_exec(db,
+		     "UPDATE jobs SET lease_owner = ?,"
+		     " lease_version = lease_version + 1,"
+		     " run_at = NOW(6) + INTERVAL ? MICROSECOND WHERE id = ?",
+		     NULL, err, "sis", owner, (int64_t)(lease * 1e6), id);
+	if (st != DR_OK)
+		goto rollback;
+	st = db_query(db,
+		      "SELECT id, lease_version, status, step, adapter, model,"
+		      " input, prediction_id, attempts, cancel_requested,"
+		      " UNIX_TIMESTAMP(submitted_at),"
+		      " UNIX_TIMESTAMP(provider_deadline),"
+		      " UNIX_TIMESTAMP(NOW(6)), callback_state"
+		      " FROM jobs WHERE id = ?",
+		      &rows, err, "s", id);
+	if (st != DR_OK)
+		goto rollback;
+	st = db_commit(db, err);
+	if (st != DR_OK) {
+		db_rollback(db);
+		db_rows_free(rows);
+		return st;
+	}
+	snprintf(c->id, sizeof(c->id), "%s", db_cell(rows, 0, 0));
+	c->lease_version = strtoull(db_cell(rows, 0, 1), NULL, 10);
+	snprintf(c->status, sizeof(c->status), "%s", db_cell(rows, 0, 2));
+	snprintf(c->step, sizeof(c->step), "%s", db_cell(rows, 0, 3));
+	snprintf(c->adapter, sizeof(c->adapter), "%s", db_cell(rows, 0, 4));
+	c->model = dr_xstrdup(db_cell(rows, 0, 5));
+	c->input = dr_xstrdup(db_cell(rows, 0, 6));
+	if (db_cell(rows, 0, 7))
+		c->prediction_id = dr_xstrdup(db_cell(rows, 0, 7));
+	c->attempts = (int)strtol(db_cell(rows, 0, 8), NULL, 10);
+	c->cancel_requested = strcmp(db_cell(rows, 0, 9), "0") != 0;
+	c->submitted_at = cell_double(rows, 10);
+	c->provider_deadline = cell_double(rows, 11);
+	c->now = cell_double(rows, 12);
+	snprintf(c->callback_state, sizeof(c->callback_state), "%s",
+		 db_cell(rows, 0, 13));
+	db_rows_free(rows);
+	return DR_OK;
+rollback:
+	db_rows_free(rows);
+	db_rollback(db);
+	return st;
+}
+
+dr_status queue_next_due(dr_db *db, double *seconds, dr_error *err)
+{
+	dr_db_rows *rows = NULL;
+	dr_status st;
+
+	st = db_query(db,
+		      "SELECT TIMESTAMPDIFF(MICROSECOND, NOW(6), MIN(run_at))"
+		      " FROM jobs WHERE run_at IS NOT NULL",
+		      &rows, err, "");
+	if (st != DR_OK)
+		return st;
+	if (!db_cell(rows, 0, 0)) {
+		*seconds = -1;
+	} else {
+		*seconds = strtod(db_cell(rows, 0, 0), NULL) / 1e6;
+		if (*seconds < 0)
+			*seconds = 0;
+	}
+	db_rows_free(rows);
+	return DR_OK;
+}
+
+static dr_status fenced(dr_status st, uint64_t affected, dr_error *err)
+{
+	if (st == DR_OK && affected != 1)
+		return dr_fail(err, DR_ERR_CONFLICT, "lease_lost",
+			       "the lease on the job was lost");
+	return st;
+}
+
+dr_status queue_extend(dr_db *db, const dr_claim *c, double lease,
+		       dr_error *err)
+{
+	uint64_t n = 0;
+	dr_status st = db_exec(db,
+			       "UPDATE jobs SET run_at = NOW(6) + INTERVAL ?"
+			       " MICROSECOND WHERE id = ? AND lease_version = ?",
+			       &n, err, "isu", (int64_t)(lease * 1e6), c->id,
+			       c->lease_version);
+
+	return fenced(st, n, err);
+}
+
+dr_status queue_release(dr_db *db, const dr_claim *c, double delay,
+			dr_error *err)
+{
+	uint64_t n = 0;
+	dr_status st = db_exec(db,
+			       "UPDATE jobs SET run_at = NOW(6) + INTERVAL ?"
+			       " MICROSECOND, lease_owner = NULL"
+			       " WHERE id = ? AND lease_version = ?",
+			       &n, err, "isu", (int64_t)(delay * 1e6), c->id,
+			       c->lease_version);
+
+	return fenced(st, n, err);
+}
+
+double queue_backoff(const dr_config *cfg, int attempt)
+{
+	double d = cfg->worker.retry_base;
+	unsigned r = 0;
+
+	for (int i = 1; i < attempt && d < cfg->worker.retry_max; i++)
+		d *= 2;
+	if (d > cfg->worker.retry_max)
+		d = cfg->worker.retry_max;
+	if (ids_random(&r, sizeof(r)) != DR_OK)
+		r = (unsigned)getpid();
+	return d / 2 + (d / 2) * ((double)r / 4294967296.0);
+}
+
+int queue_wakeup_listen(const char *path)
+{
+	struct sockaddr_un sa;
+	mode_t old;
+	int fd, rc;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -1;
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	memcpy(sa.sun_path, path, strlen(path));
+	unlink(path);
+	old = umask(0117);
+	rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (rc != 0) {
+		int e = errno;
+
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+void queue_wakeup_send(const char *path)
+{
+	static int fd = -1;
+	struct sockaddr_un sa;
+	size_t n = path ? strlen(path) : 0;
+
+	if (n == 0 || n >= sizeof(sa.sun_path))
+		return;
+	if (fd < 0)
+		fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+			    0);
+	if (fd < 0)
+		return;
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	memcpy(sa.sun_path, path, n);
+	/* Best effort: ENOENT (no worker running), EAGAIN (queue full:
+	 * workers are busy and will look for work anyway). */
+	if (sendto(fd, "w", 1, MSG_DONTWAIT, (struct sockaddr *)&sa,
+		   sizeof(sa)) < 0)
+		return;
+}

@@ -1,0 +1,85 @@
+/*
+ * queue.h - the durable job queue on MariaDB: claims, leases, fencing.
+ *
+ * The jobs table is the queue. A job is due when run_at <= NOW(6). A claim
+ * takes one due job in a short transaction (SELECT ... FOR UPDATE SKIP
+ * LOCKED, then UPDATE by primary key), sets lease_owner, bumps
+ * lease_version (the fencing token) and moves run_at to the lease's end,
+ * all on the database clock. If the worker dies, the job simply becomes
+ * due again when the lease ends: there is no separate rescue pass. Every
+ * later write of the attempt names the lease_version it holds, and one
+ * that matches no row means the lease was lost (it expired and another
+ * worker took the job, or the job was canceled): the worker then stops
+ * touching the job.
+ *
+ * Idle workers sleep on a unix datagram socket (the wakeup socket) that
+ * the API pokes after queueing work, and otherwise until the next run_at.
+ */
+#ifndef DR_QUEUE_H
+#define DR_QUEUE_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "db.h"
+#include "error.h"
+#include "ids.h"
+
+/* A claimed job: what the worker needs to run its due step. */
+typedef struct dr_claim {
+	char id[DR_JOB_ID_LEN + 1];
+	uint64_t lease_version;
+	char status[16];
+	char step[16];
+	char adapter[65];
+	char callback_state[16]; /* none, pending, delivered, failed */
+	char *model;           /* malloc */
+	char *input;           /* malloc, JSON */
+	char *prediction_id;   /* malloc, or NULL */
+	int attempts;
+	int cancel_requested;
+	double submitted_at;      /* epoch seconds, 0 when NULL */
+	double provider_deadline; /* epoch seconds, 0 when NULL */
+	double now;               /* the database clock at the claim */
+} dr_claim;
+
+/* Release the strings of a claim; accepts a zeroed claim. */
+void queue_claim_clear(dr_claim *c);
+
+/*
+ * Claim one due job for `owner` (a worker name) with a lease of `lease`
+ * seconds. DR_OK with *c filled, DR_ERR_NOT_FOUND when nothing is due, or a
+ * database status.
+ */
+dr_status queue_claim(dr_db *db, const char *owner, double lease, dr_claim *c,
+		      dr_error *err) DR_WARN_UNUSED;
+
+/* Seconds until the next job is due (0 when one is due now), or -1 when
+ * no job is scheduled. */
+dr_status queue_next_due(dr_db *db, double *seconds, dr_error *err)
+	DR_WARN_UNUSED;
+
+/* Extend the lease of a claimed job to `lease` seconds from now.
+ * DR_ERR_CONFLICT when the lease was lost. */
+dr_status queue_extend(dr_db *db, const dr_claim *c, double lease,
+		       dr_error *err) DR_WARN_UNUSED;
+
+/* Give the job back, due again in `delay` seconds (0: now), keeping its
+ * state. DR_ERR_CONFLICT when the lease was lost. */
+dr_status queue_release(dr_db *db, const dr_claim *c, double delay,
+			dr_error *err) DR_WARN_UNUSED;
+
+/* The delay before retry number `attempt` (1-based): retry_base doubling
+ * per attempt up to retry_max, with "equal jitter" (half fixed, half
+ * random) so retries of many jobs spread out. */
+double queue_backoff(const dr_config *cfg, int attempt);
+
+/* Bind the wakeup socket at `path` (replacing a stale one), mode 0660.
+ * Returns the fd or -1 with errno set. */
+int queue_wakeup_listen(const char *path);
+
+/* Poke one idle worker through the socket at `path`. Never blocks; a
+ * missing socket or a full queue is ignored (workers also poll). */
+void queue_wakeup_send(const char *path);
+
+#endif

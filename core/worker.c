@@ -1,0 +1,270 @@
+/*
+ * worker.c - the supervisor and the worker loop (see worker.h).
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "db.h"
+#include "engine.h"
+#include "image.h"
+#include "log.h"
+#include "plugin.h"
+#include "queue.h"
+
+#define MAX_CHILDREN 64
+#define IDLE_MAX 5.0       /* longest sleep without work (seconds) */
+#define DB_RETRY 1.0       /* sleep after a database failure */
+#define RESTART_MIN 1.0    /* a slot restarts at most once a second */
+
+static volatile sig_atomic_t stopping;
+static volatile sig_atomic_t child_exited;
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	stopping = 1;
+}
+
+static void on_child(int sig)
+{
+	(void)sig;
+	child_exited = 1;
+}
+
+static double now_mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void set_handlers(void (*stop)(int), void (*child)(int))
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = stop;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = child ? child : SIG_DFL;
+	sigaction(SIGCHLD, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+}
+
+/* Sleep until a wakeup datagram, a signal, or `seconds`. */
+static void idle_wait(int wake_fd, double seconds)
+{
+	struct pollfd pfd = {.fd = wake_fd, .events = POLLIN};
+	char buf[64];
+	int ms = (int)(seconds * 1000);
+
+	if (ms < 1)
+		ms = 1;
+	if (poll(&pfd, 1, ms) > 0 && (pfd.revents & POLLIN))
+		while (recv(wake_fd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+			break; /* one datagram wakes one worker */
+}
+
+/* One worker process: claim, run, repeat. Never returns. */
+static _Noreturn void child_main(const dr_config *cfg, int slot, int wake_fd)
+{
+	dr_engine e;
+	dr_error err;
+	int rc = 0;
+
+	/* Die with the supervisor, even when it is SIGKILLed. */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() == 1)
+		_exit(0);
+	set_handlers(on_stop, NULL);
+	memset(&e, 0, sizeof(e));
+	dr_error_clear(&err);
+	e.cfg = cfg;
+	{
+		char host[48] = "localhost";
+
+		gethostname(host, sizeof(host) - 1);
+		host[sizeof(host) - 1] = '\0';
+		snprintf(e.owner, sizeof(e.owner), "%.40s:%ld", host,
+			 (long)getpid());
+	}
+	/* libvips starts after fork: its threads do not survive one. */
+	if (image_init("darkroom-worker") != DR_OK) {
+		dr_log(DR_LOG_ERR, "event=worker.image_init_failed slot=%d",
+		       slot);
+		_exit(1);
+	}
+	if (plugins_init(cfg, 1, &e.plugins, &err) != DR_OK) {
+		dr_log(DR_LOG_ERR, "event=worker.plugins_failed slot=%d "
+				   "reason=\"%s\"",
+		       slot, err.message);
+		_exit(1);
+	}
+	e.db = db_new(cfg);
+	dr_log(DR_LOG_INFO, "event=worker.start slot=%d owner=%s", slot,
+	       e.owner);
+	while (!stopping) {
+		dr_claim c;
+		dr_status st;
+		double due = -1;
+
+		st = queue_claim(e.db, e.owner, cfg->worker.lease, &c, &err);
+		if (st == DR_OK) {
+			double t0 = now_mono();
+
+			dr_log(DR_LOG_DEBUG,
+			       "event=job.claimed job=%s step=%s adapter=%s",
+			       c.id, c.step, c.adapter);
+			engine_run(&e, &c);
+			dr_log(DR_LOG_DEBUG,
+			       "event=job.step_done job=%s step=%s "
+			       "duration_ms=%.1f",
+			       c.id, c.step, (now_mono() - t0) * 1000);
+			queue_claim_clear(&c);
+			continue;
+		}
+		if (st != DR_ERR_NOT_FOUND) {
+			dr_log(DR_LOG_WARNING,
+			       "event=worker.claim_failed status=\"%s\"",
+			       dr_strerror(st));
+			idle_wait(wake_fd, DB_RETRY);
+			continue;
+		}
+		if (queue_next_due(e.db, &due, &err) != DR_OK || due < 0 ||
+		    due > IDLE_MAX)
+			due = IDLE_MAX;
+		idle_wait(wake_fd, due);
+	}
+	dr_log(DR_LOG_INFO, "event=worker.stop slot=%d", slot);
+	db_free(e.db);
+	plugins_free(e.plugins);
+	_exit(rc);
+}
+
+typedef struct slot {
+	pid_t pid;
+	double started;
+} slot;
+
+static void spawn(const dr_config *cfg, slot *s, int i, int wake_fd)
+{
+	pid_t pid;
+
+	s->started = now_mono();
+	pid = fork();
+	if (pid < 0) {
+		dr_log(DR_LOG_ERR, "event=worker.fork_failed errno=%d", errno);
+		s->pid = 0;
+		return;
+	}
+	if (pid == 0)
+		child_main(cfg, i, wake_fd);
+	s->pid = pid;
+}
+
+int worker_main(const dr_config *cfg)
+{
+	slot slots[MAX_CHILDREN];
+	int n = cfg->worker.processes;
+	int wake_fd;
+	double deadline;
+
+	if (n < 1 || n > MAX_CHILDREN)
+		n = n < 1 ? 1 : MAX_CHILDREN;
+	wake_fd = queue_wakeup_listen(cfg->worker.wakeup_socket);
+	if (wake_fd < 0) {
+		fprintf(stderr,
+			"darkroom worker: cannot bind the wakeup socket %s: "
+			"%s\n",
+			cfg->worker.wakeup_socket, strerror(errno));
+		return 1;
+	}
+	set_handlers(on_stop, on_child);
+	memset(slots, 0, sizeof(slots));
+	dr_log(DR_LOG_INFO, "event=supervisor.start processes=%d", n);
+	for (int i = 0; i < n; i++)
+		spawn(cfg, &slots[i], i, wake_fd);
+
+	while (!stopping) {
+		int status;
+		pid_t pid;
+
+		while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+			for (int i = 0; i < n; i++) {
+				if (slots[i].pid != pid)
+					continue;
+				slots[i].pid = 0;
+				if (WIFSIGNALED(status))
+					dr_log(DR_LOG_ERR,
+					       "event=worker.died slot=%d "
+					       "pid=%ld signal=%d",
+					       i, (long)pid, WTERMSIG(status));
+				else
+					dr_log(DR_LOG_WARNING,
+					       "event=worker.exited slot=%d "
+					       "pid=%ld code=%d",
+					       i, (long)pid,
+					       WEXITSTATUS(status));
+			}
+		}
+		child_exited = 0;
+		for (int i = 0; i < n && !stopping; i++)
+			if (!slots[i].pid &&
+			    now_mono() - slots[i].started >= RESTART_MIN)
+				spawn(cfg, &slots[i], i, wake_fd);
+		if (!child_exited && !stopping)
+			usleep(200 * 1000);
+	}
+
+	/* Ask the children to finish their step, then insist. */
+	dr_log(DR_LOG_INFO, "event=supervisor.stopping");
+	for (int i = 0; i < n; i++)
+		if (slots[i].pid)
+			kill(slots[i].pid, SIGTERM);
+	deadline = now_mono() + cfg->worker.shutdown_grace;
+	for (;;) {
+		int alive = 0, status;
+		pid_t pid;
+
+		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+			for (int i = 0; i < n; i++)
+				if (slots[i].pid == pid)
+					slots[i].pid = 0;
+		for (int i = 0; i < n; i++)
+			alive += slots[i].pid != 0;
+		if (!alive)
+			break;
+		if (now_mono() >= deadline) {
+			for (int i = 0; i < n; i++)
+				if (slots[i].pid) {
+					dr_log(DR_LOG_WARNING,
+					       "event=worker.killed slot=%d "
+					       "pid=%ld",
+					       i, (long)slots[i].pid);
+					kill(slots[i].pid, SIGKILL);
+				}
+			while (waitpid(-1, NULL, 0) > 0)
+				;
+			break;
+		}
+		usleep(50 * 1000);
+	}
+	close(wake_fd);
+	unlink(cfg->worker.wakeup_socket);
+	dr_log(DR_LOG_INFO, "event=supervisor.stop");
+	return 0;
+}

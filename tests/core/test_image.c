@@ -1,0 +1,1520 @@
+/*
+ * test_image.c - file sniffing, BlurHash against reference vectors, and
+ * image processing through libvips: renditions, orientation, colour,
+ * limits checked before decoding, corrupt and hostile input.
+ *
+ * Includes image.c to reach its statics (pHash, dominant colour, the AVIF
+ * probe). Test images are made here with libvips itself, so the test needs
+ * no files.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../../core/image.c"
+
+/* ------------------------------------------------------------- helpers */
+
+static const dr_preset thumb = { "thumb", 256, 256, DR_FIT_INSIDE,
+				 DR_FORMAT_WEBP, 80 };
+static const dr_preset card = { "card", 1280, 720, DR_FIT_COVER,
+				DR_FORMAT_WEBP, 82 };
+static const dr_preset png_box = { "png", 512, 512, DR_FIT_INSIDE,
+				   DR_FORMAT_PNG, 90 };
+static const dr_preset jpeg_box = { "jpeg", 512, 512, DR_FIT_INSIDE,
+				    DR_FORMAT_JPEG, 85 };
+static const dr_preset avif_box = { "avif", 320, 320, DR_FIT_INSIDE,
+				    DR_FORMAT_AVIF, 50 };
+
+static const dr_image_limits roomy = { 100000000, 64 << 20, 100 };
+
+static double now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static uint32_t lcg_next(uint32_t *s)
+{
+	*s = *s * 1664525u + 1013904223u;
+	return *s;
+}
+
+/* A w x h sRGB scene: Perlin noise per band, fixed seeds. */
+static VipsImage *scene(int w, int h, int seed)
+{
+	VipsImage *band[3] = { NULL, NULL, NULL }, *joined = NULL, *out = NULL;
+
+	for (int i = 0; i < 3; i++) {
+		VipsImage *p = NULL;
+
+		assert_int_equal(vips_perlin(&p, w, h, "cell_size", 48, "seed",
+					     seed * 3 + i, NULL),
+				 0);
+		assert_int_equal(vips_linear1(p, &band[i], 120, 128, "uchar",
+					      TRUE, NULL),
+				 0);
+		g_object_unref(p);
+	}
+	assert_int_equal(vips_bandjoin(band, &joined, 3, NULL), 0);
+	assert_int_equal(vips_copy(joined, &out, "interpretation",
+				   VIPS_INTERPRETATION_sRGB, NULL),
+			 0);
+	for (int i = 0; i < 3; i++)
+		g_object_unref(band[i]);
+	g_object_unref(joined);
+	return out;
+}
+
+/* A fast w x h sRGB gradient (x in red, y in green). */
+static VipsImage *gradient(int w, int h)
+{
+	VipsImage *xy = NULL, *x = NULL, *y = NULL, *xs = NULL, *ys = NULL;
+	VipsImage *b = NULL, *parts[3], *joined = NULL, *out = NULL;
+
+	assert_int_equal(vips_xyz(&xy, w, h, NULL), 0);
+	assert_int_equal(vips_extract_band(xy, &x, 0, NULL), 0);
+	assert_int_equal(vips_extract_band(xy, &y, 1, NULL), 0);
+	assert_int_equal(vips_linear1(x, &xs, 255.0 / w, 0, "uchar", TRUE,
+				      NULL),
+			 0);
+	assert_int_equal(vips_linear1(y, &ys, 255.0 / h, 0, "uchar", TRUE,
+				      NULL),
+			 0);
+	assert_int_equal(vips_linear1(xs, &b, -0.5, 200, "uchar", TRUE, NULL),
+			 0);
+	parts[0] = xs, parts[1] = ys, parts[2] = b;
+	assert_int_equal(vips_bandjoin(parts, &joined, 3, NULL), 0);
+	assert_int_equal(vips_copy(joined, &out, "interpretation",
+				   VIPS_INTERPRETATION_sRGB, NULL),
+			 0);
+	g_object_unref(xy), g_object_unref(x), g_object_unref(y);
+	g_object_unref(xs), g_object_unref(ys), g_object_unref(b);
+	g_object_unref(joined);
+	return out;
+}
+
+/* A solid w x h image of `bands` bands, each pixel `v`. */
+static VipsImage *solid(int w, int h, int bands, const double *v,
+			VipsInterpretation interp)
+{
+	VipsImage *black = NULL, *lin = NULL, *out = NULL;
+	double a[4] = { 1, 1, 1, 1 };
+
+	assert_int_equal(vips_black(&black, w, h, "bands", bands, NULL), 0);
+	assert_int_equal(vips_linear(black, &lin, a, v, bands, "uchar", TRUE,
+				     NULL),
+			 0);
+	assert_int_equal(vips_copy(lin, &out, "interpretation", interp, NULL),
+			 0);
+	g_object_unref(black);
+	g_object_unref(lin);
+	return out;
+}
+
+/* Encode with libvips, e.g. suffix ".png" or ".jpg[Q=90]". g_free it. */
+static void *encode(VipsImage *im, const char *suffix, size_t *len)
+{
+	void *buf = NULL;
+
+	assert_int_equal(vips_image_write_to_buffer(im, suffix, &buf, len,
+						    NULL),
+			 0);
+	return buf;
+}
+
+/* Load a rendition back (the loaders of its format are allowed). */
+static VipsImage *reload(const dr_rendition *r)
+{
+	VipsImage *im = vips_image_new_from_buffer(r->data, r->len, "", NULL);
+
+	assert_non_null(im);
+	return im;
+}
+
+static dr_status run(const void *buf, size_t len, const dr_image_limits *lim,
+		     const dr_preset *const *ps, size_t n, dr_image_info *info,
+		     dr_rendition *out, dr_error *err)
+{
+	return image_process(buf, len, lim, ps, n, info, out, err);
+}
+
+static void free_all(dr_rendition *out, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		image_rendition_free(&out[i]);
+}
+
+static int hamming(const char *a, const char *b)
+{
+	uint64_t x = strtoull(a, NULL, 16) ^ strtoull(b, NULL, 16);
+	int d = 0;
+
+	for (; x; x &= x - 1)
+		d++;
+	return d;
+}
+
+/* ------------------------------------------------------------- sniffing */
+
+static void expect_sniff(const void *head, size_t n, const char *mime,
+			 const char *kind, int decodable)
+{
+	dr_sniff s;
+
+	image_sniff(head, n, &s);
+	if (strcmp(s.mime, mime) != 0 || strcmp(s.kind, kind) != 0 ||
+	    s.decodable != decodable)
+		fail_msg("sniff %.*s...: got %s/%s/%d, want %s/%s/%d",
+			 (int)(n < 12 ? n : 12), (const char *)head, s.mime,
+			 s.kind, s.decodable, mime, kind, decodable);
+}
+
+#define SNIFF(lit, mime, kind, dec) \
+	expect_sniff(lit, sizeof(lit) - 1, mime, kind, dec)
+
+static void test_sniff_magic(void **state)
+{
+	(void)state;
+	SNIFF("\x89PNG\r\n\x1A\n\0\0\0\rIHDR", "image/png", "image", 1);
+	SNIFF("\xFF\xD8\xFF\xE0\0\x10JFIF", "image/jpeg", "image", 1);
+	SNIFF("GIF87a\x01\0\x01\0", "image/gif", "image", 1);
+	SNIFF("GIF89a\x01\0\x01\0", "image/gif", "image", 1);
+	SNIFF("GIF88a\x01\0\x01\0", "application/octet-stream", "file", 0);
+	SNIFF("RIFF\x24\0\0\0WEBPVP8 ", "image/webp", "image", 1);
+	SNIFF("RIFF\x24\0\0\0WAVEfmt ", "audio/wav", "audio", 0);
+	SNIFF("RIFF\x24\0\0\0AVI LIST", "video/x-msvideo", "video", 0);
+	SNIFF("RIFF\x24\0\0\0XXXX", "application/octet-stream", "file", 0);
+	SNIFF("\0\0\0\x1C" "ftypavif\0\0\0\0avifmif1miaf", "image/avif",
+	      "image", 1);
+	SNIFF("\0\0\0\x1C" "ftypavis\0\0\0\0avismif1miaf", "image/avif",
+	      "image", 1);
+	SNIFF("\0\0\0\x1C" "ftypmif1\0\0\0\0mif1avifmiaf", "image/avif",
+	      "image", 1);
+	SNIFF("\0\0\0\x18" "ftypheic\0\0\0\0mif1heic", "image/heic", "image",
+	      1);
+	SNIFF("\0\0\0\x18" "ftypheix\0\0\0\0mif1heix", "image/heic", "image",
+	      1);
+	SNIFF("\0\0\0\x18" "ftypmif1\0\0\0\0mif1heic", "image/heic", "image",
+	      1);
+	SNIFF("\0\0\0\x18" "ftypmsf1\0\0\0\0msf1iso8", "image/heic", "image",
+	      1);
+	SNIFF("\0\0\0\x20" "ftypisom\0\0\x02\0isomiso2avc1mp41", "video/mp4",
+	      "video", 0);
+	SNIFF("\0\0\0\x18" "ftypmp42\0\0\0\0mp42isom", "video/mp4", "video", 0);
+	SNIFF("\0\0\0\x14" "ftypqt  \0\0\0\0qt  ", "video/quicktime", "video",
+	      0);
+	SNIFF("\0\0\0\x18" "ftypM4V \0\0\0\0M4V mp42", "video/mp4", "video", 0);
+	SNIFF("\0\0\0\x18" "ftypM4A \0\0\0\0M4A mp42", "audio/mp4", "audio", 0);
+	SNIFF("\0\0\0\x18" "ftyp3gp5\0\0\0\0" "3gp5isom", "video/3gpp", "video",
+	      0);
+	/* Unknown major brand: the compatible ones decide, else nothing. */
+	SNIFF("\0\0\0\x18" "ftypXYZW\0\0\0\0XYZWisom", "video/mp4", "video", 0);
+	SNIFF("\0\0\0\x14" "ftypXYZW\0\0\0\0XYZW", "application/octet-stream",
+	      "file", 0);
+	SNIFF("II*\0\x08\0\0\0", "image/tiff", "image", 1);
+	SNIFF("MM\0*\0\0\0\x08", "image/tiff", "image", 1);
+	SNIFF("II+\0\x08\0\0\0", "image/tiff", "image", 1);
+	SNIFF("BM\x36\x30\0\0\0\0\0\0\x36\0\0\0\x28\0\0\0", "image/bmp", "file",
+	      0);
+	SNIFF("BMW makes cars and motorbikes.\n", "text/plain", "text", 0);
+	SNIFF("%PDF-1.7\n%\xE2\xE3\xCF\xD3", "application/pdf", "file", 0);
+	SNIFF("PK\x03\x04\x14\0\0\0", "application/zip", "file", 0);
+	SNIFF("\x1F\x8B\x08\0\0\0\0\0", "application/gzip", "file", 0);
+	SNIFF("\x1A\x45\xDF\xA3\x9F\x42\x86\x81\x01\x42\x82\x84webm",
+	      "video/webm", "video", 0);
+	SNIFF("\x1A\x45\xDF\xA3\xA3\x42\x86\x81\x01\x42\x82\x88matroska",
+	      "video/x-matroska", "video", 0);
+	SNIFF("ID3\x04\0\0\0\0\0\x23", "audio/mpeg", "audio", 0);
+	SNIFF("\xFF\xFB\x90\x64\0\0", "audio/mpeg", "audio", 0);
+	SNIFF("\xFF\xF3\x48\xC4\0\0", "audio/mpeg", "audio", 0);
+	SNIFF("\xFF\xF1\x50\x80\x02\x1F", "audio/aac", "audio", 0);
+	SNIFF("\xFF\xFF\xFF\xFF", "application/octet-stream", "file", 0);
+	SNIFF("OggS\0\x02\0\0\0\0\0\0\0\0\x01\x1E\x01vorbis", "audio/ogg",
+	      "audio", 0);
+	SNIFF("OggS\0\x02\0\0\0\0\0\0\0\0\x01\x2A\x80theora", "video/ogg",
+	      "video", 0);
+	SNIFF("fLaC\0\0\0\x22", "audio/flac", "audio", 0);
+}
+
+static void test_sniff_markup_and_text(void **state)
+{
+	(void)state;
+	SNIFF("<svg xmlns=\"http://www.w3.org/2000/svg\"/>", "image/svg+xml",
+	      "file", 0);
+	SNIFF("\xEF\xBB\xBF  <?xml version=\"1.0\"?>\n<svg>", "image/svg+xml",
+	      "file", 0);
+	SNIFF("<!DOCTYPE svg PUBLIC \"-//W3C//DTD SVG 1.1//EN\"",
+	      "image/svg+xml", "file", 0);
+	SNIFF("<?xml version=\"1.0\"?><feed>", "application/xml", "text", 0);
+	SNIFF("<!DOCTYPE html>\n<html>", "text/html", "text", 0);
+	SNIFF("\n\n  <HTML><body>", "text/html", "text", 0);
+	SNIFF("<script>alert(1)</script>", "text/html", "text", 0);
+	SNIFF("<p>hello</p>", "text/html", "text", 0);
+	SNIFF("<pre>not an html sniff pattern", "text/plain", "text", 0);
+	SNIFF("A cat on a mat.\n", "text/plain", "text", 0);
+	SNIFF("h\xC3\xA9llo w\xC3\xB6rld \xE2\x82\xAC \xF0\x9F\x98\x80\r\n\t",
+	      "text/plain", "text", 0);
+	SNIFF("\xEF\xBB\xBFwith a BOM", "text/plain", "text", 0);
+	/* A multi-byte sequence cut off by the end of the head. */
+	SNIFF("caf\xC3", "text/plain", "text", 0);
+	SNIFF("euro \xE2\x82", "text/plain", "text", 0);
+	SNIFF("", "text/plain", "text", 0);
+	/* Not text: NUL, other controls, DEL, C1, invalid UTF-8. */
+	SNIFF("hello\0world", "application/octet-stream", "file", 0);
+	SNIFF("bell\x07", "application/octet-stream", "file", 0);
+	SNIFF("del\x7F", "application/octet-stream", "file", 0);
+	SNIFF("c1 \xC2\x85", "application/octet-stream", "file", 0);
+	SNIFF("overlong \xC0\xAF", "application/octet-stream", "file", 0);
+	SNIFF("surrogate \xED\xA0\x80", "application/octet-stream", "file", 0);
+	SNIFF("bad \xC3(", "application/octet-stream", "file", 0);
+	SNIFF("\xF5\x80\x80\x80", "application/octet-stream", "file", 0);
+	SNIFF("\x00\x01\x02\x03", "application/octet-stream", "file", 0);
+}
+
+static void test_sniff_fields_and_null(void **state)
+{
+	dr_sniff s;
+
+	(void)state;
+	image_sniff((const unsigned char *)"\x89PNG\r\n\x1A\n", 8, &s);
+	assert_string_equal(s.ext, "png");
+	assert_string_equal(s.format, "png");
+	image_sniff((const unsigned char *)"\xFF\xD8\xFF", 3, &s);
+	assert_string_equal(s.ext, "jpg");
+	assert_string_equal(s.format, "jpeg");
+	image_sniff((const unsigned char *)"\x00\x01", 2, &s);
+	assert_string_equal(s.ext, "bin");
+	assert_string_equal(s.format, "bin");
+	image_sniff(NULL, 10, &s); /* nothing: empty, so text */
+	assert_string_equal(s.kind, "text");
+	/* A truncated magic is not the format. */
+	image_sniff((const unsigned char *)"\x89PN", 3, &s);
+	assert_false(s.decodable);
+}
+
+/* Real files from libvips' own savers sniff as what they are. */
+static void test_sniff_real_files(void **state)
+{
+	static const struct {
+		const char *suffix, *mime;
+	} cases[] = {
+		{ ".png", "image/png" },   { ".jpg", "image/jpeg" },
+		{ ".webp", "image/webp" }, { ".gif", "image/gif" },
+		{ ".tif", "image/tiff" },  { ".avif", "image/avif" },
+		{ ".heic", "image/heic" },
+	};
+	VipsImage *im = scene(64, 48, 1);
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t len;
+		void *buf;
+		dr_sniff s;
+
+		if (strcmp(cases[i].suffix, ".heic") == 0) {
+			if (vips_heifsave_buffer(im, &buf, &len, "compression",
+						 VIPS_FOREIGN_HEIF_COMPRESSION_HEVC,
+						 NULL)) {
+				vips_error_clear();
+				continue; /* no HEVC encoder here */
+			}
+		} else {
+			buf = encode(im, cases[i].suffix, &len);
+		}
+		image_sniff(buf, len < 64 ? len : 64, &s);
+		assert_string_equal(s.mime, cases[i].mime);
+		assert_true(s.decodable);
+		g_free(buf);
+	}
+	g_object_unref(im);
+}
+
+/* ------------------------------------------------------------- BlurHash */
+
+enum { BH_MAX = 2 + 4 + 80 * 2 + 1 };
+
+typedef struct bh_vector {
+	const char *pattern;
+	int w, h, xc, yc;
+	uint32_t seed;
+	const char *hash;
+} bh_vector;
+
+/*
+ * From the reference C encoder (woltapp/blurhash C/encode.c, as compiled
+ * into Debian's python3-blurhash 1.1.4):
+ *   /usr/bin/python3 tests/core/blurhash_vectors.py
+ */
+static const bh_vector ref_vectors[] = {
+	{ "hgrad", 32, 24, 4, 3, 0, "L$HevY2rwxX7l|WDjte;gJfjfQfj" },
+	{ "hgrad_rev", 32, 24, 4, 3, 0, "L;HoIj|_$5xGq9oejtkBgvfjfQfj" },
+	{ "noise", 32, 32, 4, 3, 1, "L6HVC*^j#D%N.lM}Mzoh-lV|TB%C" },
+	{ "noise", 17, 9, 9, 9, 42, "|GHoRQ-=By%#q-TJ-4-js$~VNKWqPAI;KtJWV*xIviwPQ^Ng$@s$VzrMozuOO?EwIUROIvJ7P3aJa*VHc5O*9[I]I0IKrw~p#HrhxZVGNFmuIpS^kjcErhrZi~JDyDKOb-}=#GIwrzv,#D,;Q[s;y2M}EMZkq|orEwFvob" },
+	{ "solid", 8, 8, 4, 3, 0, "LNM^#v|zfQ|z|zsVfQsVfQfQfQfQ" },
+	{ "solid", 8, 8, 1, 1, 0, "00M^#v" },
+	{ "stripes", 40, 20, 5, 4, 0, "VEJ8$?gxGncUGn-ufibGfibGfUfRfQfRfQ-*fjbGfjbG" },
+	{ "radial", 31, 31, 4, 3, 0, "LhKR^Rsi3xf|sijqW=fT3xW=xtbb" },
+	{ "radial", 64, 48, 9, 9, 0, "|sKk?foH3zbWTVf#XNf#bqoHfObEfPfifPfRfRfRB}bEt4fkoeflj]flj]k8fPbHfRflfRfkfQfQS]fPoeflj[fkfififOk8fQbIfRfkfPfifOfPX4fRj[fRfjfOfOfPfSk8fRbIfRfifOfifRfSbXfRj]fPfOfPfRfSfR" },
+	{ "noise", 1, 1, 4, 3, 7, "L~77}jy?y?y?y?y?y?y?y?y?y?y?" },
+	{ "hgrad", 2, 2, 2, 2, 0, "A~LqcphY|ffS" },
+	{ "noise", 32, 24, 1, 9, 3, "=6HV0Z.RsFysxn^npQy=r4" },
+	{ "stripes", 3, 50, 9, 1, 0, "8~2X1Kl*fQl*fQl*qFl*fQ" },
+	{ "radial", 20, 30, 4, 3, 0, "LxKbnBs$GQousijsbJfT3yW?t6X3" },
+};
+
+/*
+ * From the npm package blurhash 2.0.5 (the TypeScript encoder, an
+ * independent implementation in double precision):
+ *   npm install --no-save blurhash@2.0.5 && node tests/core/blurhash_vectors.js
+ * It differs from the C reference in one documented way: it quantises the
+ * largest *signed* AC value where the C encoder takes the largest absolute
+ * value, so on images whose strongest AC coefficient is negative (dark to
+ * light gradients, bright centres: the `diverges` rows) the AC part of
+ * the hash differs. Size flag and DC must still agree there.
+ */
+static const struct {
+	bh_vector v;
+	int diverges;
+} npm_vectors[] = {
+	{ { "hgrad", 32, 24, 4, 3, 0, "LEHevY39|cO;z2NJo1aNhVf%fQf%" }, 1 },
+	{ { "hgrad_rev", 32, 24, 4, 3, 0, "L;HoIj|_$5xGq9oejtkBgvfjfQfj" }, 0 },
+	{ { "noise", 32, 32, 4, 3, 1, "L6HVC*^j#D%N.lM}Mzoh-lV|TB%C" }, 0 },
+	{ { "noise", 17, 9, 9, 9, 42, "|GHoRQ-=By%#q-TJ-4-js$~VNKWqPAI;KtJWV*xIviwPQ^Ng$@s$VzrMozuOO?EwIUROIvJ7P3aJa*VHc5O*9[I]I0IKrw~p#HrhxZVGNFmuIpS^kjcErhrZi~JDyDKOb-}=#GIwrzv,#D,;Q[s;y2M}EMZkq|orEwFvob" }, 0 },
+	{ { "solid", 8, 8, 4, 3, 0, "LNM^#v|zfQ|z|zsVfQsVfQfQfQfQ" }, 0 },
+	{ { "solid", 8, 8, 1, 1, 0, "00M^#v" }, 0 },
+	{ { "stripes", 40, 20, 5, 4, 0, "V6J8$?l$4Jd54J~Yf#X6f#X6fVfRfQfRfQ~gf%X6f%X6" }, 1 },
+	{ { "radial", 31, 31, 4, 3, 0, "LOKR^Rx74DkPx7jpW?fn4DW?%Mbc" }, 1 },
+	{ { "radial", 64, 48, 9, 9, 0, "|UKk?fsj4FbVPKf|XfkQXMsjfNW-fObFfPflfRfS3ybE$}bHofbIkCbIj]oafObafSflfSflfQfiO*a{offlj]flj?fhfhoafRbbfSfkfhfhfhfhXMfRkCfSj?fOfhfifSobfSbbfRfhfhfiflflX3fSj]fPfhfPfSfSfS" }, 1 },
+	{ { "noise", 1, 1, 4, 3, 7, "L~77}jy?y?y?y?y?y?y?y?y?y?y?" }, 0 },
+	{ { "hgrad", 2, 2, 2, 2, 0, "A~LqcphY|ffS" }, 0 },
+	{ { "noise", 32, 24, 1, 9, 3, "=6HV0Z.RsFysxn^npQy=r4" }, 0 },
+	{ { "stripes", 3, 50, 9, 1, 0, "8~2X1Kl*fQl*fQl*qFl*fQ" }, 0 },
+	{ { "radial", 20, 30, 4, 3, 0, "LaKbnBx87.t1w=jsW@jx4ES%xtX2" }, 1 },
+};
+
+/* The pixels of blurhash_vectors.{js,py}: integer arithmetic only. Rows of
+ * `stride` bytes (>= 3 * w); padding is filled with junk. */
+static unsigned char *pattern(const char *name, int w, int h, uint32_t seed,
+			      size_t stride)
+{
+	unsigned char *px = malloc(stride * (size_t)h);
+	uint32_t s = seed;
+
+	assert_non_null(px);
+	memset(px, 0xA5, stride * (size_t)h);
+	for (int y = 0; y < h; y++)
+		for (int x = 0; x < w; x++) {
+			unsigned char *p = px + (size_t)y * stride + 3 * x;
+			int r, g, b;
+
+			if (strncmp(name, "hgrad", 5) == 0) {
+				r = x * 255 / (w - 1 > 1 ? w - 1 : 1);
+				g = y * 255 / (h - 1 > 1 ? h - 1 : 1);
+				b = 64;
+				if (strcmp(name, "hgrad_rev") == 0)
+					r = 255 - r, g = 255 - g, b = 192;
+			} else if (strcmp(name, "noise") == 0) {
+				r = (int)(lcg_next(&s) >> 24);
+				g = (int)(lcg_next(&s) >> 24);
+				b = (int)(lcg_next(&s) >> 24);
+			} else if (strcmp(name, "solid") == 0) {
+				r = 200, g = 30, b = 90;
+			} else if (strcmp(name, "stripes") == 0) {
+				int v = (x / 3) % 2 ? 230 : 20;
+
+				r = v, g = 255 - v, b = (y * 7) % 256;
+			} else {
+				int dx = 2 * x - (w - 1), dy = 2 * y - (h - 1);
+				int d2 = dx * dx + dy * dy;
+				int m = (w - 1) * (w - 1) + (h - 1) * (h - 1) +
+					1;
+
+				r = 255 - d2 * 255 / m, g = d2 * 255 / m;
+				b = (x * y) % 256;
+			}
+			p[0] = (unsigned char)r, p[1] = (unsigned char)g;
+			p[2] = (unsigned char)b;
+		}
+	return px;
+}
+
+/* Through image_blurhash() when the hash fits its 64 bytes, else the
+ * encoder behind it with a larger buffer (up to 9x9: 167 bytes). */
+static void hash_of(const bh_vector *v, size_t stride, char *out)
+{
+	unsigned char *px = pattern(v->pattern, v->w, v->h, v->seed, stride);
+
+	if (bh_length(v->xc, v->yc) < 64)
+		image_blurhash(px, v->w, v->h, stride, v->xc, v->yc, out);
+	else
+		blurhash_encode(px, v->w, v->h, stride, v->xc, v->yc, out,
+				BH_MAX);
+	free(px);
+}
+
+static void test_blurhash_reference(void **state)
+{
+	char got[BH_MAX];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(ref_vectors) / sizeof(*ref_vectors);
+	     i++) {
+		const bh_vector *v = &ref_vectors[i];
+
+		hash_of(v, (size_t)v->w * 3, got);
+		if (strcmp(got, v->hash) != 0)
+			fail_msg("%s %dx%d %dx%d: got %s want %s", v->pattern,
+				 v->w, v->h, v->xc, v->yc, got, v->hash);
+		/* Row padding must not matter. */
+		hash_of(v, (size_t)v->w * 3 + 13, got);
+		assert_string_equal(got, v->hash);
+	}
+}
+
+static void test_blurhash_npm(void **state)
+{
+	char got[BH_MAX];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(npm_vectors) / sizeof(*npm_vectors);
+	     i++) {
+		const bh_vector *v = &npm_vectors[i].v;
+
+		hash_of(v, (size_t)v->w * 3, got);
+		assert_int_equal(strlen(got), strlen(v->hash));
+		if (!npm_vectors[i].diverges) {
+			assert_string_equal(got, v->hash);
+			continue;
+		}
+		/* Size flag and DC agree; the AC maximum does not. */
+		assert_int_equal(got[0], v->hash[0]);
+		assert_memory_equal(got + 2, v->hash + 2, 4);
+		assert_int_not_equal(got[1], v->hash[1]);
+	}
+}
+
+static void test_blurhash_bad_args(void **state)
+{
+	unsigned char px[3] = { 1, 2, 3 };
+	char out[64] = "x";
+
+	(void)state;
+	image_blurhash(px, 1, 1, 3, 0, 3, out);
+	assert_string_equal(out, "");
+	image_blurhash(px, 1, 1, 3, 4, 10, out);
+	assert_string_equal(out, "");
+	image_blurhash(px, 0, 1, 3, 4, 3, out);
+	assert_string_equal(out, "");
+	image_blurhash(NULL, 1, 1, 3, 4, 3, out);
+	assert_string_equal(out, "");
+	/* 6x5 needs 65 bytes: more than image_blurhash's 64. */
+	image_blurhash(px, 1, 1, 3, 6, 5, out);
+	assert_string_equal(out, "");
+	image_blurhash(px, 1, 1, 3, 7, 4, out);
+	assert_int_equal(strlen(out), 60);
+}
+
+/* ----------------------------------------------------------- processing */
+
+static void test_init_idempotent_and_hardened(void **state)
+{
+	static const char svg[] = "<svg xmlns=\"http://www.w3.org/2000/svg\" "
+				  "width=\"10\" height=\"10\"/>";
+	static const char ppm[] = "P6\n2 2\n255\n0123456789AB";
+	VipsImage *im = NULL;
+
+	(void)state;
+	assert_int_equal(image_init("again"), DR_OK);
+	/* Loaders outside the six are blocked, even when asked for. */
+	assert_int_not_equal(vips_svgload_buffer((void *)svg, sizeof(svg) - 1,
+						 &im, NULL),
+			     0);
+	assert_null(im);
+	vips_error_clear();
+	assert_null(vips_image_new_from_buffer(ppm, sizeof(ppm) - 1, "",
+					       NULL));
+	vips_error_clear();
+	/* The six stay open. */
+	for (size_t i = 0; i < sizeof(allowed_loaders) / sizeof(*allowed_loaders);
+	     i++)
+		assert_true(g_type_from_name(allowed_loaders[i]) != 0);
+}
+
+static void test_large_jpeg(void **state)
+{
+	VipsImage *src = gradient(4000, 3000), *tagged = NULL;
+	const dr_preset *ps[] = { &thumb, &card };
+	dr_rendition out[2];
+	dr_image_info info;
+	dr_error err;
+	size_t len;
+	void *jpg;
+
+	(void)state;
+	/* EXIF, an XMP-ish comment: all must be gone from the output. */
+	assert_int_equal(vips_copy(src, &tagged, NULL), 0);
+	vips_image_set_string(tagged, "exif-ifd0-Artist", "someone");
+	jpg = encode(tagged, ".jpg[Q=90]", &len);
+	assert_int_equal(run(jpg, len, &roomy, ps, 2, &info, out, &err),
+			 DR_OK);
+	assert_int_equal(info.width, 4000);
+	assert_int_equal(info.height, 3000);
+	assert_string_equal(info.format, "jpeg");
+	assert_int_equal(strlen(info.blurhash), 28);
+	assert_int_equal(info.blurhash[0], 'L');
+	assert_int_equal(strlen(info.dominant_color), 7);
+	assert_int_equal(info.dominant_color[0], '#');
+	assert_int_equal(strlen(info.phash), 16);
+
+	assert_ptr_equal(out[0].preset, &thumb);
+	assert_int_equal(out[0].width, 256);
+	assert_int_equal(out[0].height, 192);
+	assert_string_equal(out[0].mime, "image/webp");
+	assert_string_equal(out[0].ext, "webp");
+	assert_ptr_equal(out[1].preset, &card);
+	assert_int_equal(out[1].width, 1280);
+	assert_int_equal(out[1].height, 720);
+	assert_string_equal(out[1].mime, "image/webp");
+	for (int i = 0; i < 2; i++) {
+		VipsImage *back = reload(&out[i]);
+		dr_sniff s;
+
+		image_sniff(out[i].data, 64, &s);
+		assert_string_equal(s.mime, "image/webp");
+		assert_int_equal(vips_image_get_width(back), out[i].width);
+		assert_int_equal(vips_image_get_height(back), out[i].height);
+		assert_int_equal(vips_image_get_bands(back), 3);
+		assert_int_equal(vips_image_get_typeof(back, "exif-data"), 0);
+		assert_int_equal(vips_image_get_typeof(back, "xmp-data"), 0);
+		assert_int_equal(
+			vips_image_get_typeof(back, VIPS_META_ICC_NAME), 0);
+		g_object_unref(back);
+	}
+	free_all(out, 2);
+	assert_null(out[0].data);
+	g_free(jpg);
+	g_object_unref(tagged);
+	g_object_unref(src);
+}
+
+/* EXIF orientation 6 (rotate 90): output and info are upright. */
+static void test_orientation(void **state)
+{
+	VipsImage *src = scene(400, 300, 2), *tagged = NULL;
+	const dr_preset *ps[] = { &thumb };
+	dr_rendition out[1];
+	dr_image_info info;
+	dr_error err;
+	size_t len;
+	void *jpg;
+
+	(void)state;
+	assert_int_equal(vips_copy(src, &tagged, NULL), 0);
+	vips_image_set_int(tagged, VIPS_META_ORIENTATION, 6);
+	jpg = encode(tagged, ".jpg", &len);
+	assert_int_equal(run(jpg, len, &roomy, ps, 1, &info, out, &err),
+			 DR_OK);
+	assert_int_equal(info.width, 300);
+	assert_int_equal(info.height, 400);
+	assert_int_equal(out[0].width, 192);
+	assert_int_equal(out[0].height, 256);
+	free_all(out, 1);
+	g_free(jpg);
+	g_object_unref(tagged);
+	g_object_unref(src);
+}
+
+/* Never enlarged; a cover box larger than the image keeps its aspect. */
+static void test_small_image_not_enlarged(void **state)
+{
+	VipsImage *src = scene(100, 100, 3);
+	const dr_preset *ps[] = { &thumb, &card };
+	dr_rendition out[2];
+	dr_image_info info;
+	dr_error err;
+	size_t len;
+	void *png = encode(src, ".png", &len);
+
+	(void)state;
+	assert_int_equal(run(png, len, &roomy, ps, 2, &info, out, &err),
+			 DR_OK);
+	assert_int_equal(out[0].width, 100);
+	assert_int_equal(out[0].height, 100);
+	assert_int_equal(out[1].width, 100);
+	assert_int_equal(out[1].height, 56);
+	free_all(out, 2);
+	g_free(png);
+
+	/* Wider than the card box but not as tall: 2000x600 -> 1067x600. */
+	g_object_unref(src);
+	src = scene(2000, 600, 4);
+	png = encode(src, ".png[compression=1]", &len);
+	assert_int_equal(run(png, len, &roomy, ps + 1, 1, &info, out, &err),
+			 DR_OK);
+	assert_int_equal(out[0].width, 1067);
+	assert_int_equal(out[0].height, 600);
+	free_all(out, 1);
+	g_free(png);
+	g_object_unref(src);
+}
+
+/* One-pixel strips: every box and the metadata still come out. */
+static void test_extreme_aspect(void **state)
+{
+	static const int sizes[][2] = { { 5000, 1 }, { 1, 5000 }, { 1, 1 } };
+	const dr_preset *ps[] = { &thumb, &card };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(*sizes); i++) {
+		VipsImage *src = gradient(sizes[i][0], sizes[i][1]);
+		dr_rendition out[2];
+		dr_image_info info;
+		dr_error err;
+		size_t len;
+		void *png = encode(src, ".png", &len);
+
+		if (run(png, len, &roomy, ps, 2, &info, out, &err) != DR_OK)
+			fail_msg("%dx%d: %s", sizes[i][0], sizes[i][1],
+				 err.message);
+		assert_true(out[0].width >= 1 && out[0].width <= 256);
+		assert_true(out[0].height >= 1 && out[0].height <= 256);
+		assert_true(out[1].width >= 1 && out[1].width <= 1280);
+		assert_true(out[1].height >= 1 && out[1].height <= 720);
+		assert_int_equal(strlen(info.blurhash), 28);
+		assert_int_equal(strlen(info.phash), 16);
+		free_all(out, 2);
+		g_free(png);
+		g_object_unref(src);
+	}
+}
+
+/* Output is 8-bit sRGB whatever the input: grey, 16-bit, CMYK. */
+static void check_srgb8(const void *buf, size_t len, int want_bands)
+{
+	const dr_preset *ps[] = { &png_box, &jpeg_box };
+	dr_rendition out[2];
+	dr_image_info info;
+	dr_error err;
+
+	assert_int_equal(run(buf, len, &roomy, ps, 2, &info, out, &err),
+			 DR_OK);
+	for (int i = 0; i < 2; i++) {
+		VipsImage *back = reload(&out[i]);
+
+		assert_int_equal(vips_image_get_format(back),
+				 VIPS_FORMAT_UCHAR);
+		assert_int_equal(vips_image_get_bands(back),
+				 i == 0 ? want_bands : 3);
+		assert_int_equal(vips_image_get_interpretation(back),
+				 VIPS_INTERPRETATION_sRGB);
+		g_object_unref(back);
+	}
+	assert_string_equal(out[0].mime, "image/png");
+	assert_string_equal(out[0].ext, "png");
+	assert_string_equal(out[1].mime, "image/jpeg");
+	assert_string_equal(out[1].ext, "jpg");
+	free_all(out, 2);
+}
+
+static void test_colour_spaces(void **state)
+{
+	VipsImage *rgb = scene(300, 200, 5), *grey = NULL, *rgb16 = NULL;
+	VipsImage *tmp = NULL, *cmyk = NULL, *black = NULL;
+	size_t len;
+	void *buf;
+
+	(void)state;
+	assert_int_equal(vips_colourspace(rgb, &grey, VIPS_INTERPRETATION_B_W,
+					  NULL),
+			 0);
+	buf = encode(grey, ".png", &len);
+	check_srgb8(buf, len, 3);
+	g_free(buf);
+	buf = encode(grey, ".jpg", &len);
+	check_srgb8(buf, len, 3);
+	g_free(buf);
+
+	assert_int_equal(vips_colourspace(rgb, &rgb16,
+					  VIPS_INTERPRETATION_RGB16, NULL),
+			 0);
+	buf = encode(rgb16, ".png", &len);
+	check_srgb8(buf, len, 3);
+	g_free(buf);
+
+	/* CMYK JPEG without a profile (libvips' fallback profile). */
+	assert_int_equal(vips_black(&black, 200, 100, "bands", 4, NULL), 0);
+	assert_int_equal(vips_linear1(black, &tmp, 1, 60, "uchar", TRUE,
+				      NULL),
+			 0);
+	assert_int_equal(vips_copy(tmp, &cmyk, "interpretation",
+				   VIPS_INTERPRETATION_CMYK, NULL),
+			 0);
+	buf = encode(cmyk, ".jpg", &len);
+	check_srgb8(buf, len, 3);
+	g_free(buf);
+
+	g_object_unref(black), g_object_unref(tmp), g_object_unref(cmyk);
+	g_object_unref(rgb16), g_object_unref(grey), g_object_unref(rgb);
+}
+
+/* An embedded Display P3 profile is converted, not ignored. */
+static void test_icc_profile(void **state)
+{
+	static const double red[3] = { 255, 0, 0 };
+	VipsImage *src = solid(64, 64, 3, red, VIPS_INTERPRETATION_sRGB);
+	VipsImage *p3 = NULL;
+	const dr_preset *ps[] = { &png_box };
+	dr_rendition out[1];
+	dr_image_info info;
+	dr_error err;
+	size_t len;
+	void *png;
+
+	(void)state;
+	/* sRGB red in Display P3 numbers (about 234, 51, 35) with the P3
+	 * profile attached: honouring the profile gives red back; ignoring
+	 * it would keep the P3 numbers. The profile is gone afterwards. */
+	if (vips_icc_transform(src, &p3, "p3", "input_profile", "srgb",
+			       NULL)) {
+		vips_error_clear();
+		skip();
+	}
+	png = encode(p3, ".png", &len);
+	assert_int_equal(run(png, len, &roomy, ps, 1, &info, out, &err),
+			 DR_OK);
+	{
+		VipsImage *back = reload(&out[0]);
+		double *px;
+		int n;
+
+		assert_int_equal(vips_image_get_typeof(back,
+						       VIPS_META_ICC_NAME),
+				 0);
+		assert_int_equal(vips_getpoint(back, &px, &n, 10, 10, NULL),
+				 0);
+		assert_int_equal(n, 3);
+		assert_true(px[0] >= 250 && px[1] <= 8 && px[2] <= 8);
+		g_free(px);
+		g_object_unref(back);
+	}
+	free_all(out, 1);
+	g_free(png);
+	g_object_unref(p3);
+	g_object_unref(src);
+}
+
+static void test_alpha(void **state)
+{
+	static const double v[4] = { 10, 200, 30, 0 };
+	VipsImage *src = solid(300, 200, 4, v, VIPS_INTERPRETATION_sRGB);
+	const dr_preset *ps[] = { &thumb, &jpeg_box };
+	dr_rendition out[2];
+	dr_image_info info;
+	dr_error err;
+	size_t len;
+	void *png = encode(src, ".png", &len);
+	VipsImage *back;
+	double *px;
+	int n;
+
+	(void)state;
+	assert_int_equal(run(png, len, &roomy, ps, 2, &info, out, &err),
+			 DR_OK);
+	back = reload(&out[0]); /* webp keeps alpha */
+	assert_int_equal(vips_image_get_bands(back), 4);
+	assert_int_equal(vips_getpoint(back, &px, &n, 5, 5, NULL), 0);
+	assert_int_equal(n, 4);
+	assert_true(px[3] < 1);
+	g_free(px);
+	g_object_unref(back);
+	back = reload(&out[1]); /* jpeg: flattened over white */
+	assert_int_equal(vips_image_get_bands(back), 3);
+	assert_int_equal(vips_getpoint(back, &px, &n, 5, 5, NULL), 0);
+	assert_true(px[0] > 245 && px[1] > 245 && px[2] > 245);
+	g_free(px);
+	g_object_unref(back);
+	/* All pixels transparent: the dominant colour is white. */
+	assert_string_equal(info.dominant_color, "#ffffff");
+	free_all(out, 2);
+	g_free(png);
+	g_object_unref(src);
+}
+
+static void test_formats(void **state)
+{
+	VipsImage *src = scene(640, 480, 6);
+	const dr_preset *ps[] = { &jpeg_box, &png_box, &avif_box };
+	dr_rendition out[3];
+	dr_image_info info;
+	dr_error err;
+	size_t len;
+	void *webp = encode(src, ".webp", &len);
+	static const char *const mimes[] = { "image/jpeg", "image/png",
+					     "image/avif" };
+
+	(void)state;
+	if (!avif_available())
+		skip();
+	assert_int_equal(run(webp, len, &roomy, ps, 3, &info, out, &err),
+			 DR_OK);
+	assert_string_equal(info.format, "webp");
+	for (int i = 0; i < 3; i++) {
+		VipsImage *back = reload(&out[i]);
+		dr_sniff s;
+
+		image_sniff(out[i].data, 64, &s);
+		assert_string_equal(s.mime, mimes[i]);
+		assert_string_equal(out[i].mime, mimes[i]);
+		assert_int_equal(vips_image_get_width(back), out[i].width);
+		assert_int_equal(vips_image_get_height(back), out[i].height);
+		assert_int_equal(vips_image_get_typeof(back, "exif-data"), 0);
+		assert_int_equal(vips_image_get_typeof(back, "xmp-data"), 0);
+		assert_int_equal(
+			vips_image_get_typeof(back, VIPS_META_ICC_NAME), 0);
+		if (i == 0) {
+			int multiscan = 1;
+
+			/* Baseline, not progressive. */
+			assert_int_equal(vips_image_get_int(back,
+							    "jpeg-multiscan",
+							    &multiscan),
+					 0);
+			assert_int_equal(multiscan, 0);
+		}
+		g_object_unref(back);
+	}
+	assert_int_equal(out[0].width, 512);
+	assert_int_equal(out[0].height, 384);
+	assert_int_equal(out[2].width, 320);
+	assert_int_equal(out[2].height, 240);
+	assert_string_equal(out[2].ext, "avif");
+	free_all(out, 3);
+	g_free(webp);
+	g_object_unref(src);
+}
+
+/* Every decodable type goes through: GIF, TIFF, AVIF, HEIC as input. */
+static void test_input_types(void **state)
+{
+	static const char *const suffixes[] = { ".gif", ".tif", ".avif",
+						".png", ".jpg", ".webp" };
+	VipsImage *src = scene(120, 90, 7);
+	const dr_preset *ps[] = { &thumb };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(suffixes) / sizeof(*suffixes); i++) {
+		dr_rendition out[1];
+		dr_image_info info;
+		dr_error err;
+		size_t len;
+		void *buf = encode(src, suffixes[i], &len);
+
+		if (run(buf, len, &roomy, ps, 1, &info, out, &err) != DR_OK)
+			fail_msg("%s: %s", suffixes[i], err.message);
+		assert_int_equal(info.width, 120);
+		assert_int_equal(info.height, 90);
+		assert_int_equal(out[0].width, 120);
+		free_all(out, 1);
+		g_free(buf);
+	}
+	{
+		dr_rendition out[1];
+		dr_image_info info;
+		dr_error err;
+		size_t len;
+		void *buf;
+
+		if (vips_heifsave_buffer(src, &buf, &len, "compression",
+					 VIPS_FOREIGN_HEIF_COMPRESSION_HEVC,
+					 NULL) == 0) {
+			assert_int_equal(run(buf, len, &roomy, ps, 1, &info,
+					     out, &err),
+					 DR_OK);
+			assert_string_equal(info.format, "heic");
+			free_all(out, 1);
+			g_free(buf);
+		}
+		vips_error_clear();
+	}
+	g_object_unref(src);
+}
+
+/* ------------------------------------------------------------ limits */
+
+static uint32_t crc32_of(const unsigned char *p, size_t n)
+{
+	uint32_t c = 0xFFFFFFFFu;
+
+	for (size_t i = 0; i < n; i++) {
+		c ^= p[i];
+		for (int k = 0; k < 8; k++)
+			c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+	}
+	return c ^ 0xFFFFFFFFu;
+}
+
+static void put32(unsigned char *p, uint32_t v)
+{
+	p[0] = v >> 24, p[1] = v >> 16, p[2] = v >> 8, p[3] = v;
+}
+
+/* A PNG chunk at p: length, type, data, CRC. Returns its size. */
+static size_t chunk(unsigned char *p, const char *type,
+		    const unsigned char *data, uint32_t n)
+{
+	put32(p, n);
+	memcpy(p + 4, type, 4);
+	if (n)
+		memcpy(p + 8, data, n);
+	put32(p + 8 + n, crc32_of(p + 4, 4 + n));
+	return 12 + n;
+}
+
+/* 100000 x 100000 RGB declared, a few bytes of pixel data: a bomb. */
+static void test_png_bomb(void **state)
+{
+	unsigned char png[128], ihdr[13] = { 0 };
+	static const unsigned char idat[] = { 0x78, 0x9C, 0x63, 0x00, 0x00 };
+	const dr_preset *ps[] = { &thumb, &card };
+	dr_rendition out[2];
+	dr_image_info info;
+	dr_error err;
+	size_t n = 8;
+	double t0;
+
+	(void)state;
+	memcpy(png, "\x89PNG\r\n\x1A\n", 8);
+	put32(ihdr, 100000);
+	put32(ihdr + 4, 100000);
+	ihdr[8] = 8, ihdr[9] = 2; /* 8-bit RGB */
+	n += chunk(png + n, "IHDR", ihdr, 13);
+	n += chunk(png + n, "IDAT", idat, sizeof(idat));
+	n += chunk(png + n, "IEND", NULL, 0);
+
+	t0 = now();
+	assert_int_equal(run(png, n, &roomy, ps, 2, &info, out, &err),
+			 DR_ERR_TOO_LARGE);
+	assert_true(now() - t0 < 0.5);
+	assert_string_equal(err.code, "image_too_large");
+	assert_null(out[0].data);
+	assert_null(out[1].data);
+	/* Under a limit that lets it through, decoding the pixels fails:
+	 * so too_large above came from the header alone. */
+	{
+		dr_image_limits huge = { UINT64_MAX, 1 << 20, 10 };
+
+		assert_int_equal(run(png, n, &huge, ps, 1, &info, out, &err),
+				 DR_ERR_INVALID);
+		assert_string_equal(err.code, "image_corrupt");
+	}
+}
+
+/* A real JPEG whose SOF claims 60000 x 60000. */
+static void test_jpeg_bomb(void **state)
+{
+	VipsImage *src = scene(16, 16, 8);
+	const dr_preset *ps[] = { &thumb };
+	dr_rendition out[1];
+	dr_image_info info;
+	dr_error err;
+	size_t len;
+	unsigned char *jpg = encode(src, ".jpg", &len);
+	int patched = 0;
+
+	(void)state;
+	for (size_t i = 2; i + 9 < len; i++)
+		if (jpg[i] == 0xFF && jpg[i + 1] == 0xC0) {
+			jpg[i + 5] = 60000 >> 8, jpg[i + 6] = 60000 & 0xFF;
+			jpg[i + 7] = 60000 >> 8, jpg[i + 8] = 60000 & 0xFF;
+			patched = 1;
+			break;
+		}
+	assert_true(patched);
+	assert_int_equal(run(jpg, len, &roomy, ps, 1, &info, out, &err),
+			 DR_ERR_TOO_LARGE);
+	assert_string_equal(err.code, "image_too_large");
+	g_free(jpg);
+	g_object_unref(src);
+}
+
+/* Progressive JPEGs count three times their pixels. */
+static void test_progressive_jpeg_limit(void **state)
+{
+	VipsImage *src = scene(1000, 1000, 9);
+	const dr_preset *ps[] = { &thumb };
+	dr_image_limits lim = { 2500000, 64 << 20, 10 };
+	dr_rendition out[1];
+	dr_image_info info;
+	dr_error err;
+	size_t blen, plen;
+	void *base = encode(src, ".jpg", &blen);
+	void *prog = encode(src, ".jpg[interlace]", &plen);
+
+	(void)state;
+	assert_int_equal(run(base, blen, &lim, ps, 1, &info, out, &err),
+			 DR_OK);
+	free_all(out, 1);
+	assert_int_equal(run(prog, plen, &lim, ps, 1, &info, out, &err),
+			 DR_ERR_TOO_LARGE);
+	assert_non_null(strstr(err.message, "progressive"));
+	lim.max_pixels = 3000000;
+	assert_int_equal(run(prog, plen, &lim, ps, 1, &info, out, &err),
+			 DR_OK);
+	free_all(out, 1);
+	g_free(base);
+	g_free(prog);
+	g_object_unref(src);
+}
+
+static void test_byte_limit(void **state)
+{
+	VipsImage *src = scene(64, 64, 10);
+	const dr_preset *ps[] = { &thumb };
+	dr_image_limits lim = { 100000000, 100, 10 };
+	dr_rendition out[1];
+	dr_image_info info;
+	dr_error err;
+	size_t len;
+	void *png = encode(src, ".png", &len);
+
+	(void)state;
+	assert_true(len > 100);
+	assert_int_equal(run(png, len, &lim, ps, 1, &info, out, &err),
+			 DR_ERR_TOO_LARGE);
+	assert_string_equal(err.code, "image_too_large");
+	g_free(png);
+	g_object_unref(src);
+}
+
+/* An animated GIF: pages over the limit are refused from the header;
+ * under it, renditions use the first frame only. */
+static void test_animated_gif(void **state)
+{
+	VipsImage *strip = scene(40, 400, 11), *paged = NULL;
+	const dr_preset *ps[] = { &thumb };
+	dr_image_limits lim = { 100000000, 64 << 20, 5 };
+	dr_rendition out[1];
+	dr_image_info info;
+	dr_error err;
+	size_t len;
+	void *gif;
+
+	(void)state;
+	assert_int_equal(vips_copy(strip, &paged, NULL), 0);
+	vips_image_set_int(paged, VIPS_META_PAGE_HEIGHT, 40);
+	gif = encode(paged, ".gif", &len);
+	assert_int_equal(run(gif, len, &lim, ps, 1, &info, out, &err),
+			 DR_ERR_TOO_LARGE);
+	assert_non_null(strstr(err.message, "10 pages"));
+	lim.max_pages = 10;
+	assert_int_equal(run(gif, len, &lim, ps, 1, &info, out, &err), DR_OK);
+	assert_int_equal(info.width, 40);
+	assert_int_equal(info.height, 40);
+	assert_int_equal(out[0].width, 40);
+	assert_int_equal(out[0].height, 40);
+	free_all(out, 1);
+	/* Pixels count every page: 40 * 40 * 10 = 16000. */
+	lim.max_pixels = 15999;
+	assert_int_equal(run(gif, len, &lim, ps, 1, &info, out, &err),
+			 DR_ERR_TOO_LARGE);
+	g_free(gif);
+	g_object_unref(paged);
+	g_object_unref(strip);
+}
+
+/* 10001 pages: vips_image_get_n_pages() answers 1 from 10000 on, so the
+ * raw field must be read. (libnsgif stops counting GIF frames at 4097;
+ * a multi-page TIFF has no such cap.) */
+static void test_many_pages(void **state)
+{
+	static const double grey[3] = { 90, 90, 90 };
+	VipsImage *strip = solid(2, 10001, 3, grey, VIPS_INTERPRETATION_sRGB);
+	const dr_preset *ps[] = { &thumb };
+	dr_image_limits lim = { 100000000, 64 << 20, 100 };
+	dr_rendition out[1];
+	dr_image_info info;
+	dr_error err;
+	size_t len;
+	void *tif = NULL;
+
+	(void)state;
+	assert_int_equal(vips_tiffsave_buffer(strip, &tif, &len, "page_height",
+					      1, NULL),
+			 0);
+	assert_int_equal(run(tif, len, &lim, ps, 1, &info, out, &err),
+			 DR_ERR_TOO_LARGE);
+	if (!strstr(err.message, "10001 pages"))
+		fail_msg("%s", err.message);
+	g_free(tif);
+	g_object_unref(strip);
+}
+
+/* ------------------------------------------------------- hostile input */
+
+static void test_truncated(void **state)
+{
+	static const char *const suffixes[] = { ".png", ".jpg", ".webp",
+						".gif" };
+	VipsImage *src = scene(300, 200, 12);
+	const dr_preset *ps[] = { &thumb, &card };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(suffixes) / sizeof(*suffixes); i++) {
+		dr_rendition out[2];
+		dr_image_info info;
+		dr_error err;
+		size_t len;
+		void *buf = encode(src, suffixes[i], &len);
+		dr_status st = run(buf, len / 2, &roomy, ps, 2, &info, out,
+				   &err);
+
+		if (st != DR_ERR_INVALID)
+			fail_msg("truncated %s: %d %s", suffixes[i], st,
+				 err.message);
+		assert_string_equal(err.code, "image_corrupt");
+		assert_true(err.message[0] != '\0');
+		assert_null(strchr(err.message, '\n'));
+		assert_null(out[0].data);
+		assert_null(out[1].data);
+		assert_int_equal(info.width, 0);
+		/* libvips' error buffer is left clean. */
+		assert_string_equal(vips_error_buffer(), "");
+		g_free(buf);
+	}
+	g_object_unref(src);
+}
+
+static void test_unsupported(void **state)
+{
+	static const char svg[] = "<svg xmlns=\"http://www.w3.org/2000/svg\" "
+				  "width=\"100\" height=\"100\"><rect "
+				  "width=\"100\" height=\"100\"/></svg>";
+	static const char bmp[] = "BM\x36\x30\0\0\0\0\0\0\x36\0\0\0\x28\0\0\0"
+				  "\x10\0\0\0\x10\0\0\0\x01\0\x18\0";
+	const dr_preset *ps[] = { &thumb };
+	dr_rendition out[1];
+	dr_image_info info;
+	dr_error err;
+
+	(void)state;
+	assert_int_equal(run(svg, sizeof(svg) - 1, &roomy, ps, 1, &info, out,
+			     &err),
+			 DR_ERR_UNSUPPORTED);
+	assert_string_equal(err.code, "unsupported_type");
+	assert_int_equal(run(bmp, sizeof(bmp) - 1, &roomy, ps, 1, &info, out,
+			     &err),
+			 DR_ERR_UNSUPPORTED);
+	assert_int_equal(run("hello", 5, &roomy, ps, 1, &info, out, &err),
+			 DR_ERR_UNSUPPORTED);
+	assert_int_equal(run("", 0, &roomy, ps, 1, &info, out, &err),
+			 DR_ERR_UNSUPPORTED);
+}
+
+static void test_bad_arguments(void **state)
+{
+	dr_preset bad = thumb;
+	const dr_preset *ps[] = { &bad };
+	dr_rendition out[1];
+	dr_image_info info;
+	dr_error err;
+
+	(void)state;
+	assert_int_equal(run(NULL, 0, &roomy, ps, 1, &info, out, &err),
+			 DR_ERR_INVALID);
+	assert_int_equal(run("x", 1, NULL, ps, 1, &info, out, &err),
+			 DR_ERR_INVALID);
+	bad.format = 0;
+	assert_int_equal(run("\x89PNG\r\n\x1A\n", 8, &roomy, ps, 1, &info, out,
+			     &err),
+			 DR_ERR_INVALID);
+	bad = thumb, bad.quality = 0;
+	assert_int_equal(run("\x89PNG\r\n\x1A\n", 8, &roomy, ps, 1, &info, out,
+			     &err),
+			 DR_ERR_INVALID);
+	image_rendition_free(NULL);
+}
+
+/* AVIF presets fail cleanly when the encoder is missing. */
+static void test_avif_unavailable(void **state)
+{
+	VipsImage *src = scene(64, 64, 13);
+	const dr_preset *ps[] = { &thumb, &avif_box };
+	dr_rendition out[2];
+	dr_image_info info;
+	dr_error err;
+	size_t len;
+	void *png = encode(src, ".png", &len);
+	int saved = avif_state;
+
+	(void)state;
+	avif_state = -1;
+	assert_int_equal(run(png, len, &roomy, ps, 2, &info, out, &err),
+			 DR_ERR_UNSUPPORTED);
+	assert_string_equal(err.code, "avif_unavailable");
+	assert_null(out[0].data);
+	avif_state = saved;
+	g_free(png);
+	g_object_unref(src);
+}
+
+/* Garbage, alone and behind every magic, and valid files with bytes
+ * flipped: an error or a result, never a crash. */
+static void test_garbage_and_mutations(void **state)
+{
+#define MAGIC(lit) { lit, sizeof(lit) - 1 }
+	static const struct {
+		const char *bytes;
+		size_t n;
+	} magics[] = {
+		MAGIC(""),
+		MAGIC("\x89PNG\r\n\x1A\n"),
+		MAGIC("\xFF\xD8\xFF"),
+		MAGIC("GIF89a"),
+		MAGIC("RIFF\0\0\0\0WEBPVP8 "),
+		MAGIC("II*\0"),
+		MAGIC("MM\0*"),
+		MAGIC("\0\0\0\x18" "ftypavif\0\0\0\0avifmif1"),
+		MAGIC("\0\0\0\x18" "ftypheic\0\0\0\0heicmif1"),
+	};
+#undef MAGIC
+	static const char *const suffixes[] = { ".png", ".jpg", ".gif",
+						".webp", ".tif", ".avif" };
+	const dr_preset *ps[] = { &thumb, &card };
+	VipsImage *src = scene(96, 64, 14);
+	uint32_t seed = 12345;
+	unsigned char buf[4096];
+
+	(void)state;
+	for (size_t m = 0; m < sizeof(magics) / sizeof(*magics); m++)
+		for (int round = 0; round < 20; round++) {
+			size_t ml = magics[m].n;
+			size_t len = ml + lcg_next(&seed) % (sizeof(buf) - ml);
+			dr_rendition out[2];
+			dr_image_info info;
+			dr_error err;
+
+			memcpy(buf, magics[m].bytes, ml);
+			for (size_t i = ml; i < len; i++)
+				buf[i] = (unsigned char)(lcg_next(&seed) >> 24);
+			if (run(buf, len, &roomy, ps, 2, &info, out, &err) ==
+			    DR_OK)
+				free_all(out, 2);
+			assert_string_equal(vips_error_buffer(), "");
+		}
+	for (size_t s = 0; s < sizeof(suffixes) / sizeof(*suffixes); s++) {
+		size_t len;
+		unsigned char *good = encode(src, suffixes[s], &len);
+		unsigned char *bad = g_malloc(len);
+
+		for (int round = 0; round < 15; round++) {
+			dr_rendition out[2];
+			dr_image_info info;
+			dr_error err;
+
+			memcpy(bad, good, len);
+			for (int k = 0; k < 1 + round % 4; k++)
+				bad[16 + lcg_next(&seed) % (len - 16)] ^=
+					(unsigned char)(1 + lcg_next(&seed) % 255);
+			if (run(bad, len, &roomy, ps, 2, &info, out, &err) ==
+			    DR_OK)
+				free_all(out, 2);
+		}
+		g_free(bad);
+		g_free(good);
+	}
+	g_object_unref(src);
+}
+
+/* ---------------------------------------------------- image metadata */
+
+static void test_phash(void **state)
+{
+	VipsImage *a = scene(800, 600, 20), *small = NULL, *other = NULL;
+	const dr_preset *ps[] = { &thumb };
+	dr_rendition out[1];
+	dr_image_info ia, ia2, ib, ic;
+	dr_error err;
+	size_t la, lb, lc;
+	void *ja, *jb, *jc;
+
+	(void)state;
+	assert_int_equal(vips_resize(a, &small, 0.5, NULL), 0);
+	other = scene(800, 600, 21);
+	ja = encode(a, ".jpg[Q=90]", &la);
+	jb = encode(small, ".png", &lb); /* resized and another codec */
+	jc = encode(other, ".jpg[Q=90]", &lc);
+
+	assert_int_equal(run(ja, la, &roomy, ps, 1, &ia, out, &err), DR_OK);
+	free_all(out, 1);
+	assert_int_equal(run(ja, la, &roomy, ps, 1, &ia2, out, &err), DR_OK);
+	free_all(out, 1);
+	assert_int_equal(run(jb, lb, &roomy, ps, 1, &ib, out, &err), DR_OK);
+	free_all(out, 1);
+	assert_int_equal(run(jc, lc, &roomy, ps, 1, &ic, out, &err), DR_OK);
+	free_all(out, 1);
+
+	assert_string_equal(ia.phash, ia2.phash);
+	assert_string_equal(ia.blurhash, ia2.blurhash);
+	assert_true(hamming(ia.phash, ib.phash) <= 6);
+	assert_true(hamming(ia.phash, ic.phash) >= 20);
+	g_free(ja), g_free(jb), g_free(jc);
+	g_object_unref(a), g_object_unref(small), g_object_unref(other);
+}
+
+/* Cosine basis images have exactly one non-zero DCT coefficient besides
+ * DC: the DCT, the block layout and the bit order are checked exactly. */
+static void test_phash_known_bits(void **state)
+{
+	static double luma[32][32];
+	unsigned char px[32 * 32 * 3];
+	char out[17], again[17];
+
+	(void)state;
+	/* Flat: only DC is above the median (0). Black: nothing is. */
+	memset(px, 77, sizeof(px));
+	phash(px, 3, out);
+	assert_string_equal(out, "8000000000000000");
+	memset(px, 0, sizeof(px));
+	phash(px, 3, out);
+	assert_string_equal(out, "0000000000000000");
+
+	/* 128 + 100 cos(u) cos(v) with (v, u) = (1, 2): bit 63 - (8 + 2). */
+	for (int y = 0; y < 32; y++)
+		for (int x = 0; x < 32; x++)
+			luma[y][x] = 128 + 100 * cos((2 * x + 1) * 2 * M_PI / 64) *
+						   cos((2 * y + 1) * 1 * M_PI / 64);
+	phash_luma((const double(*)[32])luma, out);
+	assert_string_equal(out, "8020000000000000");
+	/* A negative coefficient sets nothing; (0, 7) and (7, 0) are the
+	 * corners of the first row and column. */
+	for (int y = 0; y < 32; y++)
+		for (int x = 0; x < 32; x++)
+			luma[y][x] = 128 - 50 * cos((2 * x + 1) * 3 * M_PI / 64) +
+				     40 * cos((2 * x + 1) * 7 * M_PI / 64) +
+				     30 * cos((2 * y + 1) * 7 * M_PI / 64);
+	phash_luma((const double(*)[32])luma, out);
+	assert_string_equal(out, "8100000000000080");
+
+	/* Left half bright: bits in the first row; the hash does not change
+	 * with brightness or contrast (DCT is linear, DC is always set). */
+	for (int y = 0; y < 32; y++)
+		for (int x = 0; x < 32; x++)
+			memset(px + (y * 32 + x) * 3, x < 16 ? 200 : 20, 3);
+	phash(px, 3, out);
+	assert_int_equal(strtoull(out, NULL, 16) & 0x00FFFFFFFFFFFFFFull, 0);
+	assert_string_not_equal(out, "8000000000000000");
+	for (int y = 0; y < 32; y++)
+		for (int x = 0; x < 32; x++)
+			memset(px + (y * 32 + x) * 3, x < 16 ? 250 : 0, 3);
+	phash(px, 3, again);
+	assert_string_equal(out, again);
+}
+
+static void test_dominant_color(void **state)
+{
+	static const double red[3] = { 255, 0, 0 };
+	VipsImage *src = solid(200, 100, 3, red, VIPS_INTERPRETATION_sRGB);
+	const dr_preset *ps[] = { &thumb };
+	dr_rendition out[1];
+	dr_image_info info;
+	dr_error err;
+	size_t len;
+	void *png = encode(src, ".png", &len);
+	void *jpg = encode(src, ".jpg[Q=95]", &len);
+	unsigned px[3];
+
+	(void)state;
+	assert_int_equal(run(png, len, &roomy, ps, 1, &info, out, &err),
+			 DR_OK);
+	free_all(out, 1);
+	assert_string_equal(info.dominant_color, "#ff0000");
+	g_free(png);
+
+	/* Through JPEG, within one step of #ff0000. */
+	assert_int_equal(run(jpg, len, &roomy, ps, 1, &info, out, &err),
+			 DR_OK);
+	free_all(out, 1);
+	assert_int_equal(sscanf(info.dominant_color, "#%2x%2x%2x", &px[0],
+				&px[1], &px[2]),
+			 3);
+	assert_true(px[0] >= 254 && px[1] <= 1 && px[2] <= 1);
+	g_free(jpg);
+	g_object_unref(src);
+
+	/* Mostly blue with a red minority: blue. */
+	{
+		unsigned char img[100 * 3];
+
+		for (int i = 0; i < 100; i++) {
+			img[i * 3] = i < 30 ? 250 : 0;
+			img[i * 3 + 1] = 0;
+			img[i * 3 + 2] = i < 30 ? 0 : 240;
+		}
+		dominant_color(img, 100, 3, info.dominant_color);
+		assert_string_equal(info.dominant_color, "#0000f0");
+	}
+}
+
+/*
+ * LeakSanitizer (make sanitize) reads this hook. libx265, which only this
+ * test uses (to make a HEIC input), keeps two encoder allocations for the
+ * life of the process; nothing of darkroom's is suppressed.
+ */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void)
+{
+	return "leak:libx265.so\n";
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	return image_init("test_image") == DR_OK ? 0 : -1;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_sniff_magic),
+		cmocka_unit_test(test_sniff_markup_and_text),
+		cmocka_unit_test(test_sniff_fields_and_null),
+		cmocka_unit_test(test_sniff_real_files),
+		cmocka_unit_test(test_blurhash_reference),
+		cmocka_unit_test(test_blurhash_npm),
+		cmocka_unit_test(test_blurhash_bad_args),
+		cmocka_unit_test(test_init_idempotent_and_hardened),
+		cmocka_unit_test(test_large_jpeg),
+		cmocka_unit_test(test_orientation),
+		cmocka_unit_test(test_small_image_not_enlarged),
+		cmocka_unit_test(test_extreme_aspect),
+		cmocka_unit_test(test_colour_spaces),
+		cmocka_unit_test(test_icc_profile),
+		cmocka_unit_test(test_alpha),
+		cmocka_unit_test(test_formats),
+		cmocka_unit_test(test_input_types),
+		cmocka_unit_test(test_png_bomb),
+		cmocka_unit_test(test_jpeg_bomb),
+		cmocka_unit_test(test_progressive_jpeg_limit),
+		cmocka_unit_test(test_byte_limit),
+		cmocka_unit_test(test_animated_gif),
+		cmocka_unit_test(test_many_pages),
+		cmocka_unit_test(test_truncated),
+		cmocka_unit_test(test_unsupported),
+		cmocka_unit_test(test_bad_arguments),
+		cmocka_unit_test(test_avif_unavailable),
+		cmocka_unit_test(test_garbage_and_mutations),
+		cmocka_unit_test(test_phash),
+		cmocka_unit_test(test_phash_known_bits),
+		cmocka_unit_test(test_dominant_color),
+	};
+
+	return cmocka_run_group_tests(tests, setup, NULL);
+}
