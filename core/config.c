@@ -132,6 +132,7 @@ static const dr_config_key server_keys[SRV_COUNT + 1] = {
 				 .help = "deepest JSON nesting, 2 to 256" },
 	[SRV_DEFAULT_ADAPTER] = { .name = "default_adapter",
 				  .type = DR_CFG_STRING,
+				  .env = "DARKROOM_DEFAULT_ADAPTER",
 				  .help = "adapter instance of jobs naming "
 					  "none" },
 	[SRV_SINK] = { .name = "sink",

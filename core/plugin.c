@@ -642,6 +642,12 @@ dr_status plugins_init(const dr_config *cfg, int create_instances,
 
 		if (!is_plugin_section(sec))
 			continue;
+		/* Only the active sink is checked and started: a process
+		 * stores through one sink, and an inactive [sink "s3"] need
+		 * not have credentials where they are not used. */
+		if (strcmp(sec->type, "sink") == 0 && cfg->server.sink &&
+		    strcmp(sec->name, cfg->server.sink) != 0)
+			continue;
 		st = init_section(cfg, p, sec, create_instances, err);
 		if (st != DR_OK)
 			goto err_plugins;

@@ -65,8 +65,9 @@ dr_status plugin_load(const char *dir, const char *name, dr_loaded_plugin *out,
 void plugin_unload(dr_loaded_plugin *p);
 
 /*
- * Load the plugins of every adapter and sink section of `cfg`, resolve the
- * sections' keys, and create the instances (with `create_instances` 0, only
+ * Load the plugins of every adapter section and of the active sink's
+ * section ([server] sink) of `cfg`, resolve the sections' keys, and create
+ * the instances (with `create_instances` 0, only
  * load and validate: for `config check`). Checks that the default adapter
  * and the active sink exist. On failure everything loaded is released and
  * err says which section and why.
