@@ -17,7 +17,13 @@
 # DARKROOM_API_KEY, DARKROOM_PUBLIC_URL, and whatever the service itself
 # reads (REPLICATE_API_TOKEN, DARKROOM_SINK, …): the app and the worker
 # inherit this environment. DARKROOM_DEMO_MODEL sets the model of the
-# printed curl line.
+# printed curl line. DARKROOM_VAR (default ./var) moves the state directory
+# (tests); the config file must then point at it too.
+#
+# Where jobs go: with REPLICATE_API_TOKEN set, to Replicate
+# (DARKROOM_DEFAULT_ADAPTER=replicate unless already set); without it, to
+# the config's default adapter, `exec` running conf/offline-model.sh, so
+# the whole pipeline works offline.
 #
 # Logs: var/app.log (the FastCGI app), var/worker.log, var/mariadb.log,
 # var/lighttpd-error.log, var/lighttpd-access.log.
@@ -28,7 +34,11 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 BUILD=${BUILD:-build}
 case "$BUILD" in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
-VAR=$ROOT/var
+VAR=${DARKROOM_VAR:-$ROOT/var}
+case "$VAR" in /*) ;; *) VAR=$ROOT/$VAR ;; esac
+if [ -n "${REPLICATE_API_TOKEN:-}" ]; then
+    export DARKROOM_DEFAULT_ADAPTER=${DARKROOM_DEFAULT_ADAPTER:-replicate}
+fi
 
 export DARKROOM_PORT=${DARKROOM_PORT:-8080}
 export DARKROOM_CONF=${DARKROOM_CONF:-$ROOT/conf/darkroom.conf}
@@ -119,10 +129,12 @@ if [ -z "$WORKER_PID" ]; then
     mode="the 'null' adapter; this version has no worker, so jobs stay queued"
 elif [ -n "${REPLICATE_API_TOKEN:-}" ]; then
     mode="Replicate"
+    MODEL=${DARKROOM_DEMO_MODEL:-black-forest-labs/flux-schnell}
 else
-    mode="offline (local generator)"
+    mode="offline (local generator: the exec adapter running conf/offline-model.sh)"
+    MODEL=${DARKROOM_DEMO_MODEL:-darkroom/offline}
 fi
-MODEL=${DARKROOM_DEMO_MODEL:-black-forest-labs/flux-schnell}
+MODEL=${MODEL:-${DARKROOM_DEMO_MODEL:-black-forest-labs/flux-schnell}}
 
 cat <<EOF
 
@@ -131,8 +143,8 @@ darkroom is running — jobs go to: $mode
   API key:    $DARKROOM_API_KEY
   dashboard:  $URL/
   health:     $URL/healthz
-  media:      $URL/media/  (files in var/media)
-  logs:       var/app.log, var/worker.log, var/lighttpd-error.log, var/mariadb.log
+  media:      $URL/media/  (files in $VAR/media)
+  logs:       $VAR/app.log, worker.log, lighttpd-error.log, mariadb.log
   database:   mariadb --no-defaults --socket=$MARIADB_SOCKET -uroot
 
 Create a job:
@@ -140,7 +152,7 @@ Create a job:
   curl -sS -X POST $URL/v1/jobs \\
     -H 'Authorization: Bearer $DARKROOM_API_KEY' \\
     -H 'Content-Type: application/json' \\
-    -d '{"model": "$MODEL", "input": {"prompt": "a lighthouse at dawn"}}'
+    -d '{"model": "$MODEL", "input": {"prompt": "a lighthouse at dawn", "seed": 42, "width": 768, "height": 512}}'
 
 Press Ctrl-C to stop.
 EOF

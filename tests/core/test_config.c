@@ -1274,7 +1274,7 @@ static void test_shipped_config(void **state)
 			    DR_SOURCE_DIR "/var/mysqld.sock");
 	assert_string_equal(cfg->database.migrations_dir,
 			    DR_SOURCE_DIR "/migrations");
-	assert_string_equal(cfg->server.default_adapter, "null");
+	assert_string_equal(cfg->server.default_adapter, "exec");
 	assert_string_equal(cfg->server.sink, "fs");
 	assert_non_null(config_preset(cfg, "thumb"));
 	assert_non_null(config_preset(cfg, "card"));
