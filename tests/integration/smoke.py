@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""tests/integration/smoke.py — the API and webhook smoke suite that
+tests/integration/test_webservers.sh runs through every web server setup
+(lighttpd spawning the app, lighttpd on an external socket, Apache with
+mod_proxy_fcgi, Apache with mod_fcgid, nginx).
+
+It checks what each server must get right in front of darkroom.fcgi:
+routing every path to the app on REQUEST_URI, passing Authorization, the
+webhook-* and Idempotency-Key headers and request bodies, the body limit
+(413, from the server or the app), and /media/ served statically with
+Cache-Control. Not named test_*.py, so run-integration.sh does not run it
+against its own lighttpd a second time.
+
+Environment: DARKROOM_URL, DARKROOM_API_KEY (harness.py);
+DARKROOM_REPLICATE_SECRET, the webhook secret of [adapter "replicate"];
+DARKROOM_SMOKE_MEDIA, a path under /media/ that exists in the fs sink's
+root (answered with the bytes of DARKROOM_SMOKE_MEDIA_BODY).
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import time
+
+from harness import (case, expect, expect_eq, expect_json, expect_problem,
+                     expect_status, get, post, request, run)
+
+SECRET = os.environ.get("DARKROOM_REPLICATE_SECRET", "")
+RUN = secrets.token_hex(4)
+
+
+def job_body(**fields):
+    body = {"adapter": "null", "model": "acme/smoke", "input": {"prompt": "x"}}
+    body.update(fields)
+    return body
+
+
+def sign(body, secret=SECRET):
+    """Standard Webhooks headers for BODY (as test_engine.py signs)."""
+    msg_id = "msg_" + os.urandom(8).hex()
+    ts = int(time.time())
+    key = base64.b64decode(secret.split("_", 1)[1])
+    mac = hmac.new(key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()
+    return {"webhook-id": msg_id, "webhook-timestamp": str(ts),
+            "webhook-signature": "v1," + base64.b64encode(mac).decode(),
+            "Content-Type": "application/json"}
+
+
+def hook(body, headers):
+    return request("POST", "/v1/hooks/replicate", body=body, headers=headers, key=None)
+
+
+def prediction(pid):
+    return json.dumps({"id": pid, "status": "succeeded", "version": "v" * 64,
+                       "input": {"prompt": "x"},
+                       "output": ["https://replicate.delivery/x/out.png"],
+                       "created_at": "2026-01-01T00:00:00Z"}).encode()
+
+
+@case("GET /healthz answers 200")
+def _():
+    expect_status(get("/healthz", key=None), 200)
+
+
+@case("401 problem without an API key (and with a wrong one)")
+def _():
+    expect_problem(get("/v1/jobs", key=None), 401)
+    expect_problem(get("/v1/jobs", key="drk_wrong_key_0000000000"), 401)
+
+
+@case("create answers 202, and the job can be read back")
+def _():
+    job = expect_json(post("/v1/jobs", job_body()), 202)
+    expect(isinstance(job.get("id"), str) and job["id"], f"no job id: {job}")
+    again = expect_json(get(f"/v1/jobs/{job['id']}"), 200)
+    expect_eq(again.get("id"), job["id"], "id of the job read back")
+
+
+@case("list answers 200 with the jobs")
+def _():
+    doc = expect_json(get("/v1/jobs?limit=5"), 200)
+    expect(isinstance(doc, dict) and isinstance(doc.get("data", doc.get("jobs")), list),
+           f"no list of jobs: {doc}")
+
+
+@case("404 and 405 are problem documents")
+def _():
+    expect_problem(get("/v1/jobs/job_doesnotexist000000"), 404)
+    expect_problem(get("/v1/nosuchthing"), 404)
+    expect_problem(request("DELETE", "/v1/jobs"), 405)
+
+
+@case("a 1.5 MiB body is refused with 413")
+def _():
+    big = b'{"adapter":"null","model":"a/b","input":{"p":"' + b"x" * (3 << 19) + b'"}}'
+    r = post("/v1/jobs", big, headers={"Content-Type": "application/json"})
+    expect_status(r, 413, "1.5 MiB body")
+
+
+@case("a body under the limit passes whole (300 KiB): 202")
+def _():
+    # The bulk is not in "prompt", whose indexed column is smaller.
+    expect_json(post("/v1/jobs", job_body(input={"prompt": "x", "data": "y" * (300 << 10)})), 202)
+
+
+@case("signed webhook for an unknown prediction: 200 unknown; tampered: 401")
+def _():
+    expect(SECRET.startswith("whsec_"), "DARKROOM_REPLICATE_SECRET is not set")
+    body = prediction("smoke" + RUN + "0" * 18)
+    expect_eq(expect_json(hook(body, sign(body)), 200).get("status"), "unknown",
+              "status of a delivery for an unknown prediction")
+    h = sign(body)
+    tampered = body.replace(b"succeeded", b"failed\x20\x20\x20")
+    expect_problem(hook(tampered, h), 401)
+
+
+@case("Idempotency-Key: the same request again answers 200 with the same job")
+def _():
+    key = f"smoke-{RUN}"
+    body = job_body(model="acme/idem")
+    first = expect_json(post("/v1/jobs", body, headers={"Idempotency-Key": key}), 202)
+    second = expect_json(post("/v1/jobs", body, headers={"Idempotency-Key": key}), 200)
+    expect_eq(second.get("id"), first.get("id"), "id of the replayed job")
+
+
+@case("/media/ serves the stored file with Cache-Control and nosniff")
+def _():
+    path = os.environ.get("DARKROOM_SMOKE_MEDIA", "")
+    expect(path.startswith("/media/"), "DARKROOM_SMOKE_MEDIA is not set")
+    r = get(path, key=None)
+    expect_status(r, 200, path)
+    expect_eq(r.body, os.environ.get("DARKROOM_SMOKE_MEDIA_BODY", "").encode(), "media bytes")
+    cc = r.headers.get("Cache-Control") or ""
+    expect("immutable" in cc and "max-age=31536000" in cc, f"Cache-Control: {cc!r}")
+    expect_eq((r.headers.get("X-Content-Type-Options") or "").lower(), "nosniff",
+              "X-Content-Type-Options")
+    expect_eq(r.content_type, "image/png", "Content-Type of a .png")
+
+
+run()

@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# tests/integration/test_webservers.sh — the API and webhook smoke suite
+# (tests/integration/smoke.py) through each web server setup of conf/:
+#
+#   lighttpd           conf/lighttpd.conf, lighttpd spawns darkroom.fcgi
+#   lighttpd-external  conf/lighttpd-external.conf, spawn-fcgi -s SOCKET
+#   apache-proxy-fcgi  conf/apache-proxy-fcgi.conf, darkroom.fcgi --listen SOCKET
+#   apache-fcgid       conf/apache-fcgid.conf, mod_fcgid spawns the app
+#   nginx              conf/nginx.conf (envsubst), spawn-fcgi -s SOCKET -M 0660
+#
+# One private MariaDB and one darkroom.conf serve them all; each setup
+# gets a free loopback port and is stopped before the next starts. Prints
+# "N passed, N failed" per setup and the sum as the last line; a setup
+# that does not come up counts as one failure.
+#
+#   tests/integration/test_webservers.sh [SETUP...]
+#
+# Started as root (CI), Apache's and nginx's workers run as www-data, and
+# so does the app under mod_fcgid: the database user has a password (root
+# logs in by unix_socket only) and the state directory is world-readable.
+# Knobs: DARKROOM_BUILD_DIR or BUILD; DARKROOM_TEST_KEEP=1 keeps the
+# temporary directory.
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BUILD=${DARKROOM_BUILD_DIR:-${BUILD:-build}}
+case "$BUILD" in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
+KEEP=${DARKROOM_TEST_KEEP:-0}
+
+while IFS= read -r var; do
+    case "$var" in DARKROOM_*|REPLICATE_*) unset "$var" ;; esac
+done < <(compgen -e)
+
+# shellcheck source=tests/lib/services.sh
+. "$ROOT/tests/lib/services.sh"
+
+SETUPS=(lighttpd lighttpd-external apache-proxy-fcgi apache-fcgid nginx)
+[ "$#" -gt 0 ] && SETUPS=("$@")
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/darkroom-ws.XXXXXX")
+chmod 0755 "$WORK"
+passed=0
+failed=0
+
+# shellcheck disable=SC2317  # called by the EXIT trap
+finish() {
+    local rc=$?
+    set +e
+    services_cleanup
+    if [ "$failed" -ne 0 ] || [ "$rc" -ne 0 ]; then
+        rm -rf "$WORK/db/data"
+        echo "--- web server test logs in $WORK" >&2
+    elif [ "$KEEP" != 1 ]; then
+        rm -rf "$WORK"
+    fi
+}
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+fail_setup() {
+    echo "FAIL $*"
+    failed=$((failed + 1))
+}
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# -- database, shared by every setup
+mariadb_start "$WORK/db" || { fail_setup "MariaDB did not start"; echo "$passed passed, $failed failed"; exit 1; }
+chmod 0755 "$WORK/db"
+DB_PASS=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+mariadb --no-defaults --socket="$MARIADB_SOCKET" -uroot -e "
+    CREATE DATABASE IF NOT EXISTS darkroom_smoke;
+    CREATE USER IF NOT EXISTS 'darkroom_smoke'@'localhost' IDENTIFIED BY '$DB_PASS';
+    GRANT ALL ON darkroom_smoke.* TO 'darkroom_smoke'@'localhost';"
+
+API_KEY=drk_smoke_$(python3 -c 'import secrets; print(secrets.token_hex(20))')
+SECRET=whsec_$(head -c 24 /dev/urandom | base64)
+VAR=$WORK/web
+MEDIA=$VAR/media
+mkdir -p "$MEDIA/ab"
+chmod 0755 "$VAR" "$MEDIA" "$MEDIA/ab"
+printf 'smoke-bytes' >"$MEDIA/ab/smoke.png"
+chmod 0644 "$MEDIA/ab/smoke.png"
+
+CONF=$WORK/darkroom.conf
+cat >"$CONF" <<CONF
+# darkroom configuration of the web server smoke tests (generated).
+[server]
+plugin_dir = $BUILD/plugins
+api_keys = $API_KEY
+max_body = 1M
+default_adapter = null
+default_renditions = thumb
+
+[database]
+socket = $MARIADB_SOCKET
+user = darkroom_smoke
+password = $DB_PASS
+name = darkroom_smoke
+migrations_dir = $ROOT/migrations
+
+[worker]
+wakeup_socket = $WORK/wakeup.sock
+
+[adapter "null"]
+plugin = null
+
+[adapter "replicate"]
+token = r8_smoke
+api_base = http://127.0.0.1:9/v1
+webhook_secret = $SECRET
+
+[sink "fs"]
+root = $MEDIA
+base_url = http://127.0.0.1/media
+CONF
+chmod 0644 "$CONF"
+
+if ! DARKROOM_CONF=$CONF "$BUILD/darkroom" migrate </dev/null >"$WORK/migrate.log" 2>&1; then
+    cat "$WORK/migrate.log"
+    fail_setup "darkroom migrate failed"
+    echo "$passed passed, $failed failed"
+    exit 1
+fi
+
+SOCK=$VAR/fcgi.sock
+
+# spawn_app — darkroom.fcgi on $SOCK through spawn-fcgi, in the foreground
+# (-n) so it is tracked; socket group www-data, mode 0660.
+spawn_app() {
+    rm -f "$SOCK"
+    services_bg darkroom.fcgi "$VAR/app.log" spawn-fcgi -n -s "$SOCK" -M 0660 -G www-data \
+        -- /usr/bin/env DARKROOM_CONF="$CONF" "$BUILD/darkroom.fcgi"
+    APP_PID=$SERVICES_LAST_PID
+    wait_socket
+}
+
+wait_socket() {
+    local i
+    for ((i = 0; i < 100; i++)); do
+        [ -S "$SOCK" ] && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+# run_smoke NAME PORT — run smoke.py against 127.0.0.1:PORT.
+run_smoke() {
+    local name=$1 port=$2 rc summary p f
+    set +e
+    DARKROOM_URL=http://127.0.0.1:$port DARKROOM_API_KEY=$API_KEY \
+        DARKROOM_REPLICATE_SECRET=$SECRET DARKROOM_SMOKE_MEDIA=/media/ab/smoke.png \
+        DARKROOM_SMOKE_MEDIA_BODY=smoke-bytes PYTHONDONTWRITEBYTECODE=1 \
+        timeout -k 5 120 python3 "$ROOT/tests/integration/smoke.py" </dev/null >"$WORK/$name.log" 2>&1
+    rc=$?
+    set -e
+    sed "s/^/  [$name] /" "$WORK/$name.log"
+    summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$WORK/$name.log" | tail -n 1 || true)
+    if [ -n "$summary" ]; then
+        read -r p _ f _ <<<"$summary"
+    else
+        p=0 f=1
+    fi
+    [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+    echo "$name: $p passed, $f failed"
+    passed=$((passed + p))
+    failed=$((failed + f))
+}
+
+stop_pid() {
+    if [ -n "${1:-}" ]; then _svc_kill "$1" 10; fi
+}
+
+for setup in "${SETUPS[@]}"; do
+    echo "== web server: $setup"
+    port=$(free_port)
+    APP_PID='' SRV_PID=''
+    export DARKROOM_PORT=$port DARKROOM_VAR=$VAR DARKROOM_FCGI_SOCKET=$SOCK DARKROOM_CONF=$CONF
+    case "$setup" in
+        lighttpd)
+            if lighttpd_start "$VAR" "$port" "$CONF" "$BUILD/darkroom.fcgi"; then
+                run_smoke "$setup" "$port"
+                lighttpd_stop "$LIGHTTPD_PID"
+            else
+                fail_setup "$setup did not start"
+            fi
+            ;;
+        lighttpd-external)
+            if spawn_app; then
+                services_bg lighttpd "$VAR/lighttpd.out" lighttpd -D -f "$ROOT/conf/lighttpd-external.conf"
+                SRV_PID=$SERVICES_LAST_PID
+            fi
+            ;;
+        apache-proxy-fcgi)
+            rm -f "$SOCK"
+            services_bg darkroom.fcgi "$VAR/app.log" env DARKROOM_CONF="$CONF" \
+                "$BUILD/darkroom.fcgi" --listen "$SOCK"
+            APP_PID=$SERVICES_LAST_PID
+            if wait_socket; then
+                chgrp www-data "$SOCK" 2>/dev/null || true
+                services_bg apache2 "$VAR/apache.out" apache2 -DFOREGROUND -f "$ROOT/conf/apache-proxy-fcgi.conf"
+                SRV_PID=$SERVICES_LAST_PID
+            fi
+            ;;
+        apache-fcgid)
+            # mod_fcgid makes FcgidIPCDir itself, owned by the User.
+            rm -rf "$VAR/fcgid"
+            services_bg apache2 "$VAR/apache.out" \
+                env DARKROOM_BIN="$BUILD" apache2 -DFOREGROUND -f "$ROOT/conf/apache-fcgid.conf"
+            SRV_PID=$SERVICES_LAST_PID
+            ;;
+        nginx)
+            if spawn_app; then
+                # shellcheck disable=SC2016  # envsubst takes the names literally
+                envsubst '${DARKROOM_PORT} ${DARKROOM_VAR} ${DARKROOM_FCGI_SOCKET}' \
+                    <"$ROOT/conf/nginx.conf" >"$VAR/nginx.conf"
+                services_bg nginx "$VAR/nginx.out" nginx -e stderr -p "$VAR" -c "$VAR/nginx.conf" -g 'daemon off;'
+                SRV_PID=$SERVICES_LAST_PID
+            fi
+            ;;
+        *)
+            fail_setup "unknown setup $setup"
+            continue
+            ;;
+    esac
+    if [ "$setup" != lighttpd ]; then
+        if [ -n "$SRV_PID" ] && wait_port "$port" 20 "$SRV_PID"; then
+            run_smoke "$setup" "$port"
+        else
+            fail_setup "$setup did not start"
+            tail -n 20 "$VAR"/*.out "$VAR"/*error.log "$VAR/app.log" 2>/dev/null || true
+        fi
+        stop_pid "$SRV_PID"
+        stop_pid "$APP_PID"
+    fi
+done
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
