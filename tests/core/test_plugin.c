@@ -705,6 +705,53 @@ static void test_init_create_fails(void **state)
 			  "asked to fail by its config");
 }
 
+/*
+ * Two plugins claiming the same name. Plugins are looked up by file name
+ * and a descriptor must carry its file's name, so the only way to get two
+ * files claiming one name is a copy or link under another name: "other.so"
+ * being good.so. It is refused by name before any instance is made, and
+ * a config using both names fails as a whole (the sanitizer build checks
+ * that the first plugin is released).
+ */
+static void test_init_duplicate_name(void **state)
+{
+	char dir[64], text[1024];
+	dr_config *cfg = NULL;
+	dr_plugins *p = (dr_plugins *)1;
+	dr_loaded_plugin lp;
+	dr_error err;
+	int n;
+
+	(void)state;
+	make_tmp(dir, sizeof(dir));
+	link_fixture("good", dir, "good.so");
+	link_fixture("good", dir, "other.so");
+
+	assert_int_equal(plugin_load(dir, "other", &lp, &err), DR_ERR_PLUGIN);
+	assert_non_null(strstr(err.message, "other.so calls itself 'good'"));
+	assert_true(is_zeroed(&lp));
+
+	n = snprintf(text, sizeof(text),
+		     "[server]\n"
+		     "plugin_dir = %s\n"
+		     "public_url = https://darkroom.example.com\n"
+		     "default_adapter = a\n"
+		     "[adapter \"a\"]\n"
+		     "plugin = good\n"
+		     "[adapter \"b\"]\n"
+		     "plugin = other\n",
+		     dir);
+	assert_true(n > 0 && (size_t)n < sizeof(text));
+	if (config_parse("test.conf", text, (size_t)n, &cfg, &err) != DR_OK)
+		fail_msg("config_parse: %s", err.message);
+	assert_int_equal(plugins_init(cfg, 1, &p, &err), DR_ERR_PLUGIN);
+	assert_null(p);
+	assert_non_null(strstr(err.message, "[adapter \"b\"]"));
+	assert_non_null(strstr(err.message, "calls itself 'good'"));
+	config_free(cfg);
+	rm_rf(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -730,6 +777,7 @@ int main(void)
 		cmocka_unit_test(test_init_bad_plugin),
 		cmocka_unit_test(test_init_plugin_path),
 		cmocka_unit_test(test_init_create_fails),
+		cmocka_unit_test(test_init_duplicate_name),
 	};
 
 	/* The environment must not steer the configs these tests parse. */
