@@ -195,13 +195,56 @@ run:
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)BUILD=$(BUILD) exec bash conf/run.sh
 
+# make install — PREFIX (default /usr/local) and DESTDIR (staging root).
+# The binaries' compiled-in defaults (plugin_dir, migrations_dir and the
+# config path, -DDR_* above) take PREFIX and SYSCONFDIR at BUILD time; the
+# installed /etc/darkroom/darkroom.conf sets every path explicitly, so a
+# build made with another PREFIX still runs from where it is installed.
+# The config is made from conf/darkroom.conf with its development paths
+# (../build, ../var) rewritten for a system install, and never replaces an
+# existing one: the new version goes next to it as darkroom.conf.new.
+MANDIR = $(PREFIX)/share/man
+UNITDIR = $(LIBDIR)/systemd/system
+PCDIR = $(LIBDIR)/pkgconfig
+CONFDIR = $(SYSCONFDIR)/darkroom
+ABI_VERSION = $(shell sed -n 's/^\#define DR_PLUGIN_ABI_VERSION \([0-9]*\)u*$$/\1/p' core/darkroom-plugin.h)
+UNITS = systemd/darkroom-fcgi.socket systemd/darkroom-fcgi.service \
+        systemd/darkroom-worker.service
+CONF_SED = -e 's|^plugin_dir = .*|plugin_dir = $(PLUGINDIR)|' \
+           -e 's|^migrations_dir = .*|migrations_dir = $(DATADIR)/migrations|' \
+           -e 's|^socket = .*|socket = /run/mysqld/mysqld.sock|' \
+           -e 's|^user = root$$|user = darkroom|' \
+           -e 's|^wakeup_socket = .*|wakeup_socket = /run/darkroom/wakeup.sock|' \
+           -e 's|^api_key_file = .*|api_key_file = $(CONFDIR)/api_key|' \
+           -e 's|^root = .*|root = /var/lib/darkroom/media|' \
+           -e 's|^workdir = \.\..*|workdir = /var/lib/darkroom/exec|' \
+           -e 's|^program = \([^/].*\)|program = $(DATADIR)/\1|'
+
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(PLUGINDIR) \
-	    $(DESTDIR)$(DATADIR)/migrations $(DESTDIR)$(INCLUDEDIR)
+	    $(DESTDIR)$(DATADIR)/migrations $(DESTDIR)$(INCLUDEDIR) \
+	    $(DESTDIR)$(PCDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(CONFDIR) \
+	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5
 	install -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
 	install -m 0755 $(PLUGINS) $(DESTDIR)$(PLUGINDIR)/
 	install -m 0644 migrations/*.sql $(DESTDIR)$(DATADIR)/migrations/
+	$(if $(wildcard conf/offline-model.sh),install -m 0755 conf/offline-model.sh $(DESTDIR)$(DATADIR)/)
 	install -m 0644 core/darkroom-plugin.h $(DESTDIR)$(INCLUDEDIR)/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	    -e 's|@ABI_VERSION@|$(ABI_VERSION)|g' conf/darkroom-plugin.pc.in \
+	    >$(DESTDIR)$(PCDIR)/darkroom-plugin.pc
+	chmod 0644 $(DESTDIR)$(PCDIR)/darkroom-plugin.pc
+	for u in $(UNITS); do \
+	    sed 's|/usr/local/bin/|$(BINDIR)/|g' $$u >$(DESTDIR)$(UNITDIR)/$${u##*/} && \
+	    chmod 0644 $(DESTDIR)$(UNITDIR)/$${u##*/} || exit 1; \
+	done
+	install -m 0644 conf/darkroom.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 conf/darkroom.conf.5 $(DESTDIR)$(MANDIR)/man5/
+	@conf=$(DESTDIR)$(CONFDIR)/darkroom.conf; \
+	if [ -e "$$conf" ]; then \
+	    echo "  keeping $$conf; the new version is $$conf.new"; conf=$$conf.new; \
+	fi; \
+	sed $(CONF_SED) conf/darkroom.conf >"$$conf" && chmod 0644 "$$conf"
 
 clean:
 	rm -rf build build-san

@@ -14,12 +14,14 @@
 #include <string.h>
 #include <strings.h>
 
+#include "dashboard.h"
 #include "engine.h"
 #include "ids.h"
 #include "jobs.h"
 #include "queue.h"
 #include "jsonutil.h"
 #include "log.h"
+#include "metrics.h"
 #include "outputs.h"
 
 #define MAX_QUERY_PARAMS 32
@@ -434,6 +436,117 @@ static void healthz(dr_app *app, dr_response *resp)
 	reply_json(resp, 200);
 }
 
+/* Count one webhook delivery (darkroom_webhook_deliveries_total). */
+static void webhook_metric(dr_app *app, const char *adapter,
+			   const char *result)
+{
+	char labels[DR_METRICS_LABELS_MAX];
+
+	metrics_labels(labels, sizeof(labels), "adapter", adapter, "result",
+		       result, NULL);
+	metrics_add(app->db, "darkroom_webhook_deliveries_total", labels, 1);
+}
+
+/* GET /metrics: the Prometheus text exposition (no API key, like
+ * /healthz; restrict it at the web server where that matters). */
+static void metrics(dr_app *app, dr_response *resp)
+{
+	dr_error err;
+
+	dr_error_clear(&err);
+	if (metrics_render(app->db, &resp->body, &err) != DR_OK) {
+		dr_log(DR_LOG_WARNING, "event=metrics.failed code=%s",
+		       err.code);
+		http_problem_from(resp, &err);
+		return;
+	}
+	resp->status = 200;
+	resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+	http_add_header(resp, "Cache-Control", "no-store");
+}
+
+/* GET /: the dashboard page. It holds no data (the page fetches the API
+ * with the key the user enters), so it needs no key itself. */
+static void dashboard(dr_response *resp)
+{
+	if (dashboard_render(&resp->body) != DR_OK)
+		dr_die("the dashboard does not fit in a response");
+	resp->status = 200;
+	resp->content_type = "text/html; charset=utf-8";
+	http_add_header(resp, "Cache-Control", "no-cache");
+	http_add_header(resp, "Content-Security-Policy",
+			"default-src 'self'; img-src * data: blob:; "
+			"style-src 'unsafe-inline'; script-src "
+			"'unsafe-inline'; frame-ancestors 'none'");
+	http_add_header(resp, "X-Content-Type-Options", "nosniff");
+}
+
+/* GET /v1/jobs/{id}/events: the job's event timeline, oldest first. */
+static void job_events(dr_app *app, const char *id, dr_response *resp)
+{
+	dr_db_rows *job = NULL, *rows = NULL;
+	dr_buf *b = &resp->body;
+	dr_error err;
+	dr_status st;
+
+	dr_error_clear(&err);
+	st = db_query(app->db, "SELECT id FROM jobs WHERE id = ?", &job, &err,
+		      "s", id);
+	if (st == DR_OK && job->n_rows == 0)
+		st = dr_fail(&err, DR_ERR_NOT_FOUND, "not_found",
+			     "no job %s", id);
+	if (st == DR_OK)
+		st = db_query(app->db,
+			      "SELECT at, kind, from_status, to_status, detail"
+			      " FROM job_events WHERE job_id = ?"
+			      " ORDER BY id LIMIT 1000",
+			      &rows, &err, "s", id);
+	if (st == DR_OK)
+		st = dr_buf_puts(b, "{\"data\":[");
+	for (size_t i = 0; st == DR_OK && i < rows->n_rows; i++) {
+		const char *detail = db_cell(rows, i, 4);
+		json_object *parsed = NULL;
+
+		if (detail)
+			parsed = json_tokener_parse(detail);
+		if ((i && dr_buf_puts(b, ",") != DR_OK) ||
+		    dr_buf_puts(b, "{\"at\":") != DR_OK ||
+		    jobs_append_time(b, db_cell(rows, i, 0)) != DR_OK ||
+		    dr_buf_puts(b, ",\"kind\":") != DR_OK ||
+		    dr_buf_json_string(b, db_cell(rows, i, 1)) != DR_OK ||
+		    dr_buf_puts(b, ",\"from_status\":") != DR_OK ||
+		    (db_cell(rows, i, 2)
+			     ? dr_buf_json_string(b, db_cell(rows, i, 2))
+			     : dr_buf_puts(b, "null")) != DR_OK ||
+		    dr_buf_puts(b, ",\"to_status\":") != DR_OK ||
+		    (db_cell(rows, i, 3)
+			     ? dr_buf_json_string(b, db_cell(rows, i, 3))
+			     : dr_buf_puts(b, "null")) != DR_OK ||
+		    dr_buf_puts(b, ",\"detail\":") != DR_OK ||
+		    (parsed && json_object_is_type(parsed, json_type_object)
+			     ? dr_buf_puts(b, json_object_to_json_string_ext(
+						      parsed,
+						      JSON_C_TO_STRING_PLAIN))
+			     : detail ? dr_buf_json_string(b, detail)
+				      : dr_buf_puts(b, "null")) != DR_OK ||
+		    dr_buf_puts(b, "}") != DR_OK)
+			st = dr_fail(&err, DR_ERR_TOO_LARGE, "too_large",
+				     "the timeline does not fit");
+		json_object_put(parsed);
+	}
+	if (st == DR_OK && dr_buf_puts(b, "]}") != DR_OK)
+		st = dr_fail(&err, DR_ERR_TOO_LARGE, "too_large",
+			     "the timeline does not fit");
+	db_rows_free(job);
+	db_rows_free(rows);
+	if (st != DR_OK) {
+		dr_buf_reset(b);
+		http_problem_from(resp, &err);
+	} else {
+		reply_json(resp, 200);
+	}
+}
+
 /*
  * POST /v1/hooks/{adapter}: a provider's delivery. The adapter verifies it
  * (401 and no change when it is not authentic) and parses it; the engine
@@ -485,6 +598,7 @@ static void provider_webhook(dr_app *app, const dr_request *req,
 	st = inst->plugin->desc->adapter->webhook(inst->state, &wr, &p,
 						  &delivery_id, &err);
 	if (st == DR_ERR_AUTH) {
+		webhook_metric(app, adapter, "bad_signature");
 		dr_log(DR_LOG_WARNING,
 		       "event=webhook.rejected adapter=%s code=%s remote=%s",
 		       adapter, err.code, req->remote_addr ? req->remote_addr
@@ -521,6 +635,7 @@ static void provider_webhook(dr_app *app, const dr_request *req,
 		http_problem_from(resp, &err);
 		goto out;
 	}
+	webhook_metric(app, adapter, results[result]);
 	dr_log(DR_LOG_INFO,
 	       "event=webhook.%s adapter=%s prediction=%s delivery=%s",
 	       results[result], adapter, p.id ? p.id : "-",
@@ -580,6 +695,20 @@ static void route(dr_app *app, const dr_request *req, dr_response *resp)
 			healthz(app, resp);
 		return;
 	}
+	if (strcmp(path, "/metrics") == 0) {
+		if (strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0)
+			method_not_allowed(resp, "GET, HEAD");
+		else
+			metrics(app, resp);
+		return;
+	}
+	if (strcmp(path, "/") == 0) {
+		if (strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0)
+			method_not_allowed(resp, "GET, HEAD");
+		else
+			dashboard(resp);
+		return;
+	}
 	if (strncmp(path, "/v1/", 4) != 0) {
 		http_problem(resp, 404, "not_found", NULL, "no such resource");
 		return;
@@ -634,6 +763,11 @@ static void route(dr_app *app, const dr_request *req, dr_response *resp)
 			method_not_allowed(resp, "GET");
 		else
 			get_job(app, seg, resp);
+	} else if (strcmp(rest, "/events") == 0) {
+		if (strcmp(m, "GET") != 0)
+			method_not_allowed(resp, "GET");
+		else
+			job_events(app, seg, resp);
 	} else if (strcmp(rest, "/cancel") == 0 ||
 		   strcmp(rest, "/retry") == 0) {
 		if (strcmp(m, "POST") != 0)

@@ -5,14 +5,27 @@
  *
  * Exit codes: 0 success, 1 failure (one line on stderr), 2 usage error.
  */
+#include <json-c/json.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "buf.h"
 #include "config.h"
+#include "db.h"
+#include "events.h"
+#include "ids.h"
+#include "image.h"
+#include "jobs.h"
 #include "log.h"
 #include "migrate.h"
+#include "outputs.h"
 #include "plugin.h"
+#include "queue.h"
+#include "reprocess.h"
+#include "table.h"
 #include "worker.h"
 
 #define EXIT_USAGE 2
@@ -28,6 +41,13 @@ static void usage(FILE *f)
 	      "Commands:\n"
 	      "  migrate         create or upgrade the database schema\n"
 	      "  worker          run the job workers (foreground)\n"
+	      "  jobs list       list jobs (filters, table or --json)\n"
+	      "  jobs show ID    a job, its event log and its outputs\n"
+	      "  jobs retry ID   start a failed or canceled job again\n"
+	      "  jobs cancel ID  cancel a job\n"
+	      "  outputs         search the stored outputs\n"
+	      "  reprocess       make renditions again (new or changed "
+	      "presets)\n"
 	      "  config check    validate the configuration\n"
 	      "  plugins list    list the plugins in the plugin directory\n"
 	      "  version         print the version\n"
@@ -269,6 +289,915 @@ static int cmd_plugins(const cli *c, int argc, char **argv)
 	return rc;
 }
 
+/* ------------------------------------------------------------------------
+ * Shared by the database commands (jobs, outputs, reprocess).
+ */
+
+/* Largest JSON answer the CLI reads back (a page of 100 jobs). */
+#define CLI_JSON_MAX (64u << 20)
+
+/* One line on stderr for a failed call, naming an unreachable database. */
+static void report(const char *cmd, const dr_error *err)
+{
+	if (err->status == DR_ERR_UNAVAILABLE)
+		fprintf(stderr, "darkroom %s: database unavailable: %s\n", cmd,
+			err->message);
+	else
+		fprintf(stderr, "darkroom %s: %s\n", cmd, err->message);
+}
+
+/* Load the config and connect. -1 (reported, nothing held) on failure. */
+static int open_db(const cli *c, const char *cmd, dr_config **cfg,
+		   dr_db **db)
+{
+	dr_error err;
+
+	*db = NULL;
+	if (load_config(c, cfg))
+		return -1;
+	*db = db_new(*cfg);
+	dr_error_clear(&err);
+	if (db_ping(*db, &err) != DR_OK) {
+		report(cmd, &err);
+		db_free(*db);
+		config_free(*cfg);
+		*db = NULL;
+		*cfg = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+/* The value after option argv[*i], or NULL (reported) when there is
+ * none. */
+static const char *opt_value(const char *cmd, int argc, char **argv, int *i)
+{
+	if (*i + 1 >= argc) {
+		fprintf(stderr, "darkroom %s: %s needs a value\n", cmd,
+			argv[*i]);
+		return NULL;
+	}
+	return argv[++*i];
+}
+
+/* A page size 1..100; -1 (reported) otherwise. */
+static int parse_limit(const char *cmd, const char *s, int *out)
+{
+	char *end = NULL;
+	long v;
+
+	if (*s == '-' || *s == '+' || !*s)
+		v = 0;
+	else
+		v = strtol(s, &end, 10);
+	if (!v || *end || v < 1 || v > 100) {
+		fprintf(stderr, "darkroom %s: --limit takes 1 to 100\n", cmd);
+		return -1;
+	}
+	*out = (int)v;
+	return 0;
+}
+
+static void unexpected(const char *cmd, const char *arg)
+{
+	fprintf(stderr, "darkroom %s: unexpected argument '%s'\n", cmd, arg);
+}
+
+/* The string member `key` of `o`, or NULL (absent, null). */
+static const char *jstr(json_object *o, const char *key)
+{
+	json_object *v = NULL;
+
+	if (!json_object_object_get_ex(o, key, &v) || !v)
+		return NULL;
+	return json_object_get_string(v);
+}
+
+static json_object *jget(json_object *o, const char *key)
+{
+	json_object *v = NULL;
+
+	return json_object_object_get_ex(o, key, &v) ? v : NULL;
+}
+
+/* "2026-11-21T10:00:00.123Z" (or the database form) as
+ * "2026-11-21 10:00:00". */
+static const char *short_time(const char *t, char out[24])
+{
+	if (!t)
+		return NULL;
+	snprintf(out, 24, "%.19s", t);
+	if (out[10] == 'T')
+		out[10] = ' ';
+	return out;
+}
+
+/* Print the JSON in `b` as it is, or parse it into *root (-1, reported,
+ * when it does not parse: a bug). */
+static int parse_answer(const char *cmd, const dr_buf *b, json_object **root)
+{
+	*root = b->data ? json_tokener_parse(b->data) : NULL;
+	if (!*root) {
+		fprintf(stderr, "darkroom %s: unreadable answer\n", cmd);
+		return -1;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * jobs list | show | retry | cancel
+ */
+
+static void job_error_text(json_object *job, char *out, size_t n)
+{
+	json_object *e = jget(job, "error");
+
+	out[0] = '\0';
+	if (e && json_object_is_type(e, json_type_object))
+		snprintf(out, n, "%s/%s: %s",
+			 jstr(e, "step") ? jstr(e, "step") : "?",
+			 jstr(e, "code") ? jstr(e, "code") : "?",
+			 jstr(e, "message") ? jstr(e, "message") : "");
+}
+
+static void progress_text(json_object *job, char out[16])
+{
+	json_object *p = jget(job, "progress");
+
+	if (p && !json_object_is_type(p, json_type_null))
+		snprintf(out, 16, "%.0f%%", 100 * json_object_get_double(p));
+	else
+		snprintf(out, 16, "-");
+}
+
+static void print_jobs_table(json_object *root)
+{
+	static const char *const heads[] = {"ID",	"STATUS",  "ADAPTER",
+					    "MODEL",	"PROGRESS", "CREATED",
+					    "ERROR"};
+	static const size_t max[] = {0, 0, 0, 48, 0, 0, 72};
+	json_object *data = jget(root, "data");
+	dr_table *t = table_new(7, heads, max);
+
+	for (size_t i = 0; data && i < json_object_array_length(data); i++) {
+		json_object *j = json_object_array_get_idx(data, i);
+		char prog[16], created[24], error[700];
+		const char *row[7];
+
+		progress_text(j, prog);
+		job_error_text(j, error, sizeof(error));
+		row[0] = jstr(j, "id");
+		row[1] = jstr(j, "status");
+		row[2] = jstr(j, "adapter");
+		row[3] = jstr(j, "model");
+		row[4] = prog;
+		row[5] = short_time(jstr(j, "created_at"), created);
+		row[6] = error[0] ? error : NULL;
+		table_add(t, row);
+	}
+	table_print(t, stdout);
+	table_free(t);
+	if (jstr(root, "next_cursor"))
+		printf("\nnext page: --cursor %s\n", jstr(root, "next_cursor"));
+}
+
+static int cmd_jobs_list(const cli *c, int argc, char **argv)
+{
+	const char *cmd = "jobs list";
+	dr_job_filter f;
+	dr_config *cfg = NULL;
+	dr_db *db = NULL;
+	json_object *root = NULL;
+	dr_buf out;
+	dr_error err;
+	int json = 0, rc = 1;
+
+	if (wants_help(argc, argv)) {
+		puts("usage: darkroom jobs list [--status S] [--model M] "
+		     "[--adapter A]\n                         [--limit N] "
+		     "[--cursor C] [--json]\n\n"
+		     "List jobs, newest first, as an aligned table (ID, "
+		     "STATUS, ADAPTER, MODEL,\nPROGRESS, CREATED, ERROR); the "
+		     "same query as GET /v1/jobs.\n\n"
+		     "  --status S   queued, starting, processing, persisting, "
+		     "succeeded,\n               failed or canceled\n"
+		     "  --model M    jobs of this model\n"
+		     "  --adapter A  jobs of this adapter\n"
+		     "  --limit N    jobs per page, 1 to 100 (default 20)\n"
+		     "  --cursor C   the next page (printed under a full page)\n"
+		     "  --json       print the API's JSON answer instead");
+		return 0;
+	}
+	memset(&f, 0, sizeof(f));
+	f.limit = 20;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char **slot = strcmp(a, "--status") == 0	  ? &f.status
+				    : strcmp(a, "--model") == 0	  ? &f.model
+				    : strcmp(a, "--adapter") == 0 ? &f.adapter
+				    : strcmp(a, "--cursor") == 0  ? &f.cursor
+								  : NULL;
+
+		if (slot) {
+			if (!(*slot = opt_value(cmd, argc, argv, &i)))
+				return EXIT_USAGE;
+		} else if (strcmp(a, "--limit") == 0) {
+			const char *v = opt_value(cmd, argc, argv, &i);
+
+			if (!v || parse_limit(cmd, v, &f.limit))
+				return EXIT_USAGE;
+		} else if (strcmp(a, "--json") == 0) {
+			json = 1;
+		} else {
+			unexpected(cmd, a);
+			return EXIT_USAGE;
+		}
+	}
+	if (f.status && !jobs_status_valid(f.status)) {
+		fprintf(stderr, "darkroom %s: --status must be one of queued, "
+				"starting, processing, persisting, succeeded, "
+				"failed, canceled\n",
+			cmd);
+		return EXIT_USAGE;
+	}
+	if (f.cursor && !ids_is_job_id(f.cursor)) {
+		fprintf(stderr, "darkroom %s: --cursor: not a cursor from a "
+				"previous page\n",
+			cmd);
+		return EXIT_USAGE;
+	}
+	if (open_db(c, cmd, &cfg, &db))
+		return 1;
+	dr_buf_init(&out, CLI_JSON_MAX);
+	dr_error_clear(&err);
+	if (jobs_list(db, cfg, &f, &out, &err) != DR_OK) {
+		report(cmd, &err);
+	} else if (json) {
+		printf("%s\n", out.data);
+		rc = 0;
+	} else if (parse_answer(cmd, &out, &root) == 0) {
+		print_jobs_table(root);
+		rc = 0;
+	}
+	json_object_put(root);
+	dr_buf_free(&out);
+	db_free(db);
+	config_free(cfg);
+	return rc;
+}
+
+static void show_field(const char *name, const char *value)
+{
+	printf("%-12s %s\n", name, value && *value ? value : "-");
+}
+
+static void print_events(const dr_db_rows *ev)
+{
+	static const char *const heads[] = {"TIME", "KIND", "CHANGE",
+					    "DETAIL"};
+	static const size_t max[] = {0, 0, 0, 100};
+	dr_table *t = table_new(4, heads, max);
+
+	for (size_t i = 0; i < ev->n_rows; i++) {
+		const char *from = db_cell(ev, i, DR_EVENT_FROM);
+		const char *to = db_cell(ev, i, DR_EVENT_TO);
+		char at[32], change[48];
+		const char *row[4];
+
+		snprintf(at, sizeof(at), "%.23s", db_cell(ev, i, DR_EVENT_AT));
+		if (from || to)
+			snprintf(change, sizeof(change), "%s\xe2\x86\x92%s",
+				 from ? from : "", to ? to : "");
+		row[0] = at;
+		row[1] = db_cell(ev, i, DR_EVENT_KIND);
+		row[2] = from || to ? change : NULL;
+		row[3] = db_cell(ev, i, DR_EVENT_DETAIL);
+		table_add(t, row);
+	}
+	table_print(t, stdout);
+	table_free(t);
+}
+
+static void print_outputs(json_object *outs)
+{
+	static const char *const heads[] = {"IDX",  "NAME",  "TYPE",
+					    "SIZE", "BYTES", "URL"};
+	dr_table *t = table_new(6, heads, NULL);
+
+	for (size_t i = 0; outs && i < json_object_array_length(outs); i++) {
+		json_object *o = json_object_array_get_idx(outs, i);
+		json_object *rs = jget(o, "renditions");
+		char idx[16], size[32] = "", bytes[24] = "";
+		const char *row[6];
+
+		snprintf(idx, sizeof(idx), "%d",
+			 json_object_get_int(jget(o, "index")));
+		if (jget(o, "width") && jstr(o, "width"))
+			snprintf(size, sizeof(size), "%sx%s", jstr(o, "width"),
+				 jstr(o, "height"));
+		if (jstr(o, "bytes"))
+			snprintf(bytes, sizeof(bytes), "%s", jstr(o, "bytes"));
+		row[0] = idx;
+		row[1] = jstr(o, "kind");
+		row[2] = jstr(o, "content_type");
+		row[3] = size[0] ? size : NULL;
+		row[4] = bytes[0] ? bytes : NULL;
+		row[5] = jstr(o, "url") ? jstr(o, "url") : jstr(o, "source_url");
+		table_add(t, row);
+		for (size_t k = 0; rs && k < json_object_array_length(rs);
+		     k++) {
+			json_object *r = json_object_array_get_idx(rs, k);
+			char name[80];
+
+			snprintf(name, sizeof(name), "  %s", jstr(r, "name"));
+			snprintf(size, sizeof(size), "%sx%s", jstr(r, "width"),
+				 jstr(r, "height"));
+			row[0] = "";
+			row[1] = name;
+			row[2] = jstr(r, "content_type");
+			row[3] = size;
+			row[4] = jstr(r, "bytes");
+			row[5] = jstr(r, "url");
+			table_add(t, row);
+		}
+	}
+	table_print(t, stdout);
+	table_free(t);
+}
+
+static void print_job(json_object *j, const dr_db_rows *ev)
+{
+	json_object *pred = jget(j, "prediction");
+	char buf[700], t1[24], t2[24], t3[24];
+
+	show_field("id", jstr(j, "id"));
+	show_field("status", jstr(j, "status"));
+	show_field("adapter", jstr(j, "adapter"));
+	show_field("model", jstr(j, "model"));
+	show_field("version", jstr(j, "version"));
+	progress_text(j, buf);
+	show_field("progress", buf);
+	show_field("attempts", jstr(j, "attempts"));
+	show_field("created", short_time(jstr(j, "created_at"), t1));
+	show_field("updated", short_time(jstr(j, "updated_at"), t2));
+	show_field("completed", short_time(jstr(j, "completed_at"), t3));
+	buf[0] = '\0';
+	if (pred && json_object_is_type(pred, json_type_object))
+		snprintf(buf, sizeof(buf), "%s (%s)",
+			 jstr(pred, "id") ? jstr(pred, "id") : "-",
+			 jstr(pred, "status") ? jstr(pred, "status") : "-");
+	show_field("prediction", buf);
+	job_error_text(j, buf, sizeof(buf));
+	show_field("error", buf);
+	show_field("metadata", jget(j, "metadata")
+				       ? json_object_to_json_string_ext(
+						 jget(j, "metadata"),
+						 JSON_C_TO_STRING_PLAIN)
+				       : NULL);
+	show_field("input", json_object_to_json_string_ext(
+				    jget(j, "input"), JSON_C_TO_STRING_PLAIN));
+	printf("\nEVENTS\n");
+	print_events(ev);
+	printf("\nOUTPUTS\n");
+	print_outputs(jget(j, "outputs"));
+}
+
+static int cmd_jobs_show(const cli *c, int argc, char **argv)
+{
+	const char *cmd = "jobs show", *id = NULL;
+	dr_config *cfg = NULL;
+	dr_db *db = NULL;
+	dr_db_rows *ev = NULL;
+	json_object *root = NULL;
+	dr_buf out;
+	dr_error err;
+	int json = 0, rc = 1;
+
+	if (wants_help(argc, argv)) {
+		puts("usage: darkroom jobs show ID [--json]\n\n"
+		     "Show a job: its fields, its event log (time, kind, "
+		     "status change, detail)\nand its outputs with their "
+		     "renditions.\n\n"
+		     "  --json  print the job object as GET /v1/jobs/ID "
+		     "answers it");
+		return 0;
+	}
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			json = 1;
+		} else if (!id && argv[i][0] != '-') {
+			id = argv[i];
+		} else {
+			unexpected(cmd, argv[i]);
+			return EXIT_USAGE;
+		}
+	}
+	if (!id) {
+		fprintf(stderr, "darkroom %s: give a job id\n", cmd);
+		return EXIT_USAGE;
+	}
+	if (open_db(c, cmd, &cfg, &db))
+		return 1;
+	dr_buf_init(&out, CLI_JSON_MAX);
+	dr_error_clear(&err);
+	if (jobs_render(db, cfg, id, &out, &err) != DR_OK ||
+	    (!json && events_list(db, id, &ev, &err) != DR_OK)) {
+		report(cmd, &err);
+	} else if (json) {
+		printf("%s\n", out.data);
+		rc = 0;
+	} else if (parse_answer(cmd, &out, &root) == 0) {
+		print_job(root, ev);
+		rc = 0;
+	}
+	json_object_put(root);
+	db_rows_free(ev);
+	dr_buf_free(&out);
+	db_free(db);
+	config_free(cfg);
+	return rc;
+}
+
+/* jobs retry ID / jobs cancel ID: print "ID STATUS" of the job after. */
+static int cmd_jobs_action(const cli *c, int argc, char **argv, int retry)
+{
+	const char *cmd = retry ? "jobs retry" : "jobs cancel", *id = NULL;
+	dr_config *cfg = NULL;
+	dr_db *db = NULL;
+	json_object *root = NULL;
+	dr_buf out;
+	dr_error err;
+	dr_status st;
+	int rc = 1;
+
+	if (wants_help(argc, argv)) {
+		if (retry)
+			puts("usage: darkroom jobs retry ID\n\n"
+			     "Start a failed or canceled job again from the "
+			     "step that failed, wake\nthe workers and print "
+			     "the job's new status. Exit status 1 when there "
+			     "is\nno such job or it is in another state.");
+		else
+			puts("usage: darkroom jobs cancel ID\n\n"
+			     "Cancel a job: a queued job ends at once; a "
+			     "running one is canceled at\nthe provider by a "
+			     "worker (woken now). Prints the job's status. "
+			     "Exit\nstatus 1 when there is no such job or it "
+			     "already ended.");
+		return 0;
+	}
+	for (int i = 1; i < argc; i++) {
+		if (!id && argv[i][0] != '-') {
+			id = argv[i];
+		} else {
+			unexpected(cmd, argv[i]);
+			return EXIT_USAGE;
+		}
+	}
+	if (!id) {
+		fprintf(stderr, "darkroom %s: give a job id\n", cmd);
+		return EXIT_USAGE;
+	}
+	if (open_db(c, cmd, &cfg, &db))
+		return 1;
+	dr_buf_init(&out, CLI_JSON_MAX);
+	dr_error_clear(&err);
+	st = retry ? jobs_retry(db, id, &err) : jobs_cancel(db, id, &err);
+	if (st == DR_OK) {
+		queue_wakeup_send(cfg->worker.wakeup_socket);
+		st = jobs_render(db, cfg, id, &out, &err);
+	}
+	if (st != DR_OK) {
+		report(cmd, &err);
+	} else if (parse_answer(cmd, &out, &root) == 0) {
+		json_object *cr = jget(root, "cancel_requested");
+
+		printf("%s %s%s\n", id, jstr(root, "status"),
+		       !retry && strcmp(jstr(root, "status"), "canceled") != 0 &&
+				       (!cr || json_object_get_boolean(cr))
+			       ? " (cancel requested)"
+			       : "");
+		rc = 0;
+	}
+	json_object_put(root);
+	dr_buf_free(&out);
+	db_free(db);
+	config_free(cfg);
+	return rc;
+}
+
+static int cmd_jobs(const cli *c, int argc, char **argv)
+{
+	if (argc >= 2 && strcmp(argv[1], "list") == 0)
+		return cmd_jobs_list(c, argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "show") == 0)
+		return cmd_jobs_show(c, argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "retry") == 0)
+		return cmd_jobs_action(c, argc - 1, argv + 1, 1);
+	if (argc >= 2 && strcmp(argv[1], "cancel") == 0)
+		return cmd_jobs_action(c, argc - 1, argv + 1, 0);
+	if (argc >= 2 &&
+	    (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		puts("usage: darkroom jobs list|show|retry|cancel ...\n\n"
+		     "  list [filters]  list jobs, newest first\n"
+		     "  show ID         a job, its event log and outputs\n"
+		     "  retry ID        start a failed or canceled job again\n"
+		     "  cancel ID       cancel a job\n\n"
+		     "darkroom jobs SUBCOMMAND --help for each.");
+		return 0;
+	}
+	if (argc < 2)
+		fprintf(stderr, "darkroom jobs: give a subcommand: list, show, "
+				"retry or cancel\n");
+	else
+		fprintf(stderr, "darkroom jobs: unknown subcommand '%s'\n",
+			argv[1]);
+	return EXIT_USAGE;
+}
+
+/* ------------------------------------------------------------------------
+ * outputs
+ */
+
+static int is_sha256(const char *s)
+{
+	return strlen(s) == 64 &&
+	       strspn(s, "0123456789abcdef") == 64;
+}
+
+static void print_outputs_table(json_object *root)
+{
+	static const char *const heads[] = {
+		"JOB",	 "IDX",	    "KIND",	  "MODEL", "SIZE",
+		"BYTES", "CREATED", "RENDITIONS", "URL"};
+	static const size_t max[] = {0, 0, 0, 40, 0, 0, 0, 40, 0};
+	json_object *data = jget(root, "data");
+	dr_table *t = table_new(9, heads, max);
+
+	for (size_t i = 0; data && i < json_object_array_length(data); i++) {
+		json_object *o = json_object_array_get_idx(data, i);
+		json_object *rs = jget(o, "renditions");
+		char size[32] = "", created[24], names[256] = "";
+		const char *row[9];
+		size_t n = 0;
+
+		if (jstr(o, "width"))
+			snprintf(size, sizeof(size), "%sx%s", jstr(o, "width"),
+				 jstr(o, "height"));
+		for (size_t k = 0; rs && k < json_object_array_length(rs) &&
+				   n < sizeof(names) - 1;
+		     k++) {
+			int w = snprintf(names + n, sizeof(names) - n, "%s%s",
+					 k ? "," : "",
+					 jstr(json_object_array_get_idx(rs, k),
+					      "name"));
+
+			if (w > 0)
+				n += (size_t)w;
+		}
+		row[0] = jstr(o, "job_id");
+		row[1] = jstr(o, "index");
+		row[2] = jstr(o, "kind");
+		row[3] = jstr(o, "model");
+		row[4] = size[0] ? size : NULL;
+		row[5] = jstr(o, "bytes");
+		row[6] = short_time(jstr(o, "created_at"), created);
+		row[7] = names[0] ? names : NULL;
+		row[8] = jstr(o, "url");
+		table_add(t, row);
+	}
+	table_print(t, stdout);
+	table_free(t);
+	if (jstr(root, "next_cursor"))
+		printf("\nnext page: --cursor %s\n", jstr(root, "next_cursor"));
+}
+
+static int cmd_outputs(const cli *c, int argc, char **argv)
+{
+	const char *cmd = "outputs";
+	dr_output_filter f;
+	char since[48], until[48], *meta = NULL;
+	dr_config *cfg = NULL;
+	dr_db *db = NULL;
+	json_object *root = NULL;
+	dr_buf out;
+	dr_error err;
+	int json = 0, rc = EXIT_USAGE;
+
+	if (wants_help(argc, argv)) {
+		puts("usage: darkroom outputs [--model M] [--adapter A] "
+		     "[--sha256 HEX]\n                        [--metadata K=V] "
+		     "[--since T] [--until T] [-q TEXT]\n"
+		     "                        [--limit N] [--cursor C] "
+		     "[--json]\n\n"
+		     "Search the output index like GET /v1/outputs, newest "
+		     "first.\n\n"
+		     "  --model M        outputs of jobs of this model\n"
+		     "  --adapter A      outputs of jobs of this adapter\n"
+		     "  --sha256 HEX     outputs with these bytes\n"
+		     "  --metadata K=V   jobs with this metadata value (once)\n"
+		     "  --since T        made at or after T (ISO 8601 UTC, "
+		     "e.g. 2026-11-21T10:00:00Z)\n"
+		     "  --until T        made before T\n"
+		     "  -q TEXT          text outputs and prompts containing "
+		     "TEXT\n"
+		     "  --limit N        outputs per page, 1 to 100 (default "
+		     "20)\n"
+		     "  --cursor C       the next page\n"
+		     "  --json           print the API's JSON answer instead");
+		return 0;
+	}
+	memset(&f, 0, sizeof(f));
+	f.limit = 20;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v;
+
+		if (strcmp(a, "--json") == 0) {
+			json = 1;
+			continue;
+		}
+		if (strcmp(a, "--model") && strcmp(a, "--adapter") &&
+		    strcmp(a, "--sha256") && strcmp(a, "--metadata") &&
+		    strcmp(a, "--since") && strcmp(a, "--until") &&
+		    strcmp(a, "-q") && strcmp(a, "--limit") &&
+		    strcmp(a, "--cursor")) {
+			unexpected(cmd, a);
+			goto out;
+		}
+		if (!(v = opt_value(cmd, argc, argv, &i)))
+			goto out;
+		if (strcmp(a, "--model") == 0) {
+			f.model = v;
+		} else if (strcmp(a, "--adapter") == 0) {
+			f.adapter = v;
+		} else if (strcmp(a, "--sha256") == 0) {
+			if (!is_sha256(v)) {
+				fprintf(stderr, "darkroom %s: --sha256 takes "
+						"64 lower-case hex digits\n",
+					cmd);
+				goto out;
+			}
+			f.sha256 = v;
+		} else if (strcmp(a, "--metadata") == 0) {
+			char *eq;
+
+			if (meta || !(eq = strchr(v, '=')) || eq == v) {
+				fprintf(stderr, "darkroom %s: give one "
+						"--metadata KEY=VALUE\n",
+					cmd);
+				goto out;
+			}
+			meta = dr_xstrdup(v);
+			meta[eq - v] = '\0';
+			f.meta_key = meta;
+			f.meta_value = meta + (eq - v) + 1;
+		} else if (strcmp(a, "--since") == 0 ||
+			   strcmp(a, "--until") == 0) {
+			int s = a[2] == 's';
+
+			if (outputs_parse_time(v, s ? since : until)) {
+				fprintf(stderr, "darkroom %s: %s takes an ISO "
+						"8601 UTC time, e.g. "
+						"2026-11-21T10:00:00Z\n",
+					cmd, a);
+				goto out;
+			}
+			if (s)
+				f.since = since;
+			else
+				f.until = until;
+		} else if (strcmp(a, "-q") == 0) {
+			if (!*v || strlen(v) > 256) {
+				fprintf(stderr, "darkroom %s: -q takes 1 to "
+						"256 characters\n",
+					cmd);
+				goto out;
+			}
+			f.q = v;
+		} else if (strcmp(a, "--limit") == 0) {
+			if (parse_limit(cmd, v, &f.limit))
+				goto out;
+		} else {
+			if (!*v || strlen(v) > 20 ||
+			    strspn(v, "0123456789") != strlen(v)) {
+				fprintf(stderr, "darkroom %s: --cursor: not a "
+						"cursor from a previous page\n",
+					cmd);
+				goto out;
+			}
+			f.cursor = v;
+		}
+	}
+	rc = 1;
+	if (open_db(c, cmd, &cfg, &db))
+		goto out;
+	dr_buf_init(&out, CLI_JSON_MAX);
+	dr_error_clear(&err);
+	if (outputs_search(db, &f, &out, &err) != DR_OK) {
+		report(cmd, &err);
+	} else if (json) {
+		printf("%s\n", out.data);
+		rc = 0;
+	} else if (parse_answer(cmd, &out, &root) == 0) {
+		print_outputs_table(root);
+		rc = 0;
+	}
+	json_object_put(root);
+	dr_buf_free(&out);
+	db_free(db);
+	config_free(cfg);
+out:
+	free(meta);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * reprocess
+ */
+
+static volatile sig_atomic_t reprocess_stop;
+
+static void on_interrupt(int sig)
+{
+	(void)sig;
+	reprocess_stop = 1;
+}
+
+static int cmd_reprocess(const cli *c, int argc, char **argv)
+{
+	const char *cmd = "reprocess";
+	const char *names[DR_MAX_RENDITIONS];
+	size_t n_names = 0;
+	char since[48], until[48];
+	dr_reprocess_opts o;
+	dr_reprocess_stats s;
+	dr_config *cfg = NULL;
+	dr_db *db = NULL;
+	dr_plugins *plugins = NULL;
+	struct sigaction sa;
+	dr_error err;
+	dr_status st;
+	int all = 0, rc = 1;
+
+	if (wants_help(argc, argv)) {
+		puts("usage: darkroom reprocess (--all | --model M | --job ID "
+		     "| --since T | --until T)...\n"
+		     "                          [--preset NAME]... "
+		     "[--dry-run]\n\n"
+		     "Make renditions again for stored image outputs, e.g. "
+		     "after a preset was\nadded or changed: for each output "
+		     "(oldest first), each preset its job asked\nfor (or "
+		     "each --preset) whose rendition is missing or was made "
+		     "with other\nsettings is made from the original, read "
+		     "back from the sink, and stored.\nRenditions already "
+		     "current are left alone, so running the same command\n"
+		     "again after an interruption (Ctrl-C stops after the "
+		     "current output)\ncontinues where it stopped. Progress "
+		     "goes to stderr.\n\n"
+		     "  --all           every stored image output\n"
+		     "  --model M       outputs of jobs of this model\n"
+		     "  --job ID        outputs of this job\n"
+		     "  --since T       outputs made at or after T (ISO 8601 "
+		     "UTC)\n"
+		     "  --until T       outputs made before T\n"
+		     "  --preset NAME   make this preset (repeatable) instead "
+		     "of the job's list\n"
+		     "  --dry-run       count what would be made, store "
+		     "nothing\n\n"
+		     "Exit status: 0 done, 1 an output failed or the database "
+		     "is unavailable,\n130 interrupted.");
+		return 0;
+	}
+	memset(&o, 0, sizeof(o));
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v;
+
+		if (strcmp(a, "--all") == 0) {
+			all = 1;
+			continue;
+		}
+		if (strcmp(a, "--dry-run") == 0) {
+			o.dry_run = 1;
+			continue;
+		}
+		if (strcmp(a, "--model") && strcmp(a, "--job") &&
+		    strcmp(a, "--since") && strcmp(a, "--until") &&
+		    strcmp(a, "--preset")) {
+			unexpected(cmd, a);
+			return EXIT_USAGE;
+		}
+		if (!(v = opt_value(cmd, argc, argv, &i)))
+			return EXIT_USAGE;
+		if (strcmp(a, "--model") == 0) {
+			o.model = v;
+		} else if (strcmp(a, "--job") == 0) {
+			if (!ids_is_job_id(v)) {
+				fprintf(stderr, "darkroom %s: --job: '%s' is "
+						"not a job id\n",
+					cmd, v);
+				return EXIT_USAGE;
+			}
+			o.job_id = v;
+		} else if (strcmp(a, "--preset") == 0) {
+			if (n_names == DR_MAX_RENDITIONS) {
+				fprintf(stderr, "darkroom %s: at most %d "
+						"--preset\n",
+					cmd, DR_MAX_RENDITIONS);
+				return EXIT_USAGE;
+			}
+			names[n_names++] = v;
+		} else {
+			int is_since = strcmp(a, "--since") == 0;
+
+			if (outputs_parse_time(v, is_since ? since : until)) {
+				fprintf(stderr, "darkroom %s: %s takes an ISO "
+						"8601 UTC time, e.g. "
+						"2026-11-21T10:00:00Z\n",
+					cmd, a);
+				return EXIT_USAGE;
+			}
+			if (is_since)
+				o.since = since;
+			else
+				o.until = until;
+		}
+	}
+	if (!all && !o.model && !o.job_id && !o.since && !o.until) {
+		fprintf(stderr, "darkroom %s: say which outputs: --all, "
+				"--model, --job, --since or --until\n",
+			cmd);
+		return EXIT_USAGE;
+	}
+	if (all && (o.model || o.job_id || o.since || o.until)) {
+		fprintf(stderr, "darkroom %s: --all goes alone, without "
+				"--model, --job, --since or --until\n",
+			cmd);
+		return EXIT_USAGE;
+	}
+	if (load_config(c, &cfg))
+		return 1;
+	for (size_t i = 0; i < n_names; i++) {
+		const dr_preset *p = config_preset(cfg, names[i]);
+
+		if (!p) {
+			fprintf(stderr, "darkroom %s: no preset named '%s' in "
+					"%s\n",
+				cmd, names[i], cfg->path);
+			config_free(cfg);
+			return EXIT_USAGE;
+		}
+		o.presets[o.n_presets++] = p;
+	}
+	dr_error_clear(&err);
+	if (image_init("darkroom") != DR_OK) {
+		fprintf(stderr, "darkroom %s: libvips did not start\n", cmd);
+		goto out;
+	}
+	if (plugins_init(cfg, 1, &plugins, &err) != DR_OK) {
+		fprintf(stderr, "darkroom %s: %s\n", cmd, err.message);
+		goto out;
+	}
+	db = db_new(cfg);
+	if (db_ping(db, &err) != DR_OK) {
+		report(cmd, &err);
+		goto out;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_interrupt;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	o.progress = stderr;
+	o.tty = isatty(STDERR_FILENO);
+	o.stop = &reprocess_stop;
+	st = reprocess_run(cfg, db, plugins, &o, &s, &err);
+	printf("reprocess: %llu of %llu outputs, %llu renditions %s, "
+	       "%llu already current, %llu failed\n",
+	       (unsigned long long)s.done, (unsigned long long)s.outputs,
+	       (unsigned long long)s.made, o.dry_run ? "to make" : "made",
+	       (unsigned long long)s.current, (unsigned long long)s.failed);
+	if (st != DR_OK) {
+		report(cmd, &err);
+	} else if (s.interrupted) {
+		fprintf(stderr, "darkroom %s: interrupted; run the same "
+				"command again to continue\n",
+			cmd);
+		rc = 130;
+	} else if (s.failed) {
+		fprintf(stderr, "darkroom %s: %llu outputs failed (see "
+				"above)\n",
+			cmd, (unsigned long long)s.failed);
+	} else {
+		rc = 0;
+	}
+out:
+	db_free(db);
+	plugins_free(plugins);
+	config_free(cfg);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	cli c = {DR_SYSCONF};
@@ -308,7 +1237,25 @@ int main(int argc, char **argv)
 		return cmd_worker(&c, argc, argv);
 	if (strcmp(argv[0], "plugins") == 0)
 		return cmd_plugins(&c, argc, argv);
+	if (strcmp(argv[0], "jobs") == 0)
+		return cmd_jobs(&c, argc, argv);
+	if (strcmp(argv[0], "outputs") == 0)
+		return cmd_outputs(&c, argc, argv);
+	if (strcmp(argv[0], "reprocess") == 0)
+		return cmd_reprocess(&c, argc, argv);
 	if (strcmp(argv[0], "version") == 0) {
+		if (wants_help(argc, argv)) {
+			puts("usage: darkroom version\n\n"
+			     "Print darkroom's version and its plugin ABI "
+			     "version.");
+			return 0;
+		}
+		if (argc > 1) {
+			fprintf(stderr, "darkroom version: unexpected "
+					"argument '%s'\n",
+				argv[1]);
+			return EXIT_USAGE;
+		}
 		printf("darkroom %s (plugin ABI %u)\n", DR_VERSION,
 		       DR_PLUGIN_ABI_VERSION);
 		return 0;

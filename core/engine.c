@@ -18,6 +18,7 @@
 #include "callback.h"
 #include "jobs.h"
 #include "log.h"
+#include "metrics.h"
 #include "pipeline.h"
 
 #define MAX_STORED_PREDICTION (4u << 20) /* raw provider JSON kept */
@@ -220,7 +221,7 @@ dr_status engine_apply(dr_db *db, const dr_config *cfg, const char *adapter,
 	char *detail = NULL;
 	char progress[32], predict_time[32];
 	double old_progress, new_progress;
-	int adopt, to_final, to_persist;
+	int adopt, to_final = 0, to_persist = 0;
 	dr_status st;
 
 	*result = DR_APPLY_UNKNOWN;
@@ -365,6 +366,9 @@ commit:
 	st = db_commit(db, err);
 	if (st != DR_OK)
 		db_rollback(db);
+	if (st == DR_OK && *result == DR_APPLY_CHANGED && !is_final(cur) &&
+	    strcmp(cur, "persisting") != 0 && (to_final || to_persist))
+		metrics_provider_run(db, id);
 	if (st == DR_OK && *result == DR_APPLY_CHANGED)
 		dr_log(DR_LOG_INFO,
 		       "event=job.update job=%s source=%s from=%s to=%s "
@@ -571,6 +575,7 @@ static void step_cancel(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 
 		make_view(e, c, &v, url, sizeof(url));
 		st = ops->cancel(inst->state, &v, &err);
+		metrics_provider(e->db, c->adapter, st);
 		if (st != DR_OK && err.retryable &&
 		    c->attempts < e->cfg->worker.max_attempts) {
 			engine_retry(e, c,
@@ -627,6 +632,7 @@ static void step_submit(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 	char url[MAX_WEBHOOK_URL];
 	char status[16];
 	uint64_t n = 0;
+	double t0;
 	dr_error err;
 	dr_status st;
 
@@ -638,6 +644,7 @@ static void step_submit(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 		 * its answer being recorded (a crash, a timeout). */
 		if (ops->reconcile) {
 			st = ops->reconcile(inst->state, &v, &p, &err);
+			metrics_provider(e->db, c->adapter, st);
 			if (st == DR_OK) {
 				st = apply_own(e, c, &p, "reconcile", status);
 				engine_prediction_clear(&p);
@@ -688,7 +695,10 @@ static void step_submit(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 	    DR_OK)
 		dr_log(DR_LOG_WARNING, "event=job.event_failed job=%s", c->id);
 
+	t0 = metrics_now();
 	st = ops->submit(inst->state, &v, &p, &err);
+	metrics_step(e->db, "submit", metrics_now() - t0);
+	metrics_provider(e->db, c->adapter, st);
 	if (st == DR_OK && !p.id) {
 		st = dr_fail(&err, DR_ERR_PROVIDER, "no_prediction_id",
 			     "the provider answered without a prediction id");
@@ -757,6 +767,7 @@ static void step_poll(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 		return;
 	}
 	st = ops->get(inst->state, &v, &p, &err);
+	metrics_provider(e->db, c->adapter, st);
 	if (st == DR_OK) {
 		if (apply_own(e, c, &p, "poll", status) == DR_OK)
 			after_news(e, c, status);
@@ -815,6 +826,23 @@ void engine_run(dr_engine *e, dr_claim *c)
 			callback_deliver(e, c);
 		else
 			park(e, c);
+		return;
+	}
+	if (c->abandoned >= ENGINE_MAX_ABANDONED) {
+		/* Running the step again would most likely kill this worker
+		 * too: the job ends here, and the supervisor has already
+		 * replaced the workers that died. */
+		char msg[160];
+
+		snprintf(msg, sizeof(msg),
+			 "the worker running step '%s' died or stalled %d "
+			 "times in a row (adapter %s)",
+			 c->step, c->abandoned, c->adapter);
+		dr_log(DR_LOG_ERR,
+		       "event=job.worker_crashed job=%s step=%s adapter=%s "
+		       "abandoned=%d",
+		       c->id, c->step, c->adapter, c->abandoned);
+		engine_fail(e, c, c->step, "worker_crashed", msg);
 		return;
 	}
 	if (c->cancel_requested) {

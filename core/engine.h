@@ -56,6 +56,11 @@ dr_status engine_apply(dr_db *db, const dr_config *cfg, const char *adapter,
 		       const dr_claim *fence, dr_apply_result *result,
 		       char status_out[16], dr_error *err) DR_WARN_UNUSED;
 
+/* A job whose step was left unfinished by this many workers in a row (a
+ * plugin that crashes the process, a step that hangs) fails with code
+ * "worker_crashed" instead of being tried again. */
+#define ENGINE_MAX_ABANDONED 3
+
 /* Run the due step of a claimed job, recording every outcome (new state,
  * retry time, failure) with the claim's fencing token. Logs and swallows
  * errors: a failed write leaves the job to its lease. */

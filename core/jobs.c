@@ -10,6 +10,7 @@
 
 #include <curl/curl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "jsonutil.h"
@@ -354,7 +355,8 @@ dr_status jobs_create(dr_db *db, const dr_job_request *req,
 {
 	char id[DR_JOB_ID_LEN + 1];
 	dr_buf rend;
-	const char *input, *metadata = NULL;
+	const char *input, *metadata = NULL, *prompt;
+	char *prompt_cut = NULL;
 	dr_status st;
 
 	*replayed = 0;
@@ -378,6 +380,17 @@ dr_status jobs_create(dr_db *db, const dr_job_request *req,
 	}
 	input = json_object_to_json_string_ext(req->input,
 					       JSON_C_TO_STRING_PLAIN);
+	/* The prompt is kept for text search only: a long one is cut at a
+	 * UTF-8 boundary to fit its column (the input keeps all of it). */
+	prompt = json_get_string(req->input, "prompt");
+	if (prompt && strlen(prompt) > DR_MAX_PROMPT_INDEX) {
+		size_t n = DR_MAX_PROMPT_INDEX;
+
+		while (n > 0 && ((unsigned char)prompt[n] & 0xc0) == 0x80)
+			n--;
+		prompt_cut = dr_xstrndup(prompt, n);
+		prompt = prompt_cut;
+	}
 	if (req->metadata)
 		metadata = json_object_to_json_string_ext(
 			req->metadata, JSON_C_TO_STRING_PLAIN);
@@ -408,8 +421,7 @@ dr_status jobs_create(dr_db *db, const dr_job_request *req,
 		     " created_at, updated_at) VALUES (?, 'queued', 'submit',"
 		     " ?, ?, ?, ?, ?, ?, ?, NOW(6), NOW(6), NOW(6))",
 		     NULL, err, "ssssssss", id, req->adapter, req->model, input,
-		     json_get_string(req->input, "prompt"), metadata, rend.data,
-		     req->callback_url);
+		     prompt, metadata, rend.data, req->callback_url);
 	if (st != DR_OK)
 		goto rollback;
 	if (req->metadata) {
@@ -435,6 +447,7 @@ dr_status jobs_create(dr_db *db, const dr_job_request *req,
 rollback:
 	db_rollback(db);
 out:
+	free(prompt_cut);
 	dr_buf_free(&rend);
 	return st;
 }

@@ -25,6 +25,7 @@
 #define DR_MAX_MODEL_LEN 255
 #define DR_MAX_URL_LEN 2048
 #define DR_MAX_IDEMPOTENCY_KEY 255
+#define DR_MAX_PROMPT_INDEX 16384 /* bytes of a prompt kept for search */
 
 /* A validated POST /v1/jobs body. Strings point into `root`, which the
  * caller releases with jobs_request_free(). */

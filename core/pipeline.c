@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "download.h"
@@ -22,6 +23,7 @@
 #include "jobs.h"
 #include "jsonutil.h"
 #include "log.h"
+#include "metrics.h"
 
 #define KEY_MAX 600
 #define URL_MAX 2300
@@ -114,9 +116,7 @@ static void sha256_mem(const void *data, size_t len, char out[65])
 	hexify(digest, 32, out);
 }
 
-/* A short stable hash of a preset's settings: renditions made with other
- * settings are made again by `darkroom reprocess`. */
-static void preset_hash(const dr_preset *p, char out[17])
+void pipeline_preset_hash(const dr_preset *p, char out[17])
 {
 	char text[128], full[65];
 
@@ -155,6 +155,8 @@ static dr_status put_object(persist_ctx *x, const char *key,
 	const char *values[] = {x->c->id, x->c->model};
 	dr_object_meta meta;
 	uint64_t size = 0;
+	double t0;
+	dr_status st;
 
 	if (x->ops->stat &&
 	    x->ops->stat(x->sink->state, key, &size, err) == DR_OK &&
@@ -168,7 +170,13 @@ static dr_status put_object(persist_ctx *x, const char *key,
 	meta.n_meta = 2;
 	meta.meta_names = names;
 	meta.meta_values = values;
-	return x->ops->put(x->sink->state, key, src, &meta, err);
+	t0 = metrics_now();
+	st = x->ops->put(x->sink->state, key, src, &meta, err);
+	metrics_step(x->e->db, "upload", metrics_now() - t0);
+	if (st == DR_OK)
+		metrics_add(x->e->db, "darkroom_stored_bytes_total", "",
+			    (double)src->size);
+	return st;
 }
 
 static dr_status public_url(persist_ctx *x, const char *key, char *url,
@@ -180,14 +188,45 @@ static dr_status public_url(persist_ctx *x, const char *key, char *url,
 	return DR_OK;
 }
 
-/* Fetch a URL or data: output into a new temporary file. */
+/* Fetch a URL or data: output into a new temporary file; open a local
+ * path (DR_OUTPUT_PATH) in place. */
 static dr_status fetch(persist_ctx *x, const char *source, int *fd_out,
 		       uint64_t *size, char *ctype, size_t ctsz, dr_error *err)
 {
 	const dr_config *cfg = x->e->cfg;
 	dr_status st;
+	struct stat sb;
 	int fd;
 
+	if (source[0] == '/') {
+		/* A DR_OUTPUT_PATH output: a file an adapter (trusted code)
+		 * left on this machine, read in place; never a symlink. The
+		 * download adapters only produce http(s) and data: sources. */
+		fd = open(source, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return dr_fail(err, DR_ERR_NOT_FOUND, "output_missing",
+				       "the local output file is gone: %s",
+				       strerror(errno));
+		if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+			close(fd);
+			return dr_fail(err, DR_ERR_INVALID, "bad_output",
+				       "the local output is not a regular "
+				       "file");
+		}
+		if ((uint64_t)sb.st_size > cfg->limits.max_output_bytes) {
+			close(fd);
+			return dr_fail(err, DR_ERR_TOO_LARGE,
+				       "output_too_large",
+				       "the output is %llu bytes, over "
+				       "max_output_bytes",
+				       (unsigned long long)sb.st_size);
+		}
+		*size = (uint64_t)sb.st_size;
+		if (ctsz)
+			ctype[0] = '\0';
+		*fd_out = fd;
+		return DR_OK;
+	}
 	fd = temp_file(err);
 	if (fd < 0)
 		return DR_ERR_IO;
@@ -236,6 +275,7 @@ static dr_status render(persist_ctx *x, stored_output *o, const void *buf,
 			       cfg->limits.max_image_bytes,
 			       cfg->limits.max_pages};
 	dr_rendition rends[DR_MAX_RENDITIONS];
+	double t0 = metrics_now();
 	dr_status st;
 
 	x->step = "render";
@@ -244,6 +284,7 @@ static dr_status render(persist_ctx *x, stored_output *o, const void *buf,
 			   rends, err);
 	if (st != DR_OK)
 		return st;
+	metrics_step(x->e->db, "render", metrics_now() - t0);
 	o->is_image = 1;
 	x->step = "upload";
 	for (size_t i = 0; i < x->n_presets && st == DR_OK; i++) {
@@ -256,7 +297,7 @@ static dr_status render(persist_ctx *x, stored_output *o, const void *buf,
 		r->width = rends[i].width;
 		r->height = rends[i].height;
 		r->bytes = rends[i].len;
-		preset_hash(r->preset, r->preset_hash);
+		pipeline_preset_hash(r->preset, r->preset_hash);
 		snprintf(r->key, sizeof(r->key), "%.2s/%s/%s.%s", o->sha256,
 			 o->sha256, r->preset->name, rends[i].ext);
 		sha256_mem(rends[i].data, rends[i].len, sha);
@@ -281,6 +322,7 @@ static dr_status persist_one(persist_ctx *x, const dr_db_rows *rows, size_t i,
 	dr_sniff sn;
 	uint64_t size = 0;
 	int fd = -1;
+	double t0;
 	dr_status st;
 
 	o->row_id = db_cell(rows, i, 0);
@@ -304,9 +346,13 @@ static dr_status persist_one(persist_ctx *x, const dr_db_rows *rows, size_t i,
 		return dr_fail(err, DR_ERR_INVALID, "bad_output",
 			       "output %s has no source", db_cell(rows, i, 1));
 	x->step = "download";
+	t0 = metrics_now();
 	st = fetch(x, source, &fd, &size, ctype, sizeof(ctype), err);
 	if (st != DR_OK)
 		return st;
+	metrics_step(x->e->db, "download", metrics_now() - t0);
+	metrics_add(x->e->db, "darkroom_downloaded_bytes_total", "",
+		    (double)size);
 	memset(head, 0, sizeof(head));
 	if (pread(fd, head, sizeof(head), 0) < 0) {
 		st = dr_fail(err, DR_ERR_IO, "io_error",
@@ -551,9 +597,12 @@ void pipeline_persist(dr_engine *e, dr_claim *c)
 		}
 	}
 	if (st == DR_OK) {
+		double t0 = metrics_now();
+
 		x.step = "index";
 		st = index_all(&x, outs, rows->n_rows, &err);
 		if (st == DR_OK) {
+			metrics_step(e->db, "index", metrics_now() - t0);
 			dr_log(DR_LOG_INFO,
 			       "event=job.succeeded job=%s outputs=%zu "
 			       "adapter=%s",

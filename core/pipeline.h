@@ -30,6 +30,11 @@
 /* Run the persist step of a claimed job in `persisting`. */
 void pipeline_persist(dr_engine *e, dr_claim *c);
 
+/* A short stable hash of a preset's settings (16 hex digits and a NUL in
+ * `out`), stored with each rendition: renditions made with other settings
+ * are made again by `darkroom reprocess` (reprocess.h). */
+void pipeline_preset_hash(const dr_preset *p, char out[17]);
+
 /* Cache-Control of every stored object. */
 #define DR_CACHE_CONTROL "public, max-age=31536000, immutable"
 

@@ -56,7 +56,11 @@ dr_status queue_claim(dr_db *db, const char *owner, double lease, dr_claim *c,
 	db_rows_free(rows);
 	rows = NULL;
 	st = db_exec(db,
-		     "UPDATE jobs SET lease_owner = ?,"
+		     /* Before lease_owner changes: MariaDB assigns left to
+		      * right. A lease still held means its worker never
+		      * finished the step (it died or stalled). */
+		     "UPDATE jobs SET claims = IF(lease_owner IS NULL, 0,"
+		     " claims + 1), lease_owner = ?,"
 		     " lease_version = lease_version + 1,"
 		     " run_at = NOW(6) + INTERVAL ? MICROSECOND WHERE id = ?",
 		     NULL, err, "sis", owner, (int64_t)(lease * 1e6), id);
@@ -67,7 +71,7 @@ dr_status queue_claim(dr_db *db, const char *owner, double lease, dr_claim *c,
 		      " input, prediction_id, attempts, cancel_requested,"
 		      " UNIX_TIMESTAMP(submitted_at),"
 		      " UNIX_TIMESTAMP(provider_deadline),"
-		      " UNIX_TIMESTAMP(NOW(6)), callback_state"
+		      " UNIX_TIMESTAMP(NOW(6)), callback_state, claims"
 		      " FROM jobs WHERE id = ?",
 		      &rows, err, "s", id);
 	if (st != DR_OK)
@@ -94,6 +98,7 @@ dr_status queue_claim(dr_db *db, const char *owner, double lease, dr_claim *c,
 	c->now = cell_double(rows, 12);
 	snprintf(c->callback_state, sizeof(c->callback_state), "%s",
 		 db_cell(rows, 0, 13));
+	c->abandoned = (int)strtol(db_cell(rows, 0, 14), NULL, 10);
 	db_rows_free(rows);
 	return DR_OK;
 rollback:

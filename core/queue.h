@@ -41,6 +41,8 @@ typedef struct dr_claim {
 	double submitted_at;      /* epoch seconds, 0 when NULL */
 	double provider_deadline; /* epoch seconds, 0 when NULL */
 	double now;               /* the database clock at the claim */
+	int abandoned; /* claims in a row that found the previous lease
+			  still held: its worker died or stalled mid-step */
 } dr_claim;
 
 /* Release the strings of a claim; accepts a zeroed claim. */

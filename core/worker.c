@@ -19,6 +19,7 @@
 #include "engine.h"
 #include "image.h"
 #include "log.h"
+#include "metrics.h"
 #include "plugin.h"
 #include "queue.h"
 
@@ -26,6 +27,7 @@
 #define IDLE_MAX 5.0       /* longest sleep without work (seconds) */
 #define DB_RETRY 1.0       /* sleep after a database failure */
 #define RESTART_MIN 1.0    /* a slot restarts at most once a second */
+#define HEARTBEAT 3.0      /* seconds between liveness rows (metrics.h) */
 
 static volatile sig_atomic_t stopping;
 static volatile sig_atomic_t child_exited;
@@ -84,6 +86,8 @@ static _Noreturn void child_main(const dr_config *cfg, int slot, int wake_fd)
 {
 	dr_engine e;
 	dr_error err;
+	char host[48] = "localhost";
+	double beat = -HEARTBEAT;
 	int rc = 0;
 
 	/* Die with the supervisor, even when it is SIGKILLed. */
@@ -94,14 +98,9 @@ static _Noreturn void child_main(const dr_config *cfg, int slot, int wake_fd)
 	memset(&e, 0, sizeof(e));
 	dr_error_clear(&err);
 	e.cfg = cfg;
-	{
-		char host[48] = "localhost";
-
-		gethostname(host, sizeof(host) - 1);
-		host[sizeof(host) - 1] = '\0';
-		snprintf(e.owner, sizeof(e.owner), "%.40s:%ld", host,
-			 (long)getpid());
-	}
+	gethostname(host, sizeof(host) - 1);
+	host[sizeof(host) - 1] = '\0';
+	snprintf(e.owner, sizeof(e.owner), "%.40s:%ld", host, (long)getpid());
 	/* libvips starts after fork: its threads do not survive one. */
 	if (image_init("darkroom-worker") != DR_OK) {
 		dr_log(DR_LOG_ERR, "event=worker.image_init_failed slot=%d",
@@ -122,6 +121,11 @@ static _Noreturn void child_main(const dr_config *cfg, int slot, int wake_fd)
 		dr_status st;
 		double due = -1;
 
+		if (now_mono() - beat >= HEARTBEAT) {
+			metrics_heartbeat(e.db, e.owner, (long)getpid(), host);
+			beat = now_mono();
+		}
+
 		st = queue_claim(e.db, e.owner, cfg->worker.lease, &c, &err);
 		if (st == DR_OK) {
 			double t0 = now_mono();
@@ -130,10 +134,11 @@ static _Noreturn void child_main(const dr_config *cfg, int slot, int wake_fd)
 			       "event=job.claimed job=%s step=%s adapter=%s",
 			       c.id, c.step, c.adapter);
 			engine_run(&e, &c);
-			dr_log(DR_LOG_DEBUG,
-			       "event=job.step_done job=%s step=%s "
+			dr_log(DR_LOG_INFO,
+			       "event=job.step_done job=%s step=%s adapter=%s "
 			       "duration_ms=%.1f",
-			       c.id, c.step, (now_mono() - t0) * 1000);
+			       c.id, c.step, c.adapter,
+			       (now_mono() - t0) * 1000);
 			queue_claim_clear(&c);
 			continue;
 		}
@@ -150,6 +155,7 @@ static _Noreturn void child_main(const dr_config *cfg, int slot, int wake_fd)
 		idle_wait(wake_fd, due);
 	}
 	dr_log(DR_LOG_INFO, "event=worker.stop slot=%d", slot);
+	metrics_heartbeat_clear(e.db, e.owner);
 	db_free(e.db);
 	plugins_free(e.plugins);
 	_exit(rc);

@@ -4,7 +4,9 @@
 # (tests/plugins/nm-check.sh) and the webhook cross-check
 # (tests/webhook/cross_check.js, after tests/lib/npm-deps.sh installs its
 # npm packages when missing), then the integration tests
-# (tests/integration/test_s3.sh against s3rver, tests/run-integration.sh).
+# (tests/integration/test_s3.sh against s3rver, the deployment tests
+# test_webservers.sh, test_systemd.sh and test_install.sh,
+# tests/integration/test_make_run.sh, tests/run-integration.sh).
 # Ends with the grand total as the line "N passed, N failed" and exits
 # non-zero on any failure.
 #
@@ -126,6 +128,20 @@ if [ "$run_integration" = 1 ]; then
     # server, no database or web server needed.
     echo "== integration: test_s3"
     run_counted env BUILD="$BUILD" bash "$ROOT/tests/integration/test_s3.sh"
+
+    # Deployment: the smoke suite through every web server setup of conf/
+    # (own MariaDB), the systemd units and socket activation, make install.
+    echo "== integration: test_webservers"
+    run_counted env BUILD="$BUILD" bash "$ROOT/tests/integration/test_webservers.sh"
+    echo "== integration: test_systemd"
+    run_counted env BUILD="$BUILD" bash "$ROOT/tests/integration/test_systemd.sh"
+    echo "== integration: test_install"
+    run_counted env BUILD="$BUILD" bash "$ROOT/tests/integration/test_install.sh"
+
+    # `make run` offline, end to end (the exec adapter and the generator),
+    # on its own free port and state directory; stopped with SIGTERM.
+    echo "== integration: test_make_run"
+    run_counted env BUILD="$BUILD" bash "$ROOT/tests/integration/test_make_run.sh"
 
     set +e
     bash "$ROOT/tests/run-integration.sh" 2>&1 | tee "$LOG"

@@ -25,6 +25,17 @@
 #   DARKROOM_LIGHTTPD_PID, DARKROOM_LIGHTTPD_ERRLOG     the web server
 #   DARKROOM_APP_LOG       the FastCGI app's stderr
 #   DARKROOM_TEST_DIR      the temporary directory, for scratch files
+#   DARKROOM_FAKE_REPLICATE            the fake Replicate's base URL
+#   DARKROOM_REPLICATE_SECRET[_PREV]   its webhook secrets
+#   DARKROOM_CALLBACK_SECRET           the secret signing client callbacks
+#   DARKROOM_FAKE_COG1/2, DARKROOM_COG1/2_TOKEN  the fake Cog containers
+#                          (tests/fakes/cog.py) behind [adapter "cog1"/"cog2"]
+#   DARKROOM_S3_PORT, DARKROOM_S3_DIR  s3rver (bucket DARKROOM_S3_TEST_BUCKET)
+#                          on 127.0.0.1, configured as [sink "s3"] (SigV4,
+#                          path style); a worker started with DARKROOM_SINK=s3
+#                          stores there. DARKROOM_S3_PID its pid;
+#                          DARKROOM_S3RVER_BIN the s3rver script (run with
+#                          node), for tests that start their own.
 
 set -euo pipefail
 
@@ -44,6 +55,8 @@ done < <(compgen -e)
 
 # shellcheck source=tests/lib/services.sh
 . "$ROOT/tests/lib/services.sh"
+# shellcheck source=tests/lib/npm-deps.sh
+. "$ROOT/tests/lib/npm-deps.sh"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/darkroom-it.XXXXXX")
 passed=0
@@ -123,6 +136,34 @@ services_bg fake-replicate "$WORK/fake-replicate.log" \
     python3 "$ROOT/tests/fakes/replicate.py" --port "$FAKE_PORT" \
     --token r8_fake --secret "$REPLICATE_SECRET"
 wait_port "$FAKE_PORT" || setup_failed "the fake Replicate did not start"
+
+# -- two fake Cog containers (tests/fakes/cog.py), [adapter "cog1"] and
+# [adapter "cog2"], each with its own webhook token.
+COG1_PORT=$(free_port)
+COG1_TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+services_bg fake-cog1 "$WORK/fake-cog1.log" \
+    python3 "$ROOT/tests/fakes/cog.py" --port "$COG1_PORT" --token "$COG1_TOKEN"
+wait_port "$COG1_PORT" || setup_failed "the fake Cog (cog1) did not start"
+COG2_PORT=$(free_port)
+COG2_TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+services_bg fake-cog2 "$WORK/fake-cog2.log" \
+    python3 "$ROOT/tests/fakes/cog.py" --port "$COG2_PORT" --token "$COG2_TOKEN"
+wait_port "$COG2_PORT" || setup_failed "the fake Cog (cog2) did not start"
+
+# -- s3rver (npm, tests/lib/npm-deps.sh): the S3 server behind [sink "s3"].
+# It checks SigV2 signatures (a wrong secret gets 403), not SigV4 ones, and
+# serves unsigned reads, so the tests read objects back with plain GETs.
+npm_deps_install || setup_failed "cannot install s3rver with npm"
+S3_PORT=$(free_port)
+S3_DIR=$WORK/s3rver
+S3_BUCKET=darkroom
+S3RVER_BIN=$ROOT/node_modules/.bin/s3rver
+mkdir -p "$S3_DIR"
+services_bg s3rver "$WORK/s3rver.log" \
+    node "$S3RVER_BIN" -d "$S3_DIR" -a 127.0.0.1 -p "$S3_PORT" --silent \
+    --configure-bucket "$S3_BUCKET"
+S3_PID=$SERVICES_LAST_PID
+wait_port "$S3_PORT" 30 "$S3_PID" || setup_failed "s3rver did not start (log: $WORK/s3rver.log)"
 cat >"$WORK/darkroom.conf" <<EOF
 # darkroom configuration for the integration tests (generated).
 
@@ -141,12 +182,40 @@ user = root
 name = $DB_NAME
 migrations_dir = $ROOT/migrations
 
+[limits]
+# Small, so the cap and slow-drip cases end in seconds.
+max_output_bytes = 4M
+download_timeout = 20s
+download_low_speed = 1k
+download_low_speed_time = 2s
+
 [preset "thumb"]
 width = 256
 height = 256
 fit = inside
 format = webp
 quality = 80
+
+[preset "card"]
+width = 1280
+height = 720
+fit = cover
+format = webp
+quality = 82
+
+[preset "small"]
+width = 64
+height = 64
+fit = inside
+format = jpeg
+quality = 80
+
+[preset "av"]
+width = 128
+height = 128
+fit = inside
+format = avif
+quality = 50
 
 [adapter "null"]
 plugin = null
@@ -156,6 +225,20 @@ token = r8_fake
 api_base = http://127.0.0.1:$FAKE_PORT/v1
 webhook_secret = $REPLICATE_SECRET
 webhook_secret_previous = $REPLICATE_SECRET_PREV
+
+[adapter "cog1"]
+plugin = cog
+url = http://127.0.0.1:$COG1_PORT
+webhook_token = $COG1_TOKEN
+timeout = 5s
+busy_retry = 1s
+
+[adapter "cog2"]
+plugin = cog
+url = http://127.0.0.1:$COG2_PORT
+webhook_token = $COG2_TOKEN
+timeout = 5s
+busy_retry = 1s
 
 [worker]
 processes = 2
@@ -171,6 +254,21 @@ shutdown_grace = 5s
 [sink "fs"]
 root = $MEDIA
 base_url = http://127.0.0.1:$WEB_PORT/media
+
+# Not the active sink ([server] sink stays fs): a worker started with
+# DARKROOM_SINK=s3 uses it; DARKROOM_S3_SIGNATURE, DARKROOM_S3_SECRET_KEY
+# and DARKROOM_S3_ENDPOINT override it for one worker.
+[sink "s3"]
+plugin = s3
+endpoint = http://127.0.0.1:$S3_PORT
+bucket = $S3_BUCKET
+access_key = S3RVER
+secret_key = S3RVER
+signature = v4
+addressing = path
+timeout = 10s
+connect_timeout = 2s
+retries = 1
 EOF
 
 # -- schema
@@ -196,21 +294,30 @@ export DARKROOM_FAKE_REPLICATE=http://127.0.0.1:$FAKE_PORT
 export DARKROOM_REPLICATE_SECRET=$REPLICATE_SECRET
 export DARKROOM_REPLICATE_SECRET_PREV=$REPLICATE_SECRET_PREV
 export DARKROOM_CALLBACK_SECRET=$CALLBACK_SECRET
+export DARKROOM_FAKE_COG1=http://127.0.0.1:$COG1_PORT DARKROOM_COG1_TOKEN=$COG1_TOKEN
+export DARKROOM_FAKE_COG2=http://127.0.0.1:$COG2_PORT DARKROOM_COG2_TOKEN=$COG2_TOKEN
+export DARKROOM_S3_PORT=$S3_PORT DARKROOM_S3_DIR=$S3_DIR DARKROOM_S3_PID=$S3_PID
+export DARKROOM_S3_TEST_BUCKET=$S3_BUCKET DARKROOM_S3RVER_BIN=$S3RVER_BIN
 
 # -- tests
 export PYTHONDONTWRITEBYTECODE=1
 if [ "$#" -gt 0 ]; then
     tests=("$@")
 else
-    tests=("$ROOT"/tests/integration/test_*.py)
+    # test_out_of_tree.sh last: it installs into a scratch DESTDIR and runs
+    # a job through an out-of-tree plugin with the installed programs.
+    tests=("$ROOT"/tests/integration/test_*.py "$ROOT/tests/integration/test_out_of_tree.sh")
 fi
 
 for t in "${tests[@]}"; do
     [ -f "$t" ] || continue
     name=$(basename "$t" .py)
+    name=${name%.sh}
+    runner=python3
+    case "$t" in *.sh) runner=bash ;; esac
     echo "== $name"
     set +e
-    timeout -k 10 "$FILE_TIMEOUT" python3 "$t" 2>&1 </dev/null | tee "$WORK/$name.log"
+    timeout -k 10 "$FILE_TIMEOUT" "$runner" "$t" 2>&1 </dev/null | tee "$WORK/$name.log"
     rc=${PIPESTATUS[0]}
     set -e
     summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$WORK/$name.log" | tail -n 1 || true)

@@ -129,10 +129,24 @@ SAMPLE_VP8 = base64.b64decode(
     "YrAlcqS0z2zIKtMyFvhQ4vBgRMSC+AAA")
 SAMPLE_W, SAMPLE_H = 64, 48
 
+# 64x48 AVIF (made once with `vips copy g.png g.avif[Q=40,strip,compression=av1]`
+# from png_bytes("avif-sample")); avif_bytes() appends a `free` box naming the
+# seed (readers skip it).
+SAMPLE_AVIF = base64.b64decode(
+    "AAAAHGZ0eXBhdmlmAAAAAGF2aWZtaWYxbWlhZgAAAOptZXRhAAAAAAAAACFoZGxyAAAAAAAA"
+    "AABwaWN0AAAAAAAAAAAAAAAAAAAAAA5waXRtAAAAAAABAAAAImlsb2MAAAAAREAAAQABAAAA"
+    "AAEOAAEAAAAAAAAAhgAAACNpaW5mAAAAAAABAAAAFWluZmUCAAAAAAEAAGF2MDEAAAAAamlw"
+    "cnAAAABLaXBjbwAAABNjb2xybmNseAACAAIABoAAAAAMYXYxQ4EADAAAAAAUaXNwZQAAAAAA"
+    "AABAAAAAMAAAABBwaXhpAAAAAAMICAgAAAAXaXBtYQAAAAAAAAABAAEEgYIDhAAAAI5tZGF0"
+    "EgAKCRgVf72CBAQNCDJ3GYAOOZOFAL4o6vOP9A/eesE25Tz4APfmwj+WoEsDYrnCUuFNBXKm"
+    "QiQlsMNwvttzu47uGNil7jPqSAsDNKs3emZWIOfTqDcvapsN9109fcf6b9xjrncktC3SZ/k9"
+    "osRsY/ZOcj9a662JjX2F2C3YgtJ4NgBCzpQ=")
+
 FORMATS = {  # fake_format -> (extension, content type)
     "png": ("png", "image/png"),
     "jpeg": ("jpg", "image/jpeg"),
     "webp": ("webp", "image/webp"),
+    "avif": ("avif", "image/avif"),
 }
 EXT_FORMAT = {ext: fmt for fmt, (ext, _) in FORMATS.items()}
 PNG_SIG = b"\x89PNG\r\n\x1a\n"
@@ -185,6 +199,55 @@ def webp_bytes(seed):
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
+def avif_bytes(seed):
+    """The sample AVIF with a trailing `free` box naming SEED (the item
+    locations are absolute offsets, so appending moves nothing)."""
+    data = ("darkroom fake-replicate " + seed).encode()[:60000]
+    return SAMPLE_AVIF + struct.pack(">I", len(data) + 8) + b"free" + data
+
+
+# Hostile files (fake_file): what a provider, or someone posing as one,
+# might serve.
+FILE_KINDS = ("truncated", "bomb", "svg", "html", "big")
+BIG_DEFAULT = 8 << 20  # bytes of a `big` file without fake_size
+
+
+def bomb_png(width=100000, height=100000):
+    """A valid PNG header declaring WIDTH x HEIGHT RGB pixels over a tiny
+    IDAT (one zero row, compressed): every CRC is right, only the size
+    lies. Decoders that trust the header allocate 30 GB."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * (1 + 3 * min(width, 1000)))
+    return PNG_SIG + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+
+
+def svg_bytes(seed):
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<svg xmlns="http://www.w3.org/2000/svg" width="64" height="48">'
+            '<script>alert(document.domain)</script>'
+            '<rect width="64" height="48" fill="#c00"/><!-- %s --></svg>\n' % seed).encode()
+
+
+def html_bytes(seed):
+    return ('<!DOCTYPE html>\n<html><head><title>not an image</title></head>'
+            '<body><script>alert(document.cookie)</script><!-- %s --></body></html>\n' % seed).encode()
+
+
+def hostile_bytes(kind, fmt, seed, width=None, height=None):
+    """The bytes of a fake_file KIND (`big` is the normal image; its size
+    comes from sized_body)."""
+    if kind == "truncated":
+        whole = image_bytes(fmt, seed, width, height)
+        return whole[:len(whole) // 2]
+    if kind == "bomb":
+        return bomb_png()
+    if kind == "svg":
+        return svg_bytes(seed)
+    if kind == "html":
+        return html_bytes(seed)
+    return image_bytes(fmt, seed, width, height)
+
+
 _image_cache = {}
 _image_cache_lock = threading.Lock()
 
@@ -198,6 +261,8 @@ def image_bytes(fmt, seed, width=None, height=None):
         data = png_bytes(seed, width or 64, height or 48)
     elif fmt == "jpeg":
         data = jpeg_bytes(seed)
+    elif fmt == "avif":
+        data = avif_bytes(seed)
     else:
         data = webp_bytes(seed)
     with _image_cache_lock:
@@ -467,6 +532,8 @@ class Prediction:
         self.file_ttl = cfg["file_ttl"]
         self.width, self.height = cfg["width"], cfg["height"]
         self.output_urls = cfg["output_urls"]
+        self.file_seed = cfg["seed"]
+        self.file_kind = cfg["file"]
         self.files_base = cfg["files_base"]
         self.api_base = cfg["api_base"]
         self.cancel_after = cfg["cancel_after"]
@@ -493,6 +560,27 @@ class Prediction:
     def file_url(self, n):
         return "%s/files/%s/out-%d.%s" % (self.files_base, self.id, n, FORMATS[self.fmt][0])
 
+    def seed_of(self, n):
+        """What output N's bytes derive from: fake_seed when given (equal
+        seeds, equal files), else the prediction id."""
+        return "%s:%d" % (self.file_seed if self.file_seed is not None else self.id, n)
+
+    def body(self, n):
+        """(length, iterator of pieces) of output N's file."""
+        seed = self.seed_of(n)
+        if self.file_kind is None:
+            base = image_bytes(self.fmt, seed, self.width, self.height)
+        else:
+            base = hostile_bytes(self.file_kind, self.fmt, seed, self.width, self.height)
+        size = self.size
+        if self.file_kind == "big" and size is None:
+            size = BIG_DEFAULT
+        return sized_body(self.fmt, base, size)
+
+    def data_uri(self, n):
+        length, pieces = self.body(n)
+        return "data:%s;base64,%s" % (FORMATS[self.fmt][1], base64.b64encode(b"".join(pieces)).decode())
+
     def file_indexes(self):
         if self.output_urls is not None:
             return []
@@ -509,11 +597,11 @@ class Prediction:
         if s == "object":
             return {"images": [self.file_url(0)], "meta": {"seed": 1}}
         if s == "data":
-            return data_uri(self.fmt, self.id + ":0")
+            return self.data_uri(0)
         if s == "text":
             return list(TEXT_TOKENS)
         if s == "mixed":
-            return [self.file_url(0), data_uri(self.fmt, self.id + ":1")]
+            return [self.file_url(0), self.data_uri(1)]
         return None
 
     def partial_output(self, frac):
@@ -904,6 +992,7 @@ def read_steering(inp, settings):
         "predict_time": num("fake_predict_time", None),
         "file_ttl": num("fake_file_ttl", None),
         "size": None, "width": None, "height": None, "output_urls": None,
+        "seed": None, "file": None,
     }
     size = inp.get("fake_size")
     if size is not None:
@@ -920,6 +1009,16 @@ def read_steering(inp, settings):
         raise ApiError(422, "input.fake_width x fake_height is over %d pixels" % MAX_PIXELS)
     if (cfg["width"] or cfg["height"]) and cfg["format"] != "png":
         raise ApiError(422, "input.fake_width/fake_height need fake_format png")
+    seed = inp.get("fake_seed")
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, (str, int)) or not 1 <= len(str(seed)) <= 200:
+            raise ApiError(422, "input.fake_seed must be a string (1..200 characters) or an integer")
+        cfg["seed"] = str(seed)
+    kind = inp.get("fake_file")
+    if kind is not None:
+        if kind not in FILE_KINDS:
+            raise ApiError(422, "input.fake_file must be one of %s" % ", ".join(FILE_KINDS))
+        cfg["file"] = kind
     urls = inp.get("fake_output_urls")
     if urls is not None:
         if not (isinstance(urls, str) or (isinstance(urls, list) and all(isinstance(u, str) for u in urls))):
@@ -1330,10 +1429,8 @@ class Handler(BaseHTTPRequestHandler):
             if not ok:
                 raise ApiError(404, "file not found or expired")
             rec["status"] = 200
-            fmt, size = p.fmt, p.size
-            seed, w, h = "%s:%d" % (p.id, n), p.width, p.height
-        base = image_bytes(fmt, seed, w, h)
-        length, pieces = sized_body(fmt, base, size)
+            fmt = p.fmt
+        length, pieces = p.body(n)
         ctype = FORMATS[fmt][1]
         if st["wrong_content_type"]:
             ctype = st["wrong_content_type"] if isinstance(st["wrong_content_type"], str) else "text/html; charset=utf-8"
@@ -1423,7 +1520,8 @@ class Handler(BaseHTTPRequestHandler):
                 "cancel_after": p.cancel_after,
                 "files": [p.file_url(n) for n in p.file_indexes()],
                 "fake": {"outcome": p.outcome, "output": p.shape, "format": p.fmt, "duration": p.duration,
-                         "start_delay": p.start_delay, "size": p.size},
+                         "start_delay": p.start_delay, "size": p.size, "seed": p.file_seed,
+                         "file": p.file_kind},
             })
             preds[p.id] = d
         return {"predictions": preds, "creates": list(fake.creates), "webhook_deliveries": list(fake.deliveries),
@@ -1534,6 +1632,30 @@ def self_test():
     check("WebP: RIFF size matches", wb[:4] == b"RIFF" and struct.unpack("<I", wb[4:8])[0] == len(wb) - 8
           and wb[8:16] == b"WEBPVP8X")
     check("data URI", data_uri("png", "q").startswith("data:image/png;base64,iVBOR"))
+    av = avif_bytes("abc")
+    check("AVIF: ftyp avif, seed box at the end", av[4:12] == b"ftypavif" and av.endswith(b"abc")
+          and av != avif_bytes("abd"))
+
+    def crcs_ok(data):
+        i = 8
+        while i < len(data):
+            n = struct.unpack(">I", data[i:i + 4])[0]
+            t, d = data[i + 4:i + 8], data[i + 8:i + 8 + n]
+            if struct.unpack(">I", data[i + 8 + n:i + 12 + n])[0] != zlib.crc32(t + d) & 0xFFFFFFFF:
+                return False
+            i += 12 + n
+        return i == len(data)
+
+    bomb = hostile_bytes("bomb", "png", "s")
+    check("bomb PNG: 100000x100000 in IHDR, CRCs right, tiny",
+          bomb[:8] == PNG_SIG and struct.unpack(">II", bomb[16:24]) == (100000, 100000)
+          and crcs_ok(bomb) and len(bomb) < 200)
+    whole = image_bytes("png", "s")
+    check("truncated PNG: the first half of the image",
+          hostile_bytes("truncated", "png", "s") == whole[:len(whole) // 2])
+    check("svg and html kinds", hostile_bytes("svg", "png", "s").startswith(b"<?xml")
+          and b"<svg" in hostile_bytes("svg", "png", "s")
+          and hostile_bytes("html", "png", "s").startswith(b"<!DOCTYPE html>"))
     check("ISO 8601 with nanoseconds",
           iso_ns(1795428000123456789) == "2026-11-23T10:00:00.123456789Z")
     check("id: 26 chars of lowercase base32", re.fullmatch(r"[a-z2-7]{26}", new_id()))
@@ -1551,7 +1673,7 @@ def self_test():
     import tempfile
     if shutil.which("vipsheader"):
         with tempfile.TemporaryDirectory() as d:
-            for ext, data in (("png", padded), ("jpg", j), ("webp", wb)):
+            for ext, data in (("png", padded), ("jpg", j), ("webp", wb), ("avif", av)):
                 fn = os.path.join(d, "t." + ext)
                 with open(fn, "wb") as f:
                     f.write(data)

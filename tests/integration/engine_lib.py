@@ -57,10 +57,13 @@ def creates_by_job():
 
 
 class Worker:
-    """A `darkroom worker` supervisor with N processes, logs in WORK."""
+    """A `darkroom worker` supervisor with N processes, logs in WORK, with
+    ENV added to this process's environment."""
 
     def __init__(self, processes=2, name="worker", env=None):
-        self.log = open(os.path.join(WORK, f"{name}.log"), "ab")
+        self.name = name
+        self.log_path = os.path.join(WORK, f"{name}.log")
+        self.log = open(self.log_path, "ab")
         full_env = dict(os.environ)
         full_env.update(env or {})
         self.proc = subprocess.Popen([BIN, "worker", "--processes", str(processes)],
@@ -69,7 +72,7 @@ class Worker:
 
     def children(self):
         out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
-        return [int(p) for p in out.stdout.split()]
+        return sorted(int(p) for p in out.stdout.split())
 
     def stop(self, timeout=20):
         if self.proc.poll() is None:
@@ -87,6 +90,10 @@ class Worker:
             leftover = False
         self.log.close()
         return leftover
+
+    def log_text(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
 
 
 def with_worker(processes=2):

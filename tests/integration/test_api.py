@@ -401,6 +401,13 @@ def _():
     invalid(job_body(bogus_field=1), "bogus_field")
 
 
+@case("a 100 KiB prompt is accepted and kept whole in the input")
+def _():
+    prompt = "é" + "a lighthouse at dawn, " * 4700
+    job = create(job_body(input={"prompt": prompt}))
+    expect_eq(job["input"]["prompt"], prompt, "prompt")
+
+
 @case("422 for a body that is a JSON array or scalar")
 def _():
     for raw in (b"[]", b'[{"model": "acme/model", "input": {}}]', b"42", b'"x"', b"null"):

@@ -1,0 +1,427 @@
+/*
+ * metrics.c - counters, histograms and the Prometheus exposition (see
+ * metrics.h).
+ *
+ * Why the database and not memory: the FastCGI app runs as several
+ * processes the web server starts and stops at will, and the worker is a
+ * pool of forked children; an in-memory counter would be per process and
+ * lost at each restart. A row bumped with INSERT ... ON DUPLICATE KEY
+ * UPDATE costs one small autocommit statement and is exact across all of
+ * them. Histograms are stored cumulatively (each observation bumps every
+ * bucket whose bound it does not exceed), so the scrape only reads rows.
+ */
+#include "metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+/* Bucket bounds of every duration histogram (seconds). The X-macro keeps
+ * the SQL of metrics_observe() and the exposition in step. */
+#define DR_BUCKETS(X)                                                         \
+	X(0.005) X(0.01) X(0.025) X(0.05) X(0.1) X(0.25) X(0.5) X(1) X(2.5)   \
+	X(5) X(10) X(30) X(60) X(120) X(300) X(600)
+#define BUCKET_STR(b) #b,
+#define BUCKET_SQL(b) "SELECT '" #b "' AS le, " #b " AS bound UNION ALL "
+
+static const char *const bucket_bounds[] = {DR_BUCKETS(BUCKET_STR) "+Inf"};
+#define N_BUCKETS (sizeof(bucket_bounds) / sizeof(bucket_bounds[0]))
+
+/* The steps whose durations are observed, in exposition order. */
+static const char *const steps[] = {"submit", "provider_run", "download",
+				    "render", "upload",       "index"};
+
+#define STEP_HISTOGRAM "darkroom_step_duration_seconds"
+#define HEARTBEAT_ALIVE "15" /* seconds: a worker seen since is alive */
+
+double metrics_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Append `s` escaped for a label value into out[*n..], keeping room for
+ * the closing quote and NUL; cut at the limit. */
+static void escape_into(char *out, size_t outsz, size_t *n, const char *s)
+{
+	for (; *s; s++) {
+		const char *rep = NULL;
+		char one[2] = {*s, '\0'};
+
+		if (*s == '\\')
+			rep = "\\\\";
+		else if (*s == '"')
+			rep = "\\\"";
+		else if (*s == '\n')
+			rep = "\\n";
+		else
+			rep = one;
+		if (*n + strlen(rep) + 2 >= outsz)
+			return;
+		memcpy(out + *n, rep, strlen(rep));
+		*n += strlen(rep);
+	}
+}
+
+char *metrics_labels(char *out, size_t outsz, const char *key, ...)
+{
+	va_list ap;
+	size_t n = 0;
+
+	if (outsz == 0)
+		return out;
+	out[0] = '\0';
+	va_start(ap, key);
+	for (const char *k = key; k; k = va_arg(ap, const char *)) {
+		const char *v = va_arg(ap, const char *);
+		size_t klen = strlen(k);
+
+		if (n + klen + 6 >= outsz)
+			break;
+		if (n)
+			out[n++] = ',';
+		memcpy(out + n, k, klen);
+		n += klen;
+		out[n++] = '=';
+		out[n++] = '"';
+		escape_into(out, outsz, &n, v ? v : "");
+		out[n++] = '"';
+		out[n] = '\0';
+	}
+	va_end(ap);
+	out[n] = '\0';
+	return out;
+}
+
+void metrics_add(dr_db *db, const char *name, const char *labels,
+		 double value)
+{
+	dr_error err;
+
+	dr_error_clear(&err);
+	if (db_exec(db,
+		    "INSERT INTO metric_counters (name, labels, value)"
+		    " VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE"
+		    " value = value + VALUES(value)",
+		    NULL, &err, "ssd", name, labels, value) != DR_OK)
+		dr_log(DR_LOG_DEBUG,
+		       "event=metrics.write_failed metric=%s code=%s", name,
+		       err.code);
+}
+
+void metrics_observe(dr_db *db, const char *name, const char *labels,
+		     double seconds)
+{
+	char bucket[64], sum[64], count[64];
+	char prefix[DR_METRICS_LABELS_MAX + 2];
+	dr_error err;
+
+	if (seconds < 0)
+		seconds = 0;
+	snprintf(bucket, sizeof(bucket), "%s_bucket", name);
+	snprintf(sum, sizeof(sum), "%s_sum", name);
+	snprintf(count, sizeof(count), "%s_count", name);
+	snprintf(prefix, sizeof(prefix), "%s%s", labels, *labels ? "," : "");
+	dr_error_clear(&err);
+	if (db_exec(db,
+		    "INSERT INTO metric_counters (name, labels, value)"
+		    " SELECT n, l, v FROM ("
+		    "SELECT ? AS n, CONCAT(?, 'le=\"', b.le, '\"') AS l,"
+		    " IF(? <= b.bound, 1, 0) AS v FROM ("
+		    DR_BUCKETS(BUCKET_SQL)
+		    "SELECT '+Inf' AS le, 1e308 AS bound) AS b"
+		    " UNION ALL SELECT ?, ?, ?"
+		    " UNION ALL SELECT ?, ?, 1) AS x"
+		    " ON DUPLICATE KEY UPDATE value = value + VALUES(value)",
+		    NULL, &err, "ssdssdss", bucket, prefix, seconds, sum,
+		    labels, seconds, count, labels) != DR_OK)
+		dr_log(DR_LOG_DEBUG,
+		       "event=metrics.write_failed metric=%s code=%s", name,
+		       err.code);
+}
+
+void metrics_step(dr_db *db, const char *step, double seconds)
+{
+	char labels[DR_METRICS_LABELS_MAX];
+
+	metrics_labels(labels, sizeof(labels), "step", step, NULL);
+	metrics_observe(db, STEP_HISTOGRAM, labels, seconds);
+}
+
+void metrics_provider(dr_db *db, const char *adapter, dr_status st)
+{
+	char labels[DR_METRICS_LABELS_MAX];
+
+	metrics_labels(labels, sizeof(labels), "adapter", adapter, "status",
+		       st == DR_OK			 ? "ok"
+		       : st == DR_ERR_RATE_LIMITED ? "429"
+						   : "error",
+		       NULL);
+	metrics_add(db, "darkroom_provider_responses_total", labels, 1);
+}
+
+void metrics_provider_run(dr_db *db, const char *id)
+{
+	dr_db_rows *rows = NULL;
+	dr_error err;
+
+	dr_error_clear(&err);
+	if (db_query(db,
+		     "SELECT TIMESTAMPDIFF(MICROSECOND, submitted_at, NOW(6))"
+		     " / 1e6 FROM jobs WHERE id = ? AND submitted_at IS NOT"
+		     " NULL",
+		     &rows, &err, "s", id) != DR_OK) {
+		dr_log(DR_LOG_DEBUG,
+		       "event=metrics.read_failed metric=provider_run code=%s",
+		       err.code);
+		return;
+	}
+	if (rows->n_rows == 1 && db_cell(rows, 0, 0))
+		metrics_step(db, "provider_run",
+			     strtod(db_cell(rows, 0, 0), NULL));
+	db_rows_free(rows);
+}
+
+void metrics_heartbeat(dr_db *db, const char *owner, long pid,
+		       const char *host)
+{
+	dr_error err;
+
+	dr_error_clear(&err);
+	if (db_exec(db,
+		    "INSERT INTO worker_heartbeats (owner, pid, host, seen_at)"
+		    " VALUES (?, ?, ?, NOW(6)) ON DUPLICATE KEY UPDATE"
+		    " seen_at = NOW(6)",
+		    NULL, &err, "sis", owner, (int64_t)pid, host) != DR_OK)
+		dr_log(DR_LOG_DEBUG,
+		       "event=metrics.heartbeat_failed owner=%s code=%s", owner,
+		       err.code);
+}
+
+void metrics_heartbeat_clear(dr_db *db, const char *owner)
+{
+	dr_error err;
+
+	dr_error_clear(&err);
+	if (db_exec(db,
+		    "DELETE FROM worker_heartbeats WHERE owner = ?"
+		    " OR seen_at < NOW(6) - INTERVAL 1 DAY",
+		    NULL, &err, "s", owner) != DR_OK)
+		dr_log(DR_LOG_DEBUG,
+		       "event=metrics.heartbeat_failed owner=%s code=%s", owner,
+		       err.code);
+}
+
+/* ------------------------------------------------------------ exposition */
+
+/* Counter families kept in metric_counters. */
+static const struct {
+	const char *name;
+	const char *help;
+} counters[] = {
+	{"darkroom_webhook_deliveries_total",
+	 "Provider webhook deliveries by adapter and result (accepted, "
+	 "duplicate, ignored, unknown, bad_signature)."},
+	{"darkroom_provider_responses_total",
+	 "Answers of providers to darkroom's calls by adapter and status (ok, "
+	 "429, error)."},
+	{"darkroom_downloaded_bytes_total",
+	 "Bytes of outputs downloaded from providers."},
+	{"darkroom_stored_bytes_total",
+	 "Bytes written to the output sink (outputs and renditions)."},
+};
+
+typedef struct expo {
+	dr_buf *b;
+	int full;
+} expo;
+
+static void emit(expo *x, const char *fmt, ...) DR_PRINTF(2, 3);
+
+static void emit(expo *x, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (dr_buf_vprintf(x->b, fmt, ap) != DR_OK)
+		x->full = 1;
+	va_end(ap);
+}
+
+static void family(expo *x, const char *name, const char *type,
+		   const char *help)
+{
+	emit(x, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A sample value: integers without a fraction, others with enough digits
+ * to round-trip. */
+static void value(expo *x, double v)
+{
+	if (v == (double)(long long)v && v < 9e15 && v > -9e15)
+		emit(x, "%lld\n", (long long)v);
+	else
+		emit(x, "%.17g\n", v);
+}
+
+static double stored(const dr_db_rows *rows, const char *name,
+		     const char *labels)
+{
+	for (size_t i = 0; i < rows->n_rows; i++)
+		if (strcmp(db_cell(rows, i, 0), name) == 0 &&
+		    strcmp(db_cell(rows, i, 1), labels) == 0)
+			return strtod(db_cell(rows, i, 2), NULL);
+	return 0;
+}
+
+static void render_histogram(expo *x, const dr_db_rows *rows)
+{
+	family(x, STEP_HISTOGRAM, "histogram",
+	       "Duration of job steps: submit, provider_run (submitted to "
+	       "the prediction's end), download, render, upload, index.");
+	for (size_t s = 0; s < sizeof(steps) / sizeof(steps[0]); s++) {
+		char labels[DR_METRICS_LABELS_MAX], full[DR_METRICS_LABELS_MAX + 32];
+		double last = 0;
+
+		metrics_labels(labels, sizeof(labels), "step", steps[s], NULL);
+		for (size_t k = 0; k < N_BUCKETS; k++) {
+			double v;
+
+			snprintf(full, sizeof(full), "%s,le=\"%s\"", labels,
+				 bucket_bounds[k]);
+			v = stored(rows, STEP_HISTOGRAM "_bucket", full);
+			if (v < last) /* never shown decreasing */
+				v = last;
+			last = v;
+			emit(x, STEP_HISTOGRAM "_bucket{%s} ", full);
+			value(x, v);
+		}
+		emit(x, STEP_HISTOGRAM "_sum{%s} ", labels);
+		value(x, stored(rows, STEP_HISTOGRAM "_sum", labels));
+		emit(x, STEP_HISTOGRAM "_count{%s} ", labels);
+		value(x, last);
+	}
+}
+
+/* Run `sql` and emit each row as name{k1="c0",k2="c1"} c_last. */
+static dr_status live(expo *x, dr_db *db, const char *sql, const char *name,
+		      const char *k1, const char *k2, dr_error *err)
+{
+	dr_db_rows *rows = NULL;
+	dr_status st = db_query(db, sql, &rows, err, "");
+
+	if (st != DR_OK)
+		return st;
+	for (size_t i = 0; i < rows->n_rows; i++) {
+		char labels[DR_METRICS_LABELS_MAX];
+		size_t vcol = (size_t)(k1 != NULL) + (size_t)(k2 != NULL);
+		const char *v = db_cell(rows, i, vcol);
+
+		if (k2)
+			metrics_labels(labels, sizeof(labels), k1,
+				       db_cell(rows, i, 0), k2,
+				       db_cell(rows, i, 1), NULL);
+		else if (k1)
+			metrics_labels(labels, sizeof(labels), k1,
+				       db_cell(rows, i, 0), NULL);
+		else
+			labels[0] = '\0';
+		if (labels[0])
+			emit(x, "%s{%s} ", name, labels);
+		else
+			emit(x, "%s ", name);
+		value(x, v ? strtod(v, NULL) : 0);
+	}
+	db_rows_free(rows);
+	return DR_OK;
+}
+
+dr_status metrics_render(dr_db *db, dr_buf *out, dr_error *err)
+{
+	dr_db_rows *rows = NULL;
+	expo x = {out, 0};
+	dr_status st;
+
+	st = db_query(db,
+		      "SELECT name, labels, value FROM metric_counters"
+		      " ORDER BY name, labels",
+		      &rows, err, "");
+	if (st != DR_OK)
+		return st;
+	for (size_t f = 0; f < sizeof(counters) / sizeof(counters[0]); f++) {
+		int any = 0;
+
+		family(&x, counters[f].name, "counter", counters[f].help);
+		for (size_t i = 0; i < rows->n_rows; i++) {
+			const char *labels = db_cell(rows, i, 1);
+
+			if (strcmp(db_cell(rows, i, 0), counters[f].name) != 0)
+				continue;
+			any = 1;
+			if (*labels)
+				emit(&x, "%s{%s} ", counters[f].name, labels);
+			else
+				emit(&x, "%s ", counters[f].name);
+			value(&x, strtod(db_cell(rows, i, 2), NULL));
+		}
+		/* Unlabelled totals start at 0 rather than being absent. */
+		if (!any && strstr(counters[f].name, "bytes"))
+			emit(&x, "%s 0\n", counters[f].name);
+	}
+	render_histogram(&x, rows);
+	db_rows_free(rows);
+
+	family(&x, "darkroom_jobs", "gauge",
+	       "Jobs by status and adapter (counted in the jobs table).");
+	st = live(&x, db,
+		  "SELECT status, adapter, COUNT(*) FROM jobs"
+		  " GROUP BY status, adapter ORDER BY status, adapter",
+		  "darkroom_jobs", "status", "adapter", err);
+	if (st == DR_OK) {
+		family(&x, "darkroom_queue_depth", "gauge",
+		       "Jobs due for a worker now (run_at has passed).");
+		st = live(&x, db,
+			  "SELECT COUNT(*) FROM jobs WHERE run_at <= NOW(6)",
+			  "darkroom_queue_depth", NULL, NULL, err);
+	}
+	if (st == DR_OK) {
+		family(&x, "darkroom_queue_oldest_seconds", "gauge",
+		       "How long the longest-waiting due job has been due "
+		       "(0 when none).");
+		st = live(&x, db,
+			  "SELECT COALESCE(TIMESTAMPDIFF(MICROSECOND,"
+			  " MIN(run_at), NOW(6)) / 1e6, 0) FROM jobs"
+			  " WHERE run_at <= NOW(6)",
+			  "darkroom_queue_oldest_seconds", NULL, NULL, err);
+	}
+	if (st == DR_OK) {
+		family(&x, "darkroom_predict_seconds_total", "counter",
+		       "Provider-reported predict_time summed per model (the "
+		       "basis of cost tracking).");
+		st = live(&x, db,
+			  "SELECT model, SUM(predict_time) FROM jobs"
+			  " WHERE predict_time IS NOT NULL"
+			  " GROUP BY model ORDER BY model",
+			  "darkroom_predict_seconds_total", "model", NULL, err);
+	}
+	if (st == DR_OK) {
+		family(&x, "darkroom_worker_processes", "gauge",
+		       "Worker processes alive (heartbeat within "
+		       HEARTBEAT_ALIVE " s).");
+		st = live(&x, db,
+			  "SELECT COUNT(*) FROM worker_heartbeats WHERE"
+			  " seen_at >= NOW(6) - INTERVAL " HEARTBEAT_ALIVE
+			  " SECOND",
+			  "darkroom_worker_processes", NULL, NULL, err);
+	}
+	if (st == DR_OK && x.full)
+		st = dr_fail(err, DR_ERR_TOO_LARGE, "too_large",
+			     "the metrics do not fit in a response");
+	return st;
+}

@@ -1,0 +1,310 @@
+#!/usr/bin/env python3
+"""tests/integration/test_cli.py — the `darkroom` command line (CONTRACT §3)
+against the test service: every subcommand's --help, usage errors (exit 2,
+one line on stderr), `jobs list|show|retry|cancel` and `outputs` compared
+with the HTTP API, an unreachable database (exit 1), and `darkroom
+reprocess` after presets are added: exactly the missing renditions are
+made, a second run makes none, and a run interrupted with SIGINT is
+finished by running it again, with no rendition made twice.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import case, expect, expect_eq, expect_json, get, run, sql  # noqa: E402
+from engine_lib import Worker, create, fake_reset, wait_status  # noqa: E402
+
+BIN = os.environ["DARKROOM_BIN"]
+CONF = os.environ["DARKROOM_CONF"]
+MEDIA = os.environ["DARKROOM_MEDIA"]
+MODEL = "acme/cli-test"
+STATE = {}
+
+
+def cli(*args, conf=CONF, timeout=120):
+    p = subprocess.run([BIN, "--config", conf, *args], capture_output=True, text=True,
+                       timeout=timeout, stdin=subprocess.DEVNULL)
+    return p.returncode, p.stdout, p.stderr
+
+
+def expect_usage(args):
+    rc, out, err = cli(*args)
+    expect_eq(rc, 2, f"exit status of {args}")
+    expect_eq(len(err.strip().splitlines()), 1, f"stderr lines of {args}: {err!r}")
+
+
+def conf_with(name, extra="", replace=None):
+    """A copy of the test config next to it, with EXTRA appended."""
+    with open(CONF) as f:
+        text = f.read()
+    for old, new in (replace or {}).items():
+        text = text.replace(old, new)
+    path = os.path.join(os.path.dirname(CONF), name)
+    with open(path, "w") as f:
+        f.write(text + "\n" + extra)
+    return path
+
+
+def preset(name, width):
+    return f'[preset "{name}"]\nwidth = {width}\nheight = {width}\nfit = inside\nformat = webp\nquality = 70\n'
+
+
+def image_outputs():
+    return [r[0] for r in sql(
+        "SELECT o.id FROM outputs o JOIN jobs j ON j.id = o.job_id"
+        f" WHERE o.kind = 'image' AND o.state = 'stored' AND j.model = '{MODEL}' ORDER BY o.id")]
+
+
+def renditions(name):
+    return sql(f"SELECT r.output_id, r.storage_key, r.created_at FROM renditions r"
+               f" JOIN outputs o ON o.id = r.output_id JOIN jobs j ON j.id = o.job_id"
+               f" WHERE r.name = '{name}' AND j.model = '{MODEL}' ORDER BY r.output_id")
+
+
+# ------------------------------------------------------------ set-up
+
+
+@case("set-up: image jobs run to succeeded with renditions [thumb]")
+def _():
+    fake_reset()
+    w = Worker(2, name="cli-worker")
+    try:
+        ids = [create({"fake_width": 900, "fake_height": 700, "fake_seed": i}, model=MODEL,
+                      renditions=["thumb"], metadata={"suite": "cli"}) for i in range(6)]
+        jobs = wait_status(ids, ("succeeded", "failed", "canceled"), timeout=60)
+    finally:
+        w.stop()
+    expect_eq([j["status"] for j in jobs], ["succeeded"] * 6, "statuses")
+    STATE["ids"] = ids
+
+
+# ------------------------------------------------------------ usage
+
+
+@case("every command and subcommand answers --help with exit 0")
+def _():
+    for args in (["--help"], ["migrate", "--help"], ["worker", "--help"],
+                 ["config", "check", "--help"], ["plugins", "list", "--help"],
+                 ["version", "--help"], ["jobs", "--help"], ["jobs", "list", "--help"],
+                 ["jobs", "show", "--help"], ["jobs", "retry", "--help"],
+                 ["jobs", "cancel", "--help"], ["outputs", "--help"],
+                 ["reprocess", "--help"]):
+        rc, out, err = cli(*args)
+        expect_eq(rc, 0, f"exit status of {args}")
+        expect("usage: darkroom" in out, f"usage text of {args}: {out[:200]!r}")
+
+
+@case("bad arguments: exit 2 and one line on stderr")
+def _():
+    for args in (["nonsense"], ["jobs"], ["jobs", "frob"], ["jobs", "list", "--limit", "0"],
+                 ["jobs", "list", "--limit", "abc"], ["jobs", "list", "--limit"],
+                 ["jobs", "list", "--status", "done"], ["jobs", "list", "--cursor", "x"],
+                 ["jobs", "list", "--bogus"], ["jobs", "show"], ["jobs", "show", "a", "b"],
+                 ["jobs", "retry"], ["jobs", "cancel", "--force"],
+                 ["outputs", "--sha256", "xyz"], ["outputs", "--since", "yesterday"],
+                 ["outputs", "--metadata", "novalue"], ["outputs", "-q", ""],
+                 ["outputs", "--limit", "101"], ["outputs", "--cursor", "j_1"],
+                 ["reprocess"], ["reprocess", "--all", "--model", "x"],
+                 ["reprocess", "--job", "nope"], ["reprocess", "--model", MODEL, "--preset", "nope"],
+                 ["reprocess", "--until", "soon"], ["version", "extra"],
+                 ["config", "frob"], ["plugins", "frob"]):
+        expect_usage(args)
+
+
+@case("version, config check and plugins list")
+def _():
+    rc, out, _ = cli("version")
+    expect_eq(rc, 0, "version exit")
+    expect(re.match(r"darkroom \S+ \(plugin ABI \d+\)", out), f"version: {out!r}")
+    rc, out, _ = cli("config", "check")
+    expect_eq((rc, out.startswith("ok: ")), (0, True), f"config check: {out!r}")
+    rc, out, _ = cli("plugins", "list")
+    expect_eq(rc, 0, "plugins list exit")
+    expect("replicate" in out and "fs" in out, f"plugins list: {out!r}")
+
+
+@case("an unreachable database: exit 1, 'database unavailable' on one line")
+def _():
+    with open(CONF) as f:
+        sock = re.search(r"^socket = (.*)$", f.read(), re.M).group(1)
+    bad = conf_with("cli-nodb.conf", replace={f"socket = {sock}": "socket = /nonexistent/db.sock"})
+    for args in (["jobs", "list"], ["jobs", "show", STATE["ids"][0]], ["outputs"],
+                 ["jobs", "cancel", STATE["ids"][0]]):
+        rc, out, err = cli(*args, conf=bad)
+        expect_eq(rc, 1, f"exit status of {args}")
+        lines = err.strip().splitlines()
+        expect(len(lines) == 1 and "database unavailable:" in lines[0], f"stderr of {args}: {err!r}")
+
+
+# ------------------------------------------------------------ jobs
+
+
+@case("jobs list: an aligned table of the API's jobs; --json is GET /v1/jobs")
+def _():
+    rc, out, err = cli("jobs", "list", "--model", MODEL, "--limit", "100")
+    expect_eq(rc, 0, f"exit ({err})")
+    lines = out.rstrip("\n").splitlines()
+    head = lines[0]
+    cols = ["ID", "STATUS", "ADAPTER", "MODEL", "PROGRESS", "CREATED", "ERROR"]
+    starts = [head.index(c) for c in cols]
+    expect_eq(starts, sorted(starts), "heading order")
+    expect_eq(len(lines) - 1, 6, "rows")
+    for line in lines[1:]:
+        for p in starts[1:]:
+            expect(line[p - 1] == " " and line[p] != " ", f"column at {p} in {line!r}")
+        expect(line.split()[0] in STATE["ids"], f"id of {line!r}")
+        expect("succeeded" in line and "100%" in line, f"row {line!r}")
+    STATE["sample"] = out
+    with open(os.path.join(os.path.dirname(CONF), "jobs-list-sample.txt"), "w") as f:
+        f.write(out)
+    rc, out, _ = cli("jobs", "list", "--model", MODEL, "--limit", "4", "--json")
+    expect_eq(rc, 0, "--json exit")
+    api = expect_json(get(f"/v1/jobs?model={MODEL}&limit=4"), 200)
+    expect_eq(json.loads(out), api, "--json against GET /v1/jobs")
+    rc, out, _ = cli("jobs", "list", "--status", "failed", "--model", MODEL)
+    expect_eq((rc, out.strip().splitlines()[1:]), (0, []), "no failed jobs")
+
+
+@case("jobs show: the job, its events and its outputs with renditions")
+def _():
+    jid = STATE["ids"][0]
+    rc, out, err = cli("jobs", "show", jid)
+    expect_eq(rc, 0, f"exit ({err})")
+    for want in (f"id           {jid}", "status       succeeded", "EVENTS", "OUTPUTS",
+                 "created", "persisting\u2192succeeded", "  thumb", "image/png"):
+        expect(want in out, f"{want!r} in {out!r}")
+    rc, out, _ = cli("jobs", "show", jid, "--json")
+    expect_eq(json.loads(out), expect_json(get(f"/v1/jobs/{jid}"), 200), "--json")
+    rc, out, err = cli("jobs", "show", "j_01JD3M6X2Q8Y7R5T4W3V2B1N0C")
+    expect_eq(rc, 1, "unknown job")
+    expect(err.strip().endswith("no job with id j_01JD3M6X2Q8Y7R5T4W3V2B1N0C"), err)
+
+
+@case("jobs cancel / retry: 0 with the new status, 1 for unknown ids and conflicts")
+def _():
+    done = STATE["ids"][0]
+    rc, _, err = cli("jobs", "cancel", done)
+    expect_eq(rc, 1, "cancel a succeeded job")
+    expect("already ended" in err and len(err.strip().splitlines()) == 1, err)
+    rc, _, err = cli("jobs", "retry", done)
+    expect_eq(rc, 1, "retry a succeeded job")
+    expect("only failed or canceled" in err, err)
+    rc, _, err = cli("jobs", "retry", "j_01JD3M6X2Q8Y7R5T4W3V2B1N0C")
+    expect_eq((rc, "no job with id" in err), (1, True), f"retry unknown: {err}")
+    rc, _, err = cli("jobs", "cancel", "nope")
+    expect_eq((rc, "no job with id" in err), (1, True), f"cancel unknown: {err}")
+    # No worker runs now: a new job stays queued.
+    jid = create(model="acme/cli-cancel", renditions=["thumb"])
+    rc, out, _ = cli("jobs", "cancel", jid)
+    expect_eq((rc, out.strip()), (0, f"{jid} canceled"), "cancel queued")
+    rc, out, _ = cli("jobs", "retry", jid)
+    expect_eq((rc, out.strip()), (0, f"{jid} queued"), "retry canceled")
+    rc, out, _ = cli("jobs", "cancel", jid)
+    expect_eq((rc, out.strip()), (0, f"{jid} canceled"), "cancel again")
+
+
+# ------------------------------------------------------------ outputs
+
+
+@case("outputs: the search of GET /v1/outputs, as a table or --json")
+def _():
+    rc, out, _ = cli("outputs", "--model", MODEL, "--metadata", "suite=cli", "--limit", "100",
+                     "--json")
+    expect_eq(rc, 0, "exit")
+    api = expect_json(get(f"/v1/outputs?model={MODEL}&metadata.suite=cli&limit=100"), 200)
+    expect_eq(json.loads(out), api, "--json against the API")
+    expect_eq(len(api["data"]), 6, "outputs")
+    rc, out, _ = cli("outputs", "--model", MODEL, "--since", "2000-01-01")
+    lines = out.strip().splitlines()
+    expect_eq(lines[0].split()[:3], ["JOB", "IDX", "KIND"], "heading")
+    expect_eq(sorted(line.split()[0] for line in lines[1:]), sorted(STATE["ids"]), "jobs")
+    rc, out, _ = cli("outputs", "--model", MODEL, "--until", "2000-01-01")
+    expect_eq((rc, len(out.strip().splitlines())), (0, 1), "nothing before 2000")
+
+
+# ------------------------------------------------------------ reprocess
+
+
+@case("reprocess --preset extra: exactly one new rendition per image output, objects stored")
+def _():
+    outs = image_outputs()
+    expect(len(outs) >= 6, f"image outputs: {len(outs)}")
+    def count():
+        return len(sql("SELECT 1 FROM renditions r JOIN outputs o ON o.id = r.output_id"
+                       f" JOIN jobs j ON j.id = o.job_id WHERE j.model = '{MODEL}'"))
+
+    before = count()
+    conf = conf_with("cli-extra.conf", preset("extra", 96))
+    rc, out, err = cli("reprocess", "--model", MODEL, "--preset", "extra", "--dry-run", conf=conf)
+    expect_eq(rc, 0, f"dry run ({err})")
+    expect(f"{len(outs)} renditions to make" in out, out)
+    expect_eq(count(), before, "dry run stores nothing")
+    rc, out, err = cli("reprocess", "--model", MODEL, "--preset", "extra", conf=conf)
+    expect_eq(rc, 0, f"exit ({err})")
+    expect(f"{len(outs)} renditions made" in out, out)
+    expect(re.search(rf"^reprocess: {len(outs)}/{len(outs)} outputs, [\d.]+/s, ETA \d+ s$", err,
+                     re.M), f"progress lines on stderr: {err!r}")
+    rows = renditions("extra")
+    expect_eq([r[0] for r in rows], outs, "one extra rendition per output")
+    expect_eq(count(), before + len(outs), "total")
+    for _, key, _ in rows:
+        expect(key.endswith("/extra.webp") and os.path.getsize(os.path.join(MEDIA, key)) > 0,
+               f"object {key}")
+    jid = STATE["ids"][0]
+    names = [r["name"] for r in expect_json(get(f"/v1/jobs/{jid}"), 200)["outputs"][0]["renditions"]]
+    expect_eq(sorted(names), ["extra", "thumb"], "renditions in the job object")
+    rc, out, err = cli("reprocess", "--model", MODEL, "--preset", "extra", conf=conf)
+    expect_eq(rc, 0, f"second run ({err})")
+    expect("0 renditions made" in out, out)
+    expect_eq(renditions("extra"), rows, "second run changed nothing")
+    # The job's own list ([thumb]) is current everywhere.
+    rc, out, _ = cli("reprocess", "--model", MODEL, conf=conf)
+    expect_eq((rc, "0 renditions made" in out), (0, True), out)
+
+
+@case("reprocess: a changed preset is made again; other presets stay")
+def _():
+    outs = [r[0] for r in sql(
+        "SELECT o.id FROM outputs o WHERE o.job_id = '%s' AND o.kind = 'image'" % STATE["ids"][1])]
+    conf = conf_with("cli-extra2.conf", preset("extra", 80))
+    old = {r[0]: r for r in renditions("extra")}
+    rc, out, err = cli("reprocess", "--job", STATE["ids"][1], "--preset", "extra", conf=conf)
+    expect_eq(rc, 0, f"exit ({err})")
+    expect(f"{len(outs)} renditions made" in out, out)
+    new = {r[0]: r for r in renditions("extra")}
+    for oid in new:
+        expect_eq(new[oid] != old[oid], oid in outs, f"output {oid} remade")
+
+
+@case("reprocess interrupted with SIGINT: a rerun finishes, nothing made twice")
+def _():
+    outs = image_outputs()
+    conf = conf_with("cli-late.conf", preset("late", 200))
+    p = subprocess.Popen([BIN, "--config", conf, "reprocess", "--model", MODEL, "--preset", "late"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         stdin=subprocess.DEVNULL)
+    first = p.stderr.readline()
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    expect(first.startswith("reprocess: 1/"), f"first progress line: {first!r}")
+    expect_eq(p.returncode, 130, f"interrupted exit ({err})")
+    expect("interrupted" in err, err)
+    partial = renditions("late")
+    expect(0 < len(partial) < len(outs), f"{len(partial)} of {len(outs)} made before the stop")
+    time.sleep(0.01)  # created_at of the rerun's renditions differ
+    rc, out, err = cli("reprocess", "--model", MODEL, "--preset", "late", conf=conf)
+    expect_eq(rc, 0, f"rerun ({err})")
+    expect(f"{len(outs) - len(partial)} renditions made" in out, out)
+    after = renditions("late")
+    expect_eq([r[0] for r in after], outs, "one late rendition per output")
+    for r in partial:
+        expect(r in after, f"rendition of output {r[0]} made again")
+
+
+run()

@@ -1,0 +1,830 @@
+#!/usr/bin/env python3
+"""tests/integration/test_pipeline.py — the persistence pipeline end to end:
+lighttpd + darkroom.fcgi + `darkroom worker` + MariaDB + the fake Replicate
+(tests/fakes/replicate.py) + a real S3 server (s3rver).
+
+Each case creates jobs through the API with explicit renditions, runs real
+worker processes (with the environment the case needs: DARKROOM_SINK=s3,
+DARKROOM_S3_SIGNATURE=v2, DARKROOM_DOWNLOAD_* …) and checks what ended up
+where: the job object's outputs, the objects read back from the fs sink
+through lighttpd's /media/ and from s3rver with plain GETs (their bytes,
+sizes from the file headers, content types and cache headers), and for
+hostile inputs the job's error step and code, with the worker processes
+still the same ones.
+
+s3rver checks SigV2 signatures (a wrong secret gets 403) but not SigV4
+ones; SigV4 signing is proven by tests/plugins/test_s3.c.
+"""
+
+import base64
+import hashlib
+import hmac
+import http.server
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (Fail, case, expect, expect_eq, expect_json, get, post,  # noqa: E402
+                     run, sql, wait_until)
+
+from engine_lib import FAKE, Worker, fake  # noqa: E402
+
+
+FAKE_PORT = urllib.parse.urlsplit(FAKE).port
+BIN = os.environ["DARKROOM_BIN"]
+WORK = os.environ.get("DARKROOM_TEST_DIR", "/tmp")
+MEDIA = os.environ["DARKROOM_MEDIA"]
+BASE_URL = os.environ["DARKROOM_URL"].rstrip("/")
+CALLBACK_SECRET = os.environ["DARKROOM_CALLBACK_SECRET"]
+S3_PORT = int(os.environ["DARKROOM_S3_PORT"])
+S3_BUCKET = os.environ.get("DARKROOM_S3_TEST_BUCKET", "darkroom")
+S3_URL = f"http://127.0.0.1:{S3_PORT}/{S3_BUCKET}"
+S3RVER_BIN = os.environ["DARKROOM_S3RVER_BIN"]
+
+FINAL = ("succeeded", "failed", "canceled")
+CACHE_CONTROL = "public, max-age=31536000, immutable"
+ALL_PRESETS = ["thumb", "card", "small", "av"]
+# The presets of the generated config: (width, height, fit, content type).
+PRESETS = {
+    "thumb": (256, 256, "inside", "image/webp"),
+    "card": (1280, 720, "cover", "image/webp"),
+    "small": (64, 64, "inside", "image/jpeg"),
+    "av": (128, 128, "inside", "image/avif"),
+}
+EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/avif": "avif",
+       "text/plain; charset=utf-8": "txt"}
+BASE83 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz#$%*+,-.:;=?@[]^_{|}~"
+
+
+# ------------------------------------------------------------ the fake
+
+
+def fake_reset(**faults):
+    fake("/_reset", {})
+    settings = {"start_delay": 0.1, "duration": 0.3}
+    settings.update(faults)
+    fake("/_control", settings)
+
+
+def fake_downloads():
+    return len(fake("/_state")["downloads"])
+
+
+# ------------------------------------------------------------ workers
+
+
+def check_worker(w, leftover):
+    """After W.stop() returned LEFTOVER: nothing outlived the supervisor
+    and no worker process crashed."""
+    expect(not leftover, f"{w.name}: worker processes outlived the supervisor")
+    log = w.log_text()
+    for bad in ("Sanitizer", "runtime error:", "event=worker.died"):
+        expect(bad not in log, f"{w.name}.log shows {bad!r}")
+
+
+def with_worker(processes=2, env=None, name="pipeline-worker"):
+    """Decorator: run the case with a worker pool, stopped afterwards."""
+
+    def wrap(fn):
+        def inner():
+            w = Worker(processes, name, env)
+            try:
+                fn(w)
+            finally:
+                leftover = w.stop()
+            check_worker(w, leftover)
+        return inner
+
+    return wrap
+
+
+def expect_same_workers(w, before):
+    expect(w.proc.poll() is None, "the worker supervisor died")
+    expect_eq(w.children(), before, "worker processes (none may have died and been replaced)")
+
+
+# ------------------------------------------------------------ jobs
+
+
+def create(inp=None, renditions=None, model="acme/flux", **extra):
+    body = {"adapter": "replicate", "model": model, "input": {"prompt": "a lighthouse"},
+            "renditions": list(renditions or [])}
+    if inp:
+        body["input"].update(inp)
+    body.update(extra)
+    return expect_json(post("/v1/jobs", body), 202)["id"]
+
+
+def job(jid):
+    return expect_json(get(f"/v1/jobs/{jid}"), 200)
+
+
+def wait_status(ids, statuses=FINAL, timeout=30):
+    ids = list(ids)
+    pending = set(ids)
+
+    def check():
+        for jid in list(pending):
+            if job(jid)["status"] in statuses:
+                pending.discard(jid)
+        return not pending
+
+    wait_until(check, timeout=timeout, interval=0.25,
+               what=f"{len(pending)} of {len(ids)} jobs reaching {statuses}")
+    return [job(j) for j in ids]
+
+
+def events_of(jid):
+    """The job's events as (kind, from, to, detail dict)."""
+    out = []
+    for kind, frm, to, detail in sql(
+            f"SELECT kind, COALESCE(from_status, ''), COALESCE(to_status, ''),"
+            f" COALESCE(detail, '') FROM job_events WHERE job_id = '{jid}' ORDER BY id"):
+        try:
+            d = json.loads(detail) if detail else {}
+        except ValueError:
+            d = {"raw": detail}
+        out.append((kind, frm, to, d if isinstance(d, dict) else {"raw": d}))
+    return out
+
+
+def retries_of(jid, code=None):
+    return [d for kind, _, _, d in events_of(jid)
+            if kind == "retry_scheduled" and (code is None or d.get("code") == code)]
+
+
+def expect_failed(j, step, code, what=""):
+    label = f"{what or j['id']}"
+    expect_eq(j["status"], "failed", f"{label}: status")
+    err = j.get("error") or {}
+    expect_eq((err.get("step"), err.get("code")), (step, code),
+              f"{label}: error step and code (message {err.get('message')!r})")
+
+
+def expect_failed_code(j, codes, what=""):
+    label = f"{what or j['id']}"
+    expect_eq(j["status"], "failed", f"{label}: status")
+    err = j.get("error") or {}
+    expect(err.get("code") in codes,
+           f"{label}: error code {err.get('code')!r} (step {err.get('step')!r},"
+           f" message {err.get('message')!r}), wanted one of {codes}")
+    return err
+
+
+# ------------------------------------------------------------ HTTP reads
+
+
+def fetch(url, method="GET"):
+    """(status, headers, body) of a plain unauthenticated request."""
+    req = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read() or b""
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+# ------------------------------------------------------------ image headers
+
+
+def png_size(b):
+    expect(b[:8] == b"\x89PNG\r\n\x1a\n" and b[12:16] == b"IHDR", "not a PNG")
+    return struct.unpack(">II", b[16:24])
+
+
+def jpeg_size(b):
+    expect(b[:2] == b"\xff\xd8", "not a JPEG")
+    i = 2
+    while i + 4 <= len(b):
+        if b[i] != 0xFF:
+            raise Fail(f"JPEG: no marker at {i}")
+        marker = b[i + 1]
+        if marker == 0xFF:
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        length = struct.unpack(">H", b[i + 2:i + 4])[0]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            h, w = struct.unpack(">HH", b[i + 5:i + 9])
+            return w, h
+        i += 2 + length
+    raise Fail("JPEG: no SOF marker")
+
+
+def webp_size(b):
+    expect(b[:4] == b"RIFF" and b[8:12] == b"WEBP", "not a WebP")
+    fourcc, data = b[12:16], b[20:]
+    if fourcc == b"VP8 ":
+        expect(data[3:6] == b"\x9d\x01\x2a", "WebP VP8: no start code")
+        w, h = struct.unpack("<HH", data[6:10])
+        return w & 0x3FFF, h & 0x3FFF
+    if fourcc == b"VP8L":
+        expect(data[0] == 0x2F, "WebP VP8L: no signature")
+        bits = int.from_bytes(data[1:5], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if fourcc == b"VP8X":
+        return int.from_bytes(data[4:7], "little") + 1, int.from_bytes(data[7:10], "little") + 1
+    raise Fail(f"WebP: unknown chunk {fourcc!r}")
+
+
+def avif_size(b):
+    expect(b[4:8] == b"ftyp" and b[8:12] in (b"avif", b"avis"), "not an AVIF")
+    i = b.find(b"ispe")
+    expect(i > 0, "AVIF: no ispe box")
+    return struct.unpack(">II", b[i + 8:i + 16])
+
+
+SIZE_OF = {"image/png": png_size, "image/jpeg": jpeg_size, "image/webp": webp_size,
+           "image/avif": avif_size}
+
+
+def box(w, h, preset):
+    """The size a preset makes of a W x H image (never enlarged)."""
+    bw, bh, fit, _ = PRESETS[preset]
+    if fit == "inside":
+        s = min(1.0, bw / w, bh / h)
+        return max(1, round(w * s)), max(1, round(h * s))
+    if bw > w or bh > h:
+        k = min(w / bw, h / bh)
+        bw, bh = min(w, max(1, round(bw * k))), min(h, max(1, round(bh * k)))
+    return bw, bh
+
+
+def near(a, b):
+    return abs(a[0] - b[0]) <= 1 and abs(a[1] - b[1]) <= 1
+
+
+# ------------------------------------------------------------ checks
+
+
+def check_image_output(o, w, h, fmt, ctype, renditions, reader, what):
+    """The output's fields, the original and each rendition read back
+    with READER(url or key) -> (status, headers, body)."""
+    expect_eq(o["kind"], "image", f"{what}: kind")
+    expect_eq(o["content_type"], ctype, f"{what}: content_type")
+    expect_eq((o["width"], o["height"]), (w, h), f"{what}: size")
+    expect_eq(o["format"], fmt, f"{what}: format")
+    sha = o["sha256"]
+    expect(isinstance(sha, str) and len(sha) == 64, f"{what}: sha256 {sha!r}")
+    expect_eq(o["key"], f"{sha[:2]}/{sha}.{EXT[ctype]}", f"{what}: key")
+    bh = o.get("blurhash") or ""
+    expect(len(bh) == 28 and bh[0] == BASE83[(4 - 1) + (3 - 1) * 9],
+           f"{what}: blurhash {bh!r} is not a 4x3 one")
+    dc = o.get("dominant_color") or ""
+    expect(len(dc) == 7 and dc[0] == "#" and all(c in "0123456789abcdef" for c in dc[1:]),
+           f"{what}: dominant_color {dc!r}")
+    ph = o.get("phash") or ""
+    expect(len(ph) == 16 and all(c in "0123456789abcdef" for c in ph), f"{what}: phash {ph!r}")
+    # The original, byte for byte.
+    status, headers, body = reader(o)
+    expect_eq(status, 200, f"{what}: GET of the original")
+    expect_eq(sha256(body), sha, f"{what}: SHA-256 of the stored original")
+    expect_eq(len(body), o["bytes"], f"{what}: bytes of the stored original")
+    expect_eq(SIZE_OF[ctype](body), (w, h), f"{what}: size in the stored original's header")
+    expect_eq((headers.get("Content-Type") or "").lower(), ctype, f"{what}: Content-Type served")
+    expect_eq(headers.get("Cache-Control"), CACHE_CONTROL, f"{what}: Cache-Control served")
+    if o.get("source_url"):
+        s2, _, src = fetch(o["source_url"])
+        expect(s2 == 200 and sha256(src) == sha, f"{what}: the original differs from the provider's file")
+    # Renditions.
+    got = {r["name"]: r for r in o["renditions"]}
+    expect_eq(sorted(got), sorted(renditions), f"{what}: renditions")
+    for name in renditions:
+        r = got[name]
+        rtype = PRESETS[name][3]
+        expect_eq(r["content_type"], rtype, f"{what}/{name}: content_type")
+        want = box(w, h, name)
+        expect(near((r["width"], r["height"]), want),
+               f"{what}/{name}: size {r['width']}x{r['height']}, expected about {want[0]}x{want[1]}")
+        expect_eq(r["key"], f"{sha[:2]}/{sha}/{name}.{EXT[rtype]}", f"{what}/{name}: key")
+        status, headers, body = reader(r)
+        expect_eq(status, 200, f"{what}/{name}: GET")
+        expect_eq(len(body), r["bytes"], f"{what}/{name}: bytes")
+        expect_eq(SIZE_OF[rtype](body), (r["width"], r["height"]), f"{what}/{name}: size in its header")
+        expect_eq((headers.get("Content-Type") or "").lower(), rtype, f"{what}/{name}: Content-Type served")
+        expect_eq(headers.get("Cache-Control"), CACHE_CONTROL, f"{what}/{name}: Cache-Control served")
+
+
+def media_reader(item):
+    """Read an fs-sink object through lighttpd's /media/, by its URL."""
+    url = item["url"]
+    expect(url == f"{BASE_URL}/media/{item['key']}", f"fs URL {url!r} is not /media/ + key")
+    status, headers, body = fetch(url)
+    if status == 200:
+        expect_eq(headers.get("X-Content-Type-Options"), "nosniff", f"{url}: X-Content-Type-Options")
+    return status, headers, body
+
+
+def s3_reader(jid):
+    def read(item):
+        url = f"{S3_URL}/{item['key']}"
+        expect_eq(item["url"], url, "S3 public URL")
+        status, headers, body = fetch(url)
+        if status == 200:
+            expect_eq(headers.get("x-amz-meta-job-id"), jid, f"{url}: x-amz-meta-job-id")
+            expect_eq(headers.get("x-amz-meta-model"), "acme/flux", f"{url}: x-amz-meta-model")
+            hs, hh, _ = fetch(url, "HEAD")
+            expect(hs == 200 and hh.get("Content-Length") == str(len(body))
+                   and hh.get("Content-Type") == headers.get("Content-Type"),
+                   f"{url}: HEAD disagrees with GET: {hs} {dict(hh)}")
+        return status, headers, body
+    return read
+
+
+# ------------------------------------------------------------ servers
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def port_open(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class S3rver:
+    """An s3rver of this test's own (bucket `darkroom`), stopped and started
+    again on the same port and directory."""
+
+    def __init__(self, name):
+        self.port = free_port()
+        self.dir = os.path.join(WORK, name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.log = os.path.join(WORK, f"{name}.log")
+        self.proc = None
+
+    def start(self):
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                ["node", S3RVER_BIN, "-d", self.dir, "-a", "127.0.0.1", "-p", str(self.port),
+                 "--silent", "--configure-bucket", S3_BUCKET],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        wait_until(lambda: port_open(self.port) or self.proc.poll() is not None, timeout=30,
+                   what="s3rver listening")
+        expect(self.proc.poll() is None, f"s3rver exited; see {self.log}")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+class Receiver:
+    """A callback receiver on 127.0.0.1: answers the statuses of STATUSES
+    in turn (the last one from then on) and records every request."""
+
+    def __init__(self, statuses):
+        self.statuses = list(statuses)
+        self.requests = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n)
+                with outer.lock:
+                    outer.requests.append({"path": self.path, "headers": dict(self.headers),
+                                           "body": body, "at": time.time()})
+                    k = len(outer.requests) - 1
+                    status = outer.statuses[min(k, len(outer.statuses) - 1)]
+                out = b'{"ok":true}' if status < 300 else b'{"error":"try later"}'
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def webhook_valid(secret, headers, body, tolerance=300):
+    """A Standard Webhooks v1 signature of BODY under SECRET in HEADERS."""
+    h = {k.lower(): v for k, v in headers.items()}
+    msg_id, ts, sigs = h.get("webhook-id"), h.get("webhook-timestamp"), h.get("webhook-signature")
+    if not msg_id or not ts or not sigs or not ts.isdigit() or abs(time.time() - int(ts)) > tolerance:
+        return False
+    key = base64.b64decode(secret.split("_", 1)[1])
+    want = hmac.new(key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()
+    for entry in sigs.split():
+        version, _, value = entry.partition(",")
+        try:
+            if version == "v1" and hmac.compare_digest(base64.b64decode(value), want):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+# ================================================================ cases
+
+
+@case("fs sink: PNG, JPEG, WebP and AVIF become originals plus every preset, served by /media/")
+@with_worker(2, name="pipeline-fs")
+def _(w):
+    fake_reset()
+    specs = {
+        "png": ({"fake_format": "png", "fake_width": 2000, "fake_height": 1500},
+                2000, 1500, "png", "image/png"),
+        "jpeg": ({"fake_format": "jpeg"}, 64, 48, "jpeg", "image/jpeg"),
+        "webp": ({"fake_format": "webp"}, 64, 48, "webp", "image/webp"),
+        "avif": ({"fake_format": "avif"}, 64, 48, "avif", "image/avif"),
+    }
+    ids = {name: create(spec[0], ALL_PRESETS) for name, spec in specs.items()}
+    jobs = dict(zip(ids, wait_status(ids.values(), FINAL, timeout=60)))
+    for name, (inp, width, height, fmt, ctype) in specs.items():
+        j = jobs[name]
+        expect_eq(j["status"], "succeeded", f"{name}: status (error {j.get('error')})")
+        expect_eq(len(j["outputs"]), 1, f"{name}: outputs")
+        check_image_output(j["outputs"][0], width, height, fmt, ctype, ALL_PRESETS, media_reader, name)
+    card = {r["name"]: r for r in jobs["png"]["outputs"][0]["renditions"]}["card"]
+    expect_eq((card["width"], card["height"]), (1280, 720), "card of a 2000x1500 image")
+
+
+@case("s3 sink (SigV4): original and renditions read back from s3rver with their headers")
+@with_worker(2, env={"DARKROOM_SINK": "s3"}, name="pipeline-s3v4")
+def _(w):
+    fake_reset()
+    presets = ["thumb", "card", "small"]
+    jid = create({"fake_width": 640, "fake_height": 480}, presets)
+    j = wait_status([jid], timeout=40)[0]
+    expect_eq(j["status"], "succeeded", f"status (error {j.get('error')})")
+    o = j["outputs"][0]
+    check_image_output(o, 640, 480, "png", "image/png", presets, s3_reader(jid), "s3 v4")
+    expect(not os.path.exists(os.path.join(MEDIA, o["key"])), "the s3 job also wrote to the fs sink")
+
+
+@case("s3 sink (SigV2): stored with a good secret; a wrong secret fails the job at upload, once")
+def _():
+    fake_reset()
+    w = Worker(1, "pipeline-s3v2", {"DARKROOM_SINK": "s3", "DARKROOM_S3_SIGNATURE": "v2"})
+    try:
+        jid = create({"fake_format": "jpeg"}, ["thumb"])
+        j = wait_status([jid], timeout=40)[0]
+    finally:
+        leftover = w.stop()
+    check_worker(w, leftover)
+    expect_eq(j["status"], "succeeded", f"v2 status (error {j.get('error')})")
+    check_image_output(j["outputs"][0], 64, 48, "jpeg", "image/jpeg", ["thumb"], s3_reader(jid), "s3 v2")
+
+    w = Worker(1, "pipeline-s3v2-wrong", {"DARKROOM_SINK": "s3", "DARKROOM_S3_SIGNATURE": "v2",
+                                          "DARKROOM_S3_SECRET_KEY": "wrong-secret"})
+    try:
+        bad = create({"fake_format": "png"}, ["thumb"])
+        j = wait_status([bad], timeout=40)[0]
+        time.sleep(1.5)  # a retry would show now
+        j2 = job(bad)
+    finally:
+        leftover = w.stop()
+    check_worker(w, leftover)
+    expect_failed(j, "upload", "sink_auth", "v2 with a wrong secret")
+    expect_eq((j2["status"], j2["attempts"]), ("failed", j["attempts"]), "the failure is final")
+    expect_eq(retries_of(bad), [], "retries of an authentication failure")
+    expect("wrong-secret" not in json.dumps(j2), "the error shows the secret")
+    expect_eq(j2["outputs"], [], "outputs indexed")
+    # Nothing of it reached the bucket.
+    src = fake("/_state")["predictions"][j2["prediction"]["id"]]["files"][0]
+    sha = sha256(fetch(src)[2])
+    for key in (f"{sha[:2]}/{sha}.png", f"{sha[:2]}/{sha}/thumb.webp"):
+        status, _, _ = fetch(f"{S3_URL}/{key}", "HEAD")
+        expect_eq(status, 404, f"HEAD of {key} stored with a wrong secret")
+
+
+@case("the same output twice is stored once (fake_seed): same key and SHA-256, one file")
+@with_worker(2, name="pipeline-dedupe")
+def _(w):
+    fake_reset()
+    seed = "dedupe-" + os.urandom(6).hex()
+    first = wait_status([create({"fake_seed": seed}, ["thumb", "small"])])[0]
+    expect_eq(first["status"], "succeeded", f"first job (error {first.get('error')})")
+    o1 = first["outputs"][0]
+    path = os.path.join(MEDIA, o1["key"])
+    mtime = os.stat(path).st_mtime_ns
+    second = wait_status([create({"fake_seed": seed}, ["thumb", "small"])])[0]
+    expect_eq(second["status"], "succeeded", f"second job (error {second.get('error')})")
+    o2 = second["outputs"][0]
+    expect(o1["source_url"] != o2["source_url"], "the two jobs downloaded the same URL")
+    expect_eq((o2["key"], o2["sha256"], o2["url"]), (o1["key"], o1["sha256"], o1["url"]),
+              "key, sha256 and url of the second job")
+    expect_eq(sorted((r["name"], r["key"]) for r in o2["renditions"]),
+              sorted((r["name"], r["key"]) for r in o1["renditions"]), "rendition keys")
+    sha = o1["sha256"]
+    folder = os.path.join(MEDIA, sha[:2])
+    entries = sorted(e for e in os.listdir(folder) if e.startswith(sha))
+    expect_eq(entries, [sha, f"{sha}.png"], f"entries for {sha[:12]}… in the media folder")
+    expect_eq(sorted(os.listdir(os.path.join(folder, sha))), ["small.jpg", "thumb.webp"],
+              "renditions stored")
+    expect_eq(os.stat(path).st_mtime_ns, mtime, "the original was written again")
+    rows = sql(f"SELECT COUNT(*), COUNT(DISTINCT job_id) FROM outputs WHERE sha256 = '{sha}'")
+    expect_eq(rows, [["2", "2"]], "outputs indexed with that sha256")
+
+
+@case("text outputs are stored as .txt; data: outputs are decoded and stored")
+@with_worker(2, name="pipeline-text")
+def _(w):
+    fake_reset()
+    text_id = create({"fake_output": "text"}, ["thumb"])
+    data_id = create({"fake_output": "data", "fake_format": "webp"}, ["thumb"])
+    tj, dj = wait_status([text_id, data_id])
+    expect_eq(tj["status"], "succeeded", f"text job (error {tj.get('error')})")
+    o = tj["outputs"][0]
+    expect_eq((o["kind"], o.get("text")), ("text", "Hello world!"), "text output")
+    body = b"Hello world!"
+    expect_eq(o["sha256"], sha256(body), "sha256 of the text")
+    expect_eq(o["key"], f"{o['sha256'][:2]}/{o['sha256']}.txt", "key of the text")
+    expect_eq(o["content_type"], "text/plain; charset=utf-8", "content type of the text")
+    expect_eq(o["renditions"], [], "renditions of a text")
+    status, headers, got = media_reader(o)
+    expect_eq((status, got), (200, body), "the stored text")
+    expect_eq(headers.get("Cache-Control"), CACHE_CONTROL, "Cache-Control of the text")
+
+    expect_eq(dj["status"], "succeeded", f"data: job (error {dj.get('error')})")
+    o = dj["outputs"][0]
+    expect(o["source_url"] is None, f"a data: output has no source_url: {o['source_url']!r}")
+    check_image_output(o, 64, 48, "webp", "image/webp", ["thumb"], media_reader, "data: webp")
+
+
+@case("hostile files: truncated, 100000x100000 bomb, SVG and HTML served as image/png fail cleanly")
+@with_worker(2, name="pipeline-hostile")
+def _(w):
+    fake_reset()
+    wait_until(lambda: len(w.children()) == 2, timeout=10, what="two worker processes")
+    before = w.children()
+    cases = {
+        "truncated": ("render", ("image_corrupt",)),
+        "bomb": ("render", ("image_too_large",)),
+        "svg": (None, ("unsupported_type",)),
+        "html": (None, ("unsupported_type",)),
+    }
+    ids = {kind: create({"fake_file": kind, "fake_width": 256, "fake_height": 192}, ["thumb", "card"])
+           for kind in cases}
+    jobs = dict(zip(ids, wait_status(ids.values(), timeout=40)))
+    for kind, (step, codes) in cases.items():
+        err = expect_failed_code(jobs[kind], codes, kind)
+        if step:
+            expect_eq(err.get("step"), step, f"{kind}: error step")
+        expect_eq(jobs[kind]["outputs"], [], f"{kind}: outputs indexed")
+        expect_eq(retries_of(ids[kind]), [], f"{kind}: retries of a final error")
+    expect_same_workers(w, before)
+
+
+@case("a file over max_output_bytes sent chunked fails at download with output_too_large")
+@with_worker(1, name="pipeline-big")
+def _(w):
+    fake_reset(chunked=True)
+    wait_until(lambda: len(w.children()) == 1, timeout=10, what="one worker process")
+    before = w.children()
+    try:
+        jid = create({"fake_file": "big", "fake_size": 6 << 20}, ["thumb"])
+        j = wait_status([jid], timeout=40)[0]
+    finally:
+        fake("/_control", {"chunked": False})
+    expect_failed(j, "download", "output_too_large", "chunked 6 MiB")
+    expect_eq(retries_of(jid), [], "retries of output_too_large")
+    expect_same_workers(w, before)
+
+
+@case("a slow drip times out (download_timeout, retried) and the job can be canceled")
+@with_worker(1, name="pipeline-drip")
+def _(w):
+    fake_reset(slow_drip=True)
+    before = None
+    try:
+        jid = create({"fake_format": "jpeg"}, ["thumb"])
+        wait_until(lambda: len(w.children()) == 1, timeout=10, what="one worker process")
+        before = w.children()
+        t0 = time.monotonic()
+        rs = wait_until(lambda: retries_of(jid, "download_timeout"), timeout=15,
+                        what="a retry_scheduled with download_timeout")
+        took = time.monotonic() - t0
+        expect_eq(rs[0].get("step"), "download", "step of the retry")
+        expect(took < 12, f"the drip was cut after {took:.1f} s")
+        expect_eq(job(jid)["status"], "persisting", "status while retrying")
+        expect_json(post(f"/v1/jobs/{jid}/cancel"), 202)
+        j = wait_status([jid], timeout=20)[0]
+        expect_eq(j["status"], "canceled", "status after cancel")
+    finally:
+        fake("/_control", {"slow_drip": False})
+    expect_same_workers(w, before)
+
+
+def url_job(urls):
+    return create({"fake_output_urls": urls}, ["thumb"])
+
+
+@case("URL rules: redirects off the allowlist or to 0.0.0.0, file://, http:// when not allowed")
+def _():
+    fake_reset()
+    home = f"http://127.0.0.1:{FAKE_PORT}"
+    redirect = f"{home}/_redirect?to="
+    q = urllib.parse.quote
+    target = "/files/nosuchprediction/out-0.png"
+    # Default policy of the tests: http allowed, private allowed, hosts 127.0.0.1.
+    w = Worker(2, "pipeline-urls")
+    try:
+        wait_until(lambda: len(w.children()) == 2, timeout=10, what="two worker processes")
+        before = w.children()
+        n0 = fake_downloads()
+        ids = {
+            "redirect to localhost": url_job(redirect + q(f"http://localhost:{FAKE_PORT}{target}")),
+            "redirect to [::1]": url_job(redirect + q(f"http://[::1]:{FAKE_PORT}{target}")),
+            "redirect to file://": url_job(redirect + q("file:///etc/passwd")),
+            "redirect to gopher://": url_job(redirect + q(f"gopher://127.0.0.1:{FAKE_PORT}/_GET%20/")),
+        }
+        # A file:// string in the output is no URL to the adapter
+        # (plugins/replicate/normalise.c: only http(s) and data:): a model
+        # may say it. It must stay that text and never be read.
+        literal = create({"fake_output_urls": "file:///etc/passwd"}, ["thumb"])
+        jobs = dict(zip(ids, wait_status(ids.values())))
+        lj = wait_status([literal])[0]
+        expect_same_workers(w, before)
+    finally:
+        leftover = w.stop()
+    check_worker(w, leftover)
+    for name, j in jobs.items():
+        err = expect_failed_code(j, ("url_not_allowed",), name)
+        expect_eq(err.get("step"), "download", f"{name}: step")
+        expect("redirect" in (err.get("message") or ""), f"{name}: not refused at the redirect: {err}")
+    expect_eq(fake_downloads(), n0, "downloads reaching the fake's /files/")
+    if lj["status"] == "succeeded":
+        o = lj["outputs"][0]
+        expect_eq((o["kind"], o.get("text"), o["source_url"]), ("text", "file:///etc/passwd", None),
+                  "a file:// output string")
+        status, _, body = media_reader(o)
+        expect_eq((status, body), (200, b"file:///etc/passwd"), "the stored text of a file:// string")
+    else:
+        expect_failed(lj, "download", "url_not_allowed", "a file:// output")
+
+    # Any host allowed, private addresses too: 0.0.0.0 (which Linux treats
+    # as this host) stays refused.
+    w = Worker(1, "pipeline-urls-any", {"DARKROOM_DOWNLOAD_HOSTS": "*"})
+    try:
+        jid = url_job(redirect + q(f"http://0.0.0.0:{FAKE_PORT}{target}"))
+        j = wait_status([jid])[0]
+    finally:
+        leftover = w.stop()
+    check_worker(w, leftover)
+    expect_failed(j, "download", "address_not_allowed", "redirect to 0.0.0.0")
+    expect_eq(fake_downloads(), n0, "downloads reaching the fake's /files/")
+
+    # Only `localhost` allowed: the fake reached by that name redirects to
+    # 127.0.0.1 (another port), which is not on the allowlist.
+    w = Worker(1, "pipeline-urls-localhost", {"DARKROOM_DOWNLOAD_HOSTS": "localhost"})
+    try:
+        jid = url_job(f"http://localhost:{FAKE_PORT}/_redirect?to="
+                      + q(f"http://127.0.0.1:{free_port()}/x.png"))
+        j = wait_status([jid])[0]
+    finally:
+        leftover = w.stop()
+    check_worker(w, leftover)
+    err = expect_failed_code(j, ("url_not_allowed", "address_not_allowed"), "redirect to 127.0.0.1")
+    expect("redirect" in (err.get("message") or ""), f"not refused at the redirect: {err}")
+
+    # http:// refused when not allowed, even to an allowed host.
+    fake_reset()
+    w = Worker(1, "pipeline-urls-https", {"DARKROOM_DOWNLOAD_ALLOW_HTTP": "0"})
+    try:
+        jid = create({}, ["thumb"])
+        j = wait_status([jid])[0]
+    finally:
+        leftover = w.stop()
+    check_worker(w, leftover)
+    expect_failed(j, "download", "url_not_allowed", "http:// with ALLOW_HTTP=0")
+    expect_eq(fake_downloads(), 0, "downloads reaching the fake")
+
+
+@case("private addresses in odd spellings are refused before any connection")
+def _():
+    fake_reset()
+    tail = f":{FAKE_PORT}/files/nosuchprediction/out-0.png"
+    urls = {
+        "decimal 2130706433": f"http://2130706433{tail}",
+        "short hex 0x7f.1": f"http://0x7f.1{tail}",
+        "mapped [::ffff:127.0.0.1]": f"http://[::ffff:127.0.0.1]{tail}",
+        "169.254.169.254": "http://169.254.169.254/latest/meta-data",
+        "plain 127.0.0.1": f"http://127.0.0.1{tail}",
+        "octal 0177.0.0.1": f"http://0177.0.0.1{tail}",
+        "[::1]": f"http://[::1]{tail}",
+    }
+    w = Worker(2, "pipeline-private", {"DARKROOM_DOWNLOAD_ALLOW_PRIVATE": "0",
+                                       "DARKROOM_DOWNLOAD_HOSTS": "*"})
+    try:
+        wait_until(lambda: len(w.children()) == 2, timeout=10, what="two worker processes")
+        before = w.children()
+        ids = {name: url_job(u) for name, u in urls.items()}
+        jobs = dict(zip(ids, wait_status(ids.values())))
+        expect_same_workers(w, before)
+    finally:
+        leftover = w.stop()
+    check_worker(w, leftover)
+    for name, j in jobs.items():
+        err = expect_failed_code(j, ("address_not_allowed", "url_not_allowed"), name)
+        expect_eq(err.get("step"), "download", f"{name}: step")
+        expect_eq(retries_of(ids[name]), [], f"{name}: retries")
+    expect_eq(fake_downloads(), 0, "downloads reaching the fake (a connection got through)")
+
+
+@case("S3 down during a job: the job waits (sink_unavailable) and succeeds once S3 is back")
+def _():
+    fake_reset()
+    s3 = S3rver("s3rver-down")
+    endpoint = f"http://127.0.0.1:{s3.port}"
+    w = Worker(1, "pipeline-s3down", {"DARKROOM_SINK": "s3", "DARKROOM_S3_ENDPOINT": endpoint})
+    try:
+        jid = create({}, ["thumb"])
+        rs = wait_until(lambda: retries_of(jid, "sink_unavailable"), timeout=20,
+                        what="a retry_scheduled with sink_unavailable")
+        expect_eq(rs[0].get("step"), "upload", "step of the retry")
+        expect_eq(job(jid)["status"], "persisting", "status while S3 is down")
+        s3.start()
+        j = wait_status([jid], timeout=40)[0]
+        expect_eq(j["status"], "succeeded", f"status once S3 is back (error {j.get('error')})")
+        o = j["outputs"][0]
+        expect_eq(o["url"], f"{endpoint}/{S3_BUCKET}/{o['key']}", "public URL")
+        status, _, body = fetch(o["url"])
+        expect(status == 200 and sha256(body) == o["sha256"], "the object in the restarted S3")
+    finally:
+        leftover = w.stop()
+        s3.stop()
+    check_worker(w, leftover)
+
+
+@case("callback: delivered once with a valid signature, retried after a 500, same webhook-id")
+@with_worker(1, name="pipeline-callback")
+def _(w):
+    fake_reset()
+    rx = Receiver([500, 200])
+    try:
+        jid = create({}, ["thumb"], callback_url=f"http://127.0.0.1:{rx.port}/cb")
+        j = wait_status([jid], timeout=30)[0]
+        expect_eq(j["status"], "succeeded", f"status (error {j.get('error')})")
+        wait_until(lambda: sql(f"SELECT callback_state FROM jobs WHERE id = '{jid}'")[0][0] == "delivered",
+                   timeout=20, what="callback_state delivered")
+        time.sleep(1.5)  # nothing more may come
+        reqs = list(rx.requests)
+    finally:
+        rx.close()
+    expect_eq(len(reqs), 2, "callback POSTs (a 500, then a 200)")
+    ids = {r["headers"].get("webhook-id") for r in reqs}
+    expect(len(ids) == 1 and None not in ids, f"webhook-ids of the two tries: {ids}")
+    for k, r in enumerate(reqs):
+        expect_eq(r["path"], "/cb", f"try {k + 1}: path")
+        expect(webhook_valid(CALLBACK_SECRET, r["headers"], r["body"]),
+               f"try {k + 1}: the signature does not verify: {r['headers']}")
+        expect((r["headers"].get("Content-Type") or "").startswith("application/json"),
+               f"try {k + 1}: Content-Type {r['headers'].get('Content-Type')!r}")
+        doc = json.loads(r["body"])
+        expect_eq((doc["id"], doc["status"]), (jid, "succeeded"), f"try {k + 1}: job id and status")
+        expect_eq(doc["outputs"], j["outputs"], f"try {k + 1}: outputs in the callback")
+    expect(reqs[1]["at"] > reqs[0]["at"], "the retry came after the first try")
+    deliveries = [d for kind, _, _, d in events_of(jid) if kind == "callback"]
+    states = [d.get("delivery") for d in deliveries]
+    expect_eq(states, ["failed", "delivered"], f"callback events {deliveries}")
+    expect_eq(deliveries[0].get("http_status"), "500", "status recorded for the failed try")
+    expect_eq(deliveries[0].get("webhook_id"), deliveries[1].get("webhook_id"), "webhook ids in the events")
+    expect_eq(job(jid)["status"], "succeeded", "the job's status after its callback")
+
+
+run()
