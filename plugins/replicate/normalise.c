@@ -24,7 +24,9 @@
  *     its compact JSON, so a model that answers {"transcription": "..."}
  *     or 0.93 keeps its result in the index instead of losing it.
  * A URL is "http://" or "https://" (any case) followed by at least one
- * character and no white space or control character; a data: URI is
+ * character and no white space or control character — and so are
+ * "file://" and "ftp://" ones: they go to the downloader, which refuses
+ * them (url_not_allowed) rather than letting them pass as text; a data: URI is
  * "data:" with a media type of token characters before a ','. A plain
  * "http: see above" token is text, not a URL.
  *
@@ -147,8 +149,11 @@ int rep_is_url(const char *s)
 
 	if (strncasecmp(s, "https://", 8) == 0)
 		skip = 8;
-	else if (strncasecmp(s, "http://", 7) == 0)
+	else if (strncasecmp(s, "http://", 7) == 0 ||
+		 strncasecmp(s, "file://", 7) == 0)
 		skip = 7;
+	else if (strncasecmp(s, "ftp://", 6) == 0)
+		skip = 6;
 	else
 		return 0;
 	s += skip;

@@ -1183,7 +1183,10 @@ static void test_strings(void **state)
 	assert_false(rep_is_url("https://"));
 	assert_false(rep_is_url("https: //x"));
 	assert_false(rep_is_url("https://x y"));
-	assert_false(rep_is_url("ftp://x"));
+	/* Other file locations are URLs too, for the downloader to refuse. */
+	assert_true(rep_is_url("ftp://x"));
+	assert_true(rep_is_url("file:///etc/passwd"));
+	assert_false(rep_is_url("gopher://x"));
 	assert_false(rep_is_url("http:"));
 	assert_true(rep_is_data_uri("data:image/webp;base64,AAAA"));
 	assert_true(rep_is_data_uri("data:,hello"));
