@@ -408,10 +408,18 @@ static void job_action(dr_app *app, const char *id, const char *action,
 		dr_log(DR_LOG_INFO, "event=job.%s job=%s", action, id);
 		st = jobs_render(app->db, app->cfg, id, &resp->body, &err);
 	}
-	if (st != DR_OK)
+	if (st != DR_OK) {
+		if (st != DR_ERR_NOT_FOUND && st != DR_ERR_CONFLICT)
+			dr_log(st == DR_ERR_UNAVAILABLE ? DR_LOG_WARNING
+							: DR_LOG_ERR,
+			       "event=job.%s_failed job=%s status=\"%s\" "
+			       "code=%s retryable=%d",
+			       action, id, dr_strerror(st), err.code,
+			       err.retryable);
 		http_problem_from(resp, &err);
-	else
+	} else {
 		reply_json(resp, 202);
+	}
 }
 
 static void healthz(dr_app *app, dr_response *resp)
@@ -573,6 +581,7 @@ static void provider_webhook(dr_app *app, const dr_request *req,
 	char *delivery_id = NULL;
 	char status[16];
 	const char *hint = NULL;
+	int64_t hint_at = 0;
 	dr_error err;
 	dr_status st;
 	int n;
@@ -627,9 +636,16 @@ static void provider_webhook(dr_app *app, const dr_request *req,
 		goto out;
 	}
 	n = http_parse_query(req->arena, req->query, params, MAX_QUERY_PARAMS);
-	if (n > 0)
+	if (n > 0) {
+		const char *at = http_param(params, (size_t)n, "at");
+
 		hint = http_param(params, (size_t)n, "job");
-	st = engine_apply(app->db, app->cfg, adapter, hint, &p, "webhook",
+		if (at && *at && strspn(at, "0123456789") == strlen(at) &&
+		    strlen(at) <= 18)
+			hint_at = strtoll(at, NULL, 10);
+	}
+	st = engine_apply(app->db, app->cfg, adapter, hint, hint_at, &p,
+			  "webhook",
 			  delivery_id, NULL, &result, status, &err);
 	if (st != DR_OK) {
 		http_problem_from(resp, &err);

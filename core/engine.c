@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ids.h"
 #include "callback.h"
@@ -180,7 +181,8 @@ static void note_duplicate(dr_db *db, const char *adapter,
 }
 
 static dr_status find_job(dr_db *db, const char *adapter, const char *pred_id,
-			  const char *hint, dr_db_rows **rows, dr_error *err)
+			  const char *hint, int64_t hint_at, dr_db_rows **rows,
+			  dr_error *err)
 {
 	dr_status st = DR_OK;
 
@@ -204,14 +206,18 @@ static dr_status find_job(dr_db *db, const char *adapter, const char *pred_id,
 			      " lease_version, progress FROM jobs"
 			      " WHERE id = ? AND adapter = ? AND"
 			      " prediction_id IS NULL AND step = 'submit'"
+			      " AND (? = 0 OR TIMESTAMPDIFF(MICROSECOND,"
+			      " FROM_UNIXTIME(0), submitted_at) = ?)"
 			      " FOR UPDATE",
-			      rows, err, "ss", hint, adapter);
+			      rows, err, "ssii", hint, adapter, hint_at,
+			      hint_at);
 	}
 	return st;
 }
 
 dr_status engine_apply(dr_db *db, const dr_config *cfg, const char *adapter,
-		       const char *job_hint, const dr_prediction *p,
+		       const char *job_hint, int64_t hint_at,
+		       const dr_prediction *p,
 		       const char *source, const char *delivery_id,
 		       const dr_claim *fence, dr_apply_result *result,
 		       char status_out[16], dr_error *err)
@@ -244,7 +250,7 @@ dr_status engine_apply(dr_db *db, const dr_config *cfg, const char *adapter,
 		if (st != DR_OK)
 			goto rollback;
 	}
-	st = find_job(db, adapter, p->id, job_hint, &rows, err);
+	st = find_job(db, adapter, p->id, job_hint, hint_at, &rows, err);
 	if (st != DR_OK)
 		goto rollback;
 	if (!rows || rows->n_rows == 0) {
@@ -270,8 +276,11 @@ dr_status engine_apply(dr_db *db, const dr_config *cfg, const char *adapter,
 	}
 	next = job_status_for(p->status);
 	snprintf(predict_time, sizeof(predict_time), "%.3f", p->predict_time);
+	/* Stale or repeated news, news for an ended job, and a provider's
+	 * final word after it already said "succeeded" (the outputs are
+	 * being stored) change nothing. */
 	if (!next || is_final(cur) || rank(next) < rank(cur) ||
-	    (strcmp(next, cur) == 0 && strcmp(cur, "persisting") == 0)) {
+	    strcmp(cur, "persisting") == 0) {
 		/* Stale, repeated or for a job that has ended. */
 		detail = engine_detail("prediction_status",
 				     pred_status_name(p->status), "delivery_id",
@@ -317,9 +326,10 @@ dr_status engine_apply(dr_db *db, const dr_config *cfg, const char *adapter,
 		" run_at = CASE WHEN ? THEN IF(callback_url IS NULL, NULL,"
 		" NOW(6)) WHEN ? THEN NOW(6)"
 		" WHEN ? THEN NOW(6) + INTERVAL ? MICROSECOND ELSE run_at END,"
-		" lease_owner = IF(? OR ?, NULL, lease_owner)"
+		" lease_owner = IF(? OR ?, NULL, lease_owner),"
+		" lease_version = lease_version + ?"
 		" WHERE id = ?",
-		NULL, err, "ssssssssiiiisssssiiiiiiiiis", next, p->id,
+		NULL, err, "ssssssssiiiisssssiiiiiiiiiis", next, p->id,
 		pred_status_name(p->status),
 		p->raw_json && strlen(p->raw_json) <= MAX_STORED_PREDICTION
 			? p->raw_json
@@ -344,7 +354,11 @@ dr_status engine_apply(dr_db *db, const dr_config *cfg, const char *adapter,
 		(int64_t)to_final, (int64_t)to_persist,
 		(int64_t)(adopt && !fence),
 		(int64_t)(cfg->worker.poll_min * 1e6), (int64_t)to_final,
-		(int64_t)to_persist, id);
+		(int64_t)to_persist,
+		/* News from outside that ends the job or hands it to the
+		 * pipeline fences out a worker still holding it (a poll,
+		 * a cancel), so it cannot write over the new state. */
+		(int64_t)(!fence && (to_final || to_persist)), id);
 	if (st != DR_OK)
 		goto rollback;
 	if (to_persist) {
@@ -522,8 +536,9 @@ static void make_view(dr_engine *e, const dr_claim *c, dr_job_view *v,
 	v->model = c->model;
 	v->input_json = c->input;
 	v->prediction_id = c->prediction_id;
-	snprintf(url, urlsz, "%s/v1/hooks/%s?job=%s",
-		 e->cfg->server.public_url, c->adapter, c->id);
+	snprintf(url, urlsz, "%s/v1/hooks/%s?job=%s&at=%lld",
+		 e->cfg->server.public_url, c->adapter, c->id,
+		 (long long)c->submitted_us);
 	v->webhook_url = url;
 	v->attempt = c->attempts + 1;
 	v->submitted_at = c->submitted_at;
@@ -540,7 +555,7 @@ static dr_status apply_own(dr_engine *e, const dr_claim *c,
 	dr_status st;
 
 	dr_error_clear(&err);
-	st = engine_apply(e->db, e->cfg, c->adapter, c->id, p, source, NULL, c,
+	st = engine_apply(e->db, e->cfg, c->adapter, c->id, 0, p, source, NULL, c,
 			  &r, status, &err);
 	if (st == DR_OK && r == DR_APPLY_UNKNOWN) {
 		/* Another job already owns this prediction id. */
@@ -601,7 +616,8 @@ static void step_cancel(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 			     " 'none', 'pending'),"
 			     " run_at = IF(callback_url IS NULL, NULL, NOW(6)),"
 			     " lease_owner = NULL"
-			     " WHERE id = ? AND lease_version = ?",
+			     " WHERE id = ? AND lease_version = ? AND status"
+			     " NOT IN ('succeeded', 'failed', 'canceled')",
 			     &n, &err, "su", c->id, c->lease_version);
 	if (st == DR_OK && n == 1)
 		st = engine_event(e->db, c->id, "status", c->status, "canceled",
@@ -680,17 +696,32 @@ static void step_submit(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 	}
 
 	/* Record the attempt before sending, so a crash after the send is
-	 * reconciled instead of forgotten. */
-	st = db_exec(e->db,
-		     "UPDATE jobs SET submitted_at = NOW(6),"
-		     " attempts = attempts + 1, updated_at = NOW(6)"
-		     " WHERE id = ? AND lease_version = ?",
-		     &n, &err, "su", c->id, c->lease_version);
+	 * reconciled instead of forgotten. Its start, to the microsecond,
+	 * also names the attempt in the webhook URL. */
+	{
+		struct timespec ts;
+		char at[40];
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		c->submitted_us = (int64_t)ts.tv_sec * 1000000 +
+				  ts.tv_nsec / 1000;
+		snprintf(at, sizeof(at), "%lld.%06lld",
+			 (long long)(c->submitted_us / 1000000),
+			 (long long)(c->submitted_us % 1000000));
+		st = db_exec(e->db,
+			     "UPDATE jobs SET submitted_at = FROM_UNIXTIME(?),"
+			     " attempts = attempts + 1, updated_at = NOW(6)"
+			     " WHERE id = ? AND lease_version = ?",
+			     &n, &err, "ssu", at, c->id, c->lease_version);
+	}
 	if (fenced_exec(e, c, n, st, &err) != DR_OK)
 		return;
 	c->attempts++;
-	c->submitted_at = c->now;
+	/* The view's submitted_at keeps saying when an EARLIER attempt
+	 * began (0 for none); the URL names this attempt. */
+	make_view(e, c, &v, url, sizeof(url));
 	v.attempt = c->attempts;
+	c->submitted_at = (double)c->submitted_us / 1e6;
 	if (engine_event(e->db, c->id, "submit", c->status, NULL, NULL, &err) !=
 	    DR_OK)
 		dr_log(DR_LOG_WARNING, "event=job.event_failed job=%s", c->id);

@@ -43,7 +43,10 @@ typedef enum dr_apply_result {
  * "submit") to the job that owns it: the job with (adapter, prediction id)
  * or, when none does yet, `job_hint` if that job is waiting for its
  * submit's answer (a webhook can arrive before the create's answer is
- * recorded, or instead of it after a crash). With a non-NULL
+ * recorded, or instead of it after a crash) — and, when `hint_at` is not
+ * 0, only if that is the attempt that began at hint_at (microseconds since
+ * the epoch, carried in the webhook URL), so a delivery for an earlier
+ * attempt's prediction never attaches to a retried job. With a non-NULL
  * `delivery_id` the delivery is recorded in webhook_deliveries in the same
  * transaction, so a duplicate is applied at most once. One event is
  * appended to the job's log in every case but UNKNOWN. With `fence` the
@@ -51,15 +54,19 @@ typedef enum dr_apply_result {
  * status afterwards is written to status_out (may be NULL).
  */
 dr_status engine_apply(dr_db *db, const dr_config *cfg, const char *adapter,
-		       const char *job_hint, const dr_prediction *p,
+		       const char *job_hint, int64_t hint_at,
+		       const dr_prediction *p,
 		       const char *source, const char *delivery_id,
 		       const dr_claim *fence, dr_apply_result *result,
 		       char status_out[16], dr_error *err) DR_WARN_UNUSED;
 
 /* A job whose step was left unfinished by this many workers in a row (a
  * plugin that crashes the process, a step that hangs) fails with code
- * "worker_crashed" instead of being tried again. */
-#define ENGINE_MAX_ABANDONED 3
+ * "worker_crashed" instead of being tried again. High enough that workers
+ * killed from outside (a SIGKILL storm, an OOM kill, a redeploy) do not
+ * fail the jobs they held; low enough that a crashing plugin stops after
+ * a few replaced workers. */
+#define ENGINE_MAX_ABANDONED 6
 
 /* Run the due step of a claimed job, recording every outcome (new state,
  * retry time, failure) with the claim's fencing token. Logs and swallows

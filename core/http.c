@@ -218,6 +218,9 @@ void http_problem_from(dr_response *resp, const dr_error *err)
 	if (status == 503)
 		http_problem(resp, 503, "unavailable", NULL,
 			     "the database is unavailable; try again shortly");
+	else if (err->status == DR_ERR_DATABASE && err->retryable)
+		http_problem(resp, 503, "busy", NULL,
+			     "the request collided with another; try again");
 	else if (status >= 500 && status != 502 && status != 504)
 		http_problem(resp, status, "internal", NULL,
 			     "internal error; see the server log");

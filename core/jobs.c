@@ -823,7 +823,7 @@ static int is_final(const char *status)
 	       strcmp(status, "failed") == 0 || strcmp(status, "canceled") == 0;
 }
 
-dr_status jobs_cancel(dr_db *db, const char *id, dr_error *err)
+static dr_status cancel_once(dr_db *db, const char *id, dr_error *err)
 {
 	dr_db_rows *rows = NULL;
 	const char *status;
@@ -876,7 +876,7 @@ rollback:
 	return st;
 }
 
-dr_status jobs_retry(dr_db *db, const char *id, dr_error *err)
+static dr_status retry_once(dr_db *db, const char *id, dr_error *err)
 {
 	dr_db_rows *rows = NULL;
 	const char *status, *estep;
@@ -940,5 +940,37 @@ dr_status jobs_retry(dr_db *db, const char *id, dr_error *err)
 rollback:
 	db_rows_free(rows);
 	db_rollback(db);
+	return st;
+}
+
+/* A deadlock (the job row against a webhook's or a worker's transaction,
+ * which lock the prediction index first) is retried a few times: each try
+ * is a whole transaction, so trying again is safe. */
+static int deadlocked(dr_status st, const dr_error *err)
+{
+	return st == DR_ERR_DATABASE && err->retryable;
+}
+
+dr_status jobs_cancel(dr_db *db, const char *id, dr_error *err)
+{
+	dr_status st = DR_OK;
+
+	for (int i = 0; i < 5; i++) {
+		st = cancel_once(db, id, err);
+		if (!deadlocked(st, err))
+			break;
+	}
+	return st;
+}
+
+dr_status jobs_retry(dr_db *db, const char *id, dr_error *err)
+{
+	dr_status st = DR_OK;
+
+	for (int i = 0; i < 5; i++) {
+		st = retry_once(db, id, err);
+		if (!deadlocked(st, err))
+			break;
+	}
 	return st;
 }

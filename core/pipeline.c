@@ -489,7 +489,8 @@ static dr_status index_all(persist_ctx *x, stored_output *outs, size_t n,
 			     " 'none', 'pending'),"
 			     " run_at = IF(callback_url IS NULL, NULL, NOW(6)),"
 			     " lease_owner = NULL"
-			     " WHERE id = ? AND lease_version = ?",
+			     " WHERE id = ? AND lease_version = ?"
+			     " AND status = 'persisting'",
 			     &affected, err, "su", x->c->id,
 			     x->c->lease_version);
 	if (st == DR_OK && affected != 1)

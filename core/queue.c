@@ -70,6 +70,8 @@ dr_status queue_claim(dr_db *db, const char *owner, double lease, dr_claim *c,
 		      "SELECT id, lease_version, status, step, adapter, model,"
 		      " input, prediction_id, attempts, cancel_requested,"
 		      " UNIX_TIMESTAMP(submitted_at),"
+		      " TIMESTAMPDIFF(MICROSECOND, FROM_UNIXTIME(0),"
+		      " submitted_at),"
 		      " UNIX_TIMESTAMP(provider_deadline),"
 		      " UNIX_TIMESTAMP(NOW(6)), callback_state, claims"
 		      " FROM jobs WHERE id = ?",
@@ -94,11 +96,14 @@ dr_status queue_claim(dr_db *db, const char *owner, double lease, dr_claim *c,
 	c->attempts = (int)strtol(db_cell(rows, 0, 8), NULL, 10);
 	c->cancel_requested = strcmp(db_cell(rows, 0, 9), "0") != 0;
 	c->submitted_at = cell_double(rows, 10);
-	c->provider_deadline = cell_double(rows, 11);
-	c->now = cell_double(rows, 12);
+	c->submitted_us = db_cell(rows, 0, 11)
+				  ? strtoll(db_cell(rows, 0, 11), NULL, 10)
+				  : 0;
+	c->provider_deadline = cell_double(rows, 12);
+	c->now = cell_double(rows, 13);
 	snprintf(c->callback_state, sizeof(c->callback_state), "%s",
-		 db_cell(rows, 0, 13));
-	c->abandoned = (int)strtol(db_cell(rows, 0, 14), NULL, 10);
+		 db_cell(rows, 0, 14));
+	c->abandoned = (int)strtol(db_cell(rows, 0, 15), NULL, 10);
 	db_rows_free(rows);
 	return DR_OK;
 rollback:

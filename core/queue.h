@@ -39,6 +39,7 @@ typedef struct dr_claim {
 	int attempts;
 	int cancel_requested;
 	double submitted_at;      /* epoch seconds, 0 when NULL */
+	int64_t submitted_us;     /* the same in microseconds, 0 when NULL */
 	double provider_deadline; /* epoch seconds, 0 when NULL */
 	double now;               /* the database clock at the claim */
 	int abandoned; /* claims in a row that found the previous lease
