@@ -306,7 +306,7 @@ if [ "$#" -gt 0 ]; then
 else
     # test_out_of_tree.sh last: it installs into a scratch DESTDIR and runs
     # a job through an out-of-tree plugin with the installed programs.
-    tests=("$ROOT"/tests/integration/test_*.py "$ROOT/tests/integration/test_out_of_tree.sh")
+    tests=("$ROOT"/tests/integration/test_*.py "$ROOT"/tests/chaos/test_*.py "$ROOT/tests/integration/test_out_of_tree.sh")
 fi
 
 for t in "${tests[@]}"; do
