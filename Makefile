@@ -4,6 +4,7 @@
 #   make run        install what is missing, build, run the service locally
 #   make check      install what is missing, build, run every test
 #   make sanitize   the same tests against an ASan+UBSan build (build-san/)
+#   make fuzz       libFuzzer harnesses of tests/fuzz/, FUZZ_SECONDS each
 #   make install    PREFIX=/usr/local DESTDIR= (see README)
 #   make clean
 #
@@ -168,12 +169,46 @@ $(S3_TOOL): $(BUILD)/tests/plugins/s3_tool.o $(LIBCORE)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CORE_LIBS)
 
+# tests/fuzz/fuzz_<name>.c: libFuzzer harnesses. Each builds twice:
+#  - for `make check`, with replay_main.c instead of libFuzzer, into
+#    build/tests/fuzz/replay_<name> (tests/fuzz/replay.sh runs the corpus
+#    and every crash ever found through it);
+#  - for `make fuzz`, with clang and -fsanitize=fuzzer against a core
+#    built with coverage and ASan+UBSan in build-fuzz/ (FUZZ_BUILD), into
+#    build-fuzz/fuzz/fuzz_<name>. FUZZ_EXTRA_<name> names what a harness
+#    links besides the core.
+FUZZ_NAMES = $(sort $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c)))
+FUZZ_REPLAYS = $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz/replay_%)
+FUZZ_BINS = $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
+FUZZ_EXTRA_normalise = $(call plugin_objs,replicate) $(BUILD)/tests/plugins/mock_host.o
+FUZZ_LIBS_normalise = $(call pkg_libs,$(PLUGIN_LIBS_replicate))
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_SAN = -fsanitize=address,undefined -fno-omit-frame-pointer \
+           -fno-sanitize-recover=undefined
+
+$(BUILD)/tests/fuzz/%.o: tests/fuzz/%.c
+	$(call msg,CC,$<)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(TEST_CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/fuzz/replay_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/replay_main.o $$(FUZZ_EXTRA_$$*) $(LIBCORE)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CORE_LIBS) $(FUZZ_LIBS_$*)
+
+$(BUILD)/fuzz/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $$(FUZZ_EXTRA_$$*) $(LIBCORE)
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(LDFLAGS) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(CORE_LIBS) $(FUZZ_LIBS_$*)
+
+fuzz-bins: $(FUZZ_BINS)
+
 # --------------------------------------------------------------- targets
 BINS = $(BUILD)/darkroom $(BUILD)/darkroom.fcgi
 
 all: $(BINS) $(PLUGINS)
 
-tests: all $(UNIT_TESTS) $(FIXTURES) $(WH_TOOL) $(S3_TOOL)
+tests: all $(UNIT_TESTS) $(FIXTURES) $(WH_TOOL) $(S3_TOOL) $(FUZZ_REPLAYS)
 
 deps:
 	$(Q)bash tests/lib/deps.sh build
@@ -189,6 +224,19 @@ sanitize:
 	$(Q)BUILD=build-san ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    bash tests/check.sh
+
+# make fuzz: run each harness for FUZZ_SECONDS (FUZZ=name limits it to
+# one) on tests/fuzz/corpus/<name>/, new inputs into
+# build-fuzz/corpus/<name>/, crashes into tests/fuzz/crashes/<name>/.
+# clang warns differently from gcc: -Werror is left to the gcc builds.
+fuzz:
+	$(Q)bash tests/lib/deps.sh build libcmocka-dev clang libclang-rt-14-dev
+	$(Q)$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=clang \
+	    WARN="$(filter-out -Werror,$(WARN))" \
+	    OPT="-O1 -g -fsanitize=fuzzer-no-link $(FUZZ_SAN)" \
+	    LDFLAGS="$(FUZZ_SAN)" fuzz-bins
+	$(Q)FUZZ_BUILD=$(FUZZ_BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) \
+	    bash tests/fuzz/run.sh $(FUZZ)
 
 run:
 	$(Q)bash tests/lib/deps.sh build test
@@ -244,15 +292,15 @@ install: all
 	if [ -e "$$conf" ]; then \
 	    echo "  keeping $$conf; the new version is $$conf.new"; conf=$$conf.new; \
 	fi; \
-	sed $(CONF_SED) conf/darkroom.conf >"$$conf" && chmod 0644 "$$conf"
+	sed $(CONF_SED) conf/darkroom.conf >"$$conf" && chmod 0640 "$$conf"
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
 format:
 	clang-format -i core/*.c core/*.h plugins/*/*.c tests/core/*.c tests/plugins/*.c tests/webhook/*.c
 
-.PHONY: all tests deps check sanitize run install clean format
+.PHONY: all tests deps check sanitize fuzz fuzz-bins run install clean format
 .SECONDARY:
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

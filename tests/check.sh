@@ -120,6 +120,9 @@ if [ "$run_unit" = 1 ]; then
         echo "FAIL webhook cross-check: tests/lib/npm-deps.sh failed"
         failed=$((failed + 1))
     fi
+    # Every seed and every crash ever found, through each fuzz harness.
+    echo "== unit: fuzz corpora"
+    run_counted env BUILD="$BUILD" bash "$ROOT/tests/fuzz/replay.sh"
     echo "unit: $passed passed, $failed failed"
 fi
 
