@@ -65,6 +65,17 @@ def _():
     expect_status(get("/healthz", key=None), 200)
 
 
+@case("GET / serves the dashboard page and /metrics the Prometheus text")
+def _():
+    r = request("GET", "/", key=None)
+    expect_eq(r.status, 200, "GET / status")
+    expect(r.headers.get("Content-Type", "").startswith("text/html"), f"GET / type {r.headers.get('Content-Type')}")
+    expect(b"darkroom" in r.body, "the dashboard page names darkroom")
+    r = request("GET", "/metrics", key=None)
+    expect_eq(r.status, 200, "GET /metrics status")
+    expect(b"# TYPE darkroom_" in r.body, "metrics exposition")
+
+
 @case("401 problem without an API key (and with a wrong one)")
 def _():
     expect_problem(get("/v1/jobs", key=None), 401)
