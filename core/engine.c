@@ -418,6 +418,27 @@ static dr_status fenced_exec(dr_engine *e, const dr_claim *c, uint64_t n,
 	return st;
 }
 
+/* In an open transaction: lock the claimed job (if the lease is still
+ * ours) and read its status now, which news may have moved since the
+ * claim. 1 when locked, 0 when the lease is lost, -1 on error. */
+static int lock_current(dr_engine *e, const dr_claim *c, char status[16],
+			dr_error *err)
+{
+	dr_db_rows *rows = NULL;
+	int r;
+
+	if (db_query(e->db,
+		     "SELECT status FROM jobs WHERE id = ? AND"
+		     " lease_version = ? FOR UPDATE",
+		     &rows, err, "su", c->id, c->lease_version) != DR_OK)
+		return -1;
+	r = rows->n_rows == 1;
+	if (r)
+		snprintf(status, 16, "%s", db_cell(rows, 0, 0));
+	db_rows_free(rows);
+	return r;
+}
+
 void engine_fail(dr_engine *e, const dr_claim *c, const char *step,
 		 const char *code, const char *message)
 {
@@ -426,8 +447,18 @@ void engine_fail(dr_engine *e, const dr_claim *c, const char *step,
 	char *detail;
 	dr_status st;
 
+	char cur[16] = "";
+	int locked = 0;
+
 	dr_error_clear(&err);
 	st = db_begin(e->db, &err);
+	if (st == DR_OK) {
+		locked = lock_current(e, c, cur, &err);
+		if (locked < 0)
+			st = err.status ? err.status : DR_ERR_DATABASE;
+		else if (locked == 0 || is_final(cur))
+			st = DR_ERR_CONFLICT; /* lost, or ended meanwhile */
+	}
 	if (st == DR_OK)
 		st = db_exec(e->db,
 			     "UPDATE jobs SET status = 'failed', error_step = ?,"
@@ -443,14 +474,19 @@ void engine_fail(dr_engine *e, const dr_claim *c, const char *step,
 	if (st == DR_OK && n == 1) {
 		detail = engine_detail("step", step, "code", code, "message",
 				     message, NULL);
-		st = engine_event(e->db, c->id, "status", c->status, "failed",
-			       detail, &err);
+		st = engine_event(e->db, c->id, "status", cur, "failed", detail,
+				  &err);
 		free(detail);
 	}
 	if (st == DR_OK && n == 1)
 		st = db_commit(e->db, &err);
 	if (st != DR_OK || n != 1)
 		db_rollback(e->db);
+	if (st == DR_ERR_CONFLICT) {
+		dr_log(DR_LOG_WARNING, "event=job.lease_lost job=%s step=%s",
+		       c->id, c->step);
+		return;
+	}
 	if (fenced_exec(e, c, n, st, &err) == DR_OK)
 		dr_log(DR_LOG_NOTICE,
 		       "event=job.failed job=%s step=%s code=%s adapter=%s",
@@ -579,6 +615,7 @@ static dr_status apply_own(dr_engine *e, const dr_claim *c,
 static void step_cancel(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 {
 	const dr_adapter_ops *ops = inst ? inst->plugin->desc->adapter : NULL;
+	char cur[16] = "";
 	uint64_t n = 0;
 	dr_error err;
 	dr_status st;
@@ -608,6 +645,14 @@ static void step_cancel(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 			       c->id, err.code);
 	}
 	st = db_begin(e->db, &err);
+	if (st == DR_OK) {
+		int locked = lock_current(e, c, cur, &err);
+
+		if (locked < 0)
+			st = err.status ? err.status : DR_ERR_DATABASE;
+		else if (locked == 0 || is_final(cur))
+			st = DR_ERR_CONFLICT; /* lost, or ended meanwhile */
+	}
 	if (st == DR_OK)
 		st = db_exec(e->db,
 			     "UPDATE jobs SET status = 'canceled',"
@@ -620,12 +665,17 @@ static void step_cancel(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 			     " NOT IN ('succeeded', 'failed', 'canceled')",
 			     &n, &err, "su", c->id, c->lease_version);
 	if (st == DR_OK && n == 1)
-		st = engine_event(e->db, c->id, "status", c->status, "canceled",
-			       "{\"reason\":\"canceled by client\"}", &err);
+		st = engine_event(e->db, c->id, "status", cur, "canceled",
+				  "{\"reason\":\"canceled by client\"}", &err);
 	if (st == DR_OK && n == 1)
 		st = db_commit(e->db, &err);
 	if (st != DR_OK || n != 1)
 		db_rollback(e->db);
+	if (st == DR_ERR_CONFLICT) {
+		dr_log(DR_LOG_WARNING, "event=job.lease_lost job=%s step=cancel",
+		       c->id);
+		return;
+	}
 	if (fenced_exec(e, c, n, st, &err) == DR_OK)
 		dr_log(DR_LOG_INFO, "event=job.canceled job=%s adapter=%s",
 		       c->id, c->adapter);
