@@ -34,13 +34,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 from harness import (BASE_URL, Fail, case, expect, expect_eq, expect_json,  # noqa: E402
                      expect_problem, get, post, request, run, sql, db_ctl, wait_until)
-from engine_lib import (FAKE, FINAL, WORK, Worker, creates_by_job, fake, fake_reset,  # noqa: E402
+from engine_lib import (FAKE, FINAL, S3_BUCKET, S3RVER_BIN, S3rver, WORK, Worker,  # noqa: E402,F401
+                        free_port, port_open, creates_by_job, fake, fake_reset,
                         hook, job, sign)
 
 MEDIA = os.environ["DARKROOM_MEDIA"]
 CONF = os.environ["DARKROOM_CONF"]
-S3RVER_BIN = os.environ.get("DARKROOM_S3RVER_BIN", "")
-S3_BUCKET = os.environ.get("DARKROOM_S3_TEST_BUCKET", "darkroom")
 LIGHTTPD_PID = int(os.environ.get("DARKROOM_LIGHTTPD_PID", "0") or 0)
 RANK = {"queued": 0, "starting": 1, "processing": 2, "persisting": 3,
         "succeeded": 4, "failed": 4, "canceled": 4}
@@ -330,51 +329,6 @@ def _():
     lost = check_invariants(ids)
     summary("mariadb down", len(ids), len(bad), lost)
     expect(not bad, f"{len(bad)} jobs did not succeed: {[(j, st[j]) for j in bad[:5]]}")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def port_open(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-class S3rver:
-    def __init__(self, name):
-        self.port = free_port()
-        self.dir = os.path.join(WORK, name)
-        os.makedirs(self.dir, exist_ok=True)
-        self.log = os.path.join(WORK, f"{name}.log")
-        self.proc = None
-
-    def start(self):
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                ["node", S3RVER_BIN, "-d", self.dir, "-a", "127.0.0.1", "-p", str(self.port),
-                 "--silent", "--configure-bucket", S3_BUCKET],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        wait_until(lambda: port_open(self.port) or self.proc.poll() is not None, timeout=30,
-                   what="s3rver listening")
-        expect(self.proc.poll() is None, f"s3rver exited; see {self.log}")
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
 
 
 @case("S3 down for 30 s during load: jobs wait (sink_unavailable), then succeed with their objects")

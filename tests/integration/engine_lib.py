@@ -9,6 +9,7 @@ import hmac
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -177,3 +178,54 @@ def hook(body, headers, job_hint=None):
     return request("POST", path, body=body, headers=headers, key=None)
 
 
+
+
+# ------------------------------------------------------------ s3rver
+
+S3RVER_BIN = os.environ.get("DARKROOM_S3RVER_BIN", "")
+S3_BUCKET = os.environ.get("DARKROOM_S3_TEST_BUCKET", "darkroom")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def port_open(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class S3rver:
+    def __init__(self, name):
+        self.port = free_port()
+        self.dir = os.path.join(WORK, name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.log = os.path.join(WORK, f"{name}.log")
+        self.proc = None
+
+    def start(self):
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                ["node", S3RVER_BIN, "-d", self.dir, "-a", "127.0.0.1", "-p", str(self.port),
+                 "--silent", "--configure-bucket", S3_BUCKET],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        wait_until(lambda: port_open(self.port) or self.proc.poll() is not None, timeout=30,
+                   what="s3rver listening")
+        expect(self.proc.poll() is None, f"s3rver exited; see {self.log}")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None

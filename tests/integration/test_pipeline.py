@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Fail, case, expect, expect_eq, expect_json, get, post,  # noqa: E402
                      run, sql, wait_until)
 
-from engine_lib import FAKE, Worker, fake  # noqa: E402
+from engine_lib import FAKE, S3_BUCKET, S3rver, Worker, fake, free_port, port_open  # noqa: E402,F401
 
 
 FAKE_PORT = urllib.parse.urlsplit(FAKE).port
@@ -47,9 +47,7 @@ MEDIA = os.environ["DARKROOM_MEDIA"]
 BASE_URL = os.environ["DARKROOM_URL"].rstrip("/")
 CALLBACK_SECRET = os.environ["DARKROOM_CALLBACK_SECRET"]
 S3_PORT = int(os.environ["DARKROOM_S3_PORT"])
-S3_BUCKET = os.environ.get("DARKROOM_S3_TEST_BUCKET", "darkroom")
 S3_URL = f"http://127.0.0.1:{S3_PORT}/{S3_BUCKET}"
-S3RVER_BIN = os.environ["DARKROOM_S3RVER_BIN"]
 
 FINAL = ("succeeded", "failed", "canceled")
 CACHE_CONTROL = "public, max-age=31536000, immutable"
@@ -348,54 +346,6 @@ def s3_reader(jid):
 
 
 # ------------------------------------------------------------ servers
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def port_open(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-class S3rver:
-    """An s3rver of this test's own (bucket `darkroom`), stopped and started
-    again on the same port and directory."""
-
-    def __init__(self, name):
-        self.port = free_port()
-        self.dir = os.path.join(WORK, name)
-        os.makedirs(self.dir, exist_ok=True)
-        self.log = os.path.join(WORK, f"{name}.log")
-        self.proc = None
-
-    def start(self):
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                ["node", S3RVER_BIN, "-d", self.dir, "-a", "127.0.0.1", "-p", str(self.port),
-                 "--silent", "--configure-bucket", S3_BUCKET],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        wait_until(lambda: port_open(self.port) or self.proc.poll() is not None, timeout=30,
-                   what="s3rver listening")
-        expect(self.proc.poll() is None, f"s3rver exited; see {self.log}")
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
 
 
 class Receiver:
