@@ -15,7 +15,12 @@
  * (what a queue claiming rows with SKIP LOCKED wants: no gap locks, fresh
  * snapshot per statement) and an innodb_lock_wait_timeout shorter than the
  * read timeout, so a lock wait ends with error 1205 from the server rather
- * than with the client giving up on a still-running statement.
+ * than with the client giving up on a still-running statement, and an
+ * idle_transaction_timeout: darkroom never leaves a transaction open
+ * between statements for long, so a session that does has lost its client
+ * (a worker cut off between claiming a row FOR UPDATE and committing);
+ * the server then ends it and frees the row instead of holding the lock
+ * until wait_timeout (hours) while every SKIP LOCKED claim passes it by.
  *
  * Statements. One MYSQL_STMT per SQL text, kept in an open-addressing
  * table keyed by the SQL *pointer* (callers pass string literals, so
@@ -108,6 +113,9 @@
 #define DB_MIN_COLUMN_BUF 64
 /* Longest timeout we pass to Connector/C, in seconds. */
 #define DB_MAX_TIMEOUT 86400u
+
+/* Seconds a session may sit idle inside a transaction (see the top). */
+#define DB_IDLE_TX_TIMEOUT "20"
 
 #define DB_SQL_MODE                                                            \
 	"STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,"                      \
@@ -421,7 +429,8 @@ static dr_status conn_open(dr_db *db, dr_error *err)
 
 	snprintf(setup, sizeof(setup),
 		 "SET time_zone = '+00:00', sql_mode = '" DB_SQL_MODE "', "
-		 "innodb_lock_wait_timeout = %u",
+		 "innodb_lock_wait_timeout = %u, "
+		 "idle_transaction_timeout = " DB_IDLE_TX_TIMEOUT,
 		 lock_wait);
 	if (mysql_real_query(m, setup, strlen(setup)))
 		goto err_close;
@@ -960,10 +969,19 @@ dr_db *db_new_server(const dr_config *cfg)
 	return db_alloc(cfg, 0);
 }
 
+static void (*free_hook)(dr_db *db);
+
+void db_set_free_hook(void (*fn)(dr_db *db))
+{
+	free_hook = fn;
+}
+
 void db_free(dr_db *db)
 {
 	if (!db)
 		return;
+	if (free_hook && db->conn && !db->in_tx)
+		free_hook(db);
 	conn_release(db);
 	free(db->slots);
 	free(db);
@@ -1103,6 +1121,11 @@ void db_rollback(dr_db *db)
 	db->in_tx = 0;
 	db->tx_abort = DR_OK;
 	db->tx_abort_code[0] = '\0';
+}
+
+int db_in_transaction(const dr_db *db)
+{
+	return db->in_tx;
 }
 
 uint64_t db_last_insert_id(dr_db *db)

@@ -48,6 +48,10 @@ dr_db *db_new_server(const dr_config *cfg);
 /* Close the connection and free the handle; NULL is a no-op. */
 void db_free(dr_db *db);
 
+/* Run fn(db) at the start of db_free() of a connected handle outside a
+ * transaction (one hook per process; metrics writes what it holds). */
+void db_set_free_hook(void (*fn)(dr_db *db));
+
 /* Connect now if not connected and check the server answers. */
 dr_status db_ping(dr_db *db, dr_error *err) DR_WARN_UNUSED;
 
@@ -82,6 +86,9 @@ void db_rows_free(dr_db_rows *rows);
 dr_status db_begin(dr_db *db, dr_error *err) DR_WARN_UNUSED;
 dr_status db_commit(dr_db *db, dr_error *err) DR_WARN_UNUSED;
 void db_rollback(dr_db *db);
+
+/* Whether a transaction is open (between db_begin and its end). */
+int db_in_transaction(const dr_db *db);
 
 /* AUTO_INCREMENT id of the last insert on this connection. */
 uint64_t db_last_insert_id(dr_db *db);

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcgiapp.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@
 #include "db.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "plugin.h"
 
 #define SYSTEMD_FIRST_FD 3
@@ -187,6 +189,18 @@ static void send_response(FCGX_Request *fr, const dr_request *req,
 		FCGX_PutStr(resp->body.data, (int)resp->body.len, fr->out);
 }
 
+/* Between requests: when metric increments wait to be written, wait for
+ * the next request no longer than their flush is due, then write them, so
+ * an idle process does not sit on them. */
+static void idle_flush(dr_app *app, int sock)
+{
+	struct pollfd pfd = {.fd = sock, .events = POLLIN};
+	int ms = (int)(metrics_flush_delay() * 1000) + 1;
+
+	if (poll(&pfd, 1, ms) == 0)
+		metrics_flush(app->db, 1);
+}
+
 static int serve(dr_app *app, int sock)
 {
 	FCGX_Request fr;
@@ -202,8 +216,13 @@ static int serve(dr_app *app, int sock)
 	arena_init(&arena, 16384);
 	dr_buf_init(&body, app->cfg->server.max_body + 1);
 	http_response_init(&resp);
-	while (!stop_requested && FCGX_Accept_r(&fr) >= 0) {
+	for (;;) {
 		int early;
+
+		if (metrics_pending())
+			idle_flush(app, sock);
+		if (stop_requested || FCGX_Accept_r(&fr) < 0)
+			break;
 
 		in_request = 1;
 		memset(&req, 0, sizeof(req));

@@ -5,13 +5,19 @@
  * Why the database and not memory: the FastCGI app runs as several
  * processes the web server starts and stops at will, and the worker is a
  * pool of forked children; an in-memory counter would be per process and
- * lost at each restart. A row bumped with INSERT ... ON DUPLICATE KEY
- * UPDATE costs one small autocommit statement and is exact across all of
- * them. Histograms are stored cumulatively (each observation bumps every
- * bucket whose bound it does not exceed), so the scrape only reads rows.
+ * lost at each restart. Rows bumped with INSERT ... ON DUPLICATE KEY
+ * UPDATE are exact across all of them. Why not one statement per event:
+ * each would be a durable commit on one of a few hot rows, which at
+ * webhook rates costs more than the webhook (two extra commits, and the
+ * writers queue on the row locks). So a process sums its increments in a
+ * small table here and writes them in one transaction when the oldest is
+ * FLUSH_AFTER old, when the table fills, or when told (metrics_flush).
+ * Histograms are stored cumulatively (each observation bumps every bucket
+ * whose bound it does not exceed), so the scrape only reads rows.
  */
 #include "metrics.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,15 +27,33 @@
 #include "log.h"
 
 /* Bucket bounds of every duration histogram (seconds). The X-macro keeps
- * the SQL of metrics_observe() and the exposition in step. */
+ * the labels and bounds of metrics_observe() and the exposition in step. */
 #define DR_BUCKETS(X)                                                         \
 	X(0.005) X(0.01) X(0.025) X(0.05) X(0.1) X(0.25) X(0.5) X(1) X(2.5)   \
 	X(5) X(10) X(30) X(60) X(120) X(300) X(600)
 #define BUCKET_STR(b) #b,
-#define BUCKET_SQL(b) "SELECT '" #b "' AS le, " #b " AS bound UNION ALL "
+#define BUCKET_NUM(b) b,
 
 static const char *const bucket_bounds[] = {DR_BUCKETS(BUCKET_STR) "+Inf"};
+static const double bucket_values[] = {DR_BUCKETS(BUCKET_NUM) 1e308};
 #define N_BUCKETS (sizeof(bucket_bounds) / sizeof(bucket_bounds[0]))
+
+/* The increments not yet written. A histogram observation takes
+ * N_BUCKETS + 2 samples, so the table holds a dozen distinct histograms
+ * and counters before it must be written early. */
+#define PENDING_MAX 256
+#define FLUSH_AFTER 1.0 /* seconds the oldest increment may wait */
+
+typedef struct pending {
+	char name[64];
+	char labels[DR_METRICS_LABELS_MAX + 16]; /* + le="..." */
+	double value;
+} pending;
+
+static pending pend[PENDING_MAX];
+static size_t n_pend;
+static double pend_since; /* metrics_now() of the oldest increment */
+static int hooks_set; /* atfork and db_free hooks registered */
 
 /* The steps whose durations are observed, in exposition order. */
 static const char *const steps[] = {"submit", "provider_run", "download",
@@ -99,51 +123,123 @@ char *metrics_labels(char *out, size_t outsz, const char *key, ...)
 	return out;
 }
 
+/* A child of fork() must not write its parent's increments again. */
+static void forget_pending(void)
+{
+	n_pend = 0;
+}
+
+int metrics_pending(void)
+{
+	return n_pend > 0;
+}
+
+double metrics_flush_delay(void)
+{
+	double left;
+
+	if (!n_pend)
+		return -1;
+	left = pend_since + FLUSH_AFTER - metrics_now();
+	return left > 0 ? left : 0;
+}
+
+void metrics_flush(dr_db *db, int force)
+{
+	dr_error err;
+	size_t i;
+
+	if (!n_pend || db_in_transaction(db))
+		return;
+	if (!force && metrics_now() - pend_since < FLUSH_AFTER)
+		return;
+	dr_error_clear(&err);
+	if (db_begin(db, &err) != DR_OK)
+		goto failed;
+	for (i = 0; i < n_pend; i++)
+		if (db_exec(db,
+			    "INSERT INTO metric_counters (name, labels, value)"
+			    " VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE"
+			    " value = value + VALUES(value)",
+			    NULL, &err, "ssd", pend[i].name, pend[i].labels,
+			    pend[i].value) != DR_OK) {
+			db_rollback(db);
+			goto failed;
+		}
+	if (db_commit(db, &err) != DR_OK)
+		goto failed;
+	n_pend = 0;
+	return;
+failed:
+	dr_log(DR_LOG_DEBUG,
+	       "event=metrics.write_failed samples=%zu code=%s", n_pend,
+	       err.code);
+	n_pend = 0;
+}
+
+/* A handle about to close writes what is pending (a process's last). */
+static void flush_on_free(dr_db *db)
+{
+	metrics_flush(db, 1);
+}
+
+/* Sum `value` into the pending sample name{labels}. */
+static void pend_add(dr_db *db, const char *name, const char *labels,
+		     double value)
+{
+	size_t i;
+
+	if (!hooks_set) {
+		pthread_atfork(NULL, NULL, forget_pending);
+		db_set_free_hook(flush_on_free);
+		hooks_set = 1;
+	}
+	for (i = 0; i < n_pend; i++)
+		if (strcmp(pend[i].name, name) == 0 &&
+		    strcmp(pend[i].labels, labels) == 0) {
+			pend[i].value += value;
+			return;
+		}
+	if (n_pend == PENDING_MAX) {
+		metrics_flush(db, 1);
+		if (n_pend == PENDING_MAX)
+			return; /* inside a transaction: dropped */
+	}
+	if (!n_pend)
+		pend_since = metrics_now();
+	snprintf(pend[n_pend].name, sizeof(pend[n_pend].name), "%s", name);
+	snprintf(pend[n_pend].labels, sizeof(pend[n_pend].labels), "%s",
+		 labels);
+	pend[n_pend].value = value;
+	n_pend++;
+}
+
 void metrics_add(dr_db *db, const char *name, const char *labels,
 		 double value)
 {
-	dr_error err;
-
-	dr_error_clear(&err);
-	if (db_exec(db,
-		    "INSERT INTO metric_counters (name, labels, value)"
-		    " VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE"
-		    " value = value + VALUES(value)",
-		    NULL, &err, "ssd", name, labels, value) != DR_OK)
-		dr_log(DR_LOG_DEBUG,
-		       "event=metrics.write_failed metric=%s code=%s", name,
-		       err.code);
+	pend_add(db, name, labels, value);
+	metrics_flush(db, 0);
 }
 
 void metrics_observe(dr_db *db, const char *name, const char *labels,
 		     double seconds)
 {
-	char bucket[64], sum[64], count[64];
-	char prefix[DR_METRICS_LABELS_MAX + 2];
-	dr_error err;
+	char sample[64], le[DR_METRICS_LABELS_MAX + 16];
+	size_t i;
 
 	if (seconds < 0)
 		seconds = 0;
-	snprintf(bucket, sizeof(bucket), "%s_bucket", name);
-	snprintf(sum, sizeof(sum), "%s_sum", name);
-	snprintf(count, sizeof(count), "%s_count", name);
-	snprintf(prefix, sizeof(prefix), "%s%s", labels, *labels ? "," : "");
-	dr_error_clear(&err);
-	if (db_exec(db,
-		    "INSERT INTO metric_counters (name, labels, value)"
-		    " SELECT n, l, v FROM ("
-		    "SELECT ? AS n, CONCAT(?, 'le=\"', b.le, '\"') AS l,"
-		    " IF(? <= b.bound, 1, 0) AS v FROM ("
-		    DR_BUCKETS(BUCKET_SQL)
-		    "SELECT '+Inf' AS le, 1e308 AS bound) AS b"
-		    " UNION ALL SELECT ?, ?, ?"
-		    " UNION ALL SELECT ?, ?, 1) AS x"
-		    " ON DUPLICATE KEY UPDATE value = value + VALUES(value)",
-		    NULL, &err, "ssdssdss", bucket, prefix, seconds, sum,
-		    labels, seconds, count, labels) != DR_OK)
-		dr_log(DR_LOG_DEBUG,
-		       "event=metrics.write_failed metric=%s code=%s", name,
-		       err.code);
+	snprintf(sample, sizeof(sample), "%s_bucket", name);
+	for (i = 0; i < N_BUCKETS; i++) {
+		snprintf(le, sizeof(le), "%s%sle=\"%s\"", labels,
+			 *labels ? "," : "", bucket_bounds[i]);
+		pend_add(db, sample, le, seconds <= bucket_values[i] ? 1 : 0);
+	}
+	snprintf(sample, sizeof(sample), "%s_sum", name);
+	pend_add(db, sample, labels, seconds);
+	snprintf(sample, sizeof(sample), "%s_count", name);
+	pend_add(db, sample, labels, 1);
+	metrics_flush(db, 0);
 }
 
 void metrics_step(dr_db *db, const char *step, double seconds)
@@ -348,6 +444,7 @@ dr_status metrics_render(dr_db *db, dr_buf *out, dr_error *err)
 	expo x = {out, 0};
 	dr_status st;
 
+	metrics_flush(db, 1); /* this process's own increments */
 	st = db_query(db,
 		      "SELECT name, labels, value FROM metric_counters"
 		      " ORDER BY name, labels",

@@ -2,15 +2,20 @@
  * metrics.h - the counters and histograms behind GET /metrics, and the
  * Prometheus text exposition.
  *
- * Nothing is held in process memory: every counter is a row of
- * metric_counters (migrations/0003_metrics.sql) that writers bump with one
- * autocommit statement, so values survive restarts and add up across the
- * FastCGI app and every worker process without shared memory. Gauges (jobs
- * by status, queue depth, workers alive) and the predict_time total are
- * read live from the database at scrape time.
+ * Every counter is a row of metric_counters (migrations/0003_metrics.sql),
+ * so values survive restarts and add up across the FastCGI app and every
+ * worker process without shared memory. A process gathers its increments
+ * in memory and writes them in one transaction at most once a second
+ * (metrics_flush), not one durable commit per event: at webhook rates the
+ * per-event upserts of a few hot rows cost more than the webhook itself. A
+ * process killed outright loses at most its last second of increments.
+ * Gauges (jobs by status, queue depth, workers alive) and the predict_time
+ * total are read live from the database at scrape time.
  *
  * Recording never fails its caller: a write that does not succeed is logged
  * at debug level and forgotten (a metric is not worth failing a job for).
+ * Not thread-safe (one process, one thread); a child of fork() starts with
+ * nothing pending, so increments are never written twice.
  */
 #ifndef DR_METRICS_H
 #define DR_METRICS_H
@@ -33,7 +38,8 @@
 char *metrics_labels(char *out, size_t outsz, const char *key, ...);
 
 /* Add `value` to the counter sample `name`{labels} (labels as built by
- * metrics_labels(), "" for none). */
+ * metrics_labels(), "" for none). Written by the next metrics_flush();
+ * one is due when the oldest pending increment is a second old. */
 void metrics_add(dr_db *db, const char *name, const char *labels,
 		 double value);
 
@@ -44,6 +50,20 @@ void metrics_add(dr_db *db, const char *name, const char *labels,
  */
 void metrics_observe(dr_db *db, const char *name, const char *labels,
 		     double seconds);
+
+/*
+ * Write the pending increments of this process to `db` in one transaction
+ * (nothing to do: no statement). `force` 0 writes only when a flush is due
+ * (the oldest increment is a second old), 1 writes whatever is pending:
+ * before a scrape, on the way out, when idle. Increments that cannot be
+ * written are logged at debug level and dropped.
+ */
+void metrics_flush(dr_db *db, int force);
+
+/* Whether increments are pending (a caller that sleeps can wake to flush
+ * them after at most metrics_flush_delay() seconds). */
+int metrics_pending(void);
+double metrics_flush_delay(void);
 
 /* A step duration: darkroom_step_duration_seconds{step=...}. */
 void metrics_step(dr_db *db, const char *step, double seconds);
