@@ -6,6 +6,13 @@
  * into memory for libvips. Nothing is written to the database until every
  * output of the job is in the sink; then one transaction indexes them all
  * and moves the job to `succeeded`.
+ *
+ * Round trips are counted, because a worker waiting on one is a worker not
+ * rendering: the lease is extended between outputs only once an eighth of
+ * it has passed, and a rendition of an original the sink does not hold yet
+ * is uploaded without asking the sink first whether it has it (the
+ * original's own check answered that: renditions are stored before their
+ * original).
  */
 #include "pipeline.h"
 
@@ -63,6 +70,7 @@ typedef struct persist_ctx {
 	const dr_preset *presets[DR_MAX_RENDITIONS];
 	size_t n_presets;
 	const char *step; /* the sub-step running, for errors */
+	int new_content; /* the sink lacks the output being stored */
 } persist_ctx;
 
 static void hexify(const unsigned char *in, size_t n, char *out)
@@ -145,22 +153,34 @@ static int temp_file(dr_error *err)
 	return fd;
 }
 
-/* Store one object in the sink unless an object of that size is there
- * (keys are content-addressed: same key, same bytes). */
+/* Whether the sink holds `key` with `size` bytes (keys are
+ * content-addressed: same key, same bytes). */
+static int stored_already(persist_ctx *x, const char *key, uint64_t size,
+			  dr_error *err)
+{
+	uint64_t have = 0;
+	int r = x->ops->stat &&
+		x->ops->stat(x->sink->state, key, &have, err) == DR_OK &&
+		have == size;
+
+	dr_error_clear(err);
+	return r;
+}
+
+/* Store one object in the sink unless an object of that size is there;
+ * `check` 0 skips asking (the caller knows the answer is no, or that
+ * storing the same bytes again is cheaper than asking). */
 static dr_status put_object(persist_ctx *x, const char *key,
 			    const dr_source *src, const char *mime,
-			    const char *sha, dr_error *err)
+			    const char *sha, int check, dr_error *err)
 {
 	const char *names[] = {"job-id", "model"};
 	const char *values[] = {x->c->id, x->c->model};
 	dr_object_meta meta;
-	uint64_t size = 0;
 	double t0;
 	dr_status st;
 
-	if (x->ops->stat &&
-	    x->ops->stat(x->sink->state, key, &size, err) == DR_OK &&
-	    size == src->size)
+	if (check && stored_already(x, key, src->size, err))
 		return DR_OK;
 	dr_error_clear(err);
 	memset(&meta, 0, sizeof(meta));
@@ -301,7 +321,8 @@ static dr_status render(persist_ctx *x, stored_output *o, const void *buf,
 		snprintf(r->key, sizeof(r->key), "%.2s/%s/%s.%s", o->sha256,
 			 o->sha256, r->preset->name, rends[i].ext);
 		sha256_mem(rends[i].data, rends[i].len, sha);
-		st = put_object(x, r->key, &src, r->mime, sha, err);
+		st = put_object(x, r->key, &src, r->mime, sha,
+				!x->new_content, err);
 		if (st == DR_OK)
 			st = public_url(x, r->key, r->url, err);
 	}
@@ -337,7 +358,7 @@ static dr_status persist_one(persist_ctx *x, const dr_db_rows *rows, size_t i,
 		o->bytes = src.size;
 		snprintf(o->key, sizeof(o->key), "%.2s/%s.txt", o->sha256,
 			 o->sha256);
-		st = put_object(x, o->key, &src, o->mime, o->sha256, err);
+		st = put_object(x, o->key, &src, o->mime, o->sha256, 1, err);
 		if (st == DR_OK)
 			st = public_url(x, o->key, o->url, err);
 		return st;
@@ -390,6 +411,10 @@ static dr_status persist_one(persist_ctx *x, const dr_db_rows *rows, size_t i,
 		goto out;
 	snprintf(o->key, sizeof(o->key), "%.2s/%s.%s", o->sha256, o->sha256,
 		 sn.ext);
+	/* Asked once, before the renditions: they are stored before the
+	 * original, so a sink without the original may lack them too, and
+	 * one with it had them stored by the step that stored it. */
+	x->new_content = !stored_already(x, o->key, size, err);
 	if (sn.decodable) {
 		void *buf;
 
@@ -413,10 +438,10 @@ static dr_status persist_one(persist_ctx *x, const dr_db_rows *rows, size_t i,
 			goto out;
 	}
 	x->step = "upload";
-	{
+	if (x->new_content) {
 		dr_source src = {NULL, fd, size};
 
-		st = put_object(x, o->key, &src, o->mime, o->sha256, err);
+		st = put_object(x, o->key, &src, o->mime, o->sha256, 0, err);
 	}
 	if (st == DR_OK)
 		st = public_url(x, o->key, o->url, err);
@@ -544,6 +569,7 @@ void pipeline_persist(dr_engine *e, dr_claim *c)
 	persist_ctx x;
 	dr_db_rows *rows = NULL, *job = NULL;
 	stored_output *outs = NULL;
+	double extended;
 	dr_error err;
 	dr_status st;
 
@@ -585,17 +611,23 @@ void pipeline_persist(dr_engine *e, dr_claim *c)
 		goto out;
 	}
 	outs = dr_xcalloc(rows->n_rows ? rows->n_rows : 1, sizeof(*outs));
+	extended = metrics_now();
 	for (size_t i = 0; i < rows->n_rows; i++) {
 		st = persist_one(&x, rows, i, &outs[i], &err);
 		if (st != DR_OK)
 			break;
-		/* Long jobs keep their lease. */
+		/* Long jobs keep their lease: renewed once an eighth of it
+		 * has passed, so an output always starts with at least 7/8
+		 * of it left, without a write after every short output. */
+		if (metrics_now() - extended < cfg->worker.lease / 8)
+			continue;
 		if (queue_extend(e->db, c, cfg->worker.lease, &err) != DR_OK) {
 			dr_log(DR_LOG_WARNING,
 			       "event=job.lease_lost job=%s step=persist",
 			       c->id);
 			goto out;
 		}
+		extended = metrics_now();
 	}
 	if (st == DR_OK) {
 		double t0 = metrics_now();
