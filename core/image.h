@@ -72,6 +72,19 @@ dr_status image_process(const void *buf, size_t len,
 			dr_image_info *info, dr_rendition *out,
 			dr_error *err) DR_WARN_UNUSED;
 
+/*
+ * image_process() of the regular file open as `fd`, read by the decoder as
+ * it goes instead of held in memory: a 78 MiB PNG costs its decode, not
+ * 78 MiB more. Same codes and ownership, plus invalid_argument when fd is
+ * not a regular file and io_error when it cannot be read. The caller keeps
+ * fd (libvips reads a duplicate, so its file offset moves: use pread) and
+ * must not change the file during the call.
+ */
+dr_status image_process_fd(int fd, const dr_image_limits *limits,
+			   const dr_preset *const *presets, size_t n,
+			   dr_image_info *info, dr_rendition *out,
+			   dr_error *err) DR_WARN_UNUSED;
+
 void image_rendition_free(dr_rendition *r);
 
 /* BlurHash of an sRGB image (3 bytes per pixel, rows of `stride` bytes),

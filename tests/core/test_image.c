@@ -1,7 +1,9 @@
 /*
  * test_image.c - file sniffing, BlurHash against reference vectors, and
  * image processing through libvips: renditions, orientation, colour,
- * limits checked before decoding, corrupt and hostile input.
+ * limits checked before decoding, corrupt and hostile input. Every case
+ * that runs image_process() runs image_process_fd() on the same bytes in
+ * a file too (run()), which must answer the same.
  *
  * Includes image.c to reach its statics (pHash, dominant colour, the AVIF
  * probe). Test images are made here with libvips itself, so the test needs
@@ -139,11 +141,59 @@ static VipsImage *reload(const dr_rendition *r)
 	return im;
 }
 
+/*
+ * image_process_fd() of a temporary file holding buf[0..len) must answer
+ * exactly as image_process() did: `want` and err's code, or the same
+ * metadata and the same rendition bytes.
+ */
+static void expect_same_from_fd(const void *buf, size_t len,
+				const dr_image_limits *lim,
+				const dr_preset *const *ps, size_t n,
+				dr_status want, const dr_image_info *info,
+				const dr_rendition *out, const dr_error *err)
+{
+	char path[] = "/tmp/test_image_fd_XXXXXX";
+	int fd = mkstemp(path);
+	dr_rendition out2[16];
+	dr_image_info info2;
+	dr_error err2;
+	dr_status st;
+
+	assert_true(fd >= 0);
+	assert_true(n <= 16);
+	unlink(path);
+	assert_int_equal(write(fd, buf, len), (ssize_t)len);
+	st = image_process_fd(fd, lim, ps, n, &info2, out2, &err2);
+	close(fd);
+	if (st != want)
+		fail_msg("from a file: status %d (%s), from memory %d", st,
+			 st == DR_OK ? "" : err2.message, want);
+	if (st != DR_OK) {
+		assert_string_equal(err2.code, err->code);
+		return;
+	}
+	assert_memory_equal(&info2, info, sizeof(info2));
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(out2[i].len, out[i].len);
+		assert_memory_equal(out2[i].data, out[i].data, out[i].len);
+		assert_int_equal(out2[i].width, out[i].width);
+		assert_int_equal(out2[i].height, out[i].height);
+		assert_ptr_equal(out2[i].preset, out[i].preset);
+	}
+	for (size_t i = 0; i < n; i++)
+		image_rendition_free(&out2[i]);
+}
+
+/* image_process(), and the same input through image_process_fd(). */
 static dr_status run(const void *buf, size_t len, const dr_image_limits *lim,
 		     const dr_preset *const *ps, size_t n, dr_image_info *info,
 		     dr_rendition *out, dr_error *err)
 {
-	return image_process(buf, len, lim, ps, n, info, out, err);
+	dr_status st = image_process(buf, len, lim, ps, n, info, out, err);
+
+	if (buf)
+		expect_same_from_fd(buf, len, lim, ps, n, st, info, out, err);
+	return st;
 }
 
 static void free_all(dr_rendition *out, size_t n)
@@ -1242,6 +1292,30 @@ static void test_bad_arguments(void **state)
 	image_rendition_free(NULL);
 }
 
+/* image_process_fd() reads regular files only. */
+static void test_fd_not_a_file(void **state)
+{
+	const dr_preset *ps[] = { &thumb };
+	dr_rendition out[1];
+	dr_image_info info;
+	dr_error err;
+	int p[2];
+
+	(void)state;
+	assert_int_equal(image_process_fd(-1, &roomy, ps, 1, &info, out, &err),
+			 DR_ERR_INVALID);
+	assert_string_equal(err.code, "invalid_argument");
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(write(p[1], "\x89PNG\r\n\x1A\n", 8), 8);
+	assert_int_equal(image_process_fd(p[0], &roomy, ps, 1, &info, out,
+					  &err),
+			 DR_ERR_INVALID);
+	assert_string_equal(err.code, "invalid_argument");
+	assert_null(out[0].data);
+	close(p[0]);
+	close(p[1]);
+}
+
 /* AVIF presets fail cleanly when the encoder is missing. */
 static void test_avif_unavailable(void **state)
 {
@@ -1509,6 +1583,7 @@ int main(void)
 		cmocka_unit_test(test_truncated),
 		cmocka_unit_test(test_unsupported),
 		cmocka_unit_test(test_bad_arguments),
+		cmocka_unit_test(test_fd_not_a_file),
 		cmocka_unit_test(test_avif_unavailable),
 		cmocka_unit_test(test_garbage_and_mutations),
 		cmocka_unit_test(test_phash),
