@@ -176,12 +176,11 @@ static void create_job(dr_app *app, const dr_request *req, dr_response *resp,
 		idem.key = idem_key;
 		idem.body_hash = body_hash;
 	}
-	st = jobs_create(app->db, &jr, &idem, id, &replayed, &err);
-	if (st == DR_OK) {
-		dr_buf_reset(&resp->body);
-		st = jobs_render(app->db, cfg, id, &resp->body, &err);
-	}
+	dr_buf_reset(&resp->body);
+	st = jobs_create(app->db, cfg, &jr, &idem, id, &replayed, &resp->body,
+			 &err);
 	if (st != DR_OK) {
+		dr_buf_reset(&resp->body);
 		if (st != DR_ERR_CONFLICT)
 			dr_log(st == DR_ERR_UNAVAILABLE ? DR_LOG_WARNING
 							: DR_LOG_ERR,

@@ -310,6 +310,23 @@ void jobs_request_free(dr_job_request *req)
 	memset(req, 0, sizeof(*req));
 }
 
+/* Columns of the job object, in the order render_job() reads them. */
+enum {
+	J_ID, J_STATUS, J_ADAPTER, J_MODEL, J_VERSION, J_INPUT, J_METADATA,
+	J_PRED_ID, J_PRED_STATUS, J_PREDICT_TIME, J_PROGRESS, J_ATTEMPTS,
+	J_ERR_STEP, J_ERR_CODE, J_ERR_MSG, J_CREATED, J_UPDATED, J_COMPLETED,
+	J_NCOLS
+};
+
+#define JOB_COLUMNS                                                           \
+	"id, status, adapter, model, version, input, metadata,"              \
+	" prediction_id, prediction_status, predict_time, progress,"         \
+	" attempts, error_step, error_code, error_message, created_at,"      \
+	" updated_at, completed_at"
+
+static dr_status render_job(dr_db *db, const dr_db_rows *rows, size_t i,
+			    int with_outputs, dr_buf *b, dr_error *err);
+
 /* --------------------------------------------------------------- create */
 
 static dr_status add_event(dr_db *db, const char *id, const char *kind,
@@ -349,11 +366,13 @@ static dr_status find_idempotent(dr_db *db, const dr_idempotency *idem,
 	return st;
 }
 
-dr_status jobs_create(dr_db *db, const dr_job_request *req,
-		      const dr_idempotency *idem, char id_out[DR_JOB_ID_LEN + 1],
-		      int *replayed, dr_error *err)
+dr_status jobs_create(dr_db *db, const dr_config *cfg,
+		      const dr_job_request *req, const dr_idempotency *idem,
+		      char id_out[DR_JOB_ID_LEN + 1], int *replayed,
+		      dr_buf *out, dr_error *err)
 {
 	char id[DR_JOB_ID_LEN + 1];
+	dr_db_rows *row = NULL;
 	dr_buf rend;
 	const char *input, *metadata = NULL, *prompt;
 	char *prompt_cut = NULL;
@@ -408,20 +427,34 @@ dr_status jobs_create(dr_db *db, const dr_job_request *req,
 		if (st == DR_ERR_CONFLICT) {
 			db_rollback(db);
 			st = find_idempotent(db, idem, id_out, err);
-			if (st == DR_OK)
+			if (st == DR_OK) {
 				*replayed = 1;
+				/* The earlier job as it is now. */
+				if (out)
+					st = jobs_render(db, cfg, id_out, out,
+							 err);
+			}
 			goto out;
 		}
 		if (st != DR_OK)
 			goto rollback;
 	}
-	st = db_exec(db,
-		     "INSERT INTO jobs (id, status, step, adapter, model, input,"
-		     " prompt, metadata, renditions, callback_url, run_at,"
-		     " created_at, updated_at) VALUES (?, 'queued', 'submit',"
-		     " ?, ?, ?, ?, ?, ?, ?, NOW(6), NOW(6), NOW(6))",
-		     NULL, err, "ssssssss", id, req->adapter, req->model, input,
-		     prompt, metadata, rend.data, req->callback_url);
+	/* RETURNING hands back the stored row, so the answer needs no
+	 * SELECT after the commit (a new job has no outputs to read
+	 * either): two round trips fewer per job. db_query() never runs a
+	 * statement twice inside a transaction, so this write is safe
+	 * there. */
+	st = db_query(db,
+		      "INSERT INTO jobs (id, status, step, adapter, model, input,"
+		      " prompt, metadata, renditions, callback_url, run_at,"
+		      " created_at, updated_at) VALUES (?, 'queued', 'submit',"
+		      " ?, ?, ?, ?, ?, ?, ?, NOW(6), NOW(6), NOW(6))"
+		      " RETURNING " JOB_COLUMNS,
+		      &row, err, "ssssssss", id, req->adapter, req->model,
+		      input, prompt, metadata, rend.data, req->callback_url);
+	if (st == DR_OK && row->n_rows != 1)
+		st = dr_fail(err, DR_ERR_INTERNAL, "internal",
+			     "the new job was not returned");
 	if (st != DR_OK)
 		goto rollback;
 	if (req->metadata) {
@@ -440,13 +473,21 @@ dr_status jobs_create(dr_db *db, const dr_job_request *req,
 	if (st != DR_OK)
 		goto rollback;
 	st = db_commit(db, err);
-	if (st != DR_OK)
+	if (st != DR_OK) {
+		/* A connection lost during COMMIT leaves the handle failing
+		 * every call until it is rolled back (db.h); without this,
+		 * later requests to this process would fail too. */
+		db_rollback(db);
 		goto out;
+	}
 	memcpy(id_out, id, sizeof(id));
+	if (out)
+		st = render_job(db, row, 0, 0, out, err);
 	goto out;
 rollback:
 	db_rollback(db);
 out:
+	db_rows_free(row);
 	free(prompt_cut);
 	dr_buf_free(&rend);
 	return st;
@@ -480,19 +521,6 @@ static dr_status put_num(dr_buf *b, const char *name, const char *v)
 {
 	return dr_buf_printf(b, ",\"%s\":%s", name, v ? v : "null");
 }
-
-enum {
-	J_ID, J_STATUS, J_ADAPTER, J_MODEL, J_VERSION, J_INPUT, J_METADATA,
-	J_PRED_ID, J_PRED_STATUS, J_PREDICT_TIME, J_PROGRESS, J_ATTEMPTS,
-	J_ERR_STEP, J_ERR_CODE, J_ERR_MSG, J_CREATED, J_UPDATED, J_COMPLETED,
-	J_NCOLS
-};
-
-#define JOB_COLUMNS                                                           \
-	"id, status, adapter, model, version, input, metadata,"              \
-	" prediction_id, prediction_status, predict_time, progress,"         \
-	" attempts, error_step, error_code, error_message, created_at,"      \
-	" updated_at, completed_at"
 
 dr_status jobs_append_output(dr_buf *b, const dr_db_rows *outs, size_t i,
 			     const dr_db_rows *rends)
@@ -600,7 +628,7 @@ static dr_status render_outputs(dr_db *db, const char *id, dr_buf *b,
 
 /* Append the job object for row `i` of `rows` (JOB_COLUMNS order). */
 static dr_status render_job(dr_db *db, const dr_db_rows *rows, size_t i,
-			    dr_buf *b, dr_error *err)
+			    int with_outputs, dr_buf *b, dr_error *err)
 {
 #define C(col) db_cell(rows, i, (col))
 	dr_status st;
@@ -667,7 +695,11 @@ static dr_status render_job(dr_db *db, const dr_db_rows *rows, size_t i,
 	if (st != DR_OK)
 		return dr_fail(err, DR_ERR_INTERNAL, "internal",
 			       "job object too large");
-	st = render_outputs(db, C(J_ID), b, err);
+	if (with_outputs)
+		st = render_outputs(db, C(J_ID), b, err);
+	else if (dr_buf_puts(b, ",\"outputs\":[]") != DR_OK)
+		st = dr_fail(err, DR_ERR_INTERNAL, "internal",
+			     "job object too large");
 	if (st == DR_OK && dr_buf_puts(b, "}") != DR_OK)
 		st = dr_fail(err, DR_ERR_INTERNAL, "internal",
 			     "job object too large");
@@ -690,7 +722,7 @@ dr_status jobs_render(dr_db *db, const dr_config *cfg, const char *id,
 		st = dr_fail(err, DR_ERR_NOT_FOUND, "not_found",
 			     "no job with id %.40s", id);
 	else
-		st = render_job(db, rows, 0, out, err);
+		st = render_job(db, rows, 0, 1, out, err);
 	db_rows_free(rows);
 	return st;
 }
@@ -779,7 +811,7 @@ dr_status jobs_list(dr_db *db, const dr_config *cfg, const dr_job_filter *f,
 		if (i)
 			st = dr_buf_puts(out, ",");
 		if (st == DR_OK)
-			st = render_job(db, rows, i, out, err);
+			st = render_job(db, rows, i, 1, out, err);
 	}
 	if (st == DR_OK)
 		st = dr_buf_puts(out, "],\"next_cursor\":");
