@@ -200,17 +200,22 @@ static dr_status find_job(dr_db *db, const char *adapter, const char *pred_id,
 		*rows = NULL;
 	}
 	if (hint && ids_is_job_id(hint)) {
-		/* A job whose submit has no recorded answer yet adopts it. */
+		/* A job whose submit has no recorded answer yet adopts it.
+		 * Or it is already the job's own: the lookup above ran before
+		 * another transaction recording the same prediction (the
+		 * provider's webhook racing the worker's submit answer)
+		 * committed, and this locking read waited for it. */
 		st = db_query(db,
 			      "SELECT id, status, step, prediction_id,"
 			      " lease_version, progress FROM jobs"
 			      " WHERE id = ? AND adapter = ? AND"
-			      " prediction_id IS NULL AND step = 'submit'"
+			      " ((prediction_id IS NULL AND step = 'submit'"
 			      " AND (? = 0 OR TIMESTAMPDIFF(MICROSECOND,"
-			      " FROM_UNIXTIME(0), submitted_at) = ?)"
+			      " FROM_UNIXTIME(0), submitted_at) = ?))"
+			      " OR prediction_id = ?)"
 			      " FOR UPDATE",
-			      rows, err, "ssii", hint, adapter, hint_at,
-			      hint_at);
+			      rows, err, "ssiis", hint, adapter, hint_at,
+			      hint_at, pred_id ? pred_id : "");
 	}
 	return st;
 }

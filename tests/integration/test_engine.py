@@ -197,8 +197,8 @@ def _(w):
     cases = {
         "tampered body": (body.replace(b"succeeded", b"succeeded "), sign(body)),
         "wrong secret": (body, sign(body, secret="whsec_" + base64.b64encode(os.urandom(24)).decode())),
-        "301 s old": (body, sign(body, ts=now - 301)),
-        "301 s in the future": (body, sign(body, ts=now + 301)),
+        "330 s old": (body, sign(body, ts=now - 330)),
+        "330 s in the future": (body, sign(body, ts=now + 330)),
         "no headers": (body, {"Content-Type": "application/json"}),
     }
     h = sign(body)
