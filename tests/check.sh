@@ -6,7 +6,9 @@
 # npm packages when missing), then the integration tests
 # (tests/integration/test_s3.sh against s3rver, the deployment tests
 # test_webservers.sh, test_systemd.sh and test_install.sh,
-# tests/integration/test_make_run.sh, tests/run-integration.sh).
+# tests/integration/test_make_run.sh, the scale-out test
+# tests/integration/test_scaleout.sh (network namespaces; root only),
+# tests/run-integration.sh).
 # Ends with the grand total as the line "N passed, N failed" and exits
 # non-zero on any failure.
 #
@@ -145,6 +147,13 @@ if [ "$run_integration" = 1 ]; then
     # on its own free port and state directory; stopped with SIGTERM.
     echo "== integration: test_make_run"
     run_counted env BUILD="$BUILD" bash "$ROOT/tests/integration/test_make_run.sh"
+
+    # Scale-out: two app hosts, two worker hosts, MariaDB, s3rver and the
+    # fake Replicate, each in its own network namespace; a worker host cut
+    # off and an app host down. Needs root; otherwise it says so and counts
+    # nothing.
+    echo "== integration: test_scaleout"
+    run_counted env BUILD="$BUILD" bash "$ROOT/tests/integration/test_scaleout.sh"
 
     set +e
     bash "$ROOT/tests/run-integration.sh" 2>&1 | tee "$LOG"
