@@ -5,6 +5,7 @@
 #   make check      install what is missing, build, run every test
 #   make sanitize   the same tests against an ASan+UBSan build (build-san/)
 #   make fuzz       libFuzzer harnesses of tests/fuzz/, FUZZ_SECONDS each
+#   make bench      the benchmark suite of tests/bench/ (figures, not tests)
 #   make install    PREFIX=/usr/local DESTDIR= (see README)
 #   make clean
 #
@@ -203,6 +204,20 @@ $(BUILD)/fuzz/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $$(FUZZ_EXTRA_$$*) $(LIBCORE)
 
 fuzz-bins: $(FUZZ_BINS)
 
+# tests/bench/<name>.c -> build/tests/bench/<name>: the benchmark's own
+# programs (a hello-world FastCGI app, the rendition timer), linked with
+# the core library.
+BENCH_BINS = $(patsubst tests/bench/%.c,$(BUILD)/tests/bench/%,$(wildcard tests/bench/*.c))
+
+$(BUILD)/tests/bench/%.o: tests/bench/%.c
+	$(call msg,CC,$<)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CORE_CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/bench/%: $(BUILD)/tests/bench/%.o $(LIBCORE)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CORE_LIBS)
+
 # --------------------------------------------------------------- targets
 BINS = $(BUILD)/darkroom $(BUILD)/darkroom.fcgi
 
@@ -237,6 +252,13 @@ fuzz:
 	    LDFLAGS="$(FUZZ_SAN)" fuzz-bins
 	$(Q)FUZZ_BUILD=$(FUZZ_BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) \
 	    bash tests/fuzz/run.sh $(FUZZ)
+
+# make bench: every section of tests/bench/ (BENCH=name limits it to one),
+# the table into build/bench/ as results.md, results.csv and chart.png.
+bench:
+	$(Q)bash tests/lib/deps.sh build test bench
+	$(Q)$(MAKE) --no-print-directory all $(BENCH_BINS)
+	$(Q)BUILD=$(BUILD) bash tests/bench/run.sh $(BENCH)
 
 run:
 	$(Q)bash tests/lib/deps.sh build test
@@ -300,7 +322,7 @@ clean:
 format:
 	clang-format -i core/*.c core/*.h plugins/*/*.c tests/core/*.c tests/plugins/*.c tests/webhook/*.c
 
-.PHONY: all tests deps check sanitize fuzz fuzz-bins run install clean format
+.PHONY: all tests deps check sanitize fuzz fuzz-bins bench run install clean format
 .SECONDARY:
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -5,11 +5,13 @@
 # Sourced, it defines:
 #   DARKROOM_BUILD_DEPS   packages needed to build (compiler, -dev libraries)
 #   DARKROOM_TEST_DEPS    packages needed to run and test (servers, clients)
+#   DARKROOM_BENCH_DEPS   packages `make bench` adds (load generator, the
+#                         ImageMagick it compares with, gnuplot for the chart)
 #   deps_missing PKG...   prints the packages of the list not installed
 #   deps_install PKG...   installs the missing ones with apt-get
 #
 # Executed, it installs the named sets and packages: `deps.sh build test`
-# (sets: build, test, all — the default; `--build` etc. work too), or
+# (sets: build, test, bench, all — the default; `--build` etc. work too), or
 # `deps.sh PKG...`.
 #
 # It runs non-interactively (no terminal, no standard input): apt-get update
@@ -19,6 +21,7 @@
 # or 3306 behind our back; the file is left in place afterwards.
 
 DARKROOM_BUILD_DEPS="libfcgi-dev libcurl4-openssl-dev libvips-dev libs3-dev libmariadb-dev libjson-c-dev libssl-dev pkg-config make gcc"
+DARKROOM_BENCH_DEPS="wrk gnuplot-nox imagemagick"
 DARKROOM_TEST_DEPS="libcmocka-dev mariadb-server mariadb-client lighttpd spawn-fcgi curl python3 apache2 libapache2-mod-fcgid nginx-light libfcgi-bin systemd groff-base pkg-config libvips-tools chromium"
 
 # deps_missing PKG... — print, one per line, each package that dpkg does not
@@ -86,6 +89,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
         case "$arg" in
             build|--build) read -ra more <<<"$DARKROOM_BUILD_DEPS"; pkgs+=("${more[@]}") ;;
             test|--test)   read -ra more <<<"$DARKROOM_TEST_DEPS"; pkgs+=("${more[@]}") ;;
+            bench|--bench) read -ra more <<<"$DARKROOM_BENCH_DEPS"; pkgs+=("${more[@]}") ;;
             all|--all)     read -ra more <<<"$DARKROOM_BUILD_DEPS $DARKROOM_TEST_DEPS"; pkgs+=("${more[@]}") ;;
             -h|--help)
                 echo "usage: $0 [build] [test] [all] [PKG...]"

@@ -1,0 +1,77 @@
+"""tests/bench/benchlib.py — what the sections of `make bench` share.
+
+Each section (tests/bench/bench_*.py or .sh) runs under
+tests/run-integration.sh, so it has the integration environment (the
+service behind lighttpd, MariaDB, the fake Replicate, s3rver; see
+tests/integration/harness.py), plus:
+
+  BENCH_OUT           the directory of the results (build/bench/)
+  BENCH_BIN           the directory of the benchmark programs
+                      (build/tests/bench/)
+  BENCH_NODE          a node_modules/ directory holding sharp
+
+A section records each figure with record(); tests/bench/report.py turns
+the rows into the Markdown table and the chart. A figure is recorded, never
+asserted: a case of a section fails only when it could not measure.
+"""
+
+import csv
+import math
+import os
+import sys
+
+OUT = os.environ.get("BENCH_OUT", "build/bench")
+BIN = os.environ.get("BENCH_BIN", "build/tests/bench")
+CSV = os.path.join(OUT, "results.csv")
+FIELDS = ["section", "what", "value", "unit", "target", "note"]
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "integration"))
+
+
+def record(section, what, value, unit, target="", note=""):
+    """Append one figure to results.csv and print it.
+
+    section: intake, webhooks, renditions, pipeline, memory or latency;
+    what: what was measured ("darkroom POST /v1/jobs, requests/s");
+    value: a number; unit: "req/s", "ms", "MiB", ...;
+    target: the goal as an operator and a number (">= 15000", "< 10"), or
+    "" when the figure is for comparison; note: anything a reader needs
+    (the competitor, the image, the number of samples)."""
+    os.makedirs(OUT, exist_ok=True)
+    new = not os.path.exists(CSV)
+    with open(CSV, "a", newline="") as f:
+        w = csv.writer(f)
+        if new:
+            w.writerow(FIELDS)
+        w.writerow([section, what, f"{value:.6g}" if isinstance(value, float) else value,
+                    unit, target, note])
+    shown = f"{value:.6g}" if isinstance(value, float) else value
+    print(f"bench: {section:10} {what}: {shown} {unit}", flush=True)
+
+
+def percentile(values, p):
+    """The p-th percentile (0..100) of values, nearest rank."""
+    s = sorted(values)
+    if not s:
+        raise ValueError("no samples")
+    k = max(0, min(len(s) - 1, math.ceil(p / 100.0 * len(s)) - 1))
+    return s[k]
+
+
+def vm_hwm_kib(pid):
+    """The peak resident set (VmHWM) of process pid, in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise ValueError(f"no VmHWM for {pid}")
+
+
+def vm_rss_kib(pid):
+    """The current resident set (VmRSS) of process pid, in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise ValueError(f"no VmRSS for {pid}")
