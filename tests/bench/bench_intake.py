@@ -43,7 +43,7 @@ CONNS = int(os.environ.get("BENCH_INTAKE_CONNECTIONS", "16"))
 THREADS = int(os.environ.get("BENCH_INTAKE_THREADS", "2"))
 HELLO_BIN = os.path.join(benchlib.BIN, "hello_fcgi")
 FCGI_BIN = os.path.join(os.path.dirname(os.environ["DARKROOM_BIN"]), "darkroom.fcgi")
-MORE_PROCS = int(os.environ.get("BENCH_INTAKE_MORE_PROCS", "4"))
+MORE_PROCS = int(os.environ.get("BENCH_INTAKE_MORE_PROCS", "8"))
 
 # A typical job: the null adapter (no provider call), one metadata key,
 # the default renditions.
@@ -237,6 +237,14 @@ def _():
            f" shared clean {roll.get('Shared_Clean', 0) / 1024.0:.1f} MiB (pages of {libs}"
            f" shared libraries), private {(roll.get('Private_Dirty', 0) + roll.get('Private_Clean', 0)) / 1024.0:.1f} MiB;"
            f" PSS {roll.get('Pss', 0) / 1024.0:.1f} MiB")
+
+
+@case("the load's jobs are removed (later sections start with an empty queue)")
+def _():
+    n = benchlib.drop_jobs("j.adapter = 'null' AND j.model = 'acme/flux' AND j.status = 'queued'")
+    left = int(sql("SELECT COUNT(*) FROM jobs WHERE status = 'queued'")[0][0])
+    expect(left == 0, f"{left} queued jobs left")
+    print(f"# intake: removed {n} jobs", flush=True)
 
 
 run()

@@ -263,8 +263,8 @@ mariadb_restart() {
 # 127.0.0.1:PORT with conf/lighttpd.conf (override the file with
 # SERVICES_LIGHTTPD_CONF), DIR as its state directory (logs, FastCGI
 # socket, DIR/media served under /media/) and FCGI_BIN spawned as the
-# FastCGI app (2 processes) with DARKROOM_CONF in its environment. Waits
-# until the port answers. Exports LIGHTTPD_PID.
+# FastCGI app (DARKROOM_FCGI_PROCS processes, default 4) with DARKROOM_CONF
+# in its environment. Waits until the port answers. Exports LIGHTTPD_PID.
 lighttpd_start() {
     local dir=$1 port=$2 conf=$3 bin=$4 root pid
     mkdir -p "$dir/media" || return 1
