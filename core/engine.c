@@ -702,6 +702,8 @@ static void step_submit(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 	dr_job_view v;
 	char url[MAX_WEBHOOK_URL];
 	char status[16];
+	const char *resubmit = NULL; /* why an earlier attempt is repeated */
+	char *detail;
 	uint64_t n = 0;
 	double t0;
 	dr_error err;
@@ -711,6 +713,7 @@ static void step_submit(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 	dr_error_clear(&err);
 	make_view(e, c, &v, url, sizeof(url));
 	if (c->submitted_at > 0 && !c->prediction_id) {
+		resubmit = "no answer was recorded for the last attempt";
 		/* An earlier attempt may have reached the provider without
 		 * its answer being recorded (a crash, a timeout). */
 		if (ops->reconcile) {
@@ -723,8 +726,11 @@ static void step_submit(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 					after_news(e, c, status);
 				if (st != DR_ERR_NOT_FOUND)
 					return;
-				/* The match was another job's: ours was
-				 * surely never created. */
+				/* The match was another job's (identical
+				 * input): ours was surely never created, or
+				 * the list does not tell it apart. */
+				resubmit = "the provider's prediction "
+					   "matching this job is another job's";
 			}
 			engine_prediction_clear(&p);
 			if (st != DR_ERR_NOT_FOUND) {
@@ -777,9 +783,11 @@ static void step_submit(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 	make_view(e, c, &v, url, sizeof(url));
 	v.attempt = c->attempts;
 	c->submitted_at = (double)c->submitted_us / 1e6;
-	if (engine_event(e->db, c->id, "submit", c->status, NULL, NULL, &err) !=
-	    DR_OK)
+	detail = resubmit ? engine_detail("resubmit", resubmit, NULL) : NULL;
+	if (engine_event(e->db, c->id, "submit", c->status, NULL, detail,
+			 &err) != DR_OK)
 		dr_log(DR_LOG_WARNING, "event=job.event_failed job=%s", c->id);
+	free(detail);
 
 	t0 = metrics_now();
 	st = ops->submit(inst->state, &v, &p, &err);
