@@ -75,3 +75,19 @@ def vm_rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise ValueError(f"no VmRSS for {pid}")
+
+
+def drop_jobs(where):
+    """Delete the jobs matching the SQL condition `where` (on jobs, alias
+    j) and every row of theirs, so a load's thousands of jobs do not queue
+    ahead of a later section's. Returns how many jobs matched."""
+    from harness import sql  # the integration harness, on sys.path above
+
+    n = int(sql(f"SELECT COUNT(*) FROM jobs j WHERE {where}")[0][0])
+    for table in ("job_events", "job_metadata"):
+        sql(f"DELETE t FROM {table} t JOIN jobs j ON j.id = t.job_id WHERE {where}")
+    sql("DELETE r FROM renditions r JOIN outputs o ON o.id = r.output_id"
+        f" JOIN jobs j ON j.id = o.job_id WHERE {where}")
+    sql(f"DELETE o FROM outputs o JOIN jobs j ON j.id = o.job_id WHERE {where}")
+    sql(f"DELETE j FROM jobs j WHERE {where}")
+    return n
