@@ -669,6 +669,13 @@ static void step_cancel(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 			     " WHERE id = ? AND lease_version = ? AND status"
 			     " NOT IN ('succeeded', 'failed', 'canceled')",
 			     &n, &err, "su", c->id, c->lease_version);
+	/* Canceled while persisting: the outputs the provider made are not
+	 * stored, so their pending rows go with the job's end. */
+	if (st == DR_OK && n == 1)
+		st = db_exec(e->db,
+			     "DELETE FROM outputs WHERE job_id = ? AND"
+			     " state = 'pending'",
+			     NULL, &err, "s", c->id);
 	if (st == DR_OK && n == 1)
 		st = engine_event(e->db, c->id, "status", cur, "canceled",
 				  "{\"reason\":\"canceled by client\"}", &err);

@@ -142,6 +142,33 @@ def _(w):
     expect_problem(post(f"/v1/jobs/{jid}/cancel"), 409)
 
 
+@case("cancel while persisting: the job ends canceled and its pending outputs go with it")
+def _():
+    fake_reset(drop_webhooks=1)
+    w = Worker(1, "engine-cancel-persist")
+    try:
+        j = running_job()
+    finally:
+        w.stop()
+    jid = j["id"]
+    # No worker runs: the succeeded webhook leaves the job persisting with
+    # its output recorded as pending, and the cancel waits for a worker.
+    body = succeeded_body(j)
+    expect_eq(hook(body, sign(body)).status, 200, "succeeded webhook")
+    expect_eq(job(jid)["status"], "persisting", "status after the webhook")
+    pending = sql(f"SELECT COUNT(*) FROM outputs WHERE job_id = '{jid}' AND state = 'pending'")
+    expect_eq(pending[0][0], "1", "pending outputs while persisting")
+    expect_json(post(f"/v1/jobs/{jid}/cancel"), 202)
+    w = Worker(1, "engine-cancel-persist-2")
+    try:
+        j = wait_status([jid], FINAL)[0]
+    finally:
+        w.stop()
+    expect_eq(j["status"], "canceled", "status")
+    pending = sql(f"SELECT COUNT(*) FROM outputs WHERE job_id = '{jid}' AND state = 'pending'")
+    expect_eq(pending[0][0], "0", "pending outputs of the canceled job")
+
+
 @case("retry of a failed job submits it again and it can succeed")
 @with_worker(2)
 def _(w):
