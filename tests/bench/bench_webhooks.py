@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402  (puts tests/integration on sys.path)
-from benchlib import record  # noqa: E402
+from benchlib import db_counters, per_request, record  # noqa: E402
 from harness import case, expect, run, sql  # noqa: E402
 from engine_lib import FAKE, sign  # noqa: E402
 
@@ -44,24 +44,6 @@ MAX_JOBS = int(os.environ.get("BENCH_WEBHOOKS_MAX_JOBS", "250000"))
 HOST = urlsplit(URL).netloc
 
 
-# Server counters read around a load, for the note: statements per request
-# are the round trips to MariaDB; redo-log writes per request (each one a
-# synchronous write, O_DIRECT) below the number of commits show group
-# commit at work.
-COUNTERS = ("Questions", "Innodb_log_writes")
-
-
-def db_counters():
-    rows = sql("SHOW GLOBAL STATUS WHERE Variable_name IN ("
-               + ", ".join(f"'{c}'" for c in COUNTERS) + ")")
-    return {r[0]: int(r[1]) for r in rows}
-
-
-def per_request(before, after, n):
-    """'SQL statements/req 5.0, redo log writes/req 0.40' for n requests."""
-    d = {c: (after.get(c, 0) - before.get(c, 0)) / max(n, 1) for c in COUNTERS}
-    return (f"SQL statements/req {d['Questions']:.1f},"
-            f" redo log writes/req {d['Innodb_log_writes']:.2f}")
 
 
 def make_jobs(tag, n):

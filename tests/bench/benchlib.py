@@ -27,6 +27,7 @@ FIELDS = ["section", "what", "value", "unit", "target", "note"]
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "integration"))
+from harness import sql  # noqa: E402  (the integration harness)
 
 
 def record(section, what, value, unit, target="", note=""):
@@ -81,8 +82,6 @@ def drop_jobs(where):
     """Delete the jobs matching the SQL condition `where` (on jobs, alias
     j) and every row of theirs, so a load's thousands of jobs do not queue
     ahead of a later section's. Returns how many jobs matched."""
-    from harness import sql  # the integration harness, on sys.path above
-
     n = int(sql(f"SELECT COUNT(*) FROM jobs j WHERE {where}")[0][0])
     for table in ("job_events", "job_metadata"):
         sql(f"DELETE t FROM {table} t JOIN jobs j ON j.id = t.job_id WHERE {where}")
@@ -91,3 +90,24 @@ def drop_jobs(where):
     sql(f"DELETE o FROM outputs o JOIN jobs j ON j.id = o.job_id WHERE {where}")
     sql(f"DELETE j FROM jobs j WHERE {where}")
     return n
+
+
+# Server counters read around a load, for the note: statements per request
+# are the round trips to MariaDB; redo-log writes per request (each one a
+# synchronous write, O_DIRECT) below the number of commits show group
+# commit at work.
+COUNTERS = ("Questions", "Innodb_log_writes")
+
+
+def db_counters():
+    """MariaDB's COUNTERS now, by name."""
+    rows = sql("SHOW GLOBAL STATUS WHERE Variable_name IN ("
+               + ", ".join(f"'{c}'" for c in COUNTERS) + ")")
+    return {r[0]: int(r[1]) for r in rows}
+
+
+def per_request(before, after, n):
+    """'SQL statements/req 5.0, redo log writes/req 0.40' for n requests."""
+    d = {c: (after.get(c, 0) - before.get(c, 0)) / max(n, 1) for c in COUNTERS}
+    return (f"SQL statements/req {d['Questions']:.1f},"
+            f" redo log writes/req {d['Innodb_log_writes']:.2f}")

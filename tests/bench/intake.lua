@@ -19,20 +19,6 @@ if key ~= "" then
    wrk.headers["Authorization"] = "Bearer " .. key
 end
 
--- Shared by intake.lua and webhooks.lua (kept in each file: wrk loads
--- one script).
-done = function(summary, latency, requests)
-   local out = os.getenv("BENCH_WRK_OUT")
-   if not out then return end
-   local f = assert(io.open(out, "w"))
-   local e = summary.errors
-   f:write(string.format(
-      '{"requests":%d,"duration_us":%d,"bytes":%d,' ..
-      '"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d,' ..
-      '"p50_us":%d,"p90_us":%d,"p99_us":%d,"p999_us":%d,"max_us":%d,"mean_us":%.1f}\n',
-      summary.requests, summary.duration, summary.bytes,
-      e.connect, e.read, e.write, e.status, e.timeout,
-      latency:percentile(50), latency:percentile(90), latency:percentile(99),
-      latency:percentile(99.9), latency.max, latency.mean))
-   f:close()
-end
+-- done(): the figures as JSON into $BENCH_WRK_OUT (wrk_report.lua, next
+-- to this script).
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "wrk_report.lua")
