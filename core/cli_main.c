@@ -53,8 +53,9 @@ static void usage(FILE *f)
 	      "  version         print the version\n"
 	      "\n"
 	      "Options:\n"
-	      "  --config FILE   config file (default $DARKROOM_CONF, else\n"
-	      "                  " DR_SYSCONF ")\n"
+	      "  --config FILE   config file (default $DARKROOM_CONF; in a\n"
+	      "                  checkout's build folder, its\n"
+	      "                  conf/darkroom.conf; else " DR_SYSCONF ")\n"
 	      "  --help          show this help; COMMAND --help for a "
 	      "command\n",
 	      f);

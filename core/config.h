@@ -148,7 +148,10 @@ dr_status config_parse(const char *name, const char *text, size_t len,
 /* Release everything; NULL is a no-op. */
 void config_free(dr_config *cfg);
 
-/* The config file path to use: $DARKROOM_CONF, else `fallback`. */
+/* The config file path to use: $DARKROOM_CONF; else, for a program run
+ * from the build folder of a checkout (not installed), the checkout's
+ * conf/darkroom.conf; else `fallback`. The result is static or the
+ * caller's: never freed. */
 const char *config_default_path(const char *fallback);
 
 /* The preset named `name`, or NULL. */

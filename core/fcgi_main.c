@@ -50,8 +50,9 @@ static void usage(FILE *f)
 	      "\n"
 	      "Serve the darkroom HTTP API over FastCGI.\n"
 	      "\n"
-	      "  --config FILE  config file (default $DARKROOM_CONF or " DR_SYSCONF
-	      ")\n"
+	      "  --config FILE  config file (default $DARKROOM_CONF; run from a\n"
+	      "                 checkout's build folder, its conf/darkroom.conf;\n"
+	      "                 else " DR_SYSCONF ")\n"
 	      "  --listen ADDR  listen on ADDR (host:port, :port or a unix socket\n"
 	      "                 path) instead of the inherited socket\n"
 	      "  --help         show this help\n"

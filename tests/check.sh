@@ -6,7 +6,8 @@
 # npm packages when missing), then the integration tests
 # (tests/integration/test_s3.sh against s3rver, the deployment tests
 # test_webservers.sh, test_systemd.sh and test_install.sh,
-# tests/integration/test_make_run.sh, the scale-out test
+# tests/integration/test_make_run.sh, tests/integration/test_readme.sh
+# (every shell line of README.md against `make run`), the scale-out test
 # tests/integration/test_scaleout.sh (network namespaces; root only),
 # tests/run-integration.sh).
 # Ends with the grand total as the line "N passed, N failed" and exits
@@ -147,6 +148,11 @@ if [ "$run_integration" = 1 ]; then
     # on its own free port and state directory; stopped with SIGTERM.
     echo "== integration: test_make_run"
     run_counted env BUILD="$BUILD" bash "$ROOT/tests/integration/test_make_run.sh"
+
+    # Every shell line of README.md, as written, against `make run` on a
+    # copy of the checkout (as root: in a network namespace of its own).
+    echo "== integration: test_readme"
+    run_counted env BUILD="$BUILD" bash "$ROOT/tests/integration/test_readme.sh"
 
     # Scale-out: two app hosts, two worker hosts, MariaDB, s3rver and the
     # fake Replicate, each in its own network namespace; a worker host cut

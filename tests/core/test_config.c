@@ -1191,13 +1191,28 @@ static void test_api_key_file(void **state)
 	assert_non_null(strstr(err.message, "keys line 3"));
 	assert_null(strstr(err.message, "shortkey"));
 
-	/* A missing file is an error naming it. */
+	/* A missing file adds no key (a fresh checkout before `make run`
+	 * writes it); the other sources still count. */
 	remove_file(dir, "keys");
 	assert_int_equal(config_parse(name, text, strlen(text), &cfg, &err),
+			 DR_OK);
+	assert_int_equal(cfg->server.n_api_keys, 1);
+	assert_string_equal(cfg->server.api_keys[0], "listkey-0123456789ab");
+	config_free(cfg);
+
+	/* One that cannot be read is an error naming it. */
+	snprintf(name, sizeof(name), "%s/keys", dir);
+	assert_int_equal(mkdir(name, 0700), 0);
+	snprintf(name, sizeof(name), "%s/t.conf", dir);
+	cfg = (dr_config *)&clear_env;
+	assert_int_equal(config_parse(name, text, strlen(text), &cfg, &err),
 			 DR_ERR_CONFIG);
+	assert_ptr_equal(cfg, (dr_config *)&clear_env);
 	assert_non_null(strstr(err.message, "t.conf:3: "));
 	assert_non_null(strstr(err.message, dir));
 	assert_non_null(strstr(err.message, "/keys"));
+	snprintf(name, sizeof(name), "%s/keys", dir);
+	rmdir(name);
 	rmdir(dir);
 }
 
@@ -1280,6 +1295,9 @@ static void test_shipped_config(void **state)
 	assert_non_null(config_preset(cfg, "card"));
 	assert_string_equal(
 	    config_section_plugin(config_section(cfg, "sink", "fs")), "fs");
+	/* DARKROOM_SINK=s3 and the DARKROOM_S3_* variables need no edit. */
+	assert_string_equal(
+	    config_section_plugin(config_section(cfg, "sink", "s3")), "s3");
 	config_free(cfg);
 	free(text);
 #else

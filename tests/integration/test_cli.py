@@ -129,6 +129,41 @@ def _():
     expect("replicate" in out and "fs" in out, f"plugins list: {out!r}")
 
 
+@case("without --config or DARKROOM_CONF: the checkout's conf/darkroom.conf, installed /etc/darkroom")
+def _():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DARKROOM_", "REPLICATE_"))}
+    bin_dir = os.path.dirname(os.path.realpath(BIN))
+    in_checkout = os.path.dirname(bin_dir) == root
+    scratch = os.path.join(os.environ["DARKROOM_TEST_DIR"], "cli-bin")
+    os.makedirs(scratch, exist_ok=True)
+    # The same program outside any checkout (as installed) looks in /etc.
+    copy = os.path.join(scratch, "darkroom")
+    subprocess.run(["cp", BIN, copy], check=True)
+    for prog, want in ((BIN, os.path.join(root, "conf", "darkroom.conf") if in_checkout else None),
+                       (copy, "/etc/darkroom/darkroom.conf")):
+        if want is None:
+            continue
+        p = subprocess.run([prog, "config", "check"], capture_output=True, text=True,
+                           env=env, cwd="/", timeout=60, stdin=subprocess.DEVNULL)
+        said = p.stdout + p.stderr
+        if want.startswith("/etc/") and os.path.exists(want):
+            expect(want in said, f"{prog} config check: {said!r}")
+        elif want.startswith("/etc/"):
+            expect(p.returncode == 1 and want in said and "--config" in said,
+                   f"{prog} outside a checkout: {p.returncode} {said!r}")
+        else:
+            # ok, or an error about that file (build/plugins may be missing
+            # when only another build folder was made): never /etc.
+            expect(said.startswith(("ok: " + want, "darkroom: " + want)) and "/etc/" not in said,
+                   f"{prog} in the checkout, from /: {p.returncode} {said!r}")
+    if in_checkout and os.path.isdir(os.path.join(root, "build", "plugins")):
+        p = subprocess.run([BIN, "plugins", "list"], capture_output=True, text=True,
+                           env=env, cwd="/", timeout=60, stdin=subprocess.DEVNULL)
+        expect(p.returncode == 0 and "exec" in p.stdout,
+               f"plugins list from /: {p.returncode} {p.stdout + p.stderr!r}")
+
+
 @case("an unreachable database: exit 1, 'database unavailable' on one line")
 def _():
     with open(CONF) as f:
