@@ -7,7 +7,8 @@
 #      go to the exec adapter and conf/offline-model.sh;
 #   2. the curl line it prints, run as printed: 202 and a job id;
 #   3. GET /v1/jobs/{id} until the job has succeeded;
-#   4. the job's `thumb` rendition fetched from /media/: a WebP;
+#   4. the job's `thumb` rendition fetched from /media/: a WebP, and the
+#      README's cancel line, run as written: the app's 409 (job ended);
 #   5. SIGTERM to make: it exits, and no process it started (mariadbd,
 #      lighttpd, darkroom.fcgi, darkroom worker, the model) remains.
 #
@@ -194,6 +195,15 @@ if [ -n "$THUMB" ] && curl -sSf -o "$TMP/thumb.webp" "$THUMB" &&
 else
     fail "the thumbnail $THUMB is no WebP"
 fi
+
+# -- 4b. the README's cancel line, as written (port aside): the job has
+# ended, so the app's 409 problem document, whatever the web server
+CANCEL=$(grep -m 1 -E '^curl .*-X POST .*/v1/jobs/\$ID/cancel$' "$ROOT/README.md")
+RESP=$(KEY=$KEY ID=$JOB bash -c "${CANCEL//:8080\//:$PORT/} -w '\n%{http_code} %{content_type}'" 2>&1)
+case "$(tail -n 1 <<<"$RESP")" in
+    "409 application/problem+json") ok "the README's cancel line answers 409 for the ended job" ;;
+    *) fail "the README's cancel line ($CANCEL) answered: $RESP" ;;
+esac
 
 # -- 5. SIGTERM stops everything
 kill -TERM "$MAKE_PID"
