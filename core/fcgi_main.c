@@ -218,7 +218,7 @@ static int serve(dr_app *app, int sock)
 	dr_buf_init(&body, app->cfg->server.max_body + 1);
 	http_response_init(&resp);
 	for (;;) {
-		int early;
+		int early, server_status;
 
 		if (metrics_pending())
 			idle_flush(app, sock);
@@ -230,7 +230,24 @@ static int serve(dr_app *app, int sock)
 		req.arena = &arena;
 		read_params(&fr, &req);
 		early = read_body(&fr, &body, app->cfg->server.max_body);
-		if (early == 413) {
+		server_status = http_server_error_status(
+			FCGX_GetParam("REDIRECT_STATUS", fr.envp));
+		if (server_status == 411) {
+			/* lighttpd answers 411 to a POST without
+			 * Content-Length (what `curl -X POST URL` sends)
+			 * before any module can step in; its error handler
+			 * hands the request here as a GET of the same
+			 * REQUEST_URI. Without Content-Length or
+			 * Transfer-Encoding an HTTP/1.1 request has no body,
+			 * so serve it as the POST with an empty body that
+			 * every other web server passes on. */
+			req.method = "POST";
+			server_status = 0;
+		}
+		if (server_status) {
+			http_response_reset(&resp);
+			http_server_problem(&resp, server_status);
+		} else if (early == 413) {
 			http_response_reset(&resp);
 			http_problem(&resp, 413, "body_too_large", NULL,
 				     "the body is larger than %zu bytes",

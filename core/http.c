@@ -141,16 +141,24 @@ const char *http_reason(int status)
 	case 403: return "Forbidden";
 	case 404: return "Not Found";
 	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
 	case 409: return "Conflict";
 	case 411: return "Length Required";
+	case 412: return "Precondition Failed";
 	case 413: return "Content Too Large";
+	case 414: return "URI Too Long";
 	case 415: return "Unsupported Media Type";
+	case 416: return "Range Not Satisfiable";
+	case 417: return "Expectation Failed";
 	case 422: return "Unprocessable Content";
 	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
 	case 502: return "Bad Gateway";
 	case 503: return "Service Unavailable";
 	case 504: return "Gateway Timeout";
+	case 505: return "HTTP Version Not Supported";
 	default: return "Unknown";
 	}
 }
@@ -190,6 +198,65 @@ void http_problem(dr_response *resp, int status, const char *slug,
 	va_start(ap, fmt);
 	problem_v(resp, status, slug, field, fmt, ap);
 	va_end(ap);
+}
+
+int http_server_error_status(const char *redirect_status)
+{
+	const char *s = redirect_status;
+
+	if (!s || strlen(s) != 3 || strspn(s, "0123456789") != 3)
+		return 0;
+	if (s[0] != '4' && s[0] != '5')
+		return 0;
+	return (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
+}
+
+/* The web server's own errors. conf/problems/ (lighttpd, when the app
+ * cannot answer), conf/nginx.conf and conf/apache-*.conf carry the same
+ * documents; keep them in step. */
+static const struct server_problem {
+	int status;
+	const char *slug;
+	const char *detail;
+} server_problems[] = {
+	{400, "bad_request", "the web server could not parse the request"},
+	{403, "forbidden", "the web server does not serve this path"},
+	{404, "not_found", "no such resource"},
+	{405, "method_not_allowed", "the method is not allowed on this path"},
+	{408, "request_timeout", "the request did not arrive in time"},
+	{411, "length_required",
+	 "send a Content-Length header (0 for an empty body)"},
+	{412, "precondition_failed", "a precondition of the request failed"},
+	{413, "body_too_large",
+	 "the body is larger than the web server accepts"},
+	{414, "uri_too_long", "the request URI is too long"},
+	{416, "range_not_satisfiable", "the range is outside the file"},
+	{417, "expectation_failed", "the Expect header cannot be met"},
+	{431, "headers_too_large", "the request headers are too large"},
+	{500, "internal", "internal error; see the server log"},
+	{501, "not_implemented", "the web server does not implement this "
+				 "method"},
+	{502, "bad_gateway",
+	 "the application did not answer properly; try again shortly"},
+	{503, "unavailable",
+	 "the application is not reachable; try again shortly"},
+	{504, "timeout", "the application did not answer in time"},
+	{505, "http_version_not_supported",
+	 "the HTTP version is not supported"},
+};
+
+void http_server_problem(dr_response *resp, int status)
+{
+	size_t n = sizeof(server_problems) / sizeof(server_problems[0]);
+
+	for (size_t i = 0; i < n; i++)
+		if (server_problems[i].status == status) {
+			http_problem(resp, status, server_problems[i].slug,
+				     NULL, "%s", server_problems[i].detail);
+			return;
+		}
+	http_problem(resp, status, "server_error", NULL,
+		     "the web server refused the request");
 }
 
 int http_status_for(dr_status status)

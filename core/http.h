@@ -84,6 +84,25 @@ const char *http_reason(int status);
 void http_problem(dr_response *resp, int status, const char *slug,
 		  const char *field, const char *fmt, ...) DR_PRINTF(5, 6);
 
+/*
+ * The status of an error the web server met itself and hands to the app
+ * to answer: lighttpd's server.error-handler re-dispatches a request it
+ * refused (411, 413, a missing /media/ file, an unreachable backend) as a
+ * GET of the error handler, with the original REQUEST_URI and
+ * REDIRECT_STATUS set to its status; for an ordinary request lighttpd
+ * sets "200" and the other servers nothing. `redirect_status` is that
+ * parameter (may be NULL). Returns 400..599, or 0 for anything else.
+ */
+int http_server_error_status(const char *redirect_status);
+
+/*
+ * Make `resp` the problem document for an error the web server met
+ * before the request reached the app (a status from
+ * http_server_error_status()): the same type, title and detail as the
+ * documents the configs in conf/ answer with when the app cannot.
+ */
+void http_server_problem(dr_response *resp, int status);
+
 /* The HTTP status for a failed dr_status (e.g. DR_ERR_UNAVAILABLE ->
  * 503, DR_ERR_NOT_FOUND -> 404). */
 int http_status_for(dr_status status);

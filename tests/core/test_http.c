@@ -6,6 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "http.h"
@@ -80,6 +83,113 @@ static void test_status_map(void **state)
 	http_response_free(&r);
 }
 
+/* Errors the web server met itself (lighttpd's REDIRECT_STATUS). */
+static void test_server_errors(void **state)
+{
+	dr_response r;
+
+	(void)state;
+	assert_int_equal(http_server_error_status("411"), 411);
+	assert_int_equal(http_server_error_status("413"), 413);
+	assert_int_equal(http_server_error_status("503"), 503);
+	/* lighttpd's "200" of an ordinary request, and anything odd */
+	assert_int_equal(http_server_error_status("200"), 0);
+	assert_int_equal(http_server_error_status("302"), 0);
+	assert_int_equal(http_server_error_status(NULL), 0);
+	assert_int_equal(http_server_error_status(""), 0);
+	assert_int_equal(http_server_error_status("4130"), 0);
+	assert_int_equal(http_server_error_status("41"), 0);
+	assert_int_equal(http_server_error_status("4x3"), 0);
+	assert_int_equal(http_server_error_status(" 413"), 0);
+	assert_int_equal(http_server_error_status("600"), 0);
+
+	http_response_init(&r);
+	http_server_problem(&r, 413);
+	assert_int_equal(r.status, 413);
+	assert_string_equal(r.content_type, "application/problem+json");
+	assert_string_equal(
+		r.body.data,
+		"{\"type\":\"urn:darkroom:problem:body_too_large\","
+		"\"title\":\"Content Too Large\",\"status\":413,"
+		"\"detail\":\"the body is larger than the web server "
+		"accepts\"}");
+	http_server_problem(&r, 503);
+	assert_int_equal(r.status, 503);
+	assert_non_null(strstr(r.body.data, "\"title\":\"Service Unavailable\""));
+	assert_non_null(strstr(r.body.data, "problem:unavailable\""));
+	http_server_problem(&r, 416);
+	assert_non_null(strstr(r.body.data, "\"title\":\"Range Not Satisfiable\""));
+	/* A status without its own entry still gets a document. */
+	http_server_problem(&r, 418);
+	assert_int_equal(r.status, 418);
+	assert_non_null(strstr(r.body.data, "problem:server_error\""));
+	assert_non_null(strstr(r.body.data, "\"status\":418"));
+	http_response_free(&r);
+}
+
+/* conf/problems of the source tree, from this file's path as compiled
+ * ("tests/core/test_http.c" from the root, or an absolute path). */
+static void problems_dir(char *out, size_t size)
+{
+	const char *f = __FILE__;
+	const char *tail = strstr(f, "tests/core/test_http.c");
+	int n = tail ? (int)(tail - f) : 0;
+	int len = snprintf(out, size, "%.*sconf/problems", n, f);
+
+	assert_true(len > 0 && (size_t)len < size);
+}
+
+/* conf/problems/<status>.html, what lighttpd answers when the app cannot,
+ * are the app's own documents for those statuses (and a newline). */
+static void test_server_problem_files(void **state)
+{
+	char dir[512], path[1024], text[2048];
+	int seen404 = 0, seen413 = 0, seen503 = 0, files = 0;
+	struct dirent *e;
+	dr_response r;
+	DIR *d;
+
+	(void)state;
+	problems_dir(dir, sizeof(dir));
+	d = opendir(dir);
+	if (!d)
+		fail_msg("cannot open %s (run from the source tree's root)",
+			 dir);
+	http_response_init(&r);
+	while ((e = readdir(d)) != NULL) {
+		int status;
+		size_t len;
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		assert_int_equal(strlen(e->d_name), 8);
+		assert_string_equal(e->d_name + 3, ".html");
+		status = (int)strtol(e->d_name, NULL, 10);
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		f = fopen(path, "r");
+		assert_non_null(f);
+		len = fread(text, 1, sizeof(text) - 1, f);
+		fclose(f);
+		text[len] = '\0';
+		http_server_problem(&r, status);
+		assert_int_equal(r.status, status);
+		assert_true(len > 0 && text[len - 1] == '\n');
+		text[len - 1] = '\0';
+		if (strcmp(text, r.body.data) != 0)
+			fail_msg("%s differs from the app's document:\n  %s\n  %s",
+				 path, text, r.body.data);
+		seen404 |= status == 404;
+		seen413 |= status == 413;
+		seen503 |= status == 503;
+		files++;
+	}
+	closedir(d);
+	http_response_free(&r);
+	assert_true(seen404 && seen413 && seen503);
+	assert_true(files >= 10);
+}
+
 static void test_headers(void **state)
 {
 	dr_response r;
@@ -104,6 +214,8 @@ int main(void)
 		cmocka_unit_test(test_query),
 		cmocka_unit_test(test_problem),
 		cmocka_unit_test(test_status_map),
+		cmocka_unit_test(test_server_errors),
+		cmocka_unit_test(test_server_problem_files),
 		cmocka_unit_test(test_headers),
 	};
 	return cmocka_run_group_tests_name("http", tests, NULL, NULL);

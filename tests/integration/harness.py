@@ -31,6 +31,7 @@ Environment (set by tests/run-integration.sh):
 """
 
 import email.message
+import http.client
 import json
 import os
 import re
@@ -40,6 +41,7 @@ import sys
 import time
 import traceback
 import urllib.error
+import urllib.parse
 import urllib.request
 
 BASE_URL = os.environ.get("DARKROOM_URL", "http://127.0.0.1:8080").rstrip("/")
@@ -145,6 +147,46 @@ def request(method, path, body=None, headers=None, key=API_KEY, timeout=30):
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
         raise Fail(f"{method} {path}: no answer ({reason})")
+    for secret in _secrets():
+        if secret.encode() in r.body:
+            raise Fail(f"{method} {path}: the answer contains an API key")
+    return r
+
+
+def request_raw(method, path, body=None, headers=None, key=API_KEY, timeout=30):
+    """Send one request exactly as given and return a Response: unlike
+    request(), nothing is added but Host and Accept-Encoding, so a POST
+    without BODY goes out without Content-Length, as `curl -X POST URL`
+    sends it. BODY (bytes) is sent after the headers; set its
+    Content-Length in HEADERS yourself. A server that answers before it
+    has read the whole body may close the connection: the answer is read
+    all the same.
+    """
+    hdrs = dict(headers or {})
+    if key is not None:
+        hdrs.setdefault("Authorization", f"Bearer {key}")
+    url = urllib.parse.urlsplit(BASE_URL)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
+    try:
+        try:
+            conn.putrequest(method, path)
+            for name, value in hdrs.items():
+                conn.putheader(name, value)
+            conn.endheaders()
+        except OSError as e:
+            raise Fail(f"{method} {path}: no answer ({e})")
+        if body:
+            try:
+                conn.send(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # answered (and closed) before the body was read
+        try:
+            resp = conn.getresponse()
+            r = Response(resp.status, resp.headers, resp.read())
+        except (http.client.HTTPException, OSError) as e:
+            raise Fail(f"{method} {path}: no answer ({e})")
+    finally:
+        conn.close()
     for secret in _secrets():
         if secret.encode() in r.body:
             raise Fail(f"{method} {path}: the answer contains an API key")

@@ -6,10 +6,14 @@ mod_proxy_fcgi, Apache with mod_fcgid, nginx).
 
 It checks what each server must get right in front of darkroom.fcgi:
 routing every path to the app on REQUEST_URI, passing Authorization, the
-webhook-* and Idempotency-Key headers and request bodies, the body limit
-(413, from the server or the app), and /media/ served statically with
-Cache-Control. Not named test_*.py, so run-integration.sh does not run it
-against its own lighttpd a second time.
+webhook-* and Idempotency-Key headers and request bodies, a POST without
+body or Content-Length (what `curl -X POST URL` sends) reaching the app,
+the body limits (413 problem documents, from the app below 2 MiB and from
+the server above), and /media/ served statically with Cache-Control on
+the files' answers only, its errors being problem documents.
+tests/integration/smoke_down.py checks the answers while the app is down.
+Not named test_*.py, so run-integration.sh does not run it against its own
+lighttpd a second time.
 
 Environment: DARKROOM_URL, DARKROOM_API_KEY (harness.py);
 DARKROOM_REPLICATE_SECRET, the webhook secret of [adapter "replicate"];
@@ -26,7 +30,7 @@ import secrets
 import time
 
 from harness import (case, expect, expect_eq, expect_json, expect_problem,
-                     expect_status, get, post, request, run)
+                     expect_status, get, post, request, request_raw, run)
 
 SECRET = os.environ.get("DARKROOM_REPLICATE_SECRET", "")
 RUN = secrets.token_hex(4)
@@ -51,6 +55,18 @@ def sign(body, secret=SECRET):
 
 def hook(body, headers):
     return request("POST", "/v1/hooks/replicate", body=body, headers=headers, key=None)
+
+
+def bare_post(path):
+    """POST PATH with neither body nor Content-Length, as `curl -X POST
+    URL` sends it (urllib would add Content-Length: 0)."""
+    return request_raw("POST", path)
+
+
+def no_immutable(r, what):
+    cc = r.headers.get("Cache-Control") or ""
+    expect("immutable" not in cc and "max-age=31536000" not in cc,
+           f"{what} carries the one-year Cache-Control: {cc!r}")
 
 
 def prediction(pid):
@@ -111,6 +127,31 @@ def _():
     expect_status(r, 413, "1.5 MiB body")
 
 
+@case("a body over the web server's 2 MiB cap is refused with a 413 problem")
+def _():
+    big = b'{"adapter":"null","model":"a/b","input":{"p":"' + b"x" * (3 << 20) + b'"}}'
+    r = request_raw("POST", "/v1/jobs", big,
+                    headers={"Content-Type": "application/json", "Content-Length": str(len(big))})
+    doc = expect_problem(r, 413)
+    expect_eq(doc.get("type"), "urn:darkroom:problem:body_too_large", "problem type")
+
+
+@case("a POST without body or Content-Length (curl -X POST) reaches the app: "
+      "cancel 202, again 409, retry 202")
+def _():
+    job = expect_json(post("/v1/jobs", job_body(model="acme/bare")), 202)
+    done = expect_json(bare_post(f"/v1/jobs/{job['id']}/cancel"), 202)
+    expect_eq(done.get("id"), job["id"], "id of the canceled job")
+    expect_eq(done.get("status"), "canceled", "status after cancel")
+    expect_problem(bare_post(f"/v1/jobs/{job['id']}/cancel"), 409)
+    again = expect_json(bare_post(f"/v1/jobs/{job['id']}/retry"), 202)
+    expect_eq(again.get("status"), "queued", "status after retry")
+    # A create without a body gets the app's own refusal, not the server's.
+    doc = expect_problem(bare_post("/v1/jobs"), (400, 415))
+    expect(doc.get("type") != "urn:darkroom:problem:length_required",
+           f"the server refused the bare POST itself: {doc}")
+
+
 @case("a body under the limit passes whole (300 KiB): 202")
 def _():
     # The bulk is not in "prompt", whose indexed column is smaller.
@@ -149,6 +190,23 @@ def _():
     expect_eq((r.headers.get("X-Content-Type-Options") or "").lower(), "nosniff",
               "X-Content-Type-Options")
     expect_eq(r.content_type, "image/png", "Content-Type of a .png")
+    etag = r.headers.get("ETag")
+    expect(etag, "no ETag on a stored file")
+    r = get(path, key=None, headers={"If-None-Match": etag})
+    expect_status(r, 304, "conditional GET with the ETag")
+    cc = r.headers.get("Cache-Control") or ""
+    expect("immutable" in cc and "max-age=31536000" in cc, f"Cache-Control of a 304: {cc!r}")
+
+
+@case("a missing /media/ file (404) and a /media/ directory (403 or 404) are "
+      "problems without the one-year Cache-Control")
+def _():
+    r = get(f"/media/ab/missing-{RUN}.png", key=None)
+    no_immutable(r, "a 404 under /media/")
+    expect_problem(r, 404)
+    r = get("/media/ab/", key=None)
+    no_immutable(r, f"a {r.status} under /media/")
+    expect_problem(r, (403, 404))
 
 
 run()

@@ -9,9 +9,12 @@
 #   nginx              conf/nginx.conf (envsubst), spawn-fcgi -s SOCKET -M 0660
 #
 # One private MariaDB and one darkroom.conf serve them all; each setup
-# gets a free loopback port and is stopped before the next starts. Prints
-# "N passed, N failed" per setup and the sum as the last line; a setup
-# that does not come up counts as one failure.
+# gets a free loopback port and is stopped before the next starts. After
+# the smoke suite, the app is taken away (its processes stopped, its
+# socket or program gone) and tests/integration/smoke_down.py checks what
+# the server answers for it. Prints "N passed, N failed" per setup and
+# run, and the sum as the last line; a setup that does not come up counts
+# as one failure.
 #
 #   tests/integration/test_webservers.sh [SETUP...]
 #
@@ -146,14 +149,15 @@ wait_socket() {
     return 1
 }
 
-# run_smoke NAME PORT — run smoke.py against 127.0.0.1:PORT.
+# run_smoke NAME PORT [SCRIPT] — run smoke.py (or SCRIPT, from
+# tests/integration/) against 127.0.0.1:PORT.
 run_smoke() {
-    local name=$1 port=$2 rc summary p f
+    local name=$1 port=$2 script=${3:-smoke.py} rc summary p f
     set +e
     DARKROOM_URL=http://127.0.0.1:$port DARKROOM_API_KEY=$API_KEY \
         DARKROOM_REPLICATE_SECRET=$SECRET DARKROOM_SMOKE_MEDIA=/media/ab/smoke.png \
         DARKROOM_SMOKE_MEDIA_BODY=smoke-bytes PYTHONDONTWRITEBYTECODE=1 \
-        timeout -k 5 120 python3 "$ROOT/tests/integration/smoke.py" </dev/null >"$WORK/$name.log" 2>&1
+        timeout -k 5 120 python3 "$ROOT/tests/integration/$script" </dev/null >"$WORK/$name.log" 2>&1
     rc=$?
     set -e
     sed "s/^/  [$name] /" "$WORK/$name.log"
@@ -173,6 +177,29 @@ stop_pid() {
     if [ -n "${1:-}" ]; then _svc_kill "$1" 10; fi
 }
 
+# app_pids PID — the darkroom.fcgi processes among the descendants of PID
+# (the ones a web server spawned).
+app_pids() {
+    local kid
+    for kid in $(_svc_children "$1"); do
+        [ "$(cat "/proc/$kid/comm" 2>/dev/null)" = darkroom.fcgi ] && echo "$kid"
+        app_pids "$kid"
+    done
+}
+
+# run_down NAME PORT STATUS — with the app gone, run smoke_down.py, which
+# expects STATUS for API requests.
+run_down() {
+    DARKROOM_SMOKE_DOWN_STATUS=$3 run_smoke "$1-down" "$2" smoke_down.py
+}
+
+# The app's program as the web server sees it, for the setups that spawn
+# it (lighttpd, mod_fcgid): a copy that can be taken away (Apache follows
+# no symbolic links here).
+APPBIN=$WORK/appbin
+mkdir -p "$APPBIN"
+chmod 0755 "$APPBIN"
+
 for setup in "${SETUPS[@]}"; do
     echo "== web server: $setup"
     port=$(free_port)
@@ -180,8 +207,14 @@ for setup in "${SETUPS[@]}"; do
     export DARKROOM_PORT=$port DARKROOM_VAR=$VAR DARKROOM_FCGI_SOCKET=$SOCK DARKROOM_CONF=$CONF
     case "$setup" in
         lighttpd)
-            if lighttpd_start "$VAR" "$port" "$CONF" "$BUILD/darkroom.fcgi"; then
+            cp "$BUILD/darkroom.fcgi" "$APPBIN/darkroom.fcgi"
+            if lighttpd_start "$VAR" "$port" "$CONF" "$APPBIN/darkroom.fcgi"; then
                 run_smoke "$setup" "$port"
+                # App down: its program gone, so lighttpd cannot respawn
+                # the processes stopped here.
+                rm -f "$APPBIN/darkroom.fcgi"
+                for pid in $(app_pids "$LIGHTTPD_PID"); do stop_pid "$pid"; done
+                run_down "$setup" "$port" 503
                 lighttpd_stop "$LIGHTTPD_PID"
             else
                 fail_setup "$setup did not start"
@@ -207,8 +240,9 @@ for setup in "${SETUPS[@]}"; do
         apache-fcgid)
             # mod_fcgid makes FcgidIPCDir itself, owned by the User.
             rm -rf "$VAR/fcgid"
+            cp "$BUILD/darkroom.fcgi" "$APPBIN/darkroom.fcgi"
             services_bg apache2 "$VAR/apache.out" \
-                env DARKROOM_BIN="$BUILD" apache2 -DFOREGROUND -f "$ROOT/conf/apache-fcgid.conf"
+                env DARKROOM_BIN="$APPBIN" apache2 -DFOREGROUND -f "$ROOT/conf/apache-fcgid.conf"
             SRV_PID=$SERVICES_LAST_PID
             ;;
         nginx)
@@ -228,6 +262,24 @@ for setup in "${SETUPS[@]}"; do
     if [ "$setup" != lighttpd ]; then
         if [ -n "$SRV_PID" ] && wait_port "$port" 20 "$SRV_PID"; then
             run_smoke "$setup" "$port"
+            # App down: stopped and its socket gone; mod_fcgid spawns it
+            # again on demand, so there the program is replaced by one
+            # that dies at once, as a crashing app does.
+            if [ "$setup" = apache-fcgid ]; then
+                rm -f "$APPBIN/darkroom.fcgi"
+                printf '#!/bin/sh\nexit 1\n' >"$APPBIN/darkroom.fcgi"
+                chmod 0755 "$APPBIN/darkroom.fcgi"
+                for pid in $(app_pids "$SRV_PID"); do stop_pid "$pid"; done
+            else
+                stop_pid "$APP_PID"
+                APP_PID=''
+                rm -f "$SOCK"
+            fi
+            case "$setup" in
+                nginx) run_down "$setup" "$port" 502 ;;
+                apache-fcgid) run_down "$setup" "$port" 500 ;;
+                *) run_down "$setup" "$port" 503 ;;
+            esac
         else
             fail_setup "$setup did not start"
             tail -n 20 "$VAR"/*.out "$VAR"/*error.log "$VAR/app.log" 2>/dev/null || true

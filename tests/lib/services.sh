@@ -273,14 +273,16 @@ lighttpd_start() {
         _svc_log "no FastCGI program at $bin"
         return 1
     fi
-    # The config runs $DARKROOM_ROOT/build/darkroom.fcgi. For any other
-    # program, point DARKROOM_ROOT at a directory holding a link to it.
+    # The config runs $DARKROOM_ROOT/build/darkroom.fcgi and answers with
+    # $DARKROOM_ROOT/conf/problems/ when the app cannot. For any other
+    # program, point DARKROOM_ROOT at a directory holding links to both.
     if [ "$bin" -ef "$SERVICES_ROOT/build/darkroom.fcgi" ]; then
         root=$SERVICES_ROOT
     else
         root=$dir/approot
         mkdir -p "$root/build"
         ln -sfn "$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")" "$root/build/darkroom.fcgi"
+        ln -sfn "$SERVICES_ROOT/conf" "$root/conf"
     fi
     local -a envs=(env "DARKROOM_PORT=$port" "DARKROOM_ROOT=$root"
         "DARKROOM_CONF=$conf" "DARKROOM_VAR=$dir")
