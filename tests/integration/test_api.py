@@ -327,6 +327,42 @@ def _():
         expect_problem(r, 400)
 
 
+@case("400 for a key given twice in the body, at any level, naming it and where")
+def _():
+    model = f"acme/dup-{RUN}"
+    for raw, key, where in (
+            (b'{"adapter":"null","model":"%s","model":"acme/other","input":{}}', "model", "/model"),
+            (b'{"adapter":"null","model":"%s","input":{"prompt":"a","steps":4,"prompt":"b"}}',
+             "prompt", "/input/prompt"),
+            (b'{"adapter":"null","model":"%s","input":{},"metadata":{"a":"1","b":"2","a":"3"}}',
+             "a", "/metadata/a"),
+            (b'{"adapter":"null","model":"%s","input":{"x":{"y":[0,{"k":1,"k":2}]}}}', "k", "/input/x/y/1/k"),
+            (b'{"adapter":"null","model":"%s","input":{"p":1,"\\u0070":2}}', "p", "/input/p"),
+            (b'{"input":{},"adapter":"null","model":"%s","input":{"p":1}}', "input", "/input")):
+        r = post("/v1/jobs", raw.replace(b"%s", model.encode()), headers={"Content-Type": "application/json"})
+        doc = expect_problem(r, 400)
+        expect(f'"{key}"' in doc["detail"] and f"at {where} " in doc["detail"],
+               f"detail names {key!r} at {where}: {doc['detail']!r}")
+        expect(doc["type"].endswith(":duplicate_key"), f"type {doc['type']!r}")
+    expect_eq(list_jobs(f"model={model}")["data"], [], "jobs made from bodies with a key twice")
+    # The same key in different objects is fine.
+    create(job_body(model=model, input={"a": {"k": 1}, "b": {"k": 1}, "k": [{"k": 1}, {"k": 2}]},
+                    metadata={"k": "1"}))
+
+
+@case("a 1 MiB body of 90,000 keys: the duplicate check is not quadratic")
+def _():
+    keys = ",".join(f'"k{(i * 7919) % 90000:05d}":0' for i in range(90000))
+    for dup, status in (("", 202), (',"k00000":1', 400)):
+        raw = ('{"adapter":"null","model":"acme/many-keys","input":{' + keys + dup + "}}").encode()
+        expect(len(raw) < 1024 * 1024, f"body of {len(raw)} bytes")
+        started = time.monotonic()
+        r = post("/v1/jobs", raw, headers={"Content-Type": "application/json"}, timeout=60)
+        took = time.monotonic() - started
+        expect_status(r, status, f"{len(raw)} bytes{' with a duplicate' if dup else ''}")
+        expect(took < 10, f"answered in {took:.1f} s")
+
+
 @case("413 for a body over 1 MiB")
 def _():
     body = job_body(input={"prompt": "x" * (1024 * 1024 + 1024)})
