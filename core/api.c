@@ -469,7 +469,6 @@ static void metrics(dr_app *app, dr_response *resp)
 	}
 	resp->status = 200;
 	resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
-	http_add_header(resp, "Cache-Control", "no-store");
 }
 
 /* GET /: the dashboard page. It holds no data (the page fetches the API
@@ -480,7 +479,7 @@ static void dashboard(dr_response *resp)
 		dr_die("the dashboard does not fit in a response");
 	resp->status = 200;
 	resp->content_type = "text/html; charset=utf-8";
-	http_add_header(resp, "Cache-Control", "no-cache");
+	resp->cache_control = "no-cache";
 	http_add_header(resp, "Content-Security-Policy",
 			"default-src 'self'; img-src * data: blob:; "
 			"style-src 'unsafe-inline'; script-src "

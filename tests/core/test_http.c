@@ -98,6 +98,30 @@ static void test_headers(void **state)
 	http_response_free(&r);
 }
 
+/* No header is sent twice: adding one again replaces it, and the
+ * defaults the FastCGI loop writes are fields, not header lines. */
+static void test_headers_once(void **state)
+{
+	dr_response r;
+
+	(void)state;
+	http_response_init(&r);
+	assert_null(r.cache_control);
+	http_add_header(&r, "Allow", "GET");
+	http_add_header(&r, "WWW-Authenticate", "Bearer");
+	http_add_header(&r, "allow", "GET, POST");
+	assert_string_equal(r.extra_headers,
+			    "WWW-Authenticate: Bearer\r\nallow: GET, POST\r\n");
+	http_add_header(&r, "WWW-Authenticate", "Bearer");
+	assert_string_equal(r.extra_headers,
+			    "allow: GET, POST\r\nWWW-Authenticate: Bearer\r\n");
+	r.cache_control = "no-cache";
+	http_response_reset(&r);
+	assert_null(r.cache_control);
+	assert_string_equal(r.extra_headers, "");
+	http_response_free(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -105,6 +129,7 @@ int main(void)
 		cmocka_unit_test(test_problem),
 		cmocka_unit_test(test_status_map),
 		cmocka_unit_test(test_headers),
+		cmocka_unit_test(test_headers_once),
 	};
 	return cmocka_run_group_tests_name("http", tests, NULL, NULL);
 }

@@ -523,6 +523,32 @@ def _():
            f"status after retry: {got.get('status')!r}")
 
 
+@case("no answer repeats a header")
+def _():
+    job = state.get("job") or create()
+    answers = {
+        "/healthz": get("/healthz", key=None),
+        "/metrics": get("/metrics", key=None),
+        "/": get("/", key=None),
+        "/v1/jobs": get("/v1/jobs?limit=1"),
+        "/v1/jobs/{id}": get(f"/v1/jobs/{job['id']}"),
+        "/v1/outputs": get("/v1/outputs?limit=1"),
+        "401": get("/v1/jobs", key=None),
+        "404": get("/v1/nope"),
+        "405": request("DELETE", "/v1/jobs"),
+        "422": get("/v1/jobs?limit=0"),
+        "400": post("/v1/jobs", b"{", headers={"Content-Type": "application/json"}),
+    }
+    for what, r in answers.items():
+        names = [name.lower() for name, _ in r.headers.items()]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        expect_eq(twice, [], f"headers sent more than once by {what} ({r.status})")
+        expect(r.headers.get("Cache-Control"), f"{what}: no Cache-Control")
+    expect_eq(answers["/metrics"].headers.get("Cache-Control"), "no-store", "/metrics Cache-Control")
+    expect_eq(answers["/"].headers.get("Cache-Control"), "no-cache", "dashboard Cache-Control")
+    expect_eq(answers["/v1/jobs"].headers.get("Cache-Control"), "no-store", "/v1/jobs Cache-Control")
+
+
 @case("database down: /healthz, create and read answer 503")
 def _():
     job = state.get("job") or create()
