@@ -8,10 +8,12 @@
  */
 #include "jobs.h"
 
+#include <assert.h>
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "jsonutil.h"
 #include "log.h"
@@ -111,9 +113,29 @@ static int url_valid(const char *s)
 	return ok;
 }
 
+/* The rule of metadata keys, shared by intake and the metadata.KEY=VALUE
+ * filters. */
+#define METADATA_KEY_RULE                                                     \
+	"keys must be 1-64 characters of A-Z a-z 0-9 . _ - not starting "    \
+	"with . or -"
+
+static int metadata_key_valid(const char *k)
+{
+	size_t n = strlen(k);
+
+	return n <= DR_MAX_METADATA_KEY && is_name(k, n);
+}
+
+/*
+ * Keys are stored in a column that compares without letter case (its
+ * collation, utf8mb4_unicode_ci), one row per job and key: "a" and "A"
+ * would collide there, so they are refused here rather than answered
+ * with a database conflict.
+ */
 static dr_status check_metadata(json_object *md, const char **field,
 				dr_error *err)
 {
+	const char *keys[DR_MAX_METADATA_KEYS];
 	size_t total = 0, count = 0;
 
 	if (!json_object_is_type(md, json_type_object))
@@ -123,13 +145,22 @@ static dr_status check_metadata(json_object *md, const char **field,
 	{
 		size_t klen = strlen(k);
 
-		if (++count > DR_MAX_METADATA_KEYS)
+		if (count == DR_MAX_METADATA_KEYS)
 			return invalid(err, field, "metadata",
 				       "at most 16 keys are allowed");
-		if (klen == 0 || klen > 64 || !is_name(k, klen))
+		if (!metadata_key_valid(k))
 			return invalid(err, field, "metadata",
-				       "keys must be 1-64 characters of "
-				       "A-Z a-z 0-9 . _ -");
+				       METADATA_KEY_RULE);
+		for (size_t i = 0; i < count; i++)
+			if (strcasecmp(keys[i], k) == 0) {
+				*field = "metadata";
+				return dr_fail(err, DR_ERR_INVALID,
+					       "invalid_field",
+					       "metadata: keys '%s' and '%s' "
+					       "differ only in letter case",
+					       keys[i], k);
+			}
+		keys[count++] = k;
 		if (!json_object_is_type(v, json_type_string))
 			return invalid(err, field, "metadata",
 				       "values must be strings");

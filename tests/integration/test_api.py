@@ -425,6 +425,27 @@ def _():
     create(job_body(metadata={"a": "x" * 1000}))
 
 
+@case("422 for metadata keys that differ only in letter case")
+def _():
+    doc = expect_problem(post("/v1/jobs", job_body(metadata={"user": "1", "USER": "2"})), 422)
+    expect_eq(doc.get("field"), "metadata", "field")
+    expect("letter case" in doc["detail"], f"detail: {doc['detail']!r}")
+
+
+@case("a metadata value of 4095 bytes (4096 with its key) is stored and found")
+def _():
+    value = RUN + "x" * (4095 - len(RUN))
+    job = create(job_body(model=f"acme/long-meta-{RUN}", metadata={"v": value}))
+    expect_eq(job["metadata"], {"v": value}, "metadata")
+    got = expect_json(get(f"/v1/jobs/{job['id']}"), 200)
+    expect_eq(got["metadata"], {"v": value}, "metadata read back")
+    # 2047 two-byte characters and one more byte: 2048 characters.
+    value = "\u00e9" * 2047 + "x"
+    job = create(job_body(model=f"acme/long-meta-{RUN}", metadata={"v": value}))
+    got = expect_json(get(f"/v1/jobs/{job['id']}"), 200)
+    expect_eq(got["metadata"], {"v": value}, "metadata read back")
+
+
 @case("422 for a callback_url that is not an http(s) URL")
 def _():
     for value in ("ftp://example.com/hook", "not a url", "javascript:alert(1)", "//example.com/x", 5):
