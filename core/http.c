@@ -135,17 +135,24 @@ int http_parse_query(dr_arena *arena, const char *query, dr_param *params,
 
 		if (len > 0) {
 			size_t nlen = eq ? (size_t)(eq - p) : len;
+			dr_param *seen = NULL;
 
 			name = decode(arena, p, nlen);
 			value = eq ? decode(arena, eq + 1, len - nlen - 1)
 				   : arena_strdup(arena, "");
 			if (!name || !value)
 				return -1;
-			if (!http_param(params, n, name)) {
+			for (size_t i = 0; i < n && !seen; i++)
+				if (strcmp(params[i].name, name) == 0)
+					seen = &params[i];
+			if (seen) {
+				seen->repeated = 1;
+			} else {
 				if (n == max)
 					return -1;
 				params[n].name = name;
 				params[n].value = value;
+				params[n].repeated = 0;
 				n++;
 			}
 		}

@@ -22,6 +22,7 @@
 typedef struct dr_param {
 	const char *name;
 	const char *value;
+	int repeated; /* the name came again later in the query */
 } dr_param;
 
 typedef struct dr_request {
@@ -68,9 +69,10 @@ const char *http_header(const dr_request *req, const char *name);
 
 /*
  * Decode the query string into params (arena memory). Percent-escapes and
- * '+' are decoded; a parameter given twice keeps the first. At most
- * `max` parameters; returns the number found, or -1 on a malformed
- * escape or too many parameters.
+ * '+' are decoded; a parameter given twice keeps the first value and is
+ * marked `repeated`, for callers that refuse an ambiguous query. At most
+ * `max` distinct parameters; returns the number found, or -1 on a
+ * malformed escape or too many parameters.
  */
 int http_parse_query(dr_arena *arena, const char *query, dr_param *params,
 		     size_t max);
