@@ -298,6 +298,13 @@ def _():
         expect_problem(get(f"/v1/jobs?cursor={value}"), 422, field="cursor")
 
 
+def cancel_all(ids):
+    """Cancel the queued jobs among IDS, so later test files do not find
+    them waiting in the queue."""
+    for job_id in ids:
+        expect_status(post(f"/v1/jobs/{job_id}/cancel"), (202, 409), f"cancel {job_id}")
+
+
 def ids_of(page):
     return sorted(j["id"] for j in page["data"])
 
@@ -353,6 +360,7 @@ def _():
             break
         expect_eq(len(page["data"]), 4, "a full page before the last")
     expect_eq(seen, sorted(created, reverse=True), "every tagged job once, newest first")
+    cancel_all(j["id"] for j in list_jobs(meta_query([("run", RUN)]) + f"&model={model}&limit=100")["data"])
 
 
 @case("outputs: several metadata filters apply together (AND)")
@@ -378,6 +386,7 @@ def _():
     r = get("/v1/outputs?" + meta_query([("run", RUN), ("user", "1"), ("project", "a")])
             + f"&model=acme/meta-{RUN}&adapter=null&since=2000-01-01&limit=1")
     expect_eq([o["job_id"] for o in expect_json(r, 200)["data"]], [made["u1a"]], "with the other filters")
+    cancel_all(made.values())
 
 
 @case("metadata filters: a bad key, an impossible value, too many, a key twice: 422 naming it")
@@ -454,8 +463,9 @@ def _():
         expect(doc["type"].endswith(":duplicate_key"), f"type {doc['type']!r}")
     expect_eq(list_jobs(f"model={model}")["data"], [], "jobs made from bodies with a key twice")
     # The same key in different objects is fine.
-    create(job_body(model=model, input={"a": {"k": 1}, "b": {"k": 1}, "k": [{"k": 1}, {"k": 2}]},
-                    metadata={"k": "1"}))
+    job = create(job_body(model=model, input={"a": {"k": 1}, "b": {"k": 1}, "k": [{"k": 1}, {"k": 2}]},
+                          metadata={"k": "1"}))
+    cancel_all([job["id"]])
 
 
 @case("a 1 MiB body of 90,000 keys: the duplicate check is not quadratic")
@@ -469,6 +479,8 @@ def _():
         took = time.monotonic() - started
         expect_status(r, status, f"{len(raw)} bytes{' with a duplicate' if dup else ''}")
         expect(took < 10, f"answered in {took:.1f} s")
+        if status == 202:
+            cancel_all([r.json["id"]])
 
 
 @case("413 for a body over 1 MiB")
@@ -549,9 +561,10 @@ def _():
     expect_eq([j["id"] for j in page["data"]], [job["id"]], "found by its value")
     # 2047 two-byte characters and one more byte: 2048 characters.
     value = "\u00e9" * 2047 + "x"
-    job = create(job_body(model=f"acme/long-meta-{RUN}", metadata={"v": value}))
-    got = expect_json(get(f"/v1/jobs/{job['id']}"), 200)
+    second = create(job_body(model=f"acme/long-meta-{RUN}", metadata={"v": value}))
+    got = expect_json(get(f"/v1/jobs/{second['id']}"), 200)
     expect_eq(got["metadata"], {"v": value}, "metadata read back")
+    cancel_all([job["id"], second["id"]])
 
 
 @case("422 for a callback_url that is not an http(s) URL")
