@@ -218,34 +218,88 @@ static int parse_limit(const char *s, int *out)
 	return 0;
 }
 
+/*
+ * Read the query of a list endpoint into params (*n_params of them):
+ * every parameter must be one of `allowed` or a metadata.KEY filter, and
+ * none may be given twice (the query would mean two things). The filters
+ * go to meta[] (*n_meta), checked with jobs_check_metadata_filters().
+ * Returns 0, or -1 when the query is refused and `resp` says why (400 for
+ * a malformed query, 422 naming the parameter otherwise).
+ */
+static int list_params(const dr_request *req, const char *const *allowed,
+		       dr_param *params, int *n_params,
+		       dr_metadata_filter *meta, size_t *n_meta,
+		       dr_response *resp)
+{
+	const char *names[DR_MAX_METADATA_FILTERS];
+	int n = http_parse_query(req->arena, req->query, params,
+				 MAX_QUERY_PARAMS);
+	size_t bad;
+	dr_error err;
+
+	*n_meta = 0;
+	if (n < 0) {
+		http_problem(resp, 400, "bad_query", NULL,
+			     "malformed query string, or more than %d "
+			     "parameters",
+			     MAX_QUERY_PARAMS);
+		return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		const char *name = params[i].name;
+		int ok = 0;
+
+		if (params[i].repeated) {
+			http_problem(resp, 422, "invalid_parameter", name,
+				     "%.80s: given more than once", name);
+			return -1;
+		}
+		if (strncmp(name, "metadata.", 9) == 0) {
+			if (*n_meta == DR_MAX_METADATA_FILTERS) {
+				http_problem(resp, 422, "invalid_parameter",
+					     "metadata",
+					     "metadata: at most %d metadata "
+					     "filters",
+					     DR_MAX_METADATA_FILTERS);
+				return -1;
+			}
+			names[*n_meta] = name;
+			meta[*n_meta].key = name + 9;
+			meta[*n_meta].value = params[i].value;
+			(*n_meta)++;
+			continue;
+		}
+		for (int k = 0; allowed[k]; k++)
+			ok |= strcmp(name, allowed[k]) == 0;
+		if (!ok) {
+			http_problem(resp, 422, "invalid_parameter", name,
+				     "%.64s: unknown parameter", name);
+			return -1;
+		}
+	}
+	dr_error_clear(&err);
+	if (jobs_check_metadata_filters(meta, *n_meta, &bad, &err) != DR_OK) {
+		http_problem(resp, 422, "invalid_parameter",
+			     bad < *n_meta ? names[bad] : "metadata", "%s",
+			     err.message);
+		return -1;
+	}
+	*n_params = n;
+	return 0;
+}
+
 static void list_jobs(dr_app *app, const dr_request *req, dr_response *resp)
 {
 	dr_param params[MAX_QUERY_PARAMS];
 	dr_job_filter f;
 	dr_error err;
-	int n = http_parse_query(req->arena, req->query, params,
-				 MAX_QUERY_PARAMS);
+	int n;
 	static const char *const allowed[] = {"status", "model", "adapter",
 					      "limit",  "cursor", NULL};
 
-	if (n < 0) {
-		http_problem(resp, 400, "bad_query", NULL,
-			     "malformed query string");
-		return;
-	}
-	for (int i = 0; i < n; i++) {
-		int ok = 0;
-
-		for (int k = 0; allowed[k]; k++)
-			ok |= strcmp(params[i].name, allowed[k]) == 0;
-		if (!ok) {
-			http_problem(resp, 422, "invalid_parameter",
-				     params[i].name, "%.64s: unknown parameter",
-				     params[i].name);
-			return;
-		}
-	}
 	memset(&f, 0, sizeof(f));
+	if (list_params(req, allowed, params, &n, f.meta, &f.n_meta, resp))
+		return;
 	f.status = http_param(params, (size_t)n, "status");
 	f.model = http_param(params, (size_t)n, "model");
 	f.adapter = http_param(params, (size_t)n, "adapter");
@@ -291,42 +345,14 @@ static void list_outputs(dr_app *app, const dr_request *req, dr_response *resp)
 	dr_output_filter f;
 	char since[48], until[48];
 	dr_error err;
-	int n = http_parse_query(req->arena, req->query, params,
-				 MAX_QUERY_PARAMS);
+	int n;
 	static const char *const allowed[] = {"model", "adapter", "sha256",
 					      "since", "until",   "q",
 					      "limit", "cursor",  NULL};
 
-	if (n < 0) {
-		http_problem(resp, 400, "bad_query", NULL,
-			     "malformed query string");
-		return;
-	}
 	memset(&f, 0, sizeof(f));
-	for (int i = 0; i < n; i++) {
-		int ok = 0;
-
-		if (strncmp(params[i].name, "metadata.", 9) == 0) {
-			if (f.meta_key || !params[i].name[9]) {
-				http_problem(resp, 422, "invalid_parameter",
-					     "metadata",
-					     "metadata: give one metadata.KEY="
-					     "VALUE filter");
-				return;
-			}
-			f.meta_key = params[i].name + 9;
-			f.meta_value = params[i].value;
-			continue;
-		}
-		for (int k = 0; allowed[k]; k++)
-			ok |= strcmp(params[i].name, allowed[k]) == 0;
-		if (!ok) {
-			http_problem(resp, 422, "invalid_parameter",
-				     params[i].name, "%.64s: unknown parameter",
-				     params[i].name);
-			return;
-		}
-	}
+	if (list_params(req, allowed, params, &n, f.meta, &f.n_meta, resp))
+		return;
 	f.model = http_param(params, (size_t)n, "model");
 	f.adapter = http_param(params, (size_t)n, "adapter");
 	f.sha256 = http_param(params, (size_t)n, "sha256");
@@ -469,7 +495,6 @@ static void metrics(dr_app *app, dr_response *resp)
 	}
 	resp->status = 200;
 	resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
-	http_add_header(resp, "Cache-Control", "no-store");
 }
 
 /* GET /: the dashboard page. It holds no data (the page fetches the API
@@ -480,7 +505,7 @@ static void dashboard(dr_response *resp)
 		dr_die("the dashboard does not fit in a response");
 	resp->status = 200;
 	resp->content_type = "text/html; charset=utf-8";
-	http_add_header(resp, "Cache-Control", "no-cache");
+	resp->cache_control = "no-cache";
 	http_add_header(resp, "Content-Security-Policy",
 			"default-src 'self'; img-src * data: blob:; "
 			"style-src 'unsafe-inline'; script-src "

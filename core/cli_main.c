@@ -364,6 +364,66 @@ static void unexpected(const char *cmd, const char *arg)
 	fprintf(stderr, "darkroom %s: unexpected argument '%s'\n", cmd, arg);
 }
 
+/* The metadata filters of a command (--metadata KEY=VALUE, repeatable,
+ * all applying like GET /v1/jobs?metadata.KEY=VALUE&...). */
+typedef struct cli_meta {
+	dr_metadata_filter f[DR_MAX_METADATA_FILTERS];
+	char *copy[DR_MAX_METADATA_FILTERS]; /* KEY\0VALUE, owned */
+	const char *arg[DR_MAX_METADATA_FILTERS];
+	size_t n;
+} cli_meta;
+
+/* Add `--metadata v`. 0, or -1 after one line on stderr. */
+static int cli_meta_add(const char *cmd, cli_meta *m, const char *v)
+{
+	const char *eq = strchr(v, '=');
+	char *copy;
+
+	if (!eq || eq == v) {
+		fprintf(stderr, "darkroom %s: --metadata takes KEY=VALUE\n",
+			cmd);
+		return -1;
+	}
+	if (m->n == DR_MAX_METADATA_FILTERS) {
+		fprintf(stderr, "darkroom %s: at most %d --metadata filters\n",
+			cmd, DR_MAX_METADATA_FILTERS);
+		return -1;
+	}
+	copy = dr_xstrdup(v);
+	copy[eq - v] = '\0';
+	m->copy[m->n] = copy;
+	m->arg[m->n] = v;
+	m->f[m->n].key = copy;
+	m->f[m->n].value = copy + (eq - v) + 1;
+	m->n++;
+	return 0;
+}
+
+/* Check the filters as the API does. 0, or -1 after one line on
+ * stderr. */
+static int cli_meta_check(const char *cmd, const cli_meta *m)
+{
+	dr_error err;
+	size_t bad;
+	const char *why;
+
+	dr_error_clear(&err);
+	if (jobs_check_metadata_filters(m->f, m->n, &bad, &err) == DR_OK)
+		return 0;
+	/* The message starts with "metadata.KEY: ". */
+	why = strstr(err.message, ": ");
+	fprintf(stderr, "darkroom %s: --metadata %s: %s\n", cmd,
+		bad < m->n ? m->arg[bad] : "", why ? why + 2 : err.message);
+	return -1;
+}
+
+static void cli_meta_free(cli_meta *m)
+{
+	for (size_t i = 0; i < m->n; i++)
+		free(m->copy[i]);
+	m->n = 0;
+}
+
 /* The string member `key` of `o`, or NULL (absent, null). */
 static const char *jstr(json_object *o, const char *key)
 {
@@ -466,30 +526,39 @@ static int cmd_jobs_list(const cli *c, int argc, char **argv)
 {
 	const char *cmd = "jobs list";
 	dr_job_filter f;
+	cli_meta meta;
 	dr_config *cfg = NULL;
 	dr_db *db = NULL;
 	json_object *root = NULL;
 	dr_buf out;
 	dr_error err;
-	int json = 0, rc = 1;
+	int json = 0, rc = EXIT_USAGE;
 
 	if (wants_help(argc, argv)) {
 		puts("usage: darkroom jobs list [--status S] [--model M] "
-		     "[--adapter A]\n                         [--limit N] "
+		     "[--adapter A]\n"
+		     "                         [--metadata K=V]... [--limit N] "
 		     "[--cursor C] [--json]\n\n"
 		     "List jobs, newest first, as an aligned table (ID, "
 		     "STATUS, ADAPTER, MODEL,\nPROGRESS, CREATED, ERROR); the "
 		     "same query as GET /v1/jobs.\n\n"
-		     "  --status S   queued, starting, processing, persisting, "
-		     "succeeded,\n               failed or canceled\n"
-		     "  --model M    jobs of this model\n"
-		     "  --adapter A  jobs of this adapter\n"
-		     "  --limit N    jobs per page, 1 to 100 (default 20)\n"
-		     "  --cursor C   the next page (printed under a full page)\n"
-		     "  --json       print the API's JSON answer instead");
+		     "  --status S      queued, starting, processing, "
+		     "persisting, succeeded,\n"
+		     "                  failed or canceled\n"
+		     "  --model M       jobs of this model\n"
+		     "  --adapter A     jobs of this adapter\n"
+		     "  --metadata K=V  jobs whose metadata has K with value "
+		     "V; repeat it (up to\n"
+		     "                  16 keys) for jobs that have all of "
+		     "them\n"
+		     "  --limit N       jobs per page, 1 to 100 (default 20)\n"
+		     "  --cursor C      the next page (printed under a full "
+		     "page)\n"
+		     "  --json          print the API's JSON answer instead");
 		return 0;
 	}
 	memset(&f, 0, sizeof(f));
+	memset(&meta, 0, sizeof(meta));
 	f.limit = 20;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -501,17 +570,22 @@ static int cmd_jobs_list(const cli *c, int argc, char **argv)
 
 		if (slot) {
 			if (!(*slot = opt_value(cmd, argc, argv, &i)))
-				return EXIT_USAGE;
+				goto out;
+		} else if (strcmp(a, "--metadata") == 0) {
+			const char *v = opt_value(cmd, argc, argv, &i);
+
+			if (!v || cli_meta_add(cmd, &meta, v))
+				goto out;
 		} else if (strcmp(a, "--limit") == 0) {
 			const char *v = opt_value(cmd, argc, argv, &i);
 
 			if (!v || parse_limit(cmd, v, &f.limit))
-				return EXIT_USAGE;
+				goto out;
 		} else if (strcmp(a, "--json") == 0) {
 			json = 1;
 		} else {
 			unexpected(cmd, a);
-			return EXIT_USAGE;
+			goto out;
 		}
 	}
 	if (f.status && !jobs_status_valid(f.status)) {
@@ -519,16 +593,21 @@ static int cmd_jobs_list(const cli *c, int argc, char **argv)
 				"starting, processing, persisting, succeeded, "
 				"failed, canceled\n",
 			cmd);
-		return EXIT_USAGE;
+		goto out;
 	}
 	if (f.cursor && !ids_is_job_id(f.cursor)) {
 		fprintf(stderr, "darkroom %s: --cursor: not a cursor from a "
 				"previous page\n",
 			cmd);
-		return EXIT_USAGE;
+		goto out;
 	}
+	if (cli_meta_check(cmd, &meta))
+		goto out;
+	memcpy(f.meta, meta.f, sizeof(f.meta));
+	f.n_meta = meta.n;
+	rc = 1;
 	if (open_db(c, cmd, &cfg, &db))
-		return 1;
+		goto out;
 	dr_buf_init(&out, CLI_JSON_MAX);
 	dr_error_clear(&err);
 	if (jobs_list(db, cfg, &f, &out, &err) != DR_OK) {
@@ -544,6 +623,8 @@ static int cmd_jobs_list(const cli *c, int argc, char **argv)
 	dr_buf_free(&out);
 	db_free(db);
 	config_free(cfg);
+out:
+	cli_meta_free(&meta);
 	return rc;
 }
 
@@ -877,7 +958,8 @@ static int cmd_outputs(const cli *c, int argc, char **argv)
 {
 	const char *cmd = "outputs";
 	dr_output_filter f;
-	char since[48], until[48], *meta = NULL;
+	char since[48], until[48];
+	cli_meta meta;
 	dr_config *cfg = NULL;
 	dr_db *db = NULL;
 	json_object *root = NULL;
@@ -887,7 +969,8 @@ static int cmd_outputs(const cli *c, int argc, char **argv)
 
 	if (wants_help(argc, argv)) {
 		puts("usage: darkroom outputs [--model M] [--adapter A] "
-		     "[--sha256 HEX]\n                        [--metadata K=V] "
+		     "[--sha256 HEX]\n"
+		     "                        [--metadata K=V]... "
 		     "[--since T] [--until T] [-q TEXT]\n"
 		     "                        [--limit N] [--cursor C] "
 		     "[--json]\n\n"
@@ -896,7 +979,10 @@ static int cmd_outputs(const cli *c, int argc, char **argv)
 		     "  --model M        outputs of jobs of this model\n"
 		     "  --adapter A      outputs of jobs of this adapter\n"
 		     "  --sha256 HEX     outputs with these bytes\n"
-		     "  --metadata K=V   jobs with this metadata value (once)\n"
+		     "  --metadata K=V   outputs of jobs whose metadata has K "
+		     "with value V;\n"
+		     "                   repeat it (up to 16 keys) for jobs "
+		     "that have all of them\n"
 		     "  --since T        made at or after T (ISO 8601 UTC, "
 		     "e.g. 2026-11-21T10:00:00Z)\n"
 		     "  --until T        made before T\n"
@@ -909,6 +995,7 @@ static int cmd_outputs(const cli *c, int argc, char **argv)
 		return 0;
 	}
 	memset(&f, 0, sizeof(f));
+	memset(&meta, 0, sizeof(meta));
 	f.limit = 20;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v;
@@ -940,18 +1027,8 @@ static int cmd_outputs(const cli *c, int argc, char **argv)
 			}
 			f.sha256 = v;
 		} else if (strcmp(a, "--metadata") == 0) {
-			char *eq;
-
-			if (meta || !(eq = strchr(v, '=')) || eq == v) {
-				fprintf(stderr, "darkroom %s: give one "
-						"--metadata KEY=VALUE\n",
-					cmd);
+			if (cli_meta_add(cmd, &meta, v))
 				goto out;
-			}
-			meta = dr_xstrdup(v);
-			meta[eq - v] = '\0';
-			f.meta_key = meta;
-			f.meta_value = meta + (eq - v) + 1;
 		} else if (strcmp(a, "--since") == 0 ||
 			   strcmp(a, "--until") == 0) {
 			int s = a[2] == 's';
@@ -989,6 +1066,10 @@ static int cmd_outputs(const cli *c, int argc, char **argv)
 			f.cursor = v;
 		}
 	}
+	if (cli_meta_check(cmd, &meta))
+		goto out;
+	memcpy(f.meta, meta.f, sizeof(f.meta));
+	f.n_meta = meta.n;
 	rc = 1;
 	if (open_db(c, cmd, &cfg, &db))
 		goto out;
@@ -1008,7 +1089,7 @@ static int cmd_outputs(const cli *c, int argc, char **argv)
 	db_free(db);
 	config_free(cfg);
 out:
-	free(meta);
+	cli_meta_free(&meta);
 	return rc;
 }
 

@@ -631,6 +631,42 @@ static dr_status params_parse(struct db_params *p, const char *types,
 	return DR_OK;
 }
 
+/* The parameters of db_query_args(); strings are borrowed as in
+ * params_parse(). */
+static dr_status params_from_args(struct db_params *p, const dr_db_arg *args,
+				  size_t n, dr_error *err)
+{
+	memset(p, 0, sizeof(*p));
+	if (n == 0)
+		return DR_OK;
+	p->n = n;
+	p->binds = dr_xcalloc(n, sizeof(*p->binds));
+	p->nums = dr_xcalloc(n, sizeof(*p->nums));
+	p->nulls = dr_xcalloc(n, sizeof(*p->nulls));
+	for (size_t i = 0; i < n; i++) {
+		MYSQL_BIND *b = &p->binds[i];
+
+		b->is_null = &p->nulls[i];
+		if (args[i].type == 's') {
+			b->buffer_type = MYSQL_TYPE_STRING;
+			p->nulls[i] = args[i].s == NULL;
+			b->buffer = (void *)(args[i].s ? args[i].s : "");
+			b->buffer_length = args[i].s ? strlen(args[i].s) : 0;
+		} else if (args[i].type == 'i') {
+			p->nums[i].i = args[i].i;
+			b->buffer_type = MYSQL_TYPE_LONGLONG;
+			b->buffer = &p->nums[i].i;
+		} else {
+			params_free(p);
+			memset(p, 0, sizeof(*p));
+			return dr_fail(err, DR_ERR_INTERNAL, NULL,
+				       "bad database parameter type '%c'",
+				       args[i].type);
+		}
+	}
+	return DR_OK;
+}
+
 /* ------------------------------------------------------------------ */
 /* Results */
 
@@ -814,32 +850,13 @@ err_box:
 /* Running statements */
 
 /*
- * Prepare (when needed) and execute `sql` once on the current connection.
- * Returns 0, or -1 with *f filled.
+ * Execute the prepared `st` with `p` and read what it returns. Returns 0,
+ * or -1 with *f filled.
  */
-static int run_stmt_once(dr_db *db, const char *sql, struct db_params *p,
-			 int want_rows, uint64_t *affected, dr_db_rows **rows,
-			 struct db_fault *f)
+static int stmt_run(dr_db *db, MYSQL_STMT *st, struct db_params *p,
+		    int want_rows, uint64_t *affected, dr_db_rows **rows,
+		    struct db_fault *f)
 {
-	struct db_slot *slot = slot_get(db, sql);
-	MYSQL_STMT *st = slot->stmt;
-
-	if (!st) {
-		my_bool on = 1;
-
-		st = mysql_stmt_init(db->conn);
-		if (!st) {
-			fault_conn(f, db->conn, DB_PHASE_PREPARE);
-			return -1;
-		}
-		mysql_stmt_attr_set(st, STMT_ATTR_UPDATE_MAX_LENGTH, &on);
-		if (mysql_stmt_prepare(st, sql, strlen(sql))) {
-			fault_stmt(f, st, DB_PHASE_PREPARE);
-			mysql_stmt_close(st);
-			return -1;
-		}
-		slot->stmt = st;
-	}
 	if (mysql_stmt_param_count(st) != p->n) {
 		char msg[96];
 
@@ -855,10 +872,6 @@ static int run_stmt_once(dr_db *db, const char *sql, struct db_params *p,
 	}
 	if (mysql_stmt_execute(st)) {
 		fault_stmt(f, st, DB_PHASE_EXECUTE);
-		if (is_stale_stmt(f->no)) {
-			mysql_stmt_close(st);
-			slot->stmt = NULL;
-		}
 		return -1;
 	}
 	if (want_rows && rows)
@@ -878,10 +891,53 @@ static int run_stmt_once(dr_db *db, const char *sql, struct db_params *p,
 	return 0;
 }
 
+/*
+ * Prepare (when needed) and execute `sql` once on the current connection:
+ * `cached`, with the statement of its slot; otherwise with a statement
+ * closed after the run. Returns 0, or -1 with *f filled.
+ */
+static int run_stmt_once(dr_db *db, const char *sql, int cached,
+			 struct db_params *p, int want_rows,
+			 uint64_t *affected, dr_db_rows **rows,
+			 struct db_fault *f)
+{
+	struct db_slot *slot = cached ? slot_get(db, sql) : NULL;
+	MYSQL_STMT *st = slot ? slot->stmt : NULL;
+	int rc;
+
+	if (!st) {
+		my_bool on = 1;
+
+		st = mysql_stmt_init(db->conn);
+		if (!st) {
+			fault_conn(f, db->conn, DB_PHASE_PREPARE);
+			return -1;
+		}
+		mysql_stmt_attr_set(st, STMT_ATTR_UPDATE_MAX_LENGTH, &on);
+		if (mysql_stmt_prepare(st, sql, strlen(sql))) {
+			fault_stmt(f, st, DB_PHASE_PREPARE);
+			mysql_stmt_close(st);
+			return -1;
+		}
+		if (slot)
+			slot->stmt = st;
+	}
+	rc = stmt_run(db, st, p, want_rows, affected, rows, f);
+	if (!slot) {
+		mysql_stmt_close(st);
+	} else if (rc && f->phase == DB_PHASE_EXECUTE &&
+		   is_stale_stmt(f->no)) {
+		mysql_stmt_close(st);
+		slot->stmt = NULL;
+	}
+	return rc;
+}
+
 /* Run a statement with the retry policy of the header comment; `read_only`
  * for db_query, which may also be retried after the answer was lost. */
-static dr_status run_stmt(dr_db *db, const char *sql, struct db_params *p,
-			  int read_only, uint64_t *affected, dr_db_rows **rows,
+static dr_status run_stmt(dr_db *db, const char *sql, int cached,
+			  struct db_params *p, int read_only,
+			  uint64_t *affected, dr_db_rows **rows,
 			  dr_error *err)
 {
 	struct db_fault f;
@@ -891,8 +947,8 @@ static dr_status run_stmt(dr_db *db, const char *sql, struct db_params *p,
 		st = conn_ready(db, 0, err);
 		if (st != DR_OK)
 			return st;
-		if (run_stmt_once(db, sql, p, read_only, affected, rows, &f) ==
-		    0) {
+		if (run_stmt_once(db, sql, cached, p, read_only, affected,
+				  rows, &f) == 0) {
 			db->last_used = now_mono();
 			return DR_OK;
 		}
@@ -1016,7 +1072,7 @@ dr_status db_exec(dr_db *db, const char *sql, uint64_t *affected, dr_error *err,
 	va_end(ap);
 	if (st != DR_OK)
 		return st;
-	st = run_stmt(db, sql, &p, 0, affected, NULL, err);
+	st = run_stmt(db, sql, 1, &p, 0, affected, NULL, err);
 	params_free(&p);
 	return st;
 }
@@ -1037,7 +1093,24 @@ dr_status db_query(dr_db *db, const char *sql, dr_db_rows **rows, dr_error *err,
 	va_end(ap);
 	if (st != DR_OK)
 		return st;
-	st = run_stmt(db, sql, &p, 1, NULL, rows, err);
+	st = run_stmt(db, sql, 1, &p, 1, NULL, rows, err);
+	params_free(&p);
+	return st;
+}
+
+dr_status db_query_args(dr_db *db, const char *sql, int cached,
+			dr_db_rows **rows, dr_error *err,
+			const dr_db_arg *args, size_t n_args)
+{
+	struct db_params p;
+	dr_status st;
+
+	if (rows)
+		*rows = NULL;
+	st = params_from_args(&p, args, n_args, err);
+	if (st != DR_OK)
+		return st;
+	st = run_stmt(db, sql, cached, &p, 1, NULL, rows, err);
 	params_free(&p);
 	return st;
 }

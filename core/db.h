@@ -69,6 +69,28 @@ dr_status db_exec(dr_db *db, const char *sql, uint64_t *affected,
 dr_status db_query(dr_db *db, const char *sql, dr_db_rows **rows,
 		   dr_error *err, const char *types, ...) DR_WARN_UNUSED;
 
+/* One parameter of db_query_args(): `type` 's' (string `s`, NULL binds
+ * SQL NULL) or 'i' (the integer `i`). */
+typedef struct dr_db_arg {
+	char type;
+	const char *s;
+	int64_t i;
+} dr_db_arg;
+
+/*
+ * db_query() with its parameters in an array, for statements whose
+ * number of parameters is only known at run time. With `cached` set,
+ * `sql` must live as long as the handle and its statement is kept like
+ * db_query()'s. Without, `sql` may be text built for this call: it is
+ * prepared, run and closed (one round trip more), so that statements
+ * built at run time neither grow the cache nor add to the server's count
+ * of prepared statements (max_prepared_stmt_count, shared by every
+ * connection).
+ */
+dr_status db_query_args(dr_db *db, const char *sql, int cached,
+			dr_db_rows **rows, dr_error *err,
+			const dr_db_arg *args, size_t n_args) DR_WARN_UNUSED;
+
 /* Run SQL text without parameters or results (migrations, DDL); not
  * cached. */
 dr_status db_exec_text(dr_db *db, const char *sql, dr_error *err)

@@ -172,6 +172,8 @@ static void send_response(FCGX_Request *fr, const dr_request *req,
 {
 	const char *ct = resp->content_type ? resp->content_type
 					    : "application/json; charset=utf-8";
+	const char *cc = resp->cache_control ? resp->cache_control
+					     : "no-store";
 	char head[1024];
 	int n;
 
@@ -179,10 +181,10 @@ static void send_response(FCGX_Request *fr, const dr_request *req,
 	 * not know every conversion (%zu among them). */
 	n = snprintf(head, sizeof(head),
 		     "Status: %d %s\r\nContent-Type: %s\r\n"
-		     "Content-Length: %zu\r\nCache-Control: no-store\r\n"
+		     "Content-Length: %zu\r\nCache-Control: %s\r\n"
 		     "%s\r\n",
 		     resp->status, http_reason(resp->status), ct,
-		     resp->body.len, resp->extra_headers);
+		     resp->body.len, cc, resp->extra_headers);
 	if (n < 0 || (size_t)n >= sizeof(head))
 		dr_die("response head does not fit");
 	FCGX_PutStr(head, n, fr->out);

@@ -4,6 +4,7 @@
  */
 #include "http.h"
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,6 +14,7 @@ void http_response_init(dr_response *resp)
 {
 	resp->status = 200;
 	resp->content_type = NULL;
+	resp->cache_control = NULL;
 	resp->extra_headers[0] = '\0';
 	dr_buf_init(&resp->body, DR_MAX_RESPONSE);
 }
@@ -21,6 +23,7 @@ void http_response_reset(dr_response *resp)
 {
 	resp->status = 200;
 	resp->content_type = NULL;
+	resp->cache_control = NULL;
 	resp->extra_headers[0] = '\0';
 	dr_buf_reset(&resp->body);
 }
@@ -30,13 +33,43 @@ void http_response_free(dr_response *resp)
 	dr_buf_free(&resp->body);
 }
 
+/* The line of header `name` in `lines` ("Name: value\r\n"...), or NULL. */
+static char *header_line(char *lines, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (char *l = lines; *l;) {
+		char *eol = strstr(l, "\r\n");
+
+		if (strncasecmp(l, name, n) == 0 && l[n] == ':')
+			return l;
+		if (!eol)
+			break;
+		l = eol + 2;
+	}
+	return NULL;
+}
+
 void http_add_header(dr_response *resp, const char *name, const char *value)
 {
-	size_t used = strlen(resp->extra_headers);
-	size_t room = sizeof(resp->extra_headers) - used;
-	int n = snprintf(resp->extra_headers + used, room, "%s: %s\r\n", name,
-			 value);
+	char *old = header_line(resp->extra_headers, name);
+	size_t used, room;
+	int n;
 
+	assert(strcasecmp(name, "Content-Type") != 0 &&
+	       strcasecmp(name, "Content-Length") != 0 &&
+	       strcasecmp(name, "Cache-Control") != 0 &&
+	       strcasecmp(name, "Status") != 0);
+	if (old) {
+		char *eol = strstr(old, "\r\n");
+		char *next = eol ? eol + 2 : old + strlen(old);
+
+		memmove(old, next, strlen(next) + 1);
+	}
+	used = strlen(resp->extra_headers);
+	room = sizeof(resp->extra_headers) - used;
+	n = snprintf(resp->extra_headers + used, room, "%s: %s\r\n", name,
+		     value);
 	if (n < 0 || (size_t)n >= room)
 		resp->extra_headers[used] = '\0';
 }
@@ -102,17 +135,24 @@ int http_parse_query(dr_arena *arena, const char *query, dr_param *params,
 
 		if (len > 0) {
 			size_t nlen = eq ? (size_t)(eq - p) : len;
+			dr_param *seen = NULL;
 
 			name = decode(arena, p, nlen);
 			value = eq ? decode(arena, eq + 1, len - nlen - 1)
 				   : arena_strdup(arena, "");
 			if (!name || !value)
 				return -1;
-			if (!http_param(params, n, name)) {
+			for (size_t i = 0; i < n && !seen; i++)
+				if (strcmp(params[i].name, name) == 0)
+					seen = &params[i];
+			if (seen) {
+				seen->repeated = 1;
+			} else {
 				if (n == max)
 					return -1;
 				params[n].name = name;
 				params[n].value = value;
+				params[n].repeated = 0;
 				n++;
 			}
 		}

@@ -22,6 +22,7 @@
 typedef struct dr_param {
 	const char *name;
 	const char *value;
+	int repeated; /* the name came again later in the query */
 } dr_param;
 
 typedef struct dr_request {
@@ -38,9 +39,12 @@ typedef struct dr_request {
 	dr_arena *arena;           /* request memory, reset after the reply */
 } dr_request;
 
+/* The head of a response is Status, Content-Type, Content-Length and
+ * Cache-Control, then extra_headers: each header name once. */
 typedef struct dr_response {
 	int status;
-	const char *content_type;
+	const char *content_type;  /* NULL: application/json; charset=utf-8 */
+	const char *cache_control; /* NULL: no-store */
 	char extra_headers[512]; /* "Name: value\r\n" lines */
 	dr_buf body;
 } dr_response;
@@ -53,8 +57,11 @@ void http_response_reset(dr_response *resp);
 
 void http_response_free(dr_response *resp);
 
-/* Add a header line; silently dropped when the header space is full
- * (only fixed, short headers are added). */
+/* Add a header line, replacing an earlier one of the same name (names
+ * compare case-insensitively), so no header is sent twice; silently
+ * dropped when the header space is full (only fixed, short headers are
+ * added). Content-Type and Cache-Control are fields of dr_response, and
+ * Status and Content-Length are written from it: never added here. */
 void http_add_header(dr_response *resp, const char *name, const char *value);
 
 /* The request header `name` (lower case, dashes), or NULL. */
@@ -62,9 +69,10 @@ const char *http_header(const dr_request *req, const char *name);
 
 /*
  * Decode the query string into params (arena memory). Percent-escapes and
- * '+' are decoded; a parameter given twice keeps the first. At most
- * `max` parameters; returns the number found, or -1 on a malformed
- * escape or too many parameters.
+ * '+' are decoded; a parameter given twice keeps the first value and is
+ * marked `repeated`, for callers that refuse an ambiguous query. At most
+ * `max` distinct parameters; returns the number found, or -1 on a
+ * malformed escape or too many parameters.
  */
 int http_parse_query(dr_arena *arena, const char *query, dr_param *params,
 		     size_t max);

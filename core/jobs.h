@@ -21,6 +21,8 @@
 
 #define DR_MAX_METADATA_KEYS 16
 #define DR_MAX_METADATA_BYTES 4096
+#define DR_MAX_METADATA_KEY 64 /* bytes of a key */
+#define DR_MAX_METADATA_FILTERS DR_MAX_METADATA_KEYS
 #define DR_MAX_RENDITIONS 16
 #define DR_MAX_MODEL_LEN 255
 #define DR_MAX_URL_LEN 2048
@@ -82,11 +84,50 @@ dr_status jobs_create(dr_db *db, const dr_config *cfg,
 dr_status jobs_render(dr_db *db, const dr_config *cfg, const char *id,
 		      dr_buf *out, dr_error *err) DR_WARN_UNUSED;
 
+/* A metadata.KEY=VALUE filter: jobs whose metadata has KEY with VALUE.
+ * Several filters all apply (AND). */
+typedef struct dr_metadata_filter {
+	const char *key;
+	const char *value;
+} dr_metadata_filter;
+
+/*
+ * Check the filters f[0..n) of a list or search: at most
+ * DR_MAX_METADATA_FILTERS; each key a valid metadata key (1-64 characters
+ * of A-Z a-z 0-9 . _ -, not starting with . or -); each value one a job
+ * can have (key and value at most DR_MAX_METADATA_BYTES together; empty
+ * is fine); no key twice, comparing keys without letter case as the
+ * database does (a job has one value per key, so a repeated key could
+ * only match nothing). On DR_ERR_INVALID, *bad is the index of the
+ * offending filter (n when there are too many) and err->message says
+ * why, starting with "metadata.KEY: ".
+ */
+dr_status jobs_check_metadata_filters(const dr_metadata_filter *f, size_t n,
+				      size_t *bad, dr_error *err)
+	DR_WARN_UNUSED;
+
+/*
+ * Append to `sql` the condition " AND EXISTS (...)" of each of `n`
+ * metadata filters on the job id in column `job_id` ("jobs.id",
+ * "o.job_id"): two parameters each, key then value, in filter order.
+ */
+dr_status jobs_metadata_sql(dr_buf *sql, const char *job_id, size_t n)
+	DR_WARN_UNUSED;
+
+/*
+ * The text to put before a list or search with metadata filters: an
+ * optimizer setting for that statement where the server has it, else "".
+ * Asks the server once per process.
+ */
+const char *jobs_metadata_sql_prefix(dr_db *db);
+
 typedef struct dr_job_filter {
 	const char *status;  /* or NULL */
 	const char *model;   /* or NULL */
 	const char *adapter; /* or NULL */
 	const char *cursor;  /* a job id: list jobs older than it, or NULL */
+	dr_metadata_filter meta[DR_MAX_METADATA_FILTERS]; /* all apply */
+	size_t n_meta; /* checked with jobs_check_metadata_filters() */
 	int limit;           /* 1..100 */
 } dr_job_filter;
 

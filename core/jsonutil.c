@@ -3,19 +3,59 @@
  */
 #include "jsonutil.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "arena.h"
+
+/* Bytes of a member name, and of a JSON pointer, shown in a message, and
+ * the buffers that hold them (with "...", an index and the NUL). */
+#define JSON_NAME_SHOWN 64
+#define JSON_POINTER_SHOWN 200
+#define JSON_NAME_BUF (JSON_NAME_SHOWN + 4)
+#define JSON_POINTER_BUF (JSON_POINTER_SHOWN + JSON_NAME_SHOWN + 40)
 
 /*
  * A strict RFC 8259 scan before json-c builds the tree: json-c accepts
  * single quotes, NaN and Infinity even in strict mode and lets overlong
  * UTF-8 and surrogates through, and none of that should reach storage or
  * a provider. The scan also enforces the nesting limit itself.
+ *
+ * It also refuses an object that names a member twice. json-c keeps the
+ * last of them without a word, while another reader of the same bytes
+ * (a proxy, a log, the client's own library) may keep the first: such a
+ * request means two things, so it is refused, not guessed at. Names are
+ * compared as json-c stores them: escapes decoded, cut at the first NUL
+ * (json-c keeps names as C strings), so "a", "\u0061" and "a\u0000x"
+ * are one name. The names of the objects still open sit on one stack
+ * (keys); when an object closes, its names are sorted and neighbours
+ * compared, then popped: O(n log n) in the number of names whatever
+ * their spelling, with memory proportional to the names of the open
+ * objects, itself bounded by the document's size.
  */
+typedef struct scan_key {
+	const char *name; /* into the document, or into `names` */
+	size_t len;       /* up to the first NUL */
+	size_t at;        /* byte offset of its opening quote */
+} scan_key;
+
+/* One open container, for the JSON pointer of an error. */
+typedef struct scan_level {
+	int is_object;
+	size_t index; /* arrays: the current element */
+	size_t key;   /* objects: keys[] index of the current member */
+} scan_level;
+
 typedef struct scan {
 	const unsigned char *p, *start, *end;
 	int depth, max_depth;
 	const char *code; /* set on failure */
+	scan_level *levels; /* [1..max_depth] */
+	scan_key *keys;
+	size_t n_keys, cap_keys;
+	dr_arena names; /* decoded names that had escapes */
+	char detail[JSON_NAME_BUF + JSON_POINTER_BUF + 48];
 } scan;
 
 static int scan_fail(scan *s, const char *code)
@@ -135,6 +175,211 @@ static int scan_string(scan *s)
 	return scan_fail(s, "malformed_json");
 }
 
+/* Append code point `cp` to `out` as UTF-8; returns the bytes written. */
+static size_t put_utf8(unsigned cp, char *out)
+{
+	if (cp < 0x80) {
+		out[0] = (char)cp;
+		return 1;
+	}
+	if (cp < 0x800) {
+		out[0] = (char)(0xc0 | (cp >> 6));
+		out[1] = (char)(0x80 | (cp & 0x3f));
+		return 2;
+	}
+	if (cp < 0x10000) {
+		out[0] = (char)(0xe0 | (cp >> 12));
+		out[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+		out[2] = (char)(0x80 | (cp & 0x3f));
+		return 3;
+	}
+	out[0] = (char)(0xf0 | (cp >> 18));
+	out[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+	out[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+	out[3] = (char)(0x80 | (cp & 0x3f));
+	return 4;
+}
+
+/*
+ * Decode the body of a string that scan_string() accepted (raw[0..n),
+ * without quotes) into `out`, which holds n bytes: no escape decodes to
+ * more bytes than it takes. Returns the decoded length.
+ */
+static size_t decode_string(const unsigned char *raw, size_t n, char *out)
+{
+	size_t i = 0, o = 0;
+
+	while (i < n) {
+		unsigned u, lo;
+
+		if (raw[i] != '\\') {
+			out[o++] = (char)raw[i++];
+			continue;
+		}
+		switch (raw[i + 1]) {
+		case 'b': out[o++] = '\b'; break;
+		case 'f': out[o++] = '\f'; break;
+		case 'n': out[o++] = '\n'; break;
+		case 'r': out[o++] = '\r'; break;
+		case 't': out[o++] = '\t'; break;
+		case 'u':
+			(void)hex4(raw + i + 2, &u);
+			if (u >= 0xd800 && u <= 0xdbff) {
+				(void)hex4(raw + i + 8, &lo);
+				u = 0x10000 + ((u - 0xd800) << 10) +
+				    (lo - 0xdc00);
+				i += 6;
+			}
+			o += put_utf8(u, out + o);
+			i += 4;
+			break;
+		default: /* '"', '\\' and '/' stand for themselves */
+			out[o++] = (char)raw[i + 1];
+			break;
+		}
+		i += 2;
+	}
+	return o;
+}
+
+/* Push the member name whose opening quote is at `q` (scan_string() has
+ * just passed its closing quote) for the duplicate check. */
+static void push_key(scan *s, const unsigned char *q)
+{
+	const unsigned char *raw = q + 1;
+	size_t n = (size_t)(s->p - 1 - raw);
+	scan_key *k;
+	const char *nul;
+
+	if (s->n_keys == s->cap_keys) {
+		s->cap_keys = s->cap_keys ? s->cap_keys * 2 : 64;
+		s->keys = dr_xrealloc(s->keys,
+				      s->cap_keys * sizeof(*s->keys));
+	}
+	k = &s->keys[s->n_keys++];
+	k->at = (size_t)(q - s->start);
+	if (!memchr(raw, '\\', n)) {
+		k->name = (const char *)raw;
+		k->len = n;
+	} else {
+		char *out = arena_alloc(&s->names, n ? n : 1);
+
+		k->name = out;
+		k->len = decode_string(raw, n, out);
+		nul = memchr(out, '\0', k->len);
+		if (nul)
+			k->len = (size_t)(nul - out);
+	}
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+	const scan_key *x = a, *y = b;
+	size_t n = x->len < y->len ? x->len : y->len;
+	int c = memcmp(x->name, y->name, n);
+
+	if (c)
+		return c;
+	if (x->len != y->len)
+		return x->len < y->len ? -1 : 1;
+	return x->at < y->at ? -1 : x->at > y->at;
+}
+
+/* Copy up to `max` bytes of name[0..len) into out (NUL-terminated), cut
+ * at a UTF-8 character boundary, with "..." when cut. JSON pointer
+ * escapes ('~' -> "~0", '/' -> "~1") when `pointer`. Returns the bytes
+ * written. */
+static size_t show_name(char *out, size_t max, const char *name, size_t len,
+			int pointer)
+{
+	size_t o = 0, i = 0;
+
+	while (i < len) {
+		unsigned char c = (unsigned char)name[i];
+		size_t w = c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+		const char *esc = NULL;
+
+		if (pointer && c == '~')
+			esc = "~0";
+		else if (pointer && c == '/')
+			esc = "~1";
+		if (o + (esc ? 2 : w) > max)
+			break;
+		if (esc)
+			memcpy(out + o, esc, 2), o += 2;
+		else
+			memcpy(out + o, name + i, w), o += w;
+		i += w;
+	}
+	if (i < len)
+		memcpy(out + o, "...", 3), o += 3;
+	out[o] = '\0';
+	return o;
+}
+
+/*
+ * Write the error detail for member `dup` (a second occurrence) of the
+ * object open at s->depth: the name and its JSON pointer (RFC 6901), built
+ * from the members and indexes of the containers around it.
+ */
+static void describe_duplicate(scan *s, const scan_key *dup)
+{
+	char name[JSON_NAME_BUF];
+	char ptr[JSON_POINTER_BUF];
+	size_t used = 0;
+	int d;
+
+	for (d = 1; d < s->depth && used < JSON_POINTER_SHOWN; d++) {
+		const scan_level *l = &s->levels[d];
+		const scan_key *k = &s->keys[l->key];
+
+		ptr[used++] = '/';
+		if (l->is_object)
+			used += show_name(ptr + used, JSON_POINTER_SHOWN - used,
+					  k->name, k->len, 1);
+		else
+			used += (size_t)snprintf(ptr + used,
+						 sizeof(ptr) - used, "%zu",
+						 l->index);
+	}
+	if (d < s->depth) {
+		memcpy(ptr + used, "/...", 4);
+		used += 4;
+	}
+	ptr[used++] = '/';
+	show_name(ptr + used, JSON_NAME_SHOWN, dup->name, dup->len, 1);
+	show_name(name, JSON_NAME_SHOWN, dup->name, dup->len, 0);
+	snprintf(s->detail, sizeof(s->detail),
+		 "duplicate key \"%s\" at %s (byte %zu)", name, ptr, dup->at);
+}
+
+/* Check the names keys[base..) of the object closing now, then pop them.
+ * Of several repeated names, the repetition that comes first in the
+ * document is reported. */
+static int check_keys(scan *s, size_t base)
+{
+	size_t n = s->n_keys - base;
+	const scan_key *dup = NULL;
+
+	if (n > 1) {
+		scan_key *k = s->keys + base;
+
+		qsort(k, n, sizeof(*k), key_cmp);
+		for (size_t i = 1; i < n; i++)
+			if (k[i].len == k[i - 1].len &&
+			    memcmp(k[i].name, k[i - 1].name, k[i].len) == 0 &&
+			    (!dup || k[i].at < dup->at))
+				dup = &k[i];
+	}
+	if (dup) {
+		describe_duplicate(s, dup);
+		s->p = s->start + dup->at;
+		return scan_fail(s, "duplicate_key");
+	}
+	s->n_keys = base;
+	return 0;
+}
+
 static int is_digit(const scan *s)
 {
 	return s->p < s->end && *s->p >= '0' && *s->p <= '9';
@@ -185,10 +430,15 @@ static int scan_value(scan *s);
 /* An array or object; `close` is ']' or '}'. */
 static int scan_container(scan *s, unsigned char close)
 {
+	size_t base = s->n_keys;
+	scan_level *level;
 	int first = 1;
 
 	if (++s->depth > s->max_depth)
 		return scan_fail(s, "too_deep");
+	level = &s->levels[s->depth];
+	level->is_object = close == '}';
+	level->index = 0;
 	s->p++;
 	skip_ws(s);
 	if (s->p < s->end && *s->p == close) {
@@ -200,6 +450,8 @@ static int scan_container(scan *s, unsigned char close)
 		if (!first) {
 			skip_ws(s);
 			if (s->p < s->end && *s->p == close) {
+				if (close == '}' && check_keys(s, base))
+					return -1;
 				s->p++;
 				s->depth--;
 				return 0;
@@ -207,14 +459,19 @@ static int scan_container(scan *s, unsigned char close)
 			if (s->p >= s->end || *s->p != ',')
 				return scan_fail(s, "malformed_json");
 			s->p++;
+			level->index++;
 		}
 		first = 0;
 		skip_ws(s);
 		if (close == '}') {
+			const unsigned char *q = s->p;
+
 			if (s->p >= s->end || *s->p != '"')
 				return scan_fail(s, "malformed_json");
 			if (scan_string(s))
 				return -1;
+			push_key(s, q);
+			level->key = s->n_keys - 1;
 			skip_ws(s);
 			if (s->p >= s->end || *s->p != ':')
 				return scan_fail(s, "malformed_json");
@@ -256,6 +513,7 @@ dr_status json_parse_limited(const char *text, size_t len, int max_depth,
 	enum json_tokener_error jerr;
 	size_t offset;
 	scan sc;
+	dr_status st = DR_OK;
 
 	if (len == 0)
 		return dr_fail(err, DR_ERR_INVALID, "empty_body",
@@ -263,10 +521,14 @@ dr_status json_parse_limited(const char *text, size_t len, int max_depth,
 	if (len > (size_t)INT32_MAX)
 		return dr_fail(err, DR_ERR_TOO_LARGE, "too_large",
 			       "the JSON document is too large");
+	if (max_depth < 1)
+		max_depth = 1;
 	memset(&sc, 0, sizeof(sc));
 	sc.p = sc.start = (const unsigned char *)text;
 	sc.end = sc.p + len;
 	sc.max_depth = max_depth;
+	sc.levels = dr_xcalloc((size_t)max_depth + 1, sizeof(*sc.levels));
+	arena_init(&sc.names, 4096);
 	if (scan_value(&sc) == 0) {
 		skip_ws(&sc);
 		if (sc.p != sc.end)
@@ -275,15 +537,24 @@ dr_status json_parse_limited(const char *text, size_t len, int max_depth,
 	if (sc.code) {
 		offset = (size_t)(sc.p - sc.start);
 		if (strcmp(sc.code, "too_deep") == 0)
-			return dr_fail(err, DR_ERR_INVALID, "too_deep",
-				       "JSON nested deeper than %d levels",
-				       max_depth);
-		if (strcmp(sc.code, "invalid_utf8") == 0)
-			return dr_fail(err, DR_ERR_INVALID, "invalid_utf8",
-				       "invalid UTF-8 at byte %zu", offset);
-		return dr_fail(err, DR_ERR_INVALID, "malformed_json",
-			       "malformed JSON at byte %zu", offset);
+			st = dr_fail(err, DR_ERR_INVALID, "too_deep",
+				     "JSON nested deeper than %d levels",
+				     max_depth);
+		else if (strcmp(sc.code, "invalid_utf8") == 0)
+			st = dr_fail(err, DR_ERR_INVALID, "invalid_utf8",
+				     "invalid UTF-8 at byte %zu", offset);
+		else if (strcmp(sc.code, "duplicate_key") == 0)
+			st = dr_fail(err, DR_ERR_INVALID, "duplicate_key",
+				     "%s", sc.detail);
+		else
+			st = dr_fail(err, DR_ERR_INVALID, "malformed_json",
+				     "malformed JSON at byte %zu", offset);
 	}
+	free(sc.levels);
+	free(sc.keys);
+	arena_free(&sc.names);
+	if (st != DR_OK)
+		return st;
 	/* The scan accepted it; json-c builds the tree (one level of slack:
 	 * json-c counts its depth differently). */
 	tok = json_tokener_new_ex(max_depth + 1);

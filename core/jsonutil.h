@@ -1,10 +1,12 @@
 /*
  * jsonutil.h - parsing untrusted JSON with limits, on json-c.
  *
- * Request bodies, webhook bodies and provider answers are parsed here:
- * strict RFC 8259 syntax, UTF-8 validated, nesting capped, nothing
+ * Request bodies are parsed here: strict RFC 8259 syntax, UTF-8
+ * validated, nesting capped, no object naming a member twice, nothing
  * after the document. json-c does the parsing; this module adds the
- * limits and turns failures into dr_errors with stable codes.
+ * limits and turns failures into dr_errors with stable codes. (Provider
+ * webhook bodies are read by their adapter plugins with json-c alone:
+ * an authentic delivery is never refused for a repeated name.)
  */
 #ifndef DR_JSONUTIL_H
 #define DR_JSONUTIL_H
@@ -19,8 +21,13 @@
  * Parse `len` bytes of `text` as one JSON document nested at most
  * `max_depth` levels. On success *out holds a new reference (release with
  * json_object_put). On failure DR_ERR_INVALID with err->code one of
- * "malformed_json", "invalid_utf8", "too_deep", "empty_body" and a short
- * message with the byte offset.
+ * "malformed_json", "invalid_utf8", "too_deep", "empty_body",
+ * "duplicate_key" and a short message with the byte offset; for
+ * "duplicate_key" it names the member and its JSON pointer:
+ * `duplicate key "prompt" at /input/prompt (byte 57)` (the offset of the
+ * second occurrence). Names are compared as json-c keeps them (escapes
+ * decoded, up to a NUL). Time O(n log n) in the number of member names;
+ * scratch memory proportional to them, freed before returning.
  */
 dr_status json_parse_limited(const char *text, size_t len, int max_depth,
 			     json_object **out, dr_error *err) DR_WARN_UNUSED;

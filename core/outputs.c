@@ -3,6 +3,7 @@
  */
 #include "outputs.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,41 +14,57 @@ enum {
 	F_MODEL = 1 << 0,
 	F_ADAPTER = 1 << 1,
 	F_SHA = 1 << 2,
-	F_META = 1 << 3,
-	F_SINCE = 1 << 4,
-	F_UNTIL = 1 << 5,
-	F_Q = 1 << 6,
-	F_CURSOR = 1 << 7,
-	F_ALL = 1 << 8
+	F_SINCE = 1 << 3,
+	F_UNTIL = 1 << 4,
+	F_Q = 1 << 5,
+	F_CURSOR = 1 << 6,
+	F_ALL = 1 << 7
 };
 
-/* One SQL text per combination of filters, built once, so the statement
- * cache (keyed by the SQL pointer) holds each. */
-static const char *search_sql(unsigned mask)
+/* The search for a combination of filters and a number of metadata
+ * filters, appended to `sql`. Its parameters: model, adapter, sha256,
+ * the metadata keys and values, since, until, q twice, cursor (those
+ * present), and the limit. */
+static dr_status search_sql(dr_buf *sql, unsigned mask, size_t n_meta)
 {
-	static char sql[F_ALL][1024];
-	char *s = sql[mask];
+	dr_status st = dr_buf_printf(
+		sql,
+		"SELECT " DR_OUTPUT_COLUMNS ", o.job_id, j.model,"
+		" j.adapter, o.created_at FROM outputs o JOIN jobs j"
+		" ON j.id = o.job_id WHERE o.state = 'stored'%s%s%s",
+		mask & F_MODEL ? " AND j.model = ?" : "",
+		mask & F_ADAPTER ? " AND j.adapter = ?" : "",
+		mask & F_SHA ? " AND o.sha256 = ?" : "");
 
-	if (!s[0])
-		snprintf(s, sizeof(sql[0]),
-			 "SELECT " DR_OUTPUT_COLUMNS ", o.job_id, j.model,"
-			 " j.adapter, o.created_at FROM outputs o JOIN jobs j"
-			 " ON j.id = o.job_id WHERE o.state = 'stored'"
-			 "%s%s%s%s%s%s%s%s ORDER BY o.id DESC LIMIT ?",
-			 mask & F_MODEL ? " AND j.model = ?" : "",
-			 mask & F_ADAPTER ? " AND j.adapter = ?" : "",
-			 mask & F_SHA ? " AND o.sha256 = ?" : "",
-			 mask & F_META ? " AND EXISTS (SELECT 1 FROM"
-					 " job_metadata m WHERE m.job_id ="
-					 " o.job_id AND m.k = ? AND m.v = ?)"
-				       : "",
-			 mask & F_SINCE ? " AND o.created_at >= ?" : "",
-			 mask & F_UNTIL ? " AND o.created_at < ?" : "",
-			 mask & F_Q ? " AND (MATCH(o.text) AGAINST (?) OR"
-				      " MATCH(j.prompt) AGAINST (?))"
-				    : "",
-			 mask & F_CURSOR ? " AND o.id < ?" : "");
-	return s;
+	if (st == DR_OK)
+		st = jobs_metadata_sql(sql, "o.job_id", n_meta);
+	if (st == DR_OK)
+		st = dr_buf_printf(
+			sql, "%s%s%s%s ORDER BY o.id DESC LIMIT ?",
+			mask & F_SINCE ? " AND o.created_at >= ?" : "",
+			mask & F_UNTIL ? " AND o.created_at < ?" : "",
+			mask & F_Q ? " AND (MATCH(o.text) AGAINST (?) OR"
+				     " MATCH(j.prompt) AGAINST (?))"
+				   : "",
+			mask & F_CURSOR ? " AND o.id < ?" : "");
+	return st;
+}
+
+/* Without metadata filters, the text for `mask` built once per process,
+ * so the statement cache (keyed by the SQL pointer) holds it. */
+static const char *search_sql_cached(unsigned mask)
+{
+	static char *sql[F_ALL];
+
+	if (!sql[mask]) {
+		dr_buf b;
+
+		dr_buf_init(&b, 4096);
+		if (search_sql(&b, mask, 0) != DR_OK)
+			dr_die("the output search does not fit");
+		sql[mask] = dr_buf_steal(&b);
+	}
+	return sql[mask];
 }
 
 int outputs_parse_time(const char *iso, char out[48])
@@ -87,27 +104,28 @@ int outputs_parse_time(const char *iso, char out[48])
 dr_status outputs_search(dr_db *db, const dr_output_filter *f, dr_buf *out,
 			 dr_error *err)
 {
-	const char *args[10];
-	char types[12];
+	dr_db_arg args[9 + 2 * DR_MAX_METADATA_FILTERS + 1];
 	size_t n = 0, shown, base;
 	unsigned mask = 0;
 	dr_db_rows *rows = NULL;
+	dr_buf sql;
 	dr_status st;
 
 #define ADD(flag, v)                                                           \
 	do {                                                                   \
 		mask |= (flag);                                                \
-		args[n++] = (v);                                               \
+		args[n++] = (dr_db_arg){.type = 's', .s = (v)};                \
 	} while (0)
+	assert(f->n_meta <= DR_MAX_METADATA_FILTERS);
 	if (f->model)
 		ADD(F_MODEL, f->model);
 	if (f->adapter)
 		ADD(F_ADAPTER, f->adapter);
 	if (f->sha256)
 		ADD(F_SHA, f->sha256);
-	if (f->meta_key) {
-		ADD(F_META, f->meta_key);
-		args[n++] = f->meta_value;
+	for (size_t i = 0; i < f->n_meta; i++) {
+		ADD(0, f->meta[i].key);
+		ADD(0, f->meta[i].value);
 	}
 	if (f->since)
 		ADD(F_SINCE, f->since);
@@ -115,71 +133,24 @@ dr_status outputs_search(dr_db *db, const dr_output_filter *f, dr_buf *out,
 		ADD(F_UNTIL, f->until);
 	if (f->q) {
 		ADD(F_Q, f->q);
-		args[n++] = f->q;
+		ADD(F_Q, f->q);
 	}
 	if (f->cursor)
 		ADD(F_CURSOR, f->cursor);
 #undef ADD
-	/* Bind every filter as a string and the limit last; unused slots
-	 * bind NULL and are never referenced (the SQL has no '?' for them):
-	 * the type string is cut to what the SQL takes. */
-	memset(types, 's', n);
-	types[n] = 'i';
-	types[n + 1] = '\0';
-	for (size_t i = n; i < 10; i++)
-		args[i] = NULL;
-	switch (n) {
-	case 0:
-		st = db_query(db, search_sql(mask), &rows, err, types,
-			      (int64_t)f->limit + 1);
-		break;
-	case 1:
-		st = db_query(db, search_sql(mask), &rows, err, types, args[0],
-			      (int64_t)f->limit + 1);
-		break;
-	case 2:
-		st = db_query(db, search_sql(mask), &rows, err, types, args[0],
-			      args[1], (int64_t)f->limit + 1);
-		break;
-	case 3:
-		st = db_query(db, search_sql(mask), &rows, err, types, args[0],
-			      args[1], args[2], (int64_t)f->limit + 1);
-		break;
-	case 4:
-		st = db_query(db, search_sql(mask), &rows, err, types, args[0],
-			      args[1], args[2], args[3], (int64_t)f->limit + 1);
-		break;
-	case 5:
-		st = db_query(db, search_sql(mask), &rows, err, types, args[0],
-			      args[1], args[2], args[3], args[4],
-			      (int64_t)f->limit + 1);
-		break;
-	case 6:
-		st = db_query(db, search_sql(mask), &rows, err, types, args[0],
-			      args[1], args[2], args[3], args[4], args[5],
-			      (int64_t)f->limit + 1);
-		break;
-	case 7:
-		st = db_query(db, search_sql(mask), &rows, err, types, args[0],
-			      args[1], args[2], args[3], args[4], args[5],
-			      args[6], (int64_t)f->limit + 1);
-		break;
-	case 8:
-		st = db_query(db, search_sql(mask), &rows, err, types, args[0],
-			      args[1], args[2], args[3], args[4], args[5],
-			      args[6], args[7], (int64_t)f->limit + 1);
-		break;
-	case 9:
-		st = db_query(db, search_sql(mask), &rows, err, types, args[0],
-			      args[1], args[2], args[3], args[4], args[5],
-			      args[6], args[7], args[8], (int64_t)f->limit + 1);
-		break;
-	default:
-		st = db_query(db, search_sql(mask), &rows, err, types, args[0],
-			      args[1], args[2], args[3], args[4], args[5],
-			      args[6], args[7], args[8], args[9],
-			      (int64_t)f->limit + 1);
-		break;
+	args[n++] = (dr_db_arg){.type = 'i', .i = (int64_t)f->limit + 1};
+	if (f->n_meta == 0) {
+		st = db_query_args(db, search_sql_cached(mask), 1, &rows, err,
+				   args, n);
+	} else {
+		/* Built per request and not cached: 128 masks times 16
+		 * filter counts would be too many prepared statements. */
+		dr_buf_init(&sql, 8192);
+		if (dr_buf_puts(&sql, jobs_metadata_sql_prefix(db)) != DR_OK ||
+		    search_sql(&sql, mask, f->n_meta) != DR_OK)
+			dr_die("the output search does not fit");
+		st = db_query_args(db, sql.data, 0, &rows, err, args, n);
+		dr_buf_free(&sql);
 	}
 	if (st != DR_OK)
 		return st;

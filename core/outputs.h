@@ -2,8 +2,9 @@
  * outputs.h - searching the output index (GET /v1/outputs).
  *
  * Every stored output with its metadata and renditions, newest first,
- * filtered by model, adapter, sha256, one job metadata key/value, a time
- * range, and text (`q`: text outputs and prompts, MariaDB FULLTEXT).
+ * filtered by model, adapter, sha256, job metadata keys and values (all
+ * of them), a time range, and text (`q`: text outputs and prompts,
+ * MariaDB FULLTEXT).
  */
 #ifndef DR_OUTPUTS_H
 #define DR_OUTPUTS_H
@@ -11,10 +12,12 @@
 #include "buf.h"
 #include "db.h"
 #include "error.h"
+#include "jobs.h"
 
 typedef struct dr_output_filter {
 	const char *model, *adapter, *sha256;
-	const char *meta_key, *meta_value; /* both or neither */
+	dr_metadata_filter meta[DR_MAX_METADATA_FILTERS]; /* all apply */
+	size_t n_meta; /* checked with jobs_check_metadata_filters() */
 	const char *since, *until; /* "YYYY-MM-DD HH:MM:SS.ffffff" UTC */
 	const char *q;
 	const char *cursor; /* output id (decimal) to continue below */

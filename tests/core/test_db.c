@@ -805,6 +805,72 @@ static void test_statement_cache(void **state)
 	db_free(db);
 }
 
+/* Com_stmt_close of this session. */
+static unsigned long long closes(dr_db *db)
+{
+	dr_db_rows *rows = NULL;
+	dr_error err;
+	unsigned long long n;
+
+	assert_ok(db_query(db, "SHOW SESSION STATUS LIKE 'Com_stmt_close'",
+			   &rows, &err, ""),
+		  err);
+	n = strtoull(db_cell(rows, 0, 1), NULL, 10);
+	db_rows_free(rows);
+	return n;
+}
+
+/* db_query_args: parameters from an array; cached like db_query, or
+ * prepared and closed for each call when the text is built at run time. */
+static void test_query_args(void **state)
+{
+	static const char sql[] = "SELECT CONCAT(?, ?), ? + 1";
+	dr_db_arg args[3] = {{.type = 's', .s = "a"},
+			     {.type = 's', .s = "b"},
+			     {.type = 'i', .i = 41}};
+	dr_db *db = db_new(&cfg);
+	dr_db_rows *rows = NULL;
+	unsigned long long p0, c0;
+	dr_error err;
+	char text[64];
+
+	(void)state;
+	p0 = prepares(db);
+	for (int i = 0; i < 3; i++) {
+		assert_ok(db_query_args(db, sql, 1, &rows, &err, args, 3), err);
+		assert_string_equal(db_cell(rows, 0, 0), "ab");
+		assert_string_equal(db_cell(rows, 0, 1), "42");
+		db_rows_free(rows);
+	}
+	assert_int_equal(prepares(db) - p0, 1);
+
+	/* Not cached: each call prepares and closes its statement, so none
+	 * stays open on the server whatever the texts. */
+	p0 = prepares(db);
+	c0 = closes(db);
+	for (int i = 0; i < 50; i++) {
+		snprintf(text, sizeof(text), "SELECT ? + %d", i);
+		assert_ok(db_query_args(db, text, 0, &rows, &err, args + 2, 1),
+			  err);
+		assert_int_equal(strtol(db_cell(rows, 0, 0), NULL, 10), 41 + i);
+		db_rows_free(rows);
+	}
+	assert_int_equal(prepares(db) - p0, 50 + 1 /* closes() */);
+	assert_int_equal(closes(db) - c0, 50);
+
+	/* NULL strings bind SQL NULL; a wrong count is an error. */
+	args[0].s = NULL;
+	assert_ok(db_query_args(db, "SELECT ? IS NULL", 0, &rows, &err, args,
+				1),
+		  err);
+	assert_string_equal(db_cell(rows, 0, 0), "1");
+	db_rows_free(rows);
+	assert_int_equal(db_query_args(db, "SELECT ?", 0, &rows, &err, args, 2),
+			 DR_ERR_INTERNAL);
+	assert_null(rows);
+	db_free(db);
+}
+
 static void test_killed_connection(void **state)
 {
 	dr_db *db = db_new(&cfg), *tcp = db_new(&cfg_tcp);
@@ -1190,6 +1256,7 @@ int main(void)
 		cmocka_unit_test(test_transactions),
 		cmocka_unit_test(test_lock_wait_ends_transaction),
 		cmocka_unit_test(test_statement_cache),
+		cmocka_unit_test(test_query_args),
 		cmocka_unit_test(test_killed_connection),
 		cmocka_unit_test(test_fork),
 		cmocka_unit_test(test_server_down_and_back),

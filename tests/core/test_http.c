@@ -208,6 +208,51 @@ static void test_headers(void **state)
 	http_response_free(&r);
 }
 
+static void test_query_repeated(void **state)
+{
+	dr_arena a;
+	dr_param p[8];
+	int n;
+
+	(void)state;
+	arena_init(&a, 256);
+	n = http_parse_query(&a, "x=1&y=2&metadata.a=1&x=3&metadata.a=2&z", p,
+			     3 + 1);
+	assert_int_equal(n, 4);
+	assert_string_equal(http_param(p, 4, "x"), "1");
+	assert_true(p[0].repeated);  /* x */
+	assert_false(p[1].repeated); /* y */
+	assert_true(p[2].repeated);  /* metadata.a */
+	assert_false(p[3].repeated); /* z */
+	/* Repeats take no slot of their own. */
+	assert_int_equal(http_parse_query(&a, "a=1&a=2&a=3&b=1", p, 2), 2);
+	arena_free(&a);
+}
+
+/* No header is sent twice: adding one again replaces it, and the
+ * defaults the FastCGI loop writes are fields, not header lines. */
+static void test_headers_once(void **state)
+{
+	dr_response r;
+
+	(void)state;
+	http_response_init(&r);
+	assert_null(r.cache_control);
+	http_add_header(&r, "Allow", "GET");
+	http_add_header(&r, "WWW-Authenticate", "Bearer");
+	http_add_header(&r, "allow", "GET, POST");
+	assert_string_equal(r.extra_headers,
+			    "WWW-Authenticate: Bearer\r\nallow: GET, POST\r\n");
+	http_add_header(&r, "WWW-Authenticate", "Bearer");
+	assert_string_equal(r.extra_headers,
+			    "allow: GET, POST\r\nWWW-Authenticate: Bearer\r\n");
+	r.cache_control = "no-cache";
+	http_response_reset(&r);
+	assert_null(r.cache_control);
+	assert_string_equal(r.extra_headers, "");
+	http_response_free(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -217,6 +262,8 @@ int main(void)
 		cmocka_unit_test(test_server_errors),
 		cmocka_unit_test(test_server_problem_files),
 		cmocka_unit_test(test_headers),
+		cmocka_unit_test(test_query_repeated),
+		cmocka_unit_test(test_headers_once),
 	};
 	return cmocka_run_group_tests_name("http", tests, NULL, NULL);
 }

@@ -14,12 +14,13 @@ import re
 import secrets
 import sys
 import time
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (  # noqa: E402
     API_KEY, Fail, case, db_ctl, expect, expect_eq, expect_json, expect_problem,
-    expect_status, get, post, request, run, wait_until,
+    expect_status, get, post, request, run, sql, wait_until,
 )
 
 API_KEY2 = os.environ.get("DARKROOM_API_KEY2", "")
@@ -297,6 +298,122 @@ def _():
         expect_problem(get(f"/v1/jobs?cursor={value}"), 422, field="cursor")
 
 
+def cancel_all(ids):
+    """Cancel the queued jobs among IDS, so later test files do not find
+    them waiting in the queue."""
+    for job_id in ids:
+        expect_status(post(f"/v1/jobs/{job_id}/cancel"), (202, 409), f"cancel {job_id}")
+
+
+def ids_of(page):
+    return sorted(j["id"] for j in page["data"])
+
+
+def meta_query(filters):
+    """metadata.K=V&... for FILTERS, a list of (key, value) pairs."""
+    return "&".join(f"metadata.{urllib.parse.quote(k)}={urllib.parse.quote(v)}" for k, v in filters)
+
+
+@case("list: metadata.KEY=VALUE filters jobs; several apply together (AND)")
+def _():
+    model = f"acme/meta-{RUN}"
+    made = {}
+    for name, md in (("u1a", {"user": "1", "project": "a"}), ("u1b", {"user": "1", "project": "b"}),
+                     ("u2a", {"user": "2", "project": "a"}), ("none", {})):
+        made[name] = create(job_body(model=model, metadata=dict(md, run=RUN)))["id"]
+    state["meta_jobs"] = made
+
+    def listed(filters, extra=""):
+        return ids_of(list_jobs(meta_query([("run", RUN)] + filters) + "&limit=100" + extra))
+
+    expect_eq(listed([]), sorted(made.values()), "metadata.run alone")
+    expect_eq(listed([("user", "1")]), sorted([made["u1a"], made["u1b"]]), "user=1")
+    expect_eq(listed([("user", "1"), ("project", "a")]), [made["u1a"]], "user=1 AND project=a")
+    expect_eq(listed([("project", "a"), ("user", "2")]), [made["u2a"]], "project=a AND user=2")
+    expect_eq(listed([("user", "2"), ("project", "b")]), [], "user=2 AND project=b")
+    expect_eq(listed([("user", "3")]), [], "an unused value")
+    expect_eq(listed([("nope", "1")]), [], "an unused key")
+    # With the other filters.
+    expect_eq(listed([("user", "1")], f"&model={model}&adapter=null&status=queued"),
+              sorted([made["u1a"], made["u1b"]]), "with model, adapter and status")
+    expect_eq(listed([("user", "1")], f"&model=acme/other-{RUN}"), [], "with another model")
+    expect_status(post(f"/v1/jobs/{made['u1b']}/cancel"), 202, "cancel")
+    expect_eq(listed([("user", "1")], "&status=canceled"), [made["u1b"]], "with status=canceled")
+    expect_eq(listed([("user", "1")], "&status=queued"), [made["u1a"]], "with status=queued")
+
+
+@case("list: metadata filters page with cursor, newest first, each job once")
+def _():
+    model = f"acme/meta-pages-{RUN}"
+    created = [create(job_body(model=model, metadata={"run": RUN, "tag": "paged", "i": str(i)}))["id"]
+               for i in range(11)]
+    # Jobs of the same run without the tag must not show.
+    for i in range(3):
+        create(job_body(model=model, metadata={"run": RUN, "i": str(i)}))
+    seen, cursor = [], None
+    for _ in range(10):
+        query = meta_query([("run", RUN), ("tag", "paged")]) + "&limit=4" + (f"&cursor={cursor}" if cursor else "")
+        page = list_jobs(query)
+        seen += [j["id"] for j in page["data"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+        expect_eq(len(page["data"]), 4, "a full page before the last")
+    expect_eq(seen, sorted(created, reverse=True), "every tagged job once, newest first")
+    cancel_all(j["id"] for j in list_jobs(meta_query([("run", RUN)]) + f"&model={model}&limit=100")["data"])
+
+
+@case("outputs: several metadata filters apply together (AND)")
+def _():
+    made = state.get("meta_jobs")
+    expect(made, "needs the metadata list case")
+    # No worker runs here: give the jobs stored outputs directly.
+    for n, job_id in enumerate(made.values()):
+        sha = f"{n:064x}"
+        sql("INSERT INTO outputs (job_id, idx, kind, state, storage_key, content_type, bytes,"
+            f" sha256, created_at) VALUES ('{job_id}', 0, 'image', 'stored', 'ab/{sha}.png',"
+            f" 'image/png', 10, '{sha}', NOW(6))")
+
+    def found(filters):
+        r = get("/v1/outputs?" + meta_query([("run", RUN)] + filters) + "&limit=100")
+        page = expect_json(r, 200)
+        return sorted(o["job_id"] for o in page["data"])
+
+    expect_eq(found([]), sorted(made.values()), "metadata.run alone")
+    expect_eq(found([("user", "1")]), sorted([made["u1a"], made["u1b"]]), "user=1")
+    expect_eq(found([("user", "1"), ("project", "a")]), [made["u1a"]], "user=1 AND project=a")
+    expect_eq(found([("user", "2"), ("project", "b")]), [], "user=2 AND project=b")
+    r = get("/v1/outputs?" + meta_query([("run", RUN), ("user", "1"), ("project", "a")])
+            + f"&model=acme/meta-{RUN}&adapter=null&since=2000-01-01&limit=1")
+    expect_eq([o["job_id"] for o in expect_json(r, 200)["data"]], [made["u1a"]], "with the other filters")
+    cancel_all(made.values())
+
+
+@case("metadata filters: a bad key, an impossible value, too many, a key twice: 422 naming it")
+def _():
+    for path in ("/v1/jobs", "/v1/outputs"):
+        for query, field in (("metadata.a%20b=1", "metadata.a b"), ("metadata.=1", "metadata."),
+                             ("metadata.a%2Fb=1", "metadata.a/b"), ("metadata..a=1", "metadata..a"),
+                             ("metadata.-a=1", "metadata.-a"), ("metadata.%C3%A9=1", "metadata.\u00e9"),
+                             ("metadata." + "k" * 65 + "=1", "metadata." + "k" * 65),
+                             ("metadata.a=" + "x" * 4096, "metadata.a"),
+                             ("metadata.a=1&metadata.a=2", "metadata.a"),
+                             ("metadata.a=1&metadata.A=1", "metadata.A"),
+                             ("metadata.ok=1&metadata.a=1&metadata.a=1", "metadata.a"),
+                             ("&".join(f"metadata.k{i}=1" for i in range(17)), "metadata")):
+            doc = expect_problem(get(f"{path}?{query}"), 422)
+            expect_eq(doc.get("field"), field, f"field of {path}?{query[:60]}")
+        # Within the rules: answered, even when nothing matches.
+        for query in ("metadata.a=", "metadata.a=" + "x" * 4095, "metadata." + "k" * 64 + "=1",
+                      "metadata.A.b_c-9=1", "&".join(f"metadata.k{i}=1" for i in range(16))):
+            expect_json(get(f"{path}?{query}"), 200)
+    # Any other parameter given twice is ambiguous too.
+    for query, field in (("status=queued&status=failed", "status"), ("limit=1&limit=1", "limit")):
+        expect_eq(expect_problem(get(f"/v1/jobs?{query}"), 422).get("field"), field, query)
+    expect_eq(expect_problem(get("/v1/outputs?model=a/b&model=a/c"), 422).get("field"), "model",
+              "model twice")
+
+
 @case("Idempotency-Key: same key and body gives the same job (200)")
 def _():
     key = f"idem-{RUN}-1"
@@ -325,6 +442,45 @@ def _():
                 b"{'model': 'acme/m'}", b'{"model": "acme/m", "input": {}, }'):
         r = post("/v1/jobs", raw, headers={"Content-Type": "application/json"})
         expect_problem(r, 400)
+
+
+@case("400 for a key given twice in the body, at any level, naming it and where")
+def _():
+    model = f"acme/dup-{RUN}"
+    for raw, key, where in (
+            (b'{"adapter":"null","model":"%s","model":"acme/other","input":{}}', "model", "/model"),
+            (b'{"adapter":"null","model":"%s","input":{"prompt":"a","steps":4,"prompt":"b"}}',
+             "prompt", "/input/prompt"),
+            (b'{"adapter":"null","model":"%s","input":{},"metadata":{"a":"1","b":"2","a":"3"}}',
+             "a", "/metadata/a"),
+            (b'{"adapter":"null","model":"%s","input":{"x":{"y":[0,{"k":1,"k":2}]}}}', "k", "/input/x/y/1/k"),
+            (b'{"adapter":"null","model":"%s","input":{"p":1,"\\u0070":2}}', "p", "/input/p"),
+            (b'{"input":{},"adapter":"null","model":"%s","input":{"p":1}}', "input", "/input")):
+        r = post("/v1/jobs", raw.replace(b"%s", model.encode()), headers={"Content-Type": "application/json"})
+        doc = expect_problem(r, 400)
+        expect(f'"{key}"' in doc["detail"] and f"at {where} " in doc["detail"],
+               f"detail names {key!r} at {where}: {doc['detail']!r}")
+        expect(doc["type"].endswith(":duplicate_key"), f"type {doc['type']!r}")
+    expect_eq(list_jobs(f"model={model}")["data"], [], "jobs made from bodies with a key twice")
+    # The same key in different objects is fine.
+    job = create(job_body(model=model, input={"a": {"k": 1}, "b": {"k": 1}, "k": [{"k": 1}, {"k": 2}]},
+                          metadata={"k": "1"}))
+    cancel_all([job["id"]])
+
+
+@case("a 1 MiB body of 90,000 keys: the duplicate check is not quadratic")
+def _():
+    keys = ",".join(f'"k{(i * 7919) % 90000:05d}":0' for i in range(90000))
+    for dup, status in (("", 202), (',"k00000":1', 400)):
+        raw = ('{"adapter":"null","model":"acme/many-keys","input":{' + keys + dup + "}}").encode()
+        expect(len(raw) < 1024 * 1024, f"body of {len(raw)} bytes")
+        started = time.monotonic()
+        r = post("/v1/jobs", raw, headers={"Content-Type": "application/json"}, timeout=60)
+        took = time.monotonic() - started
+        expect_status(r, status, f"{len(raw)} bytes{' with a duplicate' if dup else ''}")
+        expect(took < 10, f"answered in {took:.1f} s")
+        if status == 202:
+            cancel_all([r.json["id"]])
 
 
 @case("413 for a body over 1 MiB")
@@ -387,6 +543,28 @@ def _():
     job = create(job_body(metadata={f"k{i}": "v" for i in range(16)}))
     expect_eq(len(job.get("metadata", {})), 16, "metadata keys kept")
     create(job_body(metadata={"a": "x" * 1000}))
+
+
+@case("422 for metadata keys that differ only in letter case")
+def _():
+    doc = expect_problem(post("/v1/jobs", job_body(metadata={"user": "1", "USER": "2"})), 422)
+    expect_eq(doc.get("field"), "metadata", "field")
+    expect("letter case" in doc["detail"], f"detail: {doc['detail']!r}")
+
+
+@case("a metadata value of 4095 bytes (4096 with its key) is stored and found")
+def _():
+    value = RUN + "x" * (4095 - len(RUN))
+    job = create(job_body(model=f"acme/long-meta-{RUN}", metadata={"v": value}))
+    expect_eq(job["metadata"], {"v": value}, "metadata")
+    page = list_jobs(meta_query([("v", value)]))
+    expect_eq([j["id"] for j in page["data"]], [job["id"]], "found by its value")
+    # 2047 two-byte characters and one more byte: 2048 characters.
+    value = "\u00e9" * 2047 + "x"
+    second = create(job_body(model=f"acme/long-meta-{RUN}", metadata={"v": value}))
+    got = expect_json(get(f"/v1/jobs/{second['id']}"), 200)
+    expect_eq(got["metadata"], {"v": value}, "metadata read back")
+    cancel_all([job["id"], second["id"]])
 
 
 @case("422 for a callback_url that is not an http(s) URL")
@@ -485,6 +663,32 @@ def _():
     expect_eq(got.get("id"), job_id, "id")
     expect(got.get("status") in ("queued", "starting", "processing"),
            f"status after retry: {got.get('status')!r}")
+
+
+@case("no answer repeats a header")
+def _():
+    job = state.get("job") or create()
+    answers = {
+        "/healthz": get("/healthz", key=None),
+        "/metrics": get("/metrics", key=None),
+        "/": get("/", key=None),
+        "/v1/jobs": get("/v1/jobs?limit=1"),
+        "/v1/jobs/{id}": get(f"/v1/jobs/{job['id']}"),
+        "/v1/outputs": get("/v1/outputs?limit=1"),
+        "401": get("/v1/jobs", key=None),
+        "404": get("/v1/nope"),
+        "405": request("DELETE", "/v1/jobs"),
+        "422": get("/v1/jobs?limit=0"),
+        "400": post("/v1/jobs", b"{", headers={"Content-Type": "application/json"}),
+    }
+    for what, r in answers.items():
+        names = [name.lower() for name, _ in r.headers.items()]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        expect_eq(twice, [], f"headers sent more than once by {what} ({r.status})")
+        expect(r.headers.get("Cache-Control"), f"{what}: no Cache-Control")
+    expect_eq(answers["/metrics"].headers.get("Cache-Control"), "no-store", "/metrics Cache-Control")
+    expect_eq(answers["/"].headers.get("Cache-Control"), "no-cache", "dashboard Cache-Control")
+    expect_eq(answers["/v1/jobs"].headers.get("Cache-Control"), "no-store", "/v1/jobs Cache-Control")
 
 
 @case("database down: /healthz, create and read answer 503")

@@ -76,7 +76,8 @@ def _():
     w = Worker(2, name="cli-worker")
     try:
         ids = [create({"fake_width": 900, "fake_height": 700, "fake_seed": i}, model=MODEL,
-                      renditions=["thumb"], metadata={"suite": "cli"}) for i in range(6)]
+                      renditions=["thumb"], metadata={"suite": "cli", "half": str(i % 2)})
+               for i in range(6)]
         jobs = wait_status(ids, ("succeeded", "failed", "canceled"), timeout=60)
     finally:
         w.stop()
@@ -177,6 +178,23 @@ def _():
         expect(len(lines) == 1 and "database unavailable:" in lines[0], f"stderr of {args}: {err!r}")
 
 
+@case("--metadata: KEY=VALUE, valid keys, at most 16, no key twice (exit 2, one line)")
+def _():
+    for cmd in (["jobs", "list"], ["outputs"]):
+        for args in (["--metadata", "novalue"], ["--metadata", "=1"], ["--metadata", "a b=1"],
+                     ["--metadata", "-a=1"], ["--metadata", "k" * 65 + "=1"],
+                     ["--metadata", "a=" + "x" * 4096],
+                     ["--metadata", "a=1", "--metadata", "a=2"],
+                     ["--metadata", "a=1", "--metadata", "A=1"],
+                     [a for i in range(17) for a in ("--metadata", f"k{i}=1")], ["--metadata"]):
+            expect_usage(cmd + args)
+    rc, out, err = cli("jobs", "list", "--metadata", "a=1", "--metadata", "a=2")
+    expect("--metadata a=2" in err, f"stderr names the filter: {err!r}")
+    for cmd in (["jobs", "list"], ["outputs"]):
+        rc, out, _ = cli(*cmd, "--help")
+        expect("--metadata K=V" in out and "repeat" in out, f"{cmd} --help: {out!r}")
+
+
 # ------------------------------------------------------------ jobs
 
 
@@ -204,6 +222,21 @@ def _():
     expect_eq(json.loads(out), api, "--json against GET /v1/jobs")
     rc, out, _ = cli("jobs", "list", "--status", "failed", "--model", MODEL)
     expect_eq((rc, out.strip().splitlines()[1:]), (0, []), "no failed jobs")
+
+
+@case("jobs list --metadata K=V, repeatable: the jobs with all of them, like the API")
+def _():
+    rc, out, err = cli("jobs", "list", "--metadata", "suite=cli", "--metadata", "half=1", "--json")
+    expect_eq(rc, 0, f"exit ({err})")
+    api = expect_json(get("/v1/jobs?metadata.suite=cli&metadata.half=1"), 200)
+    expect_eq(json.loads(out), api, "--json against GET /v1/jobs")
+    expect_eq(sorted(j["id"] for j in api["data"]), sorted(STATE["ids"][1::2]), "jobs with half=1")
+    rc, out, err = cli("jobs", "list", "--metadata", "suite=cli", "--model", MODEL, "--limit", "100")
+    expect_eq(rc, 0, f"exit ({err})")
+    expect_eq(sorted(line.split()[0] for line in out.strip().splitlines()[1:]), sorted(STATE["ids"]),
+              "table rows with suite=cli")
+    rc, out, _ = cli("jobs", "list", "--metadata", "suite=cli", "--metadata", "half=2")
+    expect_eq((rc, out.strip().splitlines()[1:]), (0, []), "no job has half=2")
 
 
 @case("jobs show: the job, its events and its outputs with renditions")
@@ -261,6 +294,18 @@ def _():
     expect_eq(sorted(line.split()[0] for line in lines[1:]), sorted(STATE["ids"]), "jobs")
     rc, out, _ = cli("outputs", "--model", MODEL, "--until", "2000-01-01")
     expect_eq((rc, len(out.strip().splitlines())), (0, 1), "nothing before 2000")
+
+
+@case("outputs --metadata, repeatable: the outputs of jobs with all of them, like the API")
+def _():
+    rc, out, err = cli("outputs", "--metadata", "suite=cli", "--metadata", "half=0", "--limit", "100",
+                       "--json")
+    expect_eq(rc, 0, f"exit ({err})")
+    api = expect_json(get("/v1/outputs?metadata.suite=cli&metadata.half=0&limit=100"), 200)
+    expect_eq(json.loads(out), api, "--json against the API")
+    expect_eq(sorted(o["job_id"] for o in api["data"]), sorted(STATE["ids"][0::2]), "outputs with half=0")
+    rc, out, _ = cli("outputs", "--metadata", "half=1", "--metadata", "suite=other")
+    expect_eq((rc, len(out.strip().splitlines())), (0, 1), "no job has suite=other")
 
 
 # ------------------------------------------------------------ reprocess
