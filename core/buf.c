@@ -3,6 +3,7 @@
  */
 #include "buf.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,18 +16,33 @@ void dr_buf_init(dr_buf *b, size_t limit)
 	b->limit = limit;
 }
 
+/*
+ * Make room for `extra` more bytes and the NUL. Capacity doubles (from
+ * 256) for amortised appends but never past limit + 1: the limit bounds
+ * the memory, not only the content, so a 16 MiB buffer never takes 32.
+ */
 static dr_status reserve(dr_buf *b, size_t extra)
 {
-	size_t need, cap;
+	size_t need, cap, most;
 
-	if (extra > b->limit || b->len > b->limit - extra)
+	/* len + extra + 1 must not exceed limit + 1 nor wrap around. */
+	if (extra > b->limit || b->len > b->limit - extra ||
+	    b->len + extra == SIZE_MAX)
 		return DR_ERR_TOO_LARGE;
 	need = b->len + extra + 1;
 	if (need <= b->cap)
 		return DR_OK;
+	most = b->limit < SIZE_MAX ? b->limit + 1 : SIZE_MAX;
 	cap = b->cap ? b->cap : 256;
-	while (cap < need)
+	while (cap < need) {
+		if (cap > most / 2) {
+			cap = most;
+			break;
+		}
 		cap *= 2;
+	}
+	if (cap > most)
+		cap = most; /* need <= most, so the content still fits */
 	b->data = dr_xrealloc(b->data, cap);
 	b->cap = cap;
 	return DR_OK;

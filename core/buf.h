@@ -17,11 +17,12 @@
 typedef struct dr_buf {
 	char *data;   /* NULL until the first append */
 	size_t len;   /* bytes used, excluding the NUL */
-	size_t cap;   /* bytes allocated */
+	size_t cap;   /* bytes allocated, never more than limit + 1 */
 	size_t limit; /* len never exceeds this */
 } dr_buf;
 
-/* Prepare an empty buffer that refuses to grow past `limit` bytes. */
+/* Prepare an empty buffer that refuses to grow past `limit` bytes of
+ * content; its memory never exceeds limit + 1 bytes (the NUL). */
 void dr_buf_init(dr_buf *b, size_t limit);
 
 /* Append bytes. DR_ERR_TOO_LARGE (buffer unchanged) past the limit. */
