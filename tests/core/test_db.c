@@ -1108,6 +1108,37 @@ static void test_migrate_real_schema(void **state)
 			 DR_ERR_IO);
 }
 
+/* CREATE DATABASE quotes the name as an identifier; a name with
+ * backticks (which the config loader refuses anyway) cannot end it. */
+static void test_migrate_quote_ident(void **state)
+{
+	dr_buf b;
+
+	(void)state;
+	dr_buf_init(&b, 64);
+	assert_int_equal(migrate_quote_ident(&b, "darkroom_mig"), DR_OK);
+	assert_string_equal(b.data, "`darkroom_mig`");
+	dr_buf_reset(&b);
+	assert_int_equal(migrate_quote_ident(&b, "a`b``c"), DR_OK);
+	assert_string_equal(b.data, "`a``b````c`");
+	dr_buf_reset(&b);
+	assert_int_equal(migrate_quote_ident(&b, "x` CHARACTER SET latin1; "
+						 "DROP DATABASE y; -- "),
+			 DR_OK);
+	assert_string_equal(b.data, "`x`` CHARACTER SET latin1; DROP DATABASE "
+				    "y; -- `");
+	dr_buf_reset(&b);
+	assert_int_equal(migrate_quote_ident(&b, ""), DR_ERR_INVALID);
+	assert_int_equal(b.len, 0);
+	/* Over the buffer's limit: nothing appended. */
+	assert_int_equal(dr_buf_puts(&b, "CREATE "), DR_OK);
+	assert_int_equal(migrate_quote_ident(&b, "````````````````````````````"
+						 "````````````````"),
+			 DR_ERR_TOO_LARGE);
+	assert_string_equal(b.data, "CREATE ");
+	dr_buf_free(&b);
+}
+
 static void test_migrate_failures(void **state)
 {
 	char dir[128];
@@ -1194,6 +1225,7 @@ int main(void)
 		cmocka_unit_test(test_fork),
 		cmocka_unit_test(test_server_down_and_back),
 		cmocka_unit_test(test_migrate_real_schema),
+		cmocka_unit_test(test_migrate_quote_ident),
 		cmocka_unit_test(test_migrate_failures),
 	};
 
