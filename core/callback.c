@@ -97,7 +97,7 @@ static void failed_try(dr_engine *e, const dr_claim *c, int tries, int final,
 			    " = callback_attempts + 1 WHERE id = ? AND"
 			    " lease_version = ?",
 			    &n, &err, "isu",
-			    (int64_t)(queue_backoff(cfg, tries) * 1e6),
+			    queue_delay_us(queue_backoff(cfg, tries)),
 			    c->id, c->lease_version) != DR_OK ||
 		    n != 1)
 			dr_log(DR_LOG_WARNING,

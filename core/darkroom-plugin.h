@@ -81,8 +81,10 @@ typedef enum dr_status {
  * Error detail filled by whoever fails. `code` is a stable machine-readable
  * token shown to users in the job's error (e.g. "output_too_large"),
  * `message` is one human sentence without secrets. `retry_after` > 0 asks
- * the caller not to retry before that many seconds; `retryable` says
- * whether trying again can succeed at all.
+ * the caller not to retry before that many seconds (the core waits at
+ * most one day, and never past a prediction's provider deadline; NaN,
+ * infinities and values <= 0 leave the core's own backoff); `retryable`
+ * says whether trying again can succeed at all.
  */
 typedef struct dr_error {
 	dr_status status;

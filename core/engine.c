@@ -9,6 +9,7 @@
  */
 #include "engine.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -498,6 +499,13 @@ void engine_fail(dr_engine *e, const dr_claim *c, const char *step,
 		       c->id, step, code, c->adapter);
 }
 
+double engine_delay(double asked, double fallback)
+{
+	if (!isfinite(asked) || asked <= 0)
+		return fallback;
+	return asked > QUEUE_MAX_DELAY ? QUEUE_MAX_DELAY : asked;
+}
+
 void engine_retry(dr_engine *e, const dr_claim *c, double delay, int count,
 		  int forget_submit, const dr_error *why)
 {
@@ -513,6 +521,7 @@ void engine_retry(dr_engine *e, const dr_claim *c, double delay, int count,
 		return;
 	}
 	dr_error_clear(&err);
+	delay = (double)queue_delay_us(delay) / 1e6; /* what is scheduled */
 	snprintf(delay_s, sizeof(delay_s), "%.3f", delay);
 	st = db_exec(e->db,
 		     "UPDATE jobs SET run_at = NOW(6) + INTERVAL ? MICROSECOND,"
@@ -520,7 +529,7 @@ void engine_retry(dr_engine *e, const dr_claim *c, double delay, int count,
 		     " attempts = IF(?, attempts, GREATEST(attempts, 1) - 1),"
 		     " submitted_at = IF(?, NULL, submitted_at)"
 		     " WHERE id = ? AND lease_version = ?",
-		     &n, &err, "iiisu", (int64_t)(delay * 1e6), (int64_t)count,
+		     &n, &err, "iiisu", queue_delay_us(delay), (int64_t)count,
 		     (int64_t)forget_submit, c->id, c->lease_version);
 	if (fenced_exec(e, c, n, st, &err) != DR_OK)
 		return;
@@ -636,11 +645,11 @@ static void step_cancel(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 		if (st != DR_OK && err.retryable &&
 		    c->attempts < e->cfg->worker.max_attempts) {
 			engine_retry(e, c,
-				    err.retry_after > 0
-					    ? err.retry_after
-					    : queue_backoff(e->cfg,
-							    c->attempts + 1),
-				    1, 0, &err);
+				     engine_delay(err.retry_after,
+						  queue_backoff(e->cfg,
+								c->attempts +
+									1)),
+				     1, 0, &err);
 			return;
 		}
 		if (st != DR_OK)
@@ -742,12 +751,11 @@ static void step_submit(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 			engine_prediction_clear(&p);
 			if (st != DR_ERR_NOT_FOUND) {
 				engine_retry(e, c,
-					    err.retry_after > 0
-						    ? err.retry_after
-						    : queue_backoff(
-							      e->cfg,
-							      c->attempts),
-					    0, 0, &err);
+					     engine_delay(err.retry_after,
+							  queue_backoff(
+								  e->cfg,
+								  c->attempts)),
+					     0, 0, &err);
 				return;
 			}
 		} else if (c->now < c->submitted_at + e->cfg->worker.submit_grace) {
@@ -818,8 +826,8 @@ static void step_submit(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 	if (st == DR_ERR_RATE_LIMITED) {
 		/* The provider's delay becomes the job's run_at; it does not
 		 * count as a try, and nothing was created. */
-		engine_retry(e, c, err.retry_after > 0 ? err.retry_after : 5, 0,
-			    1, &err);
+		engine_retry(e, c, engine_delay(err.retry_after, 5), 0, 1,
+			     &err);
 	} else if (err.retryable) {
 		/* Surely not sent: safe to send again. */
 		engine_retry(e, c, queue_backoff(e->cfg, c->attempts), 1, 1,
@@ -879,9 +887,18 @@ static void step_poll(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 	dr_log(DR_LOG_WARNING,
 	       "event=job.poll_failed job=%s adapter=%s status=\"%s\" code=%s",
 	       c->id, c->adapter, dr_strerror(st), err.code);
-	/* Polls never fail a job: the provider deadline does. */
-	reschedule(e, c,
-		   err.retry_after > 0 ? err.retry_after : poll_delay(e, c));
+	/* Polls never fail a job: the provider deadline does, so no wait
+	 * the provider asks for runs past it. */
+	{
+		double d = engine_delay(err.retry_after, poll_delay(e, c));
+
+		if (c->provider_deadline > 0 &&
+		    d > c->provider_deadline - c->now)
+			d = c->provider_deadline > c->now
+				    ? c->provider_deadline - c->now
+				    : 0;
+		reschedule(e, c, d);
+	}
 }
 
 /* Nothing is due: take the job off the queue. */
