@@ -96,6 +96,64 @@ dr_status dr_buf_printf(dr_buf *b, const char *fmt, ...)
 	return st;
 }
 
+/*
+ * The length (1..4) of the well-formed UTF-8 sequence at p, or 0 when the
+ * bytes there are not one (RFC 3629: no overlong forms, no surrogates,
+ * nothing above U+10FFFF). p is NUL-terminated: a NUL is never a
+ * continuation byte, so the checks stop at it.
+ */
+static size_t utf8_len(const unsigned char *p)
+{
+	unsigned c = p[0], lo, hi;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		return (p[1] & 0xc0) == 0x80 ? 2 : 0;
+	if (c >= 0xe0 && c <= 0xef) {
+		lo = c == 0xe0 ? 0xa0 : 0x80;
+		hi = c == 0xed ? 0x9f : 0xbf;
+		return p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 ? 3
+									   : 0;
+	}
+	if (c >= 0xf0 && c <= 0xf4) {
+		lo = c == 0xf0 ? 0x90 : 0x80;
+		hi = c == 0xf4 ? 0x8f : 0xbf;
+		return p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 &&
+				       (p[3] & 0xc0) == 0x80
+			       ? 4
+			       : 0;
+	}
+	return 0;
+}
+
+dr_status dr_buf_utf8(dr_buf *b, const char *s, size_t max_chars)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t start = b->len, chars = 0;
+	dr_status st = DR_OK;
+
+	for (; st == DR_OK && *p && chars < max_chars; chars++) {
+		size_t n = utf8_len(p);
+
+		if (n) {
+			st = dr_buf_append(b, p, n);
+			p += n;
+		} else {
+			st = dr_buf_append(b, "\xef\xbf\xbd", 3); /* U+FFFD */
+			p++;
+		}
+	}
+	if (st == DR_OK && b->len == 0)
+		st = dr_buf_append(b, "", 0); /* "" has its buffer too */
+	if (st != DR_OK) {
+		b->len = start;
+		if (b->data)
+			b->data[start] = '\0';
+	}
+	return st;
+}
+
 dr_status dr_buf_json_string(dr_buf *b, const char *s)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -128,8 +186,19 @@ dr_status dr_buf_json_string(dr_buf *b, const char *s)
 				esc[4] = hex[*p >> 4];
 				esc[5] = hex[*p & 15];
 				st = dr_buf_append(b, esc, 6);
-			} else {
+			} else if (*p < 0x80) {
 				st = dr_buf_append(b, p, 1);
+			} else {
+				/* JSON text is UTF-8: a byte that starts no
+				 * well-formed sequence becomes U+FFFD. */
+				size_t n = utf8_len(p);
+
+				if (n) {
+					st = dr_buf_append(b, p, n);
+					p += n - 1;
+				} else {
+					st = dr_buf_append(b, "\\ufffd", 6);
+				}
 			}
 		}
 	}

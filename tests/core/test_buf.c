@@ -157,6 +157,64 @@ static void test_json_reset_steal(void **state)
 	free(s);
 }
 
+/* JSON strings are always well-formed UTF-8: bytes that start no valid
+ * sequence (stray continuation bytes, overlong forms, surrogates, cut
+ * sequences, > U+10FFFF) become \ufffd; valid ones pass as they are. */
+static void test_json_string_utf8(void **state)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+		{"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+		 "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\""},
+		{"a\xff" "b", "\"a\\ufffd" "b\""},
+		{"\x80", "\"\\ufffd\""},
+		{"\xc0\xaf", "\"\\ufffd\\ufffd\""},             /* overlong '/' */
+		{"\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\""}, /* surrogate */
+		{"\xf4\x90\x80\x80", "\"\\ufffd\\ufffd\\ufffd\\ufffd\""},
+		{"x\xe2\x82", "\"x\\ufffd\\ufffd\""},             /* cut short */
+		{"\xe2\x82\xac\xe2", "\"\xe2\x82\xac\\ufffd\""},
+	};
+	dr_buf b;
+
+	(void)state;
+	dr_buf_init(&b, 1024);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		dr_buf_reset(&b);
+		assert_int_equal(dr_buf_json_string(&b, cases[i].in), DR_OK);
+		assert_string_equal(b.data, cases[i].out);
+	}
+	dr_buf_free(&b);
+}
+
+/* dr_buf_utf8: well-formed text cut at a character count. */
+static void test_utf8_cut(void **state)
+{
+	dr_buf b;
+
+	(void)state;
+	dr_buf_init(&b, 64);
+	assert_int_equal(dr_buf_utf8(&b, "\xc3\xa9\xc3\xa8\xc3\xaa\xc3\xab", 3),
+			 DR_OK);
+	assert_string_equal(b.data, "\xc3\xa9\xc3\xa8\xc3\xaa");
+	dr_buf_reset(&b);
+	assert_int_equal(dr_buf_utf8(&b, "ab\xff\xc3", 10), DR_OK);
+	assert_string_equal(b.data, "ab\xef\xbf\xbd\xef\xbf\xbd");
+	dr_buf_reset(&b);
+	assert_int_equal(dr_buf_utf8(&b, "abc", 0), DR_OK);
+	assert_string_equal(b.data, "");
+	dr_buf_reset(&b);
+	assert_int_equal(dr_buf_utf8(&b, "xyz", 100), DR_OK);
+	assert_string_equal(b.data, "xyz");
+	/* Over the buffer's limit: unchanged. */
+	dr_buf_free(&b);
+	dr_buf_init(&b, 4);
+	assert_int_equal(dr_buf_puts(&b, "ab"), DR_OK);
+	assert_int_equal(dr_buf_utf8(&b, "\xe2\x82\xac", 5), DR_ERR_TOO_LARGE);
+	assert_string_equal(b.data, "ab");
+	dr_buf_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -165,6 +223,8 @@ int main(void)
 		cmocka_unit_test(test_large_limit),
 		cmocka_unit_test(test_unbounded_limit),
 		cmocka_unit_test(test_json_reset_steal),
+		cmocka_unit_test(test_json_string_utf8),
+		cmocka_unit_test(test_utf8_cut),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
