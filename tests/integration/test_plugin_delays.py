@@ -160,4 +160,23 @@ def _():
         forget(ids.values())
 
 
+@case("a prediction id longer than 64 characters fails the submit (bad_prediction_id) after max_attempts, never a stuck job")
+def _():
+    jid = delays_job("acme/longid", "0")
+    w = Worker(1, name="worker-delays-longid", env={"DARKROOM_CONF": delays_conf()})
+    try:
+        wait_until(lambda: job(jid)["status"] == "failed", timeout=60, what="the job failed")
+    finally:
+        leftover = w.stop()
+    try:
+        expect(not leftover, "worker processes outlived the supervisor")
+        j = job(jid)
+        expect_eq((j["error"]["step"], j["error"]["code"], j["attempts"]), ("submit", "bad_prediction_id", 10),
+                  f"error {j['error']}")
+        expect_eq(j["prediction"], None, "no prediction recorded")
+        expect("event=job.apply_failed" not in w.log_text(), "the id reached the database")
+    finally:
+        forget([jid])
+
+
 run()
