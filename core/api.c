@@ -671,15 +671,30 @@ static void provider_webhook(dr_app *app, const dr_request *req,
 	st = engine_apply(app->db, app->cfg, adapter, hint, hint_at, &p,
 			  "webhook",
 			  delivery_id, NULL, &result, status, &err);
+	if (st == DR_ERR_INVALID) {
+		/* Authentic, but nothing darkroom can record (a prediction
+		 * id no job can hold): like an unreadable delivery. */
+		dr_log(DR_LOG_WARNING,
+		       "event=webhook.unreadable adapter=%s code=%s", adapter,
+		       err.code);
+		http_problem(resp, 400, "bad_delivery", NULL, "%s",
+			     err.message);
+		goto out;
+	}
 	if (st != DR_OK) {
 		http_problem_from(resp, &err);
 		goto out;
 	}
 	webhook_metric(app, adapter, results[result]);
-	dr_log(DR_LOG_INFO,
-	       "event=webhook.%s adapter=%s prediction=%s delivery=%s",
-	       results[result], adapter, p.id ? p.id : "-",
-	       delivery_id ? delivery_id : "-");
+	{
+		char q[600];
+
+		dr_log(DR_LOG_INFO,
+		       "event=webhook.%s adapter=%s prediction=%s delivery=%s",
+		       results[result], adapter, p.id ? p.id : "-",
+		       dr_log_quote(delivery_id ? delivery_id : "-", q,
+				    sizeof(q)));
+	}
 	if (result == DR_APPLY_CHANGED && strcmp(status, "persisting") == 0)
 		queue_wakeup_send(app->cfg->worker.wakeup_socket);
 	if (dr_buf_printf(&resp->body, "{\"status\":\"%s\"}",

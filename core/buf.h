@@ -17,11 +17,12 @@
 typedef struct dr_buf {
 	char *data;   /* NULL until the first append */
 	size_t len;   /* bytes used, excluding the NUL */
-	size_t cap;   /* bytes allocated */
+	size_t cap;   /* bytes allocated, never more than limit + 1 */
 	size_t limit; /* len never exceeds this */
 } dr_buf;
 
-/* Prepare an empty buffer that refuses to grow past `limit` bytes. */
+/* Prepare an empty buffer that refuses to grow past `limit` bytes of
+ * content; its memory never exceeds limit + 1 bytes (the NUL). */
 void dr_buf_init(dr_buf *b, size_t limit);
 
 /* Append bytes. DR_ERR_TOO_LARGE (buffer unchanged) past the limit. */
@@ -36,7 +37,16 @@ dr_status dr_buf_printf(dr_buf *b, const char *fmt, ...) DR_PRINTF(2, 3)
 dr_status dr_buf_vprintf(dr_buf *b, const char *fmt, va_list ap)
 	DR_WARN_UNUSED;
 
-/* Append `s` as a JSON string literal, quotes included. */
+/* Append `s` as well-formed UTF-8 of at most `max_chars` characters: each
+ * byte that starts no well-formed sequence (RFC 3629) becomes U+FFFD, and
+ * the text is cut at a character boundary. For text from outside that
+ * goes into a utf8mb4 column of a fixed size. On failure b is unchanged. */
+dr_status dr_buf_utf8(dr_buf *b, const char *s, size_t max_chars)
+	DR_WARN_UNUSED;
+
+/* Append `s` as a JSON string literal, quotes included; bytes that are
+ * not well-formed UTF-8 become \ufffd, so the result is always valid
+ * JSON text. */
 dr_status dr_buf_json_string(dr_buf *b, const char *s) DR_WARN_UNUSED;
 
 /* Forget the content, keep the memory and the limit. */

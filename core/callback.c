@@ -12,7 +12,8 @@
 #include "log.h"
 #include "webhook.h"
 
-/* Record the callback's end state (delivered or failed) and park the job. */
+/* Record the callback's end state (delivered or failed) and park the job;
+ * `detail`, when not NULL, is the event recorded with it. */
 static void finish(dr_engine *e, const dr_claim *c, const char *state,
 		   const char *detail)
 {
@@ -31,9 +32,77 @@ static void finish(dr_engine *e, const dr_claim *c, const char *state,
 		       c->id);
 		return;
 	}
+	if (detail && engine_event(e->db, c->id, "callback", c->status, NULL,
+				   detail, &err) != DR_OK)
+		dr_log(DR_LOG_WARNING, "event=job.event_failed job=%s", c->id);
+}
+
+/* A callback that can never be sent (no URL, no usable secret): logged,
+ * recorded, given up at once. */
+static void give_up(dr_engine *e, const dr_claim *c, const char *code,
+		    const char *reason)
+{
+	char q[300];
+	char *detail = engine_detail("delivery", "failed", "code", code,
+				     "reason", reason, NULL);
+
+	dr_log(DR_LOG_WARNING, "event=callback.failed job=%s code=%s reason=%s",
+	       c->id, code, dr_log_quote(reason, q, sizeof(q)));
+	finish(e, c, "failed", detail);
+	free(detail);
+}
+
+/*
+ * One failed try of the callback, whatever failed (the job object could
+ * not be built, the POST failed or was answered with an error): logged
+ * with its reason, recorded in the job's events, and then given up after
+ * [worker] max_attempts tries (or at once when `final`), or retried with
+ * backoff. `http` is the answer's status, 0 for none; `msg_id` may be
+ * NULL before the delivery has one.
+ */
+static void failed_try(dr_engine *e, const dr_claim *c, int tries, int final,
+		       long http, const char *msg_id, const dr_error *why)
+{
+	const dr_config *cfg = e->cfg;
+	char status_s[16], reason[600];
+	char *detail;
+	dr_error err;
+
+	dr_error_clear(&err);
+	final = final || tries >= cfg->worker.max_attempts;
+	snprintf(status_s, sizeof(status_s), "%ld", http);
+	detail = engine_detail("delivery", "failed", "http_status", status_s,
+			       "code", why->code, "reason", why->message,
+			       "webhook_id", msg_id, "given_up",
+			       final ? "true" : NULL, NULL);
 	if (engine_event(e->db, c->id, "callback", c->status, NULL, detail,
 			 &err) != DR_OK)
 		dr_log(DR_LOG_WARNING, "event=job.event_failed job=%s", c->id);
+	free(detail);
+	dr_log(DR_LOG_WARNING,
+	       "event=callback.failed job=%s try=%d status=%ld code=%s "
+	       "reason=%s",
+	       c->id, tries, http, why->code[0] ? why->code : "-",
+	       dr_log_quote(why->message, reason, sizeof(reason)));
+	if (final) {
+		finish(e, c, "failed", NULL);
+		return;
+	}
+	{
+		uint64_t n = 0;
+
+		if (db_exec(e->db,
+			    "UPDATE jobs SET run_at = NOW(6) + INTERVAL ?"
+			    " MICROSECOND, lease_owner = NULL, callback_attempts"
+			    " = callback_attempts + 1 WHERE id = ? AND"
+			    " lease_version = ?",
+			    &n, &err, "isu",
+			    queue_delay_us(queue_backoff(cfg, tries)),
+			    c->id, c->lease_version) != DR_OK ||
+		    n != 1)
+			dr_log(DR_LOG_WARNING,
+			       "event=callback.lease_lost job=%s", c->id);
+	}
 }
 
 void callback_deliver(dr_engine *e, dr_claim *c)
@@ -62,18 +131,30 @@ void callback_deliver(dr_engine *e, dr_claim *c)
 	if (st != DR_OK) /* the lease runs out and the job comes back */
 		goto out;
 	if (rows->n_rows != 1 || !db_cell(rows, 0, 0)) {
-		finish(e, c, "failed", "{\"error\":\"no callback_url\"}");
+		give_up(e, c, "no_callback_url", "the job has no callback_url");
 		goto out;
 	}
 	tries = (int)strtol(db_cell(rows, 0, 2), NULL, 10) + 1;
 	if (!cfg->server.callback_secret) {
-		finish(e, c, "failed",
-		       "{\"error\":\"no callback_secret is configured\"}");
+		give_up(e, c, "no_callback_secret",
+			"no callback_secret is configured");
 		goto out;
 	}
 	st = jobs_render(e->db, cfg, c->id, &body, &err);
-	if (st != DR_OK)
+	if (st != DR_OK) {
+		/* Trying again may help (the database was away) or not (the
+		 * job object is too large to send): a try either way, so it
+		 * ends after max_attempts instead of coming back with every
+		 * lease. */
+		dr_error why;
+
+		dr_error_clear(&why);
+		dr_fail(&why, st, "callback_unrenderable",
+			"the job object cannot be built: %s",
+			err.message[0] ? err.message : dr_strerror(st));
+		failed_try(e, c, tries, 0, 0, NULL, &why);
 		goto out;
+	}
 	snprintf(msg_id, sizeof(msg_id), "msg_%s_%s", c->id,
 		 db_cell(rows, 0, 1) ? db_cell(rows, 0, 1) : "0");
 	for (char *p = msg_id; *p; p++)
@@ -84,7 +165,8 @@ void callback_deliver(dr_engine *e, dr_claim *c)
 			  strtoll(ts, NULL, 10), body.data, body.len, sig,
 			  sizeof(sig));
 	if (st != DR_OK) {
-		finish(e, c, "failed", "{\"error\":\"bad callback_secret\"}");
+		give_up(e, c, "bad_callback_secret",
+			"the callback_secret cannot be used to sign");
 		goto out;
 	}
 	snprintf(h_id, sizeof(h_id), "webhook-id: %s", msg_id);
@@ -120,36 +202,11 @@ void callback_deliver(dr_engine *e, dr_claim *c)
 	if (st == DR_OK)
 		dr_fail(&err, DR_ERR_PROVIDER, "callback_rejected",
 			"the callback URL answered %ld", http);
-	detail = engine_detail("delivery", "failed", "http_status", status_s,
-			       "code", err.code, "webhook_id", msg_id, NULL);
-	if (engine_event(e->db, c->id, "callback", c->status, NULL, detail,
-			 &err) != DR_OK)
-		dr_log(DR_LOG_WARNING, "event=job.event_failed job=%s", c->id);
-	free(detail);
-	dr_log(DR_LOG_WARNING, "event=callback.failed job=%s status=%ld code=%s",
-	       c->id, http, err.code);
 	/* Refused addresses and URLs will not change: give up at once. */
-	if (strcmp(err.code, "address_not_allowed") == 0 ||
-	    strcmp(err.code, "url_not_allowed") == 0 ||
-	    tries >= cfg->worker.max_attempts) {
-		finish(e, c, "failed", NULL);
-		goto out;
-	}
-	{
-		uint64_t n = 0;
-
-		if (db_exec(e->db,
-			    "UPDATE jobs SET run_at = NOW(6) + INTERVAL ?"
-			    " MICROSECOND, lease_owner = NULL, callback_attempts"
-			    " = callback_attempts + 1 WHERE id = ? AND"
-			    " lease_version = ?",
-			    &n, &err, "isu",
-			    (int64_t)(queue_backoff(cfg, tries) * 1e6),
-			    c->id, c->lease_version) != DR_OK ||
-		    n != 1)
-			dr_log(DR_LOG_WARNING,
-			       "event=callback.lease_lost job=%s", c->id);
-	}
+	failed_try(e, c, tries,
+		   strcmp(err.code, "address_not_allowed") == 0 ||
+			   strcmp(err.code, "url_not_allowed") == 0,
+		   http, msg_id, &err);
 out:
 	download_policy_free_hosts(env_hosts);
 	db_rows_free(rows);

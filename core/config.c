@@ -198,7 +198,7 @@ static const dr_config_key database_keys[DB_COUNT + 1] = {
 	[DB_NAME] = { .name = "name",
 		      .type = DR_CFG_STRING,
 		      .default_value = "darkroom",
-		      .help = "database name" },
+		      .help = "database name: 1 to 64 of A-Z a-z 0-9 _" },
 	[DB_CONNECT_TIMEOUT] = { .name = "connect_timeout",
 				 .type = DR_CFG_DURATION,
 				 .default_value = "2s",
@@ -725,6 +725,22 @@ int config_parse_bool(const char *s, int *out)
 		}
 	}
 	return -1;
+}
+
+int config_db_name_valid(const char *name)
+{
+	size_t n = 0;
+
+	if (!name)
+		return 0;
+	for (; name[n]; n++) {
+		char c = name[n];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '_'))
+			return 0;
+	}
+	return n >= 1 && n <= DR_DB_NAME_MAX;
 }
 
 /* A port number "1".."65535" (digits only); -1 otherwise. */
@@ -1698,9 +1714,11 @@ static dr_status resolve_database(config_impl *impl, dr_conf_section *sec,
 	if (st == DR_OK && *it[DB_USER].value == '\0')
 		st = item_fail(err, cfg, label, &it[DB_USER],
 			       "must not be empty");
-	if (st == DR_OK && *it[DB_NAME].value == '\0')
+	if (st == DR_OK && !config_db_name_valid(it[DB_NAME].value))
 		st = item_fail(err, cfg, label, &it[DB_NAME],
-			       "must not be empty");
+			       "expected 1 to %d letters, digits or "
+			       "underscores",
+			       DR_DB_NAME_MAX);
 	if (st == DR_OK)
 		st = check_positive(cfg, label, &it[DB_CONNECT_TIMEOUT], err);
 	if (st == DR_OK)

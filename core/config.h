@@ -87,7 +87,7 @@ typedef struct dr_config {
 		const char *socket; /* absolute, or NULL */
 		const char *user;
 		const char *password; /* secret */
-		const char *name;
+		const char *name;     /* config_db_name_valid() */
 		double connect_timeout; /* seconds */
 		double io_timeout;      /* seconds, read and write */
 		const char *migrations_dir; /* absolute: `darkroom migrate` */
@@ -194,6 +194,14 @@ int confv_is_secret(const dr_conf_values *v, const char *key);
 int config_parse_size(const char *s, int64_t *out);
 int config_parse_duration(const char *s, double *out);
 int config_parse_bool(const char *s, int *out);
+
+/* Longest [database] name (MariaDB's identifier limit). */
+#define DR_DB_NAME_MAX 64
+
+/* 1 when `name` is a database name darkroom accepts: 1 to DR_DB_NAME_MAX
+ * characters of A-Z a-z 0-9 _ (the loader refuses anything else, so a
+ * name never needs more than identifier quoting in SQL). */
+int config_db_name_valid(const char *name);
 
 /* Write the effective configuration as INI to `f`, secrets shown as
  * "(secret)". For `darkroom config check --print`. */

@@ -81,8 +81,10 @@ typedef enum dr_status {
  * Error detail filled by whoever fails. `code` is a stable machine-readable
  * token shown to users in the job's error (e.g. "output_too_large"),
  * `message` is one human sentence without secrets. `retry_after` > 0 asks
- * the caller not to retry before that many seconds; `retryable` says
- * whether trying again can succeed at all.
+ * the caller not to retry before that many seconds (the core waits at
+ * most one day, and never past a prediction's provider deadline; NaN,
+ * infinities and values <= 0 leave the core's own backoff); `retryable`
+ * says whether trying again can succeed at all.
  */
 typedef struct dr_error {
 	dr_status status;
@@ -237,7 +239,9 @@ typedef struct dr_output_ref {
  * owned by the core after the call; unset strings are NULL.
  */
 typedef struct dr_prediction {
-	char *id;                 /* provider's prediction id (<= 64 chars) */
+	char *id;                 /* provider's prediction id: 1 to 64
+				     printable ASCII characters (the core
+				     refuses any other as bad_prediction_id) */
 	dr_prediction_status status;
 	double progress;          /* 0..1, or < 0 when unknown */
 	double predict_time;      /* seconds of model time, or < 0 */
@@ -286,7 +290,8 @@ typedef struct dr_adapter_ops {
 	/* Verify a webhook delivery (signature, token, timestamp) and parse it.
 	 * DR_ERR_AUTH when it is not authentic; DR_OK with `out` filled and
 	 * `delivery_id` set to a stable id of this delivery (malloc, or NULL
-	 * when the provider has none) for duplicate detection. Optional. */
+	 * when the provider has none) for duplicate detection: any length
+	 * and any bytes but NUL (the core keys on its SHA-256). Optional. */
 	dr_status (*webhook)(void *state, const dr_webhook_request *req,
 			     dr_prediction *out, char **delivery_id,
 			     dr_error *err);

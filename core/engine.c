@@ -9,11 +9,14 @@
  */
 #include "engine.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <openssl/evp.h>
 
 #include "ids.h"
 #include "callback.h"
@@ -24,6 +27,19 @@
 
 #define MAX_STORED_PREDICTION (4u << 20) /* raw provider JSON kept */
 #define MAX_WEBHOOK_URL 2300
+/* What the jobs table holds of a provider's word, in characters (the
+ * column sizes of migrations/0001_init.sql): a longer error or version
+ * is cut, at a character boundary, and made well-formed UTF-8 (strict
+ * SQL refuses anything else, and the whole delivery would fail). */
+#define MAX_ERROR_MESSAGE 1024
+#define MAX_VERSION 128
+/* A prediction id is stored as it is (jobs.prediction_id): 1 to 64
+ * printable ASCII characters (darkroom-plugin.h). */
+#define MAX_PREDICTION_ID 64
+/* Bytes of a delivery id kept for people (webhook_deliveries.delivery_id,
+ * migration 0005); duplicates are found by the SHA-256 of the whole id,
+ * so an id of any length and any bytes is recorded. */
+#define MAX_DELIVERY_ID 256
 
 void engine_prediction_clear(dr_prediction *p)
 {
@@ -180,6 +196,53 @@ static void note_duplicate(dr_db *db, const char *adapter,
 	db_rows_free(rows);
 }
 
+/* 1 when `id` can be stored as a prediction id. */
+static int prediction_id_ok(const char *id)
+{
+	size_t n = 0;
+
+	for (; id[n]; n++)
+		if (n >= MAX_PREDICTION_ID || id[n] < 0x21 || id[n] > 0x7e)
+			return 0;
+	return n > 0;
+}
+
+/* `s` as well-formed UTF-8 of at most `max_chars` characters (malloc), or
+ * NULL for NULL. */
+static char *column_text(const char *s, size_t max_chars)
+{
+	dr_buf b;
+
+	if (!s)
+		return NULL;
+	dr_buf_init(&b, max_chars * 4);
+	if (dr_buf_utf8(&b, s, max_chars) != DR_OK)
+		dr_die("column text does not fit");
+	return dr_buf_steal(&b);
+}
+
+/* Record delivery `id` of `adapter` in the open transaction: its SHA-256
+ * is the key, its first MAX_DELIVERY_ID bytes are kept as they came.
+ * DR_ERR_CONFLICT when it was recorded before. */
+static dr_status record_delivery(dr_db *db, const char *adapter,
+				 const char *id, dr_error *err)
+{
+	unsigned char key[32];
+	unsigned int n = 0;
+	size_t len = strlen(id);
+
+	if (!EVP_Digest(id, len, key, &n, EVP_sha256(), NULL) ||
+	    n != sizeof(key))
+		return dr_fail(err, DR_ERR_INTERNAL, "internal",
+			       "SHA-256 failed");
+	return db_exec(db,
+		       "INSERT INTO webhook_deliveries (adapter, delivery_key,"
+		       " delivery_id, received_at) VALUES (?, ?, ?, NOW(6))",
+		       NULL, err, "sbb", adapter, (const void *)key,
+		       sizeof(key), (const void *)id,
+		       len < MAX_DELIVERY_ID ? len : (size_t)MAX_DELIVERY_ID);
+}
+
 static dr_status find_job(dr_db *db, const char *adapter, const char *pred_id,
 			  const char *hint, int64_t hint_at, dr_db_rows **rows,
 			  dr_error *err)
@@ -229,7 +292,7 @@ dr_status engine_apply(dr_db *db, const dr_config *cfg, const char *adapter,
 {
 	dr_db_rows *rows = NULL;
 	const char *cur, *next, *id;
-	char *detail = NULL;
+	char *detail = NULL, *error_text = NULL, *version = NULL;
 	char progress[32], predict_time[32];
 	double old_progress, new_progress;
 	int adopt, to_final = 0, to_persist = 0;
@@ -238,14 +301,16 @@ dr_status engine_apply(dr_db *db, const dr_config *cfg, const char *adapter,
 	*result = DR_APPLY_UNKNOWN;
 	if (status_out)
 		status_out[0] = '\0';
+	if (p->id && !prediction_id_ok(p->id))
+		return dr_fail(err, DR_ERR_INVALID, "bad_prediction_id",
+			       "the prediction id is not 1 to %d printable "
+			       "ASCII characters",
+			       MAX_PREDICTION_ID);
 	st = db_begin(db, err);
 	if (st != DR_OK)
 		return st;
 	if (delivery_id) {
-		st = db_exec(db,
-			     "INSERT INTO webhook_deliveries (adapter,"
-			     " delivery_id, received_at) VALUES (?, ?, NOW(6))",
-			     NULL, err, "ss", adapter, delivery_id);
+		st = record_delivery(db, adapter, delivery_id, err);
 		if (st == DR_ERR_CONFLICT) {
 			db_rollback(db);
 			*result = DR_APPLY_DUPLICATE;
@@ -309,6 +374,14 @@ dr_status engine_apply(dr_db *db, const dr_config *cfg, const char *adapter,
 	snprintf(progress, sizeof(progress), "%.4f", new_progress);
 	adopt = !db_cell(rows, 0, J_PRED) &&
 		strcmp(db_cell(rows, 0, J_STEP), "submit") == 0;
+	error_text = column_text(
+		p->error ? p->error
+			 : (p->status == DR_PRED_ABORTED
+				    ? "the provider aborted the prediction "
+				      "before it started"
+				    : "the prediction failed"),
+		MAX_ERROR_MESSAGE);
+	version = column_text(p->version, MAX_VERSION);
 
 	st = db_exec(
 		db,
@@ -339,7 +412,7 @@ dr_status engine_apply(dr_db *db, const dr_config *cfg, const char *adapter,
 		p->raw_json && strlen(p->raw_json) <= MAX_STORED_PREDICTION
 			? p->raw_json
 			: NULL,
-		predict_time, predict_time, progress, p->version,
+		predict_time, predict_time, progress, version,
 		/* step */
 		(int64_t)to_persist, (int64_t)adopt,
 		/* provider_deadline */
@@ -348,12 +421,7 @@ dr_status engine_apply(dr_db *db, const dr_config *cfg, const char *adapter,
 		next, next,
 		p->status == DR_PRED_ABORTED ? "prediction_aborted"
 					     : "prediction_failed",
-		next,
-		p->error ? p->error
-			 : (p->status == DR_PRED_ABORTED
-				    ? "the provider aborted the prediction "
-				      "before it started"
-				    : "the prediction failed"),
+		next, error_text,
 		/* completed_at, callback_state, attempts, run_at, lease_owner */
 		(int64_t)to_final, (int64_t)to_final, (int64_t)to_persist,
 		(int64_t)to_final, (int64_t)to_persist,
@@ -395,11 +463,15 @@ commit:
 		       id, source, cur, next, p->id ? p->id : "-");
 	db_rows_free(rows);
 	free(detail);
+	free(error_text);
+	free(version);
 	return st;
 rollback:
 	db_rollback(db);
 	db_rows_free(rows);
 	free(detail);
+	free(error_text);
+	free(version);
 	return st;
 }
 
@@ -449,12 +521,16 @@ void engine_fail(dr_engine *e, const dr_claim *c, const char *step,
 {
 	uint64_t n = 0;
 	dr_error err;
-	char *detail;
+	char *detail, *text;
 	dr_status st;
 
 	char cur[16] = "";
 	int locked = 0;
 
+	/* Messages carry provider text cut to a byte count: keep what the
+	 * column holds, as well-formed UTF-8. */
+	text = column_text(message ? message : "", MAX_ERROR_MESSAGE);
+	message = text;
 	dr_error_clear(&err);
 	st = db_begin(e->db, &err);
 	if (st == DR_OK) {
@@ -487,6 +563,7 @@ void engine_fail(dr_engine *e, const dr_claim *c, const char *step,
 		st = db_commit(e->db, &err);
 	if (st != DR_OK || n != 1)
 		db_rollback(e->db);
+	free(text);
 	if (st == DR_ERR_CONFLICT) {
 		dr_log(DR_LOG_WARNING, "event=job.lease_lost job=%s step=%s",
 		       c->id, c->step);
@@ -496,6 +573,13 @@ void engine_fail(dr_engine *e, const dr_claim *c, const char *step,
 		dr_log(DR_LOG_NOTICE,
 		       "event=job.failed job=%s step=%s code=%s adapter=%s",
 		       c->id, step, code, c->adapter);
+}
+
+double engine_delay(double asked, double fallback)
+{
+	if (!isfinite(asked) || asked <= 0)
+		return fallback;
+	return asked > QUEUE_MAX_DELAY ? QUEUE_MAX_DELAY : asked;
 }
 
 void engine_retry(dr_engine *e, const dr_claim *c, double delay, int count,
@@ -513,6 +597,7 @@ void engine_retry(dr_engine *e, const dr_claim *c, double delay, int count,
 		return;
 	}
 	dr_error_clear(&err);
+	delay = (double)queue_delay_us(delay) / 1e6; /* what is scheduled */
 	snprintf(delay_s, sizeof(delay_s), "%.3f", delay);
 	st = db_exec(e->db,
 		     "UPDATE jobs SET run_at = NOW(6) + INTERVAL ? MICROSECOND,"
@@ -520,7 +605,7 @@ void engine_retry(dr_engine *e, const dr_claim *c, double delay, int count,
 		     " attempts = IF(?, attempts, GREATEST(attempts, 1) - 1),"
 		     " submitted_at = IF(?, NULL, submitted_at)"
 		     " WHERE id = ? AND lease_version = ?",
-		     &n, &err, "iiisu", (int64_t)(delay * 1e6), (int64_t)count,
+		     &n, &err, "iiisu", queue_delay_us(delay), (int64_t)count,
 		     (int64_t)forget_submit, c->id, c->lease_version);
 	if (fenced_exec(e, c, n, st, &err) != DR_OK)
 		return;
@@ -636,11 +721,11 @@ static void step_cancel(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 		if (st != DR_OK && err.retryable &&
 		    c->attempts < e->cfg->worker.max_attempts) {
 			engine_retry(e, c,
-				    err.retry_after > 0
-					    ? err.retry_after
-					    : queue_backoff(e->cfg,
-							    c->attempts + 1),
-				    1, 0, &err);
+				     engine_delay(err.retry_after,
+						  queue_backoff(e->cfg,
+								c->attempts +
+									1)),
+				     1, 0, &err);
 			return;
 		}
 		if (st != DR_OK)
@@ -742,12 +827,11 @@ static void step_submit(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 			engine_prediction_clear(&p);
 			if (st != DR_ERR_NOT_FOUND) {
 				engine_retry(e, c,
-					    err.retry_after > 0
-						    ? err.retry_after
-						    : queue_backoff(
-							      e->cfg,
-							      c->attempts),
-					    0, 0, &err);
+					     engine_delay(err.retry_after,
+							  queue_backoff(
+								  e->cfg,
+								  c->attempts)),
+					     0, 0, &err);
 				return;
 			}
 		} else if (c->now < c->submitted_at + e->cfg->worker.submit_grace) {
@@ -803,6 +887,11 @@ static void step_submit(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 	if (st == DR_OK && !p.id) {
 		st = dr_fail(&err, DR_ERR_PROVIDER, "no_prediction_id",
 			     "the provider answered without a prediction id");
+	} else if (st == DR_OK && !prediction_id_ok(p.id)) {
+		st = dr_fail(&err, DR_ERR_PROVIDER, "bad_prediction_id",
+			     "the provider's prediction id is not 1 to %d "
+			     "printable ASCII characters",
+			     MAX_PREDICTION_ID);
 	}
 	if (st == DR_OK) {
 		if (apply_own(e, c, &p, "submit", status) == DR_OK)
@@ -818,8 +907,8 @@ static void step_submit(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 	if (st == DR_ERR_RATE_LIMITED) {
 		/* The provider's delay becomes the job's run_at; it does not
 		 * count as a try, and nothing was created. */
-		engine_retry(e, c, err.retry_after > 0 ? err.retry_after : 5, 0,
-			    1, &err);
+		engine_retry(e, c, engine_delay(err.retry_after, 5), 0, 1,
+			     &err);
 	} else if (err.retryable) {
 		/* Surely not sent: safe to send again. */
 		engine_retry(e, c, queue_backoff(e->cfg, c->attempts), 1, 1,
@@ -879,9 +968,18 @@ static void step_poll(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 	dr_log(DR_LOG_WARNING,
 	       "event=job.poll_failed job=%s adapter=%s status=\"%s\" code=%s",
 	       c->id, c->adapter, dr_strerror(st), err.code);
-	/* Polls never fail a job: the provider deadline does. */
-	reschedule(e, c,
-		   err.retry_after > 0 ? err.retry_after : poll_delay(e, c));
+	/* Polls never fail a job: the provider deadline does, so no wait
+	 * the provider asks for runs past it. */
+	{
+		double d = engine_delay(err.retry_after, poll_delay(e, c));
+
+		if (c->provider_deadline > 0 &&
+		    d > c->provider_deadline - c->now)
+			d = c->provider_deadline > c->now
+				    ? c->provider_deadline - c->now
+				    : 0;
+		reschedule(e, c, d);
+	}
 }
 
 /* Nothing is due: take the job off the queue. */

@@ -87,6 +87,15 @@ char *engine_detail(const char *key, ...);
 void engine_fail(dr_engine *e, const dr_claim *c, const char *step,
 		 const char *code, const char *message);
 
+/*
+ * The delay to honour when a plugin asked for `asked` seconds
+ * (dr_error.retry_after, a double any plugin may fill with anything):
+ * `fallback` when it asked nothing usable (NaN, an infinity, 0 or less),
+ * otherwise `asked` cut to QUEUE_MAX_DELAY (one day). Callers with a
+ * tighter bound (a prediction's provider deadline) apply it as well.
+ */
+double engine_delay(double asked, double fallback);
+
 /* Make a claimed job due again after `delay` seconds, or fail it when its
  * attempts are used up. `count`: whether this try counts toward
  * max_attempts; `forget_submit`: clear the mark that a submit may have

@@ -1017,9 +1017,13 @@ static dr_status cancel_once(dr_db *db, const char *id, dr_error *err)
 	}
 	if (strcmp(status, "queued") == 0) {
 		/* Never submitted: cancel now, fencing out any worker that
-		 * has just claimed it. */
+		 * has just claimed it. Like every other end of a job, it
+		 * owes its client a callback: due now, for the workers. */
 		st = db_exec(db,
-			     "UPDATE jobs SET status = 'canceled', run_at = NULL,"
+			     "UPDATE jobs SET status = 'canceled',"
+			     " callback_state = IF(callback_url IS NULL,"
+			     " 'none', 'pending'), callback_attempts = 0,"
+			     " run_at = IF(callback_url IS NULL, NULL, NOW(6)),"
 			     " lease_owner = NULL,"
 			     " lease_version = lease_version + 1,"
 			     " completed_at = NOW(6), updated_at = NOW(6)"
@@ -1072,7 +1076,9 @@ static dr_status retry_once(dr_db *db, const char *id, dr_error *err)
 		goto rollback;
 	}
 	/* Failures after the prediction succeeded resume at persisting;
-	 * anything earlier runs the prediction again. */
+	 * anything earlier runs the prediction again. Either way the job
+	 * will end again, and that end's callback starts afresh (a pending
+	 * callback of the old end is dropped: the job it describes is gone). */
 	estep = db_cell(rows, 0, 2);
 	persist = estep && strcmp(status, "failed") == 0 &&
 		  (strcmp(estep, "download") == 0 ||
@@ -1086,6 +1092,7 @@ static dr_status retry_once(dr_db *db, const char *id, dr_error *err)
 			     " error_step = NULL, error_code = NULL,"
 			     " error_message = NULL, completed_at = NULL,"
 			     " cancel_requested = 0, run_at = NOW(6),"
+			     " callback_state = 'none', callback_attempts = 0,"
 			     " lease_owner = NULL,"
 			     " lease_version = lease_version + 1,"
 			     " updated_at = NOW(6) WHERE id = ?",
@@ -1100,6 +1107,7 @@ static dr_status retry_once(dr_db *db, const char *id, dr_error *err)
 			     " error_message = NULL, completed_at = NULL,"
 			     " submitted_at = NULL, provider_deadline = NULL,"
 			     " cancel_requested = 0, run_at = NOW(6),"
+			     " callback_state = 'none', callback_attempts = 0,"
 			     " lease_owner = NULL,"
 			     " lease_version = lease_version + 1,"
 			     " updated_at = NOW(6) WHERE id = ?",

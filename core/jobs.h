@@ -137,16 +137,19 @@ dr_status jobs_list(dr_db *db, const dr_config *cfg, const dr_job_filter *f,
 		    dr_buf *out, dr_error *err) DR_WARN_UNUSED;
 
 /*
- * Cancel job `id`: a queued job becomes canceled at once; a running job
- * gets cancel_requested and is woken so a worker cancels it at the
- * provider. DR_ERR_NOT_FOUND, or DR_ERR_CONFLICT when it already ended.
+ * Cancel job `id`: a queued job becomes canceled at once (with a
+ * callback_url, its callback becomes pending and due now: the caller
+ * wakes the workers); a running job gets cancel_requested and is woken
+ * so a worker cancels it at the provider (and owes the callback then).
+ * DR_ERR_NOT_FOUND, or DR_ERR_CONFLICT when it already ended.
  */
 dr_status jobs_cancel(dr_db *db, const char *id, dr_error *err)
 	DR_WARN_UNUSED;
 
 /*
  * Restart a failed or canceled job from the step that failed (attempts
- * reset, error cleared). DR_ERR_NOT_FOUND, or DR_ERR_CONFLICT for a job
+ * reset, error cleared, callback state reset: its next end is delivered
+ * and counted afresh). DR_ERR_NOT_FOUND, or DR_ERR_CONFLICT for a job
  * in any other state.
  */
 dr_status jobs_retry(dr_db *db, const char *id, dr_error *err)

@@ -59,8 +59,6 @@
 #define MIGRATE_IO_TIMEOUT 3600.0
 /* Seconds to wait for another migrate run to finish. */
 #define MIGRATE_LOCK_WAIT 30
-/* Longest database name (MariaDB's limit). */
-#define MIGRATE_MAX_DB_NAME 64
 /* How much of a failing statement's first line is printed. */
 #define MIGRATE_SHOW_STMT 100
 
@@ -88,21 +86,25 @@ static void set_free(struct migration_set *set)
 	set->n = 0;
 }
 
-/* 1 when `name` is a database name we can interpolate safely. */
-static int valid_db_name(const char *name)
+dr_status migrate_quote_ident(dr_buf *b, const char *name)
 {
-	size_t n = 0;
+	size_t start = b->len;
+	dr_status st;
 
-	if (!name)
-		return 0;
-	for (; name[n]; n++) {
-		char c = name[n];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || c == '_'))
-			return 0;
+	if (!name || !*name)
+		return DR_ERR_INVALID;
+	st = dr_buf_append(b, "`", 1);
+	for (const char *p = name; st == DR_OK && *p; p++)
+		st = *p == '`' ? dr_buf_append(b, "``", 2)
+			       : dr_buf_append(b, p, 1);
+	if (st == DR_OK)
+		st = dr_buf_append(b, "`", 1);
+	if (st != DR_OK) {
+		b->len = start;
+		if (b->data)
+			b->data[start] = '\0';
 	}
-	return n >= 1 && n <= MIGRATE_MAX_DB_NAME;
+	return st;
 }
 
 /*
@@ -398,17 +400,28 @@ out:
 /* Create the database (on a connection without one selected). */
 static dr_status create_database(const dr_config *cfg, dr_error *err)
 {
-	char sql[256];
+	dr_buf sql;
 	dr_db *db;
 	dr_status st;
 
-	snprintf(sql, sizeof(sql),
-		 "CREATE DATABASE IF NOT EXISTS `%s` "
-		 "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
-		 cfg->database.name);
+	/* The name is checked (config_db_name_valid) and quoted as an
+	 * identifier as well: statements are never built from raw text. */
+	dr_buf_init(&sql, 512);
+	st = dr_buf_puts(&sql, "CREATE DATABASE IF NOT EXISTS ");
+	if (st == DR_OK)
+		st = migrate_quote_ident(&sql, cfg->database.name);
+	if (st == DR_OK)
+		st = dr_buf_puts(&sql, " CHARACTER SET utf8mb4"
+				       " COLLATE utf8mb4_unicode_ci");
+	if (st != DR_OK) {
+		dr_buf_free(&sql);
+		return dr_fail(err, DR_ERR_CONFIG, NULL,
+			       "database name cannot be quoted");
+	}
 	db = db_new_server(cfg);
-	st = db_exec_text(db, sql, err);
+	st = db_exec_text(db, sql.data, err);
 	db_free(db);
+	dr_buf_free(&sql);
 	return st;
 }
 
@@ -506,11 +519,11 @@ dr_status migrate_run(const dr_config *cfg, const char *dir, FILE *out,
 	dr_db *db;
 	dr_status st;
 
-	if (!valid_db_name(cfg->database.name))
+	if (!config_db_name_valid(cfg->database.name))
 		return dr_fail(err, DR_ERR_CONFIG, NULL,
 			       "database name must be 1 to %d letters, digits "
 			       "or underscores",
-			       MIGRATE_MAX_DB_NAME);
+			       DR_DB_NAME_MAX);
 	st = load_migrations(dir, &set, err);
 	if (st != DR_OK)
 		return st;

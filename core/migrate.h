@@ -11,6 +11,7 @@
 
 #include <stdio.h>
 
+#include "buf.h"
 #include "config.h"
 #include "error.h"
 
@@ -23,5 +24,13 @@
  */
 dr_status migrate_run(const dr_config *cfg, const char *dir, FILE *out,
 		      dr_error *err) DR_WARN_UNUSED;
+
+/*
+ * Append `name` to b as a MariaDB quoted identifier: in backticks, each
+ * backtick inside doubled ("a`b" -> "`a``b`"), so no name can end the
+ * identifier early. DR_ERR_INVALID for an empty name, DR_ERR_TOO_LARGE
+ * when b's limit is reached (b unchanged then).
+ */
+dr_status migrate_quote_ident(dr_buf *b, const char *name) DR_WARN_UNUSED;
 
 #endif

@@ -659,10 +659,10 @@ void pipeline_persist(dr_engine *e, dr_claim *c)
 		snprintf(named.step, sizeof(named.step), "%s", x.step);
 		if (err.retryable || st == DR_ERR_UNAVAILABLE)
 			engine_retry(e, &named,
-				     err.retry_after > 0
-					     ? err.retry_after
-					     : queue_backoff(cfg,
-							     c->attempts + 1),
+				     engine_delay(err.retry_after,
+						  queue_backoff(cfg,
+								c->attempts +
+									1)),
 				     1, 0, &err);
 		else
 			engine_fail(e, &named, x.step,

@@ -30,6 +30,15 @@ static double cell_double(const dr_db_rows *r, size_t col)
 	return v ? strtod(v, NULL) : 0;
 }
 
+int64_t queue_delay_us(double seconds)
+{
+	if (!(seconds > 0)) /* NaN, 0 and negative */
+		return 0;
+	if (seconds > QUEUE_MAX_DELAY)
+		seconds = QUEUE_MAX_DELAY;
+	return (int64_t)(seconds * 1e6);
+}
+
 dr_status queue_claim(dr_db *db, const char *owner, double lease, dr_claim *c,
 		      dr_error *err)
 {
@@ -63,7 +72,7 @@ dr_status queue_claim(dr_db *db, const char *owner, double lease, dr_claim *c,
 		     " claims + 1), lease_owner = ?,"
 		     " lease_version = lease_version + 1,"
 		     " run_at = NOW(6) + INTERVAL ? MICROSECOND WHERE id = ?",
-		     NULL, err, "sis", owner, (int64_t)(lease * 1e6), id);
+		     NULL, err, "sis", owner, queue_delay_us(lease), id);
 	if (st != DR_OK)
 		goto rollback;
 	st = db_query(db,
@@ -149,7 +158,7 @@ dr_status queue_extend(dr_db *db, const dr_claim *c, double lease,
 	dr_status st = db_exec(db,
 			       "UPDATE jobs SET run_at = NOW(6) + INTERVAL ?"
 			       " MICROSECOND WHERE id = ? AND lease_version = ?",
-			       &n, err, "isu", (int64_t)(lease * 1e6), c->id,
+			       &n, err, "isu", queue_delay_us(lease), c->id,
 			       c->lease_version);
 
 	return fenced(st, n, err);
@@ -163,7 +172,7 @@ dr_status queue_release(dr_db *db, const dr_claim *c, double delay,
 			       "UPDATE jobs SET run_at = NOW(6) + INTERVAL ?"
 			       " MICROSECOND, lease_owner = NULL"
 			       " WHERE id = ? AND lease_version = ?",
-			       &n, err, "isu", (int64_t)(delay * 1e6), c->id,
+			       &n, err, "isu", queue_delay_us(delay), c->id,
 			       c->lease_version);
 
 	return fenced(st, n, err);

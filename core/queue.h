@@ -72,6 +72,15 @@ dr_status queue_extend(dr_db *db, const dr_claim *c, double lease,
 dr_status queue_release(dr_db *db, const dr_claim *c, double delay,
 			dr_error *err) DR_WARN_UNUSED;
 
+/* The longest delay the queue schedules in one step: one day. Longer
+ * waits (a provider deadline days away) simply take several. */
+#define QUEUE_MAX_DELAY 86400.0
+
+/* `seconds` as whole microseconds for an INTERVAL, clamped to
+ * 0..QUEUE_MAX_DELAY (NaN is 0), so no double reaching the queue, however
+ * wrong, overflows the conversion or the DATETIME it is added to. */
+int64_t queue_delay_us(double seconds);
+
 /* The delay before retry number `attempt` (1-based): retry_base doubling
  * per attempt up to retry_max, with "equal jitter" (half fixed, half
  * random) so retries of many jobs spread out. */

@@ -349,17 +349,19 @@ static void test_relative_paths(void **state)
 
 static void test_quoted_values(void **state)
 {
+	/* (name takes only A-Z a-z 0-9 _, so the unquoted value with inner
+	 * quotes goes to user, and the spaced one joins the escapes.) */
 	dr_config *cfg = parse_ok("[database]\n"
-				  "user = \"  spaced out  \"\n"
-				  "password = \"a\\\"b\\\\c\"\n"
+				  "password = \"  a\\\"b\\\\c  \"\n"
 				  "host = \"\"\n"
-				  "name = plain \"inner\" quotes\n" ADAPTER);
+				  "user = plain \"inner\" quotes\n"
+				  "name = \"quoted_name\"\n" ADAPTER);
 
 	(void)state;
-	assert_string_equal(cfg->database.user, "  spaced out  ");
-	assert_string_equal(cfg->database.password, "a\"b\\c");
+	assert_string_equal(cfg->database.password, "  a\"b\\c  ");
 	assert_string_equal(cfg->database.host, "");
-	assert_string_equal(cfg->database.name, "plain \"inner\" quotes");
+	assert_string_equal(cfg->database.user, "plain \"inner\" quotes");
+	assert_string_equal(cfg->database.name, "quoted_name");
 	config_free(cfg);
 }
 
@@ -505,6 +507,39 @@ static void test_bad_int(void **state)
 		   "t.conf:2: ", "'processes'");
 	parse_fail("[worker]\nmax_attempts = 101\n" ADAPTER,
 		   "t.conf:2: ", "'max_attempts'");
+}
+
+/* [database] name: 1 to 64 of A-Z a-z 0-9 _, refused with file:line
+ * otherwise, so no name can reach CREATE DATABASE as SQL. */
+static void test_database_name(void **state)
+{
+	static const char *const bad[] = {
+		"bad-name", "drop`db", "a b", "x;DROP DATABASE y", "naïve",
+		"db.name", "a'b", "in\"side",
+		"a1234567890123456789012345678901234567890123456789012345678901234",
+	};
+	static const char *const good[] = {
+		"d", "darkroom", "Darkroom_Test_2", "0123", "_",
+		"a123456789012345678901234567890123456789012345678901234567890123",
+	};
+	char text[256];
+	dr_config *cfg;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), "# db\n[database]\nname = %s\n" ADAPTER,
+			 bad[i]);
+		parse_fail(text, "t.conf:3: ",
+			   "bad value for 'name' in [database]: expected 1 to "
+			   "64 letters, digits or underscores");
+	}
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		snprintf(text, sizeof(text), "[database]\nname = %s\n" ADAPTER,
+			 good[i]);
+		cfg = parse_ok(text);
+		assert_string_equal(cfg->database.name, good[i]);
+		config_free(cfg);
+	}
 }
 
 static void test_bad_size(void **state)
@@ -1406,6 +1441,7 @@ int main(void)
 	    T(test_key_outside_section),
 	    T(test_missing_equals),
 	    T(test_bad_int),
+	    T(test_database_name),
 	    T(test_bad_size),
 	    T(test_bad_duration),
 	    T(test_bad_url),

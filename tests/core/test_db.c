@@ -1174,6 +1174,150 @@ static void test_migrate_real_schema(void **state)
 			 DR_ERR_IO);
 }
 
+/* The text of migrations/NAME (malloc). */
+static char *migration_text(const char *name)
+{
+	char path[512];
+	FILE *f;
+	char *text;
+	long n;
+
+	snprintf(path, sizeof(path), "%s/migrations/%s", DR_SOURCE_DIR, name);
+	f = fopen(path, "rb");
+	assert_non_null(f);
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
+	n = ftell(f);
+	assert_true(n > 0);
+	rewind(f);
+	text = malloc((size_t)n + 1);
+	assert_non_null(text);
+	assert_int_equal(fread(text, 1, (size_t)n, f), (size_t)n);
+	text[n] = '\0';
+	fclose(f);
+	return text;
+}
+
+/* 0005: webhook_deliveries keyed by the SHA-256 of the delivery id (any
+ * bytes, up to 256 kept), rows from before keep their duplicates found;
+ * metadata values as wide as the API allows (0004). */
+static void test_migrate_0005_delivery_keys(void **state)
+{
+	static const char *const before[] = {"0001_init.sql", "0002_claims.sql",
+					     "0003_metrics.sql",
+					     "0004_metadata_values.sql"};
+	char dir[128], id256[257], sql[1024], *t, *out, *v;
+	dr_config c;
+	dr_db *db;
+	dr_error err;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s/mig4", srv.dir);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	for (size_t i = 0; i < sizeof(before) / sizeof(before[0]); i++) {
+		t = migration_text(before[i]);
+		write_file(dir, before[i], t);
+		free(t);
+	}
+	set_cfg(&c, "darkroom_mig4");
+	assert_ok(migrate(&c, dir, &out, &err), err);
+	free(out);
+	db = db_new(&c);
+	/* A delivery recorded by the old schema. */
+	assert_ok(db_exec_text(db,
+			       "INSERT INTO webhook_deliveries VALUES"
+			       " ('replicate', 'msg_old_Ab', NOW(6))",
+			       &err),
+		  err);
+	t = migration_text("0005_webhook_delivery_keys.sql");
+	write_file(dir, "0005_webhook_delivery_keys.sql", t);
+	free(t);
+	assert_ok(migrate(&c, dir, &out, &err), err);
+	assert_string_equal(out, "applied 0005_webhook_delivery_keys.sql\n");
+	free(out);
+
+	/* The old row got its key: the same id again is a duplicate, an id
+	 * differing only in case is not. */
+	v = query1(db, "SELECT HEX(delivery_key) = UPPER(SHA2('msg_old_Ab', 256))"
+		       " FROM webhook_deliveries WHERE delivery_id = 'msg_old_Ab'");
+	assert_string_equal(v, "1");
+	free(v);
+	assert_int_equal(db_exec(db,
+				 "INSERT INTO webhook_deliveries (adapter,"
+				 " delivery_key, delivery_id, received_at)"
+				 " VALUES ('replicate', UNHEX(SHA2(?, 256)), ?,"
+				 " NOW(6))",
+				 NULL, &err, "ss", "msg_old_Ab", "msg_old_Ab"),
+			 DR_ERR_CONFLICT);
+	assert_ok(db_exec(db,
+			  "INSERT INTO webhook_deliveries (adapter,"
+			  " delivery_key, delivery_id, received_at)"
+			  " VALUES ('replicate', UNHEX(SHA2(?, 256)), ?,"
+			  " NOW(6))",
+			  NULL, &err, "ss", "msg_old_AB", "msg_old_AB"),
+		  err);
+	/* 256 bytes, not all of them text, are kept as they are. */
+	memset(id256, 0xff, 256);
+	memcpy(id256, "msg_", 4);
+	id256[256] = '\0';
+	assert_ok(db_exec(db,
+			  "INSERT INTO webhook_deliveries (adapter,"
+			  " delivery_key, delivery_id, received_at)"
+			  " VALUES ('replicate', UNHEX(SHA2(?, 256)), ?,"
+			  " NOW(6))",
+			  NULL, &err, "bb", (const void *)id256, (size_t)256,
+			  (const void *)id256, (size_t)256),
+		  err);
+	assert_int_equal(query1_u(db, "SELECT OCTET_LENGTH(delivery_id) FROM"
+				      " webhook_deliveries WHERE delivery_id"
+				      " LIKE 'msg\\_%' AND delivery_id NOT LIKE"
+				      " 'msg\\_old%'"),
+			 256);
+	/* A metadata value of 4095 characters (4 bytes each) fits. */
+	snprintf(sql, sizeof(sql),
+		 "INSERT INTO job_metadata (job_id, k, v) VALUES"
+		 " ('j_00000000000000000000000000', 'k',"
+		 " REPEAT(_utf8mb4 0xF09F9880, 4095))");
+	assert_ok(db_exec_text(db, sql, &err), err);
+	assert_int_equal(query1_u(db, "SELECT CHAR_LENGTH(v) FROM job_metadata"),
+			 4095);
+	/* Running it again changes nothing. */
+	assert_ok(migrate(&c, dir, &out, &err), err);
+	assert_string_equal(out, "database is up to date (version 5)\n");
+	free(out);
+	db_free(db);
+}
+
+/* CREATE DATABASE quotes the name as an identifier; a name with
+ * backticks (which the config loader refuses anyway) cannot end it. */
+static void test_migrate_quote_ident(void **state)
+{
+	dr_buf b;
+
+	(void)state;
+	dr_buf_init(&b, 64);
+	assert_int_equal(migrate_quote_ident(&b, "darkroom_mig"), DR_OK);
+	assert_string_equal(b.data, "`darkroom_mig`");
+	dr_buf_reset(&b);
+	assert_int_equal(migrate_quote_ident(&b, "a`b``c"), DR_OK);
+	assert_string_equal(b.data, "`a``b````c`");
+	dr_buf_reset(&b);
+	assert_int_equal(migrate_quote_ident(&b, "x` CHARACTER SET latin1; "
+						 "DROP DATABASE y; -- "),
+			 DR_OK);
+	assert_string_equal(b.data, "`x`` CHARACTER SET latin1; DROP DATABASE "
+				    "y; -- `");
+	dr_buf_reset(&b);
+	assert_int_equal(migrate_quote_ident(&b, ""), DR_ERR_INVALID);
+	assert_int_equal(b.len, 0);
+	/* Over the buffer's limit: nothing appended. */
+	assert_int_equal(dr_buf_puts(&b, "CREATE "), DR_OK);
+	assert_int_equal(migrate_quote_ident(&b, "````````````````````````````"
+						 "````````````````"),
+			 DR_ERR_TOO_LARGE);
+	assert_string_equal(b.data, "CREATE ");
+	dr_buf_free(&b);
+}
+
 static void test_migrate_failures(void **state)
 {
 	char dir[128];
@@ -1261,6 +1405,8 @@ int main(void)
 		cmocka_unit_test(test_fork),
 		cmocka_unit_test(test_server_down_and_back),
 		cmocka_unit_test(test_migrate_real_schema),
+		cmocka_unit_test(test_migrate_0005_delivery_keys),
+		cmocka_unit_test(test_migrate_quote_ident),
 		cmocka_unit_test(test_migrate_failures),
 	};
 

@@ -1,5 +1,6 @@
 /*
- * test_queue.c - retry delays and the wakeup socket. Claims, leases and
+ * test_queue.c - retry delays, the clamp on delays plugins ask for, and
+ * the wakeup socket. Claims, leases and
  * fencing run against a real MariaDB in tests/integration/test_engine.py.
  */
 #include <setjmp.h>
@@ -14,6 +15,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <math.h>
+
+#include "engine.h"
 #include "queue.h"
 
 static void test_backoff(void **state)
@@ -47,6 +51,33 @@ static void test_backoff(void **state)
 	assert_true(hi - lo > 0.5);
 	/* Huge attempt numbers stay capped (no overflow to inf). */
 	assert_true(queue_backoff(&cfg, 100000) <= 600);
+}
+
+/* Whatever double reaches the queue becomes 0 .. one day of
+ * microseconds; a plugin's retry_after that says nothing usable takes the
+ * caller's fallback, and a huge one is cut to a day. */
+static void test_delay_clamp(void **state)
+{
+	(void)state;
+	assert_int_equal(queue_delay_us(1.5), 1500000);
+	assert_int_equal(queue_delay_us(0), 0);
+	assert_int_equal(queue_delay_us(-3), 0);
+	assert_int_equal(queue_delay_us(-INFINITY), 0);
+	assert_int_equal(queue_delay_us(NAN), 0);
+	assert_int_equal(queue_delay_us(86400), 86400000000LL);
+	assert_int_equal(queue_delay_us(86401), 86400000000LL);
+	assert_int_equal(queue_delay_us(1e300), 86400000000LL);
+	assert_int_equal(queue_delay_us(INFINITY), 86400000000LL);
+
+	assert_true(engine_delay(30, 5) == 30);
+	assert_true(engine_delay(0.25, 5) == 0.25);
+	assert_true(engine_delay(0, 5) == 5);
+	assert_true(engine_delay(-1, 5) == 5);
+	assert_true(engine_delay(NAN, 5) == 5);
+	assert_true(engine_delay(INFINITY, 5) == 5);
+	assert_true(engine_delay(-INFINITY, 5) == 5);
+	assert_true(engine_delay(1e9, 5) == QUEUE_MAX_DELAY);
+	assert_true(engine_delay(1e300, 5) == QUEUE_MAX_DELAY);
 }
 
 static void test_wakeup(void **state)
@@ -93,6 +124,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_backoff),
+		cmocka_unit_test(test_delay_clamp),
 		cmocka_unit_test(test_wakeup),
 	};
 	return cmocka_run_group_tests_name("queue", tests, NULL, NULL);

@@ -567,6 +567,23 @@ def _():
     cancel_all([job["id"], second["id"]])
 
 
+@case("every length intake accepts is stored: metadata values to the 4 KiB total, 255-character model and Idempotency-Key, 2048-byte callback_url")
+def _():
+    made = []
+    for md in ({"a": "x" * 4095}, {"k": "é" * 2000}, {"k1": "y" * 2040, "k2": "z" * 2040}):
+        job = create(job_body(metadata=md))
+        made.append(job["id"])
+        expect_eq(expect_json(get(f"/v1/jobs/{job['id']}"), 200)["metadata"], md, "metadata read back")
+    model = "o" * 100 + "/" + "n" * 154
+    url = "https://app.example.com/" + "p" * (2048 - 24)
+    key = "k" * 255
+    job = create(job_body(model=model, callback_url=url), headers={"Idempotency-Key": key})
+    expect_eq((job["model"], len(url)), (model, 2048), "model kept")
+    again = create(job_body(model=model, callback_url=url), headers={"Idempotency-Key": key}, status=200)
+    expect_eq(again["id"], job["id"], "the same job for the same 255-character key")
+    cancel_all(made + [job["id"]])
+
+
 @case("422 for a callback_url that is not an http(s) URL")
 def _():
     for value in ("ftp://example.com/hook", "not a url", "javascript:alert(1)", "//example.com/x", 5):

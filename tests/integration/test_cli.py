@@ -275,6 +275,14 @@ def _():
     expect_eq((rc, out.strip()), (0, f"{jid} queued"), "retry canceled")
     rc, out, _ = cli("jobs", "cancel", jid)
     expect_eq((rc, out.strip()), (0, f"{jid} canceled"), "cancel again")
+    # A queued job with a callback_url canceled from the command line owes
+    # its callback like any other end: pending and due now for a worker.
+    jid = create(model="acme/cli-cancel", renditions=["thumb"], callback_url="https://app.example.com/cb")
+    rc, out, _ = cli("jobs", "cancel", jid)
+    expect_eq((rc, out.strip()), (0, f"{jid} canceled"), "cancel queued with a callback_url")
+    expect_eq(sql(f"SELECT callback_state, run_at IS NOT NULL AND run_at <= NOW(6) FROM jobs WHERE id = '{jid}'"),
+              [["pending", "1"]], "callback pending and due")
+    sql(f"UPDATE jobs SET callback_state = 'failed', run_at = NULL WHERE id = '{jid}'")  # no worker for it here
 
 
 # ------------------------------------------------------------ outputs

@@ -295,6 +295,75 @@ def _(w):
     expect_problem(hook(b"{}", sign(b"{}")), 400)
 
 
+def sign_raw(body, msg_id):
+    """Standard Webhooks headers for BODY with the id MSG_ID (bytes, sent
+    as they are: http.client writes header text as Latin-1)."""
+    ts = str(int(time.time()))
+    key = base64.b64decode(SECRET.split("_", 1)[1])
+    mac = hmac.new(key, msg_id + b"." + ts.encode() + b"." + body, hashlib.sha256).digest()
+    return {"webhook-id": msg_id.decode("latin-1"), "webhook-timestamp": ts,
+            "webhook-signature": "v1," + base64.b64encode(mac).decode(),
+            "Content-Type": "application/json"}
+
+
+@case("webhook: webhook-ids up to 256 bytes (any bytes the verifier takes) are applied once; repeats are duplicates")
+@with_worker(1)
+def _(w):
+    fake_reset(drop_webhooks=1)
+    j = running_job()
+    pred = json.loads(succeeded_body(j))
+    pred.update(status="processing", output=None, logs=" 10%|#")
+    body = json.dumps(pred).encode()
+    tail = os.urandom(8).hex()
+    ids = {
+        "256 ASCII bytes": ("msg_" + tail + "x" * 256)[:256],
+        "the same but one letter's case": ("msg_" + tail + "X" + "x" * 255)[:256],
+        "256 bytes with quotes, spaces and backslashes": ('m "q" \\ ' + tail + "y" * 256)[:256],
+        "128 UTF-8 characters (256 bytes)": "é" * 128,
+    }
+    ids["256 bytes that are not UTF-8"] = (b"msg_\xff\xfe\xc0\xaf" + tail.encode() + b"\x80" * 256)[:256]
+    for what, msg_id in ids.items():
+        raw = msg_id if isinstance(msg_id, bytes) else msg_id.encode()
+        h = sign_raw(body, raw)
+        r = hook(body, h)
+        expect_eq(expect_json(r, 200)["status"], "accepted", f"{what}: first delivery")
+        r = hook(body, h)
+        expect_eq(expect_json(r, 200)["status"], "duplicate", f"{what}: the same delivery again")
+    rows = sql("SELECT COUNT(*), MIN(OCTET_LENGTH(delivery_id)) FROM webhook_deliveries"
+               f" WHERE adapter = 'replicate' AND delivery_id LIKE '%{tail}%'")
+    expect_eq(rows, [["4", "256"]], "the four ids naming this run, stored whole")
+    # Each delivery is in the job's events as a JSON detail naming its id
+    # (bytes that are not UTF-8 shown as U+FFFD).
+    timeline = expect_json(get(f"/v1/jobs/{j['id']}/events"), 200)["data"]
+    named = [e["detail"].get("delivery_id", "") for e in timeline
+             if e["kind"] == "webhook" and isinstance(e["detail"], dict)]
+    for what, msg_id in ids.items():
+        want = msg_id.decode("utf-8", "replace") if isinstance(msg_id, bytes) else msg_id
+        expect_eq(named.count(want), 2, f"{what}: events naming the delivery (applied, duplicate)")
+    # 257 bytes is over the verifier's limit: refused, nothing stored.
+    h = sign(body, msg_id="msg_" + "z" * 253)
+    expect_problem(hook(body, h), 401)
+    expect_eq(job(j["id"])["status"], "processing", "status")
+
+
+@case("webhook: a failed prediction with a 3000-character error fails the job, its message cut to fit")
+@with_worker(1)
+def _(w):
+    fake_reset(drop_webhooks=1)
+    j = running_job()
+    pred = json.loads(succeeded_body(j))
+    text = "CUDA out of memory: " + "ü" * 1490 + " " + "x" * 1490
+    pred.update(status="failed", output=None, error=text)
+    body = json.dumps(pred).encode()
+    expect_eq(expect_json(hook(body, sign(body)), 200)["status"], "accepted", "the failure delivery")
+    jj = job(j["id"])
+    expect_eq(jj["status"], "failed", "status")
+    expect_eq(jj["error"]["code"], "prediction_failed", "code")
+    msg = jj["error"]["message"]
+    expect(text.startswith(msg) and 0 < len(msg) <= 1024,
+           f"message: {len(msg)} characters, a prefix of the provider's text")
+
+
 @case("webhook: predict_time and progress from the logs are kept")
 @with_worker(1)
 def _(w):

@@ -768,4 +768,100 @@ def _(w):
     expect_eq(job(jid)["status"], "succeeded", "the job's status after its callback")
 
 
+def callback_row(jid):
+    state, attempts = sql(f"SELECT callback_state, callback_attempts FROM jobs WHERE id = '{jid}'")[0]
+    return state, int(attempts)
+
+
+def check_callback(r, jid, status, what):
+    expect(webhook_valid(CALLBACK_SECRET, r["headers"], r["body"]),
+           f"{what}: the signature does not verify: {r['headers']}")
+    doc = json.loads(r["body"])
+    expect_eq((doc["id"], doc["status"]), (jid, status), f"{what}: job id and status")
+
+
+@case("callback: a queued job canceled before any worker ran gets its signed callback, and again after a retry")
+def _():
+    fake_reset(duration=30)
+    rx = Receiver([200])
+    w = None
+    try:
+        jid = create({}, ["thumb"], callback_url=f"http://127.0.0.1:{rx.port}/cb")
+        got = expect_json(post(f"/v1/jobs/{jid}/cancel"), 202)
+        expect_eq(got["status"], "canceled", "status after cancel")
+        expect_eq(callback_row(jid), ("pending", 0), "callback state of the canceled queued job")
+        w = Worker(1, "pipeline-cancel-callback")
+        wait_until(lambda: callback_row(jid)[0] == "delivered", timeout=20,
+                   what="the callback of the canceled job delivered")
+        expect_eq(len(rx.requests), 1, "callback POSTs for the first cancel")
+        check_callback(rx.requests[0], jid, "canceled", "first cancel")
+        # A retry starts the job's callback afresh: its next end is
+        # delivered (and counted) on its own.
+        expect_json(post(f"/v1/jobs/{jid}/retry"), 202)
+        expect_eq(callback_row(jid), ("none", 0), "callback state after the retry")
+        wait_until(lambda: job(jid)["status"] in ("starting", "processing"), timeout=20,
+                   what="the retried job running at the provider")
+        expect_json(post(f"/v1/jobs/{jid}/cancel"), 202)
+        wait_until(lambda: callback_row(jid)[0] == "delivered" and len(rx.requests) >= 2, timeout=30,
+                   what="the callback of the second cancel delivered")
+        time.sleep(1.0)  # nothing more may come
+        reqs = list(rx.requests)
+    finally:
+        if w:
+            leftover = w.stop()
+        rx.close()
+    check_worker(w, leftover)
+    expect_eq(len(reqs), 2, "callback POSTs in all")
+    check_callback(reqs[1], jid, "canceled", "second cancel")
+    ids = [r["headers"].get("webhook-id") for r in reqs]
+    expect(None not in ids and ids[0] != ids[1], f"each end has its own webhook-id: {ids}")
+    delivered = [d for kind, _, _, d in events_of(jid) if kind == "callback"]
+    expect_eq([d.get("delivery") for d in delivered], ["delivered", "delivered"], f"callback events {delivered}")
+
+
+@case("callback: a canceled queued job without a callback_url is parked (no callback, no claim)")
+def _():
+    jid = create({}, ["thumb"])
+    expect_eq(expect_json(post(f"/v1/jobs/{jid}/cancel"), 202)["status"], "canceled", "status")
+    expect_eq(callback_row(jid), ("none", 0), "callback state")
+    expect_eq(sql(f"SELECT run_at IS NULL FROM jobs WHERE id = '{jid}'")[0][0], "1", "run_at cleared")
+
+
+@case("callback: a job object that cannot be rendered counts as a failed try, logged, and ends after max_attempts")
+def _():
+    rx = Receiver([200])
+    w = None
+    try:
+        jid = create({}, ["thumb"], callback_url=f"http://127.0.0.1:{rx.port}/cb")
+        expect_json(post(f"/v1/jobs/{jid}/cancel"), 202)
+        # Two 9 MB text outputs: the job object (over 16 MiB) cannot be
+        # built, on every try.
+        sql(f"INSERT INTO outputs (job_id, idx, kind, state, text, created_at) VALUES"
+            f" ('{jid}', 0, 'text', 'stored', REPEAT('a', 9000000), NOW(6)),"
+            f" ('{jid}', 1, 'text', 'stored', REPEAT('b', 9000000), NOW(6))")
+        sql(f"UPDATE jobs SET run_at = NOW(6), callback_state = 'pending' WHERE id = '{jid}'")
+        w = Worker(1, "pipeline-callback-render")
+        wait_until(lambda: callback_row(jid)[0] == "failed", timeout=60,
+                   what="the unrenderable callback given up")
+        state, attempts = callback_row(jid)
+        time.sleep(5)  # longer than a lease: it is not claimed again
+        expect_eq(callback_row(jid), (state, attempts), "callback state once given up")
+        expect_eq(sql(f"SELECT run_at IS NULL FROM jobs WHERE id = '{jid}'")[0][0], "1", "run_at cleared")
+    finally:
+        if w:
+            leftover = w.stop()
+        rx.close()
+        sql(f"DELETE FROM outputs WHERE job_id = '{jid}'")
+    check_worker(w, leftover)
+    expect_eq(len(rx.requests), 0, "nothing was POSTed")
+    expect_eq(attempts, 10, "callback attempts ([worker] max_attempts)")
+    failed = [d for kind, _, _, d in events_of(jid) if kind == "callback"]
+    expect_eq(len(failed), 10, f"callback events {failed[:2]}")
+    expect(all(d.get("delivery") == "failed" and d.get("code") == "callback_unrenderable" for d in failed),
+           f"callback events {failed[:2]}")
+    expect_eq([d.get("given_up") for d in failed], [None] * 9 + ["true"], "given_up on the last try only")
+    lines = [ln for ln in w.log_text().splitlines() if "event=callback.failed" in ln and jid in ln]
+    expect_eq(len(lines), 10, "event=callback.failed lines")
+    expect(all("reason=" in ln and "code=callback_unrenderable" in ln for ln in lines), f"log line {lines[:1]}")
+
 run()
