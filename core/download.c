@@ -2,8 +2,9 @@
  * download.c - fetching provider outputs, treating every URL as hostile.
  *
  * This module owns the only code that fetches a URL chosen by someone
- * else. The rules (download.h) are enforced in three places, so that no
- * single oversight opens a hole:
+ * else, and the only code that opens a local file an adapter hands over
+ * (download_local, at the end). The URL rules (download.h) are enforced
+ * in three places, so that no single oversight opens a hole:
  *
  *  1. Before a request: the URL is parsed with curl_url() (the parser curl
  *     itself uses, so there is no parser mismatch), and its scheme, user
@@ -59,12 +60,15 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1282,6 +1286,141 @@ too_large:
 		       "data: URI holds %" PRIu64 " bytes or more, over the "
 		       "limit of %" PRIu64 " bytes",
 		       decoded, max_bytes);
+}
+
+/* ------------------------------------------------------------------
+ * Local files
+ */
+
+/* A refused local path, with the path shown printable and truncated. */
+static dr_status local_refused(const char *path, const char *why, dr_error *err)
+{
+	char shown[SHOWN_URL_MAX + 1];
+
+	copy_printable(shown, sizeof(shown), path, strlen(path));
+	return dr_fail(err, DR_ERR_INVALID, "local_file_not_allowed",
+		       "local file refused: %s: %s", why, shown);
+}
+
+/* Whether `name`, a folder right under the adapter's work folder, is job
+ * `job_id`'s: the id itself or the id followed by '-'. */
+static int job_folder(const char *name, size_t len, const char *job_id)
+{
+	size_t n = strlen(job_id);
+
+	return n > 0 && len >= n && memcmp(name, job_id, n) == 0 &&
+	       (len == n || name[n] == '-');
+}
+
+dr_status download_local(const char *path, const char *root, const char *job_id,
+			 uint64_t max_bytes, int *fd_out, uint64_t *size,
+			 dr_error *err)
+{
+	char name[NAME_MAX + 1];
+	const char *c;
+	struct stat sb;
+	size_t rlen, depth = 0;
+	int dfd, fd;
+
+	*fd_out = -1;
+	*size = 0;
+	if (!path || !job_id)
+		return dr_fail(err, DR_ERR_INVALID, "invalid_argument",
+			       "download_local: missing path or job");
+	if (!root || root[0] != '/')
+		return local_refused(path,
+				     "this adapter hands over no local "
+				     "files",
+				     err);
+	rlen = strlen(root);
+	if (strncmp(path, root, rlen) != 0 || path[rlen] != '/')
+		return local_refused(path, "outside the adapter's work folder",
+				     err);
+	if (path[strlen(path) - 1] == '/')
+		return local_refused(path, "not a regular file", err);
+	dfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return dr_fail(err, DR_ERR_NOT_FOUND, "output_missing",
+			       "the adapter's work folder is gone: %s",
+			       strerror(errno));
+	/* Walk down one component at a time, never following a symlink:
+	 * what is checked is what is opened. */
+	for (c = path + rlen + 1;;) {
+		const char *end = strchrnul(c, '/');
+		size_t k = (size_t)(end - c);
+		int last;
+
+		if (k == 0) { /* "//" */
+			c = end + 1;
+			continue;
+		}
+		if (k > NAME_MAX || (k == 1 && c[0] == '.') ||
+		    (k == 2 && c[0] == '.' && c[1] == '.')) {
+			close(dfd);
+			return local_refused(path,
+					     "a '.', '..' or overlong "
+					     "component",
+					     err);
+		}
+		if (depth == 0 && !job_folder(c, k, job_id)) {
+			close(dfd);
+			return local_refused(path, "not in this job's folder",
+					     err);
+		}
+		memcpy(name, c, k);
+		name[k] = '\0';
+		last = *end == '\0';
+		fd = openat(dfd, name,
+			    O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY |
+				    (last ? O_NONBLOCK : O_DIRECTORY));
+		if (fd < 0) {
+			int e = errno;
+
+			close(dfd);
+			if (e == ENOENT)
+				return dr_fail(err, DR_ERR_NOT_FOUND,
+					       "output_missing",
+					       "the local output file is gone");
+			if (e == ELOOP || e == ENOTDIR)
+				return local_refused(
+					path,
+					"a symlink or not a folder on the "
+					"way",
+					err);
+			return dr_fail(err, DR_ERR_IO, "io_error",
+				       "cannot open the local output: %s",
+				       strerror(e));
+		}
+		close(dfd);
+		dfd = fd;
+		depth++;
+		if (last)
+			break;
+		c = end + 1;
+	}
+	/* dfd is now the file itself, unless the path named the job's
+	 * folder itself. */
+	if (depth < 2 || fstat(dfd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		close(dfd);
+		return local_refused(path, "not a regular file", err);
+	}
+	/* Regular files ignore O_NONBLOCK; clear it anyway for readers. */
+	if (fcntl(dfd, F_SETFL, 0) != 0) {
+		close(dfd);
+		return dr_fail(err, DR_ERR_IO, "io_error",
+			       "cannot use the local output: %s",
+			       strerror(errno));
+	}
+	if ((uint64_t)sb.st_size > max_bytes) {
+		close(dfd);
+		return dr_fail(err, DR_ERR_TOO_LARGE, "output_too_large",
+			       "the output is %llu bytes, over the limit of "
+			       "%" PRIu64 " bytes",
+			       (unsigned long long)sb.st_size, max_bytes);
+	}
+	*size = (uint64_t)sb.st_size;
+	*fd_out = dfd;
+	return DR_OK;
 }
 
 /* ------------------------------------------------------------------

@@ -71,7 +71,18 @@ typedef struct persist_ctx {
 	size_t n_presets;
 	const char *step; /* the sub-step running, for errors */
 	int new_content; /* the sink lacks the output being stored */
+	const char *local_root; /* the adapter's declared work folder */
 } persist_ctx;
+
+/* Columns of the pending outputs query (pipeline_persist). */
+enum {
+	OUT_ID,
+	OUT_IDX,
+	OUT_KIND,
+	OUT_SOURCE,
+	OUT_TEXT,
+	OUT_SOURCE_KIND
+};
 
 static void hexify(const unsigned char *in, size_t n, char *out)
 {
@@ -208,49 +219,37 @@ static dr_status public_url(persist_ctx *x, const char *key, char *url,
 	return DR_OK;
 }
 
-/* Fetch a URL or data: output into a new temporary file; open a local
- * path (DR_OUTPUT_PATH) in place. */
-static dr_status fetch(persist_ctx *x, const char *source, int *fd_out,
-		       uint64_t *size, char *ctype, size_t ctsz, dr_error *err)
+/*
+ * Fetch output row `i` into a new temporary file: download its URL or
+ * decode its data: URI. A local file is opened in place, and only when the
+ * adapter called it one (source_kind 'path') and it lies in the job's own
+ * folder under the work folder the adapter declared (download_local):
+ * a source is never read from disk because it starts with '/'. Rows
+ * recorded before source_kind existed are told apart by their prefix,
+ * under the same checks.
+ */
+static dr_status fetch(persist_ctx *x, const dr_db_rows *rows, size_t i,
+		       int *fd_out, uint64_t *size, char *ctype, size_t ctsz,
+		       dr_error *err)
 {
 	const dr_config *cfg = x->e->cfg;
+	const char *source = db_cell(rows, i, OUT_SOURCE);
+	const char *kind = db_cell(rows, i, OUT_SOURCE_KIND);
 	dr_status st;
-	struct stat sb;
-	int fd;
+	int fd, data;
 
-	if (source[0] == '/') {
-		/* A DR_OUTPUT_PATH output: a file an adapter (trusted code)
-		 * left on this machine, read in place; never a symlink. The
-		 * download adapters only produce http(s) and data: sources. */
-		fd = open(source, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0)
-			return dr_fail(err, DR_ERR_NOT_FOUND, "output_missing",
-				       "the local output file is gone: %s",
-				       strerror(errno));
-		if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-			close(fd);
-			return dr_fail(err, DR_ERR_INVALID, "bad_output",
-				       "the local output is not a regular "
-				       "file");
-		}
-		if ((uint64_t)sb.st_size > cfg->limits.max_output_bytes) {
-			close(fd);
-			return dr_fail(err, DR_ERR_TOO_LARGE,
-				       "output_too_large",
-				       "the output is %llu bytes, over "
-				       "max_output_bytes",
-				       (unsigned long long)sb.st_size);
-		}
-		*size = (uint64_t)sb.st_size;
-		if (ctsz)
-			ctype[0] = '\0';
-		*fd_out = fd;
-		return DR_OK;
-	}
+	if (ctsz)
+		ctype[0] = '\0';
+	if (kind ? strcmp(kind, "path") == 0 : source[0] == '/')
+		return download_local(source, x->local_root, x->c->id,
+				      cfg->limits.max_output_bytes, fd_out,
+				      size, err);
+	data = kind ? strcmp(kind, "data") == 0
+		    : strncmp(source, "data:", 5) == 0;
 	fd = temp_file(err);
 	if (fd < 0)
 		return DR_ERR_IO;
-	if (strncmp(source, "data:", 5) == 0)
+	if (data)
 		st = download_data_uri(source, cfg->limits.max_output_bytes, fd,
 				       size, ctype, ctsz, err);
 	else
@@ -331,13 +330,13 @@ static dr_status render(persist_ctx *x, stored_output *o, const void *buf,
 	return st;
 }
 
-/* Persist one pending output (row: id, idx, kind, source, text). */
+/* Persist one pending output (a row of the OUT_ columns). */
 static dr_status persist_one(persist_ctx *x, const dr_db_rows *rows, size_t i,
 			     stored_output *o, dr_error *err)
 {
-	const char *kind = db_cell(rows, i, 2);
-	const char *source = db_cell(rows, i, 3);
-	const char *text = db_cell(rows, i, 4);
+	const char *kind = db_cell(rows, i, OUT_KIND);
+	const char *source = db_cell(rows, i, OUT_SOURCE);
+	const char *text = db_cell(rows, i, OUT_TEXT);
 	unsigned char head[64];
 	char ctype[128] = "";
 	dr_sniff sn;
@@ -368,7 +367,7 @@ static dr_status persist_one(persist_ctx *x, const dr_db_rows *rows, size_t i,
 			       "output %s has no source", db_cell(rows, i, 1));
 	x->step = "download";
 	t0 = metrics_now();
-	st = fetch(x, source, &fd, &size, ctype, sizeof(ctype), err);
+	st = fetch(x, rows, i, &fd, &size, ctype, sizeof(ctype), err);
 	if (st != DR_OK)
 		return st;
 	metrics_step(x->e->db, "download", metrics_now() - t0);
@@ -594,6 +593,7 @@ void pipeline_persist(dr_engine *e, dr_claim *c)
 	x.policy.low_speed_time = cfg->limits.low_speed_time;
 	x.policy.max_redirects = cfg->limits.max_redirects;
 	download_policy_env(&x.policy, &x.env_hosts);
+	x.local_root = adapter ? adapter->local_root : NULL;
 
 	st = db_query(e->db, "SELECT renditions FROM jobs WHERE id = ?", &job,
 		      &err, "s", c->id);
@@ -601,7 +601,8 @@ void pipeline_persist(dr_engine *e, dr_claim *c)
 		st = job_presets(&x, db_cell(job, 0, 0), &err);
 	if (st == DR_OK)
 		st = db_query(e->db,
-			      "SELECT id, idx, kind, source, text FROM outputs"
+			      "SELECT id, idx, kind, source, text, source_kind"
+			      " FROM outputs"
 			      " WHERE job_id = ? AND state = 'pending'"
 			      " ORDER BY idx",
 			      &rows, &err, "s", c->id);

@@ -22,6 +22,7 @@ import hmac
 import http.server
 import json
 import os
+import re
 import signal
 import socket
 import struct
@@ -109,6 +110,77 @@ def with_worker(processes=2, env=None, name="pipeline-worker"):
 def expect_same_workers(w, before):
     expect(w.proc.poll() is None, "the worker supervisor died")
     expect_eq(w.children(), before, "worker processes (none may have died and been replaced)")
+
+
+def conf_copy(name, settings=None, extra="", plugins=None):
+    """A copy of the test config as WORK/NAME.conf for one worker: each
+    (section, key) of SETTINGS set to its value (replaced, or added at
+    the top of the section), EXTRA sections appended, and with PLUGINS
+    the plugin folder replaced."""
+    lines = open(os.environ["DARKROOM_CONF"]).read().splitlines()
+    settings = dict(settings or {})
+    if plugins:
+        settings[("server", "plugin_dir")] = plugins
+    present, section = set(), None
+    for line in lines:
+        m = re.match(r"^\[(\w+)|^(\w+)\s*=", line)
+        if m and m.group(1):
+            section = m.group(1)
+        elif m:
+            present.add((section, m.group(2)))
+    out, section = [], None
+    for line in lines:
+        m = re.match(r"^\[(\w+)", line)
+        if m:
+            section = m.group(1)
+            out.append(line)
+            for (sec, key), value in list(settings.items()):
+                if sec == section and (sec, key) not in present:
+                    out.append(f"{key} = {value}")
+                    del settings[(sec, key)]
+            continue
+        m = re.match(r"^(\w+)\s*=", line)
+        if m and (section, m.group(1)) in settings:
+            out.append(f"{m.group(1)} = {settings.pop((section, m.group(1)))}")
+            continue
+        out.append(line)
+    expect(not settings, f"conf_copy: sections not found for {settings}")
+    path = os.path.join(WORK, f"{name}.conf")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n\n" + extra)
+    return path
+
+
+def fixture_plugins():
+    """A plugin folder with the shipped plugins and the fixture leaky.so
+    (tests/plugins/fixtures/leaky.c)."""
+    plugins = os.path.join(WORK, "plugins-leaky")
+    os.makedirs(plugins, exist_ok=True)
+    build = os.path.dirname(BIN)
+    src_dir = os.path.join(build, "plugins")
+    wanted = {so: os.path.join(src_dir, so) for so in os.listdir(src_dir) if so.endswith(".so")}
+    wanted["leaky.so"] = os.path.join(build, "tests", "fixtures", "leaky.so")
+    for so, target in wanted.items():
+        if not os.path.exists(os.path.join(plugins, so)):
+            os.symlink(target, os.path.join(plugins, so))
+    return plugins
+
+
+def queued_for(adapter, inp=None):
+    """A job created for the null adapter (the API knows no other adapter
+    of these tests) and moved to ADAPTER before any worker sees it."""
+    body = {"adapter": "null", "model": "acme/model", "input": {"prompt": "x", **(inp or {})},
+            "renditions": []}
+    jid = expect_json(post("/v1/jobs", body), 202)["id"]
+    sql(f"UPDATE jobs SET adapter = '{adapter}' WHERE id = '{jid}'")
+    return jid
+
+
+def stored_with(data):
+    """Objects of the fs sink holding bytes DATA (content-addressed)."""
+    digest = sha256(data)
+    folder = os.path.join(MEDIA, digest[:2])
+    return [n for n in os.listdir(folder) if n.startswith(digest)] if os.path.isdir(folder) else []
 
 
 # ------------------------------------------------------------ jobs
@@ -598,6 +670,115 @@ def _(w):
     finally:
         fake("/_control", {"slow_drip": False})
     expect_same_workers(w, before)
+
+
+@case("local files: only the exec-like adapter's own job folder; /etc/passwd, other jobs, symlinks refused")
+def _():
+    fake_reset()
+    root = os.path.join(WORK, "leaky-work")
+    outside = os.path.join(WORK, "leaky-outside")
+    os.makedirs(outside, exist_ok=True)
+    secret = b"outside the work folder " + os.urandom(8).hex().encode()
+    with open(os.path.join(outside, "secret.txt"), "wb") as f:
+        f.write(secret)
+    other_job = "j_00000000000000000000000000"
+    other = b"another job's file " + os.urandom(8).hex().encode()
+    os.makedirs(os.path.join(root, f"{other_job}-1"), exist_ok=True)
+    with open(os.path.join(root, f"{other_job}-1", "out.txt"), "wb") as f:
+        f.write(other)
+    job_file = os.path.join(root, "{job}-1", "out.txt")
+    extra = "".join(
+        f'[adapter "{name}"]\nplugin = leaky\n' + "".join(f"{k} = {v}\n" for k, v in keys.items()) + "\n"
+        for name, keys in {
+            "leak_path": {"kind": "path", "output": "/etc/passwd"},
+            "leak_url": {"kind": "url", "output": "/etc/passwd"},
+            "leak_other": {"kind": "path", "root": root,
+                           "output": os.path.join(root, f"{other_job}-1", "out.txt")},
+            "leak_dotdot": {"kind": "path", "root": root,
+                            "output": os.path.join(root, "{job}-1", "..", "..", "leaky-outside",
+                                                   "secret.txt")},
+            "leak_link": {"kind": "path", "root": root, "output": job_file},
+            "leak_ok": {"kind": "path", "root": root, "output": job_file},
+        }.items())
+    conf = conf_copy("pipeline-leaky", extra=extra, plugins=fixture_plugins())
+    ids = {name: queued_for(name) for name in
+           ("leak_path", "leak_url", "leak_other", "leak_dotdot", "leak_link", "leak_ok")}
+    ok = b"this job's own output " + os.urandom(8).hex().encode()
+    for name in ("leak_dotdot", "leak_link", "leak_ok"):
+        os.makedirs(os.path.join(root, f"{ids[name]}-1"), exist_ok=True)
+    with open(os.path.join(root, f"{ids['leak_ok']}-1", "out.txt"), "wb") as f:
+        f.write(ok)
+    os.symlink(os.path.join(outside, "secret.txt"), os.path.join(root, f"{ids['leak_link']}-1", "out.txt"))
+    w = Worker(2, "pipeline-leaky", {"DARKROOM_CONF": conf})
+    try:
+        jobs = dict(zip(ids, wait_status(ids.values(), timeout=30)))
+    finally:
+        leftover = w.stop()
+    check_worker(w, leftover)
+    j = jobs.pop("leak_ok")
+    expect_eq(j["status"], "succeeded", f"its own job folder (error {j.get('error')})")
+    expect_eq([o["sha256"] for o in j["outputs"]], [sha256(ok)], "the output stored")
+    expect(stored_with(ok), "the job's own file is not in the sink")
+    for name, j in jobs.items():
+        want = "url_not_allowed" if name == "leak_url" else "local_file_not_allowed"
+        expect_failed(j, "download", want, name)
+        expect_eq(retries_of(ids[name]), [], f"{name}: retries")
+        expect_eq(j["outputs"], [], f"{name}: outputs")
+    with open("/etc/passwd", "rb") as f:
+        expect_eq(stored_with(f.read()), [], "/etc/passwd in the sink")
+    expect_eq(stored_with(secret), [], "the file outside the work folder in the sink")
+    expect_eq(stored_with(other), [], "another job's file in the sink")
+
+
+@case("exec: an output swapped for a symlink (file or job folder) after the run is refused")
+def _():
+    fake_reset()
+    src = os.path.join(WORK, "exec-src")
+    work = os.path.join(WORK, "exec-work")
+    outside = os.path.join(WORK, "exec-outside")
+    os.makedirs(src, exist_ok=True)
+    os.makedirs(outside, exist_ok=True)
+    made = b"what the program made " + os.urandom(8).hex().encode()
+    with open(os.path.join(src, "out.txt"), "wb") as f:
+        f.write(made)
+    secret = b"not for the sink " + os.urandom(8).hex().encode()
+    with open(os.path.join(outside, "out.txt"), "wb") as f:
+        f.write(secret)
+    extra = (f'[adapter "exec"]\nplugin = exec\nprogram = /bin/cp\n'
+             f'args = {os.path.join(src, "out.txt")} out.txt\nworkdir = {work}\ntimeout = 10s\n')
+    conf = conf_copy("pipeline-exec", extra=extra)
+    ids = {name: queued_for("exec") for name in ("file link", "folder link", "untouched")}
+    # First the program runs and its outputs are recorded, but the sink
+    # is down: the jobs wait in persisting with their files listed.
+    w = Worker(1, "pipeline-exec-1", {"DARKROOM_CONF": conf, "DARKROOM_SINK": "s3",
+                                      "DARKROOM_S3_ENDPOINT": f"http://127.0.0.1:{free_port()}"})
+    try:
+        wait_until(lambda: all(retries_of(j, "sink_unavailable") for j in ids.values()),
+                   timeout=30, what="every job waiting for the sink")
+    finally:
+        leftover = w.stop()
+    check_worker(w, leftover)
+    # Then, as something the program left behind could, the files are
+    # swapped: one for a symlink out of the work folder, one job folder
+    # for a symlink to another folder holding the same name.
+    link_dir = os.path.join(work, f"{ids['file link']}-1")
+    os.unlink(os.path.join(link_dir, "out.txt"))
+    os.symlink(os.path.join(outside, "out.txt"), os.path.join(link_dir, "out.txt"))
+    folder = os.path.join(work, f"{ids['folder link']}-1")
+    subprocess.run(["rm", "-rf", folder], check=True)
+    os.symlink(outside, folder)
+    w = Worker(1, "pipeline-exec-2", {"DARKROOM_CONF": conf})
+    try:
+        jobs = dict(zip(ids, wait_status(ids.values(), timeout=30)))
+    finally:
+        leftover = w.stop()
+    check_worker(w, leftover)
+    j = jobs.pop("untouched")
+    expect_eq(j["status"], "succeeded", f"the untouched exec job (error {j.get('error')})")
+    expect_eq([o["sha256"] for o in j["outputs"]], [sha256(made)], "its output")
+    for name, j in jobs.items():
+        expect_failed(j, "download", "local_file_not_allowed", name)
+    expect_eq(stored_with(secret), [], "the file behind the symlinks in the sink")
 
 
 def url_job(urls):
