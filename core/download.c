@@ -44,7 +44,9 @@
  *
  * Statuses: url_not_allowed and address_not_allowed are DR_ERR_INVALID,
  * output_too_large DR_ERR_TOO_LARGE, output_expired (404, 410)
- * DR_ERR_NOT_FOUND, download_timeout DR_ERR_TIMEOUT (retryable),
+ * DR_ERR_NOT_FOUND, download_timeout and download_too_slow (the
+ * low-speed check, told apart from the timeouts by ended_by_low_speed())
+ * DR_ERR_TIMEOUT (retryable),
  * download_network DR_ERR_NETWORK (retryable, except certificate and TLS
  * set-up errors), download_failed DR_ERR_RATE_LIMITED (429),
  * DR_ERR_UNAVAILABLE (5xx, 408; both retryable, with Retry-After capped at
@@ -84,6 +86,8 @@
 #define RETRY_AFTER_MAX	  3600.0      /* outputs expire in an hour anyway */
 #define DATA_CHUNK	  12288	      /* decoded data: bytes per write */
 #define DEFAULT_MEDIATYPE "text/plain;charset=US-ASCII" /* RFC 2397 */
+/* Seconds: a timeout this near the call's deadline is the deadline's. */
+#define DEADLINE_SLACK 0.05
 
 /* The connect-time address rule. A pointer only so that the unit test,
  * which includes this file, can pretend its first server is public. */
@@ -521,9 +525,13 @@ struct transfer {
 	int discard_full; /* stopped dropping after DISCARD_MAX */
 	int write_errno;  /* writing to fd failed */
 	int opened;	  /* sockets handed to curl */
+	int too_slow;	  /* curl's low-speed check ended the request */
 	int refused;	  /* addresses refused */
 	char refused_addr[INET6_ADDRSTRLEN]; /* the first one */
 	const char *refused_why;
+	const dr_download_policy *pol;
+	double began;	/* when the call began */
+	double mark_at; /* when to call pol->mark; 0: never, or done */
 };
 
 /* CURLOPT_OPENSOCKETFUNCTION: the last word on every address. */
@@ -628,6 +636,28 @@ static double now_seconds(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* CURLOPT_XFERINFOFUNCTION (download_url with a policy's `mark`): called
+ * during the transfer at least once a second; calls `mark` once. */
+static int on_progress(void *p, curl_off_t dltotal, curl_off_t dlnow,
+		       curl_off_t ultotal, curl_off_t ulnow)
+{
+	struct transfer *t = p;
+	double now;
+
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	if (t->mark_at <= 0)
+		return 0;
+	now = now_seconds();
+	if (now >= t->mark_at) {
+		t->mark_at = 0;
+		t->pol->mark(t->pol->mark_arg, now - t->began);
+	}
+	return 0;
+}
+
 /* Options that stay the same for every hop of a call. */
 static dr_status set_options(CURL *c, const dr_download_policy *pol,
 			     struct transfer *t, struct curl_slist *headers,
@@ -723,9 +753,16 @@ static dr_status transport_error(CURLcode rc, const struct transfer *t,
 			       h->shown);
 	switch (rc) {
 	case CURLE_OPERATION_TIMEDOUT:
+		if (t->too_slow) {
+			st = dr_fail(err, DR_ERR_TIMEOUT, "download_too_slow",
+				     "download abandoned as too slow: %s: %s",
+				     detail, h->shown);
+			if (err)
+				err->retryable = 1;
+			return st;
+		}
 		st = dr_fail(err, DR_ERR_TIMEOUT, "download_timeout",
-			     "download timed out or was too slow: %s: %s",
-			     detail, h->shown);
+			     "download timed out: %s: %s", detail, h->shown);
 		if (err)
 			err->retryable = 1;
 		return st;
@@ -797,6 +834,26 @@ static curl_off_t declared_length(CURL *c)
 	return (curl_off_t)v;
 }
 
+/*
+ * Whether the CURLE_OPERATION_TIMEDOUT of the request just made came from
+ * curl's low-speed check (CURLOPT_LOW_SPEED_LIMIT/TIME) rather than from
+ * the connect timeout or the call's deadline, which curl reports alike:
+ * the check was on, the request had been sent (so the connect and TLS
+ * set-up were done) and the deadline had not come.
+ */
+static int ended_by_low_speed(CURL *c, const dr_download_policy *pol,
+			      double deadline)
+{
+	long sent = 0;
+
+	if (pol->low_speed_limit <= 0 || pol->low_speed_time <= 0)
+		return 0;
+	if (curl_easy_getinfo(c, CURLINFO_REQUEST_SIZE, &sent) != CURLE_OK ||
+	    sent <= 0)
+		return 0;
+	return deadline <= 0 || now_seconds() < deadline - DEADLINE_SLACK;
+}
+
 static int is_redirect(long code)
 {
 	return code == 301 || code == 302 || code == 303 || code == 307 ||
@@ -843,6 +900,8 @@ static dr_status fetch(CURL *c, CURLU *u, struct transfer *t,
 		rc = curl_easy_perform(c);
 	}
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+	t->too_slow = rc == CURLE_OPERATION_TIMEDOUT &&
+		      ended_by_low_speed(c, pol, deadline);
 	if (t->write_errno)
 		return dr_fail(err, DR_ERR_IO, "write_failed",
 			       "cannot write the download: %s",
@@ -936,6 +995,19 @@ dr_status download_url(const char *url, const dr_download_policy *pol, int fd,
 	st = set_options(c, pol, &t, headers, errbuf, err);
 	if (st != DR_OK)
 		goto err_handle;
+	t.pol = pol;
+	t.began = now_seconds();
+	if (pol->mark && pol->mark_after > 0) {
+		t.mark_at = t.began + pol->mark_after;
+		if (curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION,
+				     on_progress) != CURLE_OK ||
+		    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &t) != CURLE_OK ||
+		    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L) != CURLE_OK) {
+			st = dr_fail(err, DR_ERR_INTERNAL, "internal",
+				     "libcurl refused the progress callback");
+			goto err_handle;
+		}
+	}
 	if (pol->total_timeout > 0)
 		deadline = now_seconds() + pol->total_timeout;
 

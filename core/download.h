@@ -36,6 +36,13 @@ typedef struct dr_download_policy {
 	long low_speed_limit;    /* bytes per second ... */
 	double low_speed_time;   /* ... for this long, else abort */
 	int max_redirects;
+	/* With `mark` set: called once, from inside download_url, when the
+	 * call has run `mark_after` seconds (so a quick download never calls
+	 * it), with the seconds since the call began; the caller may record
+	 * that a long download is under way. */
+	void (*mark)(void *arg, double elapsed);
+	void *mark_arg;
+	double mark_after;
 } dr_download_policy;
 
 /*
@@ -47,7 +54,10 @@ typedef struct dr_download_policy {
  *   address_not_allowed  the host resolves to a refused address
  *   output_too_large     more than max_bytes
  *   output_expired       404 or 410 (the provider deleted it)
- *   download_timeout     timed out or too slow (retryable)
+ *   download_timeout     the connect timeout or total_timeout passed
+ *                        (retryable)
+ *   download_too_slow    under low_speed_limit bytes/s for low_speed_time
+ *                        seconds (retryable; the caller limits how often)
  *   download_failed      another HTTP status (5xx retryable)
  *   download_network     connection failure (retryable)
  */

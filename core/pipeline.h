@@ -24,7 +24,11 @@
  * backoff when it may pass, and fails the job with the step and a stable
  * code when it cannot (output_expired, output_too_large, image_too_large,
  * image_corrupt, unsupported_type, address_not_allowed,
- * local_file_not_allowed, sink_unavailable…).
+ * local_file_not_allowed, sink_unavailable…). Downloads are retried within
+ * limits kept in the output's row, so they hold across workers: a
+ * download abandoned for low speed (download_too_slow) gets one more try,
+ * and every try of one output shares [limits] download_budget, counted
+ * from its first download.
  */
 #ifndef DR_PIPELINE_H
 #define DR_PIPELINE_H

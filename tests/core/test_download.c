@@ -188,6 +188,9 @@ static void serve(int fd)
 		send_str(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
 			     "Connection: close\r\n\r\n");
 		send_chunked(fd, BIG_CHUNKED, 1000);
+	} else if (strcmp(path, "/silent") == 0) {
+		/* Takes the request and never answers. */
+		sleep(30);
 	} else if (strcmp(path, "/drip") == 0) {
 		int i;
 
@@ -1050,6 +1053,8 @@ static void test_too_large(void **state)
 	assert_string_equal(err.code, "output_too_large");
 }
 
+/* Under low_speed_limit for low_speed_time: abandoned with its own code,
+ * so the pipeline can limit how often such a server is tried. */
 static void test_slow_drip(void **state)
 {
 	dr_download_policy pol = local_policy();
@@ -1059,9 +1064,76 @@ static void test_slow_drip(void **state)
 	(void)state;
 	assert_int_equal(get(url_a("/drip"), &pol, NULL, &err, NULL),
 			 DR_ERR_TIMEOUT);
-	assert_string_equal(err.code, "download_timeout");
+	assert_string_equal(err.code, "download_too_slow");
 	assert_true(err.retryable);
 	assert_true(elapsed_since(t0) < 6.0);
+}
+
+/* A server that takes the request and sends nothing is too slow, too. */
+static void test_silent_server(void **state)
+{
+	dr_download_policy pol = local_policy();
+	double t0 = now_seconds();
+	dr_error err;
+
+	(void)state;
+	assert_int_equal(get(url_a("/silent"), &pol, NULL, &err, NULL),
+			 DR_ERR_TIMEOUT);
+	assert_string_equal(err.code, "download_too_slow");
+	assert_true(elapsed_since(t0) < 6.0);
+}
+
+struct marks {
+	int calls;
+	double elapsed;
+};
+
+static void count_mark(void *arg, double elapsed)
+{
+	struct marks *m = arg;
+
+	m->calls++;
+	m->elapsed = elapsed;
+}
+
+/* The policy's mark is called once when a download has run mark_after
+ * seconds, and never for a quicker one. */
+static void test_mark(void **state)
+{
+	dr_download_policy pol = local_policy();
+	struct marks m = { 0, 0 };
+	dr_error err;
+
+	(void)state;
+	pol.mark = count_mark;
+	pol.mark_arg = &m;
+	pol.mark_after = 5;
+	assert_int_equal(get(url_a("/ok"), &pol, NULL, &err, NULL), DR_OK);
+	assert_int_equal(m.calls, 0);
+
+	pol.mark_after = 0.5;
+	assert_int_equal(get(url_a("/drip"), &pol, NULL, &err, NULL),
+			 DR_ERR_TIMEOUT);
+	assert_int_equal(m.calls, 1);
+	assert_true(m.elapsed >= 0.5 && m.elapsed < 2.0);
+}
+
+/* The call's deadline comes before the low-speed check would: that is a
+ * timeout, not a slow server. */
+static void test_deadline_before_low_speed(void **state)
+{
+	dr_download_policy pol = local_policy();
+	double t0 = now_seconds();
+	dr_error err;
+
+	(void)state;
+	pol.total_timeout = 1.0;
+	pol.low_speed_time = 5;
+	assert_int_equal(get(url_a("/drip"), &pol, NULL, &err, NULL),
+			 DR_ERR_TIMEOUT);
+	assert_string_equal(err.code, "download_timeout");
+	assert_true(err.retryable);
+	assert_true(elapsed_since(t0) < 3.0);
 }
 
 static void test_total_timeout(void **state)
@@ -1290,6 +1362,19 @@ static void test_error_mapping(void **state)
 	assert_int_equal(err.status, DR_ERR_TIMEOUT);
 	assert_string_equal(err.code, "download_timeout");
 	assert_true(err.retryable);
+	t.too_slow = 1;
+	transport_error(CURLE_OPERATION_TIMEDOUT, &t, &h,
+			"Operation too slow. Less than 1024 bytes/sec "
+			"transferred the last 2 seconds",
+			&err);
+	assert_int_equal(err.status, DR_ERR_TIMEOUT);
+	assert_string_equal(err.code, "download_too_slow");
+	assert_true(err.retryable);
+	assert_string_equal(err.message,
+			    "download abandoned as too slow: Operation too "
+			    "slow. Less than 1024 bytes/sec transferred the "
+			    "last 2 seconds: https://cdn.example/x");
+	t.too_slow = 0;
 
 	/* All addresses refused at connect time. */
 	t.refused = 2;
@@ -1834,6 +1919,9 @@ int main(void)
 		cmocka_unit_test(test_http_statuses),
 		cmocka_unit_test(test_too_large),
 		cmocka_unit_test(test_slow_drip),
+		cmocka_unit_test(test_silent_server),
+		cmocka_unit_test(test_deadline_before_low_speed),
+		cmocka_unit_test(test_mark),
 		cmocka_unit_test(test_total_timeout),
 		cmocka_unit_test(test_connect_refused),
 		cmocka_unit_test(test_write_failure),
