@@ -281,7 +281,7 @@ static const dr_config_key worker_keys[WRK_COUNT + 1] = {
 	[WRK_COUNT] = { .name = NULL },
 };
 
-/* Download caps and pixel limits come here in a later version. */
+/* [limits]: download caps, time limits and pixel limits. */
 enum {
 	LIM_MAX_OUTPUT_BYTES,
 	LIM_MAX_IMAGE_BYTES,
@@ -292,6 +292,7 @@ enum {
 	LIM_LOW_SPEED_LIMIT,
 	LIM_LOW_SPEED_TIME,
 	LIM_MAX_REDIRECTS,
+	LIM_DOWNLOAD_BUDGET,
 	LIM_COUNT
 };
 
@@ -332,6 +333,11 @@ static const dr_config_key limits_keys[LIM_COUNT + 1] = {
 				.type = DR_CFG_INT,
 				.default_value = "5",
 				.help = "redirects followed by a download" },
+	[LIM_DOWNLOAD_BUDGET] = { .name = "download_budget",
+				  .type = DR_CFG_DURATION,
+				  .default_value = "10m",
+				  .help = "time one output may take to download, "
+					  "all its retries included" },
 	[LIM_COUNT] = { .name = NULL },
 };
 
@@ -1770,6 +1776,8 @@ static dr_status resolve_limits(config_impl *impl, dr_conf_section *sec,
 		st = check_positive(cfg, label, &it[LIM_DOWNLOAD_TIMEOUT], err);
 	if (st == DR_OK)
 		st = check_positive(cfg, label, &it[LIM_CONNECT_TIMEOUT], err);
+	if (st == DR_OK)
+		st = check_positive(cfg, label, &it[LIM_DOWNLOAD_BUDGET], err);
 	if (st != DR_OK)
 		return st;
 	cfg->limits.max_output_bytes = (uint64_t)it[LIM_MAX_OUTPUT_BYTES].num;
@@ -1781,6 +1789,7 @@ static dr_status resolve_limits(config_impl *impl, dr_conf_section *sec,
 	cfg->limits.low_speed_limit = (long)it[LIM_LOW_SPEED_LIMIT].num;
 	cfg->limits.low_speed_time = it[LIM_LOW_SPEED_TIME].seconds;
 	cfg->limits.max_redirects = (int)it[LIM_MAX_REDIRECTS].num;
+	cfg->limits.download_budget = it[LIM_DOWNLOAD_BUDGET].seconds;
 	return DR_OK;
 }
 

@@ -118,6 +118,8 @@ typedef struct dr_config {
 		long low_speed_limit;      /* bytes/s below which, for ... */
 		double low_speed_time;     /* ... this long, a download fails */
 		int max_redirects;
+		double download_budget;    /* seconds one output may take to
+					      download, retries included */
 	} limits;
 
 	dr_preset *presets;

@@ -12,7 +12,9 @@
  * create() function (logging, configuration, randomness, time), never
  * through core symbols. New host services and new operations are appended
  * at the end of their tables; any change that moves or changes an existing
- * member bumps DR_PLUGIN_ABI_VERSION.
+ * member bumps DR_PLUGIN_ABI_VERSION. A plugin that uses a host service
+ * added after the first release of its ABI version checks that the core
+ * has it with DR_HOST_HAS(host, member) before calling it.
  *
  * Kinds:
  *   - adapters run predictions at a model provider (replicate, cog, exec);
@@ -191,7 +193,30 @@ typedef struct dr_host {
 	dr_status (*webhook_verify)(const struct dr_webhook_request *req,
 				    const char *const *secrets, size_t n,
 				    double tolerance, dr_error *err);
+
+	/* --- appended: check DR_HOST_HAS(host, local_root) first --- */
+
+	/* Declare that this adapter instance hands over local files
+	 * (DR_OUTPUT_PATH outputs) and where: `dir`, an absolute path
+	 * without "." or ".." components (the instance's work folder),
+	 * holds one folder per job, named the job id or the job id, '-' and
+	 * anything ("j_01JD...-2"). The core reads a DR_OUTPUT_PATH output
+	 * only when it is a regular file inside the folder of its own job,
+	 * reached without following a symlink, and refuses any other with
+	 * code local_file_not_allowed; an instance that declared no folder
+	 * hands over no local file at all. Call it from create(); a later
+	 * call replaces the folder. DR_OK, or DR_ERR_INVALID (a relative
+	 * path, "." or "..", "/", or a sink instance). */
+	dr_status (*local_root)(const dr_instance *inst, const char *dir,
+				dr_error *err);
 } dr_host;
+
+/* Whether the core's host table has service `member`: a plugin built
+ * against this header may be loaded by an older core of the same ABI
+ * version, whose table ends before the services appended later. */
+#define DR_HOST_HAS(host, member)                                            \
+	((host)->size >=                                                     \
+	 offsetof(dr_host, member) + sizeof(((const dr_host *)0)->member))
 
 /* ------------------------------------------------------------------------
  * Adapters.
@@ -226,12 +251,16 @@ typedef enum dr_output_kind {
 	DR_OUTPUT_URL = 1, /* a file at an http(s) URL, to download */
 	DR_OUTPUT_DATA,    /* a file inline as a data: URI */
 	DR_OUTPUT_TEXT,    /* text produced by the model */
-	DR_OUTPUT_PATH     /* a local file (adapters that run programs) */
+	DR_OUTPUT_PATH     /* a local file, read in place: only from an
+			      instance that declared its work folder with
+			      host->local_root, and only from the job's own
+			      folder there (adapters that run programs) */
 } dr_output_kind;
 
 typedef struct dr_output_ref {
 	dr_output_kind kind;
-	char *value; /* URL, data: URI, text or absolute path (malloc) */
+	char *value; /* URL, data: URI, text or absolute path (malloc);
+			only DR_OUTPUT_PATH makes a value a local file */
 } dr_output_ref;
 
 /*
@@ -297,8 +326,8 @@ typedef struct dr_adapter_ops {
 			     dr_error *err);
 
 	/* Hosts output downloads may come from by default (NULL-terminated,
-	 * "*.example.com" matches subdomains). NULL: none but local paths and
-	 * data: URIs. */
+	 * "*.example.com" matches subdomains). NULL: none (data: URIs need
+	 * no host; local files need host->local_root). */
 	const char *const *download_hosts;
 
 	/* After a crash between sending a create and recording its answer:

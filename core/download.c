@@ -2,8 +2,9 @@
  * download.c - fetching provider outputs, treating every URL as hostile.
  *
  * This module owns the only code that fetches a URL chosen by someone
- * else. The rules (download.h) are enforced in three places, so that no
- * single oversight opens a hole:
+ * else, and the only code that opens a local file an adapter hands over
+ * (download_local, at the end). The URL rules (download.h) are enforced
+ * in three places, so that no single oversight opens a hole:
  *
  *  1. Before a request: the URL is parsed with curl_url() (the parser curl
  *     itself uses, so there is no parser mismatch), and its scheme, user
@@ -43,7 +44,9 @@
  *
  * Statuses: url_not_allowed and address_not_allowed are DR_ERR_INVALID,
  * output_too_large DR_ERR_TOO_LARGE, output_expired (404, 410)
- * DR_ERR_NOT_FOUND, download_timeout DR_ERR_TIMEOUT (retryable),
+ * DR_ERR_NOT_FOUND, download_timeout and download_too_slow (the
+ * low-speed check, told apart from the timeouts by ended_by_low_speed())
+ * DR_ERR_TIMEOUT (retryable),
  * download_network DR_ERR_NETWORK (retryable, except certificate and TLS
  * set-up errors), download_failed DR_ERR_RATE_LIMITED (429),
  * DR_ERR_UNAVAILABLE (5xx, 408; both retryable, with Retry-After capped at
@@ -59,12 +62,15 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -80,6 +86,8 @@
 #define RETRY_AFTER_MAX	  3600.0      /* outputs expire in an hour anyway */
 #define DATA_CHUNK	  12288	      /* decoded data: bytes per write */
 #define DEFAULT_MEDIATYPE "text/plain;charset=US-ASCII" /* RFC 2397 */
+/* Seconds: a timeout this near the call's deadline is the deadline's. */
+#define DEADLINE_SLACK 0.05
 
 /* The connect-time address rule. A pointer only so that the unit test,
  * which includes this file, can pretend its first server is public. */
@@ -517,9 +525,13 @@ struct transfer {
 	int discard_full; /* stopped dropping after DISCARD_MAX */
 	int write_errno;  /* writing to fd failed */
 	int opened;	  /* sockets handed to curl */
+	int too_slow;	  /* curl's low-speed check ended the request */
 	int refused;	  /* addresses refused */
 	char refused_addr[INET6_ADDRSTRLEN]; /* the first one */
 	const char *refused_why;
+	const dr_download_policy *pol;
+	double began;	/* when the call began */
+	double mark_at; /* when to call pol->mark; 0: never, or done */
 };
 
 /* CURLOPT_OPENSOCKETFUNCTION: the last word on every address. */
@@ -624,6 +636,28 @@ static double now_seconds(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* CURLOPT_XFERINFOFUNCTION (download_url with a policy's `mark`): called
+ * during the transfer at least once a second; calls `mark` once. */
+static int on_progress(void *p, curl_off_t dltotal, curl_off_t dlnow,
+		       curl_off_t ultotal, curl_off_t ulnow)
+{
+	struct transfer *t = p;
+	double now;
+
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	if (t->mark_at <= 0)
+		return 0;
+	now = now_seconds();
+	if (now >= t->mark_at) {
+		t->mark_at = 0;
+		t->pol->mark(t->pol->mark_arg, now - t->began);
+	}
+	return 0;
+}
+
 /* Options that stay the same for every hop of a call. */
 static dr_status set_options(CURL *c, const dr_download_policy *pol,
 			     struct transfer *t, struct curl_slist *headers,
@@ -719,9 +753,16 @@ static dr_status transport_error(CURLcode rc, const struct transfer *t,
 			       h->shown);
 	switch (rc) {
 	case CURLE_OPERATION_TIMEDOUT:
+		if (t->too_slow) {
+			st = dr_fail(err, DR_ERR_TIMEOUT, "download_too_slow",
+				     "download abandoned as too slow: %s: %s",
+				     detail, h->shown);
+			if (err)
+				err->retryable = 1;
+			return st;
+		}
 		st = dr_fail(err, DR_ERR_TIMEOUT, "download_timeout",
-			     "download timed out or was too slow: %s: %s",
-			     detail, h->shown);
+			     "download timed out: %s: %s", detail, h->shown);
 		if (err)
 			err->retryable = 1;
 		return st;
@@ -793,6 +834,26 @@ static curl_off_t declared_length(CURL *c)
 	return (curl_off_t)v;
 }
 
+/*
+ * Whether the CURLE_OPERATION_TIMEDOUT of the request just made came from
+ * curl's low-speed check (CURLOPT_LOW_SPEED_LIMIT/TIME) rather than from
+ * the connect timeout or the call's deadline, which curl reports alike:
+ * the check was on, the request had been sent (so the connect and TLS
+ * set-up were done) and the deadline had not come.
+ */
+static int ended_by_low_speed(CURL *c, const dr_download_policy *pol,
+			      double deadline)
+{
+	long sent = 0;
+
+	if (pol->low_speed_limit <= 0 || pol->low_speed_time <= 0)
+		return 0;
+	if (curl_easy_getinfo(c, CURLINFO_REQUEST_SIZE, &sent) != CURLE_OK ||
+	    sent <= 0)
+		return 0;
+	return deadline <= 0 || now_seconds() < deadline - DEADLINE_SLACK;
+}
+
 static int is_redirect(long code)
 {
 	return code == 301 || code == 302 || code == 303 || code == 307 ||
@@ -839,6 +900,8 @@ static dr_status fetch(CURL *c, CURLU *u, struct transfer *t,
 		rc = curl_easy_perform(c);
 	}
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+	t->too_slow = rc == CURLE_OPERATION_TIMEDOUT &&
+		      ended_by_low_speed(c, pol, deadline);
 	if (t->write_errno)
 		return dr_fail(err, DR_ERR_IO, "write_failed",
 			       "cannot write the download: %s",
@@ -932,6 +995,19 @@ dr_status download_url(const char *url, const dr_download_policy *pol, int fd,
 	st = set_options(c, pol, &t, headers, errbuf, err);
 	if (st != DR_OK)
 		goto err_handle;
+	t.pol = pol;
+	t.began = now_seconds();
+	if (pol->mark && pol->mark_after > 0) {
+		t.mark_at = t.began + pol->mark_after;
+		if (curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION,
+				     on_progress) != CURLE_OK ||
+		    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &t) != CURLE_OK ||
+		    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L) != CURLE_OK) {
+			st = dr_fail(err, DR_ERR_INTERNAL, "internal",
+				     "libcurl refused the progress callback");
+			goto err_handle;
+		}
+	}
 	if (pol->total_timeout > 0)
 		deadline = now_seconds() + pol->total_timeout;
 
@@ -1282,6 +1358,141 @@ too_large:
 		       "data: URI holds %" PRIu64 " bytes or more, over the "
 		       "limit of %" PRIu64 " bytes",
 		       decoded, max_bytes);
+}
+
+/* ------------------------------------------------------------------
+ * Local files
+ */
+
+/* A refused local path, with the path shown printable and truncated. */
+static dr_status local_refused(const char *path, const char *why, dr_error *err)
+{
+	char shown[SHOWN_URL_MAX + 1];
+
+	copy_printable(shown, sizeof(shown), path, strlen(path));
+	return dr_fail(err, DR_ERR_INVALID, "local_file_not_allowed",
+		       "local file refused: %s: %s", why, shown);
+}
+
+/* Whether `name`, a folder right under the adapter's work folder, is job
+ * `job_id`'s: the id itself or the id followed by '-'. */
+static int job_folder(const char *name, size_t len, const char *job_id)
+{
+	size_t n = strlen(job_id);
+
+	return n > 0 && len >= n && memcmp(name, job_id, n) == 0 &&
+	       (len == n || name[n] == '-');
+}
+
+dr_status download_local(const char *path, const char *root, const char *job_id,
+			 uint64_t max_bytes, int *fd_out, uint64_t *size,
+			 dr_error *err)
+{
+	char name[NAME_MAX + 1];
+	const char *c;
+	struct stat sb;
+	size_t rlen, depth = 0;
+	int dfd, fd;
+
+	*fd_out = -1;
+	*size = 0;
+	if (!path || !job_id)
+		return dr_fail(err, DR_ERR_INVALID, "invalid_argument",
+			       "download_local: missing path or job");
+	if (!root || root[0] != '/')
+		return local_refused(path,
+				     "this adapter hands over no local "
+				     "files",
+				     err);
+	rlen = strlen(root);
+	if (strncmp(path, root, rlen) != 0 || path[rlen] != '/')
+		return local_refused(path, "outside the adapter's work folder",
+				     err);
+	if (path[strlen(path) - 1] == '/')
+		return local_refused(path, "not a regular file", err);
+	dfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return dr_fail(err, DR_ERR_NOT_FOUND, "output_missing",
+			       "the adapter's work folder is gone: %s",
+			       strerror(errno));
+	/* Walk down one component at a time, never following a symlink:
+	 * what is checked is what is opened. */
+	for (c = path + rlen + 1;;) {
+		const char *end = strchrnul(c, '/');
+		size_t k = (size_t)(end - c);
+		int last;
+
+		if (k == 0) { /* "//" */
+			c = end + 1;
+			continue;
+		}
+		if (k > NAME_MAX || (k == 1 && c[0] == '.') ||
+		    (k == 2 && c[0] == '.' && c[1] == '.')) {
+			close(dfd);
+			return local_refused(path,
+					     "a '.', '..' or overlong "
+					     "component",
+					     err);
+		}
+		if (depth == 0 && !job_folder(c, k, job_id)) {
+			close(dfd);
+			return local_refused(path, "not in this job's folder",
+					     err);
+		}
+		memcpy(name, c, k);
+		name[k] = '\0';
+		last = *end == '\0';
+		fd = openat(dfd, name,
+			    O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY |
+				    (last ? O_NONBLOCK : O_DIRECTORY));
+		if (fd < 0) {
+			int e = errno;
+
+			close(dfd);
+			if (e == ENOENT)
+				return dr_fail(err, DR_ERR_NOT_FOUND,
+					       "output_missing",
+					       "the local output file is gone");
+			if (e == ELOOP || e == ENOTDIR)
+				return local_refused(
+					path,
+					"a symlink or not a folder on the "
+					"way",
+					err);
+			return dr_fail(err, DR_ERR_IO, "io_error",
+				       "cannot open the local output: %s",
+				       strerror(e));
+		}
+		close(dfd);
+		dfd = fd;
+		depth++;
+		if (last)
+			break;
+		c = end + 1;
+	}
+	/* dfd is now the file itself, unless the path named the job's
+	 * folder itself. */
+	if (depth < 2 || fstat(dfd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		close(dfd);
+		return local_refused(path, "not a regular file", err);
+	}
+	/* Regular files ignore O_NONBLOCK; clear it anyway for readers. */
+	if (fcntl(dfd, F_SETFL, 0) != 0) {
+		close(dfd);
+		return dr_fail(err, DR_ERR_IO, "io_error",
+			       "cannot use the local output: %s",
+			       strerror(errno));
+	}
+	if ((uint64_t)sb.st_size > max_bytes) {
+		close(dfd);
+		return dr_fail(err, DR_ERR_TOO_LARGE, "output_too_large",
+			       "the output is %llu bytes, over the limit of "
+			       "%" PRIu64 " bytes",
+			       (unsigned long long)sb.st_size, max_bytes);
+	}
+	*size = (uint64_t)sb.st_size;
+	*fd_out = dfd;
+	return DR_OK;
 }
 
 /* ------------------------------------------------------------------

@@ -9,6 +9,11 @@
  * loopback, private or link-local ranges. Size is capped while receiving
  * (chunked bodies too); connect, total and low-speed timeouts apply; no
  * proxy is taken from the environment; no credentials are sent.
+ *
+ * Local files (an adapter that runs a program on this machine) are read
+ * in place, but only from the job's own folder under the work folder the
+ * adapter declared (download_local): a path is never trusted because it
+ * starts with '/'.
  */
 #ifndef DR_DOWNLOAD_H
 #define DR_DOWNLOAD_H
@@ -31,6 +36,13 @@ typedef struct dr_download_policy {
 	long low_speed_limit;    /* bytes per second ... */
 	double low_speed_time;   /* ... for this long, else abort */
 	int max_redirects;
+	/* With `mark` set: called once, from inside download_url, when the
+	 * call has run `mark_after` seconds (so a quick download never calls
+	 * it), with the seconds since the call began; the caller may record
+	 * that a long download is under way. */
+	void (*mark)(void *arg, double elapsed);
+	void *mark_arg;
+	double mark_after;
 } dr_download_policy;
 
 /*
@@ -42,7 +54,10 @@ typedef struct dr_download_policy {
  *   address_not_allowed  the host resolves to a refused address
  *   output_too_large     more than max_bytes
  *   output_expired       404 or 410 (the provider deleted it)
- *   download_timeout     timed out or too slow (retryable)
+ *   download_timeout     the connect timeout or total_timeout passed
+ *                        (retryable)
+ *   download_too_slow    under low_speed_limit bytes/s for low_speed_time
+ *                        seconds (retryable; the caller limits how often)
  *   download_failed      another HTTP status (5xx retryable)
  *   download_network     connection failure (retryable)
  */
@@ -58,6 +73,26 @@ dr_status download_url(const char *url, const dr_download_policy *pol, int fd,
 dr_status download_data_uri(const char *uri, uint64_t max_bytes, int fd,
 			    uint64_t *size, char *mediatype, size_t mtsz,
 			    dr_error *err) DR_WARN_UNUSED;
+
+/*
+ * Open the local file `path` that an adapter handed over (DR_OUTPUT_PATH)
+ * for reading in place, after checking that it is a regular file inside
+ * job `job_id`'s own folder under `root`, the work folder the adapter
+ * instance declared (host->local_root; NULL when it declared none): the
+ * path must be `root`/<job folder>/<name>[/<name>...], where the job
+ * folder is named `job_id` or `job_id` followed by '-'. Each component
+ * below `root` is opened with openat() and O_NOFOLLOW, so no symlink is
+ * followed (a swapped-in symlink, file or folder, is refused, not
+ * resolved), and "." and ".." are refused. On success *fd_out is a
+ * read-only descriptor the caller closes and *size the file's size.
+ * Codes: local_file_not_allowed (DR_ERR_INVALID: no root, outside it,
+ * another job's folder, a symlink, "..", not a regular file),
+ * output_missing (DR_ERR_NOT_FOUND), output_too_large (over max_bytes),
+ * io_error.
+ */
+dr_status download_local(const char *path, const char *root, const char *job_id,
+			 uint64_t max_bytes, int *fd_out, uint64_t *size,
+			 dr_error *err) DR_WARN_UNUSED;
 
 /*
  * POST `body` (len bytes) to `url` under the same rules as download_url

@@ -139,6 +139,18 @@ char *engine_detail(const char *key, ...)
 	return dr_buf_steal(&b);
 }
 
+/* How the pipeline fetches an output of this kind (outputs.source_kind):
+ * only what the adapter itself called a local path is ever read as one. */
+static const char *source_kind(dr_output_kind k)
+{
+	switch (k) {
+	case DR_OUTPUT_URL: return "url";
+	case DR_OUTPUT_DATA: return "data";
+	case DR_OUTPUT_PATH: return "path";
+	default: return NULL;
+	}
+}
+
 /* Record the outputs of a succeeded prediction for the pipeline. */
 static dr_status record_outputs(dr_db *db, const char *id,
 				const dr_prediction *p, dr_error *err)
@@ -153,11 +165,12 @@ static dr_status record_outputs(dr_db *db, const char *id,
 		dr_status st = db_exec(
 			db,
 			"INSERT INTO outputs (job_id, idx, kind, source_url,"
-			" source, text, state, created_at) VALUES (?, ?, ?, ?,"
-			" ?, ?, 'pending', NOW(6)) ON DUPLICATE KEY UPDATE"
-			" job_id = job_id",
-			NULL, err, "sissss", id, (int64_t)i, kind, url,
+			" source, source_kind, text, state, created_at)"
+			" VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', NOW(6))"
+			" ON DUPLICATE KEY UPDATE job_id = job_id",
+			NULL, err, "sisssss", id, (int64_t)i, kind, url,
 			o->kind == DR_OUTPUT_TEXT ? NULL : o->value,
+			source_kind(o->kind),
 			o->kind == DR_OUTPUT_TEXT ? o->value : NULL);
 
 		if (st != DR_OK)

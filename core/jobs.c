@@ -1085,7 +1085,7 @@ static dr_status retry_once(dr_db *db, const char *id, dr_error *err)
 		   strcmp(estep, "render") == 0 ||
 		   strcmp(estep, "upload") == 0 || strcmp(estep, "index") == 0 ||
 		   strcmp(estep, "persist") == 0);
-	if (persist)
+	if (persist) {
 		st = db_exec(db,
 			     "UPDATE jobs SET status = 'persisting',"
 			     " step = 'persist', attempts = 0,"
@@ -1097,7 +1097,14 @@ static dr_status retry_once(dr_db *db, const char *id, dr_error *err)
 			     " lease_version = lease_version + 1,"
 			     " updated_at = NOW(6) WHERE id = ?",
 			     NULL, err, "s", id);
-	else
+		/* The outputs get a new download budget, too. */
+		if (st == DR_OK)
+			st = db_exec(db,
+				     "UPDATE outputs SET fetch_started_at ="
+				     " NULL, slow_fetches = 0 WHERE job_id = ?"
+				     " AND state = 'pending'",
+				     NULL, err, "s", id);
+	} else {
 		st = db_exec(db,
 			     "UPDATE jobs SET status = 'queued', step = 'submit',"
 			     " attempts = 0, prediction_id = NULL,"
@@ -1112,6 +1119,7 @@ static dr_status retry_once(dr_db *db, const char *id, dr_error *err)
 			     " lease_version = lease_version + 1,"
 			     " updated_at = NOW(6) WHERE id = ?",
 			     NULL, err, "s", id);
+	}
 	if (st == DR_OK)
 		st = add_event(db, id, "retry", status,
 			       persist ? "persisting" : "queued", NULL, err);

@@ -34,6 +34,15 @@
 
 #define KEY_MAX 600
 #define URL_MAX 2300
+/* A first download of an output records when it began only once it has
+ * run this long (or failed): quick downloads, nearly all of them, cost no
+ * database write, and a worker dying in the middle of a long one leaves
+ * at most this much of the output's download_budget uncounted. */
+#define BUDGET_MARK_AFTER 1.0
+/* Tries of an output after a download abandoned for low speed
+ * (download_too_slow): a server that drips once may have had a bad
+ * moment; twice in a row, it is not worth a worker's time. */
+#define SLOW_RETRIES 1
 
 typedef struct stored_rendition {
 	const dr_preset *preset;
@@ -71,7 +80,27 @@ typedef struct persist_ctx {
 	size_t n_presets;
 	const char *step; /* the sub-step running, for errors */
 	int new_content; /* the sink lacks the output being stored */
+	const char *local_root; /* the adapter's declared work folder */
+	double selected_at; /* metrics_now() when the rows were read */
+	/* The output being downloaded from the network, for the decision
+	 * to try it again after a failure (download_again). */
+	const char *fetch_row; /* its outputs.id, or NULL */
+	double fetch_t0;       /* metrics_now() when its budget began */
+	int fetch_slow;        /* its earlier low-speed abandons */
+	int fetch_unstamped;   /* its fetch_started_at is still NULL */
 } persist_ctx;
+
+/* Columns of the pending outputs query (pipeline_persist). */
+enum {
+	OUT_ID,
+	OUT_IDX,
+	OUT_KIND,
+	OUT_SOURCE,
+	OUT_TEXT,
+	OUT_SOURCE_KIND,
+	OUT_SPENT_US,
+	OUT_SLOW
+};
 
 static void hexify(const unsigned char *in, size_t n, char *out)
 {
@@ -208,60 +237,182 @@ static dr_status public_url(persist_ctx *x, const char *key, char *url,
 	return DR_OK;
 }
 
-/* Fetch a URL or data: output into a new temporary file; open a local
- * path (DR_OUTPUT_PATH) in place. */
-static dr_status fetch(persist_ctx *x, const char *source, int *fd_out,
-		       uint64_t *size, char *ctype, size_t ctsz, dr_error *err)
+/*
+ * Record that output x->fetch_row's first download began at x->fetch_t0,
+ * on the database clock. Lost (the database being down), the budget
+ * starts at the next try instead, which still has its download_timeout.
+ */
+static void budget_stamp(persist_ctx *x)
+{
+	dr_error werr;
+
+	x->fetch_unstamped = 0;
+	if (db_exec(x->e->db,
+		    "UPDATE outputs SET fetch_started_at = NOW(6) - INTERVAL"
+		    " ? MICROSECOND WHERE id = ? AND fetch_started_at IS NULL",
+		    NULL, &werr, "is",
+		    (int64_t)((metrics_now() - x->fetch_t0) * 1e6),
+		    x->fetch_row) != DR_OK)
+		dr_log(DR_LOG_WARNING,
+		       "event=job.budget_unrecorded job=%s output=%s code=%s",
+		       x->c->id, x->fetch_row, werr.code);
+}
+
+/* dr_download_policy.mark: the first download of the output has run for
+ * BUDGET_MARK_AFTER seconds. */
+static void budget_mark(void *arg, double elapsed)
+{
+	(void)elapsed;
+	budget_stamp(arg);
+}
+
+/*
+ * Before a network download of output row `i`: its budget ([limits]
+ * download_budget) counts from its first download, recorded in the row
+ * (budget_stamp, once that download has run BUDGET_MARK_AFTER seconds or
+ * failed) so another worker, or a restarted one, goes on counting; this
+ * try may take only what is left. DR_OK with *pol cut to that, or
+ * download_timeout (not retryable) when nothing is left.
+ */
+static dr_status budget_start(persist_ctx *x, const dr_db_rows *rows, size_t i,
+			      dr_download_policy *pol, dr_error *err)
+{
+	const char *spent_us = db_cell(rows, i, OUT_SPENT_US);
+	const char *slow = db_cell(rows, i, OUT_SLOW);
+	double budget = x->e->cfg->limits.download_budget;
+	double spent = 0, left;
+
+	x->fetch_row = db_cell(rows, i, OUT_ID);
+	x->fetch_slow = slow ? (int)strtol(slow, NULL, 10) : 0;
+	x->fetch_unstamped = !spent_us;
+	if (spent_us)
+		spent = strtod(spent_us, NULL) / 1e6 +
+			(metrics_now() - x->selected_at);
+	x->fetch_t0 = metrics_now() - spent;
+	left = budget - spent;
+	if (left <= 0) {
+		x->fetch_row = NULL;
+		return dr_fail(err, DR_ERR_TIMEOUT, "download_timeout",
+			       "output %s: its download budget of %.0f s is "
+			       "spent (%.0f s since its first download began)",
+			       db_cell(rows, i, OUT_IDX), budget, spent);
+	}
+	if (pol->total_timeout <= 0 || pol->total_timeout > left)
+		pol->total_timeout = left;
+	if (x->fetch_unstamped) {
+		pol->mark = budget_mark;
+		pol->mark_arg = x;
+		pol->mark_after = BUDGET_MARK_AFTER;
+	}
+	return DR_OK;
+}
+
+/*
+ * Fetch output row `i` into a new temporary file: download its URL or
+ * decode its data: URI. A local file is opened in place, and only when the
+ * adapter called it one (source_kind 'path') and it lies in the job's own
+ * folder under the work folder the adapter declared (download_local):
+ * a source is never read from disk because it starts with '/'. Rows
+ * recorded before source_kind existed are told apart by their prefix,
+ * under the same checks.
+ */
+static dr_status fetch(persist_ctx *x, const dr_db_rows *rows, size_t i,
+		       int *fd_out, uint64_t *size, char *ctype, size_t ctsz,
+		       dr_error *err)
 {
 	const dr_config *cfg = x->e->cfg;
+	const char *source = db_cell(rows, i, OUT_SOURCE);
+	const char *kind = db_cell(rows, i, OUT_SOURCE_KIND);
+	dr_download_policy pol = x->policy;
 	dr_status st;
-	struct stat sb;
-	int fd;
+	int fd, data;
 
-	if (source[0] == '/') {
-		/* A DR_OUTPUT_PATH output: a file an adapter (trusted code)
-		 * left on this machine, read in place; never a symlink. The
-		 * download adapters only produce http(s) and data: sources. */
-		fd = open(source, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0)
-			return dr_fail(err, DR_ERR_NOT_FOUND, "output_missing",
-				       "the local output file is gone: %s",
-				       strerror(errno));
-		if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-			close(fd);
-			return dr_fail(err, DR_ERR_INVALID, "bad_output",
-				       "the local output is not a regular "
-				       "file");
-		}
-		if ((uint64_t)sb.st_size > cfg->limits.max_output_bytes) {
-			close(fd);
-			return dr_fail(err, DR_ERR_TOO_LARGE,
-				       "output_too_large",
-				       "the output is %llu bytes, over "
-				       "max_output_bytes",
-				       (unsigned long long)sb.st_size);
-		}
-		*size = (uint64_t)sb.st_size;
-		if (ctsz)
-			ctype[0] = '\0';
-		*fd_out = fd;
-		return DR_OK;
+	if (ctsz)
+		ctype[0] = '\0';
+	if (kind ? strcmp(kind, "path") == 0 : source[0] == '/')
+		return download_local(source, x->local_root, x->c->id,
+				      cfg->limits.max_output_bytes, fd_out,
+				      size, err);
+	data = kind ? strcmp(kind, "data") == 0
+		    : strncmp(source, "data:", 5) == 0;
+	if (!data) {
+		st = budget_start(x, rows, i, &pol, err);
+		if (st != DR_OK)
+			return st;
 	}
 	fd = temp_file(err);
 	if (fd < 0)
 		return DR_ERR_IO;
-	if (strncmp(source, "data:", 5) == 0)
+	if (data) {
 		st = download_data_uri(source, cfg->limits.max_output_bytes, fd,
 				       size, ctype, ctsz, err);
-	else
-		st = download_url(source, &x->policy, fd, size, ctype, ctsz,
-				  err);
+	} else {
+		st = download_url(source, &pol, fd, size, ctype, ctsz, err);
+		if (st != DR_OK && x->fetch_unstamped)
+			budget_stamp(x); /* the next try counts this one */
+	}
 	if (st != DR_OK) {
 		close(fd);
 		return st;
 	}
 	*fd_out = fd;
 	return DR_OK;
+}
+
+/* Add `note` to the end of err's message, as far as it fits. */
+static void add_note(dr_error *err, const char *note)
+{
+	size_t n = strlen(err->message);
+
+	snprintf(err->message + n, sizeof(err->message) - n, "%s", note);
+}
+
+/*
+ * After a network download failed in a way that trying again may fix,
+ * with the next try `delay` seconds away: whether to try again. A
+ * download abandoned for low speed is tried again SLOW_RETRIES times at
+ * most (counted in the row, so a worker restart does not reset it), and
+ * no try starts once the output's download budget would be spent by
+ * then. When not, err's message says why and the job fails with the
+ * download's own code.
+ */
+static int download_again(persist_ctx *x, dr_error *err, double delay)
+{
+	double budget = x->e->cfg->limits.download_budget;
+	double spent = metrics_now() - x->fetch_t0;
+	char note[160];
+
+	if (strcmp(err->code, "download_too_slow") == 0) {
+		uint64_t n = 0;
+		dr_error werr;
+
+		if (x->fetch_slow + 1 > SLOW_RETRIES) {
+			snprintf(note, sizeof(note),
+				 " (abandoned for low speed %d times)",
+				 x->fetch_slow + 1);
+			add_note(err, note);
+			return 0;
+		}
+		if (db_exec(x->e->db,
+			    "UPDATE outputs o JOIN jobs j ON j.id = o.job_id"
+			    " SET o.slow_fetches = o.slow_fetches + 1"
+			    " WHERE o.id = ? AND j.lease_version = ?",
+			    &n, &werr, "su", x->fetch_row,
+			    x->c->lease_version) != DR_OK)
+			dr_log(DR_LOG_WARNING,
+			       "event=job.slow_unrecorded job=%s output=%s "
+			       "code=%s",
+			       x->c->id, x->fetch_row, werr.code);
+	}
+	if (spent + delay >= budget) {
+		snprintf(note, sizeof(note),
+			 " (giving up: the next try would start after the "
+			 "download budget of %.0f s)",
+			 budget);
+		add_note(err, note);
+		return 0;
+	}
+	return 1;
 }
 
 /* Read the whole file into memory (images only, under the image cap). */
@@ -331,13 +482,13 @@ static dr_status render(persist_ctx *x, stored_output *o, const void *buf,
 	return st;
 }
 
-/* Persist one pending output (row: id, idx, kind, source, text). */
+/* Persist one pending output (a row of the OUT_ columns). */
 static dr_status persist_one(persist_ctx *x, const dr_db_rows *rows, size_t i,
 			     stored_output *o, dr_error *err)
 {
-	const char *kind = db_cell(rows, i, 2);
-	const char *source = db_cell(rows, i, 3);
-	const char *text = db_cell(rows, i, 4);
+	const char *kind = db_cell(rows, i, OUT_KIND);
+	const char *source = db_cell(rows, i, OUT_SOURCE);
+	const char *text = db_cell(rows, i, OUT_TEXT);
 	unsigned char head[64];
 	char ctype[128] = "";
 	dr_sniff sn;
@@ -367,8 +518,9 @@ static dr_status persist_one(persist_ctx *x, const dr_db_rows *rows, size_t i,
 		return dr_fail(err, DR_ERR_INVALID, "bad_output",
 			       "output %s has no source", db_cell(rows, i, 1));
 	x->step = "download";
+	x->fetch_row = NULL;
 	t0 = metrics_now();
-	st = fetch(x, source, &fd, &size, ctype, sizeof(ctype), err);
+	st = fetch(x, rows, i, &fd, &size, ctype, sizeof(ctype), err);
 	if (st != DR_OK)
 		return st;
 	metrics_step(x->e->db, "download", metrics_now() - t0);
@@ -594,6 +746,7 @@ void pipeline_persist(dr_engine *e, dr_claim *c)
 	x.policy.low_speed_time = cfg->limits.low_speed_time;
 	x.policy.max_redirects = cfg->limits.max_redirects;
 	download_policy_env(&x.policy, &x.env_hosts);
+	x.local_root = adapter ? adapter->local_root : NULL;
 
 	st = db_query(e->db, "SELECT renditions FROM jobs WHERE id = ?", &job,
 		      &err, "s", c->id);
@@ -601,10 +754,13 @@ void pipeline_persist(dr_engine *e, dr_claim *c)
 		st = job_presets(&x, db_cell(job, 0, 0), &err);
 	if (st == DR_OK)
 		st = db_query(e->db,
-			      "SELECT id, idx, kind, source, text FROM outputs"
+			      "SELECT id, idx, kind, source, text, source_kind,"
+			      " TIMESTAMPDIFF(MICROSECOND, fetch_started_at,"
+			      " NOW(6)), slow_fetches FROM outputs"
 			      " WHERE job_id = ? AND state = 'pending'"
 			      " ORDER BY idx",
 			      &rows, &err, "s", c->id);
+	x.selected_at = metrics_now();
 	if (st != DR_OK) {
 		engine_retry(e, c, queue_backoff(cfg, c->attempts + 1), 0, 0,
 			     &err);
@@ -655,15 +811,16 @@ void pipeline_persist(dr_engine *e, dr_claim *c)
 	{
 		/* The sub-step that failed names the error. */
 		dr_claim named = *c;
+		double delay = engine_delay(err.retry_after,
+					    queue_backoff(cfg,
+							  c->attempts + 1));
+		int again = err.retryable || st == DR_ERR_UNAVAILABLE;
 
 		snprintf(named.step, sizeof(named.step), "%s", x.step);
-		if (err.retryable || st == DR_ERR_UNAVAILABLE)
-			engine_retry(e, &named,
-				     engine_delay(err.retry_after,
-						  queue_backoff(cfg,
-								c->attempts +
-									1)),
-				     1, 0, &err);
+		if (again && x.fetch_row && strcmp(x.step, "download") == 0)
+			again = download_again(&x, &err, delay);
+		if (again)
+			engine_retry(e, &named, delay, 1, 0, &err);
 		else
 			engine_fail(e, &named, x.step,
 				    err.code[0] ? err.code : "persist_failed",

@@ -4,7 +4,10 @@
  *
  * For each output recorded 'pending' when the prediction succeeded:
  *   download  the URL (hostile-URL rules of download.h) or data: URI into
- *             a temporary file; text outputs need none;
+ *             a temporary file; text outputs need none; a local file only
+ *             as the adapter handed it over (source_kind 'path') and only
+ *             from the job's folder under the adapter's declared work
+ *             folder (download_local), never because it starts with '/';
  *   type      from the first bytes (image.h), never from headers;
  *   render    images: metadata and one rendition per preset the job asked
  *             for, from one decode (image.h);
@@ -20,7 +23,12 @@
  * A failure retries the whole step (idempotent by construction) with
  * backoff when it may pass, and fails the job with the step and a stable
  * code when it cannot (output_expired, output_too_large, image_too_large,
- * image_corrupt, unsupported_type, address_not_allowed, sink_unavailable…).
+ * image_corrupt, unsupported_type, address_not_allowed,
+ * local_file_not_allowed, sink_unavailable…). Downloads are retried within
+ * limits kept in the output's row, so they hold across workers: a
+ * download abandoned for low speed (download_too_slow) gets one more try,
+ * and every try of one output shares [limits] download_budget, counted
+ * from its first download.
  */
 #ifndef DR_PIPELINE_H
 #define DR_PIPELINE_H

@@ -23,6 +23,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -427,6 +428,61 @@ static dr_status host_fail(dr_error *err, dr_status status, const char *code,
 	return status;
 }
 
+/* host->local_root: keep the adapter's work folder, spelled without
+ * empty components or a trailing '/', for download_local(). Only its
+ * spelling is checked here: the folder is opened (and may not exist
+ * yet) when an output is read. */
+static dr_status host_local_root(const dr_instance *inst, const char *dir,
+				 dr_error *err)
+{
+	struct dr_instance *mut = (struct dr_instance *)inst;
+	size_t len, n = 0;
+	char *norm;
+
+	if (!inst || !inst->plugin ||
+	    inst->plugin->desc->kind != DR_PLUGIN_ADAPTER)
+		return host_fail(err, DR_ERR_INVALID, "invalid_argument",
+				 "local_root: only an adapter hands over "
+				 "local files");
+	if (!dir || dir[0] != '/')
+		return host_fail(err, DR_ERR_INVALID, "invalid_argument",
+				 "local_root: an absolute path is required");
+	len = strlen(dir);
+	if (len >= PATH_MAX)
+		return host_fail(err, DR_ERR_INVALID, "invalid_argument",
+				 "local_root: the path is too long");
+	norm = dr_xmalloc(len + 1);
+	for (const char *c = dir; *c;) {
+		const char *end = strchrnul(c, '/');
+		size_t k = (size_t)(end - c);
+
+		if ((k == 1 && c[0] == '.') ||
+		    (k == 2 && c[0] == '.' && c[1] == '.')) {
+			free(norm);
+			return host_fail(err, DR_ERR_INVALID,
+					 "invalid_argument",
+					 "local_root: %s holds a '.' or '..' "
+					 "component",
+					 dir);
+		}
+		if (k > 0) {
+			norm[n++] = '/';
+			memcpy(norm + n, c, k);
+			n += k;
+		}
+		c = *end ? end + 1 : end;
+	}
+	norm[n] = '\0';
+	if (n == 0) {
+		free(norm);
+		return host_fail(err, DR_ERR_INVALID, "invalid_argument",
+				 "local_root: '/' cannot be a work folder");
+	}
+	free(mut->local_root);
+	mut->local_root = norm;
+	return DR_OK;
+}
+
 static const dr_host host_services = {
 	.abi_version = DR_PLUGIN_ABI_VERSION,
 	.size = sizeof(dr_host),
@@ -442,6 +498,7 @@ static const dr_host host_services = {
 	.fail = host_fail,
 	.webhook_header = webhook_header,
 	.webhook_verify = webhook_verify,
+	.local_root = host_local_root,
 };
 
 const dr_host *plugin_host_services(void)
@@ -575,6 +632,7 @@ static dr_status init_section(const dr_config *cfg, dr_plugins *p,
 				     "start: %s",
 				     cfg->path, sec->line, sec->type, sec->name,
 				     lp->desc->name, inner.message);
+			free(inst->local_root);
 			memset(inst, 0, sizeof(*inst));
 			return st;
 		}
@@ -673,6 +731,8 @@ static void destroy_instances(struct dr_instance *list, size_t n)
 		if (inst->state && inst->plugin)
 			inst->plugin->desc->destroy(inst->state);
 		inst->state = NULL;
+		free(inst->local_root);
+		inst->local_root = NULL;
 	}
 }
 

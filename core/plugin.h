@@ -35,6 +35,9 @@ struct dr_instance {
 	dr_conf_section *section;   /* resolved values in section->values */
 	const dr_config *cfg;
 	void *state;                /* from the plugin's create() */
+	char *local_root;           /* the work folder an adapter declared
+				       with host->local_root (malloc), or
+				       NULL: it hands over no local file */
 };
 
 typedef struct dr_plugins {

@@ -31,7 +31,12 @@
  *     every regular file the program leaves there (not symlinks, not
  *     directories; sorted by name; at most max_output_files) becomes a
  *     DR_OUTPUT_PATH output, and with stdout_text its standard output
- *     (valid UTF-8, at most 1 MiB) becomes a text output after them;
+ *     (valid UTF-8, at most 1 MiB) becomes a text output after them.
+ *     create() declares the workdir with host->local_root, so the core
+ *     reads those files only from the job's own directory, without
+ *     following a symlink: a file the program (or something it left
+ *     behind) swaps for a symlink after the listing is refused, not
+ *     followed;
  *   - its own process group, stdin /dev/null, stdout and stderr captured
  *     (stdout up to 1 MiB, the last 4 KiB of stderr), no core dumps, every
  *     other descriptor closed, a minimal environment (PATH=/usr/bin:/bin,
@@ -639,6 +644,11 @@ static dr_status exec_create(const dr_host *host, const dr_instance *inst,
 	st = build_env(a, err);
 	if (st == DR_OK)
 		st = prepare_workdir(a, err);
+	/* The core reads our outputs only from the job folders under the
+	 * work folder (an older core, without the service, reads any
+	 * absolute path). */
+	if (st == DR_OK && DR_HOST_HAS(host, local_root))
+		st = host->local_root(inst, a->workdir, err);
 	if (st != DR_OK)
 		goto fail;
 	*state = a;

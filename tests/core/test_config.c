@@ -734,6 +734,24 @@ static void test_limits(void **state)
 	assert_ptr_equal(cfg, (dr_config *)&clear_env);
 }
 
+/* [limits] download_budget: 10 minutes unless set; a positive duration. */
+static void test_download_budget(void **state)
+{
+	dr_config *cfg;
+
+	(void)state;
+	cfg = parse_ok(ADAPTER);
+	assert_true(cfg->limits.download_budget == 600.0);
+	config_free(cfg);
+	cfg = parse_ok(ADAPTER "[limits]\ndownload_budget = 90s\n");
+	assert_true(cfg->limits.download_budget == 90.0);
+	config_free(cfg);
+	parse_fail(ADAPTER "[limits]\ndownload_budget = 0\n", "t.conf:3: ",
+		   "download_budget");
+	parse_fail(ADAPTER "[limits]\ndownload_budget = soon\n",
+		   "t.conf:3: ", "download_budget");
+}
+
 /* ---------------------------------------------------------- environment */
 
 static void test_env_public_url(void **state)
@@ -1456,6 +1474,7 @@ int main(void)
 	    T(test_short_api_key),
 	    T(test_plugin_key_checked_at_load),
 	    T(test_limits),
+	    T(test_download_budget),
 	    T(test_env_public_url),
 	    T(test_env_bad_value),
 	    T(test_env_api_key_added),

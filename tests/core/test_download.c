@@ -188,6 +188,9 @@ static void serve(int fd)
 		send_str(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
 			     "Connection: close\r\n\r\n");
 		send_chunked(fd, BIG_CHUNKED, 1000);
+	} else if (strcmp(path, "/silent") == 0) {
+		/* Takes the request and never answers. */
+		sleep(30);
 	} else if (strcmp(path, "/drip") == 0) {
 		int i;
 
@@ -1050,6 +1053,8 @@ static void test_too_large(void **state)
 	assert_string_equal(err.code, "output_too_large");
 }
 
+/* Under low_speed_limit for low_speed_time: abandoned with its own code,
+ * so the pipeline can limit how often such a server is tried. */
 static void test_slow_drip(void **state)
 {
 	dr_download_policy pol = local_policy();
@@ -1059,9 +1064,76 @@ static void test_slow_drip(void **state)
 	(void)state;
 	assert_int_equal(get(url_a("/drip"), &pol, NULL, &err, NULL),
 			 DR_ERR_TIMEOUT);
-	assert_string_equal(err.code, "download_timeout");
+	assert_string_equal(err.code, "download_too_slow");
 	assert_true(err.retryable);
 	assert_true(elapsed_since(t0) < 6.0);
+}
+
+/* A server that takes the request and sends nothing is too slow, too. */
+static void test_silent_server(void **state)
+{
+	dr_download_policy pol = local_policy();
+	double t0 = now_seconds();
+	dr_error err;
+
+	(void)state;
+	assert_int_equal(get(url_a("/silent"), &pol, NULL, &err, NULL),
+			 DR_ERR_TIMEOUT);
+	assert_string_equal(err.code, "download_too_slow");
+	assert_true(elapsed_since(t0) < 6.0);
+}
+
+struct marks {
+	int calls;
+	double elapsed;
+};
+
+static void count_mark(void *arg, double elapsed)
+{
+	struct marks *m = arg;
+
+	m->calls++;
+	m->elapsed = elapsed;
+}
+
+/* The policy's mark is called once when a download has run mark_after
+ * seconds, and never for a quicker one. */
+static void test_mark(void **state)
+{
+	dr_download_policy pol = local_policy();
+	struct marks m = { 0, 0 };
+	dr_error err;
+
+	(void)state;
+	pol.mark = count_mark;
+	pol.mark_arg = &m;
+	pol.mark_after = 5;
+	assert_int_equal(get(url_a("/ok"), &pol, NULL, &err, NULL), DR_OK);
+	assert_int_equal(m.calls, 0);
+
+	pol.mark_after = 0.5;
+	assert_int_equal(get(url_a("/drip"), &pol, NULL, &err, NULL),
+			 DR_ERR_TIMEOUT);
+	assert_int_equal(m.calls, 1);
+	assert_true(m.elapsed >= 0.5 && m.elapsed < 2.0);
+}
+
+/* The call's deadline comes before the low-speed check would: that is a
+ * timeout, not a slow server. */
+static void test_deadline_before_low_speed(void **state)
+{
+	dr_download_policy pol = local_policy();
+	double t0 = now_seconds();
+	dr_error err;
+
+	(void)state;
+	pol.total_timeout = 1.0;
+	pol.low_speed_time = 5;
+	assert_int_equal(get(url_a("/drip"), &pol, NULL, &err, NULL),
+			 DR_ERR_TIMEOUT);
+	assert_string_equal(err.code, "download_timeout");
+	assert_true(err.retryable);
+	assert_true(elapsed_since(t0) < 3.0);
 }
 
 static void test_total_timeout(void **state)
@@ -1290,6 +1362,19 @@ static void test_error_mapping(void **state)
 	assert_int_equal(err.status, DR_ERR_TIMEOUT);
 	assert_string_equal(err.code, "download_timeout");
 	assert_true(err.retryable);
+	t.too_slow = 1;
+	transport_error(CURLE_OPERATION_TIMEDOUT, &t, &h,
+			"Operation too slow. Less than 1024 bytes/sec "
+			"transferred the last 2 seconds",
+			&err);
+	assert_int_equal(err.status, DR_ERR_TIMEOUT);
+	assert_string_equal(err.code, "download_too_slow");
+	assert_true(err.retryable);
+	assert_string_equal(err.message,
+			    "download abandoned as too slow: Operation too "
+			    "slow. Less than 1024 bytes/sec transferred the "
+			    "last 2 seconds: https://cdn.example/x");
+	t.too_slow = 0;
 
 	/* All addresses refused at connect time. */
 	t.refused = 2;
@@ -1624,6 +1709,192 @@ static void test_policy_env(void **state)
 	download_policy_env(NULL, NULL);
 }
 
+/* ------------------------------------------------------------------
+ * Local files (download_local)
+ */
+
+struct local_tree {
+	char dir[256];	/* scratch */
+	char root[300]; /* dir/work: the adapter's work folder */
+};
+
+static void local_write(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	assert_true(fputs(text, f) >= 0);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* dir/work/{j_A-1/{ok.png, sub/deep.txt, link -> secret, dirlink ->
+ * outside, fifo}, j_A/plain.txt, j_A-2 -> outside, j_B-1/other.png},
+ * dir/outside/secret, dir/work2/j_A-1/x. */
+static void local_tree_make(struct local_tree *t)
+{
+	char p[600];
+
+	snprintf(t->dir, sizeof(t->dir), "%s/test_download.XXXXXX",
+		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	assert_non_null(mkdtemp(t->dir));
+	snprintf(t->root, sizeof(t->root), "%s/work", t->dir);
+#define MK(fmt) (snprintf(p, sizeof(p), fmt, t->dir), p)
+	assert_int_equal(mkdir(MK("%s/work"), 0700), 0);
+	assert_int_equal(mkdir(MK("%s/work/j_A-1"), 0700), 0);
+	assert_int_equal(mkdir(MK("%s/work/j_A-1/sub"), 0700), 0);
+	assert_int_equal(mkdir(MK("%s/work/j_A"), 0700), 0);
+	assert_int_equal(mkdir(MK("%s/work/j_B-1"), 0700), 0);
+	assert_int_equal(mkdir(MK("%s/outside"), 0700), 0);
+	assert_int_equal(mkdir(MK("%s/work2"), 0700), 0);
+	assert_int_equal(mkdir(MK("%s/work2/j_A-1"), 0700), 0);
+	local_write(MK("%s/work/j_A-1/ok.png"), "hello");
+	local_write(MK("%s/work/j_A-1/sub/deep.txt"), "deep");
+	local_write(MK("%s/work/j_A/plain.txt"), "plain");
+	local_write(MK("%s/work/j_B-1/other.png"), "other job");
+	local_write(MK("%s/outside/secret"), "secret");
+	local_write(MK("%s/work2/j_A-1/x"), "neighbour");
+	assert_int_equal(mkfifo(MK("%s/work/j_A-1/fifo"), 0600), 0);
+	{
+		char target[600];
+
+		snprintf(target, sizeof(target), "%s/outside/secret", t->dir);
+		assert_int_equal(symlink(target, MK("%s/work/j_A-1/link")), 0);
+		snprintf(target, sizeof(target), "%s/outside", t->dir);
+		assert_int_equal(symlink(target, MK("%s/work/j_A-1/dirlink")),
+				 0);
+		assert_int_equal(symlink(target, MK("%s/work/j_A-2")), 0);
+	}
+#undef MK
+}
+
+static void local_tree_free(struct local_tree *t)
+{
+	char cmd[400];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", t->dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* download_local() of root-relative `rel` ("" for the root itself) as job
+ * j_A; the file's bytes into `got` on success. */
+static dr_status local_open(const struct local_tree *t, const char *root,
+			    const char *rel, uint64_t max, char *got,
+			    size_t gotsz, dr_error *err)
+{
+	char path[700];
+	uint64_t size = 99;
+	int fd = 12345;
+	dr_status st;
+
+	snprintf(path, sizeof(path), "%s%s", t->dir, rel);
+	dr_error_clear(err);
+	st = download_local(path, root, "j_A", max, &fd, &size, err);
+	if (st != DR_OK) {
+		assert_int_equal(fd, -1);
+		assert_int_equal(size, 0);
+		return st;
+	}
+	assert_true(fd >= 0);
+	assert_true(size < gotsz);
+	assert_int_equal(pread(fd, got, gotsz - 1, 0), (ssize_t)size);
+	got[size] = '\0';
+	/* Read-only, and blocking again. */
+	assert_int_equal(fcntl(fd, F_GETFL) & (O_ACCMODE | O_NONBLOCK),
+			 O_RDONLY);
+	close(fd);
+	return DR_OK;
+}
+
+static void test_local_files(void **state)
+{
+	static const char *const refused[] = {
+		"/work/j_A-1/../../outside/secret", /* .. */
+		"/work/../outside/secret",
+		"/work/j_A-1/./ok.png",		  /* . */
+		"/work/j_A-1/../j_B-1/other.png", /* .. into another job */
+		"/work/j_B-1/other.png",	  /* another job's folder */
+		"/work/j_AB-1/x",		  /* not "j_A" + '-' */
+		"/work/ok.png",			  /* right under the root */
+		"/work/j_A-1/link",		  /* a symlink to a file */
+		"/work/j_A-1/dirlink/secret",	  /* through a folder link */
+		"/work/j_A-2/secret",		  /* the job folder is a link */
+		"/work/j_A-1/fifo",		  /* not a regular file */
+		"/work/j_A-1/sub",		  /* a folder */
+		"/work/j_A-1",			  /* the job folder itself */
+		"/work/j_A-1/",
+		"/work/j_A-1/ok.png/",
+		"/work2/j_A-1/x", /* a folder whose name starts like the root */
+		"/outside/secret",
+	};
+	struct local_tree t;
+	char root[400], got[64];
+	dr_error err;
+
+	(void)state;
+	local_tree_make(&t);
+	snprintf(root, sizeof(root), "%s", t.root);
+
+	assert_int_equal(local_open(&t, root, "/work/j_A-1/ok.png", 1000, got,
+				    sizeof(got), &err),
+			 DR_OK);
+	assert_string_equal(got, "hello");
+	assert_int_equal(local_open(&t, root, "/work/j_A-1/sub/deep.txt", 1000,
+				    got, sizeof(got), &err),
+			 DR_OK);
+	assert_string_equal(got, "deep");
+	assert_int_equal(local_open(&t, root, "/work/j_A/plain.txt", 1000, got,
+				    sizeof(got), &err),
+			 DR_OK);
+	assert_string_equal(got, "plain");
+	assert_int_equal(local_open(&t, root, "/work//j_A-1//ok.png", 1000, got,
+				    sizeof(got), &err),
+			 DR_OK);
+
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		dr_status st = local_open(&t, root, refused[i], 1000, got,
+					  sizeof(got), &err);
+
+		if (st != DR_ERR_INVALID ||
+		    strcmp(err.code, "local_file_not_allowed") != 0)
+			fail_msg("%s: status %d code %s (%s)", refused[i],
+				 (int)st, err.code, err.message);
+		assert_false(err.retryable);
+		assert_non_null(strstr(err.message, refused[i]));
+	}
+
+	/* An adapter that declared no work folder hands over no file,
+	 * wherever it is. */
+	assert_int_equal(local_open(&t, NULL, "/work/j_A-1/ok.png", 1000, got,
+				    sizeof(got), &err),
+			 DR_ERR_INVALID);
+	assert_string_equal(err.code, "local_file_not_allowed");
+	dr_error_clear(&err);
+	{
+		uint64_t size;
+		int fd;
+
+		assert_int_equal(download_local("/etc/passwd", NULL, "j_A",
+						1000, &fd, &size, &err),
+				 DR_ERR_INVALID);
+		assert_string_equal(err.code, "local_file_not_allowed");
+		assert_int_equal(download_local("/etc/passwd", root, "j_A",
+						1000, &fd, &size, &err),
+				 DR_ERR_INVALID);
+		assert_string_equal(err.code, "local_file_not_allowed");
+	}
+
+	/* Gone, or over the size cap. */
+	assert_int_equal(local_open(&t, root, "/work/j_A-1/missing", 1000, got,
+				    sizeof(got), &err),
+			 DR_ERR_NOT_FOUND);
+	assert_string_equal(err.code, "output_missing");
+	assert_int_equal(local_open(&t, root, "/work/j_A-1/ok.png", 4, got,
+				    sizeof(got), &err),
+			 DR_ERR_TOO_LARGE);
+	assert_string_equal(err.code, "output_too_large");
+	local_tree_free(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1639,6 +1910,7 @@ int main(void)
 		cmocka_unit_test(test_data_uri_roundtrip),
 		cmocka_unit_test(test_data_uri_write_failure),
 		cmocka_unit_test(test_policy_env),
+		cmocka_unit_test(test_local_files),
 		cmocka_unit_test(test_odd_hosts_refused),
 		cmocka_unit_test(test_schemes_and_urls),
 		cmocka_unit_test(test_dns_rebinding),
@@ -1647,6 +1919,9 @@ int main(void)
 		cmocka_unit_test(test_http_statuses),
 		cmocka_unit_test(test_too_large),
 		cmocka_unit_test(test_slow_drip),
+		cmocka_unit_test(test_silent_server),
+		cmocka_unit_test(test_deadline_before_low_speed),
+		cmocka_unit_test(test_mark),
 		cmocka_unit_test(test_total_timeout),
 		cmocka_unit_test(test_connect_refused),
 		cmocka_unit_test(test_write_failure),

@@ -491,6 +491,61 @@ static void test_host_instance(void **state)
 	plugin_unload(&lp);
 }
 
+/* host->local_root: an adapter's work folder, kept tidily spelled for
+ * the pipeline; refused when relative, "/", with "." or "..", or from a
+ * sink. */
+static void test_host_local_root(void **state)
+{
+	static const char *const bad[] = {
+		"var/exec",
+		"",
+		"/",
+		"///",
+		"/var/./exec",
+		"/var/../etc",
+		"/var/exec/..",
+		"/var/exec/.",
+	};
+	const dr_host *h = plugin_host_services();
+	dr_loaded_plugin lp, sink;
+	struct dr_instance inst, sinst;
+	dr_error err;
+
+	(void)state;
+	assert_true(DR_HOST_HAS(h, local_root));
+	assert_int_equal(plugin_load(FIXTURES, "good", &lp, &err), DR_OK);
+	assert_int_equal(plugin_load(FIXTURES, "goodsink", &sink, &err), DR_OK);
+	memset(&inst, 0, sizeof(inst));
+	inst.name = "exec";
+	inst.plugin = &lp;
+
+	assert_int_equal(h->local_root(&inst, "/var/lib/darkroom/exec", &err),
+			 DR_OK);
+	assert_string_equal(inst.local_root, "/var/lib/darkroom/exec");
+	assert_int_equal(h->local_root(&inst, "//var//exec///", &err), DR_OK);
+	assert_string_equal(inst.local_root, "/var/exec");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		dr_error_clear(&err);
+		assert_int_equal(h->local_root(&inst, bad[i], &err),
+				 DR_ERR_INVALID);
+		assert_string_equal(err.code, "invalid_argument");
+		/* The folder declared before stays. */
+		assert_string_equal(inst.local_root, "/var/exec");
+	}
+	assert_int_equal(h->local_root(&inst, NULL, &err), DR_ERR_INVALID);
+
+	memset(&sinst, 0, sizeof(sinst));
+	sinst.name = "fs";
+	sinst.plugin = &sink;
+	assert_int_equal(h->local_root(&sinst, "/srv/media", &err),
+			 DR_ERR_INVALID);
+	assert_null(sinst.local_root);
+
+	free(inst.local_root);
+	plugin_unload(&sink);
+	plugin_unload(&lp);
+}
+
 /* ------------------------------------------------------------------------
  * plugins_init
  */
@@ -769,6 +824,7 @@ int main(void)
 		cmocka_unit_test(test_scan_missing_dir),
 		cmocka_unit_test(test_host_table),
 		cmocka_unit_test(test_host_instance),
+		cmocka_unit_test(test_host_local_root),
 		cmocka_unit_test(test_init_good),
 		cmocka_unit_test(test_init_no_create),
 		cmocka_unit_test(test_init_unknown_key),

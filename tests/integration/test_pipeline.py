@@ -22,6 +22,7 @@ import hmac
 import http.server
 import json
 import os
+import re
 import signal
 import socket
 import struct
@@ -109,6 +110,86 @@ def with_worker(processes=2, env=None, name="pipeline-worker"):
 def expect_same_workers(w, before):
     expect(w.proc.poll() is None, "the worker supervisor died")
     expect_eq(w.children(), before, "worker processes (none may have died and been replaced)")
+
+
+def conf_copy(name, settings=None, extra="", plugins=None):
+    """A copy of the test config as WORK/NAME.conf for one worker: each
+    (section, key) of SETTINGS set to its value (replaced, or added at
+    the top of the section), EXTRA sections appended, and with PLUGINS
+    the plugin folder replaced."""
+    lines = open(os.environ["DARKROOM_CONF"]).read().splitlines()
+    settings = dict(settings or {})
+    if plugins:
+        settings[("server", "plugin_dir")] = plugins
+    present, section = set(), None
+    for line in lines:
+        m = re.match(r"^\[(\w+)|^(\w+)\s*=", line)
+        if m and m.group(1):
+            section = m.group(1)
+        elif m:
+            present.add((section, m.group(2)))
+    out, section = [], None
+    for line in lines:
+        m = re.match(r"^\[(\w+)", line)
+        if m:
+            section = m.group(1)
+            out.append(line)
+            for (sec, key), value in list(settings.items()):
+                if sec == section and (sec, key) not in present:
+                    out.append(f"{key} = {value}")
+                    del settings[(sec, key)]
+            continue
+        m = re.match(r"^(\w+)\s*=", line)
+        if m and (section, m.group(1)) in settings:
+            out.append(f"{m.group(1)} = {settings.pop((section, m.group(1)))}")
+            continue
+        out.append(line)
+    expect(not settings, f"conf_copy: sections not found for {settings}")
+    path = os.path.join(WORK, f"{name}.conf")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n\n" + extra)
+    return path
+
+
+def fixture_plugins():
+    """A plugin folder with the shipped plugins and the fixture leaky.so
+    (tests/plugins/fixtures/leaky.c)."""
+    plugins = os.path.join(WORK, "plugins-leaky")
+    os.makedirs(plugins, exist_ok=True)
+    build = os.path.dirname(BIN)
+    src_dir = os.path.join(build, "plugins")
+    wanted = {so: os.path.join(src_dir, so) for so in os.listdir(src_dir) if so.endswith(".so")}
+    wanted["leaky.so"] = os.path.join(build, "tests", "fixtures", "leaky.so")
+    for so, target in wanted.items():
+        if not os.path.exists(os.path.join(plugins, so)):
+            os.symlink(target, os.path.join(plugins, so))
+    return plugins
+
+
+def queued_for(adapter, inp=None):
+    """A job created for the null adapter (the API knows no other adapter
+    of these tests) and moved to ADAPTER before any worker sees it."""
+    body = {"adapter": "null", "model": "acme/model", "input": {"prompt": "x", **(inp or {})},
+            "renditions": []}
+    jid = expect_json(post("/v1/jobs", body), 202)["id"]
+    sql(f"UPDATE jobs SET adapter = '{adapter}' WHERE id = '{jid}'")
+    return jid
+
+
+def stored_with(data):
+    """Objects of the fs sink holding bytes DATA (content-addressed)."""
+    digest = sha256(data)
+    folder = os.path.join(MEDIA, digest[:2])
+    return [n for n in os.listdir(folder) if n.startswith(digest)] if os.path.isdir(folder) else []
+
+
+def kill_worker(w):
+    """Kill a worker pool at once, as a crash or a power cut would."""
+    try:
+        os.killpg(w.proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    w.proc.wait()
 
 
 # ------------------------------------------------------------ jobs
@@ -390,6 +471,58 @@ class Receiver:
         self.server.server_close()
 
 
+class Dripper:
+    """A loopback HTTP server whose every GET answers 200 with a file of
+    LENGTH bytes declared, sent CHUNK bytes every EVERY seconds until the
+    client hangs up. Records each request as [start, end] (monotonic; the
+    end is when a write found the client gone)."""
+
+    def __init__(self, chunk=1, every=1.0, length=100000):
+        self.requests = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                rec = [time.monotonic(), None]
+                with outer.lock:
+                    outer.requests.append(rec)
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "image/png")
+                    self.send_header("Content-Length", str(length))
+                    self.end_headers()
+                    self.wfile.flush()
+                    sent = 0
+                    while sent < length:
+                        time.sleep(every)
+                        n = min(chunk, length - sent)
+                        self.wfile.write(b"\x89" * n)
+                        self.wfile.flush()
+                        sent += n
+                except OSError:
+                    pass
+                finally:
+                    rec[1] = time.monotonic()
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/out.png"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def starts(self):
+        with self.lock:
+            return [r[0] for r in self.requests]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def webhook_valid(secret, headers, body, tolerance=300):
     """A Standard Webhooks v1 signature of BODY under SECRET in HEADERS."""
     h = {k.lower(): v for k, v in headers.items()}
@@ -576,18 +709,20 @@ def _(w):
     expect_same_workers(w, before)
 
 
-@case("a slow drip times out (download_timeout, retried) and the job can be canceled")
-@with_worker(1, name="pipeline-drip")
-def _(w):
+@case("a slow drip is abandoned (download_too_slow, retried) and the job can be canceled")
+def _():
     fake_reset(slow_drip=True)
+    # A long retry delay, so the cancel surely comes between two tries.
+    conf = conf_copy("pipeline-drip", {("worker", "retry_base"): "3s", ("worker", "retry_max"): "10s"})
+    w = Worker(1, "pipeline-drip", {"DARKROOM_CONF": conf})
     before = None
     try:
         jid = create({"fake_format": "jpeg"}, ["thumb"])
         wait_until(lambda: len(w.children()) == 1, timeout=10, what="one worker process")
         before = w.children()
         t0 = time.monotonic()
-        rs = wait_until(lambda: retries_of(jid, "download_timeout"), timeout=15,
-                        what="a retry_scheduled with download_timeout")
+        rs = wait_until(lambda: retries_of(jid, "download_too_slow"), timeout=15,
+                        what="a retry_scheduled with download_too_slow")
         took = time.monotonic() - t0
         expect_eq(rs[0].get("step"), "download", "step of the retry")
         expect(took < 12, f"the drip was cut after {took:.1f} s")
@@ -595,9 +730,207 @@ def _(w):
         expect_json(post(f"/v1/jobs/{jid}/cancel"), 202)
         j = wait_status([jid], timeout=20)[0]
         expect_eq(j["status"], "canceled", "status after cancel")
+        expect_same_workers(w, before)
     finally:
         fake("/_control", {"slow_drip": False})
-    expect_same_workers(w, before)
+        leftover = w.stop()
+    check_worker(w, leftover)
+
+
+@case("a dripping output fails the job (download_too_slow) after one retry; other jobs flow meanwhile")
+@with_worker(2, name="pipeline-dripper")
+def _(w):
+    fake_reset()
+    drip = Dripper(chunk=1, every=1.0)
+    try:
+        wait_until(lambda: len(w.children()) == 2, timeout=10, what="two worker processes")
+        t0 = time.monotonic()
+        slow = create({"fake_output_urls": drip.url}, ["thumb"])
+        others, took = [], []
+        # Jobs submitted while the drip goes on each finish promptly:
+        # the dripping output holds one worker at most, and not for long.
+        for _ in range(3):
+            time.sleep(1.0)
+            t1 = time.monotonic()
+            jid = create({}, ["thumb"])
+            o = wait_status([jid], timeout=15)[0]
+            took.append(time.monotonic() - t1)
+            others.append(o)
+        j = wait_status([slow], timeout=30)[0]
+        elapsed = time.monotonic() - t0
+        starts = drip.starts()
+    finally:
+        drip.close()
+    for o in others:
+        expect_eq(o["status"], "succeeded", f"a job submitted meanwhile (error {o.get('error')})")
+    expect(max(took) < 8, f"jobs submitted meanwhile took {[round(t, 1) for t in took]} s")
+    expect_failed(j, "download", "download_too_slow", "the dripping job")
+    expect("low speed 2 times" in j["error"]["message"], f"message: {j['error']['message']}")
+    expect_eq(len(retries_of(slow, "download_too_slow")), 1, "retries after a low-speed abandon")
+    expect_eq(len(starts), 2, "requests the dripping server got")
+    # Two tries of download_low_speed_time (2 s) each, and a short wait.
+    expect(elapsed < 15, f"the dripping job took {elapsed:.1f} s to fail")
+    expect_eq(sql(f"SELECT slow_fetches FROM outputs WHERE job_id = '{slow}'"), [["1"]],
+              "slow_fetches recorded")
+
+
+@case("an output's download_budget holds across a worker crash: download_timeout, one budget in all")
+def _():
+    fake_reset()
+    budget = 6.0
+    # 4 KiB/s: above download_low_speed (1k), and 256 s for the whole
+    # file, far beyond download_timeout (20 s) and the budget.
+    drip = Dripper(chunk=2048, every=0.5, length=1 << 20)
+    conf = conf_copy("pipeline-budget", {("limits", "download_budget"): f"{budget:g}s"})
+    w = Worker(1, "pipeline-budget-1", {"DARKROOM_CONF": conf})
+    w2 = None
+    try:
+        jid = create({"fake_output_urls": drip.url}, ["thumb"])
+        wait_until(drip.starts, timeout=15, what="the first download")
+        first = drip.starts()[0]
+        time.sleep(2.0)
+        kill_worker(w)  # mid-download: the job is left to its lease (4 s)
+        w2 = Worker(1, "pipeline-budget-2", {"DARKROOM_CONF": conf})
+        j = wait_status([jid], timeout=30)[0]
+        ended = time.monotonic()
+        starts = drip.starts()
+        # The server sees a hang-up at its next write or two.
+        wait_until(lambda: all(b is not None for _, b in drip.requests), timeout=5,
+                   what="the server seeing every download end")
+        with drip.lock:
+            spans = [(a, b) for a, b in drip.requests]
+    finally:
+        drip.close()
+        leftover = w.stop()
+        if w2:
+            leftover = w2.stop() or leftover
+    expect(not leftover, "worker processes outlived their supervisor")
+    expect_failed(j, "download", "download_timeout", "the trickling job")
+    expect("budget" in j["error"]["message"], f"message: {j['error']['message']}")
+    expect(1 <= len(starts) <= 2, f"requests the server got: {len(starts)}")
+    # The second worker went on counting from the first download: it did
+    # not start a budget of its own (the lease alone takes 4 s).
+    expect(ended - first < budget + 3, f"failed {ended - first:.1f} s after the first download began")
+    for a, b in spans[1:]:
+        expect(b is not None and b - first < budget + 2,
+               f"a later download ran until {b - first:.1f} s after the first began")
+    expect_eq(len(retries_of(jid)), 0, "retries scheduled after the budget was spent")
+    # A retry of the failed job gives its output a new budget.
+    expect_eq(sql(f"SELECT fetch_started_at IS NOT NULL FROM outputs WHERE job_id = '{jid}'"),
+              [["1"]], "the budget's start recorded")
+    expect_eq(expect_json(post(f"/v1/jobs/{jid}/retry"), 202)["status"], "persisting", "status after retry")
+    expect_eq(sql(f"SELECT fetch_started_at IS NULL, slow_fetches FROM outputs WHERE job_id = '{jid}'"),
+              [["1", "0"]], "the budget after a retry")
+    expect_json(post(f"/v1/jobs/{jid}/cancel"), 202)
+
+
+@case("local files: only the exec-like adapter's own job folder; /etc/passwd, other jobs, symlinks refused")
+def _():
+    fake_reset()
+    root = os.path.join(WORK, "leaky-work")
+    outside = os.path.join(WORK, "leaky-outside")
+    os.makedirs(outside, exist_ok=True)
+    secret = b"outside the work folder " + os.urandom(8).hex().encode()
+    with open(os.path.join(outside, "secret.txt"), "wb") as f:
+        f.write(secret)
+    other_job = "j_00000000000000000000000000"
+    other = b"another job's file " + os.urandom(8).hex().encode()
+    os.makedirs(os.path.join(root, f"{other_job}-1"), exist_ok=True)
+    with open(os.path.join(root, f"{other_job}-1", "out.txt"), "wb") as f:
+        f.write(other)
+    job_file = os.path.join(root, "{job}-1", "out.txt")
+    extra = "".join(
+        f'[adapter "{name}"]\nplugin = leaky\n' + "".join(f"{k} = {v}\n" for k, v in keys.items()) + "\n"
+        for name, keys in {
+            "leak_path": {"kind": "path", "output": "/etc/passwd"},
+            "leak_url": {"kind": "url", "output": "/etc/passwd"},
+            "leak_other": {"kind": "path", "root": root,
+                           "output": os.path.join(root, f"{other_job}-1", "out.txt")},
+            "leak_dotdot": {"kind": "path", "root": root,
+                            "output": os.path.join(root, "{job}-1", "..", "..", "leaky-outside",
+                                                   "secret.txt")},
+            "leak_link": {"kind": "path", "root": root, "output": job_file},
+            "leak_ok": {"kind": "path", "root": root, "output": job_file},
+        }.items())
+    conf = conf_copy("pipeline-leaky", extra=extra, plugins=fixture_plugins())
+    ids = {name: queued_for(name) for name in
+           ("leak_path", "leak_url", "leak_other", "leak_dotdot", "leak_link", "leak_ok")}
+    ok = b"this job's own output " + os.urandom(8).hex().encode()
+    for name in ("leak_dotdot", "leak_link", "leak_ok"):
+        os.makedirs(os.path.join(root, f"{ids[name]}-1"), exist_ok=True)
+    with open(os.path.join(root, f"{ids['leak_ok']}-1", "out.txt"), "wb") as f:
+        f.write(ok)
+    os.symlink(os.path.join(outside, "secret.txt"), os.path.join(root, f"{ids['leak_link']}-1", "out.txt"))
+    w = Worker(2, "pipeline-leaky", {"DARKROOM_CONF": conf})
+    try:
+        jobs = dict(zip(ids, wait_status(ids.values(), timeout=30)))
+    finally:
+        leftover = w.stop()
+    check_worker(w, leftover)
+    j = jobs.pop("leak_ok")
+    expect_eq(j["status"], "succeeded", f"its own job folder (error {j.get('error')})")
+    expect_eq([o["sha256"] for o in j["outputs"]], [sha256(ok)], "the output stored")
+    expect(stored_with(ok), "the job's own file is not in the sink")
+    for name, j in jobs.items():
+        want = "url_not_allowed" if name == "leak_url" else "local_file_not_allowed"
+        expect_failed(j, "download", want, name)
+        expect_eq(retries_of(ids[name]), [], f"{name}: retries")
+        expect_eq(j["outputs"], [], f"{name}: outputs")
+    with open("/etc/passwd", "rb") as f:
+        expect_eq(stored_with(f.read()), [], "/etc/passwd in the sink")
+    expect_eq(stored_with(secret), [], "the file outside the work folder in the sink")
+    expect_eq(stored_with(other), [], "another job's file in the sink")
+
+
+@case("exec: an output swapped for a symlink (file or job folder) after the run is refused")
+def _():
+    fake_reset()
+    src = os.path.join(WORK, "exec-src")
+    work = os.path.join(WORK, "exec-work")
+    outside = os.path.join(WORK, "exec-outside")
+    os.makedirs(src, exist_ok=True)
+    os.makedirs(outside, exist_ok=True)
+    made = b"what the program made " + os.urandom(8).hex().encode()
+    with open(os.path.join(src, "out.txt"), "wb") as f:
+        f.write(made)
+    secret = b"not for the sink " + os.urandom(8).hex().encode()
+    with open(os.path.join(outside, "out.txt"), "wb") as f:
+        f.write(secret)
+    extra = (f'[adapter "exec"]\nplugin = exec\nprogram = /bin/cp\n'
+             f'args = {os.path.join(src, "out.txt")} out.txt\nworkdir = {work}\ntimeout = 10s\n')
+    conf = conf_copy("pipeline-exec", extra=extra)
+    ids = {name: queued_for("exec") for name in ("file link", "folder link", "untouched")}
+    # First the program runs and its outputs are recorded, but the sink
+    # is down: the jobs wait in persisting with their files listed.
+    w = Worker(1, "pipeline-exec-1", {"DARKROOM_CONF": conf, "DARKROOM_SINK": "s3",
+                                      "DARKROOM_S3_ENDPOINT": f"http://127.0.0.1:{free_port()}"})
+    try:
+        wait_until(lambda: all(retries_of(j, "sink_unavailable") for j in ids.values()),
+                   timeout=30, what="every job waiting for the sink")
+    finally:
+        leftover = w.stop()
+    check_worker(w, leftover)
+    # Then, as something the program left behind could, the files are
+    # swapped: one for a symlink out of the work folder, one job folder
+    # for a symlink to another folder holding the same name.
+    link_dir = os.path.join(work, f"{ids['file link']}-1")
+    os.unlink(os.path.join(link_dir, "out.txt"))
+    os.symlink(os.path.join(outside, "out.txt"), os.path.join(link_dir, "out.txt"))
+    folder = os.path.join(work, f"{ids['folder link']}-1")
+    subprocess.run(["rm", "-rf", folder], check=True)
+    os.symlink(outside, folder)
+    w = Worker(1, "pipeline-exec-2", {"DARKROOM_CONF": conf})
+    try:
+        jobs = dict(zip(ids, wait_status(ids.values(), timeout=30)))
+    finally:
+        leftover = w.stop()
+    check_worker(w, leftover)
+    j = jobs.pop("untouched")
+    expect_eq(j["status"], "succeeded", f"the untouched exec job (error {j.get('error')})")
+    expect_eq([o["sha256"] for o in j["outputs"]], [sha256(made)], "its output")
+    for name, j in jobs.items():
+        expect_failed(j, "download", "local_file_not_allowed", name)
+    expect_eq(stored_with(secret), [], "the file behind the symlinks in the sink")
 
 
 def url_job(urls):

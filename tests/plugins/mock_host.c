@@ -48,6 +48,7 @@ struct dr_instance {
 	char **log;
 	size_t n_log;
 	int undeclared;
+	char *local_root; /* what host->local_root() was given */
 };
 
 static enum mock_random random_mode = MOCK_RANDOM_REAL;
@@ -278,6 +279,24 @@ static dr_status mock_webhook_verify(const dr_webhook_request *req,
 	return webhook_verify(req, secrets, n, tolerance, err);
 }
 
+/* host->local_root(): the core's spelling checks, then keep the folder
+ * for mock_host_local_root(). */
+static dr_status mock_local_root(const dr_instance *inst, const char *dir,
+				 dr_error *err)
+{
+	dr_instance *mut = (dr_instance *)inst;
+
+	if (!mut || !dir || dir[0] != '/' || strcmp(dir, "/") == 0 ||
+	    strstr(dir, "/./") || strstr(dir, "/../") ||
+	    (strlen(dir) >= 2 && strcmp(dir + strlen(dir) - 2, "/.") == 0) ||
+	    (strlen(dir) >= 3 && strcmp(dir + strlen(dir) - 3, "/..") == 0))
+		return mock_fail(err, DR_ERR_INVALID, "invalid_argument",
+				 "local_root: bad folder");
+	free(mut->local_root);
+	mut->local_root = xstrdup(dir);
+	return DR_OK;
+}
+
 static const dr_host mock_table = {
 	.abi_version = DR_PLUGIN_ABI_VERSION,
 	.size = sizeof(dr_host),
@@ -293,11 +312,24 @@ static const dr_host mock_table = {
 	.fail = mock_fail,
 	.webhook_header = webhook_header,
 	.webhook_verify = mock_webhook_verify,
+	.local_root = mock_local_root,
 };
 
 const dr_host *mock_host(void)
 {
 	return &mock_table;
+}
+
+const dr_host *mock_host_sized(size_t size)
+{
+	static dr_host older;
+
+	if (size > sizeof(older))
+		size = sizeof(older);
+	memset(&older, 0, sizeof(older));
+	memcpy(&older, &mock_table, size);
+	older.size = (uint32_t)size;
+	return &older;
 }
 
 /* ------------------------------------------------------------------------
@@ -334,6 +366,7 @@ void mock_instance_free(dr_instance *inst)
 	}
 	free(inst->values);
 	mock_host_log_clear(inst);
+	free(inst->local_root);
 	free(inst->public_url);
 	free(inst->name);
 	free(inst);
@@ -369,6 +402,11 @@ void mock_host_set_public_url(dr_instance *inst, const char *url)
 {
 	free(inst->public_url);
 	inst->public_url = url ? xstrdup(url) : NULL;
+}
+
+const char *mock_host_local_root(const dr_instance *inst)
+{
+	return inst->local_root;
 }
 
 int mock_host_undeclared(const dr_instance *inst)

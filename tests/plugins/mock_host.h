@@ -22,6 +22,11 @@
 /* The host table to pass to a plugin's create(). */
 const dr_host *mock_host(void);
 
+/* The same table as an older core of this ABI version would hand over:
+ * only its first `size` bytes (e.g. offsetof(dr_host, local_root)), the
+ * services after them absent. One static copy, replaced by each call. */
+const dr_host *mock_host_sized(size_t size);
+
 /*
  * A new instance called `name` (e.g. "fs") for `plugin`: the values of its
  * key table start at their defaults, and asking for a key the table does
@@ -38,6 +43,9 @@ void mock_host_set(dr_instance *inst, const char *key, const char *value);
 
 /* What host->public_url() answers; NULL by default. */
 void mock_host_set_public_url(dr_instance *inst, const char *url);
+
+/* The work folder the plugin declared with host->local_root(), or NULL. */
+const char *mock_host_local_root(const dr_instance *inst);
 
 /* How many times the plugin asked for a key its table does not declare. */
 int mock_host_undeclared(const dr_instance *inst);

@@ -474,6 +474,51 @@ static void test_outputs_are_regular_files(void **state)
 	assert_int_equal(p.n_outputs, 0);
 }
 
+/* The adapter declares its work folder, and every file it hands over
+ * lies in the job's own folder there: the core reads nothing else. */
+static void test_declares_local_root(void **state)
+{
+	fixture *f = *state;
+	dr_prediction p;
+	char job_dir[400];
+
+	assert_int_equal(make(f, "files", NULL), DR_OK);
+	assert_non_null(mock_host_local_root(f->inst));
+	assert_string_equal(mock_host_local_root(f->inst), f->workdir);
+	assert_int_equal(submit(f, "j_root", "{}", &p), DR_OK);
+	assert_int_equal(p.n_outputs, 2);
+	snprintf(job_dir, sizeof(job_dir), "%s/j_root-", f->workdir);
+	for (size_t i = 0; i < p.n_outputs; i++) {
+		assert_int_equal(p.outputs[i].kind, DR_OUTPUT_PATH);
+		assert_memory_equal(p.outputs[i].value, job_dir,
+				    strlen(job_dir));
+	}
+	clear_prediction(&p);
+}
+
+/* Loaded by an older core of the same ABI version, whose host table ends
+ * before local_root: the adapter starts and runs without calling it. */
+static void test_older_core(void **state)
+{
+	fixture *f = *state;
+	const dr_host *old = mock_host_sized(offsetof(dr_host, local_root));
+	dr_prediction p;
+
+	assert_false(DR_HOST_HAS(old, local_root));
+	assert_true(DR_HOST_HAS(mock_host(), local_root));
+	f->inst = mock_instance_new("exec", f->plugin);
+	mock_host_set(f->inst, "program", f->prog);
+	mock_host_set(f->inst, "workdir", f->workdir);
+	mock_host_set(f->inst, "args", "files");
+	assert_int_equal(f->plugin->create(old, f->inst, &f->state, &f->err),
+			 DR_OK);
+	assert_null(mock_host_local_root(f->inst));
+	assert_int_equal(submit(f, "j_old", "{}", &p), DR_OK);
+	assert_int_equal(p.status, DR_PRED_SUCCEEDED);
+	assert_int_equal(p.n_outputs, 2);
+	clear_prediction(&p);
+}
+
 static void test_stdout_text(void **state)
 {
 	fixture *f = *state;
@@ -607,6 +652,10 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_outputs_are_regular_files,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_declares_local_root, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_older_core, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_stdout_text, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_minimal_environment, setup,
