@@ -21,7 +21,7 @@ BUILD=${DARKROOM_BUILD_DIR:-${BUILD:-build}}
 case "$BUILD" in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
 
 while IFS= read -r var; do
-    case "$var" in DARKROOM_*|REPLICATE_*|LISTEN_*) unset "$var" ;; esac
+    case "$var" in DARKROOM_TEST_RUN) ;; DARKROOM_*|REPLICATE_*|LISTEN_*) unset "$var" ;; esac
 done < <(compgen -e)
 
 # shellcheck source=tests/lib/services.sh
