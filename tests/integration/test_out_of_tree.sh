@@ -23,12 +23,15 @@
 #     with a copy of the integration config whose paths point into the
 #     stage, and a job through hello.so to `succeeded`.
 # Before that, a few facts the guide states are checked against the code
-# (the crash count of worker_crashed, the services table, the config key
-# types, the mandatory operations, the file paths it names).
+# (the crash count of worker_crashed, also README.md's, the services
+# table, the config key types, the mandatory operations, the file paths it
+# names).
 #
 # Run by tests/run-integration.sh after the Python tests, with its
 # environment (MariaDB, DARKROOM_CONF, DARKROOM_API_KEY, DARKROOM_TEST_DIR).
-# Ends with "N passed, N failed".
+# DARKROOM_PLUGIN_GUIDE names another copy of the guide to check (e.g. an
+# older one). Ends with "N passed, N failed"; its files are kept after a
+# failure.
 
 set -uo pipefail
 
@@ -243,6 +246,9 @@ if not said:
 for w in said:
     if w not in (str(n), words[n] if n < len(words) else None):
         bad.append(f"the guide says a step left unfinished '{w}' times fails the job; core/engine.h: ENGINE_MAX_ABANDONED {n}")
+for w in re.findall(r"abandoned (\w+) times in a row", re.sub(r"\s+", " ", read("README.md"))):
+    if w not in (str(n), words[n] if n < len(words) else None):
+        bad.append(f"README.md says a lease abandoned '{w}' times fails the job; core/engine.h: ENGINE_MAX_ABANDONED {n}")
 
 header = read("core/darkroom-plugin.h")
 # The services table against struct dr_host.
