@@ -10,6 +10,14 @@
 # (every shell line of README.md against `make run`), the scale-out test
 # tests/integration/test_scaleout.sh (network namespaces; root only),
 # tests/run-integration.sh).
+# Last, the leftover check: no process the run started may still be
+# running (tests/lib/leftovers.py). The run gets a token in
+# DARKROOM_TEST_RUN and a temporary folder of its own as TMPDIR, and this
+# script re-executes itself as a child subreaper (orphans are re-parented
+# to it); what carries the token, descends from it or names the folder is
+# listed (pid, command line), counted as one failure and stopped. The
+# folder is removed after a clean run and kept, with the failed tests'
+# logs, otherwise.
 # Ends with the grand total as the line "N passed, N failed" and exits
 # non-zero on any failure.
 #
@@ -21,6 +29,9 @@
 # relative to the repository; `make sanitize` passes build-san); DARKROOM_UNIT_TIMEOUT
 # (seconds per unit test program, default 300); the integration knobs of
 # tests/run-integration.sh.
+#
+# The unit phase also runs tests/lib/test_leftovers.sh (the leftover
+# check itself).
 #
 # Unit test programs are counted from cmocka's own summary lines
 # ("[  PASSED  ] N test(s)." and "[  FAILED  ] N test(s)"); a program that
@@ -42,9 +53,21 @@ case "${1:-}" in
     "") ;;
     --unit) run_integration=0 ;;
     --integration) run_unit=0 ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
     *) echo "usage: $0 [--unit|--integration]" >&2; exit 2 ;;
 esac
+
+# The leftover check's set-up (see above), unless an outer run (one
+# already carrying DARKROOM_TEST_RUN) owns the check.
+if [ -z "${DARKROOM_TEST_RUN:-}" ] && command -v python3 >/dev/null 2>&1; then
+    DARKROOM_TEST_RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/darkroom-check.XXXXXX")
+    # Like /tmp: services running as other users (www-data) use it too.
+    chmod 1777 "$DARKROOM_TEST_RUN_DIR"
+    DARKROOM_TEST_RUN=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+    export DARKROOM_TEST_RUN DARKROOM_TEST_RUN_DIR DARKROOM_TEST_RUN_OWNER=$$
+    export TMPDIR=$DARKROOM_TEST_RUN_DIR
+    exec python3 "$ROOT/tests/lib/leftovers.py" reaper -- bash "$ROOT/tests/check.sh" "$@"
+fi
 
 passed=0
 failed=0
@@ -115,6 +138,9 @@ if [ "$run_unit" = 1 ]; then
     # Plugins export nothing but their entry symbol.
     echo "== unit: plugin symbols"
     run_counted env BUILD="$BUILD" bash "$ROOT/tests/plugins/nm-check.sh"
+    # The leftover check of the end of this script, on purpose-made leaks.
+    echo "== unit: leftover check"
+    run_counted bash "$ROOT/tests/lib/test_leftovers.sh"
     # core/webhook.c against npm standardwebhooks (tests/webhook/).
     echo "== unit: webhook cross-check"
     if bash "$ROOT/tests/lib/npm-deps.sh" 2>&1; then
@@ -178,6 +204,26 @@ if [ "$run_integration" = 1 ]; then
     fi
     passed=$((passed + p))
     failed=$((failed + f))
+fi
+
+if [ "${DARKROOM_TEST_RUN_OWNER:-}" = "$$" ]; then
+    echo "== leftover processes"
+    if python3 "$ROOT/tests/lib/leftovers.py" scan --token "$DARKROOM_TEST_RUN" --root $$ \
+            --dir "$DARKROOM_TEST_RUN_DIR" --kill; then
+        echo "ok   no process of this run is left"
+        passed=$((passed + 1))
+    else
+        echo "FAIL processes of this run were still running (listed above, now stopped)"
+        failed=$((failed + 1))
+    fi
+    if [ "$failed" -eq 0 ]; then
+        rm -rf "$DARKROOM_TEST_RUN_DIR"
+    else
+        echo "check: the run's temporary files are in $DARKROOM_TEST_RUN_DIR" >&2
+    fi
+elif [ -z "${DARKROOM_TEST_RUN:-}" ]; then
+    echo "FAIL leftover processes: not checked (python3 is missing)"
+    failed=$((failed + 1))
 fi
 
 echo "$passed passed, $failed failed"

@@ -582,6 +582,9 @@ def _():
     again = create(job_body(model=model, callback_url=url), headers={"Idempotency-Key": key}, status=200)
     expect_eq(again["id"], job["id"], "the same job for the same 255-character key")
     cancel_all(made + [job["id"]])
+    # Canceled, the last one owes a callback to a host no test serves:
+    # settle it, so no later file finds it due.
+    sql(f"UPDATE jobs SET callback_state = 'failed', run_at = NULL WHERE id = '{job['id']}'")
 
 
 @case("422 for a callback_url that is not an http(s) URL")

@@ -17,7 +17,7 @@ BUILD=${DARKROOM_BUILD_DIR:-${BUILD:-build}}
 case "$BUILD" in "$ROOT"/*) BUILD=${BUILD#"$ROOT"/} ;; esac
 
 while IFS= read -r var; do
-    case "$var" in DARKROOM_*|REPLICATE_*) unset "$var" ;; esac
+    case "$var" in DARKROOM_TEST_RUN) ;; DARKROOM_*|REPLICATE_*) unset "$var" ;; esac
 done < <(compgen -e)
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/darkroom-install.XXXXXX")

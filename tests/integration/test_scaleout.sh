@@ -58,7 +58,7 @@ CUT_STEP=${DARKROOM_SCALEOUT_CUT:-persist}
 
 # A developer's own settings must not leak into the tests.
 while IFS= read -r var; do
-    case "$var" in DARKROOM_*|REPLICATE_*) unset "$var" ;; esac
+    case "$var" in DARKROOM_TEST_RUN) ;; DARKROOM_*|REPLICATE_*) unset "$var" ;; esac
 done < <(compgen -e)
 
 passed=0

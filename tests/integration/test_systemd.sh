@@ -21,7 +21,7 @@ BUILD=${DARKROOM_BUILD_DIR:-${BUILD:-build}}
 case "$BUILD" in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
 
 while IFS= read -r var; do
-    case "$var" in DARKROOM_*|REPLICATE_*|LISTEN_*) unset "$var" ;; esac
+    case "$var" in DARKROOM_TEST_RUN) ;; DARKROOM_*|REPLICATE_*|LISTEN_*) unset "$var" ;; esac
 done < <(compgen -e)
 
 # shellcheck source=tests/lib/services.sh
@@ -103,13 +103,22 @@ CONF
     # The launcher does what systemd does for darkroom-fcgi.socket: bind
     # and listen, then fork; the child puts the socket on fd 3, sets
     # LISTEN_FDS=1 and LISTEN_PID to its own pid (kept across execve) and
-    # execs the app with stdin from /dev/null.
+    # execs the app with stdin from /dev/null. Like systemd stopping the
+    # service, the launcher passes SIGTERM/SIGINT on to the app and exits
+    # once the app has: services_cleanup stops the launcher, and the app
+    # must not outlive it.
     services_bg "darkroom.fcgi (socket-activated)" "$WORK/app.log" python3 -c '
-import os, socket, sys
+import os, signal, socket, sys
 sock_path, prog, conf = sys.argv[1:4]
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.bind(sock_path)
 s.listen(128)
+pid = None
+def forward(signum, frame):
+    if pid:  # set in the parent only
+        os.kill(pid, signum)
+signal.signal(signal.SIGTERM, forward)
+signal.signal(signal.SIGINT, forward)
 pid = os.fork()
 if pid == 0:
     if s.fileno() != 3:

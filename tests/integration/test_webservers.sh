@@ -32,7 +32,7 @@ case "$BUILD" in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
 KEEP=${DARKROOM_TEST_KEEP:-0}
 
 while IFS= read -r var; do
-    case "$var" in DARKROOM_*|REPLICATE_*) unset "$var" ;; esac
+    case "$var" in DARKROOM_TEST_RUN) ;; DARKROOM_*|REPLICATE_*) unset "$var" ;; esac
 done < <(compgen -e)
 
 # shellcheck source=tests/lib/services.sh

@@ -17,7 +17,9 @@
 # Every process started here is recorded, so services_cleanup stops all of
 # them even after a failure half-way; it is idempotent and keeps $?.
 # Processes run in their own session (setsid), so a Ctrl-C on the terminal
-# reaches only the calling script, which then stops them in order.
+# reaches only the calling script, which then stops them in order; and
+# whatever a stopped service left in its process group (a child it forked
+# and did not take down with it) is stopped after it.
 #
 # Executed, it runs one function, for use from other processes:
 #   services.sh mariadb_stop DIR  |  services.sh mariadb_start DIR
@@ -108,6 +110,29 @@ _svc_kill() {
         kill -KILL "$pid" 2>/dev/null
         _svc_wait_gone "$pid" 5
     fi
+    return 0
+}
+
+# After the leader PGID of a process group (a service started through
+# setsid) is stopped: stop what is left in the group, SIGTERM then SIGKILL
+# after 5 s. A no-op when the group is empty or PGID leads no group, and
+# never applied to the calling script's own group.
+_svc_kill_group() {
+    local -
+    set +e
+    local pgid=$1 stat rest own i
+    stat=$(cat "/proc/$$/stat" 2>/dev/null)
+    rest=${stat##*) }
+    read -r _ _ own _ <<<"$rest"    # state ppid pgrp
+    [ -n "$pgid" ] && [ "$pgid" != "$own" ] || return 0
+    kill -0 -- "-$pgid" 2>/dev/null || return 0
+    _svc_log "process group $pgid outlived its leader; stopping it"
+    kill -TERM -- "-$pgid" 2>/dev/null
+    for ((i = 0; i < 50; i++)); do
+        kill -0 -- "-$pgid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -KILL -- "-$pgid" 2>/dev/null
     return 0
 }
 
@@ -319,6 +344,7 @@ lighttpd_stop() {
     for k in $kids; do
         _svc_kill "$k" 5
     done
+    _svc_kill_group "$pid"
     return 0
 }
 
@@ -327,7 +353,7 @@ lighttpd_stop() {
 # services_cleanup — stop every service started through this file, newest
 # first. Keeps the exit status it was called with, so it fits an EXIT trap.
 # Processes of services_bg get SERVICES_STOP_GRACE seconds (default 10)
-# between SIGTERM and SIGKILL.
+# between SIGTERM and SIGKILL; then what is left of their process group.
 services_cleanup() {
     local rc=$? i item
     local -
@@ -335,7 +361,8 @@ services_cleanup() {
     for ((i = ${#_SVC_ITEMS[@]} - 1; i >= 0; i--)); do
         item=${_SVC_ITEMS[i]}
         case "$item" in
-            pid:*)      _svc_kill "${item#pid:}" "${SERVICES_STOP_GRACE:-10}" ;;
+            pid:*)      _svc_kill "${item#pid:}" "${SERVICES_STOP_GRACE:-10}"
+                        _svc_kill_group "${item#pid:}" ;;
             lighttpd:*) lighttpd_stop "${item#lighttpd:}" ;;
             mariadb:*)  mariadb_stop "${item#mariadb:}" ;;
         esac

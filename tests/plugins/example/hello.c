@@ -5,9 +5,11 @@
  * with a succeeded prediction holding two outputs: a 1x1 PNG as a data:
  * URI and a greeting as text. No network, no webhooks, no get().
  *
- * Build against an installed darkroom:
+ * Build it against an installed darkroom with
  *   cc -shared -fPIC -fvisibility=hidden $(pkg-config --cflags darkroom-plugin) -o hello.so hello.c
- * and configure it:
+ * (against a staged `make install DESTDIR=...`, PKG_CONFIG_PATH and
+ * PKG_CONFIG_SYSROOT_DIR point into DESTDIR: see plugins/README.md) and
+ * configure it:
  *   [adapter "hello"]
  *   greeting = Hello, darkroom
  */
