@@ -366,11 +366,6 @@ follow_guide() {
         case "$kind" in
             c) continue ;;   # saved as hello.c before the run
             ini)
-                if [ "$RUN" = plain ] && [ ! -s /etc/darkroom/api_key ]; then
-                    # A fresh install has no API key yet and config check
-                    # refuses that (the guide points at README's Deploying).
-                    (umask 077; echo "drk_plain_install_test_key_0123456789" >/etc/darkroom/api_key)
-                fi
                 if printf '\n%s' "$text" >>"$RUN_CONF"; then
                     ok "$RUN: guide line $no: the ini block, appended to $RUN_CONF"
                 else
