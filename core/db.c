@@ -569,63 +569,86 @@ static void params_free(struct db_params *p)
 	free(p->nulls);
 }
 
+/* Room for n parameters in *p (zeroed first). */
+static void params_alloc(struct db_params *p, size_t n)
+{
+	memset(p, 0, sizeof(*p));
+	if (n == 0)
+		return;
+	p->n = n;
+	p->binds = dr_xcalloc(n, sizeof(*p->binds));
+	p->nums = dr_xcalloc(n, sizeof(*p->nums));
+	p->nulls = dr_xcalloc(n, sizeof(*p->nulls));
+	for (size_t i = 0; i < n; i++)
+		p->binds[i].is_null = &p->nulls[i];
+}
+
+/* Bind parameter i to bytes (a string when len is strlen(v)); NULL binds
+ * SQL NULL. The bytes are borrowed. */
+static void bind_bytes(struct db_params *p, size_t i,
+		       enum enum_field_types type, const void *v, size_t len)
+{
+	MYSQL_BIND *b = &p->binds[i];
+
+	b->buffer_type = type;
+	p->nulls[i] = v == NULL;
+	b->buffer = (void *)(v ? v : "");
+	b->buffer_length = v ? len : 0;
+}
+
+static void bind_int(struct db_params *p, size_t i, int64_t v)
+{
+	p->nums[i].i = v;
+	p->binds[i].buffer_type = MYSQL_TYPE_LONGLONG;
+	p->binds[i].buffer = &p->nums[i].i;
+}
+
+static dr_status bad_param_type(struct db_params *p, char type, dr_error *err)
+{
+	params_free(p);
+	memset(p, 0, sizeof(*p));
+	return dr_fail(err, DR_ERR_INTERNAL, NULL,
+		       "bad database parameter type '%c'", type);
+}
+
 static dr_status params_parse(struct db_params *p, const char *types,
 			      va_list ap, dr_error *err)
 {
 	size_t n = types ? strlen(types) : 0;
 
-	memset(p, 0, sizeof(*p));
-	if (n == 0)
-		return DR_OK;
-	p->n = n;
-	p->binds = dr_xcalloc(n, sizeof(*p->binds));
-	p->nums = dr_xcalloc(n, sizeof(*p->nums));
-	p->nulls = dr_xcalloc(n, sizeof(*p->nulls));
+	params_alloc(p, n);
 	for (size_t i = 0; i < n; i++) {
-		MYSQL_BIND *b = &p->binds[i];
 		const char *s;
 		const void *v;
 		size_t len;
 
-		b->is_null = &p->nulls[i];
 		switch (types[i]) {
 		case 's':
 			s = va_arg(ap, const char *);
-			b->buffer_type = MYSQL_TYPE_STRING;
-			p->nulls[i] = s == NULL;
-			b->buffer = (void *)(s ? s : "");
-			b->buffer_length = s ? strlen(s) : 0;
+			bind_bytes(p, i, MYSQL_TYPE_STRING, s,
+				   s ? strlen(s) : 0);
 			break;
 		case 'b':
 			v = va_arg(ap, const void *);
 			len = va_arg(ap, size_t);
-			b->buffer_type = MYSQL_TYPE_BLOB;
-			p->nulls[i] = v == NULL;
-			b->buffer = (void *)(v ? v : "");
-			b->buffer_length = v ? len : 0;
+			bind_bytes(p, i, MYSQL_TYPE_BLOB, v, len);
 			break;
 		case 'i':
-			p->nums[i].i = va_arg(ap, int64_t);
-			b->buffer_type = MYSQL_TYPE_LONGLONG;
-			b->buffer = &p->nums[i].i;
+			bind_int(p, i, va_arg(ap, int64_t));
 			break;
 		case 'u':
 			p->nums[i].u = va_arg(ap, uint64_t);
-			b->buffer_type = MYSQL_TYPE_LONGLONG;
-			b->is_unsigned = 1;
-			b->buffer = &p->nums[i].u;
+			p->binds[i].buffer_type = MYSQL_TYPE_LONGLONG;
+			p->binds[i].is_unsigned = 1;
+			p->binds[i].buffer = &p->nums[i].u;
 			break;
 		case 'd':
 			p->nums[i].d = va_arg(ap, double);
-			b->buffer_type = MYSQL_TYPE_DOUBLE;
-			b->buffer = &p->nums[i].d;
+			p->binds[i].buffer_type = MYSQL_TYPE_DOUBLE;
+			p->binds[i].buffer = &p->nums[i].d;
 			break;
 		default:
-			params_free(p);
-			memset(p, 0, sizeof(*p));
-			return dr_fail(err, DR_ERR_INTERNAL, NULL,
-				       "bad database parameter type '%c'",
-				       types[i]);
+			return bad_param_type(p, types[i], err);
 		}
 	}
 	return DR_OK;
@@ -636,33 +659,15 @@ static dr_status params_parse(struct db_params *p, const char *types,
 static dr_status params_from_args(struct db_params *p, const dr_db_arg *args,
 				  size_t n, dr_error *err)
 {
-	memset(p, 0, sizeof(*p));
-	if (n == 0)
-		return DR_OK;
-	p->n = n;
-	p->binds = dr_xcalloc(n, sizeof(*p->binds));
-	p->nums = dr_xcalloc(n, sizeof(*p->nums));
-	p->nulls = dr_xcalloc(n, sizeof(*p->nulls));
+	params_alloc(p, n);
 	for (size_t i = 0; i < n; i++) {
-		MYSQL_BIND *b = &p->binds[i];
-
-		b->is_null = &p->nulls[i];
-		if (args[i].type == 's') {
-			b->buffer_type = MYSQL_TYPE_STRING;
-			p->nulls[i] = args[i].s == NULL;
-			b->buffer = (void *)(args[i].s ? args[i].s : "");
-			b->buffer_length = args[i].s ? strlen(args[i].s) : 0;
-		} else if (args[i].type == 'i') {
-			p->nums[i].i = args[i].i;
-			b->buffer_type = MYSQL_TYPE_LONGLONG;
-			b->buffer = &p->nums[i].i;
-		} else {
-			params_free(p);
-			memset(p, 0, sizeof(*p));
-			return dr_fail(err, DR_ERR_INTERNAL, NULL,
-				       "bad database parameter type '%c'",
-				       args[i].type);
-		}
+		if (args[i].type == 's')
+			bind_bytes(p, i, MYSQL_TYPE_STRING, args[i].s,
+				   args[i].s ? strlen(args[i].s) : 0);
+		else if (args[i].type == 'i')
+			bind_int(p, i, args[i].i);
+		else
+			return bad_param_type(p, args[i].type, err);
 	}
 	return DR_OK;
 }

@@ -42,6 +42,8 @@ done < <(compgen -e)
 . "$ROOT/tests/lib/services.sh"
 # shellcheck source=tests/lib/npm-deps.sh
 . "$ROOT/tests/lib/npm-deps.sh"
+# shellcheck source=tests/lib/makerun.sh
+. "$ROOT/tests/lib/makerun.sh"
 
 passed=0
 failed=0
@@ -58,46 +60,9 @@ VAR=$TMP/var
 MAKE_PID=""
 OUT=""
 
-# Every process that names the temporary directory in its command line or
-# environment: what make run started, wherever it went.
-leftovers() {
-    python3 - "$$" 3<<<"$VAR" <<'EOF'
-import os, sys
-needle = os.fdopen(3).read().strip().encode()
-me = {os.getpid(), int(sys.argv[1]), os.getppid()}
-for pid in os.listdir("/proc"):
-    if not pid.isdigit() or int(pid) in me:
-        continue
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmd = f.read()
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                env = f.read()
-        except OSError:
-            env = b""
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-    except OSError:
-        continue
-    if state == b"Z":
-        continue
-    if needle in cmd or needle in env:
-        print(pid, cmd.replace(b"\0", b" ").decode(errors="replace")[:120])
-EOF
-}
-
 cleanup() {
-    local rc=$? pids
-    if [ -n "$MAKE_PID" ] && kill -0 "$MAKE_PID" 2>/dev/null; then
-        kill -TERM -- "-$MAKE_PID" 2>/dev/null
-        sleep 3
-        kill -KILL -- "-$MAKE_PID" 2>/dev/null
-    fi
-    pids=$(leftovers | awk '{print $1}')
-    for p in $pids; do
-        kill -KILL "$p" 2>/dev/null
-    done
+    local rc=$?
+    makerun_kill "$MAKE_PID" "$VAR"
     services_cleanup
     if [ "${DARKROOM_TEST_KEEP:-0}" = 1 ]; then
         echo "kept $TMP"
@@ -145,7 +110,7 @@ fi
 # output in $TMP/NAME.out; waits for its "Press Ctrl-C" line. Sets
 # MAKE_PID, OUT, PORT, URL.
 start_run() {
-    local name=$1 up=0
+    local name=$1
     shift
     OUT=$TMP/$name.out
     PORT=${RUN_PORT:-$(free_port)}
@@ -155,15 +120,7 @@ start_run() {
         make --no-print-directory -C "$ROOT" run BUILD="$BUILD" \
         </dev/null >"$OUT" 2>&1 &
     MAKE_PID=$!
-    for _ in $(seq 1 240); do
-        if grep -q '^Press Ctrl-C to stop' "$OUT" 2>/dev/null; then
-            up=1
-            break
-        fi
-        kill -0 "$MAKE_PID" 2>/dev/null || break
-        sleep 0.5
-    done
-    if [ "$up" = 1 ]; then
+    if makerun_wait_up "$OUT" "$MAKE_PID"; then
         ok "$name: make run came up on port $PORT"
         return 0
     fi
@@ -175,37 +132,7 @@ start_run() {
 # stop_run NAME — SIGTERM to make: it ends without an error line, and
 # nothing it started remains.
 stop_run() {
-    local name=$1 stopped=0 left=""
-    kill -TERM "$MAKE_PID"
-    for _ in $(seq 1 60); do
-        if ! kill -0 "$MAKE_PID" 2>/dev/null; then
-            stopped=1
-            break
-        fi
-        sleep 0.5
-    done
-    wait "$MAKE_PID" 2>/dev/null
-    if [ "$stopped" = 1 ]; then
-        ok "$name: make run exited on SIGTERM"
-    else
-        fail "$name: make run still runs 30 s after SIGTERM"
-    fi
-    if grep -q '^make: \*\*\*' "$OUT"; then
-        fail "$name: a clean stop reported an error: $(grep '^make: \*\*\*' "$OUT")"
-    else
-        ok "$name: a clean stop reports no error (no 'make: ***' line)"
-    fi
-    for _ in $(seq 1 40); do
-        left=$(leftovers)
-        [ -z "$left" ] && break
-        sleep 0.5
-    done
-    if [ -z "$left" ]; then
-        MAKE_PID=""
-        ok "$name: no process started by make run remains"
-    else
-        fail "$name: processes left behind: $left"
-    fi
+    makerun_stop "$1" "$MAKE_PID" "$OUT" "$VAR" && MAKE_PID=""
 }
 
 # run_printed_curl NAME [EXTRA_JSON_INPUT] — the curl line make run printed,

@@ -59,50 +59,12 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/darkroom-readme.XXXXXX")
 COPY=$TMP/darkroom
 MAKE_PID=""
 
-# Everything started from the copy names it in its command line or
-# environment.
-leftovers() {
-    python3 - "$$" 3<<<"$COPY" <<'EOF'
-import os, sys
-needle = os.fdopen(3).read().strip().encode()
-me = {os.getpid(), int(sys.argv[1]), os.getppid()}
-for pid in os.listdir("/proc"):
-    if not pid.isdigit() or int(pid) in me:
-        continue
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmd = f.read()
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                env = f.read()
-        except OSError:
-            env = b""
-        try:
-            cwd = os.readlink(f"/proc/{pid}/cwd").encode()
-        except OSError:
-            cwd = b""
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-    except OSError:
-        continue
-    if state == b"Z":
-        continue
-    if needle in cmd or needle in env or cwd.startswith(needle):
-        print(pid, cmd.replace(b"\0", b" ").decode(errors="replace")[:120])
-EOF
-}
+# shellcheck source=tests/lib/makerun.sh
+. "$ROOT/tests/lib/makerun.sh"
 
 cleanup() {
-    local rc=$? pids
-    if [ -n "$MAKE_PID" ] && kill -0 "$MAKE_PID" 2>/dev/null; then
-        kill -TERM -- "-$MAKE_PID" 2>/dev/null
-        sleep 3
-        kill -KILL -- "-$MAKE_PID" 2>/dev/null
-    fi
-    pids=$(leftovers | awk '{print $1}')
-    for p in $pids; do
-        kill -KILL "$p" 2>/dev/null
-    done
+    local rc=$?
+    makerun_kill "$MAKE_PID" "$COPY"
     if [ "${DARKROOM_TEST_KEEP:-0}" = 1 ] || [ "$failed" -ne 0 ]; then
         rm -rf "$COPY/var/mysql"
         echo "kept $TMP"
@@ -216,16 +178,7 @@ MAKE_LINE=$(grep -m 1 ' make run' "$TMP/skipped" | sed 's/^[0-9]* //; s/ — .*/
 OUT=$TMP/make-run.out
 (cd "$COPY" && exec setsid "${USER_ENV[@]}" bash -c "$MAKE_LINE") </dev/null >"$OUT" 2>&1 &
 MAKE_PID=$!
-up=0
-for _ in $(seq 1 300); do
-    if grep -q '^Press Ctrl-C to stop' "$OUT" 2>/dev/null; then
-        up=1
-        break
-    fi
-    kill -0 "$MAKE_PID" 2>/dev/null || break
-    sleep 0.5
-done
-if [ "$up" = 1 ]; then
+if makerun_wait_up "$OUT" "$MAKE_PID"; then
     ok "'$MAKE_LINE' came up on port $PORT$([ "$NETNS" = 1 ] && echo ' (own network namespace)')"
 else
     fail "'$MAKE_LINE' did not come up"
@@ -304,29 +257,6 @@ if [ "$failed" -ne 0 ]; then
 fi
 
 # -- 5. SIGTERM
-kill -TERM "$MAKE_PID"
-stopped=0
-for _ in $(seq 1 60); do
-    kill -0 "$MAKE_PID" 2>/dev/null || { stopped=1; break; }
-    sleep 0.5
-done
-wait "$MAKE_PID" 2>/dev/null
-if [ "$stopped" = 1 ] && ! grep -q '^make: \*\*\*' "$OUT"; then
-    MAKE_PID=""
-    ok "SIGTERM stopped make run cleanly"
-else
-    fail "SIGTERM: stopped=$stopped; $(grep '^make: \*\*\*' "$OUT")"
-fi
-left=""
-for _ in $(seq 1 40); do
-    left=$(leftovers)
-    [ -z "$left" ] && break
-    sleep 0.5
-done
-if [ -z "$left" ]; then
-    ok "no process of make run remains"
-else
-    fail "processes left behind: $left"
-fi
+makerun_stop "make run" "$MAKE_PID" "$OUT" "$COPY" && MAKE_PID=""
 
 finish
