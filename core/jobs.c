@@ -90,8 +90,15 @@ static int model_valid(const char *m)
 	return 1;
 }
 
+/*
+ * Whether `s` is a callback URL darkroom can deliver to: https, or http
+ * when DARKROOM_DOWNLOAD_ALLOW_HTTP is exactly "1" (callbacks are sent
+ * under the download policy: download_policy_env()), with a host.
+ * Returns 1, 0 for no URL at all, -1 for http while it is not allowed.
+ */
 static int url_valid(const char *s)
 {
+	const char *allow_http = getenv("DARKROOM_DOWNLOAD_ALLOW_HTTP");
 	CURLU *u;
 	char *scheme = NULL, *host = NULL;
 	int ok = 0;
@@ -103,10 +110,13 @@ static int url_valid(const char *s)
 		dr_die("out of memory parsing a URL");
 	if (curl_url_set(u, CURLUPART_URL, s, 0) == CURLUE_OK &&
 	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
-	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
-		ok = (strcmp(scheme, "https") == 0 ||
-		      strcmp(scheme, "http") == 0) &&
-		     host[0] != '\0';
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+	    host[0] != '\0') {
+		if (strcmp(scheme, "https") == 0)
+			ok = 1;
+		else if (strcmp(scheme, "http") == 0)
+			ok = allow_http && strcmp(allow_http, "1") == 0 ? 1 : -1;
+	}
 	curl_free(scheme);
 	curl_free(host);
 	curl_url_cleanup(u);
@@ -350,8 +360,15 @@ dr_status jobs_parse_request(const dr_config *cfg, const dr_plugins *plugins,
 
 	if (json_object_object_get_ex(root, "callback_url", &v) &&
 	    !json_object_is_type(v, json_type_null)) {
-		if (!json_object_is_type(v, json_type_string) ||
-		    !url_valid(json_object_get_string(v)))
+		int ok = json_object_is_type(v, json_type_string)
+				 ? url_valid(json_object_get_string(v))
+				 : 0;
+
+		if (ok < 0)
+			return invalid(err, field, "callback_url",
+				       "must be an https URL (plain http only "
+				       "with DARKROOM_DOWNLOAD_ALLOW_HTTP=1)");
+		if (ok == 0)
 			return invalid(err, field, "callback_url",
 				       "must be an http or https URL");
 		r.callback_url = json_object_get_string(v);

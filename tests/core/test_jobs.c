@@ -142,6 +142,27 @@ static void test_valid(void **state)
 			 DR_OK);
 }
 
+/* Callbacks go out under the download policy: plain http only with
+ * DARKROOM_DOWNLOAD_ALLOW_HTTP=1, else refused at intake, not dropped
+ * at delivery. */
+static void test_callback_http(void **state)
+{
+	static const char body[] = "{\"model\":\"a/b\",\"input\":{},"
+				   "\"callback_url\":\"http://app.example.com/h\"}";
+	const char *field;
+
+	(void)state;
+	unsetenv("DARKROOM_DOWNLOAD_ALLOW_HTTP");
+	assert_int_equal(check(body, &field, NULL), DR_ERR_INVALID);
+	assert_string_equal(field, "callback_url");
+	assert_non_null(strstr(last_message, "DARKROOM_DOWNLOAD_ALLOW_HTTP"));
+	setenv("DARKROOM_DOWNLOAD_ALLOW_HTTP", "yes", 1);
+	assert_int_equal(check(body, &field, NULL), DR_ERR_INVALID);
+	setenv("DARKROOM_DOWNLOAD_ALLOW_HTTP", "1", 1);
+	assert_int_equal(check(body, &field, NULL), DR_OK);
+	unsetenv("DARKROOM_DOWNLOAD_ALLOW_HTTP");
+}
+
 static void test_invalid_fields(void **state)
 {
 	static const struct {
@@ -266,6 +287,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_valid),
 		cmocka_unit_test(test_invalid_fields),
+		cmocka_unit_test(test_callback_http),
 		cmocka_unit_test(test_metadata_limits),
 		cmocka_unit_test(test_time_format),
 	};
