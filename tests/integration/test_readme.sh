@@ -18,7 +18,9 @@
 #      every command must succeed, and every curl must answer a status its
 #      comment names — "(202; 409 once …)" allows 202 and 409; a comment
 #      naming none allows any 2xx — with every error a problem document;
-#   5. SIGTERM stops make run cleanly.
+#   5. every ```ini block passes `darkroom config check` (with the
+#      server and sink sections a config needs besides);
+#   6. SIGTERM stops make run cleanly.
 #
 # Prints each README line it ran ("# README:N …"), one "ok"/"FAIL" per
 # block and per curl line, and ends with "N passed, N failed".
@@ -142,6 +144,19 @@ for n, line in enumerate(lines, 1):
     script.append(text)
 if start is not None:
     sys.exit("README:%d: a ```sh block that never ends" % start)
+# Each ```ini block, for `config check`.
+ini, cur = [], None
+for n, line in enumerate(lines, 1):
+    if cur is None and re.fullmatch(r"```ini\s*", line):
+        cur = (n, [])
+    elif cur is not None and re.fullmatch(r"```\s*", line):
+        ini.append(cur)
+        cur = None
+    elif cur is not None:
+        cur[1].append(line)
+for n, body in ini:
+    with open("%s/ini-%d" % (tmp, n), "w") as f:
+        f.write("\n".join(body) + "\n")
 if not blocks or not curls:
     sys.exit("README.md has no ```sh block with curl lines")
 open(tmp + "/readme.sh", "w").write("\n".join(script) + "\n")
@@ -255,6 +270,27 @@ if [ "$failed" -ne 0 ]; then
     echo "--- the session's output (last 40 lines)"
     tail -n 40 "$TMP/session.log"
 fi
+
+# -- the ```ini blocks: each, with the little a config needs besides,
+# passes `config check` (from conf/, as the shipped config, so relative
+# paths resolve alike).
+for f in "$TMP"/ini-*; do
+    [ -e "$f" ] || continue
+    n=${f##*/ini-}
+    conf=$COPY/conf/readme-ini-$n.conf
+    {
+        printf '[server]\nplugin_dir = ../build/plugins\napi_keys = drk_readme_ini_check_0123456789\n'
+        printf '[sink "fs"]\nroot = %s\nbase_url = http://127.0.0.1:8080/media\n\n' "$TMP/ini-media"
+        cat "$f"
+    } >"$conf"
+    out=$(cd "$COPY" && "${USER_ENV[@]}" build/darkroom --config "$conf" config check 2>&1)
+    if [ "$(head -c 4 <<<"$out")" = "ok: " ]; then
+        ok "README:$n: the ini block passes config check"
+    else
+        fail "README:$n: the ini block: $out"
+    fi
+    rm -f "$conf"
+done
 
 # -- 5. SIGTERM
 makerun_stop "make run" "$MAKE_PID" "$OUT" "$COPY" && MAKE_PID=""
