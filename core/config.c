@@ -253,7 +253,8 @@ static const dr_config_key worker_keys[WRK_COUNT + 1] = {
 	[WRK_PROVIDER_DEADLINE] = { .name = "provider_deadline",
 				    .type = DR_CFG_DURATION,
 				    .default_value = "24h",
-				    .help = "a prediction silent this long "
+				    .help = "time a prediction may take from "
+					    "its submit before its job "
 					    "fails" },
 	[WRK_SHUTDOWN_GRACE] = { .name = "shutdown_grace",
 				 .type = DR_CFG_DURATION,
@@ -275,8 +276,9 @@ static const dr_config_key worker_keys[WRK_COUNT + 1] = {
 	[WRK_SUBMIT_GRACE] = { .name = "submit_grace",
 			       .type = DR_CFG_DURATION,
 			       .default_value = "30s",
-			       .help = "after a crash mid-submit, wait this "
-				       "long for the provider's webhook before "
+			       .help = "after a crash mid-submit, an adapter "
+				       "without reconcile waits this long for "
+				       "the provider's webhook before "
 				       "submitting again" },
 	[WRK_COUNT] = { .name = NULL },
 };

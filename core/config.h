@@ -99,13 +99,15 @@ typedef struct dr_config {
 		double lease;          /* seconds */
 		double poll_min;       /* seconds between polls of a prediction */
 		double poll_max;
-		double provider_deadline; /* a prediction silent this long fails */
+		double provider_deadline; /* seconds a prediction may take
+					     from its submit */
 		double shutdown_grace; /* seconds a child gets on SIGTERM */
 		const char *wakeup_socket; /* absolute path */
 		double retry_base;     /* first retry delay of a failed step */
 		double retry_max;      /* longest retry delay */
 		double submit_grace;   /* wait for a webhook after a crash
-					  mid-submit before submitting again */
+					  mid-submit before submitting again
+					  (adapters without reconcile) */
 	} worker;
 
 	struct {
