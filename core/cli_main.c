@@ -135,8 +135,9 @@ static int cmd_config(const cli *c, int argc, char **argv)
 	if (wants_help(argc, argv) || argc < 2) {
 		puts("usage: darkroom config check [--print]\n\n"
 		     "Validate the configuration file and the plugin sections "
-		     "(loading each\nplugin). Prints 'ok' or the first error "
-		     "as file:line: message.\n\n"
+		     "(loading each\nadapter's plugin and the active sink's; "
+		     "other sinks are only parsed).\nPrints 'ok' or the first "
+		     "error as file:line: message.\n\n"
 		     "  --print  also print the effective configuration "
 		     "(secrets hidden)");
 		return argc < 2 ? EXIT_USAGE : 0;
@@ -815,10 +816,13 @@ static int cmd_jobs_action(const cli *c, int argc, char **argv, int retry)
 	if (wants_help(argc, argv)) {
 		if (retry)
 			puts("usage: darkroom jobs retry ID\n\n"
-			     "Start a failed or canceled job again from the "
-			     "step that failed, wake\nthe workers and print "
-			     "the job's new status. Exit status 1 when there "
-			     "is\nno such job or it is in another state.");
+			     "Start a failed or canceled job again, wake the "
+			     "workers and print the\njob's new status. A job "
+			     "that failed while its outputs were stored\n"
+			     "(download, render, upload, index) resumes there; "
+			     "any other is submitted\nagain as a new "
+			     "prediction. Exit status 1 when there is no such "
+			     "job or\nit is in another state.");
 		else
 			puts("usage: darkroom jobs cancel ID\n\n"
 			     "Cancel a job: a queued job ends at once; a "
@@ -1122,8 +1126,10 @@ static int cmd_reprocess(const cli *c, int argc, char **argv)
 	int all = 0, rc = 1;
 
 	if (wants_help(argc, argv)) {
-		puts("usage: darkroom reprocess (--all | --model M | --job ID "
-		     "| --since T | --until T)...\n"
+		puts("usage: darkroom reprocess --all [--preset NAME]... "
+		     "[--dry-run]\n"
+		     "       darkroom reprocess (--model M | --job ID | "
+		     "--since T | --until T)...\n"
 		     "                          [--preset NAME]... "
 		     "[--dry-run]\n\n"
 		     "Make renditions again for stored image outputs, e.g. "
