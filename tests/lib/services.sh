@@ -125,15 +125,33 @@ _svc_kill_group() {
     rest=${stat##*) }
     read -r _ _ own _ <<<"$rest"    # state ppid pgrp
     [ -n "$pgid" ] && [ "$pgid" != "$own" ] || return 0
-    kill -0 -- "-$pgid" 2>/dev/null || return 0
+    # Members that are already ending (the FastCGI children of a stopped
+    # lighttpd) get a second to go.
+    for ((i = 0; i < 10; i++)); do
+        _svc_group_alive "$pgid" || return 0
+        sleep 0.1
+    done
     _svc_log "process group $pgid outlived its leader; stopping it"
     kill -TERM -- "-$pgid" 2>/dev/null
     for ((i = 0; i < 50; i++)); do
-        kill -0 -- "-$pgid" 2>/dev/null || return 0
+        _svc_group_alive "$pgid" || return 0
         sleep 0.1
     done
     kill -KILL -- "-$pgid" 2>/dev/null
     return 0
+}
+
+# True when process group PGID has a member that is not a zombie (an
+# orphan's zombie waits for init to reap it, which can take seconds).
+_svc_group_alive() {
+    local pgid=$1 f stat rest state pgrp
+    for f in /proc/[0-9]*/stat; do
+        stat=$(cat "$f" 2>/dev/null) || continue
+        rest=${stat##*) }
+        read -r state _ pgrp _ <<<"$rest"
+        [ "$pgrp" = "$pgid" ] && [ "$state" != Z ] && return 0
+    done
+    return 1
 }
 
 # free_port — print a TCP port on 127.0.0.1 that nothing listens on now.
