@@ -587,6 +587,15 @@ static void job_events(dr_app *app, const char *id, dr_response *resp)
  * the provider stops retrying; 503 when the database is away, so it tries
  * again later.
  */
+/* A delivery the adapter or the engine cannot read: logged, 400. */
+static void unreadable_delivery(const char *adapter, const dr_error *err,
+				dr_response *resp)
+{
+	dr_log(DR_LOG_WARNING, "event=webhook.unreadable adapter=%s code=%s",
+	       adapter, err->code);
+	http_problem(resp, 400, "bad_delivery", NULL, "%s", err->message);
+}
+
 static void provider_webhook(dr_app *app, const dr_request *req,
 			     const char *adapter, dr_response *resp)
 {
@@ -652,11 +661,7 @@ static void provider_webhook(dr_app *app, const dr_request *req,
 		goto out;
 	}
 	if (st != DR_OK) {
-		dr_log(DR_LOG_WARNING,
-		       "event=webhook.unreadable adapter=%s code=%s", adapter,
-		       err.code);
-		http_problem(resp, 400, "bad_delivery", NULL, "%s",
-			     err.message);
+		unreadable_delivery(adapter, &err, resp);
 		goto out;
 	}
 	n = http_parse_query(req->arena, req->query, params, MAX_QUERY_PARAMS);
@@ -674,11 +679,7 @@ static void provider_webhook(dr_app *app, const dr_request *req,
 	if (st == DR_ERR_INVALID) {
 		/* Authentic, but nothing darkroom can record (a prediction
 		 * id no job can hold): like an unreadable delivery. */
-		dr_log(DR_LOG_WARNING,
-		       "event=webhook.unreadable adapter=%s code=%s", adapter,
-		       err.code);
-		http_problem(resp, 400, "bad_delivery", NULL, "%s",
-			     err.message);
+		unreadable_delivery(adapter, &err, resp);
 		goto out;
 	}
 	if (st != DR_OK) {

@@ -146,11 +146,8 @@ dr_status dr_buf_utf8(dr_buf *b, const char *s, size_t max_chars)
 	}
 	if (st == DR_OK && b->len == 0)
 		st = dr_buf_append(b, "", 0); /* "" has its buffer too */
-	if (st != DR_OK) {
-		b->len = start;
-		if (b->data)
-			b->data[start] = '\0';
-	}
+	if (st != DR_OK)
+		dr_buf_truncate(b, start);
 	return st;
 }
 
@@ -204,19 +201,22 @@ dr_status dr_buf_json_string(dr_buf *b, const char *s)
 	}
 	if (st == DR_OK)
 		st = dr_buf_append(b, "\"", 1);
-	if (st != DR_OK) {
-		b->len = start;
-		if (b->data)
-			b->data[start] = '\0';
-	}
+	if (st != DR_OK)
+		dr_buf_truncate(b, start);
 	return st;
+}
+
+void dr_buf_truncate(dr_buf *b, size_t len)
+{
+	if (len >= b->len)
+		return;
+	b->len = len;
+	b->data[len] = '\0';
 }
 
 void dr_buf_reset(dr_buf *b)
 {
-	b->len = 0;
-	if (b->data)
-		b->data[0] = '\0';
+	dr_buf_truncate(b, 0);
 }
 
 void dr_buf_free(dr_buf *b)

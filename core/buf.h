@@ -49,6 +49,10 @@ dr_status dr_buf_utf8(dr_buf *b, const char *s, size_t max_chars)
  * JSON text. */
 dr_status dr_buf_json_string(dr_buf *b, const char *s) DR_WARN_UNUSED;
 
+/* Cut the content back to its first `len` bytes (an append's undo); a
+ * `len` at or past the end changes nothing. */
+void dr_buf_truncate(dr_buf *b, size_t len);
+
 /* Forget the content, keep the memory and the limit. */
 void dr_buf_reset(dr_buf *b);
 

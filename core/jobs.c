@@ -848,7 +848,7 @@ dr_status jobs_render(dr_db *db, const dr_config *cfg, const char *id,
  * Servers without the variable would refuse the statement, so it is asked
  * for once.
  */
-const char *jobs_metadata_sql_prefix(dr_db *db)
+static const char *metadata_sql_prefix(dr_db *db)
 {
 	static int supported = -1;
 
@@ -871,10 +871,38 @@ const char *jobs_metadata_sql_prefix(dr_db *db)
 		       : "";
 }
 
+dr_status jobs_filtered_query(dr_db *db, jobs_filter_sql_fn build,
+			      char **cache, unsigned mask, size_t n_meta,
+			      const dr_db_arg *args, size_t n,
+			      dr_db_rows **rows, dr_error *err)
+{
+	dr_buf sql;
+	dr_status st;
+
+	if (n_meta == 0) {
+		if (!cache[mask]) {
+			dr_buf_init(&sql, 4096);
+			if (build(&sql, mask, 0) != DR_OK)
+				dr_die("a list query does not fit");
+			cache[mask] = dr_buf_steal(&sql);
+		}
+		return db_query_args(db, cache[mask], 1, rows, err, args, n);
+	}
+	dr_buf_init(&sql, 8192);
+	if (dr_buf_puts(&sql, metadata_sql_prefix(db)) != DR_OK ||
+	    build(&sql, mask, n_meta) != DR_OK)
+		dr_die("a list query does not fit");
+	st = db_query_args(db, sql.data, 0, rows, err, args, n);
+	dr_buf_free(&sql);
+	return st;
+}
+
 /* The list query for a combination of filters and a number of metadata
  * filters, appended to `sql`. Its parameters: status, model, adapter,
  * the metadata keys and values, cursor (those present), and the limit. */
 enum { F_STATUS = 1, F_MODEL = 2, F_ADAPTER = 4, F_CURSOR = 8, F_ALL = 16 };
+
+static char *list_cache[F_ALL]; /* list_sql() per mask, no metadata */
 
 static dr_status list_sql(dr_buf *sql, unsigned mask, size_t n_meta)
 {
@@ -894,23 +922,6 @@ static dr_status list_sql(dr_buf *sql, unsigned mask, size_t n_meta)
 	return st;
 }
 
-/* Without metadata filters, the text for `mask` built once per process,
- * so the statement cache (keyed by the SQL pointer) holds it. */
-static const char *list_sql_cached(unsigned mask)
-{
-	static char *sql[F_ALL];
-
-	if (!sql[mask]) {
-		dr_buf b;
-
-		dr_buf_init(&b, 4096);
-		if (list_sql(&b, mask, 0) != DR_OK)
-			dr_die("the job list query does not fit");
-		sql[mask] = dr_buf_steal(&b);
-	}
-	return sql[mask];
-}
-
 dr_status jobs_list(dr_db *db, const dr_config *cfg, const dr_job_filter *f,
 		    dr_buf *out, dr_error *err)
 {
@@ -918,7 +929,6 @@ dr_status jobs_list(dr_db *db, const dr_config *cfg, const dr_job_filter *f,
 	unsigned mask = 0;
 	size_t n = 0;
 	dr_db_rows *rows = NULL;
-	dr_buf sql;
 	dr_status st;
 	size_t shown;
 
@@ -948,19 +958,8 @@ dr_status jobs_list(dr_db *db, const dr_config *cfg, const dr_job_filter *f,
 #undef ARG
 	/* Fetch one more than asked to know whether a next page exists. */
 	args[n++] = (dr_db_arg){.type = 'i', .i = (int64_t)f->limit + 1};
-	if (f->n_meta == 0) {
-		st = db_query_args(db, list_sql_cached(mask), 1, &rows, err,
-				   args, n);
-	} else {
-		/* Built per request and not cached: 16 masks times 16
-		 * filter counts would be too many prepared statements. */
-		dr_buf_init(&sql, 8192);
-		if (dr_buf_puts(&sql, jobs_metadata_sql_prefix(db)) != DR_OK ||
-		    list_sql(&sql, mask, f->n_meta) != DR_OK)
-			dr_die("the job list query does not fit");
-		st = db_query_args(db, sql.data, 0, &rows, err, args, n);
-		dr_buf_free(&sql);
-	}
+	st = jobs_filtered_query(db, list_sql, list_cache, mask, f->n_meta,
+				 args, n, &rows, err);
 	if (st != DR_OK)
 		return st;
 	shown = rows->n_rows > (size_t)f->limit ? (size_t)f->limit

@@ -114,12 +114,25 @@ dr_status jobs_check_metadata_filters(const dr_metadata_filter *f, size_t n,
 dr_status jobs_metadata_sql(dr_buf *sql, const char *job_id, size_t n)
 	DR_WARN_UNUSED;
 
+/* Appends to `sql` a list or search query for a combination of filters
+ * (`mask`, the caller's bits) and `n_meta` metadata filters. */
+typedef dr_status (*jobs_filter_sql_fn)(dr_buf *sql, unsigned mask,
+					size_t n_meta);
+
 /*
- * The text to put before a list or search with metadata filters: an
- * optimizer setting for that statement where the server has it, else "".
- * Asks the server once per process.
+ * Run the query `build` makes for `mask` and `n_meta` metadata filters
+ * with args[0..n), into *rows (the caller frees them). Without metadata
+ * filters the text is built once per process into cache[mask] (the
+ * caller's array, one slot per mask, never freed) and its statement is
+ * cached. With them it is built for this call, behind an optimizer
+ * setting where the server has it (asked once per process), and
+ * prepared, run and closed: 16 filter counts times every mask would be
+ * too many prepared statements for the server.
  */
-const char *jobs_metadata_sql_prefix(dr_db *db);
+dr_status jobs_filtered_query(dr_db *db, jobs_filter_sql_fn build,
+			      char **cache, unsigned mask, size_t n_meta,
+			      const dr_db_arg *args, size_t n,
+			      dr_db_rows **rows, dr_error *err) DR_WARN_UNUSED;
 
 typedef struct dr_job_filter {
 	const char *status;  /* or NULL */

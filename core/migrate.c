@@ -99,11 +99,8 @@ dr_status migrate_quote_ident(dr_buf *b, const char *name)
 			       : dr_buf_append(b, p, 1);
 	if (st == DR_OK)
 		st = dr_buf_append(b, "`", 1);
-	if (st != DR_OK) {
-		b->len = start;
-		if (b->data)
-			b->data[start] = '\0';
-	}
+	if (st != DR_OK)
+		dr_buf_truncate(b, start);
 	return st;
 }
 

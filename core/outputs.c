@@ -50,22 +50,7 @@ static dr_status search_sql(dr_buf *sql, unsigned mask, size_t n_meta)
 	return st;
 }
 
-/* Without metadata filters, the text for `mask` built once per process,
- * so the statement cache (keyed by the SQL pointer) holds it. */
-static const char *search_sql_cached(unsigned mask)
-{
-	static char *sql[F_ALL];
-
-	if (!sql[mask]) {
-		dr_buf b;
-
-		dr_buf_init(&b, 4096);
-		if (search_sql(&b, mask, 0) != DR_OK)
-			dr_die("the output search does not fit");
-		sql[mask] = dr_buf_steal(&b);
-	}
-	return sql[mask];
-}
+static char *search_cache[F_ALL]; /* search_sql() per mask, no metadata */
 
 int outputs_parse_time(const char *iso, char out[48])
 {
@@ -108,7 +93,6 @@ dr_status outputs_search(dr_db *db, const dr_output_filter *f, dr_buf *out,
 	size_t n = 0, shown, base;
 	unsigned mask = 0;
 	dr_db_rows *rows = NULL;
-	dr_buf sql;
 	dr_status st;
 
 #define ADD(flag, v)                                                           \
@@ -139,19 +123,8 @@ dr_status outputs_search(dr_db *db, const dr_output_filter *f, dr_buf *out,
 		ADD(F_CURSOR, f->cursor);
 #undef ADD
 	args[n++] = (dr_db_arg){.type = 'i', .i = (int64_t)f->limit + 1};
-	if (f->n_meta == 0) {
-		st = db_query_args(db, search_sql_cached(mask), 1, &rows, err,
-				   args, n);
-	} else {
-		/* Built per request and not cached: 128 masks times 16
-		 * filter counts would be too many prepared statements. */
-		dr_buf_init(&sql, 8192);
-		if (dr_buf_puts(&sql, jobs_metadata_sql_prefix(db)) != DR_OK ||
-		    search_sql(&sql, mask, f->n_meta) != DR_OK)
-			dr_die("the output search does not fit");
-		st = db_query_args(db, sql.data, 0, &rows, err, args, n);
-		dr_buf_free(&sql);
-	}
+	st = jobs_filtered_query(db, search_sql, search_cache, mask, f->n_meta,
+				 args, n, &rows, err);
 	if (st != DR_OK)
 		return st;
 	shown = rows->n_rows > (size_t)f->limit ? (size_t)f->limit
