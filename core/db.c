@@ -1201,6 +1201,12 @@ void db_rollback(dr_db *db)
 	db->tx_abort_code[0] = '\0';
 }
 
+int db_tx_again(dr_status st, const dr_error *err)
+{
+	return st == DR_ERR_DATABASE && err->retryable &&
+	       strcmp(err->code, "deadlock") == 0;
+}
+
 int db_in_transaction(const dr_db *db)
 {
 	return db->in_tx;

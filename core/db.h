@@ -109,6 +109,13 @@ dr_status db_begin(dr_db *db, dr_error *err) DR_WARN_UNUSED;
 dr_status db_commit(dr_db *db, dr_error *err) DR_WARN_UNUSED;
 void db_rollback(dr_db *db);
 
+/* How many times a whole transaction is run before a deadlock or lock wait
+ * timeout is given to the caller, and whether `st`/`err` is such a death
+ * (InnoDB rolled the transaction back; running it again from db_begin() is
+ * safe and is what InnoDB asks of applications). */
+#define DB_TX_TRIES 5
+int db_tx_again(dr_status st, const dr_error *err);
+
 /* Whether a transaction is open (between db_begin and its end). */
 int db_in_transaction(const dr_db *db);
 

@@ -296,12 +296,12 @@ static dr_status find_job(dr_db *db, const char *adapter, const char *pred_id,
 	return st;
 }
 
-dr_status engine_apply(dr_db *db, const dr_config *cfg, const char *adapter,
-		       const char *job_hint, int64_t hint_at,
-		       const dr_prediction *p,
-		       const char *source, const char *delivery_id,
-		       const dr_claim *fence, dr_apply_result *result,
-		       char status_out[16], dr_error *err)
+static dr_status apply_once(dr_db *db, const dr_config *cfg,
+			    const char *adapter, const char *job_hint,
+			    int64_t hint_at, const dr_prediction *p,
+			    const char *source, const char *delivery_id,
+			    const dr_claim *fence, dr_apply_result *result,
+			    char status_out[16], dr_error *err)
 {
 	dr_db_rows *rows = NULL;
 	const char *cur, *next, *id;
@@ -485,6 +485,27 @@ rollback:
 	free(detail);
 	free(error_text);
 	free(version);
+	return st;
+}
+
+/* A deadlock (the job row locked by a client's cancel or retry, or by a
+ * worker, while this delivery waits for it) rolled everything back,
+ * including the delivery record: run the whole transaction again. */
+dr_status engine_apply(dr_db *db, const dr_config *cfg, const char *adapter,
+		       const char *job_hint, int64_t hint_at,
+		       const dr_prediction *p,
+		       const char *source, const char *delivery_id,
+		       const dr_claim *fence, dr_apply_result *result,
+		       char status_out[16], dr_error *err)
+{
+	dr_status st = DR_OK;
+
+	for (int i = 0; i < DB_TX_TRIES; i++) {
+		st = apply_once(db, cfg, adapter, job_hint, hint_at, p, source,
+				delivery_id, fence, result, status_out, err);
+		if (!db_tx_again(st, err))
+			break;
+	}
 	return st;
 }
 

@@ -51,7 +51,8 @@ typedef enum dr_apply_result {
  * transaction, so a duplicate is applied at most once. One event is
  * appended to the job's log in every case but UNKNOWN. With `fence` the
  * write also requires that lease (the worker's own steps). The job's
- * status afterwards is written to status_out (may be NULL).
+ * status afterwards is written to status_out (may be NULL). A transaction
+ * killed by a deadlock is run again, up to DB_TX_TRIES times in all.
  */
 dr_status engine_apply(dr_db *db, const dr_config *cfg, const char *adapter,
 		       const char *job_hint, int64_t hint_at,

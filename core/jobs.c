@@ -1149,21 +1149,13 @@ rollback:
 	return st;
 }
 
-/* A deadlock (the job row against a webhook's or a worker's transaction,
- * which lock the prediction index first) is retried a few times: each try
- * is a whole transaction, so trying again is safe. */
-static int deadlocked(dr_status st, const dr_error *err)
-{
-	return st == DR_ERR_DATABASE && err->retryable;
-}
-
 dr_status jobs_cancel(dr_db *db, const char *id, dr_error *err)
 {
 	dr_status st = DR_OK;
 
-	for (int i = 0; i < 5; i++) {
+	for (int i = 0; i < DB_TX_TRIES; i++) {
 		st = cancel_once(db, id, err);
-		if (!deadlocked(st, err))
+		if (!db_tx_again(st, err))
 			break;
 	}
 	return st;
@@ -1173,9 +1165,9 @@ dr_status jobs_retry(dr_db *db, const char *id, dr_error *err)
 {
 	dr_status st = DR_OK;
 
-	for (int i = 0; i < 5; i++) {
+	for (int i = 0; i < DB_TX_TRIES; i++) {
 		st = retry_once(db, id, err);
-		if (!deadlocked(st, err))
+		if (!db_tx_again(st, err))
 			break;
 	}
 	return st;

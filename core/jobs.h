@@ -154,7 +154,8 @@ dr_status jobs_list(dr_db *db, const dr_config *cfg, const dr_job_filter *f,
  * callback_url, its callback becomes pending and due now: the caller
  * wakes the workers); a running job gets cancel_requested and is woken
  * so a worker cancels it at the provider (and owes the callback then).
- * DR_ERR_NOT_FOUND, or DR_ERR_CONFLICT when it already ended.
+ * DR_ERR_NOT_FOUND, or DR_ERR_CONFLICT when it already ended. A
+ * transaction killed by a deadlock is run again (DB_TX_TRIES in all).
  */
 dr_status jobs_cancel(dr_db *db, const char *id, dr_error *err)
 	DR_WARN_UNUSED;
@@ -163,7 +164,7 @@ dr_status jobs_cancel(dr_db *db, const char *id, dr_error *err)
  * Restart a failed or canceled job from the step that failed (attempts
  * reset, error cleared, callback state reset: its next end is delivered
  * and counted afresh). DR_ERR_NOT_FOUND, or DR_ERR_CONFLICT for a job
- * in any other state.
+ * in any other state. Deadlocks are run again as for jobs_cancel().
  */
 dr_status jobs_retry(dr_db *db, const char *id, dr_error *err)
 	DR_WARN_UNUSED;

@@ -20,6 +20,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -293,6 +294,54 @@ def _(w):
     expect_eq(expect_json(hook(unknown, sign(unknown)), 200)["status"], "unknown", "unknown prediction")
     # Authentic but not a prediction: 400, nothing recorded.
     expect_problem(hook(b"{}", sign(b"{}")), 400)
+
+
+@case("webhook: a deadlock with another transaction is run again, not answered 503")
+@with_worker(1)
+def _(w):
+    # A client session holds the job row and then inserts the delivery's
+    # key: the webhook's transaction (delivery first, then the job row)
+    # closes a cycle, and InnoDB kills the lighter one, the webhook's.
+    fake_reset(drop_webhooks=1)
+    j = running_job()
+    jid = j["id"]
+    body = succeeded_body(j)
+    h = sign(body)
+    cmd = ["mariadb", "--no-defaults", f"--socket={os.environ['MARIADB_SOCKET']}", "-uroot",
+           "-N", "-B", "--unbuffered", os.environ.get("DARKROOM_DB", "darkroom_test")]
+    other = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    answer = {}
+    try:
+        # Heavy (many undo entries), so that it is not the victim.
+        other.stdin.write(
+            "BEGIN;\n"
+            "INSERT INTO webhook_deliveries (adapter, delivery_key, delivery_id, received_at)"
+            " SELECT 'deadlock-test', UNHEX(SHA2(seq, 256)), seq, NOW(6) FROM seq_1_to_300;\n"
+            f"SELECT id FROM jobs WHERE id = '{jid}' FOR UPDATE;\n")
+        other.stdin.flush()
+        expect_eq(other.stdout.readline().strip(), jid, "the other session holds the job row")
+        t = threading.Thread(target=lambda: answer.update(r=hook(body, h)))
+        t.start()
+        wait_until(lambda: sql("SELECT COUNT(*) FROM information_schema.innodb_trx"
+                               " WHERE trx_state = 'LOCK WAIT'")[0][0] == "1",
+                   timeout=10, interval=0.05, what="the webhook waiting for the job row")
+        msg = h["webhook-id"].replace("'", "''")
+        other.stdin.write(
+            "INSERT INTO webhook_deliveries (adapter, delivery_key, delivery_id, received_at)"
+            f" VALUES ('replicate', UNHEX(SHA2('{msg}', 256)), '{msg}', NOW(6));\n"
+            "SELECT 'inserted';\nDO SLEEP(0.3);\nROLLBACK;\nSELECT 'rolled back';\n")
+        other.stdin.flush()
+        expect_eq(other.stdout.readline().strip(), "inserted",
+                  "the other session's insert (it was not the deadlock's victim)")
+        expect_eq(other.stdout.readline().strip(), "rolled back", "the other session ended")
+        t.join(30)
+        expect(not t.is_alive(), "the webhook is answered")
+    finally:
+        other.stdin.close()
+        other.wait(30)
+    expect_eq(expect_json(answer["r"], 200)["status"], "accepted", "the deadlocked webhook")
+    expect(job(jid)["status"] in ("persisting", "succeeded"), "the job took the delivery")
 
 
 def sign_raw(body, msg_id):
