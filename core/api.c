@@ -15,13 +15,14 @@
 #include <strings.h>
 
 #include "dashboard.h"
-#include "engine.h"
 #include "ids.h"
 #include "jobs.h"
+#include "jobstate.h"
 #include "queue.h"
 #include "jsonutil.h"
 #include "log.h"
 #include "metrics.h"
+#include "news.h"
 #include "outputs.h"
 
 #define MAX_QUERY_PARAMS 32
@@ -425,9 +426,9 @@ static void job_action(dr_app *app, const char *id, const char *action,
 
 	dr_error_clear(&err);
 	if (strcmp(action, "cancel") == 0)
-		st = jobs_cancel(app->db, id, &err);
+		st = jobstate_client_cancel(app->db, id, &err);
 	else
-		st = jobs_retry(app->db, id, &err);
+		st = jobstate_client_retry(app->db, id, &err);
 	if (st == DR_OK) {
 		queue_wakeup_send(app->cfg->worker.wakeup_socket);
 		dr_log(DR_LOG_INFO, "event=job.%s job=%s", action, id);
@@ -673,9 +674,8 @@ static void provider_webhook(dr_app *app, const dr_request *req,
 		    strlen(at) <= 18)
 			hint_at = strtoll(at, NULL, 10);
 	}
-	st = engine_apply(app->db, app->cfg, adapter, hint, hint_at, &p,
-			  "webhook",
-			  delivery_id, NULL, &result, status, &err);
+	st = news_apply(app->db, app->cfg, adapter, hint, hint_at, &p,
+			"webhook", delivery_id, NULL, &result, status, &err);
 	if (st == DR_ERR_INVALID) {
 		/* Authentic, but nothing darkroom can record (a prediction
 		 * id no job can hold): like an unreadable delivery. */
@@ -696,7 +696,8 @@ static void provider_webhook(dr_app *app, const dr_request *req,
 		       dr_log_quote(delivery_id ? delivery_id : "-", q,
 				    sizeof(q)));
 	}
-	if (result == DR_APPLY_CHANGED && strcmp(status, "persisting") == 0)
+	if (result == DR_APPLY_CHANGED &&
+	    strcmp(status, jobstate_name(DR_JOB_PERSISTING)) == 0)
 		queue_wakeup_send(app->cfg->worker.wakeup_socket);
 	if (dr_buf_printf(&resp->body, "{\"status\":\"%s\"}",
 			  results[result]) != DR_OK)
@@ -704,7 +705,7 @@ static void provider_webhook(dr_app *app, const dr_request *req,
 	reply_json(resp, 200);
 out:
 	free(delivery_id);
-	engine_prediction_clear(&p);
+	news_prediction_clear(&p);
 }
 
 /* ---------------------------------------------------------------- router */

@@ -9,41 +9,36 @@
 
 #include "download.h"
 #include "jobs.h"
+#include "jobstate.h"
 #include "log.h"
 #include "webhook.h"
 
 /* Record the callback's end state (delivered or failed) and park the job;
  * `detail`, when not NULL, is the event recorded with it. */
-static void finish(dr_engine *e, const dr_claim *c, const char *state,
-		   const char *detail)
+static void finish(const dr_step_ctx *e, const dr_claim *c,
+		   const char *state, const char *detail)
 {
-	uint64_t n = 0;
 	dr_error err;
-	dr_status st;
 
 	dr_error_clear(&err);
-	st = db_exec(e->db,
-		     "UPDATE jobs SET callback_state = ?, callback_attempts ="
-		     " callback_attempts + 1, run_at = NULL, lease_owner = NULL"
-		     " WHERE id = ? AND lease_version = ?",
-		     &n, &err, "ssu", state, c->id, c->lease_version);
-	if (st != DR_OK || n != 1) {
+	if (jobstate_callback_end(e->db, c->id, c->lease_version, state,
+				  &err) != DR_OK) {
 		dr_log(DR_LOG_WARNING, "event=callback.lease_lost job=%s",
 		       c->id);
 		return;
 	}
-	if (detail && engine_event(e->db, c->id, "callback", c->status, NULL,
+	if (detail && jobstate_event(e->db, c->id, "callback", c->status, NULL,
 				   detail, &err) != DR_OK)
 		dr_log(DR_LOG_WARNING, "event=job.event_failed job=%s", c->id);
 }
 
 /* A callback that can never be sent (no URL, no usable secret): logged,
  * recorded, given up at once. */
-static void give_up(dr_engine *e, const dr_claim *c, const char *code,
+static void give_up(const dr_step_ctx *e, const dr_claim *c, const char *code,
 		    const char *reason)
 {
 	char q[300];
-	char *detail = engine_detail("delivery", "failed", "code", code,
+	char *detail = jobstate_detail("delivery", "failed", "code", code,
 				     "reason", reason, NULL);
 
 	dr_log(DR_LOG_WARNING, "event=callback.failed job=%s code=%s reason=%s",
@@ -60,7 +55,7 @@ static void give_up(dr_engine *e, const dr_claim *c, const char *code,
  * backoff. `http` is the answer's status, 0 for none; `msg_id` may be
  * NULL before the delivery has one.
  */
-static void failed_try(dr_engine *e, const dr_claim *c, int tries, int final,
+static void failed_try(const dr_step_ctx *e, const dr_claim *c, int tries, int final,
 		       long http, const char *msg_id, const dr_error *why)
 {
 	const dr_config *cfg = e->cfg;
@@ -71,11 +66,11 @@ static void failed_try(dr_engine *e, const dr_claim *c, int tries, int final,
 	dr_error_clear(&err);
 	final = final || tries >= cfg->worker.max_attempts;
 	snprintf(status_s, sizeof(status_s), "%ld", http);
-	detail = engine_detail("delivery", "failed", "http_status", status_s,
+	detail = jobstate_detail("delivery", "failed", "http_status", status_s,
 			       "code", why->code, "reason", why->message,
 			       "webhook_id", msg_id, "given_up",
 			       final ? "true" : NULL, NULL);
-	if (engine_event(e->db, c->id, "callback", c->status, NULL, detail,
+	if (jobstate_event(e->db, c->id, "callback", c->status, NULL, detail,
 			 &err) != DR_OK)
 		dr_log(DR_LOG_WARNING, "event=job.event_failed job=%s", c->id);
 	free(detail);
@@ -88,26 +83,17 @@ static void failed_try(dr_engine *e, const dr_claim *c, int tries, int final,
 		finish(e, c, "failed", NULL);
 		return;
 	}
-	{
-		uint64_t n = 0;
-
-		if (db_exec(e->db,
-			    "UPDATE jobs SET run_at = NOW(6) + INTERVAL ?"
-			    " MICROSECOND, lease_owner = NULL, callback_attempts"
-			    " = callback_attempts + 1 WHERE id = ? AND"
-			    " lease_version = ?",
-			    &n, &err, "isu",
-			    queue_delay_us(queue_backoff(cfg, tries)),
-			    c->id, c->lease_version) != DR_OK ||
-		    n != 1)
-			dr_log(DR_LOG_WARNING,
-			       "event=callback.lease_lost job=%s", c->id);
-	}
+	if (jobstate_callback_later(e->db, c->id, c->lease_version,
+				    queue_backoff(cfg, tries), &err) != DR_OK)
+		dr_log(DR_LOG_WARNING, "event=callback.lease_lost job=%s",
+		       c->id);
 }
 
-void callback_deliver(dr_engine *e, dr_claim *c)
+dr_step_outcome callback_deliver(const dr_step_ctx *e)
 {
 	const dr_config *cfg = e->cfg;
+	const dr_claim *c = e->claim;
+	dr_step_outcome o;
 	dr_db_rows *rows = NULL;
 	dr_download_policy pol;
 	char **env_hosts = NULL;
@@ -122,6 +108,8 @@ void callback_deliver(dr_engine *e, dr_claim *c)
 	dr_error err;
 	dr_status st;
 
+	memset(&o, 0, sizeof(o));
+	o.kind = DR_STEP_DONE;
 	dr_error_clear(&err);
 	dr_buf_init(&body, 16u << 20);
 	st = db_query(e->db,
@@ -191,7 +179,7 @@ void callback_deliver(dr_engine *e, dr_claim *c)
 			   body.len, &http, &err);
 	snprintf(status_s, sizeof(status_s), "%ld", http);
 	if (st == DR_OK && http >= 200 && http < 300) {
-		detail = engine_detail("delivery", "delivered", "http_status",
+		detail = jobstate_detail("delivery", "delivered", "http_status",
 				       status_s, "webhook_id", msg_id, NULL);
 		finish(e, c, "delivered", detail);
 		free(detail);
@@ -211,4 +199,5 @@ out:
 	download_policy_free_hosts(env_hosts);
 	db_rows_free(rows);
 	dr_buf_free(&body);
+	return o;
 }

@@ -14,13 +14,22 @@
  * failed (the job keeps its status: the callback is a notification, not
  * part of the job's work); a URL or address that can never be reached
  * ends it at once.
+ *
+ * Who may call whom: the engine calls callback; callback calls jobstate,
+ * jobs (the job object), download (the POST), webhook (the signature) and
+ * queue (the backoff), never the engine.
  */
 #ifndef DR_CALLBACK_H
 #define DR_CALLBACK_H
 
-#include "engine.h"
+#include "step.h"
 
-/* Deliver the callback of a claimed, ended job. */
-void callback_deliver(dr_engine *e, dr_claim *c);
+/*
+ * Deliver the callback of the claimed, ended job of `x`. The callback's
+ * own state (delivered, failed, tried again later) is recorded by this
+ * step through jobstate.h, since it never changes the job's status: the
+ * outcome is always DONE.
+ */
+dr_step_outcome callback_deliver(const dr_step_ctx *x);
 
 #endif

@@ -19,6 +19,7 @@
 #include "ids.h"
 #include "image.h"
 #include "jobs.h"
+#include "jobstate.h"
 #include "log.h"
 #include "migrate.h"
 #include "outputs.h"
@@ -848,7 +849,8 @@ static int cmd_jobs_action(const cli *c, int argc, char **argv, int retry)
 		return 1;
 	dr_buf_init(&out, CLI_JSON_MAX);
 	dr_error_clear(&err);
-	st = retry ? jobs_retry(db, id, &err) : jobs_cancel(db, id, &err);
+	st = retry ? jobstate_client_retry(db, id, &err)
+		   : jobstate_client_cancel(db, id, &err);
 	if (st == DR_OK) {
 		queue_wakeup_send(cfg->worker.wakeup_socket);
 		st = jobs_render(db, cfg, id, &out, &err);
@@ -859,7 +861,8 @@ static int cmd_jobs_action(const cli *c, int argc, char **argv, int retry)
 		json_object *cr = jget(root, "cancel_requested");
 
 		printf("%s %s%s\n", id, jstr(root, "status"),
-		       !retry && strcmp(jstr(root, "status"), "canceled") != 0 &&
+		       !retry && strcmp(jstr(root, "status"),
+					      jobstate_name(DR_JOB_CANCELED)) != 0 &&
 				       (!cr || json_object_get_boolean(cr))
 			       ? " (cancel requested)"
 			       : "");

@@ -15,20 +15,15 @@
 #include <string.h>
 #include <strings.h>
 
+#include "jobstate.h"
 #include "jsonutil.h"
 #include "log.h"
 
-static const char *const job_statuses[] = {
-	"queued",    "starting", "processing", "persisting",
-	"succeeded", "failed",   "canceled",   NULL,
-};
-
 int jobs_status_valid(const char *s)
 {
-	for (int i = 0; job_statuses[i]; i++)
-		if (strcmp(s, job_statuses[i]) == 0)
-			return 1;
-	return 0;
+	dr_job_status st;
+
+	return jobstate_parse(s, &st);
 }
 
 /* ------------------------------------------------------------ validation */
@@ -431,16 +426,6 @@ static dr_status render_job(dr_db *db, const dr_db_rows *rows, size_t i,
 
 /* --------------------------------------------------------------- create */
 
-static dr_status add_event(dr_db *db, const char *id, const char *kind,
-			   const char *from, const char *to, const char *detail,
-			   dr_error *err)
-{
-	return db_exec(db,
-		       "INSERT INTO job_events (job_id, at, kind, from_status,"
-		       " to_status, detail) VALUES (?, NOW(6), ?, ?, ?, ?)",
-		       NULL, err, "sssss", id, kind, from, to, detail);
-}
-
 static dr_status find_idempotent(dr_db *db, const dr_idempotency *idem,
 				 char id_out[DR_JOB_ID_LEN + 1], dr_error *err)
 {
@@ -549,10 +534,11 @@ dr_status jobs_create(dr_db *db, const dr_config *cfg,
 	st = db_query(db,
 		      "INSERT INTO jobs (id, status, step, adapter, model, input,"
 		      " prompt, metadata, renditions, callback_url, run_at,"
-		      " created_at, updated_at) VALUES (?, 'queued', 'submit',"
+		      " created_at, updated_at) VALUES (?, ?, 'submit',"
 		      " ?, ?, ?, ?, ?, ?, ?, NOW(6), NOW(6), NOW(6))"
 		      " RETURNING " JOB_COLUMNS,
-		      &row, err, "ssssssss", id, req->adapter, req->model,
+		      &row, err, "sssssssss", id, jobstate_name(DR_JOB_QUEUED),
+		      req->adapter, req->model,
 		      input, prompt, metadata, rend.data, req->callback_url);
 	if (st == DR_OK && row->n_rows != 1)
 		st = dr_fail(err, DR_ERR_INTERNAL, "internal",
@@ -571,7 +557,8 @@ dr_status jobs_create(dr_db *db, const dr_config *cfg,
 				goto rollback;
 		}
 	}
-	st = add_event(db, id, "created", NULL, "queued", NULL, err);
+	st = jobstate_event(db, id, "created", NULL,
+			    jobstate_name(DR_JOB_QUEUED), NULL, err);
 	if (st != DR_OK)
 		goto rollback;
 	st = db_commit(db, err);
@@ -987,188 +974,3 @@ dr_status jobs_list(dr_db *db, const dr_config *cfg, const dr_job_filter *f,
 	return st;
 }
 
-/* ------------------------------------------------------- cancel, retry */
-
-/* Lock job `id` in the open transaction and fetch its status and step. */
-static dr_status lock_job(dr_db *db, const char *id, dr_db_rows **rows,
-			  dr_error *err)
-{
-	dr_status st = db_query(db,
-				"SELECT status, step, error_step, prediction_id"
-				" FROM jobs WHERE id = ? FOR UPDATE",
-				rows, err, "s", id);
-
-	if (st == DR_OK && (*rows)->n_rows == 0) {
-		db_rows_free(*rows);
-		*rows = NULL;
-		st = dr_fail(err, DR_ERR_NOT_FOUND, "not_found",
-			     "no job with id %.40s", id);
-	}
-	return st;
-}
-
-static int is_final(const char *status)
-{
-	return strcmp(status, "succeeded") == 0 ||
-	       strcmp(status, "failed") == 0 || strcmp(status, "canceled") == 0;
-}
-
-static dr_status cancel_once(dr_db *db, const char *id, dr_error *err)
-{
-	dr_db_rows *rows = NULL;
-	const char *status;
-	dr_status st;
-
-	st = db_begin(db, err);
-	if (st != DR_OK)
-		return st;
-	st = lock_job(db, id, &rows, err);
-	if (st != DR_OK)
-		goto rollback;
-	status = db_cell(rows, 0, 0);
-	if (is_final(status)) {
-		st = dr_fail(err, DR_ERR_CONFLICT, "job_ended",
-			     "the job already ended (%s)", status);
-		goto rollback;
-	}
-	if (strcmp(status, "queued") == 0) {
-		/* Never submitted: cancel now, fencing out any worker that
-		 * has just claimed it. Like every other end of a job, it
-		 * owes its client a callback: due now, for the workers. */
-		st = db_exec(db,
-			     "UPDATE jobs SET status = 'canceled',"
-			     " callback_state = IF(callback_url IS NULL,"
-			     " 'none', 'pending'), callback_attempts = 0,"
-			     " run_at = IF(callback_url IS NULL, NULL, NOW(6)),"
-			     " lease_owner = NULL,"
-			     " lease_version = lease_version + 1,"
-			     " completed_at = NOW(6), updated_at = NOW(6)"
-			     " WHERE id = ?",
-			     NULL, err, "s", id);
-		if (st == DR_OK)
-			st = add_event(db, id, "status", "queued", "canceled",
-				       "{\"reason\":\"canceled by client\"}",
-				       err);
-	} else {
-		/* Submitted: a worker cancels it at the provider. */
-		st = db_exec(db,
-			     "UPDATE jobs SET cancel_requested = 1,"
-			     " run_at = NOW(6), updated_at = NOW(6)"
-			     " WHERE id = ?",
-			     NULL, err, "s", id);
-		if (st == DR_OK)
-			st = add_event(db, id, "cancel_requested", status,
-				       NULL, NULL, err);
-	}
-	if (st != DR_OK)
-		goto rollback;
-	db_rows_free(rows);
-	return db_commit(db, err);
-rollback:
-	db_rows_free(rows);
-	db_rollback(db);
-	return st;
-}
-
-static dr_status retry_once(dr_db *db, const char *id, dr_error *err)
-{
-	dr_db_rows *rows = NULL;
-	const char *status, *estep;
-	int persist;
-	dr_status st;
-
-	st = db_begin(db, err);
-	if (st != DR_OK)
-		return st;
-	st = lock_job(db, id, &rows, err);
-	if (st != DR_OK)
-		goto rollback;
-	status = db_cell(rows, 0, 0);
-	if (strcmp(status, "failed") != 0 && strcmp(status, "canceled") != 0) {
-		st = dr_fail(err, DR_ERR_CONFLICT, "job_not_retryable",
-			     "only failed or canceled jobs can be retried "
-			     "(this one is %s)",
-			     status);
-		goto rollback;
-	}
-	/* Failures after the prediction succeeded resume at persisting;
-	 * anything earlier runs the prediction again. Either way the job
-	 * will end again, and that end's callback starts afresh (a pending
-	 * callback of the old end is dropped: the job it describes is gone). */
-	estep = db_cell(rows, 0, 2);
-	persist = estep && strcmp(status, "failed") == 0 &&
-		  (strcmp(estep, "download") == 0 ||
-		   strcmp(estep, "render") == 0 ||
-		   strcmp(estep, "upload") == 0 || strcmp(estep, "index") == 0 ||
-		   strcmp(estep, "persist") == 0);
-	if (persist) {
-		st = db_exec(db,
-			     "UPDATE jobs SET status = 'persisting',"
-			     " step = 'persist', attempts = 0,"
-			     " error_step = NULL, error_code = NULL,"
-			     " error_message = NULL, completed_at = NULL,"
-			     " cancel_requested = 0, run_at = NOW(6),"
-			     " callback_state = 'none', callback_attempts = 0,"
-			     " lease_owner = NULL,"
-			     " lease_version = lease_version + 1,"
-			     " updated_at = NOW(6) WHERE id = ?",
-			     NULL, err, "s", id);
-		/* The outputs get a new download budget, too. */
-		if (st == DR_OK)
-			st = db_exec(db,
-				     "UPDATE outputs SET fetch_started_at ="
-				     " NULL, slow_fetches = 0 WHERE job_id = ?"
-				     " AND state = 'pending'",
-				     NULL, err, "s", id);
-	} else {
-		st = db_exec(db,
-			     "UPDATE jobs SET status = 'queued', step = 'submit',"
-			     " attempts = 0, prediction_id = NULL,"
-			     " prediction_status = NULL, prediction = NULL,"
-			     " predict_time = NULL, progress = NULL,"
-			     " error_step = NULL, error_code = NULL,"
-			     " error_message = NULL, completed_at = NULL,"
-			     " submitted_at = NULL, provider_deadline = NULL,"
-			     " cancel_requested = 0, run_at = NOW(6),"
-			     " callback_state = 'none', callback_attempts = 0,"
-			     " lease_owner = NULL,"
-			     " lease_version = lease_version + 1,"
-			     " updated_at = NOW(6) WHERE id = ?",
-			     NULL, err, "s", id);
-	}
-	if (st == DR_OK)
-		st = add_event(db, id, "retry", status,
-			       persist ? "persisting" : "queued", NULL, err);
-	if (st != DR_OK)
-		goto rollback;
-	db_rows_free(rows);
-	return db_commit(db, err);
-rollback:
-	db_rows_free(rows);
-	db_rollback(db);
-	return st;
-}
-
-dr_status jobs_cancel(dr_db *db, const char *id, dr_error *err)
-{
-	dr_status st = DR_OK;
-
-	for (int i = 0; i < DB_TX_TRIES; i++) {
-		st = cancel_once(db, id, err);
-		if (!db_tx_again(st, err))
-			break;
-	}
-	return st;
-}
-
-dr_status jobs_retry(dr_db *db, const char *id, dr_error *err)
-{
-	dr_status st = DR_OK;
-
-	for (int i = 0; i < DB_TX_TRIES; i++) {
-		st = retry_once(db, id, err);
-		if (!db_tx_again(st, err))
-			break;
-	}
-	return st;
-}

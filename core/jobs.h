@@ -2,9 +2,10 @@
  * jobs.h - the job model: validating job requests, storing and reading
  * jobs, rendering the job object of CONTRACT §2, cancel and retry.
  *
- * This module owns the SQL of the jobs, job_metadata, job_events and
- * idempotency_keys tables as the API uses them. The queue side (claims,
- * leases, steps) belongs to the worker's modules.
+ * This module owns the SQL of the jobs, job_metadata and
+ * idempotency_keys tables as the API reads and creates them. Every later
+ * change of a job (its status, a client's cancel and retry) and every
+ * event belongs to jobstate.h; claims and leases to queue.h.
  */
 #ifndef DR_JOBS_H
 #define DR_JOBS_H
@@ -148,26 +149,6 @@ typedef struct dr_job_filter {
  * first. */
 dr_status jobs_list(dr_db *db, const dr_config *cfg, const dr_job_filter *f,
 		    dr_buf *out, dr_error *err) DR_WARN_UNUSED;
-
-/*
- * Cancel job `id`: a queued job becomes canceled at once (with a
- * callback_url, its callback becomes pending and due now: the caller
- * wakes the workers); a running job gets cancel_requested and is woken
- * so a worker cancels it at the provider (and owes the callback then).
- * DR_ERR_NOT_FOUND, or DR_ERR_CONFLICT when it already ended. A
- * transaction killed by a deadlock is run again (DB_TX_TRIES in all).
- */
-dr_status jobs_cancel(dr_db *db, const char *id, dr_error *err)
-	DR_WARN_UNUSED;
-
-/*
- * Restart a failed or canceled job from the step that failed (attempts
- * reset, error cleared, callback state reset: its next end is delivered
- * and counted afresh). DR_ERR_NOT_FOUND, or DR_ERR_CONFLICT for a job
- * in any other state. Deadlocks are run again as for jobs_cancel().
- */
-dr_status jobs_retry(dr_db *db, const char *id, dr_error *err)
-	DR_WARN_UNUSED;
 
 /* Columns of an output row and of a rendition row, in the order
  * jobs_append_output() reads them (o. and r. are the table aliases). */

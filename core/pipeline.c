@@ -28,6 +28,7 @@
 #include "download.h"
 #include "image.h"
 #include "jobs.h"
+#include "jobstate.h"
 #include "jsonutil.h"
 #include "log.h"
 #include "metrics.h"
@@ -70,7 +71,7 @@ typedef struct stored_output {
 
 /* What one persist step works with. */
 typedef struct persist_ctx {
-	dr_engine *e;
+	const dr_step_ctx *e;
 	dr_claim *c;
 	struct dr_instance *sink;
 	const dr_sink_ops *ops;
@@ -607,7 +608,6 @@ static dr_status index_all(persist_ctx *x, stored_output *outs, size_t n,
 			   dr_error *err)
 {
 	dr_db *db = x->e->db;
-	uint64_t affected = 0;
 	dr_status st;
 
 	st = db_begin(db, err);
@@ -658,24 +658,7 @@ static dr_status index_all(persist_ctx *x, stored_output *outs, size_t n,
 		}
 	}
 	if (st == DR_OK)
-		st = db_exec(db,
-			     "UPDATE jobs SET status = 'succeeded',"
-			     " step = 'done', progress = 1,"
-			     " completed_at = NOW(6), updated_at = NOW(6),"
-			     " callback_state = IF(callback_url IS NULL,"
-			     " 'none', 'pending'),"
-			     " run_at = IF(callback_url IS NULL, NULL, NOW(6)),"
-			     " lease_owner = NULL"
-			     " WHERE id = ? AND lease_version = ?"
-			     " AND status = 'persisting'",
-			     &affected, err, "su", x->c->id,
-			     x->c->lease_version);
-	if (st == DR_OK && affected != 1)
-		st = dr_fail(err, DR_ERR_CONFLICT, "lease_lost",
-			     "the lease on the job was lost");
-	if (st == DR_OK)
-		st = engine_event(db, x->c->id, "status", "persisting",
-				  "succeeded", NULL, err);
+		st = jobstate_succeed(db, x->c->id, x->c->lease_version, err);
 	if (st == DR_OK)
 		st = db_commit(db, err);
 	if (st != DR_OK)
@@ -714,9 +697,22 @@ static dr_status job_presets(persist_ctx *x, const char *list, dr_error *err)
 	return DR_OK;
 }
 
-void pipeline_persist(dr_engine *e, dr_claim *c)
+/* An outcome of kind `kind` for the (sub-)step `step`. */
+static dr_step_outcome outcome(dr_step_kind kind, const char *step)
+{
+	dr_step_outcome o;
+
+	memset(&o, 0, sizeof(o));
+	o.kind = kind;
+	snprintf(o.step, sizeof(o.step), "%s", step);
+	return o;
+}
+
+dr_step_outcome pipeline_persist(const dr_step_ctx *e)
 {
 	const dr_config *cfg = e->cfg;
+	dr_claim *c = e->claim;
+	dr_step_outcome o = outcome(DR_STEP_DONE, c->step);
 	struct dr_instance *adapter = plugins_adapter(e->plugins, c->adapter);
 	persist_ctx x;
 	dr_db_rows *rows = NULL, *job = NULL;
@@ -732,9 +728,10 @@ void pipeline_persist(dr_engine *e, dr_claim *c)
 	x.step = "persist";
 	x.sink = plugins_sink(e->plugins, cfg->server.sink);
 	if (!x.sink) {
-		engine_fail(e, c, "upload", "sink_missing",
-			    "no sink is configured");
-		return;
+		o = outcome(DR_STEP_FAIL, "upload");
+		dr_fail(&o.why, DR_ERR_INTERNAL, "sink_missing",
+			"no sink is configured");
+		return o;
 	}
 	x.ops = x.sink->plugin->desc->sink;
 	x.policy.hosts = adapter ? adapter->plugin->desc->adapter->download_hosts
@@ -762,8 +759,9 @@ void pipeline_persist(dr_engine *e, dr_claim *c)
 			      &rows, &err, "s", c->id);
 	x.selected_at = metrics_now();
 	if (st != DR_OK) {
-		engine_retry(e, c, queue_backoff(cfg, c->attempts + 1), 0, 0,
-			     &err);
+		o.kind = DR_STEP_RETRY;
+		o.delay = queue_backoff(cfg, c->attempts + 1);
+		o.why = err;
 		goto out;
 	}
 	outs = dr_xcalloc(rows->n_rows ? rows->n_rows : 1, sizeof(*outs));
@@ -810,25 +808,25 @@ void pipeline_persist(dr_engine *e, dr_claim *c)
 	       c->id, x.step, err.code, err.retryable, err.message);
 	{
 		/* The sub-step that failed names the error. */
-		dr_claim named = *c;
-		double delay = engine_delay(err.retry_after,
-					    queue_backoff(cfg,
-							  c->attempts + 1));
+		double delay = queue_asked_delay(err.retry_after,
+						 queue_backoff(cfg,
+							       c->attempts + 1));
 		int again = err.retryable || st == DR_ERR_UNAVAILABLE;
 
-		snprintf(named.step, sizeof(named.step), "%s", x.step);
 		if (again && x.fetch_row && strcmp(x.step, "download") == 0)
 			again = download_again(&x, &err, delay);
-		if (again)
-			engine_retry(e, &named, delay, 1, 0, &err);
-		else
-			engine_fail(e, &named, x.step,
-				    err.code[0] ? err.code : "persist_failed",
-				    err.message);
+		o = outcome(again ? DR_STEP_RETRY : DR_STEP_FAIL, x.step);
+		o.delay = delay;
+		o.count_attempt = 1;
+		o.why = err;
+		if (!again && !err.code[0])
+			snprintf(o.why.code, sizeof(o.why.code), "%s",
+				 "persist_failed");
 	}
 out:
 	free(outs);
 	db_rows_free(rows);
 	db_rows_free(job);
 	download_policy_free_hosts(x.env_hosts);
+	return o;
 }

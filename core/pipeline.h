@@ -29,14 +29,25 @@
  * download abandoned for low speed (download_too_slow) gets one more try,
  * and every try of one output shares [limits] download_budget, counted
  * from its first download.
+ *
+ * Who may call whom: the engine calls the pipeline (and reprocess.h its
+ * preset hash); the pipeline calls jobstate, queue, download, image, the
+ * plugin host (the sink) and db, never the engine.
  */
 #ifndef DR_PIPELINE_H
 #define DR_PIPELINE_H
 
-#include "engine.h"
+#include "step.h"
 
-/* Run the persist step of a claimed job in `persisting`. */
-void pipeline_persist(dr_engine *e, dr_claim *c);
+/*
+ * Run the persist step of the claimed job of `x` (in persisting). When
+ * every output is stored the job's end is written by the step itself
+ * (jobstate_succeed, in the index transaction) and the outcome is DONE,
+ * as it is when the lease was lost. Otherwise RETRY (a failure that may
+ * pass; counted) or FAIL, naming the sub-step that failed (download,
+ * render, upload, index) and the error.
+ */
+dr_step_outcome pipeline_persist(const dr_step_ctx *x);
 
 /* A short stable hash of a preset's settings (16 hex digits and a NUL in
  * `out`), stored with each rendition: renditions made with other settings

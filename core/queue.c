@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,6 +177,13 @@ dr_status queue_release(dr_db *db, const dr_claim *c, double delay,
 			       c->lease_version);
 
 	return fenced(st, n, err);
+}
+
+double queue_asked_delay(double asked, double fallback)
+{
+	if (!isfinite(asked) || asked <= 0)
+		return fallback;
+	return asked > QUEUE_MAX_DELAY ? QUEUE_MAX_DELAY : asked;
 }
 
 double queue_backoff(const dr_config *cfg, int attempt)

@@ -81,6 +81,15 @@ dr_status queue_release(dr_db *db, const dr_claim *c, double delay,
  * wrong, overflows the conversion or the DATETIME it is added to. */
 int64_t queue_delay_us(double seconds);
 
+/*
+ * The delay to honour when a plugin asked for `asked` seconds
+ * (dr_error.retry_after, a double any plugin may fill with anything):
+ * `fallback` when it asked nothing usable (NaN, an infinity, 0 or less),
+ * otherwise `asked` cut to QUEUE_MAX_DELAY (one day). Callers with a
+ * tighter bound (a prediction's provider deadline) apply it as well.
+ */
+double queue_asked_delay(double asked, double fallback);
+
 /* The delay before retry number `attempt` (1-based): retry_base doubling
  * per attempt up to retry_max, with "equal jitter" (half fixed, half
  * random) so retries of many jobs spread out. */

@@ -17,7 +17,6 @@
 
 #include <math.h>
 
-#include "engine.h"
 #include "queue.h"
 
 static void test_backoff(void **state)
@@ -69,15 +68,15 @@ static void test_delay_clamp(void **state)
 	assert_int_equal(queue_delay_us(1e300), 86400000000LL);
 	assert_int_equal(queue_delay_us(INFINITY), 86400000000LL);
 
-	assert_true(engine_delay(30, 5) == 30);
-	assert_true(engine_delay(0.25, 5) == 0.25);
-	assert_true(engine_delay(0, 5) == 5);
-	assert_true(engine_delay(-1, 5) == 5);
-	assert_true(engine_delay(NAN, 5) == 5);
-	assert_true(engine_delay(INFINITY, 5) == 5);
-	assert_true(engine_delay(-INFINITY, 5) == 5);
-	assert_true(engine_delay(1e9, 5) == QUEUE_MAX_DELAY);
-	assert_true(engine_delay(1e300, 5) == QUEUE_MAX_DELAY);
+	assert_true(queue_asked_delay(30, 5) == 30);
+	assert_true(queue_asked_delay(0.25, 5) == 0.25);
+	assert_true(queue_asked_delay(0, 5) == 5);
+	assert_true(queue_asked_delay(-1, 5) == 5);
+	assert_true(queue_asked_delay(NAN, 5) == 5);
+	assert_true(queue_asked_delay(INFINITY, 5) == 5);
+	assert_true(queue_asked_delay(-INFINITY, 5) == 5);
+	assert_true(queue_asked_delay(1e9, 5) == QUEUE_MAX_DELAY);
+	assert_true(queue_asked_delay(1e300, 5) == QUEUE_MAX_DELAY);
 }
 
 static void test_wakeup(void **state)

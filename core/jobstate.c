@@ -1,0 +1,626 @@
+/*
+ * jobstate.c - job statuses, their moves, events and job row writes (see
+ * jobstate.h).
+ *
+ * Every way a job ends (failed, canceled, succeeded; by a worker, by its
+ * client, by provider news) sets the same columns: JOB_ENDS below. A
+ * worker's write names its lease_version in the WHERE clause, so a stale
+ * lease changes nothing.
+ */
+#include "jobstate.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "log.h"
+#include "queue.h"
+
+static const char *const names[DR_JOB_STATUSES] = {
+	"queued",    "starting", "processing", "persisting",
+	"succeeded", "failed",   "canceled",
+};
+
+/* The columns every end of a job sets: when it ended, and its callback
+ * (when it has a callback_url) due now. */
+#define JOB_ENDS                                                              \
+	" completed_at = NOW(6), updated_at = NOW(6),"                       \
+	" callback_state = IF(callback_url IS NULL, 'none', 'pending'),"     \
+	" run_at = IF(callback_url IS NULL, NULL, NOW(6)),"                  \
+	" lease_owner = NULL"
+
+const char *jobstate_name(dr_job_status s)
+{
+	if ((int)s < 0 || (int)s >= DR_JOB_STATUSES)
+		return "unknown";
+	return names[s];
+}
+
+int jobstate_parse(const char *s, dr_job_status *out)
+{
+	for (int i = 0; s && i < DR_JOB_STATUSES; i++)
+		if (strcmp(s, names[i]) == 0) {
+			*out = (dr_job_status)i;
+			return 1;
+		}
+	return 0;
+}
+
+int jobstate_is_final(dr_job_status s)
+{
+	return s == DR_JOB_SUCCEEDED || s == DR_JOB_FAILED ||
+	       s == DR_JOB_CANCELED;
+}
+
+int jobstate_rank(dr_job_status s)
+{
+	return jobstate_is_final(s) ? 4 : (int)s;
+}
+
+int jobstate_allowed(dr_job_status from, dr_job_status to)
+{
+	if ((int)from < 0 || (int)from >= DR_JOB_STATUSES || (int)to < 0 ||
+	    (int)to >= DR_JOB_STATUSES || from == to)
+		return 0;
+	switch (from) {
+	case DR_JOB_QUEUED:
+	case DR_JOB_STARTING:
+	case DR_JOB_PROCESSING:
+		/* Forward on the prediction's path, or an end; succeeded
+		 * only ever comes from persisting. */
+		return to == DR_JOB_FAILED || to == DR_JOB_CANCELED ||
+		       (to != DR_JOB_SUCCEEDED && to > from);
+	case DR_JOB_PERSISTING:
+		return jobstate_is_final(to);
+	case DR_JOB_FAILED:
+		/* A client's retry: from the start, or from storing. */
+		return to == DR_JOB_QUEUED || to == DR_JOB_PERSISTING;
+	case DR_JOB_CANCELED:
+		return to == DR_JOB_QUEUED;
+	case DR_JOB_SUCCEEDED:
+	default:
+		return 0;
+	}
+}
+
+dr_status jobstate_event(dr_db *db, const char *id, const char *kind,
+			 const char *from, const char *to, const char *detail,
+			 dr_error *err)
+{
+	return db_exec(db,
+		       "INSERT INTO job_events (job_id, at, kind, from_status,"
+		       " to_status, detail) VALUES (?, NOW(6), ?, ?, ?, ?)",
+		       NULL, err, "sssss", id, kind, from, to, detail);
+}
+
+char *jobstate_detail(const char *key, ...)
+{
+	dr_buf b;
+	va_list ap;
+	int first = 1;
+
+	dr_buf_init(&b, 4096);
+	if (dr_buf_puts(&b, "{") != DR_OK)
+		dr_die("event detail does not fit");
+	va_start(ap, key);
+	for (const char *k = key; k; k = va_arg(ap, const char *)) {
+		const char *v = va_arg(ap, const char *);
+
+		if (!v)
+			continue;
+		if ((!first && dr_buf_puts(&b, ",") != DR_OK) ||
+		    dr_buf_json_string(&b, k) != DR_OK ||
+		    dr_buf_puts(&b, ":") != DR_OK ||
+		    dr_buf_json_string(&b, v) != DR_OK)
+			break; /* truncated detail: keep what fits */
+		first = 0;
+	}
+	va_end(ap);
+	if (dr_buf_puts(&b, "}") != DR_OK) {
+		dr_buf_free(&b);
+		return dr_xstrdup("{}");
+	}
+	return dr_buf_steal(&b);
+}
+
+char *jobstate_column_text(const char *s, size_t max_chars)
+{
+	dr_buf b;
+
+	if (!s)
+		return NULL;
+	dr_buf_init(&b, max_chars * 4);
+	if (dr_buf_utf8(&b, s, max_chars) != DR_OK)
+		dr_die("column text does not fit");
+	return dr_buf_steal(&b);
+}
+
+static dr_status lease_lost(dr_error *err)
+{
+	return dr_fail(err, DR_ERR_CONFLICT, "lease_lost",
+		       "the lease on the job was lost");
+}
+
+/* A fenced single-row write: no row means the lease was lost. */
+static dr_status fenced(dr_status st, uint64_t affected, dr_error *err)
+{
+	if (st == DR_OK && affected != 1)
+		return lease_lost(err);
+	return st;
+}
+
+/* In an open transaction: lock job `id` if lease `fence` still holds and
+ * it has not ended, and read its status now (news may have moved it since
+ * the claim). DR_ERR_CONFLICT when lost or ended. */
+static dr_status lock_running(dr_db *db, const char *id, uint64_t fence,
+			      char status[16], dr_error *err)
+{
+	dr_db_rows *rows = NULL;
+	dr_job_status s;
+	dr_status st;
+
+	st = db_query(db,
+		      "SELECT status FROM jobs WHERE id = ? AND"
+		      " lease_version = ? FOR UPDATE",
+		      &rows, err, "su", id, fence);
+	if (st != DR_OK)
+		return st;
+	if (rows->n_rows != 1 || !jobstate_parse(db_cell(rows, 0, 0), &s) ||
+	    jobstate_is_final(s))
+		st = lease_lost(err); /* lost, or ended meanwhile */
+	else
+		snprintf(status, 16, "%s", jobstate_name(s));
+	db_rows_free(rows);
+	return st;
+}
+
+dr_status jobstate_fail(dr_db *db, const char *id, uint64_t fence,
+			const char *step, const char *code,
+			const char *message, char from[16], dr_error *err)
+{
+	char cur[16] = "";
+	char *detail = NULL, *text;
+	uint64_t n = 0;
+	dr_status st;
+
+	/* Messages carry provider text cut to a byte count: keep what the
+	 * column holds, as well-formed UTF-8. */
+	text = jobstate_column_text(message ? message : "",
+				    JOBSTATE_MAX_ERROR_MESSAGE);
+	st = db_begin(db, err);
+	if (st != DR_OK)
+		goto out;
+	st = lock_running(db, id, fence, cur, err);
+	if (st == DR_OK)
+		st = fenced(db_exec(db,
+				    "UPDATE jobs SET status = 'failed',"
+				    " error_step = ?, error_code = ?,"
+				    " error_message = ?," JOB_ENDS
+				    " WHERE id = ? AND lease_version = ?",
+				    &n, err, "ssssu", step, code, text, id,
+				    fence),
+			    n, err);
+	if (st == DR_OK) {
+		detail = jobstate_detail("step", step, "code", code, "message",
+					 text, NULL);
+		st = jobstate_event(db, id, "status", cur,
+				    jobstate_name(DR_JOB_FAILED), detail, err);
+	}
+	if (st == DR_OK)
+		st = db_commit(db, err);
+	if (st != DR_OK)
+		db_rollback(db);
+out:
+	if (from)
+		snprintf(from, 16, "%s", cur);
+	free(detail);
+	free(text);
+	return st;
+}
+
+dr_status jobstate_retry(dr_db *db, const char *id, uint64_t fence,
+			 const jobstate_retry_opts *o, double *scheduled,
+			 dr_error *err)
+{
+	double delay = (double)queue_delay_us(o->delay) / 1e6;
+	char delay_s[32];
+	char *detail;
+	uint64_t n = 0;
+	dr_error ev;
+	dr_status st;
+
+	if (scheduled)
+		*scheduled = delay;
+	snprintf(delay_s, sizeof(delay_s), "%.3f", delay);
+	st = db_exec(db,
+		     "UPDATE jobs SET run_at = NOW(6) + INTERVAL ? MICROSECOND,"
+		     " lease_owner = NULL, updated_at = NOW(6),"
+		     " attempts = IF(?, attempts, GREATEST(attempts, 1) - 1),"
+		     " submitted_at = IF(?, NULL, submitted_at)"
+		     " WHERE id = ? AND lease_version = ?",
+		     &n, err, "iiisu", queue_delay_us(delay),
+		     (int64_t)o->count_attempt, (int64_t)o->forget_submit, id,
+		     fence);
+	st = fenced(st, n, err);
+	if (st != DR_OK)
+		return st;
+	detail = jobstate_detail("step", o->step, "code",
+				 o->why ? o->why->code : NULL, "message",
+				 o->why ? o->why->message : NULL, "retry_in",
+				 delay_s, NULL);
+	if (jobstate_event(db, id, "retry_scheduled", o->from, NULL, detail,
+			   &ev) != DR_OK)
+		dr_log(DR_LOG_WARNING, "event=job.event_failed job=%s", id);
+	free(detail);
+	return DR_OK;
+}
+
+dr_status jobstate_succeed(dr_db *db, const char *id, uint64_t fence,
+			   dr_error *err)
+{
+	uint64_t n = 0;
+	dr_status st;
+
+	st = db_exec(db,
+		     "UPDATE jobs SET status = 'succeeded', step = 'done',"
+		     " progress = 1," JOB_ENDS
+		     " WHERE id = ? AND lease_version = ?"
+		     " AND status = 'persisting'",
+		     &n, err, "su", id, fence);
+	st = fenced(st, n, err);
+	if (st == DR_OK)
+		st = jobstate_event(db, id, "status",
+				    jobstate_name(DR_JOB_PERSISTING),
+				    jobstate_name(DR_JOB_SUCCEEDED), NULL, err);
+	return st;
+}
+
+dr_status jobstate_cancel(dr_db *db, const char *id, uint64_t fence,
+			  char from[16], dr_error *err)
+{
+	char cur[16] = "";
+	uint64_t n = 0;
+	dr_status st;
+
+	st = db_begin(db, err);
+	if (st != DR_OK)
+		goto out;
+	st = lock_running(db, id, fence, cur, err);
+	if (st == DR_OK)
+		st = fenced(db_exec(db,
+				    "UPDATE jobs SET status = 'canceled',"
+				    JOB_ENDS
+				    " WHERE id = ? AND lease_version = ?",
+				    &n, err, "su", id, fence),
+			    n, err);
+	/* Canceled while persisting: the outputs the provider made are not
+	 * stored, so their pending rows go with the job's end. */
+	if (st == DR_OK)
+		st = db_exec(db,
+			     "DELETE FROM outputs WHERE job_id = ? AND"
+			     " state = 'pending'",
+			     NULL, err, "s", id);
+	if (st == DR_OK)
+		st = jobstate_event(db, id, "status", cur,
+				    jobstate_name(DR_JOB_CANCELED),
+				    "{\"reason\":\"canceled by client\"}", err);
+	if (st == DR_OK)
+		st = db_commit(db, err);
+	if (st != DR_OK)
+		db_rollback(db);
+out:
+	if (from)
+		snprintf(from, 16, "%s", cur);
+	return st;
+}
+
+dr_status jobstate_submitting(dr_db *db, const char *id, uint64_t fence,
+			      const char *at, dr_error *err)
+{
+	uint64_t n = 0;
+	dr_status st = db_exec(db,
+			       "UPDATE jobs SET submitted_at = FROM_UNIXTIME(?),"
+			       " attempts = attempts + 1, updated_at = NOW(6)"
+			       " WHERE id = ? AND lease_version = ?",
+			       &n, err, "ssu", at, id, fence);
+
+	return fenced(st, n, err);
+}
+
+dr_status jobstate_count_attempt(dr_db *db, const char *id, uint64_t fence,
+				 dr_error *err)
+{
+	uint64_t n = 0;
+	dr_status st = db_exec(db,
+			       "UPDATE jobs SET attempts = attempts + 1"
+			       " WHERE id = ? AND lease_version = ?",
+			       &n, err, "su", id, fence);
+
+	return fenced(st, n, err);
+}
+
+dr_status jobstate_park(dr_db *db, const char *id, uint64_t fence,
+			dr_error *err)
+{
+	uint64_t n = 0;
+	dr_status st = db_exec(db,
+			       "UPDATE jobs SET run_at = NULL, lease_owner = NULL"
+			       " WHERE id = ? AND lease_version = ?",
+			       &n, err, "su", id, fence);
+
+	return fenced(st, n, err);
+}
+
+dr_status jobstate_callback_end(dr_db *db, const char *id, uint64_t fence,
+				const char *state, dr_error *err)
+{
+	uint64_t n = 0;
+	dr_status st = db_exec(db,
+			       "UPDATE jobs SET callback_state = ?,"
+			       " callback_attempts = callback_attempts + 1,"
+			       " run_at = NULL, lease_owner = NULL"
+			       " WHERE id = ? AND lease_version = ?",
+			       &n, err, "ssu", state, id, fence);
+
+	return fenced(st, n, err);
+}
+
+dr_status jobstate_callback_later(dr_db *db, const char *id, uint64_t fence,
+				  double delay, dr_error *err)
+{
+	uint64_t n = 0;
+	dr_status st = db_exec(db,
+			       "UPDATE jobs SET run_at = NOW(6) + INTERVAL ?"
+			       " MICROSECOND, lease_owner = NULL,"
+			       " callback_attempts = callback_attempts + 1"
+			       " WHERE id = ? AND lease_version = ?",
+			       &n, err, "isu", queue_delay_us(delay), id,
+			       fence);
+
+	return fenced(st, n, err);
+}
+
+dr_status jobstate_news_write(dr_db *db, const char *id,
+			      const jobstate_news *n, dr_error *err)
+{
+	const char *next = jobstate_name(n->to);
+	int to_final = jobstate_is_final(n->to);
+	int to_persist = n->to == DR_JOB_PERSISTING;
+
+	return db_exec(
+		db,
+		"UPDATE jobs SET status = ?, prediction_id ="
+		" COALESCE(prediction_id, ?), prediction_status = ?,"
+		" prediction = COALESCE(?, prediction), predict_time ="
+		" IF(? >= 0, ?, predict_time), progress = ?, version ="
+		" COALESCE(?, version), updated_at = NOW(6),"
+		" step = CASE WHEN ? THEN 'persist' WHEN ? THEN 'poll'"
+		" ELSE step END,"
+		" provider_deadline = IF(? AND provider_deadline IS NULL,"
+		" NOW(6) + INTERVAL ? SECOND, provider_deadline),"
+		" error_step = IF(? = 'failed', 'provider', error_step),"
+		" error_code = IF(? = 'failed', ?, error_code),"
+		" error_message = IF(? = 'failed', ?, error_message),"
+		" completed_at = IF(?, NOW(6), completed_at),"
+		" callback_state = IF(? AND callback_url IS NOT NULL,"
+		" 'pending', callback_state),"
+		" attempts = IF(?, 0, attempts),"
+		" run_at = CASE WHEN ? THEN IF(callback_url IS NULL, NULL,"
+		" NOW(6)) WHEN ? THEN NOW(6)"
+		" WHEN ? THEN NOW(6) + INTERVAL ? MICROSECOND ELSE run_at END,"
+		" lease_owner = IF(? OR ?, NULL, lease_owner),"
+		" lease_version = lease_version + ?"
+		" WHERE id = ?",
+		NULL, err, "ssssssssiiiisssssiiiiiiiiiis", next,
+		n->prediction_id, n->prediction_status, n->raw_json,
+		n->predict_time, n->predict_time, n->progress, n->version,
+		/* step */
+		(int64_t)to_persist, (int64_t)n->adopt,
+		/* provider_deadline */
+		(int64_t)n->adopt, n->deadline_s,
+		/* errors */
+		next, next, n->error_code, next, n->error_message,
+		/* completed_at, callback_state, attempts, run_at, lease_owner */
+		(int64_t)to_final, (int64_t)to_final, (int64_t)to_persist,
+		(int64_t)to_final, (int64_t)to_persist,
+		(int64_t)(n->adopt && !n->fenced),
+		(int64_t)(n->poll_min * 1e6), (int64_t)to_final,
+		(int64_t)to_persist,
+		/* News from outside that ends the job or hands it to the
+		 * pipeline fences out a worker still holding it (a poll,
+		 * a cancel), so it cannot write over the new state. */
+		(int64_t)(!n->fenced && (to_final || to_persist)), id);
+}
+
+/* ------------------------------------------------------- a client's */
+
+/* Lock job `id` in the open transaction and fetch its status and the step
+ * that failed. */
+static dr_status lock_job(dr_db *db, const char *id, dr_db_rows **rows,
+			  dr_error *err)
+{
+	dr_status st = db_query(db,
+				"SELECT status, error_step FROM jobs"
+				" WHERE id = ? FOR UPDATE",
+				rows, err, "s", id);
+
+	if (st == DR_OK && (*rows)->n_rows == 0) {
+		db_rows_free(*rows);
+		*rows = NULL;
+		st = dr_fail(err, DR_ERR_NOT_FOUND, "not_found",
+			     "no job with id %.40s", id);
+	}
+	return st;
+}
+
+static dr_status cancel_once(dr_db *db, const char *id, dr_error *err)
+{
+	dr_db_rows *rows = NULL;
+	const char *status;
+	dr_job_status s = DR_JOB_QUEUED;
+	dr_status st;
+
+	st = db_begin(db, err);
+	if (st != DR_OK)
+		return st;
+	st = lock_job(db, id, &rows, err);
+	if (st != DR_OK)
+		goto rollback;
+	status = db_cell(rows, 0, 0);
+	(void)jobstate_parse(status, &s);
+	if (jobstate_is_final(s)) {
+		st = dr_fail(err, DR_ERR_CONFLICT, "job_ended",
+			     "the job already ended (%s)", status);
+		goto rollback;
+	}
+	if (s == DR_JOB_QUEUED) {
+		/* Never submitted: cancel now, fencing out any worker that
+		 * has just claimed it. Like every other end of a job, it
+		 * owes its client a callback: due now, for the workers. */
+		st = db_exec(db,
+			     "UPDATE jobs SET status = 'canceled',"
+			     " callback_attempts = 0,"
+			     " lease_version = lease_version + 1," JOB_ENDS
+			     " WHERE id = ?",
+			     NULL, err, "s", id);
+		if (st == DR_OK)
+			st = jobstate_event(db, id, "status", status,
+					    jobstate_name(DR_JOB_CANCELED),
+					    "{\"reason\":\"canceled by client\"}",
+					    err);
+	} else {
+		/* Submitted: a worker cancels it at the provider. */
+		st = db_exec(db,
+			     "UPDATE jobs SET cancel_requested = 1,"
+			     " run_at = NOW(6), updated_at = NOW(6)"
+			     " WHERE id = ?",
+			     NULL, err, "s", id);
+		if (st == DR_OK)
+			st = jobstate_event(db, id, "cancel_requested", status,
+					    NULL, NULL, err);
+	}
+	if (st != DR_OK)
+		goto rollback;
+	db_rows_free(rows);
+	return db_commit(db, err);
+rollback:
+	db_rows_free(rows);
+	db_rollback(db);
+	return st;
+}
+
+/* 1 when a failure at `step` came after the prediction succeeded (while
+ * storing its outputs). */
+static int storing_step(const char *step)
+{
+	static const char *const steps[] = {"download", "render", "upload",
+					    "index", "persist", NULL};
+
+	for (int i = 0; step && steps[i]; i++)
+		if (strcmp(step, steps[i]) == 0)
+			return 1;
+	return 0;
+}
+
+static dr_status retry_once(dr_db *db, const char *id, dr_error *err)
+{
+	dr_db_rows *rows = NULL;
+	const char *status;
+	dr_job_status s = DR_JOB_QUEUED, to;
+	dr_status st;
+
+	st = db_begin(db, err);
+	if (st != DR_OK)
+		return st;
+	st = lock_job(db, id, &rows, err);
+	if (st != DR_OK)
+		goto rollback;
+	status = db_cell(rows, 0, 0);
+	(void)jobstate_parse(status, &s);
+	/* Failures after the prediction succeeded resume at persisting;
+	 * anything earlier runs the prediction again. Either way the job
+	 * will end again, and that end's callback starts afresh (a pending
+	 * callback of the old end is dropped: the job it describes is gone). */
+	to = s == DR_JOB_FAILED && storing_step(db_cell(rows, 0, 1))
+		     ? DR_JOB_PERSISTING
+		     : DR_JOB_QUEUED;
+	if (!jobstate_allowed(s, to)) {
+		st = dr_fail(err, DR_ERR_CONFLICT, "job_not_retryable",
+			     "only failed or canceled jobs can be retried "
+			     "(this one is %s)",
+			     status);
+		goto rollback;
+	}
+	if (to == DR_JOB_PERSISTING) {
+		st = db_exec(db,
+			     "UPDATE jobs SET status = 'persisting',"
+			     " step = 'persist', attempts = 0,"
+			     " error_step = NULL, error_code = NULL,"
+			     " error_message = NULL, completed_at = NULL,"
+			     " cancel_requested = 0, run_at = NOW(6),"
+			     " callback_state = 'none', callback_attempts = 0,"
+			     " lease_owner = NULL,"
+			     " lease_version = lease_version + 1,"
+			     " updated_at = NOW(6) WHERE id = ?",
+			     NULL, err, "s", id);
+		/* The outputs get a new download budget, too. */
+		if (st == DR_OK)
+			st = db_exec(db,
+				     "UPDATE outputs SET fetch_started_at ="
+				     " NULL, slow_fetches = 0 WHERE job_id = ?"
+				     " AND state = 'pending'",
+				     NULL, err, "s", id);
+	} else {
+		st = db_exec(db,
+			     "UPDATE jobs SET status = 'queued', step = 'submit',"
+			     " attempts = 0, prediction_id = NULL,"
+			     " prediction_status = NULL, prediction = NULL,"
+			     " predict_time = NULL, progress = NULL,"
+			     " error_step = NULL, error_code = NULL,"
+			     " error_message = NULL, completed_at = NULL,"
+			     " submitted_at = NULL, provider_deadline = NULL,"
+			     " cancel_requested = 0, run_at = NOW(6),"
+			     " callback_state = 'none', callback_attempts = 0,"
+			     " lease_owner = NULL,"
+			     " lease_version = lease_version + 1,"
+			     " updated_at = NOW(6) WHERE id = ?",
+			     NULL, err, "s", id);
+	}
+	if (st == DR_OK)
+		st = jobstate_event(db, id, "retry", status, jobstate_name(to),
+				    NULL, err);
+	if (st != DR_OK)
+		goto rollback;
+	db_rows_free(rows);
+	return db_commit(db, err);
+rollback:
+	db_rows_free(rows);
+	db_rollback(db);
+	return st;
+}
+
+dr_status jobstate_client_cancel(dr_db *db, const char *id, dr_error *err)
+{
+	dr_status st = DR_OK;
+
+	for (int i = 0; i < DB_TX_TRIES; i++) {
+		st = cancel_once(db, id, err);
+		if (!db_tx_again(st, err))
+			break;
+	}
+	return st;
+}
+
+dr_status jobstate_client_retry(dr_db *db, const char *id, dr_error *err)
+{
+	dr_status st = DR_OK;
+
+	for (int i = 0; i < DB_TX_TRIES; i++) {
+		st = retry_once(db, id, err);
+		if (!db_tx_again(st, err))
+			break;
+	}
+	return st;
+}

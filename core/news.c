@@ -1,0 +1,399 @@
+/*
+ * news.c - applying provider news to jobs (see news.h).
+ *
+ * One transaction per piece of news: the delivery record, the job row
+ * locked by its prediction (or by the job named in the webhook URL), the
+ * move (jobstate.h), the outputs of a succeeded prediction and the event.
+ */
+#include "news.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "ids.h"
+#include "log.h"
+#include "metrics.h"
+
+#define MAX_STORED_PREDICTION (4u << 20) /* raw provider JSON kept */
+/* What the jobs table holds of a provider's word, in characters (the
+ * column sizes of migrations/0001_init.sql): a longer error or version
+ * is cut, at a character boundary, and made well-formed UTF-8 (strict
+ * SQL refuses anything else, and the whole delivery would fail). */
+#define MAX_VERSION 128
+/* Bytes of a delivery id kept for people (webhook_deliveries.delivery_id,
+ * migration 0005); duplicates are found by the SHA-256 of the whole id,
+ * so an id of any length and any bytes is recorded. */
+#define MAX_DELIVERY_ID 256
+
+void news_prediction_clear(dr_prediction *p)
+{
+	if (!p)
+		return;
+	free(p->id);
+	free(p->version);
+	free(p->error);
+	free(p->raw_json);
+	free(p->completed_at);
+	for (size_t i = 0; i < p->n_outputs; i++)
+		free(p->outputs[i].value);
+	free(p->outputs);
+	memset(p, 0, sizeof(*p));
+}
+
+static const char *pred_status_name(dr_prediction_status s)
+{
+	switch (s) {
+	case DR_PRED_STARTING: return "starting";
+	case DR_PRED_PROCESSING: return "processing";
+	case DR_PRED_SUCCEEDED: return "succeeded";
+	case DR_PRED_FAILED: return "failed";
+	case DR_PRED_CANCELED: return "canceled";
+	case DR_PRED_ABORTED: return "aborted";
+	default: return "unknown";
+	}
+}
+
+/* The job status a prediction status leads to: 1 with *to set, 0 for
+ * none. */
+static int job_status_for(dr_prediction_status s, dr_job_status *to)
+{
+	switch (s) {
+	case DR_PRED_STARTING: *to = DR_JOB_STARTING; return 1;
+	case DR_PRED_PROCESSING: *to = DR_JOB_PROCESSING; return 1;
+	case DR_PRED_SUCCEEDED: *to = DR_JOB_PERSISTING; return 1;
+	case DR_PRED_FAILED:
+	case DR_PRED_ABORTED: *to = DR_JOB_FAILED; return 1;
+	case DR_PRED_CANCELED: *to = DR_JOB_CANCELED; return 1;
+	default: return 0;
+	}
+}
+
+/* How the pipeline fetches an output of this kind (outputs.source_kind):
+ * only what the adapter itself called a local path is ever read as one. */
+static const char *source_kind(dr_output_kind k)
+{
+	switch (k) {
+	case DR_OUTPUT_URL: return "url";
+	case DR_OUTPUT_DATA: return "data";
+	case DR_OUTPUT_PATH: return "path";
+	default: return NULL;
+	}
+}
+
+/* Record the outputs of a succeeded prediction for the pipeline. */
+static dr_status record_outputs(dr_db *db, const char *id,
+				const dr_prediction *p, dr_error *err)
+{
+	for (size_t i = 0; i < p->n_outputs; i++) {
+		const dr_output_ref *o = &p->outputs[i];
+		const char *kind = o->kind == DR_OUTPUT_TEXT ? "text" : "file";
+		const char *url = o->kind == DR_OUTPUT_URL &&
+						  strlen(o->value) <= 2048
+					  ? o->value
+					  : NULL;
+		dr_status st = db_exec(
+			db,
+			"INSERT INTO outputs (job_id, idx, kind, source_url,"
+			" source, source_kind, text, state, created_at)"
+			" VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', NOW(6))"
+			" ON DUPLICATE KEY UPDATE job_id = job_id",
+			NULL, err, "sisssss", id, (int64_t)i, kind, url,
+			o->kind == DR_OUTPUT_TEXT ? NULL : o->value,
+			source_kind(o->kind),
+			o->kind == DR_OUTPUT_TEXT ? o->value : NULL);
+
+		if (st != DR_OK)
+			return st;
+	}
+	return DR_OK;
+}
+
+enum { J_ID, J_STATUS, J_STEP, J_PRED, J_LEASE, J_PROGRESS };
+
+/* Log a repeated delivery in its job's events (best effort: the delivery
+ * has no effect either way). */
+static void note_duplicate(dr_db *db, const char *adapter,
+			   const dr_prediction *p, const char *delivery_id)
+{
+	dr_db_rows *rows = NULL;
+	dr_error err;
+	char *detail;
+
+	if (!p->id || db_query(db,
+			       "SELECT id, status FROM jobs WHERE adapter = ?"
+			       " AND prediction_id = ?",
+			       &rows, &err, "ss", adapter, p->id) != DR_OK)
+		return;
+	if (rows->n_rows == 1) {
+		detail = jobstate_detail("prediction_status",
+				     pred_status_name(p->status), "delivery_id",
+				     delivery_id, "duplicate", "true", NULL);
+		if (jobstate_event(db, db_cell(rows, 0, 0), "webhook",
+			      db_cell(rows, 0, 1), NULL, detail,
+			      &err) != DR_OK)
+			dr_log(DR_LOG_WARNING, "event=job.event_failed job=%s",
+			       db_cell(rows, 0, 0));
+		free(detail);
+	}
+	db_rows_free(rows);
+}
+
+int news_prediction_id_ok(const char *id)
+{
+	size_t n = 0;
+
+	for (; id[n]; n++)
+		if (n >= NEWS_MAX_PREDICTION_ID || id[n] < 0x21 || id[n] > 0x7e)
+			return 0;
+	return n > 0;
+}
+
+/* Record delivery `id` of `adapter` in the open transaction: its SHA-256
+ * is the key, its first MAX_DELIVERY_ID bytes are kept as they came.
+ * DR_ERR_CONFLICT when it was recorded before. */
+static dr_status record_delivery(dr_db *db, const char *adapter,
+				 const char *id, dr_error *err)
+{
+	unsigned char key[32];
+	unsigned int n = 0;
+	size_t len = strlen(id);
+
+	if (!EVP_Digest(id, len, key, &n, EVP_sha256(), NULL) ||
+	    n != sizeof(key))
+		return dr_fail(err, DR_ERR_INTERNAL, "internal",
+			       "SHA-256 failed");
+	return db_exec(db,
+		       "INSERT INTO webhook_deliveries (adapter, delivery_key,"
+		       " delivery_id, received_at) VALUES (?, ?, ?, NOW(6))",
+		       NULL, err, "sbb", adapter, (const void *)key,
+		       sizeof(key), (const void *)id,
+		       len < MAX_DELIVERY_ID ? len : (size_t)MAX_DELIVERY_ID);
+}
+
+static dr_status find_job(dr_db *db, const char *adapter, const char *pred_id,
+			  const char *hint, int64_t hint_at, dr_db_rows **rows,
+			  dr_error *err)
+{
+	dr_status st = DR_OK;
+
+	*rows = NULL;
+	if (pred_id) {
+		st = db_query(db,
+			      "SELECT id, status, step, prediction_id,"
+			      " lease_version, progress FROM jobs"
+			      " WHERE adapter = ? AND prediction_id = ?"
+			      " FOR UPDATE",
+			      rows, err, "ss", adapter, pred_id);
+		if (st != DR_OK || (*rows)->n_rows > 0)
+			return st;
+		db_rows_free(*rows);
+		*rows = NULL;
+	}
+	if (hint && ids_is_job_id(hint)) {
+		/* A job whose submit has no recorded answer yet adopts it.
+		 * Or it is already the job's own: the lookup above ran before
+		 * another transaction recording the same prediction (the
+		 * provider's webhook racing the worker's submit answer)
+		 * committed, and this locking read waited for it. */
+		st = db_query(db,
+			      "SELECT id, status, step, prediction_id,"
+			      " lease_version, progress FROM jobs"
+			      " WHERE id = ? AND adapter = ? AND"
+			      " ((prediction_id IS NULL AND step = 'submit'"
+			      " AND (? = 0 OR TIMESTAMPDIFF(MICROSECOND,"
+			      " FROM_UNIXTIME(0), submitted_at) = ?))"
+			      " OR prediction_id = ?)"
+			      " FOR UPDATE",
+			      rows, err, "ssiis", hint, adapter, hint_at,
+			      hint_at, pred_id ? pred_id : "");
+	}
+	return st;
+}
+
+static dr_status apply_once(dr_db *db, const dr_config *cfg,
+			    const char *adapter, const char *job_hint,
+			    int64_t hint_at, const dr_prediction *p,
+			    const char *source, const char *delivery_id,
+			    const news_fence *fence, dr_apply_result *result,
+			    char status_out[16], dr_error *err)
+{
+	dr_db_rows *rows = NULL;
+	const char *cur, *next, *id;
+	char *detail = NULL, *error_text = NULL, *version = NULL;
+	char progress[32], predict_time[32];
+	double old_progress, new_progress;
+	dr_job_status from = DR_JOB_QUEUED, to = DR_JOB_QUEUED;
+	jobstate_news w;
+	int known, has_next, to_final = 0, to_persist = 0;
+	dr_status st;
+
+	*result = DR_APPLY_UNKNOWN;
+	if (status_out)
+		status_out[0] = '\0';
+	if (p->id && !news_prediction_id_ok(p->id))
+		return dr_fail(err, DR_ERR_INVALID, "bad_prediction_id",
+			       "the prediction id is not 1 to %d printable "
+			       "ASCII characters",
+			       NEWS_MAX_PREDICTION_ID);
+	st = db_begin(db, err);
+	if (st != DR_OK)
+		return st;
+	if (delivery_id) {
+		st = record_delivery(db, adapter, delivery_id, err);
+		if (st == DR_ERR_CONFLICT) {
+			db_rollback(db);
+			*result = DR_APPLY_DUPLICATE;
+			note_duplicate(db, adapter, p, delivery_id);
+			return DR_OK;
+		}
+		if (st != DR_OK)
+			goto rollback;
+	}
+	st = find_job(db, adapter, p->id, job_hint, hint_at, &rows, err);
+	if (st != DR_OK)
+		goto rollback;
+	if (!rows || rows->n_rows == 0) {
+		/* Nobody's prediction: forget the delivery too. */
+		db_rows_free(rows);
+		db_rollback(db);
+		return DR_OK;
+	}
+	id = db_cell(rows, 0, J_ID);
+	cur = db_cell(rows, 0, J_STATUS);
+	if (fence && strcmp(id, fence->id) != 0) {
+		/* A worker's own news names a prediction another job owns
+		 * (e.g. reconciliation matched it): not ours to apply. */
+		db_rows_free(rows);
+		db_rollback(db);
+		return DR_OK;
+	}
+	if (fence && strtoull(db_cell(rows, 0, J_LEASE), NULL, 10) !=
+			     fence->lease_version) {
+		st = dr_fail(err, DR_ERR_CONFLICT, "lease_lost",
+			     "the lease on the job was lost");
+		goto rollback;
+	}
+	known = jobstate_parse(cur, &from);
+	has_next = job_status_for(p->status, &to);
+	next = jobstate_name(to);
+	snprintf(predict_time, sizeof(predict_time), "%.3f", p->predict_time);
+	/* Stale or repeated news, news for an ended job, and a provider's
+	 * final word after it already said "succeeded" (the outputs are
+	 * being stored) change nothing; news that repeats the status
+	 * (progress) is applied. */
+	if (!known || !has_next || jobstate_is_final(from) ||
+	    from == DR_JOB_PERSISTING ||
+	    (to != from && !jobstate_allowed(from, to))) {
+		detail = jobstate_detail("prediction_status",
+				     pred_status_name(p->status), "delivery_id",
+				     delivery_id, "ignored", "true", NULL);
+		st = jobstate_event(db, id, source, cur, NULL, detail, err);
+		if (st != DR_OK)
+			goto rollback;
+		*result = DR_APPLY_IGNORED;
+		if (status_out)
+			snprintf(status_out, 16, "%s", cur);
+		goto commit;
+	}
+	old_progress = db_cell(rows, 0, J_PROGRESS)
+			       ? strtod(db_cell(rows, 0, J_PROGRESS), NULL)
+			       : 0;
+	new_progress = p->progress > old_progress ? p->progress : old_progress;
+	to_persist = to == DR_JOB_PERSISTING;
+	to_final = jobstate_is_final(to);
+	if (to_persist)
+		new_progress = 1.0;
+	snprintf(progress, sizeof(progress), "%.4f", new_progress);
+	error_text = jobstate_column_text(
+		p->error ? p->error
+			 : (p->status == DR_PRED_ABORTED
+				    ? "the provider aborted the prediction "
+				      "before it started"
+				    : "the prediction failed"),
+		JOBSTATE_MAX_ERROR_MESSAGE);
+	version = jobstate_column_text(p->version, MAX_VERSION);
+	memset(&w, 0, sizeof(w));
+	w.to = to;
+	w.prediction_id = p->id;
+	w.prediction_status = pred_status_name(p->status);
+	w.raw_json = p->raw_json && strlen(p->raw_json) <= MAX_STORED_PREDICTION
+			     ? p->raw_json
+			     : NULL;
+	w.predict_time = predict_time;
+	w.progress = progress;
+	w.version = version;
+	w.error_code = p->status == DR_PRED_ABORTED ? "prediction_aborted"
+						    : "prediction_failed";
+	w.error_message = error_text;
+	w.adopt = !db_cell(rows, 0, J_PRED) &&
+		  strcmp(db_cell(rows, 0, J_STEP), "submit") == 0;
+	w.fenced = fence != NULL;
+	w.deadline_s = (int64_t)cfg->worker.provider_deadline;
+	w.poll_min = cfg->worker.poll_min;
+	st = jobstate_news_write(db, id, &w, err);
+	if (st != DR_OK)
+		goto rollback;
+	if (to_persist) {
+		st = record_outputs(db, id, p, err);
+		if (st != DR_OK)
+			goto rollback;
+	}
+	detail = jobstate_detail("prediction_status", pred_status_name(p->status),
+			     "prediction_id", p->id, "delivery_id",
+			     delivery_id, "progress", progress, NULL);
+	st = jobstate_event(db, id, source, cur, strcmp(cur, next) ? next : NULL,
+		       detail, err);
+	if (st != DR_OK)
+		goto rollback;
+	*result = DR_APPLY_CHANGED;
+	if (status_out)
+		snprintf(status_out, 16, "%s", next);
+commit:
+	st = db_commit(db, err);
+	if (st != DR_OK)
+		db_rollback(db);
+	if (st == DR_OK && *result == DR_APPLY_CHANGED && (to_final || to_persist))
+		metrics_provider_run(db, id);
+	if (st == DR_OK && *result == DR_APPLY_CHANGED)
+		dr_log(DR_LOG_INFO,
+		       "event=job.update job=%s source=%s from=%s to=%s "
+		       "prediction=%s",
+		       id, source, cur, next, p->id ? p->id : "-");
+	db_rows_free(rows);
+	free(detail);
+	free(error_text);
+	free(version);
+	return st;
+rollback:
+	db_rollback(db);
+	db_rows_free(rows);
+	free(detail);
+	free(error_text);
+	free(version);
+	return st;
+}
+
+/* A deadlock (the job row locked by a client's cancel or retry, or by a
+ * worker, while this delivery waits for it) rolled everything back,
+ * including the delivery record: run the whole transaction again. */
+dr_status news_apply(dr_db *db, const dr_config *cfg, const char *adapter,
+		       const char *job_hint, int64_t hint_at,
+		       const dr_prediction *p,
+		       const char *source, const char *delivery_id,
+		       const news_fence *fence, dr_apply_result *result,
+		       char status_out[16], dr_error *err)
+{
+	dr_status st = DR_OK;
+
+	for (int i = 0; i < DB_TX_TRIES; i++) {
+		st = apply_once(db, cfg, adapter, job_hint, hint_at, p, source,
+				delivery_id, fence, result, status_out, err);
+		if (!db_tx_again(st, err))
+			break;
+	}
+	return st;
+}
+
