@@ -34,8 +34,12 @@ msg = @printf '  %-7s %s\n' $(1) $(2);
 endif
 
 # Libraries; pkg-config is evaluated lazily so `make check` can install it
-# first. libs3 ships no .pc file.
+# first. libs3 ships no .pc file. PKGS is what the core compiles against;
+# each binary links only what it uses: the CLI (worker, pipeline) links
+# everything, the FastCGI app (API, webhooks) no libvips/GLib and no libs3
+# (tests/lib/check_fcgi_libs.sh checks it).
 PKGS = fcgi libcurl vips libmariadb json-c libcrypto
+FCGI_PKGS = fcgi libcurl libmariadb json-c libcrypto
 pkg_cflags = $(shell pkg-config --cflags $(1) | sed 's/-I/-isystem /g')
 pkg_libs = $(shell pkg-config --libs $(1))
 
@@ -56,6 +60,7 @@ CORE_CFLAGS = $(BASE_CFLAGS) -Icore $(call pkg_cflags,$(PKGS)) \
               -DDR_PLUGIN_DIR='"$(PLUGINDIR)"' \
               -DDR_SYSCONF='"$(SYSCONFDIR)/darkroom/darkroom.conf"'
 CORE_LIBS = $(call pkg_libs,$(PKGS)) -ls3 -ldl -lm
+FCGI_LIBS = $(call pkg_libs,$(FCGI_PKGS)) -ldl -lm
 LDFLAGS ?=
 ifeq ($(SAN),1)
 LDFLAGS += $(SAN_FLAGS)
@@ -80,9 +85,11 @@ $(BUILD)/darkroom: $(BUILD)/core/cli_main.o $(LIBCORE)
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CORE_LIBS)
 
+# The archive gives the app only the objects it references: none of the
+# pipeline's (image, pipeline, download), so none of their libraries.
 $(BUILD)/darkroom.fcgi: $(BUILD)/core/fcgi_main.o $(LIBCORE)
 	$(call msg,LD,$@)
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CORE_LIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(FCGI_LIBS)
 
 # ------------------------------------------------------------- plugins
 # plugins/<name>/*.c -> build/plugins/<name>.so, exporting only the entry

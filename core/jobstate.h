@@ -18,10 +18,10 @@
  * matches no row changes nothing and answers DR_ERR_CONFLICT with code
  * "lease_lost": the lease was lost, or the job ended meanwhile.
  *
- * Who may call whom (lowest first): error, buf, log, db -> jobstate ->
+ * Who may call whom (lowest first): error, buf, log, db, queue -> jobstate ->
  * news -> pipeline, callback -> engine -> worker; api and the CLI call
  * jobstate (a client's cancel and retry) and news (webhooks). jobstate
- * calls nothing above db and log.
+ * calls nothing above db, queue (its delay rule) and log.
  */
 #ifndef DR_JOBSTATE_H
 #define DR_JOBSTATE_H

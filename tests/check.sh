@@ -30,8 +30,10 @@
 # (seconds per unit test program, default 300); the integration knobs of
 # tests/run-integration.sh.
 #
-# The unit phase also runs tests/lib/test_leftovers.sh (the leftover
-# check itself).
+# The unit phase also runs tests/lib/check_layers.py (no include or call
+# cycle among the core modules), tests/lib/check_fcgi_libs.sh (the FastCGI
+# app links no libvips or libs3 and none of the pipeline's objects) and
+# tests/lib/test_leftovers.sh (the leftover check itself).
 #
 # Unit test programs are counted from cmocka's own summary lines
 # ("[  PASSED  ] N test(s)." and "[  FAILED  ] N test(s)"); a program that
@@ -139,6 +141,10 @@ if [ "$run_unit" = 1 ]; then
     echo "== unit: plugin symbols"
     run_counted env BUILD="$BUILD" bash "$ROOT/tests/plugins/nm-check.sh"
     # The leftover check of the end of this script, on purpose-made leaks.
+    echo "== unit: core module layers"
+    run_counted env BUILD="$BUILD" python3 "$ROOT/tests/lib/check_layers.py" "$ROOT"
+    echo "== unit: FastCGI app libraries"
+    run_counted env BUILD="$BUILD" bash "$ROOT/tests/lib/check_fcgi_libs.sh"
     echo "== unit: leftover check"
     run_counted bash "$ROOT/tests/lib/test_leftovers.sh"
     # core/webhook.c against npm standardwebhooks (tests/webhook/).
