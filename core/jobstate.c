@@ -193,15 +193,15 @@ dr_status jobstate_fail(dr_db *db, const char *id, uint64_t fence,
 	if (st != DR_OK)
 		goto out;
 	st = lock_running(db, id, fence, cur, err);
-	if (st == DR_OK)
-		st = fenced(db_exec(db,
-				    "UPDATE jobs SET status = 'failed',"
-				    " error_step = ?, error_code = ?,"
-				    " error_message = ?," JOB_ENDS
-				    " WHERE id = ? AND lease_version = ?",
-				    &n, err, "ssssu", step, code, text, id,
-				    fence),
-			    n, err);
+	if (st == DR_OK) {
+		st = db_exec(db,
+			     "UPDATE jobs SET status = 'failed',"
+			     " error_step = ?, error_code = ?,"
+			     " error_message = ?," JOB_ENDS
+			     " WHERE id = ? AND lease_version = ?",
+			     &n, err, "ssssu", step, code, text, id, fence);
+		st = fenced(st, n, err);
+	}
 	if (st == DR_OK) {
 		detail = jobstate_detail("step", step, "code", code, "message",
 					 text, NULL);
@@ -288,13 +288,13 @@ dr_status jobstate_cancel(dr_db *db, const char *id, uint64_t fence,
 	if (st != DR_OK)
 		goto out;
 	st = lock_running(db, id, fence, cur, err);
-	if (st == DR_OK)
-		st = fenced(db_exec(db,
-				    "UPDATE jobs SET status = 'canceled',"
-				    JOB_ENDS
-				    " WHERE id = ? AND lease_version = ?",
-				    &n, err, "su", id, fence),
-			    n, err);
+	if (st == DR_OK) {
+		st = db_exec(db,
+			     "UPDATE jobs SET status = 'canceled'," JOB_ENDS
+			     " WHERE id = ? AND lease_version = ?",
+			     &n, err, "su", id, fence);
+		st = fenced(st, n, err);
+	}
 	/* Canceled while persisting: the outputs the provider made are not
 	 * stored, so their pending rows go with the job's end. */
 	if (st == DR_OK)
