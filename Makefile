@@ -139,6 +139,13 @@ $(BUILD)/tests/unit/test_%: $(BUILD)/tests/core/test_%.o $(LIBCORE)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CORE_LIBS) $(call pkg_libs,cmocka)
 
+# Core tests against a private MariaDB (tests/core/dbserver.h).
+DB_TESTS = $(patsubst %,$(BUILD)/tests/unit/test_%,db jobstate news)
+$(DB_TESTS): $(BUILD)/tests/unit/test_%: $(BUILD)/tests/core/test_%.o $(BUILD)/tests/core/dbserver.o $(LIBCORE)
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CORE_LIBS) $(call pkg_libs,cmocka)
+
 $(BUILD)/tests/plugins/%.o: tests/plugins/%.c
 	$(call msg,CC,$<)
 	@mkdir -p $(@D)

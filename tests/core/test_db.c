@@ -1,12 +1,10 @@
 /*
  * test_db.c - core/db.c and core/migrate.c against a real MariaDB.
  *
- * The group setup installs and starts a private MariaDB server in a fresh
- * temporary folder (unix socket plus TCP on a free port of 127.0.0.1), so
+ * The group setup starts a private MariaDB server (dbserver.h: a fresh
+ * temporary folder, unix socket plus TCP on a free port of 127.0.0.1), so
  * the tests need mariadb-server installed and run as root, as REFERENCE.md
- * describes. The server is stopped and the folder removed by the group
- * teardown, by an atexit() handler if a test aborts the run, and (through
- * PR_SET_PDEATHSIG) by the kernel if this process dies outright.
+ * describes.
  *
  * The cases drive the public interface only: the statement cache is
  * observed through the server's own Com_stmt_prepare counter, reconnects
@@ -37,6 +35,7 @@
 #include <unistd.h>
 
 #include "db.h"
+#include "dbserver.h"
 #include "log.h"
 #include "migrate.h"
 
@@ -44,291 +43,24 @@
 #define DR_SOURCE_DIR "."
 #endif
 
-/* How long the server may take to answer after starting, seconds. */
-#define SERVER_START_WAIT 30.0
-/* How long it may take to stop on SIGTERM before SIGKILL, seconds. */
-#define SERVER_STOP_WAIT 20.0
 #define TCP_USER	 "dr"
 #define TCP_PASSWORD	 "pw-Secret-42"
-
-static struct {
-	char dir[64];
-	char data[128];
-	char sock[128];
-	char log[128];
-	int port;
-	pid_t pid;   /* mariadbd, 0 when stopped */
-	pid_t owner; /* this test process (not its forked children) */
-} srv;
 
 static dr_config cfg;	  /* root over the unix socket, database drt */
 static dr_config cfg_tcp; /* dr over TCP with a password, database drt */
 
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_s(double s)
-{
-	struct timespec ts;
-
-	ts.tv_sec = (time_t)s;
-	ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-/* ------------------------------------------------------------------ */
-/* The private server */
-
-/* The path of a MariaDB program: /usr/sbin, /usr/bin, else via PATH. */
-static char *sbin(const char *name, char *buf, size_t n)
-{
-	static const char *const dirs[] = { "/usr/sbin/", "/usr/bin/", "" };
-
-	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
-		snprintf(buf, n, "%s%s", dirs[i], name);
-		if (dirs[i][0] == '\0' || access(buf, X_OK) == 0)
-			break;
-	}
-	return buf;
-}
-
-/* Start argv with output appended to `log`; the child dies with us. */
-static pid_t spawn(char *const argv[], const char *log)
-{
-	pid_t parent = getpid();
-	pid_t pid = fork();
-
-	if (pid < 0)
-		return -1;
-	if (pid == 0) {
-		int in = open("/dev/null", O_RDONLY);
-		int out = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(127);
-		if (in < 0 || out < 0)
-			_exit(127);
-		dup2(in, 0);
-		dup2(out, 1);
-		dup2(out, 2);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	return pid;
-}
-
-/* Run argv to completion; its exit status, or -1. */
-static int run(char *const argv[], const char *log)
-{
-	int status;
-	pid_t pid = spawn(argv, log);
-
-	if (pid < 0)
-		return -1;
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return -1;
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-static void print_log(void)
-{
-	char line[512];
-	FILE *f = fopen(srv.log, "r");
-
-	if (!f)
-		return;
-	fprintf(stderr, "---- %s ----\n", srv.log);
-	while (fgets(line, sizeof(line), f))
-		fputs(line, stderr);
-	fclose(f);
-}
-
-static int free_port(void)
-{
-	struct sockaddr_in a;
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-
-	if (fd < 0)
-		return -1;
-	memset(&a, 0, sizeof(a));
-	a.sin_family = AF_INET;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-		port = ntohs(a.sin_port);
-	close(fd);
-	return port;
-}
-
-static int server_start(void)
-{
-	char bin[64], admin[64], a_data[160], a_sock[160], a_port[32];
-	char a_ping_sock[160];
-	char *argv[] = { sbin("mariadbd", bin, sizeof(bin)),
-			 "--no-defaults",
-			 "--user=root",
-			 a_data,
-			 a_sock,
-			 a_port,
-			 "--bind-address=127.0.0.1",
-			 "--skip-name-resolve",
-			 "--skip-log-bin",
-			 "--innodb-buffer-pool-size=64M",
-			 "--innodb-log-file-size=16M",
-			 NULL };
-	char *ping[] = { sbin("mariadb-admin", admin, sizeof(admin)),
-			 "--no-defaults",
-			 a_ping_sock,
-			 "-uroot",
-			 "ping",
-			 NULL };
-	double deadline = now() + SERVER_START_WAIT;
-
-	snprintf(a_data, sizeof(a_data), "--datadir=%s", srv.data);
-	snprintf(a_sock, sizeof(a_sock), "--socket=%s", srv.sock);
-	snprintf(a_port, sizeof(a_port), "--port=%d", srv.port);
-	snprintf(a_ping_sock, sizeof(a_ping_sock), "--socket=%s", srv.sock);
-	srv.pid = spawn(argv, srv.log);
-	if (srv.pid < 0) {
-		srv.pid = 0;
-		return -1;
-	}
-	while (now() < deadline) {
-		int status;
-
-		if (waitpid(srv.pid, &status, WNOHANG) == srv.pid) {
-			srv.pid = 0;
-			fprintf(stderr, "mariadbd exited during start\n");
-			print_log();
-			return -1;
-		}
-		if (run(ping, "/dev/null") == 0)
-			return 0;
-		sleep_s(0.05);
-	}
-	fprintf(stderr, "mariadbd did not answer within %.0f s\n",
-		SERVER_START_WAIT);
-	print_log();
-	return -1;
-}
-
-static void server_stop(void)
-{
-	double deadline = now() + SERVER_STOP_WAIT;
-	int status;
-
-	if (srv.pid <= 0)
-		return;
-	kill(srv.pid, SIGTERM);
-	while (waitpid(srv.pid, &status, WNOHANG) == 0) {
-		if (now() > deadline) {
-			kill(srv.pid, SIGKILL);
-			waitpid(srv.pid, &status, 0);
-			break;
-		}
-		sleep_s(0.01);
-	}
-	srv.pid = 0;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag,
-		    struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
-static void rm_rf(const char *path)
-{
-	if (path[0])
-		nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-/* Last resort when a test aborts the run: no grace, just clean up. */
-static void server_atexit(void)
-{
-	if (getpid() != srv.owner)
-		return;
-	if (srv.pid > 0) {
-		kill(srv.pid, SIGKILL);
-		waitpid(srv.pid, NULL, 0);
-		srv.pid = 0;
-	}
-	rm_rf(srv.dir);
-	srv.dir[0] = '\0';
-}
-
-static void set_cfg(dr_config *c, const char *name)
-{
-	memset(c, 0, sizeof(*c));
-	c->database.host = "localhost";
-	c->database.socket = srv.sock;
-	c->database.user = "root";
-	c->database.name = name;
-	c->database.connect_timeout = 2;
-	c->database.io_timeout = 10;
-}
-
 static int group_setup(void **state)
 {
-	char bin[64], a_data[160];
-	char *install[] = { sbin("mariadb-install-db", bin, sizeof(bin)),
-			    "--no-defaults",
-			    "--user=root",
-			    a_data,
-			    "--auth-root-authentication-method=socket",
-			    "--skip-test-db",
-			    NULL };
 	dr_error err;
 	dr_db *db;
 
 	(void)state;
-	dr_log_init("test_db",
-		    getenv("DR_TEST_VERBOSE") ? DR_LOG_DEBUG : DR_LOG_WARNING,
-		    0);
-	if (geteuid() != 0) {
-		fprintf(stderr, "test_db starts its own MariaDB as root "
-				"(mariadbd --user=root); run it as root\n");
+	if (dbserver_setup("test_db") != 0)
 		return -1;
-	}
-	srv.owner = getpid();
-	atexit(server_atexit);
-	snprintf(srv.dir, sizeof(srv.dir), "/tmp/darkroom-db-XXXXXX");
-	if (!mkdtemp(srv.dir)) {
-		srv.dir[0] = '\0';
-		return -1;
-	}
-	snprintf(srv.data, sizeof(srv.data), "%s/data", srv.dir);
-	snprintf(srv.sock, sizeof(srv.sock), "%s/mysqld.sock", srv.dir);
-	snprintf(srv.log, sizeof(srv.log), "%s/mariadb.log", srv.dir);
-	snprintf(a_data, sizeof(a_data), "--datadir=%s", srv.data);
-	srv.port = free_port();
-	if (srv.port <= 0)
-		return -1;
-	if (run(install, srv.log) != 0) {
-		fprintf(stderr, "mariadb-install-db failed\n");
-		print_log();
-		return -1;
-	}
-	if (server_start() != 0)
-		return -1;
-
-	set_cfg(&cfg, "drt");
-	set_cfg(&cfg_tcp, "drt");
+	dbserver_config(&cfg, "drt");
+	dbserver_config(&cfg_tcp, "drt");
 	cfg_tcp.database.host = "127.0.0.1";
-	cfg_tcp.database.port = (unsigned)srv.port;
+	cfg_tcp.database.port = (unsigned)dbsrv.port;
 	cfg_tcp.database.socket = NULL;
 	cfg_tcp.database.user = TCP_USER;
 	cfg_tcp.database.password = TCP_PASSWORD;
@@ -353,9 +85,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
 	(void)state;
-	server_stop();
-	rm_rf(srv.dir);
-	srv.dir[0] = '\0';
+	dbserver_teardown();
 	return 0;
 }
 
@@ -436,7 +166,7 @@ static void kill_conn(unsigned long long id)
 		db_rows_free(rows);
 		if (gone)
 			break;
-		sleep_s(0.01);
+		dbserver_sleep(0.01);
 	}
 	db_free(k);
 }
@@ -738,11 +468,11 @@ static void test_lock_wait_ends_transaction(void **state)
 			  ""),
 		  err);
 	assert_ok(db_begin(b, &err), err);
-	t0 = now();
+	t0 = dbserver_now();
 	assert_int_equal(db_exec(b, "UPDATE lock_t SET v = 2 WHERE k = 1", NULL,
 				 &err, ""),
 			 DR_ERR_DATABASE);
-	assert_true(now() - t0 < 1.9);
+	assert_true(dbserver_now() - t0 < 1.9);
 	assert_string_equal(err.code, "deadlock");
 	assert_int_equal(err.retryable, 1);
 	/* The transaction is over for b until it rolls back. */
@@ -907,11 +637,11 @@ static void test_killed_connection(void **state)
 	assert_ok(db_exec(tcp, "INSERT INTO kill_t VALUES (?)", NULL, &err, "i",
 			  (int64_t)2),
 		  err);
-	t0 = now();
+	t0 = dbserver_now();
 	kill_conn(id1);
 	st = db_exec(tcp, "INSERT INTO kill_t VALUES (?)", NULL, &err, "i",
 		     (int64_t)3);
-	if (now() - t0 < 0.9) { /* else the idle ping reconnected first */
+	if (dbserver_now() - t0 < 0.9) { /* else the idle ping reconnected first */
 		assert_int_equal(st, DR_ERR_UNAVAILABLE);
 		assert_int_equal(err.retryable, 1);
 	}
@@ -1001,20 +731,20 @@ static void test_server_down_and_back(void **state)
 	assert_ok(db_exec(tcp, "UPDATE tx_t SET k = k WHERE k = ?", NULL, &err,
 			  "i", (int64_t)2),
 		  err);
-	tcp_used = now();
+	tcp_used = dbserver_now();
 
-	server_stop();
+	dbserver_stop();
 
-	t0 = now();
+	t0 = dbserver_now();
 	assert_int_equal(db_query(db, sql, &rows, &err, "i", (int64_t)0),
 			 DR_ERR_UNAVAILABLE);
 	assert_int_equal(err.retryable, 1);
 	assert_int_equal(db_ping(db, &err), DR_ERR_UNAVAILABLE);
 	assert_int_equal(db_ping(fresh, &err), DR_ERR_UNAVAILABLE);
 	assert_int_equal(db_begin(fresh, &err), DR_ERR_UNAVAILABLE);
-	assert_true(now() - t0 < cfg.database.connect_timeout);
+	assert_true(dbserver_now() - t0 < cfg.database.connect_timeout);
 
-	assert_int_equal(server_start(), 0);
+	assert_int_equal(dbserver_start(), 0);
 
 	/* The same handles work again, re-preparing their statements. */
 	assert_ok(db_query(db, sql, &rows, &err, "i", (int64_t)0), err);
@@ -1025,8 +755,8 @@ static void test_server_down_and_back(void **state)
 	/* A write on a TCP connection that died while idle: the idle ping
 	 * notices and reconnects before the write is sent (without it the
 	 * write would fail with "lost connection" and not be retried). */
-	if (now() - tcp_used < 1.2)
-		sleep_s(1.2 - (now() - tcp_used));
+	if (dbserver_now() - tcp_used < 1.2)
+		dbserver_sleep(1.2 - (dbserver_now() - tcp_used));
 	assert_ok(db_exec(tcp, "UPDATE tx_t SET k = k WHERE k = ?", NULL, &err,
 			  "i", (int64_t)2),
 		  err);
@@ -1083,7 +813,7 @@ static void test_migrate_real_schema(void **state)
 	char *out, *v;
 
 	(void)state;
-	set_cfg(&c, "darkroom_mig");
+	dbserver_config(&c, "darkroom_mig");
 	assert_ok(migrate(&c, dir, &out, &err), err);
 	/* Every file of the real folder, in order. */
 	{
@@ -1167,9 +897,9 @@ static void test_migrate_real_schema(void **state)
 	db_free(db);
 
 	/* A bad name never reaches the server; a missing folder is I/O. */
-	set_cfg(&c, "bad-name`");
+	dbserver_config(&c, "bad-name`");
 	assert_int_equal(migrate_run(&c, dir, NULL, &err), DR_ERR_CONFIG);
-	set_cfg(&c, "darkroom_mig");
+	dbserver_config(&c, "darkroom_mig");
 	assert_int_equal(migrate_run(&c, "/nonexistent/migrations", NULL, &err),
 			 DR_ERR_IO);
 }
@@ -1211,14 +941,14 @@ static void test_migrate_0005_delivery_keys(void **state)
 	dr_error err;
 
 	(void)state;
-	snprintf(dir, sizeof(dir), "%s/mig4", srv.dir);
+	snprintf(dir, sizeof(dir), "%s/mig4", dbsrv.dir);
 	assert_int_equal(mkdir(dir, 0755), 0);
 	for (size_t i = 0; i < sizeof(before) / sizeof(before[0]); i++) {
 		t = migration_text(before[i]);
 		write_file(dir, before[i], t);
 		free(t);
 	}
-	set_cfg(&c, "darkroom_mig4");
+	dbserver_config(&c, "darkroom_mig4");
 	assert_ok(migrate(&c, dir, &out, &err), err);
 	free(out);
 	db = db_new(&c);
@@ -1327,7 +1057,7 @@ static void test_migrate_failures(void **state)
 	char *out, *v;
 
 	(void)state;
-	snprintf(dir, sizeof(dir), "%s/mig", srv.dir);
+	snprintf(dir, sizeof(dir), "%s/mig", dbsrv.dir);
 	assert_int_equal(mkdir(dir, 0755), 0);
 	write_file(dir, "0001_a.sql",
 		   "-- first\n"
@@ -1347,7 +1077,7 @@ static void test_migrate_failures(void **state)
 	write_file(dir, "12_short.sql", "not a migration;\n");
 	write_file(dir, "0004_x.sql~", "not a migration;\n");
 
-	set_cfg(&c, "darkroom_bad");
+	dbserver_config(&c, "darkroom_bad");
 	assert_int_equal(migrate(&c, dir, &out, &err), DR_ERR_DATABASE);
 	assert_non_null(strstr(err.message,
 			       "0002_b.sql: statement 2 (line 4) failed: "
