@@ -312,9 +312,7 @@ static void list_jobs(dr_app *app, const dr_request *req, dr_response *resp)
 	}
 	if (f.status && !jobs_status_valid(f.status)) {
 		http_problem(resp, 422, "invalid_parameter", "status",
-			     "status: must be one of queued, starting, "
-			     "processing, persisting, succeeded, failed, "
-			     "canceled");
+			     "status: must be one of " JOBSTATE_NAMES);
 		return;
 	}
 	if (f.cursor && !ids_is_job_id(f.cursor)) {

@@ -43,6 +43,11 @@ typedef enum dr_job_status {
 
 #define DR_JOB_STATUSES 7
 
+/* The names in order, for messages that list them. */
+#define JOBSTATE_NAMES                                                        \
+	"queued, starting, processing, persisting, succeeded, failed, "      \
+	"canceled"
+
 /* The status's name as stored and shown ("queued"); "unknown" for a
  * value outside the enum. Static, never NULL. */
 const char *jobstate_name(dr_job_status s);

@@ -45,10 +45,13 @@ static void test_names(void **state)
 	static const char *const all[] = {"queued",    "starting", "processing",
 					  "persisting", "succeeded", "failed",
 					  "canceled"};
+	char list[200] = "";
 	dr_job_status s;
 
 	(void)state;
 	for (int i = 0; i < DR_JOB_STATUSES; i++) {
+		snprintf(list + strlen(list), sizeof(list) - strlen(list),
+			 "%s%s", i ? ", " : "", all[i]);
 		assert_string_equal(jobstate_name((dr_job_status)i), all[i]);
 		assert_int_equal(jobstate_parse(all[i], &s), 1);
 		assert_int_equal(s, i);
@@ -61,6 +64,7 @@ static void test_names(void **state)
 	assert_int_equal(jobstate_parse(NULL, &s), 0);
 	assert_int_equal(jobstate_parse("QUEUED", &s), 0);
 	assert_int_equal(s, DR_JOB_PROCESSING); /* untouched */
+	assert_string_equal(list, JOBSTATE_NAMES);
 	assert_string_equal(jobstate_name((dr_job_status)7), "unknown");
 	assert_string_equal(jobstate_name((dr_job_status)-1), "unknown");
 }
