@@ -139,16 +139,7 @@ char *jobstate_column_text(const char *s, size_t max_chars)
 
 static dr_status lease_lost(dr_error *err)
 {
-	return dr_fail(err, DR_ERR_CONFLICT, "lease_lost",
-		       "the lease on the job was lost");
-}
-
-/* A fenced single-row write: no row means the lease was lost. */
-static dr_status fenced(dr_status st, uint64_t affected, dr_error *err)
-{
-	if (st == DR_OK && affected != 1)
-		return lease_lost(err);
-	return st;
+	return queue_fenced(DR_OK, 0, err);
 }
 
 /* In an open transaction: lock job `id` if lease `fence` still holds and
@@ -200,7 +191,7 @@ dr_status jobstate_fail(dr_db *db, const char *id, uint64_t fence,
 			     " error_message = ?," JOB_ENDS
 			     " WHERE id = ? AND lease_version = ?",
 			     &n, err, "ssssu", step, code, text, id, fence);
-		st = fenced(st, n, err);
+		st = queue_fenced(st, n, err);
 	}
 	if (st == DR_OK) {
 		detail = jobstate_detail("step", step, "code", code, "message",
@@ -243,7 +234,7 @@ dr_status jobstate_retry(dr_db *db, const char *id, uint64_t fence,
 		     &n, err, "iiisu", queue_delay_us(delay),
 		     (int64_t)o->count_attempt, (int64_t)o->forget_submit, id,
 		     fence);
-	st = fenced(st, n, err);
+	st = queue_fenced(st, n, err);
 	if (st != DR_OK)
 		return st;
 	detail = jobstate_detail("step", o->step, "code",
@@ -269,7 +260,7 @@ dr_status jobstate_succeed(dr_db *db, const char *id, uint64_t fence,
 		     " WHERE id = ? AND lease_version = ?"
 		     " AND status = 'persisting'",
 		     &n, err, "su", id, fence);
-	st = fenced(st, n, err);
+	st = queue_fenced(st, n, err);
 	if (st == DR_OK)
 		st = jobstate_event(db, id, "status",
 				    jobstate_name(DR_JOB_PERSISTING),
@@ -293,7 +284,7 @@ dr_status jobstate_cancel(dr_db *db, const char *id, uint64_t fence,
 			     "UPDATE jobs SET status = 'canceled'," JOB_ENDS
 			     " WHERE id = ? AND lease_version = ?",
 			     &n, err, "su", id, fence);
-		st = fenced(st, n, err);
+		st = queue_fenced(st, n, err);
 	}
 	/* Canceled while persisting: the outputs the provider made are not
 	 * stored, so their pending rows go with the job's end. */
@@ -326,7 +317,7 @@ dr_status jobstate_submitting(dr_db *db, const char *id, uint64_t fence,
 			       " WHERE id = ? AND lease_version = ?",
 			       &n, err, "ssu", at, id, fence);
 
-	return fenced(st, n, err);
+	return queue_fenced(st, n, err);
 }
 
 dr_status jobstate_count_attempt(dr_db *db, const char *id, uint64_t fence,
@@ -338,7 +329,7 @@ dr_status jobstate_count_attempt(dr_db *db, const char *id, uint64_t fence,
 			       " WHERE id = ? AND lease_version = ?",
 			       &n, err, "su", id, fence);
 
-	return fenced(st, n, err);
+	return queue_fenced(st, n, err);
 }
 
 dr_status jobstate_park(dr_db *db, const char *id, uint64_t fence,
@@ -350,7 +341,7 @@ dr_status jobstate_park(dr_db *db, const char *id, uint64_t fence,
 			       " WHERE id = ? AND lease_version = ?",
 			       &n, err, "su", id, fence);
 
-	return fenced(st, n, err);
+	return queue_fenced(st, n, err);
 }
 
 dr_status jobstate_callback_end(dr_db *db, const char *id, uint64_t fence,
@@ -364,7 +355,7 @@ dr_status jobstate_callback_end(dr_db *db, const char *id, uint64_t fence,
 			       " WHERE id = ? AND lease_version = ?",
 			       &n, err, "ssu", state, id, fence);
 
-	return fenced(st, n, err);
+	return queue_fenced(st, n, err);
 }
 
 dr_status jobstate_callback_later(dr_db *db, const char *id, uint64_t fence,
@@ -379,7 +370,7 @@ dr_status jobstate_callback_later(dr_db *db, const char *id, uint64_t fence,
 			       &n, err, "isu", queue_delay_us(delay), id,
 			       fence);
 
-	return fenced(st, n, err);
+	return queue_fenced(st, n, err);
 }
 
 dr_status jobstate_news_write(dr_db *db, const char *id,

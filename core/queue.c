@@ -144,7 +144,7 @@ dr_status queue_next_due(dr_db *db, double *seconds, dr_error *err)
 	return DR_OK;
 }
 
-static dr_status fenced(dr_status st, uint64_t affected, dr_error *err)
+dr_status queue_fenced(dr_status st, uint64_t affected, dr_error *err)
 {
 	if (st == DR_OK && affected != 1)
 		return dr_fail(err, DR_ERR_CONFLICT, "lease_lost",
@@ -162,7 +162,7 @@ dr_status queue_extend(dr_db *db, const dr_claim *c, double lease,
 			       &n, err, "isu", queue_delay_us(lease), c->id,
 			       c->lease_version);
 
-	return fenced(st, n, err);
+	return queue_fenced(st, n, err);
 }
 
 dr_status queue_release(dr_db *db, const dr_claim *c, double delay,
@@ -176,7 +176,7 @@ dr_status queue_release(dr_db *db, const dr_claim *c, double delay,
 			       &n, err, "isu", queue_delay_us(delay), c->id,
 			       c->lease_version);
 
-	return fenced(st, n, err);
+	return queue_fenced(st, n, err);
 }
 
 double queue_asked_delay(double asked, double fallback)

@@ -62,6 +62,13 @@ dr_status queue_claim(dr_db *db, const char *owner, double lease, dr_claim *c,
 dr_status queue_next_due(dr_db *db, double *seconds, dr_error *err)
 	DR_WARN_UNUSED;
 
+/* The status of a write fenced by a lease (WHERE ... AND lease_version =
+ * ?) that ran with status `st` and changed `affected` rows: `st`, or
+ * DR_ERR_CONFLICT with code "lease_lost" when it ran but changed no row
+ * (the lease was lost). */
+dr_status queue_fenced(dr_status st, uint64_t affected, dr_error *err)
+	DR_WARN_UNUSED;
+
 /* Extend the lease of a claimed job to `lease` seconds from now.
  * DR_ERR_CONFLICT when the lease was lost. */
 dr_status queue_extend(dr_db *db, const dr_claim *c, double lease,

@@ -327,3 +327,18 @@ int dbserver_migrated(dr_config *c, const char *name)
 	}
 	return 0;
 }
+
+int dbserver_open(const char *prog, const char *name, dr_config *c,
+		  dr_db **db)
+{
+	if (dbserver_setup(prog) != 0 || dbserver_migrated(c, name) != 0)
+		return -1;
+	*db = db_new(c);
+	return 0;
+}
+
+void dbserver_close(dr_db *db)
+{
+	db_free(db);
+	dbserver_teardown();
+}

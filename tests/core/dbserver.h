@@ -16,6 +16,17 @@
 #include <sys/types.h>
 
 #include "config.h"
+#include "db.h"
+
+/* Fail the running cmocka test unless `expr` is DR_OK, with the message
+ * of `err` (include cmocka.h first). */
+#define assert_ok(expr, err)                                                   \
+	do {                                                                   \
+		dr_status s_ = (expr);                                         \
+		if (s_ != DR_OK)                                               \
+			fail_msg("%s: %s (%s)", #expr, dr_strerror(s_),        \
+				 (err).message);                               \
+	} while (0)
 
 /* The running server (read-only for tests). */
 typedef struct dbserver {
@@ -51,6 +62,15 @@ void dbserver_config(dr_config *c, const char *name);
  * (core/migrate.h) to it; `c` is filled as dbserver_config(). 0, or -1
  * with the reason on stderr. */
 int dbserver_migrated(dr_config *c, const char *name);
+
+/* A group setup in one call: dbserver_setup(prog), database `name`
+ * migrated (`c` filled), and a handle on it in *db. 0 or -1. */
+int dbserver_open(const char *prog, const char *name, dr_config *c,
+		  dr_db **db);
+
+/* The group teardown matching dbserver_open(): free `db`, then
+ * dbserver_teardown(). */
+void dbserver_close(dr_db *db);
 
 /* The monotonic clock in seconds, and a sleep that survives signals. */
 double dbserver_now(void);

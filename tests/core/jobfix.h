@@ -11,15 +11,8 @@
 #include <string.h>
 
 #include "db.h"
+#include "dbserver.h"
 #include "ids.h"
-
-#define assert_ok(expr, err)                                                   \
-	do {                                                                   \
-		dr_status s_ = (expr);                                         \
-		if (s_ != DR_OK)                                               \
-			fail_msg("%s: %s (%s)", #expr, dr_strerror(s_),        \
-				 (err).message);                               \
-	} while (0)
 
 /* What a test job looks like when made. */
 typedef struct jobfix {

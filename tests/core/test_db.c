@@ -92,14 +92,6 @@ static int group_teardown(void **state)
 /* ------------------------------------------------------------------ */
 /* Helpers */
 
-#define assert_ok(expr, err)                                                   \
-	do {                                                                   \
-		dr_status s_ = (expr);                                         \
-		if (s_ != DR_OK)                                               \
-			fail_msg("%s: %s (%s)", #expr, dr_strerror(s_),        \
-				 (err).message);                               \
-	} while (0)
-
 /* The one cell of a one-row query, copied; the query must succeed. */
 static char *query1(dr_db *db, const char *sql)
 {

@@ -23,18 +23,15 @@ static dr_db *db;
 static int group_setup(void **state)
 {
 	(void)state;
-	if (dbserver_setup("test_jobstate") != 0 ||
-	    dbserver_migrated(&cfg, "drt_jobstate") != 0)
+	if (dbserver_open("test_jobstate", "drt_jobstate", &cfg, &db) != 0)
 		return -1;
-	db = db_new(&cfg);
 	return 0;
 }
 
 static int group_teardown(void **state)
 {
 	(void)state;
-	db_free(db);
-	dbserver_teardown();
+	dbserver_close(db);
 	return 0;
 }
 

@@ -22,20 +22,17 @@ static dr_db *db;
 static int group_setup(void **state)
 {
 	(void)state;
-	if (dbserver_setup("test_news") != 0 ||
-	    dbserver_migrated(&cfg, "drt_news") != 0)
+	if (dbserver_open("test_news", "drt_news", &cfg, &db) != 0)
 		return -1;
 	cfg.worker.provider_deadline = 3600;
 	cfg.worker.poll_min = 2;
-	db = db_new(&cfg);
 	return 0;
 }
 
 static int group_teardown(void **state)
 {
 	(void)state;
-	db_free(db);
-	dbserver_teardown();
+	dbserver_close(db);
 	return 0;
 }
 
