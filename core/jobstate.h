@@ -21,7 +21,7 @@
  * Who may call whom (lowest first): error, buf, log, db, queue -> jobstate ->
  * news -> pipeline, callback -> engine -> worker; api and the CLI call
  * jobstate (a client's cancel and retry) and news (webhooks). jobstate
- * calls nothing above db, queue (its delay rule) and log.
+ * calls nothing above db, queue (its delay and fencing rules) and log.
  */
 #ifndef DR_JOBSTATE_H
 #define DR_JOBSTATE_H
