@@ -18,12 +18,12 @@
 #include "ids.h"
 #include "jobs.h"
 #include "jobstate.h"
-#include "queue.h"
 #include "jsonutil.h"
 #include "log.h"
 #include "metrics.h"
 #include "news.h"
 #include "outputs.h"
+#include "queue.h"
 
 #define MAX_QUERY_PARAMS 32
 

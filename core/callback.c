@@ -15,8 +15,8 @@
 
 /* Record the callback's end state (delivered or failed) and park the job;
  * `detail`, when not NULL, is the event recorded with it. */
-static void finish(const dr_step_ctx *e, const dr_claim *c,
-		   const char *state, const char *detail)
+static void finish(const dr_step_ctx *e, const dr_claim *c, const char *state,
+		   const char *detail)
 {
 	dr_error err;
 
@@ -28,7 +28,7 @@ static void finish(const dr_step_ctx *e, const dr_claim *c,
 		return;
 	}
 	if (detail && jobstate_event(e->db, c->id, "callback", c->status, NULL,
-				   detail, &err) != DR_OK)
+				     detail, &err) != DR_OK)
 		dr_log(DR_LOG_WARNING, "event=job.event_failed job=%s", c->id);
 }
 
@@ -39,7 +39,7 @@ static void give_up(const dr_step_ctx *e, const dr_claim *c, const char *code,
 {
 	char q[300];
 	char *detail = jobstate_detail("delivery", "failed", "code", code,
-				     "reason", reason, NULL);
+				       "reason", reason, NULL);
 
 	dr_log(DR_LOG_WARNING, "event=callback.failed job=%s code=%s reason=%s",
 	       c->id, code, dr_log_quote(reason, q, sizeof(q)));
@@ -55,8 +55,9 @@ static void give_up(const dr_step_ctx *e, const dr_claim *c, const char *code,
  * backoff. `http` is the answer's status, 0 for none; `msg_id` may be
  * NULL before the delivery has one.
  */
-static void failed_try(const dr_step_ctx *e, const dr_claim *c, int tries, int final,
-		       long http, const char *msg_id, const dr_error *why)
+static void failed_try(const dr_step_ctx *e, const dr_claim *c, int tries,
+		       int final, long http, const char *msg_id,
+		       const dr_error *why)
 {
 	const dr_config *cfg = e->cfg;
 	char status_s[16], reason[600];
@@ -67,11 +68,11 @@ static void failed_try(const dr_step_ctx *e, const dr_claim *c, int tries, int f
 	final = final || tries >= cfg->worker.max_attempts;
 	snprintf(status_s, sizeof(status_s), "%ld", http);
 	detail = jobstate_detail("delivery", "failed", "http_status", status_s,
-			       "code", why->code, "reason", why->message,
-			       "webhook_id", msg_id, "given_up",
-			       final ? "true" : NULL, NULL);
+				 "code", why->code, "reason", why->message,
+				 "webhook_id", msg_id, "given_up",
+				 final ? "true" : NULL, NULL);
 	if (jobstate_event(e->db, c->id, "callback", c->status, NULL, detail,
-			 &err) != DR_OK)
+			   &err) != DR_OK)
 		dr_log(DR_LOG_WARNING, "event=job.event_failed job=%s", c->id);
 	free(detail);
 	dr_log(DR_LOG_WARNING,
@@ -180,7 +181,7 @@ dr_step_outcome callback_deliver(const dr_step_ctx *e)
 	snprintf(status_s, sizeof(status_s), "%ld", http);
 	if (st == DR_OK && http >= 200 && http < 300) {
 		detail = jobstate_detail("delivery", "delivered", "http_status",
-				       status_s, "webhook_id", msg_id, NULL);
+					 status_s, "webhook_id", msg_id, NULL);
 		finish(e, c, "delivered", detail);
 		free(detail);
 		dr_log(DR_LOG_INFO, "event=callback.delivered job=%s status=%ld",

@@ -861,8 +861,10 @@ static int cmd_jobs_action(const cli *c, int argc, char **argv, int retry)
 		json_object *cr = jget(root, "cancel_requested");
 
 		printf("%s %s%s\n", id, jstr(root, "status"),
-		       !retry && strcmp(jstr(root, "status"),
-					      jobstate_name(DR_JOB_CANCELED)) != 0 &&
+		       !retry &&
+				       strcmp(jstr(root, "status"),
+					      jobstate_name(DR_JOB_CANCELED)) !=
+					       0 &&
 				       (!cr || json_object_get_boolean(cr))
 			       ? " (cancel requested)"
 			       : "");

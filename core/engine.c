@@ -85,9 +85,8 @@ static void retry(dr_engine *e, const dr_claim *c, const char *step,
 				  &err),
 		   &err) != DR_OK)
 		return;
-	dr_log(DR_LOG_INFO,
-	       "event=job.retry job=%s step=%s code=%s delay=%.1f", c->id,
-	       step, why->code[0] ? why->code : "-", delay);
+	dr_log(DR_LOG_INFO, "event=job.retry job=%s step=%s code=%s delay=%.1f",
+	       c->id, step, why->code[0] ? why->code : "-", delay);
 }
 
 /* Record a step module's outcome for the claimed job. */
@@ -208,9 +207,9 @@ static void step_cancel(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 		if (st != DR_OK && err.retryable &&
 		    c->attempts < e->cfg->worker.max_attempts) {
 			retry(e, c, c->step,
-			      queue_asked_delay(err.retry_after,
-						queue_backoff(e->cfg,
-							      c->attempts + 1)),
+			      queue_asked_delay(
+				      err.retry_after,
+				      queue_backoff(e->cfg, c->attempts + 1)),
 			      1, 0, &err);
 			return;
 		}
@@ -278,10 +277,10 @@ static void step_submit(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 			news_prediction_clear(&p);
 			if (st != DR_ERR_NOT_FOUND) {
 				retry(e, c, c->step,
-				      queue_asked_delay(err.retry_after,
-							queue_backoff(
-								e->cfg,
-								c->attempts)),
+				      queue_asked_delay(
+					      err.retry_after,
+					      queue_backoff(e->cfg,
+							    c->attempts)),
 				      0, 0, &err);
 				return;
 			}
@@ -324,7 +323,7 @@ static void step_submit(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 	c->submitted_at = (double)c->submitted_us / 1e6;
 	detail = resubmit ? jobstate_detail("resubmit", resubmit, NULL) : NULL;
 	if (jobstate_event(e->db, c->id, "submit", c->status, NULL, detail,
-			 &err) != DR_OK)
+			   &err) != DR_OK)
 		dr_log(DR_LOG_WARNING, "event=job.event_failed job=%s", c->id);
 	free(detail);
 
@@ -393,7 +392,7 @@ static void step_poll(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 			       c->id);
 		fail(e, c, c->step, "provider", "provider_deadline",
 		     "no final answer from the provider before the "
-			 "deadline");
+		     "deadline");
 		return;
 	}
 	if (!ops->get || !c->prediction_id) {
@@ -419,8 +418,7 @@ static void step_poll(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 	/* Polls never fail a job: the provider deadline does, so no wait
 	 * the provider asks for runs past it. */
 	{
-		double d = queue_asked_delay(err.retry_after,
-					     poll_delay(e, c));
+		double d = queue_asked_delay(err.retry_after, poll_delay(e, c));
 
 		if (c->provider_deadline > 0 &&
 		    d > c->provider_deadline - c->now)
@@ -448,10 +446,10 @@ static dr_status count_attempt(dr_engine *e, dr_claim *c)
 	dr_status st;
 
 	dr_error_clear(&err);
-	st = logged(c, c->step,
-		    jobstate_count_attempt(e->db, c->id, c->lease_version,
-					   &err),
-		    &err);
+	st = logged(
+		c, c->step,
+		jobstate_count_attempt(e->db, c->id, c->lease_version, &err),
+		&err);
 	if (st == DR_OK)
 		c->attempts++;
 	return st;
@@ -482,8 +480,7 @@ void engine_run(dr_engine *e, dr_claim *c)
 		if (strcmp(c->callback_state, "pending") == 0) {
 			o = callback_deliver(&x);
 			act(e, c, &o);
-		}
-		else
+		} else
 			park(e, c);
 		return;
 	}

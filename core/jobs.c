@@ -531,15 +531,16 @@ dr_status jobs_create(dr_db *db, const dr_config *cfg,
 	 * either): two round trips fewer per job. db_query() never runs a
 	 * statement twice inside a transaction, so this write is safe
 	 * there. */
-	st = db_query(db,
-		      "INSERT INTO jobs (id, status, step, adapter, model, input,"
-		      " prompt, metadata, renditions, callback_url, run_at,"
-		      " created_at, updated_at) VALUES (?, ?, 'submit',"
-		      " ?, ?, ?, ?, ?, ?, ?, NOW(6), NOW(6), NOW(6))"
-		      " RETURNING " JOB_COLUMNS,
-		      &row, err, "sssssssss", id, jobstate_name(DR_JOB_QUEUED),
-		      req->adapter, req->model,
-		      input, prompt, metadata, rend.data, req->callback_url);
+	st = db_query(
+		db,
+		"INSERT INTO jobs (id, status, step, adapter, model, input,"
+		" prompt, metadata, renditions, callback_url, run_at,"
+		" created_at, updated_at) VALUES (?, ?, 'submit',"
+		" ?, ?, ?, ?, ?, ?, ?, NOW(6), NOW(6), NOW(6))"
+		" RETURNING " JOB_COLUMNS,
+		&row, err, "sssssssss", id, jobstate_name(DR_JOB_QUEUED),
+		req->adapter, req->model, input, prompt, metadata, rend.data,
+		req->callback_url);
 	if (st == DR_OK && row->n_rows != 1)
 		st = dr_fail(err, DR_ERR_INTERNAL, "internal",
 			     "the new job was not returned");
@@ -973,4 +974,3 @@ dr_status jobs_list(dr_db *db, const dr_config *cfg, const dr_job_filter *f,
 			     "job list too large");
 	return st;
 }
-

@@ -20,15 +20,15 @@
 
 static const char *const names[DR_JOB_STATUSES] = {
 	"queued",    "starting", "processing", "persisting",
-	"succeeded", "failed",   "canceled",
+	"succeeded", "failed",	 "canceled",
 };
 
 /* The columns every end of a job sets: when it ended, and its callback
  * (when it has a callback_url) due now. */
-#define JOB_ENDS                                                              \
-	" completed_at = NOW(6), updated_at = NOW(6),"                       \
-	" callback_state = IF(callback_url IS NULL, 'none', 'pending'),"     \
-	" run_at = IF(callback_url IS NULL, NULL, NOW(6)),"                  \
+#define JOB_ENDS                                                               \
+	" completed_at = NOW(6), updated_at = NOW(6),"                         \
+	" callback_state = IF(callback_url IS NULL, 'none', 'pending'),"       \
+	" run_at = IF(callback_url IS NULL, NULL, NOW(6)),"                    \
 	" lease_owner = NULL"
 
 const char *jobstate_name(dr_job_status s)
@@ -168,8 +168,8 @@ static dr_status lock_running(dr_db *db, const char *id, uint64_t fence,
 }
 
 dr_status jobstate_fail(dr_db *db, const char *id, uint64_t fence,
-			const char *step, const char *code,
-			const char *message, char from[16], dr_error *err)
+			const char *step, const char *code, const char *message,
+			char from[16], dr_error *err)
 {
 	char cur[16] = "";
 	char *detail = NULL, *text;
@@ -311,11 +311,12 @@ dr_status jobstate_submitting(dr_db *db, const char *id, uint64_t fence,
 			      const char *at, dr_error *err)
 {
 	uint64_t n = 0;
-	dr_status st = db_exec(db,
-			       "UPDATE jobs SET submitted_at = FROM_UNIXTIME(?),"
-			       " attempts = attempts + 1, updated_at = NOW(6)"
-			       " WHERE id = ? AND lease_version = ?",
-			       &n, err, "ssu", at, id, fence);
+	dr_status st =
+		db_exec(db,
+			"UPDATE jobs SET submitted_at = FROM_UNIXTIME(?),"
+			" attempts = attempts + 1, updated_at = NOW(6)"
+			" WHERE id = ? AND lease_version = ?",
+			&n, err, "ssu", at, id, fence);
 
 	return queue_fenced(st, n, err);
 }
@@ -336,10 +337,11 @@ dr_status jobstate_park(dr_db *db, const char *id, uint64_t fence,
 			dr_error *err)
 {
 	uint64_t n = 0;
-	dr_status st = db_exec(db,
-			       "UPDATE jobs SET run_at = NULL, lease_owner = NULL"
-			       " WHERE id = ? AND lease_version = ?",
-			       &n, err, "su", id, fence);
+	dr_status st =
+		db_exec(db,
+			"UPDATE jobs SET run_at = NULL, lease_owner = NULL"
+			" WHERE id = ? AND lease_version = ?",
+			&n, err, "su", id, fence);
 
 	return queue_fenced(st, n, err);
 }
@@ -362,19 +364,19 @@ dr_status jobstate_callback_later(dr_db *db, const char *id, uint64_t fence,
 				  double delay, dr_error *err)
 {
 	uint64_t n = 0;
-	dr_status st = db_exec(db,
-			       "UPDATE jobs SET run_at = NOW(6) + INTERVAL ?"
-			       " MICROSECOND, lease_owner = NULL,"
-			       " callback_attempts = callback_attempts + 1"
-			       " WHERE id = ? AND lease_version = ?",
-			       &n, err, "isu", queue_delay_us(delay), id,
-			       fence);
+	dr_status st =
+		db_exec(db,
+			"UPDATE jobs SET run_at = NOW(6) + INTERVAL ?"
+			" MICROSECOND, lease_owner = NULL,"
+			" callback_attempts = callback_attempts + 1"
+			" WHERE id = ? AND lease_version = ?",
+			&n, err, "isu", queue_delay_us(delay), id, fence);
 
 	return queue_fenced(st, n, err);
 }
 
-dr_status jobstate_news_write(dr_db *db, const char *id,
-			      const jobstate_news *n, dr_error *err)
+dr_status jobstate_news_write(dr_db *db, const char *id, const jobstate_news *n,
+			      dr_error *err)
 {
 	const char *next = jobstate_name(n->to);
 	int to_final = jobstate_is_final(n->to);
@@ -413,12 +415,12 @@ dr_status jobstate_news_write(dr_db *db, const char *id,
 		(int64_t)n->adopt, n->deadline_s,
 		/* errors */
 		next, next, n->error_code, next, n->error_message,
-		/* completed_at, callback_state, attempts, run_at, lease_owner */
+		/* completed_at, callback_state, attempts, run_at, lease_owner
+		 */
 		(int64_t)to_final, (int64_t)to_final, (int64_t)to_persist,
 		(int64_t)to_final, (int64_t)to_persist,
-		(int64_t)(n->adopt && !n->fenced),
-		(int64_t)(n->poll_min * 1e6), (int64_t)to_final,
-		(int64_t)to_persist,
+		(int64_t)(n->adopt && !n->fenced), (int64_t)(n->poll_min * 1e6),
+		(int64_t)to_final, (int64_t)to_persist,
 		/* News from outside that ends the job or hands it to the
 		 * pipeline fences out a worker still holding it (a poll,
 		 * a cancel), so it cannot write over the new state. */
@@ -477,10 +479,10 @@ static dr_status cancel_once(dr_db *db, const char *id, dr_error *err)
 			     " WHERE id = ?",
 			     NULL, err, "s", id);
 		if (st == DR_OK)
-			st = jobstate_event(db, id, "status", status,
-					    jobstate_name(DR_JOB_CANCELED),
-					    "{\"reason\":\"canceled by client\"}",
-					    err);
+			st = jobstate_event(
+				db, id, "status", status,
+				jobstate_name(DR_JOB_CANCELED),
+				"{\"reason\":\"canceled by client\"}", err);
 	} else {
 		/* Submitted: a worker cancels it at the provider. */
 		st = db_exec(db,
@@ -506,8 +508,8 @@ rollback:
  * storing its outputs). */
 static int storing_step(const char *step)
 {
-	static const char *const steps[] = {"download", "render", "upload",
-					    "index", "persist", NULL};
+	static const char *const steps[] = { "download", "render",  "upload",
+					     "index",	 "persist", NULL };
 
 	for (int i = 0; step && steps[i]; i++)
 		if (strcmp(step, steps[i]) == 0)
@@ -564,20 +566,21 @@ static dr_status retry_once(dr_db *db, const char *id, dr_error *err)
 				     " AND state = 'pending'",
 				     NULL, err, "s", id);
 	} else {
-		st = db_exec(db,
-			     "UPDATE jobs SET status = 'queued', step = 'submit',"
-			     " attempts = 0, prediction_id = NULL,"
-			     " prediction_status = NULL, prediction = NULL,"
-			     " predict_time = NULL, progress = NULL,"
-			     " error_step = NULL, error_code = NULL,"
-			     " error_message = NULL, completed_at = NULL,"
-			     " submitted_at = NULL, provider_deadline = NULL,"
-			     " cancel_requested = 0, run_at = NOW(6),"
-			     " callback_state = 'none', callback_attempts = 0,"
-			     " lease_owner = NULL,"
-			     " lease_version = lease_version + 1,"
-			     " updated_at = NOW(6) WHERE id = ?",
-			     NULL, err, "s", id);
+		st = db_exec(
+			db,
+			"UPDATE jobs SET status = 'queued', step = 'submit',"
+			" attempts = 0, prediction_id = NULL,"
+			" prediction_status = NULL, prediction = NULL,"
+			" predict_time = NULL, progress = NULL,"
+			" error_step = NULL, error_code = NULL,"
+			" error_message = NULL, completed_at = NULL,"
+			" submitted_at = NULL, provider_deadline = NULL,"
+			" cancel_requested = 0, run_at = NOW(6),"
+			" callback_state = 'none', callback_attempts = 0,"
+			" lease_owner = NULL,"
+			" lease_version = lease_version + 1,"
+			" updated_at = NOW(6) WHERE id = ?",
+			NULL, err, "s", id);
 	}
 	if (st == DR_OK)
 		st = jobstate_event(db, id, "retry", status, jobstate_name(to),

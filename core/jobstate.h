@@ -44,8 +44,8 @@ typedef enum dr_job_status {
 #define DR_JOB_STATUSES 7
 
 /* The names in order, for messages that list them. */
-#define JOBSTATE_NAMES                                                        \
-	"queued, starting, processing, persisting, succeeded, failed, "      \
+#define JOBSTATE_NAMES                                                         \
+	"queued, starting, processing, persisting, succeeded, failed, "        \
 	"canceled"
 
 /* The status's name as stored and shown ("queued"); "unknown" for a
@@ -101,18 +101,17 @@ char *jobstate_column_text(const char *s, size_t max_chars);
  * lost or the job ended meanwhile.
  */
 dr_status jobstate_fail(dr_db *db, const char *id, uint64_t fence,
-			const char *step, const char *code,
-			const char *message, char from[16], dr_error *err)
-	DR_WARN_UNUSED;
+			const char *step, const char *code, const char *message,
+			char from[16], dr_error *err) DR_WARN_UNUSED;
 
 /* How jobstate_retry() schedules the next try of a step. */
 typedef struct jobstate_retry_opts {
-	double delay;      /* seconds until due (clamped as queue_delay_us) */
-	int count_attempt; /* this try counts toward [worker] max_attempts */
-	int forget_submit; /* the submit surely never reached the provider:
-			      clear submitted_at */
-	const char *from;  /* the job's status, for the event */
-	const char *step;  /* the step (or sub-step) that failed */
+	double delay;	     /* seconds until due (clamped as queue_delay_us) */
+	int count_attempt;   /* this try counts toward [worker] max_attempts */
+	int forget_submit;   /* the submit surely never reached the provider:
+				clear submitted_at */
+	const char *from;    /* the job's status, for the event */
+	const char *step;    /* the step (or sub-step) that failed */
 	const dr_error *why; /* what failed (code, message) */
 } jobstate_retry_opts;
 
@@ -168,33 +167,32 @@ dr_status jobstate_park(dr_db *db, const char *id, uint64_t fence,
  * "failed", one more callback attempt, off the queue, lease `fence`
  * given up. DR_ERR_CONFLICT when the lease was lost. */
 dr_status jobstate_callback_end(dr_db *db, const char *id, uint64_t fence,
-				const char *state, dr_error *err)
-	DR_WARN_UNUSED;
+				const char *state,
+				dr_error *err) DR_WARN_UNUSED;
 
 /* Count a failed try of job `id`'s callback and make it due again after
  * `delay` seconds, lease `fence` given up. DR_ERR_CONFLICT when the
  * lease was lost. */
 dr_status jobstate_callback_later(dr_db *db, const char *id, uint64_t fence,
-				  double delay, dr_error *err)
-	DR_WARN_UNUSED;
+				  double delay, dr_error *err) DR_WARN_UNUSED;
 
 /* -------------------------------------------------- provider news */
 
 /* What a provider's news writes to a job (news.h decides it). */
 typedef struct jobstate_news {
-	dr_job_status to;              /* the status afterwards */
+	dr_job_status to;	       /* the status afterwards */
 	const char *prediction_id;     /* kept when one is recorded */
 	const char *prediction_status; /* the provider's word */
-	const char *raw_json;          /* the prediction as sent, or NULL */
+	const char *raw_json;	       /* the prediction as sent, or NULL */
 	const char *predict_time;      /* seconds as text, negative: none */
-	const char *progress;          /* 0..1 as text */
-	const char *version;           /* or NULL */
-	const char *error_code;        /* when `to` is failed */
+	const char *progress;	       /* 0..1 as text */
+	const char *version;	       /* or NULL */
+	const char *error_code;	       /* when `to` is failed */
 	const char *error_message;     /* when `to` is failed */
-	int adopt;          /* the job's submit had no answer: it adopts this
+	int adopt;	    /* the job's submit had no answer: it adopts this
 			       prediction, moves to its poll step and gets a
 			       provider deadline */
-	int fenced;         /* the lease holder's own news */
+	int fenced;	    /* the lease holder's own news */
 	int64_t deadline_s; /* [worker] provider_deadline */
 	double poll_min;    /* [worker] poll_min */
 } jobstate_news;
@@ -207,9 +205,8 @@ typedef struct jobstate_news {
  * fences out a worker still holding it. The caller checked the move with
  * jobstate_allowed() and writes the event.
  */
-dr_status jobstate_news_write(dr_db *db, const char *id,
-			      const jobstate_news *n, dr_error *err)
-	DR_WARN_UNUSED;
+dr_status jobstate_news_write(dr_db *db, const char *id, const jobstate_news *n,
+			      dr_error *err) DR_WARN_UNUSED;
 
 /* ------------------------------------------------------- a client's */
 
@@ -222,8 +219,8 @@ dr_status jobstate_news_write(dr_db *db, const char *id,
  * DR_ERR_CONFLICT (code job_ended) when it already ended. A transaction
  * killed by a deadlock is run again (DB_TX_TRIES in all).
  */
-dr_status jobstate_client_cancel(dr_db *db, const char *id, dr_error *err)
-	DR_WARN_UNUSED;
+dr_status jobstate_client_cancel(dr_db *db, const char *id,
+				 dr_error *err) DR_WARN_UNUSED;
 
 /*
  * Restart a failed or canceled job from the step that failed (attempts
@@ -233,7 +230,7 @@ dr_status jobstate_client_cancel(dr_db *db, const char *id, dr_error *err)
  * DR_ERR_CONFLICT (code job_not_retryable) for a job in any other state.
  * Deadlocks are run again as for jobstate_client_cancel().
  */
-dr_status jobstate_client_retry(dr_db *db, const char *id, dr_error *err)
-	DR_WARN_UNUSED;
+dr_status jobstate_client_retry(dr_db *db, const char *id,
+				dr_error *err) DR_WARN_UNUSED;
 
 #endif

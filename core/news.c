@@ -46,13 +46,20 @@ void news_prediction_clear(dr_prediction *p)
 static const char *pred_status_name(dr_prediction_status s)
 {
 	switch (s) {
-	case DR_PRED_STARTING: return "starting";
-	case DR_PRED_PROCESSING: return "processing";
-	case DR_PRED_SUCCEEDED: return "succeeded";
-	case DR_PRED_FAILED: return "failed";
-	case DR_PRED_CANCELED: return "canceled";
-	case DR_PRED_ABORTED: return "aborted";
-	default: return "unknown";
+	case DR_PRED_STARTING:
+		return "starting";
+	case DR_PRED_PROCESSING:
+		return "processing";
+	case DR_PRED_SUCCEEDED:
+		return "succeeded";
+	case DR_PRED_FAILED:
+		return "failed";
+	case DR_PRED_CANCELED:
+		return "canceled";
+	case DR_PRED_ABORTED:
+		return "aborted";
+	default:
+		return "unknown";
 	}
 }
 
@@ -61,13 +68,24 @@ static const char *pred_status_name(dr_prediction_status s)
 static int job_status_for(dr_prediction_status s, dr_job_status *to)
 {
 	switch (s) {
-	case DR_PRED_STARTING: *to = DR_JOB_STARTING; return 1;
-	case DR_PRED_PROCESSING: *to = DR_JOB_PROCESSING; return 1;
-	case DR_PRED_SUCCEEDED: *to = DR_JOB_PERSISTING; return 1;
+	case DR_PRED_STARTING:
+		*to = DR_JOB_STARTING;
+		return 1;
+	case DR_PRED_PROCESSING:
+		*to = DR_JOB_PROCESSING;
+		return 1;
+	case DR_PRED_SUCCEEDED:
+		*to = DR_JOB_PERSISTING;
+		return 1;
 	case DR_PRED_FAILED:
-	case DR_PRED_ABORTED: *to = DR_JOB_FAILED; return 1;
-	case DR_PRED_CANCELED: *to = DR_JOB_CANCELED; return 1;
-	default: return 0;
+	case DR_PRED_ABORTED:
+		*to = DR_JOB_FAILED;
+		return 1;
+	case DR_PRED_CANCELED:
+		*to = DR_JOB_CANCELED;
+		return 1;
+	default:
+		return 0;
 	}
 }
 
@@ -76,10 +94,14 @@ static int job_status_for(dr_prediction_status s, dr_job_status *to)
 static const char *source_kind(dr_output_kind k)
 {
 	switch (k) {
-	case DR_OUTPUT_URL: return "url";
-	case DR_OUTPUT_DATA: return "data";
-	case DR_OUTPUT_PATH: return "path";
-	default: return NULL;
+	case DR_OUTPUT_URL:
+		return "url";
+	case DR_OUTPUT_DATA:
+		return "data";
+	case DR_OUTPUT_PATH:
+		return "path";
+	default:
+		return NULL;
 	}
 }
 
@@ -90,10 +112,10 @@ static dr_status record_outputs(dr_db *db, const char *id,
 	for (size_t i = 0; i < p->n_outputs; i++) {
 		const dr_output_ref *o = &p->outputs[i];
 		const char *kind = o->kind == DR_OUTPUT_TEXT ? "text" : "file";
-		const char *url = o->kind == DR_OUTPUT_URL &&
-						  strlen(o->value) <= 2048
-					  ? o->value
-					  : NULL;
+		const char *url =
+			o->kind == DR_OUTPUT_URL && strlen(o->value) <= 2048
+				? o->value
+				: NULL;
 		dr_status st = db_exec(
 			db,
 			"INSERT INTO outputs (job_id, idx, kind, source_url,"
@@ -128,12 +150,12 @@ static void note_duplicate(dr_db *db, const char *adapter,
 			       &rows, &err, "ss", adapter, p->id) != DR_OK)
 		return;
 	if (rows->n_rows == 1) {
-		detail = jobstate_detail("prediction_status",
-				     pred_status_name(p->status), "delivery_id",
-				     delivery_id, "duplicate", "true", NULL);
+		detail = jobstate_detail(
+			"prediction_status", pred_status_name(p->status),
+			"delivery_id", delivery_id, "duplicate", "true", NULL);
 		if (jobstate_event(db, db_cell(rows, 0, 0), "webhook",
-			      db_cell(rows, 0, 1), NULL, detail,
-			      &err) != DR_OK)
+				   db_cell(rows, 0, 1), NULL, detail,
+				   &err) != DR_OK)
 			dr_log(DR_LOG_WARNING, "event=job.event_failed job=%s",
 			       db_cell(rows, 0, 0));
 		free(detail);
@@ -154,8 +176,8 @@ int news_prediction_id_ok(const char *id)
 /* Record delivery `id` of `adapter` in the open transaction: its SHA-256
  * is the key, its first MAX_DELIVERY_ID bytes are kept as they came.
  * DR_ERR_CONFLICT when it was recorded before. */
-static dr_status record_delivery(dr_db *db, const char *adapter,
-				 const char *id, dr_error *err)
+static dr_status record_delivery(dr_db *db, const char *adapter, const char *id,
+				 dr_error *err)
 {
 	unsigned char key[32];
 	unsigned int n = 0;
@@ -287,9 +309,9 @@ static dr_status apply_once(dr_db *db, const dr_config *cfg,
 	if (!known || !has_next || jobstate_is_final(from) ||
 	    from == DR_JOB_PERSISTING ||
 	    (to != from && !jobstate_allowed(from, to))) {
-		detail = jobstate_detail("prediction_status",
-				     pred_status_name(p->status), "delivery_id",
-				     delivery_id, "ignored", "true", NULL);
+		detail = jobstate_detail(
+			"prediction_status", pred_status_name(p->status),
+			"delivery_id", delivery_id, "ignored", "true", NULL);
 		st = jobstate_event(db, id, source, cur, NULL, detail, err);
 		if (st != DR_OK)
 			goto rollback;
@@ -341,11 +363,12 @@ static dr_status apply_once(dr_db *db, const dr_config *cfg,
 		if (st != DR_OK)
 			goto rollback;
 	}
-	detail = jobstate_detail("prediction_status", pred_status_name(p->status),
-			     "prediction_id", p->id, "delivery_id",
-			     delivery_id, "progress", progress, NULL);
-	st = jobstate_event(db, id, source, cur, strcmp(cur, next) ? next : NULL,
-		       detail, err);
+	detail = jobstate_detail("prediction_status",
+				 pred_status_name(p->status), "prediction_id",
+				 p->id, "delivery_id", delivery_id, "progress",
+				 progress, NULL);
+	st = jobstate_event(db, id, source, cur,
+			    strcmp(cur, next) ? next : NULL, detail, err);
 	if (st != DR_OK)
 		goto rollback;
 	*result = DR_APPLY_CHANGED;
@@ -355,7 +378,8 @@ commit:
 	st = db_commit(db, err);
 	if (st != DR_OK)
 		db_rollback(db);
-	if (st == DR_OK && *result == DR_APPLY_CHANGED && (to_final || to_persist))
+	if (st == DR_OK && *result == DR_APPLY_CHANGED &&
+	    (to_final || to_persist))
 		metrics_provider_run(db, id);
 	if (st == DR_OK && *result == DR_APPLY_CHANGED)
 		dr_log(DR_LOG_INFO,
@@ -380,11 +404,11 @@ rollback:
  * worker, while this delivery waits for it) rolled everything back,
  * including the delivery record: run the whole transaction again. */
 dr_status news_apply(dr_db *db, const dr_config *cfg, const char *adapter,
-		       const char *job_hint, int64_t hint_at,
-		       const dr_prediction *p,
-		       const char *source, const char *delivery_id,
-		       const news_fence *fence, dr_apply_result *result,
-		       char status_out[16], dr_error *err)
+		     const char *job_hint, int64_t hint_at,
+		     const dr_prediction *p, const char *source,
+		     const char *delivery_id, const news_fence *fence,
+		     dr_apply_result *result, char status_out[16],
+		     dr_error *err)
 {
 	dr_status st = DR_OK;
 
@@ -396,4 +420,3 @@ dr_status news_apply(dr_db *db, const dr_config *cfg, const char *adapter,
 	}
 	return st;
 }
-

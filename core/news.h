@@ -36,7 +36,7 @@ typedef enum dr_apply_result {
 
 /* The lease a worker's own news is written under (queue.h's claim). */
 typedef struct news_fence {
-	const char *id;         /* the claimed job */
+	const char *id;		/* the claimed job */
 	uint64_t lease_version; /* its fencing token */
 } news_fence;
 

@@ -808,9 +808,8 @@ dr_step_outcome pipeline_persist(const dr_step_ctx *e)
 	       c->id, x.step, err.code, err.retryable, err.message);
 	{
 		/* The sub-step that failed names the error. */
-		double delay = queue_asked_delay(err.retry_after,
-						 queue_backoff(cfg,
-							       c->attempts + 1));
+		double delay = queue_asked_delay(
+			err.retry_after, queue_backoff(cfg, c->attempts + 1));
 		int again = err.retryable || st == DR_ERR_UNAVAILABLE;
 
 		if (again && x.fetch_row && strcmp(x.step, "download") == 0)

@@ -66,8 +66,8 @@ dr_status queue_next_due(dr_db *db, double *seconds, dr_error *err)
  * ?) that ran with status `st` and changed `affected` rows: `st`, or
  * DR_ERR_CONFLICT with code "lease_lost" when it ran but changed no row
  * (the lease was lost). */
-dr_status queue_fenced(dr_status st, uint64_t affected, dr_error *err)
-	DR_WARN_UNUSED;
+dr_status queue_fenced(dr_status st, uint64_t affected,
+		       dr_error *err) DR_WARN_UNUSED;
 
 /* Extend the lease of a claimed job to `lease` seconds from now.
  * DR_ERR_CONFLICT when the lease was lost. */

@@ -28,20 +28,20 @@ typedef struct dr_step_ctx {
 typedef enum dr_step_kind {
 	DR_STEP_DONE = 0, /* recorded by the step itself, or the lease was
 			     lost: nothing more to write */
-	DR_STEP_RETRY,    /* try the step again later */
-	DR_STEP_FAIL      /* the job fails */
+	DR_STEP_RETRY,	  /* try the step again later */
+	DR_STEP_FAIL	  /* the job fails */
 } dr_step_kind;
 
 /* A step's answer. */
 typedef struct dr_step_outcome {
 	dr_step_kind kind;
-	char step[16];     /* RETRY, FAIL: the (sub-)step that failed */
-	double delay;      /* RETRY: seconds until the next try */
+	char step[16];	   /* RETRY, FAIL: the (sub-)step that failed */
+	double delay;	   /* RETRY: seconds until the next try */
 	int count_attempt; /* RETRY: the try counts toward max_attempts (and
 			      fails the job when they are used up) */
 	int forget_submit; /* RETRY: the submit surely never reached the
 			      provider */
-	dr_error why;      /* RETRY, FAIL: code and message */
+	dr_error why;	   /* RETRY, FAIL: code and message */
 } dr_step_outcome;
 
 #endif
