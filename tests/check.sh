@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/check.sh — the test run of `make check`, after the build: every
-# cmocka unit test program build/tests/unit/test_*, the plugin symbol check
-# (tests/plugins/nm-check.sh) and the webhook cross-check
+# cmocka unit test program build/tests/unit/test_*, the plugin symbol and
+# library check (tests/plugins/nm-check.sh) and the webhook cross-check
 # (tests/webhook/cross_check.js, after tests/lib/npm-deps.sh installs its
 # npm packages when missing), then the integration tests
 # (tests/integration/test_s3.sh against s3rver, the deployment tests
@@ -135,7 +135,7 @@ if [ "$run_unit" = 1 ]; then
         passed=$((passed + p))
         failed=$((failed + f))
     done
-    # Plugins export nothing but their entry symbol.
+    # Plugins export nothing but their entry symbol; s3.so links no libs3.
     echo "== unit: plugin symbols"
     run_counted env BUILD="$BUILD" bash "$ROOT/tests/plugins/nm-check.sh"
     # The leftover check of the end of this script, on purpose-made leaks.
