@@ -8,13 +8,13 @@
 #include "api.h"
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "dashboard.h"
+#include "digest.h"
 #include "engine.h"
 #include "ids.h"
 #include "jobs.h"
@@ -25,25 +25,6 @@
 #include "outputs.h"
 
 #define MAX_QUERY_PARAMS 32
-
-static void sha256(const void *data, size_t len, unsigned char out[32])
-{
-	unsigned int n = 32;
-
-	if (!EVP_Digest(data, len, out, &n, EVP_sha256(), NULL))
-		dr_die("SHA-256 failed");
-}
-
-static void hex(const unsigned char *in, size_t n, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
 
 dr_status api_init(dr_app *app, const dr_config *cfg, dr_plugins *plugins,
 		   dr_db *db, dr_error *err)
@@ -57,8 +38,9 @@ dr_status api_init(dr_app *app, const dr_config *cfg, dr_plugins *plugins,
 	app->plugins = plugins;
 	app->db = db;
 	for (size_t i = 0; i < cfg->server.n_api_keys; i++)
-		sha256(cfg->server.api_keys[i],
-		       strlen(cfg->server.api_keys[i]), app->key_hashes[i]);
+		digest_sha256(cfg->server.api_keys[i],
+			      strlen(cfg->server.api_keys[i]),
+			      app->key_hashes[i]);
 	app->n_keys = cfg->server.n_api_keys;
 	return DR_OK;
 }
@@ -86,10 +68,10 @@ static int authorized(const dr_app *app, const dr_request *req,
 		h++;
 	if (!*h)
 		return 0;
-	sha256(h, strlen(h), digest);
+	digest_sha256(h, strlen(h), digest);
 	for (size_t i = 0; i < app->n_keys; i++)
 		ok |= CRYPTO_memcmp(digest, app->key_hashes[i], 32) == 0;
-	hex(digest, 8, scope);
+	digest_hex(digest, 8, scope);
 	return ok;
 }
 
@@ -121,7 +103,6 @@ static void create_job(dr_app *app, const dr_request *req, dr_response *resp,
 	json_object *root = NULL;
 	dr_job_request jr;
 	dr_idempotency idem = {NULL, NULL, NULL};
-	unsigned char digest[32];
 	char body_hash[65];
 	char id[DR_JOB_ID_LEN + 1];
 	const char *field = NULL;
@@ -170,8 +151,7 @@ static void create_job(dr_app *app, const dr_request *req, dr_response *resp,
 		return;
 	}
 	if (idem_key) {
-		sha256(req->body, req->body_len, digest);
-		hex(digest, 32, body_hash);
+		digest_sha256_hex(req->body, req->body_len, body_hash);
 		idem.scope = scope;
 		idem.key = idem_key;
 		idem.body_hash = body_hash;
