@@ -5,10 +5,13 @@
  * Plugins treat dr_instance as opaque and only hand it back to host
  * functions, so the mock defines the struct its own way: this file is
  * never linked with the core's plugin host. Only darkroom-plugin.h and
- * the C library are included, on purpose, with one exception: webhook
- * signatures are checked by compiling in core/webhook.c itself (which
- * needs nothing from the core but libcrypto), so a plugin's webhook
- * handling is tested against the real verifier rather than a lookalike.
+ * the C library are included, on purpose, with two exceptions: errors are
+ * filled by core/error.c's dr_vfail(), so host->fail behaves as the core's
+ * to the letter, and webhook signatures are checked by compiling in
+ * core/webhook.c itself (which needs nothing from the core but error.c
+ * and libcrypto), so a plugin's webhook handling is tested against the
+ * real verifier rather than a lookalike. Both come with the core library
+ * the plugin tests link.
  *
  * Values are parsed the way the core documents them in darkroom-plugin.h
  * (k/M/G sizes, ms/s/m/h durations, yes/no booleans), leniently: the core
@@ -25,6 +28,8 @@
 #include <strings.h>
 #include <sys/random.h>
 #include <time.h>
+
+#include "../../core/error.h" /* dr_vfail() (see the top of the file) */
 
 /* webhook_header(), webhook_verify() and webhook_sign(), for the table
  * below and for tests that sign deliveries (see the top of the file). */
@@ -250,14 +255,8 @@ static dr_status mock_fail(dr_error *err, dr_status status, const char *code,
 {
 	va_list ap;
 
-	if (!err)
-		return status;
-	err->status = status;
-	err->retryable = 0;
-	err->retry_after = 0;
-	snprintf(err->code, sizeof(err->code), "%s", code ? code : "");
 	va_start(ap, fmt);
-	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	dr_vfail(err, status, code, fmt, ap);
 	va_end(ap);
 	return status;
 }
