@@ -342,87 +342,116 @@ static const char *opt_value(const char *cmd, int argc, char **argv, int *i)
 	return argv[++*i];
 }
 
-/* A page size 1..100; -1 (reported) otherwise. */
-static int parse_limit(const char *cmd, const char *s, int *out)
-{
-	char *end = NULL;
-	long v;
-
-	if (*s == '-' || *s == '+' || !*s)
-		v = 0;
-	else
-		v = strtol(s, &end, 10);
-	if (!v || *end || v < 1 || v > 100) {
-		fprintf(stderr, "darkroom %s: --limit takes 1 to 100\n", cmd);
-		return -1;
-	}
-	*out = (int)v;
-	return 0;
-}
-
 static void unexpected(const char *cmd, const char *arg)
 {
 	fprintf(stderr, "darkroom %s: unexpected argument '%s'\n", cmd, arg);
 }
 
-/* The metadata filters of a command (--metadata KEY=VALUE, repeatable,
- * all applying like GET /v1/jobs?metadata.KEY=VALUE&...). */
-typedef struct cli_meta {
-	dr_metadata_filter f[DR_MAX_METADATA_FILTERS];
-	char *copy[DR_MAX_METADATA_FILTERS]; /* KEY\0VALUE, owned */
-	const char *arg[DR_MAX_METADATA_FILTERS];
-	size_t n;
-} cli_meta;
+/* The filter options of `jobs list` and `outputs` as the name/value pairs
+ * jobs_filter_parse() and outputs_filter_parse() read (the same as the
+ * API's query parameters), with the option each came from for messages. */
+typedef struct cli_filters {
+	dr_filter_arg *args;
+	const char **opt;   /* args[i] came from opt[i]: "--status" */
+	char **owned;       /* metadata.KEY names and "--metadata K=V" */
+	size_t n, n_owned;
+} cli_filters;
 
-/* Add `--metadata v`. 0, or -1 after one line on stderr. */
-static int cli_meta_add(const char *cmd, cli_meta *m, const char *v)
+/* The filter options and the parameter each stands for; --metadata K=V
+ * stands for metadata.K=V. */
+static const struct {
+	const char *opt, *name;
+} filter_opts[] = {
+	{"--status", "status"}, {"--model", "model"},
+	{"--adapter", "adapter"}, {"--sha256", "sha256"},
+	{"--since", "since"},	{"--until", "until"},
+	{"-q", "q"},		{"--limit", "limit"},
+	{"--cursor", "cursor"}, {"--metadata", NULL},
+};
+
+static void cli_filters_init(cli_filters *fs, int argc)
 {
-	const char *eq = strchr(v, '=');
-	char *copy;
+	fs->args = dr_xcalloc((size_t)argc, sizeof(*fs->args));
+	fs->opt = dr_xcalloc((size_t)argc, sizeof(*fs->opt));
+	fs->owned = dr_xcalloc(2 * (size_t)argc, sizeof(*fs->owned));
+	fs->n = fs->n_owned = 0;
+}
 
+static void cli_filters_free(cli_filters *fs)
+{
+	for (size_t i = 0; i < fs->n_owned; i++)
+		free(fs->owned[i]);
+	free(fs->owned);
+	free(fs->opt);
+	free(fs->args);
+}
+
+/*
+ * When argv[*i] is a filter option and one of `takes` (NULL-terminated),
+ * add it with its value (*i moves past the value) and return 1, or -1
+ * after one line on stderr (no value, or --metadata without KEY=VALUE);
+ * 0 when it is no such option.
+ */
+static int cli_filters_add(const char *cmd, cli_filters *fs,
+			   const char *const *takes, int argc, char **argv,
+			   int *i)
+{
+	const char *a = argv[*i], *v, *eq;
+	size_t k, nk = sizeof(filter_opts) / sizeof(filter_opts[0]);
+	char *name, *opt;
+	int taken = 0;
+
+	for (size_t t = 0; takes[t]; t++)
+		taken |= strcmp(a, takes[t]) == 0;
+	for (k = 0; k < nk && strcmp(a, filter_opts[k].opt) != 0; k++)
+		;
+	if (!taken || k == nk)
+		return 0;
+	if (!(v = opt_value(cmd, argc, argv, i)))
+		return -1;
+	if (filter_opts[k].name) {
+		fs->opt[fs->n] = a;
+		fs->args[fs->n].name = filter_opts[k].name;
+		fs->args[fs->n++].value = v;
+		return 1;
+	}
+	eq = strchr(v, '=');
 	if (!eq || eq == v) {
 		fprintf(stderr, "darkroom %s: --metadata takes KEY=VALUE\n",
 			cmd);
 		return -1;
 	}
-	if (m->n == DR_MAX_METADATA_FILTERS) {
-		fprintf(stderr, "darkroom %s: at most %d --metadata filters\n",
-			cmd, DR_MAX_METADATA_FILTERS);
-		return -1;
-	}
-	copy = dr_xstrdup(v);
-	copy[eq - v] = '\0';
-	m->copy[m->n] = copy;
-	m->arg[m->n] = v;
-	m->f[m->n].key = copy;
-	m->f[m->n].value = copy + (eq - v) + 1;
-	m->n++;
-	return 0;
+	name = dr_xmalloc(9 + (size_t)(eq - v) + 1);
+	memcpy(name, "metadata.", 9);
+	memcpy(name + 9, v, (size_t)(eq - v));
+	name[9 + (eq - v)] = '\0';
+	opt = dr_xmalloc(strlen(v) + 12);
+	snprintf(opt, strlen(v) + 12, "--metadata %s", v);
+	fs->owned[fs->n_owned++] = name;
+	fs->owned[fs->n_owned++] = opt;
+	fs->opt[fs->n] = opt;
+	fs->args[fs->n].name = name;
+	fs->args[fs->n++].value = eq + 1;
+	return 1;
 }
 
-/* Check the filters as the API does. 0, or -1 after one line on
- * stderr. */
-static int cli_meta_check(const char *cmd, const cli_meta *m)
+/* One line on stderr for filters the parse refused: the option (the last
+ * one that stands for `field`) and why. */
+static void cli_filters_report(const char *cmd, const cli_filters *fs,
+			       const char *field, const dr_error *err)
 {
-	dr_error err;
-	size_t bad;
-	const char *why;
+	const char *opt = "--metadata", *why = err->message;
+	size_t fl = field ? strlen(field) : 0;
 
-	dr_error_clear(&err);
-	if (jobs_check_metadata_filters(m->f, m->n, &bad, &err) == DR_OK)
-		return 0;
-	/* The message starts with "metadata.KEY: ". */
-	why = strstr(err.message, ": ");
-	fprintf(stderr, "darkroom %s: --metadata %s: %s\n", cmd,
-		bad < m->n ? m->arg[bad] : "", why ? why + 2 : err.message);
-	return -1;
-}
-
-static void cli_meta_free(cli_meta *m)
-{
-	for (size_t i = 0; i < m->n; i++)
-		free(m->copy[i]);
-	m->n = 0;
+	for (size_t i = 0; field && i < fs->n; i++)
+		if (strcmp(fs->args[i].name, field) == 0)
+			opt = fs->opt[i];
+	/* The message starts with "<field>: " (the field maybe cut). */
+	if (fl && strncmp(why, field, fl) == 0 && strncmp(why + fl, ": ", 2) == 0)
+		why += fl + 2;
+	else if (strstr(why, ": "))
+		why = strstr(why, ": ") + 2;
+	fprintf(stderr, "darkroom %s: %s: %s\n", cmd, opt, why);
 }
 
 /* The string member `key` of `o`, or NULL (absent, null). */
@@ -525,9 +554,13 @@ static void print_jobs_table(json_object *root)
 
 static int cmd_jobs_list(const cli *c, int argc, char **argv)
 {
+	static const char *const takes[] = {
+		"--status", "--model", "--adapter", "--metadata",
+		"--limit",  "--cursor", NULL};
 	const char *cmd = "jobs list";
 	dr_job_filter f;
-	cli_meta meta;
+	cli_filters fs;
+	const char *field = NULL;
 	dr_config *cfg = NULL;
 	dr_db *db = NULL;
 	json_object *root = NULL;
@@ -558,54 +591,26 @@ static int cmd_jobs_list(const cli *c, int argc, char **argv)
 		     "  --json          print the API's JSON answer instead");
 		return 0;
 	}
-	memset(&f, 0, sizeof(f));
-	memset(&meta, 0, sizeof(meta));
-	f.limit = 20;
+	cli_filters_init(&fs, argc);
 	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char **slot = strcmp(a, "--status") == 0	  ? &f.status
-				    : strcmp(a, "--model") == 0	  ? &f.model
-				    : strcmp(a, "--adapter") == 0 ? &f.adapter
-				    : strcmp(a, "--cursor") == 0  ? &f.cursor
-								  : NULL;
+		int r = cli_filters_add(cmd, &fs, takes, argc, argv, &i);
 
-		if (slot) {
-			if (!(*slot = opt_value(cmd, argc, argv, &i)))
-				goto out;
-		} else if (strcmp(a, "--metadata") == 0) {
-			const char *v = opt_value(cmd, argc, argv, &i);
-
-			if (!v || cli_meta_add(cmd, &meta, v))
-				goto out;
-		} else if (strcmp(a, "--limit") == 0) {
-			const char *v = opt_value(cmd, argc, argv, &i);
-
-			if (!v || parse_limit(cmd, v, &f.limit))
-				goto out;
-		} else if (strcmp(a, "--json") == 0) {
+		if (r < 0)
+			goto out;
+		if (r > 0)
+			continue;
+		if (strcmp(argv[i], "--json") == 0) {
 			json = 1;
 		} else {
-			unexpected(cmd, a);
+			unexpected(cmd, argv[i]);
 			goto out;
 		}
 	}
-	if (f.status && !jobs_status_valid(f.status)) {
-		fprintf(stderr, "darkroom %s: --status must be one of queued, "
-				"starting, processing, persisting, succeeded, "
-				"failed, canceled\n",
-			cmd);
+	dr_error_clear(&err);
+	if (jobs_filter_parse(fs.args, fs.n, &f, &field, &err) != DR_OK) {
+		cli_filters_report(cmd, &fs, field, &err);
 		goto out;
 	}
-	if (f.cursor && !ids_is_job_id(f.cursor)) {
-		fprintf(stderr, "darkroom %s: --cursor: not a cursor from a "
-				"previous page\n",
-			cmd);
-		goto out;
-	}
-	if (cli_meta_check(cmd, &meta))
-		goto out;
-	memcpy(f.meta, meta.f, sizeof(f.meta));
-	f.n_meta = meta.n;
 	rc = 1;
 	if (open_db(c, cmd, &cfg, &db))
 		goto out;
@@ -625,7 +630,7 @@ static int cmd_jobs_list(const cli *c, int argc, char **argv)
 	db_free(db);
 	config_free(cfg);
 out:
-	cli_meta_free(&meta);
+	cli_filters_free(&fs);
 	return rc;
 }
 
@@ -905,12 +910,6 @@ static int cmd_jobs(const cli *c, int argc, char **argv)
  * outputs
  */
 
-static int is_sha256(const char *s)
-{
-	return strlen(s) == 64 &&
-	       strspn(s, "0123456789abcdef") == 64;
-}
-
 static void print_outputs_table(json_object *root)
 {
 	static const char *const heads[] = {
@@ -960,10 +959,13 @@ static void print_outputs_table(json_object *root)
 
 static int cmd_outputs(const cli *c, int argc, char **argv)
 {
+	static const char *const takes[] = {
+		"--model", "--adapter", "--sha256", "--metadata", "--since",
+		"--until", "-q",	"--limit",  "--cursor",	  NULL};
 	const char *cmd = "outputs";
 	dr_output_filter f;
-	char since[48], until[48];
-	cli_meta meta;
+	cli_filters fs;
+	const char *field = NULL;
 	dr_config *cfg = NULL;
 	dr_db *db = NULL;
 	json_object *root = NULL;
@@ -998,82 +1000,26 @@ static int cmd_outputs(const cli *c, int argc, char **argv)
 		     "  --json           print the API's JSON answer instead");
 		return 0;
 	}
-	memset(&f, 0, sizeof(f));
-	memset(&meta, 0, sizeof(meta));
-	f.limit = 20;
+	cli_filters_init(&fs, argc);
 	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v;
+		int r = cli_filters_add(cmd, &fs, takes, argc, argv, &i);
 
-		if (strcmp(a, "--json") == 0) {
-			json = 1;
+		if (r < 0)
+			goto out;
+		if (r > 0)
 			continue;
-		}
-		if (strcmp(a, "--model") && strcmp(a, "--adapter") &&
-		    strcmp(a, "--sha256") && strcmp(a, "--metadata") &&
-		    strcmp(a, "--since") && strcmp(a, "--until") &&
-		    strcmp(a, "-q") && strcmp(a, "--limit") &&
-		    strcmp(a, "--cursor")) {
-			unexpected(cmd, a);
-			goto out;
-		}
-		if (!(v = opt_value(cmd, argc, argv, &i)))
-			goto out;
-		if (strcmp(a, "--model") == 0) {
-			f.model = v;
-		} else if (strcmp(a, "--adapter") == 0) {
-			f.adapter = v;
-		} else if (strcmp(a, "--sha256") == 0) {
-			if (!is_sha256(v)) {
-				fprintf(stderr, "darkroom %s: --sha256 takes "
-						"64 lower-case hex digits\n",
-					cmd);
-				goto out;
-			}
-			f.sha256 = v;
-		} else if (strcmp(a, "--metadata") == 0) {
-			if (cli_meta_add(cmd, &meta, v))
-				goto out;
-		} else if (strcmp(a, "--since") == 0 ||
-			   strcmp(a, "--until") == 0) {
-			int s = a[2] == 's';
-
-			if (outputs_parse_time(v, s ? since : until)) {
-				fprintf(stderr, "darkroom %s: %s takes an ISO "
-						"8601 UTC time, e.g. "
-						"2026-11-21T10:00:00Z\n",
-					cmd, a);
-				goto out;
-			}
-			if (s)
-				f.since = since;
-			else
-				f.until = until;
-		} else if (strcmp(a, "-q") == 0) {
-			if (!*v || strlen(v) > 256) {
-				fprintf(stderr, "darkroom %s: -q takes 1 to "
-						"256 characters\n",
-					cmd);
-				goto out;
-			}
-			f.q = v;
-		} else if (strcmp(a, "--limit") == 0) {
-			if (parse_limit(cmd, v, &f.limit))
-				goto out;
+		if (strcmp(argv[i], "--json") == 0) {
+			json = 1;
 		} else {
-			if (!*v || strlen(v) > 20 ||
-			    strspn(v, "0123456789") != strlen(v)) {
-				fprintf(stderr, "darkroom %s: --cursor: not a "
-						"cursor from a previous page\n",
-					cmd);
-				goto out;
-			}
-			f.cursor = v;
+			unexpected(cmd, argv[i]);
+			goto out;
 		}
 	}
-	if (cli_meta_check(cmd, &meta))
+	dr_error_clear(&err);
+	if (outputs_filter_parse(fs.args, fs.n, &f, &field, &err) != DR_OK) {
+		cli_filters_report(cmd, &fs, field, &err);
 		goto out;
-	memcpy(f.meta, meta.f, sizeof(f.meta));
-	f.n_meta = meta.n;
+	}
 	rc = 1;
 	if (open_db(c, cmd, &cfg, &db))
 		goto out;
@@ -1093,7 +1039,7 @@ static int cmd_outputs(const cli *c, int argc, char **argv)
 	db_free(db);
 	config_free(cfg);
 out:
-	cli_meta_free(&meta);
+	cli_filters_free(&fs);
 	return rc;
 }
 

@@ -114,8 +114,16 @@ def _():
                  ["reprocess"], ["reprocess", "--all", "--model", "x"],
                  ["reprocess", "--job", "nope"], ["reprocess", "--model", MODEL, "--preset", "nope"],
                  ["reprocess", "--until", "soon"], ["version", "extra"],
-                 ["config", "frob"], ["plugins", "frob"]):
+                 ["config", "frob"], ["plugins", "frob"],
+                 ["jobs", "list", "--model", "a/b", "--model", "a/c"],
+                 ["outputs", "--limit", "5", "--limit", "5"]):
         expect_usage(args)
+    # The filters are checked by the API's code; the line names the option.
+    for args, opt in ((["jobs", "list", "--status", "done"], "--status:"),
+                      (["outputs", "--until", "soon"], "--until:"),
+                      (["jobs", "list", "--model", "a/b", "--model", "a/c"], "--model:")):
+        rc, out, err = cli(*args)
+        expect(opt in err and "\n" not in err.strip(), f"stderr of {args}: {err!r}")
 
 
 @case("version, config check and plugins list")
