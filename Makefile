@@ -34,10 +34,10 @@ msg = @printf '  %-7s %s\n' $(1) $(2);
 endif
 
 # Libraries; pkg-config is evaluated lazily so `make check` can install it
-# first. libs3 ships no .pc file. PKGS is what the core compiles against;
-# each binary links only what it uses: the CLI (worker, pipeline) links
-# everything, the FastCGI app (API, webhooks) no libvips/GLib and no libs3
-# (tests/lib/check_fcgi_libs.sh checks it).
+# first. PKGS is what the core compiles against; each binary links only
+# what it uses: the CLI (worker, pipeline) links everything, the FastCGI
+# app (API, webhooks) no libvips/GLib (tests/lib/check_fcgi_libs.sh checks
+# it, and that neither links libs3).
 PKGS = fcgi libcurl vips libmariadb json-c libcrypto
 FCGI_PKGS = fcgi libcurl libmariadb json-c libcrypto
 pkg_cflags = $(shell pkg-config --cflags $(1) | sed 's/-I/-isystem /g')
@@ -59,7 +59,7 @@ CORE_CFLAGS = $(BASE_CFLAGS) -Icore $(call pkg_cflags,$(PKGS)) \
               -DDR_MIGRATIONS_DIR='"$(DATADIR)/migrations"' \
               -DDR_PLUGIN_DIR='"$(PLUGINDIR)"' \
               -DDR_SYSCONF='"$(SYSCONFDIR)/darkroom/darkroom.conf"'
-CORE_LIBS = $(call pkg_libs,$(PKGS)) -ls3 -ldl -lm
+CORE_LIBS = $(call pkg_libs,$(PKGS)) -ldl -lm
 FCGI_LIBS = $(call pkg_libs,$(FCGI_PKGS)) -ldl -lm
 LDFLAGS ?=
 ifeq ($(SAN),1)
@@ -93,7 +93,14 @@ $(BUILD)/darkroom.fcgi: $(BUILD)/core/fcgi_main.o $(LIBCORE)
 
 # ------------------------------------------------------------- plugins
 # plugins/<name>/*.c -> build/plugins/<name>.so, exporting only the entry
-# symbol. PLUGIN_LIBS_<name> names what a plugin links.
+# symbol. PLUGIN_LIBS_<name> names the pkg-config packages a plugin links,
+# PLUGIN_LDLIBS_<name> what it links without one.
+#
+# A companion, plugins/<name>/<part>/*.c -> build/plugins/<name>/<part>.so,
+# is a part of a plugin that the plugin dlopens itself when a setting
+# needs it, so that the plugin does not link that part's libraries: the
+# s3 sink's SigV2 transport, the only user of libs3 (which ships no .pc
+# file). It exports only <name>_<part>_entry.
 PLUGIN_NAMES = $(notdir $(patsubst %/,%,$(dir $(wildcard plugins/*/*.c))))
 PLUGIN_NAMES := $(sort $(PLUGIN_NAMES))
 PLUGINS = $(PLUGIN_NAMES:%=$(BUILD)/plugins/%.so)
@@ -103,6 +110,8 @@ PLUGIN_LIBS_replicate = libcurl json-c libcrypto
 PLUGIN_LIBS_cog = libcurl json-c
 PLUGIN_LIBS_exec = json-c
 PLUGIN_LIBS_s3 = libcurl libcrypto
+PLUGIN_COMPANIONS = $(BUILD)/plugins/s3/sigv2.so
+PLUGIN_LDLIBS_s3/sigv2 = -ls3
 
 $(BUILD)/plugins/%.o: plugins/%.c
 	$(call msg,CC,$<)
@@ -114,7 +123,7 @@ plugin_objs = $(patsubst plugins/%.c,$(BUILD)/plugins/%.o,$(wildcard plugins/$(1
 .SECONDEXPANSION:
 $(BUILD)/plugins/%.so: $$(call plugin_objs,$$*)
 	$(call msg,LD,$@)
-	$(Q)$(CC) -shared $(LDFLAGS) -o $@ $^ $(if $(PLUGIN_LIBS_$*),$(call pkg_libs,$(PLUGIN_LIBS_$*))) $(if $(filter s3,$*),-ls3)
+	$(Q)$(CC) -shared $(LDFLAGS) -o $@ $^ $(if $(PLUGIN_LIBS_$*),$(call pkg_libs,$(PLUGIN_LIBS_$*))) $(PLUGIN_LDLIBS_$*)
 
 # --------------------------------------------------------------- tests
 # tests/core/test_*.c and tests/plugins/test_*.c -> build/tests/unit/test_*
@@ -151,11 +160,15 @@ $(BUILD)/tests/plugins/%.o: tests/plugins/%.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(TEST_CFLAGS) -c -o $@ $<
 
-# A plugin test test_<plugin>.c links that plugin's objects and the mock host.
+# A plugin test test_<plugin>.c links that plugin's objects and the mock host
+# (test_s3 also the objects of its SigV2 companion, and libs3).
 $(BUILD)/tests/unit/test_%: $(BUILD)/tests/plugins/test_%.o $(BUILD)/tests/plugins/mock_host.o $$(call plugin_objs,$$*) $(LIBCORE)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CORE_LIBS) $(call pkg_libs,cmocka) $(if $(PLUGIN_LIBS_$*),$(call pkg_libs,$(PLUGIN_LIBS_$*)))
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CORE_LIBS) $(call pkg_libs,cmocka) $(if $(PLUGIN_LIBS_$*),$(call pkg_libs,$(PLUGIN_LIBS_$*))) $(PLUGIN_TEST_LDLIBS)
+
+$(BUILD)/tests/unit/test_s3: $(call plugin_objs,s3/sigv2)
+$(BUILD)/tests/unit/test_s3: PLUGIN_TEST_LDLIBS = -ls3
 
 $(BUILD)/tests/fixtures/%.so: tests/plugins/fixtures/%.c core/darkroom-plugin.h
 	$(call msg,CC,$<)
@@ -235,7 +248,7 @@ $(BUILD)/tests/bench/%: $(BUILD)/tests/bench/%.o $(LIBCORE)
 # --------------------------------------------------------------- targets
 BINS = $(BUILD)/darkroom $(BUILD)/darkroom.fcgi
 
-all: $(BINS) $(PLUGINS)
+all: $(BINS) $(PLUGINS) $(PLUGIN_COMPANIONS)
 
 tests: all $(UNIT_TESTS) $(FIXTURES) $(WH_TOOL) $(S3_TOOL) $(FUZZ_REPLAYS)
 
@@ -311,6 +324,9 @@ install: all
 	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5
 	install -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
 	install -m 0755 $(PLUGINS) $(DESTDIR)$(PLUGINDIR)/
+	for c in $(PLUGIN_COMPANIONS:$(BUILD)/plugins/%=%); do \
+	    install -D -m 0755 $(BUILD)/plugins/$$c $(DESTDIR)$(PLUGINDIR)/$$c || exit 1; \
+	done
 	install -m 0644 migrations/*.sql $(DESTDIR)$(DATADIR)/migrations/
 	$(if $(wildcard conf/offline-model.sh),install -m 0755 conf/offline-model.sh $(DESTDIR)$(DATADIR)/)
 	install -m 0644 core/darkroom-plugin.h $(DESTDIR)$(INCLUDEDIR)/
@@ -334,7 +350,7 @@ clean:
 	rm -rf build build-san build-fuzz
 
 format:
-	clang-format -i core/*.c core/*.h plugins/*/*.c tests/core/*.c tests/plugins/*.c tests/webhook/*.c
+	clang-format -i core/*.c core/*.h plugins/*/*.c plugins/*/*/*.c tests/core/*.c tests/plugins/*.c tests/webhook/*.c
 
 .PHONY: all tests deps check sanitize fuzz fuzz-bins bench run install clean format
 .SECONDARY:

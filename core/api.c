@@ -8,13 +8,13 @@
 #include "api.h"
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "dashboard.h"
+#include "digest.h"
 #include "ids.h"
 #include "jobs.h"
 #include "jobstate.h"
@@ -26,25 +26,6 @@
 #include "queue.h"
 
 #define MAX_QUERY_PARAMS 32
-
-static void sha256(const void *data, size_t len, unsigned char out[32])
-{
-	unsigned int n = 32;
-
-	if (!EVP_Digest(data, len, out, &n, EVP_sha256(), NULL))
-		dr_die("SHA-256 failed");
-}
-
-static void hex(const unsigned char *in, size_t n, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
 
 dr_status api_init(dr_app *app, const dr_config *cfg, dr_plugins *plugins,
 		   dr_db *db, dr_error *err)
@@ -58,8 +39,9 @@ dr_status api_init(dr_app *app, const dr_config *cfg, dr_plugins *plugins,
 	app->plugins = plugins;
 	app->db = db;
 	for (size_t i = 0; i < cfg->server.n_api_keys; i++)
-		sha256(cfg->server.api_keys[i],
-		       strlen(cfg->server.api_keys[i]), app->key_hashes[i]);
+		digest_sha256(cfg->server.api_keys[i],
+			      strlen(cfg->server.api_keys[i]),
+			      app->key_hashes[i]);
 	app->n_keys = cfg->server.n_api_keys;
 	return DR_OK;
 }
@@ -87,10 +69,10 @@ static int authorized(const dr_app *app, const dr_request *req,
 		h++;
 	if (!*h)
 		return 0;
-	sha256(h, strlen(h), digest);
+	digest_sha256(h, strlen(h), digest);
 	for (size_t i = 0; i < app->n_keys; i++)
 		ok |= CRYPTO_memcmp(digest, app->key_hashes[i], 32) == 0;
-	hex(digest, 8, scope);
+	digest_hex(digest, 8, scope);
 	return ok;
 }
 
@@ -122,7 +104,6 @@ static void create_job(dr_app *app, const dr_request *req, dr_response *resp,
 	json_object *root = NULL;
 	dr_job_request jr;
 	dr_idempotency idem = {NULL, NULL, NULL};
-	unsigned char digest[32];
 	char body_hash[65];
 	char id[DR_JOB_ID_LEN + 1];
 	const char *field = NULL;
@@ -171,8 +152,7 @@ static void create_job(dr_app *app, const dr_request *req, dr_response *resp,
 		return;
 	}
 	if (idem_key) {
-		sha256(req->body, req->body_len, digest);
-		hex(digest, 32, body_hash);
+		digest_sha256_hex(req->body, req->body_len, body_hash);
 		idem.scope = scope;
 		idem.key = idem_key;
 		idem.body_hash = body_hash;
@@ -201,204 +181,80 @@ static void create_job(dr_app *app, const dr_request *req, dr_response *resp,
 	jobs_request_free(&jr);
 }
 
-static int parse_limit(const char *s, int *out)
-{
-	char *end;
-	long v;
-
-	if (!s) {
-		*out = 20;
-		return 0;
-	}
-	if (!*s || *s == '-' || *s == '+')
-		return -1;
-	v = strtol(s, &end, 10);
-	if (*end || v < 1 || v > 100)
-		return -1;
-	*out = (int)v;
-	return 0;
-}
-
 /*
- * Read the query of a list endpoint into params (*n_params of them):
- * every parameter must be one of `allowed` or a metadata.KEY filter, and
- * none may be given twice (the query would mean two things). The filters
- * go to meta[] (*n_meta), checked with jobs_check_metadata_filters().
- * Returns 0, or -1 when the query is refused and `resp` says why (400 for
- * a malformed query, 422 naming the parameter otherwise).
+ * The query of a list endpoint as the name/value pairs jobs_filter_parse()
+ * and outputs_filter_parse() read (*n of them in args; the strings are
+ * the request arena's).
+ * http_parse_query() folds a repeated parameter into one entry marked
+ * `repeated`; it is given twice here, so the parse refuses it as it
+ * refuses a repeated option of the CLI. Returns 0, or -1 after a 400
+ * for a malformed query.
  */
-static int list_params(const dr_request *req, const char *const *allowed,
-		       dr_param *params, int *n_params,
-		       dr_metadata_filter *meta, size_t *n_meta,
-		       dr_response *resp)
+static int list_args(const dr_request *req,
+		     dr_filter_arg args[2 * MAX_QUERY_PARAMS], size_t *n,
+		     dr_response *resp)
 {
-	const char *names[DR_MAX_METADATA_FILTERS];
-	int n = http_parse_query(req->arena, req->query, params,
-				 MAX_QUERY_PARAMS);
-	size_t bad;
-	dr_error err;
+	dr_param params[MAX_QUERY_PARAMS];
+	int np = http_parse_query(req->arena, req->query, params,
+				  MAX_QUERY_PARAMS);
 
-	*n_meta = 0;
-	if (n < 0) {
+	*n = 0;
+	if (np < 0) {
 		http_problem(resp, 400, "bad_query", NULL,
 			     "malformed query string, or more than %d "
 			     "parameters",
 			     MAX_QUERY_PARAMS);
 		return -1;
 	}
-	for (int i = 0; i < n; i++) {
-		const char *name = params[i].name;
-		int ok = 0;
+	for (int i = 0; i < np; i++) {
+		dr_filter_arg a = {params[i].name, params[i].value};
 
-		if (params[i].repeated) {
-			http_problem(resp, 422, "invalid_parameter", name,
-				     "%.80s: given more than once", name);
-			return -1;
-		}
-		if (strncmp(name, "metadata.", 9) == 0) {
-			if (*n_meta == DR_MAX_METADATA_FILTERS) {
-				http_problem(resp, 422, "invalid_parameter",
-					     "metadata",
-					     "metadata: at most %d metadata "
-					     "filters",
-					     DR_MAX_METADATA_FILTERS);
-				return -1;
-			}
-			names[*n_meta] = name;
-			meta[*n_meta].key = name + 9;
-			meta[*n_meta].value = params[i].value;
-			(*n_meta)++;
-			continue;
-		}
-		for (int k = 0; allowed[k]; k++)
-			ok |= strcmp(name, allowed[k]) == 0;
-		if (!ok) {
-			http_problem(resp, 422, "invalid_parameter", name,
-				     "%.64s: unknown parameter", name);
-			return -1;
-		}
+		args[(*n)++] = a;
+		if (params[i].repeated)
+			args[(*n)++] = a;
 	}
-	dr_error_clear(&err);
-	if (jobs_check_metadata_filters(meta, *n_meta, &bad, &err) != DR_OK) {
-		http_problem(resp, 422, "invalid_parameter",
-			     bad < *n_meta ? names[bad] : "metadata", "%s",
-			     err.message);
-		return -1;
-	}
-	*n_params = n;
 	return 0;
 }
 
 static void list_jobs(dr_app *app, const dr_request *req, dr_response *resp)
 {
-	dr_param params[MAX_QUERY_PARAMS];
+	dr_filter_arg args[2 * MAX_QUERY_PARAMS];
 	dr_job_filter f;
+	const char *field = NULL;
 	dr_error err;
-	int n;
-	static const char *const allowed[] = {"status", "model", "adapter",
-					      "limit",  "cursor", NULL};
+	size_t n;
 
-	memset(&f, 0, sizeof(f));
-	if (list_params(req, allowed, params, &n, f.meta, &f.n_meta, resp))
+	if (list_args(req, args, &n, resp))
 		return;
-	f.status = http_param(params, (size_t)n, "status");
-	f.model = http_param(params, (size_t)n, "model");
-	f.adapter = http_param(params, (size_t)n, "adapter");
-	f.cursor = http_param(params, (size_t)n, "cursor");
-	if (parse_limit(http_param(params, (size_t)n, "limit"), &f.limit)) {
-		http_problem(resp, 422, "invalid_parameter", "limit",
-			     "limit: must be an integer from 1 to 100");
-		return;
-	}
-	if (f.status && !jobs_status_valid(f.status)) {
-		http_problem(resp, 422, "invalid_parameter", "status",
-			     "status: must be one of " JOBSTATE_NAMES);
-		return;
-	}
-	if (f.cursor && !ids_is_job_id(f.cursor)) {
-		http_problem(resp, 422, "invalid_parameter", "cursor",
-			     "cursor: not a cursor from a previous page");
-		return;
-	}
 	dr_error_clear(&err);
+	if (jobs_filter_parse(args, n, &f, &field, &err) != DR_OK) {
+		http_problem(resp, 422, "invalid_parameter", field, "%s",
+			     err.message);
+		return;
+	}
 	if (jobs_list(app->db, app->cfg, &f, &resp->body, &err) != DR_OK)
 		http_problem_from(resp, &err);
 	else
 		reply_json(resp, 200);
 }
 
-static int is_sha256(const char *s)
-{
-	if (strlen(s) != 64)
-		return 0;
-	for (; *s; s++)
-		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
-			return 0;
-	return 1;
-}
-
 /* GET /v1/outputs: search the output index. */
 static void list_outputs(dr_app *app, const dr_request *req, dr_response *resp)
 {
-	dr_param params[MAX_QUERY_PARAMS];
+	dr_filter_arg args[2 * MAX_QUERY_PARAMS];
 	dr_output_filter f;
-	char since[48], until[48];
+	const char *field = NULL;
 	dr_error err;
-	int n;
-	static const char *const allowed[] = {"model", "adapter", "sha256",
-					      "since", "until",   "q",
-					      "limit", "cursor",  NULL};
+	size_t n;
 
-	memset(&f, 0, sizeof(f));
-	if (list_params(req, allowed, params, &n, f.meta, &f.n_meta, resp))
+	if (list_args(req, args, &n, resp))
 		return;
-	f.model = http_param(params, (size_t)n, "model");
-	f.adapter = http_param(params, (size_t)n, "adapter");
-	f.sha256 = http_param(params, (size_t)n, "sha256");
-	f.q = http_param(params, (size_t)n, "q");
-	f.cursor = http_param(params, (size_t)n, "cursor");
-	if (f.q && (!*f.q || strlen(f.q) > 256)) {
-		http_problem(resp, 422, "invalid_parameter", "q",
-			     "q: give 1 to 256 characters");
-		return;
-	}
-	if (parse_limit(http_param(params, (size_t)n, "limit"), &f.limit)) {
-		http_problem(resp, 422, "invalid_parameter", "limit",
-			     "limit: must be an integer from 1 to 100");
-		return;
-	}
-	if (f.sha256 && !is_sha256(f.sha256)) {
-		http_problem(resp, 422, "invalid_parameter", "sha256",
-			     "sha256: 64 lower-case hex digits");
-		return;
-	}
-	if (f.cursor && (!*f.cursor || strlen(f.cursor) > 20 ||
-			 strspn(f.cursor, "0123456789") != strlen(f.cursor))) {
-		http_problem(resp, 422, "invalid_parameter", "cursor",
-			     "cursor: not a cursor from a previous page");
-		return;
-	}
-	if (http_param(params, (size_t)n, "since")) {
-		if (outputs_parse_time(http_param(params, (size_t)n, "since"),
-				       since)) {
-			http_problem(resp, 422, "invalid_parameter", "since",
-				     "since: an ISO 8601 UTC time, e.g. "
-				     "2026-11-21T10:00:00Z");
-			return;
-		}
-		f.since = since;
-	}
-	if (http_param(params, (size_t)n, "until")) {
-		if (outputs_parse_time(http_param(params, (size_t)n, "until"),
-				       until)) {
-			http_problem(resp, 422, "invalid_parameter", "until",
-				     "until: an ISO 8601 UTC time, e.g. "
-				     "2026-11-21T10:00:00Z");
-			return;
-		}
-		f.until = until;
-	}
 	dr_error_clear(&err);
+	if (outputs_filter_parse(args, n, &f, &field, &err) != DR_OK) {
+		http_problem(resp, 422, "invalid_parameter", field, "%s",
+			     err.message);
+		return;
+	}
 	if (outputs_search(app->db, &f, &resp->body, &err) != DR_OK)
 		http_problem_from(resp, &err);
 	else

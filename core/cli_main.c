@@ -3,6 +3,13 @@
  *
  *   darkroom [--config FILE] COMMAND [ARGS]
  *
+ * Every command is a row of one table (commands[] at the end): its name
+ * (one word, or a group and a word: "jobs list"), its positional
+ * arguments, its options, its --help text and its handler. The table
+ * drives the parsing (unknown options, missing values, stray arguments,
+ * --help anywhere), the overall usage, each group's help and
+ * `darkroom help COMMAND`, so a handler only reads what was given.
+ *
  * Exit codes: 0 success, 1 failure (one line on stderr), 2 usage error.
  */
 #include <json-c/json.h>
@@ -30,44 +37,59 @@
 #include "worker.h"
 
 #define EXIT_USAGE 2
+#define CLI_MAX_POSITIONAL 1
 
 typedef struct cli {
 	const char *conf_path;
 } cli;
 
-static void usage(FILE *f)
-{
-	fputs("usage: darkroom [--config FILE] COMMAND [ARGS]\n"
-	      "\n"
-	      "Commands:\n"
-	      "  migrate         create or upgrade the database schema\n"
-	      "  worker          run the job workers (foreground)\n"
-	      "  jobs list       list jobs (filters, table or --json)\n"
-	      "  jobs show ID    a job, its event log and its outputs\n"
-	      "  jobs retry ID   start a failed or canceled job again\n"
-	      "  jobs cancel ID  cancel a job\n"
-	      "  outputs         search the stored outputs\n"
-	      "  reprocess       make renditions again (new or changed "
-	      "presets)\n"
-	      "  config check    validate the configuration\n"
-	      "  plugins list    list the plugins in the plugin directory\n"
-	      "  version         print the version\n"
-	      "\n"
-	      "Options:\n"
-	      "  --config FILE   config file (default $DARKROOM_CONF; in a\n"
-	      "                  checkout's build folder, its\n"
-	      "                  conf/darkroom.conf; else " DR_SYSCONF ")\n"
-	      "  --help          show this help; COMMAND --help for a "
-	      "command\n",
-	      f);
-}
+/* One option as given, in command-line order. */
+typedef struct cli_given {
+	const char *opt;   /* as spelled in the command's options */
+	const char *value; /* or NULL for a flag */
+} cli_given;
 
-static int wants_help(int argc, char **argv)
+struct cli_cmd;
+
+/* A command line read against its command's row. */
+typedef struct cli_args {
+	const struct cli_cmd *cmd;
+	cli_given *given; /* n_given of them */
+	size_t n_given;
+	const char *pos[CLI_MAX_POSITIONAL];
+	size_t n_pos;
+} cli_args;
+
+/* A row of the command table. */
+typedef struct cli_cmd {
+	const char *name;     /* "migrate", "jobs list" */
+	const char *args;     /* positional arguments for the overview: "ID" */
+	const char *summary;  /* one line for the overview */
+	size_t min_pos, max_pos;
+	const char *missing;  /* the error when positionals are missing */
+	const char *opts;     /* "--dir= --json": '=' takes a value */
+	const char *help;     /* the --help text */
+	int (*run)(const cli *c, const cli_args *a);
+} cli_cmd;
+
+/* Whether flag `opt` was given. */
+static int cli_flag(const cli_args *a, const char *opt)
 {
-	for (int i = 0; i < argc; i++)
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+	for (size_t i = 0; i < a->n_given; i++)
+		if (strcmp(a->given[i].opt, opt) == 0)
 			return 1;
 	return 0;
+}
+
+/* The value of the last `opt` given, or NULL. */
+static const char *cli_value(const cli_args *a, const char *opt)
+{
+	const char *v = NULL;
+
+	for (size_t i = 0; i < a->n_given; i++)
+		if (strcmp(a->given[i].opt, opt) == 0)
+			v = a->given[i].value;
+	return v;
 }
 
 static int load_config(const cli *c, dr_config **cfg)
@@ -87,32 +109,13 @@ static int load_config(const cli *c, dr_config **cfg)
 	return 0;
 }
 
-static int cmd_migrate(const cli *c, int argc, char **argv)
+static int cmd_migrate(const cli *c, const cli_args *a)
 {
-	const char *dir = NULL;
+	const char *dir = cli_value(a, "--dir");
 	dr_config *cfg = NULL;
 	dr_error err;
 	int rc;
 
-	if (wants_help(argc, argv)) {
-		puts("usage: darkroom migrate [--dir DIR]\n\n"
-		     "Create the database if needed and apply the migrations "
-		     "not yet applied,\nin order. Safe to run again. Refuses a "
-		     "database newer than this darkroom.\n\n"
-		     "  --dir DIR  migrations folder (default: [database] "
-		     "migrations_dir)");
-		return 0;
-	}
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc) {
-			dir = argv[++i];
-		} else {
-			fprintf(stderr, "darkroom migrate: unexpected argument "
-					"'%s'\n",
-				argv[i]);
-			return EXIT_USAGE;
-		}
-	}
 	if (load_config(c, &cfg))
 		return 1;
 	dr_error_clear(&err);
@@ -126,38 +129,12 @@ static int cmd_migrate(const cli *c, int argc, char **argv)
 	return rc;
 }
 
-static int cmd_config(const cli *c, int argc, char **argv)
+static int cmd_config_check(const cli *c, const cli_args *a)
 {
 	dr_config *cfg = NULL;
 	dr_plugins *plugins = NULL;
 	dr_error err;
-	int print = 0;
 
-	if (wants_help(argc, argv) || argc < 2) {
-		puts("usage: darkroom config check [--print]\n\n"
-		     "Validate the configuration file and the plugin sections "
-		     "(loading each\nadapter's plugin and the active sink's; "
-		     "other sinks are only parsed).\nPrints 'ok' or the first "
-		     "error as file:line: message.\n\n"
-		     "  --print  also print the effective configuration "
-		     "(secrets hidden)");
-		return argc < 2 ? EXIT_USAGE : 0;
-	}
-	if (strcmp(argv[1], "check") != 0) {
-		fprintf(stderr, "darkroom config: unknown subcommand '%s'\n",
-			argv[1]);
-		return EXIT_USAGE;
-	}
-	for (int i = 2; i < argc; i++) {
-		if (strcmp(argv[i], "--print") == 0) {
-			print = 1;
-		} else {
-			fprintf(stderr, "darkroom config check: unexpected "
-					"argument '%s'\n",
-				argv[i]);
-			return EXIT_USAGE;
-		}
-	}
 	if (load_config(c, &cfg))
 		return 1;
 	dr_error_clear(&err);
@@ -168,7 +145,7 @@ static int cmd_config(const cli *c, int argc, char **argv)
 		config_free(cfg);
 		return 1;
 	}
-	if (print)
+	if (cli_flag(a, "--print"))
 		config_print(cfg, stdout);
 	if (cfg->server.n_api_keys == 0)
 		fprintf(stderr, "darkroom: warning: no API key is configured; "
@@ -179,37 +156,20 @@ static int cmd_config(const cli *c, int argc, char **argv)
 	return 0;
 }
 
-static int cmd_worker(const cli *c, int argc, char **argv)
+static int cmd_worker(const cli *c, const cli_args *a)
 {
+	const char *v = cli_value(a, "--processes");
 	dr_config *cfg = NULL;
 	long processes = 0;
 	int rc;
 
-	if (wants_help(argc, argv)) {
-		puts("usage: darkroom worker [--processes N]\n\n"
-		     "Run the job workers in the foreground: a supervisor "
-		     "and [worker] processes\nchildren that claim due jobs "
-		     "from MariaDB and run their steps (submit,\npoll, "
-		     "cancel). SIGTERM or SIGINT stops them gracefully; "
-		     "logs go to stderr.\n\n"
-		     "  --processes N  worker processes (default: [worker] "
-		     "processes), 1 to 64");
-		return 0;
-	}
-	for (int i = 1; i < argc; i++) {
+	if (v) {
 		char *end = NULL;
 
-		if (strcmp(argv[i], "--processes") == 0 && i + 1 < argc) {
-			processes = strtol(argv[++i], &end, 10);
-			if (*end || processes < 1 || processes > 64) {
-				fprintf(stderr, "darkroom worker: --processes "
-						"takes 1 to 64\n");
-				return EXIT_USAGE;
-			}
-		} else {
-			fprintf(stderr,
-				"darkroom worker: unexpected argument '%s'\n",
-				argv[i]);
+		processes = strtol(v, &end, 10);
+		if (!*v || *end || processes < 1 || processes > 64) {
+			fprintf(stderr, "darkroom worker: --processes takes 1 "
+					"to 64\n");
 			return EXIT_USAGE;
 		}
 	}
@@ -230,9 +190,9 @@ static const char *kind_name(dr_plugin_kind k)
 				      : "?";
 }
 
-static int cmd_plugins(const cli *c, int argc, char **argv)
+static int cmd_plugins_list(const cli *c, const cli_args *a)
 {
-	const char *dir = NULL;
+	const char *dir = cli_value(a, "--dir");
 	dr_config *cfg = NULL;
 	dr_loaded_plugin *list = NULL;
 	size_t n = 0;
@@ -240,29 +200,6 @@ static int cmd_plugins(const cli *c, int argc, char **argv)
 	dr_error err;
 	int rc = 0;
 
-	if (wants_help(argc, argv) || argc < 2) {
-		puts("usage: darkroom plugins list [--dir DIR]\n\n"
-		     "List the plugins found in the plugin directory (default: "
-		     "[server] plugin_dir)\nwith their kind, version and "
-		     "description. Files that fail to load are\nreported with "
-		     "the reason and make the exit status 1.");
-		return argc < 2 ? EXIT_USAGE : 0;
-	}
-	if (strcmp(argv[1], "list") != 0) {
-		fprintf(stderr, "darkroom plugins: unknown subcommand '%s'\n",
-			argv[1]);
-		return EXIT_USAGE;
-	}
-	for (int i = 2; i < argc; i++) {
-		if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc) {
-			dir = argv[++i];
-		} else {
-			fprintf(stderr, "darkroom plugins list: unexpected "
-					"argument '%s'\n",
-				argv[i]);
-			return EXIT_USAGE;
-		}
-	}
 	if (!dir) {
 		if (load_config(c, &cfg))
 			return 1;
@@ -331,99 +268,105 @@ static int open_db(const cli *c, const char *cmd, dr_config **cfg,
 	return 0;
 }
 
-/* The value after option argv[*i], or NULL (reported) when there is
- * none. */
-static const char *opt_value(const char *cmd, int argc, char **argv, int *i)
+/* The filter options of `jobs list` and `outputs` as the name/value pairs
+ * jobs_filter_parse() and outputs_filter_parse() read (the same as the
+ * API's query parameters), with the option each came from for messages. */
+typedef struct cli_filters {
+	dr_filter_arg *args;
+	const char **opt;   /* args[i] came from opt[i]: "--status" */
+	char **owned;       /* metadata.KEY names and "--metadata K=V" */
+	size_t n, n_owned;
+} cli_filters;
+
+/* The filter options and the parameter each stands for; --metadata K=V
+ * stands for metadata.K=V. */
+static const struct {
+	const char *opt, *name;
+} filter_opts[] = {
+	{"--status", "status"}, {"--model", "model"},
+	{"--adapter", "adapter"}, {"--sha256", "sha256"},
+	{"--since", "since"},	{"--until", "until"},
+	{"-q", "q"},		{"--limit", "limit"},
+	{"--cursor", "cursor"},
+};
+
+static void cli_filters_free(cli_filters *fs)
 {
-	if (*i + 1 >= argc) {
-		fprintf(stderr, "darkroom %s: %s needs a value\n", cmd,
-			argv[*i]);
-		return NULL;
-	}
-	return argv[++*i];
+	for (size_t i = 0; i < fs->n_owned; i++)
+		free(fs->owned[i]);
+	free(fs->owned);
+	free(fs->opt);
+	free(fs->args);
 }
 
-/* A page size 1..100; -1 (reported) otherwise. */
-static int parse_limit(const char *cmd, const char *s, int *out)
+/*
+ * The filters among the options of `a` (all but --json) into *fs, which
+ * the caller frees with cli_filters_free() either way. 0, or -1 after one
+ * line on stderr for --metadata without KEY=VALUE.
+ */
+static int cli_filters_read(const cli_args *a, cli_filters *fs)
 {
-	char *end = NULL;
-	long v;
+	size_t nk = sizeof(filter_opts) / sizeof(filter_opts[0]);
 
-	if (*s == '-' || *s == '+' || !*s)
-		v = 0;
-	else
-		v = strtol(s, &end, 10);
-	if (!v || *end || v < 1 || v > 100) {
-		fprintf(stderr, "darkroom %s: --limit takes 1 to 100\n", cmd);
-		return -1;
+	fs->args = dr_xcalloc(a->n_given + 1, sizeof(*fs->args));
+	fs->opt = dr_xcalloc(a->n_given + 1, sizeof(*fs->opt));
+	fs->owned = dr_xcalloc(2 * a->n_given + 1, sizeof(*fs->owned));
+	fs->n = fs->n_owned = 0;
+	for (size_t i = 0; i < a->n_given; i++) {
+		const char *o = a->given[i].opt, *v = a->given[i].value;
+		const char *eq = v ? strchr(v, '=') : NULL;
+		size_t k, klen;
+		char *name, *spelled;
+
+		for (k = 0; k < nk && strcmp(o, filter_opts[k].opt) != 0; k++)
+			;
+		if (k < nk) {
+			fs->opt[fs->n] = o;
+			fs->args[fs->n].name = filter_opts[k].name;
+			fs->args[fs->n++].value = v;
+			continue;
+		}
+		if (strcmp(o, "--metadata") != 0)
+			continue;
+		if (!eq || eq == v) {
+			fprintf(stderr, "darkroom %s: --metadata takes "
+					"KEY=VALUE\n",
+				a->cmd->name);
+			return -1;
+		}
+		klen = (size_t)(eq - v);
+		name = dr_xmalloc(9 + klen + 1);
+		memcpy(name, "metadata.", 9);
+		memcpy(name + 9, v, klen);
+		name[9 + klen] = '\0';
+		spelled = dr_xmalloc(strlen(v) + 12);
+		snprintf(spelled, strlen(v) + 12, "--metadata %s", v);
+		fs->owned[fs->n_owned++] = name;
+		fs->owned[fs->n_owned++] = spelled;
+		fs->opt[fs->n] = spelled;
+		fs->args[fs->n].name = name;
+		fs->args[fs->n++].value = eq + 1;
 	}
-	*out = (int)v;
 	return 0;
 }
 
-static void unexpected(const char *cmd, const char *arg)
+/* One line on stderr for filters the parse refused: the option (the last
+ * one that stands for `field`) and why. */
+static void cli_filters_report(const char *cmd, const cli_filters *fs,
+			       const char *field, const dr_error *err)
 {
-	fprintf(stderr, "darkroom %s: unexpected argument '%s'\n", cmd, arg);
-}
+	const char *opt = "--metadata", *why = err->message;
+	size_t fl = field ? strlen(field) : 0;
 
-/* The metadata filters of a command (--metadata KEY=VALUE, repeatable,
- * all applying like GET /v1/jobs?metadata.KEY=VALUE&...). */
-typedef struct cli_meta {
-	dr_metadata_filter f[DR_MAX_METADATA_FILTERS];
-	char *copy[DR_MAX_METADATA_FILTERS]; /* KEY\0VALUE, owned */
-	const char *arg[DR_MAX_METADATA_FILTERS];
-	size_t n;
-} cli_meta;
-
-/* Add `--metadata v`. 0, or -1 after one line on stderr. */
-static int cli_meta_add(const char *cmd, cli_meta *m, const char *v)
-{
-	const char *eq = strchr(v, '=');
-	char *copy;
-
-	if (!eq || eq == v) {
-		fprintf(stderr, "darkroom %s: --metadata takes KEY=VALUE\n",
-			cmd);
-		return -1;
-	}
-	if (m->n == DR_MAX_METADATA_FILTERS) {
-		fprintf(stderr, "darkroom %s: at most %d --metadata filters\n",
-			cmd, DR_MAX_METADATA_FILTERS);
-		return -1;
-	}
-	copy = dr_xstrdup(v);
-	copy[eq - v] = '\0';
-	m->copy[m->n] = copy;
-	m->arg[m->n] = v;
-	m->f[m->n].key = copy;
-	m->f[m->n].value = copy + (eq - v) + 1;
-	m->n++;
-	return 0;
-}
-
-/* Check the filters as the API does. 0, or -1 after one line on
- * stderr. */
-static int cli_meta_check(const char *cmd, const cli_meta *m)
-{
-	dr_error err;
-	size_t bad;
-	const char *why;
-
-	dr_error_clear(&err);
-	if (jobs_check_metadata_filters(m->f, m->n, &bad, &err) == DR_OK)
-		return 0;
-	/* The message starts with "metadata.KEY: ". */
-	why = strstr(err.message, ": ");
-	fprintf(stderr, "darkroom %s: --metadata %s: %s\n", cmd,
-		bad < m->n ? m->arg[bad] : "", why ? why + 2 : err.message);
-	return -1;
-}
-
-static void cli_meta_free(cli_meta *m)
-{
-	for (size_t i = 0; i < m->n; i++)
-		free(m->copy[i]);
-	m->n = 0;
+	for (size_t i = 0; field && i < fs->n; i++)
+		if (strcmp(fs->args[i].name, field) == 0)
+			opt = fs->opt[i];
+	/* The message starts with "<field>: " (the field maybe cut). */
+	if (fl && strncmp(why, field, fl) == 0 && strncmp(why + fl, ": ", 2) == 0)
+		why += fl + 2;
+	else if (strstr(why, ": "))
+		why = strstr(why, ": ") + 2;
+	fprintf(stderr, "darkroom %s: %s: %s\n", cmd, opt, why);
 }
 
 /* The string member `key` of `o`, or NULL (absent, null). */
@@ -524,89 +467,25 @@ static void print_jobs_table(json_object *root)
 		printf("\nnext page: --cursor %s\n", jstr(root, "next_cursor"));
 }
 
-static int cmd_jobs_list(const cli *c, int argc, char **argv)
+static int cmd_jobs_list(const cli *c, const cli_args *a)
 {
-	const char *cmd = "jobs list";
+	const char *cmd = a->cmd->name, *field = NULL;
 	dr_job_filter f;
-	cli_meta meta;
+	cli_filters fs;
 	dr_config *cfg = NULL;
 	dr_db *db = NULL;
 	json_object *root = NULL;
 	dr_buf out;
 	dr_error err;
-	int json = 0, rc = EXIT_USAGE;
+	int json = cli_flag(a, "--json"), rc = EXIT_USAGE;
 
-	if (wants_help(argc, argv)) {
-		puts("usage: darkroom jobs list [--status S] [--model M] "
-		     "[--adapter A]\n"
-		     "                         [--metadata K=V]... [--limit N] "
-		     "[--cursor C] [--json]\n\n"
-		     "List jobs, newest first, as an aligned table (ID, "
-		     "STATUS, ADAPTER, MODEL,\nPROGRESS, CREATED, ERROR); the "
-		     "same query as GET /v1/jobs.\n\n"
-		     "  --status S      queued, starting, processing, "
-		     "persisting, succeeded,\n"
-		     "                  failed or canceled\n"
-		     "  --model M       jobs of this model\n"
-		     "  --adapter A     jobs of this adapter\n"
-		     "  --metadata K=V  jobs whose metadata has K with value "
-		     "V; repeat it (up to\n"
-		     "                  16 keys) for jobs that have all of "
-		     "them\n"
-		     "  --limit N       jobs per page, 1 to 100 (default 20)\n"
-		     "  --cursor C      the next page (printed under a full "
-		     "page)\n"
-		     "  --json          print the API's JSON answer instead");
-		return 0;
-	}
-	memset(&f, 0, sizeof(f));
-	memset(&meta, 0, sizeof(meta));
-	f.limit = 20;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char **slot = strcmp(a, "--status") == 0	  ? &f.status
-				    : strcmp(a, "--model") == 0	  ? &f.model
-				    : strcmp(a, "--adapter") == 0 ? &f.adapter
-				    : strcmp(a, "--cursor") == 0  ? &f.cursor
-								  : NULL;
-
-		if (slot) {
-			if (!(*slot = opt_value(cmd, argc, argv, &i)))
-				goto out;
-		} else if (strcmp(a, "--metadata") == 0) {
-			const char *v = opt_value(cmd, argc, argv, &i);
-
-			if (!v || cli_meta_add(cmd, &meta, v))
-				goto out;
-		} else if (strcmp(a, "--limit") == 0) {
-			const char *v = opt_value(cmd, argc, argv, &i);
-
-			if (!v || parse_limit(cmd, v, &f.limit))
-				goto out;
-		} else if (strcmp(a, "--json") == 0) {
-			json = 1;
-		} else {
-			unexpected(cmd, a);
-			goto out;
-		}
-	}
-	if (f.status && !jobs_status_valid(f.status)) {
-		fprintf(stderr, "darkroom %s: --status must be one of queued, "
-				"starting, processing, persisting, succeeded, "
-				"failed, canceled\n",
-			cmd);
+	if (cli_filters_read(a, &fs))
+		goto out;
+	dr_error_clear(&err);
+	if (jobs_filter_parse(fs.args, fs.n, &f, &field, &err) != DR_OK) {
+		cli_filters_report(cmd, &fs, field, &err);
 		goto out;
 	}
-	if (f.cursor && !ids_is_job_id(f.cursor)) {
-		fprintf(stderr, "darkroom %s: --cursor: not a cursor from a "
-				"previous page\n",
-			cmd);
-		goto out;
-	}
-	if (cli_meta_check(cmd, &meta))
-		goto out;
-	memcpy(f.meta, meta.f, sizeof(f.meta));
-	f.n_meta = meta.n;
 	rc = 1;
 	if (open_db(c, cmd, &cfg, &db))
 		goto out;
@@ -626,7 +505,7 @@ static int cmd_jobs_list(const cli *c, int argc, char **argv)
 	db_free(db);
 	config_free(cfg);
 out:
-	cli_meta_free(&meta);
+	cli_filters_free(&fs);
 	return rc;
 }
 
@@ -746,40 +625,17 @@ static void print_job(json_object *j, const dr_db_rows *ev)
 	print_outputs(jget(j, "outputs"));
 }
 
-static int cmd_jobs_show(const cli *c, int argc, char **argv)
+static int cmd_jobs_show(const cli *c, const cli_args *a)
 {
-	const char *cmd = "jobs show", *id = NULL;
+	const char *cmd = a->cmd->name, *id = a->pos[0];
 	dr_config *cfg = NULL;
 	dr_db *db = NULL;
 	dr_db_rows *ev = NULL;
 	json_object *root = NULL;
 	dr_buf out;
 	dr_error err;
-	int json = 0, rc = 1;
+	int json = cli_flag(a, "--json"), rc = 1;
 
-	if (wants_help(argc, argv)) {
-		puts("usage: darkroom jobs show ID [--json]\n\n"
-		     "Show a job: its fields, its event log (time, kind, "
-		     "status change, detail)\nand its outputs with their "
-		     "renditions.\n\n"
-		     "  --json  print the job object as GET /v1/jobs/ID "
-		     "answers it");
-		return 0;
-	}
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--json") == 0) {
-			json = 1;
-		} else if (!id && argv[i][0] != '-') {
-			id = argv[i];
-		} else {
-			unexpected(cmd, argv[i]);
-			return EXIT_USAGE;
-		}
-	}
-	if (!id) {
-		fprintf(stderr, "darkroom %s: give a job id\n", cmd);
-		return EXIT_USAGE;
-	}
 	if (open_db(c, cmd, &cfg, &db))
 		return 1;
 	dr_buf_init(&out, CLI_JSON_MAX);
@@ -803,9 +659,9 @@ static int cmd_jobs_show(const cli *c, int argc, char **argv)
 }
 
 /* jobs retry ID / jobs cancel ID: print "ID STATUS" of the job after. */
-static int cmd_jobs_action(const cli *c, int argc, char **argv, int retry)
+static int jobs_action(const cli *c, const cli_args *a, int retry)
 {
-	const char *cmd = retry ? "jobs retry" : "jobs cancel", *id = NULL;
+	const char *cmd = a->cmd->name, *id = a->pos[0];
 	dr_config *cfg = NULL;
 	dr_db *db = NULL;
 	json_object *root = NULL;
@@ -814,37 +670,6 @@ static int cmd_jobs_action(const cli *c, int argc, char **argv, int retry)
 	dr_status st;
 	int rc = 1;
 
-	if (wants_help(argc, argv)) {
-		if (retry)
-			puts("usage: darkroom jobs retry ID\n\n"
-			     "Start a failed or canceled job again, wake the "
-			     "workers and print the\njob's new status. A job "
-			     "that failed while its outputs were stored\n"
-			     "(download, render, upload, index) resumes there; "
-			     "any other is submitted\nagain as a new "
-			     "prediction. Exit status 1 when there is no such "
-			     "job or\nit is in another state.");
-		else
-			puts("usage: darkroom jobs cancel ID\n\n"
-			     "Cancel a job: a queued job ends at once; a "
-			     "running one is canceled at\nthe provider by a "
-			     "worker (woken now). Prints the job's status. "
-			     "Exit\nstatus 1 when there is no such job or it "
-			     "already ended.");
-		return 0;
-	}
-	for (int i = 1; i < argc; i++) {
-		if (!id && argv[i][0] != '-') {
-			id = argv[i];
-		} else {
-			unexpected(cmd, argv[i]);
-			return EXIT_USAGE;
-		}
-	}
-	if (!id) {
-		fprintf(stderr, "darkroom %s: give a job id\n", cmd);
-		return EXIT_USAGE;
-	}
 	if (open_db(c, cmd, &cfg, &db))
 		return 1;
 	dr_buf_init(&out, CLI_JSON_MAX);
@@ -877,44 +702,19 @@ static int cmd_jobs_action(const cli *c, int argc, char **argv, int retry)
 	return rc;
 }
 
-static int cmd_jobs(const cli *c, int argc, char **argv)
+static int cmd_jobs_retry(const cli *c, const cli_args *a)
 {
-	if (argc >= 2 && strcmp(argv[1], "list") == 0)
-		return cmd_jobs_list(c, argc - 1, argv + 1);
-	if (argc >= 2 && strcmp(argv[1], "show") == 0)
-		return cmd_jobs_show(c, argc - 1, argv + 1);
-	if (argc >= 2 && strcmp(argv[1], "retry") == 0)
-		return cmd_jobs_action(c, argc - 1, argv + 1, 1);
-	if (argc >= 2 && strcmp(argv[1], "cancel") == 0)
-		return cmd_jobs_action(c, argc - 1, argv + 1, 0);
-	if (argc >= 2 &&
-	    (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-		puts("usage: darkroom jobs list|show|retry|cancel ...\n\n"
-		     "  list [filters]  list jobs, newest first\n"
-		     "  show ID         a job, its event log and outputs\n"
-		     "  retry ID        start a failed or canceled job again\n"
-		     "  cancel ID       cancel a job\n\n"
-		     "darkroom jobs SUBCOMMAND --help for each.");
-		return 0;
-	}
-	if (argc < 2)
-		fprintf(stderr, "darkroom jobs: give a subcommand: list, show, "
-				"retry or cancel\n");
-	else
-		fprintf(stderr, "darkroom jobs: unknown subcommand '%s'\n",
-			argv[1]);
-	return EXIT_USAGE;
+	return jobs_action(c, a, 1);
+}
+
+static int cmd_jobs_cancel(const cli *c, const cli_args *a)
+{
+	return jobs_action(c, a, 0);
 }
 
 /* ------------------------------------------------------------------------
  * outputs
  */
-
-static int is_sha256(const char *s)
-{
-	return strlen(s) == 64 &&
-	       strspn(s, "0123456789abcdef") == 64;
-}
 
 static void print_outputs_table(json_object *root)
 {
@@ -963,122 +763,25 @@ static void print_outputs_table(json_object *root)
 		printf("\nnext page: --cursor %s\n", jstr(root, "next_cursor"));
 }
 
-static int cmd_outputs(const cli *c, int argc, char **argv)
+static int cmd_outputs(const cli *c, const cli_args *a)
 {
-	const char *cmd = "outputs";
+	const char *cmd = a->cmd->name, *field = NULL;
 	dr_output_filter f;
-	char since[48], until[48];
-	cli_meta meta;
+	cli_filters fs;
 	dr_config *cfg = NULL;
 	dr_db *db = NULL;
 	json_object *root = NULL;
 	dr_buf out;
 	dr_error err;
-	int json = 0, rc = EXIT_USAGE;
+	int json = cli_flag(a, "--json"), rc = EXIT_USAGE;
 
-	if (wants_help(argc, argv)) {
-		puts("usage: darkroom outputs [--model M] [--adapter A] "
-		     "[--sha256 HEX]\n"
-		     "                        [--metadata K=V]... "
-		     "[--since T] [--until T] [-q TEXT]\n"
-		     "                        [--limit N] [--cursor C] "
-		     "[--json]\n\n"
-		     "Search the output index like GET /v1/outputs, newest "
-		     "first.\n\n"
-		     "  --model M        outputs of jobs of this model\n"
-		     "  --adapter A      outputs of jobs of this adapter\n"
-		     "  --sha256 HEX     outputs with these bytes\n"
-		     "  --metadata K=V   outputs of jobs whose metadata has K "
-		     "with value V;\n"
-		     "                   repeat it (up to 16 keys) for jobs "
-		     "that have all of them\n"
-		     "  --since T        made at or after T (ISO 8601 UTC, "
-		     "e.g. 2026-11-21T10:00:00Z)\n"
-		     "  --until T        made before T\n"
-		     "  -q TEXT          text outputs and prompts containing "
-		     "TEXT\n"
-		     "  --limit N        outputs per page, 1 to 100 (default "
-		     "20)\n"
-		     "  --cursor C       the next page\n"
-		     "  --json           print the API's JSON answer instead");
-		return 0;
-	}
-	memset(&f, 0, sizeof(f));
-	memset(&meta, 0, sizeof(meta));
-	f.limit = 20;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v;
-
-		if (strcmp(a, "--json") == 0) {
-			json = 1;
-			continue;
-		}
-		if (strcmp(a, "--model") && strcmp(a, "--adapter") &&
-		    strcmp(a, "--sha256") && strcmp(a, "--metadata") &&
-		    strcmp(a, "--since") && strcmp(a, "--until") &&
-		    strcmp(a, "-q") && strcmp(a, "--limit") &&
-		    strcmp(a, "--cursor")) {
-			unexpected(cmd, a);
-			goto out;
-		}
-		if (!(v = opt_value(cmd, argc, argv, &i)))
-			goto out;
-		if (strcmp(a, "--model") == 0) {
-			f.model = v;
-		} else if (strcmp(a, "--adapter") == 0) {
-			f.adapter = v;
-		} else if (strcmp(a, "--sha256") == 0) {
-			if (!is_sha256(v)) {
-				fprintf(stderr, "darkroom %s: --sha256 takes "
-						"64 lower-case hex digits\n",
-					cmd);
-				goto out;
-			}
-			f.sha256 = v;
-		} else if (strcmp(a, "--metadata") == 0) {
-			if (cli_meta_add(cmd, &meta, v))
-				goto out;
-		} else if (strcmp(a, "--since") == 0 ||
-			   strcmp(a, "--until") == 0) {
-			int s = a[2] == 's';
-
-			if (outputs_parse_time(v, s ? since : until)) {
-				fprintf(stderr, "darkroom %s: %s takes an ISO "
-						"8601 UTC time, e.g. "
-						"2026-11-21T10:00:00Z\n",
-					cmd, a);
-				goto out;
-			}
-			if (s)
-				f.since = since;
-			else
-				f.until = until;
-		} else if (strcmp(a, "-q") == 0) {
-			if (!*v || strlen(v) > 256) {
-				fprintf(stderr, "darkroom %s: -q takes 1 to "
-						"256 characters\n",
-					cmd);
-				goto out;
-			}
-			f.q = v;
-		} else if (strcmp(a, "--limit") == 0) {
-			if (parse_limit(cmd, v, &f.limit))
-				goto out;
-		} else {
-			if (!*v || strlen(v) > 20 ||
-			    strspn(v, "0123456789") != strlen(v)) {
-				fprintf(stderr, "darkroom %s: --cursor: not a "
-						"cursor from a previous page\n",
-					cmd);
-				goto out;
-			}
-			f.cursor = v;
-		}
-	}
-	if (cli_meta_check(cmd, &meta))
+	if (cli_filters_read(a, &fs))
 		goto out;
-	memcpy(f.meta, meta.f, sizeof(f.meta));
-	f.n_meta = meta.n;
+	dr_error_clear(&err);
+	if (outputs_filter_parse(fs.args, fs.n, &f, &field, &err) != DR_OK) {
+		cli_filters_report(cmd, &fs, field, &err);
+		goto out;
+	}
 	rc = 1;
 	if (open_db(c, cmd, &cfg, &db))
 		goto out;
@@ -1098,7 +801,7 @@ static int cmd_outputs(const cli *c, int argc, char **argv)
 	db_free(db);
 	config_free(cfg);
 out:
-	cli_meta_free(&meta);
+	cli_filters_free(&fs);
 	return rc;
 }
 
@@ -1114,9 +817,9 @@ static void on_interrupt(int sig)
 	reprocess_stop = 1;
 }
 
-static int cmd_reprocess(const cli *c, int argc, char **argv)
+static int cmd_reprocess(const cli *c, const cli_args *a)
 {
-	const char *cmd = "reprocess";
+	const char *cmd = a->cmd->name;
 	const char *names[DR_MAX_RENDITIONS];
 	size_t n_names = 0;
 	char since[48], until[48];
@@ -1130,60 +833,17 @@ static int cmd_reprocess(const cli *c, int argc, char **argv)
 	dr_status st;
 	int all = 0, rc = 1;
 
-	if (wants_help(argc, argv)) {
-		puts("usage: darkroom reprocess --all [--preset NAME]... "
-		     "[--dry-run]\n"
-		     "       darkroom reprocess (--model M | --job ID | "
-		     "--since T | --until T)...\n"
-		     "                          [--preset NAME]... "
-		     "[--dry-run]\n\n"
-		     "Make renditions again for stored image outputs, e.g. "
-		     "after a preset was\nadded or changed: for each output "
-		     "(oldest first), each preset its job asked\nfor (or "
-		     "each --preset) whose rendition is missing or was made "
-		     "with other\nsettings is made from the original, read "
-		     "back from the sink, and stored.\nRenditions already "
-		     "current are left alone, so running the same command\n"
-		     "again after an interruption (Ctrl-C stops after the "
-		     "current output)\ncontinues where it stopped. Progress "
-		     "goes to stderr.\n\n"
-		     "  --all           every stored image output\n"
-		     "  --model M       outputs of jobs of this model\n"
-		     "  --job ID        outputs of this job\n"
-		     "  --since T       outputs made at or after T (ISO 8601 "
-		     "UTC)\n"
-		     "  --until T       outputs made before T\n"
-		     "  --preset NAME   make this preset (repeatable) instead "
-		     "of the job's list\n"
-		     "  --dry-run       count what would be made, store "
-		     "nothing\n\n"
-		     "Exit status: 0 done, 1 an output failed or the database "
-		     "is unavailable,\n130 interrupted.");
-		return 0;
-	}
 	memset(&o, 0, sizeof(o));
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v;
+	for (size_t i = 0; i < a->n_given; i++) {
+		const char *opt = a->given[i].opt, *v = a->given[i].value;
 
-		if (strcmp(a, "--all") == 0) {
+		if (strcmp(opt, "--all") == 0) {
 			all = 1;
-			continue;
-		}
-		if (strcmp(a, "--dry-run") == 0) {
+		} else if (strcmp(opt, "--dry-run") == 0) {
 			o.dry_run = 1;
-			continue;
-		}
-		if (strcmp(a, "--model") && strcmp(a, "--job") &&
-		    strcmp(a, "--since") && strcmp(a, "--until") &&
-		    strcmp(a, "--preset")) {
-			unexpected(cmd, a);
-			return EXIT_USAGE;
-		}
-		if (!(v = opt_value(cmd, argc, argv, &i)))
-			return EXIT_USAGE;
-		if (strcmp(a, "--model") == 0) {
+		} else if (strcmp(opt, "--model") == 0) {
 			o.model = v;
-		} else if (strcmp(a, "--job") == 0) {
+		} else if (strcmp(opt, "--job") == 0) {
 			if (!ids_is_job_id(v)) {
 				fprintf(stderr, "darkroom %s: --job: '%s' is "
 						"not a job id\n",
@@ -1191,7 +851,7 @@ static int cmd_reprocess(const cli *c, int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			o.job_id = v;
-		} else if (strcmp(a, "--preset") == 0) {
+		} else if (strcmp(opt, "--preset") == 0) {
 			if (n_names == DR_MAX_RENDITIONS) {
 				fprintf(stderr, "darkroom %s: at most %d "
 						"--preset\n",
@@ -1200,13 +860,13 @@ static int cmd_reprocess(const cli *c, int argc, char **argv)
 			}
 			names[n_names++] = v;
 		} else {
-			int is_since = strcmp(a, "--since") == 0;
+			int is_since = strcmp(opt, "--since") == 0;
 
 			if (outputs_parse_time(v, is_since ? since : until)) {
 				fprintf(stderr, "darkroom %s: %s takes an ISO "
 						"8601 UTC time, e.g. "
 						"2026-11-21T10:00:00Z\n",
-					cmd, a);
+					cmd, opt);
 				return EXIT_USAGE;
 			}
 			if (is_since)
@@ -1291,10 +951,441 @@ out:
 	return rc;
 }
 
+static int cmd_version(const cli *c, const cli_args *a)
+{
+	(void)c;
+	(void)a;
+	printf("darkroom %s (plugin ABI %u)\n", DR_VERSION,
+	       DR_PLUGIN_ABI_VERSION);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * The command table
+ */
+
+
+static const cli_cmd commands[] = {
+	{
+		.name = "migrate",
+		.summary = "create or upgrade the database schema",
+		.opts = "--dir=",
+		.help = "usage: darkroom migrate [--dir DIR]\n\n"
+			"Create the database if needed and apply the migrations "
+			"not yet applied,\nin order. Safe to run again. Refuses a "
+			"database newer than this darkroom.\n\n"
+			"  --dir DIR  migrations folder (default: [database] "
+			"migrations_dir)",
+		.run = cmd_migrate,
+	},
+	{
+		.name = "worker",
+		.summary = "run the job workers (foreground)",
+		.opts = "--processes=",
+		.help = "usage: darkroom worker [--processes N]\n\n"
+			"Run the job workers in the foreground: a supervisor "
+			"and [worker] processes\nchildren that claim due jobs "
+			"from MariaDB and run their steps (submit,\npoll, "
+			"cancel). SIGTERM or SIGINT stops them gracefully; "
+			"logs go to stderr.\n\n"
+			"  --processes N  worker processes (default: [worker] "
+			"processes), 1 to 64",
+		.run = cmd_worker,
+	},
+	{
+		.name = "jobs list",
+		.summary = "list jobs (filters, table or --json)",
+		.opts = "--status= --model= --adapter= --metadata= --limit= "
+			"--cursor= --json",
+		.help = "usage: darkroom jobs list [--status S] [--model M] "
+			"[--adapter A]\n"
+			"                         [--metadata K=V]... [--limit N] "
+			"[--cursor C] [--json]\n\n"
+			"List jobs, newest first, as an aligned table (ID, "
+			"STATUS, ADAPTER, MODEL,\nPROGRESS, CREATED, ERROR); the "
+			"same query as GET /v1/jobs.\n\n"
+			"  --status S      queued, starting, processing, "
+			"persisting, succeeded,\n"
+			"                  failed or canceled\n"
+			"  --model M       jobs of this model\n"
+			"  --adapter A     jobs of this adapter\n"
+			"  --metadata K=V  jobs whose metadata has K with value "
+			"V; repeat it (up to\n"
+			"                  16 keys) for jobs that have all of "
+			"them\n"
+			"  --limit N       jobs per page, 1 to 100 (default 20)\n"
+			"  --cursor C      the next page (printed under a full "
+			"page)\n"
+			"  --json          print the API's JSON answer instead",
+		.run = cmd_jobs_list,
+	},
+	{
+		.name = "jobs show",
+		.args = "ID",
+		.summary = "a job, its event log and its outputs",
+		.min_pos = 1,
+		.max_pos = 1,
+		.missing = "give a job id",
+		.opts = "--json",
+		.help = "usage: darkroom jobs show ID [--json]\n\n"
+			"Show a job: its fields, its event log (time, kind, "
+			"status change, detail)\nand its outputs with their "
+			"renditions.\n\n"
+			"  --json  print the job object as GET /v1/jobs/ID "
+			"answers it",
+		.run = cmd_jobs_show,
+	},
+	{
+		.name = "jobs retry",
+		.args = "ID",
+		.summary = "start a failed or canceled job again",
+		.min_pos = 1,
+		.max_pos = 1,
+		.missing = "give a job id",
+		.help = "usage: darkroom jobs retry ID\n\n"
+			"Start a failed or canceled job again, wake the "
+			"workers and print the\njob's new status. A job "
+			"that failed while its outputs were stored\n"
+			"(download, render, upload, index) resumes there; "
+			"any other is submitted\nagain as a new "
+			"prediction. Exit status 1 when there is no such "
+			"job or\nit is in another state.",
+		.run = cmd_jobs_retry,
+	},
+	{
+		.name = "jobs cancel",
+		.args = "ID",
+		.summary = "cancel a job",
+		.min_pos = 1,
+		.max_pos = 1,
+		.missing = "give a job id",
+		.help = "usage: darkroom jobs cancel ID\n\n"
+			"Cancel a job: a queued job ends at once; a "
+			"running one is canceled at\nthe provider by a "
+			"worker (woken now). Prints the job's status. "
+			"Exit\nstatus 1 when there is no such job or it "
+			"already ended.",
+		.run = cmd_jobs_cancel,
+	},
+	{
+		.name = "outputs",
+		.summary = "search the stored outputs",
+		.opts = "--model= --adapter= --sha256= --metadata= --since= "
+			"--until= -q= --limit= --cursor= --json",
+		.help = "usage: darkroom outputs [--model M] [--adapter A] "
+			"[--sha256 HEX]\n"
+			"                        [--metadata K=V]... "
+			"[--since T] [--until T] [-q TEXT]\n"
+			"                        [--limit N] [--cursor C] "
+			"[--json]\n\n"
+			"Search the output index like GET /v1/outputs, newest "
+			"first.\n\n"
+			"  --model M        outputs of jobs of this model\n"
+			"  --adapter A      outputs of jobs of this adapter\n"
+			"  --sha256 HEX     outputs with these bytes\n"
+			"  --metadata K=V   outputs of jobs whose metadata has K "
+			"with value V;\n"
+			"                   repeat it (up to 16 keys) for jobs "
+			"that have all of them\n"
+			"  --since T        made at or after T (ISO 8601 UTC, "
+			"e.g. 2026-11-21T10:00:00Z)\n"
+			"  --until T        made before T\n"
+			"  -q TEXT          text outputs and prompts containing "
+			"TEXT\n"
+			"  --limit N        outputs per page, 1 to 100 (default "
+			"20)\n"
+			"  --cursor C       the next page\n"
+			"  --json           print the API's JSON answer instead",
+		.run = cmd_outputs,
+	},
+	{
+		.name = "reprocess",
+		.summary = "make renditions again (new or changed presets)",
+		.opts = "--all --model= --job= --since= --until= --preset= "
+			"--dry-run",
+		.help = "usage: darkroom reprocess --all [--preset NAME]... "
+			"[--dry-run]\n"
+			"       darkroom reprocess (--model M | --job ID | "
+			"--since T | --until T)...\n"
+			"                          [--preset NAME]... "
+			"[--dry-run]\n\n"
+			"Make renditions again for stored image outputs, e.g. "
+			"after a preset was\nadded or changed: for each output "
+			"(oldest first), each preset its job asked\nfor (or "
+			"each --preset) whose rendition is missing or was made "
+			"with other\nsettings is made from the original, read "
+			"back from the sink, and stored.\nRenditions already "
+			"current are left alone, so running the same command\n"
+			"again after an interruption (Ctrl-C stops after the "
+			"current output)\ncontinues where it stopped. Progress "
+			"goes to stderr.\n\n"
+			"  --all           every stored image output\n"
+			"  --model M       outputs of jobs of this model\n"
+			"  --job ID        outputs of this job\n"
+			"  --since T       outputs made at or after T (ISO 8601 "
+			"UTC)\n"
+			"  --until T       outputs made before T\n"
+			"  --preset NAME   make this preset (repeatable) instead "
+			"of the job's list\n"
+			"  --dry-run       count what would be made, store "
+			"nothing\n\n"
+			"Exit status: 0 done, 1 an output failed or the database "
+			"is unavailable,\n130 interrupted.",
+		.run = cmd_reprocess,
+	},
+	{
+		.name = "config check",
+		.summary = "validate the configuration",
+		.opts = "--print",
+		.help = "usage: darkroom config check [--print]\n\n"
+			"Validate the configuration file and the plugin sections "
+			"(loading each\nadapter's plugin and the active sink's; "
+			"other sinks are only parsed).\nPrints 'ok' or the first "
+			"error as file:line: message.\n\n"
+			"  --print  also print the effective configuration "
+			"(secrets hidden)",
+		.run = cmd_config_check,
+	},
+	{
+		.name = "plugins list",
+		.summary = "list the plugins in the plugin directory",
+		.opts = "--dir=",
+		.help = "usage: darkroom plugins list [--dir DIR]\n\n"
+			"List the plugins found in the plugin directory (default: "
+			"[server] plugin_dir)\nwith their kind, version and "
+			"description. Files that fail to load are\nreported with "
+			"the reason and make the exit status 1.",
+		.run = cmd_plugins_list,
+	},
+	{
+		.name = "version",
+		.summary = "print the version",
+		.help = "usage: darkroom version\n\n"
+			"Print darkroom's version and its plugin ABI "
+			"version.",
+		.run = cmd_version,
+	},
+};
+
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+/* Print the overview: every command of the table, then the options. */
+static void usage(FILE *f)
+{
+	fputs("usage: darkroom [--config FILE] COMMAND [ARGS]\n\nCommands:\n",
+	      f);
+	for (size_t i = 0; i < N_COMMANDS; i++) {
+		char spelled[64];
+
+		snprintf(spelled, sizeof(spelled), "%s%s%s", commands[i].name,
+			 commands[i].args ? " " : "",
+			 commands[i].args ? commands[i].args : "");
+		fprintf(f, "  %-15s %s\n", spelled, commands[i].summary);
+	}
+	fputs("  help COMMAND    the help of a command (as COMMAND --help)\n"
+	      "\n"
+	      "Options:\n"
+	      "  --config FILE   config file (default $DARKROOM_CONF; in a\n"
+	      "                  checkout's build folder, its\n"
+	      "                  conf/darkroom.conf; else " DR_SYSCONF ")\n"
+	      "  --help          show this help; COMMAND --help for a "
+	      "command\n",
+	      f);
+}
+
+/* The length of the group word of `name` ("jobs" of "jobs list"), or 0
+ * when the command stands alone. */
+static size_t group_len(const char *name)
+{
+	const char *sp = strchr(name, ' ');
+
+	return sp ? (size_t)(sp - name) : 0;
+}
+
+static int in_group(const cli_cmd *cmd, const char *group)
+{
+	size_t n = group_len(cmd->name);
+
+	return n && strlen(group) == n && strncmp(cmd->name, group, n) == 0;
+}
+
+/* The help of a group: its commands and where their help is. */
+static void group_help(const char *group)
+{
+	const char *sep = "";
+
+	printf("usage: darkroom %s ", group);
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		if (in_group(&commands[i], group)) {
+			printf("%s%s", sep, commands[i].name + strlen(group) + 1);
+			sep = "|";
+		}
+	puts(" ...\n");
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		if (in_group(&commands[i], group)) {
+			char spelled[64];
+
+			snprintf(spelled, sizeof(spelled), "%s%s%s",
+				 commands[i].name + strlen(group) + 1,
+				 commands[i].args ? " " : "",
+				 commands[i].args ? commands[i].args : "");
+			printf("  %-15s %s\n", spelled, commands[i].summary);
+		}
+	printf("\ndarkroom %s SUBCOMMAND --help for each.\n", group);
+}
+
+/* "give a subcommand: list, show, retry or cancel" for a group. */
+static void group_missing(const char *group)
+{
+	size_t n = 0, k = 0;
+
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		n += (size_t)in_group(&commands[i], group);
+	fprintf(stderr, "darkroom %s: give a subcommand: ", group);
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		if (in_group(&commands[i], group)) {
+			k++;
+			fprintf(stderr, "%s%s",
+				k == 1	 ? ""
+				: k == n ? " or "
+					 : ", ",
+				commands[i].name + strlen(group) + 1);
+		}
+	fputc('\n', stderr);
+}
+
+/*
+ * Find the command that argv[0..argc) names: *cmd and the number of words
+ * its name took (*words), or NULL. When argv[0] is a group, *group is set
+ * to it (and *cmd to NULL if argv[1] names none of the group).
+ */
+static void find_command(int argc, char **argv, const cli_cmd **cmd,
+			 int *words, const char **group)
+{
+	*cmd = NULL;
+	*words = 0;
+	*group = NULL;
+	for (size_t i = 0; i < N_COMMANDS; i++) {
+		const cli_cmd *c = &commands[i];
+		size_t g = group_len(c->name);
+
+		if (!g && strcmp(c->name, argv[0]) == 0) {
+			*cmd = c;
+			*words = 1;
+			return;
+		}
+		if (g && in_group(c, argv[0])) {
+			*group = argv[0];
+			if (argc > 1 && strcmp(c->name + g + 1, argv[1]) == 0) {
+				*cmd = c;
+				*words = 2;
+				return;
+			}
+		}
+	}
+}
+
+static int is_help(const char *s)
+{
+	return strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0;
+}
+
+/* 1 when `arg` is an option of `opts` (see cli_cmd) that takes a value, 0
+ * for a flag, -1 when it is none of them. */
+static int opt_takes(const char *opts, const char *arg)
+{
+	size_t n = strlen(arg);
+
+	for (const char *p = opts; p && *p;) {
+		size_t len = strcspn(p, " ");
+
+		if (n && (len == n || (len == n + 1 && p[n] == '=')) &&
+		    strncmp(p, arg, n) == 0)
+			return len > n;
+		p += len;
+		p += strspn(p, " ");
+	}
+	return -1;
+}
+
+/*
+ * Read args[0..argc) (what follows the command's name) against the
+ * command's row into *a: options with their values in order, positionals
+ * up to max_pos. 0, or EXIT_USAGE after one line on stderr (an unknown
+ * option or a stray argument, an option without its value, a missing
+ * positional). a->given is the caller's to free either way.
+ */
+static int parse_args(const cli_cmd *cmd, int argc, char **args, cli_args *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->cmd = cmd;
+	a->given = dr_xcalloc((size_t)argc + 1, sizeof(*a->given));
+	for (int i = 0; i < argc; i++) {
+		int takes = opt_takes(cmd->opts, args[i]);
+
+		if (takes >= 0) {
+			a->given[a->n_given].opt = args[i];
+			a->given[a->n_given].value = NULL;
+			if (takes) {
+				if (i + 1 >= argc) {
+					fprintf(stderr, "darkroom %s: %s needs "
+							"a value\n",
+						cmd->name, args[i]);
+					return EXIT_USAGE;
+				}
+				a->given[a->n_given].value = args[++i];
+			}
+			a->n_given++;
+		} else if (args[i][0] != '-' && a->n_pos < cmd->max_pos) {
+			a->pos[a->n_pos++] = args[i];
+		} else {
+			fprintf(stderr, "darkroom %s: unexpected argument "
+					"'%s'\n",
+				cmd->name, args[i]);
+			return EXIT_USAGE;
+		}
+	}
+	if (a->n_pos < cmd->min_pos) {
+		fprintf(stderr, "darkroom %s: %s\n", cmd->name, cmd->missing);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+/* `darkroom help [COMMAND]`: the overview, a group's or a command's
+ * help; an unknown name is a usage error. */
+static int help_command(int argc, char **argv)
+{
+	const cli_cmd *cmd;
+	const char *group;
+	int words;
+
+	if (argc < 2) {
+		usage(stdout);
+		return 0;
+	}
+	find_command(argc - 1, argv + 1, &cmd, &words, &group);
+	if (cmd && words == argc - 1) {
+		puts(cmd->help);
+		return 0;
+	}
+	if (!cmd && group && argc == 2) {
+		group_help(group);
+		return 0;
+	}
+	fprintf(stderr, "darkroom help: no command '%s%s%s' (see darkroom "
+			"--help)\n",
+		argv[1], argc > 2 ? " " : "", argc > 2 ? argv[2] : "");
+	return EXIT_USAGE;
+}
+
 int main(int argc, char **argv)
 {
 	cli c = {DR_SYSCONF};
-	int i = 1;
+	const cli_cmd *cmd;
+	const char *group;
+	cli_args a;
+	int i = 1, words, rc;
 
 	dr_log_init("cli", DR_LOG_WARNING, 0);
 	while (i < argc && argv[i][0] == '-') {
@@ -1302,8 +1393,7 @@ int main(int argc, char **argv)
 			c.conf_path = argv[i + 1];
 			setenv("DARKROOM_CONF", argv[i + 1], 1);
 			i += 2;
-		} else if (strcmp(argv[i], "--help") == 0 ||
-			   strcmp(argv[i], "-h") == 0) {
+		} else if (is_help(argv[i])) {
 			usage(stdout);
 			return 0;
 		} else if (strcmp(argv[i], "--version") == 0) {
@@ -1322,42 +1412,36 @@ int main(int argc, char **argv)
 	}
 	argc -= i;
 	argv += i;
-	if (strcmp(argv[0], "migrate") == 0)
-		return cmd_migrate(&c, argc, argv);
-	if (strcmp(argv[0], "config") == 0)
-		return cmd_config(&c, argc, argv);
-	if (strcmp(argv[0], "worker") == 0)
-		return cmd_worker(&c, argc, argv);
-	if (strcmp(argv[0], "plugins") == 0)
-		return cmd_plugins(&c, argc, argv);
-	if (strcmp(argv[0], "jobs") == 0)
-		return cmd_jobs(&c, argc, argv);
-	if (strcmp(argv[0], "outputs") == 0)
-		return cmd_outputs(&c, argc, argv);
-	if (strcmp(argv[0], "reprocess") == 0)
-		return cmd_reprocess(&c, argc, argv);
-	if (strcmp(argv[0], "version") == 0) {
-		if (wants_help(argc, argv)) {
-			puts("usage: darkroom version\n\n"
-			     "Print darkroom's version and its plugin ABI "
-			     "version.");
-			return 0;
-		}
-		if (argc > 1) {
-			fprintf(stderr, "darkroom version: unexpected "
-					"argument '%s'\n",
-				argv[1]);
+	if (strcmp(argv[0], "help") == 0)
+		return help_command(argc, argv);
+	find_command(argc, argv, &cmd, &words, &group);
+	if (!cmd && group) {
+		if (argc < 2) {
+			group_missing(group);
 			return EXIT_USAGE;
 		}
-		printf("darkroom %s (plugin ABI %u)\n", DR_VERSION,
-		       DR_PLUGIN_ABI_VERSION);
-		return 0;
+		if (is_help(argv[1])) {
+			group_help(group);
+			return 0;
+		}
+		fprintf(stderr, "darkroom %s: unknown subcommand '%s'\n",
+			group, argv[1]);
+		return EXIT_USAGE;
 	}
-	if (strcmp(argv[0], "help") == 0) {
-		usage(stdout);
-		return 0;
+	if (!cmd) {
+		fprintf(stderr,
+			"darkroom: unknown command '%s' (see darkroom --help)\n",
+			argv[0]);
+		return EXIT_USAGE;
 	}
-	fprintf(stderr, "darkroom: unknown command '%s' (see darkroom --help)\n",
-		argv[0]);
-	return EXIT_USAGE;
+	for (int k = words; k < argc; k++)
+		if (is_help(argv[k])) {
+			puts(cmd->help);
+			return 0;
+		}
+	rc = parse_args(cmd, argc - words, argv + words, &a);
+	if (rc == 0)
+		rc = cmd->run(&c, &a);
+	free(a.given);
+	return rc;
 }

@@ -40,8 +40,8 @@ const char *dr_strerror(dr_status status)
 	return status_names[status];
 }
 
-static dr_status vfail(dr_error *err, dr_status status, const char *code,
-		       const char *fmt, va_list ap)
+dr_status dr_vfail(dr_error *err, dr_status status, const char *code,
+		   const char *fmt, va_list ap)
 {
 	if (!err)
 		return status;
@@ -59,7 +59,7 @@ dr_status dr_fail(dr_error *err, dr_status status, const char *code,
 	va_list ap;
 
 	va_start(ap, fmt);
-	vfail(err, status, code, fmt, ap);
+	dr_vfail(err, status, code, fmt, ap);
 	va_end(ap);
 	return status;
 }

@@ -8,6 +8,8 @@
 #ifndef DR_ERROR_H
 #define DR_ERROR_H
 
+#include <stdarg.h>
+
 #include "darkroom-plugin.h"
 
 #define DR_WARN_UNUSED __attribute__((warn_unused_result))
@@ -22,6 +24,11 @@ const char *dr_strerror(dr_status status);
  */
 dr_status dr_fail(dr_error *err, dr_status status, const char *code,
 		  const char *fmt, ...) DR_PRINTF(4, 5);
+
+/* dr_fail() with a va_list, for functions that take a format of their
+ * own (the plugin host's fail, the mock host's); `ap` is consumed. */
+dr_status dr_vfail(dr_error *err, dr_status status, const char *code,
+		   const char *fmt, va_list ap) DR_PRINTF(4, 0);
 
 /* Clear `err` to DR_OK with empty code and message. */
 void dr_error_clear(dr_error *err);

@@ -11,6 +11,8 @@
 
 static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
+/* getrandom() may return fewer bytes than asked (over 256 bytes, or on a
+ * signal): loop until the buffer is full. */
 dr_status ids_random(void *buf, size_t len)
 {
 	unsigned char *p = buf;
@@ -21,7 +23,7 @@ dr_status ids_random(void *buf, size_t len)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return DR_ERR_INTERNAL;
+			return DR_ERR_IO;
 		}
 		p += n;
 		len -= (size_t)n;

@@ -29,7 +29,10 @@ void ids_format_job_id(char buf[DR_JOB_ID_LEN + 1], uint64_t ms,
 /* 1 when `s` has the shape of a job id, else 0. */
 int ids_is_job_id(const char *s);
 
-/* Fill buf with `len` random bytes from getrandom(2). */
+/* Fill buf with `len` random bytes from getrandom(2), the kernel's
+ * CSPRNG, however many calls that takes. DR_ERR_IO (buf partly filled)
+ * when the kernel gives none (never in practice). The one getrandom loop
+ * of the core: the plugin host's random_bytes has the same contract. */
 dr_status ids_random(void *buf, size_t len) DR_WARN_UNUSED;
 
 #endif

@@ -1,11 +1,11 @@
 /*
- * image.h - file types from bytes, and images through libvips, hardened.
+ * image.h - images through libvips, hardened.
  *
- * Types are decided from the first bytes of a file, never from a header or
- * an extension. Images are decoded by libvips with untrusted loaders
- * blocked (only JPEG, PNG, WebP, GIF, TIFF, HEIF/AVIF stay), fail_on
- * error, sequential access, no operation cache, and the pixel limit
- * checked from the header before any decoding. One decode serves every
+ * File types come from sniff.h (included here: the loader is picked by
+ * the sniffed type), image hashes from imagehash.h. Images are decoded by
+ * libvips with untrusted loaders blocked (only JPEG, PNG, WebP, GIF,
+ * TIFF, HEIF/AVIF stay), fail_on error, sequential access, no operation
+ * cache, and the pixel limit checked from the header before any decoding. One decode serves every
  * preset where quality allows (shrink-on-load from the largest needed
  * size). Renditions are sRGB, EXIF orientation applied, metadata stripped.
  * Metadata per image: size, format, BlurHash, dominant colour, a 64-bit
@@ -19,18 +19,15 @@
 
 #include "config.h"
 #include "error.h"
+#include "sniff.h"
 
-/* What the bytes are. */
-typedef struct dr_sniff {
-	const char *kind;   /* "image", "video", "audio", "text", "file" */
-	const char *mime;   /* e.g. "image/png", "application/octet-stream" */
-	const char *ext;    /* e.g. "png", "bin" */
-	const char *format; /* e.g. "png", "jpeg", "webp", "avif", "mp4" */
-	int decodable;      /* an image type libvips may decode here */
-} dr_sniff;
-
-/* Classify `head` (the first up-to-64 bytes of a file, n = how many). */
-void image_sniff(const unsigned char *head, size_t n, dr_sniff *out);
+/* The old name of sniff_head(), for the callers that still use it
+ * (pipeline.c); new code calls sniff_head(). */
+static inline void image_sniff(const unsigned char *head, size_t n,
+			       dr_sniff *out)
+{
+	sniff_head(head, n, out);
+}
 
 typedef struct dr_image_limits {
 	uint64_t max_pixels; /* width * height * pages */
@@ -86,11 +83,5 @@ dr_status image_process_fd(int fd, const dr_image_limits *limits,
 			   dr_error *err) DR_WARN_UNUSED;
 
 void image_rendition_free(dr_rendition *r);
-
-/* BlurHash of an sRGB image (3 bytes per pixel, rows of `stride` bytes),
- * with x_comp by y_comp components (1..9), into out (at least 64 bytes).
- * Exposed for the reference test vectors. */
-void image_blurhash(const unsigned char *rgb, int width, int height,
-		    size_t stride, int x_comp, int y_comp, char *out);
 
 #endif

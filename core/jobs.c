@@ -9,6 +9,7 @@
 #include "jobs.h"
 
 #include <assert.h>
+#include <stdarg.h>
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -215,6 +216,121 @@ dr_status jobs_check_metadata_filters(const dr_metadata_filter *f, size_t n,
 					       "has one value per key)",
 					       f[i].key);
 	}
+	return DR_OK;
+}
+
+/* ------------------------------------------------------------ list filters */
+
+static dr_status bad_filter(dr_error *err, const char **field,
+			    const char *name, const char *fmt, ...)
+	DR_PRINTF(4, 5);
+
+/* Fill err with "<name>: <fmt>" (the name cut at 80 bytes), *field =
+ * name. */
+static dr_status bad_filter(dr_error *err, const char **field,
+			    const char *name, const char *fmt, ...)
+{
+	char why[sizeof(err->message)];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	*field = name;
+	return dr_fail(err, DR_ERR_INVALID, "invalid_parameter", "%.80s: %s",
+		       name, why);
+}
+
+/* A page size: 1..DR_LIST_LIMIT_MAX decimal digits, nothing else. */
+static int parse_limit(const char *s, int *out)
+{
+	char *end;
+	long v;
+
+	if (!*s || *s == '-' || *s == '+')
+		return -1;
+	v = strtol(s, &end, 10);
+	if (*end || v < 1 || v > DR_LIST_LIMIT_MAX)
+		return -1;
+	*out = (int)v;
+	return 0;
+}
+
+dr_status jobs_filter_args(const dr_filter_arg *args, size_t n,
+			   const char *const *names, const char **values,
+			   dr_metadata_filter *meta, size_t *n_meta,
+			   int *limit, const char **field, dr_error *err)
+{
+	size_t of_meta[DR_MAX_METADATA_FILTERS]; /* meta[k] is args[of_meta[k]] */
+	size_t bad;
+	dr_status st;
+
+	*n_meta = 0;
+	*limit = DR_LIST_LIMIT_DEFAULT;
+	for (size_t k = 0; names[k]; k++)
+		values[k] = NULL;
+	for (size_t i = 0; i < n; i++) {
+		const char *name = args[i].name;
+		size_t k;
+
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(args[j].name, name) == 0)
+				return bad_filter(err, field, name,
+						  "given more than once");
+		if (strncmp(name, "metadata.", 9) == 0) {
+			if (*n_meta == DR_MAX_METADATA_FILTERS)
+				return bad_filter(err, field, "metadata",
+						  "at most %d metadata filters",
+						  DR_MAX_METADATA_FILTERS);
+			of_meta[*n_meta] = i;
+			meta[*n_meta].key = name + 9;
+			meta[*n_meta].value = args[i].value;
+			(*n_meta)++;
+			continue;
+		}
+		for (k = 0; names[k] && strcmp(names[k], name) != 0; k++)
+			;
+		if (!names[k]) {
+			*field = name;
+			return dr_fail(err, DR_ERR_INVALID, "invalid_parameter",
+				       "%.64s: unknown parameter", name);
+		}
+		values[k] = args[i].value;
+		if (strcmp(name, "limit") == 0 && parse_limit(values[k], limit))
+			return bad_filter(err, field, name,
+					  "must be an integer from 1 to %d",
+					  DR_LIST_LIMIT_MAX);
+	}
+	st = jobs_check_metadata_filters(meta, *n_meta, &bad, err);
+	if (st != DR_OK)
+		*field = bad < *n_meta ? args[of_meta[bad]].name : "metadata";
+	return st;
+}
+
+dr_status jobs_filter_parse(const dr_filter_arg *args, size_t n,
+			    dr_job_filter *f, const char **field,
+			    dr_error *err)
+{
+	static const char *const names[] = {"status", "model",	"adapter",
+					    "cursor", "limit", NULL};
+	const char *v[5];
+	dr_status st;
+
+	memset(f, 0, sizeof(*f));
+	st = jobs_filter_args(args, n, names, v, f->meta, &f->n_meta,
+			      &f->limit, field, err);
+	if (st != DR_OK)
+		return st;
+	f->status = v[0];
+	f->model = v[1];
+	f->adapter = v[2];
+	f->cursor = v[3];
+	if (f->status && !jobs_status_valid(f->status))
+		return bad_filter(err, field, "status",
+				  "must be one of " JOBSTATE_NAMES);
+	if (f->cursor && !ids_is_job_id(f->cursor))
+		return bad_filter(err, field, "cursor",
+				  "not a cursor from a previous page");
 	return DR_OK;
 }
 

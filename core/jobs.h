@@ -145,6 +145,47 @@ typedef struct dr_job_filter {
 	int limit;           /* 1..100 */
 } dr_job_filter;
 
+/* One filter of a list as a name and a value: a query parameter of GET
+ * /v1/jobs or /v1/outputs ("status", "metadata.user"), or the option of
+ * `darkroom jobs list` / `darkroom outputs` that stands for it. */
+typedef struct dr_filter_arg {
+	const char *name;
+	const char *value;
+} dr_filter_arg;
+
+#define DR_LIST_LIMIT_DEFAULT 20
+#define DR_LIST_LIMIT_MAX 100
+
+/*
+ * The part of jobs_filter_parse() and outputs_filter_parse() both lists
+ * share. Every args[i].name must be one of `names` (NULL-terminated) or
+ * metadata.KEY, and no name may come twice (the list would mean two
+ * things); values[k] gets the value of names[k], or NULL. The metadata
+ * filters go to meta[0..*n_meta), checked with
+ * jobs_check_metadata_filters(); a "limit" among `names` is read into
+ * *limit (1..DR_LIST_LIMIT_MAX, DR_LIST_LIMIT_DEFAULT when absent).
+ * Everything points into args. On DR_ERR_INVALID (code
+ * "invalid_parameter"), *field is the offending name (an args name, or
+ * "metadata" for too many filters) and err->message starts with it and
+ * ": ".
+ */
+dr_status jobs_filter_args(const dr_filter_arg *args, size_t n,
+			   const char *const *names, const char **values,
+			   dr_metadata_filter *meta, size_t *n_meta,
+			   int *limit, const char **field, dr_error *err)
+	DR_WARN_UNUSED;
+
+/*
+ * Read the filters of a job list (status, model, adapter, limit, cursor,
+ * metadata.KEY; see CONTRACT) from name/value pairs into *f, checked: the
+ * one validation of GET /v1/jobs and `darkroom jobs list`. *f points into
+ * args. DR_ERR_INVALID as jobs_filter_args() says (*field names the
+ * filter, err->message says why, starting with "<field>: ").
+ */
+dr_status jobs_filter_parse(const dr_filter_arg *args, size_t n,
+			    dr_job_filter *f, const char **field,
+			    dr_error *err) DR_WARN_UNUSED;
+
 /* Append {"data": [...], "next_cursor": ...} for the filter, newest
  * first. */
 dr_status jobs_list(dr_db *db, const dr_config *cfg, const dr_job_filter *f,

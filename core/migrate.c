@@ -46,10 +46,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
 
 #include "buf.h"
 #include "db.h"
+#include "digest.h"
 
 /* Largest migration file we read. */
 #define MIGRATE_MAX_FILE ((size_t)16 << 20)
@@ -128,22 +128,6 @@ static int parse_file_name(const char *name, unsigned *version)
 	return 1;
 }
 
-static void sha256_hex(const void *data, size_t len, char out[65])
-{
-	static const char hex[] = "0123456789abcdef";
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-
-	if (!EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) ||
-	    mdlen != 32)
-		dr_die("SHA-256 failed");
-	for (unsigned i = 0; i < 32; i++) {
-		out[2 * i] = hex[md[i] >> 4];
-		out[2 * i + 1] = hex[md[i] & 15];
-	}
-	out[64] = '\0';
-}
-
 /* Read the file `dir`/`file` into m->text. */
 static dr_status read_migration(const char *dir, struct migration *m,
 				dr_error *err)
@@ -184,7 +168,7 @@ static dr_status read_migration(const char *dir, struct migration *m,
 	close(fd);
 	m->len = b.len;
 	m->text = dr_buf_steal(&b);
-	sha256_hex(m->text, m->len, m->checksum);
+	digest_sha256_hex(m->text, m->len, m->checksum);
 	return DR_OK;
 
 err_buf:

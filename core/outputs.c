@@ -86,6 +86,65 @@ int outputs_parse_time(const char *iso, char out[48])
 	return 0;
 }
 
+#define TIME_RULE "an ISO 8601 UTC time, e.g. 2026-11-21T10:00:00Z"
+
+static dr_status refuse(dr_error *err, const char **field, const char *name,
+			const char *why)
+{
+	*field = name;
+	return dr_fail(err, DR_ERR_INVALID, "invalid_parameter", "%s: %s",
+		       name, why);
+}
+
+static int is_sha256(const char *s)
+{
+	return strlen(s) == 64 && strspn(s, "0123456789abcdef") == 64;
+}
+
+/* An output cursor: the decimal id of the last output of a page. */
+static int is_cursor(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n > 0 && n <= 20 && strspn(s, "0123456789") == n;
+}
+
+dr_status outputs_filter_parse(const dr_filter_arg *args, size_t n,
+			       dr_output_filter *f, const char **field,
+			       dr_error *err)
+{
+	static const char *const names[] = {"model", "adapter", "sha256",
+					    "since", "until",	"q",
+					    "limit", "cursor",	NULL};
+	const char *v[8];
+	dr_status st;
+
+	memset(f, 0, sizeof(*f));
+	st = jobs_filter_args(args, n, names, v, f->meta, &f->n_meta,
+			      &f->limit, field, err);
+	if (st != DR_OK)
+		return st;
+	f->model = v[0];
+	f->adapter = v[1];
+	f->sha256 = v[2];
+	f->q = v[5];
+	f->cursor = v[7];
+	if (f->q && (!*f->q || strlen(f->q) > 256))
+		return refuse(err, field, "q", "give 1 to 256 characters");
+	if (f->sha256 && !is_sha256(f->sha256))
+		return refuse(err, field, "sha256", "64 lower-case hex digits");
+	if (f->cursor && !is_cursor(f->cursor))
+		return refuse(err, field, "cursor",
+			      "not a cursor from a previous page");
+	if (v[3] && outputs_parse_time(v[3], f->since_text))
+		return refuse(err, field, "since", TIME_RULE);
+	if (v[4] && outputs_parse_time(v[4], f->until_text))
+		return refuse(err, field, "until", TIME_RULE);
+	f->since = v[3] ? f->since_text : NULL;
+	f->until = v[4] ? f->until_text : NULL;
+	return DR_OK;
+}
+
 dr_status outputs_search(dr_db *db, const dr_output_filter *f, dr_buf *out,
 			 dr_error *err)
 {

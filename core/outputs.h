@@ -22,7 +22,21 @@ typedef struct dr_output_filter {
 	const char *q;
 	const char *cursor; /* output id (decimal) to continue below */
 	int limit;	    /* 1..100 */
+	char since_text[48], until_text[48]; /* since/until's storage */
 } dr_output_filter;
+
+/*
+ * Read the filters of an output search (model, adapter, sha256, since,
+ * until, q, limit, cursor, metadata.KEY; see CONTRACT) from name/value
+ * pairs into *f, checked: the one validation of GET /v1/outputs and
+ * `darkroom outputs`. *f points into args (since and until into f
+ * itself). On DR_ERR_INVALID (code "invalid_parameter"), *field names the
+ * filter and err->message says why, starting with "<field>: ", as
+ * jobs_filter_args() does.
+ */
+dr_status outputs_filter_parse(const dr_filter_arg *args, size_t n,
+			       dr_output_filter *f, const char **field,
+			       dr_error *err) DR_WARN_UNUSED;
 
 /* Append {"data": [...], "next_cursor": ...}; each item is an output
  * object (CONTRACT §2) plus job_id, model, adapter and created_at. */

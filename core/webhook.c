@@ -10,11 +10,11 @@
  * through the same decoder (libsodium does the same). Error messages name
  * headers, lengths and secret positions, never a secret or a MAC.
  *
- * The file needs nothing from the core but the types of darkroom-plugin.h
- * and libcrypto: the plugin tests' mock host (tests/plugins/mock_host.c)
- * compiles it in as it is, so a plugin's webhook handling is tested
- * against the real verifier without the core. That is why it fills
- * dr_error itself (wh_fail) instead of calling error.c's dr_fail().
+ * The file needs nothing from the core but the types of darkroom-plugin.h,
+ * error.c's dr_fail() and libcrypto: the plugin tests' mock host
+ * (tests/plugins/mock_host.c) compiles it in as it is, so a plugin's
+ * webhook handling is tested against the real verifier without the core's
+ * plugin host.
  */
 #include "webhook.h"
 
@@ -47,28 +47,6 @@
 #define WH_SIG_LEN     (3 + WH_MAC_B64_LEN)
 /* Longest base64 text of a secret (after "whsec_") worth decoding. */
 #define WH_SECRET_B64_MAX (((DR_WEBHOOK_MAX_SECRET + 2) / 3) * 4)
-
-/* dr_fail()'s contract (error.h), kept here so this file links without
- * error.c; see the top of the file. */
-static dr_status wh_fail(dr_error *err, dr_status status, const char *code,
-			 const char *fmt, ...) DR_PRINTF(4, 5);
-
-static dr_status wh_fail(dr_error *err, dr_status status, const char *code,
-			 const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err)
-		return status;
-	err->status = status;
-	err->retryable = 0;
-	err->retry_after = 0;
-	snprintf(err->code, sizeof(err->code), "%s", code ? code : "");
-	va_start(ap, fmt);
-	vsnprintf(err->message, sizeof(err->message), fmt, ap);
-	va_end(ap);
-	return status;
-}
 
 /* ------------------------------------------------------------------------
  * Base64
@@ -445,23 +423,23 @@ dr_status webhook_verify(const dr_webhook_request *req,
 	dr_status st = DR_OK;
 
 	if (!req || (!req->body && req->body_len > 0))
-		return wh_fail(err, DR_ERR_INVALID, NULL,
+		return dr_fail(err, DR_ERR_INVALID, NULL,
 			       "no webhook request to verify");
 	if (n == 0 || !secrets)
-		return wh_fail(err, DR_ERR_CONFIG, "bad_secret",
+		return dr_fail(err, DR_ERR_CONFIG, "bad_secret",
 			       "no webhook secret is configured");
 	for (size_t i = 0; i < n; i++) {
 		long keylen = secret_decode(secrets[i], key);
 
 		OPENSSL_cleanse(key, sizeof(key));
 		if (keylen < 0)
-			return wh_fail(err, DR_ERR_CONFIG, "bad_secret",
+			return dr_fail(err, DR_ERR_CONFIG, "bad_secret",
 				       "webhook secret %zu of %zu is not "
 				       "\"whsec_\" and base64 of 1 to %d bytes",
 				       i + 1, n, DR_WEBHOOK_MAX_SECRET);
 	}
 	if (!(tolerance >= 0))
-		return wh_fail(err, DR_ERR_CONFIG, "bad_tolerance",
+		return dr_fail(err, DR_ERR_CONFIG, "bad_tolerance",
 			       "webhook timestamp tolerance is not a "
 			       "non-negative number of seconds");
 
@@ -469,19 +447,19 @@ dr_status webhook_verify(const dr_webhook_request *req,
 	ts = webhook_header(req, "webhook-timestamp");
 	sig = webhook_header(req, "webhook-signature");
 	if (!id || !*id || !ts || !*ts || !sig || !*sig)
-		return wh_fail(err, DR_ERR_AUTH, "missing_header",
+		return dr_fail(err, DR_ERR_AUTH, "missing_header",
 			       "missing header %s",
 			       !id || !*id   ? "webhook-id"
 			       : !ts || !*ts ? "webhook-timestamp"
 					     : "webhook-signature");
 	idlen = strnlen(id, WH_ID_MAX + 1);
 	if (idlen > WH_ID_MAX)
-		return wh_fail(err, DR_ERR_AUTH, "missing_header",
+		return dr_fail(err, DR_ERR_AUTH, "missing_header",
 			       "header webhook-id is longer than %d bytes",
 			       WH_ID_MAX);
 	tslen = strnlen(ts, WH_TS_MAX + 1);
 	if (parse_timestamp(ts, tslen, &stamp) < 0)
-		return wh_fail(err, DR_ERR_AUTH, "missing_header",
+		return dr_fail(err, DR_ERR_AUTH, "missing_header",
 			       "header webhook-timestamp is not an integer "
 			       "number of seconds");
 
@@ -489,25 +467,25 @@ dr_status webhook_verify(const dr_webhook_request *req,
 	 * anything not positive, NaN included) means "now". */
 	now = req->received_at > 0 ? req->received_at : wall_clock();
 	if (now - stamp > tolerance)
-		return wh_fail(err, DR_ERR_AUTH, "stale_timestamp",
+		return dr_fail(err, DR_ERR_AUTH, "stale_timestamp",
 			       "webhook-timestamp is %.0f s old; at most %g s "
 			       "are allowed",
 			       now - stamp, tolerance);
 	if (stamp - now > tolerance)
-		return wh_fail(err, DR_ERR_AUTH, "stale_timestamp",
+		return dr_fail(err, DR_ERR_AUTH, "stale_timestamp",
 			       "webhook-timestamp is %.0f s ahead; at most %g "
 			       "s are allowed",
 			       stamp - now, tolerance);
 
 	siglen = strnlen(sig, WH_SIG_HEADER_MAX + 1);
 	if (siglen > WH_SIG_HEADER_MAX)
-		return wh_fail(err, DR_ERR_AUTH, "bad_signature",
+		return dr_fail(err, DR_ERR_AUTH, "bad_signature",
 			       "header webhook-signature is longer than %d "
 			       "bytes",
 			       WH_SIG_HEADER_MAX);
 	parse_signatures(sig, siglen, &sigs);
 	if (sigs.n == 0)
-		return wh_fail(err, DR_ERR_AUTH, "bad_signature",
+		return dr_fail(err, DR_ERR_AUTH, "bad_signature",
 			       "header webhook-signature has no v1 signature");
 
 	/* Every secret against every entry: the time taken depends on the
@@ -524,10 +502,10 @@ dr_status webhook_verify(const dr_webhook_request *req,
 	OPENSSL_cleanse(key, sizeof(key));
 	OPENSSL_cleanse(mac, sizeof(mac));
 	if (st != DR_OK)
-		return wh_fail(err, st, "crypto",
+		return dr_fail(err, st, "crypto",
 			       "HMAC-SHA256 is not available from libcrypto");
 	if (!match)
-		return wh_fail(err, DR_ERR_AUTH, "bad_signature",
+		return dr_fail(err, DR_ERR_AUTH, "bad_signature",
 			       "no webhook-signature entry matches (%zu v1 "
 			       "entr%s, %zu secret%s)",
 			       sigs.n, sigs.n == 1 ? "y" : "ies", n,

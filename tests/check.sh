@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # tests/check.sh — the test run of `make check`, after the build: every
-# cmocka unit test program build/tests/unit/test_*, the plugin symbol check
-# (tests/plugins/nm-check.sh) and the webhook cross-check
-# (tests/webhook/cross_check.js, after tests/lib/npm-deps.sh installs its
-# npm packages when missing), then the integration tests
-# (tests/integration/test_s3.sh against s3rver, the deployment tests
-# test_webservers.sh, test_systemd.sh and test_install.sh,
+# cmocka unit test program build/tests/unit/test_*, the plugin symbol and
+# library check (tests/plugins/nm-check.sh), the style check
+# (tests/lib/check_style.py: banned calls, .clang-format on changed lines)
+# and the webhook cross-check (tests/webhook/cross_check.js, after
+# tests/lib/npm-deps.sh installs its npm packages when missing), then the
+# integration tests (tests/integration/test_s3.sh against s3rver, the
+# deployment tests test_webservers.sh, test_systemd.sh and test_install.sh,
 # tests/integration/test_make_run.sh, tests/integration/test_readme.sh
 # (every shell line of README.md against `make run`), the scale-out test
 # tests/integration/test_scaleout.sh (network namespaces; root only),
@@ -137,9 +138,14 @@ if [ "$run_unit" = 1 ]; then
         passed=$((passed + p))
         failed=$((failed + f))
     done
-    # Plugins export nothing but their entry symbol.
+    # Plugins export nothing but their entry symbol; s3.so links no libs3.
     echo "== unit: plugin symbols"
     run_counted env BUILD="$BUILD" bash "$ROOT/tests/plugins/nm-check.sh"
+    # Banned calls, and the .clang-format on the lines changed since main;
+    # first the checker itself, on planted calls and lines.
+    echo "== unit: style check"
+    run_counted python3 "$ROOT/tests/lib/check_style.py" --self-test
+    run_counted python3 "$ROOT/tests/lib/check_style.py"
     # The leftover check of the end of this script, on purpose-made leaks.
     echo "== unit: core module layers"
     run_counted env BUILD="$BUILD" python3 "$ROOT/tests/lib/check_layers.py" "$ROOT"

@@ -6,7 +6,9 @@
  *     (CURLOPT_AWS_SIGV4), which AWS, MinIO, Ceph, R2, B2 and the rest
  *     accept;
  *   - signature = v2: libs3 2.0, Debian's libs3, which signs with AWS
- *     Signature V2 only. Kept for older MinIO and Ceph RGW setups. AWS
+ *     Signature V2 only, in the companion object s3/sigv2.so that
+ *     create() loads for the first v2 instance (sigv2_load.c): s3.so
+ *     itself does not link libs3. Kept for older MinIO and Ceph RGW setups. AWS
  *     refuses V2 for buckets made after 2020-06-24; R2 and B2 never took it.
  *     libs3 2.0 also does not verify TLS certificates (it sets
  *     CURLOPT_SSL_VERIFYPEER to 0), so create() logs a warning for v2 over

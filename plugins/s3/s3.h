@@ -7,11 +7,16 @@
  *             encoding, the minimal XML reading of S3 error bodies;
  *   sigv4.c   the transport for AWS Signature V4: libcurl with
  *             CURLOPT_AWS_SIGV4;
- *   sigv2.c   the transport for AWS Signature V2: libs3 2.0.
+ *   sigv2_load.c  loads the transport for AWS Signature V2 when an
+ *             instance asks for it;
+ *   sigv2/sigv2.c the transport for AWS Signature V2: libs3 2.0, built
+ *             into a companion object of its own, s3/sigv2.so beside
+ *             s3.so, so that s3.so does not link libs3.
  *
  * The plugin is built with -fvisibility=hidden, so the s3_ functions
- * declared here stay inside s3.so (only dr_plugin_entry is exported); the
- * unit test links the same objects and calls them directly.
+ * declared here stay inside s3.so (only dr_plugin_entry is exported; the
+ * companion exports only s3_sigv2_entry); the unit test links the same
+ * objects, the companion's included, and calls them directly.
  *
  * A request goes through three layers: s3.c checks the key and metadata,
  * computes the digests and fills an s3_request; a transport performs it
@@ -67,7 +72,7 @@ typedef enum s3_abort {
 typedef struct s3_sink {
 	const dr_host *host;
 	const dr_instance *inst;
-	int sigv2;	    /* signature = v2: libs3 */
+	int sigv2;	    /* signature = v2: libs3, in s3/sigv2.so */
 	int virtual_host;   /* addressing = virtual */
 	int https;	    /* the endpoint's scheme */
 	char *host_name;    /* endpoint host as in the URL ("[::1]" for v6) */
@@ -194,16 +199,57 @@ int s3_xml_text(const char *body, size_t len, const char *tag, char *out,
 		size_t outsz);
 
 /* ------------------------------------------------------------------------
- * sigv4.c (libcurl) and sigv2.c (libs3): perform `req` once. r is zeroed
- * by the caller; on return it describes the outcome.
+ * sigv4.c (libcurl) and the SigV2 transport (libs3): perform `req` once.
+ * r is zeroed by the caller; on return it describes the outcome.
  */
 void s3v4_perform(s3_sink *s, const s3_request *req, s3_result *r);
 void s3v4_close(s3_sink *s);
 
-/* libs3 is initialised once per process, on the first v2 instance, and
- * released with the last one. 0, or -1 with a message in err. */
+/* ------------------------------------------------------------------------
+ * The SigV2 companion, s3/sigv2.so (sigv2/sigv2.c), and its loader
+ * (sigv2_load.c).
+ *
+ * The companion's one exported symbol, S3_SIGV2_ENTRY_SYMBOL, returns its
+ * table. It shares s3_sink, s3_request and s3_result with s3.so, so the
+ * table carries its version and their sizes, and the loader refuses a
+ * companion whose figures differ from its own (another build).
+ */
+#define S3_SIGV2_ENTRY_SYMBOL "s3_sigv2_entry"
+/* The companion's path, relative to the folder s3.so was loaded from. */
+#define S3_SIGV2_PATH	 "s3/sigv2.so"
+#define S3_SIGV2_VERSION 1u
+
+typedef struct s3_sigv2_ops {
+	unsigned version; /* S3_SIGV2_VERSION */
+	size_t sink_size; /* sizeof(s3_sink) where it was built */
+	size_t request_size;
+	size_t result_size;
+	/* libs3's process-wide set-up and release (S3_initialize): 0, or
+	 * -1 with a message in err. Called by the loader only, around the
+	 * first and after the last v2 instance. */
+	int (*init)(const s3_sink *s, dr_error *err);
+	void (*deinit)(void);
+	/* Perform `req` once, as s3v4_perform. */
+	void (*perform)(s3_sink *s, const s3_request *req, s3_result *r);
+} s3_sigv2_ops;
+
+/* The type of the companion's entry point, s3_sigv2_entry (defined in
+ * sigv2/sigv2.c only). */
+typedef const s3_sigv2_ops *(*s3_sigv2_entry_fn)(void);
+
+/*
+ * The first v2 instance of the process loads the companion, checks it and
+ * initialises libs3; later ones count. 0, or -1 with a message in err
+ * (the companion missing or from another build, libs3 missing, libs3's
+ * initialisation failing). Instances are created and destroyed on one
+ * thread.
+ */
 int s3v2_acquire(s3_sink *s, dr_error *err);
+/* One release per successful acquire; the last releases libs3 and
+ * unloads the companion. */
 void s3v2_release(void);
+/* Perform `req` through the companion (only between acquire and
+ * release). */
 void s3v2_perform(s3_sink *s, const s3_request *req, s3_result *r);
 
 #endif

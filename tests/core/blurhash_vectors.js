@@ -6,7 +6,7 @@
 //   npm install --no-save blurhash@2.0.5     (into ./node_modules, ignored)
 //   node tests/core/blurhash_vectors.js
 //
-// prints the rows of npm_vectors[] in tests/core/test_image.c. The pixels
+// prints the rows of npm_vectors[] in tests/core/test_imagehash.c. The pixels
 // come from the deterministic patterns below, which the C test and
 // tests/core/blurhash_vectors.py generate the same way (integer arithmetic
 // only, so every language agrees byte for byte).
@@ -32,7 +32,7 @@ const VECTORS = [
   ['radial', 20, 30, 4, 3, 0],
 ];
 
-// RGB bytes, rows top to bottom; see pattern() in test_image.c.
+// RGB bytes, rows top to bottom; see pattern() in test_imagehash.c.
 function pattern(name, w, h, seed) {
   const px = new Uint8Array(w * h * 3);
   let s = seed >>> 0;

@@ -6,7 +6,7 @@ inside python3-blurhash (blurhash-python, which compiles that file with cffi).
     apt-get install python3-blurhash
     /usr/bin/python3 tests/core/blurhash_vectors.py   (Debian's python)
 
-prints the rows of ref_vectors[] in tests/core/test_image.c. Same vectors
+prints the rows of ref_vectors[] in tests/core/test_imagehash.c. Same vectors
 and pixel patterns as tests/core/blurhash_vectors.js (integer arithmetic
 only, so every language agrees byte for byte).
 """
@@ -31,7 +31,7 @@ VECTORS = [
 
 
 def pattern(name, w, h, seed):
-    """RGB bytes, rows top to bottom; see pattern() in test_image.c."""
+    """RGB bytes, rows top to bottom; see pattern() in test_imagehash.c."""
     px = bytearray()
     s = seed & 0xFFFFFFFF
     for y in range(h):

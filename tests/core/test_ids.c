@@ -84,6 +84,22 @@ static void test_random_part_differs(void **state)
 	assert_string_not_equal(a, b);
 }
 
+/* getrandom() hands out at most 32 MiB - 1 per call (and may stop
+ * early on a signal): a bigger buffer is filled to its last byte. */
+static void test_random_fills_large_buffers(void **state)
+{
+	size_t len = (size_t)40 << 20;
+	unsigned char *buf = calloc(1, len);
+	unsigned char zero[64] = {0};
+
+	(void)state;
+	assert_non_null(buf);
+	assert_int_equal(ids_random(buf, len), DR_OK);
+	assert_memory_not_equal(buf + len - sizeof(zero), zero, sizeof(zero));
+	free(buf);
+	assert_int_equal(ids_random(NULL, 0), DR_OK);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -91,6 +107,7 @@ int main(void)
 		cmocka_unit_test(test_shape),
 		cmocka_unit_test(test_sorted_and_unique),
 		cmocka_unit_test(test_random_part_differs),
+		cmocka_unit_test(test_random_fills_large_buffers),
 	};
 	return cmocka_run_group_tests_name("ids", tests, NULL, NULL);
 }

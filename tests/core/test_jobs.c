@@ -13,6 +13,7 @@
 
 #include "jobs.h"
 #include "jsonutil.h"
+#include "outputs.h"
 
 static const char conf_text[] =
 	"[server]\n"
@@ -282,6 +283,144 @@ static void test_time_format(void **state)
 	assert_false(jobs_status_valid(""));
 }
 
+/* The field a job list's filters are refused for, or NULL when taken. */
+static const char *jobs_refused(const dr_filter_arg *a, size_t n)
+{
+	dr_job_filter f;
+	const char *field = NULL;
+	dr_error err;
+
+	dr_error_clear(&err);
+	if (jobs_filter_parse(a, n, &f, &field, &err) == DR_OK)
+		return NULL;
+	assert_int_equal(err.status, DR_ERR_INVALID);
+	assert_string_equal(err.code, "invalid_parameter");
+	assert_non_null(field);
+	/* The message starts with the field (cut at 64 or 80 bytes). */
+	assert_memory_equal(err.message, field,
+			    strlen(field) < 64 ? strlen(field) : 64);
+	return field;
+}
+
+static const char *outputs_refused(const dr_filter_arg *a, size_t n)
+{
+	dr_output_filter f;
+	const char *field = NULL;
+	dr_error err;
+
+	dr_error_clear(&err);
+	if (outputs_filter_parse(a, n, &f, &field, &err) == DR_OK)
+		return NULL;
+	assert_string_equal(err.code, "invalid_parameter");
+	assert_non_null(field);
+	assert_memory_equal(err.message, field, strlen(field));
+	return field;
+}
+
+static void test_jobs_filter_parse(void **state)
+{
+	const dr_filter_arg good[] = {
+		{"status", "failed"}, {"model", "a/b"}, {"adapter", "null"},
+		{"cursor", "j_01ARZ3NDEKTSV4RRFFQ69G5FAV"}, {"limit", "7"},
+		{"metadata.user", "1"}, {"metadata.project", ""}};
+	const dr_filter_arg twice[] = {{"metadata.a", "1"}, {"metadata.a", "2"}};
+	const dr_filter_arg cases[] = {{"metadata.a", "1"}, {"metadata.A", "2"}};
+	const dr_filter_arg lim[] = {{"limit", "1"}, {"limit", "1"}};
+	dr_filter_arg many[DR_MAX_METADATA_FILTERS + 1];
+	char names[DR_MAX_METADATA_FILTERS + 1][16];
+	dr_job_filter f;
+	const char *field = NULL;
+	dr_error err;
+
+	(void)state;
+	assert_int_equal(jobs_filter_parse(good, 7, &f, &field, &err), DR_OK);
+	assert_string_equal(f.status, "failed");
+	assert_string_equal(f.model, "a/b");
+	assert_string_equal(f.adapter, "null");
+	assert_int_equal(f.limit, 7);
+	assert_int_equal(f.n_meta, 2);
+	assert_string_equal(f.meta[0].key, "user");
+	assert_string_equal(f.meta[1].value, "");
+	assert_int_equal(jobs_filter_parse(NULL, 0, &f, &field, &err), DR_OK);
+	assert_int_equal(f.limit, DR_LIST_LIMIT_DEFAULT);
+	assert_null(f.status);
+
+	assert_string_equal(jobs_refused(&(dr_filter_arg){"status", "done"}, 1),
+			    "status");
+	assert_string_equal(jobs_refused(&(dr_filter_arg){"cursor", "x"}, 1),
+			    "cursor");
+	assert_string_equal(jobs_refused(&(dr_filter_arg){"sha256", "x"}, 1),
+			    "sha256");
+	assert_string_equal(jobs_refused(&(dr_filter_arg){"limit", "0"}, 1),
+			    "limit");
+	assert_string_equal(jobs_refused(&(dr_filter_arg){"limit", "101"}, 1),
+			    "limit");
+	assert_string_equal(jobs_refused(&(dr_filter_arg){"limit", "+5"}, 1),
+			    "limit");
+	assert_string_equal(jobs_refused(&(dr_filter_arg){"limit", ""}, 1),
+			    "limit");
+	assert_null(jobs_refused(&(dr_filter_arg){"limit", "100"}, 1));
+	assert_string_equal(jobs_refused(twice, 2), "metadata.a");
+	assert_ptr_equal(jobs_refused(twice, 2), twice[1].name);
+	assert_string_equal(jobs_refused(cases, 2), "metadata.A");
+	assert_string_equal(jobs_refused(lim, 2), "limit");
+	assert_string_equal(
+		jobs_refused(&(dr_filter_arg){"metadata.a b", "1"}, 1),
+		"metadata.a b");
+	for (int i = 0; i <= DR_MAX_METADATA_FILTERS; i++) {
+		snprintf(names[i], sizeof(names[i]), "metadata.k%d", i);
+		many[i].name = names[i];
+		many[i].value = "1";
+	}
+	assert_null(jobs_refused(many, DR_MAX_METADATA_FILTERS));
+	assert_string_equal(jobs_refused(many, DR_MAX_METADATA_FILTERS + 1),
+			    "metadata");
+}
+
+static void test_outputs_filter_parse(void **state)
+{
+	static const char sha[] = "e3b0c44298fc1c149afbf4c8996fb924"
+				  "27ae41e4649b934ca495991b7852b855";
+	const dr_filter_arg good[] = {
+		{"model", "a/b"},	  {"adapter", "null"}, {"sha256", sha},
+		{"since", "2026-01-02"}, {"until", "2026-01-03T04:05:06Z"},
+		{"q", "cat"},		  {"limit", "3"},      {"cursor", "42"},
+		{"metadata.user", "1"}};
+	dr_output_filter f;
+	const char *field = NULL;
+	dr_error err;
+
+	(void)state;
+	assert_int_equal(outputs_filter_parse(good, 9, &f, &field, &err),
+			 DR_OK);
+	assert_string_equal(f.sha256, sha);
+	assert_string_equal(f.since, "2026-01-02 00:00:00.000000");
+	assert_string_equal(f.until, "2026-01-03 04:05:06.000000");
+	assert_string_equal(f.q, "cat");
+	assert_string_equal(f.cursor, "42");
+	assert_int_equal(f.limit, 3);
+	assert_int_equal(f.n_meta, 1);
+	assert_int_equal(outputs_filter_parse(NULL, 0, &f, &field, &err),
+			 DR_OK);
+	assert_null(f.since);
+	assert_null(f.until);
+	assert_int_equal(f.limit, DR_LIST_LIMIT_DEFAULT);
+
+	assert_string_equal(outputs_refused(&(dr_filter_arg){"sha256", "xyz"}, 1),
+			    "sha256");
+	assert_string_equal(outputs_refused(&(dr_filter_arg){"since", "soon"}, 1),
+			    "since");
+	assert_string_equal(outputs_refused(&(dr_filter_arg){"until", "x"}, 1),
+			    "until");
+	assert_string_equal(outputs_refused(&(dr_filter_arg){"q", ""}, 1), "q");
+	assert_string_equal(outputs_refused(&(dr_filter_arg){"cursor", "j_1"}, 1),
+			    "cursor");
+	assert_string_equal(outputs_refused(&(dr_filter_arg){"status", "x"}, 1),
+			    "status");
+	assert_string_equal(outputs_refused(&(dr_filter_arg){"limit", "abc"}, 1),
+			    "limit");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -290,6 +429,8 @@ int main(void)
 		cmocka_unit_test(test_callback_http),
 		cmocka_unit_test(test_metadata_limits),
 		cmocka_unit_test(test_time_format),
+		cmocka_unit_test(test_jobs_filter_parse),
+		cmocka_unit_test(test_outputs_filter_parse),
 	};
 	return cmocka_run_group_tests_name("jobs", tests, setup, teardown);
 }

@@ -48,7 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		LLVMFuzzerInitialize(NULL, NULL);
 	if (size > FUZZ_MAX_INPUT)
 		return 0;
-	image_sniff(data, size < 64 ? size : 64, &sn);
+	sniff_head(data, size < 64 ? size : 64, &sn);
 	FUZZ_CHECK(sn.kind && sn.mime && sn.ext && sn.format);
 	memset(out, 0, sizeof(out));
 	memset(&info, 0, sizeof(info));

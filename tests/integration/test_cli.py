@@ -101,6 +101,22 @@ def _():
         expect("usage: darkroom" in out, f"usage text of {args}: {out[:200]!r}")
 
 
+@case("help COMMAND: a command's --help, a group's subcommands; help of nothing known: exit 2")
+def _():
+    for words in (["jobs", "list"], ["outputs"], ["reprocess"], ["config", "check"], ["version"]):
+        rc, out, _ = cli("help", *words)
+        want = cli(*words, "--help")[1]
+        expect_eq((rc, out), (0, want), f"help {' '.join(words)}")
+        expect(out.startswith("usage: darkroom " + " ".join(words)), f"help {words}: {out[:80]!r}")
+    rc, out, _ = cli("help", "jobs")
+    expect(rc == 0 and all(w in out for w in ("list", "show", "retry", "cancel")),
+           f"help jobs: {rc} {out!r}")
+    rc, out, _ = cli("help")
+    expect(rc == 0 and "help COMMAND" in out and "jobs list" in out, f"help: {rc} {out[:200]!r}")
+    for args in (["help", "nonsense"], ["help", "jobs", "frob"], ["help", "version", "extra"]):
+        expect_usage(args)
+
+
 @case("bad arguments: exit 2 and one line on stderr")
 def _():
     for args in (["nonsense"], ["jobs"], ["jobs", "frob"], ["jobs", "list", "--limit", "0"],
@@ -114,8 +130,17 @@ def _():
                  ["reprocess"], ["reprocess", "--all", "--model", "x"],
                  ["reprocess", "--job", "nope"], ["reprocess", "--model", MODEL, "--preset", "nope"],
                  ["reprocess", "--until", "soon"], ["version", "extra"],
-                 ["config", "frob"], ["plugins", "frob"]):
+                 ["config", "frob"], ["plugins", "frob"],
+                 ["jobs", "list", "--model", "a/b", "--model", "a/c"],
+                 ["outputs", "--limit", "5", "--limit", "5"],
+                 ["config"], ["plugins"], ["migrate", "--dir"], ["worker", "--processes"]):
         expect_usage(args)
+    # The filters are checked by the API's code; the line names the option.
+    for args, opt in ((["jobs", "list", "--status", "done"], "--status:"),
+                      (["outputs", "--until", "soon"], "--until:"),
+                      (["jobs", "list", "--model", "a/b", "--model", "a/c"], "--model:")):
+        rc, out, err = cli(*args)
+        expect(opt in err and "\n" not in err.strip(), f"stderr of {args}: {err!r}")
 
 
 @case("version, config check and plugins list")

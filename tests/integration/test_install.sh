@@ -53,6 +53,7 @@ check "the files are where they belong" bash -c '
              usr/lib/pkgconfig/darkroom-plugin.pc etc/darkroom/darkroom.conf \
              usr/lib/darkroom/plugins/fs.so usr/lib/darkroom/plugins/null.so \
              usr/lib/darkroom/plugins/replicate.so usr/lib/darkroom/plugins/s3.so \
+             usr/lib/darkroom/plugins/s3/sigv2.so \
              usr/share/darkroom/migrations/0001_init.sql \
              usr/lib/systemd/system/darkroom-fcgi.socket \
              usr/lib/systemd/system/darkroom-fcgi.service \

@@ -9,6 +9,12 @@
 # as the service uses them. What the server stored is read back with plain
 # curl (s3rver serves unsigned requests).
 #
+# SigV2 goes through libs3 in the companion object s3/sigv2.so, which s3.so
+# loads only for signature = v2: the cases near the end start darkroom.fcgi
+# and read from /proc/PID/maps which plugins and libraries the app maps
+# (its adapters and the active sink only; libs3 only under v2), and take
+# the companion away to see the error.
+#
 # s3rver checks SigV2 signatures (a wrong secret gets 403) but not SigV4
 # ones; SigV4 signing is proven by tests/plugins/test_s3.c, which
 # recomputes the signature of captured requests.
@@ -81,7 +87,7 @@ npm_deps_install || setup_failed "cannot install s3rver with npm"
 
 PORT=$(free_port)
 ENDPOINT=http://127.0.0.1:$PORT
-mkdir -p "$WORK/s3rver"
+mkdir -p "$WORK/s3rver" "$WORK/media"
 
 s3rver_start() {
     services_bg s3rver "$WORK/s3rver.log" \
@@ -124,6 +130,11 @@ prefix = media
 retries = 2
 timeout = 10s
 connect_timeout = 2s
+
+# Not the active sink: loaded only with DARKROOM_SINK=fs.
+[sink "fs"]
+root = $WORK/media
+base_url = http://127.0.0.1/media
 EOF
 export DARKROOM_CONF=$WORK/darkroom.conf
 
@@ -234,7 +245,7 @@ expect_error "v4 put to a missing bucket is sink_no_bucket" sink_no_bucket 0
 DARKROOM_S3_BUCKET=no-such-bucket tool stat v4/hello.txt
 expect_error "v4 stat in a missing bucket is sink_no_bucket" sink_no_bucket 0
 
-# -- SigV2 (libs3), chosen through the environment ------------------------
+# -- SigV2 (libs3, in s3/sigv2.so), chosen through the environment ---------
 export DARKROOM_S3_SIGNATURE=v2
 tool put v2/hello.txt "$WORK/hello.txt" -t text/plain -C "max-age=60" -m user-id=7
 put_rc=$rc
@@ -284,6 +295,86 @@ else
     fail "v2 rm, then stat is not_found" "$(cat "$WORK/err")"
 fi
 unset DARKROOM_S3_SIGNATURE
+
+# -- what a process maps ---------------------------------------------------
+# app_maps — start darkroom.fcgi (the configuration and environment of the
+# moment) on a free port, wait for its start line, keep its /proc/PID/maps
+# in $WORK/maps and its log in $WORK/fcgi.log, stop it.
+app_maps() {
+    local port pid i
+    port=$(free_port)
+    : >"$WORK/fcgi.log"
+    : >"$WORK/maps"
+    services_bg darkroom.fcgi "$WORK/fcgi.log" "$BUILD/darkroom.fcgi" --listen "127.0.0.1:$port"
+    pid=$SERVICES_LAST_PID
+    for ((i = 0; i < 100; i++)); do
+        grep -q "event=fcgi.start" "$WORK/fcgi.log" && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    grep -q "event=fcgi.start" "$WORK/fcgi.log" && cp "/proc/$pid/maps" "$WORK/maps"
+    kill -TERM "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+}
+
+# maps_has ERE — a file the kept maps name matches ERE.
+maps_has() {
+    MAPS_RE=$1 awk '$6 ~ ENVIRON["MAPS_RE"] { found = 1 } END { exit !found }' "$WORK/maps"
+}
+
+# The plugins and libraries of the kept maps, and the log, for a message.
+maps_shown() {
+    printf '%s; log: %s' "$(awk '$6 ~ /plugins|libs3/ { print $6 }' "$WORK/maps" | sort -u | tr '\n' ' ')" \
+        "$(head -c 300 "$WORK/fcgi.log")"
+}
+
+app_maps
+if maps_has '/plugins/s3\.so$' && ! maps_has 'libs3\.so|/s3/sigv2\.so$'; then
+    ok "app with sink s3 (v4) maps s3.so, not libs3"
+else
+    fail "app with sink s3 (v4) maps s3.so, not libs3" "$(maps_shown)"
+fi
+
+DARKROOM_S3_SIGNATURE=v2 app_maps
+if maps_has '/plugins/s3/sigv2\.so$' && maps_has 'libs3\.so'; then
+    ok "app with sink s3 (v2) maps the SigV2 transport and libs3"
+else
+    fail "app with sink s3 (v2) maps the SigV2 transport and libs3" "$(maps_shown)"
+fi
+
+DARKROOM_SINK=fs app_maps
+if maps_has '/plugins/fs\.so$' && maps_has '/plugins/null\.so$' && ! maps_has '/plugins/s3\.so$'; then
+    ok "app with sink fs maps its adapter and fs.so, not the inactive s3.so"
+else
+    fail "app with sink fs maps its adapter and fs.so, not the inactive s3.so" "$(maps_shown)"
+fi
+
+# A plugin folder with s3.so but no s3/sigv2.so: v4 works, v2 says what is
+# missing; a file there that is not the transport is refused.
+mkdir -p "$WORK/plugins"
+cp "$BUILD/plugins/s3.so" "$BUILD/plugins/null.so" "$WORK/plugins/"
+sed "s|^plugin_dir = .*|plugin_dir = $WORK/plugins|" "$WORK/darkroom.conf" >"$WORK/nov2.conf"
+DARKROOM_CONF=$WORK/nov2.conf tool stat v4/hello.txt
+if [ "$rc" -eq 0 ]; then
+    ok "v4 needs no SigV2 transport"
+else
+    fail "v4 needs no SigV2 transport" "rc=$rc $(cat "$WORK/err")"
+fi
+DARKROOM_CONF=$WORK/nov2.conf DARKROOM_S3_SIGNATURE=v2 tool stat v4/hello.txt
+if [ "$rc" -ne 0 ] && grep -qF "code=sink_init: " "$WORK/err" &&
+    grep -qF "signature = v2 needs the SigV2 transport $WORK/plugins/s3/sigv2.so, which does not exist" "$WORK/err"; then
+    ok "v2 without s3/sigv2.so names the missing file"
+else
+    fail "v2 without s3/sigv2.so names the missing file" "rc=$rc $(head -c 400 "$WORK/err")"
+fi
+mkdir -p "$WORK/plugins/s3"
+cp "$BUILD/plugins/null.so" "$WORK/plugins/s3/sigv2.so"
+DARKROOM_CONF=$WORK/nov2.conf DARKROOM_S3_SIGNATURE=v2 tool stat v4/hello.txt
+if [ "$rc" -ne 0 ] && grep -qF "$WORK/plugins/s3/sigv2.so does not export s3_sigv2_entry" "$WORK/err"; then
+    ok "v2 refuses an s3/sigv2.so that is not the transport"
+else
+    fail "v2 refuses an s3/sigv2.so that is not the transport" "rc=$rc $(head -c 400 "$WORK/err")"
+fi
 
 # -- the server goes away and comes back ----------------------------------
 s3rver_stop

@@ -22,7 +22,7 @@
 
 DARKROOM_BUILD_DEPS="libfcgi-dev libcurl4-openssl-dev libvips-dev libs3-dev libmariadb-dev libjson-c-dev libssl-dev pkg-config make gcc"
 DARKROOM_BENCH_DEPS="wrk gnuplot-nox imagemagick"
-DARKROOM_TEST_DEPS="libcmocka-dev jq mariadb-server mariadb-client lighttpd spawn-fcgi curl python3 apache2 libapache2-mod-fcgid nginx-light libfcgi-bin systemd groff-base pkg-config libvips-tools chromium"
+DARKROOM_TEST_DEPS="libcmocka-dev jq mariadb-server mariadb-client lighttpd spawn-fcgi curl python3 apache2 libapache2-mod-fcgid nginx-light libfcgi-bin systemd groff-base pkg-config libvips-tools chromium clang-format"
 
 # deps_missing PKG... — print, one per line, each package that dpkg does not
 # report as "install ok installed".

@@ -5,10 +5,14 @@
  * Plugins treat dr_instance as opaque and only hand it back to host
  * functions, so the mock defines the struct its own way: this file is
  * never linked with the core's plugin host. Only darkroom-plugin.h and
- * the C library are included, on purpose, with one exception: webhook
- * signatures are checked by compiling in core/webhook.c itself (which
- * needs nothing from the core but libcrypto), so a plugin's webhook
- * handling is tested against the real verifier rather than a lookalike.
+ * the C library are included, on purpose, with these exceptions: errors
+ * are filled by core/error.c's dr_vfail(), so host->fail behaves as the
+ * core's to the letter, real random bytes come from core/ids.c's
+ * ids_random(), and webhook signatures are checked by compiling in
+ * core/webhook.c itself (which needs nothing from the core but error.c
+ * and libcrypto), so a plugin's webhook handling is tested against the
+ * real verifier rather than a lookalike. All come with the core library
+ * the plugin tests link.
  *
  * Values are parsed the way the core documents them in darkroom-plugin.h
  * (k/M/G sizes, ms/s/m/h durations, yes/no booleans), leniently: the core
@@ -16,15 +20,16 @@
  */
 #include "mock_host.h"
 
-#include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <time.h>
+
+#include "../../core/error.h" /* dr_vfail() (see the top of the file) */
+#include "../../core/ids.h"   /* ids_random() */
 
 /* webhook_header(), webhook_verify() and webhook_sign(), for the table
  * below and for tests that sign deliveries (see the top of the file). */
@@ -222,17 +227,7 @@ static dr_status mock_random_bytes(void *buf, size_t len)
 	case MOCK_RANDOM_REAL:
 		break;
 	}
-	while (len > 0) {
-		ssize_t n = getrandom(p, len, 0);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return DR_ERR_IO;
-		p += n;
-		len -= (size_t)n;
-	}
-	return DR_OK;
+	return ids_random(buf, len);
 }
 
 static double mock_now(void)
@@ -250,14 +245,8 @@ static dr_status mock_fail(dr_error *err, dr_status status, const char *code,
 {
 	va_list ap;
 
-	if (!err)
-		return status;
-	err->status = status;
-	err->retryable = 0;
-	err->retry_after = 0;
-	snprintf(err->code, sizeof(err->code), "%s", code ? code : "");
 	va_start(ap, fmt);
-	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	dr_vfail(err, status, code, fmt, ap);
 	va_end(ap);
 	return status;
 }

@@ -39,6 +39,7 @@
 #include <cmocka.h>
 
 #include "darkroom-plugin.h"
+#include "error.h" /* dr_fail() */
 #include "mock_host.h"
 
 #include "../../plugins/replicate/replicate.h"
@@ -350,12 +351,7 @@ static const char *stub_header(const dr_webhook_request *req, const char *name)
 
 static dr_status stub_fail(dr_error *err, dr_status st, const char *code)
 {
-	err->status = st;
-	err->retryable = 0;
-	err->retry_after = 0;
-	snprintf(err->code, sizeof(err->code), "%s", code);
-	snprintf(err->message, sizeof(err->message), "stub: %s", code);
-	return st;
+	return dr_fail(err, st, code, "stub: %s", code);
 }
 
 static dr_status stub_verify(const dr_webhook_request *req,

@@ -1,11 +1,22 @@
 /*
  * sigv2.c - the `s3` sink's transport for AWS Signature V2, on libs3 2.0.
  *
+ * This file is built into a companion object of its own, s3/sigv2.so in
+ * the plugin folder, not into s3.so: it is the only part of the sink that
+ * links libs3 (and, through libs3, the GnuTLS flavour of libcurl). s3.so
+ * loads it (sigv2_load.c) only when an instance says signature = v2, so a
+ * process that stores with V4, or does not store through s3 at all, maps
+ * neither library. Like a plugin it exports one symbol, s3_sigv2_entry,
+ * which returns the table of its operations; the structs it shares with
+ * s3.so are in s3.h, and the table carries their sizes so that s3.so
+ * refuses a companion from another build.
+ *
  * libs3 2.0 (Debian's) signs with V2 only and has its quirks, each
  * handled here:
  *   - S3_initialize() is once per process and not thread-safe: it runs
  *     when the first v2 instance is created (creation happens on one
- *     thread) and S3_deinitialize() when the last is destroyed;
+ *     thread; sigv2_load.c counts the instances) and S3_deinitialize()
+ *     when the last is destroyed;
  *   - a zero-initialised S3PutProperties sends "Expires: Thu, 01 Jan 1970"
  *     (expires 0 means the epoch): expires is set to -1;
  *   - its PUT properties callback never fires, so nothing here needs an
@@ -32,37 +43,27 @@
 
 #include <libs3.h>
 
-#include "s3.h"
+#include "../s3.h"
 
 /* Longest single wait in the select loop, so the deadline is seen. */
 #define WAIT_MAX_MS 100
 
-/* Instances using libs3 (see the file comment). */
-static int v2_users;
-
-int s3v2_acquire(s3_sink *s, dr_error *err)
+static int v2_init(const s3_sink *s, dr_error *err)
 {
-	S3Status st;
+	S3Status st = S3_initialize("darkroom", S3_INIT_ALL, NULL);
 
-	if (v2_users > 0) {
-		v2_users++;
-		return 0;
-	}
-	st = S3_initialize("darkroom", S3_INIT_ALL, NULL);
 	if (st != S3StatusOK) {
 		s->host->fail(err, DR_ERR_PLUGIN, "sink_init",
 			      "cannot initialise libs3: %s",
 			      S3_get_status_name(st));
 		return -1;
 	}
-	v2_users = 1;
 	return 0;
 }
 
-void s3v2_release(void)
+static void v2_deinit(void)
 {
-	if (v2_users > 0 && --v2_users == 0)
-		S3_deinitialize();
+	S3_deinitialize();
 }
 
 typedef struct v2call {
@@ -305,7 +306,7 @@ static void map_status(const s3_sink *s, S3Status st, int timed_out,
 		 name ? name : "failed");
 }
 
-void s3v2_perform(s3_sink *s, const s3_request *req, s3_result *r)
+static void v2_perform(s3_sink *s, const s3_request *req, s3_result *r)
 {
 	S3BucketContext bucket;
 	S3PutProperties props;
@@ -398,4 +399,23 @@ void s3v2_perform(s3_sink *s, const s3_request *req, s3_result *r)
 		r->body = NULL;
 		r->body_len = 0;
 	}
+}
+
+static const s3_sigv2_ops sigv2_ops = {
+	.version = S3_SIGV2_VERSION,
+	.sink_size = sizeof(s3_sink),
+	.request_size = sizeof(s3_request),
+	.result_size = sizeof(s3_result),
+	.init = v2_init,
+	.deinit = v2_deinit,
+	.perform = v2_perform,
+};
+
+/* The one exported symbol (S3_SIGV2_ENTRY_SYMBOL, of type
+ * s3_sigv2_entry_fn); everything else is hidden. */
+#define SIGV2_EXPORT __attribute__((visibility("default")))
+SIGV2_EXPORT const s3_sigv2_ops *s3_sigv2_entry(void);
+SIGV2_EXPORT const s3_sigv2_ops *s3_sigv2_entry(void)
+{
+	return &sigv2_ops;
 }
