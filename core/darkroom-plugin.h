@@ -6,7 +6,8 @@
  * symbol, DR_PLUGIN_ENTRY_SYMBOL, a function returning a pointer to a
  * `static const dr_plugin` descriptor. The core checks the descriptor's
  * ABI version and struct size exactly and refuses anything else, then
- * checks that the operations its kind requires are present.
+ * checks the size of the kind's operations table (see "Operation tables"
+ * below) and that the operations its kind requires are present.
  *
  * A plugin reaches the core only through the dr_host table handed to its
  * create() function (logging, configuration, randomness, time), never
@@ -40,7 +41,7 @@ extern "C" {
 #endif
 
 /* Bumped on any incompatible change to the structures below. */
-#define DR_PLUGIN_ABI_VERSION 1u
+#define DR_PLUGIN_ABI_VERSION 2u
 
 /* The one symbol every plugin exports, and its type. */
 #define DR_PLUGIN_ENTRY_SYMBOL "dr_plugin_entry"
@@ -194,8 +195,6 @@ typedef struct dr_host {
 				    const char *const *secrets, size_t n,
 				    double tolerance, dr_error *err);
 
-	/* --- appended: check DR_HOST_HAS(host, local_root) first --- */
-
 	/* Declare that this adapter instance hands over local files
 	 * (DR_OUTPUT_PATH outputs) and where: `dir`, an absolute path
 	 * without "." or ".." components (the instance's work folder),
@@ -293,7 +292,27 @@ struct dr_webhook_request {
 	double received_at; /* the core's clock, seconds since the epoch */
 };
 
+/*
+ * Operation tables. dr_adapter_ops and dr_sink_ops start with `size`,
+ * which a plugin sets to sizeof() of the table it was built with. New
+ * operations are appended at the end of a table within an ABI version, so
+ * the core accepts, within the same DR_PLUGIN_ABI_VERSION:
+ *   - a table of its own size;
+ *   - a smaller one (a plugin built against an older header of the same
+ *     ABI version), as long as it holds every mandatory operation of its
+ *     kind (DR_ADAPTER_OPS_MIN_SIZE, DR_SINK_OPS_MIN_SIZE): the operations
+ *     beyond its size are absent, as if NULL, whatever the bytes after
+ *     the plugin's table hold;
+ * and refuses a larger one (a plugin built against a newer header, whose
+ * operations this core does not know) with a message naming both sizes:
+ * update darkroom, or rebuild the plugin against this darkroom's header.
+ */
+#define DR_OPS_END(type, member)                                             \
+	(offsetof(type, member) + sizeof(((const type *)0)->member))
+
 typedef struct dr_adapter_ops {
+	size_t size; /* sizeof(dr_adapter_ops) */
+
 	/* Check a job at intake (model syntax, input the provider cannot
 	 * take) without network calls. DR_OK or DR_ERR_INVALID with the
 	 * field in the message. Optional. */
@@ -340,6 +359,9 @@ typedef struct dr_adapter_ops {
 			       dr_prediction *out, dr_error *err);
 } dr_adapter_ops;
 
+/* The smallest adapter table the core accepts: through `submit`. */
+#define DR_ADAPTER_OPS_MIN_SIZE DR_OPS_END(dr_adapter_ops, submit)
+
 /* ------------------------------------------------------------------------
  * Sinks.
  */
@@ -362,6 +384,8 @@ typedef struct dr_object_meta {
 } dr_object_meta;
 
 typedef struct dr_sink_ops {
+	size_t size; /* sizeof(dr_sink_ops) */
+
 	/* Store the object under `key` (a relative path of [A-Za-z0-9._/-],
 	 * no "..", no leading "/"), replacing any object there atomically:
 	 * a reader sees the old bytes or the new, never a part. Mandatory. */
@@ -386,6 +410,9 @@ typedef struct dr_sink_ops {
 	dr_status (*stat)(void *state, const char *key, uint64_t *size,
 			  dr_error *err);
 } dr_sink_ops;
+
+/* The smallest sink table the core accepts: through `public_url`. */
+#define DR_SINK_OPS_MIN_SIZE DR_OPS_END(dr_sink_ops, public_url)
 
 /* ------------------------------------------------------------------------
  * The descriptor.

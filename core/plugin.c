@@ -14,6 +14,13 @@
  * two members in every ABI version, so they can be read from any plugin;
  * the other members are only looked at once both match exactly.
  *
+ * The operations table of a plugin built against an older header of the
+ * same ABI version is shorter than the core's (operations are appended).
+ * Rather than every caller checking the table's size before each call,
+ * the loader copies the descriptor and the table into memory of its own,
+ * the table zero-filled to the core's size, so an operation the plugin's
+ * table does not reach reads as NULL everywhere in the core.
+ *
  * plugins_init() sizes its arrays up front and never moves them, because
  * create() receives pointers to the instances (dr_instance) and loaded
  * plugins that must stay valid until destroy().
@@ -112,20 +119,58 @@ static const char *kind_name(dr_plugin_kind kind)
  * Loading one file
  */
 
+/* The descriptor and its operations table as the core keeps them (see
+ * the file comment); dr_loaded_plugin.desc points at `desc`. */
+typedef struct desc_copy {
+	dr_plugin desc;
+	union {
+		dr_adapter_ops adapter;
+		dr_sink_ops sink;
+	} ops;
+} desc_copy;
+
 /*
- * The kind-specific checks: the operations table of the kind and its
- * mandatory members. The first missing one is named.
+ * The size of the kind's operations table (see "Operation tables" in
+ * darkroom-plugin.h): not larger than the core's table, at least up to
+ * the kind's last mandatory operation, and a whole number of members.
+ */
+static dr_status check_ops_size(const dr_plugin *d, const char *path,
+				dr_error *err)
+{
+	const char *kind = kind_name(d->kind);
+	int adapter = d->kind == DR_PLUGIN_ADAPTER;
+	size_t have = adapter ? d->adapter->size : d->sink->size;
+	size_t max = adapter ? sizeof(dr_adapter_ops) : sizeof(dr_sink_ops);
+	size_t min = adapter ? DR_ADAPTER_OPS_MIN_SIZE : DR_SINK_OPS_MIN_SIZE;
+
+	if (have > max)
+		return dr_fail(err, DR_ERR_PLUGIN, "plugin_abi_mismatch",
+			       "%s plugin '%s' has an operations table of %zu "
+			       "bytes, this darkroom knows %zu (built against "
+			       "a newer darkroom-plugin.h of ABI %u); update "
+			       "darkroom or rebuild the plugin against this "
+			       "darkroom's darkroom-plugin.h (%s)",
+			       kind, d->name, have, max,
+			       (unsigned)DR_PLUGIN_ABI_VERSION, path);
+	if (have < min || have % sizeof(void *) != 0)
+		return dr_fail(err, DR_ERR_PLUGIN, "plugin_invalid",
+			       "%s plugin '%s' has an operations table of %zu "
+			       "bytes, not a table of at least %zu (set its "
+			       "size to sizeof(dr_%s_ops)) (%s)",
+			       kind, d->name, have, min, kind, path);
+	return DR_OK;
+}
+
+/*
+ * The kind-specific checks: the operations table of the kind, its size,
+ * and its mandatory members. The first missing one is named. `d` is the
+ * core's copy, its table already padded.
  */
 static dr_status check_ops(const dr_plugin *d, const char *path, dr_error *err)
 {
 	const char *kind = kind_name(d->kind);
 	const char *missing = NULL;
 
-	if ((d->kind == DR_PLUGIN_ADAPTER && !d->adapter) ||
-	    (d->kind == DR_PLUGIN_SINK && !d->sink))
-		return dr_fail(err, DR_ERR_PLUGIN, "plugin_invalid",
-			       "%s plugin '%s' has no %s operations table (%s)",
-			       kind, d->name, kind, path);
 	if (!d->create)
 		missing = "create";
 	else if (!d->destroy)
@@ -184,7 +229,6 @@ static dr_status check_descriptor(const dr_plugin *d, const char *name,
 				  const char *path, dr_error *err)
 {
 	char shown[PLUGIN_NAME_MAX + 1];
-	dr_status st;
 
 	if (d->abi_version != DR_PLUGIN_ABI_VERSION)
 		return dr_fail(err, DR_ERR_PLUGIN, "plugin_abi_mismatch",
@@ -210,10 +254,37 @@ static dr_status check_descriptor(const dr_plugin *d, const char *name,
 			       "adapter, or %d, sink)",
 			       path, (int)d->kind, DR_PLUGIN_ADAPTER,
 			       DR_PLUGIN_SINK);
-	st = check_ops(d, path, err);
-	if (st != DR_OK)
-		return st;
-	return check_keys(d, path, err);
+	if ((d->kind == DR_PLUGIN_ADAPTER && !d->adapter) ||
+	    (d->kind == DR_PLUGIN_SINK && !d->sink))
+		return dr_fail(err, DR_ERR_PLUGIN, "plugin_invalid",
+			       "%s plugin '%s' has no %s operations table (%s)",
+			       kind_name(d->kind), d->name,
+			       kind_name(d->kind), path);
+	return check_ops_size(d, path, err);
+}
+
+/*
+ * The core's copy of a checked descriptor: the plugin's table copied
+ * over a zeroed full-size one, so operations beyond it are NULL, and the
+ * kind's other table pointer cleared. Caller frees.
+ */
+static desc_copy *copy_descriptor(const dr_plugin *d)
+{
+	desc_copy *c = dr_xcalloc(1, sizeof(*c));
+
+	c->desc = *d;
+	if (d->kind == DR_PLUGIN_ADAPTER) {
+		memcpy(&c->ops.adapter, d->adapter, d->adapter->size);
+		c->ops.adapter.size = sizeof(dr_adapter_ops);
+		c->desc.adapter = &c->ops.adapter;
+		c->desc.sink = NULL;
+	} else {
+		memcpy(&c->ops.sink, d->sink, d->sink->size);
+		c->ops.sink.size = sizeof(dr_sink_ops);
+		c->desc.sink = &c->ops.sink;
+		c->desc.adapter = NULL;
+	}
+	return c;
 }
 
 dr_status plugin_load(const char *dir, const char *name, dr_loaded_plugin *out,
@@ -223,6 +294,7 @@ dr_status plugin_load(const char *dir, const char *name, dr_loaded_plugin *out,
 	struct stat sb;
 	dr_plugin_entry_fn entry;
 	const dr_plugin *desc;
+	desc_copy *copy;
 	const char *dl_msg;
 	void *handle, *sym;
 	char *path;
@@ -282,12 +354,20 @@ dr_status plugin_load(const char *dir, const char *name, dr_loaded_plugin *out,
 	st = check_descriptor(desc, name, path, err);
 	if (st != DR_OK)
 		goto err_handle;
+	copy = copy_descriptor(desc);
+	st = check_ops(&copy->desc, path, err);
+	if (st == DR_OK)
+		st = check_keys(&copy->desc, path, err);
+	if (st != DR_OK)
+		goto err_copy;
 
-	out->desc = desc;
+	out->desc = &copy->desc;
 	out->handle = handle;
 	out->path = path;
 	return DR_OK;
 
+err_copy:
+	free(copy);
 err_handle:
 	dlclose(handle);
 err_path:
@@ -301,6 +381,8 @@ void plugin_unload(dr_loaded_plugin *p)
 		return;
 	if (p->handle)
 		dlclose(p->handle);
+	/* desc is the first member of the desc_copy it came from. */
+	free((void *)p->desc);
 	free(p->path);
 	memset(p, 0, sizeof(*p));
 }

@@ -23,7 +23,10 @@
 
 /* A loaded plugin file. */
 typedef struct dr_loaded_plugin {
-	const dr_plugin *desc;
+	const dr_plugin *desc; /* the core's copy of the plugin's descriptor
+				  (malloc), whose adapter or sink table is
+				  a full-size copy of the plugin's: the
+				  operations beyond a smaller table are NULL */
 	void *handle; /* dlopen handle */
 	char *path;
 } dr_loaded_plugin;

@@ -975,6 +975,7 @@ static dr_status cog_webhook(void *state, const dr_webhook_request *req,
  */
 
 static const dr_adapter_ops cog_ops = {
+	.size = sizeof(dr_adapter_ops),
 	.validate = cog_validate,
 	.submit = cog_submit,
 	.get = NULL, /* Cog cannot be asked: webhooks only */

@@ -727,6 +727,7 @@ err_state:
 }
 
 static const dr_sink_ops fs_ops = {
+	.size = sizeof(dr_sink_ops),
 	.put = fs_put,
 	.get = fs_get,
 	.remove = fs_remove,

@@ -117,6 +117,7 @@ static dr_status null_cancel(void *state, const dr_job_view *job, dr_error *err)
 }
 
 static const dr_adapter_ops null_ops = {
+	.size = sizeof(dr_adapter_ops),
 	.validate = null_validate,
 	.submit = null_submit,
 	.get = null_get,

@@ -1327,6 +1327,7 @@ err_input:
  */
 
 static const dr_adapter_ops replicate_ops = {
+	.size = sizeof(dr_adapter_ops),
 	.validate = replicate_validate,
 	.submit = replicate_submit,
 	.get = replicate_get,

@@ -3,8 +3,10 @@
  * listing a directory, the services table, and instances from a config.
  *
  * The plugins are the fixtures built from the .c files of
- * tests/plugins/fixtures into DR_BUILD_DIR/tests/fixtures: good.so and
- * goodsink.so are valid, every other one is wrong in exactly one way.
+ * tests/plugins/fixtures into DR_BUILD_DIR/tests/fixtures: good.so,
+ * goodsink.so, oldops.so and oldsink.so (short operations tables, as from
+ * an older header of this ABI version) are valid, every other one is
+ * wrong in exactly one way.
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -42,7 +44,7 @@ static const struct {
 	  "does not export the symbol dr_plugin_entry" },
 	{ "nullentry", DR_ERR_PLUGIN, "dr_plugin_entry() returned NULL" },
 	{ "badabi", DR_ERR_PLUGIN,
-	  "was built for plugin ABI 999, this darkroom speaks ABI 1" },
+	  "was built for plugin ABI 999, this darkroom speaks ABI 2" },
 	{ "badsize", DR_ERR_PLUGIN, "has a descriptor of" },
 	{ "wrongname", DR_ERR_PLUGIN, "calls itself 'other'" },
 	{ "badkind", DR_ERR_PLUGIN, "has unknown kind 7" },
@@ -50,6 +52,10 @@ static const struct {
 	  "adapter plugin 'nosubmit' lacks the mandatory operation 'submit'" },
 	{ "noput", DR_ERR_PLUGIN,
 	  "sink plugin 'noput' lacks the mandatory operation 'put'" },
+	{ "bigops", DR_ERR_PLUGIN,
+	  "adapter plugin 'bigops' has an operations table of" },
+	{ "tinyops", DR_ERR_PLUGIN,
+	  "adapter plugin 'tinyops' has an operations table of" },
 };
 #define N_BAD (sizeof(bad_fixtures) / sizeof(bad_fixtures[0]))
 
@@ -135,7 +141,11 @@ static void test_load_twice(void **state)
 	(void)state;
 	assert_int_equal(plugin_load(FIXTURES, "goodsink", &a, &err), DR_OK);
 	assert_int_equal(plugin_load(FIXTURES, "goodsink", &b, &err), DR_OK);
-	assert_ptr_equal(a.desc, b.desc);
+	/* Each load has its own copy of the descriptor (see plugin.c), of
+	 * the one file mapped once. */
+	assert_ptr_not_equal(a.desc, b.desc);
+	assert_ptr_equal(a.desc->create, b.desc->create);
+	assert_ptr_equal(a.desc->sink->put, b.desc->sink->put);
 	plugin_unload(&a);
 	assert_string_equal(b.desc->name, "goodsink");
 	plugin_unload(&b);
@@ -209,7 +219,7 @@ static void test_load_abi_message(void **state)
 	assert_string_equal(err.code, "plugin_abi_mismatch");
 	assert_string_equal(err.message,
 			    "plugin " FIXTURES "/badabi.so was built for "
-			    "plugin ABI 999, this darkroom speaks ABI 1; "
+			    "plugin ABI 999, this darkroom speaks ABI 2; "
 			    "rebuild it against this darkroom's "
 			    "darkroom-plugin.h");
 }
@@ -228,6 +238,70 @@ static void test_load_size_message(void **state)
 		 FIXTURES, sizeof(dr_plugin) + 8, sizeof(dr_plugin));
 	assert_int_equal(plugin_load(FIXTURES, "badsize", &p, &err),
 			 DR_ERR_PLUGIN);
+	assert_string_equal(err.message, want);
+}
+
+/* A table smaller than the core's (an older header of this ABI version)
+ * loads; the operations beyond its size are NULL even though the plugin's
+ * memory there holds functions. */
+static void test_load_short_tables(void **state)
+{
+	dr_loaded_plugin a, s;
+	dr_error err;
+
+	(void)state;
+	assert_int_equal(plugin_load(FIXTURES, "oldops", &a, &err), DR_OK);
+	assert_int_equal(a.desc->adapter->size, sizeof(dr_adapter_ops));
+	assert_non_null(a.desc->adapter->validate);
+	assert_non_null(a.desc->adapter->submit);
+	assert_null(a.desc->adapter->get);
+	assert_null(a.desc->adapter->cancel);
+	assert_null(a.desc->adapter->webhook);
+	assert_null(a.desc->adapter->reconcile);
+	assert_null(a.desc->sink);
+	plugin_unload(&a);
+	assert_true(is_zeroed(&a));
+
+	assert_int_equal(plugin_load(FIXTURES, "oldsink", &s, &err), DR_OK);
+	assert_non_null(s.desc->sink->put);
+	assert_non_null(s.desc->sink->public_url);
+	assert_null(s.desc->sink->stat);
+	assert_null(s.desc->adapter);
+	plugin_unload(&s);
+}
+
+/* A table larger than the core's (a newer header) is refused, naming
+ * both sizes; so is one too small to hold the mandatory operations. */
+static void test_load_ops_size_messages(void **state)
+{
+	char want[768];
+	dr_loaded_plugin p;
+	dr_error err;
+
+	(void)state;
+	snprintf(want, sizeof(want),
+		 "adapter plugin 'bigops' has an operations table of %zu "
+		 "bytes, this darkroom knows %zu (built against a newer "
+		 "darkroom-plugin.h of ABI 2); update darkroom or rebuild the "
+		 "plugin against this darkroom's darkroom-plugin.h "
+		 "(%s/bigops.so)",
+		 sizeof(dr_adapter_ops) + sizeof(void *),
+		 sizeof(dr_adapter_ops), FIXTURES);
+	assert_int_equal(plugin_load(FIXTURES, "bigops", &p, &err),
+			 DR_ERR_PLUGIN);
+	assert_string_equal(err.code, "plugin_abi_mismatch");
+	assert_string_equal(err.message, want);
+	assert_true(is_zeroed(&p));
+
+	snprintf(want, sizeof(want),
+		 "adapter plugin 'tinyops' has an operations table of %zu "
+		 "bytes, not a table of at least %zu (set its size to "
+		 "sizeof(dr_adapter_ops)) (%s/tinyops.so)",
+		 offsetof(dr_adapter_ops, submit), DR_ADAPTER_OPS_MIN_SIZE,
+		 FIXTURES);
+	assert_int_equal(plugin_load(FIXTURES, "tinyops", &p, &err),
+			 DR_ERR_PLUGIN);
+	assert_string_equal(err.code, "plugin_invalid");
 	assert_string_equal(err.message, want);
 }
 
@@ -817,6 +891,8 @@ int main(void)
 		cmocka_unit_test(test_load_bad_fixtures),
 		cmocka_unit_test(test_load_abi_message),
 		cmocka_unit_test(test_load_size_message),
+		cmocka_unit_test(test_load_short_tables),
+		cmocka_unit_test(test_load_ops_size_messages),
 		cmocka_unit_test(test_load_invalid_names),
 		cmocka_unit_test(test_scan_fixtures),
 		cmocka_unit_test(test_scan_shipped),

@@ -96,6 +96,7 @@ static dr_status hello_submit(void *state, const dr_job_view *job,
 }
 
 static const dr_adapter_ops hello_ops = {
+	.size = sizeof(dr_adapter_ops),
 	.submit = hello_submit, /* the only mandatory operation */
 };
 
