@@ -86,33 +86,46 @@ $(BUILD)/darkroom.fcgi: $(BUILD)/core/fcgi_main.o $(LIBCORE)
 
 # ------------------------------------------------------------- plugins
 # plugins/<name>/*.c -> build/plugins/<name>.so, exporting only the entry
-# symbol. PLUGIN_LIBS_<name> names what a plugin links.
+# symbol. PLUGIN_LIBS_<name> names what a plugin links. Plugins compile
+# against an include folder holding nothing but the installed header
+# (build/include/darkroom-plugin.h, copied from core/), as an out-of-tree
+# plugin does, and link with -z defs, so each .so names every library it
+# uses and a core symbol it reached for fails the link.
+INCLUDE_DIR = $(BUILD)/include
+PLUGIN_HEADER = $(INCLUDE_DIR)/darkroom-plugin.h
 PLUGIN_NAMES = $(notdir $(patsubst %/,%,$(dir $(wildcard plugins/*/*.c))))
 PLUGIN_NAMES := $(sort $(PLUGIN_NAMES))
 PLUGINS = $(PLUGIN_NAMES:%=$(BUILD)/plugins/%.so)
-PLUGIN_CFLAGS = $(BASE_CFLAGS) -Icore -fPIC -fvisibility=hidden \
+PLUGIN_CFLAGS = $(BASE_CFLAGS) -I$(INCLUDE_DIR) -fPIC -fvisibility=hidden \
                 -DDR_VERSION='"$(VERSION)"'
+PLUGIN_LDFLAGS = -shared -Wl,-z,defs
 PLUGIN_LIBS_replicate = libcurl json-c libcrypto
 PLUGIN_LIBS_cog = libcurl json-c
 PLUGIN_LIBS_exec = json-c
 PLUGIN_LIBS_s3 = libcurl libcrypto
 
-$(BUILD)/plugins/%.o: plugins/%.c
+$(PLUGIN_HEADER): core/darkroom-plugin.h
+	@mkdir -p $(@D)
+	$(Q)cp $< $@
+
+$(BUILD)/plugins/%.o: plugins/%.c | $(PLUGIN_HEADER)
 	$(call msg,CC,$<)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(PLUGIN_CFLAGS) $(if $(PLUGIN_LIBS_$(firstword $(subst /, ,$*))),$(call pkg_cflags,$(PLUGIN_LIBS_$(firstword $(subst /, ,$*))))) -c -o $@ $<
 
 plugin_objs = $(patsubst plugins/%.c,$(BUILD)/plugins/%.o,$(wildcard plugins/$(1)/*.c))
+# What plugin <name> links: its pkg-config libraries (libs3 has no .pc).
+plugin_ldlibs = $(if $(PLUGIN_LIBS_$(1)),$(call pkg_libs,$(PLUGIN_LIBS_$(1)))) $(if $(filter s3,$(1)),-ls3)
 
 .SECONDEXPANSION:
 $(BUILD)/plugins/%.so: $$(call plugin_objs,$$*)
 	$(call msg,LD,$@)
-	$(Q)$(CC) -shared $(LDFLAGS) -o $@ $^ $(if $(PLUGIN_LIBS_$*),$(call pkg_libs,$(PLUGIN_LIBS_$*))) $(if $(filter s3,$*),-ls3)
+	$(Q)$(CC) $(PLUGIN_LDFLAGS) $(LDFLAGS) -o $@ $^ $(call plugin_ldlibs,$*)
 
 # --------------------------------------------------------------- tests
 # tests/core/test_*.c and tests/plugins/test_*.c -> build/tests/unit/test_*
-# Core tests link the core library; plugin tests compile the plugin's
-# sources with the mock host (tests/plugins/mock_host.c).
+# Core tests link the core library; plugin tests link the plugin's objects
+# with the mock host (tests/plugins/mock_host.c) and nothing of the core.
 CORE_TESTS_SRC = $(wildcard tests/core/test_*.c)
 PLUGIN_TESTS_SRC = $(wildcard tests/plugins/test_*.c)
 UNIT_TESTS = $(CORE_TESTS_SRC:tests/core/%.c=$(BUILD)/tests/unit/%) \
@@ -137,16 +150,19 @@ $(BUILD)/tests/plugins/%.o: tests/plugins/%.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(TEST_CFLAGS) -c -o $@ $<
 
-# A plugin test test_<plugin>.c links that plugin's objects and the mock host.
-$(BUILD)/tests/unit/test_%: $(BUILD)/tests/plugins/test_%.o $(BUILD)/tests/plugins/mock_host.o $$(call plugin_objs,$$*) $(LIBCORE)
+# A plugin test test_<plugin>.c links that plugin's objects and the mock
+# host only (the mock compiles in core/webhook.c, hence libcrypto).
+MOCK_LIBS = $(call pkg_libs,libcrypto cmocka)
+
+$(BUILD)/tests/unit/test_%: $(BUILD)/tests/plugins/test_%.o $(BUILD)/tests/plugins/mock_host.o $$(call plugin_objs,$$*)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CORE_LIBS) $(call pkg_libs,cmocka) $(if $(PLUGIN_LIBS_$*),$(call pkg_libs,$(PLUGIN_LIBS_$*)))
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(call plugin_ldlibs,$*) $(MOCK_LIBS)
 
-$(BUILD)/tests/fixtures/%.so: tests/plugins/fixtures/%.c core/darkroom-plugin.h
+$(BUILD)/tests/fixtures/%.so: tests/plugins/fixtures/%.c $(PLUGIN_HEADER)
 	$(call msg,CC,$<)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(PLUGIN_CFLAGS) -shared $(LDFLAGS) -o $@ $<
+	$(Q)$(CC) $(PLUGIN_CFLAGS) $(PLUGIN_LDFLAGS) $(LDFLAGS) -o $@ $<
 
 # tests/webhook/wh_tool.c -> build/tests/webhook/wh_tool, a CLI around
 # core/webhook.c that tests/webhook/cross_check.js drives.

@@ -5,7 +5,10 @@
 # through the dr_host table (collectd enforces the same in its build), so
 # the dynamic symbol table of each $BUILD/plugins/*.so must define
 # dr_plugin_entry and nothing else: a second symbol means a helper leaked
-# out and could clash with another plugin or the core.
+# out and could clash with another plugin or the core. And every symbol a
+# plugin takes from elsewhere is found in the libraries it names itself
+# (`ldd -r`): plugins link with -z defs, and none may count on the core
+# or another plugin having loaded a library for it.
 #
 # Usage: BUILD=build bash tests/plugins/nm-check.sh
 # Prints one line per plugin, then "N passed, N failed"; exits 1 on any
@@ -33,8 +36,13 @@ for so in "${plugins[@]}"; do
     fi
     # "ADDRESS TYPE NAME": keep the names.
     names=$(printf '%s\n' "$syms" | awk 'NF >= 3 { print $3 }' | sort)
-    if [ "$names" = "dr_plugin_entry" ]; then
-        echo "ok   $name: exports only dr_plugin_entry"
+    undefined=$(ldd -r "$so" 2>&1 | grep -E 'undefined symbol' | head -n 3)
+    if [ -n "$undefined" ]; then
+        echo "FAIL $name: symbols no library it names defines:" \
+            "$(printf '%s' "$undefined" | tr '\n\t' '  ')"
+        failed=$((failed + 1))
+    elif [ "$names" = "dr_plugin_entry" ]; then
+        echo "ok   $name: exports only dr_plugin_entry, names its libraries"
         passed=$((passed + 1))
     else
         echo "FAIL $name: must export exactly dr_plugin_entry, exports:" \
