@@ -208,6 +208,20 @@ typedef struct dr_host {
 	 * path, "." or "..", "/", or a sink instance). */
 	dr_status (*local_root)(const dr_instance *inst, const char *dir,
 				dr_error *err);
+
+	/* Memory. Each returns memory that free() (or mem_free) releases,
+	 * so it may go into a dr_prediction, and never returns NULL: out of
+	 * memory (or a calloc size that overflows) writes one line to
+	 * stderr and aborts the process, as the core itself does, so a
+	 * plugin needs no out-of-memory paths. A size of 0 gives a unique
+	 * pointer; mem_realloc(NULL, n) is mem_alloc(n); mem_strndup copies
+	 * at most n bytes and adds a NUL; mem_free(NULL) does nothing. */
+	void *(*mem_alloc)(size_t n);
+	void *(*mem_calloc)(size_t n, size_t size);
+	void *(*mem_realloc)(void *p, size_t n);
+	char *(*mem_strdup)(const char *s);
+	char *(*mem_strndup)(const char *s, size_t n);
+	void (*mem_free)(void *p);
 } dr_host;
 
 /* Whether the core's host table has service `member`: a plugin built

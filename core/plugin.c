@@ -565,6 +565,13 @@ static dr_status host_local_root(const dr_instance *inst, const char *dir,
 	return DR_OK;
 }
 
+/* host->mem_strndup: strndup() semantics (stops at a NUL), aborting on
+ * out of memory; dr_xstrndup copies exactly n bytes. */
+static char *host_mem_strndup(const char *s, size_t n)
+{
+	return dr_xstrndup(s, strnlen(s, n));
+}
+
 static const dr_host host_services = {
 	.abi_version = DR_PLUGIN_ABI_VERSION,
 	.size = sizeof(dr_host),
@@ -581,6 +588,12 @@ static const dr_host host_services = {
 	.webhook_header = webhook_header,
 	.webhook_verify = webhook_verify,
 	.local_root = host_local_root,
+	.mem_alloc = dr_xmalloc,
+	.mem_calloc = dr_xcalloc,
+	.mem_realloc = dr_xrealloc,
+	.mem_strdup = dr_xstrdup,
+	.mem_strndup = host_mem_strndup,
+	.mem_free = free,
 };
 
 const dr_host *plugin_host_services(void)

@@ -159,9 +159,7 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 
 		while (cap < a->len + n + 1)
 			cap *= 2;
-		b = realloc(a->body, cap);
-		if (!b)
-			return 0;
+		b = a->host->mem_realloc(a->body, cap);
 		a->body = b;
 		a->cap = cap;
 	}
@@ -260,11 +258,8 @@ static cog_transport request(cog_adapter *a, const char *method,
 		rc = curl_easy_perform(h);
 	if (rc == CURLE_OK) {
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
-		if (!a->body && !(a->body = calloc(1, 1))) {
-			snprintf(why, whysz, "out of memory");
-			t = COG_FAILED;
-			goto out;
-		}
+		if (!a->body)
+			a->body = a->host->mem_calloc(1, 1);
 		t = COG_OK;
 		goto out;
 	}
@@ -334,10 +329,7 @@ static dr_status cog_create(const dr_host *host, const dr_instance *inst,
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return host->fail(err, DR_ERR_INTERNAL, "curl_init",
 				  "libcurl could not be initialised");
-	a = calloc(1, sizeof(*a));
-	if (!a)
-		return host->fail(err, DR_ERR_NOMEM, "out_of_memory",
-				  "out of memory");
+	a = host->mem_calloc(1, sizeof(*a));
 	a->host = host;
 	a->inst = inst;
 	a->token = host->config_get(inst, "webhook_token");
@@ -351,12 +343,12 @@ static dr_status cog_create(const dr_host *host, const dr_instance *inst,
 				  "url and a webhook_token of at least 16 "
 				  "characters are required");
 	}
-	a->url = strdup(url);
+	a->url = host->mem_strdup(url);
 	a->curl = curl_easy_init();
-	if (!a->url || !a->curl) {
+	if (!a->curl) {
 		cog_destroy(a);
-		return host->fail(err, DR_ERR_NOMEM, "out_of_memory",
-				  "out of memory");
+		return host->fail(err, DR_ERR_INTERNAL, "curl_init",
+				  "libcurl could not make a handle");
 	}
 	n = strlen(a->url);
 	while (n > 0 && a->url[n - 1] == '/')
@@ -470,7 +462,8 @@ static dr_status health(cog_adapter *a, int retry, dr_error *err)
 }
 
 /* The PUT body: {"id", "input", "webhook", "webhook_events_filter"}. */
-static char *put_body(const dr_job_view *job, json_object *input)
+static char *put_body(const cog_adapter *a, const dr_job_view *job,
+		      json_object *input)
 {
 	json_object *doc = json_object_new_object();
 	json_object *events = json_object_new_array();
@@ -491,7 +484,7 @@ static char *put_body(const dr_job_view *job, json_object *input)
 	s = json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN |
 							JSON_C_TO_STRING_NOSLASHESCAPE);
 	if (s)
-		copy = strdup(s);
+		copy = a->host->mem_strdup(s);
 out:
 	json_object_put(events);
 	json_object_put(doc);
@@ -517,7 +510,7 @@ static dr_status put_prediction(cog_adapter *a, const dr_job_view *job,
 	in = job_input(a, job, err);
 	if (!in)
 		return DR_ERR_INVALID;
-	body = put_body(job, in);
+	body = put_body(a, job, in);
 	json_object_put(in);
 	if (!body)
 		return nomem(a, err);
@@ -564,9 +557,7 @@ static dr_status put_prediction(cog_adapter *a, const dr_job_view *job,
 	out->progress = -1;
 	out->predict_time = -1;
 	out->status = DR_PRED_STARTING;
-	out->id = strdup(job->id);
-	if (!out->id)
-		return nomem(a, err);
+	out->id = a->host->mem_strdup(job->id);
 	return DR_OK;
 }
 
@@ -670,16 +661,10 @@ static dr_status out_add(const cog_adapter *a, out_list *l,
 		return too_large(a, err);
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 4;
-		dr_output_ref *v = realloc(l->v, cap * sizeof(*v));
-
-		if (!v)
-			return nomem(a, err);
-		l->v = v;
+		l->v = a->host->mem_realloc(l->v, cap * sizeof(*l->v));
 		l->cap = cap;
 	}
-	copy = malloc(len + 1);
-	if (!copy)
-		return nomem(a, err);
+	copy = a->host->mem_alloc(len + 1);
 	memcpy(copy, s, len);
 	copy[len] = '\0';
 	l->v[l->n].kind = kind;
@@ -760,9 +745,7 @@ static dr_status collect_outputs(const cog_adapter *a, json_object *output,
 				return too_large(a, err);
 		}
 		if (strings) {
-			text = malloc(total + 1);
-			if (!text)
-				return nomem(a, err);
+			text = a->host->mem_alloc(total + 1);
 			for (size_t i = 0; i < count; i++) {
 				json_object *e =
 					json_object_array_get_idx(output, i);
@@ -853,17 +836,12 @@ static void prediction_clear(dr_prediction *p)
 	memset(p, 0, sizeof(*p));
 }
 
-/* A malloc'd copy of at most `max` bytes of s, or NULL for none; *oom
- * when allocation failed. */
-static char *copy_cut(const char *s, size_t max, int *oom)
+/* A malloc'd copy of at most `max` bytes of s, or NULL for none. */
+static char *copy_cut(const cog_adapter *a, const char *s, size_t max)
 {
-	char *c;
-
 	if (!s || !s[0])
 		return NULL;
-	c = strndup(s, max);
-	*oom |= !c;
-	return c;
+	return a->host->mem_strndup(s, max);
 }
 
 /* Parse a Cog prediction document into `out` (cleared on failure). */
@@ -873,7 +851,6 @@ static dr_status normalise(const cog_adapter *a, json_object *doc,
 	out_list outs = { 0 };
 	json_object *v = NULL, *metrics;
 	const char *s;
-	int oom = 0;
 	dr_status st;
 
 	memset(out, 0, sizeof(*out));
@@ -900,14 +877,14 @@ static dr_status normalise(const cog_adapter *a, json_object *doc,
 	     json_object_is_type(v, json_type_int)) &&
 	    json_object_get_double(v) >= 0)
 		out->predict_time = json_object_get_double(v);
-	out->id = copy_cut(member(doc, "id"), COG_ID_MAX, &oom);
-	out->version = copy_cut(member(doc, "version"), 128, &oom);
-	out->completed_at = copy_cut(member(doc, "completed_at"), 64, &oom);
-	out->error = copy_cut(member(doc, "error"), COG_MAX_ERROR_TEXT, &oom);
+	out->id = copy_cut(a, member(doc, "id"), COG_ID_MAX);
+	out->version = copy_cut(a, member(doc, "version"), 128);
+	out->completed_at = copy_cut(a, member(doc, "completed_at"), 64);
+	out->error = copy_cut(a, member(doc, "error"), COG_MAX_ERROR_TEXT);
 	s = json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN |
 							JSON_C_TO_STRING_NOSLASHESCAPE);
-	out->raw_json = copy_cut(s, (size_t)-1, &oom);
-	if (oom || !s) {
+	out->raw_json = copy_cut(a, s, (size_t)-1);
+	if (!s) {
 		st = nomem(a, err);
 		goto fail;
 	}

@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -510,6 +512,94 @@ static void test_host_table(void **state)
 	assert_int_equal((*h->fail)(NULL, DR_ERR_IO, NULL, "x"), DR_ERR_IO);
 }
 
+/* Run `fn` in a child whose stderr goes to a pipe; 1 when the child was
+ * killed by SIGABRT having written `needle`. Under ASan the allocator
+ * itself reports a huge request and ends the child its own way, so only
+ * the non-zero end is checked there. */
+static int dies_with(void (*fn)(const dr_host *), const dr_host *h,
+		     const char *needle)
+{
+	char out[4096];
+	size_t len = 0;
+	int fds[2], status;
+	ssize_t n;
+	pid_t pid;
+
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(fds[1], 2);
+		close(fds[0]);
+		fn(h);
+		_exit(0);
+	}
+	close(fds[1]);
+	while (len + 1 < sizeof(out) &&
+	       (n = read(fds[0], out + len, sizeof(out) - 1 - len)) > 0)
+		len += (size_t)n;
+	out[len] = '\0';
+	close(fds[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+#if defined(__SANITIZE_ADDRESS__)
+	(void)needle;
+	return !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+#else
+	return WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT &&
+	       strstr(out, needle) != NULL;
+#endif
+}
+
+static void huge_alloc(const dr_host *h)
+{
+	h->mem_free(h->mem_alloc(SIZE_MAX - 64));
+}
+
+static void huge_calloc(const dr_host *h)
+{
+	h->mem_free(h->mem_calloc(SIZE_MAX / 2, 4));
+}
+
+static void huge_realloc(const dr_host *h)
+{
+	h->mem_free(h->mem_realloc(NULL, SIZE_MAX - 64));
+}
+
+/* The memory services: malloc semantics, never NULL, and out of memory
+ * ends the process with a message rather than returning NULL. */
+static void test_host_memory(void **state)
+{
+	const dr_host *h = plugin_host_services();
+	unsigned char *z;
+	char *s;
+	void *p;
+
+	(void)state;
+	p = h->mem_alloc(0);
+	assert_non_null(p);
+	p = h->mem_realloc(p, 100);
+	assert_non_null(p);
+	h->mem_free(p);
+	h->mem_free(NULL);
+	z = h->mem_calloc(16, 8);
+	for (size_t i = 0; i < 128; i++)
+		assert_int_equal(z[i], 0);
+	free(z); /* plain free() releases it too */
+	s = h->mem_strdup("darkroom");
+	assert_string_equal(s, "darkroom");
+	h->mem_free(s);
+	s = h->mem_strndup("darkroom", 4);
+	assert_string_equal(s, "dark");
+	h->mem_free(s);
+	s = h->mem_strndup("ab", 100); /* stops at the NUL */
+	assert_string_equal(s, "ab");
+	h->mem_free(s);
+
+	assert_true(dies_with(huge_alloc, h, "out of memory"));
+	assert_true(dies_with(huge_calloc, h, "out of memory"));
+	assert_true(dies_with(huge_realloc, h, "out of memory"));
+}
+
 /* A hand-made instance: the services that need no config. */
 static void test_host_instance(void **state)
 {
@@ -899,6 +989,7 @@ int main(void)
 		cmocka_unit_test(test_scan_dir),
 		cmocka_unit_test(test_scan_missing_dir),
 		cmocka_unit_test(test_host_table),
+		cmocka_unit_test(test_host_memory),
 		cmocka_unit_test(test_host_instance),
 		cmocka_unit_test(test_host_local_root),
 		cmocka_unit_test(test_init_good),

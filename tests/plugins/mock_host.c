@@ -297,6 +297,40 @@ static dr_status mock_local_root(const dr_instance *inst, const char *dir,
 	return DR_OK;
 }
 
+/* The memory services: the core's semantics (never NULL; out of memory
+ * writes a line and aborts). */
+static void *mock_mem_calloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+
+	if (!p) {
+		fputs("mock_host: out of memory\n", stderr);
+		abort();
+	}
+	return p;
+}
+
+static void *mock_mem_realloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+
+	if (!q) {
+		fputs("mock_host: out of memory\n", stderr);
+		abort();
+	}
+	return q;
+}
+
+static char *mock_mem_strndup(const char *s, size_t n)
+{
+	size_t len = strnlen(s, n);
+	char *p = xmalloc(len + 1);
+
+	memcpy(p, s, len);
+	p[len] = '\0';
+	return p;
+}
+
 static const dr_host mock_table = {
 	.abi_version = DR_PLUGIN_ABI_VERSION,
 	.size = sizeof(dr_host),
@@ -313,6 +347,12 @@ static const dr_host mock_table = {
 	.webhook_header = webhook_header,
 	.webhook_verify = mock_webhook_verify,
 	.local_root = mock_local_root,
+	.mem_alloc = xmalloc,
+	.mem_calloc = mock_mem_calloc,
+	.mem_realloc = mock_mem_realloc,
+	.mem_strdup = xstrdup,
+	.mem_strndup = mock_mem_strndup,
+	.mem_free = free,
 };
 
 const dr_host *mock_host(void)
