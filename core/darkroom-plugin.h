@@ -222,7 +222,33 @@ typedef struct dr_host {
 	char *(*mem_strdup)(const char *s);
 	char *(*mem_strndup)(const char *s, size_t n);
 	void (*mem_free)(void *p);
+
+	/* A small durable key-value store of this instance, shared by every
+	 * darkroom process that uses its section (kept in the database,
+	 * table plugin_kv, keyed by instance name and key): for what one
+	 * process learns and another needs, such as a signing secret the
+	 * worker fetches from the provider (in maintain()) and the FastCGI
+	 * app reads to verify webhooks without calling the provider.
+	 * `key`: 1 to DR_KV_KEY_MAX bytes of [A-Za-z0-9._-]; a value: text of
+	 * at most DR_KV_VALUE_MAX bytes without NUL.
+	 *
+	 * kv_get: DR_OK with *value (mem_alloc'd, the caller frees it) and,
+	 * when `updated_at` is not NULL, the time of its last kv_put
+	 * (seconds since the epoch); DR_ERR_NOT_FOUND when unset;
+	 * DR_ERR_UNAVAILABLE when this process has no database (config
+	 * check) or it cannot be reached; DR_ERR_INVALID for a bad key.
+	 * kv_put: set `key` to `value` (replacing it), or delete it when
+	 * `value` is NULL; DR_OK or the errors of kv_get. Each call is one
+	 * short database round trip: cache what is read often. */
+	dr_status (*kv_get)(const dr_instance *inst, const char *key,
+			    char **value, double *updated_at, dr_error *err);
+	dr_status (*kv_put)(const dr_instance *inst, const char *key,
+			    const char *value, dr_error *err);
 } dr_host;
+
+/* Limits of host->kv_get / kv_put. */
+#define DR_KV_KEY_MAX 128
+#define DR_KV_VALUE_MAX 65535
 
 /* Whether the core's host table has service `member`: a plugin built
  * against this header may be loaded by an older core of the same ABI
@@ -371,7 +397,20 @@ typedef struct dr_adapter_ops {
 	 * job id for a grace period, then submits again. */
 	dr_status (*reconcile)(void *state, const dr_job_view *job,
 			       dr_prediction *out, dr_error *err);
+
+	/* Upkeep outside any job or request, such as fetching a webhook
+	 * signing secret from the provider and keeping it with
+	 * host->kv_put for the FastCGI app, which must never wait on the
+	 * provider. The worker calls it when it starts and then about once a
+	 * minute (DR_MAINTAIN_INTERVAL), from one of its processes; it may
+	 * take as long as its own timeouts allow (no job waits on it). A
+	 * failure is logged by the core and the call comes again at the next
+	 * interval. Optional. */
+	dr_status (*maintain)(void *state, dr_error *err);
 } dr_adapter_ops;
+
+/* Seconds between the worker's calls of an adapter's maintain(). */
+#define DR_MAINTAIN_INTERVAL 60
 
 /* The smallest adapter table the core accepts: through `submit`. */
 #define DR_ADAPTER_OPS_MIN_SIZE DR_OPS_END(dr_adapter_ops, submit)

@@ -40,6 +40,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "db.h"
 #include "log.h"
 #include "webhook.h"
 
@@ -565,6 +566,123 @@ static dr_status host_local_root(const dr_instance *inst, const char *dir,
 	return DR_OK;
 }
 
+/* ------------------------------------------------------------------------
+ * The key-value store (table plugin_kv, migrations/0007_plugin_kv.sql)
+ */
+
+/* Longest instance name the table keeps. */
+#define KV_INSTANCE_MAX 64
+
+/* A key, or the instance name (max bytes): [A-Za-z0-9._-], not empty. */
+static int kv_name_ok(const char *s, size_t max)
+{
+	size_t n = 0;
+
+	if (!s)
+		return 0;
+	for (; s[n]; n++) {
+		char c = s[n];
+
+		if (n >= max || !((c >= 'a' && c <= 'z') ||
+				  (c >= 'A' && c <= 'Z') ||
+				  (c >= '0' && c <= '9') || c == '.' ||
+				  c == '_' || c == '-'))
+			return 0;
+	}
+	return n > 0;
+}
+
+/* The checks both calls share: a database, a good key and instance. */
+static dr_status kv_check(const dr_instance *inst, const char *key,
+			  dr_error *err)
+{
+	if (!inst || !inst->db)
+		return host_fail(err, DR_ERR_UNAVAILABLE, "kv_unavailable",
+				 "this process has no database for the "
+				 "plugin's key-value store");
+	if (!kv_name_ok(key, DR_KV_KEY_MAX))
+		return host_fail(err, DR_ERR_INVALID, "invalid_argument",
+				 "kv: a key is 1 to %d characters of "
+				 "A-Z, a-z, 0-9, '.', '_' and '-'",
+				 DR_KV_KEY_MAX);
+	if (!kv_name_ok(inst->name, KV_INSTANCE_MAX))
+		return host_fail(err, DR_ERR_INVALID, "invalid_argument",
+				 "kv: the instance name must be 1 to %d "
+				 "characters of A-Z, a-z, 0-9, '.', '_' and "
+				 "'-' for the key-value store",
+				 KV_INSTANCE_MAX);
+	return DR_OK;
+}
+
+/* A database failure as the plugin sees it: unavailable, detail kept. */
+static dr_status kv_db_failed(const dr_error *dberr, dr_error *err)
+{
+	return host_fail(err, DR_ERR_UNAVAILABLE, "kv_unavailable",
+			 "the plugin key-value store cannot be reached: %s",
+			 dberr->message);
+}
+
+static dr_status host_kv_get(const dr_instance *inst, const char *key,
+			     char **value, double *updated_at, dr_error *err)
+{
+	dr_db_rows *rows = NULL;
+	const char *v, *t;
+	dr_error dberr;
+	dr_status st;
+
+	*value = NULL;
+	if (updated_at)
+		*updated_at = 0;
+	st = kv_check(inst, key, err);
+	if (st != DR_OK)
+		return st;
+	dr_error_clear(&dberr);
+	if (db_query(inst->db,
+		     "SELECT v, UNIX_TIMESTAMP(updated_at) FROM plugin_kv"
+		     " WHERE instance = ? AND k = ?",
+		     &rows, &dberr, "ss", inst->name, key) != DR_OK)
+		return kv_db_failed(&dberr, err);
+	v = db_cell(rows, 0, 0);
+	t = db_cell(rows, 0, 1);
+	if (!v) {
+		db_rows_free(rows);
+		return host_fail(err, DR_ERR_NOT_FOUND, "not_found",
+				 "kv: no value for '%s'", key);
+	}
+	*value = dr_xstrdup(v);
+	if (updated_at && t)
+		*updated_at = strtod(t, NULL);
+	db_rows_free(rows);
+	return DR_OK;
+}
+
+static dr_status host_kv_put(const dr_instance *inst, const char *key,
+			     const char *value, dr_error *err)
+{
+	dr_error dberr;
+	dr_status st;
+
+	st = kv_check(inst, key, err);
+	if (st != DR_OK)
+		return st;
+	if (value && strlen(value) > DR_KV_VALUE_MAX)
+		return host_fail(err, DR_ERR_TOO_LARGE, "invalid_argument",
+				 "kv: a value is at most %d bytes",
+				 DR_KV_VALUE_MAX);
+	dr_error_clear(&dberr);
+	if (value)
+		st = db_exec(inst->db,
+			     "INSERT INTO plugin_kv (instance, k, v, updated_at)"
+			     " VALUES (?, ?, ?, NOW(6)) ON DUPLICATE KEY UPDATE"
+			     " v = VALUES(v), updated_at = NOW(6)",
+			     NULL, &dberr, "sss", inst->name, key, value);
+	else
+		st = db_exec(inst->db,
+			     "DELETE FROM plugin_kv WHERE instance = ? AND k = ?",
+			     NULL, &dberr, "ss", inst->name, key);
+	return st == DR_OK ? DR_OK : kv_db_failed(&dberr, err);
+}
+
 /* host->mem_strndup: strndup() semantics (stops at a NUL), aborting on
  * out of memory; dr_xstrndup copies exactly n bytes. */
 static char *host_mem_strndup(const char *s, size_t n)
@@ -594,6 +712,8 @@ static const dr_host host_services = {
 	.mem_strdup = dr_xstrdup,
 	.mem_strndup = host_mem_strndup,
 	.mem_free = free,
+	.kv_get = host_kv_get,
+	.kv_put = host_kv_put,
 };
 
 const dr_host *plugin_host_services(void)
@@ -815,6 +935,42 @@ dr_status plugins_init(const dr_config *cfg, int create_instances,
 err_plugins:
 	plugins_free(p);
 	return st;
+}
+
+void plugins_set_db(dr_plugins *p, struct dr_db *db)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < p->n_adapters; i++)
+		p->adapters[i].db = db;
+	for (size_t i = 0; i < p->n_sinks; i++)
+		p->sinks[i].db = db;
+}
+
+int plugins_maintain(dr_plugins *p)
+{
+	int failed = 0;
+
+	if (!p)
+		return 0;
+	for (size_t i = 0; i < p->n_adapters; i++) {
+		struct dr_instance *inst = &p->adapters[i];
+		const dr_adapter_ops *ops = inst->plugin->desc->adapter;
+		dr_error err;
+
+		if (!ops->maintain || !inst->state)
+			continue;
+		dr_error_clear(&err);
+		if (ops->maintain(inst->state, &err) == DR_OK)
+			continue;
+		failed++;
+		dr_log(DR_LOG_WARNING,
+		       "event=plugin.maintain_failed plugin=%s instance=%s "
+		       "code=%s reason=\"%s\"",
+		       inst_plugin_name(inst), inst->name,
+		       err.code[0] ? err.code : "-", err.message);
+	}
+	return failed;
 }
 
 /* Destroy in reverse order of creation within each kind. */

@@ -13,7 +13,8 @@
  *   api_base                 https://api.replicate.com/v1 (env
  *                            REPLICATE_API_BASE)
  *   webhook_secret           whsec_... (env REPLICATE_WEBHOOK_SECRET);
- *                            fetched from the API when unset
+ *                            when unset, the worker fetches the
+ *                            account's and keeps it (maintain, below)
  *   webhook_secret_previous  also accepted, for a rotation
  *   cancel_after             30m, sent as "Cancel-After: <n>s" (>= 5s)
  *   prefer_wait              0 (off); 1..60s sends "Prefer: wait=<n>"
@@ -73,11 +74,18 @@
  * same minute may both claim the same prediction (rule 2).
  *
  * Webhooks are verified with the host's Standard Webhooks verifier against
- * the configured secret (or, when none is configured, the account's
- * default secret fetched once from GET {api_base}/webhooks/default/secret
- * and kept in the instance) and `webhook_secret_previous`, for rotation.
- * A fetched secret that stops matching is fetched again, at most every
- * REP_SECRET_REFETCH seconds, since Replicate may have rotated it.
+ * the configured secret and `webhook_secret_previous`, for rotation. When
+ * no secret is configured, the account's default secret is used: the
+ * worker fetches it from GET {api_base}/webhooks/default/secret in
+ * maintain() (at start, then whenever the stored copy is
+ * REP_SECRET_REFETCH seconds old, which picks up a rotation) and keeps it
+ * in the host's key-value store under "webhook_secret"; the webhook
+ * handler, in the FastCGI app, only reads it from there (cached for
+ * REP_SECRET_CACHE seconds) and never calls Replicate: a provider that is
+ * slow or down cannot hold a webhook's answer, and no delivery, forged or
+ * not, makes the app call the provider. Until the worker has stored a
+ * secret, a delivery cannot be verified and is answered
+ * DR_ERR_UNAVAILABLE (503: the provider delivers it again).
  *
  * Secrets (token, webhook secrets) never appear in logs or error
  * messages: errors quote the provider's `detail` (cut, with the token
@@ -107,8 +115,13 @@
 #define REP_DEFAULT_API_BASE "https://api.replicate.com/v1"
 /* Webhook timestamps may be this far off our clock. */
 #define REP_WEBHOOK_TOLERANCE 300.0
-/* Least seconds between two fetches of the default webhook secret. */
+/* Age of the stored default webhook secret at which maintain() fetches
+ * it again (and so picks up a rotation). */
 #define REP_SECRET_REFETCH 600.0
+/* Seconds the webhook handler trusts its copy of the stored secret. */
+#define REP_SECRET_CACHE 10.0
+/* The key-value store key of the fetched secret. */
+#define REP_KV_SECRET "webhook_secret"
 /* Timeout of the request fetching the webhook secret (seconds). */
 #define REP_SECRET_TIMEOUT 10.0
 /* Longest webhook secret accepted from the API. */
@@ -140,8 +153,8 @@ typedef struct rep_adapter {
 	size_t origin_len;	    /* of "scheme://authority" in api_base */
 	const char *webhook_secret; /* configured, or NULL */
 	const char *webhook_secret_previous;
-	char *fetched_secret; /* the account's default, once fetched */
-	double fetched_at;
+	char *fetched_secret; /* the account's default, as last read */
+	double fetched_at;    /* when it was read from the store */
 	double cancel_after; /* seconds; 0: no Cancel-After */
 	int prefer_wait;     /* seconds; 0: no Prefer: wait */
 	double timeout;	     /* seconds, without prefer_wait */
@@ -969,33 +982,22 @@ static dr_status replicate_cancel(void *state, const dr_job_view *job,
  * webhook
  */
 
-/* The secret is fetched while a webhook waits for its answer, which the
- * provider wants within seconds: a shorter timeout than other calls. */
-static double secret_timeout(const rep_adapter *a)
-{
-	return a->timeout < REP_SECRET_TIMEOUT ? a->timeout
-					       : REP_SECRET_TIMEOUT;
-}
-
-/* Fetch the account's default signing secret into a->fetched_secret. */
-static dr_status fetch_secret_once(rep_adapter *a, dr_error *err)
+/* Fetch the account's default signing secret (worker only: maintain).
+ * On DR_OK *out is a malloc'd copy. */
+static dr_status fetch_secret(rep_adapter *a, char **out, dr_error *err)
 {
 	rep_response resp;
 	json_object *doc, *key;
 	const char *s;
-	char *url, *copy;
+	char *url;
 	dr_status st;
 
-	if (!a->token)
-		return a->host->fail(
-			err, DR_ERR_CONFIG, "missing_token",
-			"cannot verify webhooks: set "
-			"webhook_secret (REPLICATE_WEBHOOK_SECRET),"
-			" or a token to fetch it with");
+	*out = NULL;
 	url = str_printf("%s/webhooks/default/secret", a->api_base);
 	if (!url)
 		return nomem(a, err);
-	st = send_read(a, "GET", url, OP_SECRET, secret_timeout(a), &resp, err);
+	st = send_read(a, "GET", url, OP_SECRET, REP_SECRET_TIMEOUT, &resp,
+		       err);
 	free(url);
 	if (st != DR_OK)
 		return st;
@@ -1012,34 +1014,99 @@ static dr_status fetch_secret_once(rep_adapter *a, dr_error *err)
 				     "Replicate's webhook secret answer has "
 				     "no usable \"key\"");
 	}
-	copy = strdup(s);
+	*out = a->host->mem_strdup(s);
 	json_object_put(doc);
-	if (!copy)
-		return nomem(a, err);
-	free_secret(a->fetched_secret);
-	a->fetched_secret = copy;
-	a->fetched_at = a->host->now();
-	a->host->log(a->inst, DR_LOG_INFO,
-		     "event=replicate.webhook_secret source=api");
 	return DR_OK;
 }
 
 /*
- * fetch_secret_once(), with its failures as DR_ERR_UNAVAILABLE
- * "webhook_secret_unavailable" (retryable): a delivery that cannot be
- * checked is not a forged one, and the provider retries it.
+ * maintain(): keep the account's default webhook secret in the host's
+ * key-value store for the FastCGI app, when no secret is configured and
+ * there is a token to fetch it with: fetched when the store has none or
+ * its copy is REP_SECRET_REFETCH seconds old; stored again (its time
+ * renewed) even when unchanged.
  */
-static dr_status fetch_secret(rep_adapter *a, dr_error *err)
+static dr_status replicate_maintain(void *state, dr_error *err)
 {
-	char cause[sizeof(err->message)];
-	dr_status st = fetch_secret_once(a, err);
+	rep_adapter *a = state;
+	char *stored = NULL, *fetched = NULL;
+	double at = 0;
+	dr_error gerr;
+	dr_status st;
 
-	if (st == DR_OK || st == DR_ERR_CONFIG || st == DR_ERR_NOMEM)
+	if (a->webhook_secret || !a->token)
+		return DR_OK;
+	memset(&gerr, 0, sizeof(gerr));
+	st = a->host->kv_get(a->inst, REP_KV_SECRET, &stored, &at, &gerr);
+	if (st != DR_OK && st != DR_ERR_NOT_FOUND) {
+		*err = gerr;
 		return st;
-	snprintf(cause, sizeof(cause), "%s", err->message);
-	st = a->host->fail(
-		err, DR_ERR_UNAVAILABLE, "webhook_secret_unavailable",
-		"cannot fetch the webhook signing secret: %s", cause);
+	}
+	if (stored && a->host->now() - at < REP_SECRET_REFETCH) {
+		free_secret(stored);
+		return DR_OK;
+	}
+	st = fetch_secret(a, &fetched, err);
+	if (st == DR_OK)
+		st = a->host->kv_put(a->inst, REP_KV_SECRET, fetched, err);
+	if (st == DR_OK)
+		a->host->log(a->inst, DR_LOG_INFO,
+			     "event=replicate.webhook_secret source=api "
+			     "changed=%s",
+			     stored && strcmp(stored, fetched) == 0 ? "no"
+								   : "yes");
+	free_secret(stored);
+	free_secret(fetched);
+	return st;
+}
+
+/*
+ * The account's secret for the webhook handler: a->fetched_secret, read
+ * again from the key-value store once REP_SECRET_CACHE seconds old. Never
+ * calls Replicate. DR_ERR_UNAVAILABLE "webhook_secret_unavailable"
+ * (retryable) when there is none yet, or the store cannot be read and no
+ * earlier copy is at hand: a delivery that cannot be checked is not a
+ * forged one, and the provider delivers it again.
+ */
+static dr_status stored_secret(rep_adapter *a, dr_error *err)
+{
+	char *value = NULL;
+	dr_error gerr;
+	dr_status st;
+
+	if (!a->token && !a->fetched_secret)
+		return a->host->fail(
+			err, DR_ERR_CONFIG, "missing_token",
+			"cannot verify webhooks: set "
+			"webhook_secret (REPLICATE_WEBHOOK_SECRET),"
+			" or a token to fetch it with");
+	if (a->fetched_secret &&
+	    a->host->now() - a->fetched_at < REP_SECRET_CACHE)
+		return DR_OK;
+	memset(&gerr, 0, sizeof(gerr));
+	st = a->host->kv_get(a->inst, REP_KV_SECRET, &value, NULL, &gerr);
+	if (st == DR_OK) {
+		free_secret(a->fetched_secret);
+		a->fetched_secret = value;
+		a->fetched_at = a->host->now();
+		return DR_OK;
+	}
+	if (st != DR_ERR_NOT_FOUND && a->fetched_secret) {
+		/* The store is away for a moment: the last copy will do. */
+		a->host->log(a->inst, DR_LOG_WARNING,
+			     "event=replicate.webhook_secret_stale code=%s",
+			     gerr.code);
+		return DR_OK;
+	}
+	st = a->host->fail(err, DR_ERR_UNAVAILABLE,
+			   "webhook_secret_unavailable",
+			   st == DR_ERR_NOT_FOUND
+				   ? "the webhook signing secret has not been "
+				     "fetched from Replicate yet (the worker "
+				     "fetches it)"
+				   : "cannot read the webhook signing secret: "
+				     "%s",
+			   gerr.message);
 	err->retryable = 1;
 	return st;
 }
@@ -1076,22 +1143,12 @@ static dr_status replicate_webhook(void *state, const dr_webhook_request *req,
 		return h->fail(err, DR_ERR_UNSUPPORTED, "unsupported",
 			       "this darkroom core cannot verify webhook "
 			       "signatures");
-	if (!a->webhook_secret && !a->fetched_secret) {
-		st = fetch_secret(a, err);
+	if (!a->webhook_secret) {
+		st = stored_secret(a, err);
 		if (st != DR_OK)
 			return st;
 	}
 	st = verify(a, req, err);
-	if (st == DR_ERR_AUTH && !a->webhook_secret &&
-	    strcmp(err->code, "bad_signature") == 0 &&
-	    h->now() - a->fetched_at >= REP_SECRET_REFETCH) {
-		/* The account's secret may have been rotated. */
-		dr_error ferr;
-
-		memset(&ferr, 0, sizeof(ferr));
-		if (fetch_secret(a, &ferr) == DR_OK)
-			st = verify(a, req, err);
-	}
 	if (st != DR_OK)
 		return st;
 
@@ -1335,6 +1392,7 @@ static const dr_adapter_ops replicate_ops = {
 	.webhook = replicate_webhook,
 	.download_hosts = replicate_hosts,
 	.reconcile = replicate_reconcile,
+	.maintain = replicate_maintain,
 };
 
 static const dr_plugin replicate_plugin = {

@@ -49,6 +49,12 @@ struct dr_instance {
 	size_t n_log;
 	int undeclared;
 	char *local_root; /* what host->local_root() was given */
+	/* host->kv_get/kv_put: the store, and what the test made of it. */
+	mock_value *kv;
+	double *kv_at;
+	size_t n_kv;
+	int kv_down;   /* answer DR_ERR_UNAVAILABLE */
+	int kv_gets, kv_puts;
 };
 
 static enum mock_random random_mode = MOCK_RANDOM_REAL;
@@ -331,6 +337,125 @@ static char *mock_mem_strndup(const char *s, size_t n)
 	return p;
 }
 
+/* ------------------------------------------------------------------------
+ * The key-value store: in memory, per instance
+ */
+
+static size_t kv_find(const dr_instance *inst, const char *key)
+{
+	size_t i = 0;
+
+	while (i < inst->n_kv && strcmp(inst->kv[i].key, key) != 0)
+		i++;
+	return i;
+}
+
+static dr_status kv_key_check(const dr_instance *inst, const char *key,
+			      dr_error *err)
+{
+	if (inst->kv_down)
+		return mock_fail(err, DR_ERR_UNAVAILABLE, "kv_unavailable",
+				 "the key-value store is down (mock)");
+	if (!key || !key[0] || strlen(key) > DR_KV_KEY_MAX ||
+	    strspn(key, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			"0123456789._-") != strlen(key))
+		return mock_fail(err, DR_ERR_INVALID, "invalid_argument",
+				 "kv: bad key");
+	return DR_OK;
+}
+
+static dr_status mock_kv_get(const dr_instance *inst, const char *key,
+			     char **value, double *updated_at, dr_error *err)
+{
+	dr_instance *mut = (dr_instance *)inst;
+	dr_status st;
+	size_t i;
+
+	*value = NULL;
+	if (updated_at)
+		*updated_at = 0;
+	mut->kv_gets++;
+	st = kv_key_check(inst, key, err);
+	if (st != DR_OK)
+		return st;
+	i = kv_find(inst, key);
+	if (i == inst->n_kv)
+		return mock_fail(err, DR_ERR_NOT_FOUND, "not_found",
+				 "kv: no value");
+	*value = xstrdup(inst->kv[i].value);
+	if (updated_at)
+		*updated_at = inst->kv_at[i];
+	return DR_OK;
+}
+
+static dr_status mock_kv_put(const dr_instance *inst, const char *key,
+			     const char *value, dr_error *err)
+{
+	dr_instance *mut = (dr_instance *)inst;
+	dr_status st;
+
+	mut->kv_puts++;
+	st = kv_key_check(inst, key, err);
+	if (st != DR_OK)
+		return st;
+	if (value && strlen(value) > DR_KV_VALUE_MAX)
+		return mock_fail(err, DR_ERR_TOO_LARGE, "invalid_argument",
+				 "kv: value too long");
+	mock_host_kv_set(mut, key, value, mock_now());
+	return DR_OK;
+}
+
+void mock_host_kv_set(dr_instance *inst, const char *key, const char *value,
+		      double updated_at)
+{
+	size_t i = kv_find(inst, key);
+
+	if (!value) {
+		if (i < inst->n_kv) {
+			free(inst->kv[i].key);
+			free(inst->kv[i].value);
+			inst->kv[i] = inst->kv[inst->n_kv - 1];
+			inst->kv_at[i] = inst->kv_at[inst->n_kv - 1];
+			inst->n_kv--;
+		}
+		return;
+	}
+	if (i == inst->n_kv) {
+		inst->kv = mock_mem_realloc(inst->kv,
+					    (inst->n_kv + 1) * sizeof(*inst->kv));
+		inst->kv_at = mock_mem_realloc(
+			inst->kv_at, (inst->n_kv + 1) * sizeof(*inst->kv_at));
+		inst->kv[i].key = xstrdup(key);
+		inst->kv[i].value = NULL;
+		inst->n_kv++;
+	}
+	free(inst->kv[i].value);
+	inst->kv[i].value = xstrdup(value);
+	inst->kv_at[i] = updated_at;
+}
+
+const char *mock_host_kv_value(const dr_instance *inst, const char *key)
+{
+	size_t i = kv_find(inst, key);
+
+	return i < inst->n_kv ? inst->kv[i].value : NULL;
+}
+
+void mock_host_kv_down(dr_instance *inst, int down)
+{
+	inst->kv_down = down;
+}
+
+int mock_host_kv_gets(const dr_instance *inst)
+{
+	return inst->kv_gets;
+}
+
+int mock_host_kv_puts(const dr_instance *inst)
+{
+	return inst->kv_puts;
+}
+
 static const dr_host mock_table = {
 	.abi_version = DR_PLUGIN_ABI_VERSION,
 	.size = sizeof(dr_host),
@@ -353,6 +478,8 @@ static const dr_host mock_table = {
 	.mem_strdup = xstrdup,
 	.mem_strndup = mock_mem_strndup,
 	.mem_free = free,
+	.kv_get = mock_kv_get,
+	.kv_put = mock_kv_put,
 };
 
 const dr_host *mock_host(void)
@@ -405,6 +532,10 @@ void mock_instance_free(dr_instance *inst)
 		free(inst->values[i].value);
 	}
 	free(inst->values);
+	while (inst->n_kv > 0)
+		mock_host_kv_set(inst, inst->kv[0].key, NULL, 0);
+	free(inst->kv);
+	free(inst->kv_at);
 	mock_host_log_clear(inst);
 	free(inst->local_root);
 	free(inst->public_url);
