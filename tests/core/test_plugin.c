@@ -752,6 +752,62 @@ static void expect_init_error(const char *body, int create, dr_status status,
 	config_free(cfg);
 }
 
+/* plugins_maintain: every adapter instance with maintain() is called,
+ * each failure logged with its instance and code and counted; adapters
+ * without the operation are left alone. */
+static void test_maintain(void **state)
+{
+	char captured[4096];
+	dr_config *cfg;
+	dr_plugins *p;
+	dr_error err;
+	FILE *tmp;
+	int saved, failed;
+	size_t n;
+
+	(void)state;
+	cfg = parse_config("default_adapter = m1\n"
+			   "\n"
+			   "[adapter \"m1\"]\n"
+			   "plugin = maint\n"
+			   "\n"
+			   "[adapter \"m2\"]\n"
+			   "plugin = maint\n"
+			   "fail = true\n"
+			   "\n"
+			   "[adapter \"good\"]\n");
+	dr_log_init("test", DR_LOG_INFO, 0);
+	if (plugins_init(cfg, 1, &p, &err) != DR_OK)
+		fail_msg("plugins_init: %s", err.message);
+	tmp = tmpfile();
+	assert_non_null(tmp);
+	fflush(stderr);
+	saved = dup(STDERR_FILENO);
+	assert_true(saved >= 0);
+	assert_true(dup2(fileno(tmp), STDERR_FILENO) >= 0);
+	failed = plugins_maintain(p);
+	fflush(stderr);
+	assert_true(dup2(saved, STDERR_FILENO) >= 0);
+	close(saved);
+	rewind(tmp);
+	n = fread(captured, 1, sizeof(captured) - 1, tmp);
+	captured[n] = '\0';
+	fclose(tmp);
+	dr_log_init("test", DR_LOG_ERR, 0);
+	assert_int_equal(failed, 1);
+	assert_non_null(strstr(captured, "plugin=maint instance=m1 "
+					 "event=maint.called"));
+	assert_non_null(strstr(captured, "plugin=maint instance=m2 "
+					 "event=maint.called"));
+	assert_non_null(strstr(captured, "event=plugin.maintain_failed "
+					 "plugin=maint instance=m2 "
+					 "code=maint_failed"));
+	assert_null(strstr(captured, "instance=m1 code="));
+	assert_int_equal(plugins_maintain(NULL), 0);
+	plugins_free(p);
+	config_free(cfg);
+}
+
 static void test_init_good(void **state)
 {
 	const dr_host *h = plugin_host_services();
@@ -992,6 +1048,7 @@ int main(void)
 		cmocka_unit_test(test_host_memory),
 		cmocka_unit_test(test_host_instance),
 		cmocka_unit_test(test_host_local_root),
+		cmocka_unit_test(test_maintain),
 		cmocka_unit_test(test_init_good),
 		cmocka_unit_test(test_init_no_create),
 		cmocka_unit_test(test_init_unknown_key),
