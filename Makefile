@@ -99,7 +99,7 @@ PLUGINS = $(PLUGIN_NAMES:%=$(BUILD)/plugins/%.so)
 PLUGIN_CFLAGS = $(BASE_CFLAGS) -I$(INCLUDE_DIR) -fPIC -fvisibility=hidden \
                 -DDR_VERSION='"$(VERSION)"'
 PLUGIN_LDFLAGS = -shared -Wl,-z,defs
-PLUGIN_LIBS_replicate = libcurl json-c libcrypto
+PLUGIN_LIBS_replicate = json-c
 PLUGIN_LIBS_cog = libcurl json-c
 PLUGIN_LIBS_exec = json-c
 PLUGIN_LIBS_s3 = libcurl libcrypto
@@ -151,8 +151,9 @@ $(BUILD)/tests/plugins/%.o: tests/plugins/%.c
 	$(Q)$(CC) $(TEST_CFLAGS) -c -o $@ $<
 
 # A plugin test test_<plugin>.c links that plugin's objects and the mock
-# host only (the mock compiles in core/webhook.c, hence libcrypto).
-MOCK_LIBS = $(call pkg_libs,libcrypto cmocka)
+# host only (the mock compiles in core/webhook.c and core/plugin_http.c,
+# hence libcrypto and libcurl).
+MOCK_LIBS = $(call pkg_libs,libcrypto libcurl cmocka)
 
 $(BUILD)/tests/unit/test_%: $(BUILD)/tests/plugins/test_%.o $(BUILD)/tests/plugins/mock_host.o $$(call plugin_objs,$$*)
 	$(call msg,LD,$@)

@@ -143,6 +143,51 @@ typedef struct dr_config_key {
 typedef struct dr_instance dr_instance;
 typedef struct dr_webhook_request dr_webhook_request;
 
+/* Limits of host->http_request. */
+#define DR_HTTP_MAX_RESPONSE (16u << 20) /* largest max_response */
+#define DR_HTTP_MAX_RETRIES 5
+
+/* A request for host->http_request. Borrowed for the call. */
+typedef struct dr_http_request {
+	const char *method;         /* "GET" (or NULL), "HEAD", "POST", "PUT",
+				       "PATCH" or "DELETE" */
+	const char *url;            /* http:// or https:// */
+	const char *const *headers; /* extra "Name: value" lines,
+				       NULL-terminated, or NULL; "Name:"
+				       removes a header curl would send */
+	const void *body;           /* POST, PUT, PATCH, DELETE: the body
+				       (NULL: empty); ignored for GET, HEAD */
+	size_t body_len;
+	double timeout;             /* one try, whole; <= 0: 30 s */
+	double connect_timeout;     /* <= 0: 10 s */
+	size_t max_response;        /* body cap, bytes; 0: 1 MiB; at most
+				       DR_HTTP_MAX_RESPONSE */
+	int retries;                /* further tries, 0..DR_HTTP_MAX_RETRIES:
+				       after a 429 or 503 answer, or a failure
+				       before the request left */
+	double max_retry_wait;      /* longest wait before a further try
+				       (Retry-After, else 1, 2, 4... s);
+				       <= 0: 30 s; an answer asking for longer
+				       ends the tries and is returned */
+	int untrusted;              /* the URL came from outside the
+				       configuration (a provider's answer):
+				       the download rules apply (see below) */
+} dr_http_request;
+
+/* The answer of host->http_request. */
+typedef struct dr_http_response {
+	long status;              /* the HTTP status */
+	char *body;               /* NUL-terminated, body_len bytes (free it
+				     with mem_free); NULL after a failure */
+	size_t body_len;
+	char content_type[128];   /* the Content-Type, "" when none (cut) */
+	double retry_after;       /* seconds the Retry-After header asks for
+				     (delta-seconds or an HTTP-date), or -1 */
+	int sent;                 /* 0: the last try surely never reached
+				     the server; 1: it may have */
+	int tries;                /* tries made */
+} dr_http_response;
+
 typedef struct dr_host {
 	uint32_t abi_version; /* DR_PLUGIN_ABI_VERSION of the core */
 	uint32_t size;        /* sizeof(dr_host) of the core */
@@ -244,6 +289,36 @@ typedef struct dr_host {
 			    char **value, double *updated_at, dr_error *err);
 	dr_status (*kv_put)(const dr_instance *inst, const char *key,
 			    const char *value, dr_error *err);
+
+	/* An HTTP request on the instance's own connections (kept alive
+	 * between calls, so call it from the instance's thread only).
+	 * Redirects are not followed, no signal is raised, content
+	 * encodings are decoded, and the body read is capped at
+	 * req->max_response. A try that fails before the request left
+	 * (resolving, connecting, the TLS handshake) or answers 429 or 503
+	 * is made again up to req->retries times, after what Retry-After
+	 * asks (at most req->max_retry_wait) or a backoff; nothing else is
+	 * repeated, as a create may not be idempotent.
+	 *
+	 * A trusted URL (from the configuration) may use any address and
+	 * the proxies of the environment. With req->untrusted the rules of
+	 * output downloads apply instead (the core's own code): https only
+	 * (http with DARKROOM_DOWNLOAD_ALLOW_HTTP=1), the host on the
+	 * adapter's download_hosts or DARKROOM_DOWNLOAD_HOSTS, public
+	 * addresses only (checked at connect time), no proxy.
+	 *
+	 * DR_OK when an answer came, whatever its status (the caller judges
+	 * it), with *resp filled. Otherwise resp->body is NULL, resp->sent
+	 * says whether the last try may have reached the server, and err:
+	 * DR_ERR_NETWORK "http_not_sent" (retryable: nothing left),
+	 * DR_ERR_TIMEOUT "http_timeout", DR_ERR_NETWORK "http_failed" (the
+	 * connection failed after sending), DR_ERR_TOO_LARGE
+	 * "http_too_large", DR_ERR_INVALID "url_not_allowed" or
+	 * "address_not_allowed" (untrusted URLs; a bad URL), with curl's
+	 * message, which names hosts, never headers. */
+	dr_status (*http_request)(const dr_instance *inst,
+				  const dr_http_request *req,
+				  dr_http_response *resp, dr_error *err);
 } dr_host;
 
 /* Limits of host->kv_get / kv_put. */

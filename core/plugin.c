@@ -41,7 +41,9 @@
 
 #include "buf.h"
 #include "db.h"
+#include "download.h"
 #include "log.h"
+#include "plugin_http.h"
 #include "webhook.h"
 
 /* Longest plugin name, and the most files plugins_scan() looks at. */
@@ -683,6 +685,41 @@ static dr_status host_kv_put(const dr_instance *inst, const char *key,
 	return st == DR_OK ? DR_OK : kv_db_failed(&dberr, err);
 }
 
+/* host->http_request: the instance's client (plugin_http.c), with the
+ * download rules of this process (download.h: the adapter's
+ * download_hosts, then the DARKROOM_DOWNLOAD_* variables) for untrusted
+ * URLs, judged by download.c's own functions. */
+static dr_status host_http_request(const dr_instance *inst,
+				   const dr_http_request *req,
+				   dr_http_response *resp, dr_error *err)
+{
+	struct dr_instance *mut = (struct dr_instance *)inst;
+	dr_download_policy dp;
+	plugin_http_policy pol;
+	char **hosts_buf = NULL;
+	dr_status st;
+
+	if (!inst || !req) {
+		memset(resp, 0, sizeof(*resp));
+		return host_fail(err, DR_ERR_INVALID, "invalid_argument",
+				 "http_request: no instance or request");
+	}
+	if (!mut->http)
+		mut->http = plugin_http_new();
+	memset(&dp, 0, sizeof(dp));
+	if (inst->plugin && inst->plugin->desc->kind == DR_PLUGIN_ADAPTER)
+		dp.hosts = inst->plugin->desc->adapter->download_hosts;
+	download_policy_env(&dp, &hosts_buf);
+	pol.allow_http = dp.allow_http;
+	pol.allow_private = dp.allow_private;
+	pol.hosts = dp.hosts;
+	pol.host_allowed = download_host_allowed;
+	pol.address_allowed = download_address_allowed;
+	st = plugin_http_request(mut->http, &pol, req, resp, err);
+	download_policy_free_hosts(hosts_buf);
+	return st;
+}
+
 /* host->mem_strndup: strndup() semantics (stops at a NUL), aborting on
  * out of memory; dr_xstrndup copies exactly n bytes. */
 static char *host_mem_strndup(const char *s, size_t n)
@@ -714,6 +751,7 @@ static const dr_host host_services = {
 	.mem_free = free,
 	.kv_get = host_kv_get,
 	.kv_put = host_kv_put,
+	.http_request = host_http_request,
 };
 
 const dr_host *plugin_host_services(void)
@@ -848,6 +886,7 @@ static dr_status init_section(const dr_config *cfg, dr_plugins *p,
 				     cfg->path, sec->line, sec->type, sec->name,
 				     lp->desc->name, inner.message);
 			free(inst->local_root);
+			plugin_http_free(inst->http);
 			memset(inst, 0, sizeof(*inst));
 			return st;
 		}
@@ -984,6 +1023,8 @@ static void destroy_instances(struct dr_instance *list, size_t n)
 		inst->state = NULL;
 		free(inst->local_root);
 		inst->local_root = NULL;
+		plugin_http_free(inst->http);
+		inst->http = NULL;
 	}
 }
 

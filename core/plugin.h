@@ -43,6 +43,8 @@ struct dr_instance {
 				       NULL: it hands over no local file */
 	struct dr_db *db;           /* for host->kv_get/kv_put (borrowed,
 				       plugins_set_db), or NULL: no kv */
+	struct plugin_http *http;   /* host->http_request's client, made at
+				       the first request */
 };
 
 typedef struct dr_plugins {

@@ -36,9 +36,9 @@
  *
  * Creating is not idempotent at Replicate (there is no idempotency key),
  * so submit never repeats a create. It reports DR_ERR_NETWORK with
- * retryable = 1 only when the request surely never left (client.c: curl
- * failed before its pre-request callback: resolving, connecting, the TLS
- * handshake), DR_ERR_RATE_LIMITED on 429 with the wait the answer asks for
+ * retryable = 1 only when the request surely never left (client.c: the
+ * host's HTTP service failed before writing it: resolving, connecting,
+ * the TLS handshake), DR_ERR_RATE_LIMITED on 429 with the wait the answer asks for
  * (the core schedules the job later; the plugin never sleeps on a create),
  * and every other failure after sending (5xx, timeouts, lost connections,
  * unreadable answers) as not retryable: the prediction may exist, and the
@@ -366,7 +366,6 @@ static void replicate_destroy(void *state)
 	free(a->api_base);
 	free_secret(a->fetched_secret);
 	free(a);
-	curl_global_cleanup();
 }
 
 /* Parse the webhook_events list into a bit set; 0 on a bad entry. */
@@ -426,15 +425,7 @@ static dr_status replicate_create(const dr_host *host, const dr_instance *inst,
 	dr_status st;
 
 	*state = NULL;
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		return host->fail(err, DR_ERR_INTERNAL, "curl_init",
-				  "libcurl failed to initialise");
-	a = calloc(1, sizeof(*a));
-	if (!a) {
-		st = host->fail(err, DR_ERR_NOMEM, "out_of_memory",
-				"out of memory");
-		goto err_global;
-	}
+	a = host->mem_calloc(1, sizeof(*a));
 	a->host = host;
 	a->inst = inst;
 
@@ -523,12 +514,10 @@ static dr_status replicate_create(const dr_host *host, const dr_instance *inst,
 			  "msg=\"results will only be seen by polling\"");
 	a->deployment = host->config_bool(inst, "deployment");
 
+	cc.host = host;
+	cc.inst = inst;
 	cc.user_agent = REP_USER_AGENT;
 	a->client = rep_client_new(&cc);
-	if (!a->client) {
-		st = nomem(a, err);
-		goto err_base;
-	}
 	if (!a->token)
 		host->log(inst, DR_LOG_NOTICE,
 			  "event=replicate.config token=unset "
@@ -541,8 +530,6 @@ err_base:
 	free(a->api_base);
 err_adapter:
 	free(a);
-err_global:
-	curl_global_cleanup();
 	return st;
 }
 
@@ -570,7 +557,7 @@ static dr_status send_once(rep_adapter *a, const char *method, const char *url,
 {
 	const char *headers[8];
 	size_t nh = 0;
-	char why[CURL_ERROR_SIZE + 64];
+	char why[sizeof(((dr_error *)0)->message) + 64];
 	char *auth;
 	rep_transport t;
 	dr_status st;
@@ -674,7 +661,7 @@ static dr_status http_error(rep_adapter *a, const rep_response *resp, rep_op op,
 				   "429)%s%s",
 				   sep, detail);
 		err->retryable = 1;
-		err->retry_after = rep_rate_limit_wait(resp, a->host->now());
+		err->retry_after = rep_rate_limit_wait(resp);
 		return st;
 	}
 	if (code == 401 || code == 403)

@@ -8,7 +8,11 @@
  * an older header of this ABI version) are valid, every other one is
  * wrong in exactly one way.
  */
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <setjmp.h>
@@ -29,6 +33,7 @@
 #include "config.h"
 #include "log.h"
 #include "plugin.h"
+#include "plugin_http.h"
 
 #ifndef DR_BUILD_DIR
 #error "DR_BUILD_DIR must name the build folder (the Makefile passes it)"
@@ -600,6 +605,222 @@ static void test_host_memory(void **state)
 	assert_true(dies_with(huge_realloc, h, "out of memory"));
 }
 
+/* ------------------------------------------------------------------------
+ * host->http_request
+ */
+
+/* A server thread answering each connection with the next canned answer
+ * (whole HTTP/1.1 messages, connection closed), then stopping. */
+typedef struct canned {
+	int fd, port;
+	const char *const *answers;
+	int served;
+	pthread_t thread;
+} canned;
+
+static void *canned_main(void *arg)
+{
+	canned *c = arg;
+
+	for (const char *const *a = c->answers; *a; a++) {
+		char buf[4096];
+		int conn = accept(c->fd, NULL, NULL);
+
+		if (conn < 0)
+			break;
+		/* The request head (no body in these tests). */
+		(void)!read(conn, buf, sizeof(buf));
+		(void)!write(conn, *a, strlen(*a));
+		close(conn);
+		c->served++;
+	}
+	return NULL;
+}
+
+static void canned_start(canned *c, const char *const *answers)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+
+	memset(c, 0, sizeof(*c));
+	c->answers = answers;
+	c->fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(c->fd >= 0);
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(c->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(c->fd, 8), 0);
+	assert_int_equal(getsockname(c->fd, (struct sockaddr *)&sa, &len), 0);
+	c->port = ntohs(sa.sin_port);
+	assert_int_equal(pthread_create(&c->thread, NULL, canned_main, c), 0);
+}
+
+static void canned_stop(canned *c)
+{
+	shutdown(c->fd, SHUT_RDWR);
+	close(c->fd);
+	pthread_join(c->thread, NULL);
+}
+
+static double mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void test_http_retry_after(void **state)
+{
+	/* Wed, 21 Oct 2015 07:28:00 GMT */
+	const double date = 1445412480.0;
+
+	(void)state;
+	assert_true(plugin_http_retry_after("120", date) == 120.0);
+	assert_true(plugin_http_retry_after("0", date) == 0.0);
+	assert_true(plugin_http_retry_after("Wed, 21 Oct 2015 07:28:00 GMT",
+					    date - 30) == 30.0);
+	/* RFC 850 and asctime dates too. */
+	assert_true(plugin_http_retry_after(
+			    "Wednesday, 21-Oct-15 07:28:00 GMT", date - 45) ==
+		    45.0);
+	assert_true(plugin_http_retry_after("Wed Oct 21 07:28:00 2015",
+					    date - 10) == 10.0);
+	/* A date in the past: no wait. */
+	assert_true(plugin_http_retry_after("Wed, 21 Oct 2015 07:28:00 GMT",
+					    date + 100) == 0.0);
+	assert_true(plugin_http_retry_after(NULL, date) < 0);
+	assert_true(plugin_http_retry_after("", date) < 0);
+	assert_true(plugin_http_retry_after("soon", date) < 0);
+	assert_true(plugin_http_retry_after("12abc", date) < 0);
+	assert_true(plugin_http_retry_after("-5", date) < 0);
+}
+
+/* A 503 with Retry-After is tried again after the wait it asks; the
+ * answer's status, Content-Type and body come back; a body over the cap
+ * is refused; a closed port is "not sent", retryable. */
+static void test_http_request(void **state)
+{
+	static const char *const answers[] = {
+		"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
+		"Content-Length: 0\r\nConnection: close\r\n\r\n",
+		"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
+		"Content-Length: 11\r\nConnection: close\r\n\r\n{\"ok\":true}",
+		"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 60\r\n"
+		"Content-Length: 0\r\nConnection: close\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n"
+		"Connection: close\r\n\r\n01234567890123456789",
+		NULL,
+	};
+	const dr_host *h = plugin_host_services();
+	struct dr_instance inst;
+	dr_http_request req;
+	dr_http_response resp;
+	char url[64];
+	dr_error err;
+	canned c;
+	double t0;
+
+	(void)state;
+	memset(&inst, 0, sizeof(inst));
+	inst.name = "t";
+	canned_start(&c, answers);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/x", c.port);
+	memset(&req, 0, sizeof(req));
+	req.method = "POST";
+	req.url = url;
+	req.body = "{}";
+	req.body_len = 2;
+	req.timeout = 5;
+	req.retries = 2;
+	t0 = mono();
+	assert_int_equal(h->http_request(&inst, &req, &resp, &err), DR_OK);
+	assert_true(mono() - t0 >= 0.9);
+	assert_int_equal(resp.tries, 2);
+	assert_int_equal(resp.status, 201);
+	assert_int_equal(resp.sent, 1);
+	assert_string_equal(resp.content_type, "application/json");
+	assert_string_equal(resp.body, "{\"ok\":true}");
+	assert_int_equal(resp.body_len, 11);
+	h->mem_free(resp.body);
+
+	/* Asked to wait longer than max_retry_wait: the 429 comes back. */
+	req.max_retry_wait = 5;
+	assert_int_equal(h->http_request(&inst, &req, &resp, &err), DR_OK);
+	assert_int_equal(resp.tries, 1);
+	assert_int_equal(resp.status, 429);
+	assert_true(resp.retry_after == 60.0);
+	h->mem_free(resp.body);
+
+	req.retries = 0;
+	req.max_response = 10;
+	assert_int_equal(h->http_request(&inst, &req, &resp, &err),
+			 DR_ERR_TOO_LARGE);
+	assert_string_equal(err.code, "http_too_large");
+	assert_null(resp.body);
+	canned_stop(&c);
+	assert_int_equal(c.served, 4);
+
+	/* Nobody listens any more: surely not sent, retryable. */
+	req.max_response = 0;
+	assert_int_equal(h->http_request(&inst, &req, &resp, &err),
+			 DR_ERR_NETWORK);
+	assert_string_equal(err.code, "http_not_sent");
+	assert_int_equal(err.retryable, 1);
+	assert_int_equal(resp.sent, 0);
+	plugin_http_free(inst.http);
+}
+
+/* Untrusted URLs follow the download rules: scheme, host allowlist, and
+ * public addresses only (checked when connecting). */
+static void test_http_untrusted(void **state)
+{
+	const dr_host *h = plugin_host_services();
+	struct dr_instance inst;
+	dr_http_request req;
+	dr_http_response resp;
+	dr_error err;
+
+	(void)state;
+	unsetenv("DARKROOM_DOWNLOAD_ALLOW_PRIVATE");
+	unsetenv("DARKROOM_DOWNLOAD_ALLOW_HTTP");
+	unsetenv("DARKROOM_DOWNLOAD_HOSTS");
+	memset(&inst, 0, sizeof(inst));
+	inst.name = "t";
+	memset(&req, 0, sizeof(req));
+	req.untrusted = 1;
+	req.timeout = 5;
+
+	req.url = "http://127.0.0.1:9/x";
+	assert_int_equal(h->http_request(&inst, &req, &resp, &err),
+			 DR_ERR_INVALID);
+	assert_string_equal(err.code, "url_not_allowed");
+	assert_non_null(strstr(err.message, "scheme http"));
+	req.url = "https://127.0.0.1:9/x";
+	assert_int_equal(h->http_request(&inst, &req, &resp, &err),
+			 DR_ERR_INVALID);
+	assert_string_equal(err.code, "url_not_allowed");
+	assert_non_null(strstr(err.message, "host 127.0.0.1"));
+	req.url = "file:///etc/passwd";
+	assert_int_equal(h->http_request(&inst, &req, &resp, &err),
+			 DR_ERR_INVALID);
+	/* Host allowed, address not: refused when connecting. */
+	setenv("DARKROOM_DOWNLOAD_HOSTS", "127.0.0.1", 1);
+	req.url = "https://127.0.0.1:9/x";
+	assert_int_equal(h->http_request(&inst, &req, &resp, &err),
+			 DR_ERR_INVALID);
+	assert_string_equal(err.code, "address_not_allowed");
+	assert_int_equal(resp.sent, 0);
+	/* The same URL, trusted (from the configuration): any address. */
+	req.untrusted = 0;
+	assert_int_equal(h->http_request(&inst, &req, &resp, &err),
+			 DR_ERR_NETWORK);
+	assert_string_equal(err.code, "http_not_sent");
+	unsetenv("DARKROOM_DOWNLOAD_HOSTS");
+	plugin_http_free(inst.http);
+}
+
 /* A hand-made instance: the services that need no config. */
 static void test_host_instance(void **state)
 {
@@ -776,9 +997,9 @@ static void test_maintain(void **state)
 			   "fail = true\n"
 			   "\n"
 			   "[adapter \"good\"]\n");
-	dr_log_init("test", DR_LOG_INFO, 0);
 	if (plugins_init(cfg, 1, &p, &err) != DR_OK)
 		fail_msg("plugins_init: %s", err.message);
+	dr_log_init("test", DR_LOG_INFO, 0);
 	tmp = tmpfile();
 	assert_non_null(tmp);
 	fflush(stderr);
@@ -1046,6 +1267,9 @@ int main(void)
 		cmocka_unit_test(test_scan_missing_dir),
 		cmocka_unit_test(test_host_table),
 		cmocka_unit_test(test_host_memory),
+		cmocka_unit_test(test_http_retry_after),
+		cmocka_unit_test(test_http_request),
+		cmocka_unit_test(test_http_untrusted),
 		cmocka_unit_test(test_host_instance),
 		cmocka_unit_test(test_host_local_root),
 		cmocka_unit_test(test_maintain),

@@ -29,6 +29,11 @@
 /* webhook_header(), webhook_verify() and webhook_sign(), for the table
  * below and for tests that sign deliveries (see the top of the file). */
 #include "../../core/webhook.c"
+/* host->http_request: the core's own client, so a plugin's HTTP is tested
+ * against what it gets in production. Only the download rules for
+ * untrusted URLs are the mock's (allow everything: the tests' servers are
+ * on loopback); the core's are tested in tests/core. */
+#include "../../core/plugin_http.c"
 
 /* Most log lines kept per instance, and the longest. */
 #define MOCK_LOG_MAX  1024
@@ -55,6 +60,7 @@ struct dr_instance {
 	size_t n_kv;
 	int kv_down;   /* answer DR_ERR_UNAVAILABLE */
 	int kv_gets, kv_puts;
+	plugin_http *http; /* host->http_request's client, made when used */
 };
 
 static enum mock_random random_mode = MOCK_RANDOM_REAL;
@@ -456,6 +462,41 @@ int mock_host_kv_puts(const dr_instance *inst)
 	return inst->kv_puts;
 }
 
+/* ------------------------------------------------------------------------
+ * HTTP
+ */
+
+static int mock_host_allowed(const char *host, const char *const *hosts)
+{
+	(void)host;
+	(void)hosts;
+	return 1;
+}
+
+static int mock_address_allowed(const struct sockaddr *sa, int allow_private)
+{
+	(void)sa;
+	(void)allow_private;
+	return 1;
+}
+
+static dr_status mock_http_request(const dr_instance *inst,
+				   const dr_http_request *req,
+				   dr_http_response *resp, dr_error *err)
+{
+	static const plugin_http_policy pol = {
+		.allow_http = 1,
+		.allow_private = 1,
+		.host_allowed = mock_host_allowed,
+		.address_allowed = mock_address_allowed,
+	};
+	dr_instance *mut = (dr_instance *)inst;
+
+	if (!mut->http)
+		mut->http = plugin_http_new();
+	return plugin_http_request(mut->http, &pol, req, resp, err);
+}
+
 static const dr_host mock_table = {
 	.abi_version = DR_PLUGIN_ABI_VERSION,
 	.size = sizeof(dr_host),
@@ -480,6 +521,7 @@ static const dr_host mock_table = {
 	.mem_free = free,
 	.kv_get = mock_kv_get,
 	.kv_put = mock_kv_put,
+	.http_request = mock_http_request,
 };
 
 const dr_host *mock_host(void)
@@ -536,6 +578,7 @@ void mock_instance_free(dr_instance *inst)
 		mock_host_kv_set(inst, inst->kv[0].key, NULL, 0);
 	free(inst->kv);
 	free(inst->kv_at);
+	plugin_http_free(inst->http);
 	mock_host_log_clear(inst);
 	free(inst->local_root);
 	free(inst->public_url);
