@@ -100,7 +100,7 @@ PLUGIN_CFLAGS = $(BASE_CFLAGS) -I$(INCLUDE_DIR) -fPIC -fvisibility=hidden \
                 -DDR_VERSION='"$(VERSION)"'
 PLUGIN_LDFLAGS = -shared -Wl,-z,defs
 PLUGIN_LIBS_replicate = json-c
-PLUGIN_LIBS_cog = libcurl json-c
+PLUGIN_LIBS_cog = json-c
 PLUGIN_LIBS_exec = json-c
 PLUGIN_LIBS_s3 = libcurl libcrypto
 

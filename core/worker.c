@@ -146,7 +146,8 @@ static _Noreturn void child_main(const dr_config *cfg, int slot, int wake_fd)
 		/* Adapters' upkeep (a webhook secret for the app, say): from
 		 * the first process only, at start and then every interval,
 		 * so a pool asks the provider once, not once per process. */
-		if (slot == 0 && now_mono() - maintained >= DR_MAINTAIN_INTERVAL) {
+		if (slot == 0 &&
+		    now_mono() - maintained >= DR_MAINTAIN_INTERVAL) {
 			plugins_maintain(e.plugins);
 			maintained = now_mono();
 		}

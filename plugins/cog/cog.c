@@ -64,15 +64,16 @@
  * provider_connection_lost, invalid_input, bad_prediction, bad_token,
  * output_too_large.
  *
- * The token never appears in logs or messages. The plugin uses only the
- * host table: no core symbol.
+ * HTTP goes through the host's service (host->http_request), which keeps
+ * the connection to the container alive and tells a request that never
+ * left from one that may have. The token never appears in logs or
+ * messages. The plugin uses only the host table: no core symbol.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include <curl/curl.h>
 #include <json-c/json.h>
 
 #include "darkroom-plugin.h"
@@ -97,15 +98,12 @@
 typedef struct cog_adapter {
 	const dr_host *host;
 	const dr_instance *inst;
-	CURL *curl;
 	char *url; /* without a trailing '/' */
 	const char *token;
 	double timeout, connect_timeout, health_timeout, busy_retry;
-	/* The answer of the last request. */
+	/* The answer of the last request (mem_alloc'd). */
 	char *body;
-	size_t len, cap;
-	int too_large, sent;
-	char errbuf[CURL_ERROR_SIZE];
+	size_t len;
 } cog_adapter;
 
 /* What went wrong before a complete answer arrived. */
@@ -144,140 +142,56 @@ static dr_status nomem(const cog_adapter *a, dr_error *err)
  * HTTP
  */
 
-static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-	cog_adapter *a = userdata;
-	size_t n = size * nmemb;
-
-	if (n > COG_MAX_RESPONSE - a->len) {
-		a->too_large = 1;
-		return 0;
-	}
-	if (a->len + n + 1 > a->cap) {
-		size_t cap = a->cap ? a->cap : 4096;
-		char *b;
-
-		while (cap < a->len + n + 1)
-			cap *= 2;
-		b = a->host->mem_realloc(a->body, cap);
-		a->body = b;
-		a->cap = cap;
-	}
-	memcpy(a->body + a->len, ptr, n);
-	a->len += n;
-	a->body[a->len] = '\0';
-	return n;
-}
-
-/* Called once the connection is up, just before the request is sent. */
-static int on_prereq(void *userdata, char *conn_primary_ip,
-		     char *conn_local_ip, int conn_primary_port,
-		     int conn_local_port)
-{
-	cog_adapter *a = userdata;
-
-	(void)conn_primary_ip;
-	(void)conn_local_ip;
-	(void)conn_primary_port;
-	(void)conn_local_port;
-	a->sent = 1;
-	return CURL_PREREQFUNC_OK;
-}
-
-static long to_ms(double s)
-{
-	return s <= 0 ? 1 : (long)(s * 1000 + 0.5);
-}
-
 /*
- * One request: `method` GET, PUT or POST, `body` JSON or NULL. COG_OK with
- * *status and the answer in a->body / a->len, or another value with a
- * sentence in why (curl's, which names hosts, never headers).
+ * One request through the host's HTTP service (which keeps the connection
+ * to the container alive): `method` GET, PUT or POST, `body` JSON or NULL.
+ * COG_OK with *status and the answer in a->body / a->len, or another value
+ * with a sentence in why (the host's, which names hosts, never headers).
  */
 static cog_transport request(cog_adapter *a, const char *method,
 			     const char *url, const char *body, int async,
 			     double timeout, long *status, char *why,
 			     size_t whysz)
 {
-	struct curl_slist *hdrs = NULL, *tmp;
 	const char *list[] = { "Accept: application/json",
 			       "Content-Type: application/json", "Expect:",
-			       async ? "Prefer: respond-async" : NULL };
-	cog_transport t = COG_NOT_SENT;
-	CURL *h = a->curl;
-	CURLcode rc = CURLE_OK;
+			       "User-Agent: " COG_USER_AGENT,
+			       async ? "Prefer: respond-async" : NULL, NULL };
+	dr_http_request req;
+	dr_http_response resp;
+	dr_error err;
+	dr_status st;
 
 	*status = 0;
 	why[0] = '\0';
-	curl_easy_reset(h);
+	a->host->mem_free(a->body);
+	a->body = NULL;
 	a->len = 0;
-	a->too_large = 0;
-	a->sent = 0;
-	a->errbuf[0] = '\0';
-	for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++) {
-		if (!list[i])
-			continue;
-		tmp = curl_slist_append(hdrs, list[i]);
-		if (!tmp) {
-			snprintf(why, whysz, "out of memory");
-			goto out;
-		}
-		hdrs = tmp;
+	memset(&req, 0, sizeof(req));
+	req.method = method;
+	req.url = url;
+	req.headers = list;
+	req.body = body;
+	req.body_len = body ? strlen(body) : 0;
+	req.timeout = timeout;
+	req.connect_timeout = a->connect_timeout;
+	req.max_response = COG_MAX_RESPONSE;
+	memset(&err, 0, sizeof(err));
+	st = a->host->http_request(a->inst, &req, &resp, &err);
+	if (st == DR_OK) {
+		*status = resp.status;
+		a->body = resp.body;
+		a->len = resp.body_len;
+		return COG_OK;
 	}
-#define SET(opt, val)                                                          \
-	do {                                                                   \
-		if (rc == CURLE_OK)                                            \
-			rc = curl_easy_setopt(h, opt, val);                    \
-	} while (0)
-	SET(CURLOPT_URL, url);
-	SET(CURLOPT_PROTOCOLS_STR, "https,http");
-	SET(CURLOPT_FOLLOWLOCATION, 0L);
-	SET(CURLOPT_NOSIGNAL, 1L);
-	SET(CURLOPT_CONNECTTIMEOUT_MS, to_ms(a->connect_timeout));
-	SET(CURLOPT_TIMEOUT_MS, to_ms(timeout));
-	SET(CURLOPT_USERAGENT, COG_USER_AGENT);
-	SET(CURLOPT_HTTPHEADER, hdrs);
-	SET(CURLOPT_ERRORBUFFER, a->errbuf);
-	SET(CURLOPT_WRITEFUNCTION, on_body);
-	SET(CURLOPT_WRITEDATA, a);
-	SET(CURLOPT_PREREQFUNCTION, on_prereq);
-	SET(CURLOPT_PREREQDATA, a);
-	if (body) {
-		SET(CURLOPT_CUSTOMREQUEST, method);
-		SET(CURLOPT_POSTFIELDS, body);
-		SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
-	} else if (strcmp(method, "POST") == 0) {
-		SET(CURLOPT_POST, 1L);
-		SET(CURLOPT_POSTFIELDS, "");
-		SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
-	} else {
-		SET(CURLOPT_HTTPGET, 1L);
-	}
-#undef SET
-	if (rc == CURLE_OK)
-		rc = curl_easy_perform(h);
-	if (rc == CURLE_OK) {
-		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
-		if (!a->body)
-			a->body = a->host->mem_calloc(1, 1);
-		t = COG_OK;
-		goto out;
-	}
-	if (a->too_large)
+	if (st == DR_ERR_TOO_LARGE)
 		snprintf(why, whysz, "the answer is larger than %u KiB",
 			 COG_MAX_RESPONSE >> 10);
 	else
-		snprintf(why, whysz, "%s",
-			 a->errbuf[0] ? a->errbuf : curl_easy_strerror(rc));
-	if (!a->sent)
-		t = COG_NOT_SENT;
-	else if (rc == CURLE_OPERATION_TIMEDOUT)
-		t = COG_TIMEOUT;
-	else
-		t = COG_FAILED;
-out:
-	curl_slist_free_all(hdrs);
-	return t;
+		snprintf(why, whysz, "%s", err.message);
+	if (!resp.sent)
+		return COG_NOT_SENT;
+	return st == DR_ERR_TIMEOUT ? COG_TIMEOUT : COG_FAILED;
 }
 
 /* The container's `detail` (FastAPI's error member) or the body's start,
@@ -311,8 +225,6 @@ static void cog_destroy(void *state)
 
 	if (!a)
 		return;
-	if (a->curl)
-		curl_easy_cleanup(a->curl);
 	free(a->body);
 	free(a->url);
 	free(a);
@@ -326,9 +238,6 @@ static dr_status cog_create(const dr_host *host, const dr_instance *inst,
 	size_t n;
 
 	*state = NULL;
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		return host->fail(err, DR_ERR_INTERNAL, "curl_init",
-				  "libcurl could not be initialised");
 	a = host->mem_calloc(1, sizeof(*a));
 	a->host = host;
 	a->inst = inst;
@@ -344,12 +253,6 @@ static dr_status cog_create(const dr_host *host, const dr_instance *inst,
 				  "characters are required");
 	}
 	a->url = host->mem_strdup(url);
-	a->curl = curl_easy_init();
-	if (!a->curl) {
-		cog_destroy(a);
-		return host->fail(err, DR_ERR_INTERNAL, "curl_init",
-				  "libcurl could not make a handle");
-	}
 	n = strlen(a->url);
 	while (n > 0 && a->url[n - 1] == '/')
 		a->url[--n] = '\0';
@@ -413,7 +316,7 @@ static dr_status cog_validate(void *state, const dr_job_view *job,
  * is set when an earlier attempt of the job may be the busy one. */
 static dr_status health(cog_adapter *a, int retry, dr_error *err)
 {
-	char url[2048], why[CURL_ERROR_SIZE + 64];
+	char url[2048], why[sizeof(((dr_error *)0)->message) + 64];
 	json_object *doc, *v = NULL;
 	const char *s = NULL;
 	dr_status st;
@@ -498,7 +401,8 @@ out:
 static dr_status put_prediction(cog_adapter *a, const dr_job_view *job,
 				dr_prediction *out, dr_error *err)
 {
-	char url[2048], why[CURL_ERROR_SIZE + 64], detail[COG_DETAIL_MAX + 1];
+	char url[2048], why[sizeof(((dr_error *)0)->message) + 64];
+	char detail[COG_DETAIL_MAX + 1];
 	json_object *in;
 	cog_transport t;
 	char *body;
@@ -592,7 +496,7 @@ static dr_status cog_cancel(void *state, const dr_job_view *job,
 {
 	cog_adapter *a = state;
 	const char *id = job->prediction_id ? job->prediction_id : job->id;
-	char url[2048], why[CURL_ERROR_SIZE + 64];
+	char url[2048], why[sizeof(((dr_error *)0)->message) + 64];
 	cog_transport t;
 	long code;
 

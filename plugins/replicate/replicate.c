@@ -38,9 +38,9 @@
  * so submit never repeats a create. It reports DR_ERR_NETWORK with
  * retryable = 1 only when the request surely never left (client.c: the
  * host's HTTP service failed before writing it: resolving, connecting,
- * the TLS handshake), DR_ERR_RATE_LIMITED on 429 with the wait the answer asks for
- * (the core schedules the job later; the plugin never sleeps on a create),
- * and every other failure after sending (5xx, timeouts, lost connections,
+ * the TLS handshake), DR_ERR_RATE_LIMITED on 429 with the wait the answer
+ * asks for (the core schedules the job later; the plugin never sleeps on
+ * a create), and every other failure after sending (5xx, timeouts, lost connections,
  * unreadable answers) as not retryable: the prediction may exist, and the
  * core reconciles. Reads (get, cancel, the list, the webhook secret) are
  * safe to repeat and are retried here up to three times on 5xx and
@@ -89,8 +89,8 @@
  *
  * Secrets (token, webhook secrets) never appear in logs or error
  * messages: errors quote the provider's `detail` (cut, with the token
- * redacted should it ever be echoed) and curl's transport message, which
- * names hosts, never headers.
+ * redacted should it ever be echoed) and the host's transport message,
+ * which names hosts, never headers.
  *
  * The plugin uses only the host table: no core symbol.
  */
