@@ -196,9 +196,10 @@ static const char *const replicate_hosts[] = { "replicate.delivery",
  * Small helpers
  */
 
-/* A malloc'd printf result, or NULL when out of memory. */
-static char *str_printf(const char *fmt, ...) DR_PRINTF(1, 2);
-static char *str_printf(const char *fmt, ...)
+/* A malloc'd printf result, or NULL when it cannot be formatted. */
+static char *str_printf(const rep_adapter *a, const char *fmt, ...)
+	DR_PRINTF(2, 3);
+static char *str_printf(const rep_adapter *a, const char *fmt, ...)
 {
 	va_list ap;
 	int n;
@@ -209,9 +210,7 @@ static char *str_printf(const char *fmt, ...)
 	va_end(ap);
 	if (n < 0)
 		return NULL;
-	s = malloc((size_t)n + 1);
-	if (!s)
-		return NULL;
+	s = a->host->mem_alloc((size_t)n + 1);
 	va_start(ap, fmt);
 	vsnprintf(s, (size_t)n + 1, fmt, ap);
 	va_end(ap);
@@ -460,11 +459,7 @@ static dr_status replicate_create(const dr_host *host, const dr_instance *inst,
 	n = strlen(base);
 	while (n > 0 && base[n - 1] == '/')
 		n--;
-	a->api_base = malloc(n + 1);
-	if (!a->api_base) {
-		st = nomem(a, err);
-		goto err_adapter;
-	}
+	a->api_base = host->mem_alloc(n + 1);
 	memcpy(a->api_base, base, n);
 	a->api_base[n] = '\0';
 	a->origin_len = strcspn(a->api_base + (scheme_end - base) + 3, "/") +
@@ -564,7 +559,7 @@ static dr_status send_once(rep_adapter *a, const char *method, const char *url,
 
 	if (!a->token)
 		return missing_token(a, err);
-	auth = str_printf("Authorization: Bearer %s", a->token);
+	auth = str_printf(a, "Authorization: Bearer %s", a->token);
 	if (!auth)
 		return nomem(a, err);
 	headers[nh++] = auth;
@@ -801,7 +796,7 @@ static char *create_body(rep_adapter *a, const rep_model *m, json_object *input,
 		text = json_object_to_json_string_ext(
 			body, JSON_C_TO_STRING_PLAIN |
 				      JSON_C_TO_STRING_NOSLASHESCAPE);
-		copy = text ? strdup(text) : NULL;
+		copy = text ? a->host->mem_strdup(text) : NULL;
 	}
 	json_object_put(body);
 	return copy;
@@ -810,8 +805,8 @@ static char *create_body(rep_adapter *a, const rep_model *m, json_object *input,
 static char *create_url(const rep_adapter *a, const rep_model *m)
 {
 	if (m->kind != REP_MODEL_NAME)
-		return str_printf("%s/predictions", a->api_base);
-	return str_printf("%s/%s/%s/%s/predictions", a->api_base,
+		return str_printf(a, "%s/predictions", a->api_base);
+	return str_printf(a, "%s/%s/%s/%s/predictions", a->api_base,
 			  a->deployment ? "deployments" : "models", m->owner,
 			  m->name);
 }
@@ -907,7 +902,7 @@ static dr_status fetch_prediction(rep_adapter *a, const char *id,
 	dr_status st;
 
 	memset(out, 0, sizeof(*out));
-	url = str_printf("%s/predictions/%s", a->api_base, id);
+	url = str_printf(a, "%s/predictions/%s", a->api_base, id);
 	if (!url)
 		return nomem(a, err);
 	st = send_read(a, "GET", url, OP_GET, a->timeout, &resp, err);
@@ -945,7 +940,7 @@ static dr_status replicate_cancel(void *state, const dr_job_view *job,
 	st = check_prediction_id(a, job, err);
 	if (st != DR_OK)
 		return st;
-	url = str_printf("%s/predictions/%s/cancel", a->api_base,
+	url = str_printf(a, "%s/predictions/%s/cancel", a->api_base,
 			 job->prediction_id);
 	if (!url)
 		return nomem(a, err);
@@ -980,7 +975,7 @@ static dr_status fetch_secret(rep_adapter *a, char **out, dr_error *err)
 	dr_status st;
 
 	*out = NULL;
-	url = str_printf("%s/webhooks/default/secret", a->api_base);
+	url = str_printf(a, "%s/webhooks/default/secret", a->api_base);
 	if (!url)
 		return nomem(a, err);
 	st = send_read(a, "GET", url, OP_SECRET, REP_SECRET_TIMEOUT, &resp,
@@ -1144,13 +1139,8 @@ static dr_status replicate_webhook(void *state, const dr_webhook_request *req,
 	if (st != DR_OK)
 		return st;
 	id = h->webhook_header(req, "webhook-id");
-	if (id) {
-		*delivery_id = strdup(id);
-		if (!*delivery_id) {
-			rep_prediction_clear(out);
-			return nomem(a, err);
-		}
-	}
+	if (id)
+		*delivery_id = h->mem_strdup(id);
 	h->log(a->inst, DR_LOG_DEBUG,
 	       "event=replicate.webhook prediction=%s status=%s", out->id,
 	       status_name(out->status));
@@ -1214,12 +1204,12 @@ static char *next_page(const rep_adapter *a, json_object *doc)
 	if (!next || !next[0] || !header_safe(next))
 		return NULL;
 	if (next[0] == '/')
-		return str_printf("%.*s%s", (int)a->origin_len, a->api_base,
+		return str_printf(a, "%.*s%s", (int)a->origin_len, a->api_base,
 				  next);
 	if (strncmp(next, a->api_base, a->origin_len) != 0 ||
 	    next[a->origin_len] != '/')
 		return NULL; /* never send the token elsewhere */
-	return strdup(next);
+	return a->host->mem_strdup(next);
 }
 
 typedef struct rep_match {
@@ -1247,9 +1237,7 @@ static int consider(const rep_adapter *a, const dr_job_view *job,
 			       : NULL;
 		if (!hook || !job->id || !has_token(hook, job->id))
 			return 0; /* another job's (or nobody's) */
-		copy = strdup(id);
-		if (!copy)
-			return 0;
+		copy = a->host->mem_strdup(id);
 		free(best->id);
 		best->id = copy;
 		best->by_webhook = 1;
@@ -1265,9 +1253,7 @@ static int consider(const rep_adapter *a, const dr_job_view *job,
 		d = 1e18; /* no time: the last resort */
 	if (best->id && d >= best->distance)
 		return 0;
-	copy = strdup(id);
-	if (!copy)
-		return 0;
+	copy = a->host->mem_strdup(id);
 	free(best->id);
 	best->id = copy;
 	best->distance = d;
@@ -1295,7 +1281,7 @@ static dr_status replicate_reconcile(void *state, const dr_job_view *job,
 	if (st != DR_OK)
 		return st;
 	since = job->submitted_at - REP_RECONCILE_SLACK;
-	url = str_printf("%s/predictions", a->api_base);
+	url = str_printf(a, "%s/predictions", a->api_base);
 	if (!url) {
 		st = nomem(a, err);
 		goto err_input;

@@ -9,8 +9,10 @@
  *
  * Each mock instance carries its own configuration (set by key, with the
  * defaults of the plugin's key table applied), the log lines the plugin
- * wrote, and its public URL. Randomness and the clock are global and can
- * be made deterministic or failing.
+ * wrote, its public URL, its key-value store (in memory) and its HTTP
+ * client (the core's own, core/plugin_http.c, compiled in; untrusted URLs
+ * are all allowed, as the tests' servers are on loopback). Randomness
+ * and the clock are global and can be made deterministic or failing.
  */
 #ifndef DR_MOCK_HOST_H
 #define DR_MOCK_HOST_H
