@@ -10,8 +10,8 @@
  * below) and that the operations its kind requires are present.
  *
  * A plugin reaches the core only through the dr_host table handed to its
- * create() function (logging, configuration, randomness, time), never
- * through core symbols. New host services and new operations are appended
+ * create() function (logging, configuration, randomness, time, memory, a
+ * key-value store, HTTP), never through core symbols. New host services and new operations are appended
  * at the end of their tables; any change that moves or changes an existing
  * member bumps DR_PLUGIN_ABI_VERSION. A plugin that uses a host service
  * added after the first release of its ABI version checks that the core
@@ -22,7 +22,8 @@
  *   - sinks store objects for serving (s3, fs).
  *
  * Memory: strings and arrays a plugin returns inside dr_prediction are
- * allocated with malloc() and owned by the core once the call returns; the
+ * allocated with malloc() (host->mem_alloc and its kin give such memory)
+ * and owned by the core once the call returns; the
  * core releases them with dr_prediction_clear semantics (free() of every
  * member). Everything the core passes in is borrowed for the call only.
  *
