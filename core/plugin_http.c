@@ -342,6 +342,9 @@ static dr_status try_once(CURL *h, const plugin_http_policy *pol,
 	CURLcode rc;
 
 	memset(&t, 0, sizeof(t));
+	resp->status = 0;
+	resp->content_type[0] = '\0';
+	resp->retry_after = -1;
 	t.max = req->max_response ? req->max_response : HTTP_MAX_RESPONSE;
 	if (t.max > DR_HTTP_MAX_RESPONSE)
 		t.max = DR_HTTP_MAX_RESPONSE;
