@@ -997,6 +997,7 @@ static void test_maintain(void **state)
 			   "fail = true\n"
 			   "\n"
 			   "[adapter \"good\"]\n");
+	dr_log_init("test", DR_LOG_ERR, 0);
 	if (plugins_init(cfg, 1, &p, &err) != DR_OK)
 		fail_msg("plugins_init: %s", err.message);
 	dr_log_init("test", DR_LOG_INFO, 0);
