@@ -96,39 +96,53 @@ $(BUILD)/darkroom.fcgi: $(BUILD)/core/fcgi_main.o $(LIBCORE)
 # symbol. PLUGIN_LIBS_<name> names the pkg-config packages a plugin links,
 # PLUGIN_LDLIBS_<name> what it links without one.
 #
+# Plugins compile against an include folder holding nothing but the
+# installed header (build/include/darkroom-plugin.h, copied from core/), as
+# an out-of-tree plugin does, and link with -z defs, so each .so names every
+# library it uses and a core symbol it reached for fails the link.
+#
 # A companion, plugins/<name>/<part>/*.c -> build/plugins/<name>/<part>.so,
 # is a part of a plugin that the plugin dlopens itself when a setting
 # needs it, so that the plugin does not link that part's libraries: the
 # s3 sink's SigV2 transport, the only user of libs3 (which ships no .pc
 # file). It exports only <name>_<part>_entry.
+INCLUDE_DIR = $(BUILD)/include
+PLUGIN_HEADER = $(INCLUDE_DIR)/darkroom-plugin.h
 PLUGIN_NAMES = $(notdir $(patsubst %/,%,$(dir $(wildcard plugins/*/*.c))))
 PLUGIN_NAMES := $(sort $(PLUGIN_NAMES))
 PLUGINS = $(PLUGIN_NAMES:%=$(BUILD)/plugins/%.so)
-PLUGIN_CFLAGS = $(BASE_CFLAGS) -Icore -fPIC -fvisibility=hidden \
+PLUGIN_CFLAGS = $(BASE_CFLAGS) -I$(INCLUDE_DIR) -fPIC -fvisibility=hidden \
                 -DDR_VERSION='"$(VERSION)"'
-PLUGIN_LIBS_replicate = libcurl json-c libcrypto
-PLUGIN_LIBS_cog = libcurl json-c
+PLUGIN_LDFLAGS = -shared -Wl,-z,defs
+PLUGIN_LIBS_replicate = json-c
+PLUGIN_LIBS_cog = json-c
 PLUGIN_LIBS_exec = json-c
 PLUGIN_LIBS_s3 = libcurl libcrypto
 PLUGIN_COMPANIONS = $(BUILD)/plugins/s3/sigv2.so
 PLUGIN_LDLIBS_s3/sigv2 = -ls3
 
-$(BUILD)/plugins/%.o: plugins/%.c
+$(PLUGIN_HEADER): core/darkroom-plugin.h
+	@mkdir -p $(@D)
+	$(Q)cp $< $@
+
+$(BUILD)/plugins/%.o: plugins/%.c | $(PLUGIN_HEADER)
 	$(call msg,CC,$<)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(PLUGIN_CFLAGS) $(if $(PLUGIN_LIBS_$(firstword $(subst /, ,$*))),$(call pkg_cflags,$(PLUGIN_LIBS_$(firstword $(subst /, ,$*))))) -c -o $@ $<
 
 plugin_objs = $(patsubst plugins/%.c,$(BUILD)/plugins/%.o,$(wildcard plugins/$(1)/*.c))
+# What plugin <name> links: its pkg-config libraries (libs3 has no .pc).
+plugin_ldlibs = $(if $(PLUGIN_LIBS_$(1)),$(call pkg_libs,$(PLUGIN_LIBS_$(1)))) $(PLUGIN_LDLIBS_$(1))
 
 .SECONDEXPANSION:
 $(BUILD)/plugins/%.so: $$(call plugin_objs,$$*)
 	$(call msg,LD,$@)
-	$(Q)$(CC) -shared $(LDFLAGS) -o $@ $^ $(if $(PLUGIN_LIBS_$*),$(call pkg_libs,$(PLUGIN_LIBS_$*))) $(PLUGIN_LDLIBS_$*)
+	$(Q)$(CC) $(PLUGIN_LDFLAGS) $(LDFLAGS) -o $@ $^ $(call plugin_ldlibs,$*)
 
 # --------------------------------------------------------------- tests
 # tests/core/test_*.c and tests/plugins/test_*.c -> build/tests/unit/test_*
-# Core tests link the core library; plugin tests compile the plugin's
-# sources with the mock host (tests/plugins/mock_host.c).
+# Core tests link the core library; plugin tests link the plugin's objects
+# with the mock host (tests/plugins/mock_host.c) and nothing of the core.
 CORE_TESTS_SRC = $(wildcard tests/core/test_*.c)
 PLUGIN_TESTS_SRC = $(wildcard tests/plugins/test_*.c)
 UNIT_TESTS = $(CORE_TESTS_SRC:tests/core/%.c=$(BUILD)/tests/unit/%) \
@@ -160,20 +174,23 @@ $(BUILD)/tests/plugins/%.o: tests/plugins/%.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(TEST_CFLAGS) -c -o $@ $<
 
-# A plugin test test_<plugin>.c links that plugin's objects and the mock host
-# (test_s3 also the objects of its SigV2 companion, and libs3).
-$(BUILD)/tests/unit/test_%: $(BUILD)/tests/plugins/test_%.o $(BUILD)/tests/plugins/mock_host.o $$(call plugin_objs,$$*) $(LIBCORE)
+# A plugin test test_<plugin>.c links that plugin's objects and the mock
+# host only (the mock compiles in core/webhook.c and core/plugin_http.c,
+# hence libcrypto and libcurl).
+MOCK_LIBS = $(call pkg_libs,libcrypto libcurl cmocka)
+
+$(BUILD)/tests/unit/test_%: $(BUILD)/tests/plugins/test_%.o $(BUILD)/tests/plugins/mock_host.o $$(call plugin_objs,$$*)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CORE_LIBS) $(call pkg_libs,cmocka) $(if $(PLUGIN_LIBS_$*),$(call pkg_libs,$(PLUGIN_LIBS_$*))) $(PLUGIN_TEST_LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(call plugin_ldlibs,$*) $(MOCK_LIBS) $(PLUGIN_TEST_LDLIBS)
 
 $(BUILD)/tests/unit/test_s3: $(call plugin_objs,s3/sigv2)
 $(BUILD)/tests/unit/test_s3: PLUGIN_TEST_LDLIBS = -ls3
 
-$(BUILD)/tests/fixtures/%.so: tests/plugins/fixtures/%.c core/darkroom-plugin.h
+$(BUILD)/tests/fixtures/%.so: tests/plugins/fixtures/%.c $(PLUGIN_HEADER)
 	$(call msg,CC,$<)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(PLUGIN_CFLAGS) -shared $(LDFLAGS) -o $@ $<
+	$(Q)$(CC) $(PLUGIN_CFLAGS) $(PLUGIN_LDFLAGS) $(LDFLAGS) -o $@ $<
 
 # tests/webhook/wh_tool.c -> build/tests/webhook/wh_tool, a CLI around
 # core/webhook.c that tests/webhook/cross_check.js drives.

@@ -174,7 +174,7 @@ dr_step_outcome callback_deliver(const dr_step_ctx *e)
 	pol.total_timeout = 30;
 	pol.low_speed_limit = 1;
 	pol.low_speed_time = 30;
-	download_policy_env(&pol, &env_hosts);
+	netpolicy_env(&pol, &env_hosts);
 	pol.hosts = any; /* the client chose its host; the address rules hold */
 	st = download_post(db_cell(rows, 0, 0), &pol, headers, body.data,
 			   body.len, &http, &err);
@@ -197,7 +197,7 @@ dr_step_outcome callback_deliver(const dr_step_ctx *e)
 			   strcmp(err.code, "url_not_allowed") == 0,
 		   http, msg_id, &err);
 out:
-	download_policy_free_hosts(env_hosts);
+	netpolicy_free_hosts(env_hosts);
 	db_rows_free(rows);
 	dr_buf_free(&body);
 	return o;

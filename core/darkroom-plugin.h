@@ -6,11 +6,12 @@
  * symbol, DR_PLUGIN_ENTRY_SYMBOL, a function returning a pointer to a
  * `static const dr_plugin` descriptor. The core checks the descriptor's
  * ABI version and struct size exactly and refuses anything else, then
- * checks that the operations its kind requires are present.
+ * checks the size of the kind's operations table (see "Operation tables"
+ * below) and that the operations its kind requires are present.
  *
  * A plugin reaches the core only through the dr_host table handed to its
- * create() function (logging, configuration, randomness, time), never
- * through core symbols. New host services and new operations are appended
+ * create() function (logging, configuration, randomness, time, memory, a
+ * key-value store, HTTP), never through core symbols. New host services and new operations are appended
  * at the end of their tables; any change that moves or changes an existing
  * member bumps DR_PLUGIN_ABI_VERSION. A plugin that uses a host service
  * added after the first release of its ABI version checks that the core
@@ -21,7 +22,8 @@
  *   - sinks store objects for serving (s3, fs).
  *
  * Memory: strings and arrays a plugin returns inside dr_prediction are
- * allocated with malloc() and owned by the core once the call returns; the
+ * allocated with malloc() (host->mem_alloc and its kin give such memory)
+ * and owned by the core once the call returns; the
  * core releases them with dr_prediction_clear semantics (free() of every
  * member). Everything the core passes in is borrowed for the call only.
  *
@@ -40,7 +42,7 @@ extern "C" {
 #endif
 
 /* Bumped on any incompatible change to the structures below. */
-#define DR_PLUGIN_ABI_VERSION 1u
+#define DR_PLUGIN_ABI_VERSION 2u
 
 /* The one symbol every plugin exports, and its type. */
 #define DR_PLUGIN_ENTRY_SYMBOL "dr_plugin_entry"
@@ -142,6 +144,51 @@ typedef struct dr_config_key {
 typedef struct dr_instance dr_instance;
 typedef struct dr_webhook_request dr_webhook_request;
 
+/* Limits of host->http_request. */
+#define DR_HTTP_MAX_RESPONSE (16u << 20) /* largest max_response */
+#define DR_HTTP_MAX_RETRIES 5
+
+/* A request for host->http_request. Borrowed for the call. */
+typedef struct dr_http_request {
+	const char *method;         /* "GET" (or NULL), "HEAD", "POST", "PUT",
+				       "PATCH" or "DELETE" */
+	const char *url;            /* http:// or https:// */
+	const char *const *headers; /* extra "Name: value" lines,
+				       NULL-terminated, or NULL; "Name:"
+				       removes a header curl would send */
+	const void *body;           /* POST, PUT, PATCH, DELETE: the body
+				       (NULL: empty); ignored for GET, HEAD */
+	size_t body_len;
+	double timeout;             /* one try, whole; <= 0: 30 s */
+	double connect_timeout;     /* <= 0: 10 s */
+	size_t max_response;        /* body cap, bytes; 0: 1 MiB; at most
+				       DR_HTTP_MAX_RESPONSE */
+	int retries;                /* further tries, 0..DR_HTTP_MAX_RETRIES:
+				       after a 429 or 503 answer, or a failure
+				       before the request left */
+	double max_retry_wait;      /* longest wait before a further try
+				       (Retry-After, else 1, 2, 4... s);
+				       <= 0: 30 s; an answer asking for longer
+				       ends the tries and is returned */
+	int untrusted;              /* the URL came from outside the
+				       configuration (a provider's answer):
+				       the download rules apply (see below) */
+} dr_http_request;
+
+/* The answer of host->http_request. */
+typedef struct dr_http_response {
+	long status;              /* the HTTP status */
+	char *body;               /* NUL-terminated, body_len bytes (free it
+				     with mem_free); NULL after a failure */
+	size_t body_len;
+	char content_type[128];   /* the Content-Type, "" when none (cut) */
+	double retry_after;       /* seconds the Retry-After header asks for
+				     (delta-seconds or an HTTP-date), or -1 */
+	int sent;                 /* 0: the last try surely never reached
+				     the server; 1: it may have */
+	int tries;                /* tries made */
+} dr_http_response;
+
 typedef struct dr_host {
 	uint32_t abi_version; /* DR_PLUGIN_ABI_VERSION of the core */
 	uint32_t size;        /* sizeof(dr_host) of the core */
@@ -194,8 +241,6 @@ typedef struct dr_host {
 				    const char *const *secrets, size_t n,
 				    double tolerance, dr_error *err);
 
-	/* --- appended: check DR_HOST_HAS(host, local_root) first --- */
-
 	/* Declare that this adapter instance hands over local files
 	 * (DR_OUTPUT_PATH outputs) and where: `dir`, an absolute path
 	 * without "." or ".." components (the instance's work folder),
@@ -209,7 +254,77 @@ typedef struct dr_host {
 	 * path, "." or "..", "/", or a sink instance). */
 	dr_status (*local_root)(const dr_instance *inst, const char *dir,
 				dr_error *err);
+
+	/* Memory. Each returns memory that free() (or mem_free) releases,
+	 * so it may go into a dr_prediction, and never returns NULL: out of
+	 * memory (or a calloc size that overflows) writes one line to
+	 * stderr and aborts the process, as the core itself does, so a
+	 * plugin needs no out-of-memory paths. A size of 0 gives a unique
+	 * pointer; mem_realloc(NULL, n) is mem_alloc(n); mem_strndup copies
+	 * at most n bytes and adds a NUL; mem_free(NULL) does nothing. */
+	void *(*mem_alloc)(size_t n);
+	void *(*mem_calloc)(size_t n, size_t size);
+	void *(*mem_realloc)(void *p, size_t n);
+	char *(*mem_strdup)(const char *s);
+	char *(*mem_strndup)(const char *s, size_t n);
+	void (*mem_free)(void *p);
+
+	/* A small durable key-value store of this instance, shared by every
+	 * darkroom process that uses its section (kept in the database,
+	 * table plugin_kv, keyed by instance name and key): for what one
+	 * process learns and another needs, such as a signing secret the
+	 * worker fetches from the provider (in maintain()) and the FastCGI
+	 * app reads to verify webhooks without calling the provider.
+	 * `key`: 1 to DR_KV_KEY_MAX bytes of [A-Za-z0-9._-]; a value: text of
+	 * at most DR_KV_VALUE_MAX bytes without NUL.
+	 *
+	 * kv_get: DR_OK with *value (mem_alloc'd, the caller frees it) and,
+	 * when `updated_at` is not NULL, the time of its last kv_put
+	 * (seconds since the epoch); DR_ERR_NOT_FOUND when unset;
+	 * DR_ERR_UNAVAILABLE when this process has no database (config
+	 * check) or it cannot be reached; DR_ERR_INVALID for a bad key.
+	 * kv_put: set `key` to `value` (replacing it), or delete it when
+	 * `value` is NULL; DR_OK or the errors of kv_get. Each call is one
+	 * short database round trip: cache what is read often. */
+	dr_status (*kv_get)(const dr_instance *inst, const char *key,
+			    char **value, double *updated_at, dr_error *err);
+	dr_status (*kv_put)(const dr_instance *inst, const char *key,
+			    const char *value, dr_error *err);
+
+	/* An HTTP request on the instance's own connections (kept alive
+	 * between calls, so call it from the instance's thread only).
+	 * Redirects are not followed, no signal is raised, content
+	 * encodings are decoded, and the body read is capped at
+	 * req->max_response. A try that fails before the request left
+	 * (resolving, connecting, the TLS handshake) or answers 429 or 503
+	 * is made again up to req->retries times, after what Retry-After
+	 * asks (at most req->max_retry_wait) or a backoff; nothing else is
+	 * repeated, as a create may not be idempotent.
+	 *
+	 * A trusted URL (from the configuration) may use any address and
+	 * the proxies of the environment. With req->untrusted the rules of
+	 * output downloads apply instead (the core's own code): https only
+	 * (http with DARKROOM_DOWNLOAD_ALLOW_HTTP=1), the host on the
+	 * adapter's download_hosts or DARKROOM_DOWNLOAD_HOSTS, public
+	 * addresses only (checked at connect time), no proxy.
+	 *
+	 * DR_OK when an answer came, whatever its status (the caller judges
+	 * it), with *resp filled. Otherwise resp->body is NULL, resp->sent
+	 * says whether the last try may have reached the server, and err:
+	 * DR_ERR_NETWORK "http_not_sent" (retryable: nothing left),
+	 * DR_ERR_TIMEOUT "http_timeout", DR_ERR_NETWORK "http_failed" (the
+	 * connection failed after sending), DR_ERR_TOO_LARGE
+	 * "http_too_large", DR_ERR_INVALID "url_not_allowed" or
+	 * "address_not_allowed" (untrusted URLs; a bad URL), with curl's
+	 * message, which names hosts, never headers. */
+	dr_status (*http_request)(const dr_instance *inst,
+				  const dr_http_request *req,
+				  dr_http_response *resp, dr_error *err);
 } dr_host;
+
+/* Limits of host->kv_get / kv_put. */
+#define DR_KV_KEY_MAX 128
+#define DR_KV_VALUE_MAX 65535
 
 /* Whether the core's host table has service `member`: a plugin built
  * against this header may be loaded by an older core of the same ABI
@@ -293,7 +408,27 @@ struct dr_webhook_request {
 	double received_at; /* the core's clock, seconds since the epoch */
 };
 
+/*
+ * Operation tables. dr_adapter_ops and dr_sink_ops start with `size`,
+ * which a plugin sets to sizeof() of the table it was built with. New
+ * operations are appended at the end of a table within an ABI version, so
+ * the core accepts, within the same DR_PLUGIN_ABI_VERSION:
+ *   - a table of its own size;
+ *   - a smaller one (a plugin built against an older header of the same
+ *     ABI version), as long as it holds every mandatory operation of its
+ *     kind (DR_ADAPTER_OPS_MIN_SIZE, DR_SINK_OPS_MIN_SIZE): the operations
+ *     beyond its size are absent, as if NULL, whatever the bytes after
+ *     the plugin's table hold;
+ * and refuses a larger one (a plugin built against a newer header, whose
+ * operations this core does not know) with a message naming both sizes:
+ * update darkroom, or rebuild the plugin against this darkroom's header.
+ */
+#define DR_OPS_END(type, member)                                             \
+	(offsetof(type, member) + sizeof(((const type *)0)->member))
+
 typedef struct dr_adapter_ops {
+	size_t size; /* sizeof(dr_adapter_ops) */
+
 	/* Check a job at intake (model syntax, input the provider cannot
 	 * take) without network calls. DR_OK or DR_ERR_INVALID with the
 	 * field in the message. Optional. */
@@ -338,7 +473,23 @@ typedef struct dr_adapter_ops {
 	 * job id for a grace period, then submits again. */
 	dr_status (*reconcile)(void *state, const dr_job_view *job,
 			       dr_prediction *out, dr_error *err);
+
+	/* Upkeep outside any job or request, such as fetching a webhook
+	 * signing secret from the provider and keeping it with
+	 * host->kv_put for the FastCGI app, which must never wait on the
+	 * provider. The worker calls it when it starts and then about once a
+	 * minute (DR_MAINTAIN_INTERVAL), from one of its processes; it may
+	 * take as long as its own timeouts allow (no job waits on it). A
+	 * failure is logged by the core and the call comes again at the next
+	 * interval. Optional. */
+	dr_status (*maintain)(void *state, dr_error *err);
 } dr_adapter_ops;
+
+/* Seconds between the worker's calls of an adapter's maintain(). */
+#define DR_MAINTAIN_INTERVAL 60
+
+/* The smallest adapter table the core accepts: through `submit`. */
+#define DR_ADAPTER_OPS_MIN_SIZE DR_OPS_END(dr_adapter_ops, submit)
 
 /* ------------------------------------------------------------------------
  * Sinks.
@@ -362,6 +513,8 @@ typedef struct dr_object_meta {
 } dr_object_meta;
 
 typedef struct dr_sink_ops {
+	size_t size; /* sizeof(dr_sink_ops) */
+
 	/* Store the object under `key` (a relative path of [A-Za-z0-9._/-],
 	 * no "..", no leading "/"), replacing any object there atomically:
 	 * a reader sees the old bytes or the new, never a part. Mandatory. */
@@ -386,6 +539,9 @@ typedef struct dr_sink_ops {
 	dr_status (*stat)(void *state, const char *key, uint64_t *size,
 			  dr_error *err);
 } dr_sink_ops;
+
+/* The smallest sink table the core accepts: through `public_url`. */
+#define DR_SINK_OPS_MIN_SIZE DR_OPS_END(dr_sink_ops, public_url)
 
 /* ------------------------------------------------------------------------
  * The descriptor.

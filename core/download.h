@@ -23,27 +23,8 @@
 #include <sys/socket.h>
 
 #include "error.h"
+#include "netpolicy.h"
 
-typedef struct dr_download_policy {
-	int allow_http;          /* DARKROOM_DOWNLOAD_ALLOW_HTTP=1 */
-	int allow_private;       /* DARKROOM_DOWNLOAD_ALLOW_PRIVATE=1 */
-	const char *const *hosts; /* NULL-terminated allowlist: "example.com",
-				     "*.example.com" (subdomains only), "*"
-				     (any host); NULL or empty: no host */
-	uint64_t max_bytes;      /* size cap */
-	double connect_timeout;  /* seconds */
-	double total_timeout;    /* seconds */
-	long low_speed_limit;    /* bytes per second ... */
-	double low_speed_time;   /* ... for this long, else abort */
-	int max_redirects;
-	/* With `mark` set: called once, from inside download_url, when the
-	 * call has run `mark_after` seconds (so a quick download never calls
-	 * it), with the seconds since the call began; the caller may record
-	 * that a long download is under way. */
-	void (*mark)(void *arg, double elapsed);
-	void *mark_arg;
-	double mark_after;
-} dr_download_policy;
 
 /*
  * Download `url` into `fd` (written from its current offset; the caller
@@ -107,20 +88,5 @@ dr_status download_post(const char *url, const dr_download_policy *pol,
 			size_t len, long *http_status, dr_error *err)
 	DR_WARN_UNUSED;
 
-/* 1 when `host` matches the allowlist `hosts` (case-insensitive). */
-int download_host_allowed(const char *host, const char *const *hosts);
-
-/* 1 when connecting to `sa` is allowed: public unicast addresses only,
- * unless allow_private (then loopback and private ranges pass, but never
- * unspecified, multicast or reserved ones). IPv4-mapped and
- * IPv4-compatible IPv6 addresses are judged as their IPv4 address. */
-int download_address_allowed(const struct sockaddr *sa, int allow_private);
-
-/* Fill a policy from the environment over the given defaults: the
- * DARKROOM_DOWNLOAD_ALLOW_PRIVATE / _ALLOW_HTTP / _HOSTS variables.
- * `hosts_buf` receives parsed host storage (freed by
- * download_policy_free_hosts). */
-void download_policy_env(dr_download_policy *pol, char ***hosts_buf);
-void download_policy_free_hosts(char **hosts_buf);
 
 #endif

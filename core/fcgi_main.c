@@ -333,6 +333,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	db = db_new(cfg);
+	/* Adapters read what the worker keeps for them (host->kv_get). */
+	plugins_set_db(plugins, db);
 	if (api_init(&app, cfg, plugins, db, &err) != DR_OK) {
 		fprintf(stderr, "darkroom.fcgi: %s\n", err.message);
 		goto out;
@@ -364,6 +366,7 @@ int main(int argc, char **argv)
 	dr_log(DR_LOG_INFO, "event=fcgi.start version=%s", DR_VERSION);
 	rc = serve(&app, sock);
 out:
+	plugins_set_db(plugins, NULL);
 	db_free(db);
 	plugins_free(plugins);
 	config_free(cfg);

@@ -89,7 +89,7 @@ static int model_valid(const char *m)
 /*
  * Whether `s` is a callback URL darkroom can deliver to: https, or http
  * when DARKROOM_DOWNLOAD_ALLOW_HTTP is exactly "1" (callbacks are sent
- * under the download policy: download_policy_env()), with a host.
+ * under the download policy: netpolicy_env()), with a host.
  * Returns 1, 0 for no URL at all, -1 for http while it is not allowed.
  */
 static int url_valid(const char *s)

@@ -742,7 +742,7 @@ dr_step_outcome pipeline_persist(const dr_step_ctx *e)
 	x.policy.low_speed_limit = cfg->limits.low_speed_limit;
 	x.policy.low_speed_time = cfg->limits.low_speed_time;
 	x.policy.max_redirects = cfg->limits.max_redirects;
-	download_policy_env(&x.policy, &x.env_hosts);
+	netpolicy_env(&x.policy, &x.env_hosts);
 	x.local_root = adapter ? adapter->local_root : NULL;
 
 	st = db_query(e->db, "SELECT renditions FROM jobs WHERE id = ?", &job,
@@ -826,6 +826,6 @@ out:
 	free(outs);
 	db_rows_free(rows);
 	db_rows_free(job);
-	download_policy_free_hosts(x.env_hosts);
+	netpolicy_free_hosts(x.env_hosts);
 	return o;
 }

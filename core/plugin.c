@@ -14,6 +14,13 @@
  * two members in every ABI version, so they can be read from any plugin;
  * the other members are only looked at once both match exactly.
  *
+ * The operations table of a plugin built against an older header of the
+ * same ABI version is shorter than the core's (operations are appended).
+ * Rather than every caller checking the table's size before each call,
+ * the loader copies the descriptor and the table into memory of its own,
+ * the table zero-filled to the core's size, so an operation the plugin's
+ * table does not reach reads as NULL everywhere in the core.
+ *
  * plugins_init() sizes its arrays up front and never moves them, because
  * create() receives pointers to the instances (dr_instance) and loaded
  * plugins that must stay valid until destroy().
@@ -33,7 +40,10 @@
 #include <time.h>
 
 #include "buf.h"
+#include "db.h"
+#include "netpolicy.h"
 #include "log.h"
+#include "plugin_http.h"
 #include "webhook.h"
 
 /* Longest plugin name, and the most files plugins_scan() looks at. */
@@ -112,20 +122,58 @@ static const char *kind_name(dr_plugin_kind kind)
  * Loading one file
  */
 
+/* The descriptor and its operations table as the core keeps them (see
+ * the file comment); dr_loaded_plugin.desc points at `desc`. */
+typedef struct desc_copy {
+	dr_plugin desc;
+	union {
+		dr_adapter_ops adapter;
+		dr_sink_ops sink;
+	} ops;
+} desc_copy;
+
 /*
- * The kind-specific checks: the operations table of the kind and its
- * mandatory members. The first missing one is named.
+ * The size of the kind's operations table (see "Operation tables" in
+ * darkroom-plugin.h): not larger than the core's table, at least up to
+ * the kind's last mandatory operation, and a whole number of members.
+ */
+static dr_status check_ops_size(const dr_plugin *d, const char *path,
+				dr_error *err)
+{
+	const char *kind = kind_name(d->kind);
+	int adapter = d->kind == DR_PLUGIN_ADAPTER;
+	size_t have = adapter ? d->adapter->size : d->sink->size;
+	size_t max = adapter ? sizeof(dr_adapter_ops) : sizeof(dr_sink_ops);
+	size_t min = adapter ? DR_ADAPTER_OPS_MIN_SIZE : DR_SINK_OPS_MIN_SIZE;
+
+	if (have > max)
+		return dr_fail(err, DR_ERR_PLUGIN, "plugin_abi_mismatch",
+			       "%s plugin '%s' has an operations table of %zu "
+			       "bytes, this darkroom knows %zu (built against "
+			       "a newer darkroom-plugin.h of ABI %u); update "
+			       "darkroom or rebuild the plugin against this "
+			       "darkroom's darkroom-plugin.h (%s)",
+			       kind, d->name, have, max,
+			       (unsigned)DR_PLUGIN_ABI_VERSION, path);
+	if (have < min || have % sizeof(void *) != 0)
+		return dr_fail(err, DR_ERR_PLUGIN, "plugin_invalid",
+			       "%s plugin '%s' has an operations table of %zu "
+			       "bytes, not a table of at least %zu (set its "
+			       "size to sizeof(dr_%s_ops)) (%s)",
+			       kind, d->name, have, min, kind, path);
+	return DR_OK;
+}
+
+/*
+ * The kind-specific checks: the operations table of the kind, its size,
+ * and its mandatory members. The first missing one is named. `d` is the
+ * core's copy, its table already padded.
  */
 static dr_status check_ops(const dr_plugin *d, const char *path, dr_error *err)
 {
 	const char *kind = kind_name(d->kind);
 	const char *missing = NULL;
 
-	if ((d->kind == DR_PLUGIN_ADAPTER && !d->adapter) ||
-	    (d->kind == DR_PLUGIN_SINK && !d->sink))
-		return dr_fail(err, DR_ERR_PLUGIN, "plugin_invalid",
-			       "%s plugin '%s' has no %s operations table (%s)",
-			       kind, d->name, kind, path);
 	if (!d->create)
 		missing = "create";
 	else if (!d->destroy)
@@ -184,7 +232,6 @@ static dr_status check_descriptor(const dr_plugin *d, const char *name,
 				  const char *path, dr_error *err)
 {
 	char shown[PLUGIN_NAME_MAX + 1];
-	dr_status st;
 
 	if (d->abi_version != DR_PLUGIN_ABI_VERSION)
 		return dr_fail(err, DR_ERR_PLUGIN, "plugin_abi_mismatch",
@@ -210,10 +257,37 @@ static dr_status check_descriptor(const dr_plugin *d, const char *name,
 			       "adapter, or %d, sink)",
 			       path, (int)d->kind, DR_PLUGIN_ADAPTER,
 			       DR_PLUGIN_SINK);
-	st = check_ops(d, path, err);
-	if (st != DR_OK)
-		return st;
-	return check_keys(d, path, err);
+	if ((d->kind == DR_PLUGIN_ADAPTER && !d->adapter) ||
+	    (d->kind == DR_PLUGIN_SINK && !d->sink))
+		return dr_fail(err, DR_ERR_PLUGIN, "plugin_invalid",
+			       "%s plugin '%s' has no %s operations table (%s)",
+			       kind_name(d->kind), d->name,
+			       kind_name(d->kind), path);
+	return check_ops_size(d, path, err);
+}
+
+/*
+ * The core's copy of a checked descriptor: the plugin's table copied
+ * over a zeroed full-size one, so operations beyond it are NULL, and the
+ * kind's other table pointer cleared. Caller frees.
+ */
+static desc_copy *copy_descriptor(const dr_plugin *d)
+{
+	desc_copy *c = dr_xcalloc(1, sizeof(*c));
+
+	c->desc = *d;
+	if (d->kind == DR_PLUGIN_ADAPTER) {
+		memcpy(&c->ops.adapter, d->adapter, d->adapter->size);
+		c->ops.adapter.size = sizeof(dr_adapter_ops);
+		c->desc.adapter = &c->ops.adapter;
+		c->desc.sink = NULL;
+	} else {
+		memcpy(&c->ops.sink, d->sink, d->sink->size);
+		c->ops.sink.size = sizeof(dr_sink_ops);
+		c->desc.sink = &c->ops.sink;
+		c->desc.adapter = NULL;
+	}
+	return c;
 }
 
 dr_status plugin_load(const char *dir, const char *name, dr_loaded_plugin *out,
@@ -223,6 +297,7 @@ dr_status plugin_load(const char *dir, const char *name, dr_loaded_plugin *out,
 	struct stat sb;
 	dr_plugin_entry_fn entry;
 	const dr_plugin *desc;
+	desc_copy *copy;
 	const char *dl_msg;
 	void *handle, *sym;
 	char *path;
@@ -282,12 +357,20 @@ dr_status plugin_load(const char *dir, const char *name, dr_loaded_plugin *out,
 	st = check_descriptor(desc, name, path, err);
 	if (st != DR_OK)
 		goto err_handle;
+	copy = copy_descriptor(desc);
+	st = check_ops(&copy->desc, path, err);
+	if (st == DR_OK)
+		st = check_keys(&copy->desc, path, err);
+	if (st != DR_OK)
+		goto err_copy;
 
-	out->desc = desc;
+	out->desc = &copy->desc;
 	out->handle = handle;
 	out->path = path;
 	return DR_OK;
 
+err_copy:
+	free(copy);
 err_handle:
 	dlclose(handle);
 err_path:
@@ -301,6 +384,8 @@ void plugin_unload(dr_loaded_plugin *p)
 		return;
 	if (p->handle)
 		dlclose(p->handle);
+	/* desc is the first member of the desc_copy it came from. */
+	free((void *)p->desc);
 	free(p->path);
 	memset(p, 0, sizeof(*p));
 }
@@ -483,6 +568,165 @@ static dr_status host_local_root(const dr_instance *inst, const char *dir,
 	return DR_OK;
 }
 
+/* ------------------------------------------------------------------------
+ * The key-value store (table plugin_kv, migrations/0007_plugin_kv.sql)
+ */
+
+/* Longest instance name the table keeps. */
+#define KV_INSTANCE_MAX 64
+
+/* A key, or the instance name (max bytes): [A-Za-z0-9._-], not empty. */
+static int kv_name_ok(const char *s, size_t max)
+{
+	size_t n = 0;
+
+	if (!s)
+		return 0;
+	for (; s[n]; n++) {
+		char c = s[n];
+
+		if (n >= max || !((c >= 'a' && c <= 'z') ||
+				  (c >= 'A' && c <= 'Z') ||
+				  (c >= '0' && c <= '9') || c == '.' ||
+				  c == '_' || c == '-'))
+			return 0;
+	}
+	return n > 0;
+}
+
+/* The checks both calls share: a database, a good key and instance. */
+static dr_status kv_check(const dr_instance *inst, const char *key,
+			  dr_error *err)
+{
+	if (!inst || !inst->db)
+		return host_fail(err, DR_ERR_UNAVAILABLE, "kv_unavailable",
+				 "this process has no database for the "
+				 "plugin's key-value store");
+	if (!kv_name_ok(key, DR_KV_KEY_MAX))
+		return host_fail(err, DR_ERR_INVALID, "invalid_argument",
+				 "kv: a key is 1 to %d characters of "
+				 "A-Z, a-z, 0-9, '.', '_' and '-'",
+				 DR_KV_KEY_MAX);
+	if (!kv_name_ok(inst->name, KV_INSTANCE_MAX))
+		return host_fail(err, DR_ERR_INVALID, "invalid_argument",
+				 "kv: the instance name must be 1 to %d "
+				 "characters of A-Z, a-z, 0-9, '.', '_' and "
+				 "'-' for the key-value store",
+				 KV_INSTANCE_MAX);
+	return DR_OK;
+}
+
+/* A database failure as the plugin sees it: unavailable, detail kept. */
+static dr_status kv_db_failed(const dr_error *dberr, dr_error *err)
+{
+	return host_fail(err, DR_ERR_UNAVAILABLE, "kv_unavailable",
+			 "the plugin key-value store cannot be reached: %s",
+			 dberr->message);
+}
+
+static dr_status host_kv_get(const dr_instance *inst, const char *key,
+			     char **value, double *updated_at, dr_error *err)
+{
+	dr_db_rows *rows = NULL;
+	const char *v, *t;
+	dr_error dberr;
+	dr_status st;
+
+	*value = NULL;
+	if (updated_at)
+		*updated_at = 0;
+	st = kv_check(inst, key, err);
+	if (st != DR_OK)
+		return st;
+	dr_error_clear(&dberr);
+	if (db_query(inst->db,
+		     "SELECT v, UNIX_TIMESTAMP(updated_at) FROM plugin_kv"
+		     " WHERE instance = ? AND k = ?",
+		     &rows, &dberr, "ss", inst->name, key) != DR_OK)
+		return kv_db_failed(&dberr, err);
+	v = db_cell(rows, 0, 0);
+	t = db_cell(rows, 0, 1);
+	if (!v) {
+		db_rows_free(rows);
+		return host_fail(err, DR_ERR_NOT_FOUND, "not_found",
+				 "kv: no value for '%s'", key);
+	}
+	*value = dr_xstrdup(v);
+	if (updated_at && t)
+		*updated_at = strtod(t, NULL);
+	db_rows_free(rows);
+	return DR_OK;
+}
+
+static dr_status host_kv_put(const dr_instance *inst, const char *key,
+			     const char *value, dr_error *err)
+{
+	dr_error dberr;
+	dr_status st;
+
+	st = kv_check(inst, key, err);
+	if (st != DR_OK)
+		return st;
+	if (value && strlen(value) > DR_KV_VALUE_MAX)
+		return host_fail(err, DR_ERR_TOO_LARGE, "invalid_argument",
+				 "kv: a value is at most %d bytes",
+				 DR_KV_VALUE_MAX);
+	dr_error_clear(&dberr);
+	if (value)
+		st = db_exec(inst->db,
+			     "INSERT INTO plugin_kv (instance, k, v, updated_at)"
+			     " VALUES (?, ?, ?, NOW(6)) ON DUPLICATE KEY UPDATE"
+			     " v = VALUES(v), updated_at = NOW(6)",
+			     NULL, &dberr, "sss", inst->name, key, value);
+	else
+		st = db_exec(inst->db,
+			     "DELETE FROM plugin_kv WHERE instance = ? AND k = ?",
+			     NULL, &dberr, "ss", inst->name, key);
+	return st == DR_OK ? DR_OK : kv_db_failed(&dberr, err);
+}
+
+/* host->http_request: the instance's client (plugin_http.c), with the
+ * download rules of this process (download.h: the adapter's
+ * download_hosts, then the DARKROOM_DOWNLOAD_* variables) for untrusted
+ * URLs, judged by download.c's own functions. */
+static dr_status host_http_request(const dr_instance *inst,
+				   const dr_http_request *req,
+				   dr_http_response *resp, dr_error *err)
+{
+	struct dr_instance *mut = (struct dr_instance *)inst;
+	dr_download_policy dp;
+	plugin_http_policy pol;
+	char **hosts_buf = NULL;
+	dr_status st;
+
+	if (!inst || !req) {
+		memset(resp, 0, sizeof(*resp));
+		return host_fail(err, DR_ERR_INVALID, "invalid_argument",
+				 "http_request: no instance or request");
+	}
+	if (!mut->http)
+		mut->http = plugin_http_new();
+	memset(&dp, 0, sizeof(dp));
+	if (inst->plugin && inst->plugin->desc->kind == DR_PLUGIN_ADAPTER)
+		dp.hosts = inst->plugin->desc->adapter->download_hosts;
+	netpolicy_env(&dp, &hosts_buf);
+	pol.allow_http = dp.allow_http;
+	pol.allow_private = dp.allow_private;
+	pol.hosts = dp.hosts;
+	pol.host_allowed = netpolicy_host_allowed;
+	pol.address_allowed = netpolicy_address_allowed;
+	st = plugin_http_request(mut->http, &pol, req, resp, err);
+	netpolicy_free_hosts(hosts_buf);
+	return st;
+}
+
+/* host->mem_strndup: strndup() semantics (stops at a NUL), aborting on
+ * out of memory; dr_xstrndup copies exactly n bytes. */
+static char *host_mem_strndup(const char *s, size_t n)
+{
+	return dr_xstrndup(s, strnlen(s, n));
+}
+
 static const dr_host host_services = {
 	.abi_version = DR_PLUGIN_ABI_VERSION,
 	.size = sizeof(dr_host),
@@ -499,6 +743,15 @@ static const dr_host host_services = {
 	.webhook_header = webhook_header,
 	.webhook_verify = webhook_verify,
 	.local_root = host_local_root,
+	.mem_alloc = dr_xmalloc,
+	.mem_calloc = dr_xcalloc,
+	.mem_realloc = dr_xrealloc,
+	.mem_strdup = dr_xstrdup,
+	.mem_strndup = host_mem_strndup,
+	.mem_free = free,
+	.kv_get = host_kv_get,
+	.kv_put = host_kv_put,
+	.http_request = host_http_request,
 };
 
 const dr_host *plugin_host_services(void)
@@ -633,6 +886,7 @@ static dr_status init_section(const dr_config *cfg, dr_plugins *p,
 				     cfg->path, sec->line, sec->type, sec->name,
 				     lp->desc->name, inner.message);
 			free(inst->local_root);
+			plugin_http_free(inst->http);
 			memset(inst, 0, sizeof(*inst));
 			return st;
 		}
@@ -722,6 +976,42 @@ err_plugins:
 	return st;
 }
 
+void plugins_set_db(dr_plugins *p, struct dr_db *db)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < p->n_adapters; i++)
+		p->adapters[i].db = db;
+	for (size_t i = 0; i < p->n_sinks; i++)
+		p->sinks[i].db = db;
+}
+
+int plugins_maintain(dr_plugins *p)
+{
+	int failed = 0;
+
+	if (!p)
+		return 0;
+	for (size_t i = 0; i < p->n_adapters; i++) {
+		struct dr_instance *inst = &p->adapters[i];
+		const dr_adapter_ops *ops = inst->plugin->desc->adapter;
+		dr_error err;
+
+		if (!ops->maintain || !inst->state)
+			continue;
+		dr_error_clear(&err);
+		if (ops->maintain(inst->state, &err) == DR_OK)
+			continue;
+		failed++;
+		dr_log(DR_LOG_WARNING,
+		       "event=plugin.maintain_failed plugin=%s instance=%s "
+		       "code=%s reason=\"%s\"",
+		       inst_plugin_name(inst), inst->name,
+		       err.code[0] ? err.code : "-", err.message);
+	}
+	return failed;
+}
+
 /* Destroy in reverse order of creation within each kind. */
 static void destroy_instances(struct dr_instance *list, size_t n)
 {
@@ -733,6 +1023,8 @@ static void destroy_instances(struct dr_instance *list, size_t n)
 		inst->state = NULL;
 		free(inst->local_root);
 		inst->local_root = NULL;
+		plugin_http_free(inst->http);
+		inst->http = NULL;
 	}
 }
 

@@ -23,7 +23,10 @@
 
 /* A loaded plugin file. */
 typedef struct dr_loaded_plugin {
-	const dr_plugin *desc;
+	const dr_plugin *desc; /* the core's copy of the plugin's descriptor
+				  (malloc), whose adapter or sink table is
+				  a full-size copy of the plugin's: the
+				  operations beyond a smaller table are NULL */
 	void *handle; /* dlopen handle */
 	char *path;
 } dr_loaded_plugin;
@@ -38,6 +41,10 @@ struct dr_instance {
 	char *local_root;           /* the work folder an adapter declared
 				       with host->local_root (malloc), or
 				       NULL: it hands over no local file */
+	struct dr_db *db;           /* for host->kv_get/kv_put (borrowed,
+				       plugins_set_db), or NULL: no kv */
+	struct plugin_http *http;   /* host->http_request's client, made at
+				       the first request */
 };
 
 typedef struct dr_plugins {
@@ -77,6 +84,17 @@ void plugin_unload(dr_loaded_plugin *p);
  */
 dr_status plugins_init(const dr_config *cfg, int create_instances,
 		       dr_plugins **out, dr_error *err) DR_WARN_UNUSED;
+
+/* Give every instance of `p` the database handle host->kv_get and
+ * kv_put use (borrowed: it must outlive `p`, or be replaced by NULL
+ * first). Without one, they answer DR_ERR_UNAVAILABLE. */
+void plugins_set_db(dr_plugins *p, struct dr_db *db);
+
+/* Call maintain() of every adapter instance that has one (see
+ * darkroom-plugin.h), logging each failure once; the caller (the worker)
+ * calls it again DR_MAINTAIN_INTERVAL seconds later. Returns how many
+ * failed. */
+int plugins_maintain(dr_plugins *p);
 
 /* Destroy instances and unload plugins; NULL is a no-op. */
 void plugins_free(dr_plugins *p);

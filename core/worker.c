@@ -102,7 +102,7 @@ static _Noreturn void child_main(const dr_config *cfg, int slot, int wake_fd)
 	dr_engine e;
 	dr_error err;
 	char host[48] = "localhost";
-	double beat = -HEARTBEAT;
+	double beat = -HEARTBEAT, maintained = -DR_MAINTAIN_INTERVAL;
 	int rc = 0;
 
 	/* Die with the supervisor, even when it is SIGKILLed. */
@@ -131,6 +131,7 @@ static _Noreturn void child_main(const dr_config *cfg, int slot, int wake_fd)
 		_exit(1);
 	}
 	e.db = db_new(cfg);
+	plugins_set_db(e.plugins, e.db);
 	dr_log(DR_LOG_INFO, "event=worker.start slot=%d owner=%s", slot,
 	       e.owner);
 	while (!stopping) {
@@ -141,6 +142,14 @@ static _Noreturn void child_main(const dr_config *cfg, int slot, int wake_fd)
 		if (now_mono() - beat >= HEARTBEAT) {
 			metrics_heartbeat(e.db, e.owner, (long)getpid(), host);
 			beat = now_mono();
+		}
+		/* Adapters' upkeep (a webhook secret for the app, say): from
+		 * the first process only, at start and then every interval,
+		 * so a pool asks the provider once, not once per process. */
+		if (slot == 0 &&
+		    now_mono() - maintained >= DR_MAINTAIN_INTERVAL) {
+			plugins_maintain(e.plugins);
+			maintained = now_mono();
 		}
 
 		st = queue_claim(e.db, e.owner, cfg->worker.lease, &c, &err);
@@ -174,6 +183,7 @@ static _Noreturn void child_main(const dr_config *cfg, int slot, int wake_fd)
 	}
 	dr_log(DR_LOG_INFO, "event=worker.stop slot=%d", slot);
 	metrics_heartbeat_clear(e.db, e.owner);
+	plugins_set_db(e.plugins, NULL);
 	db_free(e.db);
 	plugins_free(e.plugins);
 	_exit(rc);

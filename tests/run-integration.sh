@@ -227,6 +227,13 @@ api_base = http://127.0.0.1:$FAKE_PORT/v1
 webhook_secret = $REPLICATE_SECRET
 webhook_secret_previous = $REPLICATE_SECRET_PREV
 
+# No webhook_secret: the worker fetches the account's from the fake
+# Replicate and keeps it in plugin_kv for the app (test_engine.py).
+[adapter "replicate2"]
+plugin = replicate
+token = r8_fake
+api_base = http://127.0.0.1:$FAKE_PORT/v1
+
 [adapter "cog1"]
 plugin = cog
 url = http://127.0.0.1:$COG1_PORT

@@ -64,15 +64,16 @@
  * provider_connection_lost, invalid_input, bad_prediction, bad_token,
  * output_too_large.
  *
- * The token never appears in logs or messages. The plugin uses only the
- * host table: no core symbol.
+ * HTTP goes through the host's service (host->http_request), which keeps
+ * the connection to the container alive and tells a request that never
+ * left from one that may have. The token never appears in logs or
+ * messages. The plugin uses only the host table: no core symbol.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include <curl/curl.h>
 #include <json-c/json.h>
 
 #include "darkroom-plugin.h"
@@ -97,15 +98,12 @@
 typedef struct cog_adapter {
 	const dr_host *host;
 	const dr_instance *inst;
-	CURL *curl;
 	char *url; /* without a trailing '/' */
 	const char *token;
 	double timeout, connect_timeout, health_timeout, busy_retry;
-	/* The answer of the last request. */
+	/* The answer of the last request (mem_alloc'd). */
 	char *body;
-	size_t len, cap;
-	int too_large, sent;
-	char errbuf[CURL_ERROR_SIZE];
+	size_t len;
 } cog_adapter;
 
 /* What went wrong before a complete answer arrived. */
@@ -144,145 +142,56 @@ static dr_status nomem(const cog_adapter *a, dr_error *err)
  * HTTP
  */
 
-static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-	cog_adapter *a = userdata;
-	size_t n = size * nmemb;
-
-	if (n > COG_MAX_RESPONSE - a->len) {
-		a->too_large = 1;
-		return 0;
-	}
-	if (a->len + n + 1 > a->cap) {
-		size_t cap = a->cap ? a->cap : 4096;
-		char *b;
-
-		while (cap < a->len + n + 1)
-			cap *= 2;
-		b = realloc(a->body, cap);
-		if (!b)
-			return 0;
-		a->body = b;
-		a->cap = cap;
-	}
-	memcpy(a->body + a->len, ptr, n);
-	a->len += n;
-	a->body[a->len] = '\0';
-	return n;
-}
-
-/* Called once the connection is up, just before the request is sent. */
-static int on_prereq(void *userdata, char *conn_primary_ip,
-		     char *conn_local_ip, int conn_primary_port,
-		     int conn_local_port)
-{
-	cog_adapter *a = userdata;
-
-	(void)conn_primary_ip;
-	(void)conn_local_ip;
-	(void)conn_primary_port;
-	(void)conn_local_port;
-	a->sent = 1;
-	return CURL_PREREQFUNC_OK;
-}
-
-static long to_ms(double s)
-{
-	return s <= 0 ? 1 : (long)(s * 1000 + 0.5);
-}
-
 /*
- * One request: `method` GET, PUT or POST, `body` JSON or NULL. COG_OK with
- * *status and the answer in a->body / a->len, or another value with a
- * sentence in why (curl's, which names hosts, never headers).
+ * One request through the host's HTTP service (which keeps the connection
+ * to the container alive): `method` GET, PUT or POST, `body` JSON or NULL.
+ * COG_OK with *status and the answer in a->body / a->len, or another value
+ * with a sentence in why (the host's, which names hosts, never headers).
  */
 static cog_transport request(cog_adapter *a, const char *method,
 			     const char *url, const char *body, int async,
 			     double timeout, long *status, char *why,
 			     size_t whysz)
 {
-	struct curl_slist *hdrs = NULL, *tmp;
 	const char *list[] = { "Accept: application/json",
 			       "Content-Type: application/json", "Expect:",
-			       async ? "Prefer: respond-async" : NULL };
-	cog_transport t = COG_NOT_SENT;
-	CURL *h = a->curl;
-	CURLcode rc = CURLE_OK;
+			       "User-Agent: " COG_USER_AGENT,
+			       async ? "Prefer: respond-async" : NULL, NULL };
+	dr_http_request req;
+	dr_http_response resp;
+	dr_error err;
+	dr_status st;
 
 	*status = 0;
 	why[0] = '\0';
-	curl_easy_reset(h);
+	a->host->mem_free(a->body);
+	a->body = NULL;
 	a->len = 0;
-	a->too_large = 0;
-	a->sent = 0;
-	a->errbuf[0] = '\0';
-	for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++) {
-		if (!list[i])
-			continue;
-		tmp = curl_slist_append(hdrs, list[i]);
-		if (!tmp) {
-			snprintf(why, whysz, "out of memory");
-			goto out;
-		}
-		hdrs = tmp;
+	memset(&req, 0, sizeof(req));
+	req.method = method;
+	req.url = url;
+	req.headers = list;
+	req.body = body;
+	req.body_len = body ? strlen(body) : 0;
+	req.timeout = timeout;
+	req.connect_timeout = a->connect_timeout;
+	req.max_response = COG_MAX_RESPONSE;
+	memset(&err, 0, sizeof(err));
+	st = a->host->http_request(a->inst, &req, &resp, &err);
+	if (st == DR_OK) {
+		*status = resp.status;
+		a->body = resp.body;
+		a->len = resp.body_len;
+		return COG_OK;
 	}
-#define SET(opt, val)                                                          \
-	do {                                                                   \
-		if (rc == CURLE_OK)                                            \
-			rc = curl_easy_setopt(h, opt, val);                    \
-	} while (0)
-	SET(CURLOPT_URL, url);
-	SET(CURLOPT_PROTOCOLS_STR, "https,http");
-	SET(CURLOPT_FOLLOWLOCATION, 0L);
-	SET(CURLOPT_NOSIGNAL, 1L);
-	SET(CURLOPT_CONNECTTIMEOUT_MS, to_ms(a->connect_timeout));
-	SET(CURLOPT_TIMEOUT_MS, to_ms(timeout));
-	SET(CURLOPT_USERAGENT, COG_USER_AGENT);
-	SET(CURLOPT_HTTPHEADER, hdrs);
-	SET(CURLOPT_ERRORBUFFER, a->errbuf);
-	SET(CURLOPT_WRITEFUNCTION, on_body);
-	SET(CURLOPT_WRITEDATA, a);
-	SET(CURLOPT_PREREQFUNCTION, on_prereq);
-	SET(CURLOPT_PREREQDATA, a);
-	if (body) {
-		SET(CURLOPT_CUSTOMREQUEST, method);
-		SET(CURLOPT_POSTFIELDS, body);
-		SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
-	} else if (strcmp(method, "POST") == 0) {
-		SET(CURLOPT_POST, 1L);
-		SET(CURLOPT_POSTFIELDS, "");
-		SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
-	} else {
-		SET(CURLOPT_HTTPGET, 1L);
-	}
-#undef SET
-	if (rc == CURLE_OK)
-		rc = curl_easy_perform(h);
-	if (rc == CURLE_OK) {
-		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
-		if (!a->body && !(a->body = calloc(1, 1))) {
-			snprintf(why, whysz, "out of memory");
-			t = COG_FAILED;
-			goto out;
-		}
-		t = COG_OK;
-		goto out;
-	}
-	if (a->too_large)
+	if (st == DR_ERR_TOO_LARGE)
 		snprintf(why, whysz, "the answer is larger than %u KiB",
 			 COG_MAX_RESPONSE >> 10);
 	else
-		snprintf(why, whysz, "%s",
-			 a->errbuf[0] ? a->errbuf : curl_easy_strerror(rc));
-	if (!a->sent)
-		t = COG_NOT_SENT;
-	else if (rc == CURLE_OPERATION_TIMEDOUT)
-		t = COG_TIMEOUT;
-	else
-		t = COG_FAILED;
-out:
-	curl_slist_free_all(hdrs);
-	return t;
+		snprintf(why, whysz, "%s", err.message);
+	if (!resp.sent)
+		return COG_NOT_SENT;
+	return st == DR_ERR_TIMEOUT ? COG_TIMEOUT : COG_FAILED;
 }
 
 /* The container's `detail` (FastAPI's error member) or the body's start,
@@ -316,8 +225,6 @@ static void cog_destroy(void *state)
 
 	if (!a)
 		return;
-	if (a->curl)
-		curl_easy_cleanup(a->curl);
 	free(a->body);
 	free(a->url);
 	free(a);
@@ -331,13 +238,7 @@ static dr_status cog_create(const dr_host *host, const dr_instance *inst,
 	size_t n;
 
 	*state = NULL;
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		return host->fail(err, DR_ERR_INTERNAL, "curl_init",
-				  "libcurl could not be initialised");
-	a = calloc(1, sizeof(*a));
-	if (!a)
-		return host->fail(err, DR_ERR_NOMEM, "out_of_memory",
-				  "out of memory");
+	a = host->mem_calloc(1, sizeof(*a));
 	a->host = host;
 	a->inst = inst;
 	a->token = host->config_get(inst, "webhook_token");
@@ -351,13 +252,7 @@ static dr_status cog_create(const dr_host *host, const dr_instance *inst,
 				  "url and a webhook_token of at least 16 "
 				  "characters are required");
 	}
-	a->url = strdup(url);
-	a->curl = curl_easy_init();
-	if (!a->url || !a->curl) {
-		cog_destroy(a);
-		return host->fail(err, DR_ERR_NOMEM, "out_of_memory",
-				  "out of memory");
-	}
+	a->url = host->mem_strdup(url);
 	n = strlen(a->url);
 	while (n > 0 && a->url[n - 1] == '/')
 		a->url[--n] = '\0';
@@ -421,7 +316,7 @@ static dr_status cog_validate(void *state, const dr_job_view *job,
  * is set when an earlier attempt of the job may be the busy one. */
 static dr_status health(cog_adapter *a, int retry, dr_error *err)
 {
-	char url[2048], why[CURL_ERROR_SIZE + 64];
+	char url[2048], why[sizeof(((dr_error *)0)->message) + 64];
 	json_object *doc, *v = NULL;
 	const char *s = NULL;
 	dr_status st;
@@ -470,7 +365,8 @@ static dr_status health(cog_adapter *a, int retry, dr_error *err)
 }
 
 /* The PUT body: {"id", "input", "webhook", "webhook_events_filter"}. */
-static char *put_body(const dr_job_view *job, json_object *input)
+static char *put_body(const cog_adapter *a, const dr_job_view *job,
+		      json_object *input)
 {
 	json_object *doc = json_object_new_object();
 	json_object *events = json_object_new_array();
@@ -491,7 +387,7 @@ static char *put_body(const dr_job_view *job, json_object *input)
 	s = json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN |
 							JSON_C_TO_STRING_NOSLASHESCAPE);
 	if (s)
-		copy = strdup(s);
+		copy = a->host->mem_strdup(s);
 out:
 	json_object_put(events);
 	json_object_put(doc);
@@ -505,7 +401,8 @@ out:
 static dr_status put_prediction(cog_adapter *a, const dr_job_view *job,
 				dr_prediction *out, dr_error *err)
 {
-	char url[2048], why[CURL_ERROR_SIZE + 64], detail[COG_DETAIL_MAX + 1];
+	char url[2048], why[sizeof(((dr_error *)0)->message) + 64];
+	char detail[COG_DETAIL_MAX + 1];
 	json_object *in;
 	cog_transport t;
 	char *body;
@@ -517,7 +414,7 @@ static dr_status put_prediction(cog_adapter *a, const dr_job_view *job,
 	in = job_input(a, job, err);
 	if (!in)
 		return DR_ERR_INVALID;
-	body = put_body(job, in);
+	body = put_body(a, job, in);
 	json_object_put(in);
 	if (!body)
 		return nomem(a, err);
@@ -564,9 +461,7 @@ static dr_status put_prediction(cog_adapter *a, const dr_job_view *job,
 	out->progress = -1;
 	out->predict_time = -1;
 	out->status = DR_PRED_STARTING;
-	out->id = strdup(job->id);
-	if (!out->id)
-		return nomem(a, err);
+	out->id = a->host->mem_strdup(job->id);
 	return DR_OK;
 }
 
@@ -601,7 +496,7 @@ static dr_status cog_cancel(void *state, const dr_job_view *job,
 {
 	cog_adapter *a = state;
 	const char *id = job->prediction_id ? job->prediction_id : job->id;
-	char url[2048], why[CURL_ERROR_SIZE + 64];
+	char url[2048], why[sizeof(((dr_error *)0)->message) + 64];
 	cog_transport t;
 	long code;
 
@@ -670,16 +565,10 @@ static dr_status out_add(const cog_adapter *a, out_list *l,
 		return too_large(a, err);
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 4;
-		dr_output_ref *v = realloc(l->v, cap * sizeof(*v));
-
-		if (!v)
-			return nomem(a, err);
-		l->v = v;
+		l->v = a->host->mem_realloc(l->v, cap * sizeof(*l->v));
 		l->cap = cap;
 	}
-	copy = malloc(len + 1);
-	if (!copy)
-		return nomem(a, err);
+	copy = a->host->mem_alloc(len + 1);
 	memcpy(copy, s, len);
 	copy[len] = '\0';
 	l->v[l->n].kind = kind;
@@ -760,9 +649,7 @@ static dr_status collect_outputs(const cog_adapter *a, json_object *output,
 				return too_large(a, err);
 		}
 		if (strings) {
-			text = malloc(total + 1);
-			if (!text)
-				return nomem(a, err);
+			text = a->host->mem_alloc(total + 1);
 			for (size_t i = 0; i < count; i++) {
 				json_object *e =
 					json_object_array_get_idx(output, i);
@@ -853,17 +740,12 @@ static void prediction_clear(dr_prediction *p)
 	memset(p, 0, sizeof(*p));
 }
 
-/* A malloc'd copy of at most `max` bytes of s, or NULL for none; *oom
- * when allocation failed. */
-static char *copy_cut(const char *s, size_t max, int *oom)
+/* A malloc'd copy of at most `max` bytes of s, or NULL for none. */
+static char *copy_cut(const cog_adapter *a, const char *s, size_t max)
 {
-	char *c;
-
 	if (!s || !s[0])
 		return NULL;
-	c = strndup(s, max);
-	*oom |= !c;
-	return c;
+	return a->host->mem_strndup(s, max);
 }
 
 /* Parse a Cog prediction document into `out` (cleared on failure). */
@@ -873,7 +755,6 @@ static dr_status normalise(const cog_adapter *a, json_object *doc,
 	out_list outs = { 0 };
 	json_object *v = NULL, *metrics;
 	const char *s;
-	int oom = 0;
 	dr_status st;
 
 	memset(out, 0, sizeof(*out));
@@ -900,14 +781,14 @@ static dr_status normalise(const cog_adapter *a, json_object *doc,
 	     json_object_is_type(v, json_type_int)) &&
 	    json_object_get_double(v) >= 0)
 		out->predict_time = json_object_get_double(v);
-	out->id = copy_cut(member(doc, "id"), COG_ID_MAX, &oom);
-	out->version = copy_cut(member(doc, "version"), 128, &oom);
-	out->completed_at = copy_cut(member(doc, "completed_at"), 64, &oom);
-	out->error = copy_cut(member(doc, "error"), COG_MAX_ERROR_TEXT, &oom);
+	out->id = copy_cut(a, member(doc, "id"), COG_ID_MAX);
+	out->version = copy_cut(a, member(doc, "version"), 128);
+	out->completed_at = copy_cut(a, member(doc, "completed_at"), 64);
+	out->error = copy_cut(a, member(doc, "error"), COG_MAX_ERROR_TEXT);
 	s = json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN |
 							JSON_C_TO_STRING_NOSLASHESCAPE);
-	out->raw_json = copy_cut(s, (size_t)-1, &oom);
-	if (oom || !s) {
+	out->raw_json = copy_cut(a, s, (size_t)-1);
+	if (!s) {
 		st = nomem(a, err);
 		goto fail;
 	}
@@ -975,6 +856,7 @@ static dr_status cog_webhook(void *state, const dr_webhook_request *req,
  */
 
 static const dr_adapter_ops cog_ops = {
+	.size = sizeof(dr_adapter_ops),
 	.validate = cog_validate,
 	.submit = cog_submit,
 	.get = NULL, /* Cog cannot be asked: webhooks only */

@@ -1336,6 +1336,7 @@ static dr_status exec_cancel(void *state, const dr_job_view *job, dr_error *err)
 }
 
 static const dr_adapter_ops exec_ops = {
+	.size = sizeof(dr_adapter_ops),
 	.validate = exec_validate,
 	.submit = exec_submit,
 	.get = NULL,

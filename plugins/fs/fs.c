@@ -666,10 +666,7 @@ static dr_status fs_create(const dr_host *host, const dr_instance *inst,
 				  "base_url must be set (or "
 				  "DARKROOM_CDN_BASE_URL)");
 
-	s = calloc(1, sizeof(*s));
-	if (!s)
-		return host->fail(err, DR_ERR_NOMEM, "out_of_memory",
-				  "out of memory");
+	s = host->mem_calloc(1, sizeof(*s));
 	s->host = host;
 	s->inst = inst;
 	s->root = root;
@@ -693,12 +690,7 @@ static dr_status fs_create(const dr_host *host, const dr_instance *inst,
 	len = strlen(base_url);
 	while (len > 0 && base_url[len - 1] == '/')
 		len--;
-	s->base_url = strndup(base_url, len);
-	if (!s->base_url) {
-		st = host->fail(err, DR_ERR_NOMEM, "out_of_memory",
-				"out of memory");
-		goto err_state;
-	}
+	s->base_url = host->mem_strndup(base_url, len);
 
 	/* Fail at start rather than at the first upload. */
 	if (mkdir_p(root, s->dir_mode) != 0) {
@@ -727,6 +719,7 @@ err_state:
 }
 
 static const dr_sink_ops fs_ops = {
+	.size = sizeof(dr_sink_ops),
 	.put = fs_put,
 	.get = fs_get,
 	.remove = fs_remove,

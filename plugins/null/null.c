@@ -39,11 +39,9 @@ static dr_status null_create(const dr_host *host, const dr_instance *inst,
 {
 	null_adapter *a;
 
+	(void)err; /* nothing can fail: mem_calloc aborts on out of memory */
 	*state = NULL;
-	a = calloc(1, sizeof(*a));
-	if (!a)
-		return host->fail(err, DR_ERR_NOMEM, "out_of_memory",
-				  "out of memory");
+	a = host->mem_calloc(1, sizeof(*a));
 	a->host = host;
 	a->inst = inst;
 	*state = a;
@@ -76,10 +74,7 @@ static dr_status fill_prediction(null_adapter *a, const dr_job_view *job,
 				     "characters",
 				     NULL_ID_MAX - strlen(NULL_ID_PREFIX));
 	n = strlen(NULL_ID_PREFIX) + strlen(job->id) + 1;
-	id = malloc(n);
-	if (!id)
-		return a->host->fail(err, DR_ERR_NOMEM, "out_of_memory",
-				     "out of memory");
+	id = a->host->mem_alloc(n);
 	snprintf(id, n, "%s%s", NULL_ID_PREFIX, job->id);
 	memset(out, 0, sizeof(*out));
 	out->id = id;
@@ -117,6 +112,7 @@ static dr_status null_cancel(void *state, const dr_job_view *job, dr_error *err)
 }
 
 static const dr_adapter_ops null_ops = {
+	.size = sizeof(dr_adapter_ops),
 	.validate = null_validate,
 	.submit = null_submit,
 	.get = null_get,

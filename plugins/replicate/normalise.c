@@ -30,7 +30,8 @@
  * "data:" with a media type of token characters before a ','. A plain
  * "http: see above" token is text, not a URL.
  *
- * Everything allocated here is malloc'd, as darkroom-plugin.h requires,
+ * Everything allocated here comes from the host's allocator (malloc
+ * memory that never comes back NULL), as darkroom-plugin.h requires,
  * and released on every error path: the caller gets a filled prediction
  * or a cleared one.
  */
@@ -74,12 +75,11 @@ typedef struct out_list {
  * Small helpers
  */
 
-static char *dup_n(const char *s, size_t n)
+/* A copy of exactly s[0..n) and a NUL (a JSON string may hold NULs). */
+static char *dup_n(const dr_host *host, const char *s, size_t n)
 {
-	char *p = malloc(n + 1);
+	char *p = host->mem_alloc(n + 1);
 
-	if (!p)
-		return NULL;
 	memcpy(p, s, n);
 	p[n] = '\0';
 	return p;
@@ -332,14 +332,8 @@ static dr_status out_take(const dr_host *host, out_list *l, dr_output_kind kind,
 	}
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 4;
-		dr_output_ref *v = realloc(l->v, cap * sizeof(*v));
 
-		if (!v) {
-			free(value);
-			return host->fail(err, DR_ERR_NOMEM, "out_of_memory",
-					  "out of memory");
-		}
-		l->v = v;
+		l->v = host->mem_realloc(l->v, cap * sizeof(*l->v));
 		l->cap = cap;
 	}
 	l->v[l->n].kind = kind;
@@ -357,10 +351,7 @@ static dr_status out_add(const dr_host *host, out_list *l, dr_output_kind kind,
 
 	if (st != DR_OK)
 		return st;
-	copy = dup_n(s, len);
-	if (!copy)
-		return host->fail(err, DR_ERR_NOMEM, "out_of_memory",
-				  "out of memory");
+	copy = dup_n(host, s, len);
 	return out_take(host, l, kind, copy, len, err);
 }
 
@@ -449,10 +440,7 @@ static dr_status add_tokens(const dr_host *host, out_list *l, json_object *o,
 	st = out_room(host, l, total, err);
 	if (st != DR_OK)
 		return st;
-	text = malloc(total + 1);
-	if (!text)
-		return host->fail(err, DR_ERR_NOMEM, "out_of_memory",
-				  "out of memory");
+	text = host->mem_alloc(total + 1);
 	for (size_t i = 0; i < n; i++) {
 		json_object *e = json_object_array_get_idx(o, i);
 		size_t len = (size_t)json_object_get_string_len(e);
@@ -561,13 +549,12 @@ static dr_prediction_status map_status(const char *s)
 }
 
 /* The prediction's error as text: a string as is, anything else as its
- * JSON; NULL for none. *oom is set when allocation failed. */
-static char *error_text(json_object *doc, int *oom)
+ * JSON; NULL for none. *oom is set when json-c could not write it. */
+static char *error_text(const dr_host *host, json_object *doc, int *oom)
 {
 	json_object *v;
 	const char *s;
 	size_t len;
-	char *copy;
 
 	if (!json_object_object_get_ex(doc, "error", &v) || !v ||
 	    empty_value(v))
@@ -585,25 +572,18 @@ static char *error_text(json_object *doc, int *oom)
 		}
 		len = strlen(s);
 	}
-	copy = dup_n(s, utf8_cut(s, len, REP_MAX_ERROR_TEXT));
-	if (!copy)
-		*oom = 1;
-	return copy;
+	return dup_n(host, s, utf8_cut(s, len, REP_MAX_ERROR_TEXT));
 }
 
 /* A copy of the string member `key` when it has 1..max bytes. */
-static char *short_string(json_object *doc, const char *key, size_t max,
-			  int *oom)
+static char *short_string(const dr_host *host, json_object *doc,
+			  const char *key, size_t max)
 {
 	const char *s = get_string(doc, key);
-	char *copy;
 
 	if (!s || !s[0] || strlen(s) > max)
 		return NULL;
-	copy = strdup(s);
-	if (!copy)
-		*oom = 1;
-	return copy;
+	return host->mem_strdup(s);
 }
 
 static double predict_time(json_object *doc)
@@ -665,21 +645,19 @@ dr_status rep_normalise(const dr_host *host, json_object *doc,
 	    json_object_is_type(v, json_type_boolean))
 		out->data_removed = json_object_get_boolean(v) ? 1 : 0;
 
-	out->id = strdup(id);
-	oom |= !out->id;
-	out->version = short_string(doc, "version", VERSION_MAX, &oom);
+	out->id = host->mem_strdup(id);
+	out->version = short_string(host, doc, "version", VERSION_MAX);
 	out->completed_at =
-		short_string(doc, "completed_at", TIMESTAMP_MAX, &oom);
-	out->error = error_text(doc, &oom);
+		short_string(host, doc, "completed_at", TIMESTAMP_MAX);
+	out->error = error_text(host, doc, &oom);
 	raw = json_object_to_json_string_ext(
 		doc, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-	if (raw) {
-		out->raw_json = strdup(raw);
-		oom |= !out->raw_json;
-	} else {
+	if (raw)
+		out->raw_json = host->mem_strdup(raw);
+	else
 		oom = 1;
-	}
 	if (oom) {
+		/* json-c could not write the document out. */
 		st = host->fail(err, DR_ERR_NOMEM, "out_of_memory",
 				"out of memory");
 		goto err_members;

@@ -13,7 +13,8 @@
  *   api_base                 https://api.replicate.com/v1 (env
  *                            REPLICATE_API_BASE)
  *   webhook_secret           whsec_... (env REPLICATE_WEBHOOK_SECRET);
- *                            fetched from the API when unset
+ *                            when unset, the worker fetches the
+ *                            account's and keeps it (maintain, below)
  *   webhook_secret_previous  also accepted, for a rotation
  *   cancel_after             30m, sent as "Cancel-After: <n>s" (>= 5s)
  *   prefer_wait              0 (off); 1..60s sends "Prefer: wait=<n>"
@@ -35,11 +36,11 @@
  *
  * Creating is not idempotent at Replicate (there is no idempotency key),
  * so submit never repeats a create. It reports DR_ERR_NETWORK with
- * retryable = 1 only when the request surely never left (client.c: curl
- * failed before its pre-request callback: resolving, connecting, the TLS
- * handshake), DR_ERR_RATE_LIMITED on 429 with the wait the answer asks for
- * (the core schedules the job later; the plugin never sleeps on a create),
- * and every other failure after sending (5xx, timeouts, lost connections,
+ * retryable = 1 only when the request surely never left (client.c: the
+ * host's HTTP service failed before writing it: resolving, connecting,
+ * the TLS handshake), DR_ERR_RATE_LIMITED on 429 with the wait the answer
+ * asks for (the core schedules the job later; the plugin never sleeps on
+ * a create), and every other failure after sending (5xx, timeouts, lost connections,
  * unreadable answers) as not retryable: the prediction may exist, and the
  * core reconciles. Reads (get, cancel, the list, the webhook secret) are
  * safe to repeat and are retried here up to three times on 5xx and
@@ -73,16 +74,23 @@
  * same minute may both claim the same prediction (rule 2).
  *
  * Webhooks are verified with the host's Standard Webhooks verifier against
- * the configured secret (or, when none is configured, the account's
- * default secret fetched once from GET {api_base}/webhooks/default/secret
- * and kept in the instance) and `webhook_secret_previous`, for rotation.
- * A fetched secret that stops matching is fetched again, at most every
- * REP_SECRET_REFETCH seconds, since Replicate may have rotated it.
+ * the configured secret and `webhook_secret_previous`, for rotation. When
+ * no secret is configured, the account's default secret is used: the
+ * worker fetches it from GET {api_base}/webhooks/default/secret in
+ * maintain() (at start, then whenever the stored copy is
+ * REP_SECRET_REFETCH seconds old, which picks up a rotation) and keeps it
+ * in the host's key-value store under "webhook_secret"; the webhook
+ * handler, in the FastCGI app, only reads it from there (cached for
+ * REP_SECRET_CACHE seconds) and never calls Replicate: a provider that is
+ * slow or down cannot hold a webhook's answer, and no delivery, forged or
+ * not, makes the app call the provider. Until the worker has stored a
+ * secret, a delivery cannot be verified and is answered
+ * DR_ERR_UNAVAILABLE (503: the provider delivers it again).
  *
  * Secrets (token, webhook secrets) never appear in logs or error
  * messages: errors quote the provider's `detail` (cut, with the token
- * redacted should it ever be echoed) and curl's transport message, which
- * names hosts, never headers.
+ * redacted should it ever be echoed) and the host's transport message,
+ * which names hosts, never headers.
  *
  * The plugin uses only the host table: no core symbol.
  */
@@ -107,8 +115,13 @@
 #define REP_DEFAULT_API_BASE "https://api.replicate.com/v1"
 /* Webhook timestamps may be this far off our clock. */
 #define REP_WEBHOOK_TOLERANCE 300.0
-/* Least seconds between two fetches of the default webhook secret. */
+/* Age of the stored default webhook secret at which maintain() fetches
+ * it again (and so picks up a rotation). */
 #define REP_SECRET_REFETCH 600.0
+/* Seconds the webhook handler trusts its copy of the stored secret. */
+#define REP_SECRET_CACHE 10.0
+/* The key-value store key of the fetched secret. */
+#define REP_KV_SECRET "webhook_secret"
 /* Timeout of the request fetching the webhook secret (seconds). */
 #define REP_SECRET_TIMEOUT 10.0
 /* Longest webhook secret accepted from the API. */
@@ -140,8 +153,8 @@ typedef struct rep_adapter {
 	size_t origin_len;	    /* of "scheme://authority" in api_base */
 	const char *webhook_secret; /* configured, or NULL */
 	const char *webhook_secret_previous;
-	char *fetched_secret; /* the account's default, once fetched */
-	double fetched_at;
+	char *fetched_secret; /* the account's default, as last read */
+	double fetched_at;    /* when it was read from the store */
 	double cancel_after; /* seconds; 0: no Cancel-After */
 	int prefer_wait;     /* seconds; 0: no Prefer: wait */
 	double timeout;	     /* seconds, without prefer_wait */
@@ -183,9 +196,10 @@ static const char *const replicate_hosts[] = { "replicate.delivery",
  * Small helpers
  */
 
-/* A malloc'd printf result, or NULL when out of memory. */
-static char *str_printf(const char *fmt, ...) DR_PRINTF(1, 2);
-static char *str_printf(const char *fmt, ...)
+/* A malloc'd printf result, or NULL when it cannot be formatted. */
+static char *str_printf(const rep_adapter *a, const char *fmt, ...)
+	DR_PRINTF(2, 3);
+static char *str_printf(const rep_adapter *a, const char *fmt, ...)
 {
 	va_list ap;
 	int n;
@@ -196,9 +210,7 @@ static char *str_printf(const char *fmt, ...)
 	va_end(ap);
 	if (n < 0)
 		return NULL;
-	s = malloc((size_t)n + 1);
-	if (!s)
-		return NULL;
+	s = a->host->mem_alloc((size_t)n + 1);
 	va_start(ap, fmt);
 	vsnprintf(s, (size_t)n + 1, fmt, ap);
 	va_end(ap);
@@ -353,7 +365,6 @@ static void replicate_destroy(void *state)
 	free(a->api_base);
 	free_secret(a->fetched_secret);
 	free(a);
-	curl_global_cleanup();
 }
 
 /* Parse the webhook_events list into a bit set; 0 on a bad entry. */
@@ -413,15 +424,7 @@ static dr_status replicate_create(const dr_host *host, const dr_instance *inst,
 	dr_status st;
 
 	*state = NULL;
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		return host->fail(err, DR_ERR_INTERNAL, "curl_init",
-				  "libcurl failed to initialise");
-	a = calloc(1, sizeof(*a));
-	if (!a) {
-		st = host->fail(err, DR_ERR_NOMEM, "out_of_memory",
-				"out of memory");
-		goto err_global;
-	}
+	a = host->mem_calloc(1, sizeof(*a));
 	a->host = host;
 	a->inst = inst;
 
@@ -456,11 +459,7 @@ static dr_status replicate_create(const dr_host *host, const dr_instance *inst,
 	n = strlen(base);
 	while (n > 0 && base[n - 1] == '/')
 		n--;
-	a->api_base = malloc(n + 1);
-	if (!a->api_base) {
-		st = nomem(a, err);
-		goto err_adapter;
-	}
+	a->api_base = host->mem_alloc(n + 1);
 	memcpy(a->api_base, base, n);
 	a->api_base[n] = '\0';
 	a->origin_len = strcspn(a->api_base + (scheme_end - base) + 3, "/") +
@@ -510,12 +509,10 @@ static dr_status replicate_create(const dr_host *host, const dr_instance *inst,
 			  "msg=\"results will only be seen by polling\"");
 	a->deployment = host->config_bool(inst, "deployment");
 
+	cc.host = host;
+	cc.inst = inst;
 	cc.user_agent = REP_USER_AGENT;
 	a->client = rep_client_new(&cc);
-	if (!a->client) {
-		st = nomem(a, err);
-		goto err_base;
-	}
 	if (!a->token)
 		host->log(inst, DR_LOG_NOTICE,
 			  "event=replicate.config token=unset "
@@ -528,8 +525,6 @@ err_base:
 	free(a->api_base);
 err_adapter:
 	free(a);
-err_global:
-	curl_global_cleanup();
 	return st;
 }
 
@@ -557,14 +552,14 @@ static dr_status send_once(rep_adapter *a, const char *method, const char *url,
 {
 	const char *headers[8];
 	size_t nh = 0;
-	char why[CURL_ERROR_SIZE + 64];
+	char why[sizeof(((dr_error *)0)->message) + 64];
 	char *auth;
 	rep_transport t;
 	dr_status st;
 
 	if (!a->token)
 		return missing_token(a, err);
-	auth = str_printf("Authorization: Bearer %s", a->token);
+	auth = str_printf(a, "Authorization: Bearer %s", a->token);
 	if (!auth)
 		return nomem(a, err);
 	headers[nh++] = auth;
@@ -661,7 +656,7 @@ static dr_status http_error(rep_adapter *a, const rep_response *resp, rep_op op,
 				   "429)%s%s",
 				   sep, detail);
 		err->retryable = 1;
-		err->retry_after = rep_rate_limit_wait(resp, a->host->now());
+		err->retry_after = rep_rate_limit_wait(resp);
 		return st;
 	}
 	if (code == 401 || code == 403)
@@ -801,7 +796,7 @@ static char *create_body(rep_adapter *a, const rep_model *m, json_object *input,
 		text = json_object_to_json_string_ext(
 			body, JSON_C_TO_STRING_PLAIN |
 				      JSON_C_TO_STRING_NOSLASHESCAPE);
-		copy = text ? strdup(text) : NULL;
+		copy = text ? a->host->mem_strdup(text) : NULL;
 	}
 	json_object_put(body);
 	return copy;
@@ -810,8 +805,8 @@ static char *create_body(rep_adapter *a, const rep_model *m, json_object *input,
 static char *create_url(const rep_adapter *a, const rep_model *m)
 {
 	if (m->kind != REP_MODEL_NAME)
-		return str_printf("%s/predictions", a->api_base);
-	return str_printf("%s/%s/%s/%s/predictions", a->api_base,
+		return str_printf(a, "%s/predictions", a->api_base);
+	return str_printf(a, "%s/%s/%s/%s/predictions", a->api_base,
 			  a->deployment ? "deployments" : "models", m->owner,
 			  m->name);
 }
@@ -907,7 +902,7 @@ static dr_status fetch_prediction(rep_adapter *a, const char *id,
 	dr_status st;
 
 	memset(out, 0, sizeof(*out));
-	url = str_printf("%s/predictions/%s", a->api_base, id);
+	url = str_printf(a, "%s/predictions/%s", a->api_base, id);
 	if (!url)
 		return nomem(a, err);
 	st = send_read(a, "GET", url, OP_GET, a->timeout, &resp, err);
@@ -945,7 +940,7 @@ static dr_status replicate_cancel(void *state, const dr_job_view *job,
 	st = check_prediction_id(a, job, err);
 	if (st != DR_OK)
 		return st;
-	url = str_printf("%s/predictions/%s/cancel", a->api_base,
+	url = str_printf(a, "%s/predictions/%s/cancel", a->api_base,
 			 job->prediction_id);
 	if (!url)
 		return nomem(a, err);
@@ -969,33 +964,22 @@ static dr_status replicate_cancel(void *state, const dr_job_view *job,
  * webhook
  */
 
-/* The secret is fetched while a webhook waits for its answer, which the
- * provider wants within seconds: a shorter timeout than other calls. */
-static double secret_timeout(const rep_adapter *a)
-{
-	return a->timeout < REP_SECRET_TIMEOUT ? a->timeout
-					       : REP_SECRET_TIMEOUT;
-}
-
-/* Fetch the account's default signing secret into a->fetched_secret. */
-static dr_status fetch_secret_once(rep_adapter *a, dr_error *err)
+/* Fetch the account's default signing secret (worker only: maintain).
+ * On DR_OK *out is a malloc'd copy. */
+static dr_status fetch_secret(rep_adapter *a, char **out, dr_error *err)
 {
 	rep_response resp;
 	json_object *doc, *key;
 	const char *s;
-	char *url, *copy;
+	char *url;
 	dr_status st;
 
-	if (!a->token)
-		return a->host->fail(
-			err, DR_ERR_CONFIG, "missing_token",
-			"cannot verify webhooks: set "
-			"webhook_secret (REPLICATE_WEBHOOK_SECRET),"
-			" or a token to fetch it with");
-	url = str_printf("%s/webhooks/default/secret", a->api_base);
+	*out = NULL;
+	url = str_printf(a, "%s/webhooks/default/secret", a->api_base);
 	if (!url)
 		return nomem(a, err);
-	st = send_read(a, "GET", url, OP_SECRET, secret_timeout(a), &resp, err);
+	st = send_read(a, "GET", url, OP_SECRET, REP_SECRET_TIMEOUT, &resp,
+		       err);
 	free(url);
 	if (st != DR_OK)
 		return st;
@@ -1012,34 +996,99 @@ static dr_status fetch_secret_once(rep_adapter *a, dr_error *err)
 				     "Replicate's webhook secret answer has "
 				     "no usable \"key\"");
 	}
-	copy = strdup(s);
+	*out = a->host->mem_strdup(s);
 	json_object_put(doc);
-	if (!copy)
-		return nomem(a, err);
-	free_secret(a->fetched_secret);
-	a->fetched_secret = copy;
-	a->fetched_at = a->host->now();
-	a->host->log(a->inst, DR_LOG_INFO,
-		     "event=replicate.webhook_secret source=api");
 	return DR_OK;
 }
 
 /*
- * fetch_secret_once(), with its failures as DR_ERR_UNAVAILABLE
- * "webhook_secret_unavailable" (retryable): a delivery that cannot be
- * checked is not a forged one, and the provider retries it.
+ * maintain(): keep the account's default webhook secret in the host's
+ * key-value store for the FastCGI app, when no secret is configured and
+ * there is a token to fetch it with: fetched when the store has none or
+ * its copy is REP_SECRET_REFETCH seconds old; stored again (its time
+ * renewed) even when unchanged.
  */
-static dr_status fetch_secret(rep_adapter *a, dr_error *err)
+static dr_status replicate_maintain(void *state, dr_error *err)
 {
-	char cause[sizeof(err->message)];
-	dr_status st = fetch_secret_once(a, err);
+	rep_adapter *a = state;
+	char *stored = NULL, *fetched = NULL;
+	double at = 0;
+	dr_error gerr;
+	dr_status st;
 
-	if (st == DR_OK || st == DR_ERR_CONFIG || st == DR_ERR_NOMEM)
+	if (a->webhook_secret || !a->token)
+		return DR_OK;
+	memset(&gerr, 0, sizeof(gerr));
+	st = a->host->kv_get(a->inst, REP_KV_SECRET, &stored, &at, &gerr);
+	if (st != DR_OK && st != DR_ERR_NOT_FOUND) {
+		*err = gerr;
 		return st;
-	snprintf(cause, sizeof(cause), "%s", err->message);
-	st = a->host->fail(
-		err, DR_ERR_UNAVAILABLE, "webhook_secret_unavailable",
-		"cannot fetch the webhook signing secret: %s", cause);
+	}
+	if (stored && a->host->now() - at < REP_SECRET_REFETCH) {
+		free_secret(stored);
+		return DR_OK;
+	}
+	st = fetch_secret(a, &fetched, err);
+	if (st == DR_OK)
+		st = a->host->kv_put(a->inst, REP_KV_SECRET, fetched, err);
+	if (st == DR_OK)
+		a->host->log(a->inst, DR_LOG_INFO,
+			     "event=replicate.webhook_secret source=api "
+			     "changed=%s",
+			     stored && strcmp(stored, fetched) == 0 ? "no"
+								   : "yes");
+	free_secret(stored);
+	free_secret(fetched);
+	return st;
+}
+
+/*
+ * The account's secret for the webhook handler: a->fetched_secret, read
+ * again from the key-value store once REP_SECRET_CACHE seconds old. Never
+ * calls Replicate. DR_ERR_UNAVAILABLE "webhook_secret_unavailable"
+ * (retryable) when there is none yet, or the store cannot be read and no
+ * earlier copy is at hand: a delivery that cannot be checked is not a
+ * forged one, and the provider delivers it again.
+ */
+static dr_status stored_secret(rep_adapter *a, dr_error *err)
+{
+	char *value = NULL;
+	dr_error gerr;
+	dr_status st;
+
+	if (!a->token && !a->fetched_secret)
+		return a->host->fail(
+			err, DR_ERR_CONFIG, "missing_token",
+			"cannot verify webhooks: set "
+			"webhook_secret (REPLICATE_WEBHOOK_SECRET),"
+			" or a token to fetch it with");
+	if (a->fetched_secret &&
+	    a->host->now() - a->fetched_at < REP_SECRET_CACHE)
+		return DR_OK;
+	memset(&gerr, 0, sizeof(gerr));
+	st = a->host->kv_get(a->inst, REP_KV_SECRET, &value, NULL, &gerr);
+	if (st == DR_OK) {
+		free_secret(a->fetched_secret);
+		a->fetched_secret = value;
+		a->fetched_at = a->host->now();
+		return DR_OK;
+	}
+	if (st != DR_ERR_NOT_FOUND && a->fetched_secret) {
+		/* The store is away for a moment: the last copy will do. */
+		a->host->log(a->inst, DR_LOG_WARNING,
+			     "event=replicate.webhook_secret_stale code=%s",
+			     gerr.code);
+		return DR_OK;
+	}
+	st = a->host->fail(err, DR_ERR_UNAVAILABLE,
+			   "webhook_secret_unavailable",
+			   st == DR_ERR_NOT_FOUND
+				   ? "the webhook signing secret has not been "
+				     "fetched from Replicate yet (the worker "
+				     "fetches it)"
+				   : "cannot read the webhook signing secret: "
+				     "%s",
+			   gerr.message);
 	err->retryable = 1;
 	return st;
 }
@@ -1076,22 +1125,12 @@ static dr_status replicate_webhook(void *state, const dr_webhook_request *req,
 		return h->fail(err, DR_ERR_UNSUPPORTED, "unsupported",
 			       "this darkroom core cannot verify webhook "
 			       "signatures");
-	if (!a->webhook_secret && !a->fetched_secret) {
-		st = fetch_secret(a, err);
+	if (!a->webhook_secret) {
+		st = stored_secret(a, err);
 		if (st != DR_OK)
 			return st;
 	}
 	st = verify(a, req, err);
-	if (st == DR_ERR_AUTH && !a->webhook_secret &&
-	    strcmp(err->code, "bad_signature") == 0 &&
-	    h->now() - a->fetched_at >= REP_SECRET_REFETCH) {
-		/* The account's secret may have been rotated. */
-		dr_error ferr;
-
-		memset(&ferr, 0, sizeof(ferr));
-		if (fetch_secret(a, &ferr) == DR_OK)
-			st = verify(a, req, err);
-	}
 	if (st != DR_OK)
 		return st;
 
@@ -1100,13 +1139,8 @@ static dr_status replicate_webhook(void *state, const dr_webhook_request *req,
 	if (st != DR_OK)
 		return st;
 	id = h->webhook_header(req, "webhook-id");
-	if (id) {
-		*delivery_id = strdup(id);
-		if (!*delivery_id) {
-			rep_prediction_clear(out);
-			return nomem(a, err);
-		}
-	}
+	if (id)
+		*delivery_id = h->mem_strdup(id);
 	h->log(a->inst, DR_LOG_DEBUG,
 	       "event=replicate.webhook prediction=%s status=%s", out->id,
 	       status_name(out->status));
@@ -1170,12 +1204,12 @@ static char *next_page(const rep_adapter *a, json_object *doc)
 	if (!next || !next[0] || !header_safe(next))
 		return NULL;
 	if (next[0] == '/')
-		return str_printf("%.*s%s", (int)a->origin_len, a->api_base,
+		return str_printf(a, "%.*s%s", (int)a->origin_len, a->api_base,
 				  next);
 	if (strncmp(next, a->api_base, a->origin_len) != 0 ||
 	    next[a->origin_len] != '/')
 		return NULL; /* never send the token elsewhere */
-	return strdup(next);
+	return a->host->mem_strdup(next);
 }
 
 typedef struct rep_match {
@@ -1203,9 +1237,7 @@ static int consider(const rep_adapter *a, const dr_job_view *job,
 			       : NULL;
 		if (!hook || !job->id || !has_token(hook, job->id))
 			return 0; /* another job's (or nobody's) */
-		copy = strdup(id);
-		if (!copy)
-			return 0;
+		copy = a->host->mem_strdup(id);
 		free(best->id);
 		best->id = copy;
 		best->by_webhook = 1;
@@ -1221,9 +1253,7 @@ static int consider(const rep_adapter *a, const dr_job_view *job,
 		d = 1e18; /* no time: the last resort */
 	if (best->id && d >= best->distance)
 		return 0;
-	copy = strdup(id);
-	if (!copy)
-		return 0;
+	copy = a->host->mem_strdup(id);
 	free(best->id);
 	best->id = copy;
 	best->distance = d;
@@ -1251,7 +1281,7 @@ static dr_status replicate_reconcile(void *state, const dr_job_view *job,
 	if (st != DR_OK)
 		return st;
 	since = job->submitted_at - REP_RECONCILE_SLACK;
-	url = str_printf("%s/predictions", a->api_base);
+	url = str_printf(a, "%s/predictions", a->api_base);
 	if (!url) {
 		st = nomem(a, err);
 		goto err_input;
@@ -1327,6 +1357,7 @@ err_input:
  */
 
 static const dr_adapter_ops replicate_ops = {
+	.size = sizeof(dr_adapter_ops),
 	.validate = replicate_validate,
 	.submit = replicate_submit,
 	.get = replicate_get,
@@ -1334,6 +1365,7 @@ static const dr_adapter_ops replicate_ops = {
 	.webhook = replicate_webhook,
 	.download_hosts = replicate_hosts,
 	.reconcile = replicate_reconcile,
+	.maintain = replicate_maintain,
 };
 
 static const dr_plugin replicate_plugin = {

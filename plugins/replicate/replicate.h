@@ -10,7 +10,7 @@
  *                 adapter operations (validate, submit, get, cancel,
  *                 webhook, reconcile);
  *   normalise.c   Replicate's prediction document -> dr_prediction;
- *   client.c      the HTTP client (one reused curl handle per instance),
+ *   client.c      the HTTP client (on the host's http_request),
  *                 response classification and Retry-After.
  */
 #ifndef DR_REPLICATE_H
@@ -18,7 +18,6 @@
 
 #include <stddef.h>
 
-#include <curl/curl.h>
 #include <json-c/json.h>
 
 #include "darkroom-plugin.h"
@@ -115,6 +114,8 @@ json_object *rep_parse_json(const char *text, size_t len);
 typedef struct rep_client rep_client;
 
 typedef struct rep_client_config {
+	const dr_host *host;     /* whose http_request it uses */
+	const dr_instance *inst;
 	const char *user_agent;
 	double connect_timeout; /* seconds */
 } rep_client_config;
@@ -124,7 +125,7 @@ typedef struct rep_response {
 	long status;	  /* HTTP status */
 	const char *body; /* NUL-terminated, `len` bytes */
 	size_t len;
-	const char *retry_after; /* the Retry-After header, or NULL */
+	double retry_after; /* seconds the Retry-After header asks, or -1 */
 } rep_response;
 
 /* What went wrong before a complete HTTP answer arrived. */
@@ -136,7 +137,8 @@ typedef enum rep_transport {
 	REP_TRANSPORT_TOO_LARGE /* the answer was over REP_MAX_RESPONSE */
 } rep_transport;
 
-/* A new client, or NULL when out of memory. Free with rep_client_free. */
+/* A new client (never NULL: the host's allocator aborts when out of
+ * memory). Free with rep_client_free. */
 rep_client *rep_client_new(const rep_client_config *cfg);
 void rep_client_free(rep_client *c);
 
@@ -153,18 +155,11 @@ rep_transport rep_client_request(rep_client *c, const char *method,
 				 rep_response *resp, char *why, size_t whysz);
 
 /*
- * Seconds to wait from a Retry-After header value (delta-seconds or an
- * HTTP-date, relative to `now`), or -1 when absent or unparseable. Dates
- * in the past give 0.
- */
-double rep_parse_retry_after(const char *value, double now);
-
-/*
  * The wait a 429 asks for: the larger of the body's "retry_after" and the
- * Retry-After header, REP_RETRY_AFTER_DEFAULT when neither is there,
+ * Retry-After header (as the host read it: resp->retry_after), REP_RETRY_AFTER_DEFAULT when neither is there,
  * clamped to [1, REP_RETRY_AFTER_MAX].
  */
-double rep_rate_limit_wait(const rep_response *resp, double now);
+double rep_rate_limit_wait(const rep_response *resp);
 
 /*
  * The provider's explanation in an error body (problem+json `detail`,

@@ -1114,6 +1114,7 @@ err_state:
 }
 
 static const dr_sink_ops s3_ops = {
+	.size = sizeof(dr_sink_ops),
 	.put = s3_put,
 	.get = s3_get,
 	.remove = s3_remove,

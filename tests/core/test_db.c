@@ -38,6 +38,7 @@
 #include "dbserver.h"
 #include "log.h"
 #include "migrate.h"
+#include "plugin.h"
 
 #ifndef DR_SOURCE_DIR
 #define DR_SOURCE_DIR "."
@@ -1011,6 +1012,67 @@ static void test_migrate_0005_delivery_keys(void **state)
 
 /* CREATE DATABASE quotes the name as an identifier; a name with
  * backticks (which the config loader refuses anyway) cannot end it. */
+/* host->kv_get/kv_put over the real schema (migrations/0007): per
+ * instance and key, replaced in place, deleted with NULL, with the time
+ * of the last write; without a database, unavailable. */
+static void test_plugin_kv(void **state)
+{
+	const dr_host *h = plugin_host_services();
+	struct dr_instance a = { .name = "replicate" };
+	struct dr_instance b = { .name = "replicate2" };
+	double before = (double)time(NULL) - 5, at = 0;
+	dr_config c;
+	dr_db *db;
+	dr_error err;
+	char *out = NULL, *v = NULL;
+
+	(void)state;
+	dbserver_config(&c, "darkroom_kv");
+	assert_ok(migrate(&c, DR_SOURCE_DIR "/migrations", &out, &err), err);
+	free(out);
+	db = db_new(&c);
+
+	assert_int_equal(h->kv_get(&a, "webhook_secret", &v, &at, &err),
+			 DR_ERR_UNAVAILABLE);
+	assert_string_equal(err.code, "kv_unavailable");
+	a.db = db;
+	b.db = db;
+	assert_int_equal(h->kv_get(&a, "webhook_secret", &v, &at, &err),
+			 DR_ERR_NOT_FOUND);
+	assert_null(v);
+	assert_int_equal(h->kv_put(&a, "webhook_secret", "whsec_one", &err),
+			 DR_OK);
+	assert_int_equal(h->kv_put(&b, "webhook_secret", "whsec_two", &err),
+			 DR_OK);
+	assert_int_equal(h->kv_get(&a, "webhook_secret", &v, &at, &err),
+			 DR_OK);
+	assert_string_equal(v, "whsec_one");
+	free(v);
+	assert_true(at >= before && at <= (double)time(NULL) + 5);
+	assert_int_equal(h->kv_put(&a, "webhook_secret", "whsec_three", &err),
+			 DR_OK);
+	assert_int_equal(h->kv_get(&a, "webhook_secret", &v, NULL, &err),
+			 DR_OK);
+	assert_string_equal(v, "whsec_three");
+	free(v);
+	assert_int_equal(h->kv_get(&b, "webhook_secret", &v, NULL, &err),
+			 DR_OK);
+	assert_string_equal(v, "whsec_two");
+	free(v);
+	assert_int_equal(h->kv_put(&a, "webhook_secret", NULL, &err), DR_OK);
+	assert_int_equal(h->kv_get(&a, "webhook_secret", &v, NULL, &err),
+			 DR_ERR_NOT_FOUND);
+	assert_int_equal(h->kv_get(&b, "webhook_secret", &v, NULL, &err),
+			 DR_OK);
+	free(v);
+	/* Keys are checked before the database is asked. */
+	assert_int_equal(h->kv_put(&a, "a b", "x", &err), DR_ERR_INVALID);
+	assert_int_equal(h->kv_put(&a, "", "x", &err), DR_ERR_INVALID);
+	assert_int_equal(h->kv_get(&a, "../x", &v, NULL, &err),
+			 DR_ERR_INVALID);
+	db_free(db);
+}
+
 static void test_migrate_quote_ident(void **state)
 {
 	dr_buf b;
@@ -1128,6 +1190,7 @@ int main(void)
 		cmocka_unit_test(test_server_down_and_back),
 		cmocka_unit_test(test_migrate_real_schema),
 		cmocka_unit_test(test_migrate_0005_delivery_keys),
+		cmocka_unit_test(test_plugin_kv),
 		cmocka_unit_test(test_migrate_quote_ident),
 		cmocka_unit_test(test_migrate_failures),
 	};

@@ -469,18 +469,18 @@ static int pretend_a_public(const struct sockaddr *sa, int allow_private)
 		    ntohl(in->sin_addr.s_addr) == INADDR_LOOPBACK)
 			return 1;
 	}
-	return download_address_allowed(sa, allow_private);
+	return netpolicy_address_allowed(sa, allow_private);
 }
 
 static int restore_check(void **state)
 {
 	(void)state;
-	address_check = download_address_allowed;
+	address_check = netpolicy_address_allowed;
 	return 0;
 }
 
 /* ------------------------------------------------------------------
- * download_address_allowed
+ * netpolicy_address_allowed
  */
 
 struct addr_case {
@@ -496,7 +496,7 @@ static int check_v4(const char *s, int allow_private)
 	memset(&sin, 0, sizeof(sin));
 	sin.sin_family = AF_INET;
 	assert_int_equal(inet_pton(AF_INET, s, &sin.sin_addr), 1);
-	return download_address_allowed((struct sockaddr *)&sin, allow_private);
+	return netpolicy_address_allowed((struct sockaddr *)&sin, allow_private);
 }
 
 static int check_v6(const char *s, int allow_private)
@@ -506,7 +506,7 @@ static int check_v6(const char *s, int allow_private)
 	memset(&sin6, 0, sizeof(sin6));
 	sin6.sin6_family = AF_INET6;
 	assert_int_equal(inet_pton(AF_INET6, s, &sin6.sin6_addr), 1);
-	return download_address_allowed((struct sockaddr *)&sin6,
+	return netpolicy_address_allowed((struct sockaddr *)&sin6,
 					allow_private);
 }
 
@@ -648,18 +648,18 @@ static void test_address_other_families(void **state)
 	(void)state;
 	memset(&un, 0, sizeof(un));
 	un.sun_family = AF_UNIX;
-	assert_int_equal(download_address_allowed((struct sockaddr *)&un, 0),
+	assert_int_equal(netpolicy_address_allowed((struct sockaddr *)&un, 0),
 			 0);
-	assert_int_equal(download_address_allowed((struct sockaddr *)&un, 1),
+	assert_int_equal(netpolicy_address_allowed((struct sockaddr *)&un, 1),
 			 0);
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_family = AF_UNSPEC;
-	assert_int_equal(download_address_allowed(&sa, 1), 0);
-	assert_int_equal(download_address_allowed(NULL, 1), 0);
+	assert_int_equal(netpolicy_address_allowed(&sa, 1), 0);
+	assert_int_equal(netpolicy_address_allowed(NULL, 1), 0);
 }
 
 /* ------------------------------------------------------------------
- * download_host_allowed
+ * netpolicy_host_allowed
  */
 
 static void test_host_allowlist(void **state)
@@ -673,37 +673,37 @@ static void test_host_allowlist(void **state)
 	static const char *const odd[] = { "", "*.", ".", NULL };
 
 	(void)state;
-	assert_true(download_host_allowed("replicate.delivery", list));
-	assert_true(download_host_allowed("REPLICATE.delivery", list));
-	assert_true(download_host_allowed("replicate.delivery.", list));
-	assert_true(download_host_allowed("a.replicate.delivery", list));
-	assert_true(download_host_allowed("a.b.replicate.delivery", list));
-	assert_true(download_host_allowed("pbxt.Replicate.Delivery.", list));
-	assert_false(download_host_allowed("badreplicate.delivery", list));
+	assert_true(netpolicy_host_allowed("replicate.delivery", list));
+	assert_true(netpolicy_host_allowed("REPLICATE.delivery", list));
+	assert_true(netpolicy_host_allowed("replicate.delivery.", list));
+	assert_true(netpolicy_host_allowed("a.replicate.delivery", list));
+	assert_true(netpolicy_host_allowed("a.b.replicate.delivery", list));
+	assert_true(netpolicy_host_allowed("pbxt.Replicate.Delivery.", list));
+	assert_false(netpolicy_host_allowed("badreplicate.delivery", list));
 	assert_false(
-		download_host_allowed("replicate.delivery.evil.com", list));
-	assert_false(download_host_allowed(".replicate.delivery", list));
-	assert_false(download_host_allowed("replicate.deliver", list));
-	assert_false(download_host_allowed("eplicate.delivery", list));
-	assert_true(download_host_allowed("example.com", list));
-	assert_true(download_host_allowed("EXAMPLE.com.", list));
-	assert_false(download_host_allowed("a.example.com", list));
-	assert_false(download_host_allowed("example.co", list));
-	assert_true(download_host_allowed("[2001:db8::1]", list));
-	assert_true(download_host_allowed("2001:db8::1", list));
-	assert_false(download_host_allowed("", list));
-	assert_false(download_host_allowed(".", list));
-	assert_false(download_host_allowed(NULL, list));
+		netpolicy_host_allowed("replicate.delivery.evil.com", list));
+	assert_false(netpolicy_host_allowed(".replicate.delivery", list));
+	assert_false(netpolicy_host_allowed("replicate.deliver", list));
+	assert_false(netpolicy_host_allowed("eplicate.delivery", list));
+	assert_true(netpolicy_host_allowed("example.com", list));
+	assert_true(netpolicy_host_allowed("EXAMPLE.com.", list));
+	assert_false(netpolicy_host_allowed("a.example.com", list));
+	assert_false(netpolicy_host_allowed("example.co", list));
+	assert_true(netpolicy_host_allowed("[2001:db8::1]", list));
+	assert_true(netpolicy_host_allowed("2001:db8::1", list));
+	assert_false(netpolicy_host_allowed("", list));
+	assert_false(netpolicy_host_allowed(".", list));
+	assert_false(netpolicy_host_allowed(NULL, list));
 
-	assert_true(download_host_allowed("anything.at.all", wild));
-	assert_true(download_host_allowed("127.0.0.1", wild));
-	assert_false(download_host_allowed("", wild));
+	assert_true(netpolicy_host_allowed("anything.at.all", wild));
+	assert_true(netpolicy_host_allowed("127.0.0.1", wild));
+	assert_false(netpolicy_host_allowed("", wild));
 
-	assert_false(download_host_allowed("a.com", NULL));
-	assert_false(download_host_allowed("a.com", empty));
-	assert_false(download_host_allowed("a.com", odd));
-	assert_false(download_host_allowed("", odd));
-	assert_false(download_host_allowed(".", odd));
+	assert_false(netpolicy_host_allowed("a.com", NULL));
+	assert_false(netpolicy_host_allowed("a.com", empty));
+	assert_false(netpolicy_host_allowed("a.com", odd));
+	assert_false(netpolicy_host_allowed("", odd));
+	assert_false(netpolicy_host_allowed(".", odd));
 }
 
 /* ------------------------------------------------------------------
@@ -1661,7 +1661,7 @@ static void test_policy_env(void **state)
 	unsetenv("DARKROOM_DOWNLOAD_ALLOW_PRIVATE");
 	unsetenv("DARKROOM_DOWNLOAD_ALLOW_HTTP");
 	unsetenv("DARKROOM_DOWNLOAD_HOSTS");
-	download_policy_env(&pol, &buf);
+	netpolicy_env(&pol, &buf);
 	assert_null(buf);
 	assert_ptr_equal(pol.hosts, defaults);
 	assert_int_equal(pol.allow_private, 0);
@@ -1670,7 +1670,7 @@ static void test_policy_env(void **state)
 	setenv("DARKROOM_DOWNLOAD_ALLOW_PRIVATE", "1", 1);
 	setenv("DARKROOM_DOWNLOAD_ALLOW_HTTP", "1", 1);
 	setenv("DARKROOM_DOWNLOAD_HOSTS", " a.com, *.b.com ,,\tc.com\t,", 1);
-	download_policy_env(&pol, &buf);
+	netpolicy_env(&pol, &buf);
 	assert_int_equal(pol.allow_private, 1);
 	assert_int_equal(pol.allow_http, 1);
 	assert_non_null(buf);
@@ -1679,34 +1679,34 @@ static void test_policy_env(void **state)
 	assert_string_equal(pol.hosts[1], "*.b.com");
 	assert_string_equal(pol.hosts[2], "c.com");
 	assert_null(pol.hosts[3]);
-	assert_true(download_host_allowed("x.b.com", pol.hosts));
-	assert_false(download_host_allowed("b.com", pol.hosts));
-	download_policy_free_hosts(buf);
+	assert_true(netpolicy_host_allowed("x.b.com", pol.hosts));
+	assert_false(netpolicy_host_allowed("b.com", pol.hosts));
+	netpolicy_free_hosts(buf);
 
 	/* Anything but "1" turns a flag off; "*" allows any host. */
 	setenv("DARKROOM_DOWNLOAD_ALLOW_PRIVATE", "yes", 1);
 	setenv("DARKROOM_DOWNLOAD_ALLOW_HTTP", "0", 1);
 	setenv("DARKROOM_DOWNLOAD_HOSTS", "*", 1);
 	pol.hosts = defaults;
-	download_policy_env(&pol, &buf);
+	netpolicy_env(&pol, &buf);
 	assert_int_equal(pol.allow_private, 0);
 	assert_int_equal(pol.allow_http, 0);
 	assert_string_equal(pol.hosts[0], "*");
 	assert_null(pol.hosts[1]);
-	download_policy_free_hosts(buf);
+	netpolicy_free_hosts(buf);
 
 	/* An empty list keeps the adapter's. */
 	setenv("DARKROOM_DOWNLOAD_HOSTS", " , ", 1);
 	pol.hosts = defaults;
-	download_policy_env(&pol, &buf);
+	netpolicy_env(&pol, &buf);
 	assert_null(buf);
 	assert_ptr_equal(pol.hosts, defaults);
 
 	unsetenv("DARKROOM_DOWNLOAD_ALLOW_PRIVATE");
 	unsetenv("DARKROOM_DOWNLOAD_ALLOW_HTTP");
 	unsetenv("DARKROOM_DOWNLOAD_HOSTS");
-	download_policy_free_hosts(NULL);
-	download_policy_env(NULL, NULL);
+	netpolicy_free_hosts(NULL);
+	netpolicy_env(NULL, NULL);
 }
 
 /* ------------------------------------------------------------------

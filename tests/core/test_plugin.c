@@ -3,10 +3,16 @@
  * listing a directory, the services table, and instances from a config.
  *
  * The plugins are the fixtures built from the .c files of
- * tests/plugins/fixtures into DR_BUILD_DIR/tests/fixtures: good.so and
- * goodsink.so are valid, every other one is wrong in exactly one way.
+ * tests/plugins/fixtures into DR_BUILD_DIR/tests/fixtures: good.so,
+ * goodsink.so, oldops.so and oldsink.so (short operations tables, as from
+ * an older header of this ABI version) are valid, every other one is
+ * wrong in exactly one way.
  */
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <setjmp.h>
@@ -17,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,6 +33,7 @@
 #include "config.h"
 #include "log.h"
 #include "plugin.h"
+#include "plugin_http.h"
 
 #ifndef DR_BUILD_DIR
 #error "DR_BUILD_DIR must name the build folder (the Makefile passes it)"
@@ -42,7 +51,7 @@ static const struct {
 	  "does not export the symbol dr_plugin_entry" },
 	{ "nullentry", DR_ERR_PLUGIN, "dr_plugin_entry() returned NULL" },
 	{ "badabi", DR_ERR_PLUGIN,
-	  "was built for plugin ABI 999, this darkroom speaks ABI 1" },
+	  "was built for plugin ABI 999, this darkroom speaks ABI 2" },
 	{ "badsize", DR_ERR_PLUGIN, "has a descriptor of" },
 	{ "wrongname", DR_ERR_PLUGIN, "calls itself 'other'" },
 	{ "badkind", DR_ERR_PLUGIN, "has unknown kind 7" },
@@ -50,6 +59,10 @@ static const struct {
 	  "adapter plugin 'nosubmit' lacks the mandatory operation 'submit'" },
 	{ "noput", DR_ERR_PLUGIN,
 	  "sink plugin 'noput' lacks the mandatory operation 'put'" },
+	{ "bigops", DR_ERR_PLUGIN,
+	  "adapter plugin 'bigops' has an operations table of" },
+	{ "tinyops", DR_ERR_PLUGIN,
+	  "adapter plugin 'tinyops' has an operations table of" },
 };
 #define N_BAD (sizeof(bad_fixtures) / sizeof(bad_fixtures[0]))
 
@@ -135,7 +148,11 @@ static void test_load_twice(void **state)
 	(void)state;
 	assert_int_equal(plugin_load(FIXTURES, "goodsink", &a, &err), DR_OK);
 	assert_int_equal(plugin_load(FIXTURES, "goodsink", &b, &err), DR_OK);
-	assert_ptr_equal(a.desc, b.desc);
+	/* Each load has its own copy of the descriptor (see plugin.c), of
+	 * the one file mapped once. */
+	assert_ptr_not_equal(a.desc, b.desc);
+	assert_ptr_equal(a.desc->create, b.desc->create);
+	assert_ptr_equal(a.desc->sink->put, b.desc->sink->put);
 	plugin_unload(&a);
 	assert_string_equal(b.desc->name, "goodsink");
 	plugin_unload(&b);
@@ -209,7 +226,7 @@ static void test_load_abi_message(void **state)
 	assert_string_equal(err.code, "plugin_abi_mismatch");
 	assert_string_equal(err.message,
 			    "plugin " FIXTURES "/badabi.so was built for "
-			    "plugin ABI 999, this darkroom speaks ABI 1; "
+			    "plugin ABI 999, this darkroom speaks ABI 2; "
 			    "rebuild it against this darkroom's "
 			    "darkroom-plugin.h");
 }
@@ -228,6 +245,70 @@ static void test_load_size_message(void **state)
 		 FIXTURES, sizeof(dr_plugin) + 8, sizeof(dr_plugin));
 	assert_int_equal(plugin_load(FIXTURES, "badsize", &p, &err),
 			 DR_ERR_PLUGIN);
+	assert_string_equal(err.message, want);
+}
+
+/* A table smaller than the core's (an older header of this ABI version)
+ * loads; the operations beyond its size are NULL even though the plugin's
+ * memory there holds functions. */
+static void test_load_short_tables(void **state)
+{
+	dr_loaded_plugin a, s;
+	dr_error err;
+
+	(void)state;
+	assert_int_equal(plugin_load(FIXTURES, "oldops", &a, &err), DR_OK);
+	assert_int_equal(a.desc->adapter->size, sizeof(dr_adapter_ops));
+	assert_non_null(a.desc->adapter->validate);
+	assert_non_null(a.desc->adapter->submit);
+	assert_null(a.desc->adapter->get);
+	assert_null(a.desc->adapter->cancel);
+	assert_null(a.desc->adapter->webhook);
+	assert_null(a.desc->adapter->reconcile);
+	assert_null(a.desc->sink);
+	plugin_unload(&a);
+	assert_true(is_zeroed(&a));
+
+	assert_int_equal(plugin_load(FIXTURES, "oldsink", &s, &err), DR_OK);
+	assert_non_null(s.desc->sink->put);
+	assert_non_null(s.desc->sink->public_url);
+	assert_null(s.desc->sink->stat);
+	assert_null(s.desc->adapter);
+	plugin_unload(&s);
+}
+
+/* A table larger than the core's (a newer header) is refused, naming
+ * both sizes; so is one too small to hold the mandatory operations. */
+static void test_load_ops_size_messages(void **state)
+{
+	char want[768];
+	dr_loaded_plugin p;
+	dr_error err;
+
+	(void)state;
+	snprintf(want, sizeof(want),
+		 "adapter plugin 'bigops' has an operations table of %zu "
+		 "bytes, this darkroom knows %zu (built against a newer "
+		 "darkroom-plugin.h of ABI 2); update darkroom or rebuild the "
+		 "plugin against this darkroom's darkroom-plugin.h "
+		 "(%s/bigops.so)",
+		 sizeof(dr_adapter_ops) + sizeof(void *),
+		 sizeof(dr_adapter_ops), FIXTURES);
+	assert_int_equal(plugin_load(FIXTURES, "bigops", &p, &err),
+			 DR_ERR_PLUGIN);
+	assert_string_equal(err.code, "plugin_abi_mismatch");
+	assert_string_equal(err.message, want);
+	assert_true(is_zeroed(&p));
+
+	snprintf(want, sizeof(want),
+		 "adapter plugin 'tinyops' has an operations table of %zu "
+		 "bytes, not a table of at least %zu (set its size to "
+		 "sizeof(dr_adapter_ops)) (%s/tinyops.so)",
+		 offsetof(dr_adapter_ops, submit), DR_ADAPTER_OPS_MIN_SIZE,
+		 FIXTURES);
+	assert_int_equal(plugin_load(FIXTURES, "tinyops", &p, &err),
+			 DR_ERR_PLUGIN);
+	assert_string_equal(err.code, "plugin_invalid");
 	assert_string_equal(err.message, want);
 }
 
@@ -436,6 +517,310 @@ static void test_host_table(void **state)
 	assert_int_equal((*h->fail)(NULL, DR_ERR_IO, NULL, "x"), DR_ERR_IO);
 }
 
+/* Run `fn` in a child whose stderr goes to a pipe; 1 when the child was
+ * killed by SIGABRT having written `needle`. Under ASan the allocator
+ * itself reports a huge request and ends the child its own way, so only
+ * the non-zero end is checked there. */
+static int dies_with(void (*fn)(const dr_host *), const dr_host *h,
+		     const char *needle)
+{
+	char out[4096];
+	size_t len = 0;
+	int fds[2], status;
+	ssize_t n;
+	pid_t pid;
+
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(fds[1], 2);
+		close(fds[0]);
+		fn(h);
+		_exit(0);
+	}
+	close(fds[1]);
+	while (len + 1 < sizeof(out) &&
+	       (n = read(fds[0], out + len, sizeof(out) - 1 - len)) > 0)
+		len += (size_t)n;
+	out[len] = '\0';
+	close(fds[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+#if defined(__SANITIZE_ADDRESS__)
+	(void)needle;
+	return !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+#else
+	return WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT &&
+	       strstr(out, needle) != NULL;
+#endif
+}
+
+static void huge_alloc(const dr_host *h)
+{
+	h->mem_free(h->mem_alloc(SIZE_MAX - 64));
+}
+
+static void huge_calloc(const dr_host *h)
+{
+	h->mem_free(h->mem_calloc(SIZE_MAX / 2, 4));
+}
+
+static void huge_realloc(const dr_host *h)
+{
+	h->mem_free(h->mem_realloc(NULL, SIZE_MAX - 64));
+}
+
+/* The memory services: malloc semantics, never NULL, and out of memory
+ * ends the process with a message rather than returning NULL. */
+static void test_host_memory(void **state)
+{
+	const dr_host *h = plugin_host_services();
+	unsigned char *z;
+	char *s;
+	void *p;
+
+	(void)state;
+	p = h->mem_alloc(0);
+	assert_non_null(p);
+	p = h->mem_realloc(p, 100);
+	assert_non_null(p);
+	h->mem_free(p);
+	h->mem_free(NULL);
+	z = h->mem_calloc(16, 8);
+	for (size_t i = 0; i < 128; i++)
+		assert_int_equal(z[i], 0);
+	free(z); /* plain free() releases it too */
+	s = h->mem_strdup("darkroom");
+	assert_string_equal(s, "darkroom");
+	h->mem_free(s);
+	s = h->mem_strndup("darkroom", 4);
+	assert_string_equal(s, "dark");
+	h->mem_free(s);
+	s = h->mem_strndup("ab", 100); /* stops at the NUL */
+	assert_string_equal(s, "ab");
+	h->mem_free(s);
+
+	assert_true(dies_with(huge_alloc, h, "out of memory"));
+	assert_true(dies_with(huge_calloc, h, "out of memory"));
+	assert_true(dies_with(huge_realloc, h, "out of memory"));
+}
+
+/* ------------------------------------------------------------------------
+ * host->http_request
+ */
+
+/* A server thread answering each connection with the next canned answer
+ * (whole HTTP/1.1 messages, connection closed), then stopping. */
+typedef struct canned {
+	int fd, port;
+	const char *const *answers;
+	int served;
+	pthread_t thread;
+} canned;
+
+static void *canned_main(void *arg)
+{
+	canned *c = arg;
+
+	for (const char *const *a = c->answers; *a; a++) {
+		char buf[4096];
+		int conn = accept(c->fd, NULL, NULL);
+
+		if (conn < 0)
+			break;
+		/* The request head (no body in these tests). */
+		(void)!read(conn, buf, sizeof(buf));
+		(void)!write(conn, *a, strlen(*a));
+		close(conn);
+		c->served++;
+	}
+	return NULL;
+}
+
+static void canned_start(canned *c, const char *const *answers)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+
+	memset(c, 0, sizeof(*c));
+	c->answers = answers;
+	c->fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(c->fd >= 0);
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(c->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(c->fd, 8), 0);
+	assert_int_equal(getsockname(c->fd, (struct sockaddr *)&sa, &len), 0);
+	c->port = ntohs(sa.sin_port);
+	assert_int_equal(pthread_create(&c->thread, NULL, canned_main, c), 0);
+}
+
+static void canned_stop(canned *c)
+{
+	shutdown(c->fd, SHUT_RDWR);
+	close(c->fd);
+	pthread_join(c->thread, NULL);
+}
+
+static double mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void test_http_retry_after(void **state)
+{
+	/* Wed, 21 Oct 2015 07:28:00 GMT */
+	const double date = 1445412480.0;
+
+	(void)state;
+	assert_true(plugin_http_retry_after("120", date) == 120.0);
+	assert_true(plugin_http_retry_after("0", date) == 0.0);
+	assert_true(plugin_http_retry_after("Wed, 21 Oct 2015 07:28:00 GMT",
+					    date - 30) == 30.0);
+	/* RFC 850 and asctime dates too. */
+	assert_true(plugin_http_retry_after(
+			    "Wednesday, 21-Oct-15 07:28:00 GMT", date - 45) ==
+		    45.0);
+	assert_true(plugin_http_retry_after("Wed Oct 21 07:28:00 2015",
+					    date - 10) == 10.0);
+	/* A date in the past: no wait. */
+	assert_true(plugin_http_retry_after("Wed, 21 Oct 2015 07:28:00 GMT",
+					    date + 100) == 0.0);
+	assert_true(plugin_http_retry_after(NULL, date) < 0);
+	assert_true(plugin_http_retry_after("", date) < 0);
+	assert_true(plugin_http_retry_after("soon", date) < 0);
+	assert_true(plugin_http_retry_after("12abc", date) < 0);
+	assert_true(plugin_http_retry_after("-5", date) < 0);
+}
+
+/* A 503 with Retry-After is tried again after the wait it asks; the
+ * answer's status, Content-Type and body come back; a body over the cap
+ * is refused; a closed port is "not sent", retryable. */
+static void test_http_request(void **state)
+{
+	static const char *const answers[] = {
+		"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
+		"Content-Length: 0\r\nConnection: close\r\n\r\n",
+		"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
+		"Content-Length: 11\r\nConnection: close\r\n\r\n{\"ok\":true}",
+		"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 60\r\n"
+		"Content-Length: 0\r\nConnection: close\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n"
+		"Connection: close\r\n\r\n01234567890123456789",
+		NULL,
+	};
+	const dr_host *h = plugin_host_services();
+	struct dr_instance inst;
+	dr_http_request req;
+	dr_http_response resp;
+	char url[64];
+	dr_error err;
+	canned c;
+	double t0;
+
+	(void)state;
+	memset(&inst, 0, sizeof(inst));
+	inst.name = "t";
+	canned_start(&c, answers);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/x", c.port);
+	memset(&req, 0, sizeof(req));
+	req.method = "POST";
+	req.url = url;
+	req.body = "{}";
+	req.body_len = 2;
+	req.timeout = 5;
+	req.retries = 2;
+	t0 = mono();
+	assert_int_equal(h->http_request(&inst, &req, &resp, &err), DR_OK);
+	assert_true(mono() - t0 >= 0.9);
+	assert_int_equal(resp.tries, 2);
+	assert_int_equal(resp.status, 201);
+	assert_int_equal(resp.sent, 1);
+	assert_string_equal(resp.content_type, "application/json");
+	assert_string_equal(resp.body, "{\"ok\":true}");
+	assert_int_equal(resp.body_len, 11);
+	h->mem_free(resp.body);
+
+	/* Asked to wait longer than max_retry_wait: the 429 comes back. */
+	req.max_retry_wait = 5;
+	assert_int_equal(h->http_request(&inst, &req, &resp, &err), DR_OK);
+	assert_int_equal(resp.tries, 1);
+	assert_int_equal(resp.status, 429);
+	assert_true(resp.retry_after == 60.0);
+	h->mem_free(resp.body);
+
+	req.retries = 0;
+	req.max_response = 10;
+	assert_int_equal(h->http_request(&inst, &req, &resp, &err),
+			 DR_ERR_TOO_LARGE);
+	assert_string_equal(err.code, "http_too_large");
+	assert_null(resp.body);
+	canned_stop(&c);
+	assert_int_equal(c.served, 4);
+
+	/* Nobody listens any more: surely not sent, retryable. */
+	req.max_response = 0;
+	assert_int_equal(h->http_request(&inst, &req, &resp, &err),
+			 DR_ERR_NETWORK);
+	assert_string_equal(err.code, "http_not_sent");
+	assert_int_equal(err.retryable, 1);
+	assert_int_equal(resp.sent, 0);
+	plugin_http_free(inst.http);
+}
+
+/* Untrusted URLs follow the download rules: scheme, host allowlist, and
+ * public addresses only (checked when connecting). */
+static void test_http_untrusted(void **state)
+{
+	const dr_host *h = plugin_host_services();
+	struct dr_instance inst;
+	dr_http_request req;
+	dr_http_response resp;
+	dr_error err;
+
+	(void)state;
+	unsetenv("DARKROOM_DOWNLOAD_ALLOW_PRIVATE");
+	unsetenv("DARKROOM_DOWNLOAD_ALLOW_HTTP");
+	unsetenv("DARKROOM_DOWNLOAD_HOSTS");
+	memset(&inst, 0, sizeof(inst));
+	inst.name = "t";
+	memset(&req, 0, sizeof(req));
+	req.untrusted = 1;
+	req.timeout = 5;
+
+	req.url = "http://127.0.0.1:9/x";
+	assert_int_equal(h->http_request(&inst, &req, &resp, &err),
+			 DR_ERR_INVALID);
+	assert_string_equal(err.code, "url_not_allowed");
+	assert_non_null(strstr(err.message, "scheme http"));
+	req.url = "https://127.0.0.1:9/x";
+	assert_int_equal(h->http_request(&inst, &req, &resp, &err),
+			 DR_ERR_INVALID);
+	assert_string_equal(err.code, "url_not_allowed");
+	assert_non_null(strstr(err.message, "host 127.0.0.1"));
+	req.url = "file:///etc/passwd";
+	assert_int_equal(h->http_request(&inst, &req, &resp, &err),
+			 DR_ERR_INVALID);
+	/* Host allowed, address not: refused when connecting. */
+	setenv("DARKROOM_DOWNLOAD_HOSTS", "127.0.0.1", 1);
+	req.url = "https://127.0.0.1:9/x";
+	assert_int_equal(h->http_request(&inst, &req, &resp, &err),
+			 DR_ERR_INVALID);
+	assert_string_equal(err.code, "address_not_allowed");
+	assert_int_equal(resp.sent, 0);
+	/* The same URL, trusted (from the configuration): any address. */
+	req.untrusted = 0;
+	assert_int_equal(h->http_request(&inst, &req, &resp, &err),
+			 DR_ERR_NETWORK);
+	assert_string_equal(err.code, "http_not_sent");
+	unsetenv("DARKROOM_DOWNLOAD_HOSTS");
+	plugin_http_free(inst.http);
+}
+
 /* A hand-made instance: the services that need no config. */
 static void test_host_instance(void **state)
 {
@@ -585,6 +970,63 @@ static void expect_init_error(const char *body, int create, dr_status status,
 	if (st != status || !strstr(err.message, needle))
 		fail_msg("status %d, message: %s", (int)st, err.message);
 	assert_null(p);
+	config_free(cfg);
+}
+
+/* plugins_maintain: every adapter instance with maintain() is called,
+ * each failure logged with its instance and code and counted; adapters
+ * without the operation are left alone. */
+static void test_maintain(void **state)
+{
+	char captured[4096];
+	dr_config *cfg;
+	dr_plugins *p;
+	dr_error err;
+	FILE *tmp;
+	int saved, failed;
+	size_t n;
+
+	(void)state;
+	cfg = parse_config("default_adapter = m1\n"
+			   "\n"
+			   "[adapter \"m1\"]\n"
+			   "plugin = maint\n"
+			   "\n"
+			   "[adapter \"m2\"]\n"
+			   "plugin = maint\n"
+			   "fail = true\n"
+			   "\n"
+			   "[adapter \"good\"]\n");
+	dr_log_init("test", DR_LOG_ERR, 0);
+	if (plugins_init(cfg, 1, &p, &err) != DR_OK)
+		fail_msg("plugins_init: %s", err.message);
+	dr_log_init("test", DR_LOG_INFO, 0);
+	tmp = tmpfile();
+	assert_non_null(tmp);
+	fflush(stderr);
+	saved = dup(STDERR_FILENO);
+	assert_true(saved >= 0);
+	assert_true(dup2(fileno(tmp), STDERR_FILENO) >= 0);
+	failed = plugins_maintain(p);
+	fflush(stderr);
+	assert_true(dup2(saved, STDERR_FILENO) >= 0);
+	close(saved);
+	rewind(tmp);
+	n = fread(captured, 1, sizeof(captured) - 1, tmp);
+	captured[n] = '\0';
+	fclose(tmp);
+	dr_log_init("test", DR_LOG_ERR, 0);
+	assert_int_equal(failed, 1);
+	assert_non_null(strstr(captured, "plugin=maint instance=m1 "
+					 "event=maint.called"));
+	assert_non_null(strstr(captured, "plugin=maint instance=m2 "
+					 "event=maint.called"));
+	assert_non_null(strstr(captured, "event=plugin.maintain_failed "
+					 "plugin=maint instance=m2 "
+					 "code=maint_failed"));
+	assert_null(strstr(captured, "instance=m1 code="));
+	assert_int_equal(plugins_maintain(NULL), 0);
+	plugins_free(p);
 	config_free(cfg);
 }
 
@@ -817,14 +1259,21 @@ int main(void)
 		cmocka_unit_test(test_load_bad_fixtures),
 		cmocka_unit_test(test_load_abi_message),
 		cmocka_unit_test(test_load_size_message),
+		cmocka_unit_test(test_load_short_tables),
+		cmocka_unit_test(test_load_ops_size_messages),
 		cmocka_unit_test(test_load_invalid_names),
 		cmocka_unit_test(test_scan_fixtures),
 		cmocka_unit_test(test_scan_shipped),
 		cmocka_unit_test(test_scan_dir),
 		cmocka_unit_test(test_scan_missing_dir),
 		cmocka_unit_test(test_host_table),
+		cmocka_unit_test(test_host_memory),
+		cmocka_unit_test(test_http_retry_after),
+		cmocka_unit_test(test_http_request),
+		cmocka_unit_test(test_http_untrusted),
 		cmocka_unit_test(test_host_instance),
 		cmocka_unit_test(test_host_local_root),
+		cmocka_unit_test(test_maintain),
 		cmocka_unit_test(test_init_good),
 		cmocka_unit_test(test_init_no_create),
 		cmocka_unit_test(test_init_unknown_key),

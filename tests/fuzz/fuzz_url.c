@@ -25,8 +25,8 @@
 /* Check the invariants of the address rule for `sa`. */
 static void check_address(const struct sockaddr *sa)
 {
-	int pub = download_address_allowed(sa, 0);
-	int priv = download_address_allowed(sa, 1);
+	int pub = netpolicy_address_allowed(sa, 0);
+	int priv = netpolicy_address_allowed(sa, 1);
 
 	FUZZ_CHECK(pub == 0 || pub == 1);
 	FUZZ_CHECK(priv == 0 || priv == 1);
@@ -44,8 +44,8 @@ static void check_ipv4(const unsigned char a[4])
 	in.sin_family = AF_INET;
 	memcpy(&in.sin_addr, a, 4);
 	check_address((const struct sockaddr *)&in);
-	v4pub = download_address_allowed((const struct sockaddr *)&in, 0);
-	v4priv = download_address_allowed((const struct sockaddr *)&in, 1);
+	v4pub = netpolicy_address_allowed((const struct sockaddr *)&in, 0);
+	v4priv = netpolicy_address_allowed((const struct sockaddr *)&in, 1);
 
 	memset(&in6, 0, sizeof(in6));
 	in6.sin6_family = AF_INET6;
@@ -53,17 +53,17 @@ static void check_ipv4(const unsigned char a[4])
 	in6.sin6_addr.s6_addr[11] = 0xff;
 	memcpy(&in6.sin6_addr.s6_addr[12], a, 4);
 	check_address((const struct sockaddr *)&in6);
-	FUZZ_CHECK(download_address_allowed((const struct sockaddr *)&in6, 0) ==
+	FUZZ_CHECK(netpolicy_address_allowed((const struct sockaddr *)&in6, 0) ==
 		   v4pub);
-	FUZZ_CHECK(download_address_allowed((const struct sockaddr *)&in6, 1) ==
+	FUZZ_CHECK(netpolicy_address_allowed((const struct sockaddr *)&in6, 1) ==
 		   v4priv);
 	if (a[0] != 0) {
 		in6.sin6_addr.s6_addr[10] = 0;
 		in6.sin6_addr.s6_addr[11] = 0;
 		check_address((const struct sockaddr *)&in6);
-		FUZZ_CHECK(download_address_allowed(
+		FUZZ_CHECK(netpolicy_address_allowed(
 				   (const struct sockaddr *)&in6, 0) == v4pub);
-		FUZZ_CHECK(download_address_allowed(
+		FUZZ_CHECK(netpolicy_address_allowed(
 				   (const struct sockaddr *)&in6, 1) == v4priv);
 	}
 }
@@ -113,7 +113,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	patterns[n_patterns] = NULL;
 	pol.hosts = patterns;
 
-	(void)download_host_allowed(url, pol.hosts);
+	(void)netpolicy_host_allowed(url, pol.hosts);
 	if (ip_literal(url, 443, &ss))
 		check_address((const struct sockaddr *)&ss);
 
@@ -134,9 +134,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				    strcasecmp(scheme, "http") == 0));
 			FUZZ_CHECK(curl_url_get(u, CURLUPART_HOST, &host, 0) ==
 				   CURLUE_OK);
-			FUZZ_CHECK(download_host_allowed(host, pol.hosts));
+			FUZZ_CHECK(netpolicy_host_allowed(host, pol.hosts));
 			if (ip_literal(host, 443, &ss))
-				FUZZ_CHECK(download_address_allowed(
+				FUZZ_CHECK(netpolicy_address_allowed(
 					(const struct sockaddr *)&ss,
 					pol.allow_private));
 			curl_free(scheme);

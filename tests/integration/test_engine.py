@@ -267,6 +267,58 @@ def _():
     expect_problem(hook(body, h), 401)
 
 
+def hook2(body, headers):
+    """POST a delivery to [adapter "replicate2"] (no webhook_secret
+    configured); return the answer and the seconds it took."""
+    t0 = time.monotonic()
+    r = request("POST", "/v1/hooks/replicate2", body=body, headers=headers, key=None)
+    return r, time.monotonic() - t0
+
+
+def stored_secret():
+    rows = sql("SELECT v FROM plugin_kv WHERE instance = 'replicate2' AND k = 'webhook_secret'")
+    return rows[0][0] if rows else None
+
+
+@case("webhook without a configured secret: the app answers at once from the worker's stored copy, "
+      "never waiting on the provider")
+def _():
+    # The fake's secret endpoint hangs (12 s, then no answer) and nothing
+    # is stored yet: the delivery cannot be verified, 503, at once, and
+    # the app did not ask the provider.
+    fake_reset(fault_endpoints=["secret"], timeout_rate=1, timeout_sleep=12)
+    sql("DELETE FROM plugin_kv WHERE instance = 'replicate2'")
+    body = json.dumps({"id": "nosuchprediction0000000001", "status": "processing",
+                       "input": {}, "output": None, "logs": ""}).encode()
+    before = fake("/_state")["calls"]["secret"]
+    r, took = hook2(body, sign(body))
+    expect_problem(r, 503)
+    expect(took < 2, f"the answer took {took:.1f} s: the app waited on the provider")
+    r, took = hook2(body, sign(body, secret="whsec_" + base64.b64encode(os.urandom(24)).decode()))
+    expect_problem(r, 503)
+    expect(took < 2, f"a forged delivery's answer took {took:.1f} s")
+    expect_eq(fake("/_state")["calls"]["secret"], before, "secret requests the app made")
+    # The provider back: the worker fetches the secret when it starts and
+    # stores it; the app verifies with it, at once, even with the
+    # provider down again.
+    fake("/_control", {"timeout_rate": 0})
+    w = Worker(1)
+    try:
+        wait_until(stored_secret, timeout=30, what="the worker storing the webhook secret")
+        expect_eq(stored_secret(), SECRET, "the stored secret")
+        fake("/_control", {"timeout_rate": 1})
+        r, took = hook2(body, sign(body))
+        expect_eq(expect_json(r, 200)["status"], "unknown", "a delivery for an unknown prediction")
+        expect(took < 2, f"the answer took {took:.1f} s")
+        r, took = hook2(body, sign(body, secret="whsec_" + base64.b64encode(os.urandom(24)).decode()))
+        expect_problem(r, 401)
+        expect(took < 2, f"a forged delivery's answer took {took:.1f} s")
+    finally:
+        fake("/_control", {"timeout_rate": 0})
+        leftover = w.stop()
+    expect(not leftover, "worker processes outlived the supervisor")
+
+
 @case("webhook: duplicates and unknown predictions get 200 and change nothing")
 @with_worker(1)
 def _(w):

@@ -11,8 +11,9 @@
  * ids_random(), and webhook signatures are checked by compiling in
  * core/webhook.c itself (which needs nothing from the core but error.c
  * and libcrypto), so a plugin's webhook handling is tested against the
- * real verifier rather than a lookalike. All come with the core library
- * the plugin tests link.
+ * real verifier rather than a lookalike. The three are compiled in here
+ * (plugin tests link the plugin's objects and this mock only, never the
+ * core library).
  *
  * Values are parsed the way the core documents them in darkroom-plugin.h
  * (k/M/G sizes, ms/s/m/h durations, yes/no booleans), leniently: the core
@@ -28,12 +29,18 @@
 #include <strings.h>
 #include <time.h>
 
-#include "../../core/error.h" /* dr_vfail() (see the top of the file) */
-#include "../../core/ids.h"   /* ids_random() */
+/* dr_vfail() and ids_random() (see the top of the file). */
+#include "../../core/error.c"
+#include "../../core/ids.c"
 
 /* webhook_header(), webhook_verify() and webhook_sign(), for the table
  * below and for tests that sign deliveries (see the top of the file). */
 #include "../../core/webhook.c"
+/* host->http_request: the core's own client, so a plugin's HTTP is tested
+ * against what it gets in production. Only the download rules for
+ * untrusted URLs are the mock's (allow everything: the tests' servers are
+ * on loopback); the core's are tested in tests/core. */
+#include "../../core/plugin_http.c"
 
 /* Most log lines kept per instance, and the longest. */
 #define MOCK_LOG_MAX  1024
@@ -54,6 +61,13 @@ struct dr_instance {
 	size_t n_log;
 	int undeclared;
 	char *local_root; /* what host->local_root() was given */
+	/* host->kv_get/kv_put: the store, and what the test made of it. */
+	mock_value *kv;
+	double *kv_at;
+	size_t n_kv;
+	int kv_down;   /* answer DR_ERR_UNAVAILABLE */
+	int kv_gets, kv_puts;
+	plugin_http *http; /* host->http_request's client, made when used */
 };
 
 static enum mock_random random_mode = MOCK_RANDOM_REAL;
@@ -286,6 +300,194 @@ static dr_status mock_local_root(const dr_instance *inst, const char *dir,
 	return DR_OK;
 }
 
+/* The memory services: the core's semantics (never NULL; out of memory
+ * writes a line and aborts). */
+static void *mock_mem_calloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+
+	if (!p) {
+		fputs("mock_host: out of memory\n", stderr);
+		abort();
+	}
+	return p;
+}
+
+static void *mock_mem_realloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+
+	if (!q) {
+		fputs("mock_host: out of memory\n", stderr);
+		abort();
+	}
+	return q;
+}
+
+static char *mock_mem_strndup(const char *s, size_t n)
+{
+	size_t len = strnlen(s, n);
+	char *p = xmalloc(len + 1);
+
+	memcpy(p, s, len);
+	p[len] = '\0';
+	return p;
+}
+
+/* ------------------------------------------------------------------------
+ * The key-value store: in memory, per instance
+ */
+
+static size_t kv_find(const dr_instance *inst, const char *key)
+{
+	size_t i = 0;
+
+	while (i < inst->n_kv && strcmp(inst->kv[i].key, key) != 0)
+		i++;
+	return i;
+}
+
+static dr_status kv_key_check(const dr_instance *inst, const char *key,
+			      dr_error *err)
+{
+	if (inst->kv_down)
+		return mock_fail(err, DR_ERR_UNAVAILABLE, "kv_unavailable",
+				 "the key-value store is down (mock)");
+	if (!key || !key[0] || strlen(key) > DR_KV_KEY_MAX ||
+	    strspn(key, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			"0123456789._-") != strlen(key))
+		return mock_fail(err, DR_ERR_INVALID, "invalid_argument",
+				 "kv: bad key");
+	return DR_OK;
+}
+
+static dr_status mock_kv_get(const dr_instance *inst, const char *key,
+			     char **value, double *updated_at, dr_error *err)
+{
+	dr_instance *mut = (dr_instance *)inst;
+	dr_status st;
+	size_t i;
+
+	*value = NULL;
+	if (updated_at)
+		*updated_at = 0;
+	mut->kv_gets++;
+	st = kv_key_check(inst, key, err);
+	if (st != DR_OK)
+		return st;
+	i = kv_find(inst, key);
+	if (i == inst->n_kv)
+		return mock_fail(err, DR_ERR_NOT_FOUND, "not_found",
+				 "kv: no value");
+	*value = xstrdup(inst->kv[i].value);
+	if (updated_at)
+		*updated_at = inst->kv_at[i];
+	return DR_OK;
+}
+
+static dr_status mock_kv_put(const dr_instance *inst, const char *key,
+			     const char *value, dr_error *err)
+{
+	dr_instance *mut = (dr_instance *)inst;
+	dr_status st;
+
+	mut->kv_puts++;
+	st = kv_key_check(inst, key, err);
+	if (st != DR_OK)
+		return st;
+	if (value && strlen(value) > DR_KV_VALUE_MAX)
+		return mock_fail(err, DR_ERR_TOO_LARGE, "invalid_argument",
+				 "kv: value too long");
+	mock_host_kv_set(mut, key, value, mock_now());
+	return DR_OK;
+}
+
+void mock_host_kv_set(dr_instance *inst, const char *key, const char *value,
+		      double updated_at)
+{
+	size_t i = kv_find(inst, key);
+
+	if (!value) {
+		if (i < inst->n_kv) {
+			free(inst->kv[i].key);
+			free(inst->kv[i].value);
+			inst->kv[i] = inst->kv[inst->n_kv - 1];
+			inst->kv_at[i] = inst->kv_at[inst->n_kv - 1];
+			inst->n_kv--;
+		}
+		return;
+	}
+	if (i == inst->n_kv) {
+		inst->kv = mock_mem_realloc(inst->kv,
+					    (inst->n_kv + 1) * sizeof(*inst->kv));
+		inst->kv_at = mock_mem_realloc(
+			inst->kv_at, (inst->n_kv + 1) * sizeof(*inst->kv_at));
+		inst->kv[i].key = xstrdup(key);
+		inst->kv[i].value = NULL;
+		inst->n_kv++;
+	}
+	free(inst->kv[i].value);
+	inst->kv[i].value = xstrdup(value);
+	inst->kv_at[i] = updated_at;
+}
+
+const char *mock_host_kv_value(const dr_instance *inst, const char *key)
+{
+	size_t i = kv_find(inst, key);
+
+	return i < inst->n_kv ? inst->kv[i].value : NULL;
+}
+
+void mock_host_kv_down(dr_instance *inst, int down)
+{
+	inst->kv_down = down;
+}
+
+int mock_host_kv_gets(const dr_instance *inst)
+{
+	return inst->kv_gets;
+}
+
+int mock_host_kv_puts(const dr_instance *inst)
+{
+	return inst->kv_puts;
+}
+
+/* ------------------------------------------------------------------------
+ * HTTP
+ */
+
+static int mock_host_allowed(const char *host, const char *const *hosts)
+{
+	(void)host;
+	(void)hosts;
+	return 1;
+}
+
+static int mock_address_allowed(const struct sockaddr *sa, int allow_private)
+{
+	(void)sa;
+	(void)allow_private;
+	return 1;
+}
+
+static dr_status mock_http_request(const dr_instance *inst,
+				   const dr_http_request *req,
+				   dr_http_response *resp, dr_error *err)
+{
+	static const plugin_http_policy pol = {
+		.allow_http = 1,
+		.allow_private = 1,
+		.host_allowed = mock_host_allowed,
+		.address_allowed = mock_address_allowed,
+	};
+	dr_instance *mut = (dr_instance *)inst;
+
+	if (!mut->http)
+		mut->http = plugin_http_new();
+	return plugin_http_request(mut->http, &pol, req, resp, err);
+}
+
 static const dr_host mock_table = {
 	.abi_version = DR_PLUGIN_ABI_VERSION,
 	.size = sizeof(dr_host),
@@ -302,6 +504,15 @@ static const dr_host mock_table = {
 	.webhook_header = webhook_header,
 	.webhook_verify = mock_webhook_verify,
 	.local_root = mock_local_root,
+	.mem_alloc = xmalloc,
+	.mem_calloc = mock_mem_calloc,
+	.mem_realloc = mock_mem_realloc,
+	.mem_strdup = xstrdup,
+	.mem_strndup = mock_mem_strndup,
+	.mem_free = free,
+	.kv_get = mock_kv_get,
+	.kv_put = mock_kv_put,
+	.http_request = mock_http_request,
 };
 
 const dr_host *mock_host(void)
@@ -354,6 +565,11 @@ void mock_instance_free(dr_instance *inst)
 		free(inst->values[i].value);
 	}
 	free(inst->values);
+	while (inst->n_kv > 0)
+		mock_host_kv_set(inst, inst->kv[0].key, NULL, 0);
+	free(inst->kv);
+	free(inst->kv_at);
+	plugin_http_free(inst->http);
 	mock_host_log_clear(inst);
 	free(inst->local_root);
 	free(inst->public_url);

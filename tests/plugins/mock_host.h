@@ -9,8 +9,10 @@
  *
  * Each mock instance carries its own configuration (set by key, with the
  * defaults of the plugin's key table applied), the log lines the plugin
- * wrote, and its public URL. Randomness and the clock are global and can
- * be made deterministic or failing.
+ * wrote, its public URL, its key-value store (in memory) and its HTTP
+ * client (the core's own, core/plugin_http.c, compiled in; untrusted URLs
+ * are all allowed, as the tests' servers are on loopback). Randomness
+ * and the clock are global and can be made deterministic or failing.
  */
 #ifndef DR_MOCK_HOST_H
 #define DR_MOCK_HOST_H
@@ -62,6 +64,17 @@ void mock_host_log_clear(dr_instance *inst);
  * fail with DR_ERR_IO. */
 enum mock_random { MOCK_RANDOM_REAL, MOCK_RANDOM_FIXED, MOCK_RANDOM_FAIL };
 void mock_host_random(enum mock_random mode);
+
+/* host->kv_get/kv_put keep values per instance in memory. Set (NULL:
+ * delete) a value as if written at `updated_at`; read one (NULL when
+ * unset); make every call answer DR_ERR_UNAVAILABLE (down = 1), as when
+ * the database is away; count the calls the plugin made. */
+void mock_host_kv_set(dr_instance *inst, const char *key, const char *value,
+		      double updated_at);
+const char *mock_host_kv_value(const dr_instance *inst, const char *key);
+void mock_host_kv_down(dr_instance *inst, int down);
+int mock_host_kv_gets(const dr_instance *inst);
+int mock_host_kv_puts(const dr_instance *inst);
 
 /* What host->now() answers; 0 (the default) means the real clock. */
 void mock_host_set_now(double t);

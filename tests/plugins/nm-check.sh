@@ -9,6 +9,9 @@
 # out and could clash with another plugin or the core. A companion, a part
 # of plugin P that P loads itself ($BUILD/plugins/P/PART.so, see the
 # Makefile), must likewise define P_PART_entry and nothing else.
+# And every symbol a plugin takes from elsewhere is found in the
+# libraries it names itself (`ldd -r`): plugins link with -z defs, and none
+# may count on the core or another plugin having loaded a library for it.
 #
 # The s3 sink's SigV2 transport is such a companion (s3/sigv2.so) so that
 # a process maps libs3 only when a sink says signature = v2: s3.so itself
@@ -43,8 +46,13 @@ exports() {
     fi
     # "ADDRESS TYPE NAME": keep the names.
     names=$(printf '%s\n' "$syms" | awk 'NF >= 3 { print $3 }' | sort)
-    if [ "$names" = "$want" ]; then
-        echo "ok   $name: exports only $want"
+    undefined=$(ldd -r "$so" 2>&1 | grep -E 'undefined symbol' | head -n 3)
+    if [ -n "$undefined" ]; then
+        echo "FAIL $name: symbols no library it names defines:" \
+            "$(printf '%s' "$undefined" | tr '\n\t' '  ')"
+        failed=$((failed + 1))
+    elif [ "$names" = "$want" ]; then
+        echo "ok   $name: exports only $want, names its libraries"
         passed=$((passed + 1))
     else
         echo "FAIL $name: must export exactly $want, exports:" \

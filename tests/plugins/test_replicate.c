@@ -1213,50 +1213,31 @@ static void test_strings(void **state)
 
 static void test_retry_after(void **state)
 {
-	/* Wed, 21 Oct 2015 07:28:00 GMT */
-	const double date = 1445412480.0;
 	rep_response r;
 
+	/* (The header itself is read by the host: see test_plugin.c.) */
 	(void)state;
-	NEAR(rep_parse_retry_after("120", date), 120.0);
-	NEAR(rep_parse_retry_after("0", date), 0.0);
-	NEAR(rep_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", date - 30),
-	     30.0);
-	/* RFC 850 and asctime dates too. */
-	NEAR(rep_parse_retry_after("Wednesday, 21-Oct-15 07:28:00 GMT",
-				   date - 45),
-	     45.0);
-	NEAR(rep_parse_retry_after("Wed Oct 21 07:28:00 2015", date - 10),
-	     10.0);
-	/* A date in the past: no wait. */
-	NEAR(rep_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", date + 100),
-	     0.0);
-	assert_true(rep_parse_retry_after(NULL, date) < 0);
-	assert_true(rep_parse_retry_after("", date) < 0);
-	assert_true(rep_parse_retry_after("soon", date) < 0);
-	assert_true(rep_parse_retry_after("12abc", date) < 0);
-	assert_true(rep_parse_retry_after("-5", date) < 0);
-
 	/* The wait of a 429: the larger of body and header, 5 s without. */
 	memset(&r, 0, sizeof(r));
+	r.retry_after = -1;
 	r.body = "{\"detail\":\"slow down\",\"status\":429,\"retry_after\":7}";
 	r.len = strlen(r.body);
-	NEAR(rep_rate_limit_wait(&r, date), 7.0);
-	r.retry_after = "12";
-	NEAR(rep_rate_limit_wait(&r, date), 12.0);
-	r.retry_after = "3";
-	NEAR(rep_rate_limit_wait(&r, date), 7.0);
+	NEAR(rep_rate_limit_wait(&r), 7.0);
+	r.retry_after = 12;
+	NEAR(rep_rate_limit_wait(&r), 12.0);
+	r.retry_after = 3;
+	NEAR(rep_rate_limit_wait(&r), 7.0);
 	r.body = "not json";
 	r.len = strlen(r.body);
-	NEAR(rep_rate_limit_wait(&r, date), 3.0);
-	r.retry_after = NULL;
-	NEAR(rep_rate_limit_wait(&r, date), 5.0);
+	NEAR(rep_rate_limit_wait(&r), 3.0);
+	r.retry_after = -1;
+	NEAR(rep_rate_limit_wait(&r), 5.0);
 	r.body = "{\"retry_after\":0.2}";
 	r.len = strlen(r.body);
-	NEAR(rep_rate_limit_wait(&r, date), 1.0);
+	NEAR(rep_rate_limit_wait(&r), 1.0);
 	r.body = "{\"retry_after\":999999}";
 	r.len = strlen(r.body);
-	NEAR(rep_rate_limit_wait(&r, date), 3600.0);
+	NEAR(rep_rate_limit_wait(&r), 3600.0);
 }
 
 /* ------------------------------------------------------------------------
@@ -1766,35 +1747,70 @@ static void test_webhook_configured(void **state)
 	assert_int_equal(srv_count(&f->srv), 0);
 }
 
-/* No secret configured: fetched once, then kept. */
-static void test_webhook_fetched_secret(void **state)
+/* No secret configured: the worker's maintain() fetches the account's
+ * and stores it; the webhook handler only reads the store, never
+ * Replicate, and cannot verify anything before the worker stored it. */
+static void test_webhook_stored_secret(void **state)
 {
 	fixture *f = *state;
 	char *id;
 
 	mock_host_set_now(1000);
 	create(f);
+	assert_int_equal(deliver(f, "v1,whsec_fetched", &id),
+			 DR_ERR_UNAVAILABLE);
+	assert_string_equal(f->err.code, "webhook_secret_unavailable");
+	assert_int_equal(f->err.retryable, 1);
+	assert_null(id);
+	assert_int_equal(srv_count(&f->srv), 0);
+
 	srv_push(&f->srv, 200, NULL, "{\"key\":\"whsec_fetched\"}");
-	assert_int_equal(deliver(f, "v1,whsec_fetched", &id), DR_OK);
-	free(id);
-	assert_int_equal(deliver(f, "v1,whsec_fetched", &id), DR_OK);
-	free(id);
+	assert_int_equal(f->ops->maintain(f->state, &f->err), DR_OK);
 	assert_int_equal(srv_count(&f->srv), 1);
 	assert_string_equal(srv_req(&f->srv, 0)->path,
 			    "/v1/webhooks/default/secret");
 	assert_string_equal(req_header(srv_req(&f->srv, 0), "Authorization"),
 			    "Bearer " TOKEN);
-	assert_int_equal(stub_n_secrets, 1);
+	assert_string_equal(mock_host_kv_value(f->inst, "webhook_secret"),
+			    "whsec_fetched");
 
-	/* A bad signature soon after: no new fetch (no amplification). */
+	assert_int_equal(deliver(f, "v1,whsec_fetched", &id), DR_OK);
+	free(id);
+	assert_int_equal(stub_n_secrets, 1);
+	assert_int_equal(mock_host_kv_gets(f->inst), 3); /* maintain's too */
+	/* Kept a few seconds: no read of the store per delivery. */
+	assert_int_equal(deliver(f, "v1,whsec_fetched", &id), DR_OK);
+	free(id);
+	assert_int_equal(mock_host_kv_gets(f->inst), 3);
+	/* A bad signature calls nobody. */
 	assert_int_equal(deliver(f, "v1,whsec_rotated", &id), DR_ERR_AUTH);
 	assert_int_equal(srv_count(&f->srv), 1);
-	/* Later, the account's secret may have been rotated: fetch again. */
+
+	/* The worker's next rounds: nothing to do while the stored copy
+	 * is fresh... */
+	mock_host_set_now(1000 + 60);
+	assert_int_equal(f->ops->maintain(f->state, &f->err), DR_OK);
+	assert_int_equal(srv_count(&f->srv), 1);
+	/* ...fetched again once it is old, which picks up a rotation. */
 	mock_host_set_now(1000 + 601);
 	srv_push(&f->srv, 200, NULL, "{\"key\":\"whsec_rotated\"}");
+	assert_int_equal(f->ops->maintain(f->state, &f->err), DR_OK);
+	assert_int_equal(srv_count(&f->srv), 2);
+	assert_string_equal(mock_host_kv_value(f->inst, "webhook_secret"),
+			    "whsec_rotated");
 	assert_int_equal(deliver(f, "v1,whsec_rotated", &id), DR_OK);
 	free(id);
+	assert_int_equal(deliver(f, "v1,whsec_fetched", &id), DR_ERR_AUTH);
+
+	/* The store away for a moment: the last copy still verifies. */
+	mock_host_kv_down(f->inst, 1);
+	mock_host_set_now(1000 + 700);
+	assert_int_equal(deliver(f, "v1,whsec_rotated", &id), DR_OK);
+	free(id);
+	assert_int_equal(f->ops->maintain(f->state, &f->err),
+			 DR_ERR_UNAVAILABLE);
 	assert_int_equal(srv_count(&f->srv), 2);
+	mock_host_kv_down(f->inst, 0);
 }
 
 static void test_webhook_secret_unavailable(void **state)
@@ -1803,24 +1819,50 @@ static void test_webhook_secret_unavailable(void **state)
 	char *id;
 
 	create(f);
-	/* Our token refused: the delivery cannot be checked, which is not
-	 * the same as forged (no 401 to the provider, which retries). */
+	/* Our token refused: nothing stored, and the delivery cannot be
+	 * checked, which is not the same as forged (no 401 to the
+	 * provider, which retries). */
 	srv_push(&f->srv, 401, NULL, "{}");
+	assert_int_equal(f->ops->maintain(f->state, &f->err), DR_ERR_AUTH);
+	assert_null(mock_host_kv_value(f->inst, "webhook_secret"));
 	assert_int_equal(deliver(f, "v1,whsec_x", &id), DR_ERR_UNAVAILABLE);
 	assert_string_equal(f->err.code, "webhook_secret_unavailable");
 	assert_int_equal(f->err.retryable, 1);
-	assert_non_null(strstr(f->err.message, "401"));
 	assert_null(id);
 	assert_int_equal(stub_n_secrets, 0);
 	srv_push(&f->srv, 200, NULL, "{\"nokey\":1}");
-	assert_int_equal(deliver(f, "v1,whsec_x", &id), DR_ERR_UNAVAILABLE);
+	assert_int_equal(f->ops->maintain(f->state, &f->err),
+			 DR_ERR_PROVIDER);
+	assert_null(mock_host_kv_value(f->inst, "webhook_secret"));
 	assert_int_equal(srv_count(&f->srv), 2);
-	/* Neither a secret nor a token: a configuration problem. */
+	/* The store cannot be read and there is no earlier copy. */
+	mock_host_kv_down(f->inst, 1);
+	assert_int_equal(deliver(f, "v1,whsec_x", &id), DR_ERR_UNAVAILABLE);
+	assert_non_null(strstr(f->err.message, "cannot read"));
+	mock_host_kv_down(f->inst, 0);
+	assert_int_equal(srv_count(&f->srv), 2);
+	/* Neither a secret nor a token: a configuration problem, and
+	 * nothing for maintain() to do. */
 	f->plugin->destroy(f->state);
 	mock_host_set(f->inst, "token", NULL);
 	create(f);
 	assert_int_equal(deliver(f, "v1,whsec_x", &id), DR_ERR_CONFIG);
 	assert_string_equal(f->err.code, "missing_token");
+	assert_int_equal(f->ops->maintain(f->state, &f->err), DR_OK);
+	assert_int_equal(srv_count(&f->srv), 2);
+}
+
+/* A configured secret: maintain() has nothing to fetch. */
+static void test_maintain_configured(void **state)
+{
+	fixture *f = *state;
+
+	mock_host_set(f->inst, "webhook_secret", "whsec_current");
+	create(f);
+	assert_int_equal(f->ops->maintain(f->state, &f->err), DR_OK);
+	assert_int_equal(srv_count(&f->srv), 0);
+	assert_int_equal(mock_host_kv_gets(f->inst), 0);
+	assert_int_equal(mock_host_kv_puts(f->inst), 0);
 }
 
 static void test_webhook_bad_body(void **state)
@@ -2142,7 +2184,9 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_webhook_configured, setup,
 						teardown),
-		cmocka_unit_test_setup_teardown(test_webhook_fetched_secret,
+		cmocka_unit_test_setup_teardown(test_maintain_configured,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_webhook_stored_secret,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_webhook_secret_unavailable,
 						setup, teardown),
@@ -2170,7 +2214,6 @@ int main(void)
 	/* The canned server is on loopback: no proxy in between. */
 	for (size_t i = 0; i < sizeof(proxies) / sizeof(proxies[0]); i++)
 		unsetenv(proxies[i]);
-	curl_global_init(CURL_GLOBAL_DEFAULT);
 	return cmocka_run_group_tests_name("replicate adapter", tests, NULL,
 					   NULL);
 }

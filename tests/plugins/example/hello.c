@@ -43,12 +43,10 @@ typedef struct hello {
 static dr_status hello_create(const dr_host *host, const dr_instance *inst,
 			      void **state, dr_error *err)
 {
-	hello *h = calloc(1, sizeof(*h));
+	/* The host's allocator never returns NULL: out of memory aborts. */
+	hello *h = host->mem_calloc(1, sizeof(*h));
 
-	*state = NULL;
-	if (!h)
-		return host->fail(err, DR_ERR_NOMEM, "out_of_memory",
-				  "out of memory");
+	(void)err; /* nothing here can fail */
 	h->host = host;
 	h->inst = inst;
 	h->greeting = host->config_get(inst, "greeting");
@@ -63,39 +61,34 @@ static void hello_destroy(void *state)
 	free(state); /* free(NULL) is a no-op, as destroy(NULL) must be */
 }
 
-/* Everything put into `out` is malloc'd: the core owns and frees it. */
+/* Everything put into `out` is malloc'd (the host's allocator gives
+ * such memory): the core owns and frees it. */
 static dr_status hello_submit(void *state, const dr_job_view *job,
 			      dr_prediction *out, dr_error *err)
 {
 	hello *h = state;
 	size_t n = strlen(h->greeting) + strlen(job->model) + 8;
-	char *text = malloc(n);
+	char *text = h->host->mem_alloc(n);
 
-	out->outputs = calloc(2, sizeof(*out->outputs));
-	out->id = malloc(strlen(job->id) + 7);
-	if (!text || !out->outputs || !out->id) {
-		free(text);
-		return h->host->fail(err, DR_ERR_NOMEM, "out_of_memory",
-				     "out of memory");
-	}
+	(void)err;
+	out->outputs = h->host->mem_calloc(2, sizeof(*out->outputs));
+	out->id = h->host->mem_alloc(strlen(job->id) + 7);
 	snprintf(out->id, strlen(job->id) + 7, "hello-%s", job->id);
 	snprintf(text, n, "%s from %s", h->greeting, job->model);
 	out->status = DR_PRED_SUCCEEDED;
 	out->progress = 1.0;
 	out->predict_time = 0;
 	out->outputs[0].kind = DR_OUTPUT_DATA;
-	out->outputs[0].value = malloc(sizeof(HELLO_PNG));
+	out->outputs[0].value = h->host->mem_alloc(sizeof(HELLO_PNG));
 	out->outputs[1].kind = DR_OUTPUT_TEXT;
 	out->outputs[1].value = text;
 	out->n_outputs = 2;
-	if (!out->outputs[0].value)
-		return h->host->fail(err, DR_ERR_NOMEM, "out_of_memory",
-				     "out of memory");
 	memcpy(out->outputs[0].value, HELLO_PNG, sizeof(HELLO_PNG));
 	return DR_OK;
 }
 
 static const dr_adapter_ops hello_ops = {
+	.size = sizeof(dr_adapter_ops),
 	.submit = hello_submit, /* the only mandatory operation */
 };
 
