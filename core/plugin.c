@@ -42,6 +42,7 @@
 #include "buf.h"
 #include "db.h"
 #include "netpolicy.h"
+#include "ids.h"
 #include "log.h"
 #include "plugin_http.h"
 #include "webhook.h"
@@ -466,26 +467,6 @@ static const char *host_public_url(const dr_instance *inst)
 	return inst->cfg->server.public_url;
 }
 
-/* getrandom() may return fewer bytes than asked (over 256 bytes, or on a
- * signal): loop until the buffer is full. */
-static dr_status host_random_bytes(void *buf, size_t len)
-{
-	unsigned char *p = buf;
-
-	while (len > 0) {
-		ssize_t n = getrandom(p, len, 0);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return DR_ERR_IO;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return DR_OK;
-}
-
 static double host_now(void)
 {
 	struct timespec ts;
@@ -494,21 +475,14 @@ static double host_now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* dr_fail() for plugins; error.h has no va_list form, so fill it here
- * with the same semantics. */
+/* dr_fail() for plugins, to the letter. */
 static dr_status host_fail(dr_error *err, dr_status status, const char *code,
 			   const char *fmt, ...)
 {
 	va_list ap;
 
-	if (!err)
-		return status;
-	err->status = status;
-	err->retryable = 0;
-	err->retry_after = 0;
-	snprintf(err->code, sizeof(err->code), "%s", code ? code : "");
 	va_start(ap, fmt);
-	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	status = dr_vfail(err, status, code, fmt, ap);
 	va_end(ap);
 	return status;
 }
@@ -737,7 +711,7 @@ static const dr_host host_services = {
 	.config_bool = host_config_bool,
 	.instance_name = host_instance_name,
 	.public_url = host_public_url,
-	.random_bytes = host_random_bytes,
+	.random_bytes = ids_random,
 	.now = host_now,
 	.fail = host_fail,
 	.webhook_header = webhook_header,
