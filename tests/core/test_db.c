@@ -371,6 +371,115 @@ static void test_types_roundtrip(void **state)
 	db_free(db);
 }
 
+/* What DB_ARGS hands over: the array and its length. */
+static size_t args_count(const dr_db_arg *args, size_t n)
+{
+	assert_true(n == 0 || args != NULL);
+	return n;
+}
+
+/*
+ * Each kind of dr_db_arg round-trips through a table and compares equal
+ * as a parameter: text, SQL NULL (DB_NULL, DB_STR(NULL), DB_BLOB(NULL, 0)),
+ * the ends of int64 and uint64, a double, bytes with NULs; an empty
+ * string and empty bytes are not NULL. The same lists survive a retry on a
+ * new connection.
+ */
+static void test_arg_kinds(void **state)
+{
+	static const char ins[] =
+		"INSERT INTO args_t VALUES (?, ?, ?, ?, ?, ?, ?)";
+	static const char bytes[] = { '\0', 'x', '\0', '\xff', '\0' };
+	static const char text[] = "t\xc3\xa9xt";
+	dr_db *db = db_new(&cfg);
+	dr_db_rows *rows = NULL;
+	dr_error err;
+
+	(void)state;
+	assert_int_equal(args_count(DB_NOARGS), 0);
+	assert_int_equal(args_count(DB_ARGS(DB_NULL)), 1);
+	assert_int_equal(
+		args_count(DB_ARGS(DB_STR(text), DB_INT(-1), DB_U64(1),
+				   DB_DBL(0.5), DB_BLOB(bytes, sizeof(bytes)))),
+		5);
+
+	assert_ok(db_exec_text(db,
+			       "CREATE TABLE args_t (id INT PRIMARY KEY,"
+			       " s VARCHAR(16) NULL, lo BIGINT NULL,"
+			       " hi BIGINT NULL, u BIGINT UNSIGNED NULL,"
+			       " d DOUBLE NULL, b VARBINARY(16) NULL)",
+			       &err),
+		  err);
+	assert_ok(db_exec(db, ins, NULL, &err,
+			  DB_ARGS(DB_INT(1), DB_STR(text), DB_INT(INT64_MIN),
+				  DB_INT(INT64_MAX), DB_U64(UINT64_MAX),
+				  DB_DBL(-2.5e-300),
+				  DB_BLOB(bytes, sizeof(bytes)))),
+		  err);
+	assert_ok(db_exec(db, ins, NULL, &err,
+			  DB_ARGS(DB_INT(2), DB_NULL, DB_NULL, DB_NULL, DB_NULL,
+				  DB_NULL, DB_NULL)),
+		  err);
+	assert_ok(
+		db_exec(db, ins, NULL, &err,
+			DB_ARGS(DB_INT(3), DB_STR(NULL), DB_INT(0), DB_INT(-1),
+				DB_U64(0), DB_DBL(0.0), DB_BLOB(NULL, 0))),
+		err);
+	assert_ok(db_exec(db, ins, NULL, &err,
+			  DB_ARGS(DB_INT(4), DB_STR(""), DB_NULL, DB_NULL,
+				  DB_NULL, DB_NULL, DB_BLOB(bytes, 0))),
+		  err);
+
+	assert_ok(db_query(db,
+			   "SELECT s, lo, hi, u, d, b FROM args_t"
+			   " WHERE id BETWEEN ? AND ? ORDER BY id",
+			   &rows, &err, DB_ARGS(DB_U64(1), DB_INT(4))),
+		  err);
+	assert_int_equal(rows->n_rows, 4);
+	assert_string_equal(db_cell(rows, 0, 0), text);
+	assert_string_equal(db_cell(rows, 0, 1), "-9223372036854775808");
+	assert_string_equal(db_cell(rows, 0, 2), "9223372036854775807");
+	assert_string_equal(db_cell(rows, 0, 3), "18446744073709551615");
+	assert_string_equal(db_cell(rows, 0, 4), "-2.5e-300");
+	assert_int_equal(rows->lens[5], sizeof(bytes));
+	assert_memory_equal(db_cell(rows, 0, 5), bytes, sizeof(bytes));
+	for (size_t c = 0; c < 6; c++)
+		assert_null(db_cell(rows, 1, c));
+	assert_null(db_cell(rows, 2, 0));
+	assert_string_equal(db_cell(rows, 2, 1), "0");
+	assert_string_equal(db_cell(rows, 2, 2), "-1");
+	assert_string_equal(db_cell(rows, 2, 3), "0");
+	assert_string_equal(db_cell(rows, 2, 4), "0");
+	assert_null(db_cell(rows, 2, 5));
+	assert_string_equal(db_cell(rows, 3, 0), "");
+	assert_non_null(db_cell(rows, 3, 5));
+	assert_int_equal(rows->lens[3 * 6 + 5], 0);
+	db_rows_free(rows);
+
+	/* As parameters they compare equal to what was stored; the read is
+	 * retried on a new connection after the old one was killed, binding
+	 * the same values again. */
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass)
+			kill_conn(conn_id(db));
+		assert_ok(
+			db_query(db,
+				 "SELECT id FROM args_t WHERE s = ? AND"
+				 " lo = ? AND hi = ? AND u = ? AND d = ?"
+				 " AND b = ?",
+				 &rows, &err,
+				 DB_ARGS(DB_STR(text), DB_INT(INT64_MIN),
+					 DB_INT(INT64_MAX), DB_U64(UINT64_MAX),
+					 DB_DBL(-2.5e-300),
+					 DB_BLOB(bytes, sizeof(bytes)))),
+			err);
+		assert_int_equal(rows->n_rows, 1);
+		assert_string_equal(db_cell(rows, 0, 0), "1");
+		db_rows_free(rows);
+	}
+	db_free(db);
+}
+
 static void test_errors(void **state)
 {
 	dr_db *db = db_new(&cfg);
@@ -1139,6 +1248,7 @@ int main(void)
 		cmocka_unit_test(test_ping_and_session),
 		cmocka_unit_test(test_bad_credentials),
 		cmocka_unit_test(test_types_roundtrip),
+		cmocka_unit_test(test_arg_kinds),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_transactions),
 		cmocka_unit_test(test_lock_wait_ends_transaction),
