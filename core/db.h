@@ -93,7 +93,10 @@ typedef struct dr_db_arg {
 	};
 } dr_db_arg;
 
-/* The constructors; each is an rvalue of type dr_db_arg. */
+/* The constructors, each a dr_db_arg. Between pointers and numbers there
+ * is no conversion (a compile error); between number kinds there is C's
+ * usual one, so DB_INT(x) of an unsigned x or DB_DBL(n) of an integer
+ * converts as an assignment would. */
 #define DB_STR(x) ((dr_db_arg){ .type = DB_TYPE_STR, .s = (x) })
 #define DB_INT(x) ((dr_db_arg){ .type = DB_TYPE_INT, .i = (x) })
 #define DB_U64(x) ((dr_db_arg){ .type = DB_TYPE_U64, .u = (x) })
