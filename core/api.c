@@ -378,7 +378,7 @@ static void job_events(dr_app *app, const char *id, dr_response *resp)
 
 	dr_error_clear(&err);
 	st = db_query(app->db, "SELECT id FROM jobs WHERE id = ?", &job, &err,
-		      "s", id);
+		      DB_ARGS(DB_STR(id)));
 	if (st == DR_OK && job->n_rows == 0)
 		st = dr_fail(&err, DR_ERR_NOT_FOUND, "not_found",
 			     "no job %s", id);
@@ -387,7 +387,7 @@ static void job_events(dr_app *app, const char *id, dr_response *resp)
 			      "SELECT at, kind, from_status, to_status, detail"
 			      " FROM job_events WHERE job_id = ?"
 			      " ORDER BY id LIMIT 1000",
-			      &rows, &err, "s", id);
+			      &rows, &err, DB_ARGS(DB_STR(id)));
 	if (st == DR_OK)
 		st = dr_buf_puts(b, "{\"data\":[");
 	for (size_t i = 0; st == DR_OK && i < rows->n_rows; i++) {

@@ -116,7 +116,7 @@ dr_step_outcome callback_deliver(const dr_step_ctx *e)
 	st = db_query(e->db,
 		      "SELECT callback_url, UNIX_TIMESTAMP(completed_at),"
 		      " callback_attempts FROM jobs WHERE id = ?",
-		      &rows, &err, "s", c->id);
+		      &rows, &err, DB_ARGS(DB_STR(c->id)));
 	if (st != DR_OK) /* the lease runs out and the job comes back */
 		goto out;
 	if (rows->n_rows != 1 || !db_cell(rows, 0, 0)) {

@@ -46,9 +46,10 @@
  *     for execution (while preparing it, or CR_SERVER_GONE_ERROR 2006 from
  *     execute, which Connector/C reports when the request could not be
  *     written) drops the connection, reconnects once and runs again.
- *   - db_query() (read-only by contract) is also retried once after
- *     CR_SERVER_LOST 2013/2055 (lost while waiting for the answer) and the
- *     other connection errors (a killed connection, server shutdown).
+ *   - db_query() and db_query_uncached() (read-only by contract) are also
+ *     retried once after CR_SERVER_LOST 2013/2055 (lost while waiting for
+ *     the answer) and the other connection errors (a killed connection,
+ *     server shutdown).
  *     db_exec() and db_exec_text() are not: the write may have happened,
  *     and the caller's retry logic (leases, idempotent steps) decides.
  *   - Nothing is retried inside a transaction: the transaction died with
@@ -86,7 +87,6 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,7 +157,7 @@ struct db_fault {
 	char msg[256];	  /* the server's text, for the debug log only */
 };
 
-/* Parameters parsed from the type string and varargs, kept for a retry. */
+/* Parameters bound from a dr_db_arg list, kept for a retry. */
 union db_num {
 	long long i;
 	unsigned long long u;
@@ -603,71 +603,59 @@ static void bind_int(struct db_params *p, size_t i, int64_t v)
 	p->binds[i].buffer = &p->nums[i].i;
 }
 
-static dr_status bad_param_type(struct db_params *p, char type, dr_error *err)
+static void bind_u64(struct db_params *p, size_t i, uint64_t v)
 {
-	params_free(p);
-	memset(p, 0, sizeof(*p));
-	return dr_fail(err, DR_ERR_INTERNAL, NULL,
-		       "bad database parameter type '%c'", type);
+	p->nums[i].u = v;
+	p->binds[i].buffer_type = MYSQL_TYPE_LONGLONG;
+	p->binds[i].is_unsigned = 1;
+	p->binds[i].buffer = &p->nums[i].u;
 }
 
-static dr_status params_parse(struct db_params *p, const char *types,
-			      va_list ap, dr_error *err)
+static void bind_double(struct db_params *p, size_t i, double v)
 {
-	size_t n = types ? strlen(types) : 0;
-
-	params_alloc(p, n);
-	for (size_t i = 0; i < n; i++) {
-		const char *s;
-		const void *v;
-		size_t len;
-
-		switch (types[i]) {
-		case 's':
-			s = va_arg(ap, const char *);
-			bind_bytes(p, i, MYSQL_TYPE_STRING, s,
-				   s ? strlen(s) : 0);
-			break;
-		case 'b':
-			v = va_arg(ap, const void *);
-			len = va_arg(ap, size_t);
-			bind_bytes(p, i, MYSQL_TYPE_BLOB, v, len);
-			break;
-		case 'i':
-			bind_int(p, i, va_arg(ap, int64_t));
-			break;
-		case 'u':
-			p->nums[i].u = va_arg(ap, uint64_t);
-			p->binds[i].buffer_type = MYSQL_TYPE_LONGLONG;
-			p->binds[i].is_unsigned = 1;
-			p->binds[i].buffer = &p->nums[i].u;
-			break;
-		case 'd':
-			p->nums[i].d = va_arg(ap, double);
-			p->binds[i].buffer_type = MYSQL_TYPE_DOUBLE;
-			p->binds[i].buffer = &p->nums[i].d;
-			break;
-		default:
-			return bad_param_type(p, types[i], err);
-		}
-	}
-	return DR_OK;
+	p->nums[i].d = v;
+	p->binds[i].buffer_type = MYSQL_TYPE_DOUBLE;
+	p->binds[i].buffer = &p->nums[i].d;
 }
 
-/* The parameters of db_query_args(); strings are borrowed as in
- * params_parse(). */
+/* Bind the n parameters `args` into *p (freed with params_free on success,
+ * left empty on failure); numbers are copied, strings and bytes borrowed.
+ * A type outside enum dr_db_type (a zeroed or raw value in the list) is a
+ * caller bug: DR_ERR_INTERNAL. */
 static dr_status params_from_args(struct db_params *p, const dr_db_arg *args,
 				  size_t n, dr_error *err)
 {
 	params_alloc(p, n);
 	for (size_t i = 0; i < n; i++) {
-		if (args[i].type == 's')
-			bind_bytes(p, i, MYSQL_TYPE_STRING, args[i].s,
-				   args[i].s ? strlen(args[i].s) : 0);
-		else if (args[i].type == 'i')
-			bind_int(p, i, args[i].i);
-		else
-			return bad_param_type(p, args[i].type, err);
+		const dr_db_arg *a = &args[i];
+
+		switch (a->type) {
+		case DB_TYPE_NULL:
+			bind_bytes(p, i, MYSQL_TYPE_STRING, NULL, 0);
+			break;
+		case DB_TYPE_STR:
+			bind_bytes(p, i, MYSQL_TYPE_STRING, a->s,
+				   a->s ? strlen(a->s) : 0);
+			break;
+		case DB_TYPE_BLOB:
+			bind_bytes(p, i, MYSQL_TYPE_BLOB, a->b.p, a->b.len);
+			break;
+		case DB_TYPE_INT:
+			bind_int(p, i, a->i);
+			break;
+		case DB_TYPE_U64:
+			bind_u64(p, i, a->u);
+			break;
+		case DB_TYPE_DBL:
+			bind_double(p, i, a->d);
+			break;
+		default:
+			params_free(p);
+			memset(p, 0, sizeof(*p));
+			return dr_fail(err, DR_ERR_INTERNAL, NULL,
+				       "bad database parameter type %d at %zu",
+				       (int)a->type, i);
+		}
 	}
 	return DR_OK;
 }
@@ -1066,15 +1054,12 @@ dr_status db_ping(dr_db *db, dr_error *err)
 }
 
 dr_status db_exec(dr_db *db, const char *sql, uint64_t *affected, dr_error *err,
-		  const char *types, ...)
+		  const dr_db_arg *args, size_t n_args)
 {
 	struct db_params p;
 	dr_status st;
-	va_list ap;
 
-	va_start(ap, types);
-	st = params_parse(&p, types, ap, err);
-	va_end(ap);
+	st = params_from_args(&p, args, n_args, err);
 	if (st != DR_OK)
 		return st;
 	st = run_stmt(db, sql, 1, &p, 0, affected, NULL, err);
@@ -1082,30 +1067,10 @@ dr_status db_exec(dr_db *db, const char *sql, uint64_t *affected, dr_error *err,
 	return st;
 }
 
-/* `rows` may be NULL to run a read and discard its rows; on failure *rows
- * is NULL. */
-dr_status db_query(dr_db *db, const char *sql, dr_db_rows **rows, dr_error *err,
-		   const char *types, ...)
-{
-	struct db_params p;
-	dr_status st;
-	va_list ap;
-
-	if (rows)
-		*rows = NULL;
-	va_start(ap, types);
-	st = params_parse(&p, types, ap, err);
-	va_end(ap);
-	if (st != DR_OK)
-		return st;
-	st = run_stmt(db, sql, 1, &p, 1, NULL, rows, err);
-	params_free(&p);
-	return st;
-}
-
-dr_status db_query_args(dr_db *db, const char *sql, int cached,
-			dr_db_rows **rows, dr_error *err,
-			const dr_db_arg *args, size_t n_args)
+/* db_query() and db_query_uncached(): `cached` keeps the statement. */
+static dr_status query_args(dr_db *db, const char *sql, int cached,
+			    dr_db_rows **rows, dr_error *err,
+			    const dr_db_arg *args, size_t n_args)
 {
 	struct db_params p;
 	dr_status st;
@@ -1118,6 +1083,18 @@ dr_status db_query_args(dr_db *db, const char *sql, int cached,
 	st = run_stmt(db, sql, cached, &p, 1, NULL, rows, err);
 	params_free(&p);
 	return st;
+}
+
+dr_status db_query(dr_db *db, const char *sql, dr_db_rows **rows, dr_error *err,
+		   const dr_db_arg *args, size_t n_args)
+{
+	return query_args(db, sql, 1, rows, err, args, n_args);
+}
+
+dr_status db_query_uncached(dr_db *db, const char *sql, dr_db_rows **rows,
+			    dr_error *err, const dr_db_arg *args, size_t n_args)
+{
+	return query_args(db, sql, 0, rows, err, args, n_args);
 }
 
 dr_status db_exec_text(dr_db *db, const char *sql, dr_error *err)

@@ -12,10 +12,16 @@
  *   DR_ERR_DATABASE     anything else (SQL error, deadlock: err->retryable).
  * Error messages never contain SQL text or credentials.
  *
- * Parameters are given by a type string and varargs:
- *   's' const char *      (NULL binds SQL NULL)
- *   'b' const void *, size_t   (bytes; NULL binds SQL NULL)
- *   'i' int64_t           'u' uint64_t          'd' double
+ * Parameters are a typed list, one dr_db_arg per '?', made with the
+ * constructors below and passed as DB_ARGS(...) (or DB_NOARGS):
+ *   db_exec(db, "UPDATE t SET a = ? WHERE id = ?", &n, err,
+ *           DB_ARGS(DB_STR(a), DB_U64(id)))
+ * Each constructor is a compound literal with a designated initialiser, so
+ * a value of the wrong kind (an integer to DB_STR, a pointer to DB_INT) is
+ * an int-conversion error at compile time, not undefined behaviour at run
+ * time; the count comes from sizeof, so it cannot disagree with the list.
+ * A list whose length differs from the statement's '?' count fails with
+ * DR_ERR_INTERNAL before anything runs.
  * Results come back as text cells (SQL NULL is a NULL pointer): DATETIME
  * as "YYYY-MM-DD HH:MM:SS.ffffff", numbers in decimal.
  */
@@ -59,37 +65,78 @@ dr_status db_ping(dr_db *db, dr_error *err) DR_WARN_UNUSED;
  * never shares the parent's socket). */
 void db_disconnect(dr_db *db);
 
-/* Run a statement that returns no rows. `*affected` (may be NULL) gets the
- * affected row count. */
-dr_status db_exec(dr_db *db, const char *sql, uint64_t *affected,
-		  dr_error *err, const char *types, ...) DR_WARN_UNUSED;
+/* The kind of a dr_db_arg. Zero is no kind, so a zeroed or raw value in a
+ * list is refused at run time (DR_ERR_INTERNAL) rather than guessed at. */
+enum dr_db_type {
+	DB_TYPE_NULL = 1, /* SQL NULL */
+	DB_TYPE_STR,	  /* s: NUL-terminated text; NULL binds SQL NULL */
+	DB_TYPE_BLOB,	  /* b: b.len bytes at b.p; b.p NULL binds SQL NULL */
+	DB_TYPE_INT,	  /* i: a signed 64-bit integer */
+	DB_TYPE_U64,	  /* u: an unsigned 64-bit integer */
+	DB_TYPE_DBL,	  /* d: a double */
+};
 
-/* Run a query; *rows (owned by the caller, free with db_rows_free) holds
- * every row. */
-dr_status db_query(dr_db *db, const char *sql, dr_db_rows **rows,
-		   dr_error *err, const char *types, ...) DR_WARN_UNUSED;
-
-/* One parameter of db_query_args(): `type` 's' (string `s`, NULL binds
- * SQL NULL) or 'i' (the integer `i`). */
+/* One statement parameter. Strings and bytes are borrowed: they must stay
+ * valid until the call that takes them returns (a retry binds them again,
+ * the handle keeps nothing). */
 typedef struct dr_db_arg {
-	char type;
-	const char *s;
-	int64_t i;
+	enum dr_db_type type;
+	union {
+		const char *s;
+		int64_t i;
+		uint64_t u;
+		double d;
+		struct {
+			const void *p;
+			size_t len;
+		} b;
+	};
 } dr_db_arg;
 
+/* The constructors, each a dr_db_arg. Between pointers and numbers there
+ * is no conversion (a compile error); between number kinds there is C's
+ * usual one, so DB_INT(x) of an unsigned x or DB_DBL(n) of an integer
+ * converts as an assignment would. */
+#define DB_STR(x) ((dr_db_arg){ .type = DB_TYPE_STR, .s = (x) })
+#define DB_INT(x) ((dr_db_arg){ .type = DB_TYPE_INT, .i = (x) })
+#define DB_U64(x) ((dr_db_arg){ .type = DB_TYPE_U64, .u = (x) })
+#define DB_DBL(x) ((dr_db_arg){ .type = DB_TYPE_DBL, .d = (x) })
+#define DB_BLOB(ptr, n)                                                        \
+	((dr_db_arg){ .type = DB_TYPE_BLOB, .b = { .p = (ptr), .len = (n) } })
+#define DB_NULL ((dr_db_arg){ .type = DB_TYPE_NULL })
+
+/* The two trailing arguments (array, count) of the calls below: a list of
+ * one or more dr_db_arg, or none. The array is a compound literal living
+ * until the end of the enclosing block; sizeof does not evaluate it
+ * twice. */
+#define DB_ARGS(...)                                                           \
+	(const dr_db_arg[]){ __VA_ARGS__ },                                    \
+		sizeof((const dr_db_arg[]){ __VA_ARGS__ }) / sizeof(dr_db_arg)
+#define DB_NOARGS (const dr_db_arg *)NULL, (size_t)0
+
+/* Run a statement that returns no rows with the n_args parameters `args`
+ * (borrowed for the call). `*affected` (may be NULL) gets the affected row
+ * count. `sql` must live as long as the handle: its statement is kept. */
+dr_status db_exec(dr_db *db, const char *sql, uint64_t *affected, dr_error *err,
+		  const dr_db_arg *args, size_t n_args) DR_WARN_UNUSED;
+
+/* Run a query with the parameters `args`; *rows (owned by the caller, free
+ * with db_rows_free; NULL on failure; `rows` itself may be NULL to discard
+ * them) holds every row. `sql` must live as long as the handle: its
+ * statement is kept. */
+dr_status db_query(dr_db *db, const char *sql, dr_db_rows **rows, dr_error *err,
+		   const dr_db_arg *args, size_t n_args) DR_WARN_UNUSED;
+
 /*
- * db_query() with its parameters in an array, for statements whose
- * number of parameters is only known at run time. With `cached` set,
- * `sql` must live as long as the handle and its statement is kept like
- * db_query()'s. Without, `sql` may be text built for this call: it is
- * prepared, run and closed (one round trip more), so that statements
- * built at run time neither grow the cache nor add to the server's count
- * of prepared statements (max_prepared_stmt_count, shared by every
- * connection).
+ * db_query() for SQL text built at run time (`sql` need only live for the
+ * call): it is prepared, run and closed (one round trip more), so that
+ * statements built at run time neither grow the cache nor add to the
+ * server's count of prepared statements (max_prepared_stmt_count, shared
+ * by every connection).
  */
-dr_status db_query_args(dr_db *db, const char *sql, int cached,
-			dr_db_rows **rows, dr_error *err,
-			const dr_db_arg *args, size_t n_args) DR_WARN_UNUSED;
+dr_status db_query_uncached(dr_db *db, const char *sql, dr_db_rows **rows,
+			    dr_error *err, const dr_db_arg *args,
+			    size_t n_args) DR_WARN_UNUSED;
 
 /* Run SQL text without parameters or results (migrations, DDL); not
  * cached. */

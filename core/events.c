@@ -9,5 +9,5 @@ dr_status events_list(dr_db *db, const char *id, dr_db_rows **rows,
 	return db_query(db,
 			"SELECT at, kind, from_status, to_status, detail"
 			" FROM job_events WHERE job_id = ? ORDER BY id",
-			rows, err, "s", id);
+			rows, err, DB_ARGS(DB_STR(id)));
 }

@@ -551,7 +551,8 @@ static dr_status find_idempotent(dr_db *db, const dr_idempotency *idem,
 	st = db_query(db,
 		      "SELECT request_hash, job_id FROM idempotency_keys"
 		      " WHERE scope = ? AND idem_key = ?",
-		      &rows, err, "ss", idem->scope, idem->key);
+		      &rows, err,
+		      DB_ARGS(DB_STR(idem->scope), DB_STR(idem->key)));
 	if (st != DR_OK)
 		return st;
 	if (rows->n_rows == 0) {
@@ -625,8 +626,9 @@ dr_status jobs_create(dr_db *db, const dr_config *cfg,
 			     "INSERT INTO idempotency_keys (scope, idem_key,"
 			     " request_hash, job_id, created_at)"
 			     " VALUES (?, ?, ?, ?, NOW(6))",
-			     NULL, err, "ssss", idem->scope, idem->key,
-			     idem->body_hash, id);
+			     NULL, err,
+			     DB_ARGS(DB_STR(idem->scope), DB_STR(idem->key),
+				     DB_STR(idem->body_hash), DB_STR(id)));
 		if (st == DR_ERR_CONFLICT) {
 			db_rollback(db);
 			st = find_idempotent(db, idem, id_out, err);
@@ -654,9 +656,11 @@ dr_status jobs_create(dr_db *db, const dr_config *cfg,
 		" created_at, updated_at) VALUES (?, ?, 'submit',"
 		" ?, ?, ?, ?, ?, ?, ?, NOW(6), NOW(6), NOW(6))"
 		" RETURNING " JOB_COLUMNS,
-		&row, err, "sssssssss", id, jobstate_name(DR_JOB_QUEUED),
-		req->adapter, req->model, input, prompt, metadata, rend.data,
-		req->callback_url);
+		&row, err,
+		DB_ARGS(DB_STR(id), DB_STR(jobstate_name(DR_JOB_QUEUED)),
+			DB_STR(req->adapter), DB_STR(req->model), DB_STR(input),
+			DB_STR(prompt), DB_STR(metadata), DB_STR(rend.data),
+			DB_STR(req->callback_url)));
 	if (st == DR_OK && row->n_rows != 1)
 		st = dr_fail(err, DR_ERR_INTERNAL, "internal",
 			     "the new job was not returned");
@@ -665,11 +669,13 @@ dr_status jobs_create(dr_db *db, const dr_config *cfg,
 	if (req->metadata) {
 		json_object_object_foreach(req->metadata, k, v)
 		{
-			st = db_exec(db,
-				     "INSERT INTO job_metadata (job_id, k, v)"
-				     " VALUES (?, ?, ?)",
-				     NULL, err, "sss", id, k,
-				     json_object_get_string(v));
+			st = db_exec(
+				db,
+				"INSERT INTO job_metadata (job_id, k, v)"
+				" VALUES (?, ?, ?)",
+				NULL, err,
+				DB_ARGS(DB_STR(id), DB_STR(k),
+					DB_STR(json_object_get_string(v))));
 			if (st != DR_OK)
 				goto rollback;
 		}
@@ -803,7 +809,7 @@ static dr_status render_outputs(dr_db *db, const char *id, dr_buf *b,
 	st = db_query(db,
 		      "SELECT " DR_OUTPUT_COLUMNS " FROM outputs"
 		      " o WHERE job_id = ? AND state = 'stored' ORDER BY idx",
-		      &outs, err, "s", id);
+		      &outs, err, DB_ARGS(DB_STR(id)));
 	if (st != DR_OK)
 		return st;
 	if (outs->n_rows)
@@ -811,7 +817,7 @@ static dr_status render_outputs(dr_db *db, const char *id, dr_buf *b,
 			      "SELECT " DR_RENDITION_COLUMNS " FROM renditions"
 			      " r JOIN outputs o ON o.id = r.output_id WHERE"
 			      " o.job_id = ? ORDER BY r.output_id, r.name",
-			      &rends, err, "s", id);
+			      &rends, err, DB_ARGS(DB_STR(id)));
 	if (st == DR_OK)
 		st = dr_buf_puts(b, ",\"outputs\":[");
 	for (size_t i = 0; st == DR_OK && i < outs->n_rows; i++) {
@@ -921,7 +927,7 @@ dr_status jobs_render(dr_db *db, const dr_config *cfg, const char *id,
 
 	(void)cfg;
 	st = db_query(db, "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?",
-		      &rows, err, "s", id);
+		      &rows, err, DB_ARGS(DB_STR(id)));
 	if (st != DR_OK)
 		return st;
 	if (rows->n_rows == 0)
@@ -959,9 +965,9 @@ static const char *metadata_sql_prefix(dr_db *db)
 	if (supported < 0) {
 		dr_db_rows *rows = NULL;
 		dr_error err;
-		dr_status st = db_query(
-			db, "SELECT @@optimizer_join_limit_pref_ratio", &rows,
-			&err, NULL);
+		dr_status st =
+			db_query(db, "SELECT @@optimizer_join_limit_pref_ratio",
+				 &rows, &err, DB_NOARGS);
 
 		if (st == DR_OK)
 			supported = 1;
@@ -990,13 +996,13 @@ dr_status jobs_filtered_query(dr_db *db, jobs_filter_sql_fn build,
 				dr_die("a list query does not fit");
 			cache[mask] = dr_buf_steal(&sql);
 		}
-		return db_query_args(db, cache[mask], 1, rows, err, args, n);
+		return db_query(db, cache[mask], rows, err, args, n);
 	}
 	dr_buf_init(&sql, 8192);
 	if (dr_buf_puts(&sql, metadata_sql_prefix(db)) != DR_OK ||
 	    build(&sql, mask, n_meta) != DR_OK)
 		dr_die("a list query does not fit");
-	st = db_query_args(db, sql.data, 0, rows, err, args, n);
+	st = db_query_uncached(db, sql.data, rows, err, args, n);
 	dr_buf_free(&sql);
 	return st;
 }
@@ -1036,7 +1042,7 @@ dr_status jobs_list(dr_db *db, const dr_config *cfg, const dr_job_filter *f,
 	dr_status st;
 	size_t shown;
 
-#define ARG(v) (args[n++] = (dr_db_arg){.type = 's', .s = (v)})
+#define ARG(v) (args[n++] = DB_STR(v))
 	(void)cfg;
 	assert(f->n_meta <= DR_MAX_METADATA_FILTERS);
 	if (f->status) {
@@ -1061,7 +1067,7 @@ dr_status jobs_list(dr_db *db, const dr_config *cfg, const dr_job_filter *f,
 	}
 #undef ARG
 	/* Fetch one more than asked to know whether a next page exists. */
-	args[n++] = (dr_db_arg){.type = 'i', .i = (int64_t)f->limit + 1};
+	args[n++] = DB_INT((int64_t)f->limit + 1);
 	st = jobs_filtered_query(db, list_sql, list_cache, mask, f->n_meta,
 				 args, n, &rows, err);
 	if (st != DR_OK)

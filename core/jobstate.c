@@ -92,7 +92,9 @@ dr_status jobstate_event(dr_db *db, const char *id, const char *kind,
 	return db_exec(db,
 		       "INSERT INTO job_events (job_id, at, kind, from_status,"
 		       " to_status, detail) VALUES (?, NOW(6), ?, ?, ?, ?)",
-		       NULL, err, "sssss", id, kind, from, to, detail);
+		       NULL, err,
+		       DB_ARGS(DB_STR(id), DB_STR(kind), DB_STR(from),
+			       DB_STR(to), DB_STR(detail)));
 }
 
 char *jobstate_detail(const char *key, ...)
@@ -155,7 +157,7 @@ static dr_status lock_running(dr_db *db, const char *id, uint64_t fence,
 	st = db_query(db,
 		      "SELECT status FROM jobs WHERE id = ? AND"
 		      " lease_version = ? FOR UPDATE",
-		      &rows, err, "su", id, fence);
+		      &rows, err, DB_ARGS(DB_STR(id), DB_U64(fence)));
 	if (st != DR_OK)
 		return st;
 	if (rows->n_rows != 1 || !jobstate_parse(db_cell(rows, 0, 0), &s) ||
@@ -190,7 +192,9 @@ dr_status jobstate_fail(dr_db *db, const char *id, uint64_t fence,
 			     " error_step = ?, error_code = ?,"
 			     " error_message = ?," JOB_ENDS
 			     " WHERE id = ? AND lease_version = ?",
-			     &n, err, "ssssu", step, code, text, id, fence);
+			     &n, err,
+			     DB_ARGS(DB_STR(step), DB_STR(code), DB_STR(text),
+				     DB_STR(id), DB_U64(fence)));
 		st = queue_fenced(st, n, err);
 	}
 	if (st == DR_OK) {
@@ -231,9 +235,11 @@ dr_status jobstate_retry(dr_db *db, const char *id, uint64_t fence,
 		     " attempts = IF(?, attempts, GREATEST(attempts, 1) - 1),"
 		     " submitted_at = IF(?, NULL, submitted_at)"
 		     " WHERE id = ? AND lease_version = ?",
-		     &n, err, "iiisu", queue_delay_us(delay),
-		     (int64_t)o->count_attempt, (int64_t)o->forget_submit, id,
-		     fence);
+		     &n, err,
+		     DB_ARGS(DB_INT(queue_delay_us(delay)),
+			     DB_INT((int64_t)o->count_attempt),
+			     DB_INT((int64_t)o->forget_submit), DB_STR(id),
+			     DB_U64(fence)));
 	st = queue_fenced(st, n, err);
 	if (st != DR_OK)
 		return st;
@@ -259,7 +265,7 @@ dr_status jobstate_succeed(dr_db *db, const char *id, uint64_t fence,
 		     " progress = 1," JOB_ENDS
 		     " WHERE id = ? AND lease_version = ?"
 		     " AND status = 'persisting'",
-		     &n, err, "su", id, fence);
+		     &n, err, DB_ARGS(DB_STR(id), DB_U64(fence)));
 	st = queue_fenced(st, n, err);
 	if (st == DR_OK)
 		st = jobstate_event(db, id, "status",
@@ -283,7 +289,7 @@ dr_status jobstate_cancel(dr_db *db, const char *id, uint64_t fence,
 		st = db_exec(db,
 			     "UPDATE jobs SET status = 'canceled'," JOB_ENDS
 			     " WHERE id = ? AND lease_version = ?",
-			     &n, err, "su", id, fence);
+			     &n, err, DB_ARGS(DB_STR(id), DB_U64(fence)));
 		st = queue_fenced(st, n, err);
 	}
 	/* Canceled while persisting: the outputs the provider made are not
@@ -292,7 +298,7 @@ dr_status jobstate_cancel(dr_db *db, const char *id, uint64_t fence,
 		st = db_exec(db,
 			     "DELETE FROM outputs WHERE job_id = ? AND"
 			     " state = 'pending'",
-			     NULL, err, "s", id);
+			     NULL, err, DB_ARGS(DB_STR(id)));
 	if (st == DR_OK)
 		st = jobstate_event(db, id, "status", cur,
 				    jobstate_name(DR_JOB_CANCELED),
@@ -311,12 +317,12 @@ dr_status jobstate_submitting(dr_db *db, const char *id, uint64_t fence,
 			      const char *at, dr_error *err)
 {
 	uint64_t n = 0;
-	dr_status st =
-		db_exec(db,
-			"UPDATE jobs SET submitted_at = FROM_UNIXTIME(?),"
-			" attempts = attempts + 1, updated_at = NOW(6)"
-			" WHERE id = ? AND lease_version = ?",
-			&n, err, "ssu", at, id, fence);
+	dr_status st = db_exec(
+		db,
+		"UPDATE jobs SET submitted_at = FROM_UNIXTIME(?),"
+		" attempts = attempts + 1, updated_at = NOW(6)"
+		" WHERE id = ? AND lease_version = ?",
+		&n, err, DB_ARGS(DB_STR(at), DB_STR(id), DB_U64(fence)));
 
 	return queue_fenced(st, n, err);
 }
@@ -328,7 +334,7 @@ dr_status jobstate_count_attempt(dr_db *db, const char *id, uint64_t fence,
 	dr_status st = db_exec(db,
 			       "UPDATE jobs SET attempts = attempts + 1"
 			       " WHERE id = ? AND lease_version = ?",
-			       &n, err, "su", id, fence);
+			       &n, err, DB_ARGS(DB_STR(id), DB_U64(fence)));
 
 	return queue_fenced(st, n, err);
 }
@@ -341,7 +347,7 @@ dr_status jobstate_park(dr_db *db, const char *id, uint64_t fence,
 		db_exec(db,
 			"UPDATE jobs SET run_at = NULL, lease_owner = NULL"
 			" WHERE id = ? AND lease_version = ?",
-			&n, err, "su", id, fence);
+			&n, err, DB_ARGS(DB_STR(id), DB_U64(fence)));
 
 	return queue_fenced(st, n, err);
 }
@@ -350,12 +356,13 @@ dr_status jobstate_callback_end(dr_db *db, const char *id, uint64_t fence,
 				const char *state, dr_error *err)
 {
 	uint64_t n = 0;
-	dr_status st = db_exec(db,
-			       "UPDATE jobs SET callback_state = ?,"
-			       " callback_attempts = callback_attempts + 1,"
-			       " run_at = NULL, lease_owner = NULL"
-			       " WHERE id = ? AND lease_version = ?",
-			       &n, err, "ssu", state, id, fence);
+	dr_status st = db_exec(
+		db,
+		"UPDATE jobs SET callback_state = ?,"
+		" callback_attempts = callback_attempts + 1,"
+		" run_at = NULL, lease_owner = NULL"
+		" WHERE id = ? AND lease_version = ?",
+		&n, err, DB_ARGS(DB_STR(state), DB_STR(id), DB_U64(fence)));
 
 	return queue_fenced(st, n, err);
 }
@@ -364,13 +371,14 @@ dr_status jobstate_callback_later(dr_db *db, const char *id, uint64_t fence,
 				  double delay, dr_error *err)
 {
 	uint64_t n = 0;
-	dr_status st =
-		db_exec(db,
-			"UPDATE jobs SET run_at = NOW(6) + INTERVAL ?"
-			" MICROSECOND, lease_owner = NULL,"
-			" callback_attempts = callback_attempts + 1"
-			" WHERE id = ? AND lease_version = ?",
-			&n, err, "isu", queue_delay_us(delay), id, fence);
+	dr_status st = db_exec(db,
+			       "UPDATE jobs SET run_at = NOW(6) + INTERVAL ?"
+			       " MICROSECOND, lease_owner = NULL,"
+			       " callback_attempts = callback_attempts + 1"
+			       " WHERE id = ? AND lease_version = ?",
+			       &n, err,
+			       DB_ARGS(DB_INT(queue_delay_us(delay)),
+				       DB_STR(id), DB_U64(fence)));
 
 	return queue_fenced(st, n, err);
 }
@@ -406,25 +414,37 @@ dr_status jobstate_news_write(dr_db *db, const char *id, const jobstate_news *n,
 		" lease_owner = IF(? OR ?, NULL, lease_owner),"
 		" lease_version = lease_version + ?"
 		" WHERE id = ?",
-		NULL, err, "ssssssssiiiisssssiiiiiiiiiis", next,
-		n->prediction_id, n->prediction_status, n->raw_json,
-		n->predict_time, n->predict_time, n->progress, n->version,
-		/* step */
-		(int64_t)to_persist, (int64_t)n->adopt,
-		/* provider_deadline */
-		(int64_t)n->adopt, n->deadline_s,
-		/* errors */
-		next, next, n->error_code, next, n->error_message,
-		/* completed_at, callback_state, attempts, run_at, lease_owner
-		 */
-		(int64_t)to_final, (int64_t)to_final, (int64_t)to_persist,
-		(int64_t)to_final, (int64_t)to_persist,
-		(int64_t)(n->adopt && !n->fenced), (int64_t)(n->poll_min * 1e6),
-		(int64_t)to_final, (int64_t)to_persist,
-		/* News from outside that ends the job or hands it to the
-		 * pipeline fences out a worker still holding it (a poll,
-		 * a cancel), so it cannot write over the new state. */
-		(int64_t)(!n->fenced && (to_final || to_persist)), id);
+		NULL, err,
+		DB_ARGS(DB_STR(next), DB_STR(n->prediction_id),
+			DB_STR(n->prediction_status), DB_STR(n->raw_json),
+			DB_STR(n->predict_time), DB_STR(n->predict_time),
+			DB_STR(n->progress), DB_STR(n->version),
+			DB_INT(/* step */
+			       (int64_t)to_persist),
+			DB_INT((int64_t)n->adopt),
+			DB_INT(/* provider_deadline */
+			       (int64_t)n->adopt),
+			DB_INT(n->deadline_s),
+			DB_STR(/* errors */
+			       next),
+			DB_STR(next), DB_STR(n->error_code), DB_STR(next),
+			DB_STR(n->error_message),
+			DB_INT(/* completed_at, callback_state, attempts,
+				* run_at, lease_owner
+				*/
+			       (int64_t)to_final),
+			DB_INT((int64_t)to_final), DB_INT((int64_t)to_persist),
+			DB_INT((int64_t)to_final), DB_INT((int64_t)to_persist),
+			DB_INT((int64_t)(n->adopt && !n->fenced)),
+			DB_INT((int64_t)(n->poll_min * 1e6)),
+			DB_INT((int64_t)to_final), DB_INT((int64_t)to_persist),
+			DB_INT(/* News from outside that ends the job or hands
+				* it to the pipeline fences out a worker still
+				* holding it (a poll, a cancel), so it cannot
+				* write over the new state. */
+			       (int64_t)(!n->fenced &&
+					 (to_final || to_persist))),
+			DB_STR(id)));
 }
 
 /* ------------------------------------------------------- a client's */
@@ -437,7 +457,7 @@ static dr_status lock_job(dr_db *db, const char *id, dr_db_rows **rows,
 	dr_status st = db_query(db,
 				"SELECT status, error_step FROM jobs"
 				" WHERE id = ? FOR UPDATE",
-				rows, err, "s", id);
+				rows, err, DB_ARGS(DB_STR(id)));
 
 	if (st == DR_OK && (*rows)->n_rows == 0) {
 		db_rows_free(*rows);
@@ -477,7 +497,7 @@ static dr_status cancel_once(dr_db *db, const char *id, dr_error *err)
 			     " callback_attempts = 0,"
 			     " lease_version = lease_version + 1," JOB_ENDS
 			     " WHERE id = ?",
-			     NULL, err, "s", id);
+			     NULL, err, DB_ARGS(DB_STR(id)));
 		if (st == DR_OK)
 			st = jobstate_event(
 				db, id, "status", status,
@@ -489,7 +509,7 @@ static dr_status cancel_once(dr_db *db, const char *id, dr_error *err)
 			     "UPDATE jobs SET cancel_requested = 1,"
 			     " run_at = NOW(6), updated_at = NOW(6)"
 			     " WHERE id = ?",
-			     NULL, err, "s", id);
+			     NULL, err, DB_ARGS(DB_STR(id)));
 		if (st == DR_OK)
 			st = jobstate_event(db, id, "cancel_requested", status,
 					    NULL, NULL, err);
@@ -557,14 +577,14 @@ static dr_status retry_once(dr_db *db, const char *id, dr_error *err)
 			     " lease_owner = NULL,"
 			     " lease_version = lease_version + 1,"
 			     " updated_at = NOW(6) WHERE id = ?",
-			     NULL, err, "s", id);
+			     NULL, err, DB_ARGS(DB_STR(id)));
 		/* The outputs get a new download budget, too. */
 		if (st == DR_OK)
 			st = db_exec(db,
 				     "UPDATE outputs SET fetch_started_at ="
 				     " NULL, slow_fetches = 0 WHERE job_id = ?"
 				     " AND state = 'pending'",
-				     NULL, err, "s", id);
+				     NULL, err, DB_ARGS(DB_STR(id)));
 	} else {
 		st = db_exec(
 			db,
@@ -580,7 +600,7 @@ static dr_status retry_once(dr_db *db, const char *id, dr_error *err)
 			" lease_owner = NULL,"
 			" lease_version = lease_version + 1,"
 			" updated_at = NOW(6) WHERE id = ?",
-			NULL, err, "s", id);
+			NULL, err, DB_ARGS(DB_STR(id)));
 	}
 	if (st == DR_OK)
 		st = jobstate_event(db, id, "retry", status, jobstate_name(to),

@@ -161,8 +161,10 @@ void metrics_flush(dr_db *db, int force)
 			    "INSERT INTO metric_counters (name, labels, value)"
 			    " VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE"
 			    " value = value + VALUES(value)",
-			    NULL, &err, "ssd", pend[i].name, pend[i].labels,
-			    pend[i].value) != DR_OK) {
+			    NULL, &err,
+			    DB_ARGS(DB_STR(pend[i].name),
+				    DB_STR(pend[i].labels),
+				    DB_DBL(pend[i].value))) != DR_OK) {
 			db_rollback(db);
 			goto failed;
 		}
@@ -272,7 +274,7 @@ void metrics_provider_run(dr_db *db, const char *id)
 		     "SELECT TIMESTAMPDIFF(MICROSECOND, submitted_at, NOW(6))"
 		     " / 1e6 FROM jobs WHERE id = ? AND submitted_at IS NOT"
 		     " NULL",
-		     &rows, &err, "s", id) != DR_OK) {
+		     &rows, &err, DB_ARGS(DB_STR(id))) != DR_OK) {
 		dr_log(DR_LOG_DEBUG,
 		       "event=metrics.read_failed metric=provider_run code=%s",
 		       err.code);
@@ -294,7 +296,9 @@ void metrics_heartbeat(dr_db *db, const char *owner, long pid,
 		    "INSERT INTO worker_heartbeats (owner, pid, host, seen_at)"
 		    " VALUES (?, ?, ?, NOW(6)) ON DUPLICATE KEY UPDATE"
 		    " seen_at = NOW(6)",
-		    NULL, &err, "sis", owner, (int64_t)pid, host) != DR_OK)
+		    NULL, &err,
+		    DB_ARGS(DB_STR(owner), DB_INT((int64_t)pid),
+			    DB_STR(host))) != DR_OK)
 		dr_log(DR_LOG_DEBUG,
 		       "event=metrics.heartbeat_failed owner=%s code=%s", owner,
 		       err.code);
@@ -308,7 +312,7 @@ void metrics_heartbeat_clear(dr_db *db, const char *owner)
 	if (db_exec(db,
 		    "DELETE FROM worker_heartbeats WHERE owner = ?"
 		    " OR seen_at < NOW(6) - INTERVAL 1 DAY",
-		    NULL, &err, "s", owner) != DR_OK)
+		    NULL, &err, DB_ARGS(DB_STR(owner))) != DR_OK)
 		dr_log(DR_LOG_DEBUG,
 		       "event=metrics.heartbeat_failed owner=%s code=%s", owner,
 		       err.code);
@@ -410,7 +414,7 @@ static dr_status live(expo *x, dr_db *db, const char *sql, const char *name,
 		      const char *k1, const char *k2, dr_error *err)
 {
 	dr_db_rows *rows = NULL;
-	dr_status st = db_query(db, sql, &rows, err, "");
+	dr_status st = db_query(db, sql, &rows, err, DB_NOARGS);
 
 	if (st != DR_OK)
 		return st;
@@ -448,7 +452,7 @@ dr_status metrics_render(dr_db *db, dr_buf *out, dr_error *err)
 	st = db_query(db,
 		      "SELECT name, labels, value FROM metric_counters"
 		      " ORDER BY name, labels",
-		      &rows, err, "");
+		      &rows, err, DB_NOARGS);
 	if (st != DR_OK)
 		return st;
 	for (size_t f = 0; f < sizeof(counters) / sizeof(counters[0]); f++) {

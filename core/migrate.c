@@ -415,8 +415,9 @@ static dr_status take_lock(dr_db *db, const char *name, dr_error *err)
 	dr_status st;
 
 	snprintf(lock, sizeof(lock), "darkroom.migrate.%s", name);
-	st = db_query(db, "SELECT GET_LOCK(?, ?)", &rows, err, "si", lock,
-		      (int64_t)MIGRATE_LOCK_WAIT);
+	st = db_query(
+		db, "SELECT GET_LOCK(?, ?)", &rows, err,
+		DB_ARGS(DB_STR(lock), DB_INT((int64_t)MIGRATE_LOCK_WAIT)));
 	if (st != DR_OK)
 		return st;
 	v = db_cell(rows, 0, 0);
@@ -446,7 +447,7 @@ static dr_status check_recorded(dr_db *db, const struct migration_set *set,
 	st = db_query(db,
 		      "SELECT version, name, checksum FROM schema_migrations "
 		      "ORDER BY version",
-		      &rows, err, "");
+		      &rows, err, DB_NOARGS);
 	if (st != DR_OK)
 		return st;
 	if (rows->n_rows) {
@@ -550,8 +551,9 @@ dr_status migrate_run(const dr_config *cfg, const char *dir, FILE *out,
 			     "INSERT INTO schema_migrations "
 			     "(version, name, checksum, applied_at) "
 			     "VALUES (?, ?, ?, NOW(6))",
-			     NULL, err, "uss", (uint64_t)m->version, m->file,
-			     m->checksum);
+			     NULL, err,
+			     DB_ARGS(DB_U64((uint64_t)m->version),
+				     DB_STR(m->file), DB_STR(m->checksum)));
 		if (st != DR_OK)
 			goto err_done;
 		if (out)

@@ -122,10 +122,14 @@ static dr_status record_outputs(dr_db *db, const char *id,
 			" source, source_kind, text, state, created_at)"
 			" VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', NOW(6))"
 			" ON DUPLICATE KEY UPDATE job_id = job_id",
-			NULL, err, "sisssss", id, (int64_t)i, kind, url,
-			o->kind == DR_OUTPUT_TEXT ? NULL : o->value,
-			source_kind(o->kind),
-			o->kind == DR_OUTPUT_TEXT ? o->value : NULL);
+			NULL, err,
+			DB_ARGS(DB_STR(id), DB_INT((int64_t)i), DB_STR(kind),
+				DB_STR(url),
+				DB_STR(o->kind == DR_OUTPUT_TEXT ? NULL
+								 : o->value),
+				DB_STR(source_kind(o->kind)),
+				DB_STR(o->kind == DR_OUTPUT_TEXT ? o->value
+								 : NULL)));
 
 		if (st != DR_OK)
 			return st;
@@ -144,10 +148,12 @@ static void note_duplicate(dr_db *db, const char *adapter,
 	dr_error err;
 	char *detail;
 
-	if (!p->id || db_query(db,
-			       "SELECT id, status FROM jobs WHERE adapter = ?"
-			       " AND prediction_id = ?",
-			       &rows, &err, "ss", adapter, p->id) != DR_OK)
+	if (!p->id ||
+	    db_query(db,
+		     "SELECT id, status FROM jobs WHERE adapter = ?"
+		     " AND prediction_id = ?",
+		     &rows, &err,
+		     DB_ARGS(DB_STR(adapter), DB_STR(p->id))) != DR_OK)
 		return;
 	if (rows->n_rows == 1) {
 		detail = jobstate_detail(
@@ -190,9 +196,13 @@ static dr_status record_delivery(dr_db *db, const char *adapter, const char *id,
 	return db_exec(db,
 		       "INSERT INTO webhook_deliveries (adapter, delivery_key,"
 		       " delivery_id, received_at) VALUES (?, ?, ?, NOW(6))",
-		       NULL, err, "sbb", adapter, (const void *)key,
-		       sizeof(key), (const void *)id,
-		       len < MAX_DELIVERY_ID ? len : (size_t)MAX_DELIVERY_ID);
+		       NULL, err,
+		       DB_ARGS(DB_STR(adapter),
+			       DB_BLOB((const void *)key, sizeof(key)),
+			       DB_BLOB((const void *)id,
+				       len < MAX_DELIVERY_ID
+					       ? len
+					       : (size_t)MAX_DELIVERY_ID)));
 }
 
 static dr_status find_job(dr_db *db, const char *adapter, const char *pred_id,
@@ -208,7 +218,8 @@ static dr_status find_job(dr_db *db, const char *adapter, const char *pred_id,
 			      " lease_version, progress FROM jobs"
 			      " WHERE adapter = ? AND prediction_id = ?"
 			      " FOR UPDATE",
-			      rows, err, "ss", adapter, pred_id);
+			      rows, err,
+			      DB_ARGS(DB_STR(adapter), DB_STR(pred_id)));
 		if (st != DR_OK || (*rows)->n_rows > 0)
 			return st;
 		db_rows_free(*rows);
@@ -229,8 +240,10 @@ static dr_status find_job(dr_db *db, const char *adapter, const char *pred_id,
 			      " FROM_UNIXTIME(0), submitted_at) = ?))"
 			      " OR prediction_id = ?)"
 			      " FOR UPDATE",
-			      rows, err, "ssiis", hint, adapter, hint_at,
-			      hint_at, pred_id ? pred_id : "");
+			      rows, err,
+			      DB_ARGS(DB_STR(hint), DB_STR(adapter),
+				      DB_INT(hint_at), DB_INT(hint_at),
+				      DB_STR(pred_id ? pred_id : "")));
 	}
 	return st;
 }

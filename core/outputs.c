@@ -157,7 +157,7 @@ dr_status outputs_search(dr_db *db, const dr_output_filter *f, dr_buf *out,
 #define ADD(flag, v)                                                           \
 	do {                                                                   \
 		mask |= (flag);                                                \
-		args[n++] = (dr_db_arg){.type = 's', .s = (v)};                \
+		args[n++] = DB_STR(v);                                         \
 	} while (0)
 	assert(f->n_meta <= DR_MAX_METADATA_FILTERS);
 	if (f->model)
@@ -181,7 +181,7 @@ dr_status outputs_search(dr_db *db, const dr_output_filter *f, dr_buf *out,
 	if (f->cursor)
 		ADD(F_CURSOR, f->cursor);
 #undef ADD
-	args[n++] = (dr_db_arg){.type = 'i', .i = (int64_t)f->limit + 1};
+	args[n++] = DB_INT((int64_t)f->limit + 1);
 	st = jobs_filtered_query(db, search_sql, search_cache, mask, f->n_meta,
 				 args, n, &rows, err);
 	if (st != DR_OK)
@@ -193,11 +193,11 @@ dr_status outputs_search(dr_db *db, const dr_output_filter *f, dr_buf *out,
 	for (size_t i = 0; st == DR_OK && i < shown; i++) {
 		dr_db_rows *rends = NULL;
 
-		st = db_query(db,
-			      "SELECT " DR_RENDITION_COLUMNS
-			      " FROM renditions r"
-			      " WHERE r.output_id = ? ORDER BY r.name",
-			      &rends, err, "s", db_cell(rows, i, 0));
+		st = db_query(
+			db,
+			"SELECT " DR_RENDITION_COLUMNS " FROM renditions r"
+			" WHERE r.output_id = ? ORDER BY r.name",
+			&rends, err, DB_ARGS(DB_STR(db_cell(rows, i, 0))));
 		if (st != DR_OK)
 			break;
 		if (i)

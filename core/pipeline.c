@@ -251,9 +251,10 @@ static void budget_stamp(persist_ctx *x)
 	if (db_exec(x->e->db,
 		    "UPDATE outputs SET fetch_started_at = NOW(6) - INTERVAL"
 		    " ? MICROSECOND WHERE id = ? AND fetch_started_at IS NULL",
-		    NULL, &werr, "is",
-		    (int64_t)((metrics_now() - x->fetch_t0) * 1e6),
-		    x->fetch_row) != DR_OK)
+		    NULL, &werr,
+		    DB_ARGS(DB_INT((int64_t)((metrics_now() - x->fetch_t0) *
+					     1e6)),
+			    DB_STR(x->fetch_row))) != DR_OK)
 		dr_log(DR_LOG_WARNING,
 		       "event=job.budget_unrecorded job=%s output=%s code=%s",
 		       x->c->id, x->fetch_row, werr.code);
@@ -398,8 +399,9 @@ static int download_again(persist_ctx *x, dr_error *err, double delay)
 			    "UPDATE outputs o JOIN jobs j ON j.id = o.job_id"
 			    " SET o.slow_fetches = o.slow_fetches + 1"
 			    " WHERE o.id = ? AND j.lease_version = ?",
-			    &n, &werr, "su", x->fetch_row,
-			    x->c->lease_version) != DR_OK)
+			    &n, &werr,
+			    DB_ARGS(DB_STR(x->fetch_row),
+				    DB_U64(x->c->lease_version))) != DR_OK)
 			dr_log(DR_LOG_WARNING,
 			       "event=job.slow_unrecorded job=%s output=%s "
 			       "code=%s",
@@ -630,20 +632,25 @@ static dr_status index_all(persist_ctx *x, stored_output *outs, size_t n,
 			" bytes = ?, sha256 = ?, width = NULLIF(?, ''),"
 			" height = NULLIF(?, ''), format = ?, blurhash = ?,"
 			" dominant_color = ?, phash = ? WHERE id = ?",
-			NULL, err, "ssssussssssss", o->kind, o->key, o->url,
-			o->mime, o->bytes, o->sha256, w, h,
-			o->is_image ? o->info.format : NULL,
-			o->is_image ? o->info.blurhash : NULL,
-			o->is_image ? o->info.dominant_color : NULL,
-			o->is_image ? o->info.phash : NULL, o->row_id);
+			NULL, err,
+			DB_ARGS(DB_STR(o->kind), DB_STR(o->key), DB_STR(o->url),
+				DB_STR(o->mime), DB_U64(o->bytes),
+				DB_STR(o->sha256), DB_STR(w), DB_STR(h),
+				DB_STR(o->is_image ? o->info.format : NULL),
+				DB_STR(o->is_image ? o->info.blurhash : NULL),
+				DB_STR(o->is_image ? o->info.dominant_color
+						   : NULL),
+				DB_STR(o->is_image ? o->info.phash : NULL),
+				DB_STR(o->row_id)));
 		for (size_t k = 0; k < o->n_rends && st == DR_OK; k++) {
 			stored_rendition *r = &o->rends[k];
 
 			st = db_exec(
 				db,
 				"INSERT INTO renditions (output_id, name,"
-				" storage_key, url, content_type, width, height,"
-				" bytes, preset_hash, created_at) VALUES (?, ?,"
+				" storage_key, url, content_type, width,"
+				" height, bytes, preset_hash, created_at)"
+				" VALUES (?, ?,"
 				" ?, ?, ?, ?, ?, ?, ?, NOW(6)) ON DUPLICATE KEY"
 				" UPDATE storage_key = VALUES(storage_key),"
 				" url = VALUES(url), content_type ="
@@ -651,10 +658,14 @@ static dr_status index_all(persist_ctx *x, stored_output *outs, size_t n,
 				" height = VALUES(height), bytes ="
 				" VALUES(bytes), preset_hash ="
 				" VALUES(preset_hash)",
-				NULL, err, "sssssiius", o->row_id,
-				r->preset->name, r->key, r->url, r->mime,
-				(int64_t)r->width, (int64_t)r->height, r->bytes,
-				r->preset_hash);
+				NULL, err,
+				DB_ARGS(DB_STR(o->row_id),
+					DB_STR(r->preset->name), DB_STR(r->key),
+					DB_STR(r->url), DB_STR(r->mime),
+					DB_INT((int64_t)r->width),
+					DB_INT((int64_t)r->height),
+					DB_U64(r->bytes),
+					DB_STR(r->preset_hash)));
 		}
 	}
 	if (st == DR_OK)
@@ -746,7 +757,7 @@ dr_step_outcome pipeline_persist(const dr_step_ctx *e)
 	x.local_root = adapter ? adapter->local_root : NULL;
 
 	st = db_query(e->db, "SELECT renditions FROM jobs WHERE id = ?", &job,
-		      &err, "s", c->id);
+		      &err, DB_ARGS(DB_STR(c->id)));
 	if (st == DR_OK && job->n_rows == 1)
 		st = job_presets(&x, db_cell(job, 0, 0), &err);
 	if (st == DR_OK)
@@ -756,7 +767,7 @@ dr_step_outcome pipeline_persist(const dr_step_ctx *e)
 			      " NOW(6)), slow_fetches FROM outputs"
 			      " WHERE job_id = ? AND state = 'pending'"
 			      " ORDER BY idx",
-			      &rows, &err, "s", c->id);
+			      &rows, &err, DB_ARGS(DB_STR(c->id)));
 	x.selected_at = metrics_now();
 	if (st != DR_OK) {
 		o.kind = DR_STEP_RETRY;

@@ -54,7 +54,7 @@ dr_status queue_claim(dr_db *db, const char *owner, double lease, dr_claim *c,
 	st = db_query(db,
 		      "SELECT id FROM jobs WHERE run_at <= NOW(6)"
 		      " ORDER BY run_at LIMIT 1 FOR UPDATE SKIP LOCKED",
-		      &rows, err, "");
+		      &rows, err, DB_NOARGS);
 	if (st != DR_OK)
 		goto rollback;
 	if (rows->n_rows == 0) {
@@ -73,7 +73,9 @@ dr_status queue_claim(dr_db *db, const char *owner, double lease, dr_claim *c,
 		     " claims + 1), lease_owner = ?,"
 		     " lease_version = lease_version + 1,"
 		     " run_at = NOW(6) + INTERVAL ? MICROSECOND WHERE id = ?",
-		     NULL, err, "sis", owner, queue_delay_us(lease), id);
+		     NULL, err,
+		     DB_ARGS(DB_STR(owner), DB_INT(queue_delay_us(lease)),
+			     DB_STR(id)));
 	if (st != DR_OK)
 		goto rollback;
 	st = db_query(db,
@@ -85,7 +87,7 @@ dr_status queue_claim(dr_db *db, const char *owner, double lease, dr_claim *c,
 		      " UNIX_TIMESTAMP(provider_deadline),"
 		      " UNIX_TIMESTAMP(NOW(6)), callback_state, claims"
 		      " FROM jobs WHERE id = ?",
-		      &rows, err, "s", id);
+		      &rows, err, DB_ARGS(DB_STR(id)));
 	if (st != DR_OK)
 		goto rollback;
 	st = db_commit(db, err);
@@ -130,7 +132,7 @@ dr_status queue_next_due(dr_db *db, double *seconds, dr_error *err)
 	st = db_query(db,
 		      "SELECT TIMESTAMPDIFF(MICROSECOND, NOW(6), MIN(run_at))"
 		      " FROM jobs WHERE run_at IS NOT NULL",
-		      &rows, err, "");
+		      &rows, err, DB_NOARGS);
 	if (st != DR_OK)
 		return st;
 	if (!db_cell(rows, 0, 0)) {
@@ -156,11 +158,13 @@ dr_status queue_extend(dr_db *db, const dr_claim *c, double lease,
 		       dr_error *err)
 {
 	uint64_t n = 0;
-	dr_status st = db_exec(db,
-			       "UPDATE jobs SET run_at = NOW(6) + INTERVAL ?"
-			       " MICROSECOND WHERE id = ? AND lease_version = ?",
-			       &n, err, "isu", queue_delay_us(lease), c->id,
-			       c->lease_version);
+	dr_status st =
+		db_exec(db,
+			"UPDATE jobs SET run_at = NOW(6) + INTERVAL ?"
+			" MICROSECOND WHERE id = ? AND lease_version = ?",
+			&n, err,
+			DB_ARGS(DB_INT(queue_delay_us(lease)), DB_STR(c->id),
+				DB_U64(c->lease_version)));
 
 	return queue_fenced(st, n, err);
 }
@@ -169,12 +173,14 @@ dr_status queue_release(dr_db *db, const dr_claim *c, double delay,
 			dr_error *err)
 {
 	uint64_t n = 0;
-	dr_status st = db_exec(db,
-			       "UPDATE jobs SET run_at = NOW(6) + INTERVAL ?"
-			       " MICROSECOND, lease_owner = NULL"
-			       " WHERE id = ? AND lease_version = ?",
-			       &n, err, "isu", queue_delay_us(delay), c->id,
-			       c->lease_version);
+	dr_status st =
+		db_exec(db,
+			"UPDATE jobs SET run_at = NOW(6) + INTERVAL ?"
+			" MICROSECOND, lease_owner = NULL"
+			" WHERE id = ? AND lease_version = ?",
+			&n, err,
+			DB_ARGS(DB_INT(queue_delay_us(delay)), DB_STR(c->id),
+				DB_U64(c->lease_version)));
 
 	return queue_fenced(st, n, err);
 }

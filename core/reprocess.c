@@ -166,7 +166,7 @@ static dr_status stale_presets(dr_db *db, const char *output_id,
 	st = db_query(db,
 		      "SELECT name, preset_hash FROM renditions"
 		      " WHERE output_id = ?",
-		      &rows, err, "s", output_id);
+		      &rows, err, DB_ARGS(DB_STR(output_id)));
 	if (st != DR_OK)
 		return st;
 	for (size_t i = 0; i < *n; i++) {
@@ -252,10 +252,14 @@ static dr_status store(rp_ctx *x, const dr_db_rows *rows, size_t i,
 			     " bytes = VALUES(bytes),"
 			     " preset_hash = VALUES(preset_hash),"
 			     " created_at = VALUES(created_at)",
-			     NULL, err, "sssssiius", id, rends[k].preset->name,
-			     keys[k], urls[k], rends[k].mime,
-			     (int64_t)rends[k].width, (int64_t)rends[k].height,
-			     (uint64_t)rends[k].len, hash);
+			     NULL, err,
+			     DB_ARGS(DB_STR(id), DB_STR(rends[k].preset->name),
+				     DB_STR(keys[k]), DB_STR(urls[k]),
+				     DB_STR(rends[k].mime),
+				     DB_INT((int64_t)rends[k].width),
+				     DB_INT((int64_t)rends[k].height),
+				     DB_U64((uint64_t)rends[k].len),
+				     DB_STR(hash)));
 	}
 	if (st == DR_OK)
 		st = db_commit(x->db, err);
@@ -334,17 +338,21 @@ dr_status reprocess_run(const dr_config *cfg, dr_db *db,
 		return dr_fail(err, DR_ERR_CONFIG, "sink_missing",
 			       "no sink is configured");
 	x.ops = x.sink->plugin->desc->sink;
-	st = db_query(db, count_sql, &rows, err, "ssssssss", model, model, job,
-		      job, since, since, until, until);
+	st = db_query(db, count_sql, &rows, err,
+		      DB_ARGS(DB_STR(model), DB_STR(model), DB_STR(job),
+			      DB_STR(job), DB_STR(since), DB_STR(since),
+			      DB_STR(until), DB_STR(until)));
 	if (st != DR_OK)
 		return st;
 	stats->outputs = strtoull(db_cell(rows, 0, 0), NULL, 10);
 	db_rows_free(rows);
 	rows = NULL;
 	while (!(o->stop && *o->stop)) {
-		st = db_query(db, page_sql, &rows, err, "ssssssssu", model,
-			      model, job, job, since, since, until, until,
-			      last);
+		st = db_query(db, page_sql, &rows, err,
+			      DB_ARGS(DB_STR(model), DB_STR(model), DB_STR(job),
+				      DB_STR(job), DB_STR(since), DB_STR(since),
+				      DB_STR(until), DB_STR(until),
+				      DB_U64(last)));
 		if (st != DR_OK)
 			break;
 		if (rows->n_rows == 0)

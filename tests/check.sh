@@ -33,8 +33,10 @@
 #
 # The unit phase also runs tests/lib/check_layers.py (no include or call
 # cycle among the core modules), tests/lib/check_fcgi_libs.sh (the FastCGI
-# app links no libvips or libs3 and none of the pipeline's objects) and
-# tests/lib/test_leftovers.sh (the leftover check itself).
+# app links no libvips or libs3 and none of the pipeline's objects),
+# tests/lib/test_leftovers.sh (the leftover check itself) and
+# tests/lib/check_db_args.sh (a core/db.h parameter of the wrong kind,
+# such as an integer to DB_STR, does not compile).
 #
 # Unit test programs are counted from cmocka's own summary lines
 # ("[  PASSED  ] N test(s)." and "[  FAILED  ] N test(s)"); a program that
@@ -56,7 +58,7 @@ case "${1:-}" in
     "") ;;
     --unit) run_integration=0 ;;
     --integration) run_unit=0 ;;
-    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,44p' "$0"; exit 0 ;;
     *) echo "usage: $0 [--unit|--integration]" >&2; exit 2 ;;
 esac
 
@@ -149,6 +151,9 @@ if [ "$run_unit" = 1 ]; then
     # The leftover check of the end of this script, on purpose-made leaks.
     echo "== unit: core module layers"
     run_counted env BUILD="$BUILD" python3 "$ROOT/tests/lib/check_layers.py" "$ROOT"
+    # A database parameter of the wrong kind must not compile.
+    echo "== unit: database parameter types"
+    run_counted bash "$ROOT/tests/lib/check_db_args.sh"
     echo "== unit: FastCGI app libraries"
     run_counted env BUILD="$BUILD" bash "$ROOT/tests/lib/check_fcgi_libs.sh"
     echo "== unit: leftover check"

@@ -34,27 +34,32 @@ static inline void jobfix_make(dr_db *db, const jobfix *f,
 	dr_error err;
 
 	assert_ok(ids_new_job_id(id), err);
-	assert_ok(db_exec(db,
-			  "INSERT INTO jobs (id, status, step, adapter, model,"
-			  " input, renditions, callback_url, prediction_id,"
-			  " error_step, attempts, lease_version, lease_owner,"
-			  " submitted_at, run_at, created_at, updated_at)"
-			  " VALUES (?, ?, ?, 'fake', 'm', '{}', '[]', ?, ?, ?,"
-			  " ?, ?, 'test', IF(?, NOW(6), NULL), NOW(6), NOW(6),"
-			  " NOW(6))",
-			  NULL, &err, "ssssssiui", id, f->status,
-			  f->step ? f->step : "submit", f->callback_url,
-			  f->prediction_id, f->error_step,
-			  (int64_t)f->attempts, f->lease_version,
-			  (int64_t)f->submitted),
-		  err);
+	assert_ok(
+		db_exec(db,
+			"INSERT INTO jobs (id, status, step, adapter, model,"
+			" input, renditions, callback_url, prediction_id,"
+			" error_step, attempts, lease_version, lease_owner,"
+			" submitted_at, run_at, created_at, updated_at)"
+			" VALUES (?, ?, ?, 'fake', 'm', '{}', '[]', ?, ?, ?,"
+			" ?, ?, 'test', IF(?, NOW(6), NULL), NOW(6), NOW(6),"
+			" NOW(6))",
+			NULL, &err,
+			DB_ARGS(DB_STR(id), DB_STR(f->status),
+				DB_STR(f->step ? f->step : "submit"),
+				DB_STR(f->callback_url),
+				DB_STR(f->prediction_id), DB_STR(f->error_step),
+				DB_INT((int64_t)f->attempts),
+				DB_U64(f->lease_version),
+				DB_INT((int64_t)f->submitted))),
+		err);
 	for (int i = 0; i < f->pending_outputs; i++)
 		assert_ok(db_exec(db,
 				  "INSERT INTO outputs (job_id, idx, kind,"
 				  " source, source_kind, state, created_at)"
 				  " VALUES (?, ?, 'file', 'https://x.test/a',"
 				  " 'url', 'pending', NOW(6))",
-				  NULL, &err, "si", id, (int64_t)i),
+				  NULL, &err,
+				  DB_ARGS(DB_STR(id), DB_INT((int64_t)i))),
 			  err);
 }
 
@@ -68,8 +73,7 @@ static inline char *jobfix_col(dr_db *db, const char *id, const char *col)
 	char *v;
 
 	snprintf(sql, sizeof(sql), "SELECT %s FROM jobs WHERE id = ?", col);
-	assert_ok(db_query_args(db, sql, 0, &rows, &err,
-				&(dr_db_arg){'s', id, 0}, 1),
+	assert_ok(db_query_uncached(db, sql, &rows, &err, DB_ARGS(DB_STR(id))),
 		  err);
 	assert_int_equal(rows->n_rows, 1);
 	v = strdup(db_cell(rows, 0, 0) ? db_cell(rows, 0, 0) : "(null)");
@@ -92,8 +96,7 @@ static inline long jobfix_count(dr_db *db, const char *sql, const char *id)
 	dr_error err;
 	long n;
 
-	assert_ok(db_query_args(db, sql, 0, &rows, &err,
-				&(dr_db_arg){'s', id, 0}, 1),
+	assert_ok(db_query_uncached(db, sql, &rows, &err, DB_ARGS(DB_STR(id))),
 		  err);
 	n = strtol(db_cell(rows, 0, 0), NULL, 10);
 	db_rows_free(rows);
@@ -116,12 +119,13 @@ static inline char *jobfix_last_event(dr_db *db, const char *id)
 	dr_error err;
 	char buf[1200];
 
-	assert_ok(db_query_args(db,
-				"SELECT kind, from_status, to_status, detail"
-				" FROM job_events WHERE job_id = ?"
-				" ORDER BY id DESC LIMIT 1",
-				0, &rows, &err, &(dr_db_arg){'s', id, 0}, 1),
-		  err);
+	assert_ok(
+		db_query_uncached(db,
+				  "SELECT kind, from_status, to_status, detail"
+				  " FROM job_events WHERE job_id = ?"
+				  " ORDER BY id DESC LIMIT 1",
+				  &rows, &err, DB_ARGS(DB_STR(id))),
+		err);
 	assert_int_equal(rows->n_rows, 1);
 	snprintf(buf, sizeof(buf), "%s %s>%s %s", db_cell(rows, 0, 0),
 		 db_cell(rows, 0, 1) ? db_cell(rows, 0, 1) : "-",

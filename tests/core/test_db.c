@@ -100,7 +100,7 @@ static char *query1(dr_db *db, const char *sql)
 	dr_error err;
 	char *v;
 
-	assert_ok(db_query(db, sql, &rows, &err, ""), err);
+	assert_ok(db_query(db, sql, &rows, &err, DB_NOARGS), err);
 	assert_int_equal(rows->n_rows, 1);
 	v = strdup(db_cell(rows, 0, 0) ? db_cell(rows, 0, 0) : "(null)");
 	db_rows_free(rows);
@@ -128,7 +128,7 @@ static unsigned long long prepares(dr_db *db)
 	unsigned long long n;
 
 	assert_ok(db_query(db, "SHOW SESSION STATUS LIKE 'Com_stmt_prepare'",
-			   &rows, &err, ""),
+			   &rows, &err, DB_NOARGS),
 		  err);
 	assert_int_equal(rows->n_rows, 1);
 	n = strtoull(db_cell(rows, 0, 1), NULL, 10);
@@ -153,7 +153,7 @@ static void kill_conn(unsigned long long id)
 			db_query(k,
 				 "SELECT COUNT(*) FROM "
 				 "information_schema.PROCESSLIST WHERE ID = ?",
-				 &rows, &err, "u", (uint64_t)id),
+				 &rows, &err, DB_ARGS(DB_U64((uint64_t)id))),
 			err);
 		gone = strcmp(db_cell(rows, 0, 0), "0") == 0;
 		db_rows_free(rows);
@@ -256,9 +256,11 @@ static void test_types_roundtrip(void **state)
 	assert_ok(db_exec(db,
 			  "INSERT INTO types_t (s, b, i, u, d, dt) "
 			  "VALUES (?, ?, ?, ?, ?, ?)",
-			  &affected, &err, "sbiuds", utf8, blob, sizeof(blob),
-			  INT64_MIN, UINT64_MAX, 0.1,
-			  "2026-11-21 10:00:00.123456"),
+			  &affected, &err,
+			  DB_ARGS(DB_STR(utf8), DB_BLOB(blob, sizeof(blob)),
+				  DB_INT(INT64_MIN), DB_U64(UINT64_MAX),
+				  DB_DBL(0.1),
+				  DB_STR("2026-11-21 10:00:00.123456"))),
 		  err);
 	assert_int_equal(affected, 1);
 	id1 = db_last_insert_id(db);
@@ -268,8 +270,10 @@ static void test_types_roundtrip(void **state)
 	assert_ok(db_exec(db,
 			  "INSERT INTO types_t (s, b, i, u, d, dt, t) "
 			  "VALUES (?, ?, ?, ?, ?, ?, ?)",
-			  &affected, &err, "sbiudss", NULL, NULL, (size_t)0,
-			  (int64_t)-1, (uint64_t)0, -1.5e300, NULL, ""),
+			  &affected, &err,
+			  DB_ARGS(DB_STR(NULL), DB_BLOB(NULL, (size_t)0),
+				  DB_INT((int64_t)-1), DB_U64((uint64_t)0),
+				  DB_DBL(-1.5e300), DB_STR(NULL), DB_STR(""))),
 		  err);
 	id2 = db_last_insert_id(db);
 	assert_int_equal(id2, id1 + 1);
@@ -277,7 +281,7 @@ static void test_types_roundtrip(void **state)
 	assert_ok(db_query(db,
 			   "SELECT s, b, i, u, d, dt, t FROM types_t "
 			   "WHERE id >= ? ORDER BY id",
-			   &rows, &err, "u", id1),
+			   &rows, &err, DB_ARGS(DB_U64(id1))),
 		  err);
 	assert_int_equal(rows->n_rows, 2);
 	assert_int_equal(rows->n_cols, 7);
@@ -310,7 +314,9 @@ static void test_types_roundtrip(void **state)
 			   "SELECT CAST('2026-01-02 03:04:05' AS DATETIME(6)),"
 			   " NOW(6), CAST(1.83 AS DOUBLE), 1e-7 + 0e0,"
 			   " CAST(12.50 AS DECIMAL(10,2)), ? + 0, ?",
-			   &rows, &err, "ud", (uint64_t)UINT64_MAX, 1.0 / 3),
+			   &rows, &err,
+			   DB_ARGS(DB_U64((uint64_t)UINT64_MAX),
+				   DB_DBL(1.0 / 3))),
 		  err);
 	assert_string_equal(db_cell(rows, 0, 0), "2026-01-02 03:04:05.000000");
 	assert_int_equal(strlen(db_cell(rows, 0, 1)), 26);
@@ -327,10 +333,10 @@ static void test_types_roundtrip(void **state)
 	memset(big, 'x', 300000);
 	big[300000] = '\0';
 	assert_ok(db_exec(db, "UPDATE types_t SET t = ? WHERE id = ?",
-			  &affected, &err, "su", big, id1),
+			  &affected, &err, DB_ARGS(DB_STR(big), DB_U64(id1))),
 		  err);
 	assert_ok(db_query(db, "SELECT t, id FROM types_t ORDER BY id", &rows,
-			   &err, ""),
+			   &err, DB_NOARGS),
 		  err);
 	assert_int_equal(rows->lens[0], 300000);
 	assert_string_equal(db_cell(rows, 0, 0), big);
@@ -340,27 +346,138 @@ static void test_types_roundtrip(void **state)
 	/* CLIENT_FOUND_ROWS: an UPDATE that matches but changes nothing
 	 * still counts its row (fenced writes rely on it). */
 	assert_ok(db_exec(db, "UPDATE types_t SET i = i WHERE id = ?",
-			  &affected, &err, "u", id1),
+			  &affected, &err, DB_ARGS(DB_U64(id1))),
 		  err);
 	assert_int_equal(affected, 1);
 
 	/* No rows; a statement without a result set gives an empty one. */
 	assert_ok(db_query(db, "SELECT id FROM types_t WHERE id = 0", &rows,
-			   &err, ""),
+			   &err, DB_NOARGS),
 		  err);
 	assert_int_equal(rows->n_rows, 0);
 	assert_int_equal(rows->n_cols, 1);
 	assert_null(db_cell(rows, 0, 0));
 	db_rows_free(rows);
-	assert_ok(db_query(db, "DO 1", &rows, &err, ""), err);
+	assert_ok(db_query(db, "DO 1", &rows, &err, DB_NOARGS), err);
 	assert_int_equal(rows->n_rows, 0);
 	assert_int_equal(rows->n_cols, 0);
 	db_rows_free(rows);
 
 	/* Strict mode: a zero date is an error, not a silent 0000-00-00. */
-	assert_int_equal(db_exec(db, "UPDATE types_t SET dt = ? WHERE id = ?",
-				 NULL, &err, "su", "0000-00-00 00:00:00", id1),
-			 DR_ERR_DATABASE);
+	assert_int_equal(
+		db_exec(db, "UPDATE types_t SET dt = ? WHERE id = ?", NULL,
+			&err,
+			DB_ARGS(DB_STR("0000-00-00 00:00:00"), DB_U64(id1))),
+		DR_ERR_DATABASE);
+	db_free(db);
+}
+
+/* What DB_ARGS hands over: the array and its length. */
+static size_t args_count(const dr_db_arg *args, size_t n)
+{
+	assert_true(n == 0 || args != NULL);
+	return n;
+}
+
+/*
+ * Each kind of dr_db_arg round-trips through a table and compares equal
+ * as a parameter: text, SQL NULL (DB_NULL, DB_STR(NULL), DB_BLOB(NULL, 0)),
+ * the ends of int64 and uint64, a double, bytes with NULs; an empty
+ * string and empty bytes are not NULL. The same lists survive a retry on a
+ * new connection.
+ */
+static void test_arg_kinds(void **state)
+{
+	static const char ins[] =
+		"INSERT INTO args_t VALUES (?, ?, ?, ?, ?, ?, ?)";
+	static const char bytes[] = { '\0', 'x', '\0', '\xff', '\0' };
+	static const char text[] = "t\xc3\xa9xt";
+	dr_db *db = db_new(&cfg);
+	dr_db_rows *rows = NULL;
+	dr_error err;
+
+	(void)state;
+	assert_int_equal(args_count(DB_NOARGS), 0);
+	assert_int_equal(args_count(DB_ARGS(DB_NULL)), 1);
+	assert_int_equal(
+		args_count(DB_ARGS(DB_STR(text), DB_INT(-1), DB_U64(1),
+				   DB_DBL(0.5), DB_BLOB(bytes, sizeof(bytes)))),
+		5);
+
+	assert_ok(db_exec_text(db,
+			       "CREATE TABLE args_t (id INT PRIMARY KEY,"
+			       " s VARCHAR(16) NULL, lo BIGINT NULL,"
+			       " hi BIGINT NULL, u BIGINT UNSIGNED NULL,"
+			       " d DOUBLE NULL, b VARBINARY(16) NULL)",
+			       &err),
+		  err);
+	assert_ok(db_exec(db, ins, NULL, &err,
+			  DB_ARGS(DB_INT(1), DB_STR(text), DB_INT(INT64_MIN),
+				  DB_INT(INT64_MAX), DB_U64(UINT64_MAX),
+				  DB_DBL(-2.5e-300),
+				  DB_BLOB(bytes, sizeof(bytes)))),
+		  err);
+	assert_ok(db_exec(db, ins, NULL, &err,
+			  DB_ARGS(DB_INT(2), DB_NULL, DB_NULL, DB_NULL, DB_NULL,
+				  DB_NULL, DB_NULL)),
+		  err);
+	assert_ok(
+		db_exec(db, ins, NULL, &err,
+			DB_ARGS(DB_INT(3), DB_STR(NULL), DB_INT(0), DB_INT(-1),
+				DB_U64(0), DB_DBL(0.0), DB_BLOB(NULL, 0))),
+		err);
+	assert_ok(db_exec(db, ins, NULL, &err,
+			  DB_ARGS(DB_INT(4), DB_STR(""), DB_NULL, DB_NULL,
+				  DB_NULL, DB_NULL, DB_BLOB(bytes, 0))),
+		  err);
+
+	assert_ok(db_query(db,
+			   "SELECT s, lo, hi, u, d, b FROM args_t"
+			   " WHERE id BETWEEN ? AND ? ORDER BY id",
+			   &rows, &err, DB_ARGS(DB_U64(1), DB_INT(4))),
+		  err);
+	assert_int_equal(rows->n_rows, 4);
+	assert_string_equal(db_cell(rows, 0, 0), text);
+	assert_string_equal(db_cell(rows, 0, 1), "-9223372036854775808");
+	assert_string_equal(db_cell(rows, 0, 2), "9223372036854775807");
+	assert_string_equal(db_cell(rows, 0, 3), "18446744073709551615");
+	assert_string_equal(db_cell(rows, 0, 4), "-2.5e-300");
+	assert_int_equal(rows->lens[5], sizeof(bytes));
+	assert_memory_equal(db_cell(rows, 0, 5), bytes, sizeof(bytes));
+	for (size_t c = 0; c < 6; c++)
+		assert_null(db_cell(rows, 1, c));
+	assert_null(db_cell(rows, 2, 0));
+	assert_string_equal(db_cell(rows, 2, 1), "0");
+	assert_string_equal(db_cell(rows, 2, 2), "-1");
+	assert_string_equal(db_cell(rows, 2, 3), "0");
+	assert_string_equal(db_cell(rows, 2, 4), "0");
+	assert_null(db_cell(rows, 2, 5));
+	assert_string_equal(db_cell(rows, 3, 0), "");
+	assert_non_null(db_cell(rows, 3, 5));
+	assert_int_equal(rows->lens[3 * 6 + 5], 0);
+	db_rows_free(rows);
+
+	/* As parameters they compare equal to what was stored; the read is
+	 * retried on a new connection after the old one was killed, binding
+	 * the same values again. */
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass)
+			kill_conn(conn_id(db));
+		assert_ok(
+			db_query(db,
+				 "SELECT id FROM args_t WHERE s = ? AND"
+				 " lo = ? AND hi = ? AND u = ? AND d = ?"
+				 " AND b = ?",
+				 &rows, &err,
+				 DB_ARGS(DB_STR(text), DB_INT(INT64_MIN),
+					 DB_INT(INT64_MAX), DB_U64(UINT64_MAX),
+					 DB_DBL(-2.5e-300),
+					 DB_BLOB(bytes, sizeof(bytes)))),
+			err);
+		assert_int_equal(rows->n_rows, 1);
+		assert_string_equal(db_cell(rows, 0, 0), "1");
+		db_rows_free(rows);
+	}
 	db_free(db);
 }
 
@@ -375,11 +492,11 @@ static void test_errors(void **state)
 			       "CREATE TABLE dup_t (k VARCHAR(16) PRIMARY KEY)",
 			       &err),
 		  err);
-	assert_ok(db_exec(db, "INSERT INTO dup_t VALUES (?)", NULL, &err, "s",
-			  "secret-value"),
+	assert_ok(db_exec(db, "INSERT INTO dup_t VALUES (?)", NULL, &err,
+			  DB_ARGS(DB_STR("secret-value"))),
 		  err);
 	assert_int_equal(db_exec(db, "INSERT INTO dup_t VALUES (?)", NULL, &err,
-				 "s", "secret-value"),
+				 DB_ARGS(DB_STR("secret-value"))),
 			 DR_ERR_CONFLICT);
 	assert_string_equal(err.code, "duplicate");
 	assert_int_equal(err.retryable, 0);
@@ -389,19 +506,19 @@ static void test_errors(void **state)
 	assert_int_equal(db_exec_text(db, "SELEC nonsense FROM dup_t", &err),
 			 DR_ERR_DATABASE);
 	assert_string_equal(err.message, "database error 1064");
-	assert_int_equal(
-		db_query(db, "SELECT x FROM no_such_table", &rows, &err, ""),
-		DR_ERR_DATABASE);
+	assert_int_equal(db_query(db, "SELECT x FROM no_such_table", &rows,
+				  &err, DB_NOARGS),
+			 DR_ERR_DATABASE);
 	assert_string_equal(err.message, "database error 1146");
 	assert_null(rows);
 
 	/* Caller bugs: wrong parameter count or type. */
-	assert_int_equal(
-		db_exec(db, "INSERT INTO dup_t VALUES (?)", NULL, &err, ""),
-		DR_ERR_INTERNAL);
-	assert_int_equal(
-		db_exec(db, "INSERT INTO dup_t VALUES (?)", NULL, &err, "x", 1),
-		DR_ERR_INTERNAL);
+	assert_int_equal(db_exec(db, "INSERT INTO dup_t VALUES (?)", NULL, &err,
+				 DB_NOARGS),
+			 DR_ERR_INTERNAL);
+	assert_int_equal(db_exec(db, "INSERT INTO dup_t VALUES (?)", NULL, &err,
+				 &(const dr_db_arg){ .type = 0 }, 1),
+			 DR_ERR_INTERNAL);
 
 	/* The handle still works after all that. */
 	assert_int_equal(query1_u(db, "SELECT COUNT(*) FROM dup_t"), 1);
@@ -422,15 +539,15 @@ static void test_transactions(void **state)
 
 	assert_ok(db_begin(db, &err), err);
 	assert_int_equal(db_begin(db, &err), DR_ERR_INTERNAL);
-	assert_ok(db_exec(db, "INSERT INTO tx_t VALUES (?)", NULL, &err, "i",
-			  (int64_t)1),
+	assert_ok(db_exec(db, "INSERT INTO tx_t VALUES (?)", NULL, &err,
+			  DB_ARGS(DB_INT((int64_t)1))),
 		  err);
 	db_rollback(db);
 	assert_int_equal(query1_u(db, "SELECT COUNT(*) FROM tx_t"), 0);
 
 	assert_ok(db_begin(db, &err), err);
-	assert_ok(db_exec(db, "INSERT INTO tx_t VALUES (?)", NULL, &err, "i",
-			  (int64_t)2),
+	assert_ok(db_exec(db, "INSERT INTO tx_t VALUES (?)", NULL, &err,
+			  DB_ARGS(DB_INT((int64_t)2))),
 		  err);
 	assert_ok(db_commit(db, &err), err);
 	db_rollback(db); /* after commit: a no-op */
@@ -458,24 +575,25 @@ static void test_lock_wait_ends_transaction(void **state)
 
 	assert_ok(db_begin(a, &err), err);
 	assert_ok(db_exec(a, "UPDATE lock_t SET v = 1 WHERE k = 1", NULL, &err,
-			  ""),
+			  DB_NOARGS),
 		  err);
 	assert_ok(db_begin(b, &err), err);
 	t0 = dbserver_now();
 	assert_int_equal(db_exec(b, "UPDATE lock_t SET v = 2 WHERE k = 1", NULL,
-				 &err, ""),
+				 &err, DB_NOARGS),
 			 DR_ERR_DATABASE);
 	assert_true(dbserver_now() - t0 < 1.9);
 	assert_string_equal(err.code, "deadlock");
 	assert_int_equal(err.retryable, 1);
 	/* The transaction is over for b until it rolls back. */
-	assert_int_equal(db_exec(b, "DO 1", NULL, &err, ""), DR_ERR_DATABASE);
+	assert_int_equal(db_exec(b, "DO 1", NULL, &err, DB_NOARGS),
+			 DR_ERR_DATABASE);
 	assert_string_equal(err.code, "deadlock");
 	assert_int_equal(db_commit(b, &err), DR_ERR_DATABASE);
 	db_rollback(b);
 	assert_ok(db_commit(a, &err), err);
 	assert_ok(db_exec(b, "UPDATE lock_t SET v = 2 WHERE k = 1", NULL, &err,
-			  ""),
+			  DB_NOARGS),
 		  err);
 	assert_int_equal(query1_u(a, "SELECT v FROM lock_t"), 2);
 	db_free(a);
@@ -495,7 +613,8 @@ static void test_statement_cache(void **state)
 	(void)state;
 	p0 = prepares(db);
 	for (int64_t i = 0; i < 5; i++) {
-		assert_ok(db_query(db, sql, &rows, &err, "i", i), err);
+		assert_ok(db_query(db, sql, &rows, &err, DB_ARGS(DB_INT(i))),
+			  err);
 		assert_int_equal(strtoll(db_cell(rows, 0, 0), NULL, 10), i + 1);
 		db_rows_free(rows);
 	}
@@ -506,7 +625,8 @@ static void test_statement_cache(void **state)
 	 * statement. */
 	memcpy(copy, sql, sizeof(sql));
 	for (int i = 0; i < 2; i++) {
-		assert_ok(db_query(db, copy, &rows, &err, "i", (int64_t)1),
+		assert_ok(db_query(db, copy, &rows, &err,
+				   DB_ARGS(DB_INT((int64_t)1))),
 			  err);
 		db_rows_free(rows);
 	}
@@ -518,7 +638,8 @@ static void test_statement_cache(void **state)
 	p0 = prepares(db);
 	for (int pass = 0; pass < 2; pass++) {
 		for (int i = 0; i < 200; i++) {
-			assert_ok(db_query(db, many[i], &rows, &err, ""), err);
+			assert_ok(db_query(db, many[i], &rows, &err, DB_NOARGS),
+				  err);
 			assert_int_equal(strtol(db_cell(rows, 0, 0), NULL, 10),
 					 i);
 			db_rows_free(rows);
@@ -536,21 +657,20 @@ static unsigned long long closes(dr_db *db)
 	unsigned long long n;
 
 	assert_ok(db_query(db, "SHOW SESSION STATUS LIKE 'Com_stmt_close'",
-			   &rows, &err, ""),
+			   &rows, &err, DB_NOARGS),
 		  err);
 	n = strtoull(db_cell(rows, 0, 1), NULL, 10);
 	db_rows_free(rows);
 	return n;
 }
 
-/* db_query_args: parameters from an array; cached like db_query, or
- * prepared and closed for each call when the text is built at run time. */
+/* Parameters from an array filled at run time: db_query keeps the
+ * statement, db_query_uncached prepares and closes it for each call (text
+ * built at run time). */
 static void test_query_args(void **state)
 {
 	static const char sql[] = "SELECT CONCAT(?, ?), ? + 1";
-	dr_db_arg args[3] = {{.type = 's', .s = "a"},
-			     {.type = 's', .s = "b"},
-			     {.type = 'i', .i = 41}};
+	dr_db_arg args[3] = { DB_STR("a"), DB_STR("b"), DB_INT(41) };
 	dr_db *db = db_new(&cfg);
 	dr_db_rows *rows = NULL;
 	unsigned long long p0, c0;
@@ -560,7 +680,7 @@ static void test_query_args(void **state)
 	(void)state;
 	p0 = prepares(db);
 	for (int i = 0; i < 3; i++) {
-		assert_ok(db_query_args(db, sql, 1, &rows, &err, args, 3), err);
+		assert_ok(db_query(db, sql, &rows, &err, args, 3), err);
 		assert_string_equal(db_cell(rows, 0, 0), "ab");
 		assert_string_equal(db_cell(rows, 0, 1), "42");
 		db_rows_free(rows);
@@ -573,7 +693,7 @@ static void test_query_args(void **state)
 	c0 = closes(db);
 	for (int i = 0; i < 50; i++) {
 		snprintf(text, sizeof(text), "SELECT ? + %d", i);
-		assert_ok(db_query_args(db, text, 0, &rows, &err, args + 2, 1),
+		assert_ok(db_query_uncached(db, text, &rows, &err, args + 2, 1),
 			  err);
 		assert_int_equal(strtol(db_cell(rows, 0, 0), NULL, 10), 41 + i);
 		db_rows_free(rows);
@@ -583,13 +703,14 @@ static void test_query_args(void **state)
 
 	/* NULL strings bind SQL NULL; a wrong count is an error. */
 	args[0].s = NULL;
-	assert_ok(db_query_args(db, "SELECT ? IS NULL", 0, &rows, &err, args,
-				1),
-		  err);
+	assert_ok(
+		db_query_uncached(db, "SELECT ? IS NULL", &rows, &err, args, 1),
+		err);
 	assert_string_equal(db_cell(rows, 0, 0), "1");
 	db_rows_free(rows);
-	assert_int_equal(db_query_args(db, "SELECT ?", 0, &rows, &err, args, 2),
-			 DR_ERR_INTERNAL);
+	assert_int_equal(
+		db_query_uncached(db, "SELECT ?", &rows, &err, args, 2),
+		DR_ERR_INTERNAL);
 	assert_null(rows);
 	db_free(db);
 }
@@ -614,8 +735,8 @@ static void test_killed_connection(void **state)
 	/* On a unix socket the kernel refuses to send to a closed peer
 	 * (CR_SERVER_GONE_ERROR): the write never left, so it is retried. */
 	kill_conn(id1);
-	assert_ok(db_exec(db, "INSERT INTO kill_t VALUES (?)", NULL, &err, "i",
-			  (int64_t)1),
+	assert_ok(db_exec(db, "INSERT INTO kill_t VALUES (?)", NULL, &err,
+			  DB_ARGS(DB_INT((int64_t)1))),
 		  err);
 	assert_int_equal(query1_u(db, "SELECT COUNT(*) FROM kill_t"), 1);
 
@@ -627,34 +748,35 @@ static void test_killed_connection(void **state)
 	kill_conn(id0);
 	id1 = conn_id(tcp);
 	assert_true(id1 != id0);
-	assert_ok(db_exec(tcp, "INSERT INTO kill_t VALUES (?)", NULL, &err, "i",
-			  (int64_t)2),
+	assert_ok(db_exec(tcp, "INSERT INTO kill_t VALUES (?)", NULL, &err,
+			  DB_ARGS(DB_INT((int64_t)2))),
 		  err);
 	t0 = dbserver_now();
 	kill_conn(id1);
-	st = db_exec(tcp, "INSERT INTO kill_t VALUES (?)", NULL, &err, "i",
-		     (int64_t)3);
+	st = db_exec(tcp, "INSERT INTO kill_t VALUES (?)", NULL, &err,
+		     DB_ARGS(DB_INT((int64_t)3)));
 	if (dbserver_now() - t0 < 0.9) { /* else the idle ping reconnected first */
 		assert_int_equal(st, DR_ERR_UNAVAILABLE);
 		assert_int_equal(err.retryable, 1);
 	}
-	assert_ok(db_exec(tcp, "INSERT INTO kill_t VALUES (?)", NULL, &err, "i",
-			  (int64_t)4),
+	assert_ok(db_exec(tcp, "INSERT INTO kill_t VALUES (?)", NULL, &err,
+			  DB_ARGS(DB_INT((int64_t)4))),
 		  err);
 
 	/* Inside a transaction nothing is retried, and the transaction
 	 * stays failed until rolled back. */
 	assert_ok(db_exec_text(db, "DELETE FROM kill_t", &err), err);
 	assert_ok(db_begin(db, &err), err);
-	assert_ok(db_exec(db, "INSERT INTO kill_t VALUES (?)", NULL, &err, "i",
-			  (int64_t)3),
+	assert_ok(db_exec(db, "INSERT INTO kill_t VALUES (?)", NULL, &err,
+			  DB_ARGS(DB_INT((int64_t)3))),
 		  err);
 	kill_conn(conn_id(db));
-	assert_int_equal(db_query(db, "SELECT CONNECTION_ID()", NULL, &err, ""),
-			 DR_ERR_UNAVAILABLE);
+	assert_int_equal(
+		db_query(db, "SELECT CONNECTION_ID()", NULL, &err, DB_NOARGS),
+		DR_ERR_UNAVAILABLE);
 	assert_int_equal(err.retryable, 1);
 	assert_int_equal(db_exec(db, "INSERT INTO kill_t VALUES (?)", NULL,
-				 &err, "i", (int64_t)4),
+				 &err, DB_ARGS(DB_INT((int64_t)4))),
 			 DR_ERR_UNAVAILABLE);
 	assert_int_equal(db_commit(db, &err), DR_ERR_UNAVAILABLE);
 	assert_int_equal(db_ping(db, &err), DR_ERR_UNAVAILABLE);
@@ -678,7 +800,8 @@ static int fork_child(dr_db *db, unsigned long long parent_id, int how)
 	}
 	if (how == 0)
 		db_disconnect(db);
-	if (db_query(db, "SELECT CONNECTION_ID()", &rows, &err, "") != DR_OK)
+	if (db_query(db, "SELECT CONNECTION_ID()", &rows, &err, DB_NOARGS) !=
+	    DR_OK)
 		return 1;
 	ok = strtoull(db_cell(rows, 0, 0), NULL, 10) != parent_id;
 	db_rows_free(rows);
@@ -719,18 +842,20 @@ static void test_server_down_and_back(void **state)
 	double t0, tcp_used;
 
 	(void)state;
-	assert_ok(db_query(db, sql, &rows, &err, "i", (int64_t)0), err);
+	assert_ok(db_query(db, sql, &rows, &err, DB_ARGS(DB_INT((int64_t)0))),
+		  err);
 	db_rows_free(rows);
 	assert_ok(db_exec(tcp, "UPDATE tx_t SET k = k WHERE k = ?", NULL, &err,
-			  "i", (int64_t)2),
+			  DB_ARGS(DB_INT((int64_t)2))),
 		  err);
 	tcp_used = dbserver_now();
 
 	dbserver_stop();
 
 	t0 = dbserver_now();
-	assert_int_equal(db_query(db, sql, &rows, &err, "i", (int64_t)0),
-			 DR_ERR_UNAVAILABLE);
+	assert_int_equal(
+		db_query(db, sql, &rows, &err, DB_ARGS(DB_INT((int64_t)0))),
+		DR_ERR_UNAVAILABLE);
 	assert_int_equal(err.retryable, 1);
 	assert_int_equal(db_ping(db, &err), DR_ERR_UNAVAILABLE);
 	assert_int_equal(db_ping(fresh, &err), DR_ERR_UNAVAILABLE);
@@ -740,7 +865,8 @@ static void test_server_down_and_back(void **state)
 	assert_int_equal(dbserver_start(), 0);
 
 	/* The same handles work again, re-preparing their statements. */
-	assert_ok(db_query(db, sql, &rows, &err, "i", (int64_t)0), err);
+	assert_ok(db_query(db, sql, &rows, &err, DB_ARGS(DB_INT((int64_t)0))),
+		  err);
 	assert_string_equal(db_cell(rows, 0, 0), "1");
 	db_rows_free(rows);
 	assert_ok(db_ping(fresh, &err), err);
@@ -751,7 +877,7 @@ static void test_server_down_and_back(void **state)
 	if (dbserver_now() - tcp_used < 1.2)
 		dbserver_sleep(1.2 - (dbserver_now() - tcp_used));
 	assert_ok(db_exec(tcp, "UPDATE tx_t SET k = k WHERE k = ?", NULL, &err,
-			  "i", (int64_t)2),
+			  DB_ARGS(DB_INT((int64_t)2))),
 		  err);
 	db_free(db);
 	db_free(fresh);
@@ -964,19 +1090,22 @@ static void test_migrate_0005_delivery_keys(void **state)
 		       " FROM webhook_deliveries WHERE delivery_id = 'msg_old_Ab'");
 	assert_string_equal(v, "1");
 	free(v);
-	assert_int_equal(db_exec(db,
-				 "INSERT INTO webhook_deliveries (adapter,"
-				 " delivery_key, delivery_id, received_at)"
-				 " VALUES ('replicate', UNHEX(SHA2(?, 256)), ?,"
-				 " NOW(6))",
-				 NULL, &err, "ss", "msg_old_Ab", "msg_old_Ab"),
-			 DR_ERR_CONFLICT);
+	assert_int_equal(
+		db_exec(db,
+			"INSERT INTO webhook_deliveries (adapter,"
+			" delivery_key, delivery_id, received_at)"
+			" VALUES ('replicate', UNHEX(SHA2(?, 256)), ?,"
+			" NOW(6))",
+			NULL, &err,
+			DB_ARGS(DB_STR("msg_old_Ab"), DB_STR("msg_old_Ab"))),
+		DR_ERR_CONFLICT);
 	assert_ok(db_exec(db,
 			  "INSERT INTO webhook_deliveries (adapter,"
 			  " delivery_key, delivery_id, received_at)"
 			  " VALUES ('replicate', UNHEX(SHA2(?, 256)), ?,"
 			  " NOW(6))",
-			  NULL, &err, "ss", "msg_old_AB", "msg_old_AB"),
+			  NULL, &err,
+			  DB_ARGS(DB_STR("msg_old_AB"), DB_STR("msg_old_AB"))),
 		  err);
 	/* 256 bytes, not all of them text, are kept as they are. */
 	memset(id256, 0xff, 256);
@@ -987,8 +1116,9 @@ static void test_migrate_0005_delivery_keys(void **state)
 			  " delivery_key, delivery_id, received_at)"
 			  " VALUES ('replicate', UNHEX(SHA2(?, 256)), ?,"
 			  " NOW(6))",
-			  NULL, &err, "bb", (const void *)id256, (size_t)256,
-			  (const void *)id256, (size_t)256),
+			  NULL, &err,
+			  DB_ARGS(DB_BLOB((const void *)id256, (size_t)256),
+				  DB_BLOB((const void *)id256, (size_t)256))),
 		  err);
 	assert_int_equal(query1_u(db, "SELECT OCTET_LENGTH(delivery_id) FROM"
 				      " webhook_deliveries WHERE delivery_id"
@@ -1180,6 +1310,7 @@ int main(void)
 		cmocka_unit_test(test_ping_and_session),
 		cmocka_unit_test(test_bad_credentials),
 		cmocka_unit_test(test_types_roundtrip),
+		cmocka_unit_test(test_arg_kinds),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_transactions),
 		cmocka_unit_test(test_lock_wait_ends_transaction),
