@@ -616,7 +616,8 @@ static dr_status host_kv_get(const dr_instance *inst, const char *key,
 	if (db_query(inst->db,
 		     "SELECT v, UNIX_TIMESTAMP(updated_at) FROM plugin_kv"
 		     " WHERE instance = ? AND k = ?",
-		     &rows, &dberr, "ss", inst->name, key) != DR_OK)
+		     &rows, &dberr,
+		     DB_ARGS(DB_STR(inst->name), DB_STR(key))) != DR_OK)
 		return kv_db_failed(&dberr, err);
 	v = db_cell(rows, 0, 0);
 	t = db_cell(rows, 0, 1);
@@ -647,15 +648,19 @@ static dr_status host_kv_put(const dr_instance *inst, const char *key,
 				 DR_KV_VALUE_MAX);
 	dr_error_clear(&dberr);
 	if (value)
-		st = db_exec(inst->db,
-			     "INSERT INTO plugin_kv (instance, k, v, updated_at)"
-			     " VALUES (?, ?, ?, NOW(6)) ON DUPLICATE KEY UPDATE"
-			     " v = VALUES(v), updated_at = NOW(6)",
-			     NULL, &dberr, "sss", inst->name, key, value);
+		st = db_exec(
+			inst->db,
+			"INSERT INTO plugin_kv (instance, k, v, updated_at)"
+			" VALUES (?, ?, ?, NOW(6)) ON DUPLICATE KEY UPDATE"
+			" v = VALUES(v), updated_at = NOW(6)",
+			NULL, &dberr,
+			DB_ARGS(DB_STR(inst->name), DB_STR(key),
+				DB_STR(value)));
 	else
-		st = db_exec(inst->db,
-			     "DELETE FROM plugin_kv WHERE instance = ? AND k = ?",
-			     NULL, &dberr, "ss", inst->name, key);
+		st = db_exec(
+			inst->db,
+			"DELETE FROM plugin_kv WHERE instance = ? AND k = ?",
+			NULL, &dberr, DB_ARGS(DB_STR(inst->name), DB_STR(key)));
 	return st == DR_OK ? DR_OK : kv_db_failed(&dberr, err);
 }
 
