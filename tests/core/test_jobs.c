@@ -327,7 +327,7 @@ static void test_jobs_filter_parse(void **state)
 	const dr_filter_arg cases[] = {{"metadata.a", "1"}, {"metadata.A", "2"}};
 	const dr_filter_arg lim[] = {{"limit", "1"}, {"limit", "1"}};
 	dr_filter_arg many[DR_MAX_METADATA_FILTERS + 1];
-	char names[DR_MAX_METADATA_FILTERS + 1][16];
+	char names[DR_MAX_METADATA_FILTERS + 1][24];
 	dr_job_filter f;
 	const char *field = NULL;
 	dr_error err;
