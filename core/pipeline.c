@@ -1,10 +1,12 @@
 /*
  * pipeline.c - download, type, render, upload, index (see pipeline.h).
  *
- * Files go through a temporary file (unlinked at once), so a large video
- * never sits in memory; only images up to [limits] max_image_bytes are read
- * into memory for libvips. Renditions are stored as rendition.h says, the
- * same way `darkroom reprocess` stores them. Nothing is written to the database until every
+ * Files go through a temporary file (unlinked at once) and are hashed,
+ * typed and uploaded from it, so a large video never sits in memory; images
+ * (up to [limits] max_image_bytes) are decoded from it too, libvips reading
+ * the file as it goes (image_process_fd): a 50-megapixel PNG costs its
+ * decode, not its bytes on top. Renditions are stored as rendition.h says,
+ * the same way `darkroom reprocess` stores them. Nothing is written to the database until every
  * output of the job is in the sink; then one transaction indexes them all
  * and moves the job to `succeeded`.
  *
@@ -310,32 +312,11 @@ static int download_again(persist_ctx *x, dr_error *err, double delay)
 	return 1;
 }
 
-/* Read the whole file into memory (images only, under the image cap). */
-static void *slurp(int fd, uint64_t size, dr_error *err)
-{
-	unsigned char *buf = dr_xmalloc(size ? size : 1);
-	uint64_t off = 0;
-
-	while (off < size) {
-		ssize_t r = pread(fd, buf + off, size - off, (off_t)off);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			free(buf);
-			dr_fail(err, DR_ERR_IO, "io_error",
-				"reading the downloaded file failed");
-			return NULL;
-		}
-		off += (uint64_t)r;
-	}
-	return buf;
-}
-
-/* Render the renditions of an image held in `buf` and store them
+/* Render the renditions of the image file open as `fd` (decoded from the
+ * file as libvips reads it, never held in memory whole) and store them
  * (rendition.h). */
-static dr_status render(persist_ctx *x, stored_output *o, const void *buf,
-			size_t len, dr_error *err)
+static dr_status render(persist_ctx *x, stored_output *o, int fd,
+			dr_error *err)
 {
 	const dr_config *cfg = x->e->cfg;
 	dr_image_limits lim = {cfg->limits.max_pixels,
@@ -347,8 +328,8 @@ static dr_status render(persist_ctx *x, stored_output *o, const void *buf,
 
 	x->step = "render";
 	memset(rends, 0, sizeof(rends));
-	st = image_process(buf, len, &lim, x->presets, x->n_presets, &o->info,
-			   rends, err);
+	st = image_process_fd(fd, &lim, x->presets, x->n_presets, &o->info,
+			      rends, err);
 	if (st != DR_OK)
 		return st;
 	metrics_step(x->e->db, "render", metrics_now() - t0);
@@ -461,8 +442,6 @@ static dr_status persist_one(persist_ctx *x, const dr_db_rows *rows, size_t i,
 	 * one with it had them stored by the step that stored it. */
 	x->new_content = !rendition_stored(&x->dest, o->key, size);
 	if (sn.decodable) {
-		void *buf;
-
 		if (size > x->e->cfg->limits.max_image_bytes) {
 			x->step = "render";
 			st = dr_fail(err, DR_ERR_TOO_LARGE, "image_too_large",
@@ -472,13 +451,7 @@ static dr_status persist_one(persist_ctx *x, const dr_db_rows *rows, size_t i,
 				     (unsigned long long)size);
 			goto out;
 		}
-		buf = slurp(fd, size, err);
-		if (!buf) {
-			st = DR_ERR_IO;
-			goto out;
-		}
-		st = render(x, o, buf, (size_t)size, err);
-		free(buf);
+		st = render(x, o, fd, err);
 		if (st != DR_OK)
 			goto out;
 	}
