@@ -6,9 +6,9 @@
  * (up to [limits] max_image_bytes) are decoded from it too, libvips reading
  * the file as it goes (image_process_fd): a 50-megapixel PNG costs its
  * decode, not its bytes on top. Renditions are stored as rendition.h says,
- * the same way `darkroom reprocess` stores them. Nothing is written to the database until every
- * output of the job is in the sink; then one transaction indexes them all
- * and moves the job to `succeeded`.
+ * the same way `darkroom reprocess` stores them. Nothing is written to the
+ * database until every output of the job is in the sink; then one transaction
+ * indexes them all and moves the job to `succeeded`.
  *
  * Round trips are counted, because a worker waiting on one is a worker not
  * rendering: the lease is extended between outputs only once an eighth of
@@ -315,8 +315,7 @@ static int download_again(persist_ctx *x, dr_error *err, double delay)
 /* Render the renditions of the image file open as `fd` (decoded from the
  * file as libvips reads it, never held in memory whole) and store them
  * (rendition.h). */
-static dr_status render(persist_ctx *x, stored_output *o, int fd,
-			dr_error *err)
+static dr_status render(persist_ctx *x, stored_output *o, int fd, dr_error *err)
 {
 	const dr_config *cfg = x->e->cfg;
 	dr_image_limits lim = {cfg->limits.max_pixels,

@@ -24,8 +24,8 @@ void rendition_preset_hash(const dr_preset *p, char out[17])
 	out[16] = '\0';
 }
 
-dr_status rendition_key(const char *sha256, const char *preset,
-			const char *ext, char out[DR_KEY_MAX], dr_error *err)
+dr_status rendition_key(const char *sha256, const char *preset, const char *ext,
+			char out[DR_KEY_MAX], dr_error *err)
 {
 	int n = snprintf(out, DR_KEY_MAX, "%.2s/%s/%s.%s", sha256, sha256,
 			 preset, ext);
@@ -45,8 +45,8 @@ int rendition_stored(const dr_store_dest *d, const char *key, uint64_t size)
 	dr_error err;
 
 	dr_error_clear(&err);
-	return ops->stat && ops->stat(d->sink->state, key, &have, &err) ==
-				    DR_OK &&
+	return ops->stat &&
+	       ops->stat(d->sink->state, key, &have, &err) == DR_OK &&
 	       have == size;
 }
 
@@ -55,8 +55,8 @@ dr_status rendition_put(const dr_store_dest *d, const char *key,
 			const char *sha256_hex, dr_error *err)
 {
 	const dr_sink_ops *ops = d->sink->plugin->desc->sink;
-	const char *names[] = {"job-id", "model"};
-	const char *values[] = {d->job_id, d->model};
+	const char *names[] = { "job-id", "model" };
+	const char *values[] = { d->job_id, d->model };
 	dr_object_meta meta;
 
 	memset(&meta, 0, sizeof(meta));
@@ -84,7 +84,7 @@ dr_status rendition_store(const dr_store_dest *d, const char *sha256,
 			  const dr_rendition *r, int check,
 			  dr_rendition_row *row, dr_error *err)
 {
-	dr_source src = {r->data, -1, r->len};
+	dr_source src = { r->data, -1, r->len };
 	char hex[DR_SHA256_HEX_LEN + 1];
 	dr_status st;
 

@@ -45,8 +45,8 @@
 /* Where objects go and whose they are (all borrowed). */
 typedef struct dr_store_dest {
 	struct dr_instance *sink; /* the active sink instance */
-	const char *job_id;       /* object metadata job-id */
-	const char *model;        /* object metadata model */
+	const char *job_id;	  /* object metadata job-id */
+	const char *model;	  /* object metadata model */
 } dr_store_dest;
 
 /* A stored rendition: what its row in `renditions` holds. */
@@ -69,9 +69,8 @@ void rendition_preset_hash(const dr_preset *p, char out[17]);
 /* The storage key of the rendition of `preset` with extension `ext` of
  * the original whose SHA-256 is `sha256` (64 hex digits) into `out`.
  * DR_ERR_TOO_LARGE (key_too_long) when it does not fit. */
-dr_status rendition_key(const char *sha256, const char *preset,
-			const char *ext, char out[DR_KEY_MAX],
-			dr_error *err) DR_WARN_UNUSED;
+dr_status rendition_key(const char *sha256, const char *preset, const char *ext,
+			char out[DR_KEY_MAX], dr_error *err) DR_WARN_UNUSED;
 
 /* Whether the sink of `d` holds `key` with `size` bytes. Keys are
  * content-addressed, so "same key, same size" is taken as "same bytes";

@@ -181,7 +181,7 @@ typedef struct rp_ctx {
 static dr_status store(rp_ctx *x, const dr_db_rows *rows, size_t i,
 		       const dr_rendition *rends, size_t n, dr_error *err)
 {
-	dr_store_dest d = {x->sink, db_cell(rows, i, 3), db_cell(rows, i, 4)};
+	dr_store_dest d = { x->sink, db_cell(rows, i, 3), db_cell(rows, i, 4) };
 	dr_rendition_row made[DR_MAX_RENDITIONS];
 	dr_status st = DR_OK;
 
@@ -194,7 +194,8 @@ static dr_status store(rp_ctx *x, const dr_db_rows *rows, size_t i,
 	if (st != DR_OK)
 		return st;
 	for (size_t k = 0; k < n && st == DR_OK; k++)
-		st = rendition_upsert(x->db, db_cell(rows, i, 0), &made[k], err);
+		st = rendition_upsert(x->db, db_cell(rows, i, 0), &made[k],
+				      err);
 	if (st == DR_OK)
 		st = db_commit(x->db, err);
 	if (st != DR_OK)
@@ -264,7 +265,7 @@ dr_status reprocess_run(const dr_config *cfg, dr_db *db,
 	dr_db_rows *rows = NULL;
 	uint64_t last = 0;
 	progress p = {o->progress, o->tty, now_s(), 0, 0};
-	rp_ctx x = {cfg, db, NULL};
+	rp_ctx x = { cfg, db, NULL };
 	dr_status st;
 
 	memset(stats, 0, sizeof(*stats));
