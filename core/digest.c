@@ -3,7 +3,10 @@
  */
 #include "digest.h"
 
+#include <errno.h>
 #include <openssl/evp.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "error.h"
 
@@ -35,4 +38,40 @@ void digest_sha256_hex(const void *data, size_t len,
 
 	digest_sha256(data, len, d);
 	digest_hex(d, sizeof(d), out);
+}
+
+dr_status digest_sha256_fd_hex(int fd, uint64_t size,
+			       char out[DR_SHA256_HEX_LEN + 1], dr_error *err)
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned char buf[65536], d[DR_SHA256_LEN];
+	unsigned int n = 0;
+	uint64_t off = 0;
+
+	if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL))
+		dr_die("SHA-256 failed");
+	while (off < size) {
+		size_t want = size - off < sizeof(buf) ? (size_t)(size - off)
+						       : sizeof(buf);
+		ssize_t r = pread(fd, buf, want, (off_t)off);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			int e = r < 0 ? errno : 0;
+
+			EVP_MD_CTX_free(md);
+			return dr_fail(err, DR_ERR_IO, "io_error",
+				       "reading the file to hash failed: %s",
+				       e ? strerror(e) : "it is shorter");
+		}
+		if (!EVP_DigestUpdate(md, buf, (size_t)r))
+			dr_die("SHA-256 failed");
+		off += (uint64_t)r;
+	}
+	if (!EVP_DigestFinal_ex(md, d, &n) || n != DR_SHA256_LEN)
+		dr_die("SHA-256 failed");
+	EVP_MD_CTX_free(md);
+	digest_hex(d, sizeof(d), out);
+	return DR_OK;
 }

@@ -21,14 +21,6 @@
 #include "error.h"
 #include "sniff.h"
 
-/* The old name of sniff_head(), for the callers that still use it
- * (pipeline.c); new code calls sniff_head(). */
-static inline void image_sniff(const unsigned char *head, size_t n,
-			       dr_sniff *out)
-{
-	sniff_head(head, n, out);
-}
-
 typedef struct dr_image_limits {
 	uint64_t max_pixels; /* width * height * pages */
 	uint64_t max_bytes;  /* largest image file decoded */

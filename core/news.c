@@ -11,8 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
+#include "digest.h"
 #include "ids.h"
 #include "log.h"
 #include "metrics.h"
@@ -185,14 +184,10 @@ int news_prediction_id_ok(const char *id)
 static dr_status record_delivery(dr_db *db, const char *adapter, const char *id,
 				 dr_error *err)
 {
-	unsigned char key[32];
-	unsigned int n = 0;
+	unsigned char key[DR_SHA256_LEN];
 	size_t len = strlen(id);
 
-	if (!EVP_Digest(id, len, key, &n, EVP_sha256(), NULL) ||
-	    n != sizeof(key))
-		return dr_fail(err, DR_ERR_INTERNAL, "internal",
-			       "SHA-256 failed");
+	digest_sha256(id, len, key);
 	return db_exec(db,
 		       "INSERT INTO webhook_deliveries (adapter, delivery_key,"
 		       " delivery_id, received_at) VALUES (?, ?, ?, NOW(6))",

@@ -1,11 +1,14 @@
 /*
  * pipeline.c - download, type, render, upload, index (see pipeline.h).
  *
- * Files go through a temporary file (unlinked at once), so a large video
- * never sits in memory; only images up to [limits] max_image_bytes are read
- * into memory for libvips. Nothing is written to the database until every
- * output of the job is in the sink; then one transaction indexes them all
- * and moves the job to `succeeded`.
+ * Files go through a temporary file (unlinked at once) and are hashed,
+ * typed and uploaded from it, so a large video never sits in memory; images
+ * (up to [limits] max_image_bytes) are decoded from it too, libvips reading
+ * the file as it goes (image_process_fd): a 50-megapixel PNG costs its
+ * decode, not its bytes on top. Renditions are stored as rendition.h says,
+ * the same way `darkroom reprocess` stores them. Nothing is written to the
+ * database until every output of the job is in the sink; then one transaction
+ * indexes them all and moves the job to `succeeded`.
  *
  * Round trips are counted, because a worker waiting on one is a worker not
  * rendering: the lease is extended between outputs only once an eighth of
@@ -18,13 +21,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "digest.h"
 #include "download.h"
 #include "image.h"
 #include "jobs.h"
@@ -32,9 +35,9 @@
 #include "jsonutil.h"
 #include "log.h"
 #include "metrics.h"
+#include "rendition.h"
+#include "sniff.h"
 
-#define KEY_MAX 600
-#define URL_MAX 2300
 /* A first download of an output records when it began only once it has
  * run this long (or failed): quick downloads, nearly all of them, cost no
  * database write, and a worker dying in the middle of a long one leaves
@@ -45,27 +48,17 @@
  * moment; twice in a row, it is not worth a worker's time. */
 #define SLOW_RETRIES 1
 
-typedef struct stored_rendition {
-	const dr_preset *preset;
-	char key[KEY_MAX];
-	char url[URL_MAX];
-	const char *mime;
-	int width, height;
-	uint64_t bytes;
-	char preset_hash[17];
-} stored_rendition;
-
 typedef struct stored_output {
 	const char *row_id; /* outputs.id */
 	const char *kind;
-	char key[KEY_MAX];
-	char url[URL_MAX];
+	char key[DR_KEY_MAX];
+	char url[DR_URL_MAX];
 	const char *mime;
 	uint64_t bytes;
-	char sha256[65];
+	char sha256[DR_SHA256_HEX_LEN + 1];
 	int is_image;
 	dr_image_info info;
-	stored_rendition rends[DR_MAX_RENDITIONS];
+	dr_rendition_row rends[DR_MAX_RENDITIONS];
 	size_t n_rends;
 } stored_output;
 
@@ -73,8 +66,7 @@ typedef struct stored_output {
 typedef struct persist_ctx {
 	const dr_step_ctx *e;
 	dr_claim *c;
-	struct dr_instance *sink;
-	const dr_sink_ops *ops;
+	dr_store_dest dest; /* the active sink, the job's id and model */
 	dr_download_policy policy;
 	char **env_hosts;
 	const dr_preset *presets[DR_MAX_RENDITIONS];
@@ -103,68 +95,6 @@ enum {
 	OUT_SLOW
 };
 
-static void hexify(const unsigned char *in, size_t n, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
-/* SHA-256 (hex) of fd's first `size` bytes. */
-static dr_status sha256_fd(int fd, uint64_t size, char out[65], dr_error *err)
-{
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	unsigned char buf[65536], digest[32];
-	unsigned int n = 0;
-	uint64_t off = 0;
-
-	if (!md)
-		dr_die("out of memory hashing");
-	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
-	while (off < size) {
-		ssize_t r = pread(fd, buf, sizeof(buf), (off_t)off);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			EVP_MD_CTX_free(md);
-			return dr_fail(err, DR_ERR_IO, "io_error",
-				       "reading the downloaded file failed");
-		}
-		EVP_DigestUpdate(md, buf, (size_t)r);
-		off += (uint64_t)r;
-	}
-	EVP_DigestFinal_ex(md, digest, &n);
-	EVP_MD_CTX_free(md);
-	hexify(digest, 32, out);
-	return DR_OK;
-}
-
-static void sha256_mem(const void *data, size_t len, char out[65])
-{
-	unsigned char digest[32];
-	unsigned int n = 32;
-
-	if (!EVP_Digest(data, len, digest, &n, EVP_sha256(), NULL))
-		dr_die("SHA-256 failed");
-	hexify(digest, 32, out);
-}
-
-void pipeline_preset_hash(const dr_preset *p, char out[17])
-{
-	char text[128], full[65];
-
-	snprintf(text, sizeof(text), "%d:%d:%d:%d:%d", p->width, p->height,
-		 (int)p->fit, (int)p->format, p->quality);
-	sha256_mem(text, strlen(text), full);
-	memcpy(out, full, 16);
-	out[16] = '\0';
-}
-
 static int temp_file(dr_error *err)
 {
 	const char *dir = getenv("TMPDIR");
@@ -183,59 +113,25 @@ static int temp_file(dr_error *err)
 	return fd;
 }
 
-/* Whether the sink holds `key` with `size` bytes (keys are
- * content-addressed: same key, same bytes). */
-static int stored_already(persist_ctx *x, const char *key, uint64_t size,
-			  dr_error *err)
-{
-	uint64_t have = 0;
-	int r = x->ops->stat &&
-		x->ops->stat(x->sink->state, key, &have, err) == DR_OK &&
-		have == size;
-
-	dr_error_clear(err);
-	return r;
-}
-
-/* Store one object in the sink unless an object of that size is there;
- * `check` 0 skips asking (the caller knows the answer is no, or that
- * storing the same bytes again is cheaper than asking). */
+/* Store one object in the sink unless an object of that size is there
+ * (rendition_stored); `check` 0 skips asking (the caller knows the answer
+ * is no, or that storing the same bytes again is cheaper than asking). */
 static dr_status put_object(persist_ctx *x, const char *key,
 			    const dr_source *src, const char *mime,
 			    const char *sha, int check, dr_error *err)
 {
-	const char *names[] = {"job-id", "model"};
-	const char *values[] = {x->c->id, x->c->model};
-	dr_object_meta meta;
 	double t0;
 	dr_status st;
 
-	if (check && stored_already(x, key, src->size, err))
+	if (check && rendition_stored(&x->dest, key, src->size))
 		return DR_OK;
-	dr_error_clear(err);
-	memset(&meta, 0, sizeof(meta));
-	meta.content_type = mime;
-	meta.cache_control = DR_CACHE_CONTROL;
-	meta.sha256_hex = sha;
-	meta.n_meta = 2;
-	meta.meta_names = names;
-	meta.meta_values = values;
 	t0 = metrics_now();
-	st = x->ops->put(x->sink->state, key, src, &meta, err);
+	st = rendition_put(&x->dest, key, src, mime, sha, err);
 	metrics_step(x->e->db, "upload", metrics_now() - t0);
 	if (st == DR_OK)
 		metrics_add(x->e->db, "darkroom_stored_bytes_total", "",
 			    (double)src->size);
 	return st;
-}
-
-static dr_status public_url(persist_ctx *x, const char *key, char *url,
-			    dr_error *err)
-{
-	if (x->ops->public_url(x->sink->state, key, url, URL_MAX) != DR_OK)
-		return dr_fail(err, DR_ERR_TOO_LARGE, "url_too_long",
-			       "the public URL of %s is too long", key);
-	return DR_OK;
 }
 
 /*
@@ -418,31 +314,10 @@ static int download_again(persist_ctx *x, dr_error *err, double delay)
 	return 1;
 }
 
-/* Read the whole file into memory (images only, under the image cap). */
-static void *slurp(int fd, uint64_t size, dr_error *err)
-{
-	unsigned char *buf = dr_xmalloc(size ? size : 1);
-	uint64_t off = 0;
-
-	while (off < size) {
-		ssize_t r = pread(fd, buf + off, size - off, (off_t)off);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			free(buf);
-			dr_fail(err, DR_ERR_IO, "io_error",
-				"reading the downloaded file failed");
-			return NULL;
-		}
-		off += (uint64_t)r;
-	}
-	return buf;
-}
-
-/* Render and upload the renditions of an image held in `buf`. */
-static dr_status render(persist_ctx *x, stored_output *o, const void *buf,
-			size_t len, dr_error *err)
+/* Render the renditions of the image file open as `fd` (decoded from the
+ * file as libvips reads it, never held in memory whole) and store them
+ * (rendition.h). */
+static dr_status render(persist_ctx *x, stored_output *o, int fd, dr_error *err)
 {
 	const dr_config *cfg = x->e->cfg;
 	dr_image_limits lim = {cfg->limits.max_pixels,
@@ -454,31 +329,28 @@ static dr_status render(persist_ctx *x, stored_output *o, const void *buf,
 
 	x->step = "render";
 	memset(rends, 0, sizeof(rends));
-	st = image_process(buf, len, &lim, x->presets, x->n_presets, &o->info,
-			   rends, err);
+	st = image_process_fd(fd, &lim, x->presets, x->n_presets, &o->info,
+			      rends, err);
 	if (st != DR_OK)
 		return st;
 	metrics_step(x->e->db, "render", metrics_now() - t0);
 	o->is_image = 1;
 	x->step = "upload";
 	for (size_t i = 0; i < x->n_presets && st == DR_OK; i++) {
-		stored_rendition *r = &o->rends[o->n_rends++];
-		dr_source src = {rends[i].data, -1, rends[i].len};
-		char sha[65];
+		dr_rendition_row *r = &o->rends[o->n_rends];
 
-		r->preset = x->presets[i];
-		r->mime = rends[i].mime;
-		r->width = rends[i].width;
-		r->height = rends[i].height;
-		r->bytes = rends[i].len;
-		pipeline_preset_hash(r->preset, r->preset_hash);
-		snprintf(r->key, sizeof(r->key), "%.2s/%s/%s.%s", o->sha256,
-			 o->sha256, r->preset->name, rends[i].ext);
-		sha256_mem(rends[i].data, rends[i].len, sha);
-		st = put_object(x, r->key, &src, r->mime, sha,
-				!x->new_content, err);
-		if (st == DR_OK)
-			st = public_url(x, r->key, r->url, err);
+		/* Content the sink lacks is put without asking first. */
+		t0 = metrics_now();
+		st = rendition_store(&x->dest, o->sha256, &rends[i],
+				     !x->new_content, r, err);
+		if (st != DR_OK)
+			break;
+		o->n_rends++;
+		if (r->uploaded) {
+			metrics_step(x->e->db, "upload", metrics_now() - t0);
+			metrics_add(x->e->db, "darkroom_stored_bytes_total", "",
+				    (double)r->bytes);
+		}
 	}
 	for (size_t i = 0; i < x->n_presets; i++)
 		image_rendition_free(&rends[i]);
@@ -506,7 +378,7 @@ static dr_status persist_one(persist_ctx *x, const dr_db_rows *rows, size_t i,
 		dr_source src = {text ? text : "", -1, text ? strlen(text) : 0};
 
 		x->step = "upload";
-		sha256_mem(src.data, src.size, o->sha256);
+		digest_sha256_hex(src.data, src.size, o->sha256);
 		o->kind = "text";
 		o->mime = "text/plain; charset=utf-8";
 		o->bytes = src.size;
@@ -514,7 +386,7 @@ static dr_status persist_one(persist_ctx *x, const dr_db_rows *rows, size_t i,
 			 o->sha256);
 		st = put_object(x, o->key, &src, o->mime, o->sha256, 1, err);
 		if (st == DR_OK)
-			st = public_url(x, o->key, o->url, err);
+			st = rendition_url(&x->dest, o->key, o->url, err);
 		return st;
 	}
 	if (!source)
@@ -535,8 +407,8 @@ static dr_status persist_one(persist_ctx *x, const dr_db_rows *rows, size_t i,
 			     "reading the downloaded file failed");
 		goto out;
 	}
-	image_sniff(head, size < sizeof(head) ? (size_t)size : sizeof(head),
-		    &sn);
+	sniff_head(head, size < sizeof(head) ? (size_t)size : sizeof(head),
+		   &sn);
 	if (size == 0) {
 		st = dr_fail(err, DR_ERR_INVALID, "empty_output",
 			     "output %s is empty", db_cell(rows, i, 1));
@@ -561,7 +433,7 @@ static dr_status persist_one(persist_ctx *x, const dr_db_rows *rows, size_t i,
 			  ? "application/octet-stream"
 			  : sn.mime;
 	o->bytes = size;
-	st = sha256_fd(fd, size, o->sha256, err);
+	st = digest_sha256_fd_hex(fd, size, o->sha256, err);
 	if (st != DR_OK)
 		goto out;
 	snprintf(o->key, sizeof(o->key), "%.2s/%s.%s", o->sha256, o->sha256,
@@ -569,10 +441,8 @@ static dr_status persist_one(persist_ctx *x, const dr_db_rows *rows, size_t i,
 	/* Asked once, before the renditions: they are stored before the
 	 * original, so a sink without the original may lack them too, and
 	 * one with it had them stored by the step that stored it. */
-	x->new_content = !stored_already(x, o->key, size, err);
+	x->new_content = !rendition_stored(&x->dest, o->key, size);
 	if (sn.decodable) {
-		void *buf;
-
 		if (size > x->e->cfg->limits.max_image_bytes) {
 			x->step = "render";
 			st = dr_fail(err, DR_ERR_TOO_LARGE, "image_too_large",
@@ -582,13 +452,7 @@ static dr_status persist_one(persist_ctx *x, const dr_db_rows *rows, size_t i,
 				     (unsigned long long)size);
 			goto out;
 		}
-		buf = slurp(fd, size, err);
-		if (!buf) {
-			st = DR_ERR_IO;
-			goto out;
-		}
-		st = render(x, o, buf, (size_t)size, err);
-		free(buf);
+		st = render(x, o, fd, err);
 		if (st != DR_OK)
 			goto out;
 	}
@@ -599,7 +463,7 @@ static dr_status persist_one(persist_ctx *x, const dr_db_rows *rows, size_t i,
 		st = put_object(x, o->key, &src, o->mime, o->sha256, 0, err);
 	}
 	if (st == DR_OK)
-		st = public_url(x, o->key, o->url, err);
+		st = rendition_url(&x->dest, o->key, o->url, err);
 out:
 	close(fd);
 	return st;
@@ -642,31 +506,8 @@ static dr_status index_all(persist_ctx *x, stored_output *outs, size_t n,
 						   : NULL),
 				DB_STR(o->is_image ? o->info.phash : NULL),
 				DB_STR(o->row_id)));
-		for (size_t k = 0; k < o->n_rends && st == DR_OK; k++) {
-			stored_rendition *r = &o->rends[k];
-
-			st = db_exec(
-				db,
-				"INSERT INTO renditions (output_id, name,"
-				" storage_key, url, content_type, width,"
-				" height, bytes, preset_hash, created_at)"
-				" VALUES (?, ?,"
-				" ?, ?, ?, ?, ?, ?, ?, NOW(6)) ON DUPLICATE KEY"
-				" UPDATE storage_key = VALUES(storage_key),"
-				" url = VALUES(url), content_type ="
-				" VALUES(content_type), width = VALUES(width),"
-				" height = VALUES(height), bytes ="
-				" VALUES(bytes), preset_hash ="
-				" VALUES(preset_hash)",
-				NULL, err,
-				DB_ARGS(DB_STR(o->row_id),
-					DB_STR(r->preset->name), DB_STR(r->key),
-					DB_STR(r->url), DB_STR(r->mime),
-					DB_INT((int64_t)r->width),
-					DB_INT((int64_t)r->height),
-					DB_U64(r->bytes),
-					DB_STR(r->preset_hash)));
-		}
+		for (size_t k = 0; k < o->n_rends && st == DR_OK; k++)
+			st = rendition_upsert(db, o->row_id, &o->rends[k], err);
 	}
 	if (st == DR_OK)
 		st = jobstate_succeed(db, x->c->id, x->c->lease_version, err);
@@ -737,14 +578,15 @@ dr_step_outcome pipeline_persist(const dr_step_ctx *e)
 	x.e = e;
 	x.c = c;
 	x.step = "persist";
-	x.sink = plugins_sink(e->plugins, cfg->server.sink);
-	if (!x.sink) {
+	x.dest.sink = plugins_sink(e->plugins, cfg->server.sink);
+	x.dest.job_id = c->id;
+	x.dest.model = c->model;
+	if (!x.dest.sink) {
 		o = outcome(DR_STEP_FAIL, "upload");
 		dr_fail(&o.why, DR_ERR_INTERNAL, "sink_missing",
 			"no sink is configured");
 		return o;
 	}
-	x.ops = x.sink->plugin->desc->sink;
 	x.policy.hosts = adapter ? adapter->plugin->desc->adapter->download_hosts
 				 : NULL;
 	x.policy.max_bytes = cfg->limits.max_output_bytes;

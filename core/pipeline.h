@@ -8,7 +8,7 @@
  *             as the adapter handed it over (source_kind 'path') and only
  *             from the job's folder under the adapter's declared work
  *             folder (download_local), never because it starts with '/';
- *   type      from the first bytes (image.h), never from headers;
+ *   type      from the first bytes (sniff.h), never from headers;
  *   render    images: metadata and one rendition per preset the job asked
  *             for, from one decode (image.h);
  *   upload    the original byte for byte and every rendition to the active
@@ -30,9 +30,10 @@
  * and every try of one output shares [limits] download_budget, counted
  * from its first download.
  *
- * Who may call whom: the engine calls the pipeline (and reprocess.h its
- * preset hash); the pipeline calls jobstate, queue, download, image, the
- * plugin host (the sink) and db, never the engine.
+ * Who may call whom: the engine calls the pipeline; the pipeline calls
+ * jobstate, queue, download, image, rendition (storing renditions, and
+ * the headers of every object), the plugin host (the sink) and db, never
+ * the engine.
  */
 #ifndef DR_PIPELINE_H
 #define DR_PIPELINE_H
@@ -48,13 +49,5 @@
  * render, upload, index) and the error.
  */
 dr_step_outcome pipeline_persist(const dr_step_ctx *x);
-
-/* A short stable hash of a preset's settings (16 hex digits and a NUL in
- * `out`), stored with each rendition: renditions made with other settings
- * are made again by `darkroom reprocess` (reprocess.h). */
-void pipeline_preset_hash(const dr_preset *p, char out[17]);
-
-/* Cache-Control of every stored object. */
-#define DR_CACHE_CONTROL "public, max-age=31536000, immutable"
 
 #endif

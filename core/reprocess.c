@@ -9,18 +9,15 @@
  */
 #include "reprocess.h"
 
-#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "image.h"
 #include "jsonutil.h"
-#include "pipeline.h"
+#include "rendition.h"
 
 #define PAGE "50" /* outputs read per query */
-#define KEY_MAX 600
-#define URL_MAX 2300
 /* Non-terminal progress: a line at most this often (seconds). */
 #define PLAIN_INTERVAL 1.0
 /* Terminal progress: redraw at most this often (seconds). */
@@ -109,21 +106,6 @@ static void progress_note(progress *p, const char *fmt, const char *a,
 	fflush(p->f);
 }
 
-static void sha256_hex(const void *data, size_t len, char out[65])
-{
-	static const char digits[] = "0123456789abcdef";
-	unsigned char d[32];
-	unsigned int n = 32;
-
-	if (!EVP_Digest(data, len, d, &n, EVP_sha256(), NULL))
-		dr_die("SHA-256 failed");
-	for (size_t i = 0; i < 32; i++) {
-		out[2 * i] = digits[d[i] >> 4];
-		out[2 * i + 1] = digits[d[i] & 15];
-	}
-	out[64] = '\0';
-}
-
 /* The presets wanted for an output: the named ones, or the job's list
  * (names no longer in the config are skipped, as the pipeline does). */
 static size_t wanted_presets(const dr_config *cfg, const dr_reprocess_opts *o,
@@ -173,7 +155,7 @@ static dr_status stale_presets(dr_db *db, const char *output_id,
 		char hash[17];
 		int current = 0;
 
-		pipeline_preset_hash(ps[i], hash);
+		rendition_preset_hash(ps[i], hash);
 		for (size_t r = 0; r < rows->n_rows && !current; r++)
 			current = strcmp(db_cell(rows, r, 0), ps[i]->name) == 0 &&
 				  strcmp(db_cell(rows, r, 1), hash) == 0;
@@ -190,77 +172,30 @@ typedef struct rp_ctx {
 	const dr_config *cfg;
 	dr_db *db;
 	struct dr_instance *sink;
-	const dr_sink_ops *ops;
 } rp_ctx;
 
 /* Store the renditions of one output and upsert their rows (one
- * transaction). Row: id, storage_key, sha256, job_id, model. */
+ * transaction). Row: id, storage_key, sha256, job_id, model. Every
+ * rendition is put, never skipped for an object of its size under its
+ * key: a changed preset makes other bytes under the same key. */
 static dr_status store(rp_ctx *x, const dr_db_rows *rows, size_t i,
-		       dr_rendition *rends, size_t n, dr_error *err)
+		       const dr_rendition *rends, size_t n, dr_error *err)
 {
-	const char *id = db_cell(rows, i, 0), *sha = db_cell(rows, i, 2);
-	const char *names[] = {"job-id", "model"};
-	const char *values[] = {db_cell(rows, i, 3), db_cell(rows, i, 4)};
-	char keys[DR_MAX_RENDITIONS][KEY_MAX];
-	char urls[DR_MAX_RENDITIONS][URL_MAX];
+	dr_store_dest d = { x->sink, db_cell(rows, i, 3), db_cell(rows, i, 4) };
+	dr_rendition_row made[DR_MAX_RENDITIONS];
 	dr_status st = DR_OK;
 
-	for (size_t k = 0; k < n && st == DR_OK; k++) {
-		dr_source src = {rends[k].data, -1, rends[k].len};
-		dr_object_meta meta;
-		char hex[65];
-
-		snprintf(keys[k], KEY_MAX, "%.2s/%s/%s.%s", sha, sha,
-			 rends[k].preset->name, rends[k].ext);
-		sha256_hex(rends[k].data, rends[k].len, hex);
-		memset(&meta, 0, sizeof(meta));
-		meta.content_type = rends[k].mime;
-		meta.cache_control = DR_CACHE_CONTROL;
-		meta.sha256_hex = hex;
-		meta.n_meta = 2;
-		meta.meta_names = names;
-		meta.meta_values = values;
-		/* Always written: a changed preset makes other bytes under
-		 * the same key, so "an object of that size is there" (the
-		 * pipeline's shortcut) proves nothing here. */
-		st = x->ops->put(x->sink->state, keys[k], &src, &meta, err);
-		if (st == DR_OK &&
-		    x->ops->public_url(x->sink->state, keys[k], urls[k],
-				       URL_MAX) != DR_OK)
-			st = dr_fail(err, DR_ERR_TOO_LARGE, "url_too_long",
-				     "the public URL of %s is too long",
-				     keys[k]);
-	}
+	for (size_t k = 0; k < n && st == DR_OK; k++)
+		st = rendition_store(&d, db_cell(rows, i, 2), &rends[k], 0,
+				     &made[k], err);
 	if (st != DR_OK)
 		return st;
 	st = db_begin(x->db, err);
 	if (st != DR_OK)
 		return st;
-	for (size_t k = 0; k < n && st == DR_OK; k++) {
-		char hash[17];
-
-		pipeline_preset_hash(rends[k].preset, hash);
-		st = db_exec(x->db,
-			     "INSERT INTO renditions (output_id, name,"
-			     " storage_key, url, content_type, width, height,"
-			     " bytes, preset_hash, created_at) VALUES (?, ?, ?,"
-			     " ?, ?, ?, ?, ?, ?, NOW(6)) ON DUPLICATE KEY"
-			     " UPDATE storage_key = VALUES(storage_key),"
-			     " url = VALUES(url),"
-			     " content_type = VALUES(content_type),"
-			     " width = VALUES(width), height = VALUES(height),"
-			     " bytes = VALUES(bytes),"
-			     " preset_hash = VALUES(preset_hash),"
-			     " created_at = VALUES(created_at)",
-			     NULL, err,
-			     DB_ARGS(DB_STR(id), DB_STR(rends[k].preset->name),
-				     DB_STR(keys[k]), DB_STR(urls[k]),
-				     DB_STR(rends[k].mime),
-				     DB_INT((int64_t)rends[k].width),
-				     DB_INT((int64_t)rends[k].height),
-				     DB_U64((uint64_t)rends[k].len),
-				     DB_STR(hash)));
-	}
+	for (size_t k = 0; k < n && st == DR_OK; k++)
+		st = rendition_upsert(x->db, db_cell(rows, i, 0), &made[k],
+				      err);
 	if (st == DR_OK)
 		st = db_commit(x->db, err);
 	if (st != DR_OK)
@@ -276,6 +211,7 @@ static dr_status one_output(rp_ctx *x, const dr_reprocess_opts *o,
 			    dr_error *err)
 {
 	const dr_config *cfg = x->cfg;
+	const dr_sink_ops *ops = x->sink->plugin->desc->sink;
 	const dr_preset *ps[DR_MAX_RENDITIONS];
 	dr_rendition rends[DR_MAX_RENDITIONS];
 	dr_image_limits lim = {cfg->limits.max_pixels,
@@ -297,8 +233,8 @@ static dr_status one_output(rp_ctx *x, const dr_reprocess_opts *o,
 		*made = n;
 		return DR_OK;
 	}
-	st = x->ops->get(x->sink->state, db_cell(rows, i, 1),
-			 cfg->limits.max_image_bytes, &data, &len, err);
+	st = ops->get(x->sink->state, db_cell(rows, i, 1),
+		      cfg->limits.max_image_bytes, &data, &len, err);
 	if (st != DR_OK)
 		return st;
 	memset(rends, 0, sizeof(rends));
@@ -329,7 +265,7 @@ dr_status reprocess_run(const dr_config *cfg, dr_db *db,
 	dr_db_rows *rows = NULL;
 	uint64_t last = 0;
 	progress p = {o->progress, o->tty, now_s(), 0, 0};
-	rp_ctx x = {cfg, db, NULL, NULL};
+	rp_ctx x = { cfg, db, NULL };
 	dr_status st;
 
 	memset(stats, 0, sizeof(*stats));
@@ -337,7 +273,6 @@ dr_status reprocess_run(const dr_config *cfg, dr_db *db,
 	if (!x.sink)
 		return dr_fail(err, DR_ERR_CONFIG, "sink_missing",
 			       "no sink is configured");
-	x.ops = x.sink->plugin->desc->sink;
 	st = db_query(db, count_sql, &rows, err,
 		      DB_ARGS(DB_STR(model), DB_STR(model), DB_STR(job),
 			      DB_STR(job), DB_STR(since), DB_STR(since),

@@ -6,11 +6,11 @@
  * outputs.id order, the presets wanted (the job's requested renditions, or
  * the presets named on the command line) are compared with its rendition
  * rows: a preset whose row is missing, or whose preset_hash differs from
- * the preset's current hash (pipeline_preset_hash), is made again. The
+ * the preset's current hash (rendition_preset_hash), is made again. The
  * original is read back from the active sink (at most max_image_bytes),
- * decoded once for all those presets, the renditions are stored under the
- * same content-addressed keys as the pipeline uses and their rows are
- * upserted in one transaction per output.
+ * decoded once for all those presets, the renditions are stored as
+ * rendition.h says (the pipeline's keys, headers and rows) and their rows
+ * are upserted in one transaction per output.
  *
  * Resumable by construction: a rendition row with the current hash is the
  * record that the work is done, so a run stopped at any point (SIGINT, a

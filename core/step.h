@@ -4,8 +4,9 @@
  * engine, and returns an outcome that the engine records through
  * jobstate.h. So a step never calls back up into the engine.
  *
- * Who may call whom: step modules call jobstate, queue, db and the
- * plugin host; the engine calls the step modules and acts on their
+ * Who may call whom: step modules call jobstate, queue, db, the plugin
+ * host and the modules below them (the pipeline: rendition.h, which
+ * reprocess shares); the engine calls the step modules and acts on their
  * outcomes. This header holds types only.
  */
 #ifndef DR_STEP_H

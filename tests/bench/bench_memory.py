@@ -22,9 +22,10 @@ max_image_bytes; max_pixels stays at its default of 100 million).
 
 Then, for the same two images, the peak RSS of a bench_render process
 (tests/bench/bench_render.c) rendering them once with the file read into
-memory (image_process(), what the worker's pipeline does) and decoded from
-the file's descriptor (image_process_fd(), which libvips reads as it
-decodes): what the worker would save by handing the render step the file.
+memory (image_process()) and decoded from the file's descriptor
+(image_process_fd(), which libvips reads as it decodes, what the worker's
+pipeline does with its downloaded file): what handing the render step the
+file saves.
 
 Bounded: each job waits at most BENCH_MEMORY_TIMEOUT seconds (default
 60). A case fails only when it could not measure (the job did not
@@ -127,8 +128,8 @@ def figure(label, path, target):
 
 def render_peak(path, from_fd):
     """Peak RSS (KiB) of one bench_render process rendering thumb + card
-    of `path` once: read into memory (image_process, what the worker does
-    today) or decoded from its descriptor (image_process_fd)."""
+    of `path` once: read into memory (image_process) or decoded from its
+    descriptor (image_process_fd, what the worker does)."""
     argv = [os.path.join(BIN, "bench_render"), "-c", big_conf(), "-p", ",".join(PRESETS),
             "-n", "1"] + (["-f"] if from_fd else []) + [path]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -156,10 +157,10 @@ def _():
                                                            blur=8))):
         mem, fd = render_peak(path, False), render_peak(path, True)
         record("memory", f"render process peak RSS, file in memory, {label}", mem / 1024.0,
-               "MiB", "", "bench_render: image_process() on the bytes, as the worker calls it"
-               " after reading the download into memory; thumb + card")
+               "MiB", "", "bench_render: image_process() on the bytes, the download read into"
+               " memory (what the worker did before it decoded from the file); thumb + card")
         record("memory", f"render process peak RSS, decoded from the file, {label}",
-               fd / 1024.0, "MiB", "", f"bench_render -f: image_process_fd(); "
+               fd / 1024.0, "MiB", "", f"bench_render -f: image_process_fd(), as the worker calls it; "
                f"{(mem - fd) / 1024.0:.0f} MiB less than from memory")
 
 

@@ -1,14 +1,14 @@
 /*
  * bench_render.c - the rendition timer of `make bench`: image_process()
- * of core/image.c, the very function a worker calls on a downloaded
- * output, timed in process.
+ * of core/image.c (or with -f image_process_fd(), the very function a
+ * worker calls on a downloaded output), timed in process.
  *
  *   bench_render [-c CONF] [-p PRESET,...] [-t THREADS] [-n N] [-o DIR]
  *                [-f] FILE...
  *   bench_render [options] -          commands "N FILE" on standard input
  *
- * Each iteration is what the worker's render step does with a file it
- * has read into memory: decode once, the metadata (size, BlurHash,
+ * Each iteration is what the worker's render step does with a file:
+ * decode once, the metadata (size, BlurHash,
  * dominant colour, pHash), one rendition per preset, encoded, then the
  * renditions freed. The limits and presets come from the configuration
  * (CONF, default $DARKROOM_CONF or conf/darkroom.conf) exactly as the
@@ -16,7 +16,7 @@
  * names others. -t sets libvips' thread count after image_init() (the
  * worker keeps image_init()'s one thread); for comparisons only. With -f
  * the file is not read into memory: image_process_fd() decodes it from
- * its descriptor (what a worker holding the download as a file can do).
+ * its descriptor, as the worker does with its downloaded file.
  *
  * For every file it prints one line: the file, the N iteration times in
  * milliseconds, the word "cpu" and the N iterations' CPU times in

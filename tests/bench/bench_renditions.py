@@ -12,8 +12,9 @@ files before timing: a cover box larger than the image is first shrunk to
 the largest box of its aspect that fits, as darkroom does), the same
 format and quality, metadata stripped, each in its best natural form:
 
-  darkroom      image_process() of core/image.c, the function the worker
-                calls on a downloaded output (tests/bench/bench_render.c,
+  darkroom      image_process() of core/image.c, the twin of the
+                image_process_fd() the worker calls on a downloaded output
+                (same decode and encodes; tests/bench/bench_render.c,
                 one long-running process, the file in memory): decode
                 once, metadata (BlurHash, dominant colour, pHash), both
                 presets, both encodes; one libvips thread as in the worker.

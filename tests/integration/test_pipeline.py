@@ -10,7 +10,9 @@ where: the job object's outputs, the objects read back from the fs sink
 through lighttpd's /media/ and from s3rver with plain GETs (their bytes,
 sizes from the file headers, content types and cache headers), and for
 hostile inputs the job's error step and code, with the worker processes
-still the same ones.
+still the same ones; and a worker's peak RSS (VmHWM) persisting the same
+pixels as an uncompressed and a compressed PNG, equal when images are
+decoded from the downloaded file.
 
 s3rver checks SigV2 signatures (a wrong secret gets 403) but not SigV4
 ones; SigV4 signing is proven by tests/plugins/test_s3.c.
@@ -707,6 +709,67 @@ def _(w):
     expect_failed(j, "download", "output_too_large", "chunked 6 MiB")
     expect_eq(retries_of(jid), [], "retries of output_too_large")
     expect_same_workers(w, before)
+
+
+def vm_hwm_kib(pid):
+    """The peak resident set (VmHWM) of process pid, in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise Fail(f"no VmHWM for {pid}")
+
+
+def peak_persisting(conf, url, name):
+    """The peak RSS (KiB) of a fresh one-process worker persisting the
+    image at `url` (thumb + card), once its job has succeeded."""
+    w = Worker(1, name, {"DARKROOM_CONF": conf})
+    try:
+        wait_until(lambda: len(w.children()) == 1 and int(sql(
+            f"SELECT COUNT(*) FROM worker_heartbeats WHERE pid = {w.children()[0]}")[0][0]) >= 1,
+            timeout=20, what="one worker process with a heartbeat")
+        pid = w.children()[0]
+        jid = create({"fake_output_urls": [url]}, ["thumb", "card"])
+        j = wait_status([jid], timeout=60)[0]
+        hwm = vm_hwm_kib(pid)
+    finally:
+        leftover = w.stop()
+    check_worker(w, leftover)
+    expect_eq(j["status"], "succeeded", f"{name}: status (error {j.get('error')})")
+    return hwm
+
+
+@case("images are decoded from the downloaded file: an uncompressed PNG costs the worker no more"
+      " memory than the same pixels compressed")
+def _():
+    fake_reset()
+    d = os.path.join(MEDIA, "pipeline-memory")
+    os.makedirs(d, exist_ok=True)
+    src = os.path.join(WORK, "pipeline-memory.v")
+    # 4000x3000 smooth stripes: 47 KiB compressed, 34 MiB stored.
+    subprocess.run(["vips", "sines", src + ".s.v", "4000", "3000", "--hfreq", "0.01",
+                    "--vfreq", "0.02", "--uchar"], check=True)
+    subprocess.run(["vips", "bandjoin", f"{src}.s.v {src}.s.v {src}.s.v", src + ".b.v"],
+                   check=True)
+    subprocess.run(["vips", "copy", src + ".b.v", src, "--interpretation", "srgb"], check=True)
+    paths = {}
+    for level in (0, 9):
+        paths[level] = os.path.join(d, f"stripes-z{level}.png")
+        subprocess.run(["vips", "copy", src, f"{paths[level]}[compression={level}]"], check=True)
+    for f in (src, src + ".s.v", src + ".b.v"):
+        os.unlink(f)
+    sizes = {level: os.path.getsize(p) for level, p in paths.items()}
+    expect(sizes[0] - sizes[9] > 24 << 20, f"PNG sizes {sizes}")
+    conf = conf_copy("pipeline-memory", {("limits", "max_output_bytes"): "64M",
+                                         ("limits", "max_image_bytes"): "64M"})
+    peaks = {level: peak_persisting(conf, f"{BASE_URL}/media/pipeline-memory/"
+                                    f"{os.path.basename(p)}", f"pipeline-memory-z{level}")
+             for level, p in paths.items()}
+    # Read into memory, the stored file would add its 34 MiB.
+    extra = (peaks[0] - peaks[9]) * 1024
+    expect(extra < (sizes[0] - sizes[9]) / 2,
+           f"peak RSS {peaks[0] // 1024} MiB for the {sizes[0] >> 20} MiB PNG,"
+           f" {peaks[9] // 1024} MiB for the {sizes[9] >> 20} MiB one")
 
 
 @case("a slow drip is abandoned (download_too_slow, retried) and the job can be canceled")
