@@ -419,6 +419,8 @@ DEFAULTS = {
     "timeout_sleep": 35.0,
     "fault_endpoints": None,       # list of create/get/cancel/list/secret; None = all
     "fault_budget": None,          # faults left to inject; None = unlimited
+    "fault_seed": None,            # an integer: fault draws from a generator seeded
+                                   # with it, so the k-th API call gets the k-th draw
     "create_then_fail": 0.0,       # P(create happens, then the answer is lost)
     "create_then_fail_mode": "close",  # "close" (no answer) or an HTTP status (e.g. 500)
     "reject_creates": False,       # true or a detail string: every create 422
@@ -480,6 +482,9 @@ def validate_settings(update):
         elif key == "fault_endpoints":
             if val is not None and (not isinstance(val, list) or not all(v in API_ENDPOINTS for v in val)):
                 raise ApiError(400, "fault_endpoints must be null or a list of %s" % ", ".join(API_ENDPOINTS))
+        elif key == "fault_seed":
+            if val is not None and (not isinstance(val, int) or isinstance(val, bool)):
+                raise ApiError(400, "fault_seed must be null or an integer")
         elif key == "fault_budget":
             if val is not None and (not isinstance(val, int) or isinstance(val, bool) or val < 0):
                 raise ApiError(400, "fault_budget must be null or an integer >= 0")
@@ -690,6 +695,7 @@ class Fake:
     def reset_locked(self):
         self.gen += 1
         self.settings = json.loads(json.dumps(DEFAULTS))
+        self.fault_rng = random.Random()
         self.preds = collections.OrderedDict()
         self.active = set()
         self.creates = []
@@ -1254,12 +1260,14 @@ class Handler(BaseHTTPRequestHandler):
         if eps is not None and route not in eps:
             return None
         fault = None
-        if st["timeout_rate"] and random.random() < st["timeout_rate"]:
-            fault = "timeout"
-        elif st["rate_limit"] and random.random() < st["rate_limit"]:
-            fault = "429"
-        elif st["error_rate"] and random.random() < st["error_rate"]:
-            fault = random.choice(st["error_codes"])
+        with fake.lock:  # one call's draws in a row (fault_seed)
+            rng = fake.fault_rng
+            if st["timeout_rate"] and rng.random() < st["timeout_rate"]:
+                fault = "timeout"
+            elif st["rate_limit"] and rng.random() < st["rate_limit"]:
+                fault = "429"
+            elif st["error_rate"] and rng.random() < st["error_rate"]:
+                fault = rng.choice(st["error_codes"])
         if fault is None:
             return None
         with fake.lock:
@@ -1480,6 +1488,8 @@ class Handler(BaseHTTPRequestHandler):
             validate_settings(update)
             with fake.lock:
                 fake.settings.update(update)
+                if update.get("fault_seed") is not None:
+                    fake.fault_rng.seed(update["fault_seed"])
                 out = dict(fake.settings)
             self.respond(200, out)
         elif path == "/_control" and method == "GET":
