@@ -52,8 +52,8 @@ static dr_db *db;
 
 /* ------------------------------------------------------------------
  * The receiver: one connection at a time, one request per connection,
- * answered with `status`, every request recorded (a receiver that never
- * answers is test_timeout's own socket).
+ * answered with `status`, every request recorded. (test_timeout has a
+ * socket of its own, which never takes the connection.)
  */
 
 #define RX_MAX_HEAD 16384
@@ -688,11 +688,20 @@ static void test_timeout(void **state)
 	char url[128];
 	dr_claim c;
 	double t0, took;
-	int port, fill;
-	int fd = listen_loopback(0, &port);
+	int port, fill, fd;
 	struct sockaddr_in sin;
+	FILE *f = fopen("/proc/sys/net/ipv4/tcp_abort_on_overflow", "r");
 
 	(void)state;
+	/* With tcp_abort_on_overflow the kernel refuses the connection
+	 * instead of dropping it: there is no silent receiver to test. */
+	if (f && fgetc(f) == '1') {
+		fclose(f);
+		skip();
+	}
+	if (f)
+		fclose(f);
+	fd = listen_loopback(0, &port);
 	assert_true(fd >= 0);
 	/* Backlog 0 holds one connection; this one fills it. */
 	fill = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
