@@ -50,10 +50,13 @@ static void give_up(const dr_step_ctx *e, const dr_claim *c, const char *code,
 /*
  * One failed try of the callback, whatever failed (the job object could
  * not be built, the POST failed or was answered with an error): logged
- * with its reason, recorded in the job's events, and then given up after
- * [worker] max_attempts tries (or at once when `final`), or retried with
- * backoff. `http` is the answer's status, 0 for none; `msg_id` may be
- * NULL before the delivery has one.
+ * with its reason, then given up after [worker] max_attempts tries (or
+ * at once when `final`), or retried with backoff, and recorded in the
+ * job's events. The event is written only once the fenced write of the
+ * callback's state went through, as finish() does: a worker that lost
+ * its lease (the job was claimed again, or retried by its client) adds
+ * nothing to the job. `http` is the answer's status, 0 for none; `msg_id`
+ * may be NULL before the delivery has one.
  */
 static void failed_try(const dr_step_ctx *e, const dr_claim *c, int tries,
 		       int final, long http, const char *msg_id,
@@ -71,23 +74,23 @@ static void failed_try(const dr_step_ctx *e, const dr_claim *c, int tries,
 				 "code", why->code, "reason", why->message,
 				 "webhook_id", msg_id, "given_up",
 				 final ? "true" : NULL, NULL);
-	if (jobstate_event(e->db, c->id, "callback", c->status, NULL, detail,
-			   &err) != DR_OK)
-		dr_log(DR_LOG_WARNING, "event=job.event_failed job=%s", c->id);
-	free(detail);
 	dr_log(DR_LOG_WARNING,
 	       "event=callback.failed job=%s try=%d status=%ld code=%s "
 	       "reason=%s",
 	       c->id, tries, http, why->code[0] ? why->code : "-",
 	       dr_log_quote(why->message, reason, sizeof(reason)));
 	if (final) {
-		finish(e, c, "failed", NULL);
-		return;
-	}
-	if (jobstate_callback_later(e->db, c->id, c->lease_version,
-				    queue_backoff(cfg, tries), &err) != DR_OK)
+		finish(e, c, "failed", detail);
+	} else if (jobstate_callback_later(e->db, c->id, c->lease_version,
+					   queue_backoff(cfg, tries),
+					   &err) != DR_OK) {
 		dr_log(DR_LOG_WARNING, "event=callback.lease_lost job=%s",
 		       c->id);
+	} else if (jobstate_event(e->db, c->id, "callback", c->status, NULL,
+				  detail, &err) != DR_OK) {
+		dr_log(DR_LOG_WARNING, "event=job.event_failed job=%s", c->id);
+	}
+	free(detail);
 }
 
 dr_step_outcome callback_deliver(const dr_step_ctx *e)

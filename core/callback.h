@@ -8,12 +8,13 @@
  * callback host gets the same guard as output downloads: https (http when
  * allowed), public addresses only (unless private ones are allowed), no
  * redirects. Each try is recorded in the job's events and each failed
- * one logged (event=callback.failed with code= and reason=); a job object
- * that cannot be built (too large, unreadable) counts as a failed try
- * like a refused POST. After [worker] max_attempts the callback is marked
- * failed (the job keeps its status: the callback is a notification, not
- * part of the job's work); a URL or address that can never be reached
- * ends it at once.
+ * one logged (event=callback.failed with code= and reason=); a worker
+ * that lost the job's lease meanwhile logs its try but writes nothing to
+ * the job. A job object that cannot be built (too large, unreadable)
+ * counts as a failed try like a refused POST. After [worker]
+ * max_attempts the callback is marked failed (the job keeps its status:
+ * the callback is a notification, not part of the job's work); a URL or
+ * address that can never be reached ends it at once.
  *
  * Who may call whom: the engine calls callback; callback calls jobstate,
  * jobs (the job object), download (the POST), webhook (the signature) and

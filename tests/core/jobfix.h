@@ -1,6 +1,7 @@
 /*
- * jobfix.h - job rows for the database tests of jobstate and news: make a
- * job in a given state, read its columns back, count its events.
+ * jobfix.h - job rows for the database tests of jobstate, news and
+ * callback: make a job in a given state, read its columns back, count its
+ * events.
  * Header-only (static inline); include after cmocka.h.
  */
 #ifndef DR_TEST_JOBFIX_H

@@ -1,0 +1,838 @@
+/*
+ * test_callback.c - core/callback.c: a client callback delivered, retried
+ * or given up, against a real MariaDB (tests/core/dbserver.h) and a small
+ * HTTP receiver in a thread of this program.
+ *
+ * Each case makes an ended job whose callback is pending (as a worker
+ * would find it), runs callback_deliver() with a claim of it, and checks
+ * what reached the receiver, the job's callback columns and the
+ * "callback" event it recorded. The receiver listens on 127.0.0.1 over
+ * plain http, so the group setup allows both through the environment
+ * (DARKROOM_DOWNLOAD_ALLOW_HTTP / _ALLOW_PRIVATE, read by netpolicy_env);
+ * the cases about refused URLs and addresses turn one off again.
+ */
+/* cmocka.h needs these first */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "callback.h"
+#include "dbserver.h"
+#include "jobfix.h"
+#include "jobs.h"
+#include "webhook.h"
+
+#define SECRET		"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+#define OTHER_SECRET	"whsec_c2Vjb25kIHNlY3JldCBmb3Igcm90YXRpb24="
+#define MAX_ATTEMPTS	4
+#define RETRY_BASE	100.0 /* first backoff: 50 to 100 s */
+#define RETRY_MAX	1000.0
+#define CONNECT_TIMEOUT 1.0
+#define FENCE		3 /* the lease_version of every job made here */
+
+static dr_config cfg;
+static dr_db *db;
+
+/* ------------------------------------------------------------------
+ * The receiver: one connection at a time, one request per connection,
+ * answered with `status`, every request recorded. (test_timeout has a
+ * socket of its own, which never takes the connection.)
+ */
+
+#define RX_MAX_HEAD 16384
+#define RX_MAX_BODY (4u << 20)
+
+static struct receiver {
+	pthread_mutex_t mu;
+	pthread_t thread;
+	int fd;	     /* listening */
+	int wake[2]; /* a byte on wake[1] stops the thread */
+	int port;
+	int status;		/* the answer to every request */
+	int conns;		/* connections accepted */
+	int requests;		/* requests read whole */
+	char head[RX_MAX_HEAD]; /* the last request's line and headers */
+	char *body;		/* the last request's body (malloc) */
+	size_t body_len;
+} rx = { .mu = PTHREAD_MUTEX_INITIALIZER, .fd = -1, .wake = { -1, -1 } };
+
+static int listen_loopback(int backlog, int *port)
+{
+	struct sockaddr_in sin;
+	socklen_t len = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -1;
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 ||
+	    listen(fd, backlog) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&sin, &len) != 0) {
+		close(fd);
+		return -1;
+	}
+	*port = ntohs(sin.sin_port);
+	return fd;
+}
+
+/* Read from `fd` into buf[*have..cap) once, waiting at most 5 s: bytes
+ * read, 0 at the end, -1 on error or time out. */
+static ssize_t read_some(int fd, char *buf, size_t *have, size_t cap)
+{
+	struct pollfd p = { fd, POLLIN, 0 };
+	ssize_t n;
+
+	if (*have >= cap || poll(&p, 1, 5000) <= 0)
+		return -1;
+	n = read(fd, buf + *have, cap - *have);
+	if (n > 0)
+		*have += (size_t)n;
+	return n;
+}
+
+/* The value of header `name` in a request head (a copy into out), or
+ * NULL. */
+static const char *head_value(const char *head, const char *name, char *out,
+			      size_t n)
+{
+	size_t len = strlen(name);
+
+	for (const char *l = strstr(head, "\r\n"); l; l = strstr(l, "\r\n")) {
+		const char *e;
+
+		l += 2;
+		if (strncasecmp(l, name, len) != 0 || l[len] != ':')
+			continue;
+		l += len + 1;
+		while (*l == ' ')
+			l++;
+		e = strstr(l, "\r\n");
+		if (!e || (size_t)(e - l) >= n)
+			return NULL;
+		memcpy(out, l, (size_t)(e - l));
+		out[e - l] = '\0';
+		return out;
+	}
+	return NULL;
+}
+
+static void serve(int c)
+{
+	char *buf = malloc(RX_MAX_HEAD + RX_MAX_BODY + 1);
+	char cl[32], answer[160];
+	size_t have = 0, head_len, body_at, body_len;
+	char *end = NULL;
+	int status;
+
+	if (!buf)
+		abort();
+	while (!end) {
+		if (read_some(c, buf, &have, RX_MAX_HEAD - 1) <= 0)
+			goto out;
+		buf[have] = '\0';
+		end = strstr(buf, "\r\n\r\n");
+	}
+	head_len = (size_t)(end - buf) + 2; /* with the last header's CRLF */
+	body_at = head_len + 2;
+	buf[head_len] = '\0';
+	body_len = head_value(buf, "Content-Length", cl, sizeof(cl))
+			   ? strtoul(cl, NULL, 10)
+			   : 0;
+	if (body_len > RX_MAX_BODY)
+		goto out;
+	while (have < body_at + body_len)
+		if (read_some(c, buf, &have, body_at + body_len) <= 0)
+			goto out;
+	pthread_mutex_lock(&rx.mu);
+	memcpy(rx.head, buf, head_len + 1);
+	free(rx.body);
+	rx.body = malloc(body_len + 1);
+	if (!rx.body)
+		abort();
+	memcpy(rx.body, buf + body_at, body_len);
+	rx.body[body_len] = '\0';
+	rx.body_len = body_len;
+	rx.requests++;
+	status = rx.status;
+	pthread_mutex_unlock(&rx.mu);
+	snprintf(answer, sizeof(answer),
+		 "HTTP/1.1 %d Test\r\nContent-Type: application/json\r\n"
+		 "Content-Length: 2\r\nConnection: close\r\n\r\n{}",
+		 status);
+	if (write(c, answer, strlen(answer)) < 0)
+		goto out;
+out:
+	free(buf);
+}
+
+static void *receiver_loop(void *arg)
+{
+	struct pollfd p[2] = { { rx.fd, POLLIN, 0 },
+			       { rx.wake[0], POLLIN, 0 } };
+
+	(void)arg;
+	for (;;) {
+		int c;
+
+		if (poll(p, 2, -1) < 0)
+			continue;
+		if (p[1].revents)
+			return NULL;
+		c = accept4(rx.fd, NULL, NULL, SOCK_CLOEXEC);
+		if (c < 0)
+			continue;
+		pthread_mutex_lock(&rx.mu);
+		rx.conns++;
+		pthread_mutex_unlock(&rx.mu);
+		serve(c);
+		shutdown(c, SHUT_WR);
+		close(c);
+	}
+}
+
+/* Answer `status` from now on and forget what came before. */
+static void rx_reset(int status)
+{
+	pthread_mutex_lock(&rx.mu);
+	rx.status = status;
+	rx.conns = 0;
+	rx.requests = 0;
+	rx.head[0] = '\0';
+	free(rx.body);
+	rx.body = NULL;
+	rx.body_len = 0;
+	pthread_mutex_unlock(&rx.mu);
+}
+
+static int rx_count(const int *what)
+{
+	int n;
+
+	pthread_mutex_lock(&rx.mu);
+	n = *what;
+	pthread_mutex_unlock(&rx.mu);
+	return n;
+}
+
+/* The receiver's URL for `path` (static). */
+static const char *rx_url(const char *path)
+{
+	static char url[128];
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", rx.port, path);
+	return url;
+}
+
+/* ------------------------------------------------------------------
+ * Setup
+ */
+
+static int group_setup(void **state)
+{
+	(void)state;
+	if (dbserver_open("test_callback", "drt_callback", &cfg, &db) != 0)
+		return -1;
+	cfg.server.callback_secret = SECRET;
+	cfg.worker.max_attempts = MAX_ATTEMPTS;
+	cfg.worker.retry_base = RETRY_BASE;
+	cfg.worker.retry_max = RETRY_MAX;
+	cfg.limits.connect_timeout = CONNECT_TIMEOUT;
+	rx.fd = listen_loopback(16, &rx.port);
+	if (rx.fd < 0 || pipe(rx.wake) != 0 ||
+	    pthread_create(&rx.thread, NULL, receiver_loop, NULL) != 0) {
+		fprintf(stderr, "test_callback: receiver: %s\n",
+			strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	if (rx.wake[1] >= 0) {
+		if (write(rx.wake[1], "x", 1) == 1)
+			pthread_join(rx.thread, NULL);
+		close(rx.wake[0]);
+		close(rx.wake[1]);
+	}
+	if (rx.fd >= 0)
+		close(rx.fd);
+	free(rx.body);
+	dbserver_close(db);
+	return 0;
+}
+
+/* Before each case: the receiver answers 200, and http and loopback are
+ * allowed. */
+static int case_setup(void **state)
+{
+	(void)state;
+	rx_reset(200);
+	setenv("DARKROOM_DOWNLOAD_ALLOW_HTTP", "1", 1);
+	setenv("DARKROOM_DOWNLOAD_ALLOW_PRIVATE", "1", 1);
+	unsetenv("DARKROOM_DOWNLOAD_HOSTS");
+	return 0;
+}
+
+/* ------------------------------------------------------------------
+ * Helpers
+ */
+
+/* Make a succeeded job, ended now, whose callback to `url` is due after
+ * `attempts` failed tries, and the claim a worker would hold on it. */
+static void ended_job(const char *url, int attempts, dr_claim *c)
+{
+	jobfix f = { .status = "succeeded",
+		     .step = "done",
+		     .lease_version = FENCE,
+		     .callback_url = url };
+	dr_error err;
+
+	memset(c, 0, sizeof(*c));
+	jobfix_make(db, &f, c->id);
+	assert_ok(db_exec(db,
+			  "UPDATE jobs SET completed_at = NOW(6),"
+			  " callback_state = 'pending', callback_attempts = ?"
+			  " WHERE id = ?",
+			  NULL, &err,
+			  DB_ARGS(DB_INT((int64_t)attempts), DB_STR(c->id))),
+		  err);
+	c->lease_version = FENCE;
+	snprintf(c->status, sizeof(c->status), "succeeded");
+	snprintf(c->step, sizeof(c->step), "done");
+	snprintf(c->adapter, sizeof(c->adapter), "fake");
+	snprintf(c->callback_state, sizeof(c->callback_state), "pending");
+}
+
+static void deliver(dr_claim *c)
+{
+	dr_step_ctx x = { .db = db, .cfg = &cfg, .plugins = NULL, .claim = c };
+	dr_step_outcome o = callback_deliver(&x);
+
+	/* The callback's state is the step's own business: always DONE. */
+	assert_int_equal(o.kind, DR_STEP_DONE);
+}
+
+/* The detail of job `id`'s last event, which must be a "callback" event
+ * from its status (parsed; json_object_put it). */
+static json_object *last_callback_event(const char *id)
+{
+	dr_db_rows *rows = NULL;
+	json_object *d;
+	dr_error err;
+
+	assert_ok(db_query_uncached(db,
+				    "SELECT kind, from_status, to_status,"
+				    " detail FROM job_events WHERE job_id = ?"
+				    " ORDER BY id DESC LIMIT 1",
+				    &rows, &err, DB_ARGS(DB_STR(id))),
+		  err);
+	assert_int_equal(rows->n_rows, 1);
+	assert_string_equal(db_cell(rows, 0, 0), "callback");
+	assert_string_equal(db_cell(rows, 0, 1), "succeeded");
+	assert_null(db_cell(rows, 0, 2));
+	assert_non_null(db_cell(rows, 0, 3));
+	d = json_tokener_parse(db_cell(rows, 0, 3));
+	assert_non_null(d);
+	db_rows_free(rows);
+	return d;
+}
+
+/* Field `key` of an event detail, or NULL. */
+static const char *field(json_object *d, const char *key)
+{
+	json_object *v;
+
+	return json_object_object_get_ex(d, key, &v) ? json_object_get_string(v)
+						     : NULL;
+}
+
+/* Assert the detail's `key` is `want` (NULL: absent). */
+static void assert_field(json_object *d, const char *key, const char *want)
+{
+	const char *v = field(d, key);
+
+	if (!want && v)
+		fail_msg("event field %s: %s, want none (%s)", key, v,
+			 json_object_to_json_string(d));
+	if (want && (!v || strcmp(v, want) != 0))
+		fail_msg("event field %s: %s, want %s (%s)", key,
+			 v ? v : "none", want, json_object_to_json_string(d));
+}
+
+static long callback_events(const char *id)
+{
+	return jobfix_count(db,
+			    "SELECT COUNT(*) FROM job_events"
+			    " WHERE job_id = ? AND kind = 'callback'",
+			    id);
+}
+
+/* Seconds from the database's now to job `id`'s run_at. */
+static double due_in(const char *id)
+{
+	char *v = jobfix_col(db, id,
+			     "TIMESTAMPDIFF(MICROSECOND, NOW(6), run_at)");
+	double s = strtod(v, NULL) / 1e6;
+
+	free(v);
+	return s;
+}
+
+/* The webhook-id every try of job `id`'s current ending must carry:
+ * "msg_<id>_<completed_at as epoch seconds, '.' as '_'>" (malloc). */
+static char *expected_msg_id(const char *id)
+{
+	char *t = jobfix_col(db, id, "UNIX_TIMESTAMP(completed_at)");
+	size_t n = strlen(id) + strlen(t) + 8;
+	char *m = malloc(n);
+
+	assert_non_null(m);
+	snprintf(m, n, "msg_%s_%s", id, t);
+	for (char *p = m; *p; p++)
+		if (*p == '.')
+			*p = '_';
+	free(t);
+	return m;
+}
+
+/* A retry is due after queue_backoff(tries): between half and all of
+ * RETRY_BASE * 2^(tries-1) (capped at RETRY_MAX) from now. */
+static void assert_backoff(const char *id, int tries)
+{
+	double d = RETRY_BASE, s = due_in(id);
+
+	for (int i = 1; i < tries && d < RETRY_MAX; i++)
+		d *= 2;
+	if (d > RETRY_MAX)
+		d = RETRY_MAX;
+	if (s < d / 2 - 2 || s > d + 1)
+		fail_msg("try %d: due in %.1f s, want %.0f to %.0f s", tries, s,
+			 d / 2, d);
+}
+
+/* A try that failed and will be tried again: still pending, counted,
+ * released, due after the backoff, and recorded with `code` and the
+ * answer's `http` status. */
+static void assert_retried(const char *id, int tries, const char *http,
+			   const char *code)
+{
+	char n[16];
+	json_object *d;
+
+	snprintf(n, sizeof(n), "%d", tries);
+	assert_col(db, id, "callback_state", "pending");
+	assert_col(db, id, "callback_attempts", n);
+	assert_col(db, id, "lease_owner", "(null)");
+	assert_col(db, id, "lease_version", "3");
+	assert_col(db, id, "status", "succeeded");
+	assert_backoff(id, tries);
+	d = last_callback_event(id);
+	assert_field(d, "delivery", "failed");
+	assert_field(d, "http_status", http);
+	assert_field(d, "code", code);
+	assert_non_null(field(d, "reason"));
+	assert_field(d, "given_up", NULL);
+	json_object_put(d);
+}
+
+/* A callback given up for good: failed, counted, off the queue, the last
+ * event marked given_up, the job's own status untouched. */
+static void assert_given_up(const char *id, int tries, const char *http,
+			    const char *code)
+{
+	char n[16];
+	json_object *d;
+
+	snprintf(n, sizeof(n), "%d", tries);
+	assert_col(db, id, "callback_state", "failed");
+	assert_col(db, id, "callback_attempts", n);
+	assert_col(db, id, "run_at", "(null)");
+	assert_col(db, id, "lease_owner", "(null)");
+	assert_col(db, id, "status", "succeeded");
+	d = last_callback_event(id);
+	assert_field(d, "delivery", "failed");
+	assert_field(d, "http_status", http);
+	assert_field(d, "code", code);
+	assert_non_null(field(d, "reason"));
+	assert_field(d, "given_up", "true");
+	json_object_put(d);
+}
+
+/* Check the last request the receiver got: a POST of job `id`'s object
+ * `want_body` to /cb, signed for `msg_id` with SECRET. */
+static void assert_signed_request(const char *msg_id, const dr_buf *want_body)
+{
+	char ct[128], wid[160], wts[64], wsig[256];
+	const char *names[] = { "webhook-id", "webhook-timestamp",
+				"webhook-signature" };
+	const char *values[3];
+	const char *const secrets[] = { SECRET };
+	const char *const others[] = { OTHER_SECRET };
+	static char head[RX_MAX_HEAD], body[RX_MAX_BODY];
+	size_t body_len;
+	dr_webhook_request req;
+	dr_error err;
+	double ts;
+
+	/* A copy, so that a failed assertion (a longjmp out of this case)
+	 * leaves the receiver's lock free for the next cases. */
+	pthread_mutex_lock(&rx.mu);
+	memcpy(head, rx.head, sizeof(head));
+	body_len = rx.body && rx.body_len <= sizeof(body) ? rx.body_len : 0;
+	if (body_len)
+		memcpy(body, rx.body, body_len);
+	pthread_mutex_unlock(&rx.mu);
+
+	assert_true(strncmp(head, "POST /cb HTTP/1.1\r\n", 19) == 0);
+	assert_non_null(head_value(head, "Content-Type", ct, sizeof(ct)));
+	assert_non_null(head_value(head, "webhook-id", wid, sizeof(wid)));
+	assert_non_null(
+		head_value(head, "webhook-timestamp", wts, sizeof(wts)));
+	assert_non_null(
+		head_value(head, "webhook-signature", wsig, sizeof(wsig)));
+	assert_string_equal(ct, "application/json");
+	assert_string_equal(wid, msg_id);
+	ts = strtod(wts, NULL);
+	assert_true(ts > (double)time(NULL) - 30 &&
+		    ts < (double)time(NULL) + 5);
+	assert_int_equal(body_len, want_body->len);
+	assert_memory_equal(body, want_body->data, want_body->len);
+
+	values[0] = wid;
+	values[1] = wts;
+	values[2] = wsig;
+	memset(&req, 0, sizeof(req));
+	req.header_names = names;
+	req.header_values = values;
+	req.n_headers = 3;
+	req.body = (const unsigned char *)body;
+	req.body_len = body_len;
+	assert_ok(webhook_verify(&req, secrets, 1, DR_WEBHOOK_TOLERANCE, &err),
+		  err);
+	/* The signature is SECRET's: another secret does not verify it. */
+	assert_int_equal(
+		webhook_verify(&req, others, 1, DR_WEBHOOK_TOLERANCE, &err),
+		DR_ERR_AUTH);
+}
+
+/* Job `id`'s object, as the callback must send it. */
+static void render(const char *id, dr_buf *b)
+{
+	dr_error err;
+
+	dr_buf_init(b, 16u << 20);
+	assert_ok(jobs_render(db, &cfg, id, b, &err), err);
+}
+
+/* ------------------------------------------------------------------
+ * Cases
+ */
+
+/* A 2xx answer: delivered, counted, off the queue, one event; the POST
+ * carries the job object signed with the configured secret. */
+static void test_delivered(void **state)
+{
+	dr_claim c;
+	dr_buf want;
+	json_object *d, *doc, *v;
+	char *msg_id;
+
+	(void)state;
+	ended_job(rx_url("/cb"), 0, &c);
+	render(c.id, &want);
+	msg_id = expected_msg_id(c.id);
+	rx_reset(204);
+	deliver(&c);
+	assert_int_equal(rx_count(&rx.requests), 1);
+	assert_signed_request(msg_id, &want);
+
+	doc = json_tokener_parse(want.data);
+	assert_non_null(doc);
+	assert_true(json_object_object_get_ex(doc, "id", &v));
+	assert_string_equal(json_object_get_string(v), c.id);
+	assert_true(json_object_object_get_ex(doc, "status", &v));
+	assert_string_equal(json_object_get_string(v), "succeeded");
+	json_object_put(doc);
+
+	assert_col(db, c.id, "callback_state", "delivered");
+	assert_col(db, c.id, "callback_attempts", "1");
+	assert_col(db, c.id, "run_at", "(null)");
+	assert_col(db, c.id, "lease_owner", "(null)");
+	assert_col(db, c.id, "status", "succeeded");
+	assert_int_equal(callback_events(c.id), 1);
+	d = last_callback_event(c.id);
+	assert_field(d, "delivery", "delivered");
+	assert_field(d, "http_status", "204");
+	assert_field(d, "webhook_id", msg_id);
+	assert_field(d, "given_up", NULL);
+	json_object_put(d);
+	free(msg_id);
+	dr_buf_free(&want);
+}
+
+/* The download allowlist does not apply: the client chose its host. */
+static void test_any_host(void **state)
+{
+	dr_claim c;
+
+	(void)state;
+	setenv("DARKROOM_DOWNLOAD_HOSTS", "only.example.com", 1);
+	ended_job(rx_url("/cb"), 0, &c);
+	deliver(&c);
+	assert_int_equal(rx_count(&rx.requests), 1);
+	assert_col(db, c.id, "callback_state", "delivered");
+}
+
+/* A 5xx answer: a failed try, counted, retried after the backoff; the
+ * next try (a new claim) sends the same webhook-id and, answered 200,
+ * delivers. */
+static void test_server_error_retried(void **state)
+{
+	dr_claim c;
+	dr_buf want;
+	dr_error err;
+	json_object *d;
+	char *msg_id;
+
+	(void)state;
+	ended_job(rx_url("/cb"), 0, &c);
+	render(c.id, &want);
+	msg_id = expected_msg_id(c.id);
+	rx_reset(503);
+	deliver(&c);
+	assert_int_equal(rx_count(&rx.requests), 1);
+	assert_signed_request(msg_id, &want);
+	assert_retried(c.id, 1, "503", "callback_rejected");
+	d = last_callback_event(c.id);
+	assert_field(d, "webhook_id", msg_id);
+	json_object_put(d);
+
+	/* The second try, under the lease of a new claim. */
+	assert_ok(db_exec(db,
+			  "UPDATE jobs SET lease_version = lease_version + 1"
+			  " WHERE id = ?",
+			  NULL, &err, DB_ARGS(DB_STR(c.id))),
+		  err);
+	c.lease_version = FENCE + 1;
+	rx_reset(200);
+	deliver(&c);
+	assert_int_equal(rx_count(&rx.requests), 1);
+	assert_signed_request(msg_id, &want);
+	assert_col(db, c.id, "callback_state", "delivered");
+	assert_col(db, c.id, "callback_attempts", "2");
+	assert_col(db, c.id, "run_at", "(null)");
+	assert_int_equal(callback_events(c.id), 2);
+	free(msg_id);
+	dr_buf_free(&want);
+}
+
+/* The backoff grows with the tries already made: the third try waits
+ * RETRY_BASE * 4 (half to all of it). */
+static void test_backoff_grows(void **state)
+{
+	dr_claim c;
+
+	(void)state;
+	ended_job(rx_url("/cb"), 2, &c);
+	rx_reset(500);
+	deliver(&c);
+	assert_retried(c.id, 3, "500", "callback_rejected");
+}
+
+/* A 4xx answer is not special (README: no special 410): a failed try,
+ * retried like a 5xx. So is a redirect, which is not followed. */
+static void test_client_error_retried(void **state)
+{
+	dr_claim c;
+
+	(void)state;
+	ended_job(rx_url("/cb"), 0, &c);
+	rx_reset(410);
+	deliver(&c);
+	assert_int_equal(rx_count(&rx.requests), 1);
+	assert_retried(c.id, 1, "410", "callback_rejected");
+
+	ended_job(rx_url("/cb"), 0, &c);
+	rx_reset(302);
+	deliver(&c);
+	assert_int_equal(rx_count(&rx.requests), 1);
+	assert_retried(c.id, 1, "302", "callback_rejected");
+}
+
+/* A receiver that never takes the connection (its accept queue is full,
+ * so the kernel drops the SYN): the try ends after [limits]
+ * connect_timeout, and is retried. */
+static void test_timeout(void **state)
+{
+	char url[128];
+	dr_claim c;
+	double t0, took;
+	int port, fill, fd;
+	struct sockaddr_in sin;
+	FILE *f = fopen("/proc/sys/net/ipv4/tcp_abort_on_overflow", "r");
+
+	(void)state;
+	/* With tcp_abort_on_overflow the kernel refuses the connection
+	 * instead of dropping it: there is no silent receiver to test. */
+	if (f && fgetc(f) == '1') {
+		fclose(f);
+		skip();
+	}
+	if (f)
+		fclose(f);
+	fd = listen_loopback(0, &port);
+	assert_true(fd >= 0);
+	/* Backlog 0 holds one connection; this one fills it. */
+	fill = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fill >= 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sin.sin_port = htons((uint16_t)port);
+	assert_int_equal(connect(fill, (struct sockaddr *)&sin, sizeof(sin)),
+			 0);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/cb", port);
+	ended_job(url, 0, &c);
+	t0 = dbserver_now();
+	deliver(&c);
+	took = dbserver_now() - t0;
+	close(fill);
+	close(fd);
+	if (took < CONNECT_TIMEOUT - 0.1 || took > CONNECT_TIMEOUT + 2)
+		fail_msg("the try took %.2f s, want about %.1f s", took,
+			 CONNECT_TIMEOUT);
+	assert_retried(c.id, 1, "0", "download_timeout");
+}
+
+/* Nothing listens: a network failure, retried. */
+static void test_connection_refused(void **state)
+{
+	char url[128];
+	dr_claim c;
+	int port;
+	int fd = listen_loopback(1, &port);
+
+	(void)state;
+	assert_true(fd >= 0);
+	close(fd); /* nothing listens there now */
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/cb", port);
+	ended_job(url, 0, &c);
+	deliver(&c);
+	assert_retried(c.id, 1, "0", "download_network");
+}
+
+/* Loopback without DARKROOM_DOWNLOAD_ALLOW_PRIVATE=1: refused before any
+ * connection, and given up at once (it will not change). */
+static void test_address_refused(void **state)
+{
+	dr_claim c;
+
+	(void)state;
+	setenv("DARKROOM_DOWNLOAD_ALLOW_PRIVATE", "0", 1);
+	ended_job(rx_url("/cb"), 0, &c);
+	deliver(&c);
+	assert_int_equal(rx_count(&rx.conns), 0);
+	assert_given_up(c.id, 1, "0", "address_not_allowed");
+	assert_int_equal(callback_events(c.id), 1);
+}
+
+/* Plain http without DARKROOM_DOWNLOAD_ALLOW_HTTP=1: given up at once. */
+static void test_url_refused(void **state)
+{
+	dr_claim c;
+
+	(void)state;
+	setenv("DARKROOM_DOWNLOAD_ALLOW_HTTP", "0", 1);
+	ended_job(rx_url("/cb"), 0, &c);
+	deliver(&c);
+	assert_int_equal(rx_count(&rx.conns), 0);
+	assert_given_up(c.id, 1, "0", "url_not_allowed");
+}
+
+/* The last of [worker] max_attempts tries fails: the callback is given
+ * up; the try before the last was still retried. */
+static void test_attempts_used_up(void **state)
+{
+	dr_claim c;
+
+	(void)state;
+	rx_reset(500);
+	ended_job(rx_url("/cb"), MAX_ATTEMPTS - 2, &c);
+	deliver(&c);
+	assert_retried(c.id, MAX_ATTEMPTS - 1, "500", "callback_rejected");
+
+	ended_job(rx_url("/cb"), MAX_ATTEMPTS - 1, &c);
+	deliver(&c);
+	assert_int_equal(rx_count(&rx.requests), 2);
+	assert_given_up(c.id, MAX_ATTEMPTS, "500", "callback_rejected");
+	assert_int_equal(callback_events(c.id), 1);
+}
+
+/* A claim whose lease was lost (another worker claimed the job since):
+ * whatever the answer, nothing is written to the job, no event either. */
+static void test_stale_lease(void **state)
+{
+	static const int answers[] = { 200, 500, 500 };
+	static const int attempts_before[] = { 0, 0, MAX_ATTEMPTS - 1 };
+	char n[16];
+	dr_claim c;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(answers) / sizeof(answers[0]); i++) {
+		ended_job(rx_url("/cb"), attempts_before[i], &c);
+		c.lease_version = FENCE - 1;
+		rx_reset(answers[i]);
+		deliver(&c);
+		assert_int_equal(rx_count(&rx.requests), 1);
+		snprintf(n, sizeof(n), "%d", attempts_before[i]);
+		assert_col(db, c.id, "callback_state", "pending");
+		assert_col(db, c.id, "callback_attempts", n);
+		assert_col(db, c.id, "lease_owner", "test");
+		assert_col(db, c.id, "run_at IS NOT NULL", "1");
+		if (jobfix_events(db, c.id) != 0)
+			fail_msg("answer %d, %d tries before: %ld events "
+				 "written under a stale lease",
+				 answers[i], attempts_before[i],
+				 jobfix_events(db, c.id));
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup(test_delivered, case_setup),
+		cmocka_unit_test_setup(test_any_host, case_setup),
+		cmocka_unit_test_setup(test_server_error_retried, case_setup),
+		cmocka_unit_test_setup(test_backoff_grows, case_setup),
+		cmocka_unit_test_setup(test_client_error_retried, case_setup),
+		cmocka_unit_test_setup(test_timeout, case_setup),
+		cmocka_unit_test_setup(test_connection_refused, case_setup),
+		cmocka_unit_test_setup(test_address_refused, case_setup),
+		cmocka_unit_test_setup(test_url_refused, case_setup),
+		cmocka_unit_test_setup(test_attempts_used_up, case_setup),
+		cmocka_unit_test_setup(test_stale_lease, case_setup),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
