@@ -163,7 +163,7 @@ $(BUILD)/tests/unit/test_%: $(BUILD)/tests/core/test_%.o $(LIBCORE)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CORE_LIBS) $(call pkg_libs,cmocka)
 
 # Core tests against a private MariaDB (tests/core/dbserver.h).
-DB_TESTS = $(patsubst %,$(BUILD)/tests/unit/test_%,db jobstate news callback)
+DB_TESTS = $(patsubst %,$(BUILD)/tests/unit/test_%,db jobstate news callback pipeline)
 $(DB_TESTS): $(BUILD)/tests/unit/test_%: $(BUILD)/tests/core/test_%.o $(BUILD)/tests/core/dbserver.o $(LIBCORE)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)

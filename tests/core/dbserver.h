@@ -1,7 +1,7 @@
 /*
  * dbserver.h - a private MariaDB server for the unit tests that need a
- * database (test_db, test_jobstate, test_news, test_callback), without a
- * web server.
+ * database (test_db, test_jobstate, test_news, test_callback,
+ * test_pipeline), without a web server.
  *
  * dbserver_setup() installs and starts mariadbd in a fresh temporary
  * folder (/tmp/darkroom-db-XXXXXX: a unix socket there, plus TCP on a

@@ -1,6 +1,6 @@
 /*
- * jobfix.h - job rows for the database tests of jobstate, news and
- * callback: make a job in a given state, read its columns back, count its
+ * jobfix.h - job rows for the database tests of jobstate, news, callback
+ * and pipeline: make a job in a given state, read its columns back, count its
  * events.
  * Header-only (static inline); include after cmocka.h.
  */
