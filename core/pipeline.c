@@ -389,10 +389,12 @@ static dr_status persist_one(persist_ctx *x, const dr_db_rows *rows, size_t i,
 			st = rendition_url(&x->dest, o->key, o->url, err);
 		return st;
 	}
+	/* Set before the first failure it names: a missing source is the
+	 * download's, not the step an earlier output ended in. */
+	x->step = "download";
 	if (!source)
 		return dr_fail(err, DR_ERR_INVALID, "bad_output",
 			       "output %s has no source", db_cell(rows, i, 1));
-	x->step = "download";
 	x->fetch_row = NULL;
 	t0 = metrics_now();
 	st = fetch(x, rows, i, &fd, &size, ctype, sizeof(ctype), err);

@@ -1310,6 +1310,21 @@ static void test_bad_files(void **state)
 	assert_int_equal(sk.puts, 0);
 }
 
+/* An output row with no source at all: bad_output, final, named at
+ * download even after a text output stored before it. */
+static void test_no_source(void **state)
+{
+	out_spec outs[2] = { text_out("first"), { "file", NULL, NULL, NULL } };
+	dr_claim c;
+	dr_step_outcome o;
+
+	(void)state;
+	make_job("[]", outs, 2, &c);
+	o = persist(&c);
+	assert_outcome(&o, DR_STEP_FAIL, "download", "bad_output");
+	assert_untouched(&c, 2);
+}
+
 /* ------------------------------------------------------------------
  * Cases: the sink
  */
@@ -1553,6 +1568,7 @@ int main(void)
 		cmocka_unit_test_setup(test_refused, case_setup),
 		cmocka_unit_test_setup(test_bad_sources, case_setup),
 		cmocka_unit_test_setup(test_bad_files, case_setup),
+		cmocka_unit_test_setup(test_no_source, case_setup),
 		cmocka_unit_test_setup(test_sink_unavailable, case_setup),
 		cmocka_unit_test_setup(test_sink_errors, case_setup),
 		cmocka_unit_test_setup(test_sink_missing, case_setup),
