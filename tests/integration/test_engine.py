@@ -379,8 +379,10 @@ def _(w):
         expect_eq(other.stdout.readline().strip(), jid, "the other session holds the job row")
         t = threading.Thread(target=lambda: answer.update(r=hook(body, h)))
         t.start()
+        # The webhook's transaction has inserted its delivery; a worker's
+        # poll may be waiting for the row too, having written nothing.
         wait_until(lambda: sql("SELECT COUNT(*) FROM information_schema.innodb_trx"
-                               " WHERE trx_state = 'LOCK WAIT'")[0][0] == "1",
+                               " WHERE trx_state = 'LOCK WAIT' AND trx_rows_modified > 0")[0][0] == "1",
                    timeout=10, interval=0.05, what="the webhook waiting for the job row")
         msg = h["webhook-id"].replace("'", "''")
         other.stdin.write(

@@ -10,7 +10,7 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Fail, case, expect, expect_eq, expect_problem, get, request, run, wait_until  # noqa: E402
+from harness import Fail, case, expect, expect_eq, expect_problem, get, request, run, sql, wait_until  # noqa: E402
 from engine_lib import FINAL, Worker, create, fake_reset, hook, sign, wait_status  # noqa: E402
 
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
@@ -253,7 +253,9 @@ def _():
     expect(hooks_after >= hooks_before + 1 + 3, f"webhook deliveries {hooks_before} -> {hooks_after}")
     s = wait_until(lambda: (lambda m: m if val(m, "darkroom_worker_processes") == 0 else None)(scrape()),
                    timeout=10, what="no worker alive after the pool stopped")
-    expect_eq(val(s, "darkroom_queue_depth"), 0.0, "queue depth with nothing due")
+    due = sql("SELECT id, status, step, adapter, model, run_at, NOW(6), callback_state, attempts"
+              " FROM jobs WHERE run_at <= NOW(6)")
+    expect_eq(val(s, "darkroom_queue_depth"), 0.0, f"queue depth with nothing due (due: {due})")
 
 
 @case("queue depth and the oldest due job's age show jobs nobody runs")
