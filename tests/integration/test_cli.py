@@ -101,6 +101,14 @@ def _():
         expect("usage: darkroom" in out, f"usage text of {args}: {out[:200]!r}")
 
 
+@case("jobs list --help names the seven statuses, as the API's error does")
+def _():
+    rc, out, _ = cli("jobs", "list", "--help")
+    expect_eq(rc, 0, "exit status")
+    expect("queued, starting, processing, persisting, succeeded, failed, canceled" in out,
+           f"the statuses in jobs list --help: {out!r}")
+
+
 @case("help COMMAND: a command's --help, a group's subcommands; help of nothing known: exit 2")
 def _():
     for words in (["jobs", "list"], ["outputs"], ["reprocess"], ["config", "check"], ["version"]):
