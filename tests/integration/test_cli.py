@@ -211,6 +211,38 @@ def _():
         expect(len(lines) == 1 and "database unavailable:" in lines[0], f"stderr of {args}: {err!r}")
 
 
+def stored_secret():
+    """The webhook secret [adapter "replicate2"] (none configured) keeps in plugin_kv."""
+    rows = sql("SELECT v FROM plugin_kv WHERE instance = 'replicate2' AND k = 'webhook_secret'")
+    return rows[0][0] if rows else None
+
+
+@case("migrate also stores the adapters' upkeep data: replicate's webhook secret, before any worker ran")
+def _():
+    fake_reset()
+    sql("DELETE FROM plugin_kv WHERE instance = 'replicate2'")
+    rc, out, err = cli("migrate")
+    expect_eq(rc, 0, f"exit status of migrate: {err!r}")
+    expect_eq(err, "", "stderr of migrate")
+    expect_eq(stored_secret(), os.environ["DARKROOM_REPLICATE_SECRET"], "the stored secret")
+
+
+@case("migrate with Replicate's secret endpoint failing: exit 0, one warning line, nothing stored")
+def _():
+    fake_reset(fault_endpoints=["secret"], error_rate=1)
+    try:
+        sql("DELETE FROM plugin_kv WHERE instance = 'replicate2'")
+        rc, out, err = cli("migrate")
+        expect_eq(rc, 0, f"exit status of migrate: {err!r}")
+        lines = err.strip().splitlines()
+        expect(len(lines) == 1 and lines[0].startswith("darkroom migrate: warning: ")
+               and '[adapter "replicate2"]' in lines[0], f"stderr of migrate: {err!r}")
+        expect("r8_fake" not in err, "the token in the warning")
+        expect_eq(stored_secret(), None, "a stored secret")
+    finally:
+        fake_reset()
+
+
 @case("--metadata: KEY=VALUE, valid keys, at most 16, no key twice (exit 2, one line)")
 def _():
     for cmd in (["jobs", "list"], ["outputs"]):
