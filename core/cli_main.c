@@ -1008,7 +1008,8 @@ static int cmd_version(const cli *c, const cli_args *a)
  * The command table
  */
 
-
+/* The help texts are laid out by hand, as printed. */
+/* clang-format off */
 static const cli_cmd commands[] = {
 	{
 		.name = "migrate",
@@ -1214,6 +1215,7 @@ static const cli_cmd commands[] = {
 		.run = cmd_version,
 	},
 };
+/* clang-format on */
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

@@ -14,6 +14,8 @@
 #include "dashboard.h"
 #include "jobstate.h"
 
+/* The page is laid out by hand, a line of it per line here. */
+/* clang-format off */
 static const char page[] =
 	"<!doctype html>\n"
 	"<html lang=\"en\">\n"
@@ -304,6 +306,7 @@ static const char page[] =
 	"</script>\n"
 	"</body>\n"
 	"</html>\n";
+/* clang-format on */
 
 dr_status dashboard_render(dr_buf *out)
 {

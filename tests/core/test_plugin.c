@@ -1078,9 +1078,8 @@ static void test_create_upkeep_only(void **state)
 	assert_non_null(plugins_sink(p, "goodsink"));
 	assert_null(plugins_sink(p, "goodsink")->state);
 	upkeep_reports = 0;
-	assert_int_equal(plugins_maintain_report(p, upkeep_report,
-						 &upkeep_reports),
-			 1);
+	assert_int_equal(
+		plugins_maintain_report(p, upkeep_report, &upkeep_reports), 1);
 	assert_int_equal(upkeep_reports, 1);
 	plugins_free(p);
 	config_free(cfg);
