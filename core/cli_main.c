@@ -109,6 +109,48 @@ static int load_config(const cli *c, dr_config **cfg)
 	return 0;
 }
 
+static void migrate_report(void *ctx, const char *plugin, const char *instance,
+			   const dr_error *err)
+{
+	(void)ctx;
+	fprintf(stderr,
+		"darkroom migrate: warning: [adapter \"%s\"] (plugin %s) "
+		"could not do its upkeep: %s; the worker tries again when it "
+		"starts\n",
+		instance, plugin, err->message);
+}
+
+/*
+ * After the migrations: run once the upkeep of every adapter that has one
+ * (replicate fetches its webhook signing secret and keeps it in
+ * plugin_kv), so a fresh install has what the FastCGI app reads before
+ * the first worker starts. Only those adapter instances are created: no
+ * sink, no local adapter's work folder (migrate may run as another user
+ * than the service). Whatever fails here is a warning on stderr: the
+ * worker does the same when it starts and every minute.
+ */
+static void migrate_upkeep(const dr_config *cfg)
+{
+	dr_plugins *plugins = NULL;
+	dr_error err;
+	dr_db *db;
+
+	dr_error_clear(&err);
+	if (plugins_init(cfg, PLUGINS_CREATE_UPKEEP, &plugins, &err) != DR_OK) {
+		fprintf(stderr,
+			"darkroom migrate: warning: the adapters' upkeep did "
+			"not run: %s\n",
+			err.message);
+		return;
+	}
+	db = db_new(cfg);
+	plugins_set_db(plugins, db);
+	(void)plugins_maintain_report(plugins, migrate_report, NULL);
+	plugins_set_db(plugins, NULL);
+	plugins_free(plugins);
+	db_free(db);
+}
+
 static int cmd_migrate(const cli *c, const cli_args *a)
 {
 	const char *dir = cli_value(a, "--dir");
@@ -125,6 +167,8 @@ static int cmd_migrate(const cli *c, const cli_args *a)
 		     : 1;
 	if (rc)
 		fprintf(stderr, "darkroom migrate: %s\n", err.message);
+	else
+		migrate_upkeep(cfg);
 	config_free(cfg);
 	return rc;
 }
@@ -964,7 +1008,8 @@ static int cmd_version(const cli *c, const cli_args *a)
  * The command table
  */
 
-
+/* The help texts are laid out by hand, as printed. */
+/* clang-format off */
 static const cli_cmd commands[] = {
 	{
 		.name = "migrate",
@@ -973,7 +1018,12 @@ static const cli_cmd commands[] = {
 		.help = "usage: darkroom migrate [--dir DIR]\n\n"
 			"Create the database if needed and apply the migrations "
 			"not yet applied,\nin order. Safe to run again. Refuses a "
-			"database newer than this darkroom.\n\n"
+			"database newer than this darkroom.\n"
+			"Then runs once the upkeep of the adapters that have "
+			"one (replicate fetches\nits webhook signing secret "
+			"and stores it for the app); a failure there is a\n"
+			"warning, and the worker tries again when it "
+			"starts.\n\n"
 			"  --dir DIR  migrations folder (default: [database] "
 			"migrations_dir)",
 		.run = cmd_migrate,
@@ -1004,9 +1054,8 @@ static const cli_cmd commands[] = {
 			"List jobs, newest first, as an aligned table (ID, "
 			"STATUS, ADAPTER, MODEL,\nPROGRESS, CREATED, ERROR); the "
 			"same query as GET /v1/jobs.\n\n"
-			"  --status S      queued, starting, processing, "
-			"persisting, succeeded,\n"
-			"                  failed or canceled\n"
+			"  --status S      jobs in this status, one of\n"
+			"                  " JOBSTATE_NAMES "\n"
 			"  --model M       jobs of this model\n"
 			"  --adapter A     jobs of this adapter\n"
 			"  --metadata K=V  jobs whose metadata has K with value "
@@ -1166,6 +1215,7 @@ static const cli_cmd commands[] = {
 		.run = cmd_version,
 	},
 };
+/* clang-format on */
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

@@ -478,7 +478,8 @@ typedef struct dr_adapter_ops {
 	 * signing secret from the provider and keeping it with
 	 * host->kv_put for the FastCGI app, which must never wait on the
 	 * provider. The worker calls it when it starts and then about once a
-	 * minute (DR_MAINTAIN_INTERVAL), from one of its processes; it may
+	 * minute (DR_MAINTAIN_INTERVAL), from one of its processes, and
+	 * `darkroom migrate` once after the migrations; it may
 	 * take as long as its own timeouts allow (no job waits on it). A
 	 * failure is logged by the core and the call comes again at the next
 	 * interval. Optional. */

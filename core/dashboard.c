@@ -8,10 +8,14 @@
  * (/v1/jobs, /v1/jobs/{id}, /v1/jobs/{id}/events) with it and builds the
  * gallery and the job page in the browser. Every value from the API is
  * inserted as text (textContent), never as HTML; URLs must be http(s).
- * BlurHash placeholders are decoded by a small function of the page.
+ * BlurHash placeholders are decoded by a small function of the page. The
+ * status filter's options come from JOBSTATE_NAMES, the one list of them.
  */
 #include "dashboard.h"
+#include "jobstate.h"
 
+/* The page is laid out by hand, a line of it per line here. */
+/* clang-format off */
 static const char page[] =
 	"<!doctype html>\n"
 	"<html lang=\"en\">\n"
@@ -61,13 +65,14 @@ static const char page[] =
 	"</head>\n"
 	"<body>\n"
 	"<header><h1><a href=\"#/\">darkroom</a></h1>\n"
-	"<span id=\"filters\" class=\"row\"><label>Status <select id=\"f-status\"><option value=\"\">all</option><option>queued</option><option>starting</option><option>processing</option><option>persisting</option><option>succeeded</option><option>failed</option><option>canceled</option></select></label>\n"
+	"<span id=\"filters\" class=\"row\"><label>Status <select id=\"f-status\"><option value=\"\">all</option></select></label>\n"
 	"<label>Model <input id=\"f-model\" placeholder=\"owner/name\" size=\"22\"></label></span>\n"
 	"<span class=\"sp\"></span><button id=\"logout\" type=\"button\">Forget key</button></header>\n"
 	"<div id=\"msg\"></div>\n"
 	"<main id=\"main\"></main>\n"
 	"<script>\n"
 	"\"use strict\";\n"
+	"var STATUSES = \"" JOBSTATE_NAMES "\".split(\", \");\n"
 	"var KEY_NAME = \"darkroom.api_key\", RUNNING = [\"queued\", \"starting\", \"processing\", \"persisting\"];\n"
 	"var main = document.getElementById(\"main\"), msg = document.getElementById(\"msg\");\n"
 	"var timer = null, cards = {}, view = \"\";\n"
@@ -292,6 +297,7 @@ static const char page[] =
 	"}\n"
 	"function refresh() { route(); }\n"
 	"\n"
+	"STATUSES.forEach(function (s) { var o = document.createElement(\"option\"); o.textContent = s; document.getElementById(\"f-status\").appendChild(o); });\n"
 	"window.addEventListener(\"hashchange\", route);\n"
 	"document.getElementById(\"f-status\").addEventListener(\"change\", function () { view = \"\"; route(); });\n"
 	"document.getElementById(\"f-model\").addEventListener(\"change\", function () { view = \"\"; route(); });\n"
@@ -300,6 +306,7 @@ static const char page[] =
 	"</script>\n"
 	"</body>\n"
 	"</html>\n";
+/* clang-format on */
 
 dr_status dashboard_render(dr_buf *out)
 {

@@ -852,7 +852,9 @@ static dr_status init_section(const dr_config *cfg, dr_plugins *p,
 	inst->section = sec;
 	inst->cfg = cfg;
 	inst->state = NULL;
-	if (create_instances) {
+	if (create_instances == PLUGINS_CREATE_ALL ||
+	    (create_instances == PLUGINS_CREATE_UPKEEP && !is_sink &&
+	     lp->desc->adapter->maintain)) {
 		dr_error_clear(&inner);
 		st = lp->desc->create(&host_services, inst, &state, &inner);
 		if (st != DR_OK) {
@@ -965,7 +967,26 @@ void plugins_set_db(dr_plugins *p, struct dr_db *db)
 		p->sinks[i].db = db;
 }
 
+static void log_maintain_failure(void *ctx, const char *plugin,
+				 const char *instance, const dr_error *err)
+{
+	(void)ctx;
+	dr_log(DR_LOG_WARNING,
+	       "event=plugin.maintain_failed plugin=%s instance=%s "
+	       "code=%s reason=\"%s\"",
+	       plugin, instance, err->code[0] ? err->code : "-", err->message);
+}
+
 int plugins_maintain(dr_plugins *p)
+{
+	return plugins_maintain_report(p, log_maintain_failure, NULL);
+}
+
+int plugins_maintain_report(dr_plugins *p,
+			    void (*report)(void *ctx, const char *plugin,
+					   const char *instance,
+					   const dr_error *err),
+			    void *ctx)
 {
 	int failed = 0;
 
@@ -975,18 +996,19 @@ int plugins_maintain(dr_plugins *p)
 		struct dr_instance *inst = &p->adapters[i];
 		const dr_adapter_ops *ops = inst->plugin->desc->adapter;
 		dr_error err;
+		dr_status st;
 
 		if (!ops->maintain || !inst->state)
 			continue;
 		dr_error_clear(&err);
-		if (ops->maintain(inst->state, &err) == DR_OK)
+		st = ops->maintain(inst->state, &err);
+		if (st == DR_OK)
 			continue;
 		failed++;
-		dr_log(DR_LOG_WARNING,
-		       "event=plugin.maintain_failed plugin=%s instance=%s "
-		       "code=%s reason=\"%s\"",
-		       inst_plugin_name(inst), inst->name,
-		       err.code[0] ? err.code : "-", err.message);
+		if (!err.message[0])
+			snprintf(err.message, sizeof(err.message), "%s",
+				 dr_strerror(st));
+		report(ctx, inst_plugin_name(inst), inst->name, &err);
 	}
 	return failed;
 }

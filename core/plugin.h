@@ -74,13 +74,21 @@ dr_status plugin_load(const char *dir, const char *name, dr_loaded_plugin *out,
 /* dlclose and free; accepts a zeroed struct. */
 void plugin_unload(dr_loaded_plugin *p);
 
+/* What plugins_init() creates, besides loading and checking the plugins. */
+enum {
+	PLUGINS_CHECK_ONLY = 0,	  /* no instance (config check) */
+	PLUGINS_CREATE_ALL = 1,	  /* every instance (the app, the worker) */
+	PLUGINS_CREATE_UPKEEP = 2 /* only the adapter instances with a
+				     maintain() (darkroom migrate): no sink,
+				     no work folder of a local adapter */
+};
+
 /*
  * Load the plugins of every adapter section and of the active sink's
  * section ([server] sink) of `cfg`, resolve the sections' keys, and create
- * the instances (with `create_instances` 0, only
- * load and validate: for `config check`). Checks that the default adapter
- * and the active sink exist. On failure everything loaded is released and
- * err says which section and why.
+ * the instances `create_instances` (PLUGINS_*) asks for. Checks that the
+ * default adapter and the active sink exist. On failure everything loaded
+ * is released and err says which section and why.
  */
 dr_status plugins_init(const dr_config *cfg, int create_instances,
 		       dr_plugins **out, dr_error *err) DR_WARN_UNUSED;
@@ -95,6 +103,15 @@ void plugins_set_db(dr_plugins *p, struct dr_db *db);
  * calls it again DR_MAINTAIN_INTERVAL seconds later. Returns how many
  * failed. */
 int plugins_maintain(dr_plugins *p);
+
+/* The same, handing each failure to `report` (the instance's plugin and
+ * section names and the error, borrowed for the call) instead of the log:
+ * for `darkroom migrate`, which says it in one line of its own. */
+int plugins_maintain_report(dr_plugins *p,
+			    void (*report)(void *ctx, const char *plugin,
+					   const char *instance,
+					   const dr_error *err),
+			    void *ctx);
 
 /* Destroy instances and unload plugins; NULL is a no-op. */
 void plugins_free(dr_plugins *p);

@@ -64,7 +64,11 @@
  * get() is absent: after submit the prediction is final. cancel() has
  * nothing to stop (the program runs inside submit) and succeeds.
  *
- * The plugin uses only the host table: no core symbol.
+ * The plugin uses only the host table: no core symbol. Memory comes from
+ * the host's allocator (host->mem_*), which never returns NULL (out of
+ * memory aborts the process), so there are no out-of-memory paths here;
+ * only json-c allocates on its own. The forked child (child_exec) is the
+ * exception: it calls no host service at all, see there.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -144,13 +148,13 @@ static const dr_config_key exec_keys[] = {
  * Small helpers
  */
 
-static void free_strv(char **v)
+static void free_strv(const dr_host *host, char **v)
 {
 	if (!v)
 		return;
 	for (size_t i = 0; v[i]; i++)
-		free(v[i]);
-	free(v);
+		host->mem_free(v[i]);
+	host->mem_free(v);
 }
 
 static double mono_now(void)
@@ -173,6 +177,7 @@ static int is_name_char(int c)
 
 /* A growable byte buffer with a hard cap. */
 typedef struct exec_buf {
+	const dr_host *host; /* its allocator */
 	char *data;
 	size_t len, cap, max;
 	int over; /* something did not fit under max */
@@ -190,9 +195,7 @@ static int buf_add(exec_buf *b, const char *s, size_t n)
 
 		while (cap < b->len + n + 1)
 			cap *= 2;
-		d = realloc(b->data, cap);
-		if (!d)
-			return -2;
+		d = b->host->mem_realloc(b->data, cap);
 		b->data = d;
 		b->cap = cap;
 	}
@@ -237,13 +240,13 @@ static int word_check(const char *w, char *msg, size_t msgsz)
 
 /*
  * Fill template word `w` from `input` (a JSON object or NULL) into a new
- * malloc'd string at *out. DR_OK; DR_ERR_INVALID naming the field; or
- * DR_ERR_NOMEM.
+ * string at *out (host->mem_alloc'd). DR_OK or DR_ERR_INVALID naming the
+ * field.
  */
 static dr_status word_fill(exec_adapter *a, const char *w, json_object *input,
 			   char **out, dr_error *err)
 {
-	exec_buf b = { NULL, 0, 0, EXEC_WORD_MAX, 0 };
+	exec_buf b = { a->host, NULL, 0, 0, EXEC_WORD_MAX, 0 };
 	const char *p = w;
 	int rc = 0;
 
@@ -279,7 +282,7 @@ static dr_status word_fill(exec_adapter *a, const char *w, json_object *input,
 				val = json_object_get_string(v);
 				val_len = (size_t)json_object_get_string_len(v);
 				if (memchr(val, '\0', val_len)) {
-					free(b.data);
+					a->host->mem_free(b.data);
 					return a->host->fail(
 						err, DR_ERR_INVALID,
 						"invalid_input",
@@ -296,7 +299,7 @@ static dr_status word_fill(exec_adapter *a, const char *w, json_object *input,
 				val_len = strlen(val);
 				break;
 			default:
-				free(b.data);
+				a->host->mem_free(b.data);
 				return a->host->fail(
 					err, DR_ERR_INVALID, "invalid_input",
 					"input.%s: must be a string, number "
@@ -307,7 +310,7 @@ static dr_status word_fill(exec_adapter *a, const char *w, json_object *input,
 			val = def;
 			val_len = def_len;
 		} else {
-			free(b.data);
+			a->host->mem_free(b.data);
 			return a->host->fail(
 				err, DR_ERR_INVALID, "invalid_input",
 				"input.%s: required by the program", field);
@@ -315,7 +318,7 @@ static dr_status word_fill(exec_adapter *a, const char *w, json_object *input,
 		/* Programs parse options: a value must not make a word
 		 * start with '-' (the template word's own '-' is fine). */
 		if (b.len == 0 && val_len > 0 && val[0] == '-') {
-			free(b.data);
+			a->host->mem_free(b.data);
 			return a->host->fail(
 				err, DR_ERR_INVALID, "invalid_input",
 				"input.%s: must not start with '-'", field);
@@ -323,7 +326,7 @@ static dr_status word_fill(exec_adapter *a, const char *w, json_object *input,
 		if (rc == 0)
 			rc = buf_add(&b, val, val_len);
 		if (b.over) {
-			free(b.data);
+			a->host->mem_free(b.data);
 			return a->host->fail(err, DR_ERR_INVALID,
 					     "invalid_input",
 					     "input.%s: too long for a program "
@@ -332,14 +335,9 @@ static dr_status word_fill(exec_adapter *a, const char *w, json_object *input,
 		}
 	}
 	if (rc == 0 && !b.data)
-		b.data = strdup(""); /* an empty argument */
-	if (rc == -2 || (rc == 0 && !b.data)) {
-		free(b.data);
-		return a->host->fail(err, DR_ERR_NOMEM, "out_of_memory",
-				     "out of memory");
-	}
+		b.data = a->host->mem_strdup(""); /* an empty argument */
 	if (rc != 0) {
-		free(b.data);
+		a->host->mem_free(b.data);
 		return a->host->fail(err, DR_ERR_INVALID, "invalid_input",
 				     "an argument is over %d bytes",
 				     EXEC_WORD_MAX);
@@ -376,7 +374,7 @@ static dr_status parse_input(exec_adapter *a, const dr_job_view *job,
 	return DR_OK;
 }
 
-/* The program's argv (NULL-terminated, malloc'd) for this job. */
+/* The program's argv (NULL-terminated, host->mem_alloc'd) for this job. */
 static dr_status build_argv(exec_adapter *a, const dr_job_view *job,
 			    char ***argv_out, dr_error *err)
 {
@@ -389,15 +387,8 @@ static dr_status build_argv(exec_adapter *a, const dr_job_view *job,
 	st = parse_input(a, job, &input, err);
 	if (st != DR_OK)
 		return st;
-	argv = calloc(a->n_words + 2, sizeof(*argv));
-	if (argv)
-		argv[0] = strdup(a->program);
-	if (!argv || !argv[0]) {
-		free(argv);
-		json_object_put(input);
-		return a->host->fail(err, DR_ERR_NOMEM, "out_of_memory",
-				     "out of memory");
-	}
+	argv = a->host->mem_calloc(a->n_words + 2, sizeof(*argv));
+	argv[0] = a->host->mem_strdup(a->program);
 	total = strlen(argv[0]) + 1;
 	for (size_t i = 0; i < a->n_words && st == DR_OK; i++) {
 		st = word_fill(a, a->words[i], input, &argv[i + 1], err);
@@ -414,7 +405,7 @@ static dr_status build_argv(exec_adapter *a, const dr_job_view *job,
 	}
 	json_object_put(input);
 	if (st != DR_OK) {
-		free_strv(argv);
+		free_strv(a->host, argv);
 		return st;
 	}
 	*argv_out = argv;
@@ -431,19 +422,18 @@ static void exec_destroy(void *state)
 
 	if (!a)
 		return;
-	free_strv(a->words);
-	free_strv(a->env);
-	free(a);
+	free_strv(a->host, a->words);
+	free_strv(a->host, a->env);
+	a->host->mem_free(a);
 }
 
-/* Split `s` at spaces (and tabs) into a NULL-terminated vector. */
-static char **split_words(const char *s, size_t *n_out)
+/* Split `s` at spaces (and tabs) into a NULL-terminated vector; NULL when
+ * it has more than EXEC_WORDS_MAX words. */
+static char **split_words(const dr_host *host, const char *s, size_t *n_out)
 {
-	char **v = calloc(EXEC_WORDS_MAX + 1, sizeof(*v));
+	char **v = host->mem_calloc(EXEC_WORDS_MAX + 1, sizeof(*v));
 	size_t n = 0;
 
-	if (!v)
-		return NULL;
 	while (s && *s) {
 		size_t len;
 
@@ -452,12 +442,11 @@ static char **split_words(const char *s, size_t *n_out)
 		len = strcspn(s, " \t");
 		if (!len)
 			break;
-		if (n < EXEC_WORDS_MAX)
-			v[n] = strndup(s, len);
-		if (!v[n]) {
-			free_strv(v);
+		if (n == EXEC_WORDS_MAX) {
+			free_strv(host, v);
 			return NULL;
 		}
+		v[n] = host->mem_strndup(s, len);
 		n++;
 		s += len;
 	}
@@ -466,18 +455,16 @@ static char **split_words(const char *s, size_t *n_out)
 }
 
 /* Append "NAME=VALUE" to env unless an entry of that NAME is there. */
-static int env_add(char **env, size_t *n, const char *entry, size_t len)
+static void env_add(const dr_host *host, char **env, size_t *n,
+		    const char *entry, size_t len)
 {
 	size_t name_len = strcspn(entry, "=");
 
 	for (size_t i = 0; i < *n; i++)
 		if (strncmp(env[i], entry, name_len + 1) == 0)
-			return 0;
-	env[*n] = strndup(entry, len);
-	if (!env[*n])
-		return -1;
+			return;
+	env[*n] = host->mem_strndup(entry, len);
 	(*n)++;
-	return 0;
 }
 
 /* The environment: the `env` list first (it wins), then the fixed ones. */
@@ -488,9 +475,7 @@ static dr_status build_env(exec_adapter *a, dr_error *err)
 	const char *fixed[3];
 	size_t n = 0;
 
-	a->env = calloc(EXEC_ENV_MAX + 4, sizeof(*a->env));
-	if (!a->env)
-		goto nomem;
+	a->env = a->host->mem_calloc(EXEC_ENV_MAX + 4, sizeof(*a->env));
 	while (list && *list) {
 		const char *e;
 		size_t len;
@@ -515,8 +500,7 @@ static dr_status build_env(exec_adapter *a, dr_error *err)
 			return a->host->fail(err, DR_ERR_CONFIG, "bad_config",
 					     "env: more than %d entries",
 					     EXEC_ENV_MAX);
-		if (env_add(a->env, &n, e, len) != 0)
-			goto nomem;
+		env_add(a->host, a->env, &n, e, len);
 		continue;
 	bad:
 		return a->host->fail(err, DR_ERR_CONFIG, "bad_config",
@@ -528,12 +512,8 @@ static dr_status build_env(exec_adapter *a, dr_error *err)
 	fixed[1] = home;
 	fixed[2] = "LANG=C.UTF-8";
 	for (size_t i = 0; i < 3; i++)
-		if (env_add(a->env, &n, fixed[i], strlen(fixed[i])) != 0)
-			goto nomem;
+		env_add(a->host, a->env, &n, fixed[i], strlen(fixed[i]));
 	return DR_OK;
-nomem:
-	return a->host->fail(err, DR_ERR_NOMEM, "out_of_memory",
-			     "out of memory");
 }
 
 /* Make the work directory (and its parents) when missing, and refuse one
@@ -581,10 +561,15 @@ static dr_status exec_create(const dr_host *host, const dr_instance *inst,
 	dr_status st;
 
 	*state = NULL;
-	a = calloc(1, sizeof(*a));
-	if (!a)
-		return host->fail(err, DR_ERR_NOMEM, "out_of_memory",
-				  "out of memory");
+	/* Every core of this ABI version hands over the memory services (and
+	 * local_root before them); a table that ends earlier is not one
+	 * darkroom makes, refused rather than called through NULL. */
+	if (!DR_HOST_HAS(host, mem_free))
+		return host->fail(err, DR_ERR_CONFIG, "bad_host",
+				  "the host table (%u bytes) lacks the memory "
+				  "services; update darkroom",
+				  (unsigned)host->size);
+	a = host->mem_calloc(1, sizeof(*a));
 	a->host = host;
 	a->inst = inst;
 	a->program = host->config_get(inst, "program");
@@ -628,10 +613,9 @@ static dr_status exec_create(const dr_host *host, const dr_instance *inst,
 	}
 	a->max_files = (int)n;
 	args = host->config_get(inst, "args");
-	a->words = split_words(args, &a->n_words);
+	a->words = split_words(host, args, &a->n_words);
 	if (!a->words) {
-		host->fail(err, st, "bad_config",
-			   "args: more than %d words, or out of memory",
+		host->fail(err, st, "bad_config", "args: more than %d words",
 			   EXEC_WORDS_MAX);
 		goto fail;
 	}
@@ -645,9 +629,8 @@ static dr_status exec_create(const dr_host *host, const dr_instance *inst,
 	if (st == DR_OK)
 		st = prepare_workdir(a, err);
 	/* The core reads our outputs only from the job folders under the
-	 * work folder (an older core, without the service, reads any
-	 * absolute path). */
-	if (st == DR_OK && DR_HOST_HAS(host, local_root))
+	 * work folder. */
+	if (st == DR_OK)
 		st = host->local_root(inst, a->workdir, err);
 	if (st != DR_OK)
 		goto fail;
@@ -797,7 +780,14 @@ static void keep_tail(exec_run *r, const char *s, size_t n)
 	r->err_len += n;
 }
 
-/* The child after fork: only async-signal-safe calls until execve. */
+/*
+ * The child after fork: only async-signal-safe calls until execve, and
+ * plain libc, never the host table. The worker may have other threads
+ * (libvips, libcurl's resolver), so the child inherits whatever locks they
+ * held at fork time: a malloc (which host->mem_alloc is) could wait forever
+ * on the allocator's lock, and host->log takes the logger's. Everything
+ * the child needs (argv, envp, the directory) was allocated before fork.
+ */
 static _Noreturn void child_exec(const char *dir, char **argv, char **envp,
 				 int out_fd, int err_fd, int report_fd)
 {
@@ -844,12 +834,10 @@ static int drain(int fd, exec_run *r, int is_out)
 		return errno == EINTR || errno == EAGAIN ? 1 : 0;
 	if (n == 0)
 		return 0;
-	if (is_out) {
-		if (buf_add(&r->out, buf, (size_t)n) == -2)
-			r->out.over = 1; /* out of memory: treat as too much */
-	} else {
+	if (is_out)
+		buf_add(&r->out, buf, (size_t)n); /* over max: r->out.over */
+	else
 		keep_tail(r, buf, (size_t)n);
-	}
 	return 1;
 }
 
@@ -1032,8 +1020,9 @@ static int utf8_text(const unsigned char *s, size_t n)
 	return 1;
 }
 
-/* The error text of a failed run: "exit status N: <last stderr lines>". */
-static char *failure_text(const exec_run *r)
+/* The error text of a failed run: "exit status N: <last stderr lines>"
+ * (host->mem_alloc'd). */
+static char *failure_text(const dr_host *host, const exec_run *r)
 {
 	char tail[EXEC_ERROR_MAX + 1], *msg;
 	size_t n = r->err_len, start = 0, len;
@@ -1067,9 +1056,7 @@ static char *failure_text(const exec_run *r)
 			if ((unsigned char)tail[i] >= 0x80)
 				tail[i] = '?';
 	len = strlen(tail) + 64;
-	msg = malloc(len);
-	if (!msg)
-		return NULL;
+	msg = host->mem_alloc(len);
 	if (WIFSIGNALED(r->status))
 		snprintf(msg, len, "killed by signal %d%s%s",
 			 WTERMSIG(r->status), tail[0] ? ": " : "", tail);
@@ -1080,11 +1067,11 @@ static char *failure_text(const exec_run *r)
 }
 
 /* Free the outputs of a prediction being built. */
-static void outputs_free(dr_prediction *p)
+static void outputs_free(const dr_host *host, dr_prediction *p)
 {
 	for (size_t i = 0; i < p->n_outputs; i++)
-		free(p->outputs[i].value);
-	free(p->outputs);
+		host->mem_free(p->outputs[i].value);
+	host->mem_free(p->outputs);
 	p->outputs = NULL;
 	p->n_outputs = 0;
 }
@@ -1110,12 +1097,7 @@ static dr_status collect_outputs(exec_adapter *a, const char *dir, exec_run *r,
 				     "cannot read the job directory: %s",
 				     strerror(errno));
 	}
-	names = calloc(cap, sizeof(*names));
-	if (!names) {
-		closedir(d);
-		return a->host->fail(err, DR_ERR_NOMEM, "out_of_memory",
-				     "out of memory");
-	}
+	names = a->host->mem_calloc(cap, sizeof(*names));
 	while ((de = readdir(d)) != NULL) {
 		if (strcmp(de->d_name, ".") == 0 ||
 		    strcmp(de->d_name, "..") == 0)
@@ -1131,13 +1113,7 @@ static dr_status collect_outputs(exec_adapter *a, const char *dir, exec_run *r,
 					   a->max_files);
 			break;
 		}
-		names[n] = strdup(de->d_name);
-		if (!names[n]) {
-			st = a->host->fail(err, DR_ERR_NOMEM, "out_of_memory",
-					   "out of memory");
-			break;
-		}
-		n++;
+		names[n++] = a->host->mem_strdup(de->d_name);
 	}
 	closedir(d);
 	if (st == DR_OK && a->stdout_text && r->out.over)
@@ -1154,35 +1130,27 @@ static dr_status collect_outputs(exec_adapter *a, const char *dir, exec_run *r,
 		size_t total = n + (a->stdout_text && r->out.len ? 1 : 0);
 
 		qsort(names, n, sizeof(*names), name_cmp);
-		p->outputs = calloc(total ? total : 1, sizeof(*p->outputs));
-		if (!p->outputs)
-			st = a->host->fail(err, DR_ERR_NOMEM, "out_of_memory",
-					   "out of memory");
-		for (size_t i = 0; i < n && st == DR_OK; i++) {
+		p->outputs = a->host->mem_calloc(total ? total : 1,
+						 sizeof(*p->outputs));
+		for (size_t i = 0; i < n; i++) {
 			size_t len = strlen(dir) + strlen(names[i]) + 2;
-			char *path = malloc(len);
+			char *path = a->host->mem_alloc(len);
 
-			if (!path) {
-				st = a->host->fail(err, DR_ERR_NOMEM,
-						   "out_of_memory",
-						   "out of memory");
-				break;
-			}
 			snprintf(path, len, "%s/%s", dir, names[i]);
 			p->outputs[p->n_outputs].kind = DR_OUTPUT_PATH;
 			p->outputs[p->n_outputs++].value = path;
 		}
-		if (st == DR_OK && total > n) {
+		if (total > n) {
 			p->outputs[p->n_outputs].kind = DR_OUTPUT_TEXT;
 			p->outputs[p->n_outputs++].value = r->out.data;
 			r->out.data = NULL;
 		}
 	}
 	for (size_t i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
+		a->host->mem_free(names[i]);
+	a->host->mem_free(names);
 	if (st != DR_OK)
-		outputs_free(p);
+		outputs_free(a->host, p);
 	return st;
 }
 
@@ -1201,7 +1169,7 @@ static dr_status exec_validate(void *state, const dr_job_view *job,
 		return a->host->fail(err, DR_ERR_INVALID, "invalid_input",
 				     "model must not be empty");
 	st = build_argv(a, job, &argv, err);
-	free_strv(argv);
+	free_strv(a->host, argv);
 	return st;
 }
 
@@ -1218,6 +1186,7 @@ static dr_status exec_submit(void *state, const dr_job_view *job,
 
 	memset(out, 0, sizeof(*out));
 	memset(&r, 0, sizeof(r));
+	r.out.host = a->host;
 	r.out.max = a->stdout_text ? EXEC_STDOUT_MAX : 0;
 	if (!job_id_ok(job->id) ||
 	    snprintf(id, sizeof(id), "%s%s-%d", EXEC_ID_PREFIX, job->id,
@@ -1230,7 +1199,7 @@ static dr_status exec_submit(void *state, const dr_job_view *job,
 		return st;
 	slot = slot_take(a);
 	if (slot < 0) {
-		free_strv(argv);
+		free_strv(a->host, argv);
 		if (slot == -2)
 			return a->host->fail(err, DR_ERR_IO, "io_error",
 					     "cannot open a slot file in %s: "
@@ -1291,19 +1260,9 @@ static dr_status exec_submit(void *state, const dr_job_view *job,
 		out->status = DR_PRED_SUCCEEDED;
 	} else {
 		out->status = DR_PRED_FAILED;
-		out->error = failure_text(&r);
-		if (!out->error) {
-			st = a->host->fail(err, DR_ERR_NOMEM, "out_of_memory",
-					   "out of memory");
-			goto out;
-		}
+		out->error = failure_text(a->host, &r);
 	}
-	out->id = strdup(id);
-	if (!out->id) {
-		st = a->host->fail(err, DR_ERR_NOMEM, "out_of_memory",
-				   "out of memory");
-		goto out;
-	}
+	out->id = a->host->mem_strdup(id);
 	a->host->log(a->inst, DR_LOG_INFO,
 		     "event=exec.done job=%s status=%s outputs=%zu "
 		     "seconds=%.2f",
@@ -1315,13 +1274,13 @@ out:
 		a->host->log(a->inst, DR_LOG_WARNING,
 			     "event=exec.failed job=%s code=%s", job->id,
 			     err->code);
-		outputs_free(out);
-		free(out->error);
-		free(out->id);
+		outputs_free(a->host, out);
+		a->host->mem_free(out->error);
+		a->host->mem_free(out->id);
 		memset(out, 0, sizeof(*out));
 	}
-	free(r.out.data);
-	free_strv(argv);
+	a->host->mem_free(r.out.data);
+	free_strv(a->host, argv);
 	close(slot);
 	return st;
 }

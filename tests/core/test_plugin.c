@@ -1030,6 +1030,61 @@ static void test_maintain(void **state)
 	config_free(cfg);
 }
 
+/* PLUGINS_CREATE_UPKEEP (darkroom migrate): only the adapter instances
+ * with maintain() are created; the others and the sink are loaded and
+ * checked but not started. plugins_maintain_report hands each failure to
+ * its caller instead of the log. */
+static int upkeep_reports;
+
+static void upkeep_report(void *ctx, const char *plugin, const char *instance,
+			  const dr_error *err)
+{
+	assert_ptr_equal(ctx, &upkeep_reports);
+	assert_string_equal(plugin, "maint");
+	assert_string_equal(instance, "m2");
+	assert_string_equal(err->code, "maint_failed");
+	assert_string_equal(err->message, "asked to fail");
+	upkeep_reports++;
+}
+
+static void test_create_upkeep_only(void **state)
+{
+	dr_config *cfg;
+	dr_plugins *p;
+	dr_error err;
+
+	(void)state;
+	cfg = parse_config("default_adapter = good\n"
+			   "sink = goodsink\n"
+			   "\n"
+			   "[adapter \"m1\"]\n"
+			   "plugin = maint\n"
+			   "\n"
+			   "[adapter \"m2\"]\n"
+			   "plugin = maint\n"
+			   "fail = true\n"
+			   "\n"
+			   "[adapter \"good\"]\n"
+			   "\n"
+			   "[sink \"goodsink\"]\n");
+	dr_log_init("test", DR_LOG_ERR, 0);
+	if (plugins_init(cfg, PLUGINS_CREATE_UPKEEP, &p, &err) != DR_OK)
+		fail_msg("plugins_init: %s", err.message);
+	assert_non_null(plugins_adapter(p, "m1"));
+	assert_non_null(plugins_adapter(p, "m1")->state);
+	assert_non_null(plugins_adapter(p, "m2")->state);
+	assert_non_null(plugins_adapter(p, "good"));
+	assert_null(plugins_adapter(p, "good")->state);
+	assert_non_null(plugins_sink(p, "goodsink"));
+	assert_null(plugins_sink(p, "goodsink")->state);
+	upkeep_reports = 0;
+	assert_int_equal(
+		plugins_maintain_report(p, upkeep_report, &upkeep_reports), 1);
+	assert_int_equal(upkeep_reports, 1);
+	plugins_free(p);
+	config_free(cfg);
+}
+
 static void test_init_good(void **state)
 {
 	const dr_host *h = plugin_host_services();
@@ -1274,6 +1329,7 @@ int main(void)
 		cmocka_unit_test(test_host_instance),
 		cmocka_unit_test(test_host_local_root),
 		cmocka_unit_test(test_maintain),
+		cmocka_unit_test(test_create_upkeep_only),
 		cmocka_unit_test(test_init_good),
 		cmocka_unit_test(test_init_no_create),
 		cmocka_unit_test(test_init_unknown_key),

@@ -101,6 +101,14 @@ def _():
         expect("usage: darkroom" in out, f"usage text of {args}: {out[:200]!r}")
 
 
+@case("jobs list --help names the seven statuses, as the API's error does")
+def _():
+    rc, out, _ = cli("jobs", "list", "--help")
+    expect_eq(rc, 0, "exit status")
+    expect("queued, starting, processing, persisting, succeeded, failed, canceled" in out,
+           f"the statuses in jobs list --help: {out!r}")
+
+
 @case("help COMMAND: a command's --help, a group's subcommands; help of nothing known: exit 2")
 def _():
     for words in (["jobs", "list"], ["outputs"], ["reprocess"], ["config", "check"], ["version"]):
@@ -201,6 +209,38 @@ def _():
         expect_eq(rc, 1, f"exit status of {args}")
         lines = err.strip().splitlines()
         expect(len(lines) == 1 and "database unavailable:" in lines[0], f"stderr of {args}: {err!r}")
+
+
+def stored_secret():
+    """The webhook secret [adapter "replicate2"] (none configured) keeps in plugin_kv."""
+    rows = sql("SELECT v FROM plugin_kv WHERE instance = 'replicate2' AND k = 'webhook_secret'")
+    return rows[0][0] if rows else None
+
+
+@case("migrate also stores the adapters' upkeep data: replicate's webhook secret, before any worker ran")
+def _():
+    fake_reset()
+    sql("DELETE FROM plugin_kv WHERE instance = 'replicate2'")
+    rc, out, err = cli("migrate")
+    expect_eq(rc, 0, f"exit status of migrate: {err!r}")
+    expect_eq(err, "", "stderr of migrate")
+    expect_eq(stored_secret(), os.environ["DARKROOM_REPLICATE_SECRET"], "the stored secret")
+
+
+@case("migrate with Replicate's secret endpoint failing: exit 0, one warning line, nothing stored")
+def _():
+    fake_reset(fault_endpoints=["secret"], error_rate=1)
+    try:
+        sql("DELETE FROM plugin_kv WHERE instance = 'replicate2'")
+        rc, out, err = cli("migrate")
+        expect_eq(rc, 0, f"exit status of migrate: {err!r}")
+        lines = err.strip().splitlines()
+        expect(len(lines) == 1 and lines[0].startswith("darkroom migrate: warning: ")
+               and '[adapter "replicate2"]' in lines[0], f"stderr of migrate: {err!r}")
+        expect("r8_fake" not in err, "the token in the warning")
+        expect_eq(stored_secret(), None, "a stored secret")
+    finally:
+        fake_reset()
 
 
 @case("--metadata: KEY=VALUE, valid keys, at most 16, no key twice (exit 2, one line)")

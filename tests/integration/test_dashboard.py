@@ -186,6 +186,15 @@ def _():
     expect(not b.eval("!!document.getElementById('login')"), "no key form after a reload")
 
 
+@case("the status filter offers every status (from the core's one list) and all")
+def _():
+    b = browser()
+    got = b.eval("Array.prototype.map.call(document.querySelectorAll('#f-status option'),"
+                 " function (o) { return o.value; })")
+    expect_eq(got, ["", "queued", "starting", "processing", "persisting", "succeeded", "failed",
+                    "canceled"], "the options of #f-status")
+
+
 @case("succeeded jobs show their thumbnails, loaded, over a BlurHash placeholder")
 def _():
     b = browser()

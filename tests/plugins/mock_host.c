@@ -334,6 +334,86 @@ static char *mock_mem_strndup(const char *s, size_t n)
 	return p;
 }
 
+/* The pointers the memory services handed out and mem_free has not taken
+ * back (memory released with plain free() stays listed until
+ * mock_host_mem_forget). */
+static const void **mem_live;
+static size_t mem_n_live, mem_cap_live;
+
+static void *mem_track(void *p)
+{
+	if (mem_n_live == mem_cap_live) {
+		size_t cap = mem_cap_live ? 2 * mem_cap_live : 256;
+		const void **v = realloc(mem_live, cap * sizeof(*v));
+
+		if (!v) {
+			fputs("mock_host: out of memory\n", stderr);
+			abort();
+		}
+		mem_live = v;
+		mem_cap_live = cap;
+	}
+	mem_live[mem_n_live++] = p;
+	return p;
+}
+
+static void mem_untrack(const void *p)
+{
+	for (size_t i = mem_n_live; p && i-- > 0;) {
+		if (mem_live[i] == p) {
+			mem_live[i] = mem_live[--mem_n_live];
+			return;
+		}
+	}
+}
+
+int mock_host_mem_owns(const void *p)
+{
+	for (size_t i = 0; p && i < mem_n_live; i++)
+		if (mem_live[i] == p)
+			return 1;
+	return 0;
+}
+
+void mock_host_mem_forget(void)
+{
+	free(mem_live);
+	mem_live = NULL;
+	mem_n_live = mem_cap_live = 0;
+}
+
+static void *host_mem_alloc(size_t n)
+{
+	return mem_track(xmalloc(n));
+}
+
+static void *host_mem_calloc(size_t n, size_t size)
+{
+	return mem_track(mock_mem_calloc(n, size));
+}
+
+static void *host_mem_realloc(void *p, size_t n)
+{
+	mem_untrack(p);
+	return mem_track(mock_mem_realloc(p, n));
+}
+
+static char *host_mem_strdup(const char *s)
+{
+	return mem_track(xstrdup(s));
+}
+
+static char *host_mem_strndup(const char *s, size_t n)
+{
+	return mem_track(mock_mem_strndup(s, n));
+}
+
+static void host_mem_free(void *p)
+{
+	mem_untrack(p);
+	free(p);
+}
+
 /* ------------------------------------------------------------------------
  * The key-value store: in memory, per instance
  */
@@ -504,12 +584,12 @@ static const dr_host mock_table = {
 	.webhook_header = webhook_header,
 	.webhook_verify = mock_webhook_verify,
 	.local_root = mock_local_root,
-	.mem_alloc = xmalloc,
-	.mem_calloc = mock_mem_calloc,
-	.mem_realloc = mock_mem_realloc,
-	.mem_strdup = xstrdup,
-	.mem_strndup = mock_mem_strndup,
-	.mem_free = free,
+	.mem_alloc = host_mem_alloc,
+	.mem_calloc = host_mem_calloc,
+	.mem_realloc = host_mem_realloc,
+	.mem_strdup = host_mem_strdup,
+	.mem_strndup = host_mem_strndup,
+	.mem_free = host_mem_free,
 	.kv_get = mock_kv_get,
 	.kv_put = mock_kv_put,
 	.http_request = mock_http_request,

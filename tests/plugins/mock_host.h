@@ -76,6 +76,15 @@ void mock_host_kv_down(dr_instance *inst, int down);
 int mock_host_kv_gets(const dr_instance *inst);
 int mock_host_kv_puts(const dr_instance *inst);
 
+/* 1 when `p` came from the host's memory services (mem_alloc, calloc,
+ * realloc, strdup, strndup) and mem_free has not released it since: a test
+ * checks that what a plugin hands the core was allocated the host's way.
+ * Memory released with plain free() stays listed (an address malloc hands
+ * out again may then answer 1) until mock_host_mem_forget() empties the
+ * list. */
+int mock_host_mem_owns(const void *p);
+void mock_host_mem_forget(void);
+
 /* What host->now() answers; 0 (the default) means the real clock. */
 void mock_host_set_now(double t);
 

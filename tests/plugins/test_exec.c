@@ -496,23 +496,33 @@ static void test_declares_local_root(void **state)
 	clear_prediction(&p);
 }
 
-/* Loaded by an older core of the same ABI version, whose host table ends
- * before local_root: the adapter starts and runs without calling it. */
+/* A host table of this ABI version that ends before the memory services
+ * (and so before local_root): no darkroom hands one out, and the adapter
+ * refuses it with a message instead of calling through NULL. One that ends
+ * after them, without the services exec does not use (kv, http), works. */
 static void test_older_core(void **state)
 {
 	fixture *f = *state;
 	const dr_host *old = mock_host_sized(offsetof(dr_host, local_root));
 	dr_prediction p;
 
-	assert_false(DR_HOST_HAS(old, local_root));
-	assert_true(DR_HOST_HAS(mock_host(), local_root));
+	assert_false(DR_HOST_HAS(old, mem_alloc));
 	f->inst = mock_instance_new("exec", f->plugin);
 	mock_host_set(f->inst, "program", f->prog);
 	mock_host_set(f->inst, "workdir", f->workdir);
 	mock_host_set(f->inst, "args", "files");
 	assert_int_equal(f->plugin->create(old, f->inst, &f->state, &f->err),
+			 DR_ERR_CONFIG);
+	assert_null(f->state);
+	assert_string_equal(f->err.code, "bad_host");
+	assert_non_null(strstr(f->err.message, "lacks the memory services"));
+
+	old = mock_host_sized(offsetof(dr_host, kv_get));
+	assert_true(DR_HOST_HAS(old, mem_free));
+	assert_false(DR_HOST_HAS(old, kv_get));
+	assert_int_equal(f->plugin->create(old, f->inst, &f->state, &f->err),
 			 DR_OK);
-	assert_null(mock_host_local_root(f->inst));
+	assert_string_equal(mock_host_local_root(f->inst), f->workdir);
 	assert_int_equal(submit(f, "j_old", "{}", &p), DR_OK);
 	assert_int_equal(p.status, DR_PRED_SUCCEEDED);
 	assert_int_equal(p.n_outputs, 2);
@@ -623,6 +633,54 @@ static void test_old_dirs_removed(void **state)
 	assert_int_equal(access(old, F_OK), -1);
 }
 
+/* What the adapter hands the core (its state, the prediction's id, error,
+ * outputs array and every value) comes from the host's allocator. */
+static void test_host_allocator(void **state)
+{
+	fixture *f = *state;
+	dr_prediction p;
+
+	mock_host_mem_forget();
+	assert_int_equal(make(f, "files", NULL), DR_OK);
+	assert_true(mock_host_mem_owns(f->state));
+	assert_int_equal(submit(f, "j_mem", "{}", &p), DR_OK);
+	assert_int_equal(p.n_outputs, 2);
+	assert_true(mock_host_mem_owns(p.id));
+	assert_true(mock_host_mem_owns(p.outputs));
+	for (size_t i = 0; i < p.n_outputs; i++)
+		assert_true(mock_host_mem_owns(p.outputs[i].value));
+	clear_prediction(&p);
+
+	mock_host_mem_forget();
+	assert_int_equal(make(f, "say", "stdout_text", "true", NULL), DR_OK);
+	assert_int_equal(submit(f, "j_mem2", "{}", &p), DR_OK);
+	assert_int_equal(p.n_outputs, 1);
+	assert_true(mock_host_mem_owns(p.outputs[0].value));
+	clear_prediction(&p);
+
+	mock_host_mem_forget();
+	assert_int_equal(make(f, "fail", NULL), DR_OK);
+	assert_int_equal(submit(f, "j_mem3", "{}", &p), DR_OK);
+	assert_true(mock_host_mem_owns(p.error));
+	clear_prediction(&p);
+	mock_host_mem_forget();
+}
+
+/* Too many template words is a configuration error, named as such. */
+static void test_too_many_words(void **state)
+{
+	fixture *f = *state;
+	char args[2 * 257 + 1];
+
+	for (int i = 0; i < 257; i++)
+		memcpy(args + 2 * i, "x ", 2);
+	args[2 * 257] = '\0';
+	assert_int_equal(make(f, args, NULL), DR_ERR_CONFIG);
+	assert_string_equal(f->err.message, "args: more than 256 words");
+	args[2 * 256] = '\0'; /* 256 words: fine */
+	assert_int_equal(make(f, args, NULL), DR_OK);
+}
+
 static void test_cancel(void **state)
 {
 	fixture *f = *state;
@@ -665,6 +723,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_old_dirs_removed, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_host_allocator, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_too_many_words, setup,
+						teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
