@@ -162,9 +162,10 @@ $(BUILD)/tests/unit/test_%: $(BUILD)/tests/core/test_%.o $(LIBCORE)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CORE_LIBS) $(call pkg_libs,cmocka)
 
-# Core tests against a private MariaDB (tests/core/dbserver.h).
+# Core tests against a private MariaDB (tests/core/dbserver.h), with a
+# loopback HTTP peer when they need one (tests/core/loopback.h).
 DB_TESTS = $(patsubst %,$(BUILD)/tests/unit/test_%,db jobstate news callback pipeline)
-$(DB_TESTS): $(BUILD)/tests/unit/test_%: $(BUILD)/tests/core/test_%.o $(BUILD)/tests/core/dbserver.o $(LIBCORE)
+$(DB_TESTS): $(BUILD)/tests/unit/test_%: $(BUILD)/tests/core/test_%.o $(BUILD)/tests/core/dbserver.o $(BUILD)/tests/core/loopback.o $(LIBCORE)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CORE_LIBS) $(call pkg_libs,cmocka)

@@ -37,6 +37,7 @@
 #include "dbserver.h"
 #include "jobfix.h"
 #include "jobs.h"
+#include "loopback.h"
 #include "webhook.h"
 
 #define SECRET		"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -61,38 +62,14 @@ static dr_db *db;
 
 static struct receiver {
 	pthread_mutex_t mu;
-	pthread_t thread;
-	int fd;	     /* listening */
-	int wake[2]; /* a byte on wake[1] stops the thread */
-	int port;
+	loopback_server srv;
 	int status;		/* the answer to every request */
 	int conns;		/* connections accepted */
 	int requests;		/* requests read whole */
 	char head[RX_MAX_HEAD]; /* the last request's line and headers */
 	char *body;		/* the last request's body (malloc) */
 	size_t body_len;
-} rx = { .mu = PTHREAD_MUTEX_INITIALIZER, .fd = -1, .wake = { -1, -1 } };
-
-static int listen_loopback(int backlog, int *port)
-{
-	struct sockaddr_in sin;
-	socklen_t len = sizeof(sin);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	if (fd < 0)
-		return -1;
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 ||
-	    listen(fd, backlog) != 0 ||
-	    getsockname(fd, (struct sockaddr *)&sin, &len) != 0) {
-		close(fd);
-		return -1;
-	}
-	*port = ntohs(sin.sin_port);
-	return fd;
-}
+} rx = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 /* Read from `fd` into buf[*have..cap) once, waiting at most 5 s: bytes
  * read, 0 at the end, -1 on error or time out. */
@@ -135,7 +112,7 @@ static const char *head_value(const char *head, const char *name, char *out,
 	return NULL;
 }
 
-static void serve(int c)
+static void serve(int c, void *arg)
 {
 	char *buf = malloc(RX_MAX_HEAD + RX_MAX_BODY + 1);
 	char cl[32], answer[160];
@@ -143,6 +120,10 @@ static void serve(int c)
 	char *end = NULL;
 	int status;
 
+	(void)arg;
+	pthread_mutex_lock(&rx.mu);
+	rx.conns++;
+	pthread_mutex_unlock(&rx.mu);
 	if (!buf)
 		abort();
 	while (!end) {
@@ -184,31 +165,6 @@ out:
 	free(buf);
 }
 
-static void *receiver_loop(void *arg)
-{
-	struct pollfd p[2] = { { rx.fd, POLLIN, 0 },
-			       { rx.wake[0], POLLIN, 0 } };
-
-	(void)arg;
-	for (;;) {
-		int c;
-
-		if (poll(p, 2, -1) < 0)
-			continue;
-		if (p[1].revents)
-			return NULL;
-		c = accept4(rx.fd, NULL, NULL, SOCK_CLOEXEC);
-		if (c < 0)
-			continue;
-		pthread_mutex_lock(&rx.mu);
-		rx.conns++;
-		pthread_mutex_unlock(&rx.mu);
-		serve(c);
-		shutdown(c, SHUT_WR);
-		close(c);
-	}
-}
-
 /* Answer `status` from now on and forget what came before. */
 static void rx_reset(int status)
 {
@@ -238,7 +194,7 @@ static const char *rx_url(const char *path)
 {
 	static char url[128];
 
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", rx.port, path);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", rx.srv.port, path);
 	return url;
 }
 
@@ -256,9 +212,8 @@ static int group_setup(void **state)
 	cfg.worker.retry_base = RETRY_BASE;
 	cfg.worker.retry_max = RETRY_MAX;
 	cfg.limits.connect_timeout = CONNECT_TIMEOUT;
-	rx.fd = listen_loopback(16, &rx.port);
-	if (rx.fd < 0 || pipe(rx.wake) != 0 ||
-	    pthread_create(&rx.thread, NULL, receiver_loop, NULL) != 0) {
+	rx.srv.serve = serve;
+	if (loopback_start(&rx.srv, 16) != 0) {
 		fprintf(stderr, "test_callback: receiver: %s\n",
 			strerror(errno));
 		return -1;
@@ -269,14 +224,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
 	(void)state;
-	if (rx.wake[1] >= 0) {
-		if (write(rx.wake[1], "x", 1) == 1)
-			pthread_join(rx.thread, NULL);
-		close(rx.wake[0]);
-		close(rx.wake[1]);
-	}
-	if (rx.fd >= 0)
-		close(rx.fd);
+	loopback_stop(&rx.srv);
 	free(rx.body);
 	dbserver_close(db);
 	return 0;
@@ -701,7 +649,7 @@ static void test_timeout(void **state)
 	}
 	if (f)
 		fclose(f);
-	fd = listen_loopback(0, &port);
+	fd = loopback_listen(0, &port);
 	assert_true(fd >= 0);
 	/* Backlog 0 holds one connection; this one fills it. */
 	fill = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -731,7 +679,7 @@ static void test_connection_refused(void **state)
 	char url[128];
 	dr_claim c;
 	int port;
-	int fd = listen_loopback(1, &port);
+	int fd = loopback_listen(1, &port);
 
 	(void)state;
 	assert_true(fd >= 0);

@@ -55,6 +55,7 @@
 #include "engine.h"
 #include "image.h"
 #include "jobfix.h"
+#include "loopback.h"
 #include "pipeline.h"
 #include "rendition.h"
 
@@ -82,34 +83,10 @@ static size_t png_len, jpg_len;
 
 static struct host {
 	pthread_mutex_t mu;
-	pthread_t thread;
-	int fd;
-	int wake[2];
-	int port;
+	loopback_server srv;
 	int requests;	/* requests read */
 	char last[256]; /* the last request's path */
-} fh = { .mu = PTHREAD_MUTEX_INITIALIZER, .fd = -1, .wake = { -1, -1 } };
-
-static int listen_loopback(int backlog, int *port)
-{
-	struct sockaddr_in sin;
-	socklen_t len = sizeof(sin);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	if (fd < 0)
-		return -1;
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 ||
-	    listen(fd, backlog) != 0 ||
-	    getsockname(fd, (struct sockaddr *)&sin, &len) != 0) {
-		close(fd);
-		return -1;
-	}
-	*port = ntohs(sin.sin_port);
-	return fd;
-}
+} fh = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 /* Send all of p; 0, or -1 once the client is gone. */
 static int send_all(int c, const void *p, size_t n)
@@ -180,7 +157,7 @@ static void route(int c, const char *path)
 		char loc[128];
 
 		snprintf(loc, sizeof(loc),
-			 "Location: http://localhost:%d/img.png\r\n", fh.port);
+			 "Location: http://localhost:%d/img.png\r\n", fh.srv.port);
 		answer(c, 302, "text/plain", "", 0, loc);
 	} else if (strcmp(path, "/big") == 0) {
 		memset(big, 'x', sizeof(big));
@@ -226,11 +203,12 @@ static void route(int c, const char *path)
 		answer(c, 404, "text/plain", "unknown\n", 8, NULL);
 }
 
-static void serve(int c)
+static void serve(int c, void *arg)
 {
 	char buf[4096], path[256];
 	size_t have = 0;
 
+	(void)arg;
 	for (;;) {
 		struct pollfd p = { c, POLLIN, 0 };
 		ssize_t n;
@@ -254,28 +232,6 @@ static void serve(int c)
 	route(c, path);
 }
 
-static void *host_loop(void *arg)
-{
-	struct pollfd p[2] = { { fh.fd, POLLIN, 0 },
-			       { fh.wake[0], POLLIN, 0 } };
-
-	(void)arg;
-	for (;;) {
-		int c;
-
-		if (poll(p, 2, -1) < 0)
-			continue;
-		if (p[1].revents)
-			return NULL;
-		c = accept4(fh.fd, NULL, NULL, SOCK_CLOEXEC);
-		if (c < 0)
-			continue;
-		serve(c);
-		shutdown(c, SHUT_WR);
-		close(c);
-	}
-}
-
 static int fh_requests(void)
 {
 	int n;
@@ -293,7 +249,7 @@ static const char *url(const char *path)
 	static int k;
 
 	k = (k + 1) % 8;
-	snprintf(u[k], sizeof(u[k]), "http://127.0.0.1:%d%s", fh.port, path);
+	snprintf(u[k], sizeof(u[k]), "http://127.0.0.1:%d%s", fh.srv.port, path);
 	return u[k];
 }
 
@@ -562,9 +518,8 @@ static int group_setup(void **state)
 	snprintf(local_root, sizeof(local_root), "%s/exec", dbsrv.dir);
 	if (mkdir(local_root, 0700) != 0)
 		return -1;
-	fh.fd = listen_loopback(16, &fh.port);
-	if (fh.fd < 0 || pipe(fh.wake) != 0 ||
-	    pthread_create(&fh.thread, NULL, host_loop, NULL) != 0) {
+	fh.srv.serve = serve;
+	if (loopback_start(&fh.srv, 16) != 0) {
 		fprintf(stderr, "test_pipeline: file host: %s\n",
 			strerror(errno));
 		return -1;
@@ -575,14 +530,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
 	(void)state;
-	if (fh.wake[1] >= 0) {
-		if (write(fh.wake[1], "x", 1) == 1)
-			pthread_join(fh.thread, NULL);
-		close(fh.wake[0]);
-		close(fh.wake[1]);
-	}
-	if (fh.fd >= 0)
-		close(fh.fd);
+	loopback_stop(&fh.srv);
 	sink_reset();
 	g_free(png);
 	g_free(jpg);
@@ -1147,7 +1095,7 @@ static void test_connection_refused(void **state)
 	char u[128];
 	dr_claim c;
 	dr_step_outcome o;
-	int port, fd = listen_loopback(1, &port);
+	int port, fd = loopback_listen(1, &port);
 
 	(void)state;
 	assert_true(fd >= 0);
@@ -1176,7 +1124,7 @@ static void test_refused(void **state)
 	assert_untouched(&c, 1);
 	setenv("DARKROOM_DOWNLOAD_ALLOW_HTTP", "1", 1);
 
-	snprintf(u, sizeof(u), "http://localhost:%d/img.png", fh.port);
+	snprintf(u, sizeof(u), "http://localhost:%d/img.png", fh.srv.port);
 	o = persist_url(u, &c);
 	assert_outcome(&o, DR_STEP_FAIL, "download", "url_not_allowed");
 	assert_untouched(&c, 1);
