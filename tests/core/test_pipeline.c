@@ -791,6 +791,7 @@ static void test_all_stored(void **state)
 	dr_step_outcome o;
 	dr_claim c;
 	gchar *enc, *data_uri;
+	char *ev;
 	FILE *f;
 	out_spec outs[6];
 
@@ -833,8 +834,9 @@ static void test_all_stored(void **state)
 	assert_col(db, c.id, "status", "succeeded");
 	assert_col(db, c.id, "step", "done");
 	assert_col(db, c.id, "error_code", "(null)");
-	assert_string_equal(jobfix_last_event(db, c.id),
-			    "status persisting>succeeded -");
+	ev = jobfix_last_event(db, c.id);
+	assert_string_equal(ev, "status persisting>succeeded -");
+	free(ev);
 	assert_int_equal(outputs_in(c.id, "pending"), 0);
 
 	assert_stored(c.id, 0, png, png_len, "image", "image/png", "png");
