@@ -15,7 +15,8 @@
 #include <cmocka.h>
 
 #include "dbserver.h"
-#include "retention.h"
+/* The .c, for its statements (delete_sql). */
+#include "retention.c"
 
 static dr_config cfg;
 static dr_db *db;
@@ -299,6 +300,46 @@ static void test_worker_pass(void **state)
 	assert_int_equal(count("SELECT COUNT(*) FROM idempotency_keys"), 3);
 }
 
+/* Each batch is a range of the table's index on its time column, not a
+ * scan of the table (0001_init.sql: idempotency_keys_age,
+ * webhook_deliveries_age). */
+static void test_uses_time_index(void **state)
+{
+	static const char *const index[DR_RET_TABLES] = {
+		[DR_RET_IDEMPOTENCY_KEYS] = "idempotency_keys_age",
+		[DR_RET_WEBHOOK_DELIVERIES] = "webhook_deliveries_age",
+	};
+	dr_db_rows *rows = NULL;
+	dr_error err;
+	char sql[512];
+
+	(void)state;
+	keys("new", 5000, 60);
+	keys("old", 50, 2 * 86400);
+	deliveries("new", 5000, 60);
+	deliveries("old", 50, 8 * 86400);
+	assert_ok(db_exec_text(db, "ANALYZE TABLE idempotency_keys", &err),
+		  err);
+	assert_ok(db_exec_text(db, "ANALYZE TABLE webhook_deliveries", &err),
+		  err);
+	for (int t = 0; t < DR_RET_TABLES; t++) {
+		const char *key = NULL;
+
+		snprintf(sql, sizeof(sql), "EXPLAIN %s", delete_sql[t]);
+		assert_ok(
+			db_query_uncached(db, sql, &rows, &err,
+					  DB_ARGS(DB_INT(86400), DB_U64(1000))),
+			err);
+		for (size_t c = 0; c < rows->n_cols; c++)
+			if (rows->n_rows == 1 && db_cell(rows, 0, c) &&
+			    strcmp(db_cell(rows, 0, c), index[t]) == 0)
+				key = index[t];
+		if (!key)
+			fail_msg("%s: not along %s", sql, index[t]);
+		db_rows_free(rows);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -306,6 +347,7 @@ int main(void)
 		cmocka_unit_test_setup(test_settings, empty),
 		cmocka_unit_test_setup(test_not_in_transaction_and_stop, empty),
 		cmocka_unit_test_setup(test_worker_pass, empty),
+		cmocka_unit_test_setup(test_uses_time_index, empty),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

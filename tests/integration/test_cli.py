@@ -21,7 +21,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import case, expect, expect_eq, expect_json, get, post, run, sql  # noqa: E402
+from harness import case, expect, expect_eq, expect_json, get, post, run, sql, wait_until  # noqa: E402
 from engine_lib import Worker, create, fake_reset, wait_status  # noqa: E402
 
 BIN = os.environ["DARKROOM_BIN"]
@@ -565,6 +565,27 @@ def _():
     expect_eq(rc, 1, "exit status with an unknown key")
     expect(re.search(r"cli-retention-bad\.conf:\d+: .*'jobs'", err), f"file:line in {err!r}")
     sql("DELETE FROM idempotency_keys WHERE scope = 'prunetest0000000'")
+
+
+@case("worker: the first process removes expired keys and webhook ids at its start, one log line per table")
+def _():
+    sql("INSERT INTO idempotency_keys (scope, idem_key, request_hash, job_id, created_at)"
+        " SELECT 'prunetest0000000', CONCAT('w-', seq), REPEAT('0', 64),"
+        " 'j_01M8457ED2RMPKJD94H30597VN', NOW(6) - INTERVAL 3 DAY FROM seq_1_to_2500")
+    sql("INSERT INTO webhook_deliveries (adapter, delivery_key, delivery_id, received_at)"
+        " SELECT 'prunetest', UNHEX(SHA2(CONCAT('w-', seq), 256)), CONCAT('w-', seq),"
+        " NOW(6) - INTERVAL 9 DAY FROM seq_1_to_4")
+    w = Worker(2, name="cli-retention-worker")
+    try:
+        wait_until(lambda: idem_keys("idem_key LIKE 'w-%'") == 0
+                   and deliveries("delivery_id LIKE 'w-%'") == 0,
+                   timeout=20, what="expired rows removed by the worker")
+        log = wait_until(lambda: "event=retention.pruned table=webhook_deliveries" in w.log_text()
+                         and w.log_text(), timeout=10, what="the worker's log lines")
+    finally:
+        w.stop()
+    expect("event=retention.pruned table=idempotency_keys rows=2500" in log, log[-2000:])
+    expect("event=retention.pruned table=webhook_deliveries rows=4" in log, log[-2000:])
 
 
 @case("Idempotency-Key: a repeat after the key expired (24h) makes a new job, even before prune ran")
