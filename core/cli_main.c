@@ -1051,6 +1051,8 @@ static int cmd_prune(const cli *c, const cli_args *a)
 		n[t] = s.deleted;
 		interrupted = s.interrupted;
 	}
+	if (st != DR_OK && dry)
+		goto out; /* no counts to show */
 	printf("prune:%s", dry ? " would remove" : "");
 	for (int t = 0; t < DR_RET_TABLES; t++) {
 		double keep = retention_setting(cfg, t);
@@ -1067,6 +1069,7 @@ static int cmd_prune(const cli *c, const cli_args *a)
 		}
 	}
 	printf("%s\n", dry ? "; nothing changed (dry run)" : "");
+out:
 	db_free(db);
 	config_free(cfg);
 	if (st != DR_OK) {
