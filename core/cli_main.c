@@ -33,6 +33,7 @@
 #include "plugin.h"
 #include "queue.h"
 #include "reprocess.h"
+#include "retention.h"
 #include "table.h"
 #include "worker.h"
 
@@ -853,12 +854,12 @@ out:
  * reprocess
  */
 
-static volatile sig_atomic_t reprocess_stop;
+static volatile sig_atomic_t stop_requested;
 
 static void on_interrupt(int sig)
 {
 	(void)sig;
-	reprocess_stop = 1;
+	stop_requested = 1;
 }
 
 static int cmd_reprocess(const cli *c, const cli_args *a)
@@ -967,7 +968,7 @@ static int cmd_reprocess(const cli *c, const cli_args *a)
 	sigaction(SIGTERM, &sa, NULL);
 	o.progress = stderr;
 	o.tty = isatty(STDERR_FILENO);
-	o.stop = &reprocess_stop;
+	o.stop = &stop_requested;
 	st = reprocess_run(cfg, db, plugins, &o, &s, &err);
 	printf("reprocess: %llu of %llu outputs, %llu renditions %s, "
 	       "%llu already current, %llu failed\n",
@@ -993,6 +994,96 @@ out:
 	plugins_free(plugins);
 	config_free(cfg);
 	return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * prune
+ */
+
+/* A setting as written in the config ("24h", "7d"): whole days, else
+ * hours, minutes or seconds. */
+static void spell_duration(double v, char *out, size_t size)
+{
+	long long s = (long long)v;
+
+	if (s % 86400 == 0)
+		snprintf(out, size, "%lldd", s / 86400);
+	else if (s % 3600 == 0)
+		snprintf(out, size, "%lldh", s / 3600);
+	else if (s % 60 == 0)
+		snprintf(out, size, "%lldm", s / 60);
+	else
+		snprintf(out, size, "%llds", s);
+}
+
+static int cmd_prune(const cli *c, const cli_args *a)
+{
+	const char *cmd = a->cmd->name;
+	int dry = cli_flag(a, "--dry-run"), tty = isatty(STDERR_FILENO);
+	uint64_t n[DR_RET_TABLES] = { 0 };
+	dr_config *cfg = NULL;
+	dr_db *db = NULL;
+	struct sigaction sa;
+	dr_error err;
+	dr_status st = DR_OK;
+	int interrupted = 0;
+
+	if (open_db(c, cmd, &cfg, &db))
+		return 1;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_interrupt;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	dr_error_clear(&err);
+	for (int t = 0; t < DR_RET_TABLES && st == DR_OK && !interrupted; t++) {
+		dr_retention_stats s;
+
+		if (retention_setting(cfg, t) <= 0)
+			continue;
+		if (dry) {
+			st = retention_count(db, cfg, t, &n[t], &err);
+			continue;
+		}
+		st = retention_table(db, cfg, t, DR_RETENTION_BATCH, stderr,
+				     tty, &stop_requested, &s, &err);
+		n[t] = s.deleted;
+		interrupted = s.interrupted;
+	}
+	if (st != DR_OK && dry)
+		goto out; /* no counts to show */
+	printf("prune:%s", dry ? " would remove" : "");
+	for (int t = 0; t < DR_RET_TABLES; t++) {
+		double keep = retention_setting(cfg, t);
+		char spelled[32];
+
+		if (keep > 0) {
+			spell_duration(keep, spelled, sizeof(spelled));
+			printf("%s %llu %s (older than %s)", t ? "," : "",
+			       (unsigned long long)n[t],
+			       retention_table_name(t), spelled);
+		} else {
+			printf("%s %s kept (retention off)", t ? "," : "",
+			       retention_table_name(t));
+		}
+	}
+	printf("%s\n", dry ? "; nothing changed (dry run)" : "");
+out:
+	db_free(db);
+	config_free(cfg);
+	if (st != DR_OK) {
+		report(cmd, &err);
+		return 1;
+	}
+	if (interrupted) {
+		fprintf(stderr,
+			"darkroom %s: interrupted; run it again to "
+			"continue\n",
+			cmd);
+		return 130;
+	}
+	return 0;
 }
 
 static int cmd_version(const cli *c, const cli_args *a)
@@ -1181,6 +1272,24 @@ static const cli_cmd commands[] = {
 			"Exit status: 0 done, 1 an output failed or the database "
 			"is unavailable,\n130 interrupted.",
 		.run = cmd_reprocess,
+	},
+	{
+		.name = "prune",
+		.summary = "remove expired idempotency keys and webhook ids",
+		.opts = "--dry-run",
+		.help = "usage: darkroom prune [--dry-run]\n\n"
+			"Apply the [retention] settings now, as the worker does "
+			"every minute:\nremove the idempotency keys and the "
+			"webhook delivery ids older than\ntheir setting, "
+			"1000 rows per statement, each statement committed\n"
+			"on its own. Progress goes to stderr, one line per "
+			"table; the summary\n(rows removed per table) to "
+			"stdout. Ctrl-C stops after the current\nbatch.\n\n"
+			"  --dry-run  count the rows that would go, change "
+			"nothing\n\n"
+			"Exit status: 0 done, 1 the database is unavailable, "
+			"130 interrupted.",
+		.run = cmd_prune,
 	},
 	{
 		.name = "config check",

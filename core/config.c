@@ -343,6 +343,34 @@ static const dr_config_key limits_keys[LIM_COUNT + 1] = {
 	[LIM_COUNT] = { .name = NULL },
 };
 
+/* [retention]: how long rows kept for a while stay (core/retention.h).
+ * Each is `off` or a duration of at least RETENTION_MIN, written as for
+ * any duration or in days (`7d`); parse_retention() reads them, so they
+ * are strings to the generic pass. */
+enum { RET_IDEMPOTENCY_KEYS, RET_WEBHOOK_DELIVERIES, RET_COUNT };
+
+static const dr_config_key retention_keys[RET_COUNT + 1] = {
+	[RET_IDEMPOTENCY_KEYS] = { .name = "idempotency_keys",
+				   .type = DR_CFG_STRING,
+				   .default_value = "24h",
+				   .help = "how long an Idempotency-Key holds "
+					   "its job, or off (for ever)" },
+	[RET_WEBHOOK_DELIVERIES] = { .name = "webhook_deliveries",
+				     .type = DR_CFG_STRING,
+				     .default_value = "7d",
+				     .help = "how long a provider webhook's "
+					     "delivery id is remembered, at "
+					     "least 10m, or off (for ever)" },
+	[RET_COUNT] = { .name = NULL },
+};
+
+/* Shortest retention (seconds): the SQL takes whole seconds. */
+#define RETENTION_MIN 1.0
+/* Shortest retention of webhook delivery ids: above the signature
+ * tolerance of Standard Webhooks (5 minutes), so a replay the verifier
+ * still accepts is still recognised as a duplicate. */
+#define RETENTION_WEBHOOK_MIN 600.0
+
 enum { PRE_WIDTH, PRE_HEIGHT, PRE_FIT, PRE_FORMAT, PRE_QUALITY, PRE_COUNT };
 
 static const dr_config_key preset_keys[PRE_COUNT + 1] = {
@@ -397,7 +425,14 @@ static const struct {
 };
 
 /* Section types the file may contain. */
-enum { CORE_SERVER, CORE_DATABASE, CORE_WORKER, CORE_LIMITS, CORE_COUNT };
+enum {
+	CORE_SERVER,
+	CORE_DATABASE,
+	CORE_WORKER,
+	CORE_LIMITS,
+	CORE_RETENTION,
+	CORE_COUNT
+};
 
 static const struct {
 	const char *type;
@@ -408,6 +443,7 @@ static const struct {
 	[CORE_DATABASE] = { "database", 0, database_keys },
 	[CORE_WORKER] = { "worker", 0, worker_keys },
 	[CORE_LIMITS] = { "limits", 0, limits_keys },
+	[CORE_RETENTION] = { "retention", 0, retention_keys },
 	{ "preset", PRESET_NAME_MAX, preset_keys },
 	{ "adapter", INSTANCE_NAME_MAX, NULL },
 	{ "sink", INSTANCE_NAME_MAX, NULL },
@@ -1795,6 +1831,70 @@ static dr_status resolve_limits(config_impl *impl, dr_conf_section *sec,
 	return DR_OK;
 }
 
+/*
+ * A retention setting: "off" (0: kept for ever), a duration as
+ * config_parse_duration() reads it, or whole days ("7d"). 0, or -1 for
+ * anything else.
+ */
+static int parse_retention(const char *s, double *out)
+{
+	size_t n = strlen(s);
+	int64_t days;
+	char digits[16];
+
+	if (strcmp(s, "off") == 0) {
+		*out = 0;
+		return 0;
+	}
+	if (n >= 2 && n - 1 < sizeof(digits) && s[n - 1] == 'd') {
+		memcpy(digits, s, n - 1);
+		digits[n - 1] = '\0';
+		for (size_t i = 0; i < n - 1; i++)
+			if (!is_digit((unsigned char)digits[i]))
+				return -1;
+		/* Digits only, so the size parser reads a plain number. */
+		if (config_parse_size(digits, &days) < 0 ||
+		    days > (int64_t)(DURATION_MAX / 86400))
+			return -1;
+		*out = (double)days * 86400;
+		return 0;
+	}
+	return config_parse_duration(s, out);
+}
+
+static dr_status resolve_retention(config_impl *impl, dr_conf_section *sec,
+				   dr_error *err)
+{
+	static const double min[RET_COUNT] = {
+		[RET_IDEMPOTENCY_KEYS] = RETENTION_MIN,
+		[RET_WEBHOOK_DELIVERIES] = RETENTION_WEBHOOK_MIN,
+	};
+	dr_config *cfg = &impl->pub;
+	const char *label = "[retention]";
+	double v[RET_COUNT];
+	const conf_item *it;
+	dr_status st;
+
+	st = resolve_core(impl, CORE_RETENTION, sec, NULL, err);
+	if (st != DR_OK)
+		return st;
+	it = impl->core[CORE_RETENTION]->items;
+	for (int i = 0; i < RET_COUNT; i++) {
+		if (parse_retention(it[i].value, &v[i]) < 0)
+			return item_fail(err, cfg, label, &it[i],
+					 "expected off or a duration like "
+					 "24h or 7d");
+		if (strcmp(it[i].value, "off") != 0 && v[i] < min[i])
+			return item_fail(err, cfg, label, &it[i],
+					 "expected off or at least %s",
+					 min[i] == RETENTION_MIN ? "1s"
+								 : "10m");
+	}
+	cfg->retention.idempotency_keys = v[RET_IDEMPOTENCY_KEYS];
+	cfg->retention.webhook_deliveries = v[RET_WEBHOOK_DELIVERIES];
+	return DR_OK;
+}
+
 static dr_status resolve_worker(config_impl *impl, dr_conf_section *sec,
 				dr_error *err)
 {
@@ -1977,6 +2077,9 @@ static dr_status resolve_all(config_impl *impl, dr_error *err)
 		case CORE_LIMITS:
 			st = resolve_limits(impl, sec, err);
 			break;
+		case CORE_RETENTION:
+			st = resolve_retention(impl, sec, err);
+			break;
 		default:
 			if (strcmp(sec->type, "preset") == 0)
 				st = resolve_preset(impl, sec, err);
@@ -1993,6 +2096,8 @@ static dr_status resolve_all(config_impl *impl, dr_error *err)
 		st = resolve_worker(impl, NULL, err);
 	if (st == DR_OK && !impl->core[CORE_LIMITS])
 		st = resolve_limits(impl, NULL, err);
+	if (st == DR_OK && !impl->core[CORE_RETENTION])
+		st = resolve_retention(impl, NULL, err);
 	if (st != DR_OK)
 		return st;
 

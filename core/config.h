@@ -2,8 +2,9 @@
  * config.h - darkroom.conf: parsing, validation, environment overrides.
  *
  * One INI-style file. Sections are `[server]`, `[database]`, `[worker]`,
- * `[limits]`, and named instances `[preset "thumb"]`, `[adapter "replicate"]`,
- * `[sink "fs"]` (the quoted name may also be bare: `[adapter replicate]`).
+ * `[limits]`, `[retention]`, and named instances `[preset "thumb"]`,
+ * `[adapter "replicate"]`, `[sink "fs"]` (the quoted name may also be bare:
+ * `[adapter replicate]`).
  * Lines are `key = value`; `#` or `;` at the start of a line begins a
  * comment; values may be wrapped in double quotes to keep leading or
  * trailing spaces. Every key is declared in a dr_config_key table (the
@@ -123,6 +124,13 @@ typedef struct dr_config {
 		double download_budget;    /* seconds one output may take to
 					      download, retries included */
 	} limits;
+
+	/* Seconds rows are kept (core/retention.h); 0: off, kept for ever.
+	 * Whole seconds, at least 1 (webhook_deliveries at least 600). */
+	struct {
+		double idempotency_keys;   /* from created_at */
+		double webhook_deliveries; /* from received_at */
+	} retention;
 
 	dr_preset *presets;
 	size_t n_presets;

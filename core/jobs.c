@@ -542,6 +542,15 @@ static dr_status render_job(dr_db *db, const dr_db_rows *rows, size_t i,
 
 /* --------------------------------------------------------------- create */
 
+/* [retention] idempotency_keys in the whole seconds the SQL takes (at
+ * least 1; only called when it is on). */
+static int64_t idem_keep(const dr_config *cfg)
+{
+	double v = cfg->retention.idempotency_keys;
+
+	return v < 1 ? 1 : (int64_t)v;
+}
+
 static dr_status find_idempotent(dr_db *db, const dr_idempotency *idem,
 				 char id_out[DR_JOB_ID_LEN + 1], dr_error *err)
 {
@@ -621,6 +630,22 @@ dr_status jobs_create(dr_db *db, const dr_config *cfg,
 	st = db_begin(db, err);
 	if (st != DR_OK)
 		goto out;
+	if (idem->key && cfg->retention.idempotency_keys > 0) {
+		/* An expired key ([retention] idempotency_keys) holds no job
+		 * any more, whether or not the worker has pruned it yet:
+		 * remove it here (by primary key; under READ COMMITTED a
+		 * missing row takes no lock) so the INSERT below makes it
+		 * new. */
+		st = db_exec(db,
+			     "DELETE FROM idempotency_keys WHERE scope = ?"
+			     " AND idem_key = ?"
+			     " AND created_at < NOW(6) - INTERVAL ? SECOND",
+			     NULL, err,
+			     DB_ARGS(DB_STR(idem->scope), DB_STR(idem->key),
+				     DB_INT(idem_keep(cfg))));
+		if (st != DR_OK)
+			goto rollback;
+	}
 	if (idem->key) {
 		st = db_exec(db,
 			     "INSERT INTO idempotency_keys (scope, idem_key,"

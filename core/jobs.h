@@ -68,12 +68,13 @@ typedef struct dr_idempotency {
  * Store a new queued job with its metadata rows and a "created" event, in
  * one transaction. With an idempotency key already used: the same body
  * gives DR_OK with *replayed = 1 and the earlier job's id; another body
- * gives DR_ERR_CONFLICT. The id is written to id_out. When `out` is not
- * NULL the job object (CONTRACT §2) is appended to it: the new job as
- * stored (read back by the INSERT itself, no further query), or for a
- * replay the earlier job as it is now. A failure to render (a job too
- * large for `out`, or the database gone while reading a replay) is
- * returned with the job already stored and id_out set.
+ * gives DR_ERR_CONFLICT. A key older than [retention] idempotency_keys
+ * (when not off) is expired: it is replaced and a new job is made. The id is
+ * written to id_out. When `out` is not NULL the job object (CONTRACT §2) is
+ * appended to it: the new job as stored (read back by the INSERT itself, no
+ * further query), or for a replay the earlier job as it is now. A failure to
+ * render (a job too large for `out`, or the database gone while reading a
+ * replay) is returned with the job already stored and id_out set.
  */
 dr_status jobs_create(dr_db *db, const dr_config *cfg,
 		      const dr_job_request *req, const dr_idempotency *idem,

@@ -23,12 +23,16 @@
 #include "metrics.h"
 #include "plugin.h"
 #include "queue.h"
+#include "retention.h"
 
 #define MAX_CHILDREN 64
 #define IDLE_MAX 5.0       /* longest sleep without work (seconds) */
 #define DB_RETRY 1.0       /* sleep after a database failure */
 #define RESTART_MIN 1.0    /* a slot restarts at most once a second */
 #define HEARTBEAT 3.0      /* seconds between liveness rows (metrics.h) */
+
+/* Longest idle pause between two retention batches (seconds). */
+#define PRUNE_PAUSE 0.01
 
 /*
  * glibc's malloc gives blocks over a threshold their own mapping and
@@ -103,7 +107,8 @@ static _Noreturn void child_main(const dr_config *cfg, int slot, int wake_fd)
 	dr_error err;
 	char host[48] = "localhost";
 	double beat = -HEARTBEAT, maintained = -DR_MAINTAIN_INTERVAL;
-	int rc = 0;
+	dr_retention ret;
+	int rc = 0, pruning = 0;
 
 	/* Die with the supervisor, even when it is SIGKILLed. */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -113,6 +118,7 @@ static _Noreturn void child_main(const dr_config *cfg, int slot, int wake_fd)
 	mallopt(M_MMAP_THRESHOLD, WORKER_MMAP_MIN);
 	mallopt(M_TRIM_THRESHOLD, WORKER_TRIM_KEEP);
 	memset(&e, 0, sizeof(e));
+	memset(&ret, 0, sizeof(ret));
 	dr_error_clear(&err);
 	e.cfg = cfg;
 	gethostname(host, sizeof(host) - 1);
@@ -151,6 +157,11 @@ static _Noreturn void child_main(const dr_config *cfg, int slot, int wake_fd)
 			plugins_maintain(e.plugins);
 			maintained = now_mono();
 		}
+		/* Expired idempotency keys and webhook delivery ids: the first
+		 * process again, one batch per turn of the loop, so jobs are
+		 * claimed between batches (retention.h). */
+		if (slot == 0)
+			pruning = retention_step(&ret, e.db, cfg, now_mono());
 
 		st = queue_claim(e.db, e.owner, cfg->worker.lease, &c, &err);
 		if (st == DR_OK) {
@@ -178,6 +189,8 @@ static _Noreturn void child_main(const dr_config *cfg, int slot, int wake_fd)
 		if (queue_next_due(e.db, &due, &err) != DR_OK || due < 0 ||
 		    due > IDLE_MAX)
 			due = IDLE_MAX;
+		if (pruning && due > PRUNE_PAUSE)
+			due = PRUNE_PAUSE; /* the next batch soon */
 		metrics_flush(e.db, 1); /* nothing to do: write the counts */
 		idle_wait(wake_fd, due);
 	}

@@ -752,6 +752,47 @@ static void test_download_budget(void **state)
 		   "t.conf:3: ", "download_budget");
 }
 
+/* [retention]: 24h and 7d unless set; off, a duration, or whole days;
+ * unknown keys refused with file:line like everywhere. */
+static void test_retention(void **state)
+{
+	dr_config *cfg;
+
+	(void)state;
+	cfg = parse_ok(ADAPTER);
+	assert_true(cfg->retention.idempotency_keys == 86400.0);
+	assert_true(cfg->retention.webhook_deliveries == 7 * 86400.0);
+	config_free(cfg);
+	cfg = parse_ok(ADAPTER "[retention]\nidempotency_keys = off\n"
+			       "webhook_deliveries = 30d\n");
+	assert_true(cfg->retention.idempotency_keys == 0);
+	assert_true(cfg->retention.webhook_deliveries == 30 * 86400.0);
+	config_free(cfg);
+	cfg = parse_ok(ADAPTER "[retention]\nidempotency_keys = 90s\n"
+			       "webhook_deliveries = 12h\n");
+	assert_true(cfg->retention.idempotency_keys == 90.0);
+	assert_true(cfg->retention.webhook_deliveries == 12 * 3600.0);
+	config_free(cfg);
+	parse_fail(ADAPTER "[retention]\njobs = 30d\n", "t.conf:3: ", "'jobs'");
+	parse_fail(ADAPTER "[retention]\nidempotency_keys = 1w\n", "t.conf:3: ",
+		   "bad value for 'idempotency_keys' in [retention]: expected "
+		   "off or a duration like 24h or 7d");
+	parse_fail(ADAPTER "[retention]\nidempotency_keys = 0\n",
+		   "t.conf:3: ", "at least 1s");
+	parse_fail(ADAPTER "[retention]\nidempotency_keys = 500ms\n",
+		   "t.conf:3: ", "at least 1s");
+	parse_fail(ADAPTER "[retention]\nidempotency_keys = d\n",
+		   "t.conf:3: ", "'idempotency_keys'");
+	parse_fail(ADAPTER "[retention]\nidempotency_keys = -1d\n",
+		   "t.conf:3: ", "'idempotency_keys'");
+	parse_fail(ADAPTER "[retention]\nidempotency_keys = 99999999d\n",
+		   "t.conf:3: ", "'idempotency_keys'");
+	parse_fail(ADAPTER "[retention]\nwebhook_deliveries = 5m\n",
+		   "t.conf:3: ", "at least 10m");
+	parse_fail(ADAPTER "[retention \"x\"]\n",
+		   "t.conf:2: ", "section [retention] takes no name");
+}
+
 /* ---------------------------------------------------------- environment */
 
 static void test_env_public_url(void **state)
@@ -1462,6 +1503,7 @@ int main(void)
 	    T(test_database_name),
 	    T(test_bad_size),
 	    T(test_bad_duration),
+	    T(test_retention),
 	    T(test_bad_url),
 	    T(test_good_urls),
 	    T(test_bad_log_level),

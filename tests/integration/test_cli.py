@@ -2,10 +2,14 @@
 """tests/integration/test_cli.py — the `darkroom` command line (CONTRACT §3)
 against the test service: every subcommand's --help, usage errors (exit 2,
 one line on stderr), `jobs list|show|retry|cancel` and `outputs` compared
-with the HTTP API, an unreachable database (exit 1), and `darkroom
+with the HTTP API, an unreachable database (exit 1), `darkroom
 reprocess` after presets are added: exactly the missing renditions are
 made, a second run makes none, and a run interrupted with SIGINT is
-finished by running it again, with no rendition made twice.
+finished by running it again, with no rendition made twice; `darkroom
+prune` ([retention], defaults 24h and 7d): --dry-run counts and changes
+nothing, a run removes exactly the expired idempotency keys and webhook
+delivery ids, and an idempotent request repeated after its key expired
+makes a new job.
 """
 
 import json
@@ -17,7 +21,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import case, expect, expect_eq, expect_json, get, run, sql  # noqa: E402
+from harness import case, expect, expect_eq, expect_json, get, post, run, sql, wait_until  # noqa: E402
 from engine_lib import Worker, create, fake_reset, wait_status  # noqa: E402
 
 BIN = os.environ["DARKROOM_BIN"]
@@ -95,7 +99,7 @@ def _():
                  ["version", "--help"], ["jobs", "--help"], ["jobs", "list", "--help"],
                  ["jobs", "show", "--help"], ["jobs", "retry", "--help"],
                  ["jobs", "cancel", "--help"], ["outputs", "--help"],
-                 ["reprocess", "--help"]):
+                 ["reprocess", "--help"], ["prune", "--help"]):
         rc, out, err = cli(*args)
         expect_eq(rc, 0, f"exit status of {args}")
         expect("usage: darkroom" in out, f"usage text of {args}: {out[:200]!r}")
@@ -485,6 +489,121 @@ def _():
     for key, body in objects.items():
         with open(os.path.join(MEDIA, key), "rb") as f:
             expect(f.read() == body, f"object {key}: the bytes the pipeline stored")
+
+
+# ------------------------------------------------------------ prune
+
+
+def idem_keys(where):
+    return int(sql(f"SELECT COUNT(*) FROM idempotency_keys WHERE {where}")[0][0])
+
+
+def deliveries(where):
+    return int(sql(f"SELECT COUNT(*) FROM webhook_deliveries WHERE {where}")[0][0])
+
+
+@case("prune: set-up: idempotency keys 2 days old and 1 hour old, webhook ids 8 days and 1 day old")
+def _():
+    sql("INSERT INTO idempotency_keys (scope, idem_key, request_hash, job_id, created_at)"
+        " SELECT 'prunetest0000000', CONCAT('old-', seq), REPEAT('0', 64),"
+        " 'j_01M8457ED2RMPKJD94H30597VN', NOW(6) - INTERVAL 2 DAY - INTERVAL seq SECOND"
+        " FROM seq_1_to_1234")
+    sql("INSERT INTO idempotency_keys (scope, idem_key, request_hash, job_id, created_at)"
+        " SELECT 'prunetest0000000', CONCAT('new-', seq), REPEAT('0', 64),"
+        " 'j_01M8457ED2RMPKJD94H30597VN', NOW(6) - INTERVAL 1 HOUR FROM seq_1_to_5")
+    sql("INSERT INTO webhook_deliveries (adapter, delivery_key, delivery_id, received_at)"
+        " SELECT 'prunetest', UNHEX(SHA2(CONCAT('old-', seq), 256)), CONCAT('old-', seq),"
+        " NOW(6) - INTERVAL 8 DAY FROM seq_1_to_7")
+    sql("INSERT INTO webhook_deliveries (adapter, delivery_key, delivery_id, received_at)"
+        " SELECT 'prunetest', UNHEX(SHA2(CONCAT('new-', seq), 256)), CONCAT('new-', seq),"
+        " NOW(6) - INTERVAL 1 DAY FROM seq_1_to_3")
+    STATE["expired"] = (idem_keys("created_at < NOW(6) - INTERVAL 1 DAY"),
+                        deliveries("received_at < NOW(6) - INTERVAL 7 DAY"))
+    STATE["total"] = (idem_keys("1"), deliveries("1"))
+    expect(STATE["expired"][0] >= 1234 and STATE["expired"][1] >= 7, f"expired rows: {STATE['expired']}")
+
+
+@case("prune --dry-run: the counts of expired rows per table; nothing changes")
+def _():
+    rc, out, err = cli("prune", "--dry-run")
+    expect_eq(rc, 0, f"exit status ({err})")
+    k, d = STATE["expired"]
+    expect_eq(out, f"prune: would remove {k} idempotency_keys (older than 1d), {d} webhook_deliveries"
+              " (older than 7d); nothing changed (dry run)\n", "summary")
+    expect_eq((idem_keys("1"), deliveries("1")), STATE["total"], "rows after a dry run")
+
+
+@case("prune: the expired rows go, a progress line per table on stderr; newer rows stay; again: 0")
+def _():
+    rc, out, err = cli("prune")
+    expect_eq(rc, 0, f"exit status ({err})")
+    k, d = STATE["expired"]
+    expect_eq(out, f"prune: {k} idempotency_keys (older than 1d), {d} webhook_deliveries (older than 7d)\n",
+              "summary")
+    expect_eq(err, f"prune: idempotency_keys: {k} rows removed\nprune: webhook_deliveries: {d} rows removed\n",
+              "progress")
+    expect_eq((idem_keys("created_at < NOW(6) - INTERVAL 1 DAY"),
+               deliveries("received_at < NOW(6) - INTERVAL 7 DAY")), (0, 0), "expired rows left")
+    expect_eq((idem_keys("idem_key LIKE 'new-%'"), deliveries("delivery_id LIKE 'new-%'")), (5, 3),
+              "newer rows kept")
+    expect_eq((idem_keys("1"), deliveries("1")), (STATE["total"][0] - k, STATE["total"][1] - d), "rows left")
+    rc, out, err = cli("prune")
+    expect_eq((rc, out), (0, "prune: 0 idempotency_keys (older than 1d), 0 webhook_deliveries (older than 7d)\n"),
+              f"a second run ({err})")
+
+
+@case("prune with [retention] idempotency_keys = off and webhook_deliveries = 1h")
+def _():
+    conf = conf_with("cli-retention.conf", "[retention]\nidempotency_keys = off\nwebhook_deliveries = 1h\n")
+    sql("UPDATE idempotency_keys SET created_at = NOW(6) - INTERVAL 30 DAY WHERE idem_key = 'new-1'")
+    rc, out, err = cli("prune", conf=conf)
+    expect_eq((rc, out), (0, "prune: idempotency_keys kept (retention off), 3 webhook_deliveries (older than 1h)\n"),
+              f"summary ({err})")
+    expect_eq(deliveries("adapter = 'prunetest'"), 0, "webhook ids of a day ago")
+    expect_eq(idem_keys("idem_key = 'new-1'"), 1, "an old key with retention off")
+    rc, out, err = cli("prune", conf=conf_with("cli-retention-bad.conf", "[retention]\njobs = 30d\n"))
+    expect_eq(rc, 1, "exit status with an unknown key")
+    expect(re.search(r"cli-retention-bad\.conf:\d+: .*'jobs'", err), f"file:line in {err!r}")
+    sql("DELETE FROM idempotency_keys WHERE scope = 'prunetest0000000'")
+
+
+@case("worker: the first process removes expired keys and webhook ids at its start, one log line per table")
+def _():
+    sql("INSERT INTO idempotency_keys (scope, idem_key, request_hash, job_id, created_at)"
+        " SELECT 'prunetest0000000', CONCAT('w-', seq), REPEAT('0', 64),"
+        " 'j_01M8457ED2RMPKJD94H30597VN', NOW(6) - INTERVAL 3 DAY FROM seq_1_to_2500")
+    sql("INSERT INTO webhook_deliveries (adapter, delivery_key, delivery_id, received_at)"
+        " SELECT 'prunetest', UNHEX(SHA2(CONCAT('w-', seq), 256)), CONCAT('w-', seq),"
+        " NOW(6) - INTERVAL 9 DAY FROM seq_1_to_4")
+    w = Worker(2, name="cli-retention-worker")
+    try:
+        wait_until(lambda: idem_keys("idem_key LIKE 'w-%'") == 0
+                   and deliveries("delivery_id LIKE 'w-%'") == 0,
+                   timeout=20, what="expired rows removed by the worker")
+        log = wait_until(lambda: "event=retention.pruned table=webhook_deliveries" in w.log_text()
+                         and w.log_text(), timeout=10, what="the worker's log lines")
+    finally:
+        w.stop()
+    expect("event=retention.pruned table=idempotency_keys rows=2500" in log, log[-2000:])
+    expect("event=retention.pruned table=webhook_deliveries rows=4" in log, log[-2000:])
+
+
+@case("Idempotency-Key: a repeat after the key expired (24h) makes a new job, even before prune ran")
+def _():
+    body = {"adapter": "replicate", "model": "acme/retention-test", "input": {"prompt": "a harbour"}}
+    key = {"Idempotency-Key": "retention-%d" % os.getpid()}
+    first = expect_json(post("/v1/jobs", body, headers=key), 202)["id"]
+    expect_eq(expect_json(post("/v1/jobs", body, headers=key), 200)["id"], first, "a repeat within 24h")
+    sql("UPDATE idempotency_keys SET created_at = NOW(6) - INTERVAL 25 HOUR"
+        f" WHERE idem_key = '{key['Idempotency-Key']}'")
+    second = expect_json(post("/v1/jobs", body, headers=key), 202)["id"]
+    expect(second != first, f"a new job after expiry: {first} then {second}")
+    expect_eq(expect_json(post("/v1/jobs", body, headers=key), 200)["id"], second,
+              "a repeat now answers the new job")
+    other = dict(body, input={"prompt": "another"})
+    expect_eq(post("/v1/jobs", other, headers=key).status, 409, "another body with the live key")
+    for jid in (first, second):
+        post(f"/v1/jobs/{jid}/cancel")
 
 
 run()
