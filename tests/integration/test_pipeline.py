@@ -16,6 +16,10 @@ decoded from the downloaded file.
 
 s3rver checks SigV2 signatures (a wrong secret gets 403) but not SigV4
 ones; SigV4 signing is proven by tests/plugins/test_s3.c.
+
+Rows keep storage keys; each `url` is made by the reading process's
+active sink. The app's is fs, so the s3 cases read their outputs' URLs
+through `darkroom jobs show` run with the worker's sink (DARKROOM_SINK=s3).
 """
 
 import base64
