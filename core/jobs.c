@@ -745,15 +745,16 @@ static dr_status put_num(dr_buf *b, const char *name, const char *v)
  * Append ,"url":<the public URL of `key`>: made now through the sink's
  * public_url from the key and the sink's current base URL, into a stack
  * buffer copied into `b` (no allocation per row). Without a key (no row
- * is written so) or without a created sink, the URL the row stored,
- * `stored`, or null. A sink that cannot make the URL: null, as for an
- * object without one.
+ * is written so) or without a sink, the URL the row stored, `stored`, or
+ * null. A sink that cannot make the URL: null, as for an object without
+ * one.
  */
 static dr_status put_url(dr_buf *b, const struct dr_instance *sink,
 			 const char *key, const char *stored)
 {
 	char url[PUBLIC_URL_MAX];
 
+	url[0] = '\0';
 	if (!key || !sink)
 		return put_str(b, "url", stored);
 	if (sink->plugin->desc->sink->public_url(sink->state, key, url,
