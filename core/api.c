@@ -37,6 +37,7 @@ dr_status api_init(dr_app *app, const dr_config *cfg, dr_plugins *plugins,
 			       DR_MAX_API_KEYS);
 	app->cfg = cfg;
 	app->plugins = plugins;
+	app->sink = plugins_sink(plugins, cfg->server.sink);
 	app->db = db;
 	for (size_t i = 0; i < cfg->server.n_api_keys; i++)
 		digest_sha256(cfg->server.api_keys[i],
@@ -158,8 +159,8 @@ static void create_job(dr_app *app, const dr_request *req, dr_response *resp,
 		idem.body_hash = body_hash;
 	}
 	dr_buf_reset(&resp->body);
-	st = jobs_create(app->db, cfg, &jr, &idem, id, &replayed, &resp->body,
-			 &err);
+	st = jobs_create(app->db, cfg, app->sink, &jr, &idem, id, &replayed,
+			 &resp->body, &err);
 	if (st != DR_OK) {
 		dr_buf_reset(&resp->body);
 		if (st != DR_ERR_CONFLICT)
@@ -232,7 +233,8 @@ static void list_jobs(dr_app *app, const dr_request *req, dr_response *resp)
 			     err.message);
 		return;
 	}
-	if (jobs_list(app->db, app->cfg, &f, &resp->body, &err) != DR_OK)
+	if (jobs_list(app->db, app->cfg, app->sink, &f, &resp->body, &err) !=
+	    DR_OK)
 		http_problem_from(resp, &err);
 	else
 		reply_json(resp, 200);
@@ -255,7 +257,7 @@ static void list_outputs(dr_app *app, const dr_request *req, dr_response *resp)
 			     err.message);
 		return;
 	}
-	if (outputs_search(app->db, &f, &resp->body, &err) != DR_OK)
+	if (outputs_search(app->db, app->sink, &f, &resp->body, &err) != DR_OK)
 		http_problem_from(resp, &err);
 	else
 		reply_json(resp, 200);
@@ -266,7 +268,8 @@ static void get_job(dr_app *app, const char *id, dr_response *resp)
 	dr_error err;
 
 	dr_error_clear(&err);
-	if (jobs_render(app->db, app->cfg, id, &resp->body, &err) != DR_OK)
+	if (jobs_render(app->db, app->cfg, app->sink, id, &resp->body, &err) !=
+	    DR_OK)
 		http_problem_from(resp, &err);
 	else
 		reply_json(resp, 200);
@@ -286,7 +289,8 @@ static void job_action(dr_app *app, const char *id, const char *action,
 	if (st == DR_OK) {
 		queue_wakeup_send(app->cfg->worker.wakeup_socket);
 		dr_log(DR_LOG_INFO, "event=job.%s job=%s", action, id);
-		st = jobs_render(app->db, app->cfg, id, &resp->body, &err);
+		st = jobs_render(app->db, app->cfg, app->sink, id, &resp->body,
+				 &err);
 	}
 	if (st != DR_OK) {
 		if (st != DR_ERR_NOT_FOUND && st != DR_ERR_CONFLICT)

@@ -19,6 +19,8 @@
 typedef struct dr_app {
 	const dr_config *cfg;
 	dr_plugins *plugins;
+	struct dr_instance *sink; /* the active sink, which makes the URLs of
+				     stored objects (jobs.h); or NULL */
 	dr_db *db;
 	/* SHA-256 of each accepted API key: requests are checked by hashing
 	 * the presented key and comparing digests in constant time. */

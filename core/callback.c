@@ -132,7 +132,8 @@ dr_step_outcome callback_deliver(const dr_step_ctx *e)
 			"no callback_secret is configured");
 		goto out;
 	}
-	st = jobs_render(e->db, cfg, c->id, &body, &err);
+	st = jobs_render(e->db, cfg, plugins_sink(e->plugins, cfg->server.sink),
+			 c->id, &body, &err);
 	if (st != DR_OK) {
 		/* Trying again may help (the database was away) or not (the
 		 * job object is too large to send): a try either way, so it

@@ -313,6 +313,27 @@ static int open_db(const cli *c, const char *cmd, dr_config **cfg,
 	return 0;
 }
 
+/*
+ * Load and create the active sink alone (no adapter), whose public_url
+ * makes the URLs of the job objects and outputs a command shows (jobs.h):
+ * *sink is NULL when no sink is configured. -1 (reported, *plugins NULL)
+ * when it cannot start. The caller frees *plugins with plugins_free().
+ */
+static int open_sink(const char *cmd, const dr_config *cfg,
+		     dr_plugins **plugins, struct dr_instance **sink)
+{
+	dr_error err;
+
+	*sink = NULL;
+	dr_error_clear(&err);
+	if (plugins_init(cfg, PLUGINS_CREATE_SINK, plugins, &err) != DR_OK) {
+		report(cmd, &err);
+		return -1;
+	}
+	*sink = plugins_sink(*plugins, cfg->server.sink);
+	return 0;
+}
+
 /* The filter options of `jobs list` and `outputs` as the name/value pairs
  * jobs_filter_parse() and outputs_filter_parse() read (the same as the
  * API's query parameters), with the option each came from for messages. */
@@ -519,6 +540,8 @@ static int cmd_jobs_list(const cli *c, const cli_args *a)
 	cli_filters fs;
 	dr_config *cfg = NULL;
 	dr_db *db = NULL;
+	dr_plugins *plugins = NULL;
+	struct dr_instance *sink = NULL;
 	json_object *root = NULL;
 	dr_buf out;
 	dr_error err;
@@ -536,7 +559,9 @@ static int cmd_jobs_list(const cli *c, const cli_args *a)
 		goto out;
 	dr_buf_init(&out, CLI_JSON_MAX);
 	dr_error_clear(&err);
-	if (jobs_list(db, cfg, &f, &out, &err) != DR_OK) {
+	if (open_sink(cmd, cfg, &plugins, &sink) != 0) {
+		/* reported */
+	} else if (jobs_list(db, cfg, sink, &f, &out, &err) != DR_OK) {
 		report(cmd, &err);
 	} else if (json) {
 		printf("%s\n", out.data);
@@ -547,6 +572,7 @@ static int cmd_jobs_list(const cli *c, const cli_args *a)
 	}
 	json_object_put(root);
 	dr_buf_free(&out);
+	plugins_free(plugins);
 	db_free(db);
 	config_free(cfg);
 out:
@@ -675,6 +701,8 @@ static int cmd_jobs_show(const cli *c, const cli_args *a)
 	const char *cmd = a->cmd->name, *id = a->pos[0];
 	dr_config *cfg = NULL;
 	dr_db *db = NULL;
+	dr_plugins *plugins = NULL;
+	struct dr_instance *sink = NULL;
 	dr_db_rows *ev = NULL;
 	json_object *root = NULL;
 	dr_buf out;
@@ -685,8 +713,10 @@ static int cmd_jobs_show(const cli *c, const cli_args *a)
 		return 1;
 	dr_buf_init(&out, CLI_JSON_MAX);
 	dr_error_clear(&err);
-	if (jobs_render(db, cfg, id, &out, &err) != DR_OK ||
-	    (!json && events_list(db, id, &ev, &err) != DR_OK)) {
+	if (open_sink(cmd, cfg, &plugins, &sink) != 0) {
+		/* reported */
+	} else if (jobs_render(db, cfg, sink, id, &out, &err) != DR_OK ||
+		   (!json && events_list(db, id, &ev, &err) != DR_OK)) {
 		report(cmd, &err);
 	} else if (json) {
 		printf("%s\n", out.data);
@@ -698,6 +728,7 @@ static int cmd_jobs_show(const cli *c, const cli_args *a)
 	json_object_put(root);
 	db_rows_free(ev);
 	dr_buf_free(&out);
+	plugins_free(plugins);
 	db_free(db);
 	config_free(cfg);
 	return rc;
@@ -723,7 +754,8 @@ static int jobs_action(const cli *c, const cli_args *a, int retry)
 		   : jobstate_client_cancel(db, id, &err);
 	if (st == DR_OK) {
 		queue_wakeup_send(cfg->worker.wakeup_socket);
-		st = jobs_render(db, cfg, id, &out, &err);
+		/* Only the status is shown: no sink, no URL made. */
+		st = jobs_render(db, cfg, NULL, id, &out, &err);
 	}
 	if (st != DR_OK) {
 		report(cmd, &err);
@@ -815,6 +847,8 @@ static int cmd_outputs(const cli *c, const cli_args *a)
 	cli_filters fs;
 	dr_config *cfg = NULL;
 	dr_db *db = NULL;
+	dr_plugins *plugins = NULL;
+	struct dr_instance *sink = NULL;
 	json_object *root = NULL;
 	dr_buf out;
 	dr_error err;
@@ -832,7 +866,9 @@ static int cmd_outputs(const cli *c, const cli_args *a)
 		goto out;
 	dr_buf_init(&out, CLI_JSON_MAX);
 	dr_error_clear(&err);
-	if (outputs_search(db, &f, &out, &err) != DR_OK) {
+	if (open_sink(cmd, cfg, &plugins, &sink) != 0) {
+		/* reported */
+	} else if (outputs_search(db, sink, &f, &out, &err) != DR_OK) {
 		report(cmd, &err);
 	} else if (json) {
 		printf("%s\n", out.data);
@@ -843,6 +879,7 @@ static int cmd_outputs(const cli *c, const cli_args *a)
 	}
 	json_object_put(root);
 	dr_buf_free(&out);
+	plugins_free(plugins);
 	db_free(db);
 	config_free(cfg);
 out:

@@ -532,7 +532,9 @@ typedef struct dr_sink_ops {
 	dr_status (*remove)(void *state, const char *key, dr_error *err);
 
 	/* Write the public URL of `key` into buf (NUL-terminated). DR_OK,
-	 * or DR_ERR_TOO_LARGE when it does not fit. Mandatory. */
+	 * or DR_ERR_TOO_LARGE when it does not fit. Mandatory. Called
+	 * whenever a job or output is read (rows keep keys, not URLs), by
+	 * the FastCGI app and the CLI too: no I/O, no allocation. */
 	dr_status (*public_url)(void *state, const char *key, char *buf,
 				size_t bufsz);
 

@@ -537,8 +537,9 @@ enum {
 	" attempts, error_step, error_code, error_message, created_at,"      \
 	" updated_at, completed_at"
 
-static dr_status render_job(dr_db *db, const dr_db_rows *rows, size_t i,
-			    int with_outputs, dr_buf *b, dr_error *err);
+static dr_status render_job(dr_db *db, const struct dr_instance *sink,
+			    const dr_db_rows *rows, size_t i, int with_outputs,
+			    dr_buf *b, dr_error *err);
 
 /* --------------------------------------------------------------- create */
 
@@ -580,7 +581,8 @@ static dr_status find_idempotent(dr_db *db, const dr_idempotency *idem,
 }
 
 dr_status jobs_create(dr_db *db, const dr_config *cfg,
-		      const dr_job_request *req, const dr_idempotency *idem,
+		      const struct dr_instance *sink, const dr_job_request *req,
+		      const dr_idempotency *idem,
 		      char id_out[DR_JOB_ID_LEN + 1], int *replayed,
 		      dr_buf *out, dr_error *err)
 {
@@ -661,8 +663,8 @@ dr_status jobs_create(dr_db *db, const dr_config *cfg,
 				*replayed = 1;
 				/* The earlier job as it is now. */
 				if (out)
-					st = jobs_render(db, cfg, id_out, out,
-							 err);
+					st = jobs_render(db, cfg, sink, id_out,
+							 out, err);
 			}
 			goto out;
 		}
@@ -719,7 +721,7 @@ dr_status jobs_create(dr_db *db, const dr_config *cfg,
 	}
 	memcpy(id_out, id, sizeof(id));
 	if (out)
-		st = render_job(db, row, 0, 0, out, err);
+		st = render_job(db, sink, row, 0, 0, out, err);
 	goto out;
 rollback:
 	db_rollback(db);
@@ -759,7 +761,36 @@ static dr_status put_num(dr_buf *b, const char *name, const char *v)
 	return dr_buf_printf(b, ",\"%s\":%s", name, v ? v : "null");
 }
 
-dr_status jobs_append_output(dr_buf *b, const dr_db_rows *outs, size_t i,
+/* Longest public URL made (NUL included): a key of at most 512 bytes
+ * (the storage_key columns) under a base URL of a config line. The same
+ * bound as DR_URL_MAX of rendition.h, which the app does not link. */
+#define PUBLIC_URL_MAX 2300
+
+/*
+ * Append ,"url":<the public URL of `key`>: made now through the sink's
+ * public_url from the key and the sink's current base URL, into a stack
+ * buffer copied into `b` (no allocation per row). Without a key (no row
+ * is written so) or without a sink, the URL the row stored, `stored`, or
+ * null. A sink that cannot make the URL: null, as for an object without
+ * one.
+ */
+static dr_status put_url(dr_buf *b, const struct dr_instance *sink,
+			 const char *key, const char *stored)
+{
+	char url[PUBLIC_URL_MAX];
+
+	url[0] = '\0';
+	if (!key || !sink)
+		return put_str(b, "url", stored);
+	if (sink->plugin->desc->sink->public_url(sink->state, key, url,
+						 sizeof(url)) != DR_OK ||
+	    !url[0])
+		return put_str(b, "url", NULL);
+	return put_str(b, "url", url);
+}
+
+dr_status jobs_append_output(dr_buf *b, const struct dr_instance *sink,
+			     const dr_db_rows *outs, size_t i,
 			     const dr_db_rows *rends)
 {
 	const char *oid = db_cell(outs, i, 0);
@@ -772,7 +803,7 @@ dr_status jobs_append_output(dr_buf *b, const dr_db_rows *outs, size_t i,
 	if (st == DR_OK)
 		st = put_str(b, "source_url", db_cell(outs, i, 3));
 	if (st == DR_OK)
-		st = put_str(b, "url", db_cell(outs, i, 4));
+		st = put_url(b, sink, db_cell(outs, i, 5), db_cell(outs, i, 4));
 	if (st == DR_OK)
 		st = put_str(b, "key", db_cell(outs, i, 5));
 	if (st == DR_OK)
@@ -806,7 +837,8 @@ dr_status jobs_append_output(dr_buf *b, const dr_db_rows *outs, size_t i,
 		if (st == DR_OK)
 			st = dr_buf_json_string(b, db_cell(rends, r, 1));
 		if (st == DR_OK)
-			st = put_str(b, "url", db_cell(rends, r, 2));
+			st = put_url(b, sink, db_cell(rends, r, 3),
+				     db_cell(rends, r, 2));
 		if (st == DR_OK)
 			st = put_str(b, "key", db_cell(rends, r, 3));
 		if (st == DR_OK)
@@ -825,8 +857,8 @@ dr_status jobs_append_output(dr_buf *b, const dr_db_rows *outs, size_t i,
 	return st;
 }
 
-static dr_status render_outputs(dr_db *db, const char *id, dr_buf *b,
-				dr_error *err)
+static dr_status render_outputs(dr_db *db, const struct dr_instance *sink,
+				const char *id, dr_buf *b, dr_error *err)
 {
 	dr_db_rows *outs = NULL, *rends = NULL;
 	dr_status st;
@@ -849,7 +881,7 @@ static dr_status render_outputs(dr_db *db, const char *id, dr_buf *b,
 		if (i)
 			st = dr_buf_puts(b, ",");
 		if (st == DR_OK)
-			st = jobs_append_output(b, outs, i, rends);
+			st = jobs_append_output(b, sink, outs, i, rends);
 		if (st == DR_OK)
 			st = dr_buf_puts(b, "}");
 	}
@@ -864,8 +896,9 @@ static dr_status render_outputs(dr_db *db, const char *id, dr_buf *b,
 }
 
 /* Append the job object for row `i` of `rows` (JOB_COLUMNS order). */
-static dr_status render_job(dr_db *db, const dr_db_rows *rows, size_t i,
-			    int with_outputs, dr_buf *b, dr_error *err)
+static dr_status render_job(dr_db *db, const struct dr_instance *sink,
+			    const dr_db_rows *rows, size_t i, int with_outputs,
+			    dr_buf *b, dr_error *err)
 {
 #define C(col) db_cell(rows, i, (col))
 	dr_status st;
@@ -933,7 +966,7 @@ static dr_status render_job(dr_db *db, const dr_db_rows *rows, size_t i,
 		return dr_fail(err, DR_ERR_INTERNAL, "internal",
 			       "job object too large");
 	if (with_outputs)
-		st = render_outputs(db, C(J_ID), b, err);
+		st = render_outputs(db, sink, C(J_ID), b, err);
 	else if (dr_buf_puts(b, ",\"outputs\":[]") != DR_OK)
 		st = dr_fail(err, DR_ERR_INTERNAL, "internal",
 			     "job object too large");
@@ -944,7 +977,8 @@ static dr_status render_job(dr_db *db, const dr_db_rows *rows, size_t i,
 #undef C
 }
 
-dr_status jobs_render(dr_db *db, const dr_config *cfg, const char *id,
+dr_status jobs_render(dr_db *db, const dr_config *cfg,
+		      const struct dr_instance *sink, const char *id,
 		      dr_buf *out, dr_error *err)
 {
 	dr_db_rows *rows = NULL;
@@ -959,7 +993,7 @@ dr_status jobs_render(dr_db *db, const dr_config *cfg, const char *id,
 		st = dr_fail(err, DR_ERR_NOT_FOUND, "not_found",
 			     "no job with id %.40s", id);
 	else
-		st = render_job(db, rows, 0, 1, out, err);
+		st = render_job(db, sink, rows, 0, 1, out, err);
 	db_rows_free(rows);
 	return st;
 }
@@ -1057,7 +1091,8 @@ static dr_status list_sql(dr_buf *sql, unsigned mask, size_t n_meta)
 	return st;
 }
 
-dr_status jobs_list(dr_db *db, const dr_config *cfg, const dr_job_filter *f,
+dr_status jobs_list(dr_db *db, const dr_config *cfg,
+		    const struct dr_instance *sink, const dr_job_filter *f,
 		    dr_buf *out, dr_error *err)
 {
 	dr_db_arg args[4 + 2 * DR_MAX_METADATA_FILTERS + 1];
@@ -1104,7 +1139,7 @@ dr_status jobs_list(dr_db *db, const dr_config *cfg, const dr_job_filter *f,
 		if (i)
 			st = dr_buf_puts(out, ",");
 		if (st == DR_OK)
-			st = render_job(db, rows, i, 1, out, err);
+			st = render_job(db, sink, rows, i, 1, out, err);
 	}
 	if (st == DR_OK)
 		st = dr_buf_puts(out, "],\"next_cursor\":");

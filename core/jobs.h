@@ -6,6 +6,12 @@
  * idempotency_keys tables as the API reads and creates them. Every later
  * change of a job (its status, a client's cancel and retry) and every
  * event belongs to jobstate.h; claims and leases to queue.h.
+ *
+ * Output and rendition rows keep storage keys, not URLs: the `url` of
+ * each is made when the job is rendered, from its key and the public
+ * base URL of the sink the caller passes (the active sink of the reading
+ * process, through its public_url operation). So a changed CDN host or
+ * port shows in every answer without a rewrite of the rows.
  */
 #ifndef DR_JOBS_H
 #define DR_JOBS_H
@@ -65,6 +71,14 @@ typedef struct dr_idempotency {
 } dr_idempotency;
 
 /*
+ * The functions below that render job objects or outputs take `sink`, the
+ * active sink instance (borrowed, created), which makes each `url` from
+ * the row's storage key. NULL when the process has none: each `url` is
+ * then what the row stored (NULL for rows written since URLs are made
+ * when read). A sink whose public_url fails gives a null `url`.
+ */
+
+/*
  * Store a new queued job with its metadata rows and a "created" event, in
  * one transaction. With an idempotency key already used: the same body
  * gives DR_OK with *replayed = 1 and the earlier job's id; another body
@@ -77,13 +91,15 @@ typedef struct dr_idempotency {
  * replay) is returned with the job already stored and id_out set.
  */
 dr_status jobs_create(dr_db *db, const dr_config *cfg,
-		      const dr_job_request *req, const dr_idempotency *idem,
+		      const struct dr_instance *sink, const dr_job_request *req,
+		      const dr_idempotency *idem,
 		      char id_out[DR_JOB_ID_LEN + 1], int *replayed,
 		      dr_buf *out, dr_error *err) DR_WARN_UNUSED;
 
 /* Append the job object of job `id` (CONTRACT §2) to `out`.
  * DR_ERR_NOT_FOUND when there is no such job. */
-dr_status jobs_render(dr_db *db, const dr_config *cfg, const char *id,
+dr_status jobs_render(dr_db *db, const dr_config *cfg,
+		      const struct dr_instance *sink, const char *id,
 		      dr_buf *out, dr_error *err) DR_WARN_UNUSED;
 
 /* A metadata.KEY=VALUE filter: jobs whose metadata has KEY with VALUE.
@@ -189,11 +205,13 @@ dr_status jobs_filter_parse(const dr_filter_arg *args, size_t n,
 
 /* Append {"data": [...], "next_cursor": ...} for the filter, newest
  * first. */
-dr_status jobs_list(dr_db *db, const dr_config *cfg, const dr_job_filter *f,
+dr_status jobs_list(dr_db *db, const dr_config *cfg,
+		    const struct dr_instance *sink, const dr_job_filter *f,
 		    dr_buf *out, dr_error *err) DR_WARN_UNUSED;
 
 /* Columns of an output row and of a rendition row, in the order
- * jobs_append_output() reads them (o. and r. are the table aliases). */
+ * jobs_append_output() reads them (o. and r. are the table aliases). The
+ * url columns are read for rows without a key only (see above). */
 #define DR_OUTPUT_COLUMNS                                                     \
 	"o.id, o.idx, o.kind, o.source_url, o.url, o.storage_key,"           \
 	" o.content_type, o.bytes, o.sha256, o.width, o.height, o.format,"   \
@@ -204,8 +222,11 @@ dr_status jobs_list(dr_db *db, const dr_config *cfg, const dr_job_filter *f,
 
 /* Append output row `i` of `outs` (DR_OUTPUT_COLUMNS) with its renditions
  * from `rends` (DR_RENDITION_COLUMNS, may be NULL) as a JSON object
- * WITHOUT its closing brace, so callers can add members. */
-dr_status jobs_append_output(dr_buf *b, const dr_db_rows *outs, size_t i,
+ * WITHOUT its closing brace, so callers can add members. Each `url` is
+ * made from the row's key through `sink` (see above), into a stack
+ * buffer and then `b`: nothing is allocated per row. */
+dr_status jobs_append_output(dr_buf *b, const struct dr_instance *sink,
+			     const dr_db_rows *outs, size_t i,
 			     const dr_db_rows *rends) DR_WARN_UNUSED;
 
 /* 1 when `s` is one of the seven job statuses. */

@@ -145,8 +145,8 @@ dr_status outputs_filter_parse(const dr_filter_arg *args, size_t n,
 	return DR_OK;
 }
 
-dr_status outputs_search(dr_db *db, const dr_output_filter *f, dr_buf *out,
-			 dr_error *err)
+dr_status outputs_search(dr_db *db, const struct dr_instance *sink,
+			 const dr_output_filter *f, dr_buf *out, dr_error *err)
 {
 	dr_db_arg args[9 + 2 * DR_MAX_METADATA_FILTERS + 1];
 	size_t n = 0, shown, base;
@@ -203,7 +203,7 @@ dr_status outputs_search(dr_db *db, const dr_output_filter *f, dr_buf *out,
 		if (i)
 			st = dr_buf_puts(out, ",");
 		if (st == DR_OK)
-			st = jobs_append_output(out, rows, i, rends);
+			st = jobs_append_output(out, sink, rows, i, rends);
 		db_rows_free(rends);
 		if (st == DR_OK)
 			st = dr_buf_puts(out, ",\"job_id\":");

@@ -39,8 +39,11 @@ dr_status outputs_filter_parse(const dr_filter_arg *args, size_t n,
 			       dr_error *err) DR_WARN_UNUSED;
 
 /* Append {"data": [...], "next_cursor": ...}; each item is an output
- * object (CONTRACT §2) plus job_id, model, adapter and created_at. */
-dr_status outputs_search(dr_db *db, const dr_output_filter *f, dr_buf *out,
+ * object (CONTRACT §2) plus job_id, model, adapter and created_at. Each
+ * `url` is made from its key through `sink`, the active sink (borrowed,
+ * or NULL), as jobs_append_output() says. */
+dr_status outputs_search(dr_db *db, const struct dr_instance *sink,
+			 const dr_output_filter *f, dr_buf *out,
 			 dr_error *err) DR_WARN_UNUSED;
 
 /* Convert an ISO 8601 UTC time ("2026-11-21T10:00:00Z", fractions and

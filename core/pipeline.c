@@ -52,7 +52,8 @@ typedef struct stored_output {
 	const char *row_id; /* outputs.id */
 	const char *kind;
 	char key[DR_KEY_MAX];
-	char url[DR_URL_MAX];
+	char url[DR_URL_MAX]; /* made to check the sink can (url_too_long
+				 otherwise); the row keeps the key only */
 	const char *mime;
 	uint64_t bytes;
 	char sha256[DR_SHA256_HEX_LEN + 1];
@@ -494,12 +495,12 @@ static dr_status index_all(persist_ctx *x, stored_output *outs, size_t n,
 		st = db_exec(
 			db,
 			"UPDATE outputs SET state = 'stored', kind = ?,"
-			" storage_key = ?, url = ?, content_type = ?,"
+			" storage_key = ?, url = NULL, content_type = ?,"
 			" bytes = ?, sha256 = ?, width = NULLIF(?, ''),"
 			" height = NULLIF(?, ''), format = ?, blurhash = ?,"
 			" dominant_color = ?, phash = ? WHERE id = ?",
 			NULL, err,
-			DB_ARGS(DB_STR(o->kind), DB_STR(o->key), DB_STR(o->url),
+			DB_ARGS(DB_STR(o->kind), DB_STR(o->key),
 				DB_STR(o->mime), DB_U64(o->bytes),
 				DB_STR(o->sha256), DB_STR(w), DB_STR(h),
 				DB_STR(o->is_image ? o->info.format : NULL),

@@ -18,7 +18,8 @@
  *             so a retried step overwrites the same objects and equal files
  *             are stored once; Content-Type, Cache-Control immutable, and
  *             the job id and model as object metadata;
- *   index     every output and rendition with its metadata and public URL,
+ *   index     every output and rendition with its metadata and storage key
+ *             (URLs are made from keys when jobs are read, jobs.h),
  *             and the job's move to `succeeded`, in one transaction.
  * A failure retries the whole step (idempotent by construction) with
  * backoff when it may pass, and fails the job with the step and a stable

@@ -853,6 +853,7 @@ static dr_status init_section(const dr_config *cfg, dr_plugins *p,
 	inst->cfg = cfg;
 	inst->state = NULL;
 	if (create_instances == PLUGINS_CREATE_ALL ||
+	    (create_instances == PLUGINS_CREATE_SINK && is_sink) ||
 	    (create_instances == PLUGINS_CREATE_UPKEEP && !is_sink &&
 	     lp->desc->adapter->maintain)) {
 		dr_error_clear(&inner);

@@ -76,11 +76,14 @@ void plugin_unload(dr_loaded_plugin *p);
 
 /* What plugins_init() creates, besides loading and checking the plugins. */
 enum {
-	PLUGINS_CHECK_ONLY = 0,	  /* no instance (config check) */
-	PLUGINS_CREATE_ALL = 1,	  /* every instance (the app, the worker) */
-	PLUGINS_CREATE_UPKEEP = 2 /* only the adapter instances with a
-				     maintain() (darkroom migrate): no sink,
-				     no work folder of a local adapter */
+	PLUGINS_CHECK_ONLY = 0,	   /* no instance (config check) */
+	PLUGINS_CREATE_ALL = 1,	   /* every instance (the app, the worker) */
+	PLUGINS_CREATE_UPKEEP = 2, /* only the adapter instances with a
+				      maintain() (darkroom migrate): no sink,
+				      no work folder of a local adapter */
+	PLUGINS_CREATE_SINK = 3	   /* only the active sink's instance (the
+				      commands that show jobs and outputs,
+				      to make their URLs) */
 };
 
 /*

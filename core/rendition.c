@@ -113,12 +113,15 @@ dr_status rendition_store(const dr_store_dest *d, const char *sha256,
 dr_status rendition_upsert(dr_db *db, const char *output_id,
 			   const dr_rendition_row *row, dr_error *err)
 {
+	/* No URL: it is made from the key when the row is read (jobs.h),
+	 * and a row made again drops the one an older darkroom stored. */
 	return db_exec(db,
 		       "INSERT INTO renditions (output_id, name, storage_key,"
 		       " url, content_type, width, height, bytes, preset_hash,"
-		       " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NOW(6))"
+		       " created_at) VALUES (?, ?, ?, NULL, ?, ?, ?, ?, ?,"
+		       " NOW(6))"
 		       " ON DUPLICATE KEY UPDATE"
-		       " storage_key = VALUES(storage_key), url = VALUES(url),"
+		       " storage_key = VALUES(storage_key), url = NULL,"
 		       " content_type = VALUES(content_type),"
 		       " width = VALUES(width), height = VALUES(height),"
 		       " bytes = VALUES(bytes),"
@@ -126,8 +129,8 @@ dr_status rendition_upsert(dr_db *db, const char *output_id,
 		       " created_at = VALUES(created_at)",
 		       NULL, err,
 		       DB_ARGS(DB_STR(output_id), DB_STR(row->preset->name),
-			       DB_STR(row->key), DB_STR(row->url),
-			       DB_STR(row->mime), DB_INT((int64_t)row->width),
+			       DB_STR(row->key), DB_STR(row->mime),
+			       DB_INT((int64_t)row->width),
 			       DB_INT((int64_t)row->height), DB_U64(row->bytes),
 			       DB_STR(row->preset_hash)));
 }

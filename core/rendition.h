@@ -12,9 +12,14 @@
  *   object    Content-Type of the rendition, Cache-Control immutable
  *             (DR_CACHE_CONTROL), its SHA-256 for integrity headers, and
  *             the job id and model as object metadata (x-amz-meta-*);
- *   row       (output_id, name) upserted with key, URL, type, size,
- *             bytes and the preset's settings hash (rendition_preset_hash);
- *             a row made again gets a new created_at.
+ *   row       (output_id, name) upserted with key, type, size, bytes
+ *             and the preset's settings hash (rendition_preset_hash);
+ *             a row made again gets a new created_at. Its url column is
+ *             left NULL: URLs are made from keys when jobs are read
+ *             (jobs.h), so a changed public base URL needs no rewrite.
+ *             The URL is still made when storing (rendition_url), so a
+ *             key whose URL the sink cannot make fails the step as
+ *             before.
  *
  * The pipeline stores its originals through rendition_put() too, so every
  * object darkroom writes carries the same headers.
@@ -53,7 +58,8 @@ typedef struct dr_store_dest {
 typedef struct dr_rendition_row {
 	const dr_preset *preset;
 	char key[DR_KEY_MAX];
-	char url[DR_URL_MAX];
+	char url[DR_URL_MAX]; /* its public URL when stored: checked, not
+				 kept in the row */
 	const char *mime; /* static string */
 	int width, height;
 	uint64_t bytes;
@@ -94,12 +100,13 @@ dr_status rendition_url(const dr_store_dest *d, const char *key,
 
 /*
  * Store rendition `r` (made by image.h) of the original whose SHA-256 is
- * `sha256` and fill *row: key, public URL, type, size, bytes, preset and
- * its hash. `check` 1 skips the upload when the sink already holds an
- * object of that size under the key (the pipeline's shortcut for content
- * stored before; row->uploaded says whether a put was made); 0 always
- * puts. On failure *row is partly filled and nothing else is changed; r
- * stays the caller's.
+ * `sha256` and fill *row: key, public URL (url_too_long when the sink
+ * cannot make it), type, size, bytes, preset and its hash. `check` 1
+ * skips the upload when the sink already holds an object of that size
+ * under the key (the pipeline's shortcut for content stored before;
+ * row->uploaded says whether a put was made); 0 always puts. On failure
+ * *row is partly filled and nothing else is changed; r stays the
+ * caller's.
  */
 dr_status rendition_store(const dr_store_dest *d, const char *sha256,
 			  const dr_rendition *r, int check,
@@ -107,8 +114,9 @@ dr_status rendition_store(const dr_store_dest *d, const char *sha256,
 
 /*
  * Insert or update the row of `row` for output `output_id` (its key is
- * output_id and the preset's name), created_at now. One statement: the
- * caller owns the transaction it runs in.
+ * output_id and the preset's name), created_at now, url NULL (see the
+ * top of this file). One statement: the caller owns the transaction it
+ * runs in.
  */
 dr_status rendition_upsert(dr_db *db, const char *output_id,
 			   const dr_rendition_row *row,

@@ -490,7 +490,7 @@ static void render(const char *id, dr_buf *b)
 	dr_error err;
 
 	dr_buf_init(b, 16u << 20);
-	assert_ok(jobs_render(db, &cfg, id, b, &err), err);
+	assert_ok(jobs_render(db, &cfg, NULL, id, b, &err), err);
 }
 
 /* ------------------------------------------------------------------

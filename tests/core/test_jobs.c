@@ -421,6 +421,100 @@ static void test_outputs_filter_parse(void **state)
 			    "limit");
 }
 
+/* ------------------------------------------------------------------
+ * URLs made when outputs are read
+ */
+
+/* A sink whose public URL is its base and the key; base NULL: it cannot
+ * make one. */
+static dr_status url_sink_url(void *state, const char *key, char *buf,
+			      size_t bufsz)
+{
+	const char *base = state;
+	int n;
+
+	if (!base)
+		return DR_ERR_TOO_LARGE;
+	n = snprintf(buf, bufsz, "%s/%s", base, key);
+	return n < 0 || (size_t)n >= bufsz ? DR_ERR_TOO_LARGE : DR_OK;
+}
+
+static const dr_sink_ops url_sink_ops = { .size = sizeof(dr_sink_ops),
+					  .public_url = url_sink_url };
+static const dr_plugin url_sink_desc = { .abi_version = DR_PLUGIN_ABI_VERSION,
+					 .size = sizeof(dr_plugin),
+					 .name = "urls",
+					 .kind = DR_PLUGIN_SINK,
+					 .sink = &url_sink_ops };
+static const dr_loaded_plugin url_sink_loaded = { .desc = &url_sink_desc };
+
+/* Output row 0 of DR_OUTPUT_COLUMNS with `key` and the `url` it stored,
+ * and one rendition row of DR_RENDITION_COLUMNS likewise, rendered with
+ * `sink` into `out` (closed with "}"). */
+static void render_output(const struct dr_instance *sink, const char *key,
+			  const char *url, const char *rkey, const char *rurl,
+			  dr_buf *out)
+{
+	char *oc[16] = { "7", "0", "image", "https://provider.example/o.png" };
+	char *rc[8] = { "7", "thumb" };
+	unsigned long ol[16] = { 0 }, rl[8] = { 0 };
+	dr_db_rows outs = { 1, 16, oc, ol }, rends = { 1, 8, rc, rl };
+
+	oc[4] = (char *)url;
+	oc[5] = (char *)key;
+	rc[2] = (char *)rurl;
+	rc[3] = (char *)rkey;
+	dr_buf_init(out, 1u << 16);
+	assert_int_equal(jobs_append_output(out, sink, &outs, 0, &rends),
+			 DR_OK);
+	assert_int_equal(dr_buf_puts(out, "}"), DR_OK);
+}
+
+/* The URL of each object is made from its key by the sink passed, not
+ * read from the row: a row written under another host shows the sink's.
+ * A sink that cannot make it: null. No sink, or a row without a key:
+ * what the row stored. */
+static void test_output_urls_from_keys(void **state)
+{
+	struct dr_instance sink = { .name = "urls",
+				    .plugin = &url_sink_loaded,
+				    .state = "https://cdn.new.example/m" };
+	struct dr_instance broken = { .name = "urls",
+				      .plugin = &url_sink_loaded };
+	dr_buf b;
+
+	(void)state;
+	render_output(&sink, "ab/abc.png",
+		      "http://127.0.0.1:8080/media/ab/abc.png",
+		      "ab/abc/thumb.webp", NULL, &b);
+	assert_non_null(strstr(b.data, "\"url\":\"https://cdn.new.example/m/"
+				       "ab/abc.png\",\"key\":\"ab/abc.png\""));
+	assert_non_null(strstr(b.data, "\"url\":\"https://cdn.new.example/m/"
+				       "ab/abc/thumb.webp\",\"key\":\"ab/abc/"
+				       "thumb.webp\""));
+	assert_null(strstr(b.data, "8080"));
+	dr_buf_free(&b);
+
+	render_output(&broken, "ab/abc.png", "http://old.example/ab/abc.png",
+		      "ab/abc/thumb.webp", "http://old.example/t.webp", &b);
+	assert_non_null(strstr(b.data, "\"url\":null,\"key\":\"ab/abc.png\""));
+	assert_non_null(
+		strstr(b.data, "\"url\":null,\"key\":\"ab/abc/thumb.webp\""));
+	dr_buf_free(&b);
+
+	render_output(NULL, "ab/abc.png", NULL, "ab/abc/thumb.webp",
+		      "http://old.example/t.webp", &b);
+	assert_non_null(strstr(b.data, "\"url\":null,\"key\":\"ab/abc.png\""));
+	assert_non_null(strstr(b.data, "\"url\":\"http://old.example/t.webp\""));
+	dr_buf_free(&b);
+
+	render_output(&sink, NULL, "http://old.example/o.png",
+		      "ab/abc/thumb.webp", NULL, &b);
+	assert_non_null(strstr(b.data, "\"url\":\"http://old.example/o.png\","
+				       "\"key\":null"));
+	dr_buf_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -431,6 +525,7 @@ int main(void)
 		cmocka_unit_test(test_time_format),
 		cmocka_unit_test(test_jobs_filter_parse),
 		cmocka_unit_test(test_outputs_filter_parse),
+		cmocka_unit_test(test_output_urls_from_keys),
 	};
 	return cmocka_run_group_tests_name("jobs", tests, setup, teardown);
 }

@@ -55,6 +55,7 @@
 #include "engine.h"
 #include "image.h"
 #include "jobfix.h"
+#include "jobs.h"
 #include "loopback.h"
 #include "pipeline.h"
 #include "rendition.h"
@@ -735,9 +736,26 @@ static char *out_col(const char *id, int idx, const char *col)
 		free(v_);                                                      \
 	} while (0)
 
+/* Fail unless the job object of `id`, rendered with the test sink making
+ * its URLs (from the stored keys: rows keep no URL), shows `url`. */
+static void assert_url_shown(const char *id, const char *url)
+{
+	char want[300];
+	dr_error err;
+	dr_buf b;
+
+	dr_buf_init(&b, 1u << 20);
+	assert_ok(jobs_render(db, &cfg, &sinks[0], id, &b, &err), err);
+	snprintf(want, sizeof(want), "\"url\":\"%s\"", url);
+	if (!strstr(b.data, want))
+		fail_msg("job %s shows no %s: %.2000s", id, want, b.data);
+	dr_buf_free(&b);
+}
+
 /* Check that output `idx` of job `id` is stored as the bytes `data`:
- * its row (key, URL, type, size, SHA-256) and the sink's object under
- * its key, byte for byte, with the headers every object carries. */
+ * its row (key, no URL, type, size, SHA-256), the URL the job object
+ * shows for it, and the sink's object under its key, byte for byte,
+ * with the headers every object carries. */
 static void assert_stored(const char *id, int idx, const void *data, size_t len,
 			  const char *kind, const char *mime, const char *ext)
 {
@@ -751,7 +769,8 @@ static void assert_stored(const char *id, int idx, const void *data, size_t len,
 	assert_out(id, idx, "state", "stored");
 	assert_out(id, idx, "kind", kind);
 	assert_out(id, idx, "storage_key", key);
-	assert_out(id, idx, "url", u);
+	assert_out(id, idx, "url", "(null)");
+	assert_url_shown(id, u);
 	assert_out(id, idx, "content_type", mime);
 	assert_out(id, idx, "bytes", n);
 	assert_out(id, idx, "sha256", sha);

@@ -16,6 +16,10 @@ decoded from the downloaded file.
 
 s3rver checks SigV2 signatures (a wrong secret gets 403) but not SigV4
 ones; SigV4 signing is proven by tests/plugins/test_s3.c.
+
+Rows keep storage keys; each `url` is made by the reading process's
+active sink. The app's is fs, so the s3 cases read their outputs' URLs
+through `darkroom jobs show` run with the worker's sink (DARKROOM_SINK=s3).
 """
 
 import base64
@@ -546,6 +550,38 @@ def webhook_valid(secret, headers, body, tolerance=300):
 # ================================================================ cases
 
 
+def cli_job(jid, env=None):
+    """The job object as `darkroom jobs show --json` prints it: the test
+    config, with ENV added to the environment (another sink, another CDN
+    base URL)."""
+    p = subprocess.run([BIN, "jobs", "show", jid, "--json"], capture_output=True, text=True,
+                       env={**os.environ, **(env or {})}, timeout=60, stdin=subprocess.DEVNULL)
+    expect_eq(p.returncode, 0, f"darkroom jobs show {jid} ({p.stderr.strip()})")
+    return json.loads(p.stdout)
+
+
+def url_rows(jid):
+    """(row, index, key, url) of a job's output rows ('o') and rendition
+    rows (their preset), as stored."""
+    return sql(f"SELECT 'o', idx, storage_key, url FROM outputs WHERE job_id = '{jid}'"
+               " UNION ALL SELECT r.name, o.idx, r.storage_key, r.url FROM renditions r"
+               f" JOIN outputs o ON o.id = r.output_id WHERE o.job_id = '{jid}' ORDER BY 1, 2")
+
+
+def url_pairs(outputs):
+    """(key, url) of each output and rendition of a job object's outputs."""
+    pairs = []
+    for o in outputs:
+        pairs.append((o["key"], o["url"]))
+        pairs += [(r["key"], r["url"]) for r in o["renditions"]]
+    return sorted(pairs)
+
+
+def urls_under(outputs, base):
+    """What url_pairs() must be when every URL is BASE + / + key."""
+    return sorted((key, f"{base}/{key}") for key, _ in url_pairs(outputs))
+
+
 @case("fs sink: PNG, JPEG, WebP and AVIF become originals plus every preset, served by /media/")
 @with_worker(2, name="pipeline-fs")
 def _(w):
@@ -576,7 +612,8 @@ def _(w):
     jid = create({"fake_width": 640, "fake_height": 480}, presets)
     j = wait_status([jid], timeout=40)[0]
     expect_eq(j["status"], "succeeded", f"status (error {j.get('error')})")
-    o = j["outputs"][0]
+    # URLs are made by the reader's sink: read with the worker's (s3).
+    o = cli_job(jid, {"DARKROOM_SINK": "s3"})["outputs"][0]
     check_image_output(o, 640, 480, "png", "image/png", presets, s3_reader(jid), "s3 v4")
     expect(not os.path.exists(os.path.join(MEDIA, o["key"])), "the s3 job also wrote to the fs sink")
 
@@ -592,7 +629,8 @@ def _():
         leftover = w.stop()
     check_worker(w, leftover)
     expect_eq(j["status"], "succeeded", f"v2 status (error {j.get('error')})")
-    check_image_output(j["outputs"][0], 64, 48, "jpeg", "image/jpeg", ["thumb"], s3_reader(jid), "s3 v2")
+    o = cli_job(jid, {"DARKROOM_SINK": "s3"})["outputs"][0]
+    check_image_output(o, 64, 48, "jpeg", "image/jpeg", ["thumb"], s3_reader(jid), "s3 v2")
 
     w = Worker(1, "pipeline-s3v2-wrong", {"DARKROOM_SINK": "s3", "DARKROOM_S3_SIGNATURE": "v2",
                                           "DARKROOM_S3_SECRET_KEY": "wrong-secret"})
@@ -644,6 +682,70 @@ def _(w):
     expect_eq(os.stat(path).st_mtime_ns, mtime, "the original was written again")
     rows = sql(f"SELECT COUNT(*), COUNT(DISTINCT job_id) FROM outputs WHERE sha256 = '{sha}'")
     expect_eq(rows, [["2", "2"]], "outputs indexed with that sha256")
+
+
+@case("URLs are made when read: new rows keep keys (url NULL); a stale stored URL is not shown;"
+      " `jobs show` under another CDN base URL shows its host; nothing is written by reading")
+@with_worker(2, name="pipeline-urls")
+def _(w):
+    fake_reset()
+    jid = create({"fake_width": 320, "fake_height": 240}, ["thumb", "small"])
+    j = wait_status([jid])[0]
+    expect_eq(j["status"], "succeeded", f"status (error {j.get('error')})")
+    rows = url_rows(jid)
+    expect_eq(len(rows), 3, f"output and rendition rows: {rows}")
+    expect(all(r[2] != "NULL" for r in rows), f"keys of the new rows: {rows}")
+    expect_eq([r[3] for r in rows], ["NULL"] * 3, f"url columns of the new rows: {rows}")
+    media = f"{BASE_URL}/media"
+    expect_eq(url_pairs(j["outputs"]), urls_under(j["outputs"], media), "URLs of the job object")
+
+    # Rows written under another host (the stored URL of an older
+    # darkroom): the key and the app's sink make the URL, not the row.
+    sql("UPDATE outputs SET url = CONCAT('http://old-cdn.example/', storage_key)"
+        f" WHERE job_id = '{jid}'")
+    sql("UPDATE renditions r JOIN outputs o ON o.id = r.output_id"
+        " SET r.url = CONCAT('http://old-cdn.example/', r.storage_key)"
+        f" WHERE o.job_id = '{jid}'")
+    stale = url_rows(jid)
+    j = job(jid)
+    expect_eq(url_pairs(j["outputs"]), urls_under(j["outputs"], media), "GET /v1/jobs/{id} over stale rows")
+    listed = expect_json(get(f"/v1/jobs?model=acme/flux&limit=100"), 200)["data"]
+    mine = [x for x in listed if x["id"] == jid]
+    expect_eq(len(mine), 1, "the job in GET /v1/jobs")
+    expect_eq(url_pairs(mine[0]["outputs"]), urls_under(j["outputs"], media), "GET /v1/jobs over stale rows")
+    found = expect_json(get(f"/v1/outputs?sha256={j['outputs'][0]['sha256']}&limit=100"), 200)["data"]
+    found = [x for x in found if x["job_id"] == jid]
+    expect_eq(len(found), 1, "the output in GET /v1/outputs")
+    expect_eq(url_pairs(found), urls_under(j["outputs"], media), "GET /v1/outputs over stale rows")
+
+    # Another CDN host, the same rows: `darkroom jobs show` run with it.
+    cdn = "https://cdn.example.test/m"
+    shown = cli_job(jid, {"DARKROOM_CDN_BASE_URL": cdn + "/"})
+    expect_eq(url_pairs(shown["outputs"]), urls_under(j["outputs"], cdn), "jobs show under another CDN base URL")
+    expect_eq(url_rows(jid), stale, "rows after reading them (nothing may be written)")
+
+
+@case("`darkroom reprocess` from a shell with another CDN base URL stores no URL; the API shows the app's")
+@with_worker(1, name="pipeline-urls-reprocess")
+def _(w):
+    fake_reset()
+    jid = create({"fake_width": 320, "fake_height": 240}, ["thumb"])
+    j = wait_status([jid])[0]
+    expect_eq(j["status"], "succeeded", f"status (error {j.get('error')})")
+    sql("UPDATE renditions r JOIN outputs o ON o.id = r.output_id SET r.preset_hash = '0000000000000000'"
+        f" WHERE o.job_id = '{jid}' AND r.name = 'thumb'")
+    # What a shell outside `make run` has: the default port's media URL.
+    p = subprocess.run([BIN, "reprocess", "--job", jid, "--preset", "thumb"], capture_output=True,
+                       text=True, timeout=120, stdin=subprocess.DEVNULL,
+                       env={**os.environ, "DARKROOM_CDN_BASE_URL": "http://127.0.0.1:8080/media"})
+    expect_eq(p.returncode, 0, f"reprocess ({p.stderr.strip()})")
+    expect("1 renditions made" in p.stdout, p.stdout)
+    rows = [r for r in url_rows(jid) if r[0] == "thumb"]
+    expect_eq(len(rows), 1, f"thumb row: {rows}")
+    expect_eq(rows[0][3], "NULL", f"url column of the remade thumb row: {rows}")
+    j = job(jid)
+    expect_eq(url_pairs(j["outputs"]), urls_under(j["outputs"], f"{BASE_URL}/media"),
+              "URLs of the job after reprocess")
 
 
 @case("text outputs are stored as .txt; data: outputs are decoded and stored")
@@ -1118,7 +1220,7 @@ def _():
         s3.start()
         j = wait_status([jid], timeout=40)[0]
         expect_eq(j["status"], "succeeded", f"status once S3 is back (error {j.get('error')})")
-        o = j["outputs"][0]
+        o = cli_job(jid, {"DARKROOM_SINK": "s3", "DARKROOM_S3_ENDPOINT": endpoint})["outputs"][0]
         expect_eq(o["url"], f"{endpoint}/{S3_BUCKET}/{o['key']}", "public URL")
         status, _, body = fetch(o["url"])
         expect(status == 200 and sha256(body) == o["sha256"], "the object in the restarted S3")
