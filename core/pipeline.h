@@ -14,7 +14,7 @@
  *   upload    the original byte for byte and every rendition to the active
  *             sink under content-addressed keys
  *               ab/abcdef....png           the original (sha256 of bytes)
- *               ab/abcdef.../thumb.webp    a rendition
+ *               ab/abcdef.../thumb.<tag>.webp  a rendition (rendition.h)
  *             so a retried step overwrites the same objects and equal files
  *             are stored once; Content-Type, Cache-Control immutable, and
  *             the job id and model as object metadata;

@@ -24,17 +24,33 @@ void rendition_preset_hash(const dr_preset *p, char out[17])
 	out[16] = '\0';
 }
 
-dr_status rendition_key(const char *sha256, const char *preset, const char *ext,
-			char out[DR_KEY_MAX], dr_error *err)
+void rendition_preset_tag(const dr_preset *p, char out[DR_TAG_LEN + 1])
 {
-	int n = snprintf(out, DR_KEY_MAX, "%.2s/%s/%s.%s", sha256, sha256,
-			 preset, ext);
+	char text[128], full[DR_SHA256_HEX_LEN + 1];
 
+	/* The settings as rendition_preset_hash() spells them, after the
+	 * renderer's version: either changing gives other bytes. */
+	snprintf(text, sizeof(text), "r%d:%d:%d:%d:%d:%d", DR_RENDERER_VERSION,
+		 p->width, p->height, (int)p->fit, (int)p->format, p->quality);
+	digest_sha256_hex(text, strlen(text), full);
+	memcpy(out, full, DR_TAG_LEN);
+	out[DR_TAG_LEN] = '\0';
+}
+
+dr_status rendition_key(const char *sha256, const dr_preset *preset,
+			const char *ext, char out[DR_KEY_MAX], dr_error *err)
+{
+	char tag[DR_TAG_LEN + 1];
+	int n;
+
+	rendition_preset_tag(preset, tag);
+	n = snprintf(out, DR_KEY_MAX, "%.2s/%s/%s.%s.%s", sha256, sha256,
+		     preset->name, tag, ext);
 	if (n < 0 || n >= DR_KEY_MAX)
 		return dr_fail(err, DR_ERR_TOO_LARGE, "key_too_long",
 			       "the storage key of rendition %.100s is too "
 			       "long",
-			       preset);
+			       preset->name);
 	return DR_OK;
 }
 
@@ -95,11 +111,11 @@ dr_status rendition_store(const dr_store_dest *d, const char *sha256,
 	row->height = r->height;
 	row->bytes = r->len;
 	rendition_preset_hash(r->preset, row->preset_hash);
-	st = rendition_key(sha256, r->preset->name, r->ext, row->key, err);
+	st = rendition_key(sha256, r->preset, r->ext, row->key, err);
 	if (st != DR_OK)
 		return st;
-	/* The shortcut proves less than it claims: another preset's bytes
-	 * of the same size under the same key pass it too. */
+	/* The key names the content, the settings and the renderer, so an
+	 * object under it of the same size holds these very bytes. */
 	if (!check || !rendition_stored(d, row->key, src.size)) {
 		digest_sha256_hex(r->data, r->len, hex);
 		st = rendition_put(d, row->key, &src, row->mime, hex, err);

@@ -8,7 +8,12 @@
  * makes them again for stored outputs. So a rendition made by either has
  * the same key, the same headers and the same row, byte for byte.
  *
- *   key       ab/<sha256 of the original>/<preset>.<ext>
+ *   key       ab/<sha256 of the original>/<preset>.<tag>.<ext>, the tag
+ *             naming the preset's settings and the renderer's version
+ *             (rendition_preset_tag), so other settings make another key
+ *             and bytes once served under a key never change; rows
+ *             written before tags keep their untagged keys
+ *             (ab/<sha256>/<preset>.<ext>) until a reprocess replaces them
  *   object    Content-Type of the rendition, Cache-Control immutable
  *             (DR_CACHE_CONTROL), its SHA-256 for integrity headers, and
  *             the job id and model as object metadata (x-amz-meta-*);
@@ -72,11 +77,25 @@ typedef struct dr_rendition_row {
  * are made again by `darkroom reprocess` (reprocess.h). */
 void rendition_preset_hash(const dr_preset *p, char out[17]);
 
-/* The storage key of the rendition of `preset` with extension `ext` of
- * the original whose SHA-256 is `sha256` (64 hex digits) into `out`.
- * DR_ERR_TOO_LARGE (key_too_long) when it does not fit. */
-dr_status rendition_key(const char *sha256, const char *preset, const char *ext,
-			char out[DR_KEY_MAX], dr_error *err) DR_WARN_UNUSED;
+/* Version of the renderer (image.c): raised when the same settings make
+ * other bytes (other libvips options, another encoder setting), so new
+ * renditions get new keys. */
+#define DR_RENDERER_VERSION 1
+/* Hex digits of a rendition key's tag. */
+#define DR_TAG_LEN 8
+
+/* The tag of `p` in rendition keys: the first DR_TAG_LEN hex digits of
+ * the SHA-256 of DR_RENDERER_VERSION and the preset's settings (size,
+ * fit, format, quality; not its name), NUL-terminated in `out`. */
+void rendition_preset_tag(const dr_preset *p, char out[DR_TAG_LEN + 1]);
+
+/* The storage key of the rendition of `preset` (its name and tag) with
+ * extension `ext` of the original whose SHA-256 is `sha256` (64 hex
+ * digits) into `out`: ab/<sha256>/<name>.<tag>.<ext>. DR_ERR_TOO_LARGE
+ * (key_too_long) when it does not fit. */
+dr_status rendition_key(const char *sha256, const dr_preset *preset,
+			const char *ext, char out[DR_KEY_MAX],
+			dr_error *err) DR_WARN_UNUSED;
 
 /* Whether the sink of `d` holds `key` with `size` bytes. Keys are
  * content-addressed, so "same key, same size" is taken as "same bytes";
@@ -103,7 +122,8 @@ dr_status rendition_url(const dr_store_dest *d, const char *key,
  * `sha256` and fill *row: key, public URL (url_too_long when the sink
  * cannot make it), type, size, bytes, preset and its hash. `check` 1
  * skips the upload when the sink already holds an object of that size
- * under the key (the pipeline's shortcut for content stored before;
+ * under the key, which names content, settings and renderer (the
+ * pipeline's shortcut for content stored before;
  * row->uploaded says whether a put was made); 0 always puts. On failure
  * *row is partly filled and nothing else is changed; r stays the
  * caller's.

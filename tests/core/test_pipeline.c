@@ -883,10 +883,15 @@ static void test_all_stored(void **state)
 			 0);
 	{
 		char *sha = out_col(c.id, 0, "sha256");
-		char key[200];
+		char key[DR_KEY_MAX];
 		object *t;
 
-		snprintf(key, sizeof(key), "%.2s/%s/thumb.webp", sha, sha);
+		dr_error kerr;
+
+		assert_int_equal(rendition_key(sha, &presets[0], "webp", key,
+					       &kerr),
+				 DR_OK);
+		assert_non_null(strstr(key, "/thumb."));
 		t = sink_find(key);
 		if (!t)
 			fail_msg("no thumb rendition %s in the sink", key);
@@ -902,7 +907,9 @@ static void test_all_stored(void **state)
 				       " r.content_type = 'image/webp'",
 				       c.id),
 				 1);
-		snprintf(key, sizeof(key), "%.2s/%s/card.jpg", sha, sha);
+		assert_int_equal(rendition_key(sha, &presets[1], "jpg", key,
+					       &kerr),
+				 DR_OK);
 		t = sink_find(key);
 		if (!t)
 			fail_msg("no card rendition %s in the sink", key);
@@ -938,6 +945,73 @@ static void test_stored_before(void **state)
 	assert_int_equal(outputs_in(c.id, "stored"), 2);
 	assert_int_equal(renditions_of(c.id), 1);
 	assert_stored(c.id, 0, png, png_len, "image", "image/png", "png");
+}
+
+/* The thumb rendition key of output 0 of job `id`, malloc'd. */
+static char *thumb_key(const char *id)
+{
+	dr_db_rows *rows = NULL;
+	dr_error err;
+	char *k;
+
+	assert_ok(db_query(db,
+			   "SELECT r.storage_key FROM renditions r JOIN"
+			   " outputs o ON o.id = r.output_id WHERE"
+			   " o.job_id = ? AND o.idx = 0 AND r.name = 'thumb'",
+			   &rows, &err, DB_ARGS(DB_STR(id))),
+		  err);
+	assert_int_equal(rows->n_rows, 1);
+	k = strdup(db_cell(rows, 0, 0));
+	db_rows_free(rows);
+	return k;
+}
+
+/* Content stored before, with the thumb preset changed since: the key
+ * names the settings, so the new thumb goes under a new key (put, not
+ * skipped as "stored"), and the object under the old key keeps its
+ * bytes. */
+static void test_changed_preset_new_key(void **state)
+{
+	out_spec outs[1] = { url_out("/img.png") };
+	dr_step_outcome o;
+	dr_claim c;
+	char *k1, *k2;
+	object *t1, *t2;
+	unsigned char *old;
+	uint64_t old_size;
+	int puts;
+
+	(void)state;
+	make_job("[\"thumb\"]", outs, 1, &c);
+	o = persist(&c);
+	assert_outcome(&o, DR_STEP_DONE, NULL, NULL);
+	k1 = thumb_key(c.id);
+	t1 = sink_find(k1);
+	assert_non_null(t1);
+	old_size = t1->size;
+	old = malloc(old_size);
+	memcpy(old, t1->data, old_size);
+	puts = sk.puts;
+
+	presets[0].quality = 20;
+	make_job("[\"thumb\"]", outs, 1, &c);
+	o = persist(&c);
+	presets[0].quality = 80;
+	assert_outcome(&o, DR_STEP_DONE, NULL, NULL);
+	k2 = thumb_key(c.id);
+	assert_string_not_equal(k1, k2);
+	assert_int_equal(sk.puts, puts + 1); /* the new thumb only */
+	t2 = sink_find(k2);
+	assert_non_null(t2);
+	t1 = sink_find(k1);
+	assert_non_null(t1);
+	assert_int_equal(t1->size, old_size);
+	assert_memory_equal(t1->data, old, old_size);
+	assert_true(t2->size != old_size ||
+		    memcmp(t2->data, old, old_size) != 0);
+	free(old);
+	free(k1);
+	free(k2);
 }
 
 /* A job with no pending output (all stored by an earlier try, or none
@@ -1525,6 +1599,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(test_all_stored, case_setup),
 		cmocka_unit_test_setup(test_stored_before, case_setup),
+		cmocka_unit_test_setup(test_changed_preset_new_key,
+				       case_setup),
 		cmocka_unit_test_setup(test_nothing_pending, case_setup),
 		cmocka_unit_test_setup(test_output_expired, case_setup),
 		cmocka_unit_test_setup(test_client_error, case_setup),

@@ -82,7 +82,9 @@ static const dr_store_dest dest = {&inst, "j_123", "acme/flux"};
 static const dr_preset thumb = {"thumb", 256, 256, DR_FIT_INSIDE,
 				DR_FORMAT_WEBP, 80};
 #define SHA "ab12000000000000000000000000000000000000000000000000000000000000"
-#define KEY "ab/" SHA "/thumb.webp"
+/* sha256("r1:256:256:1:1:80")[:8]: the renderer version and settings. */
+#define TAG "18f58125"
+#define KEY "ab/" SHA "/thumb." TAG ".webp"
 static const char sha[] = SHA;
 static const char bytes[] = "RIFF....WEBPVP8 rendition bytes";
 
@@ -122,18 +124,54 @@ static void test_preset_hash_pinned(void **state)
 static void test_key(void **state)
 {
 	char key[DR_KEY_MAX], name[DR_KEY_MAX];
+	dr_preset long_name = thumb;
 	dr_error err;
 
 	(void)state;
-	assert_int_equal(rendition_key(sha, "thumb", "webp", key, &err), DR_OK);
+	assert_int_equal(rendition_key(sha, &thumb, "webp", key, &err), DR_OK);
 	assert_int_equal(strlen(sha), DR_SHA256_HEX_LEN);
 	assert_string_equal(key, KEY);
 	memset(name, 'x', sizeof(name) - 1);
 	name[sizeof(name) - 1] = '\0';
+	long_name.name = name;
 	dr_error_clear(&err);
-	assert_int_equal(rendition_key(sha, name, "webp", key, &err),
+	assert_int_equal(rendition_key(sha, &long_name, "webp", key, &err),
 			 DR_ERR_TOO_LARGE);
 	assert_string_equal(err.code, "key_too_long");
+}
+
+/* Every setting that changes the bytes changes the key; the name does
+ * not change the tag. */
+static void test_key_tag_follows_settings(void **state)
+{
+	dr_preset p[5];
+	char tag[DR_TAG_LEN + 1], other[DR_TAG_LEN + 1];
+	char k1[DR_KEY_MAX], k2[DR_KEY_MAX];
+	dr_error err;
+
+	(void)state;
+	rendition_preset_tag(&thumb, tag);
+	assert_string_equal(tag, TAG);
+	for (int i = 0; i < 5; i++)
+		p[i] = thumb;
+	p[0].width = 255;
+	p[1].height = 255;
+	p[2].fit = DR_FIT_COVER;
+	p[3].format = DR_FORMAT_JPEG;
+	p[4].quality = 79;
+	for (int i = 0; i < 5; i++) {
+		rendition_preset_tag(&p[i], other);
+		assert_string_not_equal(tag, other);
+		assert_int_equal(rendition_key(sha, &p[i], "webp", k2, &err),
+				 DR_OK);
+		assert_int_equal(rendition_key(sha, &thumb, "webp", k1, &err),
+				 DR_OK);
+		assert_string_not_equal(k1, k2);
+	}
+	p[0] = thumb;
+	p[0].name = "renamed";
+	rendition_preset_tag(&p[0], other);
+	assert_string_equal(tag, other);
 }
 
 static void test_store_puts_with_headers(void **state)
@@ -217,6 +255,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_preset_hash_pinned),
 		cmocka_unit_test(test_key),
+		cmocka_unit_test(test_key_tag_follows_settings),
 		cmocka_unit_test_setup(test_store_puts_with_headers, reset),
 		cmocka_unit_test_setup(test_store_check_skips_same_size,
 				       reset),

@@ -411,7 +411,7 @@ def _():
     expect_eq([r[0] for r in rows], outs, "one extra rendition per output")
     expect_eq(count(), before + len(outs), "total")
     for _, key, _ in rows:
-        expect(key.endswith("/extra.webp") and os.path.getsize(os.path.join(MEDIA, key)) > 0,
+        expect(re.search(r"/extra\.[0-9a-f]{8}\.webp$", key) and os.path.getsize(os.path.join(MEDIA, key)) > 0,
                f"object {key}")
     jid = STATE["ids"][0]
     names = [r["name"] for r in expect_json(get(f"/v1/jobs/{jid}"), 200)["outputs"][0]["renditions"]]

@@ -52,6 +52,14 @@ BIN = os.environ["DARKROOM_BIN"]
 WORK = os.environ.get("DARKROOM_TEST_DIR", "/tmp")
 MEDIA = os.environ["DARKROOM_MEDIA"]
 BASE_URL = os.environ["DARKROOM_URL"].rstrip("/")
+
+
+def thumb_tag():
+    """The tag in thumb's keys (core/rendition.c rendition_preset_tag): the
+    renderer version and the test config's settings, 256x256 inside webp 80."""
+    return hashlib.sha256(b"r1:256:256:1:1:80").hexdigest()[:8]
+
+
 CALLBACK_SECRET = os.environ["DARKROOM_CALLBACK_SECRET"]
 S3_PORT = int(os.environ["DARKROOM_S3_PORT"])
 S3_URL = f"http://127.0.0.1:{S3_PORT}/{S3_BUCKET}"
@@ -650,7 +658,7 @@ def _():
     # Nothing of it reached the bucket.
     src = fake("/_state")["predictions"][j2["prediction"]["id"]]["files"][0]
     sha = sha256(fetch(src)[2])
-    for key in (f"{sha[:2]}/{sha}.png", f"{sha[:2]}/{sha}/thumb.webp"):
+    for key in (f"{sha[:2]}/{sha}.png", f"{sha[:2]}/{sha}/thumb.{thumb_tag()}.webp"):
         status, _, _ = fetch(f"{S3_URL}/{key}", "HEAD")
         expect_eq(status, 404, f"HEAD of {key} stored with a wrong secret")
 
@@ -677,8 +685,9 @@ def _(w):
     folder = os.path.join(MEDIA, sha[:2])
     entries = sorted(e for e in os.listdir(folder) if e.startswith(sha))
     expect_eq(entries, [sha, f"{sha}.png"], f"entries for {sha[:12]}… in the media folder")
-    expect_eq(sorted(os.listdir(os.path.join(folder, sha))), ["small.jpg", "thumb.webp"],
-              "renditions stored")
+    names = sorted(os.listdir(os.path.join(folder, sha)))
+    expect(len(names) == 2 and re.fullmatch(r"small\.[0-9a-f]{8}\.jpg", names[0]) and
+           names[1] == f"thumb.{thumb_tag()}.webp", f"renditions stored: {names}")
     expect_eq(os.stat(path).st_mtime_ns, mtime, "the original was written again")
     rows = sql(f"SELECT COUNT(*), COUNT(DISTINCT job_id) FROM outputs WHERE sha256 = '{sha}'")
     expect_eq(rows, [["2", "2"]], "outputs indexed with that sha256")
