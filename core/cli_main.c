@@ -33,6 +33,7 @@
 #include "plugin.h"
 #include "queue.h"
 #include "reprocess.h"
+#include "objects.h"
 #include "retention.h"
 #include "table.h"
 #include "worker.h"
@@ -1057,16 +1058,26 @@ static int cmd_prune(const cli *c, const cli_args *a)
 {
 	const char *cmd = a->cmd->name;
 	int dry = cli_flag(a, "--dry-run"), tty = isatty(STDERR_FILENO);
-	uint64_t n[DR_RET_TABLES] = { 0 };
+	uint64_t n[DR_RET_TABLES] = { 0 }, objs = 0;
+	dr_object_removals rm;
 	dr_config *cfg = NULL;
 	dr_db *db = NULL;
+	dr_plugins *plugins = NULL;
+	struct dr_instance *sink = NULL;
 	struct sigaction sa;
 	dr_error err;
 	dr_status st = DR_OK;
 	int interrupted = 0;
 
+	memset(&rm, 0, sizeof(rm));
 	if (open_db(c, cmd, &cfg, &db))
 		return 1;
+	if (cfg->retention.superseded > 0 && !dry &&
+	    open_sink(cmd, cfg, &plugins, &sink) != 0) {
+		db_free(db);
+		config_free(cfg);
+		return 1;
+	}
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_interrupt;
 	sa.sa_flags = SA_RESTART;
@@ -1088,6 +1099,33 @@ static int cmd_prune(const cli *c, const cli_args *a)
 		n[t] = s.deleted;
 		interrupted = s.interrupted;
 	}
+	/* Objects no row uses, due after [retention] superseded: batches
+	 * until one finds fewer than a batch due (objects.h). */
+	if (st == DR_OK && !interrupted && cfg->retention.superseded > 0) {
+		if (dry) {
+			st = objects_count_due(db, &objs, &err);
+		} else if (!sink) {
+			st = dr_fail(&err, DR_ERR_CONFIG, "sink_missing",
+				     "no sink is configured");
+		} else {
+			uint64_t looked;
+
+			do {
+				looked = rm.looked;
+				st = objects_remove_due(db, sink,
+							DR_OBJECT_BATCH, &rm,
+							&err);
+			} while (st == DR_OK && !stop_requested &&
+				 rm.looked - looked >= DR_OBJECT_BATCH);
+			interrupted = stop_requested != 0;
+			objs = rm.removed;
+			if (rm.failed)
+				fprintf(stderr,
+					"prune: objects: %llu removals failed "
+					"(tried again later)\n",
+					(unsigned long long)rm.failed);
+		}
+	}
 	if (st != DR_OK && dry)
 		goto out; /* no counts to show */
 	printf("prune:%s", dry ? " would remove" : "");
@@ -1105,8 +1143,19 @@ static int cmd_prune(const cli *c, const cli_args *a)
 			       retention_table_name(t));
 		}
 	}
+	if (cfg->retention.superseded > 0) {
+		char spelled[32];
+
+		spell_duration(cfg->retention.superseded, spelled,
+			       sizeof(spelled));
+		printf(", %llu objects (unused for %s)",
+		       (unsigned long long)objs, spelled);
+	} else {
+		printf(", objects kept (retention off)");
+	}
 	printf("%s\n", dry ? "; nothing changed (dry run)" : "");
 out:
+	plugins_free(plugins);
 	db_free(db);
 	config_free(cfg);
 	if (st != DR_OK) {
@@ -1312,16 +1361,20 @@ static const cli_cmd commands[] = {
 	},
 	{
 		.name = "prune",
-		.summary = "remove expired idempotency keys and webhook ids",
+		.summary = "remove expired idempotency keys, webhook ids and "
+			   "unused objects",
 		.opts = "--dry-run",
 		.help = "usage: darkroom prune [--dry-run]\n\n"
 			"Apply the [retention] settings now, as the worker does "
 			"every minute:\nremove the idempotency keys and the "
 			"webhook delivery ids older than\ntheir setting, "
 			"1000 rows per statement, each statement committed\n"
-			"on its own. Progress goes to stderr, one line per "
-			"table; the summary\n(rows removed per table) to "
-			"stdout. Ctrl-C stops after the current\nbatch.\n\n"
+			"on its own; then remove from the sink the stored "
+			"objects no row has\nused for [retention] superseded "
+			"(a rendition replaced by reprocess),\n100 at a "
+			"time. Progress goes to stderr, one line per table; "
+			"the\nsummary (rows and objects removed) to stdout. "
+			"Ctrl-C stops after the\ncurrent batch.\n\n"
 			"  --dry-run  count the rows that would go, change "
 			"nothing\n\n"
 			"Exit status: 0 done, 1 the database is unavailable, "

@@ -347,7 +347,12 @@ static const dr_config_key limits_keys[LIM_COUNT + 1] = {
  * Each is `off` or a duration of at least RETENTION_MIN, written as for
  * any duration or in days (`7d`); parse_retention() reads them, so they
  * are strings to the generic pass. */
-enum { RET_IDEMPOTENCY_KEYS, RET_WEBHOOK_DELIVERIES, RET_COUNT };
+enum {
+	RET_IDEMPOTENCY_KEYS,
+	RET_WEBHOOK_DELIVERIES,
+	RET_SUPERSEDED,
+	RET_COUNT
+};
 
 static const dr_config_key retention_keys[RET_COUNT + 1] = {
 	[RET_IDEMPOTENCY_KEYS] = { .name = "idempotency_keys",
@@ -361,6 +366,13 @@ static const dr_config_key retention_keys[RET_COUNT + 1] = {
 				     .help = "how long a provider webhook's "
 					     "delivery id is remembered, at "
 					     "least 10m, or off (for ever)" },
+	[RET_SUPERSEDED] = { .name = "superseded",
+			     .type = DR_CFG_STRING,
+			     .default_value = "1h",
+			     .help = "how long a stored object no row uses "
+				     "any more stays in the sink (a rendition "
+				     "replaced by reprocess), or off (for "
+				     "ever)" },
 	[RET_COUNT] = { .name = NULL },
 };
 
@@ -1868,6 +1880,7 @@ static dr_status resolve_retention(config_impl *impl, dr_conf_section *sec,
 	static const double min[RET_COUNT] = {
 		[RET_IDEMPOTENCY_KEYS] = RETENTION_MIN,
 		[RET_WEBHOOK_DELIVERIES] = RETENTION_WEBHOOK_MIN,
+		[RET_SUPERSEDED] = RETENTION_MIN,
 	};
 	dr_config *cfg = &impl->pub;
 	const char *label = "[retention]";
@@ -1892,6 +1905,7 @@ static dr_status resolve_retention(config_impl *impl, dr_conf_section *sec,
 	}
 	cfg->retention.idempotency_keys = v[RET_IDEMPOTENCY_KEYS];
 	cfg->retention.webhook_deliveries = v[RET_WEBHOOK_DELIVERIES];
+	cfg->retention.superseded = v[RET_SUPERSEDED];
 	return DR_OK;
 }
 

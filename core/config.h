@@ -130,6 +130,8 @@ typedef struct dr_config {
 	struct {
 		double idempotency_keys;   /* from created_at */
 		double webhook_deliveries; /* from received_at */
+		double superseded; /* an object no row uses stays this long
+				      in the sink (core/objects.h) */
 	} retention;
 
 	dr_preset *presets;

@@ -7,8 +7,10 @@
  * the file as it goes (image_process_fd): a 50-megapixel PNG costs its
  * decode, not its bytes on top. Renditions are stored as rendition.h says,
  * the same way `darkroom reprocess` stores them. Nothing is written to the
- * database until every output of the job is in the sink; then one transaction
- * indexes them all and moves the job to `succeeded`.
+ * database until every output of the job is in the sink (but the pins of
+ * the keys about to be stored, objects.h, one short transaction per
+ * output); then one transaction indexes them all, counts their
+ * references, and moves the job to `succeeded`.
  *
  * Round trips are counted, because a worker waiting on one is a worker not
  * rendering: the lease is extended between outputs only once an eighth of
@@ -35,6 +37,7 @@
 #include "jsonutil.h"
 #include "log.h"
 #include "metrics.h"
+#include "objects.h"
 #include "rendition.h"
 #include "sniff.h"
 
@@ -315,6 +318,33 @@ static int download_again(persist_ctx *x, dr_error *err, double delay)
 	return 1;
 }
 
+/*
+ * Pin the keys of output `o` about to be stored (objects.h): its own and
+ * those of its `n` renditions, in one short transaction before the sink
+ * is asked or written, so a removal of the same content queued earlier
+ * cannot take an object this step counts as stored.
+ */
+static dr_status pin(persist_ctx *x, const stored_output *o,
+		     const dr_rendition *rends, size_t n, dr_error *err)
+{
+	char keys[DR_MAX_RENDITIONS][DR_KEY_MAX];
+	const char *k[DR_MAX_RENDITIONS + 1], *kinds[DR_MAX_RENDITIONS + 1];
+	size_t m = 0;
+	dr_status st;
+
+	k[m] = o->key;
+	kinds[m++] = DR_OBJECT_ORIGINAL;
+	for (size_t i = 0; i < n; i++) {
+		st = rendition_key(o->sha256, rends[i].preset, rends[i].ext,
+				   keys[i], err);
+		if (st != DR_OK)
+			return st;
+		k[m] = keys[i];
+		kinds[m++] = DR_OBJECT_RENDITION;
+	}
+	return objects_pin(x->e->db, k, kinds, m, DR_OBJECT_PIN_HOLD, err);
+}
+
 /* Render the renditions of the image file open as `fd` (decoded from the
  * file as libvips reads it, never held in memory whole) and store them
  * (rendition.h). */
@@ -337,6 +367,13 @@ static dr_status render(persist_ctx *x, stored_output *o, int fd, dr_error *err)
 	metrics_step(x->e->db, "render", metrics_now() - t0);
 	o->is_image = 1;
 	x->step = "upload";
+	st = pin(x, o, rends, x->n_presets, err);
+	/* Asked once, after the pin and before the renditions: they are
+	 * stored before the original, so a sink without the original may
+	 * lack them too, and one with it had them stored by the step that
+	 * stored it. */
+	if (st == DR_OK)
+		x->new_content = !rendition_stored(&x->dest, o->key, o->bytes);
 	for (size_t i = 0; i < x->n_presets && st == DR_OK; i++) {
 		dr_rendition_row *r = &o->rends[o->n_rends];
 
@@ -385,7 +422,10 @@ static dr_status persist_one(persist_ctx *x, const dr_db_rows *rows, size_t i,
 		o->bytes = src.size;
 		snprintf(o->key, sizeof(o->key), "%.2s/%s.txt", o->sha256,
 			 o->sha256);
-		st = put_object(x, o->key, &src, o->mime, o->sha256, 1, err);
+		st = pin(x, o, NULL, 0, err);
+		if (st == DR_OK)
+			st = put_object(x, o->key, &src, o->mime, o->sha256, 1,
+					err);
 		if (st == DR_OK)
 			st = rendition_url(&x->dest, o->key, o->url, err);
 		return st;
@@ -441,10 +481,6 @@ static dr_status persist_one(persist_ctx *x, const dr_db_rows *rows, size_t i,
 		goto out;
 	snprintf(o->key, sizeof(o->key), "%.2s/%s.%s", o->sha256, o->sha256,
 		 sn.ext);
-	/* Asked once, before the renditions: they are stored before the
-	 * original, so a sink without the original may lack them too, and
-	 * one with it had them stored by the step that stored it. */
-	x->new_content = !rendition_stored(&x->dest, o->key, size);
 	if (sn.decodable) {
 		if (size > x->e->cfg->limits.max_image_bytes) {
 			x->step = "render";
@@ -458,6 +494,12 @@ static dr_status persist_one(persist_ctx *x, const dr_db_rows *rows, size_t i,
 		st = render(x, o, fd, err);
 		if (st != DR_OK)
 			goto out;
+	} else {
+		x->step = "upload";
+		st = pin(x, o, NULL, 0, err);
+		if (st != DR_OK)
+			goto out;
+		x->new_content = !rendition_stored(&x->dest, o->key, size);
 	}
 	x->step = "upload";
 	if (x->new_content) {
@@ -509,8 +551,14 @@ static dr_status index_all(persist_ctx *x, stored_output *outs, size_t n,
 						   : NULL),
 				DB_STR(o->is_image ? o->info.phash : NULL),
 				DB_STR(o->row_id)));
+		/* The row was pending (no key): its key gains a reference. */
+		if (st == DR_OK)
+			st = objects_ref(db, o->key, DR_OBJECT_ORIGINAL,
+					 o->bytes, err);
 		for (size_t k = 0; k < o->n_rends && st == DR_OK; k++)
-			st = rendition_upsert(db, o->row_id, &o->rends[k], err);
+			st = rendition_upsert(db, o->row_id, &o->rends[k],
+					      x->e->cfg->retention.superseded,
+					      err);
 	}
 	if (st == DR_OK)
 		st = jobstate_succeed(db, x->c->id, x->c->lease_version, err);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "digest.h"
+#include "objects.h"
 
 void rendition_preset_hash(const dr_preset *p, char out[17])
 {
@@ -127,26 +128,49 @@ dr_status rendition_store(const dr_store_dest *d, const char *sha256,
 }
 
 dr_status rendition_upsert(dr_db *db, const char *output_id,
-			   const dr_rendition_row *row, dr_error *err)
+			   const dr_rendition_row *row, double grace,
+			   dr_error *err)
 {
+	dr_db_rows *rows = NULL;
+	const char *old = NULL;
+	dr_status st;
+
+	/* The key the row had, locked until the caller commits, so two
+	 * reprocesses of one output count each key they replace once. */
+	st = db_query(db,
+		      "SELECT storage_key FROM renditions WHERE output_id = ?"
+		      " AND name = ? FOR UPDATE",
+		      &rows, err,
+		      DB_ARGS(DB_STR(output_id), DB_STR(row->preset->name)));
+	if (st != DR_OK)
+		return st;
+	if (rows->n_rows == 1)
+		old = db_cell(rows, 0, 0);
 	/* No URL: it is made from the key when the row is read (jobs.h),
 	 * and a row made again drops the one an older darkroom stored. */
-	return db_exec(db,
-		       "INSERT INTO renditions (output_id, name, storage_key,"
-		       " url, content_type, width, height, bytes, preset_hash,"
-		       " created_at) VALUES (?, ?, ?, NULL, ?, ?, ?, ?, ?,"
-		       " NOW(6))"
-		       " ON DUPLICATE KEY UPDATE"
-		       " storage_key = VALUES(storage_key), url = NULL,"
-		       " content_type = VALUES(content_type),"
-		       " width = VALUES(width), height = VALUES(height),"
-		       " bytes = VALUES(bytes),"
-		       " preset_hash = VALUES(preset_hash),"
-		       " created_at = VALUES(created_at)",
-		       NULL, err,
-		       DB_ARGS(DB_STR(output_id), DB_STR(row->preset->name),
-			       DB_STR(row->key), DB_STR(row->mime),
-			       DB_INT((int64_t)row->width),
-			       DB_INT((int64_t)row->height), DB_U64(row->bytes),
-			       DB_STR(row->preset_hash)));
+	st = db_exec(db,
+		     "INSERT INTO renditions (output_id, name, storage_key,"
+		     " url, content_type, width, height, bytes, preset_hash,"
+		     " created_at) VALUES (?, ?, ?, NULL, ?, ?, ?, ?, ?,"
+		     " NOW(6))"
+		     " ON DUPLICATE KEY UPDATE"
+		     " storage_key = VALUES(storage_key), url = NULL,"
+		     " content_type = VALUES(content_type),"
+		     " width = VALUES(width), height = VALUES(height),"
+		     " bytes = VALUES(bytes),"
+		     " preset_hash = VALUES(preset_hash),"
+		     " created_at = VALUES(created_at)",
+		     NULL, err,
+		     DB_ARGS(DB_STR(output_id), DB_STR(row->preset->name),
+			     DB_STR(row->key), DB_STR(row->mime),
+			     DB_INT((int64_t)row->width),
+			     DB_INT((int64_t)row->height), DB_U64(row->bytes),
+			     DB_STR(row->preset_hash)));
+	if (st == DR_OK && (!old || strcmp(old, row->key) != 0))
+		st = objects_ref(db, row->key, DR_OBJECT_RENDITION, row->bytes,
+				 err);
+	if (st == DR_OK && old && strcmp(old, row->key) != 0)
+		st = objects_unref(db, old, grace, err);
+	db_rows_free(rows);
+	return st;
 }

@@ -30,8 +30,9 @@
  * object darkroom writes carries the same headers.
  *
  * Who may call whom: below the pipeline and reprocess, which call it; it
- * calls db, digest, image (the rendition type) and the sink through the
- * plugin host, never a step, the engine or jobstate.
+ * calls db, digest, objects (the references of rendition rows), image
+ * (the rendition type) and the sink through the plugin host, never a
+ * step, the engine or jobstate.
  */
 #ifndef DR_RENDITION_H
 #define DR_RENDITION_H
@@ -135,11 +136,14 @@ dr_status rendition_store(const dr_store_dest *d, const char *sha256,
 /*
  * Insert or update the row of `row` for output `output_id` (its key is
  * output_id and the preset's name), created_at now, url NULL (see the
- * top of this file). One statement: the caller owns the transaction it
- * runs in.
+ * top of this file), and count the change of key in `objects`
+ * (objects.h): a new key gets a reference; a key the row had before and
+ * no longer has loses one, its removal queued `grace` seconds later when
+ * nothing else uses it ([retention] superseded). A few statements: the
+ * caller owns the transaction they run in.
  */
 dr_status rendition_upsert(dr_db *db, const char *output_id,
-			   const dr_rendition_row *row,
+			   const dr_rendition_row *row, double grace,
 			   dr_error *err) DR_WARN_UNUSED;
 
 #endif

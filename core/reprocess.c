@@ -15,6 +15,7 @@
 
 #include "image.h"
 #include "jsonutil.h"
+#include "objects.h"
 #include "rendition.h"
 
 #define PAGE "50" /* outputs read per query */
@@ -175,16 +176,28 @@ typedef struct rp_ctx {
 } rp_ctx;
 
 /* Store the renditions of one output and upsert their rows (one
- * transaction). Row: id, storage_key, sha256, job_id, model. Every
- * rendition is put, never skipped for an object of its size under its
- * key: a changed preset makes other bytes under the same key. */
+ * transaction, which also moves the references from the keys they
+ * replace to the new ones). Row: id, storage_key, sha256, job_id, model.
+ * Every rendition is put, never skipped for an object of its size under
+ * its key, so a damaged object is mended by a reprocess. */
 static dr_status store(rp_ctx *x, const dr_db_rows *rows, size_t i,
 		       const dr_rendition *rends, size_t n, dr_error *err)
 {
 	dr_store_dest d = { x->sink, db_cell(rows, i, 3), db_cell(rows, i, 4) };
 	dr_rendition_row made[DR_MAX_RENDITIONS];
+	char keys[DR_MAX_RENDITIONS][DR_KEY_MAX];
+	const char *kp[DR_MAX_RENDITIONS], *kinds[DR_MAX_RENDITIONS];
 	dr_status st = DR_OK;
 
+	/* Pinned before they are put (objects.h), as the pipeline does. */
+	for (size_t j = 0; j < n && st == DR_OK; j++) {
+		st = rendition_key(db_cell(rows, i, 2), rends[j].preset,
+				   rends[j].ext, keys[j], err);
+		kp[j] = keys[j];
+		kinds[j] = DR_OBJECT_RENDITION;
+	}
+	if (st == DR_OK)
+		st = objects_pin(x->db, kp, kinds, n, DR_OBJECT_PIN_HOLD, err);
 	for (size_t k = 0; k < n && st == DR_OK; k++)
 		st = rendition_store(&d, db_cell(rows, i, 2), &rends[k], 0,
 				     &made[k], err);
@@ -195,7 +208,7 @@ static dr_status store(rp_ctx *x, const dr_db_rows *rows, size_t i,
 		return st;
 	for (size_t k = 0; k < n && st == DR_OK; k++)
 		st = rendition_upsert(x->db, db_cell(rows, i, 0), &made[k],
-				      err);
+				      x->cfg->retention.superseded, err);
 	if (st == DR_OK)
 		st = db_commit(x->db, err);
 	if (st != DR_OK)

@@ -17,9 +17,12 @@
  * crash, a lost database) is continued by running the same command again;
  * it skips what is already current and does only what is left.
  *
- * Objects a changed preset no longer uses (another extension) are left in
- * the sink: keys are shared by outputs with equal bytes, so one output's
- * reprocess cannot know that no other row still points at the old key.
+ * A changed preset has a new tag, so its renditions go under new keys
+ * (rendition.h) and the row switches in the transaction that upserts it;
+ * the key it replaces (a key of the old settings, or a key written before
+ * tags) loses a reference, and when no row uses it any more its object is
+ * removed after [retention] superseded (objects.h) by the worker or
+ * `darkroom prune`.
  */
 #ifndef DR_REPROCESS_H
 #define DR_REPROCESS_H

@@ -23,6 +23,7 @@
 #include "metrics.h"
 #include "plugin.h"
 #include "queue.h"
+#include "objects.h"
 #include "retention.h"
 
 #define MAX_CHILDREN 64
@@ -108,6 +109,7 @@ static _Noreturn void child_main(const dr_config *cfg, int slot, int wake_fd)
 	char host[48] = "localhost";
 	double beat = -HEARTBEAT, maintained = -DR_MAINTAIN_INTERVAL;
 	dr_retention ret;
+	dr_object_pass objs;
 	int rc = 0, pruning = 0;
 
 	/* Die with the supervisor, even when it is SIGKILLed. */
@@ -119,6 +121,7 @@ static _Noreturn void child_main(const dr_config *cfg, int slot, int wake_fd)
 	mallopt(M_TRIM_THRESHOLD, WORKER_TRIM_KEEP);
 	memset(&e, 0, sizeof(e));
 	memset(&ret, 0, sizeof(ret));
+	memset(&objs, 0, sizeof(objs));
 	dr_error_clear(&err);
 	e.cfg = cfg;
 	gethostname(host, sizeof(host) - 1);
@@ -162,6 +165,14 @@ static _Noreturn void child_main(const dr_config *cfg, int slot, int wake_fd)
 		 * claimed between batches (retention.h). */
 		if (slot == 0)
 			pruning = retention_step(&ret, e.db, cfg, now_mono());
+		/* Objects no row uses any more, after [retention] superseded:
+		 * the same process, a batch per turn too (objects.h). */
+		if (slot == 0 &&
+		    objects_step(&objs, e.db,
+				 plugins_sink(e.plugins, cfg->server.sink),
+				 cfg->retention.superseded,
+				 DR_RETENTION_INTERVAL, now_mono()))
+			pruning = 1;
 
 		st = queue_claim(e.db, e.owner, cfg->worker.lease, &c, &err);
 		if (st == DR_OK) {

@@ -762,9 +762,11 @@ static void test_retention(void **state)
 	cfg = parse_ok(ADAPTER);
 	assert_true(cfg->retention.idempotency_keys == 86400.0);
 	assert_true(cfg->retention.webhook_deliveries == 7 * 86400.0);
+	assert_true(cfg->retention.superseded == 3600.0);
 	config_free(cfg);
 	cfg = parse_ok(ADAPTER "[retention]\nidempotency_keys = off\n"
-			       "webhook_deliveries = 30d\n");
+			       "webhook_deliveries = 30d\nsuperseded = 1s\n");
+	assert_true(cfg->retention.superseded == 1.0);
 	assert_true(cfg->retention.idempotency_keys == 0);
 	assert_true(cfg->retention.webhook_deliveries == 30 * 86400.0);
 	config_free(cfg);
@@ -787,6 +789,8 @@ static void test_retention(void **state)
 		   "t.conf:3: ", "'idempotency_keys'");
 	parse_fail(ADAPTER "[retention]\nidempotency_keys = 99999999d\n",
 		   "t.conf:3: ", "'idempotency_keys'");
+	parse_fail(ADAPTER "[retention]\nsuperseded = 0\n", "t.conf:3: ",
+		   "at least 1s");
 	parse_fail(ADAPTER "[retention]\nwebhook_deliveries = 5m\n",
 		   "t.conf:3: ", "at least 10m");
 	parse_fail(ADAPTER "[retention \"x\"]\n",

@@ -979,6 +979,7 @@ static void test_changed_preset_new_key(void **state)
 	object *t1, *t2;
 	unsigned char *old;
 	uint64_t old_size;
+	long refs1, orig1;
 	int puts;
 
 	(void)state;
@@ -992,6 +993,11 @@ static void test_changed_preset_new_key(void **state)
 	old = malloc(old_size);
 	memcpy(old, t1->data, old_size);
 	puts = sk.puts;
+	refs1 = count("SELECT refs FROM objects WHERE storage_key = ?", k1);
+	orig1 = count("SELECT o.refs FROM objects o JOIN outputs u ON"
+		      " u.storage_key = o.storage_key WHERE u.job_id = ?",
+		      c.id);
+	assert_true(refs1 >= 1);
 
 	presets[0].quality = 20;
 	make_job("[\"thumb\"]", outs, 1, &c);
@@ -1009,6 +1015,20 @@ static void test_changed_preset_new_key(void **state)
 	assert_memory_equal(t1->data, old, old_size);
 	assert_true(t2->size != old_size ||
 		    memcmp(t2->data, old, old_size) != 0);
+	/* Each key counted once per row using it (objects.h): the new
+	 * thumb by this job alone, the old one as before, the original (the
+	 * same image as earlier cases) once more. */
+	assert_int_equal(count("SELECT refs FROM objects WHERE storage_key = ?",
+			       k1),
+			 refs1);
+	assert_int_equal(count("SELECT refs FROM objects WHERE storage_key = ?",
+			       k2),
+			 1);
+	assert_int_equal(count("SELECT o.refs FROM objects o JOIN outputs u ON"
+			       " u.storage_key = o.storage_key WHERE"
+			       " u.job_id = ?",
+			       c.id),
+			 orig1 + 1);
 	free(old);
 	free(k1);
 	free(k2);

@@ -1,0 +1,242 @@
+/*
+ * objects.c - pins, references and removals of stored objects (see
+ * objects.h).
+ *
+ * Every statement names the row by its primary key, so a pin, a reference
+ * and a removal of the same key meet on one row lock and never on a gap.
+ * The remover holds that lock across the sink's remove: the one window
+ * where an object is neither in the sink for sure nor free to be put
+ * again is closed to pins, which wait for it.
+ */
+#include "objects.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+dr_status objects_pin(dr_db *db, const char *const *keys,
+		      const char *const *kinds, size_t n, double hold,
+		      dr_error *err)
+{
+	int64_t us = (int64_t)(hold * 1e6);
+	dr_status st;
+
+	if (db_in_transaction(db))
+		return dr_fail(err, DR_ERR_INTERNAL, "in_transaction",
+			       "objects are pinned in a transaction of their "
+			       "own");
+	if (n == 0)
+		return DR_OK;
+	st = db_begin(db, err);
+	for (size_t i = 0; i < n && st == DR_OK; i++)
+		st = db_exec(db,
+			     "INSERT INTO objects (storage_key, kind, refs,"
+			     " state, remove_after, created_at, updated_at)"
+			     " VALUES (?, ?, 0, 'pinned',"
+			     " NOW(6) + INTERVAL ? MICROSECOND, NOW(6), NOW(6))"
+			     " ON DUPLICATE KEY UPDATE"
+			     " state = IF(refs > 0, 'stored', 'pinned'),"
+			     " remove_after = IF(refs > 0, NULL,"
+			     " GREATEST(COALESCE(remove_after, NOW(6)),"
+			     " NOW(6) + INTERVAL ? MICROSECOND)),"
+			     " updated_at = NOW(6)",
+			     NULL, err,
+			     DB_ARGS(DB_STR(keys[i]), DB_STR(kinds[i]),
+				     DB_INT(us), DB_INT(us)));
+	if (st == DR_OK)
+		st = db_commit(db, err);
+	if (st != DR_OK && db_in_transaction(db))
+		db_rollback(db);
+	return st;
+}
+
+dr_status objects_ref(dr_db *db, const char *key, const char *kind,
+		      uint64_t bytes, dr_error *err)
+{
+	return db_exec(db,
+		       "INSERT INTO objects (storage_key, kind, bytes, refs,"
+		       " state, remove_after, created_at, updated_at)"
+		       " VALUES (?, ?, ?, 1, 'stored', NULL, NOW(6), NOW(6))"
+		       " ON DUPLICATE KEY UPDATE refs = refs + 1,"
+		       " bytes = VALUES(bytes), state = 'stored',"
+		       " remove_after = NULL, attempts = 0, last_error = NULL,"
+		       " updated_at = NOW(6)",
+		       NULL, err,
+		       DB_ARGS(DB_STR(key), DB_STR(kind), DB_U64(bytes)));
+}
+
+dr_status objects_unref(dr_db *db, const char *key, double grace,
+			dr_error *err)
+{
+	/* refs is assigned last, so the other columns read the count
+	 * before the decrement whichever way the server orders the SET
+	 * list. A NULL interval (grace off) gives a NULL remove_after:
+	 * never due. */
+	dr_db_arg us = grace > 0 ? DB_INT((int64_t)(grace * 1e6)) : DB_NULL;
+
+	return db_exec(db,
+		       "UPDATE objects SET"
+		       " state = IF(refs <= 1, 'removing', state),"
+		       " remove_after = IF(refs <= 1,"
+		       " NOW(6) + INTERVAL ? MICROSECOND, remove_after),"
+		       " updated_at = NOW(6),"
+		       " refs = IF(refs > 0, refs - 1, 0)"
+		       " WHERE storage_key = ?",
+		       NULL, err, DB_ARGS(us, DB_STR(key)));
+}
+
+/* Record a failed removal of `key` (in the open transaction): attempts
+ * + 1, the error, and the next try after the backoff. */
+static dr_status removal_failed(dr_db *db, const char *key, unsigned attempts,
+				const dr_error *why, dr_error *err)
+{
+	double delay = DR_OBJECT_RETRY_BASE;
+
+	for (unsigned i = 1; i < attempts && delay < DR_OBJECT_RETRY_MAX; i++)
+		delay *= 2;
+	if (delay > DR_OBJECT_RETRY_MAX)
+		delay = DR_OBJECT_RETRY_MAX;
+	return db_exec(db,
+		       "UPDATE objects SET attempts = attempts + 1,"
+		       " last_error = LEFT(?, 255),"
+		       " remove_after = NOW(6) + INTERVAL ? MICROSECOND,"
+		       " updated_at = NOW(6) WHERE storage_key = ?",
+		       NULL, err,
+		       DB_ARGS(DB_STR(why->message),
+			       DB_INT((int64_t)(delay * 1e6)), DB_STR(key)));
+}
+
+/* Remove one due object: lock its row, re-check, remove, delete the row
+ * (or record the sink's failure); one transaction. */
+static dr_status remove_one(dr_db *db, struct dr_instance *sink,
+			    const char *key, dr_object_removals *r,
+			    dr_error *err)
+{
+	const dr_sink_ops *ops = sink->plugin->desc->sink;
+	dr_db_rows *rows = NULL;
+	unsigned attempts;
+	dr_error why;
+	dr_status st;
+
+	st = db_begin(db, err);
+	if (st != DR_OK)
+		return st;
+	st = db_query(db,
+		      "SELECT attempts FROM objects WHERE storage_key = ?"
+		      " AND refs = 0 AND remove_after <= NOW(6) FOR UPDATE",
+		      &rows, err, DB_ARGS(DB_STR(key)));
+	if (st != DR_OK)
+		goto fail;
+	if (rows->n_rows == 0) {
+		/* Pinned or used again since it was read: kept. */
+		r->skipped++;
+		db_rows_free(rows);
+		return db_commit(db, err);
+	}
+	attempts = (unsigned)strtoul(db_cell(rows, 0, 0), NULL, 10);
+	db_rows_free(rows);
+	dr_error_clear(&why);
+	if (ops->remove(sink->state, key, &why) == DR_OK) {
+		st = db_exec(db, "DELETE FROM objects WHERE storage_key = ?",
+			     NULL, err, DB_ARGS(DB_STR(key)));
+		if (st != DR_OK)
+			goto fail;
+		r->removed++;
+		dr_log(DR_LOG_INFO, "event=object.removed key=%s", key);
+	} else {
+		st = removal_failed(db, key, attempts + 1, &why, err);
+		if (st != DR_OK)
+			goto fail;
+		r->failed++;
+		dr_log(DR_LOG_WARNING,
+		       "event=object.remove_failed key=%s attempts=%u "
+		       "code=%s reason=\"%.200s\"",
+		       key, attempts + 1, why.code, why.message);
+	}
+	return db_commit(db, err);
+fail:
+	db_rollback(db);
+	return st;
+}
+
+dr_status objects_remove_due(dr_db *db, struct dr_instance *sink,
+			     unsigned batch, dr_object_removals *r,
+			     dr_error *err)
+{
+	dr_db_rows *rows = NULL;
+	dr_status st;
+
+	if (db_in_transaction(db))
+		return dr_fail(err, DR_ERR_INTERNAL, "in_transaction",
+			       "objects are removed in transactions of their "
+			       "own");
+	st = db_query(db,
+		      "SELECT storage_key FROM objects WHERE remove_after <="
+		      " NOW(6) AND refs = 0 ORDER BY remove_after LIMIT ?",
+		      &rows, err, DB_ARGS(DB_INT((int64_t)batch)));
+	if (st != DR_OK)
+		return st;
+	for (size_t i = 0; i < rows->n_rows && st == DR_OK; i++) {
+		r->looked++;
+		st = remove_one(db, sink, db_cell(rows, i, 0), r, err);
+	}
+	db_rows_free(rows);
+	return st;
+}
+
+dr_status objects_count_due(dr_db *db, uint64_t *n, dr_error *err)
+{
+	dr_db_rows *rows = NULL;
+	dr_status st;
+
+	*n = 0;
+	st = db_query(db,
+		      "SELECT COUNT(*) FROM objects WHERE remove_after <="
+		      " NOW(6) AND refs = 0",
+		      &rows, err, DB_NOARGS);
+	if (st != DR_OK)
+		return st;
+	*n = strtoull(db_cell(rows, 0, 0), NULL, 10);
+	db_rows_free(rows);
+	return DR_OK;
+}
+
+int objects_step(dr_object_pass *p, dr_db *db, struct dr_instance *sink,
+		 double superseded, double interval, double now)
+{
+	uint64_t looked;
+	dr_error err;
+
+	if (superseded <= 0 || !sink)
+		return 0;
+	if (!p->busy) {
+		if (p->started && now < p->next)
+			return 0;
+		p->started = 1;
+		p->busy = 1;
+		memset(&p->done, 0, sizeof(p->done));
+	}
+	looked = p->done.looked;
+	dr_error_clear(&err);
+	if (objects_remove_due(db, sink, DR_OBJECT_BATCH, &p->done, &err) !=
+	    DR_OK) {
+		dr_log(DR_LOG_WARNING,
+		       "event=objects.remove_pass_failed code=%s "
+		       "reason=\"%.200s\"",
+		       err.code, err.message);
+	} else if (p->done.looked - looked >= DR_OBJECT_BATCH) {
+		return 1;
+	}
+	if (p->done.removed || p->done.failed)
+		dr_log(DR_LOG_INFO,
+		       "event=objects.removed removed=%llu failed=%llu "
+		       "skipped=%llu",
+		       (unsigned long long)p->done.removed,
+		       (unsigned long long)p->done.failed,
+		       (unsigned long long)p->done.skipped);
+	p->busy = 0;
+	p->next = now + interval;
+	return 0;
+}
