@@ -29,11 +29,11 @@
 #include "jobstate.h"
 #include "log.h"
 #include "migrate.h"
+#include "objects.h"
 #include "outputs.h"
 #include "plugin.h"
 #include "queue.h"
 #include "reprocess.h"
-#include "objects.h"
 #include "retention.h"
 #include "table.h"
 #include "worker.h"
@@ -1112,9 +1112,8 @@ static int cmd_prune(const cli *c, const cli_args *a)
 
 			do {
 				looked = rm.looked;
-				st = objects_remove_due(db, sink,
-							DR_OBJECT_BATCH, &rm,
-							&err);
+				st = objects_remove_due(
+					db, sink, DR_OBJECT_BATCH, &rm, &err);
 			} while (st == DR_OK && !stop_requested &&
 				 rm.looked - looked >= DR_OBJECT_BATCH);
 			interrupted = stop_requested != 0;

@@ -67,8 +67,7 @@ dr_status objects_ref(dr_db *db, const char *key, const char *kind,
 		       DB_ARGS(DB_STR(key), DB_STR(kind), DB_U64(bytes)));
 }
 
-dr_status objects_unref(dr_db *db, const char *key, double grace,
-			dr_error *err)
+dr_status objects_unref(dr_db *db, const char *key, double grace, dr_error *err)
 {
 	/* refs is assigned last, so the other columns read the count
 	 * before the decrement whichever way the server orders the SET

@@ -49,7 +49,7 @@
 #include "plugin.h"
 
 /* Kinds of object (objects.kind). */
-#define DR_OBJECT_ORIGINAL "original"
+#define DR_OBJECT_ORIGINAL  "original"
 #define DR_OBJECT_RENDITION "rendition"
 
 /* Seconds a pin keeps an object with no reference: longer than any
@@ -60,7 +60,7 @@
 /* Backoff of a failed removal: BASE * 2^(attempts - 1) seconds, at most
  * MAX. */
 #define DR_OBJECT_RETRY_BASE 60.0
-#define DR_OBJECT_RETRY_MAX 21600.0
+#define DR_OBJECT_RETRY_MAX  21600.0
 
 /*
  * Pin keys[0..n) (kinds[i] the kind of keys[i]) before uploading them:
@@ -115,9 +115,9 @@ dr_status objects_count_due(dr_db *db, uint64_t *n,
 
 /* The worker's place in its removal passes: zero it first. */
 typedef struct dr_object_pass {
-	int started; /* a pass has been scheduled */
-	int busy;    /* a pass is under way */
-	double next; /* monotonic time of the next pass */
+	int started;		 /* a pass has been scheduled */
+	int busy;		 /* a pass is under way */
+	double next;		 /* monotonic time of the next pass */
 	dr_object_removals done; /* in this pass */
 } dr_object_pass;
 

@@ -21,9 +21,9 @@
 #include "image.h"
 #include "log.h"
 #include "metrics.h"
+#include "objects.h"
 #include "plugin.h"
 #include "queue.h"
-#include "objects.h"
 #include "retention.h"
 
 #define MAX_CHILDREN 64

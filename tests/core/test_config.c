@@ -789,8 +789,8 @@ static void test_retention(void **state)
 		   "t.conf:3: ", "'idempotency_keys'");
 	parse_fail(ADAPTER "[retention]\nidempotency_keys = 99999999d\n",
 		   "t.conf:3: ", "'idempotency_keys'");
-	parse_fail(ADAPTER "[retention]\nsuperseded = 0\n", "t.conf:3: ",
-		   "at least 1s");
+	parse_fail(ADAPTER "[retention]\nsuperseded = 0\n",
+		   "t.conf:3: ", "at least 1s");
 	parse_fail(ADAPTER "[retention]\nwebhook_deliveries = 5m\n",
 		   "t.conf:3: ", "at least 10m");
 	parse_fail(ADAPTER "[retention \"x\"]\n",

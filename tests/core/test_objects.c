@@ -42,17 +42,16 @@ static dr_status mock_remove(void *state, const char *key, dr_error *err)
 	return DR_OK;
 }
 
-static const dr_sink_ops ops = {.remove = mock_remove};
-static const dr_plugin desc = {.name = "mock", .sink = &ops};
-static const dr_loaded_plugin loaded = {.desc = &desc};
-static struct dr_instance inst = {.name = "mock", .plugin = &loaded};
+static const dr_sink_ops ops = { .remove = mock_remove };
+static const dr_plugin desc = { .name = "mock", .sink = &ops };
+static const dr_loaded_plugin loaded = { .desc = &desc };
+static struct dr_instance inst = { .name = "mock", .plugin = &loaded };
 
 static int group_setup(void **state)
 {
 	(void)state;
-	return dbserver_open("test_objects", "drt_objects", &cfg, &db) != 0
-		       ? -1
-		       : 0;
+	return dbserver_open("test_objects", "drt_objects", &cfg, &db) != 0 ? -1
+									    : 0;
 }
 
 static int group_teardown(void **state)
@@ -82,12 +81,13 @@ static char *col(const char *key, const char *col)
 	dr_error err;
 	char *v;
 
-	snprintf(sql, sizeof(sql), "SELECT %s FROM objects WHERE"
-		 " storage_key = ?", col);
-	assert_ok(db_query_uncached(db, sql, &rows, &err,
-				    DB_ARGS(DB_STR(key))),
+	snprintf(sql, sizeof(sql),
+		 "SELECT %s FROM objects WHERE"
+		 " storage_key = ?",
+		 col);
+	assert_ok(db_query_uncached(db, sql, &rows, &err, DB_ARGS(DB_STR(key))),
 		  err);
-	v = strdup(rows->n_rows == 0 ? "(none)"
+	v = strdup(rows->n_rows == 0	 ? "(none)"
 		   : db_cell(rows, 0, 0) ? db_cell(rows, 0, 0)
 					 : "(null)");
 	db_rows_free(rows);
@@ -230,8 +230,7 @@ static void test_rendition_switch(void **state)
 	assert_ok(rendition_upsert(db, "2", &row, 30, &err), err);
 	assert_ok(db_commit(db, &err), err);
 	assert_col("ab/x/thumb.aaaaaaaa.webp", "refs", "2");
-	assert_col("ab/x/thumb.webp", "CONCAT(refs, ' ', state)",
-		   "0 removing");
+	assert_col("ab/x/thumb.webp", "CONCAT(refs, ' ', state)", "0 removing");
 	assert_col("ab/x/thumb.webp",
 		   "remove_after BETWEEN NOW(6) + INTERVAL 20 SECOND AND"
 		   " NOW(6) + INTERVAL 40 SECOND",

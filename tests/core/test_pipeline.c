@@ -888,9 +888,9 @@ static void test_all_stored(void **state)
 
 		dr_error kerr;
 
-		assert_int_equal(rendition_key(sha, &presets[0], "webp", key,
-					       &kerr),
-				 DR_OK);
+		assert_int_equal(
+			rendition_key(sha, &presets[0], "webp", key, &kerr),
+			DR_OK);
 		assert_non_null(strstr(key, "/thumb."));
 		t = sink_find(key);
 		if (!t)
@@ -907,9 +907,9 @@ static void test_all_stored(void **state)
 				       " r.content_type = 'image/webp'",
 				       c.id),
 				 1);
-		assert_int_equal(rendition_key(sha, &presets[1], "jpg", key,
-					       &kerr),
-				 DR_OK);
+		assert_int_equal(
+			rendition_key(sha, &presets[1], "jpg", key, &kerr),
+			DR_OK);
 		t = sink_find(key);
 		if (!t)
 			fail_msg("no card rendition %s in the sink", key);
@@ -1018,12 +1018,11 @@ static void test_changed_preset_new_key(void **state)
 	/* Each key counted once per row using it (objects.h): the new
 	 * thumb by this job alone, the old one as before, the original (the
 	 * same image as earlier cases) once more. */
-	assert_int_equal(count("SELECT refs FROM objects WHERE storage_key = ?",
-			       k1),
-			 refs1);
-	assert_int_equal(count("SELECT refs FROM objects WHERE storage_key = ?",
-			       k2),
-			 1);
+	assert_int_equal(
+		count("SELECT refs FROM objects WHERE storage_key = ?", k1),
+		refs1);
+	assert_int_equal(
+		count("SELECT refs FROM objects WHERE storage_key = ?", k2), 1);
 	assert_int_equal(count("SELECT o.refs FROM objects o JOIN outputs u ON"
 			       " u.storage_key = o.storage_key WHERE"
 			       " u.job_id = ?",
@@ -1619,8 +1618,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(test_all_stored, case_setup),
 		cmocka_unit_test_setup(test_stored_before, case_setup),
-		cmocka_unit_test_setup(test_changed_preset_new_key,
-				       case_setup),
+		cmocka_unit_test_setup(test_changed_preset_new_key, case_setup),
 		cmocka_unit_test_setup(test_nothing_pending, case_setup),
 		cmocka_unit_test_setup(test_output_expired, case_setup),
 		cmocka_unit_test_setup(test_client_error, case_setup),

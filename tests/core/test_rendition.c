@@ -257,8 +257,7 @@ int main(void)
 		cmocka_unit_test(test_key),
 		cmocka_unit_test(test_key_tag_follows_settings),
 		cmocka_unit_test_setup(test_store_puts_with_headers, reset),
-		cmocka_unit_test_setup(test_store_check_skips_same_size,
-				       reset),
+		cmocka_unit_test_setup(test_store_check_skips_same_size, reset),
 		cmocka_unit_test_setup(test_store_put_failure, reset),
 	};
 	return cmocka_run_group_tests_name("rendition", tests, NULL, NULL);

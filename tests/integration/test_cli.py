@@ -19,6 +19,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import case, expect, expect_eq, expect_json, get, post, run, sql, wait_until  # noqa: E402
@@ -529,7 +531,7 @@ def _():
     expect_eq(rc, 0, f"exit status ({err})")
     k, d = STATE["expired"]
     expect_eq(out, f"prune: would remove {k} idempotency_keys (older than 1d), {d} webhook_deliveries"
-              " (older than 7d); nothing changed (dry run)\n", "summary")
+              " (older than 7d), 0 objects (unused for 1h); nothing changed (dry run)\n", "summary")
     expect_eq((idem_keys("1"), deliveries("1")), STATE["total"], "rows after a dry run")
 
 
@@ -538,8 +540,8 @@ def _():
     rc, out, err = cli("prune")
     expect_eq(rc, 0, f"exit status ({err})")
     k, d = STATE["expired"]
-    expect_eq(out, f"prune: {k} idempotency_keys (older than 1d), {d} webhook_deliveries (older than 7d)\n",
-              "summary")
+    expect_eq(out, f"prune: {k} idempotency_keys (older than 1d), {d} webhook_deliveries (older than 7d),"
+              " 0 objects (unused for 1h)\n", "summary")
     expect_eq(err, f"prune: idempotency_keys: {k} rows removed\nprune: webhook_deliveries: {d} rows removed\n",
               "progress")
     expect_eq((idem_keys("created_at < NOW(6) - INTERVAL 1 DAY"),
@@ -548,7 +550,8 @@ def _():
               "newer rows kept")
     expect_eq((idem_keys("1"), deliveries("1")), (STATE["total"][0] - k, STATE["total"][1] - d), "rows left")
     rc, out, err = cli("prune")
-    expect_eq((rc, out), (0, "prune: 0 idempotency_keys (older than 1d), 0 webhook_deliveries (older than 7d)\n"),
+    expect_eq((rc, out), (0, "prune: 0 idempotency_keys (older than 1d), 0 webhook_deliveries (older than 7d),"
+                          " 0 objects (unused for 1h)\n"),
               f"a second run ({err})")
 
 
@@ -557,7 +560,8 @@ def _():
     conf = conf_with("cli-retention.conf", "[retention]\nidempotency_keys = off\nwebhook_deliveries = 1h\n")
     sql("UPDATE idempotency_keys SET created_at = NOW(6) - INTERVAL 30 DAY WHERE idem_key = 'new-1'")
     rc, out, err = cli("prune", conf=conf)
-    expect_eq((rc, out), (0, "prune: idempotency_keys kept (retention off), 3 webhook_deliveries (older than 1h)\n"),
+    expect_eq((rc, out), (0, "prune: idempotency_keys kept (retention off), 3 webhook_deliveries (older than 1h),"
+                          " 0 objects (unused for 1h)\n"),
               f"summary ({err})")
     expect_eq(deliveries("adapter = 'prunetest'"), 0, "webhook ids of a day ago")
     expect_eq(idem_keys("idem_key = 'new-1'"), 1, "an old key with retention off")
@@ -604,6 +608,66 @@ def _():
     expect_eq(post("/v1/jobs", other, headers=key).status, 409, "another body with the live key")
     for jid in (first, second):
         post(f"/v1/jobs/{jid}/cancel")
+
+
+# ------------------------------------------------------------ superseded objects
+
+
+THUMB = '[preset "thumb"]\nwidth = 256\nheight = 256\nfit = inside\nformat = webp\nquality = 80\n'
+
+
+def fetch(url):
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return r.status, r.read()
+
+
+@case("reprocess after thumb's quality changed: a new key and URL serve the new bytes; the old object"
+      " stays for [retention] superseded, then prune removes it; the job shows the new URL")
+def _():
+    jid = STATE["ids"][3]
+    old = expect_json(get(f"/v1/jobs/{jid}"), 200)["outputs"][0]
+    (t_old,) = [r for r in old["renditions"] if r["name"] == "thumb"]
+    status, body_old = fetch(t_old["url"])
+    expect_eq((status, body_old[:4]), (200, b"RIFF"), f"the thumb served at {t_old['url']}")
+    expect(re.search(r"/thumb\.[0-9a-f]{8}\.webp$", t_old["key"]), f"a tagged key: {t_old['key']}")
+    with open(CONF) as f:
+        expect(THUMB in f.read(), "the test config's thumb preset as this test knows it")
+    conf = conf_with("cli-quality.conf", "[retention]\nsuperseded = 1s\n",
+                     replace={THUMB: THUMB.replace("quality = 80", "quality = 40")})
+    rc, out, err = cli("reprocess", "--job", jid, "--preset", "thumb", conf=conf)
+    expect_eq(rc, 0, f"reprocess ({err})")
+    expect("1 renditions made" in out, out)
+    new = expect_json(get(f"/v1/jobs/{jid}"), 200)["outputs"][0]
+    (t_new,) = [r for r in new["renditions"] if r["name"] == "thumb"]
+    expect(t_new["key"] != t_old["key"] and t_new["url"] != t_old["url"],
+           f"a new key and URL: {t_old['key']} -> {t_new['key']}")
+    status, body_new = fetch(t_new["url"])
+    expect_eq((status, body_new[:4]), (200, b"RIFF"), "the new thumb served")
+    expect(body_new != body_old, "the new URL serves other bytes than the old")
+    expect_eq(t_new["bytes"], len(body_new), "bytes of the new thumb")
+    # Within the grace the old URL still answers (pages rendered before).
+    expect_eq(fetch(t_old["url"]), (200, body_old), "the old URL within the grace")
+    expect_eq(sql(f"SELECT refs, state FROM objects WHERE storage_key = '{t_old['key']}'"),
+              [["0", "removing"]], "the old key's row")
+    expect_eq(sql(f"SELECT refs, state FROM objects WHERE storage_key = '{t_new['key']}'"),
+              [["1", "stored"]], "the new key's row")
+    time.sleep(1.2)
+    rc, out, err = cli("prune", conf=conf)
+    expect_eq(rc, 0, f"prune ({err})")
+    m = re.search(r", (\d+) objects \(unused for 1s\)\n$", out)
+    expect(m and int(m.group(1)) >= 1, f"objects removed in {out!r}")
+    expect(not os.path.exists(os.path.join(MEDIA, t_old["key"])), f"{t_old['key']} left in the sink")
+    try:
+        status = fetch(t_old["url"])[0]
+    except urllib.error.HTTPError as e:
+        status = e.code
+    expect_eq(status, 404, "the old URL after the grace")
+    expect_eq(sql(f"SELECT COUNT(*) FROM objects WHERE storage_key = '{t_old['key']}'"), [["0"]],
+              "the old key's row")
+    expect_eq(fetch(t_new["url"]), (200, body_new), "the new URL after prune")
+    again = expect_json(get(f"/v1/jobs/{jid}"), 200)["outputs"][0]
+    expect_eq([r["url"] for r in again["renditions"] if r["name"] == "thumb"], [t_new["url"]],
+              "the job object's thumb URL")
 
 
 run()
