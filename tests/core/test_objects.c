@@ -5,7 +5,7 @@
  * its reference and queues the old key's removal, due objects removed
  * through the sink, a removal skipped when the key was pinned or used
  * again after it was listed, and a sink that fails retried later, never
- * forgotten.
+ * forgotten; and migration 0009's backfill, run twice.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "dbserver.h"
+#include "migrate.h"
 #include "rendition.h"
 /* The .c, for remove_one(): a key listed as due, then pinned. */
 #include "objects.c"
@@ -375,6 +376,66 @@ static void test_worker_step(void **state)
 	assert_int_equal(sk.removes, DR_OBJECT_BATCH + 6);
 }
 
+/* Migration 0009 counts the references of the rows that exist, and
+ * counts them again (not twice) when it runs again. */
+static void test_migration_backfill(void **state)
+{
+	dr_error err;
+
+	(void)state;
+	assert_ok(db_exec_text(db, "DELETE FROM outputs WHERE job_id ="
+				   " 'j_0000000000000000000000BACK'",
+			       &err),
+		  err);
+	assert_ok(db_exec_text(
+			  db,
+			  "INSERT INTO outputs (job_id, idx, kind, state,"
+			  " storage_key, bytes, created_at) VALUES"
+			  " ('j_0000000000000000000000BACK', 0, 'image',"
+			  " 'stored', 'ab/shared.png', 10, NOW(6)),"
+			  " ('j_0000000000000000000000BACK', 1, 'image',"
+			  " 'stored', 'ab/shared.png', 10, NOW(6)),"
+			  " ('j_0000000000000000000000BACK', 2, 'text',"
+			  " 'pending', NULL, NULL, NOW(6))",
+			  &err),
+		  err);
+	assert_ok(db_exec_text(
+			  db,
+			  "INSERT INTO renditions (output_id, name,"
+			  " storage_key, content_type, width, height, bytes,"
+			  " preset_hash, created_at) VALUES"
+			  " (1, 'thumb', 'ab/shared/thumb.webp', 'image/webp',"
+			  " 1, 1, 7, '0123456789abcdef', NOW(6)),"
+			  " (2, 'thumb', 'ab/shared/thumb.webp', 'image/webp',"
+			  " 1, 1, 7, '0123456789abcdef', NOW(6)),"
+			  " (2, 'card', 'ab/shared/card.jpg', 'image/jpeg',"
+			  " 1, 1, 8, '0123456789abcdef', NOW(6))",
+			  &err),
+		  err);
+	for (int run = 0; run < 2; run++) {
+		assert_ok(db_exec_text(db,
+				       "DELETE FROM schema_migrations WHERE"
+				       " version = 9",
+				       &err),
+			  err);
+		assert_ok(migrate_run(&cfg, DR_SOURCE_DIR "/migrations", NULL,
+				      &err),
+			  err);
+		assert_col("ab/shared.png",
+			   "CONCAT(kind, ' ', refs, ' ', state, ' ', bytes)",
+			   "original 2 stored 10");
+		assert_col("ab/shared/thumb.webp",
+			   "CONCAT(kind, ' ', refs, ' ', state, ' ', bytes)",
+			   "rendition 2 stored 7");
+		assert_col("ab/shared/card.jpg", "CONCAT(kind, ' ', refs)",
+			   "rendition 1");
+	}
+	assert_ok(db_exec_text(db, "DELETE FROM outputs WHERE job_id ="
+				   " 'j_0000000000000000000000BACK'",
+			       &err),
+		  err);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -385,6 +446,7 @@ int main(void)
 				       empty),
 		cmocka_unit_test_setup(test_failing_sink_retried, empty),
 		cmocka_unit_test_setup(test_worker_step, empty),
+		cmocka_unit_test_setup(test_migration_backfill, empty),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
