@@ -670,4 +670,27 @@ def _():
               "the job object's thumb URL")
 
 
+@case("worker with [retention] superseded = 1s: its first process removes a superseded object at its start")
+def _():
+    jid = STATE["ids"][4]
+    (t_old,) = [r for r in expect_json(get(f"/v1/jobs/{jid}"), 200)["outputs"][0]["renditions"]
+                if r["name"] == "thumb"]
+    conf = os.path.join(os.path.dirname(CONF), "cli-quality.conf")
+    rc, out, err = cli("reprocess", "--job", jid, "--preset", "thumb", conf=conf)
+    expect_eq((rc, "1 renditions made" in out), (0, True), f"reprocess ({out} {err})")
+    path = os.path.join(MEDIA, t_old["key"])
+    expect(os.path.exists(path), f"{t_old['key']} removed before the grace")
+    time.sleep(1.2)
+    w = Worker(2, name="cli-objects-worker", env={"DARKROOM_CONF": conf})
+    try:
+        wait_until(lambda: not os.path.exists(path), timeout=20, what="the object removed by the worker")
+        log = wait_until(lambda: f"event=object.removed key={t_old['key']}" in w.log_text() and w.log_text(),
+                         timeout=10, what="the worker's log line")
+    finally:
+        w.stop()
+    expect("event=objects.removed removed=" in log, log[-2000:])
+    expect_eq(sql(f"SELECT COUNT(*) FROM objects WHERE storage_key = '{t_old['key']}'"), [["0"]],
+              "the old key's row")
+
+
 run()

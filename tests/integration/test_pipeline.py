@@ -54,10 +54,17 @@ MEDIA = os.environ["DARKROOM_MEDIA"]
 BASE_URL = os.environ["DARKROOM_URL"].rstrip("/")
 
 
-def thumb_tag():
-    """The tag in thumb's keys (core/rendition.c rendition_preset_tag): the
-    renderer version and the test config's settings, 256x256 inside webp 80."""
-    return hashlib.sha256(b"r1:256:256:1:1:80").hexdigest()[:8]
+# The settings of the generated config's presets as the tag in their keys
+# reads them (core/rendition.c rendition_preset_tag): the renderer version,
+# width, height, fit (inside 1, cover 2), format (webp 1, avif 2, jpeg 3,
+# png 4), quality.
+TAG_SETTINGS = {"thumb": "r1:256:256:1:1:80", "card": "r1:1280:720:2:1:82",
+                "small": "r1:64:64:1:3:80", "av": "r1:128:128:1:2:50"}
+
+
+def tag(name):
+    """The 8 hex digits of preset NAME's tag in rendition keys."""
+    return hashlib.sha256(TAG_SETTINGS[name].encode()).hexdigest()[:8]
 
 
 CALLBACK_SECRET = os.environ["DARKROOM_CALLBACK_SECRET"]
@@ -405,7 +412,7 @@ def check_image_output(o, w, h, fmt, ctype, renditions, reader, what):
         want = box(w, h, name)
         expect(near((r["width"], r["height"]), want),
                f"{what}/{name}: size {r['width']}x{r['height']}, expected about {want[0]}x{want[1]}")
-        expect_eq(r["key"], f"{sha[:2]}/{sha}/{name}.{EXT[rtype]}", f"{what}/{name}: key")
+        expect_eq(r["key"], f"{sha[:2]}/{sha}/{name}.{tag(name)}.{EXT[rtype]}", f"{what}/{name}: key")
         status, headers, body = reader(r)
         expect_eq(status, 200, f"{what}/{name}: GET")
         expect_eq(len(body), r["bytes"], f"{what}/{name}: bytes")
@@ -658,7 +665,7 @@ def _():
     # Nothing of it reached the bucket.
     src = fake("/_state")["predictions"][j2["prediction"]["id"]]["files"][0]
     sha = sha256(fetch(src)[2])
-    for key in (f"{sha[:2]}/{sha}.png", f"{sha[:2]}/{sha}/thumb.{thumb_tag()}.webp"):
+    for key in (f"{sha[:2]}/{sha}.png", f"{sha[:2]}/{sha}/thumb.{tag('thumb')}.webp"):
         status, _, _ = fetch(f"{S3_URL}/{key}", "HEAD")
         expect_eq(status, 404, f"HEAD of {key} stored with a wrong secret")
 
@@ -686,8 +693,7 @@ def _(w):
     entries = sorted(e for e in os.listdir(folder) if e.startswith(sha))
     expect_eq(entries, [sha, f"{sha}.png"], f"entries for {sha[:12]}… in the media folder")
     names = sorted(os.listdir(os.path.join(folder, sha)))
-    expect(len(names) == 2 and re.fullmatch(r"small\.[0-9a-f]{8}\.jpg", names[0]) and
-           names[1] == f"thumb.{thumb_tag()}.webp", f"renditions stored: {names}")
+    expect_eq(names, [f"small.{tag('small')}.jpg", f"thumb.{tag('thumb')}.webp"], "renditions stored")
     expect_eq(os.stat(path).st_mtime_ns, mtime, "the original was written again")
     rows = sql(f"SELECT COUNT(*), COUNT(DISTINCT job_id) FROM outputs WHERE sha256 = '{sha}'")
     expect_eq(rows, [["2", "2"]], "outputs indexed with that sha256")
