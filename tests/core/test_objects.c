@@ -30,6 +30,8 @@ static struct {
 	int removes;
 	int fail;
 	char last[DR_KEY_MAX];
+	dr_db *other;	   /* when set, a second session pins the key ... */
+	dr_status pinned; /* ... during the removal, with this outcome */
 } sk;
 
 static dr_status mock_remove(void *state, const char *key, dr_error *err)
@@ -37,6 +39,12 @@ static dr_status mock_remove(void *state, const char *key, dr_error *err)
 	(void)state;
 	sk.removes++;
 	snprintf(sk.last, sizeof(sk.last), "%s", key);
+	if (sk.other) {
+		const char *kind = DR_OBJECT_ORIGINAL;
+		dr_error e2;
+
+		sk.pinned = objects_pin(sk.other, &key, &kind, 1, 3600, &e2);
+	}
 	if (sk.fail)
 		return dr_fail(err, DR_ERR_UNAVAILABLE, "sink_unavailable",
 			       "the bucket is away");
@@ -303,6 +311,37 @@ static void test_removal_skipped_when_pinned_again(void **state)
 	assert_col(key, "CONCAT(refs, ' ', state)", "1 stored");
 }
 
+/* While the sink removes an object its row is locked: a job pinning the
+ * same key from another session waits (here: gives up after the lock
+ * wait timeout of 1 s) rather than believe the object is there; once the
+ * removal is done its pin makes a new row, so it uploads again. */
+static void test_pin_waits_for_removal(void **state)
+{
+	const char *key = "ab/racing.png";
+	dr_object_removals r;
+	dr_db *other = db_new(&cfg);
+	dr_error err;
+
+	(void)state;
+	memset(&r, 0, sizeof(r));
+	assert_ok(db_exec_text(other,
+			       "SET SESSION innodb_lock_wait_timeout = 1",
+			       &err),
+		  err);
+	pin1(key, DR_OBJECT_ORIGINAL, 3600);
+	make_due(key);
+	sk.other = other;
+	sk.pinned = DR_OK;
+	assert_ok(objects_remove_due(db, &inst, 10, &r, &err), err);
+	sk.other = NULL;
+	assert_int_equal(r.removed, 1);
+	assert_int_not_equal(sk.pinned, DR_OK);
+	assert_col(key, "refs", "(none)");
+	pin1(key, DR_OBJECT_ORIGINAL, 3600);
+	assert_col(key, "CONCAT(refs, ' ', state)", "0 pinned");
+	db_free(other);
+}
+
 /* A sink that fails: the row stays, attempts and the error recorded, the
  * next try after a backoff that grows; once the sink works, it goes. */
 static void test_failing_sink_retried(void **state)
@@ -444,6 +483,7 @@ int main(void)
 		cmocka_unit_test_setup(test_remove_due, empty),
 		cmocka_unit_test_setup(test_removal_skipped_when_pinned_again,
 				       empty),
+		cmocka_unit_test_setup(test_pin_waits_for_removal, empty),
 		cmocka_unit_test_setup(test_failing_sink_retried, empty),
 		cmocka_unit_test_setup(test_worker_step, empty),
 		cmocka_unit_test_setup(test_migration_backfill, empty),
