@@ -19,7 +19,9 @@
  *             are stored once; Content-Type, Cache-Control immutable, and
  *             the job id and model as object metadata;
  *   index     every output and rendition with its metadata and storage key
- *             (URLs are made from keys when jobs are read, jobs.h),
+ *             (URLs are made from keys when jobs are read, jobs.h), a
+ *             reference to each key in `objects` (objects.h: the keys of
+ *             an output are pinned before its sink check and uploads),
  *             and the job's move to `succeeded`, in one transaction.
  * A failure retries the whole step (idempotent by construction) with
  * backoff when it may pass, and fails the job with the step and a stable
@@ -33,8 +35,8 @@
  *
  * Who may call whom: the engine calls the pipeline; the pipeline calls
  * jobstate, queue, download, image, rendition (storing renditions, and
- * the headers of every object), the plugin host (the sink) and db, never
- * the engine.
+ * the headers of every object), objects (pins and references), the
+ * plugin host (the sink) and db, never the engine.
  */
 #ifndef DR_PIPELINE_H
 #define DR_PIPELINE_H
