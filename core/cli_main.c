@@ -32,6 +32,7 @@
 #include "objects.h"
 #include "outputs.h"
 #include "plugin.h"
+#include "plugin_http.h"
 #include "queue.h"
 #include "reprocess.h"
 #include "retention.h"
@@ -1636,6 +1637,8 @@ int main(int argc, char **argv)
 	int i = 1, words, rc;
 
 	dr_log_init("cli", DR_LOG_WARNING, 0);
+	/* The worker and migrate run plugins that make requests. */
+	plugins_set_http(&plugin_http_client);
 	while (i < argc && argv[i][0] == '-') {
 		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
 			c.conf_path = argv[i + 1];

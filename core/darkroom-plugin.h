@@ -316,7 +316,9 @@ typedef struct dr_host {
 	 * connection failed after sending), DR_ERR_TOO_LARGE
 	 * "http_too_large", DR_ERR_INVALID "url_not_allowed" or
 	 * "address_not_allowed" (untrusted URLs; a bad URL), with curl's
-	 * message, which names hosts, never headers. */
+	 * message, which names hosts, never headers. In darkroom.fcgi, which
+	 * makes no outbound request, it fails at once: DR_ERR_UNAVAILABLE
+	 * "http_unavailable". */
 	dr_status (*http_request)(const dr_instance *inst,
 				  const dr_http_request *req,
 				  dr_http_response *resp, dr_error *err);

@@ -664,6 +664,14 @@ static dr_status host_kv_put(const dr_instance *inst, const char *key,
 	return st == DR_OK ? DR_OK : kv_db_failed(&dberr, err);
 }
 
+/* The HTTP client host->http_request uses (plugins_set_http), or NULL. */
+static const plugin_http_ops *http_client;
+
+void plugins_set_http(const plugin_http_ops *ops)
+{
+	http_client = ops;
+}
+
 /* host->http_request: the instance's client (plugin_http.c), with the
  * download rules of this process (download.h: the adapter's
  * download_hosts, then the DARKROOM_DOWNLOAD_* variables) for untrusted
@@ -683,8 +691,14 @@ static dr_status host_http_request(const dr_instance *inst,
 		return host_fail(err, DR_ERR_INVALID, "invalid_argument",
 				 "http_request: no instance or request");
 	}
+	if (!http_client) {
+		memset(resp, 0, sizeof(*resp));
+		return host_fail(err, DR_ERR_UNAVAILABLE, "http_unavailable",
+				 "http_request: this program makes no outbound "
+				 "requests (the worker does)");
+	}
 	if (!mut->http)
-		mut->http = plugin_http_new();
+		mut->http = http_client->new_client();
 	memset(&dp, 0, sizeof(dp));
 	if (inst->plugin && inst->plugin->desc->kind == DR_PLUGIN_ADAPTER)
 		dp.hosts = inst->plugin->desc->adapter->download_hosts;
@@ -694,7 +708,7 @@ static dr_status host_http_request(const dr_instance *inst,
 	pol.hosts = dp.hosts;
 	pol.host_allowed = netpolicy_host_allowed;
 	pol.address_allowed = netpolicy_address_allowed;
-	st = plugin_http_request(mut->http, &pol, req, resp, err);
+	st = http_client->request(mut->http, &pol, req, resp, err);
 	netpolicy_free_hosts(hosts_buf);
 	return st;
 }
@@ -868,7 +882,8 @@ static dr_status init_section(const dr_config *cfg, dr_plugins *p,
 				     cfg->path, sec->line, sec->type, sec->name,
 				     lp->desc->name, inner.message);
 			free(inst->local_root);
-			plugin_http_free(inst->http);
+			if (http_client)
+				http_client->free_client(inst->http);
 			memset(inst, 0, sizeof(*inst));
 			return st;
 		}
@@ -1025,7 +1040,8 @@ static void destroy_instances(struct dr_instance *list, size_t n)
 		inst->state = NULL;
 		free(inst->local_root);
 		inst->local_root = NULL;
-		plugin_http_free(inst->http);
+		if (http_client)
+			http_client->free_client(inst->http);
 		inst->http = NULL;
 	}
 }

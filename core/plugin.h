@@ -101,6 +101,13 @@ dr_status plugins_init(const dr_config *cfg, int create_instances,
  * first). Without one, they answer DR_ERR_UNAVAILABLE. */
 void plugins_set_db(dr_plugins *p, struct dr_db *db);
 
+/* The HTTP client behind host->http_request in this process (plugin_http.h:
+ * &plugin_http_client), set once before plugins run. Unset, a plugin's
+ * request fails with DR_ERR_UNAVAILABLE, code http_unavailable: so
+ * darkroom.fcgi, which makes no outbound request, links no HTTP client. */
+struct plugin_http_ops;
+void plugins_set_http(const struct plugin_http_ops *ops);
+
 /* Call maintain() of every adapter instance that has one (see
  * darkroom-plugin.h), logging each failure once; the caller (the worker)
  * calls it again DR_MAINTAIN_INTERVAL seconds later. Returns how many

@@ -469,3 +469,9 @@ dr_status plugin_http_request(plugin_http *c, const plugin_http_policy *pol,
 	curl_slist_free_all(hdrs);
 	return st;
 }
+
+const plugin_http_ops plugin_http_client = {
+	.new_client = plugin_http_new,
+	.free_client = plugin_http_free,
+	.request = plugin_http_request,
+};

@@ -48,6 +48,20 @@ dr_status plugin_http_request(plugin_http *c, const plugin_http_policy *pol,
 /* Free resp->body and clear it; NULL is a no-op. */
 void plugin_http_response_free(dr_http_response *resp);
 
+/* The client as a table, for plugins_set_http() (plugin.h): the plugin
+ * host reaches this module only through it, so a program that never sets
+ * it (darkroom.fcgi, which makes no outbound request) links no libcurl. */
+typedef struct plugin_http_ops {
+	plugin_http *(*new_client)(void);
+	void (*free_client)(plugin_http *c);
+	dr_status (*request)(plugin_http *c, const plugin_http_policy *pol,
+			     const dr_http_request *req, dr_http_response *resp,
+			     dr_error *err);
+} plugin_http_ops;
+
+/* plugin_http_new, plugin_http_free and plugin_http_request. */
+extern const plugin_http_ops plugin_http_client;
+
 /* Seconds a Retry-After value asks for (delta-seconds or an HTTP-date,
  * relative to `now`, a past date giving 0), or -1 when absent or
  * unreadable. */

@@ -734,6 +734,13 @@ static void test_http_request(void **state)
 	req.body_len = 2;
 	req.timeout = 5;
 	req.retries = 2;
+	/* Without a client (darkroom.fcgi sets none): unavailable, at once. */
+	plugins_set_http(NULL);
+	assert_int_equal(h->http_request(&inst, &req, &resp, &err),
+			 DR_ERR_UNAVAILABLE);
+	assert_string_equal(err.code, "http_unavailable");
+	assert_null(resp.body);
+	plugins_set_http(&plugin_http_client);
 	t0 = mono();
 	assert_int_equal(h->http_request(&inst, &req, &resp, &err), DR_OK);
 	assert_true(mono() - t0 >= 0.9);
@@ -1348,5 +1355,6 @@ int main(void)
 	unsetenv("DARKROOM_API_KEY");
 	unsetenv("DARKROOM_CDN_BASE_URL");
 	dr_log_init("test", DR_LOG_ERR, 0);
+	plugins_set_http(&plugin_http_client);
 	return cmocka_run_group_tests_name("plugin host", tests, NULL, NULL);
 }

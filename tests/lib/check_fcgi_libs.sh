@@ -5,7 +5,9 @@
 # stores an output. So it must not load libvips (nor the GLib that comes
 # with it) or libs3, and must hold none of the pipeline's objects: no
 # symbol defined by $BUILD/core/image.o, pipeline.o or download.o (the
-# static archive links an object only when something references it).
+# static archive links an object only when something references it). Nor
+# does it make outbound requests: plugin_http.o, the plugins' HTTP client,
+# is set by the CLI (worker, migrate) only (plugins_set_http).
 #
 # Usage: BUILD=build bash tests/lib/check_fcgi_libs.sh
 # Prints one ok/FAIL line per check, then "N passed, N failed"; exits 1 on
@@ -39,7 +41,7 @@ else
 fi
 
 app_syms=$(nm "$app" 2>/dev/null | awk 'NF >= 3 && $2 ~ /[TDBR]/ { print $3 }' | sort -u)
-for mod in image pipeline download; do
+for mod in image pipeline download plugin_http; do
     obj=$build/core/$mod.o
     if [ ! -f "$obj" ]; then
         fail "darkroom.fcgi: $obj not built"
