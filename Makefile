@@ -170,6 +170,9 @@ $(DB_TESTS): $(BUILD)/tests/unit/test_%: $(BUILD)/tests/core/test_%.o $(BUILD)/t
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CORE_LIBS) $(call pkg_libs,cmocka)
 
+# test_download's peers (fork()ed servers) listen through the same helper.
+$(BUILD)/tests/unit/test_download: $(BUILD)/tests/core/loopback.o
+
 $(BUILD)/tests/plugins/%.o: tests/plugins/%.c
 	$(call msg,CC,$<)
 	@mkdir -p $(@D)

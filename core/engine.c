@@ -110,16 +110,9 @@ static void act(dr_engine *e, const dr_claim *c, const dr_step_outcome *o)
 static void reschedule(dr_engine *e, const dr_claim *c, double delay)
 {
 	dr_error err;
-	dr_status st;
 
 	dr_error_clear(&err);
-	st = queue_release(e->db, c, delay, &err);
-	if (st == DR_ERR_CONFLICT)
-		dr_log(DR_LOG_WARNING, "event=job.lease_lost job=%s step=%s",
-		       c->id, c->step);
-	else if (st != DR_OK)
-		dr_log(DR_LOG_ERR, "event=job.write_failed job=%s step=%s",
-		       c->id, c->step);
+	(void)logged(c, c->step, queue_release(e->db, c, delay, &err), &err);
 }
 
 /* The delay before the next poll: a quarter of the prediction's age,

@@ -221,14 +221,8 @@ dr_status jobs_check_metadata_filters(const dr_metadata_filter *f, size_t n,
 
 /* ------------------------------------------------------------ list filters */
 
-static dr_status bad_filter(dr_error *err, const char **field,
-			    const char *name, const char *fmt, ...)
-	DR_PRINTF(4, 5);
-
-/* Fill err with "<name>: <fmt>" (the name cut at 80 bytes), *field =
- * name. */
-static dr_status bad_filter(dr_error *err, const char **field,
-			    const char *name, const char *fmt, ...)
+dr_status jobs_filter_refuse(dr_error *err, const char **field,
+			     const char *name, const char *fmt, ...)
 {
 	char why[sizeof(err->message)];
 	va_list ap;
@@ -275,13 +269,15 @@ dr_status jobs_filter_args(const dr_filter_arg *args, size_t n,
 
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(args[j].name, name) == 0)
-				return bad_filter(err, field, name,
-						  "given more than once");
+				return jobs_filter_refuse(
+					err, field, name,
+					"given more than once");
 		if (strncmp(name, "metadata.", 9) == 0) {
 			if (*n_meta == DR_MAX_METADATA_FILTERS)
-				return bad_filter(err, field, "metadata",
-						  "at most %d metadata filters",
-						  DR_MAX_METADATA_FILTERS);
+				return jobs_filter_refuse(
+					err, field, "metadata",
+					"at most %d metadata filters",
+					DR_MAX_METADATA_FILTERS);
 			of_meta[*n_meta] = i;
 			meta[*n_meta].key = name + 9;
 			meta[*n_meta].value = args[i].value;
@@ -297,9 +293,10 @@ dr_status jobs_filter_args(const dr_filter_arg *args, size_t n,
 		}
 		values[k] = args[i].value;
 		if (strcmp(name, "limit") == 0 && parse_limit(values[k], limit))
-			return bad_filter(err, field, name,
-					  "must be an integer from 1 to %d",
-					  DR_LIST_LIMIT_MAX);
+			return jobs_filter_refuse(
+				err, field, name,
+				"must be an integer from 1 to %d",
+				DR_LIST_LIMIT_MAX);
 	}
 	st = jobs_check_metadata_filters(meta, *n_meta, &bad, err);
 	if (st != DR_OK)
@@ -326,11 +323,11 @@ dr_status jobs_filter_parse(const dr_filter_arg *args, size_t n,
 	f->adapter = v[2];
 	f->cursor = v[3];
 	if (f->status && !jobs_status_valid(f->status))
-		return bad_filter(err, field, "status",
-				  "must be one of " JOBSTATE_NAMES);
+		return jobs_filter_refuse(err, field, "status",
+					  "must be one of " JOBSTATE_NAMES);
 	if (f->cursor && !ids_is_job_id(f->cursor))
-		return bad_filter(err, field, "cursor",
-				  "not a cursor from a previous page");
+		return jobs_filter_refuse(err, field, "cursor",
+					  "not a cursor from a previous page");
 	return DR_OK;
 }
 

@@ -173,6 +173,12 @@ typedef struct dr_filter_arg {
 #define DR_LIST_LIMIT_DEFAULT 20
 #define DR_LIST_LIMIT_MAX 100
 
+/* Refuse filter `name`: err gets DR_ERR_INVALID, code "invalid_parameter",
+ * message "<name>: <fmt…>" (the name cut at 80 bytes); *field = name. */
+dr_status jobs_filter_refuse(dr_error *err, const char **field,
+			     const char *name, const char *fmt, ...)
+	DR_PRINTF(4, 5);
+
 /*
  * The part of jobs_filter_parse() and outputs_filter_parse() both lists
  * share. Every args[i].name must be one of `names` (NULL-terminated) or

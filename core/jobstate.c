@@ -219,7 +219,8 @@ dr_status jobstate_retry(dr_db *db, const char *id, uint64_t fence,
 			 const jobstate_retry_opts *o, double *scheduled,
 			 dr_error *err)
 {
-	double delay = (double)queue_delay_us(o->delay) / 1e6;
+	int64_t us = queue_delay_us(o->delay);
+	double delay = (double)us / 1e6;
 	char delay_s[32];
 	char *detail;
 	uint64_t n = 0;
@@ -236,8 +237,7 @@ dr_status jobstate_retry(dr_db *db, const char *id, uint64_t fence,
 		     " submitted_at = IF(?, NULL, submitted_at)"
 		     " WHERE id = ? AND lease_version = ?",
 		     &n, err,
-		     DB_ARGS(DB_INT(queue_delay_us(delay)),
-			     DB_INT((int64_t)o->count_attempt),
+		     DB_ARGS(DB_INT(us), DB_INT((int64_t)o->count_attempt),
 			     DB_INT((int64_t)o->forget_submit), DB_STR(id),
 			     DB_U64(fence)));
 	st = queue_fenced(st, n, err);

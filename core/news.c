@@ -15,6 +15,7 @@
 #include "ids.h"
 #include "log.h"
 #include "metrics.h"
+#include "queue.h"
 
 #define MAX_STORED_PREDICTION (4u << 20) /* raw provider JSON kept */
 /* What the jobs table holds of a provider's word, in characters (the
@@ -302,8 +303,7 @@ static dr_status apply_once(dr_db *db, const dr_config *cfg,
 	}
 	if (fence && strtoull(db_cell(rows, 0, J_LEASE), NULL, 10) !=
 			     fence->lease_version) {
-		st = dr_fail(err, DR_ERR_CONFLICT, "lease_lost",
-			     "the lease on the job was lost");
+		st = queue_fenced(DR_OK, 0, err); /* lease_lost */
 		goto rollback;
 	}
 	known = jobstate_parse(cur, &from);

@@ -88,14 +88,6 @@ int outputs_parse_time(const char *iso, char out[48])
 
 #define TIME_RULE "an ISO 8601 UTC time, e.g. 2026-11-21T10:00:00Z"
 
-static dr_status refuse(dr_error *err, const char **field, const char *name,
-			const char *why)
-{
-	*field = name;
-	return dr_fail(err, DR_ERR_INVALID, "invalid_parameter", "%s: %s",
-		       name, why);
-}
-
 static int is_sha256(const char *s)
 {
 	return strlen(s) == 64 && strspn(s, "0123456789abcdef") == 64;
@@ -130,16 +122,18 @@ dr_status outputs_filter_parse(const dr_filter_arg *args, size_t n,
 	f->q = v[5];
 	f->cursor = v[7];
 	if (f->q && (!*f->q || strlen(f->q) > 256))
-		return refuse(err, field, "q", "give 1 to 256 characters");
+		return jobs_filter_refuse(err, field, "q",
+					  "give 1 to 256 characters");
 	if (f->sha256 && !is_sha256(f->sha256))
-		return refuse(err, field, "sha256", "64 lower-case hex digits");
+		return jobs_filter_refuse(err, field, "sha256",
+					  "64 lower-case hex digits");
 	if (f->cursor && !is_cursor(f->cursor))
-		return refuse(err, field, "cursor",
-			      "not a cursor from a previous page");
+		return jobs_filter_refuse(err, field, "cursor",
+					  "not a cursor from a previous page");
 	if (v[3] && outputs_parse_time(v[3], f->since_text))
-		return refuse(err, field, "since", TIME_RULE);
+		return jobs_filter_refuse(err, field, "since", TIME_RULE);
 	if (v[4] && outputs_parse_time(v[4], f->until_text))
-		return refuse(err, field, "until", TIME_RULE);
+		return jobs_filter_refuse(err, field, "until", TIME_RULE);
 	f->since = v[3] ? f->since_text : NULL;
 	f->until = v[4] ? f->until_text : NULL;
 	return DR_OK;

@@ -110,6 +110,7 @@ static _Noreturn void child_main(const dr_config *cfg, int slot, int wake_fd)
 	double beat = -HEARTBEAT, maintained = -DR_MAINTAIN_INTERVAL;
 	dr_retention ret;
 	dr_object_pass objs;
+	struct dr_instance *sink;
 	int rc = 0, pruning = 0;
 
 	/* Die with the supervisor, even when it is SIGKILLed. */
@@ -141,6 +142,7 @@ static _Noreturn void child_main(const dr_config *cfg, int slot, int wake_fd)
 	}
 	e.db = db_new(cfg);
 	plugins_set_db(e.plugins, e.db);
+	sink = plugins_sink(e.plugins, cfg->server.sink);
 	dr_log(DR_LOG_INFO, "event=worker.start slot=%d owner=%s", slot,
 	       e.owner);
 	while (!stopping) {
@@ -168,9 +170,7 @@ static _Noreturn void child_main(const dr_config *cfg, int slot, int wake_fd)
 		/* Objects no row uses any more, after [retention] superseded:
 		 * the same process, a batch per turn too (objects.h). */
 		if (slot == 0 &&
-		    objects_step(&objs, e.db,
-				 plugins_sink(e.plugins, cfg->server.sink),
-				 cfg->retention.superseded,
+		    objects_step(&objs, e.db, sink, cfg->retention.superseded,
 				 DR_RETENTION_INTERVAL, now_mono()))
 			pruning = 1;
 

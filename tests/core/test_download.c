@@ -36,6 +36,7 @@
 #include <sys/wait.h>
 
 #include "download.c"
+#include "loopback.h"
 
 #define OK_SIZE	      100000 /* body of /ok */
 #define CHUNKED_SIZE  5000   /* body of /ok-chunked */
@@ -258,28 +259,6 @@ static void serve(int fd)
 	}
 }
 
-static int listen_loopback(int *port)
-{
-	struct sockaddr_in sin;
-	socklen_t len = sizeof(sin);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-
-	if (fd < 0)
-		return -1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 ||
-	    listen(fd, 64) != 0 ||
-	    getsockname(fd, (struct sockaddr *)&sin, &len) != 0) {
-		close(fd);
-		return -1;
-	}
-	*port = ntohs(sin.sin_port);
-	return fd;
-}
-
 static _Noreturn void server_loop(int fa, int fb)
 {
 	struct pollfd p[2] = { { fa, POLLIN, 0 }, { fb, POLLIN, 0 } };
@@ -326,8 +305,8 @@ static int server_start(void **state)
 	if (stats == MAP_FAILED)
 		return -1;
 	memset(stats, 0, sizeof(*stats));
-	fa = listen_loopback(&port_a);
-	fb = listen_loopback(&port_b);
+	fa = loopback_listen(64, &port_a);
+	fb = loopback_listen(64, &port_b);
 	if (fa < 0 || fb < 0)
 		return -1;
 	fflush(NULL);
@@ -1160,7 +1139,7 @@ static void test_connect_refused(void **state)
 	int fd, port;
 
 	(void)state;
-	fd = listen_loopback(&port);
+	fd = loopback_listen(64, &port);
 	assert_true(fd >= 0);
 	close(fd); /* nothing listens there now */
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/ok?k=v", port);

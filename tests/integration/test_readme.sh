@@ -283,6 +283,8 @@ for f in "$TMP"/ini-*; do
     {
         printf '[server]\nplugin_dir = ../build/plugins\napi_keys = drk_readme_ini_check_0123456789\n'
         printf '[sink "fs"]\nroot = %s\nbase_url = http://127.0.0.1:8080/media\n\n' "$TMP/ini-media"
+        # A block of other settings still needs an adapter to load.
+        grep -q '^\[adapter ' "$f" || printf '[adapter "null"]\n\n'
         cat "$f"
     } >"$conf"
     out=$(cd "$COPY" && "${USER_ENV[@]}" build/darkroom --config "$conf" config check 2>&1)
