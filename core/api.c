@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "dashboard.h"
+#include "deletion.h"
 #include "digest.h"
 #include "ids.h"
 #include "jobs.h"
@@ -304,6 +305,81 @@ static void job_action(dr_app *app, const char *id, const char *action,
 	} else {
 		reply_json(resp, 202);
 	}
+}
+
+/* DELETE /v1/jobs/{id}: the job, its rows and the objects only it used
+ * (deletion.h). 204; 409 unless ended; 404. */
+static void delete_job(dr_app *app, const char *id, const char *scope,
+		       dr_response *resp)
+{
+	dr_error err;
+
+	dr_error_clear(&err);
+	if (deletion_delete_job(app->db, id, scope, NULL, NULL, &err) !=
+	    DR_OK) {
+		http_problem_from(resp, &err);
+		return;
+	}
+	/* The worker removes the objects released: wake it. */
+	queue_wakeup_send(app->cfg->worker.wakeup_socket);
+	resp->status = 204;
+}
+
+/* DELETE /v1/jobs?metadata.K=V...: a deletion the worker does in
+ * batches; 202 and the deletion. */
+static void delete_jobs(dr_app *app, const dr_request *req, const char *scope,
+			dr_response *resp)
+{
+	static const char *const names[] = { NULL };
+	dr_filter_arg args[2 * MAX_QUERY_PARAMS];
+	dr_metadata_filter meta[DR_MAX_METADATA_FILTERS];
+	char id[DR_DELETION_ID_LEN + 1];
+	const char *field = NULL;
+	size_t n, n_meta = 0;
+	int limit;
+	dr_error err;
+
+	if (list_args(req, args, &n, resp))
+		return;
+	dr_error_clear(&err);
+	if (jobs_filter_args(args, n, names, NULL, meta, &n_meta, &limit, &field,
+			     &err) != DR_OK) {
+		http_problem(resp, 422, "invalid_parameter", field, "%s",
+			     err.message);
+		return;
+	}
+	if (n_meta == 0) {
+		http_problem(resp, 422, "invalid_parameter", "metadata",
+			     "metadata: deleting jobs takes at least one "
+			     "metadata.KEY=VALUE filter (DELETE "
+			     "/v1/jobs/{id} deletes one job)");
+		return;
+	}
+	if (deletion_request(app->db, meta, n_meta, scope, id, &err) != DR_OK ||
+	    deletion_render(app->db, id, &resp->body, &err) != DR_OK) {
+		http_problem_from(resp, &err);
+		return;
+	}
+	queue_wakeup_send(app->cfg->worker.wakeup_socket);
+	{
+		char where[64];
+
+		snprintf(where, sizeof(where), "/v1/deletions/%s", id);
+		http_add_header(resp, "Location", where);
+	}
+	reply_json(resp, 202);
+}
+
+/* GET /v1/deletions/{id}. */
+static void get_deletion(dr_app *app, const char *id, dr_response *resp)
+{
+	dr_error err;
+
+	dr_error_clear(&err);
+	if (deletion_render(app->db, id, &resp->body, &err) != DR_OK)
+		http_problem_from(resp, &err);
+	else
+		reply_json(resp, 200);
 }
 
 static void healthz(dr_app *app, dr_response *resp)
@@ -656,6 +732,17 @@ static void route(dr_app *app, const dr_request *req, dr_response *resp)
 			list_outputs(app, req, resp);
 		return;
 	}
+	rest = segment(path, "/v1/deletions/", seg, sizeof(seg));
+	if (rest) {
+		if (*rest != '\0')
+			http_problem(resp, 404, "not_found", NULL,
+				     "no such resource");
+		else if (strcmp(m, "GET") != 0)
+			method_not_allowed(resp, "GET");
+		else
+			get_deletion(app, seg, resp);
+		return;
+	}
 	if (strncmp(path, "/v1/jobs", 8) != 0 ||
 	    (path[8] != '\0' && path[8] != '/')) {
 		http_problem(resp, 404, "not_found", NULL, "no such resource");
@@ -666,18 +753,22 @@ static void route(dr_app *app, const dr_request *req, dr_response *resp)
 			create_job(app, req, resp, scope);
 		else if (strcmp(m, "GET") == 0)
 			list_jobs(app, req, resp);
+		else if (strcmp(m, "DELETE") == 0)
+			delete_jobs(app, req, scope, resp);
 		else
-			method_not_allowed(resp, "GET, POST");
+			method_not_allowed(resp, "GET, POST, DELETE");
 		return;
 	}
 	rest = segment(path, "/v1/jobs/", seg, sizeof(seg));
 	if (!rest || !ids_is_job_id(seg)) {
 		http_problem(resp, 404, "not_found", NULL, "no such job");
 	} else if (*rest == '\0') {
-		if (strcmp(m, "GET") != 0)
-			method_not_allowed(resp, "GET");
-		else
+		if (strcmp(m, "GET") == 0)
 			get_job(app, seg, resp);
+		else if (strcmp(m, "DELETE") == 0)
+			delete_job(app, seg, scope, resp);
+		else
+			method_not_allowed(resp, "GET, DELETE");
 	} else if (strcmp(rest, "/events") == 0) {
 		if (strcmp(m, "GET") != 0)
 			method_not_allowed(resp, "GET");

@@ -22,6 +22,7 @@
 #include "buf.h"
 #include "config.h"
 #include "db.h"
+#include "deletion.h"
 #include "events.h"
 #include "ids.h"
 #include "image.h"
@@ -40,7 +41,7 @@
 #include "worker.h"
 
 #define EXIT_USAGE 2
-#define CLI_MAX_POSITIONAL 1
+#define CLI_MAX_POSITIONAL 100
 
 typedef struct cli {
 	const char *conf_path;
@@ -791,6 +792,129 @@ static int cmd_jobs_cancel(const cli *c, const cli_args *a)
 	return jobs_action(c, a, 0);
 }
 
+/* Set by SIGINT and SIGTERM once catch_interrupts() ran: long commands
+ * stop after the batch under way. */
+static volatile sig_atomic_t stop_requested;
+
+static void on_interrupt(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+static void catch_interrupts(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_interrupt;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+/* `jobs delete --metadata K=V...`: a selector deletion, run here to its
+ * end (or until only jobs that have not ended are left). */
+static int delete_selected(const char *cmd, dr_db *db, const cli_filters *fs)
+{
+	static const char *const names[] = { NULL };
+	dr_metadata_filter meta[DR_MAX_METADATA_FILTERS];
+	char id[DR_DELETION_ID_LEN + 1];
+	const char *field = NULL;
+	json_object *root = NULL, *counts;
+	size_t n_meta;
+	int limit, more = 1, tty = isatty(STDERR_FILENO), rc = 1;
+	dr_buf out;
+	dr_error err;
+	dr_status st;
+
+	dr_error_clear(&err);
+	if (jobs_filter_args(fs->args, fs->n, names, NULL, meta, &n_meta,
+			     &limit, &field, &err) != DR_OK) {
+		cli_filters_report(cmd, fs, field, &err);
+		return EXIT_USAGE;
+	}
+	catch_interrupts();
+	st = deletion_request(db, meta, n_meta, "cli", id, &err);
+	while (st == DR_OK && more && !stop_requested) {
+		st = deletion_run_batch(db, id, &more, &err);
+		if (tty && st == DR_OK)
+			fprintf(stderr, "\rdelete: %s ...", id);
+	}
+	if (tty)
+		fputc('\n', stderr);
+	dr_buf_init(&out, CLI_JSON_MAX);
+	if (st == DR_OK)
+		st = deletion_render(db, id, &out, &err);
+	if (st != DR_OK) {
+		report(cmd, &err);
+	} else if (parse_answer(cmd, &out, &root) == 0) {
+		counts = jget(root, "counts");
+		printf("%s %s: %s jobs deleted, %s objects released",
+		       id, jstr(root, "state"), jstr(counts, "jobs_deleted"),
+		       jstr(counts, "objects_released"));
+		if (strcmp(jstr(root, "state"), "done") != 0)
+			printf(", %s jobs not ended yet (canceled; the worker "
+			       "deletes them once they end)",
+			       jstr(counts, "jobs_waiting"));
+		printf("\n");
+		rc = stop_requested ? 130 : 0;
+	}
+	json_object_put(root);
+	dr_buf_free(&out);
+	return rc;
+}
+
+static int cmd_jobs_delete(const cli *c, const cli_args *a)
+{
+	const char *cmd = a->cmd->name;
+	dr_config *cfg = NULL;
+	dr_db *db = NULL;
+	cli_filters fs;
+	dr_error err;
+	int rc = EXIT_USAGE;
+
+	if (cli_filters_read(a, &fs))
+		goto out;
+	if ((fs.n > 0) == (a->n_pos > 0)) {
+		fprintf(stderr,
+			"darkroom %s: give job ids or --metadata KEY=VALUE "
+			"filters (not both)\n",
+			cmd);
+		goto out;
+	}
+	rc = 1;
+	if (open_db(c, cmd, &cfg, &db))
+		goto out;
+	if (fs.n > 0) {
+		rc = delete_selected(cmd, db, &fs);
+		goto out;
+	}
+	rc = 0;
+	for (size_t i = 0; i < a->n_pos; i++) {
+		dr_deletion_counts n;
+
+		dr_error_clear(&err);
+		if (deletion_delete_job(db, a->pos[i], "cli", NULL, &n,
+					&err) != DR_OK) {
+			fprintf(stderr, "darkroom %s: %s: %s\n", cmd, a->pos[i],
+				err.message);
+			rc = 1;
+			continue;
+		}
+		printf("%s deleted (%llu objects released)\n", a->pos[i],
+		       (unsigned long long)n.objects_released);
+	}
+	/* The worker removes the released objects: wake it. */
+	queue_wakeup_send(cfg->worker.wakeup_socket);
+out:
+	cli_filters_free(&fs);
+	db_free(db);
+	config_free(cfg);
+	return rc;
+}
+
 /* ------------------------------------------------------------------------
  * outputs
  */
@@ -893,14 +1017,6 @@ out:
  * reprocess
  */
 
-static volatile sig_atomic_t stop_requested;
-
-static void on_interrupt(int sig)
-{
-	(void)sig;
-	stop_requested = 1;
-}
-
 static int cmd_reprocess(const cli *c, const cli_args *a)
 {
 	const char *cmd = a->cmd->name;
@@ -912,7 +1028,6 @@ static int cmd_reprocess(const cli *c, const cli_args *a)
 	dr_config *cfg = NULL;
 	dr_db *db = NULL;
 	dr_plugins *plugins = NULL;
-	struct sigaction sa;
 	dr_error err;
 	dr_status st;
 	int all = 0, rc = 1;
@@ -999,12 +1114,7 @@ static int cmd_reprocess(const cli *c, const cli_args *a)
 		report(cmd, &err);
 		goto out;
 	}
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_interrupt;
-	sa.sa_flags = SA_RESTART;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	catch_interrupts();
 	o.progress = stderr;
 	o.tty = isatty(STDERR_FILENO);
 	o.stop = &stop_requested;
@@ -1060,12 +1170,13 @@ static int cmd_prune(const cli *c, const cli_args *a)
 	const char *cmd = a->cmd->name;
 	int dry = cli_flag(a, "--dry-run"), tty = isatty(STDERR_FILENO);
 	uint64_t n[DR_RET_TABLES] = { 0 }, objs = 0;
+	dr_deletion_counts jobs = { 0 };
+	int any_jobs = 0;
 	dr_object_removals rm;
 	dr_config *cfg = NULL;
 	dr_db *db = NULL;
 	dr_plugins *plugins = NULL;
 	struct dr_instance *sink = NULL;
-	struct sigaction sa;
 	dr_error err;
 	dr_status st = DR_OK;
 	int interrupted = 0;
@@ -1073,18 +1184,14 @@ static int cmd_prune(const cli *c, const cli_args *a)
 	memset(&rm, 0, sizeof(rm));
 	if (open_db(c, cmd, &cfg, &db))
 		return 1;
-	if (cfg->retention.superseded > 0 && !dry &&
-	    open_sink(cmd, cfg, &plugins, &sink) != 0) {
+	for (int i = 0; i < 3; i++)
+		any_jobs |= cfg->retention.jobs[i] > 0;
+	if (!dry && open_sink(cmd, cfg, &plugins, &sink) != 0) {
 		db_free(db);
 		config_free(cfg);
 		return 1;
 	}
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_interrupt;
-	sa.sa_flags = SA_RESTART;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	catch_interrupts();
 	dr_error_clear(&err);
 	for (int t = 0; t < DR_RET_TABLES && st == DR_OK && !interrupted; t++) {
 		dr_retention_stats s;
@@ -1100,9 +1207,36 @@ static int cmd_prune(const cli *c, const cli_args *a)
 		n[t] = s.deleted;
 		interrupted = s.interrupted;
 	}
-	/* Objects no row uses, due after [retention] superseded: batches
-	 * until one finds fewer than a batch due (objects.h). */
-	if (st == DR_OK && !interrupted && cfg->retention.superseded > 0) {
+	/* Ended jobs past [retention] jobs: batches of DR_DELETION_BATCH,
+	 * one audit record for them all (deletion.h). */
+	if (st == DR_OK && !interrupted && any_jobs) {
+		if (dry) {
+			st = deletion_count_expired(db, cfg, &jobs.jobs_deleted,
+						    &err);
+		} else {
+			int more = 1;
+
+			while (st == DR_OK && more && !stop_requested) {
+				st = deletion_expired_batch(
+					db, cfg, DR_DELETION_BATCH, &jobs,
+					&more, &err);
+				if (tty)
+					fprintf(stderr, "\rprune: jobs: %llu",
+						(unsigned long long)
+							jobs.jobs_deleted);
+			}
+			if (tty)
+				fputc('\n', stderr);
+			interrupted = stop_requested != 0;
+			if (st == DR_OK)
+				st = deletion_record_retention(db, cfg, "cli",
+							       &jobs, &err);
+		}
+	}
+	/* Objects no row uses: a deleted job's, due at once, and those
+	 * replaced, due after [retention] superseded; batches until one
+	 * finds fewer than a batch due (objects.h). */
+	if (st == DR_OK && !interrupted) {
 		if (dry) {
 			st = objects_count_due(db, &objs, &err);
 		} else if (!sink) {
@@ -1143,16 +1277,12 @@ static int cmd_prune(const cli *c, const cli_args *a)
 			       retention_table_name(t));
 		}
 	}
-	if (cfg->retention.superseded > 0) {
-		char spelled[32];
-
-		spell_duration(cfg->retention.superseded, spelled,
-			       sizeof(spelled));
-		printf(", %llu objects (unused for %s)",
-		       (unsigned long long)objs, spelled);
-	} else {
-		printf(", objects kept (retention off)");
-	}
+	if (any_jobs)
+		printf(", %llu jobs (ended before their [retention] setting)",
+		       (unsigned long long)jobs.jobs_deleted);
+	else
+		printf(", jobs kept (retention off)");
+	printf(", %llu objects (no longer used)", (unsigned long long)objs);
 	printf("%s\n", dry ? "; nothing changed (dry run)" : "");
 out:
 	plugins_free(plugins);
@@ -1294,6 +1424,34 @@ static const cli_cmd commands[] = {
 		.run = cmd_jobs_cancel,
 	},
 	{
+		.name = "jobs delete",
+		.args = "ID...",
+		.summary = "delete ended jobs and what only they stored",
+		.opts = "--metadata=",
+		.max_pos = CLI_MAX_POSITIONAL,
+		.help = "usage: darkroom jobs delete ID...\n"
+			"       darkroom jobs delete --metadata K=V...\n\n"
+			"Delete jobs as DELETE /v1/jobs/{id} does: the job, "
+			"its outputs, renditions,\nmetadata, events and "
+			"idempotency keys, and every stored object no other\n"
+			"job uses (the worker removes those from the sink). "
+			"Only ended jobs\n(succeeded, failed, canceled). Each "
+			"deletion leaves an audit record.\n\n"
+			"  --metadata K=V  delete every job whose metadata has "
+			"K with value V\n"
+			"                  (repeat: all must match), as "
+			"DELETE /v1/jobs?metadata.K=V:\n"
+			"                  batches of 100 jobs; jobs that have "
+			"not ended are\n"
+			"                  canceled and deleted by the worker "
+			"once they end\n\n"
+			"Prints one line per job (or the deletion's counts). "
+			"Exit status 1 when a\njob was not deleted (unknown, "
+			"or not ended: cancel it first), one line\non stderr "
+			"each.",
+		.run = cmd_jobs_delete,
+	},
+	{
 		.name = "outputs",
 		.summary = "search the stored outputs",
 		.opts = "--model= --adapter= --sha256= --metadata= --since= "
@@ -1361,20 +1519,23 @@ static const cli_cmd commands[] = {
 	},
 	{
 		.name = "prune",
-		.summary = "remove expired idempotency keys, webhook ids and "
-			   "unused objects",
+		.summary = "remove expired idempotency keys, webhook ids, "
+			   "jobs and unused objects",
 		.opts = "--dry-run",
 		.help = "usage: darkroom prune [--dry-run]\n\n"
 			"Apply the [retention] settings now, as the worker does "
 			"every minute:\nremove the idempotency keys and the "
 			"webhook delivery ids older than\ntheir setting, "
 			"1000 rows per statement, each statement committed\n"
-			"on its own; then remove from the sink the stored "
-			"objects no row has\nused for [retention] superseded "
-			"(a rendition replaced by reprocess),\n100 at a "
-			"time. Progress goes to stderr, one line per table; "
-			"the\nsummary (rows and objects removed) to stdout. "
-			"Ctrl-C stops after the\ncurrent batch.\n\n"
+			"on its own; delete the ended jobs older than [retention] "
+			"jobs (or their\nstatus's setting), 100 per "
+			"transaction, leaving one audit record; then\nremove "
+			"from the sink the stored objects no row uses any more "
+			"(a deleted\njob's at once, a rendition replaced by "
+			"reprocess after [retention]\nsuperseded), 100 at a "
+			"time. Progress goes to stderr; the summary (rows,\n"
+			"jobs and objects removed) to stdout. Ctrl-C stops "
+			"after the current batch.\n\n"
 			"  --dry-run  count the rows that would go, change "
 			"nothing\n\n"
 			"Exit status: 0 done, 1 the database is unavailable, "

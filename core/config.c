@@ -351,6 +351,10 @@ enum {
 	RET_IDEMPOTENCY_KEYS,
 	RET_WEBHOOK_DELIVERIES,
 	RET_SUPERSEDED,
+	RET_JOBS,
+	RET_SUCCEEDED, /* the three ended statuses, in deletion.c's order */
+	RET_FAILED,
+	RET_CANCELED,
 	RET_COUNT
 };
 
@@ -373,6 +377,24 @@ static const dr_config_key retention_keys[RET_COUNT + 1] = {
 				     "any more stays in the sink (a rendition "
 				     "replaced by reprocess), or off (for "
 				     "ever)" },
+	[RET_JOBS] = { .name = "jobs",
+		       .type = DR_CFG_STRING,
+		       .default_value = "off",
+		       .help = "how long an ended job is kept before it is "
+			       "deleted with its outputs and objects, or off "
+			       "(for ever)" },
+	[RET_SUCCEEDED] = { .name = "succeeded",
+			    .type = DR_CFG_STRING,
+			    .default_value = "",
+			    .help = "jobs for succeeded jobs (empty: as jobs)" },
+	[RET_FAILED] = { .name = "failed",
+			 .type = DR_CFG_STRING,
+			 .default_value = "",
+			 .help = "jobs for failed jobs (empty: as jobs)" },
+	[RET_CANCELED] = { .name = "canceled",
+			   .type = DR_CFG_STRING,
+			   .default_value = "",
+			   .help = "jobs for canceled jobs (empty: as jobs)" },
 	[RET_COUNT] = { .name = NULL },
 };
 
@@ -1881,6 +1903,10 @@ static dr_status resolve_retention(config_impl *impl, dr_conf_section *sec,
 		[RET_IDEMPOTENCY_KEYS] = RETENTION_MIN,
 		[RET_WEBHOOK_DELIVERIES] = RETENTION_WEBHOOK_MIN,
 		[RET_SUPERSEDED] = RETENTION_MIN,
+		[RET_JOBS] = RETENTION_MIN,
+		[RET_SUCCEEDED] = RETENTION_MIN,
+		[RET_FAILED] = RETENTION_MIN,
+		[RET_CANCELED] = RETENTION_MIN,
 	};
 	dr_config *cfg = &impl->pub;
 	const char *label = "[retention]";
@@ -1893,6 +1919,10 @@ static dr_status resolve_retention(config_impl *impl, dr_conf_section *sec,
 		return st;
 	it = impl->core[CORE_RETENTION]->items;
 	for (int i = 0; i < RET_COUNT; i++) {
+		if (i > RET_JOBS && it[i].value[0] == '\0') {
+			v[i] = v[RET_JOBS]; /* as jobs (read before) */
+			continue;
+		}
 		if (parse_retention(it[i].value, &v[i]) < 0)
 			return item_fail(err, cfg, label, &it[i],
 					 "expected off or a duration like "
@@ -1906,6 +1936,8 @@ static dr_status resolve_retention(config_impl *impl, dr_conf_section *sec,
 	cfg->retention.idempotency_keys = v[RET_IDEMPOTENCY_KEYS];
 	cfg->retention.webhook_deliveries = v[RET_WEBHOOK_DELIVERIES];
 	cfg->retention.superseded = v[RET_SUPERSEDED];
+	for (int i = 0; i < 3; i++)
+		cfg->retention.jobs[i] = v[RET_SUCCEEDED + i];
 	return DR_OK;
 }
 

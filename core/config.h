@@ -132,6 +132,9 @@ typedef struct dr_config {
 		double webhook_deliveries; /* from received_at */
 		double superseded; /* an object no row uses stays this long
 				      in the sink (core/objects.h) */
+		double jobs[3];	   /* an ended job is kept this long after
+				      completed_at (core/deletion.h), by
+				      status: succeeded, failed, canceled */
 	} retention;
 
 	dr_preset *presets;

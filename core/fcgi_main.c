@@ -179,16 +179,24 @@ static void send_response(FCGX_Request *fr, const dr_request *req,
 
 	/* Formatted here, not with FCGX_FPrintF: libfcgi's own printf does
 	 * not know every conversion (%zu among them). */
-	n = snprintf(head, sizeof(head),
-		     "Status: %d %s\r\nContent-Type: %s\r\n"
-		     "Content-Length: %zu\r\nCache-Control: %s\r\n"
-		     "%s\r\n",
-		     resp->status, http_reason(resp->status), ct,
-		     resp->body.len, cc, resp->extra_headers);
+	if (resp->status == 204) /* no content: no content headers (RFC
+				    9110, 8.6) */
+		n = snprintf(head, sizeof(head),
+			     "Status: 204 %s\r\nCache-Control: %s\r\n"
+			     "%s\r\n",
+			     http_reason(204), cc, resp->extra_headers);
+	else
+		n = snprintf(head, sizeof(head),
+			     "Status: %d %s\r\nContent-Type: %s\r\n"
+			     "Content-Length: %zu\r\nCache-Control: %s\r\n"
+			     "%s\r\n",
+			     resp->status, http_reason(resp->status), ct,
+			     resp->body.len, cc, resp->extra_headers);
 	if (n < 0 || (size_t)n >= sizeof(head))
 		dr_die("response head does not fit");
 	FCGX_PutStr(head, n, fr->out);
-	if (strcmp(req->method, "HEAD") != 0 && resp->body.len)
+	if (strcmp(req->method, "HEAD") != 0 && resp->status != 204 &&
+	    resp->body.len)
 		FCGX_PutStr(resp->body.data, (int)resp->body.len, fr->out);
 }
 

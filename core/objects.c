@@ -16,6 +16,10 @@
 
 #include "log.h"
 
+/* 1 while a pin holds the row: a pin not yet followed by its reference
+ * that has not ended. */
+#define PINNED "(pins > 0 AND pinned_until > NOW(6))"
+
 dr_status objects_pin(dr_db *db, const char *const *keys,
 		      const char *const *kinds, size_t n, double hold,
 		      dr_error *err)
@@ -33,24 +37,37 @@ dr_status objects_pin(dr_db *db, const char *const *keys,
 	for (size_t i = 0; i < n && st == DR_OK; i++)
 		st = db_exec(db,
 			     "INSERT INTO objects (storage_key, kind, refs,"
-			     " state, remove_after, created_at, updated_at)"
+			     " state, remove_after, pins, pinned_until,"
+			     " created_at, updated_at)"
 			     " VALUES (?, ?, 0, 'pinned',"
+			     " NOW(6) + INTERVAL ? MICROSECOND, 1,"
 			     " NOW(6) + INTERVAL ? MICROSECOND, NOW(6), NOW(6))"
 			     " ON DUPLICATE KEY UPDATE"
 			     " state = IF(refs > 0, 'stored', 'pinned'),"
 			     " remove_after = IF(refs > 0, NULL,"
 			     " GREATEST(COALESCE(remove_after, NOW(6)),"
 			     " NOW(6) + INTERVAL ? MICROSECOND)),"
+			     " pins = IF(pinned_until > NOW(6), pins + 1, 1),"
+			     " pinned_until = GREATEST(COALESCE(pinned_until,"
+			     " NOW(6)), NOW(6) + INTERVAL ? MICROSECOND),"
 			     " updated_at = NOW(6)",
 			     NULL, err,
 			     DB_ARGS(DB_STR(keys[i]), DB_STR(kinds[i]),
-				     DB_INT(us), DB_INT(us)));
+				     DB_INT(us), DB_INT(us), DB_INT(us),
+				     DB_INT(us)));
 	if (st == DR_OK)
 		st = db_commit(db, err);
 	if (st != DR_OK && db_in_transaction(db))
 		db_rollback(db);
 	return st;
 }
+
+/* The pin count's share of a reference or an unpin: one pin less, and
+ * none left clears the pin's end (pins is assigned after pinned_until, so
+ * both read the count before the decrement). */
+#define UNPIN                                                                 \
+	" pinned_until = IF(pins <= 1, NULL, pinned_until),"                 \
+	" pins = IF(pins > 0, pins - 1, 0),"
 
 dr_status objects_ref(dr_db *db, const char *key, const char *kind,
 		      uint64_t bytes, dr_error *err)
@@ -62,28 +79,56 @@ dr_status objects_ref(dr_db *db, const char *key, const char *kind,
 		       " ON DUPLICATE KEY UPDATE refs = refs + 1,"
 		       " bytes = VALUES(bytes), state = 'stored',"
 		       " remove_after = NULL, attempts = 0, last_error = NULL,"
-		       " updated_at = NOW(6)",
+		       UNPIN " updated_at = NOW(6)",
 		       NULL, err,
 		       DB_ARGS(DB_STR(key), DB_STR(kind), DB_U64(bytes)));
 }
 
-dr_status objects_unref(dr_db *db, const char *key, double grace, dr_error *err)
+dr_status objects_unpin(dr_db *db, const char *key, dr_error *err)
+{
+	return db_exec(db,
+		       "UPDATE objects SET" UNPIN " updated_at = NOW(6)"
+		       " WHERE storage_key = ?",
+		       NULL, err, DB_ARGS(DB_STR(key)));
+}
+
+dr_status objects_unref(dr_db *db, const char *key, unsigned n, double grace,
+			int *released, dr_error *err)
 {
 	/* refs is assigned last, so the other columns read the count
 	 * before the decrement whichever way the server orders the SET
-	 * list. A NULL interval (grace off) gives a NULL remove_after:
+	 * list. A NULL interval (grace < 0) gives a NULL remove_after:
 	 * never due. */
-	dr_db_arg us = grace > 0 ? DB_INT((int64_t)(grace * 1e6)) : DB_NULL;
+	dr_db_arg us = grace >= 0 ? DB_INT((int64_t)(grace * 1e6)) : DB_NULL;
+	dr_db_rows *rows = NULL;
+	dr_status st;
 
+	if (released)
+		*released = 0;
+	st = db_query(db,
+		      "SELECT refs FROM objects WHERE storage_key = ?"
+		      " FOR UPDATE",
+		      &rows, err, DB_ARGS(DB_STR(key)));
+	if (st != DR_OK)
+		return st;
+	if (rows->n_rows == 0) {
+		db_rows_free(rows);
+		return DR_OK;
+	}
+	if (released && strtoull(db_cell(rows, 0, 0), NULL, 10) <= n)
+		*released = 1;
+	db_rows_free(rows);
 	return db_exec(db,
 		       "UPDATE objects SET"
-		       " state = IF(refs <= 1, 'removing', state),"
-		       " remove_after = IF(refs <= 1,"
+		       " state = IF(refs <= ?, 'removing', state),"
+		       " remove_after = IF(refs <= ?,"
 		       " NOW(6) + INTERVAL ? MICROSECOND, remove_after),"
 		       " updated_at = NOW(6),"
-		       " refs = IF(refs > 0, refs - 1, 0)"
+		       " refs = IF(refs > ?, refs - ?, 0)"
 		       " WHERE storage_key = ?",
-		       NULL, err, DB_ARGS(us, DB_STR(key)));
+		       NULL, err,
+		       DB_ARGS(DB_INT(n), DB_INT(n), us, DB_INT(n), DB_INT(n),
+			       DB_STR(key)));
 }
 
 /* Record a failed removal of `key` (in the open transaction): attempts
@@ -123,15 +168,29 @@ static dr_status remove_one(dr_db *db, struct dr_instance *sink,
 	if (st != DR_OK)
 		return st;
 	st = db_query(db,
-		      "SELECT attempts FROM objects WHERE storage_key = ?"
-		      " AND refs = 0 AND remove_after <= NOW(6) FOR UPDATE",
+		      "SELECT attempts, " PINNED " FROM objects"
+		      " WHERE storage_key = ? AND refs = 0"
+		      " AND remove_after <= NOW(6) FOR UPDATE",
 		      &rows, err, DB_ARGS(DB_STR(key)));
 	if (st != DR_OK)
 		goto fail;
-	if (rows->n_rows == 0) {
-		/* Pinned or used again since it was read: kept. */
+	if (rows->n_rows == 0 || strcmp(db_cell(rows, 0, 1), "0") != 0) {
+		/* Used again since it was read, or pinned: kept, and a pin
+		 * moves the removal to its end, so the object is not looked
+		 * at again before. */
 		r->skipped++;
+		st = rows->n_rows == 0
+			     ? DR_OK
+			     : db_exec(db,
+				       "UPDATE objects SET remove_after ="
+				       " GREATEST(remove_after, pinned_until)"
+				       " WHERE storage_key = ?",
+				       NULL, err, DB_ARGS(DB_STR(key)));
 		db_rows_free(rows);
+		if (st != DR_OK) {
+			db_rollback(db);
+			return st;
+		}
 		return db_commit(db, err);
 	}
 	attempts = (unsigned)strtoul(db_cell(rows, 0, 0), NULL, 10);
@@ -193,7 +252,7 @@ dr_status objects_count_due(dr_db *db, uint64_t *n, dr_error *err)
 	*n = 0;
 	st = db_query(db,
 		      "SELECT COUNT(*) FROM objects WHERE remove_after <="
-		      " NOW(6) AND refs = 0",
+		      " NOW(6) AND refs = 0 AND NOT " PINNED,
 		      &rows, err, DB_NOARGS);
 	if (st != DR_OK)
 		return st;
@@ -202,13 +261,34 @@ dr_status objects_count_due(dr_db *db, uint64_t *n, dr_error *err)
 	return DR_OK;
 }
 
+dr_status objects_due_in(dr_db *db, double *seconds, dr_error *err)
+{
+	dr_db_rows *rows = NULL;
+	dr_status st;
+
+	st = db_query(db,
+		      "SELECT TIMESTAMPDIFF(MICROSECOND, NOW(6),"
+		      " MIN(remove_after)) FROM objects",
+		      &rows, err, DB_NOARGS);
+	if (st != DR_OK)
+		return st;
+	*seconds = -1;
+	if (db_cell(rows, 0, 0)) {
+		*seconds = strtod(db_cell(rows, 0, 0), NULL) / 1e6;
+		if (*seconds < 0)
+			*seconds = 0;
+	}
+	db_rows_free(rows);
+	return DR_OK;
+}
+
 int objects_step(dr_object_pass *p, dr_db *db, struct dr_instance *sink,
-		 double superseded, double interval, double now)
+		 double interval, double now)
 {
 	uint64_t looked;
 	dr_error err;
 
-	if (superseded <= 0 || !sink)
+	if (!sink)
 		return 0;
 	if (!p->busy) {
 		if (p->started && now < p->next)
@@ -238,4 +318,16 @@ int objects_step(dr_object_pass *p, dr_db *db, struct dr_instance *sink,
 	p->busy = 0;
 	p->next = now + interval;
 	return 0;
+}
+
+void objects_step_soon(dr_object_pass *p, dr_db *db, double now)
+{
+	double in = -1;
+	dr_error err;
+
+	dr_error_clear(&err);
+	if (p->busy || objects_due_in(db, &in, &err) != DR_OK || in < 0)
+		return;
+	if (now + in < p->next)
+		p->next = now + in;
 }

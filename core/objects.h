@@ -7,35 +7,48 @@
  * (two outputs of equal bytes, their renditions). An object's row counts
  * them in `refs`; an object is removed only when that count is 0, and
  * only after a grace period, so a page rendered with its URL a moment ago
- * keeps working. The life of an object:
+ * keeps working.
+ * The life of an object:
  *
  *   pin       before a worker uploads a key (objects_pin, its own short
- *             transaction): the row exists, and while refs is 0 it is
- *             kept at least DR_OBJECT_PIN_HOLD; a removal queued for the
- *             key is pushed back, so content a job is storing again is
- *             never removed under it. A pin that no reference follows
- *             (the job failed) expires, and its object is removed then;
+ *             transaction): pins + 1, and the pin lasts at least
+ *             DR_OBJECT_PIN_HOLD (pinned_until); while a pin holds it the
+ *             object is never removed, whatever else happens to its row
+ *             (a job delete that drops its last reference meanwhile), so
+ *             content a job is storing again is never removed under it.
+ *             A new row's removal is queued for the pin's end, so a pin
+ *             that no reference follows (the job failed) expires, and its
+ *             object is removed then;
  *   ref       the index transaction that writes the row using the key
- *             (objects_ref): refs + 1, state stored;
+ *             (objects_ref): refs + 1, pins - 1 (the pin it follows),
+ *             state stored; objects_unpin() when the row already used the
+ *             key (pins - 1 only);
  *   unref     a row stops using it (objects_unref: a rendition moved to
- *             a new key): refs - 1; at 0 its removal is queued for
- *             [retention] superseded later (state removing);
+ *             a new key, a job deleted): refs - n; at 0 its removal is
+ *             queued `grace` seconds later ([retention] superseded for a
+ *             replaced rendition, 0 for a deleted job; state removing);
  *   remove    objects_remove_due(): a due object (refs 0, remove_after
- *             passed) is re-checked under a row lock (refs still 0, still
- *             due: a pin or ref meanwhile cancels it), removed through
- *             the sink's `remove` while the lock is held (a pin of the
- *             same key waits and then finds no row, so the job uploads
- *             again), and its row deleted. A sink that fails keeps the
- *             row: attempts + 1, last_error, and a new remove_after with
+ *             passed, no pin) is re-checked under a row lock (refs still
+ *             0, still due, not pinned: a pin or ref meanwhile cancels
+ *             it, a pin moves it to the pin's end), removed through the
+ *             sink's `remove` while the lock is held (a pin of the same
+ *             key waits and then finds no row, so the job uploads again),
+ *             and its row deleted. A sink that fails keeps the row:
+ *             attempts + 1, last_error, and a new remove_after with
  *             backoff; it is never forgotten.
+ *
+ * A pin is counted, not owned: a pin whose job failed before its
+ * reference stays counted until pinned_until, which only keeps the object
+ * longer (never shorter) than needed.
  *
  * Objects stored before 0009 are counted by the migration; an object with
  * no row is never removed.
  *
  * Who may call whom: uses db, config and the sink through the plugin
  * host; called by rendition (references of rendition rows), pipeline
- * (pins and references of outputs), reprocess, worker and cli_main
- * (removals). Nothing here knows a job or a step.
+ * (pins and references of outputs), reprocess, deletion (references
+ * of deleted jobs), worker and cli_main (removals). Nothing here knows a
+ * job or a step.
  */
 #ifndef DR_OBJECTS_H
 #define DR_OBJECTS_H
@@ -61,6 +74,8 @@
  * MAX. */
 #define DR_OBJECT_RETRY_BASE 60.0
 #define DR_OBJECT_RETRY_MAX  21600.0
+/* A grace that never ends: objects_unref() queues no removal. */
+#define DR_OBJECT_NEVER (-1.0)
 
 /*
  * Pin keys[0..n) (kinds[i] the kind of keys[i]) before uploading them:
@@ -82,12 +97,22 @@ dr_status objects_ref(dr_db *db, const char *key, const char *kind,
 		      uint64_t bytes, dr_error *err) DR_WARN_UNUSED;
 
 /*
- * One index row less uses `key`: refs - 1; at 0, its removal is queued
- * `grace` seconds from now ([retention] superseded; 0: never). A key
- * with no row is left alone. One statement, in the caller's transaction.
+ * The reference a pinned key was pinned for will not come (the row
+ * already used the key): pins - 1. One statement, in the caller's
+ * transaction; a key with no row is left alone.
  */
-dr_status objects_unref(dr_db *db, const char *key, double grace,
+dr_status objects_unpin(dr_db *db, const char *key,
 			dr_error *err) DR_WARN_UNUSED;
+
+/*
+ * `n` index rows less use `key`: refs - n, the row locked until the
+ * caller's transaction ends; when that leaves none, its removal is queued
+ * `grace` seconds from now (0: due at once; DR_OBJECT_NEVER: never) and
+ * *released (may be NULL) is set to 1, else 0. A key with no row is left
+ * alone (*released 0). Two statements, in the caller's transaction.
+ */
+dr_status objects_unref(dr_db *db, const char *key, unsigned n, double grace,
+			int *released, dr_error *err) DR_WARN_UNUSED;
 
 /* What objects_remove_due() did. */
 typedef struct dr_object_removals {
@@ -123,13 +148,23 @@ typedef struct dr_object_pass {
 
 /*
  * The worker's share: when a pass is due (the first call, then `interval`
- * seconds after the end of the last) or under way, one
- * objects_remove_due() batch; the pass ends with a batch that looked at
- * fewer than DR_OBJECT_BATCH objects (one log line when it removed or
- * failed any). Does nothing when `superseded` is 0 (off). Returns 1 while
- * the pass has more to do, else 0.
+ * seconds after the end of the last, or sooner as objects_step_soon()
+ * says) or under way, one objects_remove_due() batch; the pass ends with
+ * a batch that looked at fewer than DR_OBJECT_BATCH objects (one log line
+ * when it removed or failed any). Does nothing without a sink. Returns 1
+ * while the pass has more to do, else 0.
  */
 int objects_step(dr_object_pass *p, dr_db *db, struct dr_instance *sink,
-		 double superseded, double interval, double now);
+		 double interval, double now);
+
+/* Seconds until the first queued removal is due into *seconds (0 when
+ * one is due now; -1 when none is queued). */
+dr_status objects_due_in(dr_db *db, double *seconds,
+			 dr_error *err) DR_WARN_UNUSED;
+
+/* Bring the next pass of `p` forward to when the first queued removal is
+ * due, so a removal a job delete queued is done in seconds, not at the
+ * next interval. A database failure leaves `p` as it was. */
+void objects_step_soon(dr_object_pass *p, dr_db *db, double now);
 
 #endif

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "db.h"
+#include "deletion.h"
 #include "engine.h"
 #include "image.h"
 #include "log.h"
@@ -110,6 +111,7 @@ static _Noreturn void child_main(const dr_config *cfg, int slot, int wake_fd)
 	double beat = -HEARTBEAT, maintained = -DR_MAINTAIN_INTERVAL;
 	dr_retention ret;
 	dr_object_pass objs;
+	dr_deletion_pass dels;
 	struct dr_instance *sink;
 	int rc = 0, pruning = 0;
 
@@ -167,11 +169,18 @@ static _Noreturn void child_main(const dr_config *cfg, int slot, int wake_fd)
 		 * claimed between batches (retention.h). */
 		if (slot == 0)
 			pruning = retention_step(&ret, e.db, cfg, now_mono());
-		/* Objects no row uses any more, after [retention] superseded:
-		 * the same process, a batch per turn too (objects.h). */
-		if (slot == 0 &&
-		    objects_step(&objs, e.db, sink, cfg->retention.superseded,
-				 DR_RETENTION_INTERVAL, now_mono()))
+		/* Jobs deleted by selector, and ended jobs past [retention]
+		 * jobs: the same process, a batch per turn (deletion.h). */
+		if (slot == 0 && deletion_step(&dels, e.db, cfg,
+					       DR_RETENTION_INTERVAL,
+					       now_mono()))
+			pruning = 1;
+		/* Objects no row uses any more (a deleted job's, a replaced
+		 * rendition's after [retention] superseded): the same
+		 * process, a batch per turn too (objects.h). */
+		if (slot == 0 && objects_step(&objs, e.db, sink,
+					      DR_RETENTION_INTERVAL,
+					      now_mono()))
 			pruning = 1;
 
 		st = queue_claim(e.db, e.owner, cfg->worker.lease, &c, &err);
@@ -202,6 +211,15 @@ static _Noreturn void child_main(const dr_config *cfg, int slot, int wake_fd)
 			due = IDLE_MAX;
 		if (pruning && due > PRUNE_PAUSE)
 			due = PRUNE_PAUSE; /* the next batch soon */
+		/* A removal a delete queued is due now, not at the next
+		 * interval: bring the pass forward. */
+		if (slot == 0 && !pruning) {
+			objects_step_soon(&objs, e.db, now_mono());
+			if (objs.next - now_mono() < due)
+				due = objs.next > now_mono()
+					      ? objs.next - now_mono()
+					      : 0;
+		}
 		metrics_flush(e.db, 1); /* nothing to do: write the counts */
 		idle_wait(wake_fd, due);
 	}

@@ -775,7 +775,31 @@ static void test_retention(void **state)
 	assert_true(cfg->retention.idempotency_keys == 90.0);
 	assert_true(cfg->retention.webhook_deliveries == 12 * 3600.0);
 	config_free(cfg);
-	parse_fail(ADAPTER "[retention]\njobs = 30d\n", "t.conf:3: ", "'jobs'");
+	/* Jobs: off by default; each ended status as jobs unless set. */
+	cfg = parse_ok(ADAPTER);
+	for (int i = 0; i < 3; i++)
+		assert_true(cfg->retention.jobs[i] == 0);
+	config_free(cfg);
+	cfg = parse_ok(ADAPTER "[retention]\njobs = 30d\nfailed = 7d\n");
+	assert_true(cfg->retention.jobs[0] == 30 * 86400.0); /* succeeded */
+	assert_true(cfg->retention.jobs[1] == 7 * 86400.0);  /* failed */
+	assert_true(cfg->retention.jobs[2] == 30 * 86400.0); /* canceled */
+	config_free(cfg);
+	cfg = parse_ok(ADAPTER "[retention]\ncanceled = 1h\n");
+	assert_true(cfg->retention.jobs[0] == 0);
+	assert_true(cfg->retention.jobs[1] == 0);
+	assert_true(cfg->retention.jobs[2] == 3600.0);
+	config_free(cfg);
+	cfg = parse_ok(ADAPTER "[retention]\njobs = 1d\nsucceeded = off\n");
+	assert_true(cfg->retention.jobs[0] == 0);
+	assert_true(cfg->retention.jobs[1] == 86400.0);
+	config_free(cfg);
+	parse_fail(ADAPTER "[retention]\nfailed = soon\n", "t.conf:3: ",
+		   "'failed'");
+	parse_fail(ADAPTER "[retention]\njobs = 0\n", "t.conf:3: ",
+		   "at least 1s");
+	parse_fail(ADAPTER "[retention]\nforever = 30d\n", "t.conf:3: ",
+		   "'forever'");
 	parse_fail(ADAPTER "[retention]\nidempotency_keys = 1w\n", "t.conf:3: ",
 		   "bad value for 'idempotency_keys' in [retention]: expected "
 		   "off or a duration like 24h or 7d");

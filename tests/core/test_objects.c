@@ -119,14 +119,16 @@ static void pin1(const char *key, const char *kind, double hold)
 	assert_ok(objects_pin(db, &key, &kind, 1, hold, &err), err);
 }
 
-/* Make the removal of `key` due now. */
+/* Make the removal of `key` due now, as when its pins have ended. */
 static void make_due(const char *key)
 {
 	dr_error err;
 
 	assert_ok(db_exec(db,
 			  "UPDATE objects SET remove_after = NOW(6) -"
-			  " INTERVAL 1 SECOND WHERE storage_key = ?",
+			  " INTERVAL 1 SECOND, pinned_until = IF(pins > 0,"
+			  " NOW(6) - INTERVAL 1 SECOND, NULL)"
+			  " WHERE storage_key = ?",
 			  NULL, &err, DB_ARGS(DB_STR(key))),
 		  err);
 }
@@ -169,17 +171,17 @@ static void test_pin_ref_unref(void **state)
 	assert_col(keys[0], "CONCAT(refs, ' ', state)", "2 stored");
 	assert_col(keys[0], "remove_after", "(null)");
 
-	assert_ok(objects_unref(db, keys[0], 60, &err), err);
+	assert_ok(objects_unref(db, keys[0], 1, 60, NULL, &err), err);
 	assert_col(keys[0], "CONCAT(refs, ' ', state)", "1 stored");
 	assert_col(keys[0], "remove_after", "(null)");
-	assert_ok(objects_unref(db, keys[0], 60, &err), err);
+	assert_ok(objects_unref(db, keys[0], 1, 60, NULL, &err), err);
 	assert_col(keys[0], "CONCAT(refs, ' ', state)", "0 removing");
 	assert_col(keys[0],
 		   "remove_after BETWEEN NOW(6) + INTERVAL 50 SECOND AND"
 		   " NOW(6) + INTERVAL 70 SECOND",
 		   "1");
 	/* One unref too many stays at 0. */
-	assert_ok(objects_unref(db, keys[0], 60, &err), err);
+	assert_ok(objects_unref(db, keys[0], 1, 60, NULL, &err), err);
 	assert_col(keys[0], "refs", "0");
 	/* Pinned again: kept for the pin's hold, not the grace. */
 	pin1(keys[0], DR_OBJECT_ORIGINAL, 3600);
@@ -193,12 +195,13 @@ static void test_pin_ref_unref(void **state)
 	assert_col(keys[0], "remove_after", "(null)");
 
 	/* Grace off: refs 0 but never due. */
-	assert_ok(objects_unref(db, keys[0], 0, &err), err);
+	assert_ok(objects_unref(db, keys[0], 1, DR_OBJECT_NEVER, NULL, &err),
+		  err);
 	assert_col(keys[0], "CONCAT(refs, ' ', state)", "0 removing");
 	assert_col(keys[0], "remove_after", "(null)");
 
 	/* A key with no row is left alone. */
-	assert_ok(objects_unref(db, "ab/none.png", 60, &err), err);
+	assert_ok(objects_unref(db, "ab/none.png", 1, 60, NULL, &err), err);
 	assert_col("ab/none.png", "refs", "(none)");
 }
 
@@ -383,7 +386,7 @@ static void test_failing_sink_retried(void **state)
 	assert_col(key, "refs", "(none)");
 }
 
-/* The worker's pass: nothing when superseded is off; batches of
+/* The worker's pass: nothing without a sink; batches of
  * DR_OBJECT_BATCH, the pass ending with a short one; then the
  * interval. */
 static void test_worker_step(void **state)
@@ -401,17 +404,17 @@ static void test_worker_step(void **state)
 			  " NOW(6) FROM seq_1_to_1000 WHERE seq <= ?",
 			  NULL, &err, DB_ARGS(DB_INT(DR_OBJECT_BATCH + 5))),
 		  err);
-	assert_int_equal(objects_step(&p, db, &inst, 0, 60, 10.0), 0);
+	assert_int_equal(objects_step(&p, db, NULL, 60, 10.0), 0); /* no sink */
 	assert_int_equal(sk.removes, 0);
-	assert_int_equal(objects_step(&p, db, &inst, 3600, 60, 10.0), 1);
+	assert_int_equal(objects_step(&p, db, &inst, 60, 10.0), 1);
 	assert_int_equal(sk.removes, DR_OBJECT_BATCH);
-	assert_int_equal(objects_step(&p, db, &inst, 3600, 60, 10.1), 0);
+	assert_int_equal(objects_step(&p, db, &inst, 60, 10.1), 0);
 	assert_int_equal(sk.removes, DR_OBJECT_BATCH + 5);
 	pin1("ab/z.png", DR_OBJECT_ORIGINAL, 3600);
 	make_due("ab/z.png");
-	assert_int_equal(objects_step(&p, db, &inst, 3600, 60, 69.0), 0);
+	assert_int_equal(objects_step(&p, db, &inst, 60, 69.0), 0);
 	assert_int_equal(sk.removes, DR_OBJECT_BATCH + 5);
-	assert_int_equal(objects_step(&p, db, &inst, 3600, 60, 70.2), 0);
+	assert_int_equal(objects_step(&p, db, &inst, 60, 70.2), 0);
 	assert_int_equal(sk.removes, DR_OBJECT_BATCH + 6);
 }
 

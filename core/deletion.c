@@ -1,0 +1,727 @@
+/*
+ * deletion.c - deleting jobs by id, by selector and by age (see
+ * deletion.h).
+ *
+ * Lock order, the same as the pipeline's index transaction: a job's row
+ * first, then the `objects` rows of its keys, in key order. A deadlock
+ * with another order (a cancel, a webhook) rolls the whole transaction
+ * back and it runs again (DB_TX_TRIES).
+ */
+#include "deletion.h"
+
+#include <json-c/json.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ids.h"
+#include "jobstate.h"
+#include "jsonutil.h"
+#include "log.h"
+#include "objects.h"
+
+/* The ended statuses, which [retention] has a setting for each. */
+static const char *const ended[] = { "succeeded", "failed", "canceled" };
+#define N_ENDED (sizeof(ended) / sizeof(ended[0]))
+#define ENDED_SQL "('succeeded','failed','canceled')"
+
+int deletion_id_valid(const char *s)
+{
+	char j[DR_JOB_ID_LEN + 1];
+
+	if (strncmp(s, "d_", 2) != 0 || strlen(s) != DR_DELETION_ID_LEN)
+		return 0;
+	memcpy(j, s, sizeof(j));
+	j[0] = 'j';
+	return ids_is_job_id(j);
+}
+
+static dr_status new_id(char id[DR_DELETION_ID_LEN + 1], dr_error *err)
+{
+	if (ids_new_job_id(id) != DR_OK)
+		return dr_fail(err, DR_ERR_INTERNAL, "no_random",
+			       "the kernel gave no random bytes");
+	id[0] = 'd';
+	return DR_OK;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/*
+ * Drop the references job `id` holds in `objects`: each key its outputs
+ * and renditions use, counted (a job may use a key twice), in key order.
+ * Released objects are due for removal at once.
+ */
+static dr_status unref_keys(dr_db *db, const char *id, dr_deletion_counts *c,
+			    dr_error *err)
+{
+	dr_db_rows *rows = NULL;
+	const char **keys = NULL;
+	size_t n;
+	dr_status st;
+
+	st = db_query(db,
+		      "SELECT storage_key FROM outputs WHERE job_id = ?"
+		      " AND storage_key IS NOT NULL"
+		      " UNION ALL SELECT r.storage_key FROM renditions r"
+		      " JOIN outputs o ON o.id = r.output_id"
+		      " WHERE o.job_id = ?",
+		      &rows, err, DB_ARGS(DB_STR(id), DB_STR(id)));
+	if (st != DR_OK)
+		return st;
+	n = rows->n_rows;
+	if (n > 0) {
+		keys = calloc(n, sizeof(*keys));
+		if (!keys)
+			dr_die("out of memory");
+	}
+	for (size_t i = 0; i < n; i++)
+		keys[i] = db_cell(rows, i, 0);
+	if (n > 1)
+		qsort(keys, n, sizeof(*keys), cmp_str);
+	for (size_t i = 0; i < n && st == DR_OK;) {
+		size_t j = i + 1;
+		int released = 0;
+
+		while (j < n && strcmp(keys[j], keys[i]) == 0)
+			j++;
+		st = objects_unref(db, keys[i], (unsigned)(j - i), 0,
+				   &released, err);
+		if (released)
+			c->objects_released++;
+		i = j;
+	}
+	free(keys);
+	db_rows_free(rows);
+	return st;
+}
+
+/*
+ * Delete job `id` in the open transaction: its row locked first. An
+ * unknown job is DR_ERR_NOT_FOUND, one that has not ended DR_ERR_CONFLICT
+ * (nothing changed either way).
+ */
+static dr_status delete_one(dr_db *db, const char *id, dr_deletion_counts *c,
+			    dr_error *err)
+{
+	static const char *const children[] = {
+		"DELETE r FROM renditions r JOIN outputs o"
+		" ON o.id = r.output_id WHERE o.job_id = ?",
+		"DELETE FROM outputs WHERE job_id = ?",
+		"DELETE FROM job_events WHERE job_id = ?",
+		"DELETE FROM job_metadata WHERE job_id = ?",
+		"DELETE FROM idempotency_keys WHERE job_id = ?",
+		"DELETE FROM jobs WHERE id = ?",
+	};
+	dr_db_rows *rows = NULL;
+	dr_job_status s = DR_JOB_QUEUED;
+	dr_status st;
+
+	st = db_query(db, "SELECT status FROM jobs WHERE id = ? FOR UPDATE",
+		      &rows, err, DB_ARGS(DB_STR(id)));
+	if (st != DR_OK)
+		return st;
+	if (rows->n_rows == 0) {
+		db_rows_free(rows);
+		return dr_fail(err, DR_ERR_NOT_FOUND, "not_found",
+			       "no job %s", id);
+	}
+	(void)jobstate_parse(db_cell(rows, 0, 0), &s);
+	if (!jobstate_is_final(s)) {
+		st = dr_fail(err, DR_ERR_CONFLICT, "job_not_ended",
+			     "the job has not ended (%s): cancel it first",
+			     db_cell(rows, 0, 0));
+		db_rows_free(rows);
+		return st;
+	}
+	db_rows_free(rows);
+	st = unref_keys(db, id, c, err);
+	for (size_t i = 0; i < sizeof(children) / sizeof(children[0]) &&
+			   st == DR_OK;
+	     i++)
+		st = db_exec(db, children[i], NULL, err, DB_ARGS(DB_STR(id)));
+	if (st == DR_OK)
+		c->jobs_deleted++;
+	return st;
+}
+
+/* Insert an audit record (in the open transaction). */
+static dr_status record(dr_db *db, const char *id, const char *kind,
+			const char *state, const char *selector,
+			const char *by, const dr_deletion_counts *c,
+			dr_error *err)
+{
+	int done = strcmp(state, "done") == 0;
+
+	return db_exec(db,
+		       "INSERT INTO deletions (id, kind, state, selector,"
+		       " requested_by, cutoff, jobs_deleted, jobs_waiting,"
+		       " objects_released, run_at, created_at, updated_at,"
+		       " finished_at) VALUES (?, ?, ?, ?, ?, NOW(6), ?, ?, ?,"
+		       " IF(?, NULL, NOW(6)), NOW(6), NOW(6),"
+		       " IF(?, NOW(6), NULL))",
+		       NULL, err,
+		       DB_ARGS(DB_STR(id), DB_STR(kind), DB_STR(state),
+			       DB_STR(selector), DB_STR(by),
+			       DB_U64(c->jobs_deleted), DB_U64(c->jobs_waiting),
+			       DB_U64(c->objects_released), DB_INT(done),
+			       DB_INT(done)));
+}
+
+static dr_status delete_job_once(dr_db *db, const char *id, const char *by,
+				 char *did, dr_deletion_counts *c,
+				 dr_error *err)
+{
+	char rid[DR_DELETION_ID_LEN + 1], selector[64];
+	dr_status st;
+
+	memset(c, 0, sizeof(*c));
+	st = new_id(rid, err);
+	if (st != DR_OK)
+		return st;
+	snprintf(selector, sizeof(selector), "{\"id\":\"%s\"}", id);
+	st = db_begin(db, err);
+	if (st != DR_OK)
+		return st;
+	st = delete_one(db, id, c, err);
+	if (st == DR_OK)
+		st = record(db, rid, "job", "done", selector, by, c, err);
+	if (st == DR_OK)
+		st = db_commit(db, err);
+	if (st != DR_OK) {
+		if (db_in_transaction(db))
+			db_rollback(db);
+		return st;
+	}
+	if (did)
+		memcpy(did, rid, sizeof(rid));
+	return DR_OK;
+}
+
+dr_status deletion_delete_job(dr_db *db, const char *id, const char *by,
+			      char *deletion_id, dr_deletion_counts *c,
+			      dr_error *err)
+{
+	dr_deletion_counts mine;
+	dr_status st = DR_OK;
+
+	if (!c)
+		c = &mine;
+	if (!ids_is_job_id(id))
+		return dr_fail(err, DR_ERR_NOT_FOUND, "not_found", "no job %s",
+			       id);
+	for (int i = 0; i < DB_TX_TRIES; i++) {
+		st = delete_job_once(db, id, by, deletion_id, c, err);
+		if (!db_tx_again(st, err))
+			break;
+	}
+	if (st == DR_OK)
+		dr_log(DR_LOG_INFO,
+		       "event=job.deleted job=%s by=%s objects_released=%llu",
+		       id, by, (unsigned long long)c->objects_released);
+	return st;
+}
+
+dr_status deletion_request(dr_db *db, const dr_metadata_filter *meta,
+			   size_t n, const char *by, char *deletion_id,
+			   dr_error *err)
+{
+	dr_deletion_counts none = { 0 };
+	json_object *sel;
+	size_t bad;
+	dr_status st;
+
+	if (n == 0)
+		return dr_fail(err, DR_ERR_INVALID, "invalid_parameter",
+			       "metadata: a deletion needs at least one "
+			       "metadata.KEY=VALUE filter");
+	st = jobs_check_metadata_filters(meta, n, &bad, err);
+	if (st != DR_OK)
+		return st;
+	st = new_id(deletion_id, err);
+	if (st != DR_OK)
+		return st;
+	sel = json_object_new_object();
+	for (size_t i = 0; i < n; i++) {
+		char name[80];
+
+		snprintf(name, sizeof(name), "metadata.%s", meta[i].key);
+		json_object_object_add(sel, name,
+				       json_object_new_string(meta[i].value));
+	}
+	st = record(db, deletion_id, "selector", "queued",
+		    json_object_to_json_string_ext(sel, JSON_C_TO_STRING_PLAIN),
+		    by, &none, err);
+	json_object_put(sel);
+	if (st == DR_OK)
+		dr_log(DR_LOG_INFO,
+		       "event=deletion.requested deletion=%s by=%s filters=%zu",
+		       deletion_id, by, n);
+	return st;
+}
+
+/* A selector's filters, read back from its JSON (which this file wrote). */
+typedef struct selector {
+	json_object *root;
+	dr_metadata_filter meta[DR_MAX_METADATA_FILTERS];
+	size_t n;
+} selector;
+
+static dr_status selector_read(const char *text, selector *s, dr_error *err)
+{
+	s->n = 0;
+	s->root = json_tokener_parse(text);
+	if (!s->root || !json_object_is_type(s->root, json_type_object))
+		return dr_fail(err, DR_ERR_INTERNAL, "bad_selector",
+			       "a deletion's selector is not a JSON object");
+	json_object_object_foreach(s->root, k, v)
+	{
+		if (strncmp(k, "metadata.", 9) != 0 ||
+		    s->n == DR_MAX_METADATA_FILTERS ||
+		    !json_object_is_type(v, json_type_string))
+			return dr_fail(err, DR_ERR_INTERNAL, "bad_selector",
+				       "a deletion's selector has %s", k);
+		s->meta[s->n].key = k + 9;
+		s->meta[s->n++].value = json_object_get_string(v);
+	}
+	return DR_OK;
+}
+
+/*
+ * Query the ids of the jobs selector `s` matches that were created up to
+ * `cutoff` and have (`done` 1) or have not (0) ended, at most `limit`,
+ * with cancel_requested.
+ */
+static dr_status select_jobs(dr_db *db, const selector *s, const char *cutoff,
+			     int done, unsigned limit, dr_db_rows **rows,
+			     dr_error *err)
+{
+	dr_db_arg args[1 + 2 * DR_MAX_METADATA_FILTERS + 1];
+	dr_buf sql;
+	size_t n = 0;
+	dr_status st;
+
+	dr_buf_init(&sql, 0);
+	st = dr_buf_printf(&sql,
+			   "SELECT jobs.id, jobs.cancel_requested FROM jobs"
+			   " WHERE jobs.created_at <= ? AND jobs.status %s "
+			   ENDED_SQL,
+			   done ? "IN" : "NOT IN");
+	args[n++] = DB_STR(cutoff);
+	if (st == DR_OK)
+		st = jobs_metadata_sql(&sql, "jobs.id", s->n);
+	for (size_t i = 0; i < s->n; i++) {
+		args[n++] = DB_STR(s->meta[i].key);
+		args[n++] = DB_STR(s->meta[i].value);
+	}
+	if (st == DR_OK)
+		st = dr_buf_puts(&sql, " ORDER BY jobs.id LIMIT ?");
+	args[n++] = DB_INT((int64_t)limit);
+	if (st != DR_OK)
+		st = dr_fail(err, DR_ERR_INTERNAL, "no_memory",
+			     "the query does not fit");
+	else
+		st = db_query_uncached(db, sql.data, rows, err, args, n);
+	dr_buf_free(&sql);
+	return st;
+}
+
+/* Add c to deletion `id`'s counts; `waiting` replaces jobs_waiting when
+ * not negative; state and run_at as given ("done": finished now). */
+static dr_status update(dr_db *db, const char *id, const dr_deletion_counts *c,
+			int64_t waiting, const char *state, double run_in,
+			dr_error *err)
+{
+	int done = strcmp(state, "done") == 0;
+
+	return db_exec(db,
+		       "UPDATE deletions SET state = ?,"
+		       " jobs_deleted = jobs_deleted + ?,"
+		       " objects_released = objects_released + ?,"
+		       " jobs_waiting = IF(? < 0, jobs_waiting, ?),"
+		       " run_at = IF(?, NULL, NOW(6) + INTERVAL ? MICROSECOND),"
+		       " finished_at = IF(?, NOW(6), NULL), updated_at = NOW(6)"
+		       " WHERE id = ?",
+		       NULL, err,
+		       DB_ARGS(DB_STR(state), DB_U64(c->jobs_deleted),
+			       DB_U64(c->objects_released), DB_INT(waiting),
+			       DB_INT(waiting), DB_INT(done),
+			       DB_INT((int64_t)(run_in * 1e6)), DB_INT(done),
+			       DB_STR(id)));
+}
+
+/* One transaction: lock deletion `id`, delete up to a batch of its ended
+ * jobs, add to its counts. *got: how many jobs the batch found. */
+static dr_status batch_once(dr_db *db, const char *id, size_t *got,
+			    dr_error *err)
+{
+	dr_db_rows *d = NULL, *jobs = NULL;
+	dr_deletion_counts c = { 0 };
+	selector s = { 0 };
+	dr_status st;
+
+	*got = 0;
+	st = db_begin(db, err);
+	if (st != DR_OK)
+		return st;
+	st = db_query(db,
+		      "SELECT selector, cutoff FROM deletions WHERE id = ?"
+		      " AND state <> 'done' FOR UPDATE",
+		      &d, err, DB_ARGS(DB_STR(id)));
+	if (st == DR_OK && d->n_rows == 0)
+		st = dr_fail(err, DR_ERR_NOT_FOUND, "not_found",
+			     "no deletion %s under way", id);
+	if (st == DR_OK)
+		st = selector_read(db_cell(d, 0, 0), &s, err);
+	if (st == DR_OK)
+		st = select_jobs(db, &s, db_cell(d, 0, 1), 1,
+				 DR_DELETION_BATCH, &jobs, err);
+	for (size_t i = 0; st == DR_OK && i < jobs->n_rows; i++) {
+		st = delete_one(db, db_cell(jobs, i, 0), &c, err);
+		/* Gone or restarted since the query: not this batch's. */
+		if (st == DR_ERR_NOT_FOUND || st == DR_ERR_CONFLICT)
+			st = DR_OK;
+	}
+	if (st == DR_OK) {
+		*got = jobs->n_rows;
+		st = update(db, id, &c, -1, "running", 0, err);
+	}
+	if (st == DR_OK)
+		st = db_commit(db, err);
+	if (st != DR_OK && db_in_transaction(db))
+		db_rollback(db);
+	db_rows_free(jobs);
+	db_rows_free(d);
+	json_object_put(s.root);
+	return st;
+}
+
+/* Cancel the matching jobs that have not ended (those not asked yet) and
+ * finish deletion `id` or look again later. */
+static dr_status wait_or_finish(dr_db *db, const char *id, dr_error *err)
+{
+	dr_db_rows *d = NULL, *jobs = NULL;
+	dr_deletion_counts none = { 0 };
+	selector s = { 0 };
+	dr_status st;
+	size_t waiting = 0;
+
+	st = db_query(db, "SELECT selector, cutoff FROM deletions WHERE id = ?",
+		      &d, err, DB_ARGS(DB_STR(id)));
+	if (st == DR_OK && d->n_rows == 0)
+		st = dr_fail(err, DR_ERR_NOT_FOUND, "not_found",
+			     "no deletion %s", id);
+	if (st == DR_OK)
+		st = selector_read(db_cell(d, 0, 0), &s, err);
+	if (st == DR_OK)
+		st = select_jobs(db, &s, db_cell(d, 0, 1), 0, 1000, &jobs, err);
+	for (size_t i = 0; st == DR_OK && i < jobs->n_rows; i++) {
+		const char *job = db_cell(jobs, i, 0);
+		dr_error e2;
+
+		waiting++;
+		if (strcmp(db_cell(jobs, i, 1), "0") != 0)
+			continue; /* asked already */
+		dr_error_clear(&e2);
+		if (jobstate_client_cancel(db, job, &e2) == DR_OK)
+			dr_log(DR_LOG_INFO,
+			       "event=job.cancel job=%s deletion=%s", job, id);
+	}
+	if (st == DR_OK)
+		st = update(db, id, &none, (int64_t)waiting,
+			    waiting ? "running" : "done", DR_DELETION_RECHECK,
+			    err);
+	if (st == DR_OK && !waiting)
+		dr_log(DR_LOG_INFO, "event=deletion.done deletion=%s", id);
+	db_rows_free(jobs);
+	db_rows_free(d);
+	json_object_put(s.root);
+	return st;
+}
+
+dr_status deletion_run_batch(dr_db *db, const char *id, int *more,
+			     dr_error *err)
+{
+	dr_status st = DR_OK;
+	size_t got = 0;
+
+	*more = 0;
+	for (int i = 0; i < DB_TX_TRIES; i++) {
+		st = batch_once(db, id, &got, err);
+		if (!db_tx_again(st, err))
+			break;
+	}
+	if (st != DR_OK)
+		return st;
+	if (got >= DR_DELETION_BATCH) {
+		*more = 1;
+		return DR_OK;
+	}
+	return wait_or_finish(db, id, err);
+}
+
+dr_status deletion_render(dr_db *db, const char *id, dr_buf *out,
+			  dr_error *err)
+{
+	dr_db_rows *rows = NULL;
+	dr_status st;
+
+	if (!deletion_id_valid(id))
+		return dr_fail(err, DR_ERR_NOT_FOUND, "not_found",
+			       "no deletion %s", id);
+	st = db_query(db,
+		      "SELECT id, kind, state, selector, requested_by,"
+		      " jobs_deleted, jobs_waiting, objects_released,"
+		      " created_at, finished_at FROM deletions WHERE id = ?",
+		      &rows, err, DB_ARGS(DB_STR(id)));
+	if (st != DR_OK)
+		return st;
+	if (rows->n_rows == 0) {
+		db_rows_free(rows);
+		return dr_fail(err, DR_ERR_NOT_FOUND, "not_found",
+			       "no deletion %s", id);
+	}
+	st = dr_buf_printf(out,
+			   "{\"id\":\"%s\",\"kind\":\"%s\",\"state\":\"%s\","
+			   "\"selector\":%s,\"requested_by\":",
+			   db_cell(rows, 0, 0), db_cell(rows, 0, 1),
+			   db_cell(rows, 0, 2), db_cell(rows, 0, 3));
+	if (st == DR_OK)
+		st = dr_buf_json_string(out, db_cell(rows, 0, 4));
+	if (st == DR_OK)
+		st = dr_buf_printf(out,
+				   ",\"counts\":{\"jobs_deleted\":%s,"
+				   "\"jobs_waiting\":%s,"
+				   "\"objects_released\":%s},\"created_at\":",
+				   db_cell(rows, 0, 5), db_cell(rows, 0, 6),
+				   db_cell(rows, 0, 7));
+	if (st == DR_OK)
+		st = jobs_append_time(out, db_cell(rows, 0, 8));
+	if (st == DR_OK)
+		st = dr_buf_puts(out, ",\"finished_at\":");
+	if (st == DR_OK)
+		st = jobs_append_time(out, db_cell(rows, 0, 9));
+	if (st == DR_OK)
+		st = dr_buf_puts(out, "}");
+	db_rows_free(rows);
+	if (st != DR_OK)
+		return dr_fail(err, st, "too_large",
+			       "the deletion does not fit the response");
+	return DR_OK;
+}
+
+/* ---------------------------------------------------------- retention */
+
+double deletion_job_retention(const dr_config *cfg, const char *status)
+{
+	for (size_t i = 0; i < N_ENDED; i++)
+		if (strcmp(status, ended[i]) == 0)
+			return cfg->retention.jobs[i];
+	return 0;
+}
+
+dr_status deletion_count_expired(dr_db *db, const dr_config *cfg,
+				 uint64_t *n, dr_error *err)
+{
+	*n = 0;
+	for (size_t i = 0; i < N_ENDED; i++) {
+		dr_db_rows *rows = NULL;
+		dr_status st;
+
+		if (cfg->retention.jobs[i] <= 0)
+			continue;
+		st = db_query(db,
+			      "SELECT COUNT(*) FROM jobs WHERE status = ?"
+			      " AND completed_at < NOW(6) - INTERVAL ?"
+			      " MICROSECOND",
+			      &rows, err,
+			      DB_ARGS(DB_STR(ended[i]),
+				      DB_INT((int64_t)(cfg->retention.jobs[i] *
+						       1e6))));
+		if (st != DR_OK)
+			return st;
+		*n += strtoull(db_cell(rows, 0, 0), NULL, 10);
+		db_rows_free(rows);
+	}
+	return DR_OK;
+}
+
+static dr_status expired_once(dr_db *db, const dr_config *cfg, unsigned batch,
+			      dr_deletion_counts *c, size_t *got,
+			      dr_error *err)
+{
+	dr_status st;
+
+	*got = 0;
+	st = db_begin(db, err);
+	for (size_t i = 0; i < N_ENDED && st == DR_OK && *got < batch; i++) {
+		dr_db_rows *rows = NULL;
+
+		if (cfg->retention.jobs[i] <= 0)
+			continue;
+		st = db_query(db,
+			      "SELECT id FROM jobs WHERE status = ?"
+			      " AND completed_at < NOW(6) - INTERVAL ?"
+			      " MICROSECOND ORDER BY completed_at LIMIT ?",
+			      &rows, err,
+			      DB_ARGS(DB_STR(ended[i]),
+				      DB_INT((int64_t)(cfg->retention.jobs[i] *
+						       1e6)),
+				      DB_INT((int64_t)(batch - *got))));
+		for (size_t k = 0; st == DR_OK && k < rows->n_rows; k++) {
+			st = delete_one(db, db_cell(rows, k, 0), c, err);
+			if (st == DR_ERR_NOT_FOUND || st == DR_ERR_CONFLICT)
+				st = DR_OK; /* gone or retried meanwhile */
+		}
+		if (st == DR_OK)
+			*got += rows->n_rows;
+		db_rows_free(rows);
+	}
+	if (st == DR_OK)
+		st = db_commit(db, err);
+	if (st != DR_OK && db_in_transaction(db))
+		db_rollback(db);
+	return st;
+}
+
+dr_status deletion_expired_batch(dr_db *db, const dr_config *cfg,
+				 unsigned batch, dr_deletion_counts *c,
+				 int *more, dr_error *err)
+{
+	dr_status st = DR_OK;
+	size_t got = 0;
+
+	*more = 0;
+	if (batch == 0 || batch > DR_DELETION_BATCH)
+		batch = DR_DELETION_BATCH;
+	if (db_in_transaction(db))
+		return dr_fail(err, DR_ERR_INTERNAL, "in_transaction",
+			       "expired jobs are deleted in transactions of "
+			       "their own");
+	for (int i = 0; i < DB_TX_TRIES; i++) {
+		dr_deletion_counts mine = { 0 };
+
+		st = expired_once(db, cfg, batch, &mine, &got, err);
+		if (st == DR_OK) {
+			c->jobs_deleted += mine.jobs_deleted;
+			c->objects_released += mine.objects_released;
+		}
+		if (!db_tx_again(st, err))
+			break;
+	}
+	*more = st == DR_OK && got >= batch;
+	return st;
+}
+
+dr_status deletion_record_retention(dr_db *db, const dr_config *cfg,
+				    const char *by,
+				    const dr_deletion_counts *c,
+				    dr_error *err)
+{
+	char id[DR_DELETION_ID_LEN + 1], sel[160];
+	dr_status st;
+
+	if (c->jobs_deleted == 0)
+		return DR_OK;
+	st = new_id(id, err);
+	if (st != DR_OK)
+		return st;
+	snprintf(sel, sizeof(sel),
+		 "{\"succeeded\":%.0f,\"failed\":%.0f,\"canceled\":%.0f}",
+		 cfg->retention.jobs[0], cfg->retention.jobs[1],
+		 cfg->retention.jobs[2]);
+	return record(db, id, "retention", "done", sel, by, c, err);
+}
+
+/* The id of a selector deletion due now into id, or "" when none. */
+static dr_status due_deletion(dr_db *db, char id[DR_DELETION_ID_LEN + 1],
+			      dr_error *err)
+{
+	dr_db_rows *rows = NULL;
+	dr_status st;
+
+	id[0] = '\0';
+	st = db_query(db,
+		      "SELECT id FROM deletions WHERE run_at <= NOW(6)"
+		      " ORDER BY run_at LIMIT 1",
+		      &rows, err, DB_NOARGS);
+	if (st != DR_OK)
+		return st;
+	if (rows->n_rows == 1)
+		snprintf(id, DR_DELETION_ID_LEN + 1, "%s", db_cell(rows, 0, 0));
+	db_rows_free(rows);
+	return DR_OK;
+}
+
+static int any_job_retention(const dr_config *cfg)
+{
+	for (size_t i = 0; i < N_ENDED; i++)
+		if (cfg->retention.jobs[i] > 0)
+			return 1;
+	return 0;
+}
+
+int deletion_step(dr_deletion_pass *p, dr_db *db, const dr_config *cfg,
+		  double interval, double now)
+{
+	char id[DR_DELETION_ID_LEN + 1];
+	dr_error err;
+	int more = 0;
+
+	dr_error_clear(&err);
+	if (now >= p->next_check) {
+		if (due_deletion(db, id, &err) != DR_OK) {
+			dr_log(DR_LOG_WARNING,
+			       "event=deletion.look_failed code=%s "
+			       "reason=\"%.200s\"",
+			       err.code, err.message);
+			p->next_check = now + 1.0;
+		} else if (id[0]) {
+			if (deletion_run_batch(db, id, &more, &err) != DR_OK) {
+				dr_log(DR_LOG_WARNING,
+				       "event=deletion.batch_failed "
+				       "deletion=%s code=%s reason=\"%.200s\"",
+				       id, err.code, err.message);
+				p->next_check = now + 1.0;
+				return 0;
+			}
+			return 1; /* another may be due: look again at once */
+		} else {
+			p->next_check = now + 1.0;
+		}
+	}
+	if (!any_job_retention(cfg))
+		return 0;
+	if (!p->expiring) {
+		if (now < p->next_expired)
+			return 0;
+		p->expiring = 1;
+		memset(&p->expired, 0, sizeof(p->expired));
+	}
+	if (deletion_expired_batch(db, cfg, DR_DELETION_BATCH, &p->expired,
+				   &more, &err) != DR_OK) {
+		dr_log(DR_LOG_WARNING,
+		       "event=retention.jobs_failed code=%s reason=\"%.200s\"",
+		       err.code, err.message);
+		more = 0;
+	}
+	if (more)
+		return 1;
+	if (p->expired.jobs_deleted) {
+		dr_log(DR_LOG_INFO,
+		       "event=retention.jobs deleted=%llu objects_released=%llu",
+		       (unsigned long long)p->expired.jobs_deleted,
+		       (unsigned long long)p->expired.objects_released);
+		if (deletion_record_retention(db, cfg, "retention", &p->expired,
+					      &err) != DR_OK)
+			dr_log(DR_LOG_WARNING,
+			       "event=retention.record_failed code=%s "
+			       "reason=\"%.200s\"",
+			       err.code, err.message);
+	}
+	p->expiring = 0;
+	p->next_expired = now + interval;
+	return 0;
+}
