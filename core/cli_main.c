@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -1165,6 +1166,46 @@ static void spell_duration(double v, char *out, size_t size)
 		snprintf(out, size, "%llds", s);
 }
 
+/* Delete the ended jobs past [retention] jobs, a transaction per batch
+ * until one is short or Ctrl-C; progress and the longest transaction
+ * (its locks are held that long) on stderr; one audit record. */
+static dr_status prune_jobs(dr_db *db, const dr_config *cfg, int tty,
+			    dr_deletion_counts *jobs, dr_error *err)
+{
+	uint64_t batches = 0;
+	double longest = 0;
+	dr_status st = DR_OK;
+	int more = 1;
+
+	while (st == DR_OK && more && !stop_requested) {
+		struct timespec t0, t1;
+		double ms;
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		st = deletion_expired_batch(db, cfg, DR_DELETION_BATCH, jobs,
+					    &more, err);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+		     (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+		if (ms > longest)
+			longest = ms;
+		batches++;
+		if (tty)
+			fprintf(stderr, "\rprune: jobs: %llu deleted",
+				(unsigned long long)jobs->jobs_deleted);
+	}
+	if (tty)
+		fputc('\n', stderr);
+	fprintf(stderr,
+		"prune: jobs: %llu deleted in %llu transactions, the longest "
+		"%.1f ms\n",
+		(unsigned long long)jobs->jobs_deleted,
+		(unsigned long long)batches, longest);
+	if (st == DR_OK)
+		st = deletion_record_retention(db, cfg, "cli", jobs, err);
+	return st;
+}
+
 static int cmd_prune(const cli *c, const cli_args *a)
 {
 	const char *cmd = a->cmd->name;
@@ -1214,23 +1255,8 @@ static int cmd_prune(const cli *c, const cli_args *a)
 			st = deletion_count_expired(db, cfg, &jobs.jobs_deleted,
 						    &err);
 		} else {
-			int more = 1;
-
-			while (st == DR_OK && more && !stop_requested) {
-				st = deletion_expired_batch(
-					db, cfg, DR_DELETION_BATCH, &jobs,
-					&more, &err);
-				if (tty)
-					fprintf(stderr, "\rprune: jobs: %llu",
-						(unsigned long long)
-							jobs.jobs_deleted);
-			}
-			if (tty)
-				fputc('\n', stderr);
+			st = prune_jobs(db, cfg, tty, &jobs, &err);
 			interrupted = stop_requested != 0;
-			if (st == DR_OK)
-				st = deletion_record_retention(db, cfg, "cli",
-							       &jobs, &err);
 		}
 	}
 	/* Objects no row uses: a deleted job's, due at once, and those

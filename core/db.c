@@ -1097,6 +1097,37 @@ dr_status db_query_uncached(dr_db *db, const char *sql, dr_db_rows **rows,
 	return query_args(db, sql, 0, rows, err, args, n_args);
 }
 
+const char *db_sql_list(const char *tmpl, unsigned n, char **cache)
+{
+	size_t marks = 0, len;
+	const char *p;
+	char *out, *o;
+
+	if (*cache)
+		return *cache;
+	for (p = strstr(tmpl, "(?*)"); p; p = strstr(p + 4, "(?*)"))
+		marks++;
+	len = strlen(tmpl) + marks * (3 * (size_t)n + 2) + 1;
+	out = o = dr_xmalloc(len);
+	for (p = tmpl; *p;) {
+		if (strncmp(p, "(?*)", 4) != 0) {
+			*o++ = *p++;
+			continue;
+		}
+		*o++ = '(';
+		for (unsigned i = 0; i < n; i++) {
+			if (i)
+				*o++ = ',';
+			*o++ = '?';
+		}
+		*o++ = ')';
+		p += 4;
+	}
+	*o = '\0';
+	*cache = out;
+	return out;
+}
+
 dr_status db_exec_text(dr_db *db, const char *sql, dr_error *err)
 {
 	return run_text(db, sql, err);

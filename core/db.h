@@ -166,6 +166,15 @@ int db_tx_again(dr_status st, const dr_error *err);
 /* Whether a transaction is open (between db_begin and its end). */
 int db_in_transaction(const dr_db *db);
 
+/*
+ * SQL text for a statement over a list of `n` values: `tmpl` with each
+ * "(?*)" replaced by "(?, ?, …)" of n placeholders. Built once into
+ * *cache (the caller's static pointer, never freed, so the text lives as
+ * long as every handle, as db_exec() and db_query() want) and returned.
+ * A caller with fewer values repeats one: `IN (a, b, b)` is `IN (a, b)`.
+ */
+const char *db_sql_list(const char *tmpl, unsigned n, char **cache);
+
 /* AUTO_INCREMENT id of the last insert on this connection. */
 uint64_t db_last_insert_id(dr_db *db);
 

@@ -44,106 +44,142 @@ static dr_status new_id(char id[DR_DELETION_ID_LEN + 1], dr_error *err)
 	return DR_OK;
 }
 
-static int cmp_str(const void *a, const void *b)
+/* A key a batch of jobs used, and how many times. */
+typedef struct used_key {
+	const char *key;
+	unsigned n;
+} used_key;
+
+static int cmp_used(const void *a, const void *b)
 {
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
+	return strcmp(((const used_key *)a)->key, ((const used_key *)b)->key);
+}
+
+/* Fill args[0..DR_DELETION_BATCH) with ids[0..n), repeating the last
+ * (an IN list does not mind). */
+static void id_args(dr_db_arg *args, const char *const *ids, size_t n)
+{
+	for (size_t i = 0; i < DR_DELETION_BATCH; i++)
+		args[i] = DB_STR(ids[i < n ? i : n - 1]);
 }
 
 /*
- * Drop the references job `id` holds in `objects`: each key its outputs
- * and renditions use, counted (a job may use a key twice), in key order.
- * Released objects are due for removal at once.
+ * Drop the references jobs ids[0..n) hold in `objects`: each key their
+ * outputs and renditions use, counted (a job may use a key twice, jobs of
+ * one batch may share it), rows locked in key order. Released objects are
+ * due for removal at once.
  */
-static dr_status unref_keys(dr_db *db, const char *id, dr_deletion_counts *c,
-			    dr_error *err)
+static dr_status unref_keys(dr_db *db, const char *const *ids, size_t n,
+			    dr_deletion_counts *c, dr_error *err)
 {
+	static char *sql;
+	const char *text = db_sql_list(
+		"SELECT storage_key, COUNT(*) FROM ("
+		" SELECT storage_key FROM outputs WHERE job_id IN (?*)"
+		" AND storage_key IS NOT NULL"
+		" UNION ALL SELECT r.storage_key FROM renditions r"
+		" JOIN outputs o ON o.id = r.output_id WHERE o.job_id IN (?*)"
+		") k GROUP BY storage_key",
+		DR_DELETION_BATCH, &sql);
+	dr_db_arg args[2 * DR_DELETION_BATCH];
 	dr_db_rows *rows = NULL;
-	const char **keys = NULL;
-	size_t n;
+	used_key *u;
+	const char **keys;
+	unsigned *counts;
+	size_t m;
 	dr_status st;
 
-	st = db_query(db,
-		      "SELECT storage_key FROM outputs WHERE job_id = ?"
-		      " AND storage_key IS NOT NULL"
-		      " UNION ALL SELECT r.storage_key FROM renditions r"
-		      " JOIN outputs o ON o.id = r.output_id"
-		      " WHERE o.job_id = ?",
-		      &rows, err, DB_ARGS(DB_STR(id), DB_STR(id)));
+	id_args(args, ids, n);
+	id_args(args + DR_DELETION_BATCH, ids, n);
+	st = db_query(db, text, &rows, err, args, 2 * DR_DELETION_BATCH);
 	if (st != DR_OK)
 		return st;
-	n = rows->n_rows;
-	if (n > 0) {
-		keys = calloc(n, sizeof(*keys));
-		if (!keys)
-			dr_die("out of memory");
+	m = rows->n_rows;
+	if (m == 0) {
+		db_rows_free(rows);
+		return DR_OK;
 	}
-	for (size_t i = 0; i < n; i++)
-		keys[i] = db_cell(rows, i, 0);
-	if (n > 1)
-		qsort(keys, n, sizeof(*keys), cmp_str);
-	for (size_t i = 0; i < n && st == DR_OK;) {
-		size_t j = i + 1;
-		int released = 0;
-
-		while (j < n && strcmp(keys[j], keys[i]) == 0)
-			j++;
-		st = objects_unref(db, keys[i], (unsigned)(j - i), 0,
-				   &released, err);
-		if (released)
-			c->objects_released++;
-		i = j;
+	u = dr_xmalloc(m * sizeof(*u));
+	keys = dr_xmalloc(m * sizeof(*keys));
+	counts = dr_xmalloc(m * sizeof(*counts));
+	for (size_t i = 0; i < m; i++) {
+		u[i].key = db_cell(rows, i, 0);
+		u[i].n = (unsigned)strtoul(db_cell(rows, i, 1), NULL, 10);
 	}
+	qsort(u, m, sizeof(*u), cmp_used);
+	for (size_t i = 0; i < m; i++) {
+		keys[i] = u[i].key;
+		counts[i] = u[i].n;
+	}
+	st = objects_unref_many(db, keys, counts, m, 0, &c->objects_released,
+				err);
+	free(counts);
 	free(keys);
+	free(u);
 	db_rows_free(rows);
 	return st;
 }
 
 /*
- * Delete job `id` in the open transaction: its row locked first. An
- * unknown job is DR_ERR_NOT_FOUND, one that has not ended DR_ERR_CONFLICT
- * (nothing changed either way).
+ * Delete jobs ids[0..n) (1 to DR_DELETION_BATCH) in the open transaction,
+ * their rows locked first, in id order. Jobs that are gone or have not
+ * ended are left alone; with `strict` (one job asked for by id) that is
+ * DR_ERR_NOT_FOUND or DR_ERR_CONFLICT, nothing changed.
  */
-static dr_status delete_one(dr_db *db, const char *id, dr_deletion_counts *c,
-			    dr_error *err)
+static dr_status delete_jobs(dr_db *db, const char *const *ids, size_t n,
+			     int strict, dr_deletion_counts *c, dr_error *err)
 {
-	static const char *const children[] = {
+	static const char *const tmpl[] = {
 		"DELETE r FROM renditions r JOIN outputs o"
-		" ON o.id = r.output_id WHERE o.job_id = ?",
-		"DELETE FROM outputs WHERE job_id = ?",
-		"DELETE FROM job_events WHERE job_id = ?",
-		"DELETE FROM job_metadata WHERE job_id = ?",
-		"DELETE FROM idempotency_keys WHERE job_id = ?",
-		"DELETE FROM jobs WHERE id = ?",
+		" ON o.id = r.output_id WHERE o.job_id IN (?*)",
+		"DELETE FROM outputs WHERE job_id IN (?*)",
+		"DELETE FROM job_events WHERE job_id IN (?*)",
+		"DELETE FROM job_metadata WHERE job_id IN (?*)",
+		"DELETE FROM idempotency_keys WHERE job_id IN (?*)",
+		"DELETE FROM jobs WHERE id IN (?*)",
 	};
+	enum { N_DELETES = sizeof(tmpl) / sizeof(tmpl[0]) };
+	static char *sql_lock, *sql_del[N_DELETES];
+	const char *ended_ids[DR_DELETION_BATCH];
+	dr_db_arg args[DR_DELETION_BATCH];
 	dr_db_rows *rows = NULL;
-	dr_job_status s = DR_JOB_QUEUED;
+	size_t k = 0;
 	dr_status st;
 
-	st = db_query(db, "SELECT status FROM jobs WHERE id = ? FOR UPDATE",
-		      &rows, err, DB_ARGS(DB_STR(id)));
+	id_args(args, ids, n);
+	st = db_query(db,
+		      db_sql_list("SELECT id, status FROM jobs WHERE id IN (?*)"
+				  " ORDER BY id FOR UPDATE",
+				  DR_DELETION_BATCH, &sql_lock),
+		      &rows, err, args, DR_DELETION_BATCH);
 	if (st != DR_OK)
 		return st;
-	if (rows->n_rows == 0) {
-		db_rows_free(rows);
-		return dr_fail(err, DR_ERR_NOT_FOUND, "not_found",
-			       "no job %s", id);
+	for (size_t i = 0; i < rows->n_rows; i++) {
+		dr_job_status s = DR_JOB_QUEUED;
+
+		(void)jobstate_parse(db_cell(rows, i, 1), &s);
+		if (jobstate_is_final(s))
+			ended_ids[k++] = db_cell(rows, i, 0);
 	}
-	(void)jobstate_parse(db_cell(rows, 0, 0), &s);
-	if (!jobstate_is_final(s)) {
+	if (strict && rows->n_rows == 0)
+		st = dr_fail(err, DR_ERR_NOT_FOUND, "not_found", "no job %s",
+			     ids[0]);
+	else if (strict && k == 0)
 		st = dr_fail(err, DR_ERR_CONFLICT, "job_not_ended",
 			     "the job has not ended (%s): cancel it first",
-			     db_cell(rows, 0, 0));
-		db_rows_free(rows);
-		return st;
+			     db_cell(rows, 0, 1));
+	if (st == DR_OK && k > 0) {
+		st = unref_keys(db, ended_ids, k, c, err);
+		id_args(args, ended_ids, k);
+		for (size_t i = 0; i < N_DELETES && st == DR_OK; i++)
+			st = db_exec(db,
+				     db_sql_list(tmpl[i], DR_DELETION_BATCH,
+						 &sql_del[i]),
+				     NULL, err, args, DR_DELETION_BATCH);
+		if (st == DR_OK)
+			c->jobs_deleted += k;
 	}
 	db_rows_free(rows);
-	st = unref_keys(db, id, c, err);
-	for (size_t i = 0; i < sizeof(children) / sizeof(children[0]) &&
-			   st == DR_OK;
-	     i++)
-		st = db_exec(db, children[i], NULL, err, DB_ARGS(DB_STR(id)));
-	if (st == DR_OK)
-		c->jobs_deleted++;
 	return st;
 }
 
@@ -185,7 +221,7 @@ static dr_status delete_job_once(dr_db *db, const char *id, const char *by,
 	st = db_begin(db, err);
 	if (st != DR_OK)
 		return st;
-	st = delete_one(db, id, c, err);
+	st = delete_jobs(db, &id, 1, 1, c, err);
 	if (st == DR_OK)
 		st = record(db, rid, "job", "done", selector, by, c, err);
 	if (st == DR_OK)
@@ -378,11 +414,13 @@ static dr_status batch_once(dr_db *db, const char *id, size_t *got,
 	if (st == DR_OK)
 		st = select_jobs(db, &s, db_cell(d, 0, 1), 1,
 				 DR_DELETION_BATCH, &jobs, err);
-	for (size_t i = 0; st == DR_OK && i < jobs->n_rows; i++) {
-		st = delete_one(db, db_cell(jobs, i, 0), &c, err);
-		/* Gone or restarted since the query: not this batch's. */
-		if (st == DR_ERR_NOT_FOUND || st == DR_ERR_CONFLICT)
-			st = DR_OK;
+	if (st == DR_OK && jobs->n_rows > 0) {
+		const char *ids[DR_DELETION_BATCH];
+
+		for (size_t i = 0; i < jobs->n_rows; i++)
+			ids[i] = db_cell(jobs, i, 0);
+		/* One gone or retried since the query is left alone. */
+		st = delete_jobs(db, ids, jobs->n_rows, 0, &c, err);
 	}
 	if (st == DR_OK) {
 		*got = jobs->n_rows;
@@ -570,10 +608,13 @@ static dr_status expired_once(dr_db *db, const dr_config *cfg, unsigned batch,
 				      DB_INT((int64_t)(cfg->retention.jobs[i] *
 						       1e6)),
 				      DB_INT((int64_t)(batch - *got))));
-		for (size_t k = 0; st == DR_OK && k < rows->n_rows; k++) {
-			st = delete_one(db, db_cell(rows, k, 0), c, err);
-			if (st == DR_ERR_NOT_FOUND || st == DR_ERR_CONFLICT)
-				st = DR_OK; /* gone or retried meanwhile */
+		if (st == DR_OK && rows->n_rows > 0) {
+			const char *ids[DR_DELETION_BATCH];
+
+			for (size_t k = 0; k < rows->n_rows; k++)
+				ids[k] = db_cell(rows, k, 0);
+			/* One retried meanwhile is left alone. */
+			st = delete_jobs(db, ids, rows->n_rows, 0, c, err);
 		}
 		if (st == DR_OK)
 			*got += rows->n_rows;

@@ -92,43 +92,121 @@ dr_status objects_unpin(dr_db *db, const char *key, dr_error *err)
 		       NULL, err, DB_ARGS(DB_STR(key)));
 }
 
-dr_status objects_unref(dr_db *db, const char *key, unsigned n, double grace,
-			int *released, dr_error *err)
+/* Keys one statement of objects_unref_many() names at most. */
+#define LIST 100
+
+/* Fill args[0..LIST) with keys[0..m), repeating the last. */
+static void list_args(dr_db_arg *args, const char *const *keys, size_t m)
+{
+	for (size_t i = 0; i < LIST; i++)
+		args[i] = DB_STR(keys[i < m ? i : m - 1]);
+}
+
+static int cmp_key(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Lock the rows of keys[0..n) (sorted) and count into *released those
+ * whose refs is at most their count. */
+static dr_status lock_counted(dr_db *db, const char *const *keys,
+			      const unsigned *counts, size_t n,
+			      uint64_t *released, dr_error *err)
+{
+	static char *sql;
+	const char *text = db_sql_list("SELECT storage_key, refs FROM objects"
+				       " WHERE storage_key IN (?*)"
+				       " ORDER BY storage_key FOR UPDATE",
+				       LIST, &sql);
+	dr_db_arg args[LIST];
+	dr_status st = DR_OK;
+
+	for (size_t at = 0; at < n && st == DR_OK; at += LIST) {
+		size_t m = n - at < LIST ? n - at : LIST;
+		dr_db_rows *rows = NULL;
+
+		list_args(args, keys + at, m);
+		st = db_query(db, text, &rows, err, args, LIST);
+		for (size_t r = 0; st == DR_OK && r < rows->n_rows; r++) {
+			const char *k = db_cell(rows, r, 0);
+			const char *const *hit =
+				bsearch(&k, keys + at, m, sizeof(*keys),
+					cmp_key);
+
+			if (hit && strtoull(db_cell(rows, r, 1), NULL, 10) <=
+					   counts[hit - keys])
+				(*released)++;
+		}
+		db_rows_free(rows);
+	}
+	return st;
+}
+
+dr_status objects_unref_many(dr_db *db, const char *const *keys,
+			     const unsigned *counts, size_t n, double grace,
+			     uint64_t *released, dr_error *err)
 {
 	/* refs is assigned last, so the other columns read the count
 	 * before the decrement whichever way the server orders the SET
 	 * list. A NULL interval (grace < 0) gives a NULL remove_after:
 	 * never due. */
+	static char *sql;
+	const char *text = db_sql_list(
+		"UPDATE objects SET state = IF(refs <= ?, 'removing', state),"
+		" remove_after = IF(refs <= ?,"
+		" NOW(6) + INTERVAL ? MICROSECOND, remove_after),"
+		" updated_at = NOW(6), refs = IF(refs > ?, refs - ?, 0)"
+		" WHERE storage_key IN (?*)",
+		LIST, &sql);
 	dr_db_arg us = grace >= 0 ? DB_INT((int64_t)(grace * 1e6)) : DB_NULL;
-	dr_db_rows *rows = NULL;
+	dr_db_arg args[5 + LIST];
+	const char **group;
+	uint64_t mine = 0;
 	dr_status st;
 
-	if (released)
-		*released = 0;
-	st = db_query(db,
-		      "SELECT refs FROM objects WHERE storage_key = ?"
-		      " FOR UPDATE",
-		      &rows, err, DB_ARGS(DB_STR(key)));
+	if (n == 0)
+		return DR_OK;
+	st = lock_counted(db, keys, counts, n, &mine, err);
 	if (st != DR_OK)
 		return st;
-	if (rows->n_rows == 0) {
-		db_rows_free(rows);
-		return DR_OK;
+	/* One statement per LIST keys of one count (nearly always 1). */
+	group = dr_xmalloc(n * sizeof(*group));
+	for (size_t i = 0; i < n && st == DR_OK; i++) {
+		size_t m = 0;
+		int first = 1;
+
+		for (size_t j = 0; j < i && first; j++)
+			first = counts[j] != counts[i];
+		if (!first)
+			continue; /* this count's keys went with an earlier one */
+		for (size_t j = i; j < n; j++)
+			if (counts[j] == counts[i])
+				group[m++] = keys[j];
+		for (size_t at = 0; at < m && st == DR_OK; at += LIST) {
+			size_t k = m - at < LIST ? m - at : LIST;
+
+			args[0] = args[1] = args[3] = args[4] =
+				DB_INT((int64_t)counts[i]);
+			args[2] = us;
+			list_args(args + 5, group + at, k);
+			st = db_exec(db, text, NULL, err, args, 5 + LIST);
+		}
 	}
-	if (released && strtoull(db_cell(rows, 0, 0), NULL, 10) <= n)
-		*released = 1;
-	db_rows_free(rows);
-	return db_exec(db,
-		       "UPDATE objects SET"
-		       " state = IF(refs <= ?, 'removing', state),"
-		       " remove_after = IF(refs <= ?,"
-		       " NOW(6) + INTERVAL ? MICROSECOND, remove_after),"
-		       " updated_at = NOW(6),"
-		       " refs = IF(refs > ?, refs - ?, 0)"
-		       " WHERE storage_key = ?",
-		       NULL, err,
-		       DB_ARGS(DB_INT(n), DB_INT(n), us, DB_INT(n), DB_INT(n),
-			       DB_STR(key)));
+	free(group);
+	if (st == DR_OK && released)
+		*released += mine;
+	return st;
+}
+
+dr_status objects_unref(dr_db *db, const char *key, unsigned n, double grace,
+			int *released, dr_error *err)
+{
+	uint64_t r = 0;
+	dr_status st = objects_unref_many(db, &key, &n, 1, grace, &r, err);
+
+	if (released)
+		*released = r > 0;
+	return st;
 }
 
 /* Record a failed removal of `key` (in the open transaction): attempts

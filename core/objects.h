@@ -114,6 +114,17 @@ dr_status objects_unpin(dr_db *db, const char *key,
 dr_status objects_unref(dr_db *db, const char *key, unsigned n, double grace,
 			int *released, dr_error *err) DR_WARN_UNUSED;
 
+/*
+ * objects_unref() for many keys at once: keys[i] loses counts[i] (1 or
+ * more) references, keys[0..n) distinct and sorted by strcmp (the order
+ * their rows are locked in). *released (may be NULL) is added the number
+ * of keys left with none. A few statements per 100 keys, in the caller's
+ * transaction.
+ */
+dr_status objects_unref_many(dr_db *db, const char *const *keys,
+			     const unsigned *counts, size_t n, double grace,
+			     uint64_t *released, dr_error *err) DR_WARN_UNUSED;
+
 /* What objects_remove_due() did. */
 typedef struct dr_object_removals {
 	uint64_t removed; /* objects removed from the sink, rows deleted */

@@ -246,7 +246,8 @@ mariadb_start() {
     _svc_spawn "$dir/mariadb.log" mariadbd --no-defaults --user=root \
         --datadir="$data" --socket="$sock" --port="$port" \
         --bind-address=127.0.0.1 --skip-name-resolve --skip-log-bin \
-        --innodb-buffer-pool-size=64M --pid-file="$dir/mariadb.pid"
+        --innodb-buffer-pool-size="${DARKROOM_MARIADB_BUFFER_POOL:-64M}" \
+        --pid-file="$dir/mariadb.pid"
     pid=$_SVC_PID
     for ((i = 0; i < 300; i++)); do
         if _mariadb_ping "$sock"; then
