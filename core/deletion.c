@@ -17,6 +17,7 @@
 #include "jobstate.h"
 #include "jsonutil.h"
 #include "log.h"
+#include "metrics.h"
 #include "objects.h"
 
 /* The ended statuses, which [retention] has a setting for each. */
@@ -183,6 +184,17 @@ static dr_status delete_jobs(dr_db *db, const char *const *ids, size_t n,
 	return st;
 }
 
+/* Count `n` jobs deleted by a deletion of `kind` in /metrics. */
+static void count_deleted(dr_db *db, const char *kind, uint64_t n)
+{
+	char labels[DR_METRICS_LABELS_MAX];
+
+	if (n == 0)
+		return;
+	metrics_labels(labels, sizeof(labels), "kind", kind, NULL);
+	metrics_add(db, "darkroom_jobs_deleted_total", labels, (double)n);
+}
+
 /* Insert an audit record (in the open transaction). */
 static dr_status record(dr_db *db, const char *id, const char *kind,
 			const char *state, const char *selector,
@@ -253,6 +265,8 @@ dr_status deletion_delete_job(dr_db *db, const char *id, const char *by,
 		if (!db_tx_again(st, err))
 			break;
 	}
+	if (st == DR_OK)
+		count_deleted(db, "job", c->jobs_deleted);
 	if (st == DR_OK)
 		dr_log(DR_LOG_INFO,
 		       "event=job.deleted job=%s by=%s objects_released=%llu",
@@ -430,6 +444,8 @@ static dr_status batch_once(dr_db *db, const char *id, size_t *got,
 		st = db_commit(db, err);
 	if (st != DR_OK && db_in_transaction(db))
 		db_rollback(db);
+	if (st == DR_OK)
+		count_deleted(db, "selector", c.jobs_deleted);
 	db_rows_free(jobs);
 	db_rows_free(d);
 	json_object_put(s.root);
@@ -648,6 +664,7 @@ dr_status deletion_expired_batch(dr_db *db, const dr_config *cfg,
 		if (st == DR_OK) {
 			c->jobs_deleted += mine.jobs_deleted;
 			c->objects_released += mine.objects_released;
+			count_deleted(db, "retention", mine.jobs_deleted);
 		}
 		if (!db_tx_again(st, err))
 			break;

@@ -335,6 +335,11 @@ static const struct {
 	 "Bytes of outputs downloaded from providers."},
 	{"darkroom_stored_bytes_total",
 	 "Bytes written to the output sink (outputs and renditions)."},
+	{"darkroom_jobs_deleted_total",
+	 "Jobs deleted by kind of deletion (job: by id; selector: by "
+	 "metadata; retention: by age)."},
+	{"darkroom_objects_removed_total",
+	 "Stored objects removed from the sink once no row used them."},
 };
 
 typedef struct expo {
@@ -510,6 +515,19 @@ dr_status metrics_render(dr_db *db, dr_buf *out, dr_error *err)
 			  " WHERE predict_time IS NOT NULL"
 			  " GROUP BY model ORDER BY model",
 			  "darkroom_predict_seconds_total", "model", NULL, err);
+	}
+	if (st == DR_OK) {
+		family(&x, "darkroom_objects_pending_removal", "gauge",
+		       "Stored objects no row uses that wait to be removed "
+		       "from the sink (pinned ones included), and those whose "
+		       "removal failed at least once.");
+		st = live(&x, db,
+			  "SELECT 'waiting', COUNT(*) FROM objects"
+			  " WHERE remove_after IS NOT NULL AND refs = 0"
+			  " UNION ALL SELECT 'failing', COUNT(*) FROM objects"
+			  " WHERE remove_after IS NOT NULL AND attempts > 0",
+			  "darkroom_objects_pending_removal", "state", NULL,
+			  err);
 	}
 	if (st == DR_OK) {
 		family(&x, "darkroom_worker_processes", "gauge",

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 
 /* 1 while a pin holds the row: a pin not yet followed by its reference
  * that has not ended. */
@@ -281,6 +282,11 @@ static dr_status remove_one(dr_db *db, struct dr_instance *sink,
 			goto fail;
 		r->removed++;
 		dr_log(DR_LOG_INFO, "event=object.removed key=%s", key);
+		st = db_commit(db, err);
+		if (st == DR_OK)
+			metrics_add(db, "darkroom_objects_removed_total", "",
+				    1);
+		return st;
 	} else {
 		st = removal_failed(db, key, attempts + 1, &why, err);
 		if (st != DR_OK)

@@ -117,7 +117,25 @@ def _():
 def _():
     expect_problem(get("/v1/jobs/job_doesnotexist000000"), 404)
     expect_problem(get("/v1/nosuchthing"), 404)
-    expect_problem(request("DELETE", "/v1/jobs"), 405)
+    expect_problem(request("PUT", "/v1/jobs", body={}), 405)
+
+
+@case("DELETE reaches the app: 409 while a job runs, 204 without a body once it "
+      "ended, then 404; a deletion by metadata answers 202 with Location")
+def _():
+    job = expect_json(post("/v1/jobs", job_body(metadata={"smoke": RUN})), 202)
+    path = f"/v1/jobs/{job['id']}"
+    expect_problem(request("DELETE", path), 409)
+    expect_status(post(f"{path}/cancel"), 202)
+    r = request_raw("DELETE", path)
+    expect_eq((r.status, r.body), (204, b""), "DELETE of an ended job")
+    expect_problem(get(path), 404)
+    expect_problem(request("DELETE", path), 404)
+    r = request("DELETE", f"/v1/jobs?metadata.smoke={RUN}")
+    doc = expect_json(r, 202)
+    expect(doc.get("id", "").startswith("d_"), f"deletion: {doc}")
+    expect_eq(r.headers.get("Location"), f"/v1/deletions/{doc['id']}", "Location")
+    expect_eq(expect_json(get(f"/v1/deletions/{doc['id']}"), 200)["id"], doc["id"], "deletion read back")
 
 
 @case("a 1.5 MiB body is refused with 413")
