@@ -336,36 +336,43 @@ static dr_status selector_read(const char *text, selector *s, dr_error *err)
 		s->meta[s->n].key = k + 9;
 		s->meta[s->n++].value = json_object_get_string(v);
 	}
+	if (s->n == 0)
+		return dr_fail(err, DR_ERR_INTERNAL, "bad_selector",
+			       "a deletion's selector has no filter");
 	return DR_OK;
 }
 
 /*
  * Query the ids of the jobs selector `s` matches that were created up to
  * `cutoff` and have (`done` 1) or have not (0) ended, at most `limit`,
- * with cancel_requested.
+ * with cancel_requested. The first filter drives the query along
+ * job_metadata_kv (k, v, job_id), so a batch reads the selected jobs,
+ * not the whole table; the others are EXISTS lookups on their primary key.
  */
 static dr_status select_jobs(dr_db *db, const selector *s, const char *cutoff,
 			     int done, unsigned limit, dr_db_rows **rows,
 			     dr_error *err)
 {
-	dr_db_arg args[1 + 2 * DR_MAX_METADATA_FILTERS + 1];
+	dr_db_arg args[2 * DR_MAX_METADATA_FILTERS + 2];
 	dr_buf sql;
 	size_t n = 0;
 	dr_status st;
 
 	dr_buf_init(&sql, 0);
 	st = dr_buf_printf(&sql,
-			   "SELECT jobs.id, jobs.cancel_requested FROM jobs"
-			   " WHERE jobs.created_at <= ? AND jobs.status %s "
-			   ENDED_SQL,
+			   "SELECT jobs.id, jobs.cancel_requested"
+			   " FROM job_metadata d JOIN jobs ON jobs.id = d.job_id"
+			   " WHERE d.k = ? AND d.v = ? AND jobs.created_at <= ?"
+			   " AND jobs.status %s " ENDED_SQL,
 			   done ? "IN" : "NOT IN");
-	args[n++] = DB_STR(cutoff);
-	if (st == DR_OK)
-		st = jobs_metadata_sql(&sql, "jobs.id", s->n);
 	for (size_t i = 0; i < s->n; i++) {
 		args[n++] = DB_STR(s->meta[i].key);
 		args[n++] = DB_STR(s->meta[i].value);
+		if (i == 0)
+			args[n++] = DB_STR(cutoff);
 	}
+	if (st == DR_OK)
+		st = jobs_metadata_sql(&sql, "jobs.id", s->n - 1);
 	if (st == DR_OK)
 		st = dr_buf_puts(&sql, " ORDER BY jobs.id LIMIT ?");
 	args[n++] = DB_INT((int64_t)limit);
