@@ -654,7 +654,7 @@ def _():
     time.sleep(1.2)
     rc, out, err = cli("prune", conf=conf)
     expect_eq(rc, 0, f"prune ({err})")
-    m = re.search(r", (\d+) objects \(unused for 1s\)\n$", out)
+    m = re.search(r", (\d+) objects \(no longer used\)\n$", out)
     expect(m and int(m.group(1)) >= 1, f"objects removed in {out!r}")
     expect(not os.path.exists(os.path.join(MEDIA, t_old["key"])), f"{t_old['key']} left in the sink")
     try:
