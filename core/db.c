@@ -1097,6 +1097,25 @@ dr_status db_query_uncached(dr_db *db, const char *sql, dr_db_rows **rows,
 	return query_args(db, sql, 0, rows, err, args, n_args);
 }
 
+dr_status db_query_seconds(dr_db *db, const char *sql, double *seconds,
+			   dr_error *err)
+{
+	dr_db_rows *rows = NULL;
+	dr_status st;
+
+	*seconds = -1;
+	st = db_query(db, sql, &rows, err, DB_NOARGS);
+	if (st != DR_OK)
+		return st;
+	if (rows->n_rows == 1 && db_cell(rows, 0, 0)) {
+		*seconds = strtod(db_cell(rows, 0, 0), NULL) / 1e6;
+		if (*seconds < 0)
+			*seconds = 0;
+	}
+	db_rows_free(rows);
+	return DR_OK;
+}
+
 const char *db_sql_list(const char *tmpl, unsigned n, char **cache)
 {
 	size_t marks = 0, len;

@@ -167,6 +167,15 @@ int db_tx_again(dr_status st, const dr_error *err);
 int db_in_transaction(const dr_db *db);
 
 /*
+ * Run `sql` (no parameters, cached), a query of one row and one column
+ * that is a number of microseconds from now (TIMESTAMPDIFF(MICROSECOND,
+ * NOW(6), …)), and put it in *seconds: -1 when NULL (nothing is due),
+ * else seconds from now, 0 when already past.
+ */
+dr_status db_query_seconds(dr_db *db, const char *sql, double *seconds,
+			   dr_error *err) DR_WARN_UNUSED;
+
+/*
  * SQL text for a statement over a list of `n` values: `tmpl` with each
  * "(?*)" replaced by "(?, ?, …)" of n placeholders. Built once into
  * *cache (the caller's static pointer, never freed, so the text lives as

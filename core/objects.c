@@ -347,23 +347,10 @@ dr_status objects_count_due(dr_db *db, uint64_t *n, dr_error *err)
 
 dr_status objects_due_in(dr_db *db, double *seconds, dr_error *err)
 {
-	dr_db_rows *rows = NULL;
-	dr_status st;
-
-	st = db_query(db,
-		      "SELECT TIMESTAMPDIFF(MICROSECOND, NOW(6),"
-		      " MIN(remove_after)) FROM objects",
-		      &rows, err, DB_NOARGS);
-	if (st != DR_OK)
-		return st;
-	*seconds = -1;
-	if (db_cell(rows, 0, 0)) {
-		*seconds = strtod(db_cell(rows, 0, 0), NULL) / 1e6;
-		if (*seconds < 0)
-			*seconds = 0;
-	}
-	db_rows_free(rows);
-	return DR_OK;
+	return db_query_seconds(db,
+				"SELECT TIMESTAMPDIFF(MICROSECOND, NOW(6),"
+				" MIN(remove_after)) FROM objects",
+				seconds, err);
 }
 
 int objects_step(dr_object_pass *p, dr_db *db, struct dr_instance *sink,

@@ -126,24 +126,10 @@ rollback:
 
 dr_status queue_next_due(dr_db *db, double *seconds, dr_error *err)
 {
-	dr_db_rows *rows = NULL;
-	dr_status st;
-
-	st = db_query(db,
-		      "SELECT TIMESTAMPDIFF(MICROSECOND, NOW(6), MIN(run_at))"
-		      " FROM jobs WHERE run_at IS NOT NULL",
-		      &rows, err, DB_NOARGS);
-	if (st != DR_OK)
-		return st;
-	if (!db_cell(rows, 0, 0)) {
-		*seconds = -1;
-	} else {
-		*seconds = strtod(db_cell(rows, 0, 0), NULL) / 1e6;
-		if (*seconds < 0)
-			*seconds = 0;
-	}
-	db_rows_free(rows);
-	return DR_OK;
+	return db_query_seconds(db,
+				"SELECT TIMESTAMPDIFF(MICROSECOND, NOW(6),"
+				" MIN(run_at)) FROM jobs WHERE run_at IS NOT NULL",
+				seconds, err);
 }
 
 dr_status queue_fenced(dr_status st, uint64_t affected, dr_error *err)

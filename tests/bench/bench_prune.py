@@ -60,6 +60,30 @@ def create_load(stop, tag, out):
         i += 1
 
 
+def prune_under_load(conf, tag):
+    """Run `darkroom prune` with `conf` while create_load() runs, with the
+    server's log of every statement on; (process, wall seconds, the
+    latencies of the creates made while prune ran)."""
+    sql("SET GLOBAL log_output = 'TABLE', GLOBAL long_query_time = 0,"
+        " GLOBAL slow_query_log = 1")
+    sql("TRUNCATE mysql.slow_log")
+    during = []
+    stop = threading.Event()
+    t = threading.Thread(target=create_load, args=(stop, tag, during))
+    t.start()
+    time.sleep(0.5)
+    n_before = len(during)
+    t0 = time.monotonic()
+    p = subprocess.run([BIN, "--config", conf, "prune"], capture_output=True, text=True,
+                       timeout=1800, stdin=subprocess.DEVNULL)
+    wall = time.monotonic() - t0
+    n_after = len(during)
+    stop.set()
+    t.join()
+    sql("SET GLOBAL slow_query_log = 0")
+    return p, wall, during[n_before:n_after]
+
+
 @case(f"set-up: {ROWS} idempotency keys two days old, 1000 fresh ones")
 def _():
     sql("DELETE FROM idempotency_keys")
@@ -83,23 +107,7 @@ def _():
     stop.set()
     t.join()
 
-    sql("SET GLOBAL log_output = 'TABLE', GLOBAL long_query_time = 0,"
-        " GLOBAL slow_query_log = 1")
-    sql("TRUNCATE mysql.slow_log")
-    during = []
-    stop = threading.Event()
-    t = threading.Thread(target=create_load, args=(stop, "during", during))
-    t.start()
-    time.sleep(0.5)
-    n_before = len(during)
-    t0 = time.monotonic()
-    p = subprocess.run([BIN, "--config", CONF, "prune"], capture_output=True, text=True,
-                       timeout=600, stdin=subprocess.DEVNULL)
-    wall = time.monotonic() - t0
-    n_after = len(during)
-    stop.set()
-    t.join()
-    sql("SET GLOBAL slow_query_log = 0")
+    p, wall, lat = prune_under_load(CONF, "during")
     expect_eq(p.returncode, 0, f"prune exit status ({p.stderr})")
     expect(p.stdout.startswith(f"prune: {ROWS} idempotency_keys"), p.stdout)
     expect_eq(keys("idem_key LIKE 'old-%'"), 0, "expired keys left")
@@ -110,7 +118,6 @@ def _():
                " WHERE sql_text LIKE 'DELETE FROM idempotency_keys WHERE created_at%'")
     stmts, longest, lock, total = int(rows[0][0]), float(rows[0][1]), float(rows[0][2]), float(rows[0][3])
     expect(stmts >= ROWS // 1000, f"{stmts} DELETE statements logged")
-    lat = during[n_before:n_after]
     expect(len(lat) >= 5, f"{len(lat)} creates during prune")
     note = f"{ROWS} expired keys of {ROWS + 1000}, batches of 1000"
     record("prune", "darkroom prune, wall time", wall, "s", "", note)
@@ -179,23 +186,7 @@ def _():
         f.write(text + "\n[retention]\nfailed = 1d\n")
     shared = int(sql("SELECT COUNT(*) FROM objects WHERE storage_key LIKE 'bp/%'")[0][0])
 
-    sql("SET GLOBAL log_output = 'TABLE', GLOBAL long_query_time = 0,"
-        " GLOBAL slow_query_log = 1")
-    sql("TRUNCATE mysql.slow_log")
-    during = []
-    stop = threading.Event()
-    t = threading.Thread(target=create_load, args=(stop, "jobs", during))
-    t.start()
-    time.sleep(0.5)
-    n_before = len(during)
-    t0 = time.monotonic()
-    p = subprocess.run([BIN, "--config", conf, "prune"], capture_output=True, text=True,
-                       timeout=1800, stdin=subprocess.DEVNULL)
-    wall = time.monotonic() - t0
-    n_after = len(during)
-    stop.set()
-    t.join()
-    sql("SET GLOBAL slow_query_log = 0")
+    p, wall, lat = prune_under_load(conf, "jobs")
     expect_eq(p.returncode, 0, f"prune exit status ({p.stderr})")
     m = re.search(r"prune: jobs: (\d+) deleted in (\d+) transactions, the longest ([\d.]+) ms", p.stderr)
     expect(m, f"no jobs line in {p.stderr!r}")
@@ -214,7 +205,6 @@ def _():
     print("statements over 100 ms during job prune (ms, text):")
     for ms, text in slow:
         print(f"  {ms}  {text}")
-    lat = during[n_before:n_after]
     expect(len(lat) >= 5, f"{len(lat)} creates during prune")
     note = f"{JOBS} expired failed jobs of {JOBS + 1000}, 100 per transaction"
     record("prune", "prune jobs, wall time", wall, "s", "", note)
