@@ -255,17 +255,16 @@ static char *rows_of(const char *id)
 {
 	char buf[120];
 
-	snprintf(
-		buf, sizeof(buf), "%ld %ld %ld %ld %ld %ld",
-		num("SELECT COUNT(*) FROM jobs WHERE id = ?", id),
-		num("SELECT COUNT(*) FROM outputs WHERE job_id = ?", id),
-		num("SELECT COUNT(*) FROM renditions r JOIN outputs o"
-		    " ON o.id = r.output_id WHERE o.job_id = ?",
-		    id),
-		num("SELECT COUNT(*) FROM job_events WHERE job_id = ?", id),
-		num("SELECT COUNT(*) FROM job_metadata WHERE job_id = ?", id),
-		num("SELECT COUNT(*) FROM idempotency_keys WHERE job_id = ?",
-		    id));
+	snprintf(buf, sizeof(buf), "%ld %ld %ld %ld %ld %ld",
+		 num("SELECT COUNT(*) FROM jobs WHERE id = ?", id),
+		 num("SELECT COUNT(*) FROM outputs WHERE job_id = ?", id),
+		 num("SELECT COUNT(*) FROM renditions r JOIN outputs o"
+		     " ON o.id = r.output_id WHERE o.job_id = ?",
+		     id),
+		 num("SELECT COUNT(*) FROM job_events WHERE job_id = ?", id),
+		 num("SELECT COUNT(*) FROM job_metadata WHERE job_id = ?", id),
+		 num("SELECT COUNT(*) FROM idempotency_keys WHERE job_id = ?",
+		     id));
 	return strdup(buf);
 }
 
@@ -293,7 +292,8 @@ static void jobs_bulk(const char *prefix, int n, const char *status,
 	assert_ok(db_exec(db,
 			  "INSERT INTO jobs (id, status, step, adapter, model,"
 			  " input, renditions, created_at, updated_at,"
-			  " completed_at) SELECT CONCAT('j_', ?, LPAD(seq, 6, '0')),"
+			  " completed_at)"
+			  " SELECT CONCAT('j_', ?, LPAD(seq, 6, '0')),"
 			  " ?, 'done', 'fake', 'm', '{}', '[]',"
 			  " NOW(6) - INTERVAL ? SECOND, NOW(6),"
 			  " IF(? IN ('succeeded','failed','canceled'),"
@@ -310,7 +310,8 @@ static void jobs_bulk(const char *prefix, int n, const char *status,
 			continue;
 		assert_ok(db_exec(db,
 				  "INSERT INTO job_metadata (job_id, k, v)"
-				  " SELECT CONCAT('j_', ?, LPAD(seq, 6, '0')), ?, ?"
+				  " SELECT CONCAT('j_', ?, LPAD(seq, 6, '0')),"
+				  " ?, ?"
 				  " FROM seq_1_to_1000 WHERE seq <= ?",
 				  NULL, &err,
 				  DB_ARGS(DB_STR(prefix), DB_STR(k), DB_STR(v),
@@ -320,7 +321,8 @@ static void jobs_bulk(const char *prefix, int n, const char *status,
 	assert_ok(db_exec(db,
 			  "INSERT INTO outputs (job_id, idx, kind, state,"
 			  " storage_key, bytes, created_at)"
-			  " SELECT CONCAT('j_', ?, LPAD(seq, 6, '0')), 0, 'image',"
+			  " SELECT CONCAT('j_', ?, LPAD(seq, 6, '0')),"
+			  " 0, 'image',"
 			  " 'stored', CONCAT('ab/', ?, LPAD(seq, 6, '0'),"
 			  " '.png'), 10, NOW(6)"
 			  " FROM seq_1_to_1000 WHERE seq <= ?",
@@ -436,9 +438,9 @@ static void test_delete_unknown(void **state)
 	assert_string_equal(err.code, "not_found");
 	assert_string_equal(did, "");
 	dr_error_clear(&err);
-	assert_int_equal(deletion_delete_job(db, "j_nope", "cli", NULL, NULL,
-					     &err),
-			 DR_ERR_NOT_FOUND);
+	assert_int_equal(
+		deletion_delete_job(db, "j_nope", "cli", NULL, NULL, &err),
+		DR_ERR_NOT_FOUND);
 	assert_string_equal(err.code, "not_found");
 	assert_int_equal(num("SELECT COUNT(*) FROM deletions", NULL), 0);
 }
@@ -460,9 +462,9 @@ static void test_delete_not_ended(void **state)
 		job(running[i], "ann", id);
 		rendition(output(id, 0, key), "thumb", thumb);
 		dr_error_clear(&err);
-		assert_int_equal(deletion_delete_job(db, id, SCOPE, NULL,
-						     NULL, &err),
-				 DR_ERR_CONFLICT);
+		assert_int_equal(
+			deletion_delete_job(db, id, SCOPE, NULL, NULL, &err),
+			DR_ERR_CONFLICT);
 		assert_string_equal(err.code, "job_not_ended");
 		assert_rows(id, "1 1 1 1 1 1");
 		assert_col(db, id, "status", running[i]);
@@ -519,6 +521,9 @@ static void test_delete_ended(void **state)
 		for (size_t k = i + 1; k < 3; k++)
 			assert_rows(ids[k], "1 2 2 1 1 1");
 		assert_rows(other, "1 2 1 1 1 1");
+		/* No rendition left of the outputs gone. */
+		assert_int_equal(num("SELECT COUNT(*) FROM renditions", NULL),
+				 1 + 2 * (2 - (long)i));
 		assert_obj(key, "CONCAT(refs, ' ', state)", "0 removing");
 		assert_obj(key, "remove_after <= NOW(6)", "1");
 		assert_obj("ab/end/card.jpg", "refs", card_refs[i]);
@@ -542,12 +547,11 @@ static void test_delete_ended(void **state)
 
 		/* Gone: a second delete finds nothing. */
 		dr_error_clear(&err);
-		assert_int_equal(deletion_delete_job(db, id, SCOPE, NULL, NULL,
-						     &err),
-				 DR_ERR_NOT_FOUND);
+		assert_int_equal(
+			deletion_delete_job(db, id, SCOPE, NULL, NULL, &err),
+			DR_ERR_NOT_FOUND);
 	}
-	assert_obj("ab/end/card.jpg", "CONCAT(refs, ' ', state)",
-		   "0 removing");
+	assert_obj("ab/end/card.jpg", "CONCAT(refs, ' ', state)", "0 removing");
 	assert_int_equal(num("SELECT COUNT(*) FROM deletions", NULL), 3);
 	assert_int_equal(num("SELECT COUNT(*) FROM jobs", NULL), 1);
 
@@ -574,13 +578,11 @@ static void test_render_unknown(void **state)
 	dr_buf_init(&out, 4096);
 	assert_int_equal(ids_new_job_id(id), DR_OK);
 	id[0] = 'd';
-	assert_int_equal(deletion_render(db, id, &out, &err),
-			 DR_ERR_NOT_FOUND);
+	assert_int_equal(deletion_render(db, id, &out, &err), DR_ERR_NOT_FOUND);
 	assert_int_equal(deletion_render(db, "d_x", &out, &err),
 			 DR_ERR_NOT_FOUND);
 	id[0] = 'j';
-	assert_int_equal(deletion_render(db, id, &out, &err),
-			 DR_ERR_NOT_FOUND);
+	assert_int_equal(deletion_render(db, id, &out, &err), DR_ERR_NOT_FOUND);
 	assert_int_equal(out.len, 0);
 	dr_buf_free(&out);
 }
@@ -588,9 +590,10 @@ static void test_render_unknown(void **state)
 /* ------------------------------------------------------------ objects */
 
 /* Two jobs share keys (job A uses one original and one rendition key
- * twice): deleting A drops as many references as A's rows used and
- * releases only what A alone used; deleting B releases each shared
- * object once, due at once, and the sink removes each once. */
+ * twice, and one key of its own twice): deleting A drops as many
+ * references as A's rows used and releases only what A alone used;
+ * deleting B releases each shared object once, due at once, and the sink
+ * removes each once. */
 static void test_shared_objects(void **state)
 {
 	char a[DR_JOB_ID_LEN + 1], b[DR_JOB_ID_LEN + 1];
@@ -608,6 +611,7 @@ static void test_shared_objects(void **state)
 	rendition(o, "thumb", "ab/s/thumb.webp");
 	rendition(o, "card", "ab/s/card.jpg");
 	output(a, 2, "ab/a-only.png");
+	output(a, 3, "ab/a-only.png"); /* A's alone, twice */
 	job("failed", "bob", b);
 	o = output(b, 0, "ab/s.png");
 	rendition(o, "thumb", "ab/s/thumb.webp");
@@ -616,6 +620,7 @@ static void test_shared_objects(void **state)
 	assert_obj("ab/s.png", "refs", "3");
 	assert_obj("ab/s/thumb.webp", "refs", "3");
 	assert_obj("ab/s/card.jpg", "refs", "2");
+	assert_obj("ab/a-only.png", "refs", "2");
 
 	assert_ok(deletion_delete_job(db, a, SCOPE, NULL, &c, &err), err);
 	assert_int_equal(c.objects_released, 1);
@@ -771,8 +776,8 @@ static void test_selector_batches(void **state)
 		  "tag", "y");
 	jobs_bulk("01M8457ED2RMPKJD94HC", 5, "canceled", 60, "campaign", "c8",
 		  "tag", "x");
-	jobs_bulk("01M8457ED2RMPKJD94HD", 5, "succeeded", 60, "campaign",
-		  "c7", NULL, NULL);
+	jobs_bulk("01M8457ED2RMPKJD94HD", 5, "succeeded", 60, "campaign", "c7",
+		  NULL, NULL);
 	/* Made just before the request (this second): matches. */
 	jobs_bulk("01M8457ED2RMPKJD94HE", 2, "failed", 0, "campaign", "c7",
 		  "tag", "x");
@@ -823,9 +828,8 @@ static void test_selector_batches(void **state)
 			     NULL),
 			 0);
 	assert_int_equal(num("SELECT COUNT(*) FROM outputs", NULL), 15);
-	assert_int_equal(num("SELECT COUNT(*) FROM objects WHERE refs = 0",
-			     NULL),
-			 252);
+	assert_int_equal(
+		num("SELECT COUNT(*) FROM objects WHERE refs = 0", NULL), 252);
 
 	/* Finished: nothing more to run. */
 	assert_int_equal(deletion_run_batch(db, did, &more, &err),
@@ -855,17 +859,18 @@ static void test_selector_all_filters(void **state)
 		if (i == 0)
 			snprintf(keys[i], sizeof(keys[i]), "owner");
 		else
-			assert_ok(db_exec(db,
-					  "INSERT INTO job_metadata (job_id,"
-					  " k, v) VALUES (?, ?, 'v'), (?, ?,"
-					  " IF(? = ?, 'w', 'v'))",
-					  NULL, &err,
-					  DB_ARGS(DB_STR(all), DB_STR(keys[i]),
-						  DB_STR(most), DB_STR(keys[i]),
-						  DB_INT((int64_t)i),
-						  DB_INT(DR_MAX_METADATA_FILTERS -
-							 1))),
-				  err);
+			assert_ok(
+				db_exec(db,
+					"INSERT INTO job_metadata (job_id,"
+					" k, v) VALUES (?, ?, 'v'), (?, ?,"
+					" IF(? = ?, 'w', 'v'))",
+					NULL, &err,
+					DB_ARGS(DB_STR(all), DB_STR(keys[i]),
+						DB_STR(most), DB_STR(keys[i]),
+						DB_INT((int64_t)i),
+						DB_INT(DR_MAX_METADATA_FILTERS -
+						       1))),
+				err);
 	}
 	assert_ok(deletion_request(db, meta, DR_MAX_METADATA_FILTERS, SCOPE,
 				   did, &err),
@@ -897,8 +902,7 @@ static void test_selector_cancels_queued(void **state)
 	assert_rows(s, "0 0 0 0 0 0");
 	assert_col(db, q, "status", "canceled");
 	assert_col(db, other, "status", "queued");
-	assert_del(did,
-		   "CONCAT(state, ' ', jobs_deleted, ' ', jobs_waiting)",
+	assert_del(did, "CONCAT(state, ' ', jobs_deleted, ' ', jobs_waiting)",
 		   "running 1 1");
 	assert_del(did,
 		   "run_at > NOW(6) AND run_at < NOW(6) + INTERVAL 6 SECOND"
@@ -911,8 +915,7 @@ static void test_selector_cancels_queued(void **state)
 	assert_int_equal(more, 0);
 	assert_rows(q, "0 0 0 0 0 0");
 	assert_rows(other, "1 0 0 1 1 1");
-	assert_del(did,
-		   "CONCAT(state, ' ', jobs_deleted, ' ', jobs_waiting)",
+	assert_del(did, "CONCAT(state, ' ', jobs_deleted, ' ', jobs_waiting)",
 		   "done 2 0");
 }
 
@@ -936,8 +939,7 @@ static void test_selector_waits_for_running(void **state)
 	assert_int_equal(more, 0);
 	assert_col(db, p, "CONCAT(status, ' ', cancel_requested)",
 		   "processing 1");
-	assert_del(did,
-		   "CONCAT(state, ' ', jobs_deleted, ' ', jobs_waiting)",
+	assert_del(did, "CONCAT(state, ' ', jobs_deleted, ' ', jobs_waiting)",
 		   "running 0 1");
 	assert_del(did,
 		   "run_at > NOW(6) + INTERVAL 4 SECOND AND"
@@ -966,8 +968,7 @@ static void test_selector_waits_for_running(void **state)
 	assert_ok(deletion_run_batch(db, did, &more, &err), err);
 	assert_int_equal(more, 0);
 	assert_rows(p, "0 0 0 0 0 0");
-	assert_del(did,
-		   "CONCAT(state, ' ', jobs_deleted, ' ', jobs_waiting)",
+	assert_del(did, "CONCAT(state, ' ', jobs_deleted, ' ', jobs_waiting)",
 		   "done 1 0");
 	assert_del(did, "finished_at IS NOT NULL AND run_at IS NULL", "1");
 }
@@ -1008,8 +1009,7 @@ static void test_retention_per_status(void **state)
 	jobs_bulk("01M8457ED2RMPKJD94HB", 2, "succeeded", 0, "k", "v", NULL,
 		  NULL);
 	ended_ago("j_01M8457ED2RMPKJD94HB", 600); /* kept */
-	jobs_bulk("01M8457ED2RMPKJD94HC", 2, "failed", 0, "k", "v", NULL,
-		  NULL);
+	jobs_bulk("01M8457ED2RMPKJD94HC", 2, "failed", 0, "k", "v", NULL, NULL);
 	ended_ago("j_01M8457ED2RMPKJD94HC", 30 * 86400); /* off: kept */
 	jobs_bulk("01M8457ED2RMPKJD94HD", 2, "canceled", 0, "k", "v", NULL,
 		  NULL);
@@ -1018,8 +1018,7 @@ static void test_retention_per_status(void **state)
 		  NULL);
 	ended_ago("j_01M8457ED2RMPKJD94HE", 30); /* kept */
 	/* Not ended (a completed_at left over by a retry): kept. */
-	jobs_bulk("01M8457ED2RMPKJD94HF", 2, "queued", 0, "k", "v", NULL,
-		  NULL);
+	jobs_bulk("01M8457ED2RMPKJD94HF", 2, "queued", 0, "k", "v", NULL, NULL);
 	ended_ago("j_01M8457ED2RMPKJD94HF", 30 * 86400);
 
 	assert_ok(deletion_count_expired(db, &cfg, &n, &err), err);
@@ -1152,8 +1151,7 @@ static void test_worker_step(void **state)
 			     "120"),
 			 1);
 	/* Expired again, but the next pass is due at 71.1. */
-	jobs_bulk("01M8457ED2RMPKJD94HB", 1, "failed", 0, "k", "v", NULL,
-		  NULL);
+	jobs_bulk("01M8457ED2RMPKJD94HB", 1, "failed", 0, "k", "v", NULL, NULL);
 	ended_ago("j_01M8457ED2RMPKJD94HB", 7200);
 	assert_int_equal(deletion_step(&p, db, &cfg, 60, 71.0), 0);
 	assert_int_equal(jobs_like("j_01M8457ED2RMPKJD94HB"), 1);
