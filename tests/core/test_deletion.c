@@ -888,6 +888,7 @@ static void test_selector_cancels_queued(void **state)
 	dr_metadata_filter meta[] = { { "owner", "ann" } };
 	char did[DR_DELETION_ID_LEN + 1], q[DR_JOB_ID_LEN + 1];
 	char s[DR_JOB_ID_LEN + 1], other[DR_JOB_ID_LEN + 1];
+	char late[DR_JOB_ID_LEN + 1];
 	int more = -1;
 	dr_error err;
 
@@ -896,6 +897,7 @@ static void test_selector_cancels_queued(void **state)
 	job("succeeded", "ann", s);
 	job("queued", "bob", other);
 	assert_ok(deletion_request(db, meta, 1, "cli", did, &err), err);
+	job("queued", "ann", late); /* after the request: not canceled */
 
 	assert_ok(deletion_run_batch(db, did, &more, &err), err);
 	assert_int_equal(more, 0);
@@ -915,6 +917,9 @@ static void test_selector_cancels_queued(void **state)
 	assert_int_equal(more, 0);
 	assert_rows(q, "0 0 0 0 0 0");
 	assert_rows(other, "1 0 0 1 1 1");
+	assert_rows(late, "1 0 0 1 1 1");
+	assert_col(db, late, "CONCAT(status, ' ', cancel_requested)",
+		   "queued 0");
 	assert_del(did, "CONCAT(state, ' ', jobs_deleted, ' ', jobs_waiting)",
 		   "done 2 0");
 }
@@ -1097,6 +1102,42 @@ static void test_retention_per_status(void **state)
 	assert_int_equal(num("SELECT COUNT(*) FROM jobs", NULL), 7);
 }
 
+/* Batches go status by status, the oldest end first within each (as
+ * deletion.h says). */
+static void test_retention_order(void **state)
+{
+	char old[DR_JOB_ID_LEN + 1], newer[DR_JOB_ID_LEN + 1];
+	char canceled[DR_JOB_ID_LEN + 1];
+	dr_deletion_counts c = { 0 };
+	int more = -1;
+	dr_error err;
+
+	(void)state;
+	cfg.retention.jobs[0] = cfg.retention.jobs[2] = 3600;
+	job("succeeded", "ann", newer);
+	job("succeeded", "ann", old);
+	job("canceled", "ann", canceled);
+	assert_ok(db_exec(db,
+			  "UPDATE jobs SET completed_at = NOW(6) - INTERVAL"
+			  " CASE id WHEN ? THEN 2 WHEN ? THEN 3 ELSE 240 END"
+			  " HOUR",
+			  NULL, &err, DB_ARGS(DB_STR(newer), DB_STR(old))),
+		  err);
+	assert_ok(deletion_expired_batch(db, &cfg, 1, &c, &more, &err), err);
+	assert_int_equal(more, 1);
+	assert_rows(old, "0 0 0 0 0 0");
+	assert_rows(newer, "1 0 0 1 1 1");
+	assert_ok(deletion_expired_batch(db, &cfg, 1, &c, &more, &err), err);
+	assert_rows(newer, "0 0 0 0 0 0");
+	assert_rows(canceled, "1 0 0 1 1 1");
+	assert_ok(deletion_expired_batch(db, &cfg, 1, &c, &more, &err), err);
+	assert_int_equal(more, 1);
+	assert_rows(canceled, "0 0 0 0 0 0");
+	assert_ok(deletion_expired_batch(db, &cfg, 1, &c, &more, &err), err);
+	assert_int_equal(more, 0);
+	assert_int_equal(c.jobs_deleted, 3);
+}
+
 /* The setting per status, by name. */
 static void test_job_retention_setting(void **state)
 {
@@ -1216,6 +1257,7 @@ int main(void)
 		cmocka_unit_test_setup(test_selector_cancels_queued, empty),
 		cmocka_unit_test_setup(test_selector_waits_for_running, empty),
 		cmocka_unit_test_setup(test_retention_per_status, empty),
+		cmocka_unit_test_setup(test_retention_order, empty),
 		cmocka_unit_test_setup(test_job_retention_setting, empty),
 		cmocka_unit_test_setup(test_worker_step, empty),
 		cmocka_unit_test_setup(test_id_valid, empty),
