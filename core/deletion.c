@@ -24,6 +24,9 @@
 static const char *const ended[] = { "succeeded", "failed", "canceled" };
 #define N_ENDED (sizeof(ended) / sizeof(ended[0]))
 #define ENDED_SQL "('succeeded','failed','canceled')"
+/* The text of select_jobs()'s query: under 2 KiB with
+ * DR_MAX_METADATA_FILTERS filters (the values are parameters). */
+#define SELECT_SQL_MAX 4096
 
 int deletion_id_valid(const char *s)
 {
@@ -358,7 +361,7 @@ static dr_status select_jobs(dr_db *db, const selector *s, const char *cutoff,
 	size_t n = 0;
 	dr_status st;
 
-	dr_buf_init(&sql, 0);
+	dr_buf_init(&sql, SELECT_SQL_MAX);
 	st = dr_buf_printf(&sql,
 			   "SELECT jobs.id, jobs.cancel_requested"
 			   " FROM job_metadata d JOIN jobs ON jobs.id = d.job_id"

@@ -119,10 +119,11 @@ dr_status deletion_count_expired(dr_db *db, const dr_config *cfg,
 				 uint64_t *n, dr_error *err) DR_WARN_UNUSED;
 
 /*
- * Delete up to `batch` (at most DR_DELETION_BATCH) expired jobs, oldest
- * end first, in one transaction; *c is added to. *more is 1 when the
- * batch was full (there may be more). Writes no audit record (the caller
- * does, deletion_record_retention(), once per pass).
+ * Delete up to `batch` (at most DR_DELETION_BATCH) expired jobs, status by
+ * status (succeeded, failed, canceled; each along the jobs_ended index),
+ * oldest end first within each, in one transaction; *c is added to. *more
+ * is 1 when the batch was full (there may be more). Writes no audit record
+ * (the caller does, deletion_record_retention(), once per pass).
  */
 dr_status deletion_expired_batch(dr_db *db, const dr_config *cfg,
 				 unsigned batch, dr_deletion_counts *c,

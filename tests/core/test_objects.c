@@ -5,7 +5,9 @@
  * its reference and queues the old key's removal, due objects removed
  * through the sink, a removal skipped when the key was pinned or used
  * again after it was listed, and a sink that fails retried later, never
- * forgotten; and migration 0009's backfill, run twice.
+ * forgotten; pins counted (an object released while pinned is kept), the
+ * first removal due and the worker's pass brought forward to it; and
+ * migration 0009's backfill, run twice.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -203,6 +205,171 @@ static void test_pin_ref_unref(void **state)
 	/* A key with no row is left alone. */
 	assert_ok(objects_unref(db, "ab/none.png", 1, 60, NULL, &err), err);
 	assert_col("ab/none.png", "refs", "(none)");
+}
+
+/* Pins are counted: each pin adds one and lasts to the latest end; a
+ * reference or an unpin takes one away, and the last clears the end; a
+ * pin whose end passed counts no more. */
+static void test_pin_counting(void **state)
+{
+	const char *key = "ab/p.png";
+	dr_error err;
+
+	(void)state;
+	pin1(key, DR_OBJECT_ORIGINAL, 3600); /* two jobs store it */
+	pin1(key, DR_OBJECT_ORIGINAL, 60);   /* (a shorter pin) */
+	assert_col(key, "CONCAT(refs, ' ', pins, ' ', state)", "0 2 pinned");
+	assert_col(key,
+		   "pinned_until BETWEEN NOW(6) + INTERVAL 3590 SECOND AND"
+		   " NOW(6) + INTERVAL 3610 SECOND",
+		   "1");
+	/* The first indexes it: one pin left, still holding. */
+	assert_ok(objects_ref(db, key, DR_OBJECT_ORIGINAL, 5, &err), err);
+	assert_col(key, "CONCAT(refs, ' ', pins, ' ', state)", "1 1 stored");
+	assert_col(key, "pinned_until > NOW(6) + INTERVAL 3590 SECOND", "1");
+	/* The second's row used the key already: unpin. */
+	assert_ok(objects_unpin(db, key, &err), err);
+	assert_col(key, "CONCAT(refs, ' ', pins)", "1 0");
+	assert_col(key, "pinned_until", "(null)");
+	/* Never below 0. */
+	assert_ok(objects_unpin(db, key, &err), err);
+	assert_col(key, "CONCAT(refs, ' ', pins)", "1 0");
+	assert_ok(objects_ref(db, key, DR_OBJECT_ORIGINAL, 5, &err), err);
+	assert_col(key, "CONCAT(refs, ' ', pins)", "2 0");
+	assert_col(key, "pinned_until", "(null)");
+	/* A key with no row is left alone. */
+	assert_ok(objects_unpin(db, "ab/none.png", &err), err);
+	assert_col("ab/none.png", "pins", "(none)");
+
+	/* A pin that ended (its job failed) is not counted by the next. */
+	pin1("ab/q.png", DR_OBJECT_ORIGINAL, 3600);
+	make_due("ab/q.png");
+	assert_col("ab/q.png", "CONCAT(pins, ' ', pinned_until < NOW(6))",
+		   "1 1");
+	pin1("ab/q.png", DR_OBJECT_ORIGINAL, 3600);
+	assert_col("ab/q.png", "pins", "1");
+	assert_col("ab/q.png", "pinned_until > NOW(6) + INTERVAL 3590 SECOND",
+		   "1");
+}
+
+/* An object that loses its last reference while another job holds a pin
+ * on it (n references at once, as a deleted job drops them) is released
+ * but not removed: the removal is skipped and moved to the pin's end. */
+static void test_unref_while_pinned(void **state)
+{
+	const char *key = "ab/held.png";
+	dr_object_removals r;
+	int released = -1;
+	uint64_t n = 9;
+	dr_error err;
+
+	(void)state;
+	memset(&r, 0, sizeof(r));
+	pin1(key, DR_OBJECT_ORIGINAL, 3600);
+	pin1(key, DR_OBJECT_ORIGINAL, 3600);
+	assert_ok(objects_ref(db, key, DR_OBJECT_ORIGINAL, 5, &err), err);
+	assert_ok(objects_unref(db, key, 1, 0, &released, &err), err);
+	assert_int_equal(released, 1);
+	assert_col(key, "CONCAT(refs, ' ', pins, ' ', state)", "0 1 removing");
+	assert_col(key, "remove_after <= NOW(6)", "1");
+	assert_ok(objects_count_due(db, &n, &err), err);
+	assert_int_equal(n, 0);
+	assert_ok(objects_remove_due(db, &inst, 10, &r, &err), err);
+	assert_int_equal(r.looked, 1);
+	assert_int_equal(r.skipped, 1);
+	assert_int_equal(r.removed, 0);
+	assert_int_equal(sk.removes, 0);
+	assert_col(key, "remove_after = pinned_until", "1");
+	/* Skipped until the pin's end: not looked at again. */
+	assert_ok(objects_remove_due(db, &inst, 10, &r, &err), err);
+	assert_int_equal(r.looked, 1);
+
+	/* n references at once; released only by the last. */
+	for (int i = 0; i < 3; i++)
+		assert_ok(objects_ref(db, "ab/n.png", DR_OBJECT_ORIGINAL, 5,
+				      &err),
+			  err);
+	assert_ok(objects_unref(db, "ab/n.png", 2, 60, &released, &err), err);
+	assert_int_equal(released, 0);
+	assert_col("ab/n.png", "CONCAT(refs, ' ', state)", "1 stored");
+	assert_col("ab/n.png", "remove_after", "(null)");
+	assert_ok(objects_unref(db, "ab/n.png", 2, 60, &released, &err), err);
+	assert_int_equal(released, 1);
+	assert_col("ab/n.png", "CONCAT(refs, ' ', state)", "0 removing");
+	assert_col("ab/n.png",
+		   "remove_after BETWEEN NOW(6) + INTERVAL 50 SECOND AND"
+		   " NOW(6) + INTERVAL 70 SECOND",
+		   "1");
+	/* Two rows of one job: both at once, released. */
+	assert_ok(objects_ref(db, "ab/two.png", DR_OBJECT_ORIGINAL, 5, &err),
+		  err);
+	assert_ok(objects_ref(db, "ab/two.png", DR_OBJECT_ORIGINAL, 5, &err),
+		  err);
+	assert_ok(objects_unref(db, "ab/two.png", 2, 0, &released, &err), err);
+	assert_int_equal(released, 1);
+	assert_col("ab/two.png", "CONCAT(refs, ' ', state)", "0 removing");
+	released = -1;
+	assert_ok(objects_unref(db, "ab/none.png", 2, 0, &released, &err), err);
+	assert_int_equal(released, 0);
+}
+
+/* Set the removal of `key` (a row with no reference) `s` seconds from
+ * now. */
+static void due_at(const char *key, int s)
+{
+	dr_error err;
+
+	assert_ok(db_exec(db,
+			  "INSERT INTO objects (storage_key, kind, refs, state,"
+			  " remove_after, created_at, updated_at) VALUES"
+			  " (?, 'original', 0, 'removing',"
+			  " NOW(6) + INTERVAL ? SECOND, NOW(6), NOW(6))",
+			  NULL, &err, DB_ARGS(DB_STR(key), DB_INT(s))),
+		  err);
+}
+
+/* The first queued removal, in seconds (0 when due, -1 when none), and
+ * the worker's pass brought forward to it. */
+static void test_due_in(void **state)
+{
+	dr_object_pass p;
+	double in = 0;
+	dr_error err;
+
+	(void)state;
+	memset(&p, 0, sizeof(p));
+	assert_ok(objects_due_in(db, &in, &err), err);
+	assert_true(in == -1);
+	assert_ok(objects_ref(db, "ab/used.png", "original", 1, &err), err);
+	assert_ok(objects_due_in(db, &in, &err), err);
+	assert_true(in == -1);
+	p.started = 1;
+	p.next = 1000;
+	objects_step_soon(&p, db, 10);
+	assert_true(p.next == 1000); /* none queued */
+
+	due_at("ab/later.png", 100);
+	assert_ok(objects_due_in(db, &in, &err), err);
+	assert_true(in > 90 && in <= 100);
+	due_at("ab/sooner.png", 30);
+	assert_ok(objects_due_in(db, &in, &err), err);
+	assert_true(in > 20 && in <= 30);
+	objects_step_soon(&p, db, 10);
+	assert_true(p.next > 30 && p.next <= 40);
+	p.next = 5; /* sooner already: kept */
+	objects_step_soon(&p, db, 10);
+	assert_true(p.next == 5);
+
+	due_at("ab/due.png", -5);
+	assert_ok(objects_due_in(db, &in, &err), err);
+	assert_true(in == 0);
+	p.next = 1000;
+	p.busy = 1; /* a pass under way: left alone */
+	objects_step_soon(&p, db, 10);
+	assert_true(p.next == 1000);
+	p.busy = 0;
+	objects_step_soon(&p, db, 10);
+	assert_true(p.next == 10);
 }
 
 /* A rendition row made again under a new key moves its reference: the
@@ -482,6 +649,9 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(test_pin_ref_unref, empty),
+		cmocka_unit_test_setup(test_pin_counting, empty),
+		cmocka_unit_test_setup(test_unref_while_pinned, empty),
+		cmocka_unit_test_setup(test_due_in, empty),
 		cmocka_unit_test_setup(test_rendition_switch, empty),
 		cmocka_unit_test_setup(test_remove_due, empty),
 		cmocka_unit_test_setup(test_removal_skipped_when_pinned_again,
