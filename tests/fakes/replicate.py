@@ -439,11 +439,13 @@ DEFAULTS = {
     "webhook_retry_window": 60.0,
     "webhook_timeout": 10.0,
     "intermediate_interval": 0.3,  # min s between intermediate deliveries
+    # files held at a gate (input fake_hold) wait at most this long
+    "hold_max": 60.0,
 }
 PROB_KEYS = {"rate_limit", "error_rate", "timeout_rate", "drop_webhooks", "create_then_fail"}
 BOOL_KEYS = {"duplicate_webhooks", "reorder_webhooks", "wait_unfinished", "chunked"}
 NUM_KEYS = {"start_delay", "duration", "file_ttl", "slow", "timeout_sleep", "delay_webhooks",
-            "webhook_retry_window", "webhook_timeout", "intermediate_interval"}
+            "webhook_retry_window", "webhook_timeout", "intermediate_interval", "hold_max"}
 API_ENDPOINTS = ("create", "get", "cancel", "list", "secret")
 
 
@@ -539,6 +541,8 @@ class Prediction:
         self.output_urls = cfg["output_urls"]
         self.file_seed = cfg["seed"]
         self.file_kind = cfg["file"]
+        self.hold_gate = cfg["hold"]
+        self.hold_index = cfg["hold_index"]
         self.files_base = cfg["files_base"]
         self.api_base = cfg["api_base"]
         self.cancel_after = cfg["cancel_after"]
@@ -701,6 +705,8 @@ class Fake:
         self.creates = []
         self.deliveries = []
         self.downloads = []
+        self.gates_open = set()  # fake_hold gates released by /_release
+        self.held = []  # downloads waiting at a gate now
         self.calls = {k: 0 for k in ("create", "get", "cancel", "list", "secret", "429", "500")}
         self.cond.notify_all()
 
@@ -998,7 +1004,7 @@ def read_steering(inp, settings):
         "predict_time": num("fake_predict_time", None),
         "file_ttl": num("fake_file_ttl", None),
         "size": None, "width": None, "height": None, "output_urls": None,
-        "seed": None, "file": None,
+        "seed": None, "file": None, "hold": None, "hold_index": None,
     }
     size = inp.get("fake_size")
     if size is not None:
@@ -1030,6 +1036,16 @@ def read_steering(inp, settings):
         if not (isinstance(urls, str) or (isinstance(urls, list) and all(isinstance(u, str) for u in urls))):
             raise ApiError(422, "input.fake_output_urls must be a string or a list of strings")
         cfg["output_urls"] = urls
+    hold = inp.get("fake_hold")
+    if hold is not None:
+        if not isinstance(hold, str) or not 1 <= len(hold) <= 100:
+            raise ApiError(422, "input.fake_hold must be a gate name (1..100 characters)")
+        cfg["hold"] = hold
+    idx = inp.get("fake_hold_index")
+    if idx is not None:
+        if not isinstance(idx, int) or isinstance(idx, bool) or idx < 0:
+            raise ApiError(422, "input.fake_hold_index must be an output index (integer >= 0)")
+        cfg["hold_index"] = idx
     return cfg
 
 
@@ -1442,6 +1458,9 @@ class Handler(BaseHTTPRequestHandler):
                 raise ApiError(404, "file not found or expired")
             rec["status"] = 200
             fmt = p.fmt
+            gate = p.hold_gate if p.hold_index in (None, n) else None
+        if gate is not None:
+            self.hold(gate, path, st)
         length, pieces = p.body(n)
         ctype = FORMATS[fmt][1]
         if st["wrong_content_type"]:
@@ -1479,6 +1498,23 @@ class Handler(BaseHTTPRequestHandler):
             w.write(b"0\r\n\r\n")
         w.flush()
 
+    def hold(self, gate, path, st):
+        """Wait, before answering, until GATE is released (POST /_release),
+        the fake is reset, or hold_max seconds pass."""
+        fake = self.fake
+        with fake.cond:
+            gen = fake.gen
+            entry = {"path": path, "gate": gate, "since": iso_ns(time.time_ns())}
+            fake.held.append(entry)
+            deadline = time.monotonic() + float(st["hold_max"])
+            while gate not in fake.gates_open and fake.gen == gen:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                fake.cond.wait(left)
+            if fake.gen == gen:
+                fake.held.remove(entry)
+
     # -- control
     def control(self, path, raw):
         fake = self.fake
@@ -1514,6 +1550,16 @@ class Handler(BaseHTTPRequestHandler):
             if code not in (301, 302, 303, 307, 308):
                 raise ApiError(400, "code must be a redirect status")
             self.respond(code, raw=b"", extra={"Location": to})
+        elif path == "/_release" and method == "POST":
+            req = self.json_body(raw)
+            gate = req.get("gate") if isinstance(req, dict) else None
+            if not isinstance(gate, str) or not gate:
+                raise ApiError(400, "/_release needs {\"gate\": NAME}")
+            with fake.cond:
+                waiting = sum(1 for h in fake.held if h["gate"] == gate)
+                fake.gates_open.add(gate)
+                fake.cond.notify_all()
+            self.respond(200, {"gate": gate, "released": waiting})
         elif path == "/_health":
             self.respond(200, {"ok": True})
         else:
@@ -1535,11 +1581,12 @@ class Handler(BaseHTTPRequestHandler):
                 "files": [p.file_url(n) for n in p.file_indexes()],
                 "fake": {"outcome": p.outcome, "output": p.shape, "format": p.fmt, "duration": p.duration,
                          "start_delay": p.start_delay, "size": p.size, "seed": p.file_seed,
-                         "file": p.file_kind},
+                         "file": p.file_kind, "hold": p.hold_gate, "hold_index": p.hold_index},
             })
             preds[p.id] = d
         return {"predictions": preds, "creates": list(fake.creates), "webhook_deliveries": list(fake.deliveries),
                 "downloads": list(fake.downloads), "calls": dict(fake.calls), "settings": dict(fake.settings),
+                "held": [dict(h) for h in fake.held], "gates_open": sorted(fake.gates_open),
                 "secret": fake.secret}
 
     def send_webhook(self, req):
