@@ -345,10 +345,6 @@ static dr_status selector_read(const char *text, selector *s, dr_error *err)
 	return DR_OK;
 }
 
-/* Bytes of select_jobs()'s query at most: the statement and one EXISTS of
- * about 100 bytes per metadata filter (DR_MAX_METADATA_FILTERS). */
-#define SELECT_SQL_MAX 8192
-
 /*
  * Query the ids of the jobs selector `s` matches that were created up to
  * `cutoff` and have (`done` 1) or have not (0) ended, at most `limit`,

@@ -125,6 +125,7 @@ static _Noreturn void child_main(const dr_config *cfg, int slot, int wake_fd)
 	memset(&e, 0, sizeof(e));
 	memset(&ret, 0, sizeof(ret));
 	memset(&objs, 0, sizeof(objs));
+	memset(&dels, 0, sizeof(dels));
 	dr_error_clear(&err);
 	e.cfg = cfg;
 	gethostname(host, sizeof(host) - 1);
