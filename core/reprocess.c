@@ -179,10 +179,13 @@ typedef struct rp_ctx {
  * transaction, which also moves the references from the keys they
  * replace to the new ones). Row: id, storage_key, sha256, job_id, model.
  * Every rendition is put, never skipped for an object of its size under
- * its key, so a damaged object is mended by a reprocess. */
+ * its key, so a damaged object is mended by a reprocess. *gone is 1 when
+ * the job was deleted meanwhile: no rows, its pins let go. */
 static dr_status store(rp_ctx *x, const dr_db_rows *rows, size_t i,
-		       const dr_rendition *rends, size_t n, dr_error *err)
+		       const dr_rendition *rends, size_t n, int *gone,
+		       dr_error *err)
 {
+	dr_db_rows *job = NULL;
 	dr_store_dest d = { x->sink, db_cell(rows, i, 3), db_cell(rows, i, 4) };
 	dr_rendition_row made[DR_MAX_RENDITIONS];
 	char keys[DR_MAX_RENDITIONS][DR_KEY_MAX];
@@ -206,9 +209,19 @@ static dr_status store(rp_ctx *x, const dr_db_rows *rows, size_t i,
 	st = db_begin(x->db, err);
 	if (st != DR_OK)
 		return st;
+	/* The job's row first, as a delete locks it (deletion.c): a job
+	 * deleted since its output was read gets no rows, and the pins made
+	 * for it are let go. */
+	st = db_query(x->db, "SELECT id FROM jobs WHERE id = ? FOR UPDATE",
+		      &job, err, DB_ARGS(DB_STR(db_cell(rows, i, 3))));
+	*gone = st == DR_OK && job->n_rows == 0;
+	db_rows_free(job);
 	for (size_t k = 0; k < n && st == DR_OK; k++)
-		st = rendition_upsert(x->db, db_cell(rows, i, 0), &made[k],
-				      x->cfg->retention.superseded, err);
+		st = *gone ? objects_unpin(x->db, made[k].key, err)
+			   : rendition_upsert(x->db, db_cell(rows, i, 0),
+					      &made[k],
+					      x->cfg->retention.superseded,
+					      err);
 	if (st == DR_OK)
 		st = db_commit(x->db, err);
 	if (st != DR_OK)
@@ -234,6 +247,7 @@ static dr_status one_output(rp_ctx *x, const dr_reprocess_opts *o,
 	size_t n = wanted_presets(cfg, o, db_cell(rows, i, 5), ps);
 	void *data = NULL;
 	size_t len = 0;
+	int gone = 0;
 	dr_status st;
 
 	*made = 0;
@@ -255,10 +269,10 @@ static dr_status one_output(rp_ctx *x, const dr_reprocess_opts *o,
 	free(data);
 	if (st != DR_OK)
 		return st;
-	st = store(x, rows, i, rends, n, err);
+	st = store(x, rows, i, rends, n, &gone, err);
 	for (size_t k = 0; k < n; k++)
 		image_rendition_free(&rends[k]);
-	if (st == DR_OK)
+	if (st == DR_OK && !gone)
 		*made = n;
 	return st;
 }
