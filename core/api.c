@@ -342,8 +342,8 @@ static void delete_jobs(dr_app *app, const dr_request *req, const char *scope,
 	if (list_args(req, args, &n, resp))
 		return;
 	dr_error_clear(&err);
-	if (jobs_filter_args(args, n, names, NULL, meta, &n_meta, &limit, &field,
-			     &err) != DR_OK) {
+	if (jobs_filter_args(args, n, names, NULL, meta, &n_meta, &limit,
+			     &field, &err) != DR_OK) {
 		http_problem(resp, 422, "invalid_parameter", field, "%s",
 			     err.message);
 		return;

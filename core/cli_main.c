@@ -852,8 +852,8 @@ static int delete_selected(const char *cmd, dr_db *db, const cli_filters *fs)
 		report(cmd, &err);
 	} else if (parse_answer(cmd, &out, &root) == 0) {
 		counts = jget(root, "counts");
-		printf("%s %s: %s jobs deleted, %s objects released",
-		       id, jstr(root, "state"), jstr(counts, "jobs_deleted"),
+		printf("%s %s: %s jobs deleted, %s objects released", id,
+		       jstr(root, "state"), jstr(counts, "jobs_deleted"),
 		       jstr(counts, "objects_released"));
 		if (strcmp(jstr(root, "state"), "done") != 0)
 			printf(", %s jobs not ended yet (canceled; the worker "
@@ -897,8 +897,8 @@ static int cmd_jobs_delete(const cli *c, const cli_args *a)
 		dr_deletion_counts n;
 
 		dr_error_clear(&err);
-		if (deletion_delete_job(db, a->pos[i], "cli", NULL, &n,
-					&err) != DR_OK) {
+		if (deletion_delete_job(db, a->pos[i], "cli", NULL, &n, &err) !=
+		    DR_OK) {
 			fprintf(stderr, "darkroom %s: %s: %s\n", cmd, a->pos[i],
 				err.message);
 			rc = 1;

@@ -386,7 +386,8 @@ static const dr_config_key retention_keys[RET_COUNT + 1] = {
 	[RET_SUCCEEDED] = { .name = "succeeded",
 			    .type = DR_CFG_STRING,
 			    .default_value = "",
-			    .help = "jobs for succeeded jobs (empty: as jobs)" },
+			    .help = "jobs for succeeded jobs (empty: as "
+				    "jobs)" },
 	[RET_FAILED] = { .name = "failed",
 			 .type = DR_CFG_STRING,
 			 .default_value = "",

@@ -22,7 +22,7 @@
 
 /* The ended statuses, which [retention] has a setting for each. */
 static const char *const ended[] = { "succeeded", "failed", "canceled" };
-#define N_ENDED (sizeof(ended) / sizeof(ended[0]))
+#define N_ENDED	  (sizeof(ended) / sizeof(ended[0]))
 #define ENDED_SQL "('succeeded','failed','canceled')"
 /* The text of select_jobs()'s query: under 2 KiB with
  * DR_MAX_METADATA_FILTERS filters (the values are parameters). */
@@ -200,9 +200,8 @@ static void count_deleted(dr_db *db, const char *kind, uint64_t n)
 
 /* Insert an audit record (in the open transaction). */
 static dr_status record(dr_db *db, const char *id, const char *kind,
-			const char *state, const char *selector,
-			const char *by, const dr_deletion_counts *c,
-			dr_error *err)
+			const char *state, const char *selector, const char *by,
+			const dr_deletion_counts *c, dr_error *err)
 {
 	int done = strcmp(state, "done") == 0;
 
@@ -277,9 +276,8 @@ dr_status deletion_delete_job(dr_db *db, const char *id, const char *by,
 	return st;
 }
 
-dr_status deletion_request(dr_db *db, const dr_metadata_filter *meta,
-			   size_t n, const char *by, char *deletion_id,
-			   dr_error *err)
+dr_status deletion_request(dr_db *db, const dr_metadata_filter *meta, size_t n,
+			   const char *by, char *deletion_id, dr_error *err)
 {
 	dr_deletion_counts none = { 0 };
 	json_object *sel;
@@ -362,12 +360,13 @@ static dr_status select_jobs(dr_db *db, const selector *s, const char *cutoff,
 	dr_status st;
 
 	dr_buf_init(&sql, SELECT_SQL_MAX);
-	st = dr_buf_printf(&sql,
-			   "SELECT jobs.id, jobs.cancel_requested"
-			   " FROM job_metadata d JOIN jobs ON jobs.id = d.job_id"
-			   " WHERE d.k = ? AND d.v = ? AND jobs.created_at <= ?"
-			   " AND jobs.status %s " ENDED_SQL,
-			   done ? "IN" : "NOT IN");
+	st = dr_buf_printf(
+		&sql,
+		"SELECT jobs.id, jobs.cancel_requested"
+		" FROM job_metadata d JOIN jobs ON jobs.id = d.job_id"
+		" WHERE d.k = ? AND d.v = ? AND jobs.created_at <= ?"
+		" AND jobs.status %s " ENDED_SQL,
+		done ? "IN" : "NOT IN");
 	for (size_t i = 0; i < s->n; i++) {
 		args[n++] = DB_STR(s->meta[i].key);
 		args[n++] = DB_STR(s->meta[i].value);
@@ -436,8 +435,8 @@ static dr_status batch_once(dr_db *db, const char *id, size_t *got,
 	if (st == DR_OK)
 		st = selector_read(db_cell(d, 0, 0), &s, err);
 	if (st == DR_OK)
-		st = select_jobs(db, &s, db_cell(d, 0, 1), 1,
-				 DR_DELETION_BATCH, &jobs, err);
+		st = select_jobs(db, &s, db_cell(d, 0, 1), 1, DR_DELETION_BATCH,
+				 &jobs, err);
 	if (st == DR_OK && jobs->n_rows > 0) {
 		const char *ids[DR_DELETION_BATCH];
 
@@ -526,8 +525,7 @@ dr_status deletion_run_batch(dr_db *db, const char *id, int *more,
 	return wait_or_finish(db, id, err);
 }
 
-dr_status deletion_render(dr_db *db, const char *id, dr_buf *out,
-			  dr_error *err)
+dr_status deletion_render(dr_db *db, const char *id, dr_buf *out, dr_error *err)
 {
 	dr_db_rows *rows = NULL;
 	dr_status st;
@@ -586,8 +584,8 @@ double deletion_job_retention(const dr_config *cfg, const char *status)
 	return 0;
 }
 
-dr_status deletion_count_expired(dr_db *db, const dr_config *cfg,
-				 uint64_t *n, dr_error *err)
+dr_status deletion_count_expired(dr_db *db, const dr_config *cfg, uint64_t *n,
+				 dr_error *err)
 {
 	*n = 0;
 	for (size_t i = 0; i < N_ENDED; i++) {
@@ -613,8 +611,7 @@ dr_status deletion_count_expired(dr_db *db, const dr_config *cfg,
 }
 
 static dr_status expired_once(dr_db *db, const dr_config *cfg, unsigned batch,
-			      dr_deletion_counts *c, size_t *got,
-			      dr_error *err)
+			      dr_deletion_counts *c, size_t *got, dr_error *err)
 {
 	dr_status st;
 
@@ -625,15 +622,15 @@ static dr_status expired_once(dr_db *db, const dr_config *cfg, unsigned batch,
 
 		if (cfg->retention.jobs[i] <= 0)
 			continue;
-		st = db_query(db,
-			      "SELECT id FROM jobs WHERE status = ?"
-			      " AND completed_at < NOW(6) - INTERVAL ?"
-			      " MICROSECOND ORDER BY completed_at LIMIT ?",
-			      &rows, err,
-			      DB_ARGS(DB_STR(ended[i]),
-				      DB_INT((int64_t)(cfg->retention.jobs[i] *
-						       1e6)),
-				      DB_INT((int64_t)(batch - *got))));
+		st = db_query(
+			db,
+			"SELECT id FROM jobs WHERE status = ?"
+			" AND completed_at < NOW(6) - INTERVAL ?"
+			" MICROSECOND ORDER BY completed_at LIMIT ?",
+			&rows, err,
+			DB_ARGS(DB_STR(ended[i]),
+				DB_INT((int64_t)(cfg->retention.jobs[i] * 1e6)),
+				DB_INT((int64_t)(batch - *got))));
 		if (st == DR_OK && rows->n_rows > 0) {
 			const char *ids[DR_DELETION_BATCH];
 
@@ -684,8 +681,7 @@ dr_status deletion_expired_batch(dr_db *db, const dr_config *cfg,
 }
 
 dr_status deletion_record_retention(dr_db *db, const dr_config *cfg,
-				    const char *by,
-				    const dr_deletion_counts *c,
+				    const char *by, const dr_deletion_counts *c,
 				    dr_error *err)
 {
 	char id[DR_DELETION_ID_LEN + 1], sel[160];
@@ -779,7 +775,8 @@ int deletion_step(dr_deletion_pass *p, dr_db *db, const dr_config *cfg,
 		return 1;
 	if (p->expired.jobs_deleted) {
 		dr_log(DR_LOG_INFO,
-		       "event=retention.jobs deleted=%llu objects_released=%llu",
+		       "event=retention.jobs deleted=%llu "
+		       "objects_released=%llu",
 		       (unsigned long long)p->expired.jobs_deleted,
 		       (unsigned long long)p->expired.objects_released);
 		if (deletion_record_retention(db, cfg, "retention", &p->expired,

@@ -87,8 +87,8 @@ dr_status deletion_delete_job(dr_db *db, const char *id, const char *by,
  * to `deletion_id` (DR_DELETION_ID_LEN + 1 bytes). DR_ERR_INVALID (code
  * invalid_parameter) without a filter.
  */
-dr_status deletion_request(dr_db *db, const dr_metadata_filter *meta,
-			   size_t n, const char *by, char *deletion_id,
+dr_status deletion_request(dr_db *db, const dr_metadata_filter *meta, size_t n,
+			   const char *by, char *deletion_id,
 			   dr_error *err) DR_WARN_UNUSED;
 
 /*
@@ -115,8 +115,8 @@ int deletion_id_valid(const char *s);
 double deletion_job_retention(const dr_config *cfg, const char *status);
 
 /* Count the ended jobs older than their status's setting into *n. */
-dr_status deletion_count_expired(dr_db *db, const dr_config *cfg,
-				 uint64_t *n, dr_error *err) DR_WARN_UNUSED;
+dr_status deletion_count_expired(dr_db *db, const dr_config *cfg, uint64_t *n,
+				 dr_error *err) DR_WARN_UNUSED;
 
 /*
  * Delete up to `batch` (at most DR_DELETION_BATCH) expired jobs, status by
@@ -132,24 +132,24 @@ dr_status deletion_expired_batch(dr_db *db, const dr_config *cfg,
 /* Leave the audit record of a retention pass that deleted c->jobs_deleted
  * jobs (nothing when 0), requested by `by` ("retention", "cli"). */
 dr_status deletion_record_retention(dr_db *db, const dr_config *cfg,
-				    const char *by,
-				    const dr_deletion_counts *c,
+				    const char *by, const dr_deletion_counts *c,
 				    dr_error *err) DR_WARN_UNUSED;
 
 /* The worker's place: zero it first. */
 typedef struct dr_deletion_pass {
-	double next_expired;	  /* monotonic time of the next retention
-				     pass */
-	int expiring;		  /* a retention pass is under way */
+	double next_expired;	    /* monotonic time of the next retention
+				       pass */
+	int expiring;		    /* a retention pass is under way */
 	dr_deletion_counts expired; /* in this retention pass */
-	double next_check;	  /* monotonic time to look for deletions */
+	double next_check;	    /* monotonic time to look for deletions */
 } dr_deletion_pass;
 
 /*
  * The worker's share, one batch per call: a due selector deletion first
  * (looked for at most every second), then the retention pass over jobs
- * (at the first call, then every `interval` seconds). Logs failures and the end of a retention
- * pass that deleted jobs. Returns 1 while there is more to do soon.
+ * (at the first call, then every `interval` seconds). Logs failures and the end
+ * of a retention pass that deleted jobs. Returns 1 while there is more to do
+ * soon.
  */
 int deletion_step(dr_deletion_pass *p, dr_db *db, const dr_config *cfg,
 		  double interval, double now);

@@ -325,21 +325,21 @@ static const struct {
 	const char *name;
 	const char *help;
 } counters[] = {
-	{"darkroom_webhook_deliveries_total",
-	 "Provider webhook deliveries by adapter and result (accepted, "
-	 "duplicate, ignored, unknown, bad_signature)."},
-	{"darkroom_provider_responses_total",
-	 "Answers of providers to darkroom's calls by adapter and status (ok, "
-	 "429, error)."},
-	{"darkroom_downloaded_bytes_total",
-	 "Bytes of outputs downloaded from providers."},
-	{"darkroom_stored_bytes_total",
-	 "Bytes written to the output sink (outputs and renditions)."},
-	{"darkroom_jobs_deleted_total",
-	 "Jobs deleted by kind of deletion (job: by id; selector: by "
-	 "metadata; retention: by age)."},
-	{"darkroom_objects_removed_total",
-	 "Stored objects removed from the sink once no row used them."},
+	{ "darkroom_webhook_deliveries_total",
+	  "Provider webhook deliveries by adapter and result (accepted, "
+	  "duplicate, ignored, unknown, bad_signature)." },
+	{ "darkroom_provider_responses_total",
+	  "Answers of providers to darkroom's calls by adapter and status (ok, "
+	  "429, error)." },
+	{ "darkroom_downloaded_bytes_total",
+	  "Bytes of outputs downloaded from providers." },
+	{ "darkroom_stored_bytes_total",
+	  "Bytes written to the output sink (outputs and renditions)." },
+	{ "darkroom_jobs_deleted_total",
+	  "Jobs deleted by kind of deletion (job: by id; selector: by "
+	  "metadata; retention: by age)." },
+	{ "darkroom_objects_removed_total",
+	  "Stored objects removed from the sink once no row used them." },
 };
 
 typedef struct expo {

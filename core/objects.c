@@ -66,23 +66,23 @@ dr_status objects_pin(dr_db *db, const char *const *keys,
 /* The pin count's share of a reference or an unpin: one pin less, and
  * none left clears the pin's end (pins is assigned after pinned_until, so
  * both read the count before the decrement). */
-#define UNPIN                                                                 \
-	" pinned_until = IF(pins <= 1, NULL, pinned_until),"                 \
+#define UNPIN                                                                  \
+	" pinned_until = IF(pins <= 1, NULL, pinned_until),"                   \
 	" pins = IF(pins > 0, pins - 1, 0),"
 
 dr_status objects_ref(dr_db *db, const char *key, const char *kind,
 		      uint64_t bytes, dr_error *err)
 {
-	return db_exec(db,
-		       "INSERT INTO objects (storage_key, kind, bytes, refs,"
-		       " state, remove_after, created_at, updated_at)"
-		       " VALUES (?, ?, ?, 1, 'stored', NULL, NOW(6), NOW(6))"
-		       " ON DUPLICATE KEY UPDATE refs = refs + 1,"
-		       " bytes = VALUES(bytes), state = 'stored',"
-		       " remove_after = NULL, attempts = 0, last_error = NULL,"
-		       UNPIN " updated_at = NOW(6)",
-		       NULL, err,
-		       DB_ARGS(DB_STR(key), DB_STR(kind), DB_U64(bytes)));
+	return db_exec(
+		db,
+		"INSERT INTO objects (storage_key, kind, bytes, refs,"
+		" state, remove_after, created_at, updated_at)"
+		" VALUES (?, ?, ?, 1, 'stored', NULL, NOW(6), NOW(6))"
+		" ON DUPLICATE KEY UPDATE refs = refs + 1,"
+		" bytes = VALUES(bytes), state = 'stored',"
+		" remove_after = NULL, attempts = 0, last_error = NULL," UNPIN
+		" updated_at = NOW(6)",
+		NULL, err, DB_ARGS(DB_STR(key), DB_STR(kind), DB_U64(bytes)));
 }
 
 dr_status objects_unpin(dr_db *db, const char *key, dr_error *err)
@@ -130,9 +130,8 @@ static dr_status lock_counted(dr_db *db, const char *const *keys,
 		st = db_query(db, text, &rows, err, args, LIST);
 		for (size_t r = 0; st == DR_OK && r < rows->n_rows; r++) {
 			const char *k = db_cell(rows, r, 0);
-			const char *const *hit =
-				bsearch(&k, keys + at, m, sizeof(*keys),
-					cmp_key);
+			const char *const *hit = bsearch(
+				&k, keys + at, m, sizeof(*keys), cmp_key);
 
 			if (hit && strtoull(db_cell(rows, r, 1), NULL, 10) <=
 					   counts[hit - keys])
@@ -179,7 +178,8 @@ dr_status objects_unref_many(dr_db *db, const char *const *keys,
 		for (size_t j = 0; j < i && first; j++)
 			first = counts[j] != counts[i];
 		if (!first)
-			continue; /* this count's keys went with an earlier one */
+			continue; /* this count's keys went with an earlier one
+				   */
 		for (size_t j = i; j < n; j++)
 			if (counts[j] == counts[i])
 				group[m++] = keys[j];

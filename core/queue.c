@@ -126,10 +126,11 @@ rollback:
 
 dr_status queue_next_due(dr_db *db, double *seconds, dr_error *err)
 {
-	return db_query_seconds(db,
-				"SELECT TIMESTAMPDIFF(MICROSECOND, NOW(6),"
-				" MIN(run_at)) FROM jobs WHERE run_at IS NOT NULL",
-				seconds, err);
+	return db_query_seconds(
+		db,
+		"SELECT TIMESTAMPDIFF(MICROSECOND, NOW(6),"
+		" MIN(run_at)) FROM jobs WHERE run_at IS NOT NULL",
+		seconds, err);
 }
 
 dr_status queue_fenced(dr_status st, uint64_t affected, dr_error *err)

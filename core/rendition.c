@@ -170,8 +170,9 @@ dr_status rendition_upsert(dr_db *db, const char *output_id,
 		st = objects_ref(db, row->key, DR_OBJECT_RENDITION, row->bytes,
 				 err);
 	if (st == DR_OK && old && strcmp(old, row->key) != 0)
-		st = objects_unref(db, old, 1, grace > 0 ? grace : DR_OBJECT_NEVER,
-				   NULL, err);
+		st = objects_unref(db, old, 1,
+				   grace > 0 ? grace : DR_OBJECT_NEVER, NULL,
+				   err);
 	if (st == DR_OK && old && strcmp(old, row->key) == 0)
 		st = objects_unpin(db, row->key, err); /* no new reference */
 	db_rows_free(rows);

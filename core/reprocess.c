@@ -218,10 +218,9 @@ static dr_status store(rp_ctx *x, const dr_db_rows *rows, size_t i,
 	db_rows_free(job);
 	for (size_t k = 0; k < n && st == DR_OK; k++)
 		st = *gone ? objects_unpin(x->db, made[k].key, err)
-			   : rendition_upsert(x->db, db_cell(rows, i, 0),
-					      &made[k],
-					      x->cfg->retention.superseded,
-					      err);
+			   : rendition_upsert(
+				     x->db, db_cell(rows, i, 0), &made[k],
+				     x->cfg->retention.superseded, err);
 	if (st == DR_OK)
 		st = db_commit(x->db, err);
 	if (st != DR_OK)

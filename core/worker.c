@@ -172,16 +172,16 @@ static _Noreturn void child_main(const dr_config *cfg, int slot, int wake_fd)
 			pruning = retention_step(&ret, e.db, cfg, now_mono());
 		/* Jobs deleted by selector, and ended jobs past [retention]
 		 * jobs: the same process, a batch per turn (deletion.h). */
-		if (slot == 0 && deletion_step(&dels, e.db, cfg,
-					       DR_RETENTION_INTERVAL,
-					       now_mono()))
+		if (slot == 0 &&
+		    deletion_step(&dels, e.db, cfg, DR_RETENTION_INTERVAL,
+				  now_mono()))
 			pruning = 1;
 		/* Objects no row uses any more (a deleted job's, a replaced
 		 * rendition's after [retention] superseded): the same
 		 * process, a batch per turn too (objects.h). */
-		if (slot == 0 && objects_step(&objs, e.db, sink,
-					      DR_RETENTION_INTERVAL,
-					      now_mono()))
+		if (slot == 0 &&
+		    objects_step(&objs, e.db, sink, DR_RETENTION_INTERVAL,
+				 now_mono()))
 			pruning = 1;
 
 		st = queue_claim(e.db, e.owner, cfg->worker.lease, &c, &err);
