@@ -414,7 +414,7 @@ static dr_status update(dr_db *db, const char *id, const dr_deletion_counts *c,
 /* One transaction: lock deletion `id`, delete up to a batch of its ended
  * jobs, add to its counts. *got: how many jobs the batch found. */
 static dr_status batch_once(dr_db *db, const char *id, size_t *got,
-			    dr_error *err)
+			    int *finished, dr_error *err)
 {
 	dr_db_rows *d = NULL, *jobs = NULL;
 	dr_deletion_counts c = { 0 };
@@ -422,16 +422,24 @@ static dr_status batch_once(dr_db *db, const char *id, size_t *got,
 	dr_status st;
 
 	*got = 0;
+	*finished = 0;
 	st = db_begin(db, err);
 	if (st != DR_OK)
 		return st;
 	st = db_query(db,
-		      "SELECT selector, cutoff FROM deletions WHERE id = ?"
-		      " AND state <> 'done' FOR UPDATE",
+		      "SELECT selector, cutoff, state FROM deletions"
+		      " WHERE id = ? FOR UPDATE",
 		      &d, err, DB_ARGS(DB_STR(id)));
 	if (st == DR_OK && d->n_rows == 0)
 		st = dr_fail(err, DR_ERR_NOT_FOUND, "not_found",
-			     "no deletion %s under way", id);
+			     "no deletion %s", id);
+	/* Finished by another process (the worker, or a command) meanwhile:
+	 * nothing left to do here. */
+	if (st == DR_OK && strcmp(db_cell(d, 0, 2), "done") == 0) {
+		*finished = 1;
+		db_rows_free(d);
+		return db_commit(db, err);
+	}
 	if (st == DR_OK)
 		st = selector_read(db_cell(d, 0, 0), &s, err);
 	if (st == DR_OK)
@@ -492,13 +500,31 @@ static dr_status wait_or_finish(dr_db *db, const char *id, dr_error *err)
 			dr_log(DR_LOG_INFO,
 			       "event=job.cancel job=%s deletion=%s", job, id);
 	}
+	db_rows_free(jobs);
+	db_rows_free(d);
+	d = NULL;
+	/* The end, under the record's lock: one finished by another process
+	 * meanwhile stays as it is. */
 	if (st == DR_OK)
+		st = db_begin(db, err);
+	if (st == DR_OK)
+		st = db_query(db,
+			      "SELECT state FROM deletions WHERE id = ?"
+			      " FOR UPDATE",
+			      &d, err, DB_ARGS(DB_STR(id)));
+	if (st == DR_OK && d->n_rows == 1 &&
+	    strcmp(db_cell(d, 0, 0), "done") != 0) {
 		st = update(db, id, &none, (int64_t)waiting,
 			    waiting ? "running" : "done", DR_DELETION_RECHECK,
 			    err);
-	if (st == DR_OK && !waiting)
-		dr_log(DR_LOG_INFO, "event=deletion.done deletion=%s", id);
-	db_rows_free(jobs);
+		if (st == DR_OK && !waiting)
+			dr_log(DR_LOG_INFO, "event=deletion.done deletion=%s",
+			       id);
+	}
+	if (st == DR_OK)
+		st = db_commit(db, err);
+	if (st != DR_OK && db_in_transaction(db))
+		db_rollback(db);
 	db_rows_free(d);
 	json_object_put(s.root);
 	return st;
@@ -509,14 +535,15 @@ dr_status deletion_run_batch(dr_db *db, const char *id, int *more,
 {
 	dr_status st = DR_OK;
 	size_t got = 0;
+	int finished = 0;
 
 	*more = 0;
 	for (int i = 0; i < DB_TX_TRIES; i++) {
-		st = batch_once(db, id, &got, err);
+		st = batch_once(db, id, &got, &finished, err);
 		if (!db_tx_again(st, err))
 			break;
 	}
-	if (st != DR_OK)
+	if (st != DR_OK || finished)
 		return st;
 	if (got >= DR_DELETION_BATCH) {
 		*more = 1;

@@ -97,7 +97,9 @@ dr_status deletion_request(dr_db *db, const dr_metadata_filter *meta, size_t n,
  * that have not ended and either finish it (none left: done) or look again
  * in DR_DELETION_RECHECK seconds. *more is 1 when it has more to do now.
  * The record's counts are updated in the same transaction as the jobs
- * they count. DR_ERR_NOT_FOUND for an unknown or finished deletion.
+ * they count. A deletion already done (by another process meanwhile:
+ * the worker and a command may run the same one) is DR_OK with *more 0;
+ * an unknown one DR_ERR_NOT_FOUND.
  */
 dr_status deletion_run_batch(dr_db *db, const char *id, int *more,
 			     dr_error *err) DR_WARN_UNUSED;
