@@ -44,6 +44,9 @@ WORK = os.environ.get("DARKROOM_TEST_DIR", "/tmp")
 BASE_URL = os.environ["DARKROOM_URL"].rstrip("/")
 S3_URL = f"http://127.0.0.1:{os.environ['DARKROOM_S3_PORT']}/{S3_BUCKET}"
 RUN = os.urandom(4).hex()
+# Selector values of this run only: the database is shared with the other
+# suites (the README's session makes jobs of user 42, for one).
+U42, U7, U9 = f"42-{RUN}", f"7-{RUN}", f"9-{RUN}"
 FINAL = ("succeeded", "failed", "canceled")
 # The scope an API key's deletions are recorded under: 16 hex digits of
 # its SHA-256 (as idempotency keys have it), never the key.
@@ -464,11 +467,11 @@ def _():
     fake_reset()
     w = Worker(2, "delete-selector")
     try:
-        mine = [create({"fake_seed": f"sel-{RUN}-{i}"}, ["thumb"] if i == 0 else [], {"user_id": "42"})
+        mine = [create({"fake_seed": f"sel-{RUN}-{i}"}, ["thumb"] if i == 0 else [], {"user_id": U42})
                 for i in range(3)]
-        mine.append(create({"fake_outcome": "failed"}, [], {"user_id": "42", "plan": "free"}))
-        others = [create({"fake_seed": f"sel7-{RUN}-{i}"}, ["thumb"], {"user_id": "7"}) for i in range(2)]
-        running = create({"fake_duration": 60}, [], {"user_id": "42"})
+        mine.append(create({"fake_outcome": "failed"}, [], {"user_id": U42, "plan": "free"}))
+        others = [create({"fake_seed": f"sel7-{RUN}-{i}"}, ["thumb"], {"user_id": U7}) for i in range(2)]
+        running = create({"fake_duration": 60}, [], {"user_id": U42})
         ended = wait_status(mine + others)
         expect_eq([j["status"] for j in ended], ["succeeded"] * 3 + ["failed"] + ["succeeded"] * 2,
                   "statuses of the ended jobs")
@@ -478,20 +481,20 @@ def _():
         doc = expect_problem(delete(f"/v1/jobs/{running}"), 409)
         expect_eq(doc["type"], "urn:darkroom:problem:job_not_ended", "problem type for a processing job")
 
-        r = delete("/v1/jobs?metadata.user_id=42")
+        r = delete(f"/v1/jobs?metadata.user_id={U42}")
         d = expect_json(r, 202)
         expect(DELETION_ID.match(d.get("id", "")), f"deletion id {d.get('id')!r}")
         expect(d.get("state") in ("queued", "running", "done"), f"state {d.get('state')!r}")
         expect(isinstance(d.get("counts"), dict) and "jobs_deleted" in d["counts"], f"counts in {d}")
         expect_eq(r.headers.get("Location"), f"/v1/deletions/{d['id']}", "Location")
-        later = create({"fake_seed": f"sel-later-{RUN}"}, [], {"user_id": "42"})
+        later = create({"fake_seed": f"sel-later-{RUN}"}, [], {"user_id": U42})
 
         def done():
             got = expect_json(get(f"/v1/deletions/{d['id']}"), 200)
             return got if got["state"] == "done" else None
         got = wait_until(done, timeout=30, interval=0.5, what="the deletion done")
         expect_eq(got["counts"], {"jobs_deleted": 5, "jobs_waiting": 0, "objects_released": 4}, "counts")
-        expect_eq((got["id"], got["kind"], got["selector"]), (d["id"], "selector", {"metadata.user_id": "42"}),
+        expect_eq((got["id"], got["kind"], got["selector"]), (d["id"], "selector", {"metadata.user_id": U42}),
                   "id, kind and selector")
         expect_eq(got["requested_by"], SCOPE, "requested_by: the key's scope")
         expect(got["finished_at"] and got["created_at"], f"created_at and finished_at: {got}")
@@ -502,7 +505,7 @@ def _():
         expect_eq(pred["status"], "canceled", "the running job's prediction at the provider")
         for j in ended[4:]:
             expect_eq(job(j["id"]), j, f"user 7's job {j['id']}")
-        expect_eq(job(later)["metadata"], {"user_id": "42"}, "the job made after the request")
+        expect_eq(job(later)["metadata"], {"user_id": U42}, "the job made after the request")
         wait_removed(keys, fs_read, "user 42's objects")
         expect_stored(ended[4], fs_read, "user 7's objects")
         STATE["selector"] = d["id"]
@@ -553,9 +556,9 @@ def _():
     expect_eq(job(queued)["status"], "queued", "the queued job")
     expect_json(post(f"/v1/jobs/{queued}/cancel"), 202)
 
-    sel = [ended_null_job({"user_id": "9"}) for _ in range(2)]
-    keep = ended_null_job({"user_id": "10"})
-    rc, out, err = cli("jobs", "delete", "--metadata", "user_id=9")
+    sel = [ended_null_job({"user_id": U9}) for _ in range(2)]
+    keep = ended_null_job({"user_id": f"10-{RUN}"})
+    rc, out, err = cli("jobs", "delete", "--metadata", f"user_id={U9}")
     expect_eq(rc, 0, f"exit status of --metadata ({err!r})")
     m = re.fullmatch(r"(d_[0-9A-Z]{26}) done: 2 jobs deleted, 0 objects released\n", out)
     expect(m, f"stdout of --metadata: {out!r}")
