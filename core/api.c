@@ -355,10 +355,20 @@ static void delete_jobs(dr_app *app, const dr_request *req, const char *scope,
 			     "/v1/jobs/{id} deletes one job)");
 		return;
 	}
-	if (deletion_request(app->db, meta, n_meta, scope, id, &err) != DR_OK ||
-	    deletion_render(app->db, id, &resp->body, &err) != DR_OK) {
+	if (deletion_request(app->db, meta, n_meta, scope, id, &err) != DR_OK) {
 		http_problem_from(resp, &err);
 		return;
+	}
+	/* Recorded: whatever happens to the read back, the answer is 202
+	 * (a client retrying an error would ask for a second deletion). */
+	if (deletion_render(app->db, id, &resp->body, &err) != DR_OK) {
+		dr_buf_reset(&resp->body);
+		if (dr_buf_printf(&resp->body,
+				  "{\"id\":\"%s\",\"state\":\"queued\","
+				  "\"counts\":{\"jobs_deleted\":0,"
+				  "\"jobs_waiting\":0,\"objects_released\":0}}",
+				  id) != DR_OK)
+			dr_die("deletion answer does not fit");
 	}
 	queue_wakeup_send(app->cfg->worker.wakeup_socket);
 	{

@@ -838,6 +838,10 @@ static int delete_selected(const char *cmd, dr_db *db, const cli_filters *fs)
 	}
 	catch_interrupts();
 	st = deletion_request(db, meta, n_meta, "cli", id, &err);
+	if (st != DR_OK) {
+		report(cmd, &err);
+		return 1;
+	}
 	while (st == DR_OK && more && !stop_requested) {
 		st = deletion_run_batch(db, id, &more, &err);
 		if (tty && st == DR_OK)
@@ -850,12 +854,19 @@ static int delete_selected(const char *cmd, dr_db *db, const cli_filters *fs)
 		st = deletion_render(db, id, &out, &err);
 	if (st != DR_OK) {
 		report(cmd, &err);
+		/* Recorded and due: the worker carries it on. */
+		fprintf(stderr,
+			"darkroom %s: deletion %s goes on in the worker (GET "
+			"/v1/deletions/%s)\n",
+			cmd, id, id);
 	} else if (parse_answer(cmd, &out, &root) == 0) {
 		counts = jget(root, "counts");
 		printf("%s %s: %s jobs deleted, %s objects released", id,
 		       jstr(root, "state"), jstr(counts, "jobs_deleted"),
 		       jstr(counts, "objects_released"));
-		if (strcmp(jstr(root, "state"), "done") != 0)
+		if (stop_requested)
+			printf("; interrupted: the worker carries it on");
+		else if (strcmp(jstr(root, "state"), "done") != 0)
 			printf(", %s jobs not ended yet (canceled; the worker "
 			       "deletes them once they end)",
 			       jstr(counts, "jobs_waiting"));
@@ -1168,21 +1179,23 @@ static void spell_duration(double v, char *out, size_t size)
 
 /* Delete the ended jobs past [retention] jobs, a transaction per batch
  * until one is short or Ctrl-C; progress and the longest transaction
- * (its locks are held that long) on stderr; one audit record. */
+ * (its locks are held that long) on stderr; the batches write the pass's
+ * audit record as they go, and it is done at the end. */
 static dr_status prune_jobs(dr_db *db, const dr_config *cfg, int tty,
-			    dr_deletion_counts *jobs, dr_error *err)
+			    dr_expiry *x, dr_error *err)
 {
 	uint64_t batches = 0;
 	double longest = 0;
 	dr_status st = DR_OK;
 	int more = 1;
 
+	x->by = "cli";
 	while (st == DR_OK && more && !stop_requested) {
 		struct timespec t0, t1;
 		double ms;
 
 		clock_gettime(CLOCK_MONOTONIC, &t0);
-		st = deletion_expired_batch(db, cfg, DR_DELETION_BATCH, jobs,
+		st = deletion_expired_batch(db, cfg, DR_DELETION_BATCH, x,
 					    &more, err);
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
@@ -1192,17 +1205,17 @@ static dr_status prune_jobs(dr_db *db, const dr_config *cfg, int tty,
 		batches++;
 		if (tty)
 			fprintf(stderr, "\rprune: jobs: %llu deleted",
-				(unsigned long long)jobs->jobs_deleted);
+				(unsigned long long)x->c.jobs_deleted);
 	}
 	if (tty)
 		fputc('\n', stderr);
 	fprintf(stderr,
 		"prune: jobs: %llu deleted in %llu transactions, the longest "
 		"%.1f ms\n",
-		(unsigned long long)jobs->jobs_deleted,
+		(unsigned long long)x->c.jobs_deleted,
 		(unsigned long long)batches, longest);
 	if (st == DR_OK)
-		st = deletion_record_retention(db, cfg, "cli", jobs, err);
+		st = deletion_expiry_done(db, x, err);
 	return st;
 }
 
@@ -1211,7 +1224,7 @@ static int cmd_prune(const cli *c, const cli_args *a)
 	const char *cmd = a->cmd->name;
 	int dry = cli_flag(a, "--dry-run"), tty = isatty(STDERR_FILENO);
 	uint64_t n[DR_RET_TABLES] = { 0 }, objs = 0;
-	dr_deletion_counts jobs = { 0 };
+	dr_expiry jobs;
 	int any_jobs = 0;
 	dr_object_removals rm;
 	dr_config *cfg = NULL;
@@ -1223,6 +1236,7 @@ static int cmd_prune(const cli *c, const cli_args *a)
 	int interrupted = 0;
 
 	memset(&rm, 0, sizeof(rm));
+	memset(&jobs, 0, sizeof(jobs));
 	if (open_db(c, cmd, &cfg, &db))
 		return 1;
 	for (int i = 0; i < 3; i++)
@@ -1252,8 +1266,8 @@ static int cmd_prune(const cli *c, const cli_args *a)
 	 * one audit record for them all (deletion.h). */
 	if (st == DR_OK && !interrupted && any_jobs) {
 		if (dry) {
-			st = deletion_count_expired(db, cfg, &jobs.jobs_deleted,
-						    &err);
+			st = deletion_count_expired(db, cfg,
+						    &jobs.c.jobs_deleted, &err);
 		} else {
 			st = prune_jobs(db, cfg, tty, &jobs, &err);
 			interrupted = stop_requested != 0;
@@ -1305,7 +1319,7 @@ static int cmd_prune(const cli *c, const cli_args *a)
 	}
 	if (any_jobs)
 		printf(", %llu jobs (ended before their [retention] setting)",
-		       (unsigned long long)jobs.jobs_deleted);
+		       (unsigned long long)jobs.c.jobs_deleted);
 	else
 		printf(", jobs kept (retention off)");
 	printf(", %llu objects (no longer used)", (unsigned long long)objs);
@@ -1474,7 +1488,10 @@ static const cli_cmd commands[] = {
 			"Prints one line per job (or the deletion's counts). "
 			"Exit status 1 when a\njob was not deleted (unknown, "
 			"or not ended: cancel it first), one line\non stderr "
-			"each.",
+			"each. At most 100 ids per run. Metadata values match "
+			"exactly (letter\ncase and spaces count). A deletion "
+			"by metadata that is interrupted (Ctrl-C,\nexit status "
+			"130) or fails goes on in the worker.",
 		.run = cmd_jobs_delete,
 	},
 	{

@@ -2,10 +2,12 @@
  * deletion.c - deleting jobs by id, by selector and by age (see
  * deletion.h).
  *
- * Lock order, the same as the pipeline's index transaction: a job's row
- * first, then the `objects` rows of its keys, in key order. A deadlock
- * with another order (a cancel, a webhook) rolls the whole transaction
- * back and it runs again (DB_TX_TRIES).
+ * Lock order: the jobs' rows first (in id order), then the `objects` rows
+ * of their keys (in key order). The pipeline's index transaction and
+ * reprocess lock objects rows in the order of their outputs and the job's
+ * row last, so a delete and an index of another job sharing two keys may
+ * deadlock: InnoDB rolls one back, and a delete runs again (DB_TX_TRIES),
+ * a persist step retries.
  */
 #include "deletion.h"
 
@@ -281,7 +283,7 @@ dr_status deletion_request(dr_db *db, const dr_metadata_filter *meta, size_t n,
 {
 	dr_deletion_counts none = { 0 };
 	json_object *sel;
-	size_t bad;
+	size_t bad, total = 0;
 	dr_status st;
 
 	if (n == 0)
@@ -291,6 +293,14 @@ dr_status deletion_request(dr_db *db, const dr_metadata_filter *meta, size_t n,
 	st = jobs_check_metadata_filters(meta, n, &bad, err);
 	if (st != DR_OK)
 		return st;
+	for (size_t i = 0; i < n; i++)
+		total += strlen(meta[i].key) + strlen(meta[i].value);
+	if (total > DR_MAX_METADATA_BYTES)
+		return dr_fail(err, DR_ERR_INVALID, "invalid_parameter",
+			       "metadata: the filters hold %zu bytes of keys "
+			       "and values; no job's metadata holds more than "
+			       "%d",
+			       total, DR_MAX_METADATA_BYTES);
 	st = new_id(deletion_id, err);
 	if (st != DR_OK)
 		return st;
@@ -343,18 +353,29 @@ static dr_status selector_read(const char *text, selector *s, dr_error *err)
 	return DR_OK;
 }
 
+/* Which of a selector's jobs select_jobs() reads. */
+typedef enum pick {
+	PICK_ENDED,	/* ended: to delete now (ids) */
+	PICK_TO_CANCEL, /* not ended, no cancel asked yet (ids) */
+	PICK_RUNNING,	/* not ended: how many (one row, a count) */
+} pick;
+
 /*
- * Query the ids of the jobs selector `s` matches that were created up to
- * `cutoff` and have (`done` 1) or have not (0) ended, at most `limit`,
- * with cancel_requested. The first filter drives the query along
- * job_metadata_kv (k, v, job_id), so a batch reads the selected jobs,
- * not the whole table; the others are EXISTS lookups on their primary key.
+ * Query the jobs of selector `s` created up to `cutoff`, as `what` says,
+ * at most `limit` ids (or their count). The first filter drives the query
+ * along job_metadata_kv (k, v, job_id), so a batch reads the selected
+ * jobs, not the whole table, and in no particular order (delete_jobs()
+ * locks them in id order); the others are EXISTS lookups on their primary
+ * key. Keys compare as everywhere (a job cannot have two differing only in
+ * case), values exactly, byte for byte: the index's collation would also
+ * match "Bob", "BOB" and "bob " for "bob", which a search may do and a
+ * deletion must not.
  */
 static dr_status select_jobs(dr_db *db, const selector *s, const char *cutoff,
-			     int done, unsigned limit, dr_db_rows **rows,
+			     pick what, unsigned limit, dr_db_rows **rows,
 			     dr_error *err)
 {
-	dr_db_arg args[2 * DR_MAX_METADATA_FILTERS + 2];
+	dr_db_arg args[3 * DR_MAX_METADATA_FILTERS + 2];
 	dr_buf sql;
 	size_t n = 0;
 	dr_status st;
@@ -362,22 +383,30 @@ static dr_status select_jobs(dr_db *db, const selector *s, const char *cutoff,
 	dr_buf_init(&sql, SELECT_SQL_MAX);
 	st = dr_buf_printf(
 		&sql,
-		"SELECT jobs.id, jobs.cancel_requested"
-		" FROM job_metadata d JOIN jobs ON jobs.id = d.job_id"
-		" WHERE d.k = ? AND d.v = ? AND jobs.created_at <= ?"
-		" AND jobs.status %s " ENDED_SQL,
-		done ? "IN" : "NOT IN");
+		"SELECT %s FROM job_metadata d JOIN jobs ON jobs.id = d.job_id"
+		" WHERE d.k = ? AND d.v = ?"
+		" AND CAST(d.v AS BINARY) = CAST(? AS BINARY)"
+		" AND jobs.created_at <= ? AND jobs.status %s " ENDED_SQL "%s",
+		what == PICK_RUNNING ? "COUNT(*)" : "jobs.id",
+		what == PICK_ENDED ? "IN" : "NOT IN",
+		what == PICK_TO_CANCEL ? " AND jobs.cancel_requested = 0" : "");
+	for (size_t i = 1; st == DR_OK && i < s->n; i++)
+		st = dr_buf_puts(
+			&sql, " AND EXISTS (SELECT 1 FROM job_metadata m"
+			      " WHERE m.job_id = jobs.id AND m.k = ?"
+			      " AND m.v = ?"
+			      " AND CAST(m.v AS BINARY) = CAST(? AS BINARY))");
 	for (size_t i = 0; i < s->n; i++) {
 		args[n++] = DB_STR(s->meta[i].key);
+		args[n++] = DB_STR(s->meta[i].value);
 		args[n++] = DB_STR(s->meta[i].value);
 		if (i == 0)
 			args[n++] = DB_STR(cutoff);
 	}
-	if (st == DR_OK)
-		st = jobs_metadata_sql(&sql, "jobs.id", s->n - 1);
-	if (st == DR_OK)
-		st = dr_buf_puts(&sql, " ORDER BY jobs.id LIMIT ?");
-	args[n++] = DB_INT((int64_t)limit);
+	if (st == DR_OK && what != PICK_RUNNING) {
+		st = dr_buf_puts(&sql, " LIMIT ?");
+		args[n++] = DB_INT((int64_t)limit);
+	}
 	if (st != DR_OK)
 		st = dr_fail(err, DR_ERR_INTERNAL, "no_memory",
 			     "the query does not fit");
@@ -438,13 +467,16 @@ static dr_status batch_once(dr_db *db, const char *id, size_t *got,
 	if (st == DR_OK && strcmp(db_cell(d, 0, 2), "done") == 0) {
 		*finished = 1;
 		db_rows_free(d);
-		return db_commit(db, err);
+		st = db_commit(db, err);
+		if (st != DR_OK)
+			db_rollback(db);
+		return st;
 	}
 	if (st == DR_OK)
 		st = selector_read(db_cell(d, 0, 0), &s, err);
 	if (st == DR_OK)
-		st = select_jobs(db, &s, db_cell(d, 0, 1), 1, DR_DELETION_BATCH,
-				 &jobs, err);
+		st = select_jobs(db, &s, db_cell(d, 0, 1), PICK_ENDED,
+				 DR_DELETION_BATCH, &jobs, err);
 	if (st == DR_OK && jobs->n_rows > 0) {
 		const char *ids[DR_DELETION_BATCH];
 
@@ -469,15 +501,92 @@ static dr_status batch_once(dr_db *db, const char *id, size_t *got,
 	return st;
 }
 
-/* Cancel the matching jobs that have not ended (those not asked yet) and
- * finish deletion `id` or look again later. */
-static dr_status wait_or_finish(dr_db *db, const char *id, dr_error *err)
+/* Cancel the matching jobs that have not ended and were not asked yet,
+ * at most 1000 a look (the others at the next). */
+static dr_status cancel_running(dr_db *db, const char *id, const selector *s,
+				const char *cutoff, dr_error *err)
 {
-	dr_db_rows *d = NULL, *jobs = NULL;
+	dr_db_rows *jobs = NULL;
+	dr_status st;
+
+	st = select_jobs(db, s, cutoff, PICK_TO_CANCEL, 1000, &jobs, err);
+	for (size_t i = 0; st == DR_OK && i < jobs->n_rows; i++) {
+		const char *job = db_cell(jobs, i, 0);
+		dr_error e2;
+
+		dr_error_clear(&e2);
+		if (jobstate_client_cancel(db, job, &e2) == DR_OK)
+			dr_log(DR_LOG_INFO,
+			       "event=job.cancel job=%s deletion=%s", job, id);
+		else if (e2.status != DR_ERR_CONFLICT) /* ended meanwhile */
+			dr_log(DR_LOG_WARNING,
+			       "event=deletion.cancel_failed deletion=%s "
+			       "job=%s "
+			       "code=%s reason=\"%.200s\"",
+			       id, job, e2.code, e2.message);
+	}
+	db_rows_free(jobs);
+	return st;
+}
+
+/* Under the record's lock: count the matching jobs still running, and
+ * finish deletion `id` when none is left and no ended one is either (one
+ * may have ended since the last batch looked), else look again: at once
+ * for an ended one, after DR_DELETION_RECHECK for running ones. A
+ * deletion finished by another process meanwhile stays as it is. */
+static dr_status settle(dr_db *db, const char *id, const selector *s,
+			const char *cutoff, int *again, dr_error *err)
+{
 	dr_deletion_counts none = { 0 };
+	dr_db_rows *d = NULL, *n = NULL, *left = NULL;
+	uint64_t waiting = 0;
+	dr_status st;
+
+	st = db_begin(db, err);
+	if (st == DR_OK)
+		st = db_query(db,
+			      "SELECT state FROM deletions WHERE id = ?"
+			      " FOR UPDATE",
+			      &d, err, DB_ARGS(DB_STR(id)));
+	if (st != DR_OK || d->n_rows == 0 ||
+	    strcmp(db_cell(d, 0, 0), "done") == 0)
+		goto out;
+	st = select_jobs(db, s, cutoff, PICK_RUNNING, 0, &n, err);
+	if (st == DR_OK)
+		waiting = strtoull(db_cell(n, 0, 0), NULL, 10);
+	if (st == DR_OK && waiting == 0)
+		st = select_jobs(db, s, cutoff, PICK_ENDED, 1, &left, err);
+	if (st != DR_OK)
+		goto out;
+	if (waiting == 0 && left->n_rows == 0) {
+		st = update(db, id, &none, 0, "done", 0, err);
+		if (st == DR_OK)
+			dr_log(DR_LOG_INFO, "event=deletion.done deletion=%s",
+			       id);
+	} else {
+		*again = waiting == 0;
+		st = update(db, id, &none, (int64_t)waiting, "running",
+			    waiting ? DR_DELETION_RECHECK : 0, err);
+	}
+out:
+	if (st == DR_OK)
+		st = db_commit(db, err);
+	if (st != DR_OK && db_in_transaction(db))
+		db_rollback(db);
+	db_rows_free(left);
+	db_rows_free(n);
+	db_rows_free(d);
+	return st;
+}
+
+/* The end of a look: cancel what runs, then settle; *again is 1 when an
+ * ended job is left to delete now. */
+static dr_status wait_or_finish(dr_db *db, const char *id, int *again,
+				dr_error *err)
+{
+	dr_db_rows *d = NULL;
 	selector s = { 0 };
 	dr_status st;
-	size_t waiting = 0;
 
 	st = db_query(db, "SELECT selector, cutoff FROM deletions WHERE id = ?",
 		      &d, err, DB_ARGS(DB_STR(id)));
@@ -487,44 +596,9 @@ static dr_status wait_or_finish(dr_db *db, const char *id, dr_error *err)
 	if (st == DR_OK)
 		st = selector_read(db_cell(d, 0, 0), &s, err);
 	if (st == DR_OK)
-		st = select_jobs(db, &s, db_cell(d, 0, 1), 0, 1000, &jobs, err);
-	for (size_t i = 0; st == DR_OK && i < jobs->n_rows; i++) {
-		const char *job = db_cell(jobs, i, 0);
-		dr_error e2;
-
-		waiting++;
-		if (strcmp(db_cell(jobs, i, 1), "0") != 0)
-			continue; /* asked already */
-		dr_error_clear(&e2);
-		if (jobstate_client_cancel(db, job, &e2) == DR_OK)
-			dr_log(DR_LOG_INFO,
-			       "event=job.cancel job=%s deletion=%s", job, id);
-	}
-	db_rows_free(jobs);
-	db_rows_free(d);
-	d = NULL;
-	/* The end, under the record's lock: one finished by another process
-	 * meanwhile stays as it is. */
+		st = cancel_running(db, id, &s, db_cell(d, 0, 1), err);
 	if (st == DR_OK)
-		st = db_begin(db, err);
-	if (st == DR_OK)
-		st = db_query(db,
-			      "SELECT state FROM deletions WHERE id = ?"
-			      " FOR UPDATE",
-			      &d, err, DB_ARGS(DB_STR(id)));
-	if (st == DR_OK && d->n_rows == 1 &&
-	    strcmp(db_cell(d, 0, 0), "done") != 0) {
-		st = update(db, id, &none, (int64_t)waiting,
-			    waiting ? "running" : "done", DR_DELETION_RECHECK,
-			    err);
-		if (st == DR_OK && !waiting)
-			dr_log(DR_LOG_INFO, "event=deletion.done deletion=%s",
-			       id);
-	}
-	if (st == DR_OK)
-		st = db_commit(db, err);
-	if (st != DR_OK && db_in_transaction(db))
-		db_rollback(db);
+		st = settle(db, id, &s, db_cell(d, 0, 1), again, err);
 	db_rows_free(d);
 	json_object_put(s.root);
 	return st;
@@ -549,7 +623,7 @@ dr_status deletion_run_batch(dr_db *db, const char *id, int *more,
 		*more = 1;
 		return DR_OK;
 	}
-	return wait_or_finish(db, id, err);
+	return wait_or_finish(db, id, more, err);
 }
 
 dr_status deletion_render(dr_db *db, const char *id, dr_buf *out, dr_error *err)
@@ -637,8 +711,49 @@ dr_status deletion_count_expired(dr_db *db, const dr_config *cfg, uint64_t *n,
 	return DR_OK;
 }
 
+/* Write what one batch of expiry `x` deleted into its audit record, in
+ * the batch's transaction: the first batch that deletes jobs makes the
+ * record (state running; its id into `rid`), the others add to it. */
+static dr_status expiry_record(dr_db *db, const dr_config *cfg,
+			       const dr_expiry *x, const dr_deletion_counts *c,
+			       char rid[DR_DELETION_ID_LEN + 1], dr_error *err)
+{
+	char sel[160];
+	dr_status st;
+
+	if (x->record[0])
+		return db_exec(db,
+			       "UPDATE deletions SET"
+			       " jobs_deleted = jobs_deleted + ?,"
+			       " objects_released = objects_released + ?,"
+			       " updated_at = NOW(6) WHERE id = ?",
+			       NULL, err,
+			       DB_ARGS(DB_U64(c->jobs_deleted),
+				       DB_U64(c->objects_released),
+				       DB_STR(x->record)));
+	st = new_id(rid, err);
+	if (st != DR_OK)
+		return st;
+	snprintf(sel, sizeof(sel),
+		 "{\"succeeded\":%.0f,\"failed\":%.0f,\"canceled\":%.0f}",
+		 cfg->retention.jobs[0], cfg->retention.jobs[1],
+		 cfg->retention.jobs[2]);
+	return db_exec(db,
+		       "INSERT INTO deletions (id, kind, state, selector,"
+		       " requested_by, cutoff, jobs_deleted, jobs_waiting,"
+		       " objects_released, run_at, created_at, updated_at)"
+		       " VALUES (?, 'retention', 'running', ?, ?, NOW(6), ?, 0,"
+		       " ?, NULL, NOW(6), NOW(6))",
+		       NULL, err,
+		       DB_ARGS(DB_STR(rid), DB_STR(sel), DB_STR(x->by),
+			       DB_U64(c->jobs_deleted),
+			       DB_U64(c->objects_released)));
+}
+
 static dr_status expired_once(dr_db *db, const dr_config *cfg, unsigned batch,
-			      dr_deletion_counts *c, size_t *got, dr_error *err)
+			      const dr_expiry *x, dr_deletion_counts *c,
+			      char rid[DR_DELETION_ID_LEN + 1], size_t *got,
+			      dr_error *err)
 {
 	dr_status st;
 
@@ -670,6 +785,8 @@ static dr_status expired_once(dr_db *db, const dr_config *cfg, unsigned batch,
 			*got += rows->n_rows;
 		db_rows_free(rows);
 	}
+	if (st == DR_OK && c->jobs_deleted > 0)
+		st = expiry_record(db, cfg, x, c, rid, err);
 	if (st == DR_OK)
 		st = db_commit(db, err);
 	if (st != DR_OK && db_in_transaction(db))
@@ -678,8 +795,8 @@ static dr_status expired_once(dr_db *db, const dr_config *cfg, unsigned batch,
 }
 
 dr_status deletion_expired_batch(dr_db *db, const dr_config *cfg,
-				 unsigned batch, dr_deletion_counts *c,
-				 int *more, dr_error *err)
+				 unsigned batch, dr_expiry *x, int *more,
+				 dr_error *err)
 {
 	dr_status st = DR_OK;
 	size_t got = 0;
@@ -693,11 +810,14 @@ dr_status deletion_expired_batch(dr_db *db, const dr_config *cfg,
 			       "their own");
 	for (int i = 0; i < DB_TX_TRIES; i++) {
 		dr_deletion_counts mine = { 0 };
+		char rid[DR_DELETION_ID_LEN + 1] = "";
 
-		st = expired_once(db, cfg, batch, &mine, &got, err);
+		st = expired_once(db, cfg, batch, x, &mine, rid, &got, err);
 		if (st == DR_OK) {
-			c->jobs_deleted += mine.jobs_deleted;
-			c->objects_released += mine.objects_released;
+			x->c.jobs_deleted += mine.jobs_deleted;
+			x->c.objects_released += mine.objects_released;
+			if (rid[0])
+				memcpy(x->record, rid, sizeof(rid));
 			count_deleted(db, "retention", mine.jobs_deleted);
 		}
 		if (!db_tx_again(st, err))
@@ -707,23 +827,32 @@ dr_status deletion_expired_batch(dr_db *db, const dr_config *cfg,
 	return st;
 }
 
-dr_status deletion_record_retention(dr_db *db, const dr_config *cfg,
-				    const char *by, const dr_deletion_counts *c,
-				    dr_error *err)
+dr_status deletion_expiry_done(dr_db *db, const dr_expiry *x, dr_error *err)
 {
-	char id[DR_DELETION_ID_LEN + 1], sel[160];
-	dr_status st;
-
-	if (c->jobs_deleted == 0)
+	if (!x->record[0])
 		return DR_OK;
-	st = new_id(id, err);
-	if (st != DR_OK)
-		return st;
-	snprintf(sel, sizeof(sel),
-		 "{\"succeeded\":%.0f,\"failed\":%.0f,\"canceled\":%.0f}",
-		 cfg->retention.jobs[0], cfg->retention.jobs[1],
-		 cfg->retention.jobs[2]);
-	return record(db, id, "retention", "done", sel, by, c, err);
+	return db_exec(db,
+		       "UPDATE deletions SET state = 'done',"
+		       " finished_at = NOW(6), updated_at = NOW(6)"
+		       " WHERE id = ?",
+		       NULL, err, DB_ARGS(DB_STR(x->record)));
+}
+
+/* Move deletion `id`'s next look `seconds` ahead (the failure that
+ * called for it is logged by the caller). */
+static void put_off(dr_db *db, const char *id, double seconds)
+{
+	dr_error err;
+
+	dr_error_clear(&err);
+	if (db_exec(db,
+		    "UPDATE deletions SET run_at = NOW(6) + INTERVAL ?"
+		    " MICROSECOND WHERE id = ? AND run_at IS NOT NULL",
+		    NULL, &err,
+		    DB_ARGS(DB_INT((int64_t)(seconds * 1e6)), DB_STR(id))) !=
+	    DR_OK)
+		dr_log(DR_LOG_DEBUG, "event=deletion.put_off_failed code=%s",
+		       err.code);
 }
 
 /* The id of a selector deletion due now into id, or "" when none. */
@@ -775,6 +904,9 @@ int deletion_step(dr_deletion_pass *p, dr_db *db, const dr_config *cfg,
 				       "event=deletion.batch_failed "
 				       "deletion=%s code=%s reason=\"%.200s\"",
 				       id, err.code, err.message);
+				/* Later, so the deletions behind it go on
+				 * meanwhile. */
+				put_off(db, id, DR_DELETION_RETRY);
 				p->next_check = now + 1.0;
 				return 0;
 			}
@@ -790,6 +922,7 @@ int deletion_step(dr_deletion_pass *p, dr_db *db, const dr_config *cfg,
 			return 0;
 		p->expiring = 1;
 		memset(&p->expired, 0, sizeof(p->expired));
+		p->expired.by = "retention";
 	}
 	if (deletion_expired_batch(db, cfg, DR_DELETION_BATCH, &p->expired,
 				   &more, &err) != DR_OK) {
@@ -800,14 +933,14 @@ int deletion_step(dr_deletion_pass *p, dr_db *db, const dr_config *cfg,
 	}
 	if (more)
 		return 1;
-	if (p->expired.jobs_deleted) {
+	if (p->expired.c.jobs_deleted) {
 		dr_log(DR_LOG_INFO,
 		       "event=retention.jobs deleted=%llu "
-		       "objects_released=%llu",
-		       (unsigned long long)p->expired.jobs_deleted,
-		       (unsigned long long)p->expired.objects_released);
-		if (deletion_record_retention(db, cfg, "retention", &p->expired,
-					      &err) != DR_OK)
+		       "objects_released=%llu record=%s",
+		       (unsigned long long)p->expired.c.jobs_deleted,
+		       (unsigned long long)p->expired.c.objects_released,
+		       p->expired.record);
+		if (deletion_expiry_done(db, &p->expired, &err) != DR_OK)
 			dr_log(DR_LOG_WARNING,
 			       "event=retention.record_failed code=%s "
 			       "reason=\"%.200s\"",

@@ -38,16 +38,14 @@
  * ended jobs by completed_at, the same way, from the worker and `darkroom
  * prune`; a pass that deleted any leaves one 'retention' record.
  *
- * Place in the layer order: uses db, config, ids, jobs (the metadata
- * filter SQL), jobstate (cancel) and objects; called by api, cli_main and
- * worker.
+ * Place in the layer order: uses db, config, ids, log, metrics, jobs (the
+ * metadata filter limits), jobstate (cancel) and objects; called by api,
+ * cli_main and worker.
  */
 #ifndef DR_DELETION_H
 #define DR_DELETION_H
 
-#include <signal.h>
 #include <stdint.h>
-#include <stdio.h>
 
 #include "buf.h"
 #include "config.h"
@@ -60,6 +58,8 @@
 #define DR_DELETION_BATCH 100
 /* Seconds a selector deletion waits for canceled jobs to end. */
 #define DR_DELETION_RECHECK 5.0
+/* Seconds a selector deletion whose batch failed waits. */
+#define DR_DELETION_RETRY 60.0
 
 /* What a deletion did. */
 typedef struct dr_deletion_counts {
@@ -120,30 +120,39 @@ double deletion_job_retention(const dr_config *cfg, const char *status);
 dr_status deletion_count_expired(dr_db *db, const dr_config *cfg, uint64_t *n,
 				 dr_error *err) DR_WARN_UNUSED;
 
+/* A pass of [retention] jobs: who runs it ("retention", "cli"), its
+ * audit record (made by the first batch that deletes jobs, "" until
+ * then), and what it deleted. Zero it and set `by` first. */
+typedef struct dr_expiry {
+	const char *by;
+	char record[DR_DELETION_ID_LEN + 1];
+	dr_deletion_counts c;
+} dr_expiry;
+
 /*
- * Delete up to `batch` (at most DR_DELETION_BATCH) expired jobs, status by
- * status (succeeded, failed, canceled; each along the jobs_ended index),
- * oldest end first within each, in one transaction; *c is added to. *more
- * is 1 when the batch was full (there may be more). Writes no audit record
- * (the caller does, deletion_record_retention(), once per pass).
+ * Delete up to `batch` (at most DR_DELETION_BATCH) expired jobs in one
+ * transaction, status by status (succeeded, failed, canceled; those off
+ * skipped), oldest completed_at first within each along jobs_ended; the
+ * same transaction makes or adds to the pass's audit record (kind
+ * retention, state running), so a pass cut short leaves a truthful one.
+ * x->c is added to. *more is 1 when the batch was full (there may be
+ * more).
  */
 dr_status deletion_expired_batch(dr_db *db, const dr_config *cfg,
-				 unsigned batch, dr_deletion_counts *c,
-				 int *more, dr_error *err) DR_WARN_UNUSED;
+				 unsigned batch, dr_expiry *x, int *more,
+				 dr_error *err) DR_WARN_UNUSED;
 
-/* Leave the audit record of a retention pass that deleted c->jobs_deleted
- * jobs (nothing when 0), requested by `by` ("retention", "cli"). */
-dr_status deletion_record_retention(dr_db *db, const dr_config *cfg,
-				    const char *by, const dr_deletion_counts *c,
-				    dr_error *err) DR_WARN_UNUSED;
+/* The pass is over: its audit record (if it made one) is done. */
+dr_status deletion_expiry_done(dr_db *db, const dr_expiry *x,
+			       dr_error *err) DR_WARN_UNUSED;
 
 /* The worker's place: zero it first. */
 typedef struct dr_deletion_pass {
-	double next_expired;	    /* monotonic time of the next retention
-				       pass */
-	int expiring;		    /* a retention pass is under way */
-	dr_deletion_counts expired; /* in this retention pass */
-	double next_check;	    /* monotonic time to look for deletions */
+	double next_expired; /* monotonic time of the next retention
+				pass */
+	int expiring;	     /* a retention pass is under way */
+	dr_expiry expired;   /* this retention pass */
+	double next_check;   /* monotonic time to look for deletions */
 } dr_deletion_pass;
 
 /*

@@ -523,7 +523,7 @@ dr_status metrics_render(dr_db *db, dr_buf *out, dr_error *err)
 		       "removal failed at least once.");
 		st = live(&x, db,
 			  "SELECT 'waiting', COUNT(*) FROM objects"
-			  " WHERE remove_after IS NOT NULL AND refs = 0"
+			  " WHERE remove_after IS NOT NULL"
 			  " UNION ALL SELECT 'failing', COUNT(*) FROM objects"
 			  " WHERE remove_after IS NOT NULL AND attempts > 0",
 			  "darkroom_objects_pending_removal", "state", NULL,

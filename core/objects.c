@@ -44,10 +44,12 @@ dr_status objects_pin(dr_db *db, const char *const *keys,
 			     " NOW(6) + INTERVAL ? MICROSECOND, 1,"
 			     " NOW(6) + INTERVAL ? MICROSECOND, NOW(6), NOW(6))"
 			     " ON DUPLICATE KEY UPDATE"
-			     " state = IF(refs > 0, 'stored', 'pinned'),"
 			     " remove_after = IF(refs > 0, NULL,"
+			     " IF(state = 'removing', remove_after,"
 			     " GREATEST(COALESCE(remove_after, NOW(6)),"
-			     " NOW(6) + INTERVAL ? MICROSECOND)),"
+			     " NOW(6) + INTERVAL ? MICROSECOND))),"
+			     " state = IF(refs > 0, 'stored',"
+			     " IF(state = 'removing', 'removing', 'pinned')),"
 			     " pins = IF(pinned_until > NOW(6), pins + 1, 1),"
 			     " pinned_until = GREATEST(COALESCE(pinned_until,"
 			     " NOW(6)), NOW(6) + INTERVAL ? MICROSECOND),"
@@ -240,6 +242,7 @@ static dr_status remove_one(dr_db *db, struct dr_instance *sink,
 	const dr_sink_ops *ops = sink->plugin->desc->sink;
 	dr_db_rows *rows = NULL;
 	unsigned attempts;
+	int removed = 0;
 	dr_error why;
 	dr_status st;
 
@@ -252,55 +255,52 @@ static dr_status remove_one(dr_db *db, struct dr_instance *sink,
 		      " AND remove_after <= NOW(6) FOR UPDATE",
 		      &rows, err, DB_ARGS(DB_STR(key)));
 	if (st != DR_OK)
-		goto fail;
+		goto end;
 	if (rows->n_rows == 0 || strcmp(db_cell(rows, 0, 1), "0") != 0) {
 		/* Used again since it was read, or pinned: kept, and a pin
 		 * moves the removal to its end, so the object is not looked
 		 * at again before. */
 		r->skipped++;
-		st = rows->n_rows == 0
-			     ? DR_OK
-			     : db_exec(db,
-				       "UPDATE objects SET remove_after ="
-				       " GREATEST(remove_after, pinned_until)"
-				       " WHERE storage_key = ?",
-				       NULL, err, DB_ARGS(DB_STR(key)));
-		db_rows_free(rows);
-		if (st != DR_OK) {
-			db_rollback(db);
-			return st;
-		}
-		return db_commit(db, err);
+		if (rows->n_rows == 1)
+			st = db_exec(db,
+				     "UPDATE objects SET remove_after ="
+				     " GREATEST(remove_after, pinned_until)"
+				     " WHERE storage_key = ?",
+				     NULL, err, DB_ARGS(DB_STR(key)));
+		goto end;
 	}
 	attempts = (unsigned)strtoul(db_cell(rows, 0, 0), NULL, 10);
-	db_rows_free(rows);
 	dr_error_clear(&why);
 	if (ops->remove(sink->state, key, &why) == DR_OK) {
 		st = db_exec(db, "DELETE FROM objects WHERE storage_key = ?",
 			     NULL, err, DB_ARGS(DB_STR(key)));
-		if (st != DR_OK)
-			goto fail;
-		r->removed++;
-		dr_log(DR_LOG_INFO, "event=object.removed key=%s", key);
-		st = db_commit(db, err);
-		if (st == DR_OK)
-			metrics_add(db, "darkroom_objects_removed_total", "",
-				    1);
-		return st;
+		removed = st == DR_OK;
 	} else {
 		st = removal_failed(db, key, attempts + 1, &why, err);
-		if (st != DR_OK)
-			goto fail;
-		r->failed++;
-		dr_log(DR_LOG_WARNING,
-		       "event=object.remove_failed key=%s attempts=%u "
-		       "code=%s reason=\"%.200s\"",
-		       key, attempts + 1, why.code, why.message);
+		if (st == DR_OK) {
+			r->failed++;
+			dr_log(DR_LOG_WARNING,
+			       "event=object.remove_failed key=%s attempts=%u "
+			       "code=%s reason=\"%.200s\"",
+			       key, attempts + 1, why.code, why.message);
+		}
 	}
-	return db_commit(db, err);
-fail:
-	db_rollback(db);
-	return st;
+end:
+	db_rows_free(rows);
+	if (st == DR_OK)
+		st = db_commit(db, err);
+	if (st != DR_OK) {
+		/* After a failed COMMIT too: the handle stays failed until
+		 * rolled back (db.h). */
+		db_rollback(db);
+		return st;
+	}
+	if (removed) {
+		r->removed++;
+		dr_log(DR_LOG_INFO, "event=object.removed key=%s", key);
+		metrics_add(db, "darkroom_objects_removed_total", "", 1);
+	}
+	return DR_OK;
 }
 
 dr_status objects_remove_due(dr_db *db, struct dr_instance *sink,

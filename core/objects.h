@@ -18,7 +18,10 @@
  *             content a job is storing again is never removed under it.
  *             A new row's removal is queued for the pin's end, so a pin
  *             that no reference follows (the job failed) expires, and its
- *             object is removed then;
+ *             object is removed then; a row whose removal is queued
+ *             already keeps its time (a deleted job's object: at once),
+ *             held off by the pin alone, so once the pin's reference or
+ *             unpin comes it is removed when it was due;
  *   ref       the index transaction that writes the row using the key
  *             (objects_ref): refs + 1, pins - 1 (the pin it follows),
  *             state stored; objects_unpin() when the row already used the

@@ -185,10 +185,19 @@ static void test_pin_ref_unref(void **state)
 	/* One unref too many stays at 0. */
 	assert_ok(objects_unref(db, keys[0], 1, 60, NULL, &err), err);
 	assert_col(keys[0], "refs", "0");
-	/* Pinned again: kept for the pin's hold, not the grace. */
+	/* Pinned again: the queued removal keeps its time, and the pin
+	 * holds it off until the pin's end (pinned_until), so the removal
+	 * is done at its own time once the pin lets go. */
 	pin1(keys[0], DR_OBJECT_ORIGINAL, 3600);
-	assert_col(keys[0], "CONCAT(refs, ' ', state)", "0 pinned");
-	assert_col(keys[0], "remove_after > NOW(6) + INTERVAL 3500 SECOND",
+	/* (2 pins: the pin of the used key above had no reference after
+	 * it, and stays counted until it ends.) */
+	assert_col(keys[0], "CONCAT(refs, ' ', state, ' ', pins)",
+		   "0 removing 2");
+	assert_col(keys[0],
+		   "remove_after BETWEEN NOW(6) + INTERVAL 50 SECOND AND"
+		   " NOW(6) + INTERVAL 70 SECOND",
+		   "1");
+	assert_col(keys[0], "pinned_until > NOW(6) + INTERVAL 3500 SECOND",
 		   "1");
 	/* Used again: the removal is off. */
 	assert_ok(objects_ref(db, keys[0], DR_OBJECT_ORIGINAL, 1234, &err),
