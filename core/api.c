@@ -532,12 +532,30 @@ static void job_events(dr_app *app, const char *id, dr_response *resp)
  * the provider stops retrying; 503 when the database is away, so it tries
  * again later.
  */
-/* A delivery the adapter or the engine cannot read: logged, 400. */
-static void unreadable_delivery(const char *adapter, const dr_error *err,
+/* Log and count a provider delivery refused before it changed anything:
+ * one line, event=webhook.refused adapter=… reason=… (reason is also the
+ * metric's result). Only a configured adapter is counted, so the labels
+ * stay those of the config whatever the URL says. */
+static void webhook_refused(dr_app *app, const dr_request *req,
+			    const char *adapter, const char *reason,
+			    const char *code)
+{
+	char qa[200];
+
+	if (plugins_adapter(app->plugins, adapter))
+		webhook_metric(app, adapter, reason);
+	dr_log(DR_LOG_WARNING,
+	       "event=webhook.refused adapter=%s reason=%s code=%s remote=%s",
+	       dr_log_quote(adapter, qa, sizeof(qa)), reason, code ? code : "-",
+	       req->remote_addr ? req->remote_addr : "-");
+}
+
+/* A delivery the adapter or the engine cannot read: logged, counted, 400. */
+static void unreadable_delivery(dr_app *app, const dr_request *req,
+				const char *adapter, const dr_error *err,
 				dr_response *resp)
 {
-	dr_log(DR_LOG_WARNING, "event=webhook.unreadable adapter=%s code=%s",
-	       adapter, err->code);
+	webhook_refused(app, req, adapter, "unparsable", err->code);
 	http_problem(resp, 400, "bad_delivery", NULL, "%s", err->message);
 }
 
@@ -585,11 +603,7 @@ static void provider_webhook(dr_app *app, const dr_request *req,
 	st = inst->plugin->desc->adapter->webhook(inst->state, &wr, &p,
 						  &delivery_id, &err);
 	if (st == DR_ERR_AUTH) {
-		webhook_metric(app, adapter, "bad_signature");
-		dr_log(DR_LOG_WARNING,
-		       "event=webhook.rejected adapter=%s code=%s remote=%s",
-		       adapter, err.code, req->remote_addr ? req->remote_addr
-							   : "-");
+		webhook_refused(app, req, adapter, "bad_signature", err.code);
 		http_problem(resp, 401, "bad_signature", NULL,
 			     "the delivery is not authentic: %s", err.message);
 		goto out;
@@ -598,15 +612,13 @@ static void provider_webhook(dr_app *app, const dr_request *req,
 	    st == DR_ERR_NETWORK || st == DR_ERR_TIMEOUT) {
 		/* We cannot check it now (e.g. the signing secret could not be
 		 * fetched): not forged, so ask the provider to try again. */
-		dr_log(DR_LOG_ERR,
-		       "event=webhook.unverifiable adapter=%s code=%s", adapter,
-		       err.code);
+		webhook_refused(app, req, adapter, "unverifiable", err.code);
 		http_problem(resp, 503, "unavailable", NULL,
 			     "the delivery cannot be verified now; retry");
 		goto out;
 	}
 	if (st != DR_OK) {
-		unreadable_delivery(adapter, &err, resp);
+		unreadable_delivery(app, req, adapter, &err, resp);
 		goto out;
 	}
 	n = http_parse_query(req->arena, req->query, params, MAX_QUERY_PARAMS);
@@ -623,7 +635,7 @@ static void provider_webhook(dr_app *app, const dr_request *req,
 	if (st == DR_ERR_INVALID) {
 		/* Authentic, but nothing darkroom can record (a prediction
 		 * id no job can hold): like an unreadable delivery. */
-		unreadable_delivery(adapter, &err, resp);
+		unreadable_delivery(app, req, adapter, &err, resp);
 		goto out;
 	}
 	if (st != DR_OK) {
@@ -793,6 +805,49 @@ static void route(dr_app *app, const dr_request *req, dr_response *resp)
 	} else {
 		http_problem(resp, 404, "not_found", NULL, "no such resource");
 	}
+}
+
+/* The adapter segment of a provider webhook's path (POST
+ * /v1/hooks/{adapter}) into seg, or 0 when `req` is no such request. */
+static int webhook_adapter(const dr_request *req, char *seg, size_t segsz)
+{
+	const char *rest;
+
+	if (!req->method || !req->path || strcmp(req->method, "POST") != 0)
+		return 0;
+	rest = segment(req->path, "/v1/hooks/", seg, segsz);
+	return rest && *rest == '\0';
+}
+
+size_t api_body_limit(const dr_app *app, const dr_request *req)
+{
+	char seg[80];
+
+	return webhook_adapter(req, seg, sizeof(seg))
+		       ? app->cfg->limits.max_webhook_body
+		       : app->cfg->server.max_body;
+}
+
+void api_body_refused(dr_app *app, const dr_request *req, int status,
+		      dr_response *resp)
+{
+	char seg[80];
+	int hook = webhook_adapter(req, seg, sizeof(seg));
+
+	http_response_reset(resp);
+	if (status == 413) {
+		if (hook)
+			webhook_refused(app, req, seg, "too_large",
+					"body_too_large");
+		http_problem(resp, 413, "body_too_large", NULL,
+			     "the body is larger than %zu bytes",
+			     api_body_limit(app, req));
+		return;
+	}
+	if (hook)
+		webhook_refused(app, req, seg, "unparsable", "bad_body");
+	http_problem(resp, 400, "bad_body", NULL,
+		     "the body does not match its Content-Length");
 }
 
 void api_handle(dr_app *app, const dr_request *req, dr_response *resp)

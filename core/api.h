@@ -37,4 +37,17 @@ dr_status api_init(dr_app *app, const dr_config *cfg, dr_plugins *plugins,
  * (problem documents for every error). */
 void api_handle(dr_app *app, const dr_request *req, dr_response *resp);
 
+/* The largest body `req` (method and path parsed, body not yet read) may
+ * carry: [limits] max_webhook_body for a provider webhook (POST
+ * /v1/hooks/{adapter}), [server] max_body for every other request. */
+size_t api_body_limit(const dr_app *app, const dr_request *req);
+
+/* Answer a request whose body was not read: `status` 413 (over
+ * api_body_limit()) or 400 (shorter or longer than its Content-Length),
+ * with a problem document. A provider webhook refused so is logged
+ * (event=webhook.refused) and, for a configured adapter, counted in
+ * darkroom_webhook_deliveries_total (result too_large or unparsable). */
+void api_body_refused(dr_app *app, const dr_request *req, int status,
+		      dr_response *resp);
+
 #endif

@@ -295,6 +295,7 @@ enum {
 	LIM_LOW_SPEED_TIME,
 	LIM_MAX_REDIRECTS,
 	LIM_DOWNLOAD_BUDGET,
+	LIM_MAX_WEBHOOK_BODY,
 	LIM_COUNT
 };
 
@@ -340,6 +341,11 @@ static const dr_config_key limits_keys[LIM_COUNT + 1] = {
 				  .default_value = "10m",
 				  .help = "time one output may take to download, "
 					  "all its retries included" },
+	[LIM_MAX_WEBHOOK_BODY] = { .name = "max_webhook_body",
+				   .type = DR_CFG_INT,
+				   .default_value = "64M",
+				   .help = "largest provider webhook body "
+					   "(POST /v1/hooks/*)" },
 	[LIM_COUNT] = { .name = NULL },
 };
 
@@ -1851,6 +1857,10 @@ static dr_status resolve_limits(config_impl *impl, dr_conf_section *sec,
 		st = check_positive(cfg, label, &it[LIM_CONNECT_TIMEOUT], err);
 	if (st == DR_OK)
 		st = check_positive(cfg, label, &it[LIM_DOWNLOAD_BUDGET], err);
+	if (st == DR_OK)
+		st = check_range(cfg, label, &it[LIM_MAX_WEBHOOK_BODY], 1024,
+				 (int64_t)1 << 30,
+				 "expected a size from 1k to 1G", err);
 	if (st != DR_OK)
 		return st;
 	cfg->limits.max_output_bytes = (uint64_t)it[LIM_MAX_OUTPUT_BYTES].num;
@@ -1863,6 +1873,7 @@ static dr_status resolve_limits(config_impl *impl, dr_conf_section *sec,
 	cfg->limits.low_speed_time = it[LIM_LOW_SPEED_TIME].seconds;
 	cfg->limits.max_redirects = (int)it[LIM_MAX_REDIRECTS].num;
 	cfg->limits.download_budget = it[LIM_DOWNLOAD_BUDGET].seconds;
+	cfg->limits.max_webhook_body = (size_t)it[LIM_MAX_WEBHOOK_BODY].num;
 	return DR_OK;
 }
 

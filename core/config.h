@@ -123,6 +123,9 @@ typedef struct dr_config {
 		int max_redirects;
 		double download_budget;    /* seconds one output may take to
 					      download, retries included */
+		size_t max_webhook_body;   /* bytes of a provider webhook
+					      body (every other request:
+					      server.max_body) */
 	} limits;
 
 	/* Seconds rows are kept (core/retention.h); 0: off, kept for ever.

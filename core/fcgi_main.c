@@ -138,10 +138,11 @@ static void read_params(FCGX_Request *fr, dr_request *req)
 }
 
 /*
- * Read the body into `body` (limit: max_body + 1, so an oversized chunked
- * body is still detected). Returns 0, or the HTTP status to answer with.
+ * Read the body into `body` (whose own limit is above every request's),
+ * refusing more than `limit` bytes, declared or sent (a chunked body has
+ * no Content-Length). Returns 0, or the HTTP status to answer with.
  */
-static int read_body(FCGX_Request *fr, dr_buf *body, size_t max_body)
+static int read_body(FCGX_Request *fr, dr_buf *body, size_t limit)
 {
 	const char *cl = FCGX_GetParam("CONTENT_LENGTH", fr->envp);
 	unsigned long long want = 0;
@@ -156,11 +157,12 @@ static int read_body(FCGX_Request *fr, dr_buf *body, size_t max_body)
 		want = strtoull(cl, &end, 10);
 		if (*end || errno || cl[0] == '-')
 			return 400;
-		if (want > max_body)
+		if (want > limit)
 			return 413;
 	}
 	while ((n = FCGX_GetStr(chunk, sizeof(chunk), fr->in)) > 0)
-		if (dr_buf_append(body, chunk, (size_t)n) != DR_OK)
+		if ((size_t)n > limit - body->len ||
+		    dr_buf_append(body, chunk, (size_t)n) != DR_OK)
 			return 413;
 	if (cl && *cl && body->len != want)
 		return 400;
@@ -219,13 +221,19 @@ static int serve(dr_app *app, int sock)
 	dr_buf body;
 	dr_request req;
 	dr_response resp;
+	size_t biggest;
 
 	if (FCGX_InitRequest(&fr, sock, FCGI_FAIL_ACCEPT_ON_INTR) != 0) {
 		dr_log(DR_LOG_ERR, "event=fcgi.init_failed");
 		return 1;
 	}
 	arena_init(&arena, 16384);
-	dr_buf_init(&body, app->cfg->server.max_body + 1);
+	/* Room for the largest body of any request; read_body() holds each
+	 * to its own limit (api_body_limit()). */
+	biggest = app->cfg->server.max_body;
+	if (app->cfg->limits.max_webhook_body > biggest)
+		biggest = app->cfg->limits.max_webhook_body;
+	dr_buf_init(&body, biggest + 1);
 	http_response_init(&resp);
 	for (;;) {
 		int early, server_status;
@@ -239,7 +247,7 @@ static int serve(dr_app *app, int sock)
 		memset(&req, 0, sizeof(req));
 		req.arena = &arena;
 		read_params(&fr, &req);
-		early = read_body(&fr, &body, app->cfg->server.max_body);
+		early = read_body(&fr, &body, api_body_limit(app, &req));
 		server_status = http_server_error_status(
 			FCGX_GetParam("REDIRECT_STATUS", fr.envp));
 		if (server_status == 411) {
@@ -257,16 +265,8 @@ static int serve(dr_app *app, int sock)
 		if (server_status) {
 			http_response_reset(&resp);
 			http_server_problem(&resp, server_status);
-		} else if (early == 413) {
-			http_response_reset(&resp);
-			http_problem(&resp, 413, "body_too_large", NULL,
-				     "the body is larger than %zu bytes",
-				     app->cfg->server.max_body);
 		} else if (early) {
-			http_response_reset(&resp);
-			http_problem(&resp, 400, "bad_body", NULL,
-				     "the body does not match its "
-				     "Content-Length");
+			api_body_refused(app, &req, early, &resp);
 		} else {
 			req.body = (const unsigned char *)body.data;
 			req.body_len = body.len;

@@ -752,6 +752,32 @@ static void test_download_budget(void **state)
 		   "t.conf:3: ", "download_budget");
 }
 
+/* [limits] max_webhook_body: 64 MiB unless set, 1k to 1G, apart from
+ * [server] max_body. */
+static void test_max_webhook_body(void **state)
+{
+	dr_config *cfg;
+
+	(void)state;
+	cfg = parse_ok(ADAPTER);
+	assert_int_equal(cfg->limits.max_webhook_body, 64 * 1024 * 1024);
+	assert_int_equal(cfg->server.max_body, 1024 * 1024);
+	config_free(cfg);
+	cfg = parse_ok(ADAPTER "[limits]\nmax_webhook_body = 8M\n");
+	assert_int_equal(cfg->limits.max_webhook_body, 8 * 1024 * 1024);
+	assert_int_equal(cfg->server.max_body, 1024 * 1024);
+	config_free(cfg);
+	cfg = parse_ok(ADAPTER "[limits]\nmax_webhook_body = 1G\n");
+	assert_int_equal(cfg->limits.max_webhook_body, 1024 * 1024 * 1024);
+	config_free(cfg);
+	parse_fail(ADAPTER "[limits]\nmax_webhook_body = 512\n",
+		   "t.conf:3: ", "max_webhook_body");
+	parse_fail(ADAPTER "[limits]\nmax_webhook_body = 2G\n",
+		   "t.conf:3: ", "max_webhook_body");
+	parse_fail(ADAPTER "[server]\nmax_webhook_body = 8M\n",
+		   "t.conf:3: ", "max_webhook_body");
+}
+
 /* [retention]: 24h and 7d unless set; off, a duration, or whole days;
  * unknown keys refused with file:line like everywhere. */
 static void test_retention(void **state)
@@ -1545,6 +1571,7 @@ int main(void)
 	    T(test_plugin_key_checked_at_load),
 	    T(test_limits),
 	    T(test_download_budget),
+	    T(test_max_webhook_body),
 	    T(test_env_public_url),
 	    T(test_env_bad_value),
 	    T(test_env_api_key_added),

@@ -9,7 +9,9 @@ routing every path to the app on REQUEST_URI, passing Authorization, the
 webhook-* and Idempotency-Key headers and request bodies, a POST without
 body or Content-Length (what `curl -X POST URL` sends) reaching the app,
 the body limits (413 problem documents, from the app below 2 MiB and from
-the server above), and /media/ served statically with Cache-Control on
+the server above; provider webhooks of several MB, Cog's and Replicate's
+data: URI outputs, reaching the app, which refuses those over its
+max_webhook_body itself, logged and counted), and /media/ served statically with Cache-Control on
 the files' answers only, its errors being problem documents.
 tests/integration/smoke_down.py checks the answers while the app is down.
 Not named test_*.py, so run-integration.sh does not run it against its own
@@ -18,22 +20,31 @@ lighttpd a second time.
 Environment: DARKROOM_URL, DARKROOM_API_KEY (harness.py);
 DARKROOM_REPLICATE_SECRET, the webhook secret of [adapter "replicate"];
 DARKROOM_SMOKE_MEDIA, a path under /media/ that exists in the fs sink's
-root (answered with the bytes of DARKROOM_SMOKE_MEDIA_BODY).
+root (answered with the bytes of DARKROOM_SMOKE_MEDIA_BODY);
+DARKROOM_SMOKE_WEBHOOK_LIMIT, the app's [limits] max_webhook_body in
+bytes (8 MiB unless set); DARKROOM_SMOKE_LOG_DIR, a directory whose *.log
+files receive the app's log lines (the log check is skipped without it).
 """
 
 import base64
+import glob
 import hashlib
 import hmac
 import json
 import os
 import secrets
+import struct
 import time
+import zlib
 
 from harness import (case, expect, expect_eq, expect_json, expect_problem,
-                     expect_status, get, post, request, request_raw, run)
+                     expect_status, get, post, request, request_raw, run,
+                     wait_until)
 
 SECRET = os.environ.get("DARKROOM_REPLICATE_SECRET", "")
 RUN = secrets.token_hex(4)
+WEBHOOK_LIMIT = int(os.environ.get("DARKROOM_SMOKE_WEBHOOK_LIMIT", str(8 << 20)))
+LOG_DIR = os.environ.get("DARKROOM_SMOKE_LOG_DIR", "")
 
 
 def job_body(**fields):
@@ -74,6 +85,59 @@ def prediction(pid):
                        "input": {"prompt": "x"},
                        "output": ["https://replicate.delivery/x/out.png"],
                        "created_at": "2026-01-01T00:00:00Z"}).encode()
+
+
+def png(width, height):
+    """A real RGB PNG of WIDTH x HEIGHT that compresses about as badly as a
+    photo: a gradient under 5 bits of noise per channel (1024 x 1024 makes
+    about 2 MB, 2.7 MB as base64)."""
+    rows = []
+    for y in range(height):
+        base = y * 200 // height
+        table = bytes(min(255, base + (b & 31)) for b in range(256))
+        rows.append(b"\0" + os.urandom(width * 3).translate(table))
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    return (b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"".join(rows), 6))
+            + chunk(b"IEND", b""))
+
+
+def data_prediction(pid, image):
+    """A finished prediction whose output is IMAGE inside it as a data:
+    URI, as Cog (and Replicate, for some models) delivers it."""
+    return json.dumps({"id": pid, "status": "succeeded", "version": "v" * 64,
+                       "input": {"prompt": "x"},
+                       "output": ["data:image/png;base64," + base64.b64encode(image).decode()],
+                       "created_at": "2026-01-01T00:00:00Z"}).encode()
+
+
+def scrape():
+    r = get("/metrics", key=None)
+    expect_status(r, 200, "/metrics")
+    return r.body.decode()
+
+
+def deliveries(text, result):
+    """darkroom_webhook_deliveries_total{adapter="replicate",result=RESULT}
+    in the exposition TEXT (0 when absent)."""
+    want = f'darkroom_webhook_deliveries_total{{adapter="replicate",result="{result}"}} '
+    for line in text.splitlines():
+        if line.startswith(want):
+            return float(line[len(want):])
+    return 0.0
+
+
+def refusals(reason):
+    """Lines of the app's logs that refuse a replicate delivery for REASON."""
+    want = f"event=webhook.refused adapter=replicate reason={reason} "
+    n = 0
+    for name in glob.glob(os.path.join(LOG_DIR, "*.log")):
+        with open(name, "rb") as f:
+            n += sum(1 for line in f if want.encode() in line)
+    return n
 
 
 @case("GET /healthz answers 200")
@@ -138,11 +202,13 @@ def _():
     expect_eq(expect_json(get(f"/v1/deletions/{doc['id']}"), 200)["id"], doc["id"], "deletion read back")
 
 
-@case("a 1.5 MiB body is refused with 413")
+@case("a 1.5 MiB body is refused by the app with 413 (max_body, 1 MiB here), "
+      "webhooks' larger limit notwithstanding")
 def _():
     big = b'{"adapter":"null","model":"a/b","input":{"p":"' + b"x" * (3 << 19) + b'"}}'
     r = post("/v1/jobs", big, headers={"Content-Type": "application/json"})
-    expect_status(r, 413, "1.5 MiB body")
+    doc = expect_problem(r, 413)
+    expect(str(1 << 20) in doc.get("detail", ""), f"the 413 is not the app's (max_body 1M): {doc}")
 
 
 @case("a body over the web server's 2 MiB cap is refused with a 413 problem")
@@ -185,6 +251,57 @@ def _():
     h = sign(body)
     tampered = body.replace(b"succeeded", b"failed\x20\x20\x20")
     expect_problem(hook(tampered, h), 401)
+
+
+@case("a signed 3 MB webhook (a 1024x1024 PNG as a data: URI) reaches the app: "
+      "200 unknown")
+def _():
+    image = png(1024, 1024)
+    body = data_prediction("smokebig" + RUN + "0" * 15, image)
+    expect(2 << 20 < len(body) < WEBHOOK_LIMIT, f"webhook of {len(body)} bytes")
+    r = hook(body, sign(body))
+    expect_eq(expect_json(r, 200).get("status"), "unknown",
+              f"status of a {len(body)}-byte delivery for an unknown prediction")
+
+
+@case("a webhook over max_webhook_body gets the app's 413 problem, logged and counted")
+def _():
+    before_metric = deliveries(scrape(), "too_large")
+    before_log = refusals("too_large") if LOG_DIR else 0
+    # Valid JSON, signed: only its size is wrong.
+    body = data_prediction("smokehuge" + RUN + "0" * 14, os.urandom((WEBHOOK_LIMIT + (1 << 20)) * 3 // 4))
+    expect(WEBHOOK_LIMIT < len(body) < (65 << 20), f"webhook of {len(body)} bytes")
+    r = request_raw("POST", "/v1/hooks/replicate", body,
+                    headers=dict(sign(body), **{"Content-Length": str(len(body))}), key=None)
+    doc = expect_problem(r, 413)
+    expect_eq(doc.get("type"), "urn:darkroom:problem:body_too_large", "problem type")
+    # The app's document names its own limit; the server's does not.
+    expect(str(WEBHOOK_LIMIT) in doc.get("detail", ""),
+           f"the 413 is not the app's (limit {WEBHOOK_LIMIT}): {doc}")
+    wait_until(lambda: deliveries(scrape(), "too_large") == before_metric + 1,
+               timeout=10, what="darkroom_webhook_deliveries_total{result=too_large} + 1")
+    if LOG_DIR:
+        wait_until(lambda: refusals("too_large") == before_log + 1, timeout=10,
+                   what="one event=webhook.refused reason=too_large line more")
+
+
+@case("refused deliveries are logged and counted: signed but not JSON (400, "
+      "unparsable), tampered (401, bad_signature)")
+def _():
+    m0 = scrape()
+    logs0 = (refusals("unparsable"), refusals("bad_signature")) if LOG_DIR else None
+    garbage = b'{"id": "smokebad' + RUN.encode() + b'", "status": '
+    doc = expect_problem(hook(garbage, sign(garbage)), 400)
+    expect_eq(doc.get("type"), "urn:darkroom:problem:bad_delivery", "problem type")
+    body = prediction("smoketamp" + RUN + "0" * 14)
+    expect_problem(hook(body + b" ", sign(body)), 401)
+    wait_until(lambda: (lambda m: deliveries(m, "unparsable") == deliveries(m0, "unparsable") + 1
+                        and deliveries(m, "bad_signature") == deliveries(m0, "bad_signature") + 1)(scrape()),
+               timeout=10, what="unparsable and bad_signature deliveries + 1 each")
+    if LOG_DIR:
+        wait_until(lambda: (refusals("unparsable"), refusals("bad_signature"))
+                   == (logs0[0] + 1, logs0[1] + 1), timeout=10,
+                   what="one event=webhook.refused line more for each reason")
 
 
 @case("Idempotency-Key: the same request again answers 200 with the same job")

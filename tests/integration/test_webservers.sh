@@ -107,6 +107,9 @@ migrations_dir = $ROOT/migrations
 [worker]
 wakeup_socket = $WORK/wakeup.sock
 
+[limits]
+max_webhook_body = 8M
+
 [adapter "null"]
 plugin = null
 
@@ -156,7 +159,8 @@ run_smoke() {
     set +e
     DARKROOM_URL=http://127.0.0.1:$port DARKROOM_API_KEY=$API_KEY \
         DARKROOM_REPLICATE_SECRET=$SECRET DARKROOM_SMOKE_MEDIA=/media/ab/smoke.png \
-        DARKROOM_SMOKE_MEDIA_BODY=smoke-bytes PYTHONDONTWRITEBYTECODE=1 \
+        DARKROOM_SMOKE_MEDIA_BODY=smoke-bytes DARKROOM_SMOKE_WEBHOOK_LIMIT=$((8 << 20)) \
+        DARKROOM_SMOKE_LOG_DIR=$VAR PYTHONDONTWRITEBYTECODE=1 \
         timeout -k 5 120 python3 "$ROOT/tests/integration/$script" </dev/null >"$WORK/$name.log" 2>&1
     rc=$?
     set -e
