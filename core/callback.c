@@ -183,8 +183,8 @@ dr_step_outcome callback_deliver(const dr_step_ctx *e)
 	dr_download_policy pol;
 	char **env_hosts = NULL;
 	static const char *const any[] = {"*", NULL};
-	char msg_id[96], ts[32], sig[128], status_s[16];
-	char h_id[160], h_ts[64], h_sig[160], retry_after[128];
+	char msg_id[96], ts[32], sig[128], sig_prev[128], status_s[16];
+	char h_id[160], h_ts[64], h_sig[320], retry_after[128];
 	const char *headers[5];
 	dr_buf body;
 	long http = 0;
@@ -253,14 +253,23 @@ dr_step_outcome callback_deliver(const dr_step_ctx *e)
 	st = webhook_sign(cfg->server.callback_secret, msg_id,
 			  strtoll(ts, NULL, 10), body.data, body.len, sig,
 			  sizeof(sig));
+	/* During a rotation, the previous secret's signature too, so that a
+	 * receiver still holding it verifies the message. */
+	sig_prev[0] = '\0';
+	if (st == DR_OK && cfg->server.callback_secret_previous)
+		st = webhook_sign(cfg->server.callback_secret_previous, msg_id,
+				  strtoll(ts, NULL, 10), body.data, body.len,
+				  sig_prev, sizeof(sig_prev));
 	if (st != DR_OK) {
 		give_up(e, c, "bad_callback_secret",
-			"the callback_secret cannot be used to sign");
+			"the callback_secret or callback_secret_previous "
+			"cannot be used to sign");
 		goto out;
 	}
 	snprintf(h_id, sizeof(h_id), "webhook-id: %s", msg_id);
 	snprintf(h_ts, sizeof(h_ts), "webhook-timestamp: %s", ts);
-	snprintf(h_sig, sizeof(h_sig), "webhook-signature: %s", sig);
+	snprintf(h_sig, sizeof(h_sig), "webhook-signature: %s%s%s", sig,
+		 sig_prev[0] ? " " : "", sig_prev);
 	headers[0] = "Content-Type: application/json";
 	headers[1] = h_id;
 	headers[2] = h_ts;

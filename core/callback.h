@@ -2,8 +2,9 @@
  * callback.h - client callbacks: when a job with a callback_url ends,
  * POST {"type": "job.<status>", "timestamp": <when it ended>, "data": <its
  * job object>} there, signed with the Standard Webhooks scheme and
- * darkroom's own secret ([server] callback_secret), retried on Svix's
- * schedule.
+ * darkroom's own secret ([server] callback_secret; during a rotation
+ * also with callback_secret_previous: two v1 signatures), retried on
+ * Svix's schedule.
  *
  * The delivery's webhook-id is stable across retries of the same ending
  * (job id and completion time), so a client can drop duplicates; a new

@@ -252,6 +252,7 @@ static int case_setup(void **state)
 	setenv("DARKROOM_CALLBACK_ALLOW_PRIVATE", "1", 1);
 	unsetenv("DARKROOM_DOWNLOAD_HOSTS");
 	unsetenv("DARKROOM_TEST_CALLBACK_SCALE");
+	cfg.server.callback_secret_previous = NULL;
 	return 0;
 }
 
@@ -881,6 +882,98 @@ static void test_test_scale(void **state)
 	assert_retried(c.id, 2, "500", "callback_rejected");
 }
 
+/* Verify the last request the receiver got against `secret` alone. */
+static dr_status verify_last(const char *secret)
+{
+	char wid[160], wts[64], wsig[512];
+	const char *names[] = { "webhook-id", "webhook-timestamp",
+				"webhook-signature" };
+	const char *values[] = { wid, wts, wsig };
+	const char *const secrets[] = { secret };
+	static char head[RX_MAX_HEAD], body[RX_MAX_BODY];
+	size_t body_len;
+	dr_webhook_request req;
+	dr_error err;
+
+	pthread_mutex_lock(&rx.mu);
+	memcpy(head, rx.head, sizeof(head));
+	body_len = rx.body && rx.body_len <= sizeof(body) ? rx.body_len : 0;
+	if (body_len)
+		memcpy(body, rx.body, body_len);
+	pthread_mutex_unlock(&rx.mu);
+	assert_non_null(head_value(head, "webhook-id", wid, sizeof(wid)));
+	assert_non_null(
+		head_value(head, "webhook-timestamp", wts, sizeof(wts)));
+	assert_non_null(
+		head_value(head, "webhook-signature", wsig, sizeof(wsig)));
+	memset(&req, 0, sizeof(req));
+	req.header_names = names;
+	req.header_values = values;
+	req.n_headers = 3;
+	req.body = (const unsigned char *)body;
+	req.body_len = body_len;
+	return webhook_verify(&req, secrets, 1, DR_WEBHOOK_TOLERANCE, &err);
+}
+
+/* The number of space-separated entries of the last request's
+ * webhook-signature header. */
+static int signature_entries(void)
+{
+	char wsig[512];
+	int n = 0;
+
+	pthread_mutex_lock(&rx.mu);
+	if (!head_value(rx.head, "webhook-signature", wsig, sizeof(wsig)))
+		wsig[0] = '\0';
+	pthread_mutex_unlock(&rx.mu);
+	for (const char *p = wsig; *p;) {
+		while (*p == ' ')
+			p++;
+		if (!*p)
+			break;
+		n++;
+		while (*p && *p != ' ')
+			p++;
+	}
+	return n;
+}
+
+/* A rotation: with callback_secret_previous set, the message carries two
+ * v1 signatures, one for each secret, so a receiver holding either
+ * verifies it and one holding neither does not; without it, one. A
+ * previous secret that cannot sign gives the callback up at once. */
+static void test_rotation(void **state)
+{
+	dr_claim c;
+
+	(void)state;
+	ended_job(rx_url("/cb"), 0, &c);
+	deliver(&c);
+	assert_int_equal(signature_entries(), 1);
+	assert_int_equal(verify_last(OTHER_SECRET), DR_ERR_AUTH);
+
+	cfg.server.callback_secret_previous = OTHER_SECRET;
+	rx_reset(200);
+	ended_job(rx_url("/cb"), 0, &c);
+	deliver(&c);
+	assert_int_equal(rx_count(&rx.requests), 1);
+	assert_col(db, c.id, "callback_state", "delivered");
+	assert_int_equal(signature_entries(), 2);
+	assert_int_equal(verify_last(SECRET), DR_OK);
+	assert_int_equal(verify_last(OTHER_SECRET), DR_OK);
+	assert_int_equal(
+		verify_last("whsec_dGhpcmQgc2VjcmV0IG5vYm9keSBob2xkcw=="),
+		DR_ERR_AUTH);
+
+	cfg.server.callback_secret_previous = "not a secret";
+	rx_reset(200);
+	ended_job(rx_url("/cb"), 0, &c);
+	deliver(&c);
+	assert_int_equal(rx_count(&rx.conns), 0);
+	assert_col(db, c.id, "callback_state", "failed");
+	cfg.server.callback_secret_previous = NULL;
+}
+
 /* The schedule as a function: Svix's waits, 8 tries, about 27.5 h. */
 static void test_schedule(void **state)
 {
@@ -996,6 +1089,7 @@ int main(void)
 		cmocka_unit_test_setup(test_stale_lease, case_setup),
 		cmocka_unit_test_setup(test_retry_after, case_setup),
 		cmocka_unit_test_setup(test_test_scale, case_setup),
+		cmocka_unit_test_setup(test_rotation, case_setup),
 		cmocka_unit_test_setup(test_schedule, case_setup),
 		cmocka_unit_test_setup(test_retry_after_parse, case_setup),
 		cmocka_unit_test_setup(test_host_literal, case_setup),
