@@ -1312,6 +1312,31 @@ def _(w):
     expect_eq(job(jid)["status"], "succeeded", "the job's status after its callback")
 
 
+@case("callback: POST /v1/jobs/{id}/callback/retry sends a delivered callback again, the same message (webhook-id)")
+@with_worker(1, name="pipeline-callback-redeliver")
+def _(w):
+    fake_reset()
+    rx = Receiver([200])
+    try:
+        jid = create({}, ["thumb"], callback_url=f"http://127.0.0.1:{rx.port}/cb")
+        wait_status([jid], timeout=30)
+        wait_until(lambda: callback_row(jid) == ("delivered", 1), timeout=30, what="the first delivery")
+        got = expect_json(post(f"/v1/jobs/{jid}/callback/retry"), 202)
+        expect_eq(got["id"], jid, "the job object answered")
+        wait_until(lambda: len(rx.requests) >= 2 and callback_row(jid) == ("delivered", 1), timeout=30,
+                   what="the second delivery")
+        time.sleep(1)
+        reqs = list(rx.requests)
+    finally:
+        rx.close()
+    expect_eq(len(reqs), 2, "callback POSTs")
+    expect_eq(reqs[0]["headers"].get("webhook-id"), reqs[1]["headers"].get("webhook-id"), "the same message")
+    verified = standardwebhooks_verify(CALLBACK_SECRET, reqs)
+    expect(all(v["ok"] for v in verified), f"standardwebhooks: {verified}")
+    kinds = [d.get("delivery") for kind, _, _, d in events_of(jid) if kind == "callback"]
+    expect_eq(kinds, ["delivered", "requested", "delivered"], "callback events")
+
+
 def callback_row(jid):
     state, attempts = sql(f"SELECT callback_state, callback_attempts FROM jobs WHERE id = '{jid}'")[0]
     return state, int(attempts)
