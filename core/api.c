@@ -279,17 +279,23 @@ static void get_job(dr_app *app, const char *id, dr_response *resp)
 static void job_action(dr_app *app, const char *id, const char *action,
 		       dr_response *resp)
 {
+	/* The action's name in log lines. */
+	const char *what = strcmp(action, "callback/retry") == 0
+				   ? "callback_retry"
+				   : action;
 	dr_error err;
 	dr_status st;
 
 	dr_error_clear(&err);
 	if (strcmp(action, "cancel") == 0)
 		st = jobstate_client_cancel(app->db, id, &err);
+	else if (strcmp(action, "callback/retry") == 0)
+		st = jobstate_client_callback_retry(app->db, id, &err);
 	else
 		st = jobstate_client_retry(app->db, id, &err);
 	if (st == DR_OK) {
 		queue_wakeup_send(app->cfg->worker.wakeup_socket);
-		dr_log(DR_LOG_INFO, "event=job.%s job=%s", action, id);
+		dr_log(DR_LOG_INFO, "event=job.%s job=%s", what, id);
 		st = jobs_render(app->db, app->cfg, app->sink, id, &resp->body,
 				 &err);
 	}
@@ -299,7 +305,7 @@ static void job_action(dr_app *app, const char *id, const char *action,
 							: DR_LOG_ERR,
 			       "event=job.%s_failed job=%s status=\"%s\" "
 			       "code=%s retryable=%d",
-			       action, id, dr_strerror(st), err.code,
+			       what, id, dr_strerror(st), err.code,
 			       err.retryable);
 		http_problem_from(resp, &err);
 	} else {
@@ -797,7 +803,8 @@ static void route(dr_app *app, const dr_request *req, dr_response *resp)
 		else
 			job_events(app, seg, resp);
 	} else if (strcmp(rest, "/cancel") == 0 ||
-		   strcmp(rest, "/retry") == 0) {
+		   strcmp(rest, "/retry") == 0 ||
+		   strcmp(rest, "/callback/retry") == 0) {
 		if (strcmp(m, "POST") != 0)
 			method_not_allowed(resp, "POST");
 		else

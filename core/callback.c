@@ -3,15 +3,95 @@
  */
 #include "callback.h"
 
+#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "download.h"
 #include "jobs.h"
 #include "jobstate.h"
 #include "log.h"
+#include "netpolicy.h"
 #include "webhook.h"
+
+/* The waits after each failed try, in seconds (Svix's schedule: the
+ * first try at once, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h). */
+static const double schedule[] = {
+	5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 10 * 3600,
+};
+#define N_SCHEDULE (sizeof(schedule) / sizeof(schedule[0]))
+
+int callback_max_tries(void)
+{
+	return (int)N_SCHEDULE + 1;
+}
+
+double callback_schedule(int tries)
+{
+	if (tries < 1 || tries > (int)N_SCHEDULE)
+		return -1;
+	return schedule[tries - 1];
+}
+
+double callback_retry_after(const char *value, time_t now)
+{
+	char *end;
+	long long n;
+	time_t t;
+
+	if (!value)
+		return -1;
+	while (*value == ' ' || *value == '\t')
+		value++;
+	if (*value >= '0' && *value <= '9') {
+		n = strtoll(value, &end, 10);
+		while (*end == ' ' || *end == '\t')
+			end++;
+		if (*end != '\0' || n < 0)
+			return -1;
+		return n > CALLBACK_RETRY_AFTER_MAX ? CALLBACK_RETRY_AFTER_MAX
+						    : (double)n;
+	}
+	if (*value == '\0')
+		return -1;
+	t = curl_getdate(value, NULL);
+	if (t == (time_t)-1)
+		return -1;
+	if (t <= now)
+		return 0;
+	return (double)(t - now) > CALLBACK_RETRY_AFTER_MAX
+		       ? CALLBACK_RETRY_AFTER_MAX
+		       : (double)(t - now);
+}
+
+double callback_delay(int tries, const char *retry_after, time_t now)
+{
+	double d = callback_schedule(tries);
+	double ra = callback_retry_after(retry_after, now);
+
+	if (d < 0)
+		return -1;
+	return ra > d ? ra : d;
+}
+
+/* DARKROOM_TEST_CALLBACK_SCALE: a factor in (0, 1) that shortens every
+ * wait, for the test suites only (the README says so); anything else,
+ * unset included, is 1. */
+static double test_scale(void)
+{
+	const char *v = getenv("DARKROOM_TEST_CALLBACK_SCALE");
+	char *end;
+	double f;
+
+	if (!v || !*v)
+		return 1;
+	f = strtod(v, &end);
+	if (*end != '\0' || !(f > 0 && f < 1))
+		return 1;
+	return f;
+}
 
 /* Record the callback's end state (delivered or failed) and park the job;
  * `detail`, when not NULL, is the event recorded with it. */
@@ -50,25 +130,26 @@ static void give_up(const dr_step_ctx *e, const dr_claim *c, const char *code,
 /*
  * One failed try of the callback, whatever failed (the job object could
  * not be built, the POST failed or was answered with an error): logged
- * with its reason, then given up after [worker] max_attempts tries (or
- * at once when `final`), or retried with backoff, and recorded in the
- * job's events. The event is written only once the fenced write of the
- * callback's state went through, as finish() does: a worker that lost
+ * with its reason, then given up after the schedule's last try (or at
+ * once when `final`), or tried again after callback_delay(), and recorded
+ * in the job's events. The event is written only once the fenced write of
+ * the callback's state went through, as finish() does: a worker that lost
  * its lease (the job was claimed again, or retried by its client) adds
- * nothing to the job. `http` is the answer's status, 0 for none; `msg_id`
+ * nothing to the job. `http` is the answer's status, 0 for none;
+ * `retry_after` its Retry-After header (NULL or "" for none); `msg_id`
  * may be NULL before the delivery has one.
  */
 static void failed_try(const dr_step_ctx *e, const dr_claim *c, int tries,
-		       int final, long http, const char *msg_id,
-		       const dr_error *why)
+		       int final, long http, const char *retry_after,
+		       const char *msg_id, const dr_error *why)
 {
-	const dr_config *cfg = e->cfg;
 	char status_s[16], reason[600];
+	double delay = callback_delay(tries, retry_after, time(NULL));
 	char *detail;
 	dr_error err;
 
 	dr_error_clear(&err);
-	final = final || tries >= cfg->worker.max_attempts;
+	final = final || delay < 0;
 	snprintf(status_s, sizeof(status_s), "%ld", http);
 	detail = jobstate_detail("delivery", "failed", "http_status", status_s,
 				 "code", why->code, "reason", why->message,
@@ -82,7 +163,7 @@ static void failed_try(const dr_step_ctx *e, const dr_claim *c, int tries,
 	if (final) {
 		finish(e, c, "failed", detail);
 	} else if (jobstate_callback_later(e->db, c->id, c->lease_version,
-					   queue_backoff(cfg, tries),
+					   delay * test_scale(),
 					   &err) != DR_OK) {
 		dr_log(DR_LOG_WARNING, "event=callback.lease_lost job=%s",
 		       c->id);
@@ -102,8 +183,8 @@ dr_step_outcome callback_deliver(const dr_step_ctx *e)
 	dr_download_policy pol;
 	char **env_hosts = NULL;
 	static const char *const any[] = {"*", NULL};
-	char msg_id[96], ts[32], sig[128], status_s[16];
-	char h_id[160], h_ts[64], h_sig[160];
+	char msg_id[96], ts[32], sig[128], sig_prev[128], status_s[16];
+	char h_id[160], h_ts[64], h_sig[320], retry_after[128];
 	const char *headers[5];
 	dr_buf body;
 	long http = 0;
@@ -115,10 +196,12 @@ dr_step_outcome callback_deliver(const dr_step_ctx *e)
 	memset(&o, 0, sizeof(o));
 	o.kind = DR_STEP_DONE;
 	dr_error_clear(&err);
-	dr_buf_init(&body, 16u << 20);
+	retry_after[0] = '\0';
+	/* The job object and the envelope around it. */
+	dr_buf_init(&body, (16u << 20) + 256);
 	st = db_query(e->db,
 		      "SELECT callback_url, UNIX_TIMESTAMP(completed_at),"
-		      " callback_attempts FROM jobs WHERE id = ?",
+		      " callback_attempts, completed_at FROM jobs WHERE id = ?",
 		      &rows, &err, DB_ARGS(DB_STR(c->id)));
 	if (st != DR_OK) /* the lease runs out and the job comes back */
 		goto out;
@@ -132,12 +215,25 @@ dr_step_outcome callback_deliver(const dr_step_ctx *e)
 			"no callback_secret is configured");
 		goto out;
 	}
-	st = jobs_render(e->db, cfg, plugins_sink(e->plugins, cfg->server.sink),
-			 c->id, &body, &err);
+	/* {"type": "job.<status>", "timestamp": <when the job ended: the same
+	 * on every try>, "data": <the job object>} */
+	st = dr_buf_printf(&body,
+			   "{\"type\":\"job.%s\",\"timestamp\":", c->status);
+	if (st == DR_OK)
+		st = jobs_append_time(&body, db_cell(rows, 0, 3));
+	if (st == DR_OK)
+		st = dr_buf_puts(&body, ",\"data\":");
+	if (st == DR_OK)
+		st = jobs_render(e->db, cfg,
+				 plugins_sink(e->plugins, cfg->server.sink),
+				 c->id, &body, &err);
+	if (st == DR_OK && dr_buf_puts(&body, "}") != DR_OK)
+		st = dr_fail(&err, DR_ERR_INTERNAL, "internal",
+			     "job object too large");
 	if (st != DR_OK) {
 		/* Trying again may help (the database was away) or not (the
 		 * job object is too large to send): a try either way, so it
-		 * ends after max_attempts instead of coming back with every
+		 * ends with the schedule instead of coming back with every
 		 * lease. */
 		dr_error why;
 
@@ -145,7 +241,7 @@ dr_step_outcome callback_deliver(const dr_step_ctx *e)
 		dr_fail(&why, st, "callback_unrenderable",
 			"the job object cannot be built: %s",
 			err.message[0] ? err.message : dr_strerror(st));
-		failed_try(e, c, tries, 0, 0, NULL, &why);
+		failed_try(e, c, tries, 0, 0, NULL, NULL, &why);
 		goto out;
 	}
 	snprintf(msg_id, sizeof(msg_id), "msg_%s_%s", c->id,
@@ -157,14 +253,23 @@ dr_step_outcome callback_deliver(const dr_step_ctx *e)
 	st = webhook_sign(cfg->server.callback_secret, msg_id,
 			  strtoll(ts, NULL, 10), body.data, body.len, sig,
 			  sizeof(sig));
+	/* During a rotation, the previous secret's signature too, so that a
+	 * receiver still holding it verifies the message. */
+	sig_prev[0] = '\0';
+	if (st == DR_OK && cfg->server.callback_secret_previous)
+		st = webhook_sign(cfg->server.callback_secret_previous, msg_id,
+				  strtoll(ts, NULL, 10), body.data, body.len,
+				  sig_prev, sizeof(sig_prev));
 	if (st != DR_OK) {
 		give_up(e, c, "bad_callback_secret",
-			"the callback_secret cannot be used to sign");
+			"the callback_secret or callback_secret_previous "
+			"cannot be used to sign");
 		goto out;
 	}
 	snprintf(h_id, sizeof(h_id), "webhook-id: %s", msg_id);
 	snprintf(h_ts, sizeof(h_ts), "webhook-timestamp: %s", ts);
-	snprintf(h_sig, sizeof(h_sig), "webhook-signature: %s", sig);
+	snprintf(h_sig, sizeof(h_sig), "webhook-signature: %s%s%s", sig,
+		 sig_prev[0] ? " " : "", sig_prev);
 	headers[0] = "Content-Type: application/json";
 	headers[1] = h_id;
 	headers[2] = h_ts;
@@ -175,13 +280,15 @@ dr_step_outcome callback_deliver(const dr_step_ctx *e)
 	pol.hosts = any;
 	pol.max_bytes = 65536;
 	pol.connect_timeout = cfg->limits.connect_timeout;
-	pol.total_timeout = 30;
+	pol.total_timeout = CALLBACK_TIMEOUT;
 	pol.low_speed_limit = 1;
-	pol.low_speed_time = 30;
+	pol.low_speed_time = CALLBACK_TIMEOUT;
 	netpolicy_env(&pol, &env_hosts);
 	pol.hosts = any; /* the client chose its host; the address rules hold */
+	pol.allow_private = netpolicy_callback_allow_private();
 	st = download_post(db_cell(rows, 0, 0), &pol, headers, body.data,
-			   body.len, &http, &err);
+			   body.len, &http, retry_after, sizeof(retry_after),
+			   &err);
 	snprintf(status_s, sizeof(status_s), "%ld", http);
 	if (st == DR_OK && http >= 200 && http < 300) {
 		detail = jobstate_detail("delivery", "delivered", "http_status",
@@ -192,14 +299,19 @@ dr_step_outcome callback_deliver(const dr_step_ctx *e)
 		       c->id, http);
 		goto out;
 	}
-	if (st == DR_OK)
+	if (st == DR_OK && http == 410)
+		dr_fail(&err, DR_ERR_PROVIDER, "callback_gone",
+			"the callback URL answered 410 (Gone)");
+	else if (st == DR_OK)
 		dr_fail(&err, DR_ERR_PROVIDER, "callback_rejected",
 			"the callback URL answered %ld", http);
-	/* Refused addresses and URLs will not change: give up at once. */
+	/* Refused addresses and URLs will not change, and a 410 says the
+	 * receiver is gone for good: give up at once. */
 	failed_try(e, c, tries,
 		   strcmp(err.code, "address_not_allowed") == 0 ||
-			   strcmp(err.code, "url_not_allowed") == 0,
-		   http, msg_id, &err);
+			   strcmp(err.code, "url_not_allowed") == 0 ||
+			   (st == DR_OK && http == 410),
+		   http, retry_after, msg_id, &err);
 out:
 	netpolicy_free_hosts(env_hosts);
 	db_rows_free(rows);

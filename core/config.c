@@ -104,6 +104,7 @@ enum {
 	SRV_DEFAULT_RENDITIONS,
 	SRV_LOG_LEVEL,
 	SRV_CALLBACK_SECRET,
+	SRV_CALLBACK_SECRET_PREVIOUS,
 	SRV_COUNT
 };
 
@@ -156,8 +157,18 @@ static const dr_config_key server_keys[SRV_COUNT + 1] = {
 				  .type = DR_CFG_STRING,
 				  .env = "DARKROOM_CALLBACK_SECRET",
 				  .flags = DR_CFG_SECRET,
-				  .help = "whsec_<base64> secret signing client "
+				  .help = "whsec_<base64> secret signing "
+					  "client "
 					  "callbacks" },
+	[SRV_CALLBACK_SECRET_PREVIOUS] = { .name = "callback_secret_previous",
+					   .type = DR_CFG_STRING,
+					   .env = "DARKROOM_CALLBACK_SECRET_"
+						  "PREVIOUS",
+					   .flags = DR_CFG_SECRET,
+					   .help = "the secret callback_secret "
+						   "replaces: callbacks are "
+						   "signed with both during a "
+						   "rotation" },
 	[SRV_COUNT] = { .name = NULL },
 };
 
@@ -1730,6 +1741,11 @@ static dr_status resolve_server(config_impl *impl, dr_error *err)
 	cfg->server.json_max_depth = (int)it[SRV_JSON_MAX_DEPTH].num;
 
 	cfg->server.callback_secret = it[SRV_CALLBACK_SECRET].value;
+	cfg->server.callback_secret_previous =
+		it[SRV_CALLBACK_SECRET_PREVIOUS].value &&
+				it[SRV_CALLBACK_SECRET_PREVIOUS].value[0]
+			? it[SRV_CALLBACK_SECRET_PREVIOUS].value
+			: NULL;
 	cfg->server.log_level = 0;
 	for (size_t i = 0; i < sizeof(log_levels) / sizeof(log_levels[0]); i++)
 		if (strcmp(it[SRV_LOG_LEVEL].value, log_levels[i].name) == 0)

@@ -80,6 +80,9 @@ typedef struct dr_config {
 		size_t n_default_renditions;
 		int log_level;              /* DR_LOG_* */
 		const char *callback_secret; /* secret; NULL: no callbacks */
+		/* secret; the one callback_secret replaces, also signed
+		 * with during a rotation; NULL: none */
+		const char *callback_secret_previous;
 	} server;
 
 	struct {

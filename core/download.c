@@ -887,7 +887,8 @@ static size_t discard_body(char *data, size_t size, size_t nmemb, void *p)
 
 dr_status download_post(const char *url, const dr_download_policy *pol,
 			const char *const *headers, const void *body,
-			size_t len, long *http_status, dr_error *err)
+			size_t len, long *http_status, char *retry_after,
+			size_t n, dr_error *err)
 {
 	char errbuf[CURL_ERROR_SIZE];
 	struct curl_slist *list = NULL, *more;
@@ -900,6 +901,8 @@ dr_status download_post(const char *url, const dr_download_policy *pol,
 	dr_status st;
 
 	*http_status = 0;
+	if (retry_after && n)
+		retry_after[0] = '\0';
 	memset(&h, 0, sizeof(h));
 	u = curl_url();
 	if (!u)
@@ -953,6 +956,14 @@ dr_status download_post(const char *url, const dr_download_policy *pol,
 		st = transport_error(rc, &t, &h, errbuf, err);
 	else
 		st = DR_OK;
+	if (st == DR_OK && retry_after && n) {
+		struct curl_header *ra = NULL;
+
+		if (curl_easy_header(c, "Retry-After", 0, CURLH_HEADER, -1,
+				     &ra) == CURLHE_OK &&
+		    ra && ra->value)
+			snprintf(retry_after, n, "%s", ra->value);
+	}
 err_handle:
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);

@@ -80,13 +80,14 @@ dr_status download_local(const char *path, const char *root, const char *job_id,
  * (scheme, allowlist, address check at connect time, timeouts; redirects
  * are not followed), with the extra request header lines in `headers`
  * ("Name: value", NULL-terminated). The answer's body is discarded after
- * 64 KiB. *http_status gets the status (0 when none came). Codes as for
+ * 64 KiB. *http_status gets the status (0 when none came). When
+ * `retry_after` is not NULL it gets the answer's Retry-After header value
+ * (at most n - 1 bytes; "" when the answer had none). Codes as for
  * download_url; any HTTP status is DR_OK here.
  */
 dr_status download_post(const char *url, const dr_download_policy *pol,
 			const char *const *headers, const void *body,
-			size_t len, long *http_status, dr_error *err)
-	DR_WARN_UNUSED;
-
+			size_t len, long *http_status, char *retry_after,
+			size_t n, dr_error *err) DR_WARN_UNUSED;
 
 #endif

@@ -19,6 +19,7 @@
 #include "jobstate.h"
 #include "jsonutil.h"
 #include "log.h"
+#include "netpolicy.h"
 
 int jobs_status_valid(const char *s)
 {
@@ -88,9 +89,13 @@ static int model_valid(const char *m)
 
 /*
  * Whether `s` is a callback URL darkroom can deliver to: https, or http
- * when DARKROOM_DOWNLOAD_ALLOW_HTTP is exactly "1" (callbacks are sent
- * under the download policy: netpolicy_env()), with a host.
- * Returns 1, 0 for no URL at all, -1 for http while it is not allowed.
+ * when DARKROOM_DOWNLOAD_ALLOW_HTTP is exactly "1" (netpolicy_env()),
+ * with a host that is neither "localhost" nor a loopback, private,
+ * link-local or reserved address literal (those pass with
+ * DARKROOM_CALLBACK_ALLOW_PRIVATE=1, except the ones never allowed; a
+ * host name is checked at connect time by the worker).
+ * Returns 1, 0 for no URL at all, -1 for http while it is not allowed,
+ * -2 for a host refused.
  */
 static int url_valid(const char *s)
 {
@@ -112,6 +117,10 @@ static int url_valid(const char *s)
 			ok = 1;
 		else if (strcmp(scheme, "http") == 0)
 			ok = allow_http && strcmp(allow_http, "1") == 0 ? 1 : -1;
+		if (ok == 1 &&
+		    !netpolicy_host_literal_allowed(
+			    host, netpolicy_callback_allow_private()))
+			ok = -2;
 	}
 	curl_free(scheme);
 	curl_free(host);
@@ -472,6 +481,12 @@ dr_status jobs_parse_request(const dr_config *cfg, const dr_plugins *plugins,
 				 ? url_valid(json_object_get_string(v))
 				 : 0;
 
+		if (ok == -2)
+			return invalid(err, field, "callback_url",
+				       "must not name localhost or a loopback, "
+				       "private or link-local address (allowed "
+				       "only with "
+				       "DARKROOM_CALLBACK_ALLOW_PRIVATE=1)");
 		if (ok < 0)
 			return invalid(err, field, "callback_url",
 				       "must be an https URL (plain http only "

@@ -638,3 +638,78 @@ dr_status jobstate_client_retry(dr_db *db, const char *id, dr_error *err)
 	}
 	return st;
 }
+
+static dr_status callback_retry_once(dr_db *db, const char *id, dr_error *err)
+{
+	dr_db_rows *rows = NULL;
+	const char *status, *state;
+	dr_job_status s = DR_JOB_QUEUED;
+	char *detail = NULL;
+	dr_status st;
+
+	st = db_begin(db, err);
+	if (st != DR_OK)
+		return st;
+	st = db_query(db,
+		      "SELECT status, callback_url IS NOT NULL, callback_state"
+		      " FROM jobs WHERE id = ? FOR UPDATE",
+		      &rows, err, DB_ARGS(DB_STR(id)));
+	if (st == DR_OK && rows->n_rows == 0)
+		st = dr_fail(err, DR_ERR_NOT_FOUND, "not_found",
+			     "no job with id %.40s", id);
+	if (st != DR_OK)
+		goto rollback;
+	status = db_cell(rows, 0, 0);
+	state = db_cell(rows, 0, 2);
+	if (!jobstate_parse(status, &s) || !jobstate_is_final(s)) {
+		st = dr_fail(err, DR_ERR_CONFLICT, "job_not_ended",
+			     "the job has not ended (it is %s): its callback "
+			     "is sent when it does",
+			     status);
+		goto rollback;
+	}
+	if (strcmp(db_cell(rows, 0, 1), "1") != 0) {
+		st = dr_fail(err, DR_ERR_CONFLICT, "no_callback_url",
+			     "the job has no callback_url");
+		goto rollback;
+	}
+	if (strcmp(state, "delivered") != 0 && strcmp(state, "failed") != 0) {
+		st = dr_fail(err, DR_ERR_CONFLICT, "callback_pending",
+			     "the job's callback is still being delivered");
+		goto rollback;
+	}
+	st = db_exec(db,
+		     "UPDATE jobs SET callback_state = 'pending',"
+		     " callback_attempts = 0, run_at = NOW(6),"
+		     " lease_owner = NULL, lease_version = lease_version + 1"
+		     " WHERE id = ?",
+		     NULL, err, DB_ARGS(DB_STR(id)));
+	if (st == DR_OK) {
+		detail = jobstate_detail("delivery", "requested", "previous",
+					 state, NULL);
+		st = jobstate_event(db, id, "callback", status, NULL, detail,
+				    err);
+		free(detail);
+	}
+	if (st != DR_OK)
+		goto rollback;
+	db_rows_free(rows);
+	return db_commit(db, err);
+rollback:
+	db_rows_free(rows);
+	db_rollback(db);
+	return st;
+}
+
+dr_status jobstate_client_callback_retry(dr_db *db, const char *id,
+					 dr_error *err)
+{
+	dr_status st = DR_OK;
+
+	for (int i = 0; i < DB_TX_TRIES; i++) {
+		st = callback_retry_once(db, id, err);
+		if (!db_tx_again(st, err))
+			break;
+	}
+	return st;
+}

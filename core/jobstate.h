@@ -233,4 +233,16 @@ dr_status jobstate_client_cancel(dr_db *db, const char *id,
 dr_status jobstate_client_retry(dr_db *db, const char *id,
 				dr_error *err) DR_WARN_UNUSED;
 
+/*
+ * Deliver the callback of ended job `id` again, for its client: a
+ * callback delivered or given up becomes pending and due now, its tries
+ * counted afresh, with the same webhook-id (the same message), and a
+ * "callback" event {"delivery": "requested"} is recorded; the caller
+ * wakes the workers. DR_ERR_NOT_FOUND, or DR_ERR_CONFLICT with code
+ * job_not_ended, no_callback_url or callback_pending (being delivered).
+ * Deadlocks are run again as for jobstate_client_cancel().
+ */
+dr_status jobstate_client_callback_retry(dr_db *db, const char *id,
+					 dr_error *err) DR_WARN_UNUSED;
+
 #endif

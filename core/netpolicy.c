@@ -9,6 +9,7 @@
  */
 #include "netpolicy.h"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -278,4 +279,60 @@ void netpolicy_env(dr_download_policy *pol, char ***hosts_buf)
 void netpolicy_free_hosts(char **hosts_buf)
 {
 	free(hosts_buf);
+}
+
+int netpolicy_callback_allow_private(void)
+{
+	const char *v = getenv("DARKROOM_CALLBACK_ALLOW_PRIVATE");
+
+	return v && strcmp(v, "1") == 0;
+}
+
+/* 1 when `host` (no brackets, no trailing dot) is "localhost" or a name
+ * under it: RFC 6761 reserves them for loopback. */
+static int is_localhost(const char *host, size_t len)
+{
+	static const char lh[] = "localhost";
+	size_t n = sizeof(lh) - 1;
+
+	if (len < n || strncasecmp(host + len - n, lh, n) != 0)
+		return 0;
+	return len == n || host[len - n - 1] == '.';
+}
+
+int netpolicy_host_literal_allowed(const char *host, int allow_private)
+{
+	char buf[256];
+	size_t len = host ? strlen(host) : 0;
+	struct sockaddr_in sin;
+	struct sockaddr_in6 sin6;
+
+	if (len && host[0] == '[' && host[len - 1] == ']') {
+		host++;
+		len -= 2;
+	}
+	while (len && host[len - 1] == '.')
+		len--;
+	if (len == 0 || len >= sizeof(buf))
+		return len != 0; /* too long for an address: a name */
+	memcpy(buf, host, len);
+	buf[len] = '\0';
+	if (is_localhost(buf, len))
+		return allow_private;
+	memset(&sin, 0, sizeof(sin));
+	memset(&sin6, 0, sizeof(sin6));
+	/* inet_aton takes the old spellings (2130706433, 0x7f.1, 127.1)
+	 * that resolvers accept too. */
+	if (inet_pton(AF_INET, buf, &sin.sin_addr) == 1 ||
+	    inet_aton(buf, &sin.sin_addr) != 0) {
+		sin.sin_family = AF_INET;
+		return netpolicy_address_allowed((struct sockaddr *)&sin,
+						 allow_private);
+	}
+	if (inet_pton(AF_INET6, buf, &sin6.sin6_addr) == 1) {
+		sin6.sin6_family = AF_INET6;
+		return netpolicy_address_allowed((struct sockaddr *)&sin6,
+						 allow_private);
+	}
+	return 1; /* a host name: checked at connect time */
 }

@@ -58,6 +58,21 @@ void netpolicy_env(dr_download_policy *pol, char ***hosts_buf);
 /* Free what netpolicy_env() put in `hosts_buf`; NULL is a no-op. */
 void netpolicy_free_hosts(char **hosts_buf);
 
+/* 1 when DARKROOM_CALLBACK_ALLOW_PRIVATE is exactly "1": client callbacks
+ * may then go to loopback, private and link-local addresses (a setting of
+ * their own, apart from the download one). */
+int netpolicy_callback_allow_private(void);
+
+/*
+ * Whether a URL's host `host` (as curl_url() gives it: an IPv6 literal in
+ * brackets) may be accepted before any lookup: 0 for "localhost" (or a
+ * name under it) and for an IPv4 or IPv6 literal that
+ * netpolicy_address_allowed() refuses, unless allow_private lets
+ * loopback and private ones through; 1 otherwise (host names are left to
+ * the connect-time check).
+ */
+int netpolicy_host_literal_allowed(const char *host, int allow_private);
+
 /* Why connecting to `sa` is refused, for messages (static text). */
 const char *netpolicy_refusal(const struct sockaddr *sa);
 

@@ -286,8 +286,9 @@ if ! DARKROOM_CONF=$WORK/darkroom.conf "$BUILD/darkroom" migrate </dev/null >"$W
 fi
 
 # -- web server and app. Outputs of the tests' own fake providers live on
-# loopback and plain http.
+# loopback and plain http, and so do the tests' callback receivers.
 export DARKROOM_DOWNLOAD_ALLOW_PRIVATE=1 DARKROOM_DOWNLOAD_ALLOW_HTTP=1 DARKROOM_DOWNLOAD_HOSTS=127.0.0.1
+export DARKROOM_CALLBACK_ALLOW_PRIVATE=1
 lighttpd_start "$WORK/web" "$WEB_PORT" "$WORK/darkroom.conf" "$BUILD/darkroom.fcgi" \
     || setup_failed "lighttpd did not start"
 

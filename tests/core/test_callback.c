@@ -7,9 +7,11 @@
  * would find it), runs callback_deliver() with a claim of it, and checks
  * what reached the receiver, the job's callback columns and the
  * "callback" event it recorded. The receiver listens on 127.0.0.1 over
- * plain http, so the group setup allows both through the environment
- * (DARKROOM_DOWNLOAD_ALLOW_HTTP / _ALLOW_PRIVATE, read by netpolicy_env);
- * the cases about refused URLs and addresses turn one off again.
+ * plain http, so the case setup allows both through the environment
+ * (DARKROOM_DOWNLOAD_ALLOW_HTTP, read by netpolicy_env, and
+ * DARKROOM_CALLBACK_ALLOW_PRIVATE); the cases about refused URLs and
+ * addresses turn one off again. The schedule, Retry-After and the
+ * intake's address rule are also tested as pure functions.
  */
 /* cmocka.h needs these first */
 #include <setjmp.h>
@@ -38,13 +40,15 @@
 #include "jobfix.h"
 #include "jobs.h"
 #include "loopback.h"
+#include "netpolicy.h"
 #include "webhook.h"
 
 #define SECRET		"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 #define OTHER_SECRET	"whsec_c2Vjb25kIHNlY3JldCBmb3Igcm90YXRpb24="
-#define MAX_ATTEMPTS	4
-#define RETRY_BASE	100.0 /* first backoff: 50 to 100 s */
+#define MAX_ATTEMPTS	4 /* [worker] max_attempts: callbacks ignore it */
+#define RETRY_BASE	100.0
 #define RETRY_MAX	1000.0
+#define TRIES		8 /* the first try and one after each of 7 waits */
 #define CONNECT_TIMEOUT 1.0
 #define FENCE		3 /* the lease_version of every job made here */
 
@@ -64,6 +68,7 @@ static struct receiver {
 	pthread_mutex_t mu;
 	loopback_server srv;
 	int status;		/* the answer to every request */
+	const char *retry_after; /* its Retry-After header, or NULL */
 	int conns;		/* connections accepted */
 	int requests;		/* requests read whole */
 	char head[RX_MAX_HEAD]; /* the last request's line and headers */
@@ -115,7 +120,7 @@ static const char *head_value(const char *head, const char *name, char *out,
 static void serve(int c, void *arg)
 {
 	char *buf = malloc(RX_MAX_HEAD + RX_MAX_BODY + 1);
-	char cl[32], answer[160];
+	char cl[32], answer[320], ra[128];
 	size_t have = 0, head_len, body_at, body_len;
 	char *end = NULL;
 	int status;
@@ -154,11 +159,15 @@ static void serve(int c, void *arg)
 	rx.body_len = body_len;
 	rx.requests++;
 	status = rx.status;
+	snprintf(ra, sizeof(ra), "%s%s%s",
+		 rx.retry_after ? "Retry-After: " : "",
+		 rx.retry_after ? rx.retry_after : "",
+		 rx.retry_after ? "\r\n" : "");
 	pthread_mutex_unlock(&rx.mu);
 	snprintf(answer, sizeof(answer),
 		 "HTTP/1.1 %d Test\r\nContent-Type: application/json\r\n"
-		 "Content-Length: 2\r\nConnection: close\r\n\r\n{}",
-		 status);
+		 "%sContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+		 status, ra);
 	if (write(c, answer, strlen(answer)) < 0)
 		goto out;
 out:
@@ -170,6 +179,7 @@ static void rx_reset(int status)
 {
 	pthread_mutex_lock(&rx.mu);
 	rx.status = status;
+	rx.retry_after = NULL;
 	rx.conns = 0;
 	rx.requests = 0;
 	rx.head[0] = '\0';
@@ -237,8 +247,12 @@ static int case_setup(void **state)
 	(void)state;
 	rx_reset(200);
 	setenv("DARKROOM_DOWNLOAD_ALLOW_HTTP", "1", 1);
-	setenv("DARKROOM_DOWNLOAD_ALLOW_PRIVATE", "1", 1);
+	/* Callbacks have a setting of their own: the download one is off. */
+	setenv("DARKROOM_DOWNLOAD_ALLOW_PRIVATE", "0", 1);
+	setenv("DARKROOM_CALLBACK_ALLOW_PRIVATE", "1", 1);
 	unsetenv("DARKROOM_DOWNLOAD_HOSTS");
+	unsetenv("DARKROOM_TEST_CALLBACK_SCALE");
+	cfg.server.callback_secret_previous = NULL;
 	return 0;
 }
 
@@ -364,19 +378,23 @@ static char *expected_msg_id(const char *id)
 	return m;
 }
 
-/* A retry is due after queue_backoff(tries): between half and all of
- * RETRY_BASE * 2^(tries-1) (capped at RETRY_MAX) from now. */
+/* Svix's schedule: the wait after each failed try, in seconds. */
+static const double svix[] = { 5, 300, 1800, 7200, 18000, 36000, 36000 };
+
+/* A retry is due `want` seconds from now (within the test's slack). */
+static void assert_due(const char *id, int tries, double want)
+{
+	double s = due_in(id);
+
+	if (s < want - 3 || s > want + 1)
+		fail_msg("try %d: due in %.1f s, want %.0f s", tries, s, want);
+}
+
+/* A retry is due after the schedule's wait for `tries` failed tries. */
 static void assert_backoff(const char *id, int tries)
 {
-	double d = RETRY_BASE, s = due_in(id);
-
-	for (int i = 1; i < tries && d < RETRY_MAX; i++)
-		d *= 2;
-	if (d > RETRY_MAX)
-		d = RETRY_MAX;
-	if (s < d / 2 - 2 || s > d + 1)
-		fail_msg("try %d: due in %.1f s, want %.0f to %.0f s", tries, s,
-			 d / 2, d);
+	assert_true(tries >= 1 && tries <= 7);
+	assert_due(id, tries, svix[tries - 1]);
 }
 
 /* A try that failed and will be tried again: still pending, counted,
@@ -484,13 +502,24 @@ static void assert_signed_request(const char *msg_id, const dr_buf *want_body)
 		DR_ERR_AUTH);
 }
 
-/* Job `id`'s object, as the callback must send it. */
-static void render(const char *id, dr_buf *b)
+/* The body the callback of job `id` (status `status`) must send:
+ * {"type":"job.<status>","timestamp":<completed_at>,"data":<job object>}. */
+static void render(const char *id, const char *status, dr_buf *b)
 {
+	char *ended = jobfix_col(db, id, "completed_at");
 	dr_error err;
 
-	dr_buf_init(b, 16u << 20);
+	dr_buf_init(b, 17u << 20);
+	assert_int_equal(dr_buf_printf(b,
+				       "{\"type\":\"job.%s\","
+				       "\"timestamp\":",
+				       status),
+			 DR_OK);
+	assert_int_equal(jobs_append_time(b, ended), DR_OK);
+	assert_int_equal(dr_buf_puts(b, ",\"data\":"), DR_OK);
 	assert_ok(jobs_render(db, &cfg, NULL, id, b, &err), err);
+	assert_int_equal(dr_buf_puts(b, "}"), DR_OK);
+	free(ended);
 }
 
 /* ------------------------------------------------------------------
@@ -508,18 +537,24 @@ static void test_delivered(void **state)
 
 	(void)state;
 	ended_job(rx_url("/cb"), 0, &c);
-	render(c.id, &want);
+	render(c.id, "succeeded", &want);
 	msg_id = expected_msg_id(c.id);
 	rx_reset(204);
 	deliver(&c);
 	assert_int_equal(rx_count(&rx.requests), 1);
 	assert_signed_request(msg_id, &want);
 
+	/* The Standard Webhooks envelope around the job object. */
 	doc = json_tokener_parse(want.data);
 	assert_non_null(doc);
-	assert_true(json_object_object_get_ex(doc, "id", &v));
+	assert_true(json_object_object_get_ex(doc, "type", &v));
+	assert_string_equal(json_object_get_string(v), "job.succeeded");
+	assert_true(json_object_object_get_ex(doc, "timestamp", &v));
+	assert_int_equal(strlen(json_object_get_string(v)), 24);
+	assert_true(json_object_object_get_ex(doc, "data", &d));
+	assert_true(json_object_object_get_ex(d, "id", &v));
 	assert_string_equal(json_object_get_string(v), c.id);
-	assert_true(json_object_object_get_ex(doc, "status", &v));
+	assert_true(json_object_object_get_ex(d, "status", &v));
 	assert_string_equal(json_object_get_string(v), "succeeded");
 	json_object_put(doc);
 
@@ -565,7 +600,7 @@ static void test_server_error_retried(void **state)
 
 	(void)state;
 	ended_job(rx_url("/cb"), 0, &c);
-	render(c.id, &want);
+	render(c.id, "succeeded", &want);
 	msg_id = expected_msg_id(c.id);
 	rx_reset(503);
 	deliver(&c);
@@ -595,8 +630,8 @@ static void test_server_error_retried(void **state)
 	dr_buf_free(&want);
 }
 
-/* The backoff grows with the tries already made: the third try waits
- * RETRY_BASE * 4 (half to all of it). */
+/* The wait grows with the tries already made, on Svix's schedule, not
+ * the worker's job backoff: after the third failed try, 30 minutes. */
 static void test_backoff_grows(void **state)
 {
 	dr_claim c;
@@ -608,8 +643,9 @@ static void test_backoff_grows(void **state)
 	assert_retried(c.id, 3, "500", "callback_rejected");
 }
 
-/* A 4xx answer is not special (README: no special 410): a failed try,
- * retried like a 5xx. So is a redirect, which is not followed. */
+/* A 410 (Gone) stops the delivery for good at its first try; another
+ * 4xx is a failed try retried like a 5xx, and so is a redirect, which is
+ * not followed. */
 static void test_client_error_retried(void **state)
 {
 	dr_claim c;
@@ -619,7 +655,13 @@ static void test_client_error_retried(void **state)
 	rx_reset(410);
 	deliver(&c);
 	assert_int_equal(rx_count(&rx.requests), 1);
-	assert_retried(c.id, 1, "410", "callback_rejected");
+	assert_given_up(c.id, 1, "410", "callback_gone");
+
+	ended_job(rx_url("/cb"), 0, &c);
+	rx_reset(404);
+	deliver(&c);
+	assert_int_equal(rx_count(&rx.requests), 1);
+	assert_retried(c.id, 1, "404", "callback_rejected");
 
 	ended_job(rx_url("/cb"), 0, &c);
 	rx_reset(302);
@@ -690,14 +732,16 @@ static void test_connection_refused(void **state)
 	assert_retried(c.id, 1, "0", "download_network");
 }
 
-/* Loopback without DARKROOM_DOWNLOAD_ALLOW_PRIVATE=1: refused before any
- * connection, and given up at once (it will not change). */
+/* Loopback without DARKROOM_CALLBACK_ALLOW_PRIVATE=1 (the download
+ * setting does not count): refused before any connection, and given up at
+ * once (it will not change). */
 static void test_address_refused(void **state)
 {
 	dr_claim c;
 
 	(void)state;
-	setenv("DARKROOM_DOWNLOAD_ALLOW_PRIVATE", "0", 1);
+	setenv("DARKROOM_CALLBACK_ALLOW_PRIVATE", "0", 1);
+	setenv("DARKROOM_DOWNLOAD_ALLOW_PRIVATE", "1", 1);
 	ended_job(rx_url("/cb"), 0, &c);
 	deliver(&c);
 	assert_int_equal(rx_count(&rx.conns), 0);
@@ -718,22 +762,27 @@ static void test_url_refused(void **state)
 	assert_given_up(c.id, 1, "0", "url_not_allowed");
 }
 
-/* The last of [worker] max_attempts tries fails: the callback is given
- * up; the try before the last was still retried. */
+/* The schedule's last (8th) try fails: the callback is given up; the try
+ * before it was still retried, after 10 h. [worker] max_attempts (4
+ * here) does not count for callbacks. */
 static void test_attempts_used_up(void **state)
 {
 	dr_claim c;
 
 	(void)state;
 	rx_reset(500);
-	ended_job(rx_url("/cb"), MAX_ATTEMPTS - 2, &c);
+	ended_job(rx_url("/cb"), MAX_ATTEMPTS, &c);
 	deliver(&c);
-	assert_retried(c.id, MAX_ATTEMPTS - 1, "500", "callback_rejected");
+	assert_retried(c.id, MAX_ATTEMPTS + 1, "500", "callback_rejected");
 
-	ended_job(rx_url("/cb"), MAX_ATTEMPTS - 1, &c);
+	ended_job(rx_url("/cb"), TRIES - 2, &c);
 	deliver(&c);
-	assert_int_equal(rx_count(&rx.requests), 2);
-	assert_given_up(c.id, MAX_ATTEMPTS, "500", "callback_rejected");
+	assert_retried(c.id, TRIES - 1, "500", "callback_rejected");
+
+	ended_job(rx_url("/cb"), TRIES - 1, &c);
+	deliver(&c);
+	assert_int_equal(rx_count(&rx.requests), 3);
+	assert_given_up(c.id, TRIES, "500", "callback_rejected");
 	assert_int_equal(callback_events(c.id), 1);
 }
 
@@ -742,7 +791,7 @@ static void test_attempts_used_up(void **state)
 static void test_stale_lease(void **state)
 {
 	static const int answers[] = { 200, 500, 500 };
-	static const int attempts_before[] = { 0, 0, MAX_ATTEMPTS - 1 };
+	static const int attempts_before[] = { 0, 0, TRIES - 1 };
 	char n[16];
 	dr_claim c;
 
@@ -766,6 +815,264 @@ static void test_stale_lease(void **state)
 	}
 }
 
+/* Retry-After on an error answer: a longer wait than the schedule's is
+ * honoured (seconds or an HTTP date), capped at 10 h; a shorter one does
+ * not speed the schedule up; one that cannot be read is ignored. */
+static void test_retry_after(void **state)
+{
+	static const struct {
+		const char *header;
+		double want; /* after the first failed try (schedule: 5 s) */
+	} cases[] = {
+		{ "600", 600 }, { "1", 5 },	{ "999999", 36000 },
+		{ "soon", 5 },	{ NULL, 1200 }, /* an HTTP date 20 minutes ahead
+						 */
+	};
+	char date[64];
+	time_t later = time(NULL) + 1200;
+	struct tm tm;
+	dr_claim c;
+
+	(void)state;
+	gmtime_r(&later, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ended_job(rx_url("/cb"), 0, &c);
+		rx_reset(503);
+		pthread_mutex_lock(&rx.mu);
+		rx.retry_after = cases[i].header ? cases[i].header : date;
+		pthread_mutex_unlock(&rx.mu);
+		deliver(&c);
+		assert_int_equal(rx_count(&rx.requests), 1);
+		assert_col(db, c.id, "callback_state", "pending");
+		assert_col(db, c.id, "callback_attempts", "1");
+		assert_due(c.id, 1, cases[i].want);
+	}
+	/* A 429 with Retry-After, later in the schedule: the longer wins. */
+	ended_job(rx_url("/cb"), 1, &c);
+	rx_reset(429);
+	pthread_mutex_lock(&rx.mu);
+	rx.retry_after = "900";
+	pthread_mutex_unlock(&rx.mu);
+	deliver(&c);
+	assert_col(db, c.id, "callback_state", "pending");
+	assert_col(db, c.id, "callback_attempts", "2");
+	assert_due(c.id, 2, 900);
+}
+
+/* DARKROOM_TEST_CALLBACK_SCALE (tests only) shortens the waits by its
+ * factor when it is in (0, 1); any other value changes nothing. */
+static void test_test_scale(void **state)
+{
+	dr_claim c;
+
+	(void)state;
+	rx_reset(500);
+	setenv("DARKROOM_TEST_CALLBACK_SCALE", "0.01", 1);
+	ended_job(rx_url("/cb"), 2, &c); /* 30 min -> 18 s */
+	deliver(&c);
+	assert_due(c.id, 3, 18);
+	setenv("DARKROOM_TEST_CALLBACK_SCALE", "2", 1);
+	ended_job(rx_url("/cb"), 1, &c);
+	deliver(&c);
+	assert_retried(c.id, 2, "500", "callback_rejected");
+	setenv("DARKROOM_TEST_CALLBACK_SCALE", "0.5x", 1);
+	ended_job(rx_url("/cb"), 1, &c);
+	deliver(&c);
+	assert_retried(c.id, 2, "500", "callback_rejected");
+}
+
+/* Verify the last request the receiver got against `secret` alone. */
+static dr_status verify_last(const char *secret)
+{
+	char wid[160], wts[64], wsig[512];
+	const char *names[] = { "webhook-id", "webhook-timestamp",
+				"webhook-signature" };
+	const char *values[] = { wid, wts, wsig };
+	const char *const secrets[] = { secret };
+	static char head[RX_MAX_HEAD], body[RX_MAX_BODY];
+	size_t body_len;
+	dr_webhook_request req;
+	dr_error err;
+
+	pthread_mutex_lock(&rx.mu);
+	memcpy(head, rx.head, sizeof(head));
+	body_len = rx.body && rx.body_len <= sizeof(body) ? rx.body_len : 0;
+	if (body_len)
+		memcpy(body, rx.body, body_len);
+	pthread_mutex_unlock(&rx.mu);
+	assert_non_null(head_value(head, "webhook-id", wid, sizeof(wid)));
+	assert_non_null(
+		head_value(head, "webhook-timestamp", wts, sizeof(wts)));
+	assert_non_null(
+		head_value(head, "webhook-signature", wsig, sizeof(wsig)));
+	memset(&req, 0, sizeof(req));
+	req.header_names = names;
+	req.header_values = values;
+	req.n_headers = 3;
+	req.body = (const unsigned char *)body;
+	req.body_len = body_len;
+	return webhook_verify(&req, secrets, 1, DR_WEBHOOK_TOLERANCE, &err);
+}
+
+/* The number of space-separated entries of the last request's
+ * webhook-signature header. */
+static int signature_entries(void)
+{
+	char wsig[512];
+	int n = 0;
+
+	pthread_mutex_lock(&rx.mu);
+	if (!head_value(rx.head, "webhook-signature", wsig, sizeof(wsig)))
+		wsig[0] = '\0';
+	pthread_mutex_unlock(&rx.mu);
+	for (const char *p = wsig; *p;) {
+		while (*p == ' ')
+			p++;
+		if (!*p)
+			break;
+		n++;
+		while (*p && *p != ' ')
+			p++;
+	}
+	return n;
+}
+
+/* A rotation: with callback_secret_previous set, the message carries two
+ * v1 signatures, one for each secret, so a receiver holding either
+ * verifies it and one holding neither does not; without it, one. A
+ * previous secret that cannot sign gives the callback up at once. */
+static void test_rotation(void **state)
+{
+	dr_claim c;
+
+	(void)state;
+	ended_job(rx_url("/cb"), 0, &c);
+	deliver(&c);
+	assert_int_equal(signature_entries(), 1);
+	assert_int_equal(verify_last(OTHER_SECRET), DR_ERR_AUTH);
+
+	cfg.server.callback_secret_previous = OTHER_SECRET;
+	rx_reset(200);
+	ended_job(rx_url("/cb"), 0, &c);
+	deliver(&c);
+	assert_int_equal(rx_count(&rx.requests), 1);
+	assert_col(db, c.id, "callback_state", "delivered");
+	assert_int_equal(signature_entries(), 2);
+	assert_int_equal(verify_last(SECRET), DR_OK);
+	assert_int_equal(verify_last(OTHER_SECRET), DR_OK);
+	assert_int_equal(
+		verify_last("whsec_dGhpcmQgc2VjcmV0IG5vYm9keSBob2xkcw=="),
+		DR_ERR_AUTH);
+
+	cfg.server.callback_secret_previous = "not a secret";
+	rx_reset(200);
+	ended_job(rx_url("/cb"), 0, &c);
+	deliver(&c);
+	assert_int_equal(rx_count(&rx.conns), 0);
+	assert_col(db, c.id, "callback_state", "failed");
+	cfg.server.callback_secret_previous = NULL;
+}
+
+/* The schedule as a function: Svix's waits, 8 tries, about 27.5 h. */
+static void test_schedule(void **state)
+{
+	double total = 0;
+
+	(void)state;
+	assert_int_equal(callback_max_tries(), TRIES);
+	assert_true(callback_schedule(0) < 0);
+	for (int t = 1; t < TRIES; t++) {
+		assert_true(callback_schedule(t) == svix[t - 1]);
+		total += callback_schedule(t);
+	}
+	assert_true(callback_schedule(TRIES) < 0);
+	assert_true(callback_schedule(TRIES + 5) < 0);
+	assert_true(total == 5 + 300 + 1800 + 7200 + 18000 + 36000 + 36000);
+	assert_true(total > 27 * 3600 && total < 28 * 3600);
+	/* No try left: no wait, whatever Retry-After says. */
+	assert_true(callback_delay(TRIES, "60", time(NULL)) < 0);
+	assert_true(callback_delay(3, NULL, time(NULL)) == 1800);
+	assert_true(callback_delay(3, "", time(NULL)) == 1800);
+	assert_true(callback_delay(3, "3600", time(NULL)) == 3600);
+}
+
+/* Retry-After values: delta-seconds, HTTP dates (all three RFC 9110
+ * forms), past dates, garbage. */
+static void test_retry_after_parse(void **state)
+{
+	const time_t now = 1700000000; /* Tue, 14 Nov 2023 22:13:20 GMT */
+
+	(void)state;
+	assert_true(callback_retry_after(NULL, now) == -1);
+	assert_true(callback_retry_after("", now) == -1);
+	assert_true(callback_retry_after("120", now) == 120);
+	assert_true(callback_retry_after(" 0 ", now) == 0);
+	assert_true(callback_retry_after("36001", now) ==
+		    CALLBACK_RETRY_AFTER_MAX);
+	assert_true(callback_retry_after("12s", now) == -1);
+	assert_true(callback_retry_after("-5", now) == -1);
+	assert_true(callback_retry_after("Tue, 14 Nov 2023 22:23:20 GMT",
+					 now) == 600);
+	assert_true(callback_retry_after("Tuesday, 14-Nov-23 22:23:20 GMT",
+					 now) == 600);
+	assert_true(callback_retry_after("Tue Nov 14 22:23:20 2023", now) ==
+		    600);
+	assert_true(callback_retry_after("Tue, 14 Nov 2023 20:00:00 GMT",
+					 now) == 0);
+	assert_true(callback_retry_after("Fri, 14 Nov 2025 22:13:20 GMT",
+					 now) == CALLBACK_RETRY_AFTER_MAX);
+	assert_true(callback_retry_after("not a date", now) == -1);
+}
+
+/* The intake's rule for a callback URL's host: localhost and private,
+ * loopback, link-local address literals only with allow_private;
+ * unspecified, multicast and reserved ones never; names pass (checked
+ * when connecting). */
+static void test_host_literal(void **state)
+{
+	static const char *const private_hosts[] = {
+		"localhost",	   "LOCALHOST",
+		"localhost.",	   "api.localhost",
+		"127.0.0.1",	   "127.1",
+		"2130706433",	   "10.1.2.3",
+		"172.16.0.1",	   "192.168.1.1",
+		"169.254.169.254", "100.64.0.1",
+		"[::1]",	   "[fe80::1]",
+		"[fd00::1]",	   "[::ffff:127.0.0.1]",
+	};
+	static const char *const never[] = { "0.0.0.0", "224.0.0.1", "[::]",
+					     "[ff02::1]" };
+	static const char *const fine[] = {
+		"app.example.com",	 "8.8.8.8",
+		"[2606:4700::1111]",	 "notlocalhost",
+		"localhost.example.com", "127.0.0.1.nip.io",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(private_hosts) / sizeof(*private_hosts);
+	     i++) {
+		if (netpolicy_host_literal_allowed(private_hosts[i], 0))
+			fail_msg("%s allowed without allow_private",
+				 private_hosts[i]);
+		if (!netpolicy_host_literal_allowed(private_hosts[i], 1))
+			fail_msg("%s refused with allow_private",
+				 private_hosts[i]);
+	}
+	for (size_t i = 0; i < sizeof(never) / sizeof(*never); i++)
+		if (netpolicy_host_literal_allowed(never[i], 1))
+			fail_msg("%s allowed", never[i]);
+	for (size_t i = 0; i < sizeof(fine) / sizeof(*fine); i++)
+		if (!netpolicy_host_literal_allowed(fine[i], 0))
+			fail_msg("%s refused", fine[i]);
+	setenv("DARKROOM_CALLBACK_ALLOW_PRIVATE", "1", 1);
+	assert_int_equal(netpolicy_callback_allow_private(), 1);
+	setenv("DARKROOM_CALLBACK_ALLOW_PRIVATE", "yes", 1);
+	assert_int_equal(netpolicy_callback_allow_private(), 0);
+	unsetenv("DARKROOM_CALLBACK_ALLOW_PRIVATE");
+	assert_int_equal(netpolicy_callback_allow_private(), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -780,6 +1087,12 @@ int main(void)
 		cmocka_unit_test_setup(test_url_refused, case_setup),
 		cmocka_unit_test_setup(test_attempts_used_up, case_setup),
 		cmocka_unit_test_setup(test_stale_lease, case_setup),
+		cmocka_unit_test_setup(test_retry_after, case_setup),
+		cmocka_unit_test_setup(test_test_scale, case_setup),
+		cmocka_unit_test_setup(test_rotation, case_setup),
+		cmocka_unit_test_setup(test_schedule, case_setup),
+		cmocka_unit_test_setup(test_retry_after_parse, case_setup),
+		cmocka_unit_test_setup(test_host_literal, case_setup),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

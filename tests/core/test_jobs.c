@@ -164,6 +164,64 @@ static void test_callback_http(void **state)
 	unsetenv("DARKROOM_DOWNLOAD_ALLOW_HTTP");
 }
 
+/* A callback_url naming localhost or a loopback, private or link-local
+ * address literal is refused at intake (field callback_url) unless
+ * DARKROOM_CALLBACK_ALLOW_PRIVATE=1; the download setting does not count;
+ * host names pass (the worker checks their addresses when connecting). */
+static void test_callback_private(void **state)
+{
+	static const char *const refused[] = {
+		"https://localhost/h",	    "https://127.0.0.1/h",
+		"https://127.0.0.1:8443/h", "https://10.0.0.7/h",
+		"https://192.168.1.1/h",    "https://169.254.169.254/h",
+		"https://[::1]/h",	    "https://[fe80::1]/h",
+		"https://LocalHost./h",	    "https://0x7f.1/h",
+	};
+	static const char *const accepted[] = {
+		"https://app.example.com/h",
+		"https://8.8.8.8/h",
+		"https://[2606:4700::1111]/h",
+	};
+	char body[512];
+	const char *field;
+
+	(void)state;
+	unsetenv("DARKROOM_CALLBACK_ALLOW_PRIVATE");
+	setenv("DARKROOM_DOWNLOAD_ALLOW_PRIVATE", "1", 1);
+	for (size_t i = 0; i < sizeof(refused) / sizeof(*refused); i++) {
+		snprintf(body, sizeof(body),
+			 "{\"model\":\"a/b\",\"input\":{},"
+			 "\"callback_url\":\"%s\"}",
+			 refused[i]);
+		if (check(body, &field, NULL) != DR_ERR_INVALID)
+			fail_msg("accepted: %s", refused[i]);
+		assert_string_equal(field, "callback_url");
+		assert_non_null(strstr(last_message,
+				       "DARKROOM_CALLBACK_ALLOW_PRIVATE"));
+		setenv("DARKROOM_CALLBACK_ALLOW_PRIVATE", "1", 1);
+		if (check(body, &field, NULL) != DR_OK)
+			fail_msg("refused with ALLOW_PRIVATE=1: %s",
+				 refused[i]);
+		unsetenv("DARKROOM_CALLBACK_ALLOW_PRIVATE");
+	}
+	for (size_t i = 0; i < sizeof(accepted) / sizeof(*accepted); i++) {
+		snprintf(body, sizeof(body),
+			 "{\"model\":\"a/b\",\"input\":{},"
+			 "\"callback_url\":\"%s\"}",
+			 accepted[i]);
+		if (check(body, &field, NULL) != DR_OK)
+			fail_msg("refused: %s", accepted[i]);
+	}
+	/* Never: unspecified and multicast addresses, even when allowed. */
+	setenv("DARKROOM_CALLBACK_ALLOW_PRIVATE", "1", 1);
+	assert_int_equal(check("{\"model\":\"a/b\",\"input\":{},"
+			       "\"callback_url\":\"https://0.0.0.0/h\"}",
+			       &field, NULL),
+			 DR_ERR_INVALID);
+	unsetenv("DARKROOM_CALLBACK_ALLOW_PRIVATE");
+	unsetenv("DARKROOM_DOWNLOAD_ALLOW_PRIVATE");
+}
+
 static void test_invalid_fields(void **state)
 {
 	static const struct {
@@ -521,6 +579,7 @@ int main(void)
 		cmocka_unit_test(test_valid),
 		cmocka_unit_test(test_invalid_fields),
 		cmocka_unit_test(test_callback_http),
+		cmocka_unit_test(test_callback_private),
 		cmocka_unit_test(test_metadata_limits),
 		cmocka_unit_test(test_time_format),
 		cmocka_unit_test(test_jobs_filter_parse),

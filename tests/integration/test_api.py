@@ -594,6 +594,31 @@ def _():
     create(job_body(callback_url="https://app.example.com/hooks/darkroom"))
 
 
+@case("POST /v1/jobs/{id}/callback/retry: 404 unknown, 405 GET, 409 not ended / no callback_url / still pending; 202 makes a given-up callback pending again")
+def _():
+    expect_problem(post("/v1/jobs/j_01ARZ3NDEKTSV4RRFFQ69G5FAV/callback/retry"), 404)
+    plain = create(job_body(model=f"acme/cbretry-{RUN}"))
+    expect_problem(get(f"/v1/jobs/{plain['id']}/callback/retry"), 405)
+    expect_problem(post(f"/v1/jobs/{plain['id']}/callback/retry"), 409, field="not ended")
+    cancel_all([plain["id"]])
+    expect_problem(post(f"/v1/jobs/{plain['id']}/callback/retry"), 409, field="callback_url")
+    job = create(job_body(model=f"acme/cbretry-{RUN}", callback_url="https://app.example.com/cb"))
+    cancel_all([job["id"]])
+    # Canceled while queued: its callback is pending (no worker here).
+    expect_problem(post(f"/v1/jobs/{job['id']}/callback/retry"), 409, field="still being delivered")
+    sql(f"UPDATE jobs SET callback_state = 'failed', callback_attempts = 8, run_at = NULL WHERE id = '{job['id']}'")
+    got = expect_json(post(f"/v1/jobs/{job['id']}/callback/retry"), 202)
+    expect_eq((got["id"], got["status"]), (job["id"], "canceled"), "the job object answered")
+    row = sql(f"SELECT callback_state, callback_attempts, run_at IS NOT NULL AND run_at <= NOW(6)"
+              f" FROM jobs WHERE id = '{job['id']}'")
+    expect_eq(row, [["pending", "0", "1"]], "callback pending, tries afresh, due now")
+    events = expect_json(get(f"/v1/jobs/{job['id']}/events"), 200)
+    text = str(events)
+    expect("requested" in text, f"a callback event records the request: {text[-300:]}")
+    # Settle it, so no later file finds it due for a host no test serves.
+    sql(f"UPDATE jobs SET callback_state = 'failed', run_at = NULL WHERE id = '{job['id']}'")
+
+
 @case("422 for an unknown top-level field, naming it")
 def _():
     invalid(job_body(bogus_field=1), "bogus_field")

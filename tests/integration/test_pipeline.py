@@ -544,6 +544,23 @@ class Dripper:
         self.server.server_close()
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def standardwebhooks_verify(secret, reqs):
+    """Each recorded request of REQS verified by npm `standardwebhooks`
+    (tests/webhook/verify_delivery.js): a list of {"ok", "payload"} or
+    {"ok": False, "error"}."""
+    doc = {"secret": secret,
+           "deliveries": [{"headers": r["headers"], "body_b64": base64.b64encode(r["body"]).decode()}
+                          for r in reqs]}
+    out = subprocess.run(["node", os.path.join(ROOT, "tests", "webhook", "verify_delivery.js")],
+                         input=json.dumps(doc), capture_output=True, text=True, timeout=60, cwd=ROOT)
+    if out.returncode != 0:
+        raise Fail(f"verify_delivery.js exited {out.returncode}: {out.stderr.strip()}")
+    return json.loads(out.stdout)["results"]
+
+
 def webhook_valid(secret, headers, body, tolerance=300):
     """A Standard Webhooks v1 signature of BODY under SECRET in HEADERS."""
     h = {k.lower(): v for k, v in headers.items()}
@@ -1245,7 +1262,7 @@ def _():
     check_worker(w, leftover)
 
 
-@case("callback: delivered once with a valid signature, retried after a 500, same webhook-id")
+@case("callback: delivered with a Standard Webhooks envelope and signature (npm standardwebhooks verifies it), retried 5 s after a 500 with the same webhook-id")
 @with_worker(1, name="pipeline-callback")
 def _(w):
     fake_reset()
@@ -1255,7 +1272,7 @@ def _(w):
         j = wait_status([jid], timeout=30)[0]
         expect_eq(j["status"], "succeeded", f"status (error {j.get('error')})")
         wait_until(lambda: sql(f"SELECT callback_state FROM jobs WHERE id = '{jid}'")[0][0] == "delivered",
-                   timeout=20, what="callback_state delivered")
+                   timeout=30, what="callback_state delivered")
         time.sleep(1.5)  # nothing more may come
         reqs = list(rx.requests)
     finally:
@@ -1263,22 +1280,61 @@ def _(w):
     expect_eq(len(reqs), 2, "callback POSTs (a 500, then a 200)")
     ids = {r["headers"].get("webhook-id") for r in reqs}
     expect(len(ids) == 1 and None not in ids, f"webhook-ids of the two tries: {ids}")
+    verified = standardwebhooks_verify(CALLBACK_SECRET, reqs)
     for k, r in enumerate(reqs):
         expect_eq(r["path"], "/cb", f"try {k + 1}: path")
+        expect(verified[k]["ok"], f"try {k + 1}: standardwebhooks refuses it: {verified[k]}")
         expect(webhook_valid(CALLBACK_SECRET, r["headers"], r["body"]),
                f"try {k + 1}: the signature does not verify: {r['headers']}")
         expect((r["headers"].get("Content-Type") or "").startswith("application/json"),
                f"try {k + 1}: Content-Type {r['headers'].get('Content-Type')!r}")
         doc = json.loads(r["body"])
-        expect_eq((doc["id"], doc["status"]), (jid, "succeeded"), f"try {k + 1}: job id and status")
-        expect_eq(doc["outputs"], j["outputs"], f"try {k + 1}: outputs in the callback")
-    expect(reqs[1]["at"] > reqs[0]["at"], "the retry came after the first try")
+        expect_eq(verified[k].get("payload"), doc, f"try {k + 1}: the payload standardwebhooks returns")
+        expect_eq(sorted(doc), ["data", "timestamp", "type"], f"try {k + 1}: envelope fields")
+        expect_eq(doc["type"], "job.succeeded", f"try {k + 1}: type")
+        expect_eq(doc["timestamp"], j["completed_at"], f"try {k + 1}: timestamp (when the job ended)")
+        expect_eq((doc["data"]["id"], doc["data"]["status"]), (jid, "succeeded"),
+                  f"try {k + 1}: job id and status")
+        expect_eq(doc["data"]["outputs"], j["outputs"], f"try {k + 1}: outputs in the callback")
+    # The verifier is no rubber stamp: one byte changed, or another
+    # secret, and it refuses.
+    tampered = dict(reqs[1], body=reqs[1]["body"].replace(b"job.succeeded", b"job.succeedeD"))
+    other = "whsec_" + base64.b64encode(b"another secret of 24 bytes!").decode()
+    expect(not standardwebhooks_verify(CALLBACK_SECRET, [tampered])[0]["ok"], "standardwebhooks took a changed body")
+    expect(not standardwebhooks_verify(other, [reqs[1]])[0]["ok"], "standardwebhooks took another secret")
+    gap = reqs[1]["at"] - reqs[0]["at"]
+    expect(4.5 <= gap <= 15, f"the retry came {gap:.1f} s after the first try (the schedule says 5 s)")
     deliveries = [d for kind, _, _, d in events_of(jid) if kind == "callback"]
     states = [d.get("delivery") for d in deliveries]
     expect_eq(states, ["failed", "delivered"], f"callback events {deliveries}")
     expect_eq(deliveries[0].get("http_status"), "500", "status recorded for the failed try")
     expect_eq(deliveries[0].get("webhook_id"), deliveries[1].get("webhook_id"), "webhook ids in the events")
     expect_eq(job(jid)["status"], "succeeded", "the job's status after its callback")
+
+
+@case("callback: POST /v1/jobs/{id}/callback/retry sends a delivered callback again, the same message (webhook-id)")
+@with_worker(1, name="pipeline-callback-redeliver")
+def _(w):
+    fake_reset()
+    rx = Receiver([200])
+    try:
+        jid = create({}, ["thumb"], callback_url=f"http://127.0.0.1:{rx.port}/cb")
+        wait_status([jid], timeout=30)
+        wait_until(lambda: callback_row(jid) == ("delivered", 1), timeout=30, what="the first delivery")
+        got = expect_json(post(f"/v1/jobs/{jid}/callback/retry"), 202)
+        expect_eq(got["id"], jid, "the job object answered")
+        wait_until(lambda: len(rx.requests) >= 2 and callback_row(jid) == ("delivered", 1), timeout=30,
+                   what="the second delivery")
+        time.sleep(1)
+        reqs = list(rx.requests)
+    finally:
+        rx.close()
+    expect_eq(len(reqs), 2, "callback POSTs")
+    expect_eq(reqs[0]["headers"].get("webhook-id"), reqs[1]["headers"].get("webhook-id"), "the same message")
+    verified = standardwebhooks_verify(CALLBACK_SECRET, reqs)
+    expect(all(v["ok"] for v in verified), f"standardwebhooks: {verified}")
+    kinds = [d.get("delivery") for kind, _, _, d in events_of(jid) if kind == "callback"]
+    expect_eq(kinds, ["delivered", "requested", "delivered"], "callback events")
 
 
 def callback_row(jid):
@@ -1290,7 +1346,8 @@ def check_callback(r, jid, status, what):
     expect(webhook_valid(CALLBACK_SECRET, r["headers"], r["body"]),
            f"{what}: the signature does not verify: {r['headers']}")
     doc = json.loads(r["body"])
-    expect_eq((doc["id"], doc["status"]), (jid, status), f"{what}: job id and status")
+    expect_eq(doc["type"], f"job.{status}", f"{what}: type")
+    expect_eq((doc["data"]["id"], doc["data"]["status"]), (jid, status), f"{what}: job id and status")
 
 
 @case("callback: a queued job canceled before any worker ran gets its signed callback, and again after a retry")
@@ -1326,6 +1383,8 @@ def _():
     check_worker(w, leftover)
     expect_eq(len(reqs), 2, "callback POSTs in all")
     check_callback(reqs[1], jid, "canceled", "second cancel")
+    expect(reqs[0]["headers"].get("webhook-id") != reqs[1]["headers"].get("webhook-id"),
+           "a new end is a new delivery with a new webhook-id")
     ids = [r["headers"].get("webhook-id") for r in reqs]
     expect(None not in ids and ids[0] != ids[1], f"each end has its own webhook-id: {ids}")
     delivered = [d for kind, _, _, d in events_of(jid) if kind == "callback"]
@@ -1340,7 +1399,7 @@ def _():
     expect_eq(sql(f"SELECT run_at IS NULL FROM jobs WHERE id = '{jid}'")[0][0], "1", "run_at cleared")
 
 
-@case("callback: a job object that cannot be rendered counts as a failed try, logged, and ends after max_attempts")
+@case("callback: a job object that cannot be rendered counts as a failed try, logged, and ends after the schedule's 8 tries")
 def _():
     rx = Receiver([200])
     w = None
@@ -1353,7 +1412,8 @@ def _():
             f" ('{jid}', 0, 'text', 'stored', REPEAT('a', 9000000), NOW(6)),"
             f" ('{jid}', 1, 'text', 'stored', REPEAT('b', 9000000), NOW(6))")
         sql(f"UPDATE jobs SET run_at = NOW(6), callback_state = 'pending' WHERE id = '{jid}'")
-        w = Worker(1, "pipeline-callback-render")
+        # The schedule (27 h) shortened ten thousand times: about 10 s.
+        w = Worker(1, "pipeline-callback-render", {"DARKROOM_TEST_CALLBACK_SCALE": "0.0001"})
         wait_until(lambda: callback_row(jid)[0] == "failed", timeout=60,
                    what="the unrenderable callback given up")
         state, attempts = callback_row(jid)
@@ -1367,14 +1427,14 @@ def _():
         sql(f"DELETE FROM outputs WHERE job_id = '{jid}'")
     check_worker(w, leftover)
     expect_eq(len(rx.requests), 0, "nothing was POSTed")
-    expect_eq(attempts, 10, "callback attempts ([worker] max_attempts)")
+    expect_eq(attempts, 8, "callback attempts (the schedule's tries)")
     failed = [d for kind, _, _, d in events_of(jid) if kind == "callback"]
-    expect_eq(len(failed), 10, f"callback events {failed[:2]}")
+    expect_eq(len(failed), 8, f"callback events {failed[:2]}")
     expect(all(d.get("delivery") == "failed" and d.get("code") == "callback_unrenderable" for d in failed),
            f"callback events {failed[:2]}")
-    expect_eq([d.get("given_up") for d in failed], [None] * 9 + ["true"], "given_up on the last try only")
+    expect_eq([d.get("given_up") for d in failed], [None] * 7 + ["true"], "given_up on the last try only")
     lines = [ln for ln in w.log_text().splitlines() if "event=callback.failed" in ln and jid in ln]
-    expect_eq(len(lines), 10, "event=callback.failed lines")
+    expect_eq(len(lines), 8, "event=callback.failed lines")
     expect(all("reason=" in ln and "code=callback_unrenderable" in ln for ln in lines), f"log line {lines[:1]}")
 
 run()
