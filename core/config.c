@@ -342,7 +342,8 @@ static const dr_config_key limits_keys[LIM_COUNT + 1] = {
 	[LIM_LOW_SPEED_TIME] = { .name = "download_low_speed_time",
 				 .type = DR_CFG_DURATION,
 				 .default_value = "30s",
-				 .help = "... a download this long is abandoned" },
+				 .help = "... a download this long is "
+					 "abandoned" },
 	[LIM_MAX_REDIRECTS] = { .name = "download_max_redirects",
 				.type = DR_CFG_INT,
 				.default_value = "5",
@@ -350,7 +351,8 @@ static const dr_config_key limits_keys[LIM_COUNT + 1] = {
 	[LIM_DOWNLOAD_BUDGET] = { .name = "download_budget",
 				  .type = DR_CFG_DURATION,
 				  .default_value = "10m",
-				  .help = "time one output may take to download, "
+				  .help = "time one output may take to "
+					  "download, "
 					  "all its retries included" },
 	[LIM_MAX_WEBHOOK_BODY] = { .name = "max_webhook_body",
 				   .type = DR_CFG_INT,

@@ -449,14 +449,16 @@ dr_status jobstate_news_write(dr_db *db, const char *id, const jobstate_news *n,
 
 /* ------------------------------------------------------- a client's */
 
-/* Lock job `id` in the open transaction and fetch its status and the step
- * that failed. */
+/* Lock job `id` in the open transaction and fetch what a client's action
+ * decides on: status, error_step, callback_url IS NOT NULL,
+ * callback_state. */
 static dr_status lock_job(dr_db *db, const char *id, dr_db_rows **rows,
 			  dr_error *err)
 {
 	dr_status st = db_query(db,
-				"SELECT status, error_step FROM jobs"
-				" WHERE id = ? FOR UPDATE",
+				"SELECT status, error_step,"
+				" callback_url IS NOT NULL, callback_state"
+				" FROM jobs WHERE id = ? FOR UPDATE",
 				rows, err, DB_ARGS(DB_STR(id)));
 
 	if (st == DR_OK && (*rows)->n_rows == 0) {
@@ -468,26 +470,49 @@ static dr_status lock_job(dr_db *db, const char *id, dr_db_rows **rows,
 	return st;
 }
 
-static dr_status cancel_once(dr_db *db, const char *id, dr_error *err)
+/* What a client's action does to the job whose row `job` (lock_job()'s
+ * columns) is locked, in the open transaction. */
+typedef dr_status (*client_act)(dr_db *db, const char *id,
+				const dr_db_rows *job, dr_error *err);
+
+/* Run `act` on job `id` in a transaction of its own: the row locked
+ * first, run again after a deadlock (DB_TX_TRIES), rolled back on any
+ * failure, a failed COMMIT included (db.h). */
+static dr_status client_action(dr_db *db, const char *id, client_act act,
+			       dr_error *err)
 {
-	dr_db_rows *rows = NULL;
-	const char *status;
+	dr_status st = DR_OK;
+
+	for (int i = 0; i < DB_TX_TRIES; i++) {
+		dr_db_rows *rows = NULL;
+
+		st = db_begin(db, err);
+		if (st == DR_OK)
+			st = lock_job(db, id, &rows, err);
+		if (st == DR_OK)
+			st = act(db, id, rows, err);
+		if (st == DR_OK)
+			st = db_commit(db, err);
+		if (st != DR_OK && db_in_transaction(db))
+			db_rollback(db);
+		db_rows_free(rows);
+		if (!db_tx_again(st, err))
+			break;
+	}
+	return st;
+}
+
+static dr_status cancel_act(dr_db *db, const char *id, const dr_db_rows *job,
+			    dr_error *err)
+{
+	const char *status = db_cell(job, 0, 0);
 	dr_job_status s = DR_JOB_QUEUED;
 	dr_status st;
 
-	st = db_begin(db, err);
-	if (st != DR_OK)
-		return st;
-	st = lock_job(db, id, &rows, err);
-	if (st != DR_OK)
-		goto rollback;
-	status = db_cell(rows, 0, 0);
 	(void)jobstate_parse(status, &s);
-	if (jobstate_is_final(s)) {
-		st = dr_fail(err, DR_ERR_CONFLICT, "job_ended",
-			     "the job already ended (%s)", status);
-		goto rollback;
-	}
+	if (jobstate_is_final(s))
+		return dr_fail(err, DR_ERR_CONFLICT, "job_ended",
+			       "the job already ended (%s)", status);
 	if (s == DR_JOB_QUEUED) {
 		/* Never submitted: cancel now, fencing out any worker that
 		 * has just claimed it. Like every other end of a job, it
@@ -503,24 +528,17 @@ static dr_status cancel_once(dr_db *db, const char *id, dr_error *err)
 				db, id, "status", status,
 				jobstate_name(DR_JOB_CANCELED),
 				"{\"reason\":\"canceled by client\"}", err);
-	} else {
-		/* Submitted: a worker cancels it at the provider. */
-		st = db_exec(db,
-			     "UPDATE jobs SET cancel_requested = 1,"
-			     " run_at = NOW(6), updated_at = NOW(6)"
-			     " WHERE id = ?",
-			     NULL, err, DB_ARGS(DB_STR(id)));
-		if (st == DR_OK)
-			st = jobstate_event(db, id, "cancel_requested", status,
-					    NULL, NULL, err);
+		return st;
 	}
-	if (st != DR_OK)
-		goto rollback;
-	db_rows_free(rows);
-	return db_commit(db, err);
-rollback:
-	db_rows_free(rows);
-	db_rollback(db);
+	/* Submitted: a worker cancels it at the provider. */
+	st = db_exec(db,
+		     "UPDATE jobs SET cancel_requested = 1,"
+		     " run_at = NOW(6), updated_at = NOW(6)"
+		     " WHERE id = ?",
+		     NULL, err, DB_ARGS(DB_STR(id)));
+	if (st == DR_OK)
+		st = jobstate_event(db, id, "cancel_requested", status, NULL,
+				    NULL, err);
 	return st;
 }
 
@@ -537,35 +555,26 @@ static int storing_step(const char *step)
 	return 0;
 }
 
-static dr_status retry_once(dr_db *db, const char *id, dr_error *err)
+static dr_status retry_act(dr_db *db, const char *id, const dr_db_rows *job,
+			   dr_error *err)
 {
-	dr_db_rows *rows = NULL;
-	const char *status;
+	const char *status = db_cell(job, 0, 0);
 	dr_job_status s = DR_JOB_QUEUED, to;
 	dr_status st;
 
-	st = db_begin(db, err);
-	if (st != DR_OK)
-		return st;
-	st = lock_job(db, id, &rows, err);
-	if (st != DR_OK)
-		goto rollback;
-	status = db_cell(rows, 0, 0);
 	(void)jobstate_parse(status, &s);
 	/* Failures after the prediction succeeded resume at persisting;
 	 * anything earlier runs the prediction again. Either way the job
 	 * will end again, and that end's callback starts afresh (a pending
 	 * callback of the old end is dropped: the job it describes is gone). */
-	to = s == DR_JOB_FAILED && storing_step(db_cell(rows, 0, 1))
+	to = s == DR_JOB_FAILED && storing_step(db_cell(job, 0, 1))
 		     ? DR_JOB_PERSISTING
 		     : DR_JOB_QUEUED;
-	if (!jobstate_allowed(s, to)) {
-		st = dr_fail(err, DR_ERR_CONFLICT, "job_not_retryable",
-			     "only failed or canceled jobs can be retried "
-			     "(this one is %s)",
-			     status);
-		goto rollback;
-	}
+	if (!jobstate_allowed(s, to))
+		return dr_fail(err, DR_ERR_CONFLICT, "job_not_retryable",
+			       "only failed or canceled jobs can be retried "
+			       "(this one is %s)",
+			       status);
 	if (to == DR_JOB_PERSISTING) {
 		st = db_exec(db,
 			     "UPDATE jobs SET status = 'persisting',"
@@ -605,111 +614,55 @@ static dr_status retry_once(dr_db *db, const char *id, dr_error *err)
 	if (st == DR_OK)
 		st = jobstate_event(db, id, "retry", status, jobstate_name(to),
 				    NULL, err);
-	if (st != DR_OK)
-		goto rollback;
-	db_rows_free(rows);
-	return db_commit(db, err);
-rollback:
-	db_rows_free(rows);
-	db_rollback(db);
 	return st;
 }
 
-dr_status jobstate_client_cancel(dr_db *db, const char *id, dr_error *err)
+static dr_status callback_retry_act(dr_db *db, const char *id,
+				    const dr_db_rows *job, dr_error *err)
 {
-	dr_status st = DR_OK;
-
-	for (int i = 0; i < DB_TX_TRIES; i++) {
-		st = cancel_once(db, id, err);
-		if (!db_tx_again(st, err))
-			break;
-	}
-	return st;
-}
-
-dr_status jobstate_client_retry(dr_db *db, const char *id, dr_error *err)
-{
-	dr_status st = DR_OK;
-
-	for (int i = 0; i < DB_TX_TRIES; i++) {
-		st = retry_once(db, id, err);
-		if (!db_tx_again(st, err))
-			break;
-	}
-	return st;
-}
-
-static dr_status callback_retry_once(dr_db *db, const char *id, dr_error *err)
-{
-	dr_db_rows *rows = NULL;
-	const char *status, *state;
+	const char *status = db_cell(job, 0, 0), *state = db_cell(job, 0, 3);
 	dr_job_status s = DR_JOB_QUEUED;
-	char *detail = NULL;
+	char *detail;
 	dr_status st;
 
-	st = db_begin(db, err);
-	if (st != DR_OK)
-		return st;
-	st = db_query(db,
-		      "SELECT status, callback_url IS NOT NULL, callback_state"
-		      " FROM jobs WHERE id = ? FOR UPDATE",
-		      &rows, err, DB_ARGS(DB_STR(id)));
-	if (st == DR_OK && rows->n_rows == 0)
-		st = dr_fail(err, DR_ERR_NOT_FOUND, "not_found",
-			     "no job with id %.40s", id);
-	if (st != DR_OK)
-		goto rollback;
-	status = db_cell(rows, 0, 0);
-	state = db_cell(rows, 0, 2);
-	if (!jobstate_parse(status, &s) || !jobstate_is_final(s)) {
-		st = dr_fail(err, DR_ERR_CONFLICT, "job_not_ended",
-			     "the job has not ended (it is %s): its callback "
-			     "is sent when it does",
-			     status);
-		goto rollback;
-	}
-	if (strcmp(db_cell(rows, 0, 1), "1") != 0) {
-		st = dr_fail(err, DR_ERR_CONFLICT, "no_callback_url",
-			     "the job has no callback_url");
-		goto rollback;
-	}
-	if (strcmp(state, "delivered") != 0 && strcmp(state, "failed") != 0) {
-		st = dr_fail(err, DR_ERR_CONFLICT, "callback_pending",
-			     "the job's callback is still being delivered");
-		goto rollback;
-	}
+	if (!jobstate_parse(status, &s) || !jobstate_is_final(s))
+		return dr_fail(err, DR_ERR_CONFLICT, "job_not_ended",
+			       "the job has not ended (it is %s): its callback "
+			       "is sent when it does",
+			       status);
+	if (strcmp(db_cell(job, 0, 2), "1") != 0)
+		return dr_fail(err, DR_ERR_CONFLICT, "no_callback_url",
+			       "the job has no callback_url");
+	if (strcmp(state, "delivered") != 0 && strcmp(state, "failed") != 0)
+		return dr_fail(err, DR_ERR_CONFLICT, "callback_pending",
+			       "the job's callback is still being delivered");
 	st = db_exec(db,
 		     "UPDATE jobs SET callback_state = 'pending',"
 		     " callback_attempts = 0, run_at = NOW(6),"
 		     " lease_owner = NULL, lease_version = lease_version + 1"
 		     " WHERE id = ?",
 		     NULL, err, DB_ARGS(DB_STR(id)));
-	if (st == DR_OK) {
-		detail = jobstate_detail("delivery", "requested", "previous",
-					 state, NULL);
-		st = jobstate_event(db, id, "callback", status, NULL, detail,
-				    err);
-		free(detail);
-	}
 	if (st != DR_OK)
-		goto rollback;
-	db_rows_free(rows);
-	return db_commit(db, err);
-rollback:
-	db_rows_free(rows);
-	db_rollback(db);
+		return st;
+	detail = jobstate_detail("delivery", "requested", "previous", state,
+				 NULL);
+	st = jobstate_event(db, id, "callback", status, NULL, detail, err);
+	free(detail);
 	return st;
+}
+
+dr_status jobstate_client_cancel(dr_db *db, const char *id, dr_error *err)
+{
+	return client_action(db, id, cancel_act, err);
+}
+
+dr_status jobstate_client_retry(dr_db *db, const char *id, dr_error *err)
+{
+	return client_action(db, id, retry_act, err);
 }
 
 dr_status jobstate_client_callback_retry(dr_db *db, const char *id,
 					 dr_error *err)
 {
-	dr_status st = DR_OK;
-
-	for (int i = 0; i < DB_TX_TRIES; i++) {
-		st = callback_retry_once(db, id, err);
-		if (!db_tx_again(st, err))
-			break;
-	}
-	return st;
+	return client_action(db, id, callback_retry_act, err);
 }
