@@ -23,34 +23,15 @@ or as the webhook_memory section of `make bench`.
 import base64
 import json
 import os
-import struct
 import sys
 import time
-import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import record, vm_hwm_kib, vm_rss_kib  # noqa: E402
-from harness import case, expect, run  # noqa: E402
+from harness import case, expect, noisy_png, run  # noqa: E402
 from engine_lib import hook, sign  # noqa: E402
 
 LIGHTTPD_PID = int(os.environ["DARKROOM_LIGHTTPD_PID"])
-
-
-def png(width, height):
-    """A real RGB PNG that compresses about as badly as a photo."""
-    rows = []
-    for y in range(height):
-        base = y * 200 // height
-        table = bytes(min(255, base + (b & 31)) for b in range(256))
-        rows.append(b"\0" + os.urandom(width * 3).translate(table))
-
-    def chunk(kind, data):
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-    return (b"\x89PNG\r\n\x1a\n"
-            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"".join(rows), 6))
-            + chunk(b"IEND", b""))
 
 
 def app_pids(pid):
@@ -74,7 +55,7 @@ def app_pids(pid):
 
 @case("memory: darkroom.fcgi taking a 31 MB webhook (a 4000x3000 PNG as a data: URI)")
 def _():
-    image = png(4000, 3000)
+    image = noisy_png(4000, 3000)
     body = json.dumps({"id": "benchhook" + os.urandom(4).hex() + "0" * 14,
                        "status": "succeeded", "version": "v" * 64, "input": {"prompt": "x"},
                        "output": ["data:image/png;base64," + base64.b64encode(image).decode()],

@@ -64,22 +64,31 @@ static inline void jobfix_make(dr_db *db, const jobfix *f,
 			  err);
 }
 
-/* Column `col` of job `id` as text (malloc), "(null)" for SQL NULL. The
- * column name is pasted into the query: tests pass literals. */
-static inline char *jobfix_col(dr_db *db, const char *id, const char *col)
+/* Column (or expression) `col` of the row of `table` whose id is `id`, as
+ * text (malloc), "(null)" for SQL NULL; the row must exist. Table and
+ * column are pasted into the query: tests pass literals. */
+static inline char *jobfix_cell(dr_db *db, const char *table, const char *id,
+				const char *col)
 {
-	char sql[200];
+	char sql[400];
 	dr_db_rows *rows = NULL;
 	dr_error err;
 	char *v;
 
-	snprintf(sql, sizeof(sql), "SELECT %s FROM jobs WHERE id = ?", col);
+	snprintf(sql, sizeof(sql), "SELECT %s FROM %s WHERE id = ?", col,
+		 table);
 	assert_ok(db_query_uncached(db, sql, &rows, &err, DB_ARGS(DB_STR(id))),
 		  err);
 	assert_int_equal(rows->n_rows, 1);
 	v = strdup(db_cell(rows, 0, 0) ? db_cell(rows, 0, 0) : "(null)");
 	db_rows_free(rows);
 	return v;
+}
+
+/* Column `col` of job `id` as text (malloc), "(null)" for SQL NULL. */
+static inline char *jobfix_col(dr_db *db, const char *id, const char *col)
+{
+	return jobfix_cell(db, "jobs", id, col);
 }
 
 /* Assert column `col` of job `id` reads `want`. */

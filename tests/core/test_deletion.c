@@ -151,18 +151,7 @@ static char *obj(const char *key, const char *c)
 /* Column `c` of deletion `id` (an expression over its row) as text. */
 static char *del(const char *id, const char *c)
 {
-	char sql[300];
-	dr_db_rows *rows = NULL;
-	dr_error err;
-	char *v;
-
-	snprintf(sql, sizeof(sql), "SELECT %s FROM deletions WHERE id = ?", c);
-	assert_ok(db_query_uncached(db, sql, &rows, &err, DB_ARGS(DB_STR(id))),
-		  err);
-	assert_int_equal(rows->n_rows, 1);
-	v = strdup(db_cell(rows, 0, 0) ? db_cell(rows, 0, 0) : "(null)");
-	db_rows_free(rows);
-	return v;
+	return jobfix_cell(db, "deletions", id, c);
 }
 
 #define assert_del(id, c, want)                                                \

@@ -36,6 +36,7 @@ import json
 import os
 import re
 import shlex
+import struct
 import subprocess
 import sys
 import time
@@ -43,6 +44,7 @@ import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
 
 BASE_URL = os.environ.get("DARKROOM_URL", "http://127.0.0.1:8080").rstrip("/")
 API_KEY = os.environ.get("DARKROOM_API_KEY", "")
@@ -327,3 +329,22 @@ def run(argv=None):
             print(f"ok   {name}", flush=True)
     print(f"{passed} passed, {failed} failed", flush=True)
     sys.exit(1 if failed else 0)
+
+
+def noisy_png(width, height):
+    """A real RGB PNG of WIDTH x HEIGHT that compresses about as badly as a
+    photo: a gradient under 5 bits of noise per channel (1024 x 1024 makes
+    about 2 MB, 2.7 MB as base64)."""
+    rows = []
+    for y in range(height):
+        base = y * 200 // height
+        table = bytes(min(255, base + (b & 31)) for b in range(256))
+        rows.append(b"\0" + os.urandom(width * 3).translate(table))
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    return (b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"".join(rows), 6))
+            + chunk(b"IEND", b""))

@@ -33,12 +33,10 @@ import hmac
 import json
 import os
 import secrets
-import struct
 import time
-import zlib
 
 from harness import (case, expect, expect_eq, expect_json, expect_problem,
-                     expect_status, get, post, request, request_raw, run,
+                     expect_status, get, noisy_png, post, request, request_raw, run,
                      wait_until)
 
 SECRET = os.environ.get("DARKROOM_REPLICATE_SECRET", "")
@@ -85,24 +83,6 @@ def prediction(pid):
                        "input": {"prompt": "x"},
                        "output": ["https://replicate.delivery/x/out.png"],
                        "created_at": "2026-01-01T00:00:00Z"}).encode()
-
-
-def png(width, height):
-    """A real RGB PNG of WIDTH x HEIGHT that compresses about as badly as a
-    photo: a gradient under 5 bits of noise per channel (1024 x 1024 makes
-    about 2 MB, 2.7 MB as base64)."""
-    rows = []
-    for y in range(height):
-        base = y * 200 // height
-        table = bytes(min(255, base + (b & 31)) for b in range(256))
-        rows.append(b"\0" + os.urandom(width * 3).translate(table))
-    def chunk(kind, data):
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-    return (b"\x89PNG\r\n\x1a\n"
-            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"".join(rows), 6))
-            + chunk(b"IEND", b""))
 
 
 def data_prediction(pid, image):
@@ -256,7 +236,7 @@ def _():
 @case("a signed 3 MB webhook (a 1024x1024 PNG as a data: URI) reaches the app: "
       "200 unknown")
 def _():
-    image = png(1024, 1024)
+    image = noisy_png(1024, 1024)
     body = data_prediction("smokebig" + RUN + "0" * 15, image)
     expect(2 << 20 < len(body) < WEBHOOK_LIMIT, f"webhook of {len(body)} bytes")
     r = hook(body, sign(body))
