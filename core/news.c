@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blobs.h"
+#include "datascan.h"
 #include "digest.h"
 #include "ids.h"
 #include "log.h"
@@ -105,7 +107,13 @@ static const char *source_kind(dr_output_kind k)
 	}
 }
 
-/* Record the outputs of a succeeded prediction for the pipeline. */
+/*
+ * Record the outputs of a succeeded prediction for the pipeline. An
+ * output that is a reference to a file the app took out of the webhook
+ * (datascan.h) and stored unclaimed (blobs.h) is claimed for the job and
+ * recorded as that file (source: its id, source_kind 'blob'); a row
+ * recorded already (a repeated delivery) claims nothing.
+ */
 static dr_status record_outputs(dr_db *db, const char *id,
 				const dr_prediction *p, dr_error *err)
 {
@@ -116,21 +124,42 @@ static dr_status record_outputs(dr_db *db, const char *id,
 			o->kind == DR_OUTPUT_URL && strlen(o->value) <= 2048
 				? o->value
 				: NULL;
-		dr_status st = db_exec(
+		const char *source =
+			o->kind == DR_OUTPUT_TEXT ? NULL : o->value;
+		const char *skind = source_kind(o->kind);
+		char blob[DATASCAN_ID_LEN + 1], media[DATASCAN_MEDIA_MAX + 1];
+		int blob_ref = o->kind == DR_OUTPUT_DATA &&
+			       datascan_reference(o->value, blob, media,
+						  sizeof(media));
+		uint64_t added = 0;
+		dr_status st;
+
+		if (blob_ref) {
+			source = blob;
+			skind = "blob";
+		}
+		st = db_exec(
 			db,
 			"INSERT INTO outputs (job_id, idx, kind, source_url,"
 			" source, source_kind, text, state, created_at)"
 			" VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', NOW(6))"
 			" ON DUPLICATE KEY UPDATE job_id = job_id",
-			NULL, err,
+			&added, err,
 			DB_ARGS(DB_STR(id), DB_INT((int64_t)i), DB_STR(kind),
-				DB_STR(url),
-				DB_STR(o->kind == DR_OUTPUT_TEXT ? NULL
-								 : o->value),
-				DB_STR(source_kind(o->kind)),
+				DB_STR(url), DB_STR(source), DB_STR(skind),
 				DB_STR(o->kind == DR_OUTPUT_TEXT ? o->value
 								 : NULL)));
+		if (st == DR_OK && blob_ref && added == 1) {
+			int claimed;
 
+			st = blobs_claim(db, blob, id, &claimed, err);
+			if (st == DR_OK && !claimed)
+				st = dr_fail(err, DR_ERR_INVALID,
+					     "bad_reference",
+					     "output %zu names a file this "
+					     "delivery did not carry",
+					     i);
+		}
 		if (st != DR_OK)
 			return st;
 	}

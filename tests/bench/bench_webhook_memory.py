@@ -68,6 +68,7 @@ def _():
     took = time.monotonic() - t0
     expect(r.status in (200, 400), f"answer to the delivery: {r.status} {r.body[:300]!r}")
     answer = f"{r.status} " + (r.json.get("status", "") if r.status == 200 else r.json.get("detail", ""))
+    time.sleep(0.5)  # the app frees the body after the answer has left
     after = {p: vm_hwm_kib(p) for p in pids if os.path.exists(f"/proc/{p}")}
     grown = [p for p in after if after[p] > before[p]]
     expect(grown, f"no darkroom.fcgi peak grew: {before} -> {after}")
