@@ -9,29 +9,32 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "log.h"
 
 /* The piece decoded at a time: a whole number of base64 quads. */
 #define DECODE_CAP (BLOBS_PIECE / 3 * 3)
 
-static dr_status store_item(dr_db *db, const unsigned char *body,
-			    const dr_datascan_item *it, unsigned char *piece,
-			    uint64_t *bytes, dr_error *err)
+/* Insert item `it` of `text`, decoded piece by piece into `piece`. */
+static dr_status insert_item(dr_db *db, const unsigned char *text,
+			     const dr_datascan_item *it, const char *job_id,
+			     unsigned char *piece, uint64_t *bytes,
+			     dr_error *err)
 {
 	size_t pos = it->start, n;
 	unsigned seq = 0;
 	dr_status st;
 
 	for (;;) {
-		datascan_decode(body, it, &pos, piece, DECODE_CAP, &n);
+		datascan_decode(text, it, &pos, piece, DECODE_CAP, &n);
 		if (n == 0 && seq > 0)
 			return DR_OK;
 		st = db_exec(db,
-			     "INSERT INTO webhook_blobs (id, seq, media_type,"
-			     " data, created_at) VALUES (?, ?, ?, ?, NOW(6))",
+			     "INSERT INTO webhook_blobs (id, seq, job_id,"
+			     " media_type, data, created_at)"
+			     " VALUES (?, ?, ?, ?, ?, NOW(6))",
 			     NULL, err,
 			     DB_ARGS(DB_STR(it->id), DB_INT(seq),
-				     DB_STR(it->media), DB_BLOB(piece, n)));
+				     DB_STR(job_id), DB_STR(it->media),
+				     DB_BLOB(piece, n)));
 		if (st != DR_OK)
 			return st;
 		*bytes += n;
@@ -39,6 +42,19 @@ static dr_status store_item(dr_db *db, const unsigned char *body,
 		if (n == 0)
 			return DR_OK;
 	}
+}
+
+dr_status blobs_insert(dr_db *db, const unsigned char *text,
+		       const dr_datascan_item *it, const char *job_id,
+		       uint64_t *bytes, dr_error *err)
+{
+	unsigned char *piece = dr_xmalloc(DECODE_CAP);
+	dr_status st;
+
+	*bytes = 0;
+	st = insert_item(db, text, it, job_id, piece, bytes, err);
+	free(piece);
+	return st;
 }
 
 dr_status blobs_store(dr_db *db, const unsigned char *body,
@@ -53,7 +69,8 @@ dr_status blobs_store(dr_db *db, const unsigned char *body,
 	piece = dr_xmalloc(DECODE_CAP);
 	st = db_begin(db, err);
 	for (size_t i = 0; i < s->n && st == DR_OK; i++)
-		st = store_item(db, body, &s->items[i], piece, bytes, err);
+		st = insert_item(db, body, &s->items[i], NULL, piece, bytes,
+				 err);
 	if (st == DR_OK)
 		st = db_commit(db, err);
 	if (st != DR_OK) {

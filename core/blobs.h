@@ -48,6 +48,15 @@ dr_status blobs_store(dr_db *db, const unsigned char *body,
 		      dr_error *err) DR_WARN_UNUSED;
 
 /*
+ * In the caller's transaction: decode and insert item `it` of `text` (a
+ * body, or one data: URI: datascan_one), claimed by job `job_id` (NULL:
+ * unclaimed). *bytes gets its decoded length.
+ */
+dr_status blobs_insert(dr_db *db, const unsigned char *text,
+		       const dr_datascan_item *it, const char *job_id,
+		       uint64_t *bytes, dr_error *err) DR_WARN_UNUSED;
+
+/*
  * In the caller's transaction: give the unclaimed file `id` to job
  * `job_id`. *claimed is 1 when it was there and unclaimed, 0 when not (a
  * reference the app did not make, or one claimed already).

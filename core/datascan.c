@@ -219,6 +219,20 @@ dr_status datascan_run(const unsigned char *body, size_t len, dr_datascan *s,
 	return DR_OK;
 }
 
+dr_status datascan_one(const char *s, size_t len, dr_datascan_item *it,
+		       int *taken, dr_error *err)
+{
+	const unsigned char *b = (const unsigned char *)s;
+
+	*taken = 0;
+	/* Text, not JSON: a quote or a backslash makes it no candidate. */
+	if (memchr(s, '"', len) || memchr(s, '\\', len) ||
+	    !candidate(b, 0, len, it))
+		return DR_OK;
+	*taken = 1;
+	return new_id(it->id, err);
+}
+
 void datascan_free(dr_datascan *s)
 {
 	dr_buf_free(&s->doc);

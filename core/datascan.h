@@ -76,6 +76,14 @@ dr_status datascan_run(const unsigned char *body, size_t len, dr_datascan *s,
 void datascan_free(dr_datascan *s);
 
 /*
+ * Whether the string s[0..len) (a data: URI as text, not JSON) is one the
+ * scan would take: *taken 1 with *it filled (offsets into s, a new id),
+ * else 0. DR_ERR_INTERNAL when no random id can be had.
+ */
+dr_status datascan_one(const char *s, size_t len, dr_datascan_item *it,
+		       int *taken, dr_error *err) DR_WARN_UNUSED;
+
+/*
  * Decode item `it` of the body `body` from base64 character offset *pos
  * (start with it->start): at most `cap` bytes (a multiple of 3 of at least
  * 3) into out, *n set to how many, *pos advanced. *n is 0 once the item

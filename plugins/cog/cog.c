@@ -87,9 +87,10 @@
 #define COG_MAX_RESPONSE (1u << 20)
 /* Longest prediction id (darkroom job ids are far shorter). */
 #define COG_ID_MAX 64
-/* Most outputs, and most bytes of output text and URIs together. */
+/* Most outputs, and most bytes of output text and URIs together (the
+ * core hands over a webhook's files as short references). */
 #define COG_MAX_OUTPUTS 64
-#define COG_MAX_OUTPUT_SIZE (16u * 1024 * 1024)
+#define COG_MAX_OUTPUT_SIZE (64u * 1024 * 1024)
 /* Longest error text and container detail kept. */
 #define COG_MAX_ERROR_TEXT 4096
 #define COG_DETAIL_MAX 200
