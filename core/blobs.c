@@ -9,7 +9,6 @@
 #include <string.h>
 #include <unistd.h>
 
-
 /* The piece decoded at a time: a whole number of base64 quads. */
 #define DECODE_CAP (BLOBS_PIECE / 3 * 3)
 
