@@ -96,6 +96,15 @@ static int64_t keep_seconds(const dr_config *cfg, dr_retention_table t)
 	return v < 1 ? 1 : (int64_t)v;
 }
 
+/* The rows one statement of table t deletes at most, asked for `batch`:
+ * fewer for webhook_blobs, whose rows hold up to a MiB each. */
+static unsigned table_batch(dr_retention_table t, unsigned batch)
+{
+	if (t == DR_RET_WEBHOOK_BLOBS && batch > BLOBS_RETENTION_BATCH)
+		return BLOBS_RETENTION_BATCH;
+	return batch;
+}
+
 dr_status retention_count(dr_db *db, const dr_config *cfg, dr_retention_table t,
 			  uint64_t *n, dr_error *err)
 {
@@ -129,8 +138,7 @@ dr_status retention_delete_batch(dr_db *db, const dr_config *cfg,
 	if ((unsigned)t >= DR_RET_TABLES || batch == 0)
 		return dr_fail(err, DR_ERR_INTERNAL, "internal",
 			       "no such retention table or an empty batch");
-	if (t == DR_RET_WEBHOOK_BLOBS && batch > BLOBS_RETENTION_BATCH)
-		batch = BLOBS_RETENTION_BATCH; /* rows of up to a MiB */
+	batch = table_batch(t, batch);
 	if (db_in_transaction(db))
 		return dr_fail(err, DR_ERR_INTERNAL, "internal",
 			       "retention batches commit on their own: not "
@@ -184,7 +192,7 @@ dr_status retention_table(dr_db *db, const dr_config *cfg, dr_retention_table t,
 		s->deleted += n;
 		if (took > s->longest)
 			s->longest = took;
-		if (n < batch)
+		if (n < table_batch(t, batch))
 			break;
 		if (progress && now_mono() - last >=
 					(tty ? TTY_INTERVAL : PLAIN_INTERVAL)) {
@@ -225,7 +233,7 @@ int retention_step(dr_retention *r, dr_db *db, const dr_config *cfg, double now)
 		return 0;
 	}
 	r->deleted[r->table] += n;
-	if (n >= DR_RETENTION_BATCH)
+	if (n >= table_batch(r->table, DR_RETENTION_BATCH))
 		return 1;
 	if (r->deleted[r->table])
 		dr_log(DR_LOG_INFO, "event=retention.pruned table=%s rows=%llu",
