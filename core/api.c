@@ -7,12 +7,14 @@
  */
 #include "api.h"
 
+#include <inttypes.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "blobs.h"
 #include "dashboard.h"
 #include "deletion.h"
 #include "digest.h"
@@ -577,7 +579,10 @@ static void provider_webhook(dr_app *app, const dr_request *req,
 	struct dr_instance *inst = plugins_adapter(app->plugins, adapter);
 	const char *names[DR_MAX_HEADERS], *values[DR_MAX_HEADERS];
 	dr_param params[MAX_QUERY_PARAMS];
-	struct dr_webhook_request wr;
+	dr_webhook_delivery d;
+	struct dr_webhook_request *wr = &d.req;
+	dr_datascan scan;
+	uint64_t blob_bytes = 0;
 	dr_prediction p;
 	dr_apply_result result = DR_APPLY_UNKNOWN;
 	char *delivery_id = NULL;
@@ -593,20 +598,30 @@ static void provider_webhook(dr_app *app, const dr_request *req,
 			     "no adapter '%.64s' takes webhooks", adapter);
 		return;
 	}
-	memset(&wr, 0, sizeof(wr));
+	memset(&d, 0, sizeof(d));
 	memset(&p, 0, sizeof(p));
 	dr_error_clear(&err);
 	for (size_t i = 0; i < req->n_headers; i++) {
 		names[i] = req->headers[i].name;
 		values[i] = req->headers[i].value;
 	}
-	wr.header_names = names;
-	wr.header_values = values;
-	wr.n_headers = req->n_headers;
-	wr.body = req->body;
-	wr.body_len = req->body_len;
-	wr.received_at = plugin_host_services()->now();
-	st = inst->plugin->desc->adapter->webhook(inst->state, &wr, &p,
+	wr->header_names = names;
+	wr->header_values = values;
+	wr->n_headers = req->n_headers;
+	wr->body = req->body;
+	wr->body_len = req->body_len;
+	wr->received_at = plugin_host_services()->now();
+	/* The files inside the delivery are taken out before the adapter
+	 * parses it (datascan.h), and stored only once it is authentic. */
+	if (datascan_run(req->body, req->body_len, &scan, &err) != DR_OK) {
+		http_problem_from(resp, &err);
+		return;
+	}
+	if (scan.n) {
+		d.doc = scan.doc.data;
+		d.doc_len = scan.doc.len;
+	}
+	st = inst->plugin->desc->adapter->webhook(inst->state, wr, &p,
 						  &delivery_id, &err);
 	if (st == DR_ERR_AUTH) {
 		webhook_refused(app, req, adapter, "bad_signature", err.code);
@@ -636,8 +651,24 @@ static void provider_webhook(dr_app *app, const dr_request *req,
 		    strlen(at) <= 18)
 			hint_at = strtoll(at, NULL, 10);
 	}
+	st = blobs_store(app->db, req->body, &scan, &blob_bytes, &err);
+	if (st != DR_OK) {
+		http_problem_from(resp, &err);
+		goto out;
+	}
 	st = news_apply(app->db, app->cfg, adapter, hint, hint_at, &p,
 			"webhook", delivery_id, NULL, &result, status, &err);
+	if (scan.n) {
+		dr_error derr;
+
+		/* What no output claimed (a duplicate, an unknown or a
+		 * stale prediction, a failed apply) goes now; a failure
+		 * here leaves it to retention. */
+		if (blobs_drop_unclaimed(app->db, &scan, &derr) != DR_OK)
+			dr_log(DR_LOG_WARNING,
+			       "event=webhook.blobs_left adapter=%s code=%s",
+			       adapter, derr.code);
+	}
 	if (st == DR_ERR_INVALID) {
 		/* Authentic, but nothing darkroom can record (a prediction
 		 * id no job can hold): like an unreadable delivery. */
@@ -653,10 +684,12 @@ static void provider_webhook(dr_app *app, const dr_request *req,
 		char q[600];
 
 		dr_log(DR_LOG_INFO,
-		       "event=webhook.%s adapter=%s prediction=%s delivery=%s",
+		       "event=webhook.%s adapter=%s prediction=%s delivery=%s"
+		       " files=%zu file_bytes=%" PRIu64,
 		       results[result], adapter, p.id ? p.id : "-",
 		       dr_log_quote(delivery_id ? delivery_id : "-", q,
-				    sizeof(q)));
+				    sizeof(q)),
+		       scan.n, blob_bytes);
 	}
 	if (result == DR_APPLY_CHANGED &&
 	    strcmp(status, jobstate_name(DR_JOB_PERSISTING)) == 0)
@@ -668,6 +701,7 @@ static void provider_webhook(dr_app *app, const dr_request *req,
 out:
 	free(delivery_id);
 	news_prediction_clear(&p);
+	datascan_free(&scan);
 }
 
 /* ---------------------------------------------------------------- router */

@@ -322,6 +322,21 @@ typedef struct dr_host {
 	dr_status (*http_request)(const dr_instance *inst,
 				  const dr_http_request *req,
 				  dr_http_response *resp, dr_error *err);
+
+	/* The document of webhook delivery `req` to parse: its body, with
+	 * each large base64 data: URI under the top-level "output" member
+	 * (4 KiB and more) replaced by a short reference to the decoded
+	 * file, which the core keeps and resolves itself:
+	 * "data:<media type>;darkroom-blob=<id>," - an empty data: URI, so
+	 * it passes where the file's would, as a file output. An adapter
+	 * parsing this never holds a copy of a file of tens of megabytes.
+	 * Signatures stay those of req->body, as received (webhook_verify
+	 * reads that). NUL-terminated, *len set to its length; req->body
+	 * itself when nothing was replaced. Borrowed for the call. Check
+	 * DR_HOST_HAS(host, webhook_document) and parse req->body where it
+	 * is absent. */
+	const char *(*webhook_document)(const struct dr_webhook_request *req,
+					size_t *len);
 } dr_host;
 
 /* Limits of host->kv_get / kv_put. */

@@ -142,6 +142,7 @@ static dr_status delete_jobs(dr_db *db, const char *const *ids, size_t n,
 		"DELETE FROM job_events WHERE job_id IN (?*)",
 		"DELETE FROM job_metadata WHERE job_id IN (?*)",
 		"DELETE FROM idempotency_keys WHERE job_id IN (?*)",
+		"DELETE FROM webhook_blobs WHERE job_id IN (?*)",
 		"DELETE FROM jobs WHERE id IN (?*)",
 	};
 	enum { N_DELETES = sizeof(tmpl) / sizeof(tmpl[0]) };

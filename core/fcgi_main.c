@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcgiapp.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -275,8 +276,10 @@ static int serve(dr_app *app, int sock)
 		send_response(&fr, &req, &resp);
 		FCGX_Finish_r(&fr);
 		arena_reset(&arena);
-		if (body.cap > (1u << 20))
+		if (body.cap > (1u << 20)) {
 			dr_buf_free(&body); /* do not keep a large body */
+			malloc_trim(0);	    /* nor what it left in the heap */
+		}
 		in_request = 0;
 	}
 	http_response_free(&resp);
@@ -327,6 +330,12 @@ int main(int argc, char **argv)
 			argv[optind]);
 		return 2;
 	}
+	/* A fixed threshold: blocks of 256 KiB and more (a webhook's body,
+	 * its files' pieces) are mapped on their own and go back to the
+	 * system when freed. glibc's default raises the threshold to the
+	 * size of each such block freed (up to 32 MiB), after which a
+	 * large delivery would leave its memory in the heap. */
+	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 	dr_log_init("fcgi", DR_LOG_INFO, 1);
 	dr_error_clear(&err);
 	if (!conf_path)

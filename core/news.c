@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blobs.h"
+#include "datascan.h"
 #include "digest.h"
 #include "ids.h"
 #include "log.h"
@@ -105,7 +107,15 @@ static const char *source_kind(dr_output_kind k)
 	}
 }
 
-/* Record the outputs of a succeeded prediction for the pipeline. */
+/*
+ * Record the outputs of a succeeded prediction for the pipeline. An
+ * output that is a reference to a file the app took out of the webhook
+ * (datascan.h) and stored unclaimed (blobs.h) is claimed for the job and
+ * recorded as that file (source: its id, source_kind 'blob'); a row
+ * recorded already (a repeated delivery) claims nothing. A large base64
+ * data: URI that came whole (a poll's answer, a submit's) is stored the
+ * same way here, so no output row holds megabytes of base64.
+ */
 static dr_status record_outputs(dr_db *db, const char *id,
 				const dr_prediction *p, dr_error *err)
 {
@@ -116,21 +126,59 @@ static dr_status record_outputs(dr_db *db, const char *id,
 			o->kind == DR_OUTPUT_URL && strlen(o->value) <= 2048
 				? o->value
 				: NULL;
-		dr_status st = db_exec(
+		const char *source =
+			o->kind == DR_OUTPUT_TEXT ? NULL : o->value;
+		const char *skind = source_kind(o->kind);
+		char blob[DATASCAN_ID_LEN + 1], media[DATASCAN_MEDIA_MAX + 1];
+		int blob_ref = o->kind == DR_OUTPUT_DATA &&
+			       datascan_reference(o->value, blob, media,
+						  sizeof(media));
+		uint64_t added = 0;
+		dr_status st;
+		dr_datascan_item inline_item;
+		int inline_blob = 0;
+
+		if (!blob_ref && o->kind == DR_OUTPUT_DATA) {
+			st = datascan_one(o->value, strlen(o->value),
+					  &inline_item, &inline_blob, err);
+			if (st != DR_OK)
+				return st;
+			if (inline_blob)
+				snprintf(blob, sizeof(blob), "%s",
+					 inline_item.id);
+		}
+		if (blob_ref || inline_blob) {
+			source = blob;
+			skind = "blob";
+		}
+		st = db_exec(
 			db,
 			"INSERT INTO outputs (job_id, idx, kind, source_url,"
 			" source, source_kind, text, state, created_at)"
 			" VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', NOW(6))"
 			" ON DUPLICATE KEY UPDATE job_id = job_id",
-			NULL, err,
+			&added, err,
 			DB_ARGS(DB_STR(id), DB_INT((int64_t)i), DB_STR(kind),
-				DB_STR(url),
-				DB_STR(o->kind == DR_OUTPUT_TEXT ? NULL
-								 : o->value),
-				DB_STR(source_kind(o->kind)),
+				DB_STR(url), DB_STR(source), DB_STR(skind),
 				DB_STR(o->kind == DR_OUTPUT_TEXT ? o->value
 								 : NULL)));
+		if (st == DR_OK && inline_blob && added == 1) {
+			uint64_t bytes;
 
+			st = blobs_insert(db, (const unsigned char *)o->value,
+					  &inline_item, id, &bytes, err);
+		}
+		if (st == DR_OK && blob_ref && added == 1) {
+			int claimed;
+
+			st = blobs_claim(db, blob, id, &claimed, err);
+			if (st == DR_OK && !claimed)
+				st = dr_fail(err, DR_ERR_INVALID,
+					     "bad_reference",
+					     "output %zu names a file this "
+					     "delivery did not carry",
+					     i);
+		}
 		if (st != DR_OK)
 			return st;
 	}
@@ -244,6 +292,23 @@ static dr_status find_job(dr_db *db, const char *adapter, const char *pred_id,
 	return st;
 }
 
+/*
+ * The provider's document as the job keeps it (jobs.prediction) into
+ * *doc: with large data: URIs replaced by references (datascan.h), when
+ * it came whole (a poll's answer); its files are the outputs' own rows.
+ * doc->n is 0 when nothing was replaced (a webhook's document was
+ * scanned already): keep `raw` as it is.
+ */
+static dr_status stored_document(const char *raw, dr_datascan *doc,
+				 dr_error *err)
+{
+	if (!raw) {
+		memset(doc, 0, sizeof(*doc));
+		return DR_OK;
+	}
+	return datascan_run((const unsigned char *)raw, strlen(raw), doc, err);
+}
+
 static dr_status apply_once(dr_db *db, const dr_config *cfg,
 			    const char *adapter, const char *job_hint,
 			    int64_t hint_at, const dr_prediction *p,
@@ -259,8 +324,10 @@ static dr_status apply_once(dr_db *db, const dr_config *cfg,
 	dr_job_status from = DR_JOB_QUEUED, to = DR_JOB_QUEUED;
 	jobstate_news w;
 	int known, has_next, to_final = 0, to_persist = 0;
+	dr_datascan doc;
 	dr_status st;
 
+	memset(&doc, 0, sizeof(doc));
 	*result = DR_APPLY_UNKNOWN;
 	if (status_out)
 		status_out[0] = '\0';
@@ -349,9 +416,12 @@ static dr_status apply_once(dr_db *db, const dr_config *cfg,
 	w.to = to;
 	w.prediction_id = p->id;
 	w.prediction_status = pred_status_name(p->status);
-	w.raw_json = p->raw_json && strlen(p->raw_json) <= MAX_STORED_PREDICTION
-			     ? p->raw_json
-			     : NULL;
+	st = stored_document(p->raw_json, &doc, err);
+	if (st != DR_OK)
+		goto rollback;
+	w.raw_json = doc.n ? doc.doc.data : p->raw_json;
+	if (w.raw_json && strlen(w.raw_json) > MAX_STORED_PREDICTION)
+		w.raw_json = NULL;
 	w.predict_time = predict_time;
 	w.progress = progress;
 	w.version = version;
@@ -398,6 +468,7 @@ commit:
 	free(detail);
 	free(error_text);
 	free(version);
+	datascan_free(&doc);
 	return st;
 rollback:
 	db_rollback(db);
@@ -405,6 +476,7 @@ rollback:
 	free(detail);
 	free(error_text);
 	free(version);
+	datascan_free(&doc);
 	return st;
 }
 

@@ -29,6 +29,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "blobs.h"
 #include "digest.h"
 #include "download.h"
 #include "image.h"
@@ -235,6 +236,21 @@ static dr_status fetch(persist_ctx *x, const dr_db_rows *rows, size_t i,
 		return download_local(source, x->local_root, x->c->id,
 				      cfg->limits.max_output_bytes, fd_out,
 				      size, err);
+	if (kind && strcmp(kind, "blob") == 0) {
+		/* A file the webhook carried, kept by the app (blobs.h). */
+		fd = temp_file(err);
+		if (fd < 0)
+			return DR_ERR_IO;
+		st = blobs_read(x->e->db, source, x->c->id,
+				cfg->limits.max_output_bytes, fd, size, ctype,
+				ctsz, err);
+		if (st != DR_OK) {
+			close(fd);
+			return st;
+		}
+		*fd_out = fd;
+		return DR_OK;
+	}
 	data = kind ? strcmp(kind, "data") == 0
 		    : strncmp(source, "data:", 5) == 0;
 	if (!data) {
@@ -562,6 +578,9 @@ static dr_status index_all(persist_ctx *x, stored_output *outs, size_t n,
 	}
 	if (st == DR_OK)
 		st = jobstate_succeed(db, x->c->id, x->c->lease_version, err);
+	/* The files the webhook carried are in the sink now. */
+	if (st == DR_OK)
+		st = blobs_delete_job(db, x->c->id, err);
 	if (st == DR_OK)
 		st = db_commit(db, err);
 	if (st != DR_OK)

@@ -40,10 +40,11 @@
 #include <time.h>
 
 #include "buf.h"
+#include "datascan.h"
 #include "db.h"
-#include "netpolicy.h"
 #include "ids.h"
 #include "log.h"
+#include "netpolicy.h"
 #include "plugin_http.h"
 #include "webhook.h"
 
@@ -745,6 +746,7 @@ static const dr_host host_services = {
 	.kv_get = host_kv_get,
 	.kv_put = host_kv_put,
 	.http_request = host_http_request,
+	.webhook_document = datascan_document,
 };
 
 const dr_host *plugin_host_services(void)

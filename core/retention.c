@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "blobs.h"
 #include "log.h"
 
 /* Progress on a terminal: redraw at most this often (seconds). */
@@ -24,6 +25,7 @@
 static const char *const table_names[DR_RET_TABLES] = {
 	[DR_RET_IDEMPOTENCY_KEYS] = "idempotency_keys",
 	[DR_RET_WEBHOOK_DELIVERIES] = "webhook_deliveries",
+	[DR_RET_WEBHOOK_BLOBS] = "webhook_blobs",
 };
 
 static const char *const count_sql[DR_RET_TABLES] = {
@@ -33,6 +35,9 @@ static const char *const count_sql[DR_RET_TABLES] = {
 	[DR_RET_WEBHOOK_DELIVERIES] =
 		"SELECT COUNT(*) FROM webhook_deliveries"
 		" WHERE received_at < NOW(6) - INTERVAL ? SECOND",
+	[DR_RET_WEBHOOK_BLOBS] = "SELECT COUNT(*) FROM webhook_blobs"
+				 " WHERE job_id IS NULL AND created_at < "
+				 "NOW(6) - INTERVAL ? SECOND",
 };
 
 static const char *const delete_sql[DR_RET_TABLES] = {
@@ -44,6 +49,11 @@ static const char *const delete_sql[DR_RET_TABLES] = {
 		"DELETE FROM webhook_deliveries"
 		" WHERE received_at < NOW(6) - INTERVAL ? SECOND"
 		" ORDER BY received_at, adapter, delivery_key LIMIT ?",
+	[DR_RET_WEBHOOK_BLOBS] =
+		"DELETE FROM webhook_blobs"
+		" WHERE job_id IS NULL AND created_at < NOW(6) - INTERVAL ? "
+		"SECOND"
+		" ORDER BY job_id, created_at, id, seq LIMIT ?",
 };
 
 static double now_mono(void)
@@ -68,6 +78,8 @@ double retention_setting(const dr_config *cfg, dr_retention_table t)
 		return cfg->retention.idempotency_keys;
 	case DR_RET_WEBHOOK_DELIVERIES:
 		return cfg->retention.webhook_deliveries;
+	case DR_RET_WEBHOOK_BLOBS:
+		return BLOBS_UNCLAIMED_AGE;
 	case DR_RET_TABLES:
 		break;
 	}
@@ -82,6 +94,15 @@ static int64_t keep_seconds(const dr_config *cfg, dr_retention_table t)
 	if (v <= 0)
 		return 0;
 	return v < 1 ? 1 : (int64_t)v;
+}
+
+/* The rows one statement of table t deletes at most, asked for `batch`:
+ * fewer for webhook_blobs, whose rows hold up to a MiB each. */
+static unsigned table_batch(dr_retention_table t, unsigned batch)
+{
+	if (t == DR_RET_WEBHOOK_BLOBS && batch > BLOBS_RETENTION_BATCH)
+		return BLOBS_RETENTION_BATCH;
+	return batch;
 }
 
 dr_status retention_count(dr_db *db, const dr_config *cfg, dr_retention_table t,
@@ -117,6 +138,7 @@ dr_status retention_delete_batch(dr_db *db, const dr_config *cfg,
 	if ((unsigned)t >= DR_RET_TABLES || batch == 0)
 		return dr_fail(err, DR_ERR_INTERNAL, "internal",
 			       "no such retention table or an empty batch");
+	batch = table_batch(t, batch);
 	if (db_in_transaction(db))
 		return dr_fail(err, DR_ERR_INTERNAL, "internal",
 			       "retention batches commit on their own: not "
@@ -170,7 +192,7 @@ dr_status retention_table(dr_db *db, const dr_config *cfg, dr_retention_table t,
 		s->deleted += n;
 		if (took > s->longest)
 			s->longest = took;
-		if (n < batch)
+		if (n < table_batch(t, batch))
 			break;
 		if (progress && now_mono() - last >=
 					(tty ? TTY_INTERVAL : PLAIN_INTERVAL)) {
@@ -211,7 +233,7 @@ int retention_step(dr_retention *r, dr_db *db, const dr_config *cfg, double now)
 		return 0;
 	}
 	r->deleted[r->table] += n;
-	if (n >= DR_RETENTION_BATCH)
+	if (n >= table_batch(r->table, DR_RETENTION_BATCH))
 		return 1;
 	if (r->deleted[r->table])
 		dr_log(DR_LOG_INFO, "event=retention.pruned table=%s rows=%llu",

@@ -6,7 +6,10 @@
  *   idempotency_keys    an Idempotency-Key and the job it made, by
  *                       created_at ([retention] idempotency_keys, 24h);
  *   webhook_deliveries  the ids of provider webhook deliveries already
- *                       applied, by received_at (webhook_deliveries, 7d).
+ *                       applied, by received_at (webhook_deliveries, 7d);
+ *   webhook_blobs       files of webhooks no job claimed (a crash between
+ *                       storing and applying a delivery; blobs.h), by
+ *                       created_at, after BLOBS_UNCLAIMED_AGE (no setting).
  * A row older than its table's setting is expired; a setting of `off`
  * keeps the table's rows for ever. (Jobs and what hangs off them - events,
  * outputs, renditions, stored objects - are not removed here.)
@@ -42,6 +45,7 @@
 typedef enum dr_retention_table {
 	DR_RET_IDEMPOTENCY_KEYS,
 	DR_RET_WEBHOOK_DELIVERIES,
+	DR_RET_WEBHOOK_BLOBS,
 	DR_RET_TABLES
 } dr_retention_table;
 

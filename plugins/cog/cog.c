@@ -87,9 +87,10 @@
 #define COG_MAX_RESPONSE (1u << 20)
 /* Longest prediction id (darkroom job ids are far shorter). */
 #define COG_ID_MAX 64
-/* Most outputs, and most bytes of output text and URIs together. */
+/* Most outputs, and most bytes of output text and URIs together (the
+ * core hands over a webhook's files as short references). */
 #define COG_MAX_OUTPUTS 64
-#define COG_MAX_OUTPUT_SIZE (16u * 1024 * 1024)
+#define COG_MAX_OUTPUT_SIZE (64u * 1024 * 1024)
 /* Longest error text and container detail kept. */
 #define COG_MAX_ERROR_TEXT 4096
 #define COG_DETAIL_MAX 200
@@ -822,6 +823,8 @@ static dr_status cog_webhook(void *state, const dr_webhook_request *req,
 {
 	cog_adapter *a = state;
 	const char *auth = a->host->webhook_header(req, "authorization");
+	const char *text;
+	size_t len;
 	json_tokener *tok;
 	json_object *doc;
 	dr_status st;
@@ -832,12 +835,17 @@ static dr_status cog_webhook(void *state, const dr_webhook_request *req,
 		return a->host->fail(err, DR_ERR_AUTH, "bad_token",
 				     "%s bearer token",
 				     auth ? "wrong" : "no");
+	if (DR_HOST_HAS(a->host, webhook_document)) {
+		text = a->host->webhook_document(req, &len);
+	} else {
+		text = (const char *)req->body;
+		len = req->body_len;
+	}
 	tok = json_tokener_new_ex(COG_JSON_DEPTH);
 	if (!tok)
 		return nomem(a, err);
-	doc = req->body_len > 0 && req->body_len < (size_t)INT32_MAX
-		      ? json_tokener_parse_ex(tok, (const char *)req->body,
-					      (int)req->body_len)
+	doc = len > 0 && len < (size_t)INT32_MAX
+		      ? json_tokener_parse_ex(tok, text, (int)len)
 		      : NULL;
 	if (!doc || json_tokener_get_error(tok) != json_tokener_success) {
 		json_object_put(doc);

@@ -1134,8 +1134,15 @@ static dr_status replicate_webhook(void *state, const dr_webhook_request *req,
 	if (st != DR_OK)
 		return st;
 
-	st = parse_prediction(a, (const char *)req->body, req->body_len, out,
-			      err);
+	if (DR_HOST_HAS(h, webhook_document)) {
+		size_t len;
+		const char *doc = h->webhook_document(req, &len);
+
+		st = parse_prediction(a, doc, len, out, err);
+	} else {
+		st = parse_prediction(a, (const char *)req->body, req->body_len,
+				      out, err);
+	}
 	if (st != DR_OK)
 		return st;
 	id = h->webhook_header(req, "webhook-id");

@@ -31,15 +31,18 @@
 #define REP_VERSION_LEN 64
 
 /* Most outputs per prediction, and most bytes of output text, URLs and
- * data URIs together. Over either: DR_ERR_TOO_LARGE "output_too_large". */
+ * data URIs together (a webhook's files are short references: the core
+ * takes them out first; a poll's answer holds them whole, up to the
+ * webhook's own 64 MiB). Over either: DR_ERR_TOO_LARGE
+ * "output_too_large". */
 #define REP_MAX_OUTPUTS	    64
-#define REP_MAX_OUTPUT_SIZE (16u * 1024 * 1024)
+#define REP_MAX_OUTPUT_SIZE (64u * 1024 * 1024)
 /* Longest error text kept from a prediction (the rest is in raw_json). */
 #define REP_MAX_ERROR_TEXT 4096
 
 /* Largest response body read from the API: above the output cap, so a
- * prediction with 16 MiB of data URIs plus its logs still fits. */
-#define REP_MAX_RESPONSE (24u * 1024 * 1024)
+ * prediction with 64 MiB of data URIs plus its logs still fits. */
+#define REP_MAX_RESPONSE (72u * 1024 * 1024)
 /* Nesting accepted when parsing a document. */
 #define REP_JSON_DEPTH 64
 /* Longest provider `detail` quoted in an error message. */

@@ -12,7 +12,18 @@
 
 #include <cmocka.h>
 
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "blobs.h"
+#include "datascan.h"
 #include "dbserver.h"
+#include "deletion.h"
+#include "retention.h"
+#include "webhook.h"
 #include "jobfix.h"
 #include "news.h"
 
@@ -332,6 +343,212 @@ static void test_bad_prediction_id(void **state)
 	assert_int_equal(news_prediction_id_ok(""), 0);
 }
 
+/* A webhook body whose output is a base64 data: URI of `n` bytes (b). */
+static char *blob_body(const unsigned char *b, size_t n)
+{
+	size_t cap = (n + 2) / 3 * 4 + 1;
+	char *b64 = malloc(cap), *body = malloc(cap + 100);
+
+	webhook_b64_encode(b, n, b64, cap);
+	sprintf(body, "{\"id\": \"pb-1\", \"output\": [\"data:image/png;base64,%s\"]}",
+		b64);
+	free(b64);
+	return body;
+}
+
+/* The life of a file a webhook carried: stored unclaimed, claimed by the
+ * output recorded for the job (source: its id), read back in pieces,
+ * left alone by a repeated delivery and dropped where unclaimed, refused
+ * for a reference no delivery stored, deleted by the index step's call
+ * or with the job, unclaimed ones by retention once old. */
+static void test_webhook_files(void **state)
+{
+	jobfix f = {.status = "processing", .step = "poll",
+		    .lease_version = 1, .prediction_id = "pb-1",
+		    .submitted = 1};
+	size_t n = 3 * BLOBS_PIECE + 12345; /* four rows */
+	unsigned char *bytes = malloc(n), *back = malloc(n);
+	char id[DR_JOB_ID_LEN + 1], status[16], *body, *raw;
+	char tmpl[] = "/tmp/test_news_blob.XXXXXX";
+	dr_datascan scan, again;
+	dr_output_ref out;
+	dr_prediction p;
+	dr_apply_result r;
+	uint64_t stored, size;
+	char ctype[64];
+	dr_error err;
+	int fd;
+
+	(void)state;
+	for (size_t i = 0; i < n; i++)
+		bytes[i] = (unsigned char)(i * 7 + i / 4093);
+	jobfix_make(db, &f, id);
+	body = blob_body(bytes, n);
+	assert_ok(datascan_run((unsigned char *)body, strlen(body), &scan,
+			       &err),
+		  err);
+	assert_int_equal(scan.n, 1);
+	assert_ok(blobs_store(db, (unsigned char *)body, &scan, &stored, &err),
+		  err);
+	assert_int_equal(stored, n);
+	assert_int_equal(jobfix_count(db,
+				      "SELECT COUNT(*) FROM webhook_blobs"
+				      " WHERE id = ? AND job_id IS NULL",
+				      scan.items[0].id),
+			 4);
+
+	/* The adapter's output is the reference in the document. */
+	p = pred("pb-1", DR_PRED_SUCCEEDED);
+	raw = strdup(scan.doc.data); /* what the adapter keeps as raw_json */
+	p.raw_json = raw;
+	out.kind = DR_OUTPUT_DATA;
+	out.value = strstr(scan.doc.data, "data:");
+	*strchr(out.value, '"') = '\0';
+	p.outputs = &out;
+	p.n_outputs = 1;
+	assert_int_equal(hook(&p, "db-1", status), DR_APPLY_CHANGED);
+	assert_string_equal(status, "persisting");
+	assert_ok(blobs_drop_unclaimed(db, &scan, &err), err);
+	assert_int_equal(jobfix_count(db,
+				      "SELECT COUNT(*) FROM webhook_blobs"
+				      " WHERE job_id = ?",
+				      id),
+			 4);
+	{
+		dr_db_rows *rows = NULL;
+
+		assert_ok(db_query(db,
+				   "SELECT source FROM outputs WHERE job_id = ?",
+				   &rows, &err, DB_ARGS(DB_STR(id))),
+			  err);
+		assert_int_equal(rows->n_rows, 1);
+		assert_string_equal(db_cell(rows, 0, 0), scan.items[0].id);
+		db_rows_free(rows);
+	}
+	assert_int_equal(jobfix_count(db,
+				      "SELECT COUNT(*) FROM outputs WHERE"
+				      " job_id = ? AND source_kind = 'blob'"
+				      " AND LENGTH(source) = 26",
+				      id),
+			 1);
+	assert_int_equal(jobfix_count(db,
+				      "SELECT COUNT(*) FROM jobs WHERE id = ?"
+				      " AND LENGTH(prediction) < 1000",
+				      id),
+			 1);
+
+	/* Read back: every byte, the media type; another job cannot. */
+	fd = mkstemp(tmpl);
+	assert_true(fd >= 0);
+	unlink(tmpl);
+	assert_ok(blobs_read(db, scan.items[0].id, id, UINT64_MAX, fd, &size,
+			     ctype, sizeof(ctype), &err),
+		  err);
+	assert_int_equal(size, n);
+	assert_string_equal(ctype, "image/png");
+	assert_int_equal(pread(fd, back, n, 0), (ssize_t)n);
+	assert_memory_equal(back, bytes, n);
+	assert_int_equal(blobs_read(db, scan.items[0].id, id, n - 1, fd,
+				    &size, NULL, 0, &err),
+			 DR_ERR_TOO_LARGE);
+	assert_int_equal(blobs_read(db, scan.items[0].id,
+				    "j_00000000000000000000000000", UINT64_MAX,
+				    fd, &size, NULL, 0, &err),
+			 DR_ERR_NOT_FOUND);
+	assert_string_equal(err.code, "blob_missing");
+	close(fd);
+
+	/* The same delivery again: stored, claimed by nothing, dropped. */
+	assert_ok(datascan_run((unsigned char *)body, strlen(body), &again,
+			       &err),
+		  err);
+	assert_ok(blobs_store(db, (unsigned char *)body, &again, &stored,
+			      &err),
+		  err);
+	out.value = strstr(again.doc.data, "data:");
+	*strchr(out.value, '"') = '\0';
+	r = hook(&p, "db-2", status);
+	assert_true(r == DR_APPLY_IGNORED || r == DR_APPLY_DUPLICATE);
+	assert_ok(blobs_drop_unclaimed(db, &again, &err), err);
+	assert_int_equal(jobfix_count(db,
+				      "SELECT COUNT(*) FROM webhook_blobs"
+				      " WHERE id = ?",
+				      again.items[0].id),
+			 0);
+
+	/* Unclaimed rows an hour old go with retention, younger ones stay. */
+	assert_ok(blobs_store(db, (unsigned char *)body, &again, &stored,
+			      &err),
+		  err);
+	{
+		uint64_t left = 0, gone = 0;
+
+		assert_ok(retention_count(db, &cfg, DR_RET_WEBHOOK_BLOBS,
+					  &left, &err),
+			  err);
+		assert_int_equal(left, 0);
+		assert_ok(db_exec(db,
+				  "UPDATE webhook_blobs SET created_at ="
+				  " NOW(6) - INTERVAL 2 HOUR WHERE id = ?",
+				  NULL, &err,
+				  DB_ARGS(DB_STR(again.items[0].id))),
+			  err);
+		assert_ok(retention_delete_batch(db, &cfg, DR_RET_WEBHOOK_BLOBS,
+						 1000, &gone, &err),
+			  err);
+		assert_int_equal(gone, 4);
+	}
+
+	/* The index step's call, in its transaction, deletes the job's. */
+	assert_ok(db_begin(db, &err), err);
+	assert_ok(blobs_delete_job(db, id, &err), err);
+	assert_ok(db_commit(db, &err), err);
+	assert_int_equal(jobfix_count(db,
+				      "SELECT COUNT(*) FROM webhook_blobs"
+				      " WHERE job_id = ?",
+				      id),
+			 0);
+	datascan_free(&again);
+	datascan_free(&scan);
+	free(raw);
+	free(body);
+	free(bytes);
+	free(back);
+}
+
+/* An authentic delivery naming a file no delivery stored (or one
+ * claimed already) records nothing. */
+static void test_webhook_file_unknown(void **state)
+{
+	jobfix f = {.status = "processing", .step = "poll",
+		    .lease_version = 1, .prediction_id = "pb-2",
+		    .submitted = 1};
+	dr_output_ref out = {DR_OUTPUT_DATA,
+			     "data:image/png;darkroom-blob="
+			     "0123456789abcdefghjkmnpqrs,"};
+	char id[DR_JOB_ID_LEN + 1], status[16];
+	dr_apply_result r = 0;
+	dr_prediction p;
+	dr_error err;
+
+	(void)state;
+	jobfix_make(db, &f, id);
+	p = pred("pb-2", DR_PRED_SUCCEEDED);
+	p.outputs = &out;
+	p.n_outputs = 1;
+	assert_int_equal(news_apply(db, &cfg, "fake", NULL, 0, &p, "webhook",
+				    "dbu-1", NULL, &r, status, &err),
+			 DR_ERR_INVALID);
+	assert_string_equal(err.code, "bad_reference");
+	assert_false(db_in_transaction(db));
+	assert_col(db, id, "status", "processing");
+	assert_int_equal(jobfix_count(db,
+				      "SELECT COUNT(*) FROM outputs WHERE"
+				      " job_id = ?",
+				      id),
+			 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -344,6 +561,8 @@ int main(void)
 		cmocka_unit_test(test_adopt_by_hint),
 		cmocka_unit_test(test_fenced),
 		cmocka_unit_test(test_bad_prediction_id),
+		cmocka_unit_test(test_webhook_files),
+		cmocka_unit_test(test_webhook_file_unknown),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -280,23 +280,27 @@ static void test_worker_pass(void **state)
 	assert_int_equal(retention_step(&r, db, &cfg, 100.2), 1); /* 500 */
 	assert_int_equal(count("SELECT COUNT(*) FROM idempotency_keys"), 3);
 	assert_int_equal(count("SELECT COUNT(*) FROM webhook_deliveries"), 3);
-	assert_int_equal(retention_step(&r, db, &cfg, 100.3), 0); /* 3 */
-	assert_int_equal(deletes_run() - before, 4);
+	assert_int_equal(retention_step(&r, db, &cfg, 100.3), 1); /* 3 */
+	/* Unclaimed webhook files, none here: the pass ends. */
+	assert_int_equal(retention_step(&r, db, &cfg, 100.35), 0);
+	assert_int_equal(deletes_run() - before, 5);
 	assert_int_equal(count("SELECT COUNT(*) FROM webhook_deliveries"), 0);
 
 	/* Not due before the interval: no statement. */
 	keys("later", 1, 2 * 86400);
 	before = deletes_run();
 	assert_int_equal(
-		retention_step(&r, db, &cfg, 100.3 + DR_RETENTION_INTERVAL - 1),
+		retention_step(&r, db, &cfg, 100.35 + DR_RETENTION_INTERVAL - 1),
 		0);
 	assert_int_equal(deletes_run() - before, 0);
 	assert_int_equal(count("SELECT COUNT(*) FROM idempotency_keys"), 4);
 	/* Due again: the next pass. */
 	assert_int_equal(
-		retention_step(&r, db, &cfg, 100.3 + DR_RETENTION_INTERVAL), 1);
+		retention_step(&r, db, &cfg, 100.35 + DR_RETENTION_INTERVAL), 1);
 	assert_int_equal(
-		retention_step(&r, db, &cfg, 100.4 + DR_RETENTION_INTERVAL), 0);
+		retention_step(&r, db, &cfg, 100.4 + DR_RETENTION_INTERVAL), 1);
+	assert_int_equal(
+		retention_step(&r, db, &cfg, 100.5 + DR_RETENTION_INTERVAL), 0);
 	assert_int_equal(count("SELECT COUNT(*) FROM idempotency_keys"), 3);
 }
 
@@ -308,6 +312,7 @@ static void test_uses_time_index(void **state)
 	static const char *const index[DR_RET_TABLES] = {
 		[DR_RET_IDEMPOTENCY_KEYS] = "idempotency_keys_age",
 		[DR_RET_WEBHOOK_DELIVERIES] = "webhook_deliveries_age",
+		[DR_RET_WEBHOOK_BLOBS] = "webhook_blobs_job",
 	};
 	dr_db_rows *rows = NULL;
 	dr_error err;

@@ -17,7 +17,9 @@ It speaks the part of Cog's HTTP API darkroom's `cog` adapter uses:
 Webhooks go to the PUT's "webhook" URL with "Authorization: Bearer TOKEN"
 (--token, like WEBHOOK_AUTH_TOKEN): a "start" event (status processing)
 and a "completed" one. A successful prediction's output is a data: URI of
-a small PNG; input {"fake_output": "text"} makes it a string instead.
+a small PNG; input {"fake_output": "text"} makes it a string instead, and
+{"fake_width": W, "fake_height": H} a W x H PNG that compresses like a
+photo (1024 x 1024: a 2.7 MB webhook; 4000 x 3000: about 31 MB).
 
 Control (tests):
   POST /_control  {"health": "READY"|"BUSY"|..., "duration": s,
@@ -35,6 +37,7 @@ Usage: cog.py --port PORT --token TOKEN
 import argparse
 import base64
 import json
+import os
 import struct
 import threading
 import time
@@ -51,6 +54,35 @@ def tiny_png(w=8, h=8, rgb=(200, 40, 40)):
     raw = b"".join(b"\x00" + bytes(rgb) * w for _ in range(h))
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
             + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+_NOISY = {}
+
+
+def noisy_png(w, h):
+    """noisy_png_new(w, h), made once per size (the last size kept)."""
+    if (w, h) not in _NOISY:
+        _NOISY.clear()
+        _NOISY[(w, h)] = noisy_png_new(w, h)
+    return _NOISY[(w, h)]
+
+
+def noisy_png_new(w, h):
+    """A valid w x h RGB PNG that compresses about as badly as a photo (a
+    gradient under 5 bits of noise per channel): 1024 x 1024 is about 2 MB,
+    4000 x 3000 about 23 MB."""
+    def chunk(kind, data):
+        c = kind + data
+        return struct.pack(">I", len(data)) + c + struct.pack(">I", zlib.crc32(c) & 0xFFFFFFFF)
+    comp = zlib.compressobj(6)
+    out = []
+    for y in range(h):
+        base = y * 200 // h
+        table = bytes(min(255, base + (b & 31)) for b in range(256))
+        out.append(comp.compress(b"\0" + os.urandom(w * 3).translate(table)))
+    out.append(comp.flush())
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", b"".join(out)) + chunk(b"IEND", b""))
 
 
 PNG_URI = "data:image/png;base64," + base64.b64encode(tiny_png()).decode()
@@ -116,6 +148,11 @@ def run_prediction(pid, url):
             if pred["status"] == "canceled":
                 break
         time.sleep(0.05)
+    big_uri = None
+    w = pred["input"].get("fake_width")
+    if w and not s["fail"]:  # made outside the lock: seconds for 4000 x 3000
+        png = noisy_png(int(w), int(pred["input"].get("fake_height") or w))
+        big_uri = "data:image/png;base64," + base64.b64encode(png).decode()
     with STATE.lock:
         if pred["status"] != "canceled":
             if s["fail"]:
@@ -123,8 +160,14 @@ def run_prediction(pid, url):
                 pred["error"] = "CUDA out of memory (fake)"
             else:
                 pred["status"] = "succeeded"
-                text = pred["input"].get("fake_output") == "text"
-                pred["output"] = "Hello from Cog" if text else [PNG_URI]
+                inp = pred["input"]
+                text = inp.get("fake_output") == "text"
+                if text:
+                    pred["output"] = "Hello from Cog"
+                elif big_uri:
+                    pred["output"] = [big_uri]
+                else:
+                    pred["output"] = [PNG_URI]
                 pred["metrics"] = {"predict_time": s["duration"]}
             pred["logs"] = " 50%|#####     | 1/2\n100%|##########| 2/2\n"
         pred["completed_at"] = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())

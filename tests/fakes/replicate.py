@@ -158,6 +158,23 @@ def _png_chunk(ctype, data):
             + struct.pack(">I", zlib.crc32(ctype + data) & 0xFFFFFFFF))
 
 
+def noisy_png_bytes(seed, width, height):
+    """A valid RGB PNG that compresses about as badly as a photo (a
+    gradient under 5 bits of noise per channel, from SEED): 1024 x 1024
+    makes about 2 MB, 4000 x 3000 about 23 MB."""
+    rnd = random.Random(seed)
+    comp = zlib.compressobj(6)
+    out = []
+    for y in range(height):
+        base = y * 200 // height
+        table = bytes(min(255, base + (b & 31)) for b in range(256))
+        out.append(comp.compress(b"\0" + rnd.randbytes(width * 3).translate(table)))
+    out.append(comp.flush())
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (PNG_SIG + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", b"".join(out))
+            + _png_chunk(b"IEND", b""))
+
+
 def png_bytes(seed, width=64, height=48):
     """A valid RGB PNG whose gradient depends on SEED (a string)."""
     d = hashlib.sha256(seed.encode()).digest()
@@ -252,12 +269,14 @@ _image_cache = {}
 _image_cache_lock = threading.Lock()
 
 
-def image_bytes(fmt, seed, width=None, height=None):
-    key = (fmt, seed, width, height)
+def image_bytes(fmt, seed, width=None, height=None, noise=False):
+    key = (fmt, seed, width, height, noise)
     with _image_cache_lock:
         if key in _image_cache:
             return _image_cache[key]
-    if fmt == "png":
+    if fmt == "png" and noise:
+        data = noisy_png_bytes(seed, width or 64, height or 48)
+    elif fmt == "png":
         data = png_bytes(seed, width or 64, height or 48)
     elif fmt == "jpeg":
         data = jpeg_bytes(seed)
@@ -266,8 +285,8 @@ def image_bytes(fmt, seed, width=None, height=None):
     else:
         data = webp_bytes(seed)
     with _image_cache_lock:
-        if len(_image_cache) > 256:
-            _image_cache.clear()
+        if len(_image_cache) > 256 or len(data) > 8 << 20:
+            _image_cache.clear()  # at most one large image kept
         _image_cache[key] = data
     return data
 
@@ -538,6 +557,7 @@ class Prediction:
         self.predict_time = cfg["predict_time"]
         self.file_ttl = cfg["file_ttl"]
         self.width, self.height = cfg["width"], cfg["height"]
+        self.noise = cfg["noise"]
         self.output_urls = cfg["output_urls"]
         self.file_seed = cfg["seed"]
         self.file_kind = cfg["file"]
@@ -578,7 +598,7 @@ class Prediction:
         """(length, iterator of pieces) of output N's file."""
         seed = self.seed_of(n)
         if self.file_kind is None:
-            base = image_bytes(self.fmt, seed, self.width, self.height)
+            base = image_bytes(self.fmt, seed, self.width, self.height, self.noise)
         else:
             base = hostile_bytes(self.file_kind, self.fmt, seed, self.width, self.height)
         size = self.size
@@ -1003,7 +1023,7 @@ def read_steering(inp, settings):
         "start_delay": num("fake_start_delay", settings["start_delay"]),
         "predict_time": num("fake_predict_time", None),
         "file_ttl": num("fake_file_ttl", None),
-        "size": None, "width": None, "height": None, "output_urls": None,
+        "size": None, "width": None, "height": None, "noise": False, "output_urls": None,
         "seed": None, "file": None, "hold": None, "hold_index": None,
     }
     size = inp.get("fake_size")
@@ -1019,7 +1039,12 @@ def read_steering(inp, settings):
             cfg[k] = v
     if (cfg["width"] or 64) * (cfg["height"] or 48) > MAX_PIXELS:
         raise ApiError(422, "input.fake_width x fake_height is over %d pixels" % MAX_PIXELS)
-    if (cfg["width"] or cfg["height"]) and cfg["format"] != "png":
+    noise = inp.get("fake_noise")
+    if noise is not None:
+        if not isinstance(noise, bool):
+            raise ApiError(422, "input.fake_noise must be a boolean")
+        cfg["noise"] = noise
+    if (cfg["width"] or cfg["height"] or cfg["noise"]) and cfg["format"] != "png":
         raise ApiError(422, "input.fake_width/fake_height need fake_format png")
     seed = inp.get("fake_seed")
     if seed is not None:

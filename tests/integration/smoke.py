@@ -23,7 +23,11 @@ DARKROOM_SMOKE_MEDIA, a path under /media/ that exists in the fs sink's
 root (answered with the bytes of DARKROOM_SMOKE_MEDIA_BODY);
 DARKROOM_SMOKE_WEBHOOK_LIMIT, the app's [limits] max_webhook_body in
 bytes (8 MiB unless set); DARKROOM_SMOKE_LOG_DIR, a directory whose *.log
-files receive the app's log lines (the log check is skipped without it).
+files receive the app's log lines (the log check is skipped without it);
+DARKROOM_SMOKE_DB, SOCKET:NAME:PASSWORD of the database (user and database
+NAME), whose rows the large-webhook case reads. A worker runs meanwhile,
+its webhook URLs naming the server under test, with [adapter "cog"] a
+fake Cog and [adapter "replicate"] the fake Replicate.
 """
 
 import base64
@@ -33,6 +37,7 @@ import hmac
 import json
 import os
 import secrets
+import subprocess
 import time
 
 from harness import (case, expect, expect_eq, expect_json, expect_problem,
@@ -43,6 +48,7 @@ SECRET = os.environ.get("DARKROOM_REPLICATE_SECRET", "")
 RUN = secrets.token_hex(4)
 WEBHOOK_LIMIT = int(os.environ.get("DARKROOM_SMOKE_WEBHOOK_LIMIT", str(8 << 20)))
 LOG_DIR = os.environ.get("DARKROOM_SMOKE_LOG_DIR", "")
+DB = os.environ.get("DARKROOM_SMOKE_DB", "")
 
 
 def job_body(**fields):
@@ -171,6 +177,10 @@ def _():
     path = f"/v1/jobs/{job['id']}"
     expect_problem(request("DELETE", path), 409)
     expect_status(post(f"{path}/cancel"), 202)
+    # With a prediction started (the worker runs), the cancel ends the
+    # job once the provider was told.
+    wait_until(lambda: expect_json(get(path), 200)["status"] == "canceled", timeout=30,
+               what="the canceled job ended")
     r = request_raw("DELETE", path)
     expect_eq((r.status, r.body), (204, b""), "DELETE of an ended job")
     expect_problem(get(path), 404)
@@ -242,6 +252,53 @@ def _():
     r = hook(body, sign(body))
     expect_eq(expect_json(r, 200).get("status"), "unknown",
               f"status of a {len(body)}-byte delivery for an unknown prediction")
+
+
+def db_value(sql):
+    """One value from the smoke database (DARKROOM_SMOKE_DB is
+    SOCKET:NAME:PASSWORD), as text."""
+    sock, name, password = DB.split(":", 2)
+    out = subprocess.run(["mariadb", "--no-defaults", f"--socket={sock}", f"-u{name}",
+                          f"-p{password}", name, "-N", "-B", "-e", sql],
+                         check=True, capture_output=True, text=True, timeout=30).stdout
+    return out.strip()
+
+
+@case("Cog and Replicate send 1024x1024 and 4000x3000 PNGs inside their webhooks "
+      "(data: URIs of 2.7 and 31 MB): every job succeeds, its rows stay small")
+def _():
+    expect(DB, "DARKROOM_SMOKE_DB is not set")
+    sizes = [(1024, 1024), (4000, 3000)]
+    jobs = []
+    for w, h in sizes:
+        jobs.append(("cog", w, h, expect_json(post("/v1/jobs", {
+            "adapter": "cog", "model": "local/model",
+            "input": {"prompt": "x", "fake_width": w, "fake_height": h}}), 202)["id"]))
+        jobs.append(("replicate", w, h, expect_json(post("/v1/jobs", {
+            "adapter": "replicate", "model": "acme/photo",
+            "input": {"prompt": "x", "fake_output": "data", "fake_noise": True,
+                      "fake_width": w, "fake_height": h, "fake_seed": f"smoke{w}",
+                      "fake_duration": 0.3}}), 202)["id"]))
+
+    def ended():
+        docs = [expect_json(get(f"/v1/jobs/{jid}"), 200) for _, _, _, jid in jobs]
+        return docs if all(d["status"] in ("succeeded", "failed", "canceled") for d in docs) else None
+    docs = wait_until(ended, timeout=150, interval=0.5, what="the four jobs ended")
+    for (adapter, w, h, jid), doc in zip(jobs, docs):
+        what = f"{adapter} {w}x{h} job {jid}"
+        expect_eq(doc["status"], "succeeded", f"{what} (error {doc.get('error')})")
+        out = doc["outputs"][0]
+        expect_eq((out.get("width"), out.get("height")), (w, h), f"{what}: stored size")
+        expect(out.get("bytes", 0) > (1 << 20), f"{what}: {out.get('bytes')} bytes stored")
+        expect(out.get("source_url") is None, f"{what}: source_url {str(out.get('source_url'))[:80]}")
+        # Rows: the prediction and the output's source hold references,
+        # never the megabytes of base64; the files left MariaDB.
+        pred = int(db_value(f"SELECT COALESCE(LENGTH(prediction), 0) FROM jobs WHERE id = '{jid}'"))
+        expect(pred < 65536, f"{what}: jobs.prediction holds {pred} bytes")
+        src = int(db_value(f"SELECT MAX(LENGTH(source)) FROM outputs WHERE job_id = '{jid}'"))
+        expect(src < 1024, f"{what}: outputs.source holds {src} bytes")
+        left = int(db_value(f"SELECT COUNT(*) FROM webhook_blobs WHERE job_id = '{jid}'"))
+        expect_eq(left, 0, f"{what}: rows of webhook_blobs left")
 
 
 @case("a webhook over max_webhook_body gets the app's 413 problem, logged and counted")

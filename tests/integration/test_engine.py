@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -55,7 +56,9 @@ def _(w):
             if shape == "text":
                 expect_eq(kind, "text", "text output kind")
                 expect_eq(text, "Hello world!", "text tokens joined")
-            elif source.startswith("data:"):
+            elif source.startswith("data:") or re.fullmatch(r"[0-9a-z]{26}", source):
+                # A data: URI: inline when small, else the id of its
+                # decoded bytes (webhook_blobs) until they are stored.
                 expect_eq(url, "NULL", "a data: output has no source URL")
             else:
                 expect(url.startswith(FAKE + "/files/"), f"{shape}: source URL {url!r}")
@@ -209,10 +212,16 @@ def succeeded_body(j):
     return json.dumps(pred).encode()
 
 
+def webhook_events(jid):
+    """The job's events written by webhooks (the worker's polls write
+    their own meanwhile)."""
+    return [e for e in events_of(jid) if e[0] == "webhook"]
+
+
 def unchanged(jid, before):
     after = job(jid)
     expect_eq(after["status"], before["status"], "status after a rejected delivery")
-    expect_eq(len(events_of(jid)), before["_events"], "events after a rejected delivery")
+    expect_eq(len(webhook_events(jid)), before["_events"], "webhook events after a rejected delivery")
 
 
 @case("webhook signatures: forged, tampered, stale, unknown versions and garbage are refused")
@@ -222,7 +231,7 @@ def _(w):
     j = running_job()
     jid = j["id"]
     body = succeeded_body(j)
-    j["_events"] = len(events_of(jid))
+    j["_events"] = len(webhook_events(jid))
     now = int(time.time())
     cases = {
         "tampered body": (body.replace(b"succeeded", b"succeeded "), sign(body)),

@@ -87,6 +87,19 @@ chmod 0755 "$VAR" "$MEDIA" "$MEDIA/ab"
 printf 'smoke-bytes' >"$MEDIA/ab/smoke.png"
 chmod 0644 "$MEDIA/ab/smoke.png"
 
+# -- a fake Cog and the fake Replicate: a worker started for each setup
+# sends them predictions whose results come back through that setup's
+# web server (their public URL), files inside the webhooks.
+COG_PORT=$(free_port)
+COG_TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+services_bg fake-cog "$WORK/fake-cog.log" \
+    python3 "$ROOT/tests/fakes/cog.py" --port "$COG_PORT" --token "$COG_TOKEN"
+wait_port "$COG_PORT" || { fail_setup "the fake Cog did not start"; echo "$passed passed, $failed failed"; exit 1; }
+REP_PORT=$(free_port)
+services_bg fake-replicate "$WORK/fake-replicate.log" \
+    python3 "$ROOT/tests/fakes/replicate.py" --port "$REP_PORT" --token r8_smoke --secret "$SECRET"
+wait_port "$REP_PORT" || { fail_setup "the fake Replicate did not start"; echo "$passed passed, $failed failed"; exit 1; }
+
 CONF=$WORK/darkroom.conf
 cat >"$CONF" <<CONF
 # darkroom configuration of the web server smoke tests (generated).
@@ -108,15 +121,20 @@ migrations_dir = $ROOT/migrations
 wakeup_socket = $WORK/wakeup.sock
 
 [limits]
-max_webhook_body = 8M
+max_webhook_body = 40M
 
 [adapter "null"]
 plugin = null
 
 [adapter "replicate"]
 token = r8_smoke
-api_base = http://127.0.0.1:9/v1
+api_base = http://127.0.0.1:$REP_PORT/v1
 webhook_secret = $SECRET
+
+[adapter "cog"]
+plugin = cog
+url = http://127.0.0.1:$COG_PORT
+webhook_token = $COG_TOKEN
 
 [sink "fs"]
 root = $MEDIA
@@ -155,15 +173,23 @@ wait_socket() {
 # run_smoke NAME PORT [SCRIPT] — run smoke.py (or SCRIPT, from
 # tests/integration/) against 127.0.0.1:PORT.
 run_smoke() {
-    local name=$1 port=$2 script=${3:-smoke.py} rc summary p f
+    local name=$1 port=$2 script=${3:-smoke.py} rc summary p f worker=''
+    if [ "$script" = smoke.py ]; then
+        # A worker whose webhook URLs name this setup's port.
+        services_bg worker "$WORK/$name-worker.log" env DARKROOM_CONF="$CONF" \
+            DARKROOM_PUBLIC_URL="http://127.0.0.1:$port" "$BUILD/darkroom" worker
+        worker=$SERVICES_LAST_PID
+    fi
     set +e
     DARKROOM_URL=http://127.0.0.1:$port DARKROOM_API_KEY=$API_KEY \
         DARKROOM_REPLICATE_SECRET=$SECRET DARKROOM_SMOKE_MEDIA=/media/ab/smoke.png \
-        DARKROOM_SMOKE_MEDIA_BODY=smoke-bytes DARKROOM_SMOKE_WEBHOOK_LIMIT=$((8 << 20)) \
-        DARKROOM_SMOKE_LOG_DIR=$VAR PYTHONDONTWRITEBYTECODE=1 \
-        timeout -k 5 120 python3 "$ROOT/tests/integration/$script" </dev/null >"$WORK/$name.log" 2>&1
+        DARKROOM_SMOKE_MEDIA_BODY=smoke-bytes DARKROOM_SMOKE_WEBHOOK_LIMIT=$((40 << 20)) \
+        DARKROOM_SMOKE_LOG_DIR=$VAR DARKROOM_SMOKE_DB="$MARIADB_SOCKET:darkroom_smoke:$DB_PASS" \
+        PYTHONDONTWRITEBYTECODE=1 \
+        timeout -k 5 180 python3 "$ROOT/tests/integration/$script" </dev/null >"$WORK/$name.log" 2>&1
     rc=$?
     set -e
+    stop_pid "$worker"
     sed "s/^/  [$name] /" "$WORK/$name.log"
     summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$WORK/$name.log" | tail -n 1 || true)
     if [ -n "$summary" ]; then

@@ -568,6 +568,26 @@ static dr_status mock_http_request(const dr_instance *inst,
 	return plugin_http_request(mut->http, &pol, req, resp, err);
 }
 
+static const char *mock_document;
+
+void mock_host_set_document(const char *doc)
+{
+	mock_document = doc;
+}
+
+/* host->webhook_document: the document set with
+ * mock_host_set_document(), else the body. */
+static const char *mock_webhook_document(const dr_webhook_request *req,
+					 size_t *len)
+{
+	if (mock_document) {
+		*len = strlen(mock_document);
+		return mock_document;
+	}
+	*len = req->body_len;
+	return (const char *)req->body;
+}
+
 static const dr_host mock_table = {
 	.abi_version = DR_PLUGIN_ABI_VERSION,
 	.size = sizeof(dr_host),
@@ -593,6 +613,7 @@ static const dr_host mock_table = {
 	.kv_get = mock_kv_get,
 	.kv_put = mock_kv_put,
 	.http_request = mock_http_request,
+	.webhook_document = mock_webhook_document,
 };
 
 const dr_host *mock_host(void)

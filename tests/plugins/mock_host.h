@@ -65,6 +65,10 @@ void mock_host_log_clear(dr_instance *inst);
 enum mock_random { MOCK_RANDOM_REAL, MOCK_RANDOM_FIXED, MOCK_RANDOM_FAIL };
 void mock_host_random(enum mock_random mode);
 
+/* host->webhook_document gives `doc` (borrowed; NULL: the body), as the
+ * core gives a delivery whose data: URIs it took out. */
+void mock_host_set_document(const char *doc);
+
 /* host->kv_get/kv_put keep values per instance in memory. Set (NULL:
  * delete) a value as if written at `updated_at`; read one (NULL when
  * unset); make every call answer DR_ERR_UNAVAILABLE (down = 1), as when

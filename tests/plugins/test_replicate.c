@@ -1143,7 +1143,7 @@ static void test_norm_size_cap(void **state)
 
 	(void)state;
 	assert_non_null(doc);
-	/* Two data URIs of 8 MiB each, plus a little: over 16 MiB. */
+	/* Two data URIs of half the cap each, plus a little: over it. */
 	at = (size_t)snprintf(doc, cap, PRED_HEAD "\"output\":[");
 	for (int i = 0; i < 2; i++) {
 		at += (size_t)snprintf(doc + at, cap - at, "%s\"data:,",
@@ -1155,7 +1155,7 @@ static void test_norm_size_cap(void **state)
 	at += (size_t)snprintf(doc + at, cap - at, ",\"data:,B\"]}");
 	assert_int_equal(norm(doc, &p, &err), DR_ERR_TOO_LARGE);
 	assert_string_equal(err.code, "output_too_large");
-	/* Exactly 16 MiB fits. */
+	/* Exactly the cap fits. */
 	at = (size_t)snprintf(doc, cap, PRED_HEAD "\"output\":[");
 	for (int i = 0; i < 2; i++) {
 		at += (size_t)snprintf(doc + at, cap - at, "%s\"data:,",
@@ -2102,6 +2102,46 @@ static void test_reconcile_page_limit(void **state)
 	assert_int_equal(srv_count(&f->srv), 5);
 }
 
+/* The adapter verifies the body as received and parses the document the
+ * host gives for it (the body with its files taken out). */
+static void test_webhook_document(void **state)
+{
+	fixture *f = *state;
+	static const char secret[] = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+	static const char *const names[] = { "webhook-id", "webhook-timestamp",
+					     "webhook-signature" };
+	static const char doc[] =
+		"{\"id\":\"" PRED_ID "\",\"status\":\"succeeded\",\"output\":"
+		"[\"data:image/png;darkroom-blob=0123456789abcdefghjkmnpqrs,\"]}";
+	const char *values[3] = { "msg_doc", "1714557600", NULL };
+	char sig[128], *id = NULL;
+	dr_webhook_request req = { names,
+				   values,
+				   3,
+				   (const unsigned char *)hook_body,
+				   strlen(hook_body),
+				   1714557630.0 };
+
+	f->host = *mock_host();
+	mock_host_set(f->inst, "webhook_secret", secret);
+	create(f);
+	assert_int_equal(webhook_sign(secret, values[0], 1714557600, hook_body,
+				      strlen(hook_body), sig, sizeof(sig)),
+			 DR_OK);
+	values[2] = sig;
+	mock_host_set_document(doc);
+	assert_int_equal(
+		f->ops->webhook(f->state, &req, &f->pred, &id, &f->err), DR_OK);
+	mock_host_set_document(NULL);
+	free(id);
+	assert_int_equal(f->pred.n_outputs, 1);
+	assert_int_equal(f->pred.outputs[0].kind, DR_OUTPUT_DATA);
+	assert_string_equal(f->pred.outputs[0].value,
+			    "data:image/png;darkroom-blob="
+			    "0123456789abcdefghjkmnpqrs,");
+	rep_prediction_clear(&f->pred);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2193,6 +2233,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_webhook_bad_body, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_webhook_real_signature,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_webhook_document,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_webhook_old_host, setup,
 						teardown),
