@@ -810,8 +810,8 @@ int config_parse_rate(const char *s, double *per_second)
 	static const struct {
 		const char *unit;
 		double seconds;
-	} units[] = { { "s", 1 },	{ "sec", 1 },	   { "second", 1 },
-		      { "min", 60 },	{ "minute", 60 }, { "h", 3600 },
+	} units[] = { { "s", 1 },      { "sec", 1 },	 { "second", 1 },
+		      { "min", 60 },   { "minute", 60 }, { "h", 3600 },
 		      { "hour", 3600 } };
 	const char *p = s, *slash;
 	char num[32];
@@ -2151,8 +2151,8 @@ static dr_status check_plugin_section(const dr_config *cfg,
 			       label, DR_RATE_MAX);
 	e = find_entry(sec, "burst");
 	if (e && (config_parse_size(e->value, &burst) != 0 || burst < 1 ||
-		  burst > DR_BURST_MAX || strspn(e->value, "0123456789") !=
-						  strlen(e->value)))
+		  burst > DR_BURST_MAX ||
+		  strspn(e->value, "0123456789") != strlen(e->value)))
 		return fail_at(err, DR_ERR_CONFIG, cfg->path, e->line,
 			       "bad value for 'burst' in %s: expected a whole "
 			       "number of creates, 1 to %d",

@@ -13,11 +13,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-
-#define RL_EPOCH "'2000-01-01 00:00:00'"
+#define RL_EPOCH   "'2000-01-01 00:00:00'"
 #define RL_US(col) "TIMESTAMPDIFF(MICROSECOND, " RL_EPOCH ", " col ")"
 #define RL_AT	   RL_EPOCH " + INTERVAL ? MICROSECOND"
+
+/* The claimed job's booked slot, its row locked (fenced by the lease). */
+#define SQL_JOB_SLOT                                                           \
+	"SELECT " RL_US("rate_slot") " FROM jobs WHERE id = ? AND"             \
+				     " lease_version = ? FOR UPDATE"
 
 void ratelimit_params_of(double per_second, int burst, ratelimit_params *p)
 {
@@ -31,8 +34,7 @@ void ratelimit_params_of(double per_second, int burst, ratelimit_params *p)
 }
 
 void ratelimit_gcra(const ratelimit_params *p, int64_t tat_us,
-		    int64_t queue_end_us, int64_t now_us,
-		    ratelimit_decision *d)
+		    int64_t queue_end_us, int64_t now_us, ratelimit_decision *d)
 {
 	int64_t t = tat_us > now_us ? tat_us : now_us;
 	int64_t allowed = t - p->tau_us, place;
@@ -86,10 +88,7 @@ static dr_status reserve_once(dr_db *db, const char *name, double per_second,
 	if (st != DR_OK)
 		return st;
 	/* The job first (its lease), then the limit: always this order. */
-	st = db_query(db,
-		      "SELECT " RL_US("rate_slot") " FROM jobs"
-		      " WHERE id = ? AND lease_version = ? FOR UPDATE",
-		      &rows, err,
+	st = db_query(db, SQL_JOB_SLOT, &rows, err,
 		      DB_ARGS(DB_STR(job_id), DB_U64(lease_version)));
 	if (st != DR_OK)
 		goto rollback;
@@ -110,8 +109,7 @@ static dr_status reserve_once(dr_db *db, const char *name, double per_second,
 		     " ON DUPLICATE KEY UPDATE per_second = VALUES(per_second),"
 		     " burst = VALUES(burst)",
 		     NULL, err,
-		     DB_ARGS(DB_STR(name), DB_DBL(per_second),
-			     DB_INT(burst)));
+		     DB_ARGS(DB_STR(name), DB_DBL(per_second), DB_INT(burst)));
 	if (st != DR_OK)
 		goto rollback;
 	/* NOW(6) read once the row is ours, so no later reservation can
@@ -227,7 +225,8 @@ dr_status ratelimit_sync(dr_db *db, const dr_config *cfg, dr_error *err)
 					     DB_DBL(sec->rate),
 					     DB_INT(sec->burst)));
 		else
-			st = db_exec(db, "DELETE FROM rate_limits WHERE name = ?",
+			st = db_exec(db,
+				     "DELETE FROM rate_limits WHERE name = ?",
 				     NULL, err, DB_ARGS(DB_STR(sec->name)));
 		if (st != DR_OK)
 			return st;
@@ -235,8 +234,8 @@ dr_status ratelimit_sync(dr_db *db, const dr_config *cfg, dr_error *err)
 	return DR_OK;
 }
 
-dr_status ratelimit_list(dr_db *db, const dr_config *cfg,
-			 ratelimit_state **out, size_t *n, dr_error *err)
+dr_status ratelimit_list(dr_db *db, const dr_config *cfg, ratelimit_state **out,
+			 size_t *n, dr_error *err)
 {
 	ratelimit_state *list;
 	size_t k = 0;

@@ -122,8 +122,8 @@ typedef struct ratelimit_state {
 	char name[65];
 	double per_second; /* 0: no limit */
 	int burst;
-	double booked;	 /* seconds, tat - now, >= 0 */
-	double waiting;	 /* seconds, queue_end - now, >= 0 */
+	double booked;	/* seconds, tat - now, >= 0 */
+	double waiting; /* seconds, queue_end - now, >= 0 */
 } ratelimit_state;
 
 /*
@@ -131,8 +131,7 @@ typedef struct ratelimit_state {
  * `cfg` and its booking from the database. *out is malloc'd (the caller
  * frees it), *n its length.
  */
-dr_status ratelimit_list(dr_db *db, const dr_config *cfg,
-			 ratelimit_state **out, size_t *n,
-			 dr_error *err) DR_WARN_UNUSED;
+dr_status ratelimit_list(dr_db *db, const dr_config *cfg, ratelimit_state **out,
+			 size_t *n, dr_error *err) DR_WARN_UNUSED;
 
 #endif
