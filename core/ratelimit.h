@@ -49,7 +49,7 @@
 
 /* Longest seconds after a booked slot it is still used (T + tau when
  * that is shorter). */
-#define RATELIMIT_LATE 0.5
+#define RATELIMIT_LATE 0.2
 
 /* The settings of one limit, in microseconds. */
 typedef struct ratelimit_params {

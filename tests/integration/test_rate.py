@@ -131,6 +131,8 @@ def _():
         metrics = get("/metrics").body.decode()
         limits = subprocess.run([BIN, "limits", "--json"], capture_output=True, text=True,
                                 timeout=30, env=dict(os.environ, DARKROOM_CONF=conf))
+        table = subprocess.run([BIN, "limits"], capture_output=True, text=True,
+                               timeout=30, env=dict(os.environ, DARKROOM_CONF=conf))
         counts = wait_ended(ids, timeout=60)
         elapsed = time.monotonic() - t0
     finally:
@@ -167,6 +169,13 @@ def _():
               "darkroom limits: replicate")
     expect(rows["replicate"]["booked_seconds"] > 0, f"nothing booked ahead: {rows['replicate']}")
     expect_eq(rows["null"]["rate_per_second"], None, "darkroom limits: null has no limit")
+    print("# darkroom limits, 3 s into the burst:\n" + "".join("#   " + ln + "\n" for ln in table.stdout.splitlines()), end="")
+    lines = table.stdout.splitlines()
+    expect_eq(lines[0].split(), ["ADAPTER", "RATE", "BURST", "BOOKED_AHEAD", "LINE_AHEAD"], "darkroom limits heading")
+    rep = [ln.split() for ln in lines if ln.startswith("replicate ")]
+    expect(rep and rep[0][1:3] == ["10/s", "5"], f"darkroom limits: {table.stdout!r}")
+    expect([ln.split() for ln in lines if ln.startswith("null ")] == [["null", "off", "-", "-", "-"]],
+           f"darkroom limits, null: {table.stdout!r}")
 
 
 @case("config check names a bad rate or burst")
