@@ -717,6 +717,7 @@ class Fake:
         self.held = []  # downloads waiting at a gate now
         self.calls = {k: 0 for k in ("create", "get", "cancel", "list", "secret", "429", "500")}
         self.create_tat = 0.0  # create_rate's GCRA (monotonic seconds)
+        self.create_calls = []  # epoch seconds of every create call, answered or not
         self.cond.notify_all()
 
     def next_seq(self):
@@ -1231,6 +1232,8 @@ class Handler(BaseHTTPRequestHandler):
 
         with fake.lock:
             fake.count(route)
+            if route == "create":
+                fake.create_calls.append(time.time())
             st = dict(fake.settings)
         if st["slow"]:
             time.sleep(float(st["slow"]))
@@ -1617,7 +1620,7 @@ class Handler(BaseHTTPRequestHandler):
                          "file": p.file_kind, "hold": p.hold_gate, "hold_index": p.hold_index},
             })
             preds[p.id] = d
-        return {"predictions": preds, "creates": list(fake.creates), "webhook_deliveries": list(fake.deliveries),
+        return {"predictions": preds, "creates": list(fake.creates), "create_calls": list(fake.create_calls), "webhook_deliveries": list(fake.deliveries),
                 "downloads": list(fake.downloads), "calls": dict(fake.calls), "settings": dict(fake.settings),
                 "held": [dict(h) for h in fake.held], "gates_open": sorted(fake.gates_open),
                 "secret": fake.secret}

@@ -178,6 +178,38 @@ def _():
            f"darkroom limits, null: {table.stdout!r}")
 
 
+@case("resubmits after a failed create pass the limit too (rate = 2/s, burst = 1)")
+def _():
+    # Every job's first create answers 500 ("maybe created"): the next
+    # try reconciles (the fake lists nothing) and submits again. Every
+    # create call, failed or not, goes through the limit: 12 calls at
+    # 2/s, never more than 3 in a second (without the limit on resubmits
+    # the six retries come back together after retry_base, 0.2 s).
+    with open(os.environ["DARKROOM_CONF"]) as f:
+        text = f.read()
+    text = text.replace('[adapter "replicate"]\n', '[adapter "replicate"]\nrate = 2/s\n', 1)
+    conf = os.path.join(WORK, "darkroom-rate2.conf")
+    with open(conf, "w") as f:
+        f.write(text)
+    fake_reset(error_rate=1, error_codes=[500], fault_endpoints=["create"], fault_budget=6,
+               start_delay=0.05, duration=0.1)
+    ws = pools(2, conf)
+    try:
+        ids = burst(6)
+        counts = wait_ended(ids, timeout=30)
+    finally:
+        stop(ws)
+    st = fake("/_state")
+    calls = sorted(st["create_calls"])
+    peak = max_in_window(calls)
+    print(f"# figure: rate 2/s burst 1, 6 jobs whose first create fails: {len(calls)} create calls "
+          f"over {calls[-1] - calls[0]:.1f} s, max in any 1 s: {peak}")
+    expect_eq(counts.get("succeeded"), 6, f"jobs succeeded: {counts}")
+    expect_eq(st["calls"].get("500", 0), 6, "creates answered 500")
+    expect_eq(len(calls), 12, "create calls (6 failed, 6 resubmitted)")
+    expect(peak <= 2 + 1, f"{peak} create calls in one second (rate 2 + burst 1)")
+
+
 @case("config check names a bad rate or burst")
 def _():
     for bad, key in (("rate = 600", "rate"), ("rate = 10/day", "rate"), ("burst = 0", "burst")):
