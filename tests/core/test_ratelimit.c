@@ -18,6 +18,7 @@
 
 #include "dbserver.h"
 #include "jobfix.h"
+#include "queue.h"
 #include "ratelimit.h"
 
 static dr_config cfg;
@@ -210,27 +211,56 @@ static char *tat_of(const char *name)
 			   name, "tat");
 }
 
-/* 10/s, burst 1: the first goes, the second books its slot (rate_slot
- * set, run again in <= 0.1 s); claimed again early it is sent back to
- * the same slot without booking another; at its slot it goes without
- * reserving (tat unchanged, rate_slot cleared). */
+/* Claim the one due job as a worker does. */
+static void claim(dr_claim *c, const char *want)
+{
+	dr_error err;
+
+	dr_error_clear(&err);
+	assert_ok(queue_claim(db, "test:1", 30, c, &err), err);
+	assert_string_equal(c->id, want);
+}
+
+/* 10/s, burst 1, two jobs claimed as a worker claims them: the first
+ * goes; the second books its slot (rate_slot set, released to run again
+ * in <= 0.1 s, no attempt counted); asked again before its slot it is
+ * sent back to the same slot without booking another; not due before
+ * its slot; claimed again at its slot it goes without reserving (tat
+ * unchanged, rate_slot cleared). */
 static void test_book_then_go_once(void **state)
 {
 	char a[DR_JOB_ID_LEN + 1], b[DR_JOB_ID_LEN + 1];
+	dr_claim c;
 	ratelimit_result r;
 	dr_error err;
 	char *tat1, *tat2;
 
 	(void)state;
 	dr_error_clear(&err);
+	memset(&c, 0, sizeof(c));
+	assert_ok(db_exec(db, "UPDATE jobs SET run_at = NULL", NULL, &err,
+			  DB_NOARGS),
+		  err);
 	make_job(a);
+	dbserver_sleep(0.002);
 	make_job(b);
-	assert_ok(ratelimit_reserve(db, "book", 10, 1, a, 1, &r, &err), err);
+
+	claim(&c, a);
+	assert_ok(ratelimit_reserve(db, "book", 10, 1, a, c.lease_version, &r,
+				    &err),
+		  err);
 	assert_int_equal(r.verdict, RATELIMIT_GO);
 	assert_int_equal(r.used_slot, 0);
 	assert_col(db, a, "rate_slot", "(null)");
+	assert_ok(db_exec(db, "UPDATE jobs SET run_at = NULL WHERE id = ?",
+			  NULL, &err, DB_ARGS(DB_STR(a))),
+		  err);
+	queue_claim_clear(&c);
 
-	assert_ok(ratelimit_reserve(db, "book", 10, 1, b, 1, &r, &err), err);
+	claim(&c, b);
+	assert_ok(ratelimit_reserve(db, "book", 10, 1, b, c.lease_version, &r,
+				    &err),
+		  err);
 	assert_int_equal(r.verdict, RATELIMIT_BOOK);
 	assert_true(r.delay > 0 && r.delay <= 0.1);
 	assert_true(r.booked > 0.1 && r.booked <= 0.2);
@@ -243,15 +273,26 @@ static void test_book_then_go_once(void **state)
 	tat1 = tat_of("book");
 
 	/* Early: back to the same slot, nothing booked. */
-	assert_ok(ratelimit_reserve(db, "book", 10, 1, b, 1, &r, &err), err);
+	assert_ok(ratelimit_reserve(db, "book", 10, 1, b, c.lease_version, &r,
+				    &err),
+		  err);
 	assert_int_equal(r.verdict, RATELIMIT_BOOK);
 	assert_true(r.delay <= 0.1);
 	tat2 = tat_of("book");
 	assert_string_equal(tat1, tat2);
 	free(tat2);
 
+	/* Released to its slot: not due before it, no try counted. */
+	assert_ok(queue_release(db, &c, r.delay, &err), err);
+	queue_claim_clear(&c);
+	assert_col(db, b, "attempts", "0");
+	assert_int_equal(queue_claim(db, "test:1", 30, &c, &err),
+			 DR_ERR_NOT_FOUND);
 	dbserver_sleep(r.delay + 0.005);
-	assert_ok(ratelimit_reserve(db, "book", 10, 1, b, 1, &r, &err), err);
+	claim(&c, b);
+	assert_ok(ratelimit_reserve(db, "book", 10, 1, b, c.lease_version, &r,
+				    &err),
+		  err);
 	assert_int_equal(r.verdict, RATELIMIT_GO);
 	assert_int_equal(r.used_slot, 1);
 	assert_col(db, b, "rate_slot", "(null)");
@@ -259,6 +300,7 @@ static void test_book_then_go_once(void **state)
 	assert_string_equal(tat1, tat2);
 	free(tat1);
 	free(tat2);
+	queue_claim_clear(&c);
 
 	/* The rate and burst of the last user are on the row (metrics). */
 	assert_int_equal(jobfix_count(db,
@@ -287,6 +329,17 @@ static void test_lease_lost(void **state)
 				      " WHERE name = ?",
 				      "lost"),
 			 0);
+}
+
+/* No job holds a slot (each test counts its own). */
+static void forget_slots(void)
+{
+	dr_error err;
+
+	dr_error_clear(&err);
+	assert_ok(db_exec(db, "UPDATE jobs SET rate_slot = NULL", NULL, &err,
+			  DB_NOARGS),
+		  err);
 }
 
 /* Two processes, each on its own connection, reserve for `per` jobs each
@@ -342,6 +395,7 @@ static void test_two_workers_burst(void **state)
 	static char ids[50][DR_JOB_ID_LEN + 1];
 
 	(void)state;
+	forget_slots();
 	for (int i = 0; i < 50; i++)
 		make_job(ids[i]);
 	assert_int_equal(reserve_in_two("two", 1.0 / 3600, 10, ids, 25), 10);
@@ -364,6 +418,7 @@ static void test_two_workers_slots(void **state)
 
 	(void)state;
 	dr_error_clear(&err);
+	forget_slots();
 	for (int i = 0; i < 19; i++)
 		make_job(ids[i]);
 	assert_ok(ratelimit_reserve(db, "slots", 10, 1, ids[16], 1, &r, &err),
