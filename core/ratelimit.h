@@ -30,7 +30,7 @@
  * after it; a job claimed later (workers were busy) reserves again, so
  * late jobs cannot pile up into more than about one extra burst.
  *
- * Who may call whom: db, log -> ratelimit -> engine, worker, cli_main.
+ * Who may call whom: db -> ratelimit -> engine, worker, cli_main.
  * It knows nothing of steps or plugins.
  */
 #ifndef DR_RATELIMIT_H
