@@ -36,6 +36,7 @@
 #include "plugin.h"
 #include "plugin_http.h"
 #include "queue.h"
+#include "ratelimit.h"
 #include "reprocess.h"
 #include "retention.h"
 #include "table.h"
@@ -314,6 +315,97 @@ static int open_db(const cli *c, const char *cmd, dr_config **cfg,
 		*cfg = NULL;
 		return -1;
 	}
+	return 0;
+}
+
+/* `rate` (creates per second) as the config spells it: "10/s",
+ * "600/min" stays "10/s"; under one a second, per minute or hour. */
+static void rate_text(double rate, char *buf, size_t bufsz)
+{
+	if (!(rate > 0))
+		snprintf(buf, bufsz, "off");
+	else if (rate >= 1)
+		snprintf(buf, bufsz, "%g/s", rate);
+	else if (rate * 60 >= 1)
+		snprintf(buf, bufsz, "%g/min", rate * 60);
+	else
+		snprintf(buf, bufsz, "%g/h", rate * 3600);
+}
+
+static int cmd_limits(const cli *c, const cli_args *a)
+{
+	static const char *const heads[] = { "ADAPTER", "RATE", "BURST",
+					     "BOOKED_AHEAD", "LINE_AHEAD" };
+	int json = cli_flag(a, "--json");
+	dr_config *cfg = NULL;
+	dr_db *db = NULL;
+	ratelimit_state *list = NULL;
+	size_t n = 0;
+	dr_error err;
+
+	if (open_db(c, "limits", &cfg, &db))
+		return 1;
+	dr_error_clear(&err);
+	if (ratelimit_list(db, cfg, &list, &n, &err) != DR_OK) {
+		report("limits", &err);
+		db_free(db);
+		config_free(cfg);
+		return 1;
+	}
+	if (json) {
+		json_object *arr = json_object_new_array();
+
+		for (size_t i = 0; i < n; i++) {
+			json_object *o = json_object_new_object();
+			int on = list[i].per_second > 0;
+
+			json_object_object_add(
+				o, "adapter",
+				json_object_new_string(list[i].name));
+			json_object_object_add(
+				o, "rate_per_second",
+				on ? json_object_new_double(list[i].per_second)
+				   : NULL);
+			json_object_object_add(
+				o, "burst",
+				on ? json_object_new_int(list[i].burst) : NULL);
+			json_object_object_add(
+				o, "booked_seconds",
+				json_object_new_double(list[i].booked));
+			json_object_object_add(
+				o, "line_seconds",
+				json_object_new_double(list[i].waiting));
+			json_object_array_add(arr, o);
+		}
+		printf("%s\n", json_object_to_json_string_ext(
+				       arr, JSON_C_TO_STRING_PLAIN));
+		json_object_put(arr);
+	} else {
+		dr_table *t = table_new(5, heads, NULL);
+
+		for (size_t i = 0; i < n; i++) {
+			char rate[32], burst[16], booked[32], line[32];
+			const char *row[5];
+			int on = list[i].per_second > 0;
+
+			rate_text(list[i].per_second, rate, sizeof(rate));
+			snprintf(burst, sizeof(burst), "%d", list[i].burst);
+			snprintf(booked, sizeof(booked), "%.3fs",
+				 list[i].booked);
+			snprintf(line, sizeof(line), "%.3fs", list[i].waiting);
+			row[0] = list[i].name;
+			row[1] = rate;
+			row[2] = on ? burst : NULL;
+			row[3] = on ? booked : NULL;
+			row[4] = on ? line : NULL;
+			table_add(t, row);
+		}
+		table_print(t, stdout);
+		table_free(t);
+	}
+	free(list);
+	db_free(db);
+	config_free(cfg);
 	return 0;
 }
 
@@ -1608,6 +1700,24 @@ static const cli_cmd commands[] = {
 			"description. Files that fail to load are\nreported with "
 			"the reason and make the exit status 1.",
 		.run = cmd_plugins_list,
+	},
+	{
+		.name = "limits",
+		.summary = "show the adapters' create-rate limits",
+		.opts = "--json",
+		.help = "usage: darkroom limits [--json]\n\n"
+			"Show each configured adapter's create-rate limit "
+			"([adapter] rate and\nburst) and its state in the "
+			"database: how many seconds of create slots\nare "
+			"booked ahead (BOOKED_AHEAD) and how far the line of "
+			"jobs put off\nbeyond the booking horizon reaches "
+			"(LINE_AHEAD). An adapter without a\nlimit shows "
+			"RATE off.\n\n"
+			"  --json  print a JSON array of {adapter, "
+			"rate_per_second, burst,\n          booked_seconds, "
+			"line_seconds} instead\n\n"
+			"Exit status: 0 done, 1 the database is unavailable.",
+		.run = cmd_limits,
 	},
 	{
 		.name = "version",

@@ -805,6 +805,51 @@ int config_parse_duration(const char *s, double *out)
 	return 0;
 }
 
+int config_parse_rate(const char *s, double *per_second)
+{
+	static const struct {
+		const char *unit;
+		double seconds;
+	} units[] = { { "s", 1 },      { "sec", 1 },	 { "second", 1 },
+		      { "min", 60 },   { "minute", 60 }, { "h", 3600 },
+		      { "hour", 3600 } };
+	const char *p = s, *slash;
+	char num[32];
+	double seconds;
+	size_t n;
+
+	if (!s || !per_second)
+		return -1;
+	if (*s == '\0' || strcmp(s, "off") == 0) {
+		*per_second = 0;
+		return 0;
+	}
+	slash = strchr(s, '/');
+	if (!slash)
+		return -1;
+	n = (size_t)(slash - s);
+	while (n > 0 && is_blank(s[n - 1]))
+		n--;
+	if (n == 0 || n >= sizeof(num))
+		return -1;
+	memcpy(num, s, n);
+	num[n] = '\0';
+	p = slash + 1;
+	while (is_blank(*p))
+		p++;
+	seconds = 0;
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+		if (strcmp(p, units[i].unit) == 0)
+			seconds = units[i].seconds;
+	/* The number reads like a duration without a suffix. */
+	if (seconds == 0 || config_parse_duration(num, per_second) != 0)
+		return -1;
+	*per_second /= seconds;
+	if (!(*per_second > 0 && *per_second <= DR_RATE_MAX))
+		return -1;
+	return 0;
+}
+
 int config_parse_bool(const char *s, int *out)
 {
 	static const char *const yes[] = { "true", "yes", "on", "1" };
@@ -1331,6 +1376,14 @@ static const dr_conf_entry *find_entry(const dr_conf_section *sec,
 	return NULL;
 }
 
+/* 1 when `key` is one the core reads in every [adapter] section (rate,
+ * burst: config.h), not the plugin's. */
+static int core_adapter_key(const dr_conf_section *sec, const char *key)
+{
+	return sec && strcmp(sec->type, "adapter") == 0 &&
+	       (strcmp(key, "rate") == 0 || strcmp(key, "burst") == 0);
+}
+
 /* A plugin's table is outside input too: check it before using it. */
 static dr_status check_table(const dr_config *cfg, const char *label, int line,
 			     const dr_config_key *keys, size_t n,
@@ -1391,7 +1444,8 @@ static dr_status resolve_values(const dr_config *cfg,
 		size_t j;
 
 		e = &sec->entries[i];
-		if (plugin_section && strcmp(e->key, "plugin") == 0)
+		if (plugin_section && (strcmp(e->key, "plugin") == 0 ||
+				       core_adapter_key(sec, e->key)))
 			continue;
 		for (j = 0; j < nkeys; j++)
 			if (strcmp(keys[j].name, e->key) == 0)
@@ -2069,20 +2123,43 @@ static dr_status resolve_preset(config_impl *impl, dr_conf_section *sec,
 }
 
 /* At load an adapter or sink section is only checked for its shape: the
- * key names (pass 1) and the `plugin` it names. */
+ * key names (pass 1) and the `plugin` it names; an adapter's core keys
+ * `rate` and `burst` are read here (config.h). */
 static dr_status check_plugin_section(const dr_config *cfg,
-				      const dr_conf_section *sec, dr_error *err)
+				      dr_conf_section *sec, dr_error *err)
 {
 	const dr_conf_entry *e = find_entry(sec, "plugin");
 	char label[LABEL_MAX];
+	int64_t burst;
 
-	if (!e || valid_name(e->value, strlen(e->value), INSTANCE_NAME_MAX))
+	section_label(sec->type, sec->name, label, sizeof(label));
+	if (e && !valid_name(e->value, strlen(e->value), INSTANCE_NAME_MAX))
+		return fail_at(err, DR_ERR_CONFIG, cfg->path, e->line,
+			       "bad value for 'plugin' in %s: expected a "
+			       "plugin name of a-z, 0-9, '_' and '-'",
+			       label);
+	sec->rate = 0;
+	sec->burst = 1;
+	if (strcmp(sec->type, "adapter") != 0)
 		return DR_OK;
-	return fail_at(
-		err, DR_ERR_CONFIG, cfg->path, e->line,
-		"bad value for 'plugin' in %s: expected a plugin name of "
-		"a-z, 0-9, '_' and '-'",
-		section_label(sec->type, sec->name, label, sizeof(label)));
+	e = find_entry(sec, "rate");
+	if (e && config_parse_rate(e->value, &sec->rate) != 0)
+		return fail_at(err, DR_ERR_CONFIG, cfg->path, e->line,
+			       "bad value for 'rate' in %s: expected N/s, "
+			       "N/min or N/h (N > 0, at most %.0f per "
+			       "second), or off",
+			       label, DR_RATE_MAX);
+	e = find_entry(sec, "burst");
+	if (e && (config_parse_size(e->value, &burst) != 0 || burst < 1 ||
+		  burst > DR_BURST_MAX ||
+		  strspn(e->value, "0123456789") != strlen(e->value)))
+		return fail_at(err, DR_ERR_CONFIG, cfg->path, e->line,
+			       "bad value for 'burst' in %s: expected a whole "
+			       "number of creates, 1 to %d",
+			       label, DR_BURST_MAX);
+	if (e)
+		sec->burst = (int)burst;
+	return DR_OK;
 }
 
 /* default_renditions, once the presets are known. */
@@ -2381,6 +2458,12 @@ dr_status config_resolve_plugin(const dr_config *cfg, dr_conf_section *sec,
 		return dr_fail(err, DR_ERR_INVALID, "config",
 			       "config_resolve_plugin: not a plugin section");
 	section_label(sec->type, sec->name, label, sizeof(label));
+	for (size_t i = 0; keys && keys[i].name; i++)
+		if (core_adapter_key(sec, keys[i].name))
+			return fail_at(err, DR_ERR_PLUGIN, cfg->path, sec->line,
+				       "%s: the plugin declares the reserved "
+				       "key '%s'",
+				       label, keys[i].name);
 	st = resolve_values(cfg, sec, label, sec->line, keys, NULL, 1, &v, err);
 	if (st != DR_OK)
 		return st;
@@ -2519,6 +2602,9 @@ void config_print(const dr_config *cfg, FILE *f)
 		fprintf(f, "\n%s\n",
 			section_label(sec->type, sec->name, label,
 				      sizeof(label)));
+		if (sec->rate > 0)
+			fprintf(f, "rate = %.17g/s\nburst = %d\n", sec->rate,
+				sec->burst);
 		if (sec->values) {
 			print_values(f, sec->values, NULL);
 			continue;
@@ -2526,7 +2612,8 @@ void config_print(const dr_config *cfg, FILE *f)
 		/* Unchecked: which keys are secret is not known yet. */
 		fprintf(f, "plugin = %s\n", config_section_plugin(sec));
 		for (size_t j = 0; j < sec->n_entries; j++)
-			if (strcmp(sec->entries[j].key, "plugin") != 0)
+			if (strcmp(sec->entries[j].key, "plugin") != 0 &&
+			    !core_adapter_key(sec, sec->entries[j].key))
 				fprintf(f,
 					"%s = (not shown: plugin not "
 					"loaded)\n",

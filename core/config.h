@@ -42,6 +42,11 @@ typedef struct dr_conf_section {
 	size_t n_entries;
 	dr_conf_values *values; /* resolved; NULL for plugin sections until
 				   config_resolve_plugin() */
+	/* [adapter] only, core keys read at load (core/ratelimit.h): `rate`
+	 * in creates per second (0: no limit, the default) and `burst`
+	 * (creates allowed at once, default 1). */
+	double rate;
+	int burst;
 } dr_conf_section;
 
 typedef enum dr_fit { DR_FIT_INSIDE = 1, DR_FIT_COVER } dr_fit;
@@ -217,6 +222,18 @@ int confv_is_secret(const dr_conf_values *v, const char *key);
 int config_parse_size(const char *s, int64_t *out);
 int config_parse_duration(const char *s, double *out);
 int config_parse_bool(const char *s, int *out);
+
+/*
+ * A create rate, "N/s", "N/min" or "N/h" (also sec, second, minute,
+ * hour; N a positive number, at most DR_RATE_MAX per second), into
+ * creates per second; "off" or "" is 0 (no limit). 0, or -1 on a bad
+ * value.
+ */
+int config_parse_rate(const char *s, double *per_second);
+
+/* The largest rate (creates per second) and burst an adapter may set. */
+#define DR_RATE_MAX  100000.0
+#define DR_BURST_MAX 10000
 
 /* Longest [database] name (MariaDB's identifier limit). */
 #define DR_DB_NAME_MAX 64

@@ -20,6 +20,7 @@
 #include "metrics.h"
 #include "news.h"
 #include "pipeline.h"
+#include "ratelimit.h"
 
 #define MAX_WEBHOOK_URL 2300
 
@@ -231,6 +232,51 @@ static void after_news(dr_engine *e, dr_claim *c, const char *status)
 	reschedule(e, c, poll_delay(e, c));
 }
 
+/*
+ * Pass the adapter's create-rate limit (ratelimit.h) before a create: 1
+ * to go now; 0 when the job was given back (a slot booked, or a place in
+ * line beyond the horizon: run_at moves, no attempt counted) or could not
+ * be handled.
+ */
+static int rate_admit(dr_engine *e, dr_claim *c, struct dr_instance *inst)
+{
+	const dr_conf_section *sec = inst->section;
+	ratelimit_result r;
+	char labels[DR_METRICS_LABELS_MAX];
+	dr_error err;
+	dr_status st;
+
+	if (!sec || !(sec->rate > 0))
+		return 1;
+	dr_error_clear(&err);
+	st = ratelimit_reserve(e->db, c->adapter, sec->rate, sec->burst, c->id,
+			       c->lease_version, &r, &err);
+	if (st == DR_ERR_CONFLICT) {
+		(void)logged(c, c->step, st, &err);
+		return 0;
+	}
+	if (st != DR_OK) {
+		/* No create without the limit's word: try again soon. */
+		dr_log(DR_LOG_WARNING,
+		       "event=job.rate_limit_failed job=%s adapter=%s "
+		       "status=\"%s\" code=%s",
+		       c->id, c->adapter, dr_strerror(st), err.code);
+		reschedule(e, c, 1.0);
+		return 0;
+	}
+	if (r.verdict == RATELIMIT_GO)
+		return 1;
+	metrics_labels(labels, sizeof(labels), "adapter", c->adapter, NULL);
+	metrics_add(e->db, "darkroom_rate_limited_total", labels, 1);
+	dr_log(DR_LOG_DEBUG,
+	       "event=job.rate_limited job=%s adapter=%s booked=%d "
+	       "delay=%.3f ahead=%.3f",
+	       c->id, c->adapter, r.verdict == RATELIMIT_BOOK, r.delay,
+	       r.booked);
+	reschedule(e, c, r.delay);
+	return 0;
+}
+
 static void step_submit(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 {
 	const dr_adapter_ops *ops = inst->plugin->desc->adapter;
@@ -289,6 +335,11 @@ static void step_submit(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 		       "event=job.resubmit job=%s adapter=%s attempts=%d",
 		       c->id, c->adapter, c->attempts);
 	}
+
+	/* Every create passes the limit: a first submit, a resubmit, and
+	 * one after a reconcile that found nothing. */
+	if (!rate_admit(e, c, inst))
+		return;
 
 	/* Record the attempt before sending, so a crash after the send is
 	 * reconciled instead of forgotten. Its start, to the microsecond,

@@ -340,6 +340,9 @@ static const struct {
 	  "metadata; retention: by age)." },
 	{ "darkroom_objects_removed_total",
 	  "Stored objects removed from the sink once no row used them." },
+	{ "darkroom_rate_limited_total",
+	  "Jobs put off by their adapter's create-rate limit (a slot booked "
+	  "or a place in line), by adapter." },
 };
 
 typedef struct expo {
@@ -538,6 +541,35 @@ dr_status metrics_render(dr_db *db, dr_buf *out, dr_error *err)
 			  " seen_at >= NOW(6) - INTERVAL " HEARTBEAT_ALIVE
 			  " SECOND",
 			  "darkroom_worker_processes", NULL, NULL, err);
+	}
+	if (st == DR_OK) {
+		family(&x, "darkroom_rate_limit_per_second", "gauge",
+		       "Creates per second an adapter's rate limit allows "
+		       "(adapters with a limit).");
+		st = live(&x, db,
+			  "SELECT name, per_second FROM rate_limits"
+			  " WHERE per_second > 0 ORDER BY name",
+			  "darkroom_rate_limit_per_second", "adapter", NULL,
+			  err);
+	}
+	if (st == DR_OK) {
+		family(&x, "darkroom_rate_limit_burst", "gauge",
+		       "Creates an adapter's rate limit allows at once.");
+		st = live(&x, db,
+			  "SELECT name, burst FROM rate_limits"
+			  " WHERE per_second > 0 ORDER BY name",
+			  "darkroom_rate_limit_burst", "adapter", NULL, err);
+	}
+	if (st == DR_OK) {
+		family(&x, "darkroom_rate_limit_booked_seconds", "gauge",
+		       "How far ahead an adapter's create slots are booked "
+		       "(tat - now, 0 when idle).");
+		st = live(&x, db,
+			  "SELECT name, GREATEST(TIMESTAMPDIFF(MICROSECOND,"
+			  " NOW(6), tat), 0) / 1e6 FROM rate_limits"
+			  " WHERE per_second > 0 ORDER BY name",
+			  "darkroom_rate_limit_booked_seconds", "adapter", NULL,
+			  err);
 	}
 	if (st == DR_OK && x.full)
 		st = dr_fail(err, DR_ERR_TOO_LARGE, "too_large",

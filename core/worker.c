@@ -25,6 +25,7 @@
 #include "objects.h"
 #include "plugin.h"
 #include "queue.h"
+#include "ratelimit.h"
 #include "retention.h"
 
 #define MAX_CHILDREN 64
@@ -148,6 +149,11 @@ static _Noreturn void child_main(const dr_config *cfg, int slot, int wake_fd)
 	sink = plugins_sink(e.plugins, cfg->server.sink);
 	dr_log(DR_LOG_INFO, "event=worker.start slot=%d owner=%s", slot,
 	       e.owner);
+	/* The rate limits in effect, for /metrics (the first process). */
+	if (slot == 0 && ratelimit_sync(e.db, cfg, &err) != DR_OK)
+		dr_log(DR_LOG_WARNING,
+		       "event=worker.rate_limits_failed status=\"%s\"",
+		       dr_strerror(err.status));
 	while (!stopping) {
 		dr_claim c;
 		dr_status st;

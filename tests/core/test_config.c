@@ -700,6 +700,97 @@ static void test_plugin_key_checked_at_load(void **state)
 		   "bad value for 'plugin' in [adapter \"null\"]");
 }
 
+/* [adapter] rate and burst (core keys of every adapter section): N/s,
+ * N/min, N/h, off; burst a whole number; bad values name the key and the
+ * line; the plugin's own table never sees them. */
+static void test_adapter_rate(void **state)
+{
+	static const struct {
+		const char *text;
+		double want;
+	} good[] = {
+		{"600/min", 10},     {"10/s", 10},	  {"1/s", 1},
+		{"6 / min", 0.1},    {"3600/h", 1},	  {"0.5/sec", 0.5},
+		{"90/minute", 1.5},  {"7200/hour", 2},	  {"2/second", 2},
+		{"off", 0},	     {"", 0},
+	};
+	static const char *const bad[] = {
+		"600",	   "600/day", "/min",	 "0/s",	     "-5/s",
+		"x/s",	   "10/",     "10/s/s", "1e9/s",    "10 per s",
+		"nan/s",   "inf/min",
+	};
+	dr_config *cfg;
+	dr_conf_section *sec;
+	dr_error err = {0};
+	double r;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		r = -1;
+		if (config_parse_rate(good[i].text, &r) != 0)
+			print_error("rejected '%s'\n", good[i].text);
+		assert_int_equal(config_parse_rate(good[i].text, &r), 0);
+		assert_true(fabs(r - good[i].want) < 1e-9);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (config_parse_rate(bad[i], &r) == 0)
+			print_error("accepted '%s'\n", bad[i]);
+		assert_int_equal(config_parse_rate(bad[i], &r), -1);
+	}
+
+	/* Defaults: no limit, burst 1. */
+	cfg = parse_ok(ADAPTER);
+	sec = config_section(cfg, "adapter", "null");
+	assert_true(sec->rate == 0);
+	assert_int_equal(sec->burst, 1);
+	config_free(cfg);
+
+	cfg = parse_ok(ADAPTER "rate = 600/min\nburst = 5\n");
+	sec = config_section(cfg, "adapter", "null");
+	assert_true(sec->rate == 10);
+	assert_int_equal(sec->burst, 5);
+	/* Not the plugin's keys: its table (none here) accepts the section. */
+	assert_int_equal(config_resolve_plugin(cfg, sec, NULL, &err), DR_OK);
+	config_free(cfg);
+
+	parse_fail(ADAPTER "rate = 600\n", "t.conf:2: ",
+		   "bad value for 'rate' in [adapter \"null\"]: expected N/s, "
+		   "N/min or N/h");
+	parse_fail(ADAPTER "rate = 10/s\nburst = 0\n", "t.conf:3: ",
+		   "bad value for 'burst' in [adapter \"null\"]");
+	parse_fail(ADAPTER "burst = 2k\n", "t.conf:2: ", "'burst'");
+	parse_fail(ADAPTER "burst = 10001\n", "t.conf:2: ", "'burst'");
+	parse_fail(ADAPTER "burst = -1\n", "t.conf:2: ", "'burst'");
+	/* A sink has no such keys. */
+	cfg = parse_ok("[server]\nsink = s\n" ADAPTER "[sink s]\nrate = 10/s\n");
+	assert_int_equal(config_resolve_plugin(
+				 cfg, config_section(cfg, "sink", "s"), NULL,
+				 &err),
+			 DR_ERR_CONFIG);
+	assert_non_null(strstr(err.message, "unknown key 'rate'"));
+	config_free(cfg);
+}
+
+/* An adapter plugin may not declare the core's keys rate and burst. */
+static void test_adapter_rate_reserved(void **state)
+{
+	static const dr_config_key reserved[] = {
+	    {"burst", DR_CFG_INT, NULL, NULL, 0, NULL},
+	    {NULL, 0, NULL, NULL, 0, NULL},
+	};
+	dr_config *cfg;
+	dr_error err = {0};
+
+	(void)state;
+	cfg = parse_ok(ADAPTER);
+	assert_int_equal(
+		config_resolve_plugin(cfg, config_section(cfg, "adapter", "null"),
+				      reserved, &err),
+		DR_ERR_PLUGIN);
+	assert_non_null(strstr(err.message, "reserved key 'burst'"));
+	config_free(cfg);
+}
+
 static void test_limits(void **state)
 {
 	char *big, *line;
@@ -1569,6 +1660,8 @@ int main(void)
 	    T(test_sink_must_exist),
 	    T(test_short_api_key),
 	    T(test_plugin_key_checked_at_load),
+	    T(test_adapter_rate),
+	    T(test_adapter_rate_reserved),
 	    T(test_limits),
 	    T(test_download_budget),
 	    T(test_max_webhook_body),

@@ -430,6 +430,8 @@ DEFAULTS = {
     "files_base": None,            # base URL of output files (default: this server)
     # API faults (apply to /v1 calls)
     "rate_limit": 0.0,             # P(429)
+    "create_rate": 0.0,            # creates/s enforced (GCRA, like Replicate's limit); 0 = none
+    "create_burst": 1,             # creates allowed at once under create_rate
     "retry_after": 1,              # s in the 429 body and Retry-After
     "error_rate": 0.0,             # P(5xx)
     "error_codes": [500],          # picked from at random
@@ -490,6 +492,12 @@ def validate_settings(update):
         elif key in ("page_size", "id_length"):
             if not isinstance(val, int) or isinstance(val, bool) or not 1 <= val <= (1000 if key == "page_size" else 64):
                 raise ApiError(400, "%s must be an integer in range" % key)
+        elif key == "create_rate":
+            if not isnum or val < 0:
+                raise ApiError(400, "create_rate must be a number >= 0")
+        elif key == "create_burst":
+            if not isinstance(val, int) or isinstance(val, bool) or val < 1:
+                raise ApiError(400, "create_burst must be an integer >= 1")
         elif key == "retry_after":
             if not isnum or val < 0:
                 raise ApiError(400, "retry_after must be a number >= 0")
@@ -728,6 +736,8 @@ class Fake:
         self.gates_open = set()  # fake_hold gates released by /_release
         self.held = []  # downloads waiting at a gate now
         self.calls = {k: 0 for k in ("create", "get", "cancel", "list", "secret", "429", "500")}
+        self.create_tat = 0.0  # create_rate's GCRA (monotonic seconds)
+        self.create_calls = []  # epoch seconds of every create call, answered or not
         self.cond.notify_all()
 
     def next_seq(self):
@@ -1247,10 +1257,14 @@ class Handler(BaseHTTPRequestHandler):
 
         with fake.lock:
             fake.count(route)
+            if route == "create":
+                fake.create_calls.append(time.time())
             st = dict(fake.settings)
         if st["slow"]:
             time.sleep(float(st["slow"]))
-        fault = self.pick_fault(route, st)
+        fault = self.over_create_rate(st) if route == "create" else None
+        if fault is None:
+            fault = self.pick_fault(route, st)
         if fault == "timeout":
             time.sleep(float(st["timeout_sleep"]))
             self.close_connection = True
@@ -1294,6 +1308,28 @@ class Handler(BaseHTTPRequestHandler):
             self.list_predictions(st)
         elif route == "secret":
             self.respond(200, {"key": fake.secret})
+
+    def over_create_rate(self, st):
+        """create_rate: a GCRA over creates; over the limit, a 429 whose
+        retry_after says when the next create is allowed (counted as
+        "429" and "create_429")."""
+        rate = float(st["create_rate"])
+        if rate <= 0:
+            return None
+        fake = self.fake
+        t = 1.0 / rate
+        tau = (int(st["create_burst"]) - 1) * t
+        with fake.lock:
+            now = time.monotonic()
+            tat = max(fake.create_tat, now)
+            if tat - tau > now:
+                fake.count("429")
+                fake.count("create_429")
+                wait = tat - tau - now
+                st["retry_after"] = max(1, int(-(-wait // 1)))
+                return "429"
+            fake.create_tat = tat + t
+        return None
 
     def pick_fault(self, route, st):
         fake = self.fake
@@ -1609,7 +1645,7 @@ class Handler(BaseHTTPRequestHandler):
                          "file": p.file_kind, "hold": p.hold_gate, "hold_index": p.hold_index},
             })
             preds[p.id] = d
-        return {"predictions": preds, "creates": list(fake.creates), "webhook_deliveries": list(fake.deliveries),
+        return {"predictions": preds, "creates": list(fake.creates), "create_calls": list(fake.create_calls), "webhook_deliveries": list(fake.deliveries),
                 "downloads": list(fake.downloads), "calls": dict(fake.calls), "settings": dict(fake.settings),
                 "held": [dict(h) for h in fake.held], "gates_open": sorted(fake.gates_open),
                 "secret": fake.secret}
