@@ -476,6 +476,42 @@ static void test_fair_probe_limit(void **state)
 	db_free(other);
 }
 
+/* The UPDATE that README's "Fairness across tenants" offers an operator
+ * who changed fair_key gives queued jobs the tenant intake would give
+ * them now, and leaves ended jobs alone. */
+static void test_rekey_statement(void **state)
+{
+	char queued[DR_JOB_ID_LEN + 1], keyless[DR_JOB_ID_LEN + 1];
+	char ended[DR_JOB_ID_LEN + 1], *v;
+	dr_error err;
+
+	(void)state;
+	cfg.server.fair_key = NULL;
+	make_job("Tenant", "acme", 0, queued);
+	make_job(NULL, NULL, 0, keyless);
+	make_job("tenant", "old", 0, ended);
+	cfg.server.fair_key = "tenant";
+	assert_ok(db_exec(db, "UPDATE jobs SET run_at = NULL WHERE id = ?",
+			  NULL, &err, DB_ARGS(DB_STR(ended))),
+		  err);
+	assert_ok(db_exec_text(db,
+			       "UPDATE jobs j LEFT JOIN job_metadata m ON"
+			       " m.job_id = j.id AND m.k = 'tenant'"
+			       " SET j.fair_value = LEFT(COALESCE(m.v, ''),"
+			       " 255) WHERE j.run_at IS NOT NULL",
+			       &err),
+		  err);
+	v = tenant_of(db, queued);
+	assert_string_equal(v, "acme");
+	free(v);
+	v = tenant_of(db, keyless);
+	assert_string_equal(v, "");
+	free(v);
+	v = tenant_of(db, ended);
+	assert_string_equal(v, "");
+	free(v);
+}
+
 /* Insert `n` jobs of tenant `tenant` (a SQL expression of the sequence
  * number `seq`) due in `due` seconds (a SQL expression; NULL: ended). */
 static void bulk(int n, const char *tenant, const char *due)
@@ -583,6 +619,7 @@ int main(void)
 		cmocka_unit_test_setup(test_fair_future_jobs, empty_queue),
 		cmocka_unit_test_setup(test_fair_skip_locked, empty_queue),
 		cmocka_unit_test_setup(test_fair_probe_limit, empty_queue),
+		cmocka_unit_test_setup(test_rekey_statement, empty_queue),
 		cmocka_unit_test_setup(test_fair_plans, empty_queue),
 	};
 	int failed = cmocka_run_group_tests_name("queue", tests, NULL, NULL);
