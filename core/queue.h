@@ -12,6 +12,10 @@
  * worker took the job, or the job was canceled): the worker then stops
  * touching the job.
  *
+ * Which due job a claim takes: the oldest, or with [server] fair_key the
+ * oldest of the next tenant in a round-robin (queue_claim()); the lease
+ * taken is the same either way.
+ *
  * Idle workers sleep on a unix datagram socket (the wakeup socket) that
  * the API pokes after queueing work, and otherwise until the next run_at.
  */
