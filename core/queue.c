@@ -47,7 +47,7 @@ int64_t queue_delay_us(double seconds)
 	return (int64_t)(seconds * 1e6);
 }
 
-/* The SQL of the fair claim's two reads (test_queue.c EXPLAINs them). */
+/* The SQL of the fair claim's reads (test_queue.c EXPLAINs them). */
 #define SQL_TENANTS(op)                                                        \
 	"SELECT fair_value, MIN(run_at) FROM jobs WHERE fair_value " op        \
 	" ? AND run_at <= NOW(6) GROUP BY fair_value ORDER BY fair_value"      \
