@@ -63,6 +63,7 @@
 #define INSTANCE_NAME_MAX 64
 #define DURATION_MAX	  1e9 /* seconds (about 31 years) */
 #define LABEL_MAX	  96  /* "[adapter \"<64 chars>\"]" */
+#define FAIR_KEY_MAX	  64  /* bytes of a metadata key (jobs.h) */
 
 /* Where an effective value came from. */
 enum { ORIGIN_UNSET = 0, ORIGIN_DEFAULT, ORIGIN_FILE, ORIGIN_ENV };
@@ -105,6 +106,7 @@ enum {
 	SRV_LOG_LEVEL,
 	SRV_CALLBACK_SECRET,
 	SRV_CALLBACK_SECRET_PREVIOUS,
+	SRV_FAIR_KEY,
 	SRV_COUNT
 };
 
@@ -169,6 +171,11 @@ static const dr_config_key server_keys[SRV_COUNT + 1] = {
 						   "replaces: callbacks are "
 						   "signed with both during a "
 						   "rotation" },
+	[SRV_FAIR_KEY] = { .name = "fair_key",
+			   .type = DR_CFG_STRING,
+			   .help = "metadata.KEY: jobs are claimed round-robin "
+				   "across the values of that metadata key "
+				   "(empty: oldest first)" },
 	[SRV_COUNT] = { .name = NULL },
 };
 
@@ -1735,6 +1742,31 @@ static dr_status collect_api_keys(dr_config *cfg, const char *label,
 	return DR_OK;
 }
 
+/*
+ * The metadata key of a fair_key value "metadata.KEY", or NULL when the
+ * value has another form. KEY follows the rule jobs.c holds metadata keys
+ * to at intake (1-64 characters of A-Z a-z 0-9 . _ -, not starting with .
+ * or -), so that the key can name a key some job has.
+ */
+static const char *fair_key_of(const char *v)
+{
+	static const char prefix[] = "metadata.";
+	const char *k;
+	size_t n;
+
+	if (strncmp(v, prefix, sizeof(prefix) - 1) != 0)
+		return NULL;
+	k = v + sizeof(prefix) - 1;
+	n = strlen(k);
+	if (n == 0 || n > FAIR_KEY_MAX || k[0] == '.' || k[0] == '-')
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		if (!is_name_char((unsigned char)k[i]) && k[i] != '.' &&
+		    !(k[i] >= 'A' && k[i] <= 'Z'))
+			return NULL;
+	return k;
+}
+
 static dr_status resolve_server(config_impl *impl, dr_error *err)
 {
 	dr_config *cfg = &impl->pub;
@@ -1802,6 +1834,16 @@ static dr_status resolve_server(config_impl *impl, dr_error *err)
 				it[SRV_CALLBACK_SECRET_PREVIOUS].value[0]
 			? it[SRV_CALLBACK_SECRET_PREVIOUS].value
 			: NULL;
+	/* Empty is off, as absent: a config template can leave it blank. */
+	cfg->server.fair_key = NULL;
+	if (it[SRV_FAIR_KEY].value && it[SRV_FAIR_KEY].value[0]) {
+		cfg->server.fair_key = fair_key_of(it[SRV_FAIR_KEY].value);
+		if (!cfg->server.fair_key)
+			return item_fail(err, cfg, label, &it[SRV_FAIR_KEY],
+					 "expected metadata.KEY, KEY 1-64 "
+					 "characters of A-Z a-z 0-9 . _ - not "
+					 "starting with . or -");
+	}
 	cfg->server.log_level = 0;
 	for (size_t i = 0; i < sizeof(log_levels) / sizeof(log_levels[0]); i++)
 		if (strcmp(it[SRV_LOG_LEVEL].value, log_levels[i].name) == 0)

@@ -88,6 +88,11 @@ typedef struct dr_config {
 		/* secret; the one callback_secret replaces, also signed
 		 * with during a rotation; NULL: none */
 		const char *callback_secret_previous;
+		/* fair_key's metadata key (what follows "metadata."), or NULL:
+		 * off. Intake stores each job's value of it in
+		 * jobs.fair_value; workers then claim round-robin across
+		 * those values (queue.h). */
+		const char *fair_key;
 	} server;
 
 	struct {

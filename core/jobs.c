@@ -592,6 +592,43 @@ static dr_status find_idempotent(dr_db *db, const dr_idempotency *idem,
 	return st;
 }
 
+/*
+ * The job's tenant for fair claims (queue.h): its value of the metadata key
+ * [server] fair_key names, found as the database finds keys (without
+ * letter case: "Tenant" is the key "tenant"), cut to DR_MAX_FAIR_VALUE
+ * characters (at a UTF-8 boundary, into `cut`) to fit jobs.fair_value.
+ * "" when fair_key is off or the job has no such key: those jobs are one
+ * tenant. Points into `metadata`, `cut`, or at a literal.
+ */
+static const char *fair_value(const dr_config *cfg, json_object *metadata,
+			      char *cut, size_t size)
+{
+	const char *v = NULL;
+	size_t n = 0, chars = 0;
+
+	if (!cfg->server.fair_key || !metadata)
+		return "";
+	json_object_object_foreach(metadata, k, jv)
+	{
+		if (strcasecmp(k, cfg->server.fair_key) == 0)
+			v = json_object_get_string(jv);
+	}
+	if (!v)
+		return "";
+	/* Count characters by their lead bytes; stop before the first one
+	 * past the limit (or at the end of `cut`, which holds the limit's
+	 * worth of 4-byte characters). */
+	for (; v[n] && n < size - 1; n++)
+		if (((unsigned char)v[n] & 0xc0) != 0x80 &&
+		    ++chars > DR_MAX_FAIR_VALUE)
+			break;
+	if (!v[n])
+		return v;
+	memcpy(cut, v, n);
+	cut[n] = '\0';
+	return cut;
+}
+
 dr_status jobs_create(dr_db *db, const dr_config *cfg,
 		      const struct dr_instance *sink, const dr_job_request *req,
 		      const dr_idempotency *idem,
@@ -601,8 +638,9 @@ dr_status jobs_create(dr_db *db, const dr_config *cfg,
 	char id[DR_JOB_ID_LEN + 1];
 	dr_db_rows *row = NULL;
 	dr_buf rend;
-	const char *input, *metadata = NULL, *prompt;
+	const char *input, *metadata = NULL, *prompt, *fair;
 	char *prompt_cut = NULL;
+	char fair_cut[DR_MAX_FAIR_VALUE * 4 + 1];
 	dr_status st;
 
 	*replayed = 0;
@@ -640,6 +678,7 @@ dr_status jobs_create(dr_db *db, const dr_config *cfg,
 	if (req->metadata)
 		metadata = json_object_to_json_string_ext(
 			req->metadata, JSON_C_TO_STRING_PLAIN);
+	fair = fair_value(cfg, req->metadata, fair_cut, sizeof(fair_cut));
 
 	st = db_begin(db, err);
 	if (st != DR_OK)
@@ -691,15 +730,15 @@ dr_status jobs_create(dr_db *db, const dr_config *cfg,
 	st = db_query(
 		db,
 		"INSERT INTO jobs (id, status, step, adapter, model, input,"
-		" prompt, metadata, renditions, callback_url, run_at,"
-		" created_at, updated_at) VALUES (?, ?, 'submit',"
-		" ?, ?, ?, ?, ?, ?, ?, NOW(6), NOW(6), NOW(6))"
+		" prompt, metadata, renditions, callback_url, fair_value,"
+		" run_at, created_at, updated_at) VALUES (?, ?, 'submit',"
+		" ?, ?, ?, ?, ?, ?, ?, ?, NOW(6), NOW(6), NOW(6))"
 		" RETURNING " JOB_COLUMNS,
 		&row, err,
 		DB_ARGS(DB_STR(id), DB_STR(jobstate_name(DR_JOB_QUEUED)),
 			DB_STR(req->adapter), DB_STR(req->model), DB_STR(input),
 			DB_STR(prompt), DB_STR(metadata), DB_STR(rend.data),
-			DB_STR(req->callback_url)));
+			DB_STR(req->callback_url), DB_STR(fair)));
 	if (st == DR_OK && row->n_rows != 1)
 		st = dr_fail(err, DR_ERR_INTERNAL, "internal",
 			     "the new job was not returned");

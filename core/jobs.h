@@ -35,6 +35,7 @@
 #define DR_MAX_URL_LEN 2048
 #define DR_MAX_IDEMPOTENCY_KEY 255
 #define DR_MAX_PROMPT_INDEX 16384 /* bytes of a prompt kept for search */
+#define DR_MAX_FAIR_VALUE	255 /* characters of jobs.fair_value (queue.h) */
 
 /* A validated POST /v1/jobs body. Strings point into `root`, which the
  * caller releases with jobs_request_free(). */

@@ -31,6 +31,13 @@ static double cell_double(const dr_db_rows *r, size_t col)
 	return v ? strtod(v, NULL) : 0;
 }
 
+/* Tenants one query of a fair claim lists (a literal, for its SQL). */
+#define QUEUE_FAIR_BATCH     8
+#define QUEUE_FAIR_BATCH_SQL "8"
+/* Bytes of a jobs.fair_value: 255 characters (DR_MAX_FAIR_VALUE,
+ * migrations/0013) of up to 4 bytes. */
+#define QUEUE_FAIR_VALUE_BYTES (255 * 4 + 1)
+
 int64_t queue_delay_us(double seconds)
 {
 	if (!(seconds > 0)) /* NaN, 0 and negative */
@@ -40,31 +47,165 @@ int64_t queue_delay_us(double seconds)
 	return (int64_t)(seconds * 1e6);
 }
 
-dr_status queue_claim(dr_db *db, const char *owner, double lease, dr_claim *c,
-		      dr_error *err)
+/* The SQL of the fair claim's reads (test_queue.c EXPLAINs them). */
+#define SQL_TENANTS(op)                                                        \
+	"SELECT fair_value, MIN(run_at) FROM jobs WHERE fair_value " op        \
+	" ? AND run_at <= NOW(6) GROUP BY fair_value ORDER BY fair_value"      \
+	" LIMIT " QUEUE_FAIR_BATCH_SQL
+static const char sql_tenants_after[] = SQL_TENANTS(">");
+static const char sql_tenants_from[] = SQL_TENANTS(">=");
+static const char sql_probe[] =
+	"SELECT id FROM jobs WHERE fair_value = ? AND run_at <= NOW(6)"
+	" ORDER BY run_at LIMIT 1 FOR UPDATE SKIP LOCKED";
+
+/* The oldest due job, whoever's it is: today's claim, and the fallback
+ * of a fair one. */
+static dr_status pick_oldest(dr_db *db, char id[DR_JOB_ID_LEN + 1],
+			     dr_error *err)
 {
 	dr_db_rows *rows = NULL;
-	char id[DR_JOB_ID_LEN + 1];
 	dr_status st;
 
-	memset(c, 0, sizeof(*c));
-	st = db_begin(db, err);
-	if (st != DR_OK)
-		return st;
 	st = db_query(db,
 		      "SELECT id FROM jobs WHERE run_at <= NOW(6)"
 		      " ORDER BY run_at LIMIT 1 FOR UPDATE SKIP LOCKED",
 		      &rows, err, DB_NOARGS);
+	if (st == DR_OK && rows->n_rows == 0)
+		st = DR_ERR_NOT_FOUND;
+	if (st == DR_OK)
+		snprintf(id, DR_JOB_ID_LEN + 1, "%s", db_cell(rows, 0, 0));
+	db_rows_free(rows);
+	return st;
+}
+
+/* The oldest due job of tenant `value` that no other transaction holds,
+ * locked: DR_ERR_NOT_FOUND when it has none (or all are held). */
+static dr_status probe_tenant(dr_db *db, const char *value,
+			      char id[DR_JOB_ID_LEN + 1], dr_error *err)
+{
+	dr_db_rows *rows = NULL;
+	dr_status st;
+
+	st = db_query(db, sql_probe, &rows, err, DB_ARGS(DB_STR(value)));
+	if (st == DR_OK && rows->n_rows == 0)
+		st = DR_ERR_NOT_FOUND;
+	if (st == DR_OK)
+		snprintf(id, DR_JOB_ID_LEN + 1, "%s", db_cell(rows, 0, 0));
+	db_rows_free(rows);
+	return st;
+}
+
+/*
+ * Tenants with a due job, in fair_value order, after `from` (or from
+ * `from` on, with `inclusive`): a loose index scan of jobs_fair, one
+ * dive per tenant (MIN(run_at) lets the range on run_at into it), so
+ * 10,000 due jobs of one tenant cost what one does. A plain read: it
+ * locks nothing.
+ */
+static dr_status due_tenants(dr_db *db, const char *from, int inclusive,
+			     dr_db_rows **rows, dr_error *err)
+{
+	return db_query(db, inclusive ? sql_tenants_from : sql_tenants_after,
+			rows, err, DB_ARGS(DB_STR(from)));
+}
+
+/*
+ * The fair pick: the next tenant after the cursor (wrapping around) that
+ * has a due job no other claim holds, and that job, locked; then the
+ * cursor moves to that tenant. At most QUEUE_FAIR_MAX_PROBES tenants are
+ * probed (each probe skips what other claims hold); past that the oldest
+ * due job is taken, as without fair_key.
+ */
+static dr_status pick_fair(dr_db *db, char id[DR_JOB_ID_LEN + 1], dr_error *err)
+{
+	char cursor[QUEUE_FAIR_VALUE_BYTES], from[QUEUE_FAIR_VALUE_BYTES];
+	char served[QUEUE_FAIR_VALUE_BYTES];
+	dr_db_rows *rows = NULL;
+	int probes = 0, found = 0, exhausted = 0;
+	dr_status st;
+
+	/* A plain read: concurrent claims may read the same cursor and
+	 * serve the same tenant (its next job, through SKIP LOCKED). */
+	st = db_query(db, "SELECT fair_value FROM fair_cursor WHERE id = 1",
+		      &rows, err, DB_NOARGS);
 	if (st != DR_OK)
-		goto rollback;
-	if (rows->n_rows == 0) {
-		db_rows_free(rows);
-		db_rollback(db);
-		return DR_ERR_NOT_FOUND;
-	}
-	snprintf(id, sizeof(id), "%s", db_cell(rows, 0, 0));
+		return st;
+	snprintf(cursor, sizeof(cursor), "%s",
+		 rows->n_rows ? db_cell(rows, 0, 0) : "");
 	db_rows_free(rows);
 	rows = NULL;
+
+	/* Pass 0: the tenants after the cursor; pass 1: from the first
+	 * tenant on, up to the cursor's own. */
+	for (int pass = 0; pass < 2 && !found && !exhausted; pass++) {
+		int inclusive = pass == 1, more = 1;
+
+		snprintf(from, sizeof(from), "%s", pass == 0 ? cursor : "");
+		while (more && !found) {
+			st = due_tenants(db, from, inclusive, &rows, err);
+			if (st != DR_OK)
+				return st;
+			more = rows->n_rows == QUEUE_FAIR_BATCH;
+			for (size_t i = 0; i < rows->n_rows; i++) {
+				const char *t = db_cell(rows, i, 0);
+
+				if (pass == 1 && strcmp(t, cursor) > 0) {
+					more = 0; /* pass 0 saw the rest */
+					break;
+				}
+				if (probes == QUEUE_FAIR_MAX_PROBES) {
+					exhausted = 1;
+					more = 0;
+					break;
+				}
+				probes++;
+				st = probe_tenant(db, t, id, err);
+				if (st == DR_OK) {
+					snprintf(served, sizeof(served), "%s",
+						 t);
+					found = 1;
+					break;
+				}
+				if (st != DR_ERR_NOT_FOUND) {
+					db_rows_free(rows);
+					return st;
+				}
+			}
+			if (rows->n_rows > 0)
+				snprintf(from, sizeof(from), "%s",
+					 db_cell(rows, rows->n_rows - 1, 0));
+			inclusive = 0;
+			db_rows_free(rows);
+			rows = NULL;
+		}
+	}
+	if (!found)
+		return exhausted ? pick_oldest(db, id, err) : DR_ERR_NOT_FOUND;
+
+	/* Move the cursor, unless another claim holds it right now: then
+	 * that claim moves it, and this one only makes the round-robin
+	 * approximate. So no claim ever waits for the cursor. */
+	st = db_query(db,
+		      "SELECT id FROM fair_cursor WHERE id = 1"
+		      " FOR UPDATE SKIP LOCKED",
+		      &rows, err, DB_NOARGS);
+	if (st == DR_OK && rows->n_rows == 1)
+		st = db_exec(
+			db,
+			"UPDATE fair_cursor SET fair_value = ? WHERE id = 1",
+			NULL, err, DB_ARGS(DB_STR(served)));
+	db_rows_free(rows);
+	return st;
+}
+
+/* The claim's shared part, after a pick locked job `id`: lease it, read
+ * what the worker needs and commit. Rolls back on any failure. */
+static dr_status take(dr_db *db, const char *id, const char *owner,
+		      double lease, dr_claim *c, dr_error *err)
+{
+	dr_db_rows *rows = NULL;
+	dr_status st;
+
 	st = db_exec(db,
 		     /* Before lease_owner changes: MariaDB assigns left to
 		      * right. A lease still held means its worker never
@@ -122,6 +263,24 @@ rollback:
 	db_rows_free(rows);
 	db_rollback(db);
 	return st;
+}
+
+dr_status queue_claim(dr_db *db, const char *owner, double lease, int fair,
+		      dr_claim *c, dr_error *err)
+{
+	char id[DR_JOB_ID_LEN + 1];
+	dr_status st;
+
+	memset(c, 0, sizeof(*c));
+	st = db_begin(db, err);
+	if (st != DR_OK)
+		return st;
+	st = fair ? pick_fair(db, id, err) : pick_oldest(db, id, err);
+	if (st != DR_OK) {
+		db_rollback(db);
+		return st;
+	}
+	return take(db, id, owner, lease, c, err);
 }
 
 dr_status queue_next_due(dr_db *db, double *seconds, dr_error *err)

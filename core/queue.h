@@ -12,6 +12,10 @@
  * worker took the job, or the job was canceled): the worker then stops
  * touching the job.
  *
+ * Which due job a claim takes: the oldest, or with [server] fair_key the
+ * oldest of the next tenant in a round-robin (queue_claim()); the lease
+ * taken is the same either way.
+ *
  * Idle workers sleep on a unix datagram socket (the wakeup socket) that
  * the API pokes after queueing work, and otherwise until the next run_at.
  */
@@ -51,11 +55,22 @@ void queue_claim_clear(dr_claim *c);
 
 /*
  * Claim one due job for `owner` (a worker name) with a lease of `lease`
- * seconds. DR_OK with *c filled, DR_ERR_NOT_FOUND when nothing is due, or a
- * database status.
+ * seconds. Without `fair`, the oldest due job. With `fair` ([server]
+ * fair_key set), round-robin across tenants (jobs.fair_value, one tenant
+ * per value, jobs without one are the tenant ""): the oldest due job of
+ * the next tenant after the one served last (the fair_cursor row) that
+ * has one no other claim holds. The round-robin is approximate under
+ * concurrency: claims read the cursor without locking it and move it only
+ * when no other claim holds it, so two may serve one tenant in a row; and
+ * after QUEUE_FAIR_MAX_PROBES tenants whose due jobs all are held, the
+ * oldest due job is taken. Either way the same lease is taken in the same
+ * short transaction. DR_OK with *c filled, DR_ERR_NOT_FOUND when nothing
+ * is due, or a database status.
  */
-dr_status queue_claim(dr_db *db, const char *owner, double lease, dr_claim *c,
-		      dr_error *err) DR_WARN_UNUSED;
+#define QUEUE_FAIR_MAX_PROBES 64
+
+dr_status queue_claim(dr_db *db, const char *owner, double lease, int fair,
+		      dr_claim *c, dr_error *err) DR_WARN_UNUSED;
 
 /* Seconds until the next job is due (0 when one is due now), or -1 when
  * no job is scheduled. */

@@ -190,7 +190,8 @@ static _Noreturn void child_main(const dr_config *cfg, int slot, int wake_fd)
 				 now_mono()))
 			pruning = 1;
 
-		st = queue_claim(e.db, e.owner, cfg->worker.lease, &c, &err);
+		st = queue_claim(e.db, e.owner, cfg->worker.lease,
+				 cfg->server.fair_key != NULL, &c, &err);
 		if (st == DR_OK) {
 			double t0 = now_mono();
 

@@ -605,6 +605,47 @@ static void test_bad_log_level(void **state)
 		   "t.conf:2: ", "bad value for 'log_level' in [server]");
 }
 
+/* fair_key: metadata.KEY, KEY a metadata key as intake accepts them;
+ * empty or absent is off. A bad one names the key. */
+static void test_fair_key(void **state)
+{
+	static const char *const bad[] = {
+		"tenant",	  "metadata.",	    "metadata..x",
+		"metadata.-x",	  "metadata.a b",   "metadata.a/b",
+		"Metadata.x",	  "metadata.\xc3\xa9", "input.tenant",
+		"metadata.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		"aaaaaaaaa",
+	};
+	dr_config *cfg = parse_ok(ADAPTER);
+	char text[256];
+
+	(void)state;
+	assert_null(cfg->server.fair_key);
+	config_free(cfg);
+	cfg = parse_ok("[server]\nfair_key =\n" ADAPTER);
+	assert_null(cfg->server.fair_key);
+	config_free(cfg);
+	cfg = parse_ok("[server]\nfair_key = metadata.tenant\n" ADAPTER);
+	assert_string_equal(cfg->server.fair_key, "tenant");
+	config_free(cfg);
+	cfg = parse_ok("[server]\nfair_key = metadata.Org.id-2_b\n" ADAPTER);
+	assert_string_equal(cfg->server.fair_key, "Org.id-2_b");
+	config_free(cfg);
+	/* 64 characters is the longest metadata key. */
+	cfg = parse_ok("[server]\nfair_key = metadata."
+		       "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		       "aaaaaaaa\n" ADAPTER);
+	assert_int_equal(strlen(cfg->server.fair_key), 64);
+	config_free(cfg);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), "[server]\nfair_key = %s\n%s",
+			 bad[i], ADAPTER);
+		parse_fail(text, "t.conf:2: ",
+			   "bad value for 'fair_key' in [server]: expected "
+			   "metadata.KEY");
+	}
+}
+
 static void test_bad_fit_format(void **state)
 {
 	(void)state;
@@ -1652,6 +1693,7 @@ int main(void)
 	    T(test_bad_url),
 	    T(test_good_urls),
 	    T(test_bad_log_level),
+	    T(test_fair_key),
 	    T(test_bad_fit_format),
 	    T(test_bad_quality),
 	    T(test_preset_missing_width),
