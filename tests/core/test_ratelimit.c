@@ -217,7 +217,7 @@ static void claim(dr_claim *c, const char *want)
 	dr_error err;
 
 	dr_error_clear(&err);
-	assert_ok(queue_claim(db, "test:1", 30, c, &err), err);
+	assert_ok(queue_claim(db, "test:1", 30, 0, c, &err), err);
 	assert_string_equal(c->id, want);
 }
 
@@ -286,7 +286,7 @@ static void test_book_then_go_once(void **state)
 	assert_ok(queue_release(db, &c, r.delay, &err), err);
 	queue_claim_clear(&c);
 	assert_col(db, b, "attempts", "0");
-	assert_int_equal(queue_claim(db, "test:1", 30, &c, &err),
+	assert_int_equal(queue_claim(db, "test:1", 30, 0, &c, &err),
 			 DR_ERR_NOT_FOUND);
 	dbserver_sleep(r.delay + 0.005);
 	claim(&c, b);
