@@ -102,6 +102,13 @@ dr_status jobs_render(dr_db *db, const dr_config *cfg,
 		      const struct dr_instance *sink, const char *id,
 		      dr_buf *out, dr_error *err) DR_WARN_UNUSED;
 
+/* The job object of job `id` as a client callback carries it (the
+ * "data" of its message): without its "callback" member, which changes
+ * with every try, so that every try of one message sends the same job. */
+dr_status jobs_render_message(dr_db *db, const dr_config *cfg,
+			      const struct dr_instance *sink, const char *id,
+			      dr_buf *out, dr_error *err) DR_WARN_UNUSED;
+
 /* A metadata.KEY=VALUE filter: jobs whose metadata has KEY with VALUE.
  * Several filters all apply (AND). */
 typedef struct dr_metadata_filter {
