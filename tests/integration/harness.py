@@ -267,6 +267,23 @@ def sql(query):
     return [line.split("\t") for line in p.stdout.splitlines()]
 
 
+def callback_row(jid):
+    """Job JID's latest callback delivery (callback_deliveries) as (state,
+    attempts); ("none", 0) when it has none."""
+    rows = sql(f"SELECT state, attempts FROM callback_deliveries WHERE job_id = '{jid}'"
+               f" ORDER BY created_at DESC, id DESC LIMIT 1")
+    return (rows[0][0], int(rows[0][1])) if rows else ("none", 0)
+
+
+def settle_callback(jid):
+    """Give up job JID's pending callback deliveries and take the job off
+    the queue: for a callback to a host no test serves, so that no later
+    file finds it due."""
+    sql(f"UPDATE callback_deliveries SET state = 'failed', next_at = NULL"
+        f" WHERE job_id = '{jid}' AND state = 'pending'")
+    sql(f"UPDATE jobs SET run_at = NULL WHERE id = '{jid}'")
+
+
 def db_ctl(action):
     """Stop or start the test MariaDB: ACTION is 'stop' or 'start'."""
     cmd = shlex.split(os.environ["DARKROOM_DB_CTL"]) + [action]

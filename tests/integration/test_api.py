@@ -19,8 +19,8 @@ import urllib.parse
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (  # noqa: E402
-    API_KEY, Fail, case, db_ctl, expect, expect_eq, expect_json, expect_problem,
-    expect_status, get, post, request, run, sql, wait_until,
+    API_KEY, Fail, callback_row, case, db_ctl, expect, expect_eq, expect_json, expect_problem,
+    expect_status, get, post, request, run, settle_callback, sql, wait_until,
 )
 
 API_KEY2 = os.environ.get("DARKROOM_API_KEY2", "")
@@ -584,7 +584,7 @@ def _():
     cancel_all(made + [job["id"]])
     # Canceled, the last one owes a callback to a host no test serves:
     # settle it, so no later file finds it due.
-    sql(f"UPDATE jobs SET callback_state = 'failed', run_at = NULL WHERE id = '{job['id']}'")
+    settle_callback(job["id"])
 
 
 @case("422 for a callback_url that is not an http(s) URL")
@@ -594,7 +594,7 @@ def _():
     create(job_body(callback_url="https://app.example.com/hooks/darkroom"))
 
 
-@case("POST /v1/jobs/{id}/callback/retry: 404 unknown, 405 GET, 409 not ended / no callback_url / still pending; 202 makes a given-up callback pending again")
+@case("POST /v1/jobs/{id}/callback/retry: 404 unknown, 405 GET, 409 not ended / no callback_url / still pending; 202 makes a given-up delivery pending again, the same webhook-id, its tries kept")
 def _():
     expect_problem(post("/v1/jobs/j_01ARZ3NDEKTSV4RRFFQ69G5FAV/callback/retry"), 404)
     plain = create(job_body(model=f"acme/cbretry-{RUN}"))
@@ -606,17 +606,28 @@ def _():
     cancel_all([job["id"]])
     # Canceled while queued: its callback is pending (no worker here).
     expect_problem(post(f"/v1/jobs/{job['id']}/callback/retry"), 409, field="still being delivered")
-    sql(f"UPDATE jobs SET callback_state = 'failed', callback_attempts = 8, run_at = NULL WHERE id = '{job['id']}'")
+    msg = sql(f"SELECT id FROM callback_deliveries WHERE job_id = '{job['id']}'")
+    expect_eq(len(msg), 1, "one delivery of the cancel")
+    settle_callback(job["id"])
+    sql(f"UPDATE callback_deliveries SET attempts = 8, last_status = 500 WHERE job_id = '{job['id']}'")
+    cb = expect_json(get(f"/v1/jobs/{job['id']}"), 200)["callback"]
+    expect_eq(cb, {"url": "https://app.example.com/cb", "state": "failed", "attempts": 8,
+                   "last_status": 500, "next_at": None}, "the job object's callback, given up")
     got = expect_json(post(f"/v1/jobs/{job['id']}/callback/retry"), 202)
     expect_eq((got["id"], got["status"]), (job["id"], "canceled"), "the job object answered")
-    row = sql(f"SELECT callback_state, callback_attempts, run_at IS NOT NULL AND run_at <= NOW(6)"
-              f" FROM jobs WHERE id = '{job['id']}'")
-    expect_eq(row, [["pending", "0", "1"]], "callback pending, tries afresh, due now")
+    expect_eq((got["callback"]["state"], got["callback"]["attempts"]), ("pending", 8),
+              "the answer's callback: pending again, its tries kept")
+    expect(TIMESTAMP.match(got["callback"]["next_at"] or ""), f"next_at {got['callback']['next_at']!r}")
+    row = sql(f"SELECT d.id, d.state, d.attempts, d.round_start, d.next_at <= NOW(6),"
+              f" j.run_at IS NOT NULL AND j.run_at <= NOW(6)"
+              f" FROM callback_deliveries d JOIN jobs j ON j.id = d.job_id WHERE d.job_id = '{job['id']}'")
+    expect_eq(row, [[msg[0][0], "pending", "8", "8", "1", "1"]],
+              "the same delivery (webhook-id) pending, its schedule from the start, due now")
     events = expect_json(get(f"/v1/jobs/{job['id']}/events"), 200)
     text = str(events)
     expect("requested" in text, f"a callback event records the request: {text[-300:]}")
     # Settle it, so no later file finds it due for a host no test serves.
-    sql(f"UPDATE jobs SET callback_state = 'failed', run_at = NULL WHERE id = '{job['id']}'")
+    settle_callback(job["id"])
 
 
 @case("422 for an unknown top-level field, naming it")
