@@ -1102,6 +1102,18 @@ dr_status jobs_render_message(dr_db *db, const dr_config *cfg,
 	return render_one(db, sink, id, 0, out, err);
 }
 
+dr_status jobs_callback_attempts(dr_db *db, const char *id, dr_db_rows **rows,
+				 dr_error *err)
+{
+	return db_query(db,
+			"SELECT d.id, a.attempt, a.started_at, a.duration_ms,"
+			" a.http_status, a.error FROM callback_deliveries d"
+			" JOIN callback_attempts a ON a.delivery_id = d.id"
+			" WHERE d.job_id = ? ORDER BY d.created_at, d.id,"
+			" a.attempt",
+			rows, err, DB_ARGS(DB_STR(id)));
+}
+
 /*
  * MariaDB orders the tables of a join without weighing ORDER BY ... LIMIT
  * unless optimizer_join_limit_pref_ratio is set (MDEV-34720, in the
