@@ -119,8 +119,9 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_NoRedirect)
 
 
-def request(method, path, body=None, headers=None, key=API_KEY, timeout=30):
-    """Send one request to DARKROOM_URL + PATH and return a Response.
+def request(method, path, body=None, headers=None, key=API_KEY, timeout=30, base=None):
+    """Send one request to DARKROOM_URL (or BASE) + PATH and return a
+    Response.
 
     BODY: bytes are sent as they are; any other value (dict, list, str,
     number) is encoded as JSON with Content-Type application/json unless
@@ -139,7 +140,7 @@ def request(method, path, body=None, headers=None, key=API_KEY, timeout=30):
             data = json.dumps(body).encode("utf-8")
             if not any(h.lower() == "content-type" for h in hdrs):
                 hdrs["Content-Type"] = "application/json"
-    req = urllib.request.Request(BASE_URL + path, data=data, headers=hdrs, method=method)
+    req = urllib.request.Request((base or BASE_URL) + path, data=data, headers=hdrs, method=method)
     try:
         with _OPENER.open(req, timeout=timeout) as resp:
             r = Response(resp.status, resp.headers, resp.read())
