@@ -5,7 +5,8 @@
  *
  * Each case makes an ended job whose callback is pending (as a worker
  * would find it), runs callback_deliver() with a claim of it, and checks
- * what reached the receiver, the job's callback columns and the
+ * what reached the receiver, the job's delivery (callback_deliveries),
+ * its tries (callback_attempts), the job object's "callback" and the
  * "callback" event it recorded. The receiver listens on 127.0.0.1 over
  * plain http, so the case setup allows both through the environment
  * (DARKROOM_DOWNLOAD_ALLOW_HTTP, read by netpolicy_env, and

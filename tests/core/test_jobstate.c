@@ -4,7 +4,8 @@
  * applied with the core's migrate module).
  *
  * Each fenced write is tried with a stale lease first: it must change
- * nothing, add no event and answer DR_ERR_CONFLICT (lease_lost).
+ * nothing, add no event and answer DR_ERR_CONFLICT (lease_lost). Every end
+ * of a job with a callback_url opens a callback delivery of its own.
  */
 #include <setjmp.h>
 #include <stdarg.h>
