@@ -866,6 +866,28 @@ static void test_delivery_resend(void **state)
 	free(msg_id);
 }
 
+/* A claim that finds no pending delivery (already delivered, say) sends
+ * nothing and takes the job off the queue. */
+static void test_no_pending_delivery(void **state)
+{
+	dr_claim c;
+	dr_error err;
+
+	(void)state;
+	ended_job(rx_url("/cb"), 1, &c);
+	assert_ok(db_exec(db,
+			  "UPDATE callback_deliveries SET state = 'delivered'"
+			  " WHERE job_id = ?",
+			  NULL, &err, DB_ARGS(DB_STR(c.id))),
+		  err);
+	rx_reset(200);
+	deliver(&c);
+	assert_int_equal(rx_count(&rx.requests), 0);
+	assert_cb(db, c.id, "CONCAT(state, ' ', attempts)", "delivered 1");
+	assert_col(db, c.id, "run_at", "(null)");
+	assert_col(db, c.id, "lease_owner", "(null)");
+}
+
 /* A 410 (Gone) stops the delivery for good at its first try; another
  * 4xx is a failed try retried like a 5xx, and so is a redirect, which is
  * not followed. */
@@ -1320,6 +1342,7 @@ int main(void)
 		cmocka_unit_test_setup(test_delivery_gone, case_setup),
 		cmocka_unit_test_setup(test_delivery_no_answer, case_setup),
 		cmocka_unit_test_setup(test_delivery_resend, case_setup),
+		cmocka_unit_test_setup(test_no_pending_delivery, case_setup),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
