@@ -93,37 +93,65 @@ static double test_scale(void)
 	return f;
 }
 
-/* Record the callback's end state (delivered or failed) and park the job;
- * `detail`, when not NULL, is the event recorded with it. */
-static void finish(const dr_step_ctx *e, const dr_claim *c, const char *state,
-		   const char *detail)
+/* The delivery being tried and what is known of this try. */
+typedef struct cb_try {
+	const dr_step_ctx *e;
+	const dr_claim *c;
+	const char *delivery; /* its id, the webhook-id */
+	int tries;	      /* this try's place in the schedule, 1 first */
+	struct timespec t0;   /* when it started (monotonic) */
+} cb_try;
+
+/* Seconds since `t0`. */
+static double elapsed(const struct timespec *t0)
 {
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) +
+	       (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* Record try `t`: the delivery's new `state` (tried again after `delay`
+ * seconds when "pending"), the answer's `http` status (0 for none), the
+ * `error` (NULL when delivered) and the job event `detail`. A worker
+ * that lost its lease meanwhile writes nothing and logs it. */
+static void record(const cb_try *t, const char *state, double delay, long http,
+		   const char *error, const char *detail)
+{
+	jobstate_callback_try r;
 	dr_error err;
 
 	dr_error_clear(&err);
-	if (jobstate_callback_end(e->db, c->id, c->lease_version, state,
-				  &err) != DR_OK) {
-		dr_log(DR_LOG_WARNING, "event=callback.lease_lost job=%s",
-		       c->id);
-		return;
-	}
-	if (detail && jobstate_event(e->db, c->id, "callback", c->status, NULL,
-				     detail, &err) != DR_OK)
-		dr_log(DR_LOG_WARNING, "event=job.event_failed job=%s", c->id);
+	memset(&r, 0, sizeof(r));
+	r.delivery = t->delivery;
+	r.state = state;
+	r.delay = delay;
+	r.http = http;
+	r.error = error;
+	r.duration = elapsed(&t->t0);
+	r.from = t->c->status;
+	r.detail = detail;
+	if (jobstate_callback_tried(t->e->db, t->c->id, t->c->lease_version, &r,
+				    &err) != DR_OK)
+		dr_log(DR_LOG_WARNING,
+		       "event=callback.lease_lost job=%s code=%s", t->c->id,
+		       err.code[0] ? err.code : "-");
 }
 
-/* A callback that can never be sent (no URL, no usable secret): logged,
- * recorded, given up at once. */
-static void give_up(const dr_step_ctx *e, const dr_claim *c, const char *code,
-		    const char *reason)
+/* A callback that can never be sent (no usable secret): logged, recorded
+ * as a try, given up at once. */
+static void give_up(const cb_try *t, const char *code, const char *reason)
 {
-	char q[300];
+	char q[300], text[400];
 	char *detail = jobstate_detail("delivery", "failed", "code", code,
-				       "reason", reason, NULL);
+				       "reason", reason, "webhook_id",
+				       t->delivery, "given_up", "true", NULL);
 
 	dr_log(DR_LOG_WARNING, "event=callback.failed job=%s code=%s reason=%s",
-	       c->id, code, dr_log_quote(reason, q, sizeof(q)));
-	finish(e, c, "failed", detail);
+	       t->c->id, code, dr_log_quote(reason, q, sizeof(q)));
+	snprintf(text, sizeof(text), "%s: %s", code, reason);
+	record(t, "failed", 0, 0, text, detail);
 	free(detail);
 }
 
@@ -131,46 +159,35 @@ static void give_up(const dr_step_ctx *e, const dr_claim *c, const char *code,
  * One failed try of the callback, whatever failed (the job object could
  * not be built, the POST failed or was answered with an error): logged
  * with its reason, then given up after the schedule's last try (or at
- * once when `final`), or tried again after callback_delay(), and recorded
- * in the job's events. The event is written only once the fenced write of
- * the callback's state went through, as finish() does: a worker that lost
- * its lease (the job was claimed again, or retried by its client) adds
- * nothing to the job. `http` is the answer's status, 0 for none;
- * `retry_after` its Retry-After header (NULL or "" for none); `msg_id`
- * may be NULL before the delivery has one.
+ * once when `final`), or tried again after callback_delay(); recorded
+ * with the delivery, its attempt row and the job's event in one fenced
+ * transaction, so a worker that lost its lease (the job was claimed
+ * again, or retried by its client) adds nothing. `http` is the answer's
+ * status, 0 for none; `retry_after` its Retry-After header (NULL or ""
+ * for none).
  */
-static void failed_try(const dr_step_ctx *e, const dr_claim *c, int tries,
-		       int final, long http, const char *retry_after,
-		       const char *msg_id, const dr_error *why)
+static void failed_try(const cb_try *t, int final, long http,
+		       const char *retry_after, const dr_error *why)
 {
-	char status_s[16], reason[600];
-	double delay = callback_delay(tries, retry_after, time(NULL));
+	char status_s[16], reason[600], text[JOBSTATE_MAX_ERROR_MESSAGE + 64];
+	double delay = callback_delay(t->tries, retry_after, time(NULL));
 	char *detail;
-	dr_error err;
 
-	dr_error_clear(&err);
 	final = final || delay < 0;
 	snprintf(status_s, sizeof(status_s), "%ld", http);
 	detail = jobstate_detail("delivery", "failed", "http_status", status_s,
 				 "code", why->code, "reason", why->message,
-				 "webhook_id", msg_id, "given_up",
+				 "webhook_id", t->delivery, "given_up",
 				 final ? "true" : NULL, NULL);
 	dr_log(DR_LOG_WARNING,
 	       "event=callback.failed job=%s try=%d status=%ld code=%s "
 	       "reason=%s",
-	       c->id, tries, http, why->code[0] ? why->code : "-",
+	       t->c->id, t->tries, http, why->code[0] ? why->code : "-",
 	       dr_log_quote(why->message, reason, sizeof(reason)));
-	if (final) {
-		finish(e, c, "failed", detail);
-	} else if (jobstate_callback_later(e->db, c->id, c->lease_version,
-					   delay * test_scale(),
-					   &err) != DR_OK) {
-		dr_log(DR_LOG_WARNING, "event=callback.lease_lost job=%s",
-		       c->id);
-	} else if (jobstate_event(e->db, c->id, "callback", c->status, NULL,
-				  detail, &err) != DR_OK) {
-		dr_log(DR_LOG_WARNING, "event=job.event_failed job=%s", c->id);
-	}
+	snprintf(text, sizeof(text), "%s: %s", why->code[0] ? why->code : "-",
+		 why->message);
+	record(t, final ? "failed" : "pending",
+	       final ? 0 : delay * test_scale(), http, text, detail);
 	free(detail);
 }
 
@@ -188,7 +205,7 @@ dr_step_outcome callback_deliver(const dr_step_ctx *e)
 	const char *headers[5];
 	dr_buf body;
 	long http = 0;
-	int tries = 1;
+	cb_try t;
 	char *detail;
 	dr_error err;
 	dr_status st;
@@ -197,21 +214,38 @@ dr_step_outcome callback_deliver(const dr_step_ctx *e)
 	o.kind = DR_STEP_DONE;
 	dr_error_clear(&err);
 	retry_after[0] = '\0';
+	msg_id[0] = '\0';
+	memset(&t, 0, sizeof(t));
+	t.e = e;
+	t.c = c;
+	t.delivery = msg_id;
+	clock_gettime(CLOCK_MONOTONIC, &t.t0);
 	/* The job object and the envelope around it. */
 	dr_buf_init(&body, (16u << 20) + 256);
 	st = db_query(e->db,
-		      "SELECT callback_url, UNIX_TIMESTAMP(completed_at),"
-		      " callback_attempts, completed_at FROM jobs WHERE id = ?",
+		      "SELECT d.url, d.id, d.attempts - d.round_start,"
+		      " j.completed_at FROM jobs j JOIN callback_deliveries d"
+		      " ON d.job_id = j.id WHERE j.id = ?"
+		      " AND d.state = 'pending'"
+		      " ORDER BY d.created_at DESC, d.id DESC LIMIT 1",
 		      &rows, &err, DB_ARGS(DB_STR(c->id)));
 	if (st != DR_OK) /* the lease runs out and the job comes back */
 		goto out;
-	if (rows->n_rows != 1 || !db_cell(rows, 0, 0)) {
-		give_up(e, c, "no_callback_url", "the job has no callback_url");
+	if (rows->n_rows != 1) {
+		/* Nothing pending (a client retried the job meanwhile, say):
+		 * nothing to send. */
+		dr_log(DR_LOG_WARNING, "event=callback.none_pending job=%s",
+		       c->id);
+		if (jobstate_park(e->db, c->id, c->lease_version, &err) !=
+		    DR_OK)
+			dr_log(DR_LOG_WARNING,
+			       "event=callback.lease_lost job=%s", c->id);
 		goto out;
 	}
-	tries = (int)strtol(db_cell(rows, 0, 2), NULL, 10) + 1;
+	snprintf(msg_id, sizeof(msg_id), "%s", db_cell(rows, 0, 1));
+	t.tries = (int)strtol(db_cell(rows, 0, 2), NULL, 10) + 1;
 	if (!cfg->server.callback_secret) {
-		give_up(e, c, "no_callback_secret",
+		give_up(&t, "no_callback_secret",
 			"no callback_secret is configured");
 		goto out;
 	}
@@ -224,9 +258,9 @@ dr_step_outcome callback_deliver(const dr_step_ctx *e)
 	if (st == DR_OK)
 		st = dr_buf_puts(&body, ",\"data\":");
 	if (st == DR_OK)
-		st = jobs_render(e->db, cfg,
-				 plugins_sink(e->plugins, cfg->server.sink),
-				 c->id, &body, &err);
+		st = jobs_render_message(
+			e->db, cfg, plugins_sink(e->plugins, cfg->server.sink),
+			c->id, &body, &err);
 	if (st == DR_OK && dr_buf_puts(&body, "}") != DR_OK)
 		st = dr_fail(&err, DR_ERR_INTERNAL, "internal",
 			     "job object too large");
@@ -241,14 +275,9 @@ dr_step_outcome callback_deliver(const dr_step_ctx *e)
 		dr_fail(&why, st, "callback_unrenderable",
 			"the job object cannot be built: %s",
 			err.message[0] ? err.message : dr_strerror(st));
-		failed_try(e, c, tries, 0, 0, NULL, NULL, &why);
+		failed_try(&t, 0, 0, NULL, &why);
 		goto out;
 	}
-	snprintf(msg_id, sizeof(msg_id), "msg_%s_%s", c->id,
-		 db_cell(rows, 0, 1) ? db_cell(rows, 0, 1) : "0");
-	for (char *p = msg_id; *p; p++)
-		if (*p == '.')
-			*p = '_';
 	snprintf(ts, sizeof(ts), "%lld", (long long)plugin_host_services()->now());
 	st = webhook_sign(cfg->server.callback_secret, msg_id,
 			  strtoll(ts, NULL, 10), body.data, body.len, sig,
@@ -261,7 +290,7 @@ dr_step_outcome callback_deliver(const dr_step_ctx *e)
 				  strtoll(ts, NULL, 10), body.data, body.len,
 				  sig_prev, sizeof(sig_prev));
 	if (st != DR_OK) {
-		give_up(e, c, "bad_callback_secret",
+		give_up(&t, "bad_callback_secret",
 			"the callback_secret or callback_secret_previous "
 			"cannot be used to sign");
 		goto out;
@@ -286,6 +315,7 @@ dr_step_outcome callback_deliver(const dr_step_ctx *e)
 	netpolicy_env(&pol, &env_hosts);
 	pol.hosts = any; /* the client chose its host; the address rules hold */
 	pol.allow_private = netpolicy_callback_allow_private();
+	clock_gettime(CLOCK_MONOTONIC, &t.t0); /* the try is the POST */
 	st = download_post(db_cell(rows, 0, 0), &pol, headers, body.data,
 			   body.len, &http, retry_after, sizeof(retry_after),
 			   &err);
@@ -293,7 +323,7 @@ dr_step_outcome callback_deliver(const dr_step_ctx *e)
 	if (st == DR_OK && http >= 200 && http < 300) {
 		detail = jobstate_detail("delivery", "delivered", "http_status",
 					 status_s, "webhook_id", msg_id, NULL);
-		finish(e, c, "delivered", detail);
+		record(&t, "delivered", 0, http, NULL, detail);
 		free(detail);
 		dr_log(DR_LOG_INFO, "event=callback.delivered job=%s status=%ld",
 		       c->id, http);
@@ -307,11 +337,11 @@ dr_step_outcome callback_deliver(const dr_step_ctx *e)
 			"the callback URL answered %ld", http);
 	/* Refused addresses and URLs will not change, and a 410 says the
 	 * receiver is gone for good: give up at once. */
-	failed_try(e, c, tries,
+	failed_try(&t,
 		   strcmp(err.code, "address_not_allowed") == 0 ||
 			   strcmp(err.code, "url_not_allowed") == 0 ||
 			   (st == DR_OK && http == 410),
-		   http, retry_after, msg_id, &err);
+		   st == DR_OK ? http : 0, retry_after, &err);
 out:
 	netpolicy_free_hosts(env_hosts);
 	db_rows_free(rows);

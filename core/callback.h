@@ -6,21 +6,26 @@
  * also with callback_secret_previous: two v1 signatures), retried on
  * Svix's schedule.
  *
- * The delivery's webhook-id is stable across retries of the same ending
- * (job id and completion time), so a client can drop duplicates; a new
- * end of the job (after a retry) is a new delivery with a new id. The
- * callback host gets the download guard: https (http when downloads
- * allow it), public addresses only (loopback and private ones with
- * DARKROOM_CALLBACK_ALLOW_PRIVATE=1), no redirects, each try cut off
- * after CALLBACK_TIMEOUT seconds. Each try is recorded in the job's
- * events and each failed one logged (event=callback.failed with code= and
- * reason=); a worker that lost the job's lease meanwhile logs its try but
- * writes nothing to the job. A job object that cannot be built (too
- * large, unreadable) counts as a failed try like a refused POST. After
- * the schedule's last try the callback is marked failed (the job keeps
- * its status: the callback is a notification, not part of the job's
- * work); a 410 answer, or a URL or address that can never be reached,
- * ends it at once.
+ * Each end of a job with a callback_url is a delivery (a row of
+ * callback_deliveries, opened by jobstate when the job ends) whose id is
+ * the webhook-id, stable across its tries (job id and completion time),
+ * so a client can drop duplicates; a new end of the job (after a retry)
+ * is a new delivery with a new id. The callback host gets the download
+ * guard: https (http when downloads allow it), public addresses only
+ * (loopback and private ones with DARKROOM_CALLBACK_ALLOW_PRIVATE=1), no
+ * redirects, each try cut off after CALLBACK_TIMEOUT seconds. Each try
+ * updates its delivery (attempts, state, last status and error, next
+ * try), adds a row to callback_attempts and an event to the job's events,
+ * in one fenced transaction, and each failed one is logged
+ * (event=callback.failed with code= and reason=); a worker that lost the
+ * job's lease meanwhile logs its try but writes nothing. The message's
+ * "data" is the job object without its own "callback" member, so every
+ * try sends the same job. A job object that cannot be built (too large,
+ * unreadable) counts as a failed try like a refused POST. After the
+ * schedule's last try the delivery is marked failed (the job keeps its
+ * status: the callback is a notification, not part of the job's work); a
+ * 410 answer, or a URL or address that can never be reached, ends it at
+ * once.
  *
  * Who may call whom: the engine calls callback; callback calls jobstate,
  * jobs (the job object), download (the POST), netpolicy, webhook (the

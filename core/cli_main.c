@@ -755,7 +755,54 @@ static void print_outputs(json_object *outs)
 	table_free(t);
 }
 
-static void print_job(json_object *j, const dr_db_rows *ev)
+/* The callback's tries: the delivery (its webhook-id), the try, when it
+ * started, how long it took, the HTTP status and the error. */
+static void print_attempts(const dr_db_rows *at)
+{
+	static const char *const heads[] = { "WEBHOOK-ID", "TRY",    "STARTED",
+					     "MS",	   "STATUS", "ERROR" };
+	static const size_t max[] = { 0, 0, 0, 0, 0, 100 };
+	dr_table *t = table_new(6, heads, max);
+
+	for (size_t i = 0; i < at->n_rows; i++) {
+		char started[32];
+		const char *row[6];
+
+		snprintf(started, sizeof(started), "%.23s",
+			 db_cell(at, i, JOBS_ATTEMPT_STARTED));
+		row[0] = db_cell(at, i, JOBS_ATTEMPT_DELIVERY);
+		row[1] = db_cell(at, i, JOBS_ATTEMPT_NUMBER);
+		row[2] = started;
+		row[3] = db_cell(at, i, JOBS_ATTEMPT_MS);
+		row[4] = db_cell(at, i, JOBS_ATTEMPT_STATUS);
+		row[5] = db_cell(at, i, JOBS_ATTEMPT_ERROR);
+		table_add(t, row);
+	}
+	table_print(t, stdout);
+	table_free(t);
+}
+
+/* The job object's "callback" as "STATE, N attempts, last status S, next
+ * try T" in `buf`, or "" when the job has none. */
+static void callback_text(json_object *j, char *buf, size_t n)
+{
+	json_object *cb = jget(j, "callback");
+	char t[24];
+
+	buf[0] = '\0';
+	if (!cb || !json_object_is_type(cb, json_type_object))
+		return;
+	snprintf(buf, n, "%s, %s attempt%s, last status %s, next try %s",
+		 jstr(cb, "state") ? jstr(cb, "state") : "-",
+		 jstr(cb, "attempts") ? jstr(cb, "attempts") : "0",
+		 json_object_get_int(jget(cb, "attempts")) == 1 ? "" : "s",
+		 jstr(cb, "last_status") ? jstr(cb, "last_status") : "-",
+		 jstr(cb, "next_at") ? short_time(jstr(cb, "next_at"), t)
+				     : "-");
+}
+
+static void print_job(json_object *j, const dr_db_rows *ev,
+		      const dr_db_rows *at)
 {
 	json_object *pred = jget(j, "prediction");
 	char buf[700], t1[24], t2[24], t3[24];
@@ -786,10 +833,19 @@ static void print_job(json_object *j, const dr_db_rows *ev)
 				       : NULL);
 	show_field("input", json_object_to_json_string_ext(
 				    jget(j, "input"), JSON_C_TO_STRING_PLAIN));
+	show_field("callback", jget(j, "callback")
+				       ? jstr(jget(j, "callback"), "url")
+				       : NULL);
+	callback_text(j, buf, sizeof(buf));
+	show_field("delivery", buf);
 	printf("\nEVENTS\n");
 	print_events(ev);
 	printf("\nOUTPUTS\n");
 	print_outputs(jget(j, "outputs"));
+	if (at->n_rows > 0) {
+		printf("\nCALLBACK ATTEMPTS\n");
+		print_attempts(at);
+	}
 }
 
 static int cmd_jobs_show(const cli *c, const cli_args *a)
@@ -799,7 +855,7 @@ static int cmd_jobs_show(const cli *c, const cli_args *a)
 	dr_db *db = NULL;
 	dr_plugins *plugins = NULL;
 	struct dr_instance *sink = NULL;
-	dr_db_rows *ev = NULL;
+	dr_db_rows *ev = NULL, *at = NULL;
 	json_object *root = NULL;
 	dr_buf out;
 	dr_error err;
@@ -812,16 +868,19 @@ static int cmd_jobs_show(const cli *c, const cli_args *a)
 	if (open_sink(cmd, cfg, &plugins, &sink) != 0) {
 		/* reported */
 	} else if (jobs_render(db, cfg, sink, id, &out, &err) != DR_OK ||
-		   (!json && events_list(db, id, &ev, &err) != DR_OK)) {
+		   (!json && events_list(db, id, &ev, &err) != DR_OK) ||
+		   (!json &&
+		    jobs_callback_attempts(db, id, &at, &err) != DR_OK)) {
 		report(cmd, &err);
 	} else if (json) {
 		printf("%s\n", out.data);
 		rc = 0;
 	} else if (parse_answer(cmd, &out, &root) == 0) {
-		print_job(root, ev);
+		print_job(root, ev, at);
 		rc = 0;
 	}
 	json_object_put(root);
+	db_rows_free(at);
 	db_rows_free(ev);
 	dr_buf_free(&out);
 	plugins_free(plugins);
@@ -830,9 +889,11 @@ static int cmd_jobs_show(const cli *c, const cli_args *a)
 	return rc;
 }
 
-/* jobs retry ID / jobs cancel ID: print "ID STATUS" of the job after. */
+/* jobs retry ID / jobs cancel ID: print "ID STATUS" of the job after;
+ * jobs retry --callback ID: "ID callback STATE" of its callback after. */
 static int jobs_action(const cli *c, const cli_args *a, int retry)
 {
+	int callback = retry && cli_flag(a, "--callback");
 	const char *cmd = a->cmd->name, *id = a->pos[0];
 	dr_config *cfg = NULL;
 	dr_db *db = NULL;
@@ -846,8 +907,9 @@ static int jobs_action(const cli *c, const cli_args *a, int retry)
 		return 1;
 	dr_buf_init(&out, CLI_JSON_MAX);
 	dr_error_clear(&err);
-	st = retry ? jobstate_client_retry(db, id, &err)
-		   : jobstate_client_cancel(db, id, &err);
+	st = callback ? jobstate_client_callback_retry(db, id, &err)
+	     : retry  ? jobstate_client_retry(db, id, &err)
+		      : jobstate_client_cancel(db, id, &err);
 	if (st == DR_OK) {
 		queue_wakeup_send(cfg->worker.wakeup_socket);
 		/* Only the status is shown: no sink, no URL made. */
@@ -855,7 +917,15 @@ static int jobs_action(const cli *c, const cli_args *a, int retry)
 	}
 	if (st != DR_OK) {
 		report(cmd, &err);
-	} else if (parse_answer(cmd, &out, &root) == 0) {
+	} else if (parse_answer(cmd, &out, &root) != 0) {
+		/* reported */
+	} else if (callback) {
+		json_object *cb = jget(root, "callback");
+
+		printf("%s callback %s\n", id,
+		       cb && jstr(cb, "state") ? jstr(cb, "state") : "-");
+		rc = 0;
+	} else {
 		json_object *cr = jget(root, "cancel_requested");
 
 		printf("%s %s%s\n", id, jstr(root, "status"),
@@ -1516,9 +1586,13 @@ static const cli_cmd commands[] = {
 		.missing = "give a job id",
 		.opts = "--json",
 		.help = "usage: darkroom jobs show ID [--json]\n\n"
-			"Show a job: its fields, its event log (time, kind, "
-			"status change, detail)\nand its outputs with their "
-			"renditions.\n\n"
+			"Show a job: its fields (its callback among them: "
+			"the URL, and its latest\ndelivery's state, "
+			"attempts, last HTTP status and next try), its "
+			"event\nlog (time, kind, status change, detail), its "
+			"outputs with their\nrenditions, and every try of "
+			"its callback (webhook-id, try, start,\n"
+			"milliseconds, HTTP status, error).\n\n"
 			"  --json  print the job object as GET /v1/jobs/ID "
 			"answers it",
 		.run = cmd_jobs_show,
@@ -1526,18 +1600,28 @@ static const cli_cmd commands[] = {
 	{
 		.name = "jobs retry",
 		.args = "ID",
-		.summary = "start a failed or canceled job again",
+		.summary = "start a failed or canceled job again, or send "
+			   "its callback again",
 		.min_pos = 1,
 		.max_pos = 1,
 		.missing = "give a job id",
-		.help = "usage: darkroom jobs retry ID\n\n"
+		.opts = "--callback",
+		.help = "usage: darkroom jobs retry [--callback] ID\n\n"
 			"Start a failed or canceled job again, wake the "
 			"workers and print the\njob's new status. A job "
 			"that failed while its outputs were stored\n"
 			"(download, render, upload, index) resumes there; "
 			"any other is submitted\nagain as a new "
 			"prediction. Exit status 1 when there is no such "
-			"job or\nit is in another state.",
+			"job or\nit is in another state.\n\n"
+			"  --callback  send the ended job's callback again "
+			"instead (as POST\n              "
+			"/v1/jobs/ID/callback/retry): its latest delivery, "
+			"delivered or\n              given up, is tried "
+			"again with the same webhook-id; prints\n"
+			"              \"ID callback pending\". Exit status "
+			"1 when the job has not\n              ended, has "
+			"no callback_url or its callback is still pending.",
 		.run = cmd_jobs_retry,
 	},
 	{

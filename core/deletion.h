@@ -2,17 +2,17 @@
  * deletion.h - deleting jobs: one by id, many by a metadata selector, and
  * the ended jobs older than [retention] jobs.
  *
- * Deleting a job removes, in one transaction: the job row (its pending
- * callback with it), its outputs and renditions, metadata, events and the
- * idempotency keys that named it; and one reference from `objects` for
- * every key its outputs and renditions used (objects.h). An object whose
- * last reference went is queued for removal at once; the worker removes it
- * from the sink after the commit (objects_remove_due), retrying a sink that
- * fails. Storage is content-addressed, so an object another job still uses
- * stays. Only an ended job (succeeded, failed, canceled) is deleted: one
- * that has not ended may still write rows and objects. Job ids are ULIDs
- * made from the clock and 80 random bits, so a deleted job's id is never
- * made again.
+ * Deleting a job removes, in one transaction: the job row, its callback
+ * deliveries (a pending one included) and their attempts, its outputs and
+ * renditions, metadata, events and the idempotency keys that named it; and one
+ * reference from `objects` for every key its outputs and renditions used
+ * (objects.h). An object whose last reference went is queued for removal at
+ * once; the worker removes it from the sink after the commit
+ * (objects_remove_due), retrying a sink that fails. Storage is
+ * content-addressed, so an object another job still uses stays. Only an ended
+ * job (succeeded, failed, canceled) is deleted: one that has not ended may
+ * still write rows and objects. Job ids are ULIDs made from the clock and 80
+ * random bits, so a deleted job's id is never made again.
  *
  * Every deletion leaves an audit record, a `deletions` row
  * (0010_deletions.sql) that retention never removes: when, by which API key

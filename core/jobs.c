@@ -537,21 +537,37 @@ void jobs_request_free(dr_job_request *req)
 
 /* Columns of the job object, in the order render_job() reads them. */
 enum {
-	J_ID, J_STATUS, J_ADAPTER, J_MODEL, J_VERSION, J_INPUT, J_METADATA,
-	J_PRED_ID, J_PRED_STATUS, J_PREDICT_TIME, J_PROGRESS, J_ATTEMPTS,
-	J_ERR_STEP, J_ERR_CODE, J_ERR_MSG, J_CREATED, J_UPDATED, J_COMPLETED,
+	J_ID,
+	J_STATUS,
+	J_ADAPTER,
+	J_MODEL,
+	J_VERSION,
+	J_INPUT,
+	J_METADATA,
+	J_PRED_ID,
+	J_PRED_STATUS,
+	J_PREDICT_TIME,
+	J_PROGRESS,
+	J_ATTEMPTS,
+	J_ERR_STEP,
+	J_ERR_CODE,
+	J_ERR_MSG,
+	J_CREATED,
+	J_UPDATED,
+	J_COMPLETED,
+	J_CALLBACK_URL,
 	J_NCOLS
 };
 
-#define JOB_COLUMNS                                                           \
-	"id, status, adapter, model, version, input, metadata,"              \
-	" prediction_id, prediction_status, predict_time, progress,"         \
-	" attempts, error_step, error_code, error_message, created_at,"      \
-	" updated_at, completed_at"
+#define JOB_COLUMNS                                                            \
+	"id, status, adapter, model, version, input, metadata,"                \
+	" prediction_id, prediction_status, predict_time, progress,"           \
+	" attempts, error_step, error_code, error_message, created_at,"        \
+	" updated_at, completed_at, callback_url"
 
 static dr_status render_job(dr_db *db, const struct dr_instance *sink,
 			    const dr_db_rows *rows, size_t i, int with_outputs,
-			    dr_buf *b, dr_error *err);
+			    int with_callback, dr_buf *b, dr_error *err);
 
 /* --------------------------------------------------------------- create */
 
@@ -772,7 +788,7 @@ dr_status jobs_create(dr_db *db, const dr_config *cfg,
 	}
 	memcpy(id_out, id, sizeof(id));
 	if (out)
-		st = render_job(db, sink, row, 0, 0, out, err);
+		st = render_job(db, sink, row, 0, 0, 1, out, err);
 	goto out;
 rollback:
 	db_rollback(db);
@@ -946,10 +962,64 @@ static dr_status render_outputs(dr_db *db, const struct dr_instance *sink,
 	return st;
 }
 
-/* Append the job object for row `i` of `rows` (JOB_COLUMNS order). */
+/*
+ * Append ,"callback":{"url", "state", "attempts", "last_status",
+ * "next_at"} of job `id`: its latest delivery (callback_deliveries) once
+ * the job has ended (`completed` not NULL), or state "none" (nothing to
+ * deliver yet: the job runs, again after a retry); null without `url`.
+ */
+static dr_status render_callback(dr_db *db, const char *id, const char *url,
+				 const char *completed, dr_buf *b,
+				 dr_error *err)
+{
+	dr_db_rows *rows = NULL;
+	const char *state = "none", *attempts = "0", *last = NULL, *next = NULL;
+	dr_status st;
+
+	if (!url)
+		return dr_buf_puts(b, ",\"callback\":null") == DR_OK
+			       ? DR_OK
+			       : DR_ERR_TOO_LARGE;
+	if (completed) {
+		st = db_query(db,
+			      "SELECT state, attempts, last_status,"
+			      " IF(state = 'pending', next_at, NULL)"
+			      " FROM callback_deliveries WHERE job_id = ?"
+			      " ORDER BY created_at DESC, id DESC LIMIT 1",
+			      &rows, err, DB_ARGS(DB_STR(id)));
+		if (st != DR_OK)
+			return st;
+		if (rows->n_rows == 1) {
+			state = db_cell(rows, 0, 0);
+			attempts = db_cell(rows, 0, 1);
+			last = db_cell(rows, 0, 2);
+			next = db_cell(rows, 0, 3);
+		}
+	}
+	st = dr_buf_puts(b, ",\"callback\":{\"url\":");
+	if (st == DR_OK)
+		st = dr_buf_json_string(b, url);
+	if (st == DR_OK)
+		st = put_str(b, "state", state);
+	if (st == DR_OK)
+		st = put_num(b, "attempts", attempts);
+	if (st == DR_OK)
+		st = put_num(b, "last_status", last);
+	if (st == DR_OK)
+		st = dr_buf_puts(b, ",\"next_at\":");
+	if (st == DR_OK)
+		st = jobs_append_time(b, next);
+	if (st == DR_OK)
+		st = dr_buf_puts(b, "}");
+	db_rows_free(rows);
+	return st == DR_OK ? DR_OK : DR_ERR_TOO_LARGE;
+}
+
+/* Append the job object for row `i` of `rows` (JOB_COLUMNS order), with
+ * its outputs and its "callback" member when asked. */
 static dr_status render_job(dr_db *db, const struct dr_instance *sink,
 			    const dr_db_rows *rows, size_t i, int with_outputs,
-			    dr_buf *b, dr_error *err)
+			    int with_callback, dr_buf *b, dr_error *err)
 {
 #define C(col) db_cell(rows, i, (col))
 	dr_status st;
@@ -1013,6 +1083,12 @@ static dr_status render_job(dr_db *db, const struct dr_instance *sink,
 		st = dr_buf_puts(b, ",\"completed_at\":");
 	if (st == DR_OK)
 		st = jobs_append_time(b, C(J_COMPLETED));
+	if (st == DR_OK && with_callback) {
+		st = render_callback(db, C(J_ID), C(J_CALLBACK_URL),
+				     C(J_COMPLETED), b, err);
+		if (st != DR_OK && st != DR_ERR_TOO_LARGE)
+			return st;
+	}
 	if (st != DR_OK)
 		return dr_fail(err, DR_ERR_INTERNAL, "internal",
 			       "job object too large");
@@ -1028,14 +1104,14 @@ static dr_status render_job(dr_db *db, const struct dr_instance *sink,
 #undef C
 }
 
-dr_status jobs_render(dr_db *db, const dr_config *cfg,
-		      const struct dr_instance *sink, const char *id,
-		      dr_buf *out, dr_error *err)
+/* jobs_render() and jobs_render_message(). */
+static dr_status render_one(dr_db *db, const struct dr_instance *sink,
+			    const char *id, int with_callback, dr_buf *out,
+			    dr_error *err)
 {
 	dr_db_rows *rows = NULL;
 	dr_status st;
 
-	(void)cfg;
 	st = db_query(db, "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?",
 		      &rows, err, DB_ARGS(DB_STR(id)));
 	if (st != DR_OK)
@@ -1044,9 +1120,37 @@ dr_status jobs_render(dr_db *db, const dr_config *cfg,
 		st = dr_fail(err, DR_ERR_NOT_FOUND, "not_found",
 			     "no job with id %.40s", id);
 	else
-		st = render_job(db, sink, rows, 0, 1, out, err);
+		st = render_job(db, sink, rows, 0, 1, with_callback, out, err);
 	db_rows_free(rows);
 	return st;
+}
+
+dr_status jobs_render(dr_db *db, const dr_config *cfg,
+		      const struct dr_instance *sink, const char *id,
+		      dr_buf *out, dr_error *err)
+{
+	(void)cfg;
+	return render_one(db, sink, id, 1, out, err);
+}
+
+dr_status jobs_render_message(dr_db *db, const dr_config *cfg,
+			      const struct dr_instance *sink, const char *id,
+			      dr_buf *out, dr_error *err)
+{
+	(void)cfg;
+	return render_one(db, sink, id, 0, out, err);
+}
+
+dr_status jobs_callback_attempts(dr_db *db, const char *id, dr_db_rows **rows,
+				 dr_error *err)
+{
+	return db_query(db,
+			"SELECT d.id, a.attempt, a.started_at, a.duration_ms,"
+			" a.http_status, a.error FROM callback_deliveries d"
+			" JOIN callback_attempts a ON a.delivery_id = d.id"
+			" WHERE d.job_id = ? ORDER BY d.created_at, d.id,"
+			" a.attempt",
+			rows, err, DB_ARGS(DB_STR(id)));
 }
 
 /*
@@ -1190,7 +1294,7 @@ dr_status jobs_list(dr_db *db, const dr_config *cfg,
 		if (i)
 			st = dr_buf_puts(out, ",");
 		if (st == DR_OK)
-			st = render_job(db, sink, rows, i, 1, out, err);
+			st = render_job(db, sink, rows, i, 1, 1, out, err);
 	}
 	if (st == DR_OK)
 		st = dr_buf_puts(out, "],\"next_cursor\":");

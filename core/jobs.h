@@ -103,6 +103,29 @@ dr_status jobs_render(dr_db *db, const dr_config *cfg,
 		      const struct dr_instance *sink, const char *id,
 		      dr_buf *out, dr_error *err) DR_WARN_UNUSED;
 
+/* The job object of job `id` as a client callback carries it (the
+ * "data" of its message): without its "callback" member, which changes
+ * with every try, so that every try of one message sends the same job. */
+dr_status jobs_render_message(dr_db *db, const dr_config *cfg,
+			      const struct dr_instance *sink, const char *id,
+			      dr_buf *out, dr_error *err) DR_WARN_UNUSED;
+
+/* Columns of each row of jobs_callback_attempts(), in order. */
+enum {
+	JOBS_ATTEMPT_DELIVERY, /* the delivery's id, its webhook-id */
+	JOBS_ATTEMPT_NUMBER,   /* 1, 2… within the delivery */
+	JOBS_ATTEMPT_STARTED,  /* "YYYY-MM-DD HH:MM:SS.ffffff" */
+	JOBS_ATTEMPT_MS,       /* how long it took */
+	JOBS_ATTEMPT_STATUS,   /* the HTTP status, NULL for no answer */
+	JOBS_ATTEMPT_ERROR     /* NULL when it was delivered */
+};
+
+/* Every try of job `id`'s callback deliveries (callback_attempts),
+ * oldest delivery first, each in order; *rows is the caller's to free
+ * (db_rows_free), empty for a job without any. */
+dr_status jobs_callback_attempts(dr_db *db, const char *id, dr_db_rows **rows,
+				 dr_error *err) DR_WARN_UNUSED;
+
 /* A metadata.KEY=VALUE filter: jobs whose metadata has KEY with VALUE.
  * Several filters all apply (AND). */
 typedef struct dr_metadata_filter {

@@ -24,12 +24,24 @@ static const char *const names[DR_JOB_STATUSES] = {
 };
 
 /* The columns every end of a job sets: when it ended, and its callback
- * (when it has a callback_url) due now. */
+ * (when it has a callback_url) due now; open_delivery() then makes the
+ * delivery that callback is. */
 #define JOB_ENDS                                                               \
 	" completed_at = NOW(6), updated_at = NOW(6),"                         \
-	" callback_state = IF(callback_url IS NULL, 'none', 'pending'),"       \
 	" run_at = IF(callback_url IS NULL, NULL, NOW(6)),"                    \
 	" lease_owner = NULL"
+
+/* The webhook-id of the delivery of a job's end (the job row as `j`):
+ * the job id and when it ended, so a new end is a new message. Deliveries
+ * made before migration 0011 have ids of the same form. */
+#define END_MSG_ID                                                             \
+	"CONCAT('msg_', j.id, '_',"                                            \
+	" REPLACE(UNIX_TIMESTAMP(j.completed_at), '.', '_'))"
+
+/* The latest delivery of job `j.id`, as a subquery's tail. */
+#define LATEST_DELIVERY                                                        \
+	" FROM callback_deliveries d WHERE d.job_id = j.id"                    \
+	" ORDER BY d.created_at DESC, d.id DESC LIMIT 1"
 
 const char *jobstate_name(dr_job_status s)
 {
@@ -95,6 +107,20 @@ dr_status jobstate_event(dr_db *db, const char *id, const char *kind,
 		       NULL, err,
 		       DB_ARGS(DB_STR(id), DB_STR(kind), DB_STR(from),
 			       DB_STR(to), DB_STR(detail)));
+}
+
+/* In the caller's transaction, right after job `id` ended: when it has a
+ * callback_url, the delivery of its end, pending and due now. */
+static dr_status open_delivery(dr_db *db, const char *id, dr_error *err)
+{
+	return db_exec(db,
+		       "INSERT INTO callback_deliveries (id, type, job_id, url,"
+		       " state, attempts, next_at, created_at)"
+		       " SELECT " END_MSG_ID ", CONCAT('job.', j.status), j.id,"
+		       " j.callback_url, 'pending', 0, NOW(6), NOW(6)"
+		       " FROM jobs j WHERE j.id = ? AND j.callback_url IS NOT"
+		       " NULL AND j.completed_at IS NOT NULL",
+		       NULL, err, DB_ARGS(DB_STR(id)));
 }
 
 char *jobstate_detail(const char *key, ...)
@@ -197,6 +223,8 @@ dr_status jobstate_fail(dr_db *db, const char *id, uint64_t fence,
 				     DB_STR(id), DB_U64(fence)));
 		st = queue_fenced(st, n, err);
 	}
+	if (st == DR_OK)
+		st = open_delivery(db, id, err);
 	if (st == DR_OK) {
 		detail = jobstate_detail("step", step, "code", code, "message",
 					 text, NULL);
@@ -268,6 +296,8 @@ dr_status jobstate_succeed(dr_db *db, const char *id, uint64_t fence,
 		     &n, err, DB_ARGS(DB_STR(id), DB_U64(fence)));
 	st = queue_fenced(st, n, err);
 	if (st == DR_OK)
+		st = open_delivery(db, id, err);
+	if (st == DR_OK)
 		st = jobstate_event(db, id, "status",
 				    jobstate_name(DR_JOB_PERSISTING),
 				    jobstate_name(DR_JOB_SUCCEEDED), NULL, err);
@@ -292,6 +322,8 @@ dr_status jobstate_cancel(dr_db *db, const char *id, uint64_t fence,
 			     &n, err, DB_ARGS(DB_STR(id), DB_U64(fence)));
 		st = queue_fenced(st, n, err);
 	}
+	if (st == DR_OK)
+		st = open_delivery(db, id, err);
 	/* Canceled while persisting: the outputs the provider made are not
 	 * stored, so their pending rows go with the job's end. */
 	if (st == DR_OK)
@@ -352,35 +384,69 @@ dr_status jobstate_park(dr_db *db, const char *id, uint64_t fence,
 	return queue_fenced(st, n, err);
 }
 
-dr_status jobstate_callback_end(dr_db *db, const char *id, uint64_t fence,
-				const char *state, dr_error *err)
+dr_status jobstate_callback_tried(dr_db *db, const char *id, uint64_t fence,
+				  const jobstate_callback_try *t, dr_error *err)
 {
+	int pending = strcmp(t->state, "pending") == 0;
+	int64_t next_us = pending ? queue_delay_us(t->delay) : 0;
+	int64_t took_us = t->duration > 0 ? (int64_t)(t->duration * 1e6) : 0;
+	char *text = jobstate_column_text(t->error, JOBSTATE_MAX_ERROR_MESSAGE);
 	uint64_t n = 0;
-	dr_status st = db_exec(
-		db,
-		"UPDATE jobs SET callback_state = ?,"
-		" callback_attempts = callback_attempts + 1,"
-		" run_at = NULL, lease_owner = NULL"
-		" WHERE id = ? AND lease_version = ?",
-		&n, err, DB_ARGS(DB_STR(state), DB_STR(id), DB_U64(fence)));
+	dr_status st;
 
-	return queue_fenced(st, n, err);
-}
-
-dr_status jobstate_callback_later(dr_db *db, const char *id, uint64_t fence,
-				  double delay, dr_error *err)
-{
-	uint64_t n = 0;
-	dr_status st = db_exec(db,
-			       "UPDATE jobs SET run_at = NOW(6) + INTERVAL ?"
-			       " MICROSECOND, lease_owner = NULL,"
-			       " callback_attempts = callback_attempts + 1"
-			       " WHERE id = ? AND lease_version = ?",
-			       &n, err,
-			       DB_ARGS(DB_INT(queue_delay_us(delay)),
-				       DB_STR(id), DB_U64(fence)));
-
-	return queue_fenced(st, n, err);
+	st = db_begin(db, err);
+	if (st != DR_OK)
+		goto out;
+	/* The job's place in the queue: the fence. */
+	st = db_exec(db,
+		     "UPDATE jobs SET run_at = IF(?, NOW(6) + INTERVAL ?"
+		     " MICROSECOND, NULL), lease_owner = NULL"
+		     " WHERE id = ? AND lease_version = ?",
+		     &n, err,
+		     DB_ARGS(DB_INT((int64_t)pending), DB_INT(next_us),
+			     DB_STR(id), DB_U64(fence)));
+	st = queue_fenced(st, n, err);
+	if (st == DR_OK)
+		st = db_exec(
+			db,
+			"UPDATE callback_deliveries SET"
+			" attempts = attempts + 1, state = ?,"
+			" last_status = NULLIF(?, 0), last_error = ?,"
+			" next_at = IF(?, NOW(6) + INTERVAL ? MICROSECOND,"
+			" NULL), delivered_at = IF(? = 'delivered',"
+			" NOW(6), delivered_at)"
+			" WHERE id = ? AND job_id = ? AND state = 'pending'",
+			&n, err,
+			DB_ARGS(DB_STR(t->state), DB_INT((int64_t)t->http),
+				DB_STR(text), DB_INT((int64_t)pending),
+				DB_INT(next_us), DB_STR(t->state),
+				DB_STR(t->delivery), DB_STR(id)));
+	/* A delivery no longer pending was re-armed or dropped by the
+	 * job's client meanwhile, which also moved the fence: lost. */
+	if (st == DR_OK)
+		st = queue_fenced(st, n, err);
+	if (st == DR_OK)
+		st = db_exec(db,
+			     "INSERT INTO callback_attempts (delivery_id,"
+			     " attempt, started_at, duration_ms, http_status,"
+			     " error) SELECT id, attempts,"
+			     " NOW(6) - INTERVAL ? MICROSECOND, ?,"
+			     " NULLIF(?, 0), ? FROM callback_deliveries"
+			     " WHERE id = ?",
+			     NULL, err,
+			     DB_ARGS(DB_INT(took_us), DB_INT(took_us / 1000),
+				     DB_INT((int64_t)t->http), DB_STR(text),
+				     DB_STR(t->delivery)));
+	if (st == DR_OK && t->detail)
+		st = jobstate_event(db, id, "callback", t->from, NULL,
+				    t->detail, err);
+	if (st == DR_OK)
+		st = db_commit(db, err);
+	if (st != DR_OK && db_in_transaction(db))
+		db_rollback(db);
+out:
+	free(text);
+	return st;
 }
 
 dr_status jobstate_news_write(dr_db *db, const char *id, const jobstate_news *n,
@@ -389,8 +455,9 @@ dr_status jobstate_news_write(dr_db *db, const char *id, const jobstate_news *n,
 	const char *next = jobstate_name(n->to);
 	int to_final = jobstate_is_final(n->to);
 	int to_persist = n->to == DR_JOB_PERSISTING;
+	dr_status st;
 
-	return db_exec(
+	st = db_exec(
 		db,
 		"UPDATE jobs SET status = ?, prediction_id ="
 		" COALESCE(prediction_id, ?), prediction_status = ?,"
@@ -405,8 +472,6 @@ dr_status jobstate_news_write(dr_db *db, const char *id, const jobstate_news *n,
 		" error_code = IF(? = 'failed', ?, error_code),"
 		" error_message = IF(? = 'failed', ?, error_message),"
 		" completed_at = IF(?, NOW(6), completed_at),"
-		" callback_state = IF(? AND callback_url IS NOT NULL,"
-		" 'pending', callback_state),"
 		" attempts = IF(?, 0, attempts),"
 		" run_at = CASE WHEN ? THEN IF(callback_url IS NULL, NULL,"
 		" NOW(6)) WHEN ? THEN NOW(6)"
@@ -429,12 +494,12 @@ dr_status jobstate_news_write(dr_db *db, const char *id, const jobstate_news *n,
 			       next),
 			DB_STR(next), DB_STR(n->error_code), DB_STR(next),
 			DB_STR(n->error_message),
-			DB_INT(/* completed_at, callback_state, attempts,
-				* run_at, lease_owner
+			DB_INT(/* completed_at, attempts, run_at,
+				* lease_owner
 				*/
 			       (int64_t)to_final),
-			DB_INT((int64_t)to_final), DB_INT((int64_t)to_persist),
-			DB_INT((int64_t)to_final), DB_INT((int64_t)to_persist),
+			DB_INT((int64_t)to_persist), DB_INT((int64_t)to_final),
+			DB_INT((int64_t)to_persist),
 			DB_INT((int64_t)(n->adopt && !n->fenced)),
 			DB_INT((int64_t)(n->poll_min * 1e6)),
 			DB_INT((int64_t)to_final), DB_INT((int64_t)to_persist),
@@ -445,20 +510,25 @@ dr_status jobstate_news_write(dr_db *db, const char *id, const jobstate_news *n,
 			       (int64_t)(!n->fenced &&
 					 (to_final || to_persist))),
 			DB_STR(id)));
+	if (st == DR_OK && to_final)
+		st = open_delivery(db, id, err);
+	return st;
 }
 
 /* ------------------------------------------------------- a client's */
 
 /* Lock job `id` in the open transaction and fetch what a client's action
- * decides on: status, error_step, callback_url IS NOT NULL,
- * callback_state. */
+ * decides on: status, error_step, callback_url IS NOT NULL, and the state
+ * and id of its latest callback delivery (NULL when it has none). */
 static dr_status lock_job(dr_db *db, const char *id, dr_db_rows **rows,
 			  dr_error *err)
 {
 	dr_status st = db_query(db,
-				"SELECT status, error_step,"
-				" callback_url IS NOT NULL, callback_state"
-				" FROM jobs WHERE id = ? FOR UPDATE",
+				"SELECT j.status, j.error_step,"
+				" j.callback_url IS NOT NULL,"
+				" (SELECT d.state" LATEST_DELIVERY "),"
+				" (SELECT d.id" LATEST_DELIVERY ")"
+				" FROM jobs j WHERE j.id = ? FOR UPDATE",
 				rows, err, DB_ARGS(DB_STR(id)));
 
 	if (st == DR_OK && (*rows)->n_rows == 0) {
@@ -519,10 +589,11 @@ static dr_status cancel_act(dr_db *db, const char *id, const dr_db_rows *job,
 		 * owes its client a callback: due now, for the workers. */
 		st = db_exec(db,
 			     "UPDATE jobs SET status = 'canceled',"
-			     " callback_attempts = 0,"
 			     " lease_version = lease_version + 1," JOB_ENDS
 			     " WHERE id = ?",
 			     NULL, err, DB_ARGS(DB_STR(id)));
+		if (st == DR_OK)
+			st = open_delivery(db, id, err);
 		if (st == DR_OK)
 			st = jobstate_event(
 				db, id, "status", status,
@@ -582,7 +653,6 @@ static dr_status retry_act(dr_db *db, const char *id, const dr_db_rows *job,
 			     " error_step = NULL, error_code = NULL,"
 			     " error_message = NULL, completed_at = NULL,"
 			     " cancel_requested = 0, run_at = NOW(6),"
-			     " callback_state = 'none', callback_attempts = 0,"
 			     " lease_owner = NULL,"
 			     " lease_version = lease_version + 1,"
 			     " updated_at = NOW(6) WHERE id = ?",
@@ -605,12 +675,20 @@ static dr_status retry_act(dr_db *db, const char *id, const dr_db_rows *job,
 			" error_message = NULL, completed_at = NULL,"
 			" submitted_at = NULL, provider_deadline = NULL,"
 			" cancel_requested = 0, run_at = NOW(6),"
-			" callback_state = 'none', callback_attempts = 0,"
 			" lease_owner = NULL,"
 			" lease_version = lease_version + 1,"
 			" updated_at = NOW(6) WHERE id = ?",
 			NULL, err, DB_ARGS(DB_STR(id)));
 	}
+	/* The old end's delivery, if still pending, is dropped: the job it
+	 * describes is gone. It stays, failed, in the history. */
+	if (st == DR_OK)
+		st = db_exec(db,
+			     "UPDATE callback_deliveries SET state = 'failed',"
+			     " next_at = NULL, last_error = 'dropped: the job"
+			     " was retried before this delivery ended'"
+			     " WHERE job_id = ? AND state = 'pending'",
+			     NULL, err, DB_ARGS(DB_STR(id)));
 	if (st == DR_OK)
 		st = jobstate_event(db, id, "retry", status, jobstate_name(to),
 				    NULL, err);
@@ -621,6 +699,7 @@ static dr_status callback_retry_act(dr_db *db, const char *id,
 				    const dr_db_rows *job, dr_error *err)
 {
 	const char *status = db_cell(job, 0, 0), *state = db_cell(job, 0, 3);
+	const char *delivery = db_cell(job, 0, 4);
 	dr_job_status s = DR_JOB_QUEUED;
 	char *detail;
 	dr_status st;
@@ -633,19 +712,29 @@ static dr_status callback_retry_act(dr_db *db, const char *id,
 	if (strcmp(db_cell(job, 0, 2), "1") != 0)
 		return dr_fail(err, DR_ERR_CONFLICT, "no_callback_url",
 			       "the job has no callback_url");
+	if (!state || !delivery)
+		return dr_fail(err, DR_ERR_CONFLICT, "callback_pending",
+			       "the job's callback has not been made yet");
 	if (strcmp(state, "delivered") != 0 && strcmp(state, "failed") != 0)
 		return dr_fail(err, DR_ERR_CONFLICT, "callback_pending",
 			       "the job's callback is still being delivered");
+	/* Svix's resend: the same message (webhook-id) tried again, with
+	 * its schedule from the start; its tries so far stay counted. */
 	st = db_exec(db,
-		     "UPDATE jobs SET callback_state = 'pending',"
-		     " callback_attempts = 0, run_at = NOW(6),"
-		     " lease_owner = NULL, lease_version = lease_version + 1"
+		     "UPDATE callback_deliveries SET state = 'pending',"
+		     " round_start = attempts, next_at = NOW(6)"
 		     " WHERE id = ?",
-		     NULL, err, DB_ARGS(DB_STR(id)));
+		     NULL, err, DB_ARGS(DB_STR(delivery)));
+	if (st == DR_OK)
+		st = db_exec(db,
+			     "UPDATE jobs SET run_at = NOW(6),"
+			     " lease_owner = NULL,"
+			     " lease_version = lease_version + 1 WHERE id = ?",
+			     NULL, err, DB_ARGS(DB_STR(id)));
 	if (st != DR_OK)
 		return st;
 	detail = jobstate_detail("delivery", "requested", "previous", state,
-				 NULL);
+				 "webhook_id", delivery, NULL);
 	st = jobstate_event(db, id, "callback", status, NULL, detail, err);
 	free(detail);
 	return st;

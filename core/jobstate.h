@@ -11,7 +11,9 @@
  * to persisting. jobstate_allowed() is that table.
  *
  * This module is the only one that writes jobs.status or inserts into
- * job_events; the queue (queue.h) keeps its claim and lease writes, which
+ * job_events, callback_deliveries or callback_attempts (every end of a job
+ * with a callback_url opens the delivery of that end, in the same
+ * transaction); the queue (queue.h) keeps its claim and lease writes, which
  * never touch the status. It knows nothing of workers, steps or plugins:
  * each write takes a database handle, a job id and, for a worker's write,
  * the fence (the lease_version of the claim, queue.h). A fenced write that
@@ -163,18 +165,33 @@ dr_status jobstate_count_attempt(dr_db *db, const char *id, uint64_t fence,
 dr_status jobstate_park(dr_db *db, const char *id, uint64_t fence,
 			dr_error *err) DR_WARN_UNUSED;
 
-/* Record the end of an ended job's callback: `state` "delivered" or
- * "failed", one more callback attempt, off the queue, lease `fence`
- * given up. DR_ERR_CONFLICT when the lease was lost. */
-dr_status jobstate_callback_end(dr_db *db, const char *id, uint64_t fence,
-				const char *state,
-				dr_error *err) DR_WARN_UNUSED;
+/* One try of a callback delivery, as the worker records it. */
+typedef struct jobstate_callback_try {
+	const char *delivery; /* the delivery's id (its webhook-id) */
+	const char *state;    /* afterwards: "pending" (tried again after
+				 `delay`), "delivered" or "failed" */
+	double delay;	      /* seconds until the next try, when pending */
+	long http;	      /* the answer's HTTP status, 0 for none */
+	const char *error;    /* what failed, NULL when delivered */
+	double duration;      /* seconds the try took */
+	const char *from;     /* the job's status, for the event */
+	const char *detail;   /* the "callback" event's detail, or NULL */
+} jobstate_callback_try;
 
-/* Count a failed try of job `id`'s callback and make it due again after
- * `delay` seconds, lease `fence` given up. DR_ERR_CONFLICT when the
- * lease was lost. */
-dr_status jobstate_callback_later(dr_db *db, const char *id, uint64_t fence,
-				  double delay, dr_error *err) DR_WARN_UNUSED;
+/*
+ * Record try `t` of pending delivery t->delivery of ended job `id`, in
+ * one transaction: the delivery's attempts, state, last status and error,
+ * next_at (NULL unless pending) and delivered_at; its attempt row
+ * (callback_attempts, the error cut to JOBSTATE_MAX_ERROR_MESSAGE); the
+ * job due again after t->delay when pending, else off the queue; lease
+ * `fence` given up; and the "callback" event when t->detail is set.
+ * DR_ERR_CONFLICT (code lease_lost), and nothing written, when the lease
+ * was lost or the delivery is no longer pending (its client re-armed or
+ * dropped it).
+ */
+dr_status jobstate_callback_tried(dr_db *db, const char *id, uint64_t fence,
+				  const jobstate_callback_try *t,
+				  dr_error *err) DR_WARN_UNUSED;
 
 /* -------------------------------------------------- provider news */
 
@@ -224,23 +241,24 @@ dr_status jobstate_client_cancel(dr_db *db, const char *id,
 
 /*
  * Restart a failed or canceled job from the step that failed (attempts
- * reset, error cleared, callback state reset: its next end is delivered
- * and counted afresh); a failure while storing outputs resumes at
- * persisting with a new download budget. DR_ERR_NOT_FOUND, or
- * DR_ERR_CONFLICT (code job_not_retryable) for a job in any other state.
+ * reset, error cleared; a callback delivery of the old end still pending
+ * is dropped (failed): its next end is a new delivery); a failure while storing
+ * outputs resumes at persisting with a new download budget. DR_ERR_NOT_FOUND,
+ * or DR_ERR_CONFLICT (code job_not_retryable) for a job in any other state.
  * Deadlocks are run again as for jobstate_client_cancel().
  */
 dr_status jobstate_client_retry(dr_db *db, const char *id,
 				dr_error *err) DR_WARN_UNUSED;
 
 /*
- * Deliver the callback of ended job `id` again, for its client: a
- * callback delivered or given up becomes pending and due now, its tries
- * counted afresh, with the same webhook-id (the same message), and a
- * "callback" event {"delivery": "requested"} is recorded; the caller
- * wakes the workers. DR_ERR_NOT_FOUND, or DR_ERR_CONFLICT with code
- * job_not_ended, no_callback_url or callback_pending (being delivered).
- * Deadlocks are run again as for jobstate_client_cancel().
+ * Deliver the callback of ended job `id` again, for its client (Svix's
+ * resend): its latest delivery, delivered or given up, becomes pending
+ * and due now with the same webhook-id (the same message), Svix's
+ * schedule starting again from its first wait while its tries so far
+ * stay counted; a "callback" event {"delivery": "requested"} is
+ * recorded; the caller wakes the workers. DR_ERR_NOT_FOUND, or DR_ERR_CONFLICT
+ * with code job_not_ended, no_callback_url or callback_pending (being
+ * delivered). Deadlocks are run again as for jobstate_client_cancel().
  */
 dr_status jobstate_client_callback_retry(dr_db *db, const char *id,
 					 dr_error *err) DR_WARN_UNUSED;

@@ -36,7 +36,9 @@ typedef struct dr_claim {
 	char status[16];
 	char step[16];
 	char adapter[65];
-	char callback_state[16]; /* none, pending, delivered, failed */
+	char callback_state[16]; /* of the latest callback delivery: none
+				    (no delivery), pending, delivered,
+				    failed */
 	char *model;           /* malloc */
 	char *input;           /* malloc, JSON */
 	char *prediction_id;   /* malloc, or NULL */

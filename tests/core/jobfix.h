@@ -99,6 +99,63 @@ static inline char *jobfix_col(dr_db *db, const char *id, const char *col)
 		free(v_);                                                      \
 	} while (0)
 
+/* Column (or expression) `col` of job `id`'s latest callback delivery
+ * as text (malloc), "(null)" for SQL NULL, "(none)" when it has none. */
+static inline char *jobfix_cb(dr_db *db, const char *id, const char *col)
+{
+	char sql[400];
+	dr_db_rows *rows = NULL;
+	dr_error err;
+	char *v;
+
+	snprintf(sql, sizeof(sql),
+		 "SELECT %s FROM callback_deliveries WHERE job_id = ?"
+		 " ORDER BY created_at DESC, id DESC LIMIT 1",
+		 col);
+	assert_ok(db_query_uncached(db, sql, &rows, &err, DB_ARGS(DB_STR(id))),
+		  err);
+	if (rows->n_rows == 0)
+		v = strdup("(none)");
+	else
+		v = strdup(db_cell(rows, 0, 0) ? db_cell(rows, 0, 0)
+					       : "(null)");
+	db_rows_free(rows);
+	return v;
+}
+
+/* Assert column `col` of job `id`'s latest delivery reads `want`. */
+#define assert_cb(db, id, col, want)                                           \
+	do {                                                                   \
+		char *v_ = jobfix_cb((db), (id), (col));                       \
+		assert_string_equal(v_, (want));                               \
+		free(v_);                                                      \
+	} while (0)
+
+/* End job `id` now (completed_at, unless set) and give it the pending
+ * delivery of that end after `attempts` failed tries, the way
+ * core/jobstate.c opens it (the same webhook-id). */
+static inline void jobfix_delivery(dr_db *db, const char *id, int attempts)
+{
+	dr_error err;
+
+	assert_ok(db_exec(db,
+			  "UPDATE jobs SET completed_at ="
+			  " COALESCE(completed_at, NOW(6)) WHERE id = ?",
+			  NULL, &err, DB_ARGS(DB_STR(id))),
+		  err);
+	assert_ok(db_exec(db,
+			  "INSERT INTO callback_deliveries (id, type, job_id,"
+			  " url, state, attempts, next_at, created_at)"
+			  " SELECT CONCAT('msg_', id, '_',"
+			  " REPLACE(UNIX_TIMESTAMP(completed_at), '.', '_')),"
+			  " CONCAT('job.', status), id, callback_url,"
+			  " 'pending', ?, NOW(6), NOW(6) FROM jobs"
+			  " WHERE id = ?",
+			  NULL, &err,
+			  DB_ARGS(DB_INT((int64_t)attempts), DB_STR(id))),
+		  err);
+}
+
 /* A count from `sql` with one string parameter `id`. */
 static inline long jobfix_count(dr_db *db, const char *sql, const char *id)
 {

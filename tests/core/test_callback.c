@@ -5,7 +5,8 @@
  *
  * Each case makes an ended job whose callback is pending (as a worker
  * would find it), runs callback_deliver() with a claim of it, and checks
- * what reached the receiver, the job's callback columns and the
+ * what reached the receiver, the job's delivery (callback_deliveries),
+ * its tries (callback_attempts), the job object's "callback" and the
  * "callback" event it recorded. The receiver listens on 127.0.0.1 over
  * plain http, so the case setup allows both through the environment
  * (DARKROOM_DOWNLOAD_ALLOW_HTTP, read by netpolicy_env, and
@@ -39,6 +40,7 @@
 #include "dbserver.h"
 #include "jobfix.h"
 #include "jobs.h"
+#include "jobstate.h"
 #include "loopback.h"
 #include "netpolicy.h"
 #include "webhook.h"
@@ -268,17 +270,10 @@ static void ended_job(const char *url, int attempts, dr_claim *c)
 		     .step = "done",
 		     .lease_version = FENCE,
 		     .callback_url = url };
-	dr_error err;
 
 	memset(c, 0, sizeof(*c));
 	jobfix_make(db, &f, c->id);
-	assert_ok(db_exec(db,
-			  "UPDATE jobs SET completed_at = NOW(6),"
-			  " callback_state = 'pending', callback_attempts = ?"
-			  " WHERE id = ?",
-			  NULL, &err,
-			  DB_ARGS(DB_INT((int64_t)attempts), DB_STR(c->id))),
-		  err);
+	jobfix_delivery(db, c->id, attempts);
 	c->lease_version = FENCE;
 	snprintf(c->status, sizeof(c->status), "succeeded");
 	snprintf(c->step, sizeof(c->step), "done");
@@ -407,8 +402,8 @@ static void assert_retried(const char *id, int tries, const char *http,
 	json_object *d;
 
 	snprintf(n, sizeof(n), "%d", tries);
-	assert_col(db, id, "callback_state", "pending");
-	assert_col(db, id, "callback_attempts", n);
+	assert_cb(db, id, "state", "pending");
+	assert_cb(db, id, "attempts", n);
 	assert_col(db, id, "lease_owner", "(null)");
 	assert_col(db, id, "lease_version", "3");
 	assert_col(db, id, "status", "succeeded");
@@ -431,8 +426,8 @@ static void assert_given_up(const char *id, int tries, const char *http,
 	json_object *d;
 
 	snprintf(n, sizeof(n), "%d", tries);
-	assert_col(db, id, "callback_state", "failed");
-	assert_col(db, id, "callback_attempts", n);
+	assert_cb(db, id, "state", "failed");
+	assert_cb(db, id, "attempts", n);
 	assert_col(db, id, "run_at", "(null)");
 	assert_col(db, id, "lease_owner", "(null)");
 	assert_col(db, id, "status", "succeeded");
@@ -517,7 +512,7 @@ static void render(const char *id, const char *status, dr_buf *b)
 			 DR_OK);
 	assert_int_equal(jobs_append_time(b, ended), DR_OK);
 	assert_int_equal(dr_buf_puts(b, ",\"data\":"), DR_OK);
-	assert_ok(jobs_render(db, &cfg, NULL, id, b, &err), err);
+	assert_ok(jobs_render_message(db, &cfg, NULL, id, b, &err), err);
 	assert_int_equal(dr_buf_puts(b, "}"), DR_OK);
 	free(ended);
 }
@@ -558,8 +553,8 @@ static void test_delivered(void **state)
 	assert_string_equal(json_object_get_string(v), "succeeded");
 	json_object_put(doc);
 
-	assert_col(db, c.id, "callback_state", "delivered");
-	assert_col(db, c.id, "callback_attempts", "1");
+	assert_cb(db, c.id, "state", "delivered");
+	assert_cb(db, c.id, "attempts", "1");
 	assert_col(db, c.id, "run_at", "(null)");
 	assert_col(db, c.id, "lease_owner", "(null)");
 	assert_col(db, c.id, "status", "succeeded");
@@ -584,7 +579,7 @@ static void test_any_host(void **state)
 	ended_job(rx_url("/cb"), 0, &c);
 	deliver(&c);
 	assert_int_equal(rx_count(&rx.requests), 1);
-	assert_col(db, c.id, "callback_state", "delivered");
+	assert_cb(db, c.id, "state", "delivered");
 }
 
 /* A 5xx answer: a failed try, counted, retried after the backoff; the
@@ -622,8 +617,8 @@ static void test_server_error_retried(void **state)
 	deliver(&c);
 	assert_int_equal(rx_count(&rx.requests), 1);
 	assert_signed_request(msg_id, &want);
-	assert_col(db, c.id, "callback_state", "delivered");
-	assert_col(db, c.id, "callback_attempts", "2");
+	assert_cb(db, c.id, "state", "delivered");
+	assert_cb(db, c.id, "attempts", "2");
 	assert_col(db, c.id, "run_at", "(null)");
 	assert_int_equal(callback_events(c.id), 2);
 	free(msg_id);
@@ -641,6 +636,256 @@ static void test_backoff_grows(void **state)
 	rx_reset(500);
 	deliver(&c);
 	assert_retried(c.id, 3, "500", "callback_rejected");
+}
+
+/* The tries of delivery `msg` as "attempt:status:error?" lines, in
+ * order, written to `out` ("-" for a NULL status, "e" when an error is
+ * recorded, "" when none). */
+static void attempt_rows(const char *msg, char *out, size_t n)
+{
+	dr_db_rows *rows = NULL;
+	dr_error err;
+
+	out[0] = '\0';
+	assert_ok(db_query_uncached(db,
+				    "SELECT attempt, http_status,"
+				    " error IS NOT NULL, started_at <= NOW(6),"
+				    " duration_ms < 15000"
+				    " FROM callback_attempts WHERE"
+				    " delivery_id = ? ORDER BY attempt",
+				    &rows, &err, DB_ARGS(DB_STR(msg))),
+		  err);
+	for (size_t i = 0; i < rows->n_rows; i++) {
+		assert_string_equal(db_cell(rows, i, 3), "1");
+		assert_string_equal(db_cell(rows, i, 4), "1");
+		snprintf(out + strlen(out), n - strlen(out), "%s%s:%s:%s",
+			 i ? " " : "", db_cell(rows, i, 0),
+			 db_cell(rows, i, 1) ? db_cell(rows, i, 1) : "-",
+			 strcmp(db_cell(rows, i, 2), "1") == 0 ? "e" : "");
+	}
+	db_rows_free(rows);
+}
+
+/* Deliveries of job `id`. */
+static long deliveries(const char *id)
+{
+	return jobfix_count(db,
+			    "SELECT COUNT(*) FROM callback_deliveries"
+			    " WHERE job_id = ?",
+			    id);
+}
+
+/* Member `name` of the "callback" of job `id`'s object as the API shows
+ * it, as JSON text (malloc); "(absent)" when the object has none. */
+static char *api_callback(const char *id, const char *name, int message)
+{
+	dr_buf b;
+	dr_error err;
+	json_object *doc, *cb, *v;
+	char *out;
+
+	dr_buf_init(&b, 17u << 20);
+	if (message)
+		assert_ok(jobs_render_message(db, &cfg, NULL, id, &b, &err),
+			  err);
+	else
+		assert_ok(jobs_render(db, &cfg, NULL, id, &b, &err), err);
+	doc = json_tokener_parse(b.data);
+	assert_non_null(doc);
+	if (!json_object_object_get_ex(doc, "callback", &cb))
+		out = strdup("(absent)");
+	else if (!name)
+		out = strdup(json_object_to_json_string(cb));
+	else if (!json_object_object_get_ex(cb, name, &v))
+		out = strdup("(absent)");
+	else
+		out = strdup(json_object_to_json_string(v));
+	json_object_put(doc);
+	dr_buf_free(&b);
+	return out;
+}
+
+#define assert_api_cb(id, name, want)                                          \
+	do {                                                                   \
+		char *v_ = api_callback((id), (name), 0);                      \
+		assert_string_equal(v_, (want));                               \
+		free(v_);                                                      \
+	} while (0)
+
+/* The delivery table: a receiver that fails once then accepts makes one
+ * delivery with two tries, each with its attempt row and status, under
+ * one webhook-id; the job object's "callback" follows it, and the
+ * message itself carries no "callback". */
+static void test_delivery_rows(void **state)
+{
+	dr_claim c;
+	dr_error err;
+	char *msg_id, *v, rows_s[200];
+
+	(void)state;
+	ended_job(rx_url("/cb"), 0, &c);
+	msg_id = expected_msg_id(c.id);
+	assert_api_cb(c.id, "state", "\"pending\"");
+	assert_api_cb(c.id, "attempts", "0");
+	assert_api_cb(c.id, "last_status", "null");
+	v = api_callback(c.id, "next_at", 0);
+	assert_int_equal(strlen(v), 26); /* "YYYY-MM-DDTHH:MM:SS.mmmZ" */
+	free(v);
+	v = api_callback(c.id, "url", 0);
+	assert_non_null(strstr(v, "/cb"));
+	free(v);
+	v = api_callback(c.id, NULL, 1);
+	assert_string_equal(v, "(absent)");
+	free(v);
+
+	rx_reset(503);
+	deliver(&c);
+	assert_int_equal(deliveries(c.id), 1);
+	assert_cb(db, c.id, "id", msg_id);
+	assert_cb(db, c.id, "type", "job.succeeded");
+	assert_cb(db, c.id, "state", "pending");
+	assert_cb(db, c.id, "attempts", "1");
+	assert_cb(db, c.id, "last_status", "503");
+	assert_cb(db, c.id, "last_error LIKE 'callback_rejected: %'", "1");
+	assert_cb(db, c.id, "next_at > NOW(6)", "1");
+	assert_cb(db, c.id, "ABS(TIMESTAMPDIFF(MICROSECOND, next_at, (SELECT"
+			    " run_at FROM jobs WHERE id = job_id))) < 1000000",
+		  "1");
+	attempt_rows(msg_id, rows_s, sizeof(rows_s));
+	assert_string_equal(rows_s, "1:503:e");
+	assert_api_cb(c.id, "state", "\"pending\"");
+	assert_api_cb(c.id, "attempts", "1");
+	assert_api_cb(c.id, "last_status", "503");
+
+	assert_ok(db_exec(db,
+			  "UPDATE jobs SET lease_version = lease_version + 1"
+			  " WHERE id = ?",
+			  NULL, &err, DB_ARGS(DB_STR(c.id))),
+		  err);
+	c.lease_version = FENCE + 1;
+	rx_reset(200);
+	deliver(&c);
+	assert_int_equal(deliveries(c.id), 1);
+	assert_cb(db, c.id, "id", msg_id);
+	assert_cb(db, c.id, "state", "delivered");
+	assert_cb(db, c.id, "attempts", "2");
+	assert_cb(db, c.id, "last_status", "200");
+	assert_cb(db, c.id, "last_error", "(null)");
+	assert_cb(db, c.id, "next_at", "(null)");
+	assert_cb(db, c.id, "delivered_at IS NOT NULL", "1");
+	attempt_rows(msg_id, rows_s, sizeof(rows_s));
+	assert_string_equal(rows_s, "1:503:e 2:200:");
+	assert_api_cb(c.id, "state", "\"delivered\"");
+	assert_api_cb(c.id, "attempts", "2");
+	assert_api_cb(c.id, "last_status", "200");
+	assert_api_cb(c.id, "next_at", "null");
+	free(msg_id);
+}
+
+/* A 410 ends the delivery at once: failed after one try, its row says
+ * so. */
+static void test_delivery_gone(void **state)
+{
+	dr_claim c;
+	char *msg_id, rows_s[200];
+
+	(void)state;
+	ended_job(rx_url("/cb"), 0, &c);
+	msg_id = expected_msg_id(c.id);
+	rx_reset(410);
+	deliver(&c);
+	assert_int_equal(deliveries(c.id), 1);
+	assert_cb(db, c.id, "state", "failed");
+	assert_cb(db, c.id, "attempts", "1");
+	assert_cb(db, c.id, "last_status", "410");
+	assert_cb(db, c.id, "last_error LIKE 'callback_gone: %'", "1");
+	assert_cb(db, c.id, "next_at", "(null)");
+	assert_cb(db, c.id, "delivered_at", "(null)");
+	attempt_rows(msg_id, rows_s, sizeof(rows_s));
+	assert_string_equal(rows_s, "1:410:e");
+	assert_api_cb(c.id, "state", "\"failed\"");
+	assert_api_cb(c.id, "next_at", "null");
+	free(msg_id);
+}
+
+/* A try that got no answer records a NULL status. */
+static void test_delivery_no_answer(void **state)
+{
+	dr_claim c;
+	char *msg_id, rows_s[200];
+
+	(void)state;
+	setenv("DARKROOM_CALLBACK_ALLOW_PRIVATE", "0", 1);
+	ended_job(rx_url("/cb"), 0, &c);
+	msg_id = expected_msg_id(c.id);
+	deliver(&c);
+	assert_cb(db, c.id, "state", "failed");
+	assert_cb(db, c.id, "last_status", "(null)");
+	assert_cb(db, c.id, "last_error LIKE 'address_not_allowed: %'", "1");
+	attempt_rows(msg_id, rows_s, sizeof(rows_s));
+	assert_string_equal(rows_s, "1:-:e");
+	assert_api_cb(c.id, "last_status", "null");
+	free(msg_id);
+}
+
+/* A manual resend (jobstate_client_callback_retry) re-arms the same
+ * delivery, Svix's way: same webhook-id, pending and due, tries kept and
+ * numbered on, the schedule from its first wait again. */
+static void test_delivery_resend(void **state)
+{
+	dr_claim c;
+	dr_error err;
+	char *msg_id, rows_s[200];
+
+	(void)state;
+	ended_job(rx_url("/cb"), 0, &c);
+	msg_id = expected_msg_id(c.id);
+	rx_reset(410);
+	deliver(&c);
+	assert_cb(db, c.id, "state", "failed");
+	assert_ok(jobstate_client_callback_retry(db, c.id, &err), err);
+	assert_int_equal(deliveries(c.id), 1);
+	assert_cb(db, c.id, "id", msg_id);
+	assert_cb(db, c.id, "state", "pending");
+	assert_cb(db, c.id, "attempts", "1");
+	assert_cb(db, c.id, "next_at <= NOW(6)", "1");
+	/* The resend's first failure waits the schedule's first step. */
+	c.lease_version = jobfix_count(db,
+				       "SELECT lease_version FROM jobs"
+				       " WHERE id = ?",
+				       c.id);
+	rx_reset(500);
+	deliver(&c);
+	assert_cb(db, c.id, "state", "pending");
+	assert_cb(db, c.id, "attempts", "2");
+	assert_cb(db, c.id, "TIMESTAMPDIFF(SECOND, NOW(6), next_at)"
+			    " BETWEEN 3 AND 5",
+		  "1");
+	attempt_rows(msg_id, rows_s, sizeof(rows_s));
+	assert_string_equal(rows_s, "1:410:e 2:500:e");
+	free(msg_id);
+}
+
+/* A claim that finds no pending delivery (already delivered, say) sends
+ * nothing and takes the job off the queue. */
+static void test_no_pending_delivery(void **state)
+{
+	dr_claim c;
+	dr_error err;
+
+	(void)state;
+	ended_job(rx_url("/cb"), 1, &c);
+	assert_ok(db_exec(db,
+			  "UPDATE callback_deliveries SET state = 'delivered'"
+			  " WHERE job_id = ?",
+			  NULL, &err, DB_ARGS(DB_STR(c.id))),
+		  err);
+	rx_reset(200);
+	deliver(&c);
+	assert_int_equal(rx_count(&rx.requests), 0);
+	assert_cb(db, c.id, "CONCAT(state, ' ', attempts)", "delivered 1");
+	assert_col(db, c.id, "run_at", "(null)");
+	assert_col(db, c.id, "lease_owner", "(null)");
 }
 
 /* A 410 (Gone) stops the delivery for good at its first try; another
@@ -803,8 +1048,8 @@ static void test_stale_lease(void **state)
 		deliver(&c);
 		assert_int_equal(rx_count(&rx.requests), 1);
 		snprintf(n, sizeof(n), "%d", attempts_before[i]);
-		assert_col(db, c.id, "callback_state", "pending");
-		assert_col(db, c.id, "callback_attempts", n);
+		assert_cb(db, c.id, "state", "pending");
+		assert_cb(db, c.id, "attempts", n);
 		assert_col(db, c.id, "lease_owner", "test");
 		assert_col(db, c.id, "run_at IS NOT NULL", "1");
 		if (jobfix_events(db, c.id) != 0)
@@ -844,8 +1089,8 @@ static void test_retry_after(void **state)
 		pthread_mutex_unlock(&rx.mu);
 		deliver(&c);
 		assert_int_equal(rx_count(&rx.requests), 1);
-		assert_col(db, c.id, "callback_state", "pending");
-		assert_col(db, c.id, "callback_attempts", "1");
+		assert_cb(db, c.id, "state", "pending");
+		assert_cb(db, c.id, "attempts", "1");
 		assert_due(c.id, 1, cases[i].want);
 	}
 	/* A 429 with Retry-After, later in the schedule: the longer wins. */
@@ -855,8 +1100,8 @@ static void test_retry_after(void **state)
 	rx.retry_after = "900";
 	pthread_mutex_unlock(&rx.mu);
 	deliver(&c);
-	assert_col(db, c.id, "callback_state", "pending");
-	assert_col(db, c.id, "callback_attempts", "2");
+	assert_cb(db, c.id, "state", "pending");
+	assert_cb(db, c.id, "attempts", "2");
 	assert_due(c.id, 2, 900);
 }
 
@@ -957,7 +1202,7 @@ static void test_rotation(void **state)
 	ended_job(rx_url("/cb"), 0, &c);
 	deliver(&c);
 	assert_int_equal(rx_count(&rx.requests), 1);
-	assert_col(db, c.id, "callback_state", "delivered");
+	assert_cb(db, c.id, "state", "delivered");
 	assert_int_equal(signature_entries(), 2);
 	assert_int_equal(verify_last(SECRET), DR_OK);
 	assert_int_equal(verify_last(OTHER_SECRET), DR_OK);
@@ -970,7 +1215,7 @@ static void test_rotation(void **state)
 	ended_job(rx_url("/cb"), 0, &c);
 	deliver(&c);
 	assert_int_equal(rx_count(&rx.conns), 0);
-	assert_col(db, c.id, "callback_state", "failed");
+	assert_cb(db, c.id, "state", "failed");
 	cfg.server.callback_secret_previous = NULL;
 }
 
@@ -1093,6 +1338,11 @@ int main(void)
 		cmocka_unit_test_setup(test_schedule, case_setup),
 		cmocka_unit_test_setup(test_retry_after_parse, case_setup),
 		cmocka_unit_test_setup(test_host_literal, case_setup),
+		cmocka_unit_test_setup(test_delivery_rows, case_setup),
+		cmocka_unit_test_setup(test_delivery_gone, case_setup),
+		cmocka_unit_test_setup(test_delivery_no_answer, case_setup),
+		cmocka_unit_test_setup(test_delivery_resend, case_setup),
+		cmocka_unit_test_setup(test_no_pending_delivery, case_setup),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

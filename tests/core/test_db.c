@@ -1140,6 +1140,130 @@ static void test_migrate_0005_delivery_keys(void **state)
 	db_free(db);
 }
 
+/* 0011: every job that ended with a callback gets its delivery, under
+ * the webhook-id it was sent with, its state and tries from the job row,
+ * its last status and delivery time from its callback events; jobs with
+ * nothing to deliver get none; the old columns go; a second run has
+ * nothing to do. */
+static void test_migrate_0011_callback_deliveries(void **state)
+{
+	static const char *const before[] = {
+		"0001_init.sql",	    "0002_claims.sql",
+		"0003_metrics.sql",	    "0004_metadata_values.sql",
+		"0005_webhook_delivery_keys.sql", "0006_output_fetch.sql",
+		"0007_plugin_kv.sql",	    "0008_urls_from_keys.sql",
+		"0009_objects.sql",	    "0010_deletions.sql"};
+	char dir[128], *t, *out, *v;
+	dr_config c;
+	dr_db *db;
+	dr_error err;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s/mig10", dbsrv.dir);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	for (size_t i = 0; i < sizeof(before) / sizeof(before[0]); i++) {
+		t = migration_text(before[i]);
+		write_file(dir, before[i], t);
+		free(t);
+	}
+	dbserver_config(&c, "darkroom_mig10");
+	assert_ok(migrate(&c, dir, &out, &err), err);
+	free(out);
+	db = db_new(&c);
+	/* Delivered at its second try; pending after a try with no answer;
+	 * given up; ended without a callback_url; running again after a
+	 * retry. */
+	assert_ok(db_exec_text(
+			  db,
+			  "INSERT INTO jobs (id, status, adapter, model, input,"
+			  " renditions, callback_url, callback_state,"
+			  " callback_attempts, run_at, created_at, updated_at,"
+			  " completed_at) VALUES"
+			  " ('j_0000000000000000000000000A', 'succeeded', 'f',"
+			  " 'm', '{}', '[]', 'https://a.test/cb', 'delivered',"
+			  " 2, NULL, NOW(6), NOW(6),"
+			  " '2026-01-02 03:04:05.123456'),"
+			  " ('j_0000000000000000000000000B', 'failed', 'f', 'm',"
+			  " '{}', '[]', 'https://b.test/cb', 'pending', 1,"
+			  " '2030-01-01 00:00:00', NOW(6), NOW(6), NOW(6)),"
+			  " ('j_0000000000000000000000000C', 'canceled', 'f',"
+			  " 'm', '{}', '[]', 'https://c.test/cb', 'failed', 8,"
+			  " NULL, NOW(6), NOW(6), '2026-01-03 00:00:00'),"
+			  " ('j_0000000000000000000000000D', 'canceled', 'f',"
+			  " 'm', '{}', '[]', NULL, 'none', 0, NULL, NOW(6),"
+			  " NOW(6), NOW(6)),"
+			  " ('j_0000000000000000000000000E', 'queued', 'f', 'm',"
+			  " '{}', '[]', 'https://e.test/cb', 'none', 0, NOW(6),"
+			  " NOW(6), NOW(6), NULL)",
+			  &err),
+		  err);
+	assert_ok(db_exec_text(
+			  db,
+			  "INSERT INTO job_events (job_id, at, kind, detail)"
+			  " VALUES ('j_0000000000000000000000000A',"
+			  " '2026-01-02 03:04:06', 'callback',"
+			  " '{\"delivery\":\"failed\",\"http_status\":\"500\"}'),"
+			  " ('j_0000000000000000000000000A',"
+			  " '2026-01-02 03:04:11', 'callback',"
+			  " '{\"delivery\":\"delivered\",\"http_status\":\"204\"}'),"
+			  " ('j_0000000000000000000000000B', NOW(6), 'callback',"
+			  " '{\"delivery\":\"failed\",\"http_status\":\"0\"}')",
+			  &err),
+		  err);
+	t = migration_text("0011_callback_deliveries.sql");
+	write_file(dir, "0011_callback_deliveries.sql", t);
+	free(t);
+	assert_ok(migrate(&c, dir, &out, &err), err);
+	assert_string_equal(out, "applied 0011_callback_deliveries.sql\n");
+	free(out);
+
+	v = query1(db, "SELECT GROUP_CONCAT(CONCAT_WS(' ', job_id, type, url,"
+		       " state, attempts, IFNULL(last_status, '-'),"
+		       " IFNULL(next_at, '-'), created_at,"
+		       " IFNULL(delivered_at, '-')) ORDER BY job_id"
+		       " SEPARATOR ' | ') FROM callback_deliveries"
+		       " WHERE job_id <> 'j_0000000000000000000000000B'");
+	assert_string_equal(
+		v, "j_0000000000000000000000000A job.succeeded "
+		   "https://a.test/cb delivered 2 204 - "
+		   "2026-01-02 03:04:05.123456 2026-01-02 03:04:11.000000 | "
+		   "j_0000000000000000000000000C job.canceled "
+		   "https://c.test/cb failed 8 - - "
+		   "2026-01-03 00:00:00.000000 -");
+	free(v);
+	v = query1(db, "SELECT CONCAT_WS(' ', type, state, attempts,"
+		       " IFNULL(last_status, '-'), next_at) FROM"
+		       " callback_deliveries WHERE job_id ="
+		       " 'j_0000000000000000000000000B'");
+	assert_string_equal(v, "job.failed pending 1 - 2030-01-01 00:00:00.000000");
+	free(v);
+	/* The webhook-id the job was sent with. */
+	assert_int_equal(query1_u(db, "SELECT COUNT(*) FROM callback_deliveries d"
+				      " JOIN jobs j ON j.id = d.job_id WHERE"
+				      " d.id = CONCAT('msg_', j.id, '_',"
+				      " REPLACE(UNIX_TIMESTAMP(j.completed_at),"
+				      " '.', '_'))"),
+			 3);
+	v = query1(db, "SELECT id FROM callback_deliveries WHERE job_id ="
+		       " 'j_0000000000000000000000000A'");
+	assert_non_null(strstr(v, "msg_j_0000000000000000000000000A_"));
+	assert_non_null(strstr(v, "_123456"));
+	free(v);
+	assert_int_equal(query1_u(db, "SELECT COUNT(*) FROM callback_attempts"),
+			 0);
+	assert_int_equal(query1_u(db, "SELECT COUNT(*) FROM"
+				      " information_schema.COLUMNS WHERE"
+				      " TABLE_SCHEMA = 'darkroom_mig10' AND"
+				      " TABLE_NAME = 'jobs' AND COLUMN_NAME IN"
+				      " ('callback_state', 'callback_attempts')"),
+			 0);
+	/* Running it again changes nothing. */
+	assert_ok(migrate(&c, dir, &out, &err), err);
+	assert_string_equal(out, "database is up to date (version 11)\n");
+	free(out);
+	db_free(db);
+}
+
 /* CREATE DATABASE quotes the name as an identifier; a name with
  * backticks (which the config loader refuses anyway) cannot end it. */
 /* host->kv_get/kv_put over the real schema (migrations/0007): per
@@ -1321,6 +1445,7 @@ int main(void)
 		cmocka_unit_test(test_server_down_and_back),
 		cmocka_unit_test(test_migrate_real_schema),
 		cmocka_unit_test(test_migrate_0005_delivery_keys),
+		cmocka_unit_test(test_migrate_0011_callback_deliveries),
 		cmocka_unit_test(test_plugin_kv),
 		cmocka_unit_test(test_migrate_quote_ident),
 		cmocka_unit_test(test_migrate_failures),

@@ -195,6 +195,23 @@ static void job(const char *status, const char *owner,
 			  NULL, &err,
 			  DB_ARGS(DB_STR(SCOPE), DB_STR(id), DB_STR(id))),
 		  err);
+	/* A callback delivered at its second try. */
+	assert_ok(db_exec(db,
+			  "INSERT INTO callback_deliveries (id, type, job_id,"
+			  " url, state, attempts, last_status, created_at,"
+			  " delivered_at) VALUES (CONCAT('msg_', ?, '_1'),"
+			  " 'job.succeeded', ?, 'https://client.test/cb',"
+			  " 'delivered', 2, 204, NOW(6), NOW(6))",
+			  NULL, &err, DB_ARGS(DB_STR(id), DB_STR(id))),
+		  err);
+	assert_ok(db_exec(db,
+			  "INSERT INTO callback_attempts (delivery_id, attempt,"
+			  " started_at, duration_ms, http_status, error)"
+			  " VALUES (CONCAT('msg_', ?, '_1'), 1, NOW(6), 5,"
+			  " 503, 'callback_rejected: 503'),"
+			  " (CONCAT('msg_', ?, '_1'), 2, NOW(6), 5, 204, NULL)",
+			  NULL, &err, DB_ARGS(DB_STR(id), DB_STR(id))),
+		  err);
 }
 
 /* Output `idx` of job `id` stored under `key` (NULL: a text output with
@@ -239,12 +256,13 @@ static void rendition(long out, const char *name, const char *key)
 }
 
 /* The rows of job `id` in each table a deletion empties, as
- * "jobs outputs renditions events metadata idempotency_keys". */
+ * "jobs outputs renditions events metadata idempotency_keys
+ * callback_deliveries callback_attempts". */
 static char *rows_of(const char *id)
 {
-	char buf[120];
+	char buf[160];
 
-	snprintf(buf, sizeof(buf), "%ld %ld %ld %ld %ld %ld",
+	snprintf(buf, sizeof(buf), "%ld %ld %ld %ld %ld %ld %ld %ld",
 		 num("SELECT COUNT(*) FROM jobs WHERE id = ?", id),
 		 num("SELECT COUNT(*) FROM outputs WHERE job_id = ?", id),
 		 num("SELECT COUNT(*) FROM renditions r JOIN outputs o"
@@ -253,6 +271,14 @@ static char *rows_of(const char *id)
 		 num("SELECT COUNT(*) FROM job_events WHERE job_id = ?", id),
 		 num("SELECT COUNT(*) FROM job_metadata WHERE job_id = ?", id),
 		 num("SELECT COUNT(*) FROM idempotency_keys WHERE job_id = ?",
+		     id),
+		 num("SELECT COUNT(*) FROM callback_deliveries WHERE"
+		     " job_id = ?",
+		     id),
+		 /* by the delivery's id: an attempt left without its
+		  * delivery counts too */
+		 num("SELECT COUNT(*) FROM callback_attempts WHERE"
+		     " delivery_id = CONCAT('msg_', ?, '_1')",
 		     id));
 	return strdup(buf);
 }
@@ -455,7 +481,7 @@ static void test_delete_not_ended(void **state)
 			deletion_delete_job(db, id, SCOPE, NULL, NULL, &err),
 			DR_ERR_CONFLICT);
 		assert_string_equal(err.code, "job_not_ended");
-		assert_rows(id, "1 1 1 1 1 1");
+		assert_rows(id, "1 1 1 1 1 1 1 2");
 		assert_col(db, id, "status", running[i]);
 		assert_obj(key, "CONCAT(refs, ' ', state)", "1 stored");
 		assert_obj(thumb, "CONCAT(refs, ' ', state)", "1 stored");
@@ -490,7 +516,7 @@ static void test_delete_ended(void **state)
 		rendition(out, "thumb", thumb);
 		rendition(out, "card", "ab/end/card.jpg"); /* shared by all */
 		output(ids[i], 1, NULL);		   /* text */
-		assert_rows(ids[i], "1 2 2 1 1 1");
+		assert_rows(ids[i], "1 2 2 1 1 1 1 2");
 	}
 	assert_obj("ab/end/card.jpg", "refs", "3");
 	for (size_t i = 0; i < 3; i++) {
@@ -506,10 +532,10 @@ static void test_delete_ended(void **state)
 		assert_int_equal(c.jobs_waiting, 0);
 		/* key and thumb; the shared card only with the last job */
 		assert_int_equal(c.objects_released, i < 2 ? 2 : 3);
-		assert_rows(id, "0 0 0 0 0 0");
+		assert_rows(id, "0 0 0 0 0 0 0 0");
 		for (size_t k = i + 1; k < 3; k++)
-			assert_rows(ids[k], "1 2 2 1 1 1");
-		assert_rows(other, "1 2 1 1 1 1");
+			assert_rows(ids[k], "1 2 2 1 1 1 1 2");
+		assert_rows(other, "1 2 1 1 1 1 1 2");
 		/* No rendition left of the outputs gone. */
 		assert_int_equal(num("SELECT COUNT(*) FROM renditions", NULL),
 				 1 + 2 * (2 - (long)i));
@@ -811,7 +837,7 @@ static void test_selector_batches(void **state)
 	assert_int_equal(jobs_like("j_01M8457ED2RMPKJD94HB"), 5);
 	assert_int_equal(jobs_like("j_01M8457ED2RMPKJD94HC"), 5);
 	assert_int_equal(jobs_like("j_01M8457ED2RMPKJD94HD"), 5);
-	assert_rows(late, "1 0 0 1 3 1");
+	assert_rows(late, "1 0 0 1 3 1 1 2");
 	assert_int_equal(num("SELECT COUNT(*) FROM job_metadata WHERE job_id"
 			     " LIKE 'j_01M8457ED2RMPKJD94HA%'",
 			     NULL),
@@ -870,8 +896,8 @@ static void test_selector_all_filters(void **state)
 		  err);
 	assert_ok(deletion_run_batch(db, did, &more, &err), err);
 	assert_del(did, "CONCAT(state, ' ', jobs_deleted)", "done 1");
-	assert_rows(all, "0 0 0 0 0 0");
-	assert_rows(most, "1 0 0 1 16 1");
+	assert_rows(all, "0 0 0 0 0 0 0 0");
+	assert_rows(most, "1 0 0 1 16 1 1 2");
 }
 
 /* Values match exactly: a deletion for "ann" leaves "Ann", "ANN", "ann "
@@ -894,9 +920,9 @@ static void test_selector_exact_values(void **state)
 	assert_ok(deletion_run_batch(db, did, &more, &err), err);
 	assert_int_equal(more, 0);
 	assert_del(did, "CONCAT(state, ' ', jobs_deleted)", "done 1");
-	assert_rows(mine, "0 0 0 0 0 0");
+	assert_rows(mine, "0 0 0 0 0 0 0 0");
 	for (size_t i = 0; i < 4; i++)
-		assert_rows(kept[i], "1 0 0 1 1 1");
+		assert_rows(kept[i], "1 0 0 1 1 1 1 2");
 }
 
 /* A matching queued job is canceled at once, so it has ended when the
@@ -920,7 +946,7 @@ static void test_selector_cancels_queued(void **state)
 
 	assert_ok(deletion_run_batch(db, did, &more, &err), err);
 	assert_int_equal(more, 1);
-	assert_rows(s, "0 0 0 0 0 0");
+	assert_rows(s, "0 0 0 0 0 0 0 0");
 	assert_col(db, q, "status", "canceled");
 	assert_col(db, other, "status", "queued");
 	assert_del(did, "CONCAT(state, ' ', jobs_deleted, ' ', jobs_waiting)",
@@ -931,9 +957,9 @@ static void test_selector_cancels_queued(void **state)
 
 	assert_ok(deletion_run_batch(db, did, &more, &err), err);
 	assert_int_equal(more, 0);
-	assert_rows(q, "0 0 0 0 0 0");
-	assert_rows(other, "1 0 0 1 1 1");
-	assert_rows(late, "1 0 0 1 1 1");
+	assert_rows(q, "0 0 0 0 0 0 0 0");
+	assert_rows(other, "1 0 0 1 1 1 1 2");
+	assert_rows(late, "1 0 0 1 1 1 1 2");
 	assert_col(db, late, "CONCAT(status, ' ', cancel_requested)",
 		   "queued 0");
 	assert_del(did, "CONCAT(state, ' ', jobs_deleted, ' ', jobs_waiting)",
@@ -978,7 +1004,7 @@ static void test_selector_waits_for_running(void **state)
 			     " AND kind = 'cancel_requested'",
 			     p),
 			 1);
-	assert_rows(p, "1 0 0 2 1 1");
+	assert_rows(p, "1 0 0 2 1 1 1 2");
 
 	/* The worker canceled it at the provider. */
 	assert_ok(db_exec(db,
@@ -988,7 +1014,7 @@ static void test_selector_waits_for_running(void **state)
 		  err);
 	assert_ok(deletion_run_batch(db, did, &more, &err), err);
 	assert_int_equal(more, 0);
-	assert_rows(p, "0 0 0 0 0 0");
+	assert_rows(p, "0 0 0 0 0 0 0 0");
 	assert_del(did, "CONCAT(state, ' ', jobs_deleted, ' ', jobs_waiting)",
 		   "done 1 0");
 	assert_del(did, "finished_at IS NOT NULL AND run_at IS NULL", "1");
@@ -1147,14 +1173,14 @@ static void test_retention_order(void **state)
 		  err);
 	assert_ok(deletion_expired_batch(db, &cfg, 1, &x, &more, &err), err);
 	assert_int_equal(more, 1);
-	assert_rows(old, "0 0 0 0 0 0");
-	assert_rows(newer, "1 0 0 1 1 1");
+	assert_rows(old, "0 0 0 0 0 0 0 0");
+	assert_rows(newer, "1 0 0 1 1 1 1 2");
 	assert_ok(deletion_expired_batch(db, &cfg, 1, &x, &more, &err), err);
-	assert_rows(newer, "0 0 0 0 0 0");
-	assert_rows(canceled, "1 0 0 1 1 1");
+	assert_rows(newer, "0 0 0 0 0 0 0 0");
+	assert_rows(canceled, "1 0 0 1 1 1 1 2");
 	assert_ok(deletion_expired_batch(db, &cfg, 1, &x, &more, &err), err);
 	assert_int_equal(more, 1);
-	assert_rows(canceled, "0 0 0 0 0 0");
+	assert_rows(canceled, "0 0 0 0 0 0 0 0");
 	assert_ok(deletion_expired_batch(db, &cfg, 1, &x, &more, &err), err);
 	assert_int_equal(more, 0);
 	assert_int_equal(x.c.jobs_deleted, 3);
@@ -1203,7 +1229,7 @@ static void test_worker_step(void **state)
 	/* A second later: the deletion, the whole of it. */
 	assert_int_equal(deletion_step(&p, db, &cfg, 60, 11.0), 1);
 	assert_del(did, "CONCAT(state, ' ', jobs_deleted)", "done 1");
-	assert_rows(a, "0 0 0 0 0 0");
+	assert_rows(a, "0 0 0 0 0 0 0 0");
 	/* None due now: the retention pass goes on to its end. */
 	assert_int_equal(deletion_step(&p, db, &cfg, 60, 11.1), 0);
 	assert_int_equal(jobs_like("j_01M8457ED2RMPKJD94HA"), 0);

@@ -4,7 +4,8 @@
  * applied with the core's migrate module).
  *
  * Each fenced write is tried with a stale lease first: it must change
- * nothing, add no event and answer DR_ERR_CONFLICT (lease_lost).
+ * nothing, add no event and answer DR_ERR_CONFLICT (lease_lost). Every end
+ * of a job with a callback_url opens a callback delivery of its own.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -139,7 +140,7 @@ static void test_fail(void **state)
 	assert_col(db, id, "error_message", "it broke");
 	assert_col(db, id, "completed_at IS NOT NULL", "1");
 	assert_col(db, id, "run_at", "(null)"); /* no callback_url */
-	assert_col(db, id, "callback_state", "none");
+	assert_cb(db, id, "state", "(none)");
 	assert_col(db, id, "lease_owner", "(null)");
 	ev = jobfix_last_event(db, id);
 	assert_string_equal(ev, "status processing>failed "
@@ -168,7 +169,7 @@ static void test_fail_callback_and_long_message(void **state)
 	jobfix_make(db, &f, id);
 	assert_ok(jobstate_fail(db, id, 1, "submit", "bad", msg, NULL, &err),
 		  err);
-	assert_col(db, id, "callback_state", "pending");
+	assert_cb(db, id, "state", "pending");
 	assert_col(db, id, "run_at IS NOT NULL", "1");
 	assert_col(db, id, "CHAR_LENGTH(error_message)", "1024");
 }
@@ -282,7 +283,7 @@ static void test_cancel(void **state)
 	assert_ok(jobstate_cancel(db, id, 9, from, &err), err);
 	assert_string_equal(from, "persisting");
 	assert_col(db, id, "status", "canceled");
-	assert_col(db, id, "callback_state", "pending");
+	assert_cb(db, id, "state", "pending");
 	assert_int_equal(jobfix_count(db, pending, id), 0);
 	ev = jobfix_last_event(db, id);
 	assert_string_equal(ev, "status persisting>canceled "
@@ -299,21 +300,32 @@ static void test_small_writes(void **state)
 	jobfix f = {.status = "succeeded", .step = "done", .lease_version = 4,
 		    .callback_url = "https://client.test/cb"};
 	char id[DR_JOB_ID_LEN + 1];
+	char *msg;
+	jobstate_callback_try t = {.state = "pending", .delay = 10,
+				   .http = 503, .error = "rejected: 503",
+				   .duration = 0.25, .from = "succeeded"};
 	dr_error err;
 
 	(void)state;
 	jobfix_make(db, &f, id);
+	jobfix_delivery(db, id, 0);
+	msg = jobfix_cb(db, id, "id");
+	t.delivery = msg;
 	assert_int_equal(jobstate_submitting(db, id, 3, "1700000000.5", &err),
 			 DR_ERR_CONFLICT);
 	assert_int_equal(jobstate_count_attempt(db, id, 3, &err),
 			 DR_ERR_CONFLICT);
 	assert_int_equal(jobstate_park(db, id, 3, &err), DR_ERR_CONFLICT);
-	assert_int_equal(jobstate_callback_end(db, id, 3, "delivered", &err),
+	assert_int_equal(jobstate_callback_tried(db, id, 3, &t, &err),
 			 DR_ERR_CONFLICT);
-	assert_int_equal(jobstate_callback_later(db, id, 3, 10, &err),
-			 DR_ERR_CONFLICT);
+	assert_false(db_in_transaction(db));
 	assert_col(db, id, "attempts", "0");
-	assert_col(db, id, "callback_attempts", "0");
+	assert_cb(db, id, "attempts", "0");
+	assert_int_equal(jobfix_count(db,
+				      "SELECT COUNT(*) FROM callback_attempts"
+				      " WHERE delivery_id = ?",
+				      msg),
+			 0);
 	assert_col(db, id, "submitted_at", "(null)");
 	assert_col(db, id, "run_at IS NOT NULL", "1");
 
@@ -322,18 +334,42 @@ static void test_small_writes(void **state)
 	assert_col(db, id, "UNIX_TIMESTAMP(submitted_at)", "1700000000.500000");
 	assert_ok(jobstate_count_attempt(db, id, 4, &err), err);
 	assert_col(db, id, "attempts", "2");
-	assert_ok(jobstate_callback_later(db, id, 4, 10, &err), err);
-	assert_col(db, id, "callback_attempts", "1");
+	assert_ok(jobstate_callback_tried(db, id, 4, &t, &err), err);
+	assert_cb(db, id, "attempts", "1");
+	assert_cb(db, id, "state", "pending");
+	assert_cb(db, id, "last_status", "503");
+	assert_cb(db, id, "last_error", "rejected: 503");
 	assert_col(db, id,
 		   "TIMESTAMPDIFF(SECOND, NOW(6), run_at) BETWEEN 8 AND 10",
 		   "1");
-	assert_ok(jobstate_callback_end(db, id, 4, "delivered", &err), err);
-	assert_col(db, id, "callback_state", "delivered");
-	assert_col(db, id, "callback_attempts", "2");
+	assert_cb(db, id, "TIMESTAMPDIFF(SECOND, NOW(6), next_at) BETWEEN 8"
+			  " AND 10",
+		  "1");
+	t.state = "delivered";
+	t.http = 204;
+	t.error = NULL;
+	assert_ok(jobstate_callback_tried(db, id, 4, &t, &err), err);
+	assert_cb(db, id, "state", "delivered");
+	assert_cb(db, id, "attempts", "2");
+	assert_cb(db, id, "last_status", "204");
+	assert_cb(db, id, "last_error", "(null)");
+	assert_cb(db, id, "next_at", "(null)");
+	assert_cb(db, id, "delivered_at IS NOT NULL", "1");
 	assert_col(db, id, "run_at", "(null)");
+	assert_int_equal(jobfix_count(db,
+				      "SELECT COUNT(*) FROM callback_attempts"
+				      " WHERE delivery_id = ? AND"
+				      " duration_ms = 250",
+				      msg),
+			 2);
+	/* Delivered: no longer pending, so a try of it is refused. */
+	assert_int_equal(jobstate_callback_tried(db, id, 4, &t, &err),
+			 DR_ERR_CONFLICT);
+	assert_cb(db, id, "attempts", "2");
 	assert_ok(jobstate_park(db, id, 4, &err), err);
 	assert_col(db, id, "status", "succeeded"); /* none of them moves it */
 	assert_int_equal(jobfix_events(db, id), 0);
+	free(msg);
 }
 
 /* ------------------------------------------------------- a client's */
@@ -358,7 +394,7 @@ static void test_client_cancel(void **state)
 	assert_ok(jobstate_client_cancel(db, qid, &err), err);
 	assert_col(db, qid, "status", "canceled");
 	assert_col(db, qid, "lease_version", "3");
-	assert_col(db, qid, "callback_state", "pending");
+	assert_cb(db, qid, "state", "pending");
 	assert_int_equal(jobstate_park(db, qid, 2, &err), DR_ERR_CONFLICT);
 	ev = jobfix_last_event(db, qid);
 	assert_string_equal(ev, "status queued>canceled "
@@ -440,6 +476,64 @@ static void test_client_retry(void **state)
 			 DR_ERR_NOT_FOUND);
 }
 
+/* Every end of a job with a callback_url opens a delivery of its own: a
+ * retry drops the old end's pending one (failed, kept), and the next end
+ * is a new delivery with a new webhook-id and type. */
+static void test_deliveries_per_end(void **state)
+{
+	jobfix f = {.status = "processing", .step = "poll",
+		    .lease_version = 1, .prediction_id = "p-ends",
+		    .callback_url = "https://client.test/cb"};
+	char id[DR_JOB_ID_LEN + 1];
+	char *first, *second, *want;
+	const char *count = "SELECT COUNT(*) FROM callback_deliveries"
+			    " WHERE job_id = ?";
+	dr_error err;
+
+	(void)state;
+	jobfix_make(db, &f, id);
+	assert_int_equal(jobfix_count(db, count, id), 0);
+	assert_ok(jobstate_fail(db, id, 1, "provider", "boom", "it broke",
+				NULL, &err),
+		  err);
+	assert_int_equal(jobfix_count(db, count, id), 1);
+	first = jobfix_cb(db, id, "id");
+	want = jobfix_col(db, id,
+			  "CONCAT('msg_', id, '_', REPLACE(UNIX_TIMESTAMP("
+			  "completed_at), '.', '_'))");
+	assert_string_equal(first, want);
+	free(want);
+	assert_cb(db, id, "type", "job.failed");
+	assert_cb(db, id, "url", "https://client.test/cb");
+	assert_cb(db, id, "state", "pending");
+	assert_cb(db, id, "attempts", "0");
+	assert_cb(db, id, "next_at IS NOT NULL", "1");
+	/* Still pending: no manual resend of it. */
+	assert_int_equal(jobstate_client_callback_retry(db, id, &err),
+			 DR_ERR_CONFLICT);
+	assert_string_equal(err.code, "callback_pending");
+
+	/* Retried before it was delivered: dropped, and kept. */
+	assert_ok(jobstate_client_retry(db, id, &err), err);
+	assert_int_equal(jobfix_count(db, count, id), 1);
+	assert_cb(db, id, "state", "failed");
+	assert_cb(db, id, "next_at", "(null)");
+	assert_cb(db, id, "last_error LIKE 'dropped%'", "1");
+
+	/* The next end: a second delivery, a new id. */
+	assert_ok(jobstate_client_cancel(db, id, &err), err);
+	assert_col(db, id, "status", "canceled");
+	assert_int_equal(jobfix_count(db, count, id), 2);
+	second = jobfix_cb(db, id, "id");
+	assert_string_not_equal(first, second);
+	assert_cb(db, id, "type", "job.canceled");
+	assert_cb(db, id, "state", "pending");
+	assert_cb(db, id, "attempts", "0");
+	assert_col(db, id, "run_at IS NOT NULL", "1");
+	free(first);
+	free(second);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -454,6 +548,7 @@ int main(void)
 		cmocka_unit_test(test_small_writes),
 		cmocka_unit_test(test_client_cancel),
 		cmocka_unit_test(test_client_retry),
+		cmocka_unit_test(test_deliveries_per_end),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -122,7 +122,7 @@ static void test_forward(void **state)
 	assert_col(db, id, "lease_version", "2");
 	assert_col(db, id, "lease_owner", "(null)");
 	assert_col(db, id, "run_at <= NOW(6)", "1");
-	assert_col(db, id, "callback_state", "none"); /* not ended yet */
+	assert_cb(db, id, "state", "(none)"); /* not ended yet */
 	assert_int_equal(jobfix_count(db,
 				      "SELECT COUNT(*) FROM outputs WHERE"
 				      " job_id = ? AND state = 'pending'",
@@ -147,7 +147,7 @@ static void test_failed(void **state)
 	assert_col(db, id, "error_step", "provider");
 	assert_col(db, id, "error_code", "prediction_aborted");
 	assert_col(db, id, "completed_at IS NOT NULL", "1");
-	assert_col(db, id, "callback_state", "pending");
+	assert_cb(db, id, "state", "pending");
 	assert_col(db, id, "lease_version", "2");
 }
 

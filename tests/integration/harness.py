@@ -119,8 +119,9 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_NoRedirect)
 
 
-def request(method, path, body=None, headers=None, key=API_KEY, timeout=30):
-    """Send one request to DARKROOM_URL + PATH and return a Response.
+def request(method, path, body=None, headers=None, key=API_KEY, timeout=30, base=None):
+    """Send one request to DARKROOM_URL (or BASE) + PATH and return a
+    Response.
 
     BODY: bytes are sent as they are; any other value (dict, list, str,
     number) is encoded as JSON with Content-Type application/json unless
@@ -139,7 +140,7 @@ def request(method, path, body=None, headers=None, key=API_KEY, timeout=30):
             data = json.dumps(body).encode("utf-8")
             if not any(h.lower() == "content-type" for h in hdrs):
                 hdrs["Content-Type"] = "application/json"
-    req = urllib.request.Request(BASE_URL + path, data=data, headers=hdrs, method=method)
+    req = urllib.request.Request((base or BASE_URL) + path, data=data, headers=hdrs, method=method)
     try:
         with _OPENER.open(req, timeout=timeout) as resp:
             r = Response(resp.status, resp.headers, resp.read())
@@ -265,6 +266,23 @@ def sql(query):
     if p.returncode != 0:
         raise Fail(f"SQL failed: {query!r}: {p.stderr.strip()}")
     return [line.split("\t") for line in p.stdout.splitlines()]
+
+
+def callback_row(jid):
+    """Job JID's latest callback delivery (callback_deliveries) as (state,
+    attempts); ("none", 0) when it has none."""
+    rows = sql(f"SELECT state, attempts FROM callback_deliveries WHERE job_id = '{jid}'"
+               f" ORDER BY created_at DESC, id DESC LIMIT 1")
+    return (rows[0][0], int(rows[0][1])) if rows else ("none", 0)
+
+
+def settle_callback(jid):
+    """Give up job JID's pending callback deliveries and take the job off
+    the queue: for a callback to a host no test serves, so that no later
+    file finds it due."""
+    sql(f"UPDATE callback_deliveries SET state = 'failed', next_at = NULL"
+        f" WHERE job_id = '{jid}' AND state = 'pending'")
+    sql(f"UPDATE jobs SET run_at = NULL WHERE id = '{jid}'")
 
 
 def db_ctl(action):

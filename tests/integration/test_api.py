@@ -12,6 +12,9 @@ import calendar
 import os
 import re
 import secrets
+import signal
+import socket
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -19,8 +22,8 @@ import urllib.parse
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (  # noqa: E402
-    API_KEY, Fail, case, db_ctl, expect, expect_eq, expect_json, expect_problem,
-    expect_status, get, post, request, run, sql, wait_until,
+    API_KEY, Fail, callback_row, case, db_ctl, expect, expect_eq, expect_json, expect_problem,
+    expect_status, get, post, request, run, settle_callback, sql, wait_until,
 )
 
 API_KEY2 = os.environ.get("DARKROOM_API_KEY2", "")
@@ -584,7 +587,7 @@ def _():
     cancel_all(made + [job["id"]])
     # Canceled, the last one owes a callback to a host no test serves:
     # settle it, so no later file finds it due.
-    sql(f"UPDATE jobs SET callback_state = 'failed', run_at = NULL WHERE id = '{job['id']}'")
+    settle_callback(job["id"])
 
 
 @case("422 for a callback_url that is not an http(s) URL")
@@ -594,7 +597,7 @@ def _():
     create(job_body(callback_url="https://app.example.com/hooks/darkroom"))
 
 
-@case("POST /v1/jobs/{id}/callback/retry: 404 unknown, 405 GET, 409 not ended / no callback_url / still pending; 202 makes a given-up callback pending again")
+@case("POST /v1/jobs/{id}/callback/retry: 404 unknown, 405 GET, 409 not ended / no callback_url / still pending; 202 makes a given-up delivery pending again, the same webhook-id, its tries kept")
 def _():
     expect_problem(post("/v1/jobs/j_01ARZ3NDEKTSV4RRFFQ69G5FAV/callback/retry"), 404)
     plain = create(job_body(model=f"acme/cbretry-{RUN}"))
@@ -606,17 +609,113 @@ def _():
     cancel_all([job["id"]])
     # Canceled while queued: its callback is pending (no worker here).
     expect_problem(post(f"/v1/jobs/{job['id']}/callback/retry"), 409, field="still being delivered")
-    sql(f"UPDATE jobs SET callback_state = 'failed', callback_attempts = 8, run_at = NULL WHERE id = '{job['id']}'")
+    msg = sql(f"SELECT id FROM callback_deliveries WHERE job_id = '{job['id']}'")
+    expect_eq(len(msg), 1, "one delivery of the cancel")
+    settle_callback(job["id"])
+    sql(f"UPDATE callback_deliveries SET attempts = 8, last_status = 500 WHERE job_id = '{job['id']}'")
+    cb = expect_json(get(f"/v1/jobs/{job['id']}"), 200)["callback"]
+    expect_eq(cb, {"url": "https://app.example.com/cb", "state": "failed", "attempts": 8,
+                   "last_status": 500, "next_at": None}, "the job object's callback, given up")
     got = expect_json(post(f"/v1/jobs/{job['id']}/callback/retry"), 202)
     expect_eq((got["id"], got["status"]), (job["id"], "canceled"), "the job object answered")
-    row = sql(f"SELECT callback_state, callback_attempts, run_at IS NOT NULL AND run_at <= NOW(6)"
-              f" FROM jobs WHERE id = '{job['id']}'")
-    expect_eq(row, [["pending", "0", "1"]], "callback pending, tries afresh, due now")
+    expect_eq((got["callback"]["state"], got["callback"]["attempts"]), ("pending", 8),
+              "the answer's callback: pending again, its tries kept")
+    expect(TIMESTAMP.match(got["callback"]["next_at"] or ""), f"next_at {got['callback']['next_at']!r}")
+    row = sql(f"SELECT d.id, d.state, d.attempts, d.round_start, d.next_at <= NOW(6),"
+              f" j.run_at IS NOT NULL AND j.run_at <= NOW(6)"
+              f" FROM callback_deliveries d JOIN jobs j ON j.id = d.job_id WHERE d.job_id = '{job['id']}'")
+    expect_eq(row, [[msg[0][0], "pending", "8", "8", "1", "1"]],
+              "the same delivery (webhook-id) pending, its schedule from the start, due now")
     events = expect_json(get(f"/v1/jobs/{job['id']}/events"), 200)
     text = str(events)
     expect("requested" in text, f"a callback event records the request: {text[-300:]}")
     # Settle it, so no later file finds it due for a host no test serves.
-    sql(f"UPDATE jobs SET callback_state = 'failed', run_at = NULL WHERE id = '{job['id']}'")
+    settle_callback(job["id"])
+
+
+class App:
+    """A second lighttpd + darkroom.fcgi on a free port with this file's
+    config and database, its environment ENV (None drops a variable):
+    conf/lighttpd.conf as tests/lib/services.sh's lighttpd_start runs it,
+    in a process group of its own, stopped with stop()."""
+
+    def __init__(self, name, env):
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        sock.close()
+        var = os.path.join(os.environ.get("DARKROOM_TEST_DIR", "/tmp"), name)
+        os.makedirs(os.path.join(var, "media"), exist_ok=True)
+        full = dict(os.environ, DARKROOM_PORT=str(self.port), DARKROOM_ROOT=root, DARKROOM_VAR=var,
+                    DARKROOM_FCGI_PROCS="1")
+        for k, v in env.items():
+            if v is None:
+                full.pop(k, None)
+            else:
+                full[k] = v
+        self.log = open(os.path.join(var, "lighttpd.out"), "ab")
+        self.proc = subprocess.Popen(["lighttpd", "-D", "-f", os.path.join(root, "conf", "lighttpd.conf")],
+                                     env=full, stdout=self.log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.base = f"http://127.0.0.1:{self.port}"
+        try:
+            wait_until(lambda: self.proc.poll() is not None or self._healthy(), timeout=30,
+                       what=f"{name} answering /healthz")
+            expect(self.proc.poll() is None, f"lighttpd of {name} exited; see {var}")
+        except Fail:
+            self.stop()
+            raise
+
+    def _healthy(self):
+        try:
+            return request("GET", "/healthz", key=None, timeout=5, base=self.base).status == 200
+        except Fail:
+            return False
+
+    def post(self, path, body):
+        return request("POST", path, body, base=self.base)
+
+    def stop(self):
+        """Stop lighttpd, then whatever of its group is left (the app)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        self.log.close()
+
+
+@case("callback_url to a loopback, private or localhost address through an app without DARKROOM_CALLBACK_ALLOW_PRIVATE: 422 naming callback_url; a host name is accepted (checked when the worker connects)")
+def _():
+    private = ["http://127.0.0.1:8080/cb", "http://localhost/", "http://[::1]/", "http://10.0.0.1/",
+               "https://192.168.1.20/hook", "https://169.254.169.254/latest"]
+    made = []
+    # The suite's own app allows them (run-integration.sh sets the variable).
+    for url in private[:4]:
+        made.append(create(job_body(model=f"acme/cb-intake-{RUN}", callback_url=url))["id"])
+    app = App("app-no-private", {"DARKROOM_CALLBACK_ALLOW_PRIVATE": None})
+    try:
+        for url in private:
+            doc = expect_problem(app.post("/v1/jobs", job_body(callback_url=url)), 422, field="callback_url")
+            expect("DARKROOM_CALLBACK_ALLOW_PRIVATE" in doc["detail"], f"{url}: {doc['detail']!r}")
+        for url in ("https://app.example.com/hooks/darkroom", "http://hooks.example.org:8080/x"):
+            job = expect_json(app.post("/v1/jobs", job_body(model=f"acme/cb-intake-{RUN}", callback_url=url)),
+                              202)
+            expect_eq(job["callback"], {"url": url, "state": "none", "attempts": 0, "last_status": None,
+                                        "next_at": None}, f"{url}: the new job's callback")
+            made.append(job["id"])
+    finally:
+        app.stop()
+        cancel_all(made)
+        for jid in made:
+            settle_callback(jid)
 
 
 @case("422 for an unknown top-level field, naming it")

@@ -9,21 +9,25 @@ finished by running it again, with no rendition made twice; `darkroom
 prune` ([retention], defaults 24h and 7d): --dry-run counts and changes
 nothing, a run removes exactly the expired idempotency keys and webhook
 delivery ids, and an idempotent request repeated after its key expired
-makes a new job.
+makes a new job; `jobs show` lists a job's callback delivery and its
+tries, and `jobs retry --callback` sends the callback again.
 """
 
+import http.server
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import case, expect, expect_eq, expect_json, get, post, run, sql, wait_until  # noqa: E402
+from harness import (callback_row, case, expect, expect_eq, expect_json, get, post, run,  # noqa: E402
+                     settle_callback, sql, wait_until)
 from engine_lib import Worker, create, fake_reset, wait_status  # noqa: E402
 
 BIN = os.environ["DARKROOM_BIN"]
@@ -351,9 +355,108 @@ def _():
     jid = create(model="acme/cli-cancel", renditions=["thumb"], callback_url="https://app.example.com/cb")
     rc, out, _ = cli("jobs", "cancel", jid)
     expect_eq((rc, out.strip()), (0, f"{jid} canceled"), "cancel queued with a callback_url")
-    expect_eq(sql(f"SELECT callback_state, run_at IS NOT NULL AND run_at <= NOW(6) FROM jobs WHERE id = '{jid}'"),
-              [["pending", "1"]], "callback pending and due")
-    sql(f"UPDATE jobs SET callback_state = 'failed', run_at = NULL WHERE id = '{jid}'")  # no worker for it here
+    expect_eq(sql(f"SELECT d.state, d.next_at <= NOW(6), j.run_at IS NOT NULL AND j.run_at <= NOW(6)"
+                  f" FROM callback_deliveries d JOIN jobs j ON j.id = d.job_id WHERE d.job_id = '{jid}'"),
+              [["pending", "1", "1"]], "callback pending and due")
+    settle_callback(jid)  # no worker for it here
+
+
+class Receiver:
+    """A callback receiver on 127.0.0.1 answering STATUSES in turn (the
+    last from then on); counts the requests."""
+
+    def __init__(self, statuses):
+        outer = self
+        self.statuses, self.count = list(statuses), 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status = outer.statuses[min(outer.count, len(outer.statuses) - 1)]
+                outer.count += 1
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def show_field(out, name):
+    """The value of field NAME in `jobs show` output."""
+    for line in out.splitlines():
+        if line.startswith(f"{name} ") and line[:12].strip() == name:
+            return line[12:].strip()
+    return None
+
+
+@case("jobs show: the callback's delivery and its tries; jobs retry --callback sends it again (the same webhook-id)")
+def _():
+    fake_reset()
+    rx = Receiver([410, 200])
+    w = None
+    url = f"http://127.0.0.1:{rx.port}/cb"
+    try:
+        jid = create(model="acme/cli-callback", renditions=["thumb"], callback_url=url)
+        rc, out, err = cli("jobs", "retry", "--callback", jid)
+        expect_eq(rc, 1, "retry --callback of a job that has not ended")
+        expect("has not ended" in err and len(err.strip().splitlines()) == 1, err)
+        rc, out, _ = cli("jobs", "show", jid)
+        expect_eq((show_field(out, "callback"), show_field(out, "delivery")),
+                  (url, "none, 0 attempts, last status -, next try -"), "a queued job's callback")
+        expect("CALLBACK ATTEMPTS" not in out, out)
+        expect_eq(cli("jobs", "cancel", jid)[0], 0, "cancel")
+        rc, out, err = cli("jobs", "retry", "--callback", jid)
+        expect_eq(rc, 1, "retry --callback of a callback still pending")
+        expect("still being delivered" in err and len(err.strip().splitlines()) == 1, err)
+        rc, out, _ = cli("jobs", "show", jid)
+        expect(show_field(out, "delivery").startswith("pending, 0 attempts, last status -, next try 2"),
+               f"the pending delivery: {show_field(out, 'delivery')!r}")
+        w = Worker(1, name="cli-callback-worker")
+        wait_until(lambda: callback_row(jid) == ("failed", 1), timeout=30, what="the 410 given up")
+        msg = sql(f"SELECT id FROM callback_deliveries WHERE job_id = '{jid}'")[0][0]
+        rc, out, err = cli("jobs", "show", jid)
+        expect_eq(rc, 0, f"show ({err})")
+        expect_eq(show_field(out, "delivery"), "failed, 1 attempt, last status 410, next try -", "after the 410")
+        expect("\nCALLBACK ATTEMPTS\n" in out, out)
+        rows = [ln.split() for ln in out.split("\nCALLBACK ATTEMPTS\n")[1].splitlines()[1:] if ln.strip()]
+        expect_eq([(r[0], r[1], r[5]) for r in rows], [(msg, "1", "410")], f"attempt rows {rows}")
+        expect(out.split("\nCALLBACK ATTEMPTS\n")[1].splitlines()[0].split()
+               == ["WEBHOOK-ID", "TRY", "STARTED", "MS", "STATUS", "ERROR"], out)
+        expect("callback_gone" in out.split("\nCALLBACK ATTEMPTS\n")[1], out)
+        rc, out, err = cli("jobs", "retry", "--callback", jid)
+        expect_eq((rc, out.strip(), err), (0, f"{jid} callback pending", ""), "retry --callback")
+        wait_until(lambda: callback_row(jid) == ("delivered", 2), timeout=30, what="the resend delivered")
+        rc, out, _ = cli("jobs", "show", jid)
+        expect_eq(show_field(out, "delivery"), "delivered, 2 attempts, last status 200, next try -",
+                  "after the resend")
+        rows = [ln.split() for ln in out.split("\nCALLBACK ATTEMPTS\n")[1].splitlines()[1:] if ln.strip()]
+        expect_eq([(r[0], r[1], r[5]) for r in rows], [(msg, "1", "410"), (msg, "2", "200")],
+                  f"attempt rows {rows}")
+        expect_eq(rx.count, 2, "POSTs received")
+    finally:
+        if w:
+            w.stop()
+        rx.close()
+    # A job without a callback_url, and no job at all: exit 1, one line.
+    plain = create(model="acme/cli-callback", renditions=["thumb"])
+    expect_eq(cli("jobs", "cancel", plain)[0], 0, "cancel")
+    rc, out, err = cli("jobs", "show", plain)
+    expect_eq((show_field(out, "callback"), show_field(out, "delivery")), ("-", "-"), "no callback")
+    rc, _, err = cli("jobs", "retry", "--callback", plain)
+    expect_eq(rc, 1, "retry --callback without a callback_url")
+    expect("no callback_url" in err and len(err.strip().splitlines()) == 1, err)
+    rc, _, err = cli("jobs", "retry", "--callback", "j_01JD3M6X2Q8Y7R5T4W3V2B1N0C")
+    expect_eq((rc, "no job with id" in err), (1, True), f"unknown: {err}")
 
 
 # ------------------------------------------------------------ outputs

@@ -253,7 +253,7 @@ def _():
     expect(hooks_after >= hooks_before + 1 + 3, f"webhook deliveries {hooks_before} -> {hooks_after}")
     s = wait_until(lambda: (lambda m: m if val(m, "darkroom_worker_processes") == 0 else None)(scrape()),
                    timeout=10, what="no worker alive after the pool stopped")
-    due = sql("SELECT id, status, step, adapter, model, run_at, NOW(6), callback_state, attempts"
+    due = sql("SELECT id, status, step, adapter, model, run_at, NOW(6), attempts"
               " FROM jobs WHERE run_at <= NOW(6)")
     expect_eq(val(s, "darkroom_queue_depth"), 0.0, f"queue depth with nothing due (due: {due})")
 

@@ -41,7 +41,7 @@ import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Fail, case, expect, expect_eq, expect_json, get, post,  # noqa: E402
+from harness import (Fail, callback_row, case, expect, expect_eq, expect_json, get, post,  # noqa: E402
                      run, sql, wait_until)
 
 from engine_lib import FAKE, S3_BUCKET, S3rver, Worker, fake, free_port, port_open  # noqa: E402,F401
@@ -1271,12 +1271,27 @@ def _(w):
         jid = create({}, ["thumb"], callback_url=f"http://127.0.0.1:{rx.port}/cb")
         j = wait_status([jid], timeout=30)[0]
         expect_eq(j["status"], "succeeded", f"status (error {j.get('error')})")
-        wait_until(lambda: sql(f"SELECT callback_state FROM jobs WHERE id = '{jid}'")[0][0] == "delivered",
-                   timeout=30, what="callback_state delivered")
+        # Between the two tries, the job object shows the delivery
+        # waiting for its next try.
+        wait_until(lambda: callback_row(jid) == ("pending", 1), timeout=30, what="the first try failed")
+        cb = job(jid)["callback"]
+        expect_eq({k: cb[k] for k in ("url", "state", "attempts", "last_status")},
+                  {"url": f"http://127.0.0.1:{rx.port}/cb", "state": "pending", "attempts": 1, "last_status": 500},
+                  f"the job object's callback between the tries: {cb}")
+        expect(cb["next_at"] and cb["next_at"] > j["completed_at"], f"next_at after the end: {cb}")
+        wait_until(lambda: callback_row(jid)[0] == "delivered", timeout=30, what="callback delivered")
         time.sleep(1.5)  # nothing more may come
         reqs = list(rx.requests)
     finally:
         rx.close()
+    expect_eq(job(jid)["callback"], {"url": f"http://127.0.0.1:{rx.port}/cb", "state": "delivered",
+                                     "attempts": 2, "last_status": 200, "next_at": None},
+              "the job object's callback once delivered")
+    tries = attempt_rows(jid)
+    expect_eq([(t[1], t[2]) for t in tries], [("1", "500"), ("2", "200")], f"attempt rows {tries}")
+    expect(tries[0][3].startswith("callback_rejected") and tries[1][3] == "NULL", f"attempt errors {tries}")
+    expect_eq({t[0] for t in tries}, {reqs[0]["headers"].get("webhook-id")}, "attempt rows of the one webhook-id")
+    expect_eq(sql(f"SELECT COUNT(*) FROM callback_deliveries WHERE job_id = '{jid}'"), [["1"]], "deliveries")
     expect_eq(len(reqs), 2, "callback POSTs (a 500, then a 200)")
     ids = {r["headers"].get("webhook-id") for r in reqs}
     expect(len(ids) == 1 and None not in ids, f"webhook-ids of the two tries: {ids}")
@@ -1296,6 +1311,7 @@ def _(w):
         expect_eq((doc["data"]["id"], doc["data"]["status"]), (jid, "succeeded"),
                   f"try {k + 1}: job id and status")
         expect_eq(doc["data"]["outputs"], j["outputs"], f"try {k + 1}: outputs in the callback")
+        expect("callback" not in doc["data"], f"try {k + 1}: the message's job carries no callback state")
     # The verifier is no rubber stamp: one byte changed, or another
     # secret, and it refuses.
     tampered = dict(reqs[1], body=reqs[1]["body"].replace(b"job.succeeded", b"job.succeedeD"))
@@ -1323,7 +1339,8 @@ def _(w):
         wait_until(lambda: callback_row(jid) == ("delivered", 1), timeout=30, what="the first delivery")
         got = expect_json(post(f"/v1/jobs/{jid}/callback/retry"), 202)
         expect_eq(got["id"], jid, "the job object answered")
-        wait_until(lambda: len(rx.requests) >= 2 and callback_row(jid) == ("delivered", 1), timeout=30,
+        # Svix's resend: the same delivery tried again, its tries counted on.
+        wait_until(lambda: len(rx.requests) >= 2 and callback_row(jid) == ("delivered", 2), timeout=30,
                    what="the second delivery")
         time.sleep(1)
         reqs = list(rx.requests)
@@ -1335,11 +1352,22 @@ def _(w):
     expect(all(v["ok"] for v in verified), f"standardwebhooks: {verified}")
     kinds = [d.get("delivery") for kind, _, _, d in events_of(jid) if kind == "callback"]
     expect_eq(kinds, ["delivered", "requested", "delivered"], "callback events")
+    tries = attempt_rows(jid)
+    expect_eq([t[:3] for t in tries], [(reqs[0]["headers"].get("webhook-id"), "1", "200"),
+                                       (reqs[0]["headers"].get("webhook-id"), "2", "200")],
+              "one delivery, two attempt rows")
+    expect_eq({k: job(jid)["callback"][k] for k in ("state", "attempts", "last_status", "next_at")},
+              {"state": "delivered", "attempts": 2, "last_status": 200, "next_at": None},
+              "the job object's callback after the resend")
 
 
-def callback_row(jid):
-    state, attempts = sql(f"SELECT callback_state, callback_attempts FROM jobs WHERE id = '{jid}'")[0]
-    return state, int(attempts)
+def attempt_rows(jid):
+    """The tries of job JID's callback deliveries as (webhook-id, attempt,
+    HTTP status or 'NULL', error or 'NULL'), oldest first."""
+    return [tuple(r) for r in sql(
+        f"SELECT a.delivery_id, a.attempt, COALESCE(a.http_status, 'NULL'), COALESCE(a.error, 'NULL')"
+        f" FROM callback_attempts a JOIN callback_deliveries d ON d.id = a.delivery_id"
+        f" WHERE d.job_id = '{jid}' ORDER BY d.created_at, a.attempt")]
 
 
 def check_callback(r, jid, status, what):
@@ -1367,8 +1395,9 @@ def _():
         check_callback(rx.requests[0], jid, "canceled", "first cancel")
         # A retry starts the job's callback afresh: its next end is
         # delivered (and counted) on its own.
-        expect_json(post(f"/v1/jobs/{jid}/retry"), 202)
-        expect_eq(callback_row(jid), ("none", 0), "callback state after the retry")
+        got = expect_json(post(f"/v1/jobs/{jid}/retry"), 202)
+        expect_eq(got["callback"]["state"], "none", "the job object's callback while the retried job runs")
+        expect_eq(callback_row(jid), ("delivered", 1), "the first end's delivery, kept")
         wait_until(lambda: job(jid)["status"] in ("starting", "processing"), timeout=20,
                    what="the retried job running at the provider")
         expect_json(post(f"/v1/jobs/{jid}/cancel"), 202)
@@ -1389,6 +1418,11 @@ def _():
     expect(None not in ids and ids[0] != ids[1], f"each end has its own webhook-id: {ids}")
     delivered = [d for kind, _, _, d in events_of(jid) if kind == "callback"]
     expect_eq([d.get("delivery") for d in delivered], ["delivered", "delivered"], f"callback events {delivered}")
+    rows = sql(f"SELECT id, type, state, attempts FROM callback_deliveries WHERE job_id = '{jid}'"
+               f" ORDER BY created_at")
+    expect_eq(rows, [[ids[0], "job.canceled", "delivered", "1"], [ids[1], "job.canceled", "delivered", "1"]],
+              "a delivery per end, keyed by the webhook-id it was sent with")
+    expect_eq(job(jid)["callback"]["state"], "delivered", "the job object shows the latest delivery")
 
 
 @case("callback: a canceled queued job without a callback_url is parked (no callback, no claim)")
@@ -1396,6 +1430,7 @@ def _():
     jid = create({}, ["thumb"])
     expect_eq(expect_json(post(f"/v1/jobs/{jid}/cancel"), 202)["status"], "canceled", "status")
     expect_eq(callback_row(jid), ("none", 0), "callback state")
+    expect_eq(job(jid)["callback"], None, "the job object's callback")
     expect_eq(sql(f"SELECT run_at IS NULL FROM jobs WHERE id = '{jid}'")[0][0], "1", "run_at cleared")
 
 
@@ -1411,7 +1446,8 @@ def _():
         sql(f"INSERT INTO outputs (job_id, idx, kind, state, text, created_at) VALUES"
             f" ('{jid}', 0, 'text', 'stored', REPEAT('a', 9000000), NOW(6)),"
             f" ('{jid}', 1, 'text', 'stored', REPEAT('b', 9000000), NOW(6))")
-        sql(f"UPDATE jobs SET run_at = NOW(6), callback_state = 'pending' WHERE id = '{jid}'")
+        sql(f"UPDATE callback_deliveries SET state = 'pending', next_at = NOW(6) WHERE job_id = '{jid}'")
+        sql(f"UPDATE jobs SET run_at = NOW(6) WHERE id = '{jid}'")
         # The schedule (27 h) shortened ten thousand times: about 10 s.
         w = Worker(1, "pipeline-callback-render", {"DARKROOM_TEST_CALLBACK_SCALE": "0.0001"})
         wait_until(lambda: callback_row(jid)[0] == "failed", timeout=60,
@@ -1428,6 +1464,9 @@ def _():
     check_worker(w, leftover)
     expect_eq(len(rx.requests), 0, "nothing was POSTed")
     expect_eq(attempts, 8, "callback attempts (the schedule's tries)")
+    tries = attempt_rows(jid)
+    expect_eq([(t[1], t[2]) for t in tries], [(str(k), "NULL") for k in range(1, 9)], "attempt rows, no answer")
+    expect(all(t[3].startswith("callback_unrenderable") for t in tries), f"attempt errors {tries[:1]}")
     failed = [d for kind, _, _, d in events_of(jid) if kind == "callback"]
     expect_eq(len(failed), 8, f"callback events {failed[:2]}")
     expect(all(d.get("delivery") == "failed" and d.get("code") == "callback_unrenderable" for d in failed),
