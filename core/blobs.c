@@ -28,12 +28,12 @@ static dr_status insert_item(dr_db *db, const unsigned char *text,
 			return DR_OK;
 		st = db_exec(db,
 			     "INSERT INTO webhook_blobs (id, seq, job_id,"
-			     " media_type, data, created_at)"
-			     " VALUES (?, ?, ?, ?, ?, NOW(6))",
+			     " media_type, total, data, created_at)"
+			     " VALUES (?, ?, ?, ?, ?, ?, NOW(6))",
 			     NULL, err,
 			     DB_ARGS(DB_STR(it->id), DB_INT(seq),
 				     DB_STR(job_id), DB_STR(it->media),
-				     DB_BLOB(piece, n)));
+				     DB_U64(it->bytes), DB_BLOB(piece, n)));
 		if (st != DR_OK)
 			return st;
 		*bytes += n;
@@ -89,8 +89,9 @@ dr_status blobs_claim(dr_db *db, const char *id, const char *job_id,
 	*claimed = 0;
 	st = db_exec(db,
 		     "UPDATE webhook_blobs SET job_id = ?"
-		     " WHERE id = ? AND job_id IS NULL",
-		     &n, err, DB_ARGS(DB_STR(job_id), DB_STR(id)));
+		     " WHERE id = ? AND (job_id IS NULL OR job_id = ?)",
+		     &n, err,
+		     DB_ARGS(DB_STR(job_id), DB_STR(id), DB_STR(job_id)));
 	if (st == DR_OK)
 		*claimed = n > 0;
 	return st;
@@ -132,7 +133,7 @@ dr_status blobs_read(dr_db *db, const char *id, const char *job_id,
 		     uint64_t max, int fd, uint64_t *size, char *ctype,
 		     size_t ctsz, dr_error *err)
 {
-	uint64_t total = 0;
+	uint64_t total = 0, want = 0;
 	dr_status st = DR_OK;
 
 	if (ctsz)
@@ -142,11 +143,12 @@ dr_status blobs_read(dr_db *db, const char *id, const char *job_id,
 		unsigned long len;
 
 		/* One piece per query: the worker never holds the file. */
-		st = db_query(db,
-			      "SELECT data, media_type FROM webhook_blobs"
-			      " WHERE id = ? AND seq = ? AND job_id = ?",
-			      &rows, err,
-			      DB_ARGS(DB_STR(id), DB_INT(seq), DB_STR(job_id)));
+		st = db_query(
+			db,
+			"SELECT data, media_type, total FROM webhook_blobs"
+			" WHERE id = ? AND seq = ? AND job_id = ?",
+			&rows, err,
+			DB_ARGS(DB_STR(id), DB_INT(seq), DB_STR(job_id)));
 		if (st != DR_OK)
 			return st;
 		if (rows->n_rows == 0) {
@@ -162,6 +164,8 @@ dr_status blobs_read(dr_db *db, const char *id, const char *job_id,
 		len = rows->lens[0];
 		if (seq == 0 && ctsz)
 			snprintf(ctype, ctsz, "%s", db_cell(rows, 0, 1));
+		if (seq == 0)
+			want = strtoull(db_cell(rows, 0, 2), NULL, 10);
 		if (len > max - total) {
 			db_rows_free(rows);
 			return dr_fail(err, DR_ERR_TOO_LARGE,
@@ -175,9 +179,16 @@ dr_status blobs_read(dr_db *db, const char *id, const char *job_id,
 		if (st != DR_OK)
 			return st;
 		total += len;
-		if (len == 0)
+		if (len == 0 || total >= want)
 			break;
 	}
+	if (total != want)
+		/* Rows deleted while this read went on (the job stored or
+		 * deleted by another worker): never a shorter file. */
+		return dr_fail(err, DR_ERR_NOT_FOUND, "blob_missing",
+			       "the file the webhook carried is incomplete "
+			       "(%" PRIu64 " of %" PRIu64 " bytes; blob %s)",
+			       total, want, id);
 	*size = total;
 	return DR_OK;
 }

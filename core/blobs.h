@@ -58,8 +58,9 @@ dr_status blobs_insert(dr_db *db, const unsigned char *text,
 
 /*
  * In the caller's transaction: give the unclaimed file `id` to job
- * `job_id`. *claimed is 1 when it was there and unclaimed, 0 when not (a
- * reference the app did not make, or one claimed already).
+ * `job_id`. *claimed is 1 when it was there, unclaimed or the job's
+ * already, 0 when not (a reference the app did not make, or another
+ * job's file).
  */
 dr_status blobs_claim(dr_db *db, const char *id, const char *job_id,
 		      int *claimed, dr_error *err) DR_WARN_UNUSED;

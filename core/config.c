@@ -852,7 +852,7 @@ int config_parse_rate(const char *s, double *per_second)
 	if (seconds == 0 || config_parse_duration(num, per_second) != 0)
 		return -1;
 	*per_second /= seconds;
-	if (!(*per_second > 0 && *per_second <= DR_RATE_MAX))
+	if (!(*per_second >= DR_RATE_MIN && *per_second <= DR_RATE_MAX))
 		return -1;
 	return 0;
 }
@@ -2188,8 +2188,8 @@ static dr_status check_plugin_section(const dr_config *cfg,
 	if (e && config_parse_rate(e->value, &sec->rate) != 0)
 		return fail_at(err, DR_ERR_CONFIG, cfg->path, e->line,
 			       "bad value for 'rate' in %s: expected N/s, "
-			       "N/min or N/h (N > 0, at most %.0f per "
-			       "second), or off",
+			       "N/min or N/h (at least one a day, at most "
+			       "%.0f per second), or off",
 			       label, DR_RATE_MAX);
 	e = find_entry(sec, "burst");
 	if (e && (config_parse_size(e->value, &burst) != 0 || burst < 1 ||

@@ -230,13 +230,17 @@ int config_parse_bool(const char *s, int *out);
 
 /*
  * A create rate, "N/s", "N/min" or "N/h" (also sec, second, minute,
- * hour; N a positive number, at most DR_RATE_MAX per second), into
+ * hour; N a positive number, from DR_RATE_MIN to DR_RATE_MAX per
+ * second), into
  * creates per second; "off" or "" is 0 (no limit). 0, or -1 on a bad
  * value.
  */
 int config_parse_rate(const char *s, double *per_second);
 
-/* The largest rate (creates per second) and burst an adapter may set. */
+/* The smallest and largest rate (creates per second: one a day, so the
+ * limit's microsecond arithmetic cannot overflow) and the largest burst
+ * an adapter may set. */
+#define DR_RATE_MIN  (1.0 / 86400)
 #define DR_RATE_MAX  100000.0
 #define DR_BURST_MAX 10000
 

@@ -43,7 +43,8 @@ static int b64_value(unsigned char c)
 static int media_char(unsigned char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	       (c >= '0' && c <= '9') || strchr("!#$&^_.+-/;=", c) != NULL;
+	       (c >= '0' && c <= '9') ||
+	       (c && strchr("!#$&^_.+-/;=", c) != NULL);
 }
 
 static dr_status new_id(char id[DATASCAN_ID_LEN + 1], dr_error *err)
@@ -138,7 +139,7 @@ static size_t string_end(const unsigned char *b, size_t len, size_t i)
 static int is_key(const unsigned char *b, size_t len, size_t q)
 {
 	for (q++; q < len; q++)
-		if (!strchr(" \t\r\n", b[q]))
+		if (!b[q] || !strchr(" \t\r\n", b[q]))
 			return b[q] == ':';
 	return 0;
 }

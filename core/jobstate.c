@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blobs.h"
 #include "buf.h"
 #include "log.h"
 #include "queue.h"
@@ -331,6 +332,10 @@ dr_status jobstate_cancel(dr_db *db, const char *id, uint64_t fence,
 			     "DELETE FROM outputs WHERE job_id = ? AND"
 			     " state = 'pending'",
 			     NULL, err, DB_ARGS(DB_STR(id)));
+	/* And the files a webhook carried for them (a retry runs the
+	 * prediction again). */
+	if (st == DR_OK)
+		st = blobs_delete_job(db, id, err);
 	if (st == DR_OK)
 		st = jobstate_event(db, id, "status", cur,
 				    jobstate_name(DR_JOB_CANCELED),

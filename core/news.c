@@ -107,6 +107,73 @@ static const char *source_kind(dr_output_kind k)
 	}
 }
 
+/* Whether `had` (idx of a job's output rows) holds output i. */
+static int output_recorded(const dr_db_rows *had, size_t i)
+{
+	for (size_t r = 0; r < had->n_rows; r++)
+		if (strtoull(db_cell(had, r, 0), NULL, 10) == i)
+			return 1;
+	return 0;
+}
+
+/* Record output o (number i) of job `id`: see record_outputs(). */
+static dr_status record_output(dr_db *db, const char *id,
+			       const dr_output_ref *o, size_t i, dr_error *err)
+{
+	const char *kind = o->kind == DR_OUTPUT_TEXT ? "text" : "file";
+	const char *url = o->kind == DR_OUTPUT_URL && strlen(o->value) <= 2048
+				  ? o->value
+				  : NULL;
+	const char *source = o->kind == DR_OUTPUT_TEXT ? NULL : o->value;
+	const char *skind = source_kind(o->kind);
+	char blob[DATASCAN_ID_LEN + 1], media[DATASCAN_MEDIA_MAX + 1];
+	int blob_ref = o->kind == DR_OUTPUT_DATA &&
+		       datascan_reference(o->value, blob, media, sizeof(media));
+	dr_status st;
+	dr_datascan_item inline_item;
+	int inline_blob = 0;
+
+	if (!blob_ref && o->kind == DR_OUTPUT_DATA) {
+		st = datascan_one(o->value, strlen(o->value), &inline_item,
+				  &inline_blob, err);
+		if (st != DR_OK)
+			return st;
+		if (inline_blob)
+			snprintf(blob, sizeof(blob), "%s", inline_item.id);
+	}
+	if (blob_ref || inline_blob) {
+		source = blob;
+		skind = "blob";
+	}
+	st = db_exec(
+		db,
+		"INSERT INTO outputs (job_id, idx, kind, source_url,"
+		" source, source_kind, text, state, created_at)"
+		" VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', NOW(6))"
+		" ON DUPLICATE KEY UPDATE job_id = job_id",
+		NULL, err,
+		DB_ARGS(DB_STR(id), DB_INT((int64_t)i), DB_STR(kind),
+			DB_STR(url), DB_STR(source), DB_STR(skind),
+			DB_STR(o->kind == DR_OUTPUT_TEXT ? o->value : NULL)));
+	if (st == DR_OK && inline_blob) {
+		uint64_t bytes;
+
+		st = blobs_insert(db, (const unsigned char *)o->value,
+				  &inline_item, id, &bytes, err);
+	}
+	if (st == DR_OK && blob_ref) {
+		int claimed;
+
+		st = blobs_claim(db, blob, id, &claimed, err);
+		if (st == DR_OK && !claimed)
+			st = dr_fail(err, DR_ERR_INVALID, "bad_reference",
+				     "output %zu names a file this "
+				     "delivery did not carry",
+				     i);
+	}
+	return st;
+}
+
 /*
  * Record the outputs of a succeeded prediction for the pipeline. An
  * output that is a reference to a file the app took out of the webhook
@@ -119,70 +186,21 @@ static const char *source_kind(dr_output_kind k)
 static dr_status record_outputs(dr_db *db, const char *id,
 				const dr_prediction *p, dr_error *err)
 {
-	for (size_t i = 0; i < p->n_outputs; i++) {
-		const dr_output_ref *o = &p->outputs[i];
-		const char *kind = o->kind == DR_OUTPUT_TEXT ? "text" : "file";
-		const char *url =
-			o->kind == DR_OUTPUT_URL && strlen(o->value) <= 2048
-				? o->value
-				: NULL;
-		const char *source =
-			o->kind == DR_OUTPUT_TEXT ? NULL : o->value;
-		const char *skind = source_kind(o->kind);
-		char blob[DATASCAN_ID_LEN + 1], media[DATASCAN_MEDIA_MAX + 1];
-		int blob_ref = o->kind == DR_OUTPUT_DATA &&
-			       datascan_reference(o->value, blob, media,
-						  sizeof(media));
-		uint64_t added = 0;
-		dr_status st;
-		dr_datascan_item inline_item;
-		int inline_blob = 0;
+	dr_db_rows *had = NULL;
+	dr_status st;
 
-		if (!blob_ref && o->kind == DR_OUTPUT_DATA) {
-			st = datascan_one(o->value, strlen(o->value),
-					  &inline_item, &inline_blob, err);
-			if (st != DR_OK)
-				return st;
-			if (inline_blob)
-				snprintf(blob, sizeof(blob), "%s",
-					 inline_item.id);
-		}
-		if (blob_ref || inline_blob) {
-			source = blob;
-			skind = "blob";
-		}
-		st = db_exec(
-			db,
-			"INSERT INTO outputs (job_id, idx, kind, source_url,"
-			" source, source_kind, text, state, created_at)"
-			" VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', NOW(6))"
-			" ON DUPLICATE KEY UPDATE job_id = job_id",
-			&added, err,
-			DB_ARGS(DB_STR(id), DB_INT((int64_t)i), DB_STR(kind),
-				DB_STR(url), DB_STR(source), DB_STR(skind),
-				DB_STR(o->kind == DR_OUTPUT_TEXT ? o->value
-								 : NULL)));
-		if (st == DR_OK && inline_blob && added == 1) {
-			uint64_t bytes;
-
-			st = blobs_insert(db, (const unsigned char *)o->value,
-					  &inline_item, id, &bytes, err);
-		}
-		if (st == DR_OK && blob_ref && added == 1) {
-			int claimed;
-
-			st = blobs_claim(db, blob, id, &claimed, err);
-			if (st == DR_OK && !claimed)
-				st = dr_fail(err, DR_ERR_INVALID,
-					     "bad_reference",
-					     "output %zu names a file this "
-					     "delivery did not carry",
-					     i);
-		}
-		if (st != DR_OK)
-			return st;
-	}
-	return DR_OK;
+	/* The rows the job has already (the job row is locked): those are
+	 * left as they are. (An INSERT's affected rows cannot tell: the
+	 * connections count found rows.) */
+	st = db_query(db, "SELECT idx FROM outputs WHERE job_id = ?", &had, err,
+		      DB_ARGS(DB_STR(id)));
+	if (st != DR_OK)
+		return st;
+	for (size_t i = 0; i < p->n_outputs && st == DR_OK; i++)
+		if (!output_recorded(had, i))
+			st = record_output(db, id, &p->outputs[i], i, err);
+	db_rows_free(had);
+	return st;
 }
 
 enum { J_ID, J_STATUS, J_STEP, J_PRED, J_LEASE, J_PROGRESS };

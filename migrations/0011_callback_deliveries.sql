@@ -28,13 +28,13 @@
 -- the webhook-id it was sent with, its state and its count of tries; its
 -- last status and delivery time come from its "callback" events. Tries
 -- made before this migration are not copied into callback_attempts (the
--- job's events still list them). Then jobs.callback_state and
--- jobs.callback_attempts go: nothing reads them any more.
+-- job's events still list them). jobs.callback_state and
+-- jobs.callback_attempts, which the backfill reads, go in a file of
+-- their own (0015_callback_columns.sql), so this one can always run
+-- again.
 --
--- Re-runnable: IF NOT EXISTS throughout, an INSERT that skips deliveries
--- already there, and the DROPs last (if only the recording of this file
--- failed after them, run the CREATEs by hand and record the file: the
--- backfill has nothing left to read).
+-- Re-runnable: IF NOT EXISTS throughout, and an INSERT that skips
+-- deliveries already there.
 
 CREATE TABLE IF NOT EXISTS callback_deliveries (
   id           VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
@@ -87,7 +87,3 @@ INSERT INTO callback_deliveries (id, type, job_id, url, state, attempts,
    WHERE j.callback_state <> 'none' AND j.callback_url IS NOT NULL
      AND j.completed_at IS NOT NULL
   ON DUPLICATE KEY UPDATE id = callback_deliveries.id;
-
-ALTER TABLE jobs
-  DROP COLUMN IF EXISTS callback_state,
-  DROP COLUMN IF EXISTS callback_attempts;

@@ -17,14 +17,14 @@
 -- Re-runnable: IF NOT EXISTS throughout, INSERT IGNORE.
 
 ALTER TABLE jobs ADD COLUMN IF NOT EXISTS
-  fair_value VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin
+  fair_value VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin
   NOT NULL DEFAULT '';
 
 ALTER TABLE jobs ADD INDEX IF NOT EXISTS jobs_fair (fair_value, run_at);
 
 CREATE TABLE IF NOT EXISTS fair_cursor (
   id          TINYINT UNSIGNED NOT NULL,
-  fair_value  VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+  fair_value  VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin NOT NULL,
   PRIMARY KEY (id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 

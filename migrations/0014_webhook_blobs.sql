@@ -3,7 +3,9 @@
 --
 -- The FastCGI app has no output sink, so it keeps the bytes here, in
 -- pieces of at most 1 MiB (a row stays far below max_allowed_packet and
--- MEDIUMBLOB's 16 MiB whatever the file's size), and the webhook's
+-- MEDIUMBLOB's 16 MiB whatever the file's size; each row says the
+-- file's `total` bytes, so a reader can tell a whole file from one whose
+-- rows went meanwhile), and the webhook's
 -- document keeps a reference of a few dozen bytes instead
 -- (data:<type>;darkroom-blob=<id>,), so jobs.prediction and
 -- outputs.source stay small. `id` is 128 random bits (base32), so no
@@ -19,6 +21,7 @@ CREATE TABLE IF NOT EXISTS webhook_blobs (
   seq         INT UNSIGNED NOT NULL,
   job_id      CHAR(28) CHARACTER SET ascii NULL,
   media_type  VARCHAR(127) CHARACTER SET ascii NOT NULL DEFAULT '',
+  total       BIGINT UNSIGNED NOT NULL,
   data        MEDIUMBLOB NOT NULL,
   created_at  DATETIME(6) NOT NULL,
   PRIMARY KEY (id, seq),

@@ -753,12 +753,12 @@ static void test_adapter_rate(void **state)
 		{"600/min", 10},     {"10/s", 10},	  {"1/s", 1},
 		{"6 / min", 0.1},    {"3600/h", 1},	  {"0.5/sec", 0.5},
 		{"90/minute", 1.5},  {"7200/hour", 2},	  {"2/second", 2},
-		{"off", 0},	     {"", 0},
+		{"off", 0},	     {"", 0},		  {"0.05/h", 0.05 / 3600},
 	};
 	static const char *const bad[] = {
 		"600",	   "600/day", "/min",	 "0/s",	     "-5/s",
 		"x/s",	   "10/",     "10/s/s", "1e9/s",    "10 per s",
-		"nan/s",   "inf/min",
+		"nan/s",   "inf/min", "0.01/h", /* under one a day */
 	};
 	dr_config *cfg;
 	dr_conf_section *sec;

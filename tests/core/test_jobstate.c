@@ -272,12 +272,24 @@ static void test_cancel(void **state)
 	dr_error err;
 	char *ev;
 
+	const char *files = "SELECT COUNT(*) FROM webhook_blobs"
+			    " WHERE job_id = ?";
+
 	(void)state;
 	jobfix_make(db, &f, id);
+	/* A file a webhook carried for one of the outputs (blobs.h). */
+	assert_ok(db_exec(db,
+			  "INSERT INTO webhook_blobs (id, seq, job_id,"
+			  " media_type, total, data, created_at) VALUES"
+			  " ('0123456789abcdefghjkmnpqrs', 0, ?, 'image/png',"
+			  " 3, 'abc', NOW(6))",
+			  NULL, &err, DB_ARGS(DB_STR(id))),
+		  err);
 	assert_int_equal(jobstate_cancel(db, id, 8, from, &err),
 			 DR_ERR_CONFLICT);
 	assert_col(db, id, "status", "persisting");
 	assert_int_equal(jobfix_count(db, pending, id), 2);
+	assert_int_equal(jobfix_count(db, files, id), 1);
 	assert_int_equal(jobfix_events(db, id), 0);
 
 	assert_ok(jobstate_cancel(db, id, 9, from, &err), err);
@@ -285,6 +297,7 @@ static void test_cancel(void **state)
 	assert_col(db, id, "status", "canceled");
 	assert_cb(db, id, "state", "pending");
 	assert_int_equal(jobfix_count(db, pending, id), 0);
+	assert_int_equal(jobfix_count(db, files, id), 0);
 	ev = jobfix_last_event(db, id);
 	assert_string_equal(ev, "status persisting>canceled "
 				"{\"reason\":\"canceled by client\"}");

@@ -370,6 +370,7 @@ static void test_webhook_files(void **state)
 	unsigned char *bytes = malloc(n), *back = malloc(n);
 	char id[DR_JOB_ID_LEN + 1], status[16], *body, *raw;
 	char tmpl[] = "/tmp/test_news_blob.XXXXXX";
+	char tmpl2[] = "/tmp/test_news_blob.XXXXXX";
 	dr_datascan scan, again;
 	dr_output_ref out;
 	dr_prediction p;
@@ -498,6 +499,21 @@ static void test_webhook_files(void **state)
 			  err);
 		assert_int_equal(gone, 4);
 	}
+
+	/* A row gone while a worker reads (another worker stored or
+	 * deleted the job meanwhile): never a shorter file. */
+	assert_ok(db_exec(db,
+			  "DELETE FROM webhook_blobs WHERE id = ? AND seq = 3",
+			  NULL, &err, DB_ARGS(DB_STR(scan.items[0].id))),
+		  err);
+	fd = mkstemp(tmpl2);
+	assert_true(fd >= 0);
+	unlink(tmpl2);
+	assert_int_equal(blobs_read(db, scan.items[0].id, id, UINT64_MAX, fd,
+				    &size, NULL, 0, &err),
+			 DR_ERR_NOT_FOUND);
+	assert_string_equal(err.code, "blob_missing");
+	close(fd);
 
 	/* The index step's call, in its transaction, deletes the job's. */
 	assert_ok(db_begin(db, &err), err);
