@@ -15,28 +15,13 @@
 #include <strings.h>
 
 #include "ids.h"
+#include "webhook.h"
 
 #define REF_PARAM ";darkroom-blob="
 /* Room the scanned copy needs per reference, over the media type. */
 #define REF_EXTRA (sizeof("data:" REF_PARAM ",") + DATASCAN_ID_LEN)
 
 static const char id_alphabet[] = "0123456789abcdefghjkmnpqrstvwxyz";
-
-/* The value of base64 character c, -1 for any other. */
-static int b64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
 
 /* A character a data: URI's media type may hold here: a token
  * character, '/', ';' or '=' (what adapters accept before the comma). */
@@ -106,7 +91,7 @@ static int candidate(const unsigned char *b, size_t a, size_t z,
 			if (++pad > 2)
 				return 0;
 			chars++;
-		} else if (b64_value(c) < 0 || pad) {
+		} else if (webhook_b64_value(c) < 0 || pad) {
 			return 0;
 		} else {
 			chars++;
@@ -258,7 +243,7 @@ void datascan_decode(const unsigned char *body, const dr_datascan_item *it,
 				pad++;
 				v[m++] = 0;
 			} else {
-				v[m++] = (unsigned)b64_value(c);
+				v[m++] = (unsigned)webhook_b64_value(c);
 			}
 		}
 		if (m < 4)

@@ -76,6 +76,8 @@
 
 #include <curl/curl.h>
 
+#include "webhook.h"
+
 #ifndef DR_VERSION
 #define DR_VERSION "unknown"
 #endif
@@ -979,21 +981,6 @@ err_url:
  * data: URIs
  */
 
-static int b64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
 static int hex_value(unsigned char c)
 {
 	if (c >= '0' && c <= '9')
@@ -1098,7 +1085,7 @@ dr_status download_data_uri(const char *uri, uint64_t max_bytes, int fd,
 			return dr_fail(err, DR_ERR_INVALID, "bad_data_uri",
 				       "data: URI has a bad base64 length");
 		for (i = 0; i < body; i++)
-			if (b64_value((unsigned char)data[i]) < 0)
+			if (webhook_b64_value((unsigned char)data[i]) < 0)
 				return dr_fail(err, DR_ERR_INVALID,
 					       "bad_data_uri",
 					       "data: URI has a character that "
@@ -1136,8 +1123,8 @@ dr_status download_data_uri(const char *uri, uint64_t max_bytes, int fd,
 		int bits = 0;
 
 		for (i = 0; i < body; i++) {
-			acc = (acc << 6) |
-			      (uint32_t)b64_value((unsigned char)data[i]);
+			acc = (acc << 6) | (uint32_t)webhook_b64_value(
+						   (unsigned char)data[i]);
 			bits += 6;
 			if (bits >= 8) {
 				bits -= 8;

@@ -83,6 +83,13 @@ static unsigned b64_value(unsigned char ch)
 	return v | (ct_eq(v, 0) & (ct_eq(c, 'A') ^ 0xff));
 }
 
+int webhook_b64_value(unsigned char c)
+{
+	unsigned v = b64_value(c);
+
+	return v == 0xff ? -1 : (int)v;
+}
+
 /*
  * Encode n bytes of `in` as padded base64 into out, NUL-terminated.
  * Returns the length written (without the NUL), or 0 with out set to ""

@@ -45,6 +45,10 @@ dr_status webhook_sign(const char *secret, const char *id, long long timestamp,
  * input with or without padding, returns the decoded length or -1 on bad
  * input or when `cap` is too small.
  */
+/* The 6-bit value of character c of the standard base64 alphabet, -1
+ * for any other (in constant time). */
+int webhook_b64_value(unsigned char c);
+
 size_t webhook_b64_encode(const unsigned char *in, size_t n, char *out,
 			  size_t outsz);
 long webhook_b64_decode(const char *in, size_t n, unsigned char *out,
