@@ -330,12 +330,6 @@ int main(int argc, char **argv)
 			argv[optind]);
 		return 2;
 	}
-	/* A fixed threshold: blocks of 256 KiB and more (a webhook's body,
-	 * its files' pieces) are mapped on their own and go back to the
-	 * system when freed. glibc's default raises the threshold to the
-	 * size of each such block freed (up to 32 MiB), after which a
-	 * large delivery would leave its memory in the heap. */
-	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 	dr_log_init("fcgi", DR_LOG_INFO, 1);
 	dr_error_clear(&err);
 	if (!conf_path)
