@@ -441,7 +441,7 @@ static void test_fair_skip_locked(void **state)
  * than t64's, which round-robin would have served. */
 static void test_fair_probe_limit(void **state)
 {
-	char ids[QUEUE_FAIR_MAX_PROBES + 2][DR_JOB_ID_LEN + 1], name[8];
+	char ids[QUEUE_FAIR_MAX_PROBES + 2][DR_JOB_ID_LEN + 1], name[16];
 	char got[DR_JOB_ID_LEN + 1];
 	dr_db *other = db_new(&cfg);
 	dr_error err;
