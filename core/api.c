@@ -651,10 +651,20 @@ static void provider_webhook(dr_app *app, const dr_request *req,
 		    strlen(at) <= 18)
 			hint_at = strtoll(at, NULL, 10);
 	}
-	st = blobs_store(app->db, req->body, &scan, &blob_bytes, &err);
-	if (st != DR_OK) {
-		http_problem_from(resp, &err);
-		goto out;
+	if (scan.n) {
+		int needed = 1;
+
+		/* A repeated delivery, or one for a job storing or done
+		 * already, records no outputs: its files are not stored. */
+		st = news_needs_files(app->db, adapter, &p, delivery_id,
+				      &needed, &err);
+		if (st == DR_OK && needed)
+			st = blobs_store(app->db, req->body, &scan, &blob_bytes,
+					 &err);
+		if (st != DR_OK) {
+			http_problem_from(resp, &err);
+			goto out;
+		}
 	}
 	st = news_apply(app->db, app->cfg, adapter, hint, hint_at, &p,
 			"webhook", delivery_id, NULL, &result, status, &err);

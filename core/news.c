@@ -267,6 +267,50 @@ static dr_status record_delivery(dr_db *db, const char *adapter, const char *id,
 					       : (size_t)MAX_DELIVERY_ID)));
 }
 
+dr_status news_needs_files(dr_db *db, const char *adapter,
+			   const dr_prediction *p, const char *delivery_id,
+			   int *needed, dr_error *err)
+{
+	dr_db_rows *rows = NULL;
+	dr_status st;
+
+	*needed = 1;
+	if (delivery_id) {
+		unsigned char key[DR_SHA256_LEN];
+
+		digest_sha256(delivery_id, strlen(delivery_id), key);
+		st = db_query(db,
+			      "SELECT 1 FROM webhook_deliveries"
+			      " WHERE adapter = ? AND delivery_key = ?",
+			      &rows, err,
+			      DB_ARGS(DB_STR(adapter),
+				      DB_BLOB((const void *)key, sizeof(key))));
+		if (st != DR_OK)
+			return st;
+		*needed = rows->n_rows == 0;
+		db_rows_free(rows);
+		if (!*needed)
+			return DR_OK;
+	}
+	if (!p->id || !news_prediction_id_ok(p->id))
+		return DR_OK;
+	st = db_query(db,
+		      "SELECT status FROM jobs"
+		      " WHERE adapter = ? AND prediction_id = ?",
+		      &rows, err, DB_ARGS(DB_STR(adapter), DB_STR(p->id)));
+	if (st != DR_OK)
+		return st;
+	if (rows->n_rows > 0) {
+		dr_job_status s = DR_JOB_QUEUED;
+
+		if (jobstate_parse(db_cell(rows, 0, 0), &s) &&
+		    (s == DR_JOB_PERSISTING || jobstate_is_final(s)))
+			*needed = 0;
+	}
+	db_rows_free(rows);
+	return DR_OK;
+}
+
 static dr_status find_job(dr_db *db, const char *adapter, const char *pred_id,
 			  const char *hint, int64_t hint_at, dr_db_rows **rows,
 			  dr_error *err)

@@ -73,6 +73,19 @@ dr_status news_apply(dr_db *db, const dr_config *cfg, const char *adapter,
 		     dr_apply_result *result, char status_out[16],
 		     dr_error *err) DR_WARN_UNUSED;
 
+/*
+ * Whether applying `p` (delivery `delivery_id`, may be NULL) of `adapter`
+ * may still record its outputs, read without locking before the files a
+ * webhook carried are stored (blobs.h): *needed is 0 when the delivery
+ * was applied before, or when the job holding the prediction is storing
+ * its outputs already or has ended; 1 otherwise (also when no job holds
+ * it yet: a hint may adopt it). Both only ever stay true, so news_apply
+ * then records no outputs either.
+ */
+dr_status news_needs_files(dr_db *db, const char *adapter,
+			   const dr_prediction *p, const char *delivery_id,
+			   int *needed, dr_error *err) DR_WARN_UNUSED;
+
 /* Free the members of a prediction filled by an adapter and zero it;
  * NULL is a no-op. */
 void news_prediction_clear(dr_prediction *p);

@@ -407,8 +407,30 @@ static void test_webhook_files(void **state)
 	*strchr(out.value, '"') = '\0';
 	p.outputs = &out;
 	p.n_outputs = 1;
+	{
+		int needed = 0;
+
+		assert_ok(news_needs_files(db, "fake", &p, "db-1", &needed,
+					   &err),
+			  err);
+		assert_int_equal(needed, 1); /* processing, a new delivery */
+	}
 	assert_int_equal(hook(&p, "db-1", status), DR_APPLY_CHANGED);
 	assert_string_equal(status, "persisting");
+	{
+		int needed = 1;
+
+		/* Applied before; or another delivery for a job storing. */
+		assert_ok(news_needs_files(db, "fake", &p, "db-1", &needed,
+					   &err),
+			  err);
+		assert_int_equal(needed, 0);
+		needed = 1;
+		assert_ok(news_needs_files(db, "fake", &p, NULL, &needed,
+					   &err),
+			  err);
+		assert_int_equal(needed, 0);
+	}
 	assert_ok(blobs_drop_unclaimed(db, &scan, &err), err);
 	assert_int_equal(jobfix_count(db,
 				      "SELECT COUNT(*) FROM webhook_blobs"
