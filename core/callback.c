@@ -3,17 +3,18 @@
  */
 #include "callback.h"
 
-#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "download.h"
+#include "http.h"
 #include "jobs.h"
 #include "jobstate.h"
 #include "log.h"
 #include "netpolicy.h"
+#include "plugin_http.h"
 #include "webhook.h"
 
 /* The waits after each failed try, in seconds (Svix's schedule: the
@@ -37,33 +38,11 @@ double callback_schedule(int tries)
 
 double callback_retry_after(const char *value, time_t now)
 {
-	char *end;
-	long long n;
-	time_t t;
+	double v = plugin_http_retry_after(value, (double)now);
 
-	if (!value)
+	if (v < 0)
 		return -1;
-	while (*value == ' ' || *value == '\t')
-		value++;
-	if (*value >= '0' && *value <= '9') {
-		n = strtoll(value, &end, 10);
-		while (*end == ' ' || *end == '\t')
-			end++;
-		if (*end != '\0' || n < 0)
-			return -1;
-		return n > CALLBACK_RETRY_AFTER_MAX ? CALLBACK_RETRY_AFTER_MAX
-						    : (double)n;
-	}
-	if (*value == '\0')
-		return -1;
-	t = curl_getdate(value, NULL);
-	if (t == (time_t)-1)
-		return -1;
-	if (t <= now)
-		return 0;
-	return (double)(t - now) > CALLBACK_RETRY_AFTER_MAX
-		       ? CALLBACK_RETRY_AFTER_MAX
-		       : (double)(t - now);
+	return v > CALLBACK_RETRY_AFTER_MAX ? CALLBACK_RETRY_AFTER_MAX : v;
 }
 
 double callback_delay(int tries, const char *retry_after, time_t now)

@@ -133,20 +133,26 @@ void plugin_http_response_free(dr_http_response *resp)
 
 double plugin_http_retry_after(const char *value, double now)
 {
-	const char *p = value;
+	const char *p;
 	double v = 0;
 	time_t t;
 
-	if (!value || !*value)
+	if (!value)
 		return -1;
-	if (*p >= '0' && *p <= '9') {
-		for (; *p >= '0' && *p <= '9'; p++) {
+	while (*value == ' ' || *value == '\t')
+		value++;
+	if (*value >= '0' && *value <= '9') {
+		for (p = value; *p >= '0' && *p <= '9'; p++) {
 			v = v * 10 + (*p - '0');
 			if (v > 1e9)
 				return -1;
 		}
+		while (*p == ' ' || *p == '\t')
+			p++;
 		return *p ? -1 : v;
 	}
+	if (*value == '\0')
+		return -1;
 	/* An HTTP-date (IMF-fixdate, RFC 850 or asctime); curl reads all. */
 	t = curl_getdate(value, NULL);
 	if (t == (time_t)-1)

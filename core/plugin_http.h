@@ -62,9 +62,10 @@ typedef struct plugin_http_ops {
 /* plugin_http_new, plugin_http_free and plugin_http_request. */
 extern const plugin_http_ops plugin_http_client;
 
-/* Seconds a Retry-After value asks for (delta-seconds or an HTTP-date,
- * relative to `now`, a past date giving 0), or -1 when absent or
- * unreadable. */
+/* Seconds a Retry-After value asks for (delta-seconds, blanks around
+ * allowed, or an HTTP-date, relative to `now`, a past date giving 0), or
+ * -1 when absent, unreadable, negative or over 10^9 seconds. The one
+ * parser of the header in the worker: client callbacks use it too. */
 double plugin_http_retry_after(const char *value, double now);
 
 #endif
