@@ -9,7 +9,6 @@
 #include <time.h>
 
 #include "download.h"
-#include "http.h"
 #include "jobs.h"
 #include "jobstate.h"
 #include "log.h"
