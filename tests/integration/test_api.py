@@ -647,7 +647,21 @@ class App:
         sock.close()
         var = os.path.join(os.environ.get("DARKROOM_TEST_DIR", "/tmp"), name)
         os.makedirs(os.path.join(var, "media"), exist_ok=True)
-        full = dict(os.environ, DARKROOM_PORT=str(self.port), DARKROOM_ROOT=root, DARKROOM_VAR=var,
+        # The config runs $DARKROOM_ROOT/build/darkroom.fcgi: for the
+        # program of another build (make sanitize's, whose plugins need
+        # it), a root of links, as lighttpd_start makes.
+        fcgi = os.path.abspath(os.environ["DARKROOM_BIN"] + ".fcgi")
+        default = os.path.join(root, "build", "darkroom.fcgi")
+        app_root = root
+        if not (os.path.exists(default) and os.path.samefile(fcgi, default)):
+            app_root = os.path.join(var, "approot")
+            os.makedirs(os.path.join(app_root, "build"), exist_ok=True)
+            for link, target in ((os.path.join(app_root, "build", "darkroom.fcgi"), fcgi),
+                                 (os.path.join(app_root, "conf"), os.path.join(root, "conf"))):
+                if os.path.lexists(link):
+                    os.unlink(link)
+                os.symlink(target, link)
+        full = dict(os.environ, DARKROOM_PORT=str(self.port), DARKROOM_ROOT=app_root, DARKROOM_VAR=var,
                     DARKROOM_FCGI_PROCS="1")
         for k, v in env.items():
             if v is None:
