@@ -100,7 +100,7 @@ dr_status batches_parse_request(const dr_config *cfg, const dr_plugins *plugins,
 				json_object *root, dr_batch_request *out,
 				char field[DR_BATCH_FIELD_MAX], dr_error *err)
 {
-	json_object *items = NULL, *defaults = NULL;
+	json_object *items = NULL, *defaults = NULL, *cb = NULL;
 	dr_batch_request r;
 	char name[DR_BATCH_FIELD_MAX];
 	size_t n;
@@ -113,17 +113,23 @@ dr_status batches_parse_request(const dr_config *cfg, const dr_plugins *plugins,
 	json_object_object_foreach(root, key, val)
 	{
 		(void)val;
-		if (strcmp(key, "callback_url") == 0)
-			return refuse(
-				err, field, "callback_url",
-				"a batch's own callback (batch.completed) "
-				"is not supported yet; give its jobs a "
-				"callback_url (in defaults)");
-		if (strcmp(key, "items") != 0 && strcmp(key, "defaults") != 0) {
+		if (strcmp(key, "items") != 0 && strcmp(key, "defaults") != 0 &&
+		    strcmp(key, "callback_url") != 0) {
 			snprintf(field, DR_BATCH_FIELD_MAX, "body");
 			return dr_fail(err, DR_ERR_INVALID, "invalid_field",
 				       "%.64s: unknown field", key);
 		}
+	}
+	if (json_object_object_get_ex(root, "callback_url", &cb) &&
+	    !json_object_is_type(cb, json_type_null)) {
+		const char *jfield = NULL;
+
+		st = jobs_check_callback_url(cfg, cb, &jfield, err);
+		if (st != DR_OK) {
+			snprintf(field, DR_BATCH_FIELD_MAX, "callback_url");
+			return st;
+		}
+		r.callback_url = json_object_get_string(cb);
 	}
 	if (json_object_object_get_ex(root, "defaults", &defaults) &&
 	    !json_object_is_type(defaults, json_type_null)) {
@@ -382,13 +388,14 @@ dr_status batches_create(dr_db *db, const dr_config *cfg,
 		goto out;
 	st = db_query(db,
 		      "INSERT INTO batches (id, idem_scope, idem_key,"
-		      " request_hash, n_jobs, created_at)"
-		      " VALUES (?, ?, ?, ?, ?, NOW(6)) RETURNING created_at",
+		      " request_hash, callback_url, n_jobs, created_at)"
+		      " VALUES (?, ?, ?, ?, ?, ?, NOW(6)) RETURNING created_at",
 		      &row, err,
 		      DB_ARGS(DB_STR(id),
 			      DB_STR(idem->key ? idem->scope : NULL),
 			      DB_STR(idem->key),
 			      DB_STR(idem->key ? idem->body_hash : NULL),
+			      DB_STR(req->callback_url),
 			      DB_INT((int64_t)req->n_items)));
 	if (st == DR_ERR_CONFLICT && idem->key) {
 		db_rollback(db);

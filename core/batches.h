@@ -6,12 +6,13 @@
  * This module owns the SQL of the batches table. The jobs of a batch are
  * ordinary jobs (jobs.h writes them, with their batch_id and item key);
  * their ends complete the batch (jobstate.c, in the transaction of the
- * end). A batch's counts are not stored: they are counted from its jobs
- * (GROUP BY status on the index jobs_batch), so they hold under any
- * number of workers, and a deleted job leaves them.
+ * end, which also opens the batch.completed delivery that callback.c
+ * sends with batches_render()'s object). A batch's counts are not stored: they
+ * are counted from its jobs (GROUP BY status on the index jobs_batch), so they
+ * hold under any number of workers, and a deleted job leaves them.
  *
  * Its place in the module order: above jobs and jobstate, below the entry
- * points (api, cli_main).
+ * points (api, cli_main) and the callback step.
  */
 #ifndef DR_BATCHES_H
 #define DR_BATCHES_H
@@ -39,11 +40,13 @@ typedef struct dr_batch_request {
 	dr_job_request *items;
 	const char **keys;
 	size_t n_items;
+	const char *callback_url; /* batch.completed goes there, or NULL */
 } dr_batch_request;
 
 /*
  * Validate a parsed batch body: "items" (1..DR_MAX_BATCH_ITEMS objects),
- * "defaults" (an object, optional), nothing else. Each item is merged
+ * "defaults" (an object, optional), "callback_url" (optional, checked as
+ * a job's: jobs_check_callback_url()), nothing else. Each item is merged
  * over the defaults (its members replace the defaults'; "metadata" is
  * merged key by key) and validated by jobs_parse_request(); item keys
  * ("key", 1..DR_MAX_BATCH_KEY bytes of text) must differ. On

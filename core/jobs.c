@@ -398,6 +398,33 @@ static dr_status check_renditions(const dr_config *cfg, json_object *list,
 	return DR_OK;
 }
 
+dr_status jobs_check_callback_url(const dr_config *cfg, json_object *v,
+				  const char **field, dr_error *err)
+{
+	int ok = json_object_is_type(v, json_type_string)
+			 ? url_valid(json_object_get_string(v))
+			 : 0;
+
+	if (ok == -2)
+		return invalid(err, field, "callback_url",
+			       "must not name localhost or a loopback, "
+			       "private or link-local address (allowed "
+			       "only with "
+			       "DARKROOM_CALLBACK_ALLOW_PRIVATE=1)");
+	if (ok < 0)
+		return invalid(err, field, "callback_url",
+			       "must be an https URL (plain http only "
+			       "with DARKROOM_DOWNLOAD_ALLOW_HTTP=1)");
+	if (ok == 0)
+		return invalid(err, field, "callback_url",
+			       "must be an http or https URL");
+	if (!cfg->server.callback_secret)
+		return invalid(err, field, "callback_url",
+			       "this darkroom has no callback_secret "
+			       "to sign callbacks with");
+	return DR_OK;
+}
+
 dr_status jobs_parse_request(const dr_config *cfg, const dr_plugins *plugins,
 			     json_object *root, dr_job_request *out,
 			     const char **field, dr_error *err)
@@ -482,28 +509,10 @@ dr_status jobs_parse_request(const dr_config *cfg, const dr_plugins *plugins,
 
 	if (json_object_object_get_ex(root, "callback_url", &v) &&
 	    !json_object_is_type(v, json_type_null)) {
-		int ok = json_object_is_type(v, json_type_string)
-				 ? url_valid(json_object_get_string(v))
-				 : 0;
-
-		if (ok == -2)
-			return invalid(err, field, "callback_url",
-				       "must not name localhost or a loopback, "
-				       "private or link-local address (allowed "
-				       "only with "
-				       "DARKROOM_CALLBACK_ALLOW_PRIVATE=1)");
-		if (ok < 0)
-			return invalid(err, field, "callback_url",
-				       "must be an https URL (plain http only "
-				       "with DARKROOM_DOWNLOAD_ALLOW_HTTP=1)");
-		if (ok == 0)
-			return invalid(err, field, "callback_url",
-				       "must be an http or https URL");
+		st = jobs_check_callback_url(cfg, v, field, err);
+		if (st != DR_OK)
+			return st;
 		r.callback_url = json_object_get_string(v);
-		if (!cfg->server.callback_secret)
-			return invalid(err, field, "callback_url",
-				       "this darkroom has no callback_secret "
-				       "to sign callbacks with");
 	}
 
 	if (inst->plugin->desc->adapter->validate) {
@@ -1114,7 +1123,8 @@ static dr_status render_outputs(dr_db *db, const struct dr_instance *sink,
 
 /*
  * Append ,"callback":{"url", "state", "attempts", "last_status",
- * "next_at"} of job `id`: its latest delivery (callback_deliveries) once
+ * "next_at"} of job `id`: its latest delivery of its own end (not a
+ * batch.completed it may carry, core/jobstate.c) once
  * the job has ended (`completed` not NULL), or state "none" (nothing to
  * deliver yet: the job runs, again after a retry); null without `url`.
  */
@@ -1135,6 +1145,7 @@ static dr_status render_callback(dr_db *db, const char *id, const char *url,
 			      "SELECT state, attempts, last_status,"
 			      " IF(state = 'pending', next_at, NULL)"
 			      " FROM callback_deliveries WHERE job_id = ?"
+			      " AND type LIKE 'job.%'"
 			      " ORDER BY created_at DESC, id DESC LIMIT 1",
 			      &rows, err, DB_ARGS(DB_STR(id)));
 		if (st != DR_OK)

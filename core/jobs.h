@@ -64,6 +64,13 @@ dr_status jobs_parse_request(const dr_config *cfg, const dr_plugins *plugins,
 
 void jobs_request_free(dr_job_request *req);
 
+/* Check a callback_url value `v` as jobs_parse_request() does (a string,
+ * an http(s) URL the callback rules allow, a callback_secret to sign
+ * with). DR_ERR_INVALID with *field = "callback_url" and the reason. */
+dr_status jobs_check_callback_url(const dr_config *cfg, json_object *v,
+				  const char **field,
+				  dr_error *err) DR_WARN_UNUSED;
+
 /* Idempotency: who asked (a hash of the API key) and with what key. */
 typedef struct dr_idempotency {
 	const char *scope;     /* 16 hex chars, or NULL for none */

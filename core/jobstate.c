@@ -43,6 +43,7 @@ static const char *const names[DR_JOB_STATUSES] = {
 /* The latest delivery of job `j.id`, as a subquery's tail. */
 #define LATEST_DELIVERY                                                        \
 	" FROM callback_deliveries d WHERE d.job_id = j.id"                    \
+	" AND d.type LIKE 'job.%'"                                             \
 	" ORDER BY d.created_at DESC, d.id DESC LIMIT 1"
 
 const char *jobstate_name(dr_job_status s)
@@ -132,6 +133,40 @@ dr_status jobstate_events_created(dr_db *db, const char *const *ids, size_t n,
 }
 
 /*
+ * Batch `batch` completes now, with the end of its job `id` (the batch
+ * row locked, in the caller's transaction). With a callback_url, its
+ * batch.completed message is owed: a delivery pending and due now, its
+ * webhook-id "msg_<batch id>" (one message per batch, ever: the primary
+ * key makes a second one impossible), carried by job `id` (the worker
+ * delivers callbacks as a job's steps: the job is due now, and stays
+ * due while any delivery of it is pending; see jobstate_callback_tried).
+ */
+static dr_status complete_batch(dr_db *db, const char *batch, const char *id,
+				dr_error *err)
+{
+	uint64_t n = 0;
+	dr_status st = db_exec(db,
+			       "UPDATE batches SET completed_at = NOW(6)"
+			       " WHERE id = ? AND completed_at IS NULL",
+			       NULL, err, DB_ARGS(DB_STR(batch)));
+
+	if (st == DR_OK)
+		st = db_exec(
+			db,
+			"INSERT INTO callback_deliveries (id, type, job_id,"
+			" url, state, attempts, next_at, created_at)"
+			" SELECT CONCAT('msg_', b.id), 'batch.completed',"
+			" ?, b.callback_url, 'pending', 0, NOW(6), NOW(6)"
+			" FROM batches b WHERE b.id = ?"
+			" AND b.callback_url IS NOT NULL",
+			&n, err, DB_ARGS(DB_STR(id), DB_STR(batch)));
+	if (st == DR_OK && n)
+		st = db_exec(db, "UPDATE jobs SET run_at = NOW(6) WHERE id = ?",
+			     NULL, err, DB_ARGS(DB_STR(id)));
+	return st;
+}
+
+/*
  * In the caller's transaction, right after job `id` ended: when the job
  * belongs to a batch that has not completed and no job of it is left
  * running, the batch completes now (completed_at, set once).
@@ -174,10 +209,7 @@ static dr_status close_batch(dr_db *db, const char *id, dr_error *err)
 			      " 'persisting') LIMIT 1",
 			      &rows, err, DB_ARGS(DB_STR(batch)));
 		if (st == DR_OK && rows->n_rows == 0)
-			st = db_exec(db,
-				     "UPDATE batches SET completed_at = NOW(6)"
-				     " WHERE id = ? AND completed_at IS NULL",
-				     NULL, err, DB_ARGS(DB_STR(batch)));
+			st = complete_batch(db, batch, id, err);
 	}
 	db_rows_free(rows);
 	return st;
@@ -521,6 +553,14 @@ dr_status jobstate_callback_tried(dr_db *db, const char *id, uint64_t fence,
 			     DB_ARGS(DB_INT(took_us), DB_INT(took_us / 1000),
 				     DB_INT((int64_t)t->http), DB_STR(text),
 				     DB_STR(t->delivery)));
+	/* The job stays due while another delivery it carries is pending
+	 * (a batch's batch.completed beside the job's own end). */
+	if (st == DR_OK)
+		st = db_exec(db,
+			     "UPDATE jobs SET run_at = (SELECT MIN(d.next_at)"
+			     " FROM callback_deliveries d WHERE d.job_id = ?"
+			     " AND d.state = 'pending') WHERE id = ?",
+			     NULL, err, DB_ARGS(DB_STR(id), DB_STR(id)));
 	if (st == DR_OK && t->detail)
 		st = jobstate_event(db, id, "callback", t->from, NULL,
 				    t->detail, err);
@@ -771,7 +811,8 @@ static dr_status retry_act(dr_db *db, const char *id, const dr_db_rows *job,
 			     "UPDATE callback_deliveries SET state = 'failed',"
 			     " next_at = NULL, last_error = 'dropped: the job"
 			     " was retried before this delivery ended'"
-			     " WHERE job_id = ? AND state = 'pending'",
+			     " WHERE job_id = ? AND state = 'pending'"
+			     " AND type LIKE 'job.%'",
 			     NULL, err, DB_ARGS(DB_STR(id)));
 	if (st == DR_OK)
 		st = jobstate_event(db, id, "retry", status, jobstate_name(to),

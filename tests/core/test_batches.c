@@ -12,7 +12,8 @@
  *    fails;
  *  - idempotency keys: the same body replays, another is a conflict;
  *  - the batch completes exactly when its last job ends, also when two
- *    jobs end at the same moment on two connections.
+ *    jobs end at the same moment on two connections, and owes its
+ *    callback_url one batch.completed message, carried by that job.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -34,6 +35,7 @@ static const char conf_text[] =
 	"plugin_dir = /nonexistent\n"
 	"default_adapter = test\n"
 	"default_renditions = thumb\n"
+	"callback_secret = whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n"
 	"[preset \"thumb\"]\nwidth = 256\nheight = 256\n"
 	"[adapter \"test\"]\nplugin = test\n";
 
@@ -226,7 +228,10 @@ static void test_refused(void **state)
 		{ "{\"items\":[{\"model\":\"a/b\",\"input\":{}}],\"x\":1}",
 		  "body" },
 		{ "{\"items\":[{\"model\":\"a/b\",\"input\":{}}],"
-		  "\"callback_url\":\"https://example.com/\"}",
+		  "\"callback_url\":\"ftp://example.com/\"}",
+		  "callback_url" },
+		{ "{\"items\":[{\"model\":\"a/b\",\"input\":{}}],"
+		  "\"callback_url\":7}",
 		  "callback_url" },
 	};
 	char field[DR_BATCH_FIELD_MAX];
@@ -431,9 +436,11 @@ static void test_idempotency(void **state)
 	free(body);
 }
 
-/* A batch of `n` queued jobs; their ids into ids[]. */
-static void make_batch(size_t n, char batch[DR_JOB_ID_LEN + 1],
-		       char (*ids)[DR_JOB_ID_LEN + 1])
+/* A batch of `n` queued jobs, with `callback_url` (or none); their ids
+ * into ids[]. */
+static void make_batch_cb(size_t n, const char *callback_url,
+			  char batch[DR_JOB_ID_LEN + 1],
+			  char (*ids)[DR_JOB_ID_LEN + 1])
 {
 	char *body = items_body(n);
 	char field[DR_BATCH_FIELD_MAX];
@@ -445,6 +452,7 @@ static void make_batch(size_t n, char batch[DR_JOB_ID_LEN + 1],
 	dr_error err;
 
 	assert_ok(parse(body, &r, field, &err), err);
+	r.callback_url = callback_url;
 	dr_buf_init(&out, 1 << 20);
 	assert_ok(batches_create(db, &cfg, &r, &idem, batch, &replayed, &out,
 				 &err),
@@ -460,6 +468,24 @@ static void make_batch(size_t n, char batch[DR_JOB_ID_LEN + 1],
 	dr_buf_free(&out);
 	batches_request_free(&r);
 	free(body);
+}
+
+static void make_batch(size_t n, char batch[DR_JOB_ID_LEN + 1],
+		       char (*ids)[DR_JOB_ID_LEN + 1])
+{
+	make_batch_cb(n, NULL, batch, ids);
+}
+
+/* The batch.completed deliveries of `batch`. */
+static long long deliveries(const char *batch)
+{
+	char sql[160];
+
+	snprintf(sql, sizeof(sql),
+		 "SELECT COUNT(*) FROM callback_deliveries WHERE id ="
+		 " 'msg_%s' AND type = 'batch.completed'",
+		 batch);
+	return scalar(sql);
 }
 
 static long long completed(const char *batch)
@@ -503,7 +529,56 @@ static void test_completes_with_last_job(void **state)
 	assert_int_equal(batches_cancel(db, "b_01KBAAAAAAAAAAAAAAAAAAAAAA",
 					&n, &err),
 			 DR_ERR_NOT_FOUND);
+	/* Without a callback_url: no message. */
+	assert_int_equal(deliveries(batch), 0);
 	dr_buf_free(&out);
+}
+
+static void test_completed_message(void **state)
+{
+	char batch[DR_JOB_ID_LEN + 1], ids[3][DR_JOB_ID_LEN + 1], sql[200];
+	dr_db_rows *rows = NULL;
+	dr_error err;
+
+	(void)state;
+	make_batch_cb(3, "https://app.example.com/hooks", batch, ids);
+	assert_int_equal(scalar("SELECT COUNT(*) FROM batches WHERE"
+				" callback_url = 'https://app.example.com/hooks'"),
+			 1);
+	assert_ok(jobstate_client_cancel(db, ids[2], &err), err);
+	assert_ok(jobstate_client_cancel(db, ids[0], &err), err);
+	assert_int_equal(deliveries(batch), 0);
+	assert_ok(jobstate_client_cancel(db, ids[1], &err), err);
+	/* One message, pending and due now, carried by the job whose end
+	 * completed the batch, which is due for it (its own end has no
+	 * callback_url). */
+	assert_int_equal(deliveries(batch), 1);
+	assert_ok(db_query(db,
+			   "SELECT d.job_id, d.url, d.state, d.next_at <= NOW(6),"
+			   " j.run_at <= NOW(6) FROM callback_deliveries d"
+			   " JOIN jobs j ON j.id = d.job_id WHERE d.type ="
+			   " 'batch.completed'",
+			   &rows, &err, DB_NOARGS),
+		  err);
+	assert_int_equal(rows->n_rows, 1);
+	assert_string_equal(db_cell(rows, 0, 0), ids[1]);
+	assert_string_equal(db_cell(rows, 0, 1),
+			    "https://app.example.com/hooks");
+	assert_string_equal(db_cell(rows, 0, 2), "pending");
+	assert_string_equal(db_cell(rows, 0, 3), "1");
+	assert_string_equal(db_cell(rows, 0, 4), "1");
+	db_rows_free(rows);
+	/* The other jobs carry nothing and are not due. */
+	snprintf(sql, sizeof(sql),
+		 "SELECT COUNT(*) FROM jobs WHERE batch_id = '%s' AND run_at"
+		 " IS NOT NULL",
+		 batch);
+	assert_int_equal(scalar(sql), 1);
+	/* A retry and a second end of a job: still the one message. */
+	assert_ok(jobstate_client_retry(db, ids[0], &err), err);
+	assert_ok(jobstate_client_cancel(db, ids[0], &err), err);
+	assert_int_equal(deliveries(batch), 1);
+	assert_int_equal(scalar("SELECT COUNT(*) FROM callback_deliveries"), 1);
 }
 
 /* Two jobs of one batch ending at once, on two connections. */
@@ -536,7 +611,7 @@ static void test_two_ends_at_once(void **state)
 		pthread_t t[2];
 		racer r[2];
 
-		make_batch(2, batch, ids);
+		make_batch_cb(2, "https://app.example.com/hooks", batch, ids);
 		pthread_barrier_init(&go, NULL, 2);
 		for (int i = 0; i < 2; i++) {
 			r[i].id = ids[i];
@@ -551,10 +626,10 @@ static void test_two_ends_at_once(void **state)
 		pthread_barrier_destroy(&go);
 		assert_int_equal(r[0].st, DR_OK);
 		assert_int_equal(r[1].st, DR_OK);
-		if (completed(batch) != 1)
-			fail_msg("round %d: both jobs ended, the batch did "
-				 "not complete",
-				 round);
+		if (completed(batch) != 1 || deliveries(batch) != 1)
+			fail_msg("round %d: both jobs ended, the batch "
+				 "completed %lld, with %lld messages",
+				 round, completed(batch), deliveries(batch));
 	}
 }
 
@@ -568,6 +643,7 @@ int main(void)
 		cmocka_unit_test_setup(test_create_all_or_nothing, empty),
 		cmocka_unit_test_setup(test_idempotency, empty),
 		cmocka_unit_test_setup(test_completes_with_last_job, empty),
+		cmocka_unit_test_setup(test_completed_message, empty),
 		cmocka_unit_test_setup(test_two_ends_at_once, empty),
 	};
 

@@ -11,6 +11,10 @@ worker processes run a batch; cancel; a body over [limits] max_batch_body
 (413 from the app, not from lighttpd); a deleted job leaving the counts.
 """
 
+import base64
+import hashlib
+import hmac
+import http.server
 import json
 import os
 import sys
@@ -127,7 +131,7 @@ def bad_item():
         ({"items": good}, "items"),
         ({}, "items"),
         ({"items": [good], "extra": 1}, "extra"),
-        ({"items": [good], "callback_url": "https://example.com/h"}, "callback_url"),
+        ({"items": [good], "callback_url": "ftp://example.com/h"}, "callback_url"),
     ]
     before = totals()
     for body, field in cases:
@@ -264,6 +268,91 @@ def workers():
     gap = sql(f"SELECT TIMESTAMPDIFF(MICROSECOND, (SELECT MAX(completed_at) FROM jobs"
               f" WHERE batch_id = '{bid}'), completed_at) FROM batches WHERE id = '{bid}'")[0][0]
     expect(0 <= int(gap) < 1000000, f"the batch completed with its last job ({gap} us after)")
+
+
+class Receiver:
+    """Callback receiver on 127.0.0.1: answers 200 and records each POST."""
+
+    def __init__(self):
+        self.requests = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                outer.requests.append({"headers": dict(self.headers), "body": body})
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def of_type(self, kind):
+        return [r for r in self.requests if json.loads(r["body"])["type"] == kind]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def verify(req):
+    """The Standard Webhooks signature of a recorded request, with
+    darkroom's callback secret."""
+    h = {k.lower(): v for k, v in req["headers"].items()}
+    key = base64.b64decode(os.environ["DARKROOM_CALLBACK_SECRET"].split("_", 1)[1])
+    signed = f"{h['webhook-id']}.{h['webhook-timestamp']}.".encode() + req["body"]
+    want = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    return any(s == "v1," + want for s in h["webhook-signature"].split())
+
+
+@case("batch.completed: sent once to the batch's callback_url when its last job ends, "
+      "signed, with the batch object; the jobs' own callbacks as well")
+def completed_callback():
+    fake_reset(start_delay=0.05, duration=0.2)
+    rx = Receiver()
+    w = Worker(4, name="batch-callback-worker")
+    try:
+        url = f"http://127.0.0.1:{rx.port}/hooks"
+        items = [{"key": f"c{i}", "input": {"prompt": f"c {i}", "fake_output": "text"}} for i in range(6)]
+        items[5]["input"]["fake_outcome"] = "failed"
+        b = expect_json(batch({"defaults": {"adapter": "replicate", "model": "acme/flux", "renditions": [],
+                                            "callback_url": url + "/job"},
+                               "items": items, "callback_url": url}), 202)
+        bid = b["id"]
+        wait_until(lambda: len(rx.of_type("batch.completed")) >= 1 and len(rx.requests) >= 7,
+                   timeout=90, interval=0.3, what="the batch's and the jobs' callbacks")
+        time.sleep(3)  # time for a second message, which must not come
+    finally:
+        leftover = w.stop()
+        rx.close()
+    expect(not leftover, "worker processes outlived the supervisor")
+    done = rx.of_type("batch.completed")
+    expect_eq(len(done), 1, "batch.completed messages")
+    msg = done[0]
+    expect(verify(msg), "the batch.completed signature verifies")
+    h = {k.lower(): v for k, v in msg["headers"].items()}
+    expect_eq(h["webhook-id"], "msg_" + bid, "webhook-id")
+    doc = json.loads(msg["body"])
+    final = expect_json(get(f"/v1/batches/{bid}"), 200)
+    expect_eq(doc["data"], final, "data: the batch object")
+    expect_eq(doc["timestamp"], final["completed_at"], "timestamp: when it completed")
+    expect_eq(doc["data"]["counts"], {"queued": 0, "running": 0, "succeeded": 5, "failed": 1,
+                                      "canceled": 0}, "counts in the message")
+    jobs_msgs = [json.loads(r["body"]) for r in rx.requests if r is not msg]
+    expect_eq(sorted(m["data"]["id"] for m in jobs_msgs), sorted(j["id"] for j in b["jobs"]),
+              "each job's own callback, once")
+    expect(all(m["data"]["batch_id"] == bid for m in jobs_msgs), "the jobs' batch_id")
+    expect_eq(sql(f"SELECT state, attempts FROM callback_deliveries WHERE id = 'msg_{bid}'"),
+              [["delivered", "1"]], "the delivery's row")
+    expect_eq(count("jobs", f"batch_id = '{bid}' AND run_at IS NOT NULL"), 0, "no job left due")
 
 
 @case("a deleted job leaves its batch's counts and list")
