@@ -327,15 +327,27 @@ def completed_callback():
                                             "callback_url": url + "/job"},
                                "items": items, "callback_url": url}), 202)
         bid = b["id"]
-        wait_until(lambda: len(rx.of_type("batch.completed")) >= 1 and len(rx.requests) >= 7,
-                   timeout=90, interval=0.3, what="the batch's and the jobs' callbacks")
+        # And a batch whose jobs have no callback_url: the job that
+        # completes it carries the batch's message alone.
+        quiet = expect_json(batch({"defaults": {"adapter": "replicate", "model": "acme/flux",
+                                                "renditions": []},
+                                   "items": [{"input": {"prompt": f"q {i}", "fake_output": "text"}}
+                                             for i in range(3)],
+                                   "callback_url": url + "/quiet"}), 202)["id"]
+        wait_until(lambda: len(rx.of_type("batch.completed")) >= 2 and len(rx.requests) >= 8,
+                   timeout=90, interval=0.3, what="the batches' and the jobs' callbacks")
         time.sleep(3)  # time for a second message, which must not come
     finally:
         leftover = w.stop()
         rx.close()
     expect(not leftover, "worker processes outlived the supervisor")
     done = rx.of_type("batch.completed")
-    expect_eq(len(done), 1, "batch.completed messages")
+    expect_eq(len(done), 2, "batch.completed messages (one per batch)")
+    q = [r for r in done if json.loads(r["body"])["data"]["id"] == quiet]
+    expect_eq(len(q), 1, "the quiet batch's message")
+    expect(verify(q[0]), "its signature verifies")
+    expect_eq(json.loads(q[0]["body"])["data"]["counts"]["succeeded"], 3, "its counts")
+    done = [r for r in done if r is not q[0]]
     msg = done[0]
     expect(verify(msg), "the batch.completed signature verifies")
     h = {k.lower(): v for k, v in msg["headers"].items()}
@@ -346,13 +358,14 @@ def completed_callback():
     expect_eq(doc["timestamp"], final["completed_at"], "timestamp: when it completed")
     expect_eq(doc["data"]["counts"], {"queued": 0, "running": 0, "succeeded": 5, "failed": 1,
                                       "canceled": 0}, "counts in the message")
-    jobs_msgs = [json.loads(r["body"]) for r in rx.requests if r is not msg]
+    jobs_msgs = [json.loads(r["body"]) for r in rx.requests if r is not msg and r is not q[0]]
     expect_eq(sorted(m["data"]["id"] for m in jobs_msgs), sorted(j["id"] for j in b["jobs"]),
               "each job's own callback, once")
     expect(all(m["data"]["batch_id"] == bid for m in jobs_msgs), "the jobs' batch_id")
     expect_eq(sql(f"SELECT state, attempts FROM callback_deliveries WHERE id = 'msg_{bid}'"),
               [["delivered", "1"]], "the delivery's row")
-    expect_eq(count("jobs", f"batch_id = '{bid}' AND run_at IS NOT NULL"), 0, "no job left due")
+    expect_eq(count("jobs", f"batch_id IN ('{bid}', '{quiet}') AND run_at IS NOT NULL"), 0,
+              "no job left due")
 
 
 @case("a deleted job leaves its batch's counts and list")
