@@ -482,6 +482,7 @@ dr_status batches_list(dr_db *db, int limit, const char *cursor, dr_buf *out,
 	size_t shown;
 	dr_status st;
 
+	/* Without a cursor, every id: "c" sorts after every "b_…". */
 	st = db_query(db,
 		      "SELECT id, created_at, completed_at FROM batches"
 		      " WHERE id < COALESCE(?, 'c') ORDER BY id DESC LIMIT ?",

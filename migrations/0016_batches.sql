@@ -4,6 +4,9 @@
 --   `idem_scope`/`idem_key`/`request_hash`: the Idempotency-Key the batch
 --   was made with (scope: the API key's hash, as in idempotency_keys),
 --   NULL without one; a unique key makes a repeat find the batch.
+--   `callback_url`: where its one batch.completed message goes (a row of
+--   callback_deliveries, id "msg_<batch id>", carried by the job whose
+--   end completed the batch), NULL for none.
 --   `n_jobs` is how many jobs it was made with. `completed_at` is set once,
 --   in the transaction of the job end that left no job of the batch
 --   running (core/jobstate.c), and never cleared.
