@@ -164,7 +164,7 @@ $(BUILD)/tests/unit/test_%: $(BUILD)/tests/core/test_%.o $(LIBCORE)
 
 # Core tests against a private MariaDB (tests/core/dbserver.h), with a
 # loopback HTTP peer when they need one (tests/core/loopback.h).
-DB_TESTS = $(patsubst %,$(BUILD)/tests/unit/test_%,db jobstate news callback pipeline retention objects deletion ratelimit queue)
+DB_TESTS = $(patsubst %,$(BUILD)/tests/unit/test_%,db jobstate news callback pipeline retention objects deletion ratelimit queue batches)
 $(DB_TESTS): $(BUILD)/tests/unit/test_%: $(BUILD)/tests/core/test_%.o $(BUILD)/tests/core/dbserver.o $(BUILD)/tests/core/loopback.o $(LIBCORE)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "batches.h"
 #include "blobs.h"
 #include "dashboard.h"
 #include "deletion.h"
@@ -100,6 +101,27 @@ static int content_type_is_json(const char *ct)
 	return n == 16 && strncasecmp(ct, "application/json", 16) == 0;
 }
 
+/* The Idempotency-Key header `key` is usable: 1, or 0 after a 400. */
+static int idem_key_ok(const char *key, dr_response *resp)
+{
+	size_t n;
+
+	if (!key)
+		return 1;
+	n = strlen(key);
+	for (size_t i = 0; i < n; i++)
+		if (key[i] < 0x21 || key[i] > 0x7e)
+			n = 0;
+	if (n == 0 || n > DR_MAX_IDEMPOTENCY_KEY) {
+		http_problem(resp, 400, "bad_idempotency_key",
+			     "Idempotency-Key",
+			     "Idempotency-Key must be 1-255 printable ASCII "
+			     "characters");
+		return 0;
+	}
+	return 1;
+}
+
 static void create_job(dr_app *app, const dr_request *req, dr_response *resp,
 		       const char *scope)
 {
@@ -128,20 +150,8 @@ static void create_job(dr_app *app, const dr_request *req, dr_response *resp,
 			     "send the job as application/json");
 		return;
 	}
-	if (idem_key) {
-		size_t n = strlen(idem_key);
-
-		for (size_t i = 0; i < n; i++)
-			if (idem_key[i] < 0x21 || idem_key[i] > 0x7e)
-				n = 0;
-		if (n == 0 || n > DR_MAX_IDEMPOTENCY_KEY) {
-			http_problem(resp, 400, "bad_idempotency_key",
-				     "Idempotency-Key",
-				     "Idempotency-Key must be 1-255 printable "
-				     "ASCII characters");
-			return;
-		}
-	}
+	if (!idem_key_ok(idem_key, resp))
+		return;
 	st = json_parse_limited((const char *)req->body, req->body_len,
 				cfg->server.json_max_depth, &root, &err);
 	if (st != DR_OK) {
@@ -183,6 +193,106 @@ static void create_job(dr_app *app, const dr_request *req, dr_response *resp,
 		}
 	}
 	jobs_request_free(&jr);
+}
+
+/* POST /v1/batches: validate every item, then create them all in one
+ * transaction (batches.h); 202 and the batch, 200 for a replay. */
+static void create_batch(dr_app *app, const dr_request *req, dr_response *resp,
+			 const char *scope)
+{
+	const dr_config *cfg = app->cfg;
+	const char *idem_key = http_header(req, "idempotency-key");
+	json_object *root = NULL;
+	dr_batch_request br;
+	dr_idempotency idem = { NULL, NULL, NULL };
+	char body_hash[65], field[DR_BATCH_FIELD_MAX];
+	char id[DR_JOB_ID_LEN + 1];
+	int replayed = 0;
+	dr_error err;
+	dr_status st;
+
+	dr_error_clear(&err);
+	if (req->body_len > cfg->limits.max_batch_body) {
+		http_problem(resp, 413, "body_too_large", NULL,
+			     "the body is larger than %zu bytes",
+			     cfg->limits.max_batch_body);
+		return;
+	}
+	if (!content_type_is_json(req->content_type)) {
+		http_problem(resp, 415, "unsupported_media_type", NULL,
+			     "send the batch as application/json");
+		return;
+	}
+	if (!idem_key_ok(idem_key, resp))
+		return;
+	st = json_parse_limited((const char *)req->body, req->body_len,
+				cfg->server.json_max_depth, &root, &err);
+	if (st != DR_OK) {
+		http_problem(resp, 400, err.code, NULL, "%s", err.message);
+		return;
+	}
+	st = batches_parse_request(cfg, app->plugins, root, &br, field, &err);
+	json_object_put(root);
+	if (st != DR_OK) {
+		http_problem(resp, 422, "invalid_field", field, "%s",
+			     err.message);
+		return;
+	}
+	if (idem_key) {
+		digest_sha256_hex(req->body, req->body_len, body_hash);
+		idem.scope = scope;
+		idem.key = idem_key;
+		idem.body_hash = body_hash;
+	}
+	dr_buf_reset(&resp->body);
+	st = batches_create(app->db, cfg, &br, &idem, id, &replayed,
+			    &resp->body, &err);
+	if (st != DR_OK) {
+		dr_buf_reset(&resp->body);
+		if (st != DR_ERR_CONFLICT)
+			dr_log(st == DR_ERR_UNAVAILABLE ? DR_LOG_WARNING
+							: DR_LOG_ERR,
+			       "event=batch.create_failed status=\"%s\" "
+			       "code=%s",
+			       dr_strerror(st), err.code);
+		http_problem_from(resp, &err);
+	} else {
+		reply_json(resp, replayed ? 200 : 202);
+		if (!replayed) {
+			queue_wakeup_send(cfg->worker.wakeup_socket);
+			dr_log(DR_LOG_INFO,
+			       "event=batch.created batch=%s jobs=%zu", id,
+			       br.n_items);
+		}
+	}
+	batches_request_free(&br);
+}
+
+/* GET /v1/batches/{id} and POST /v1/batches/{id}/cancel. */
+static void batch_action(dr_app *app, const char *id, int cancel,
+			 dr_response *resp)
+{
+	size_t n = 0;
+	dr_error err;
+	dr_status st = DR_OK;
+
+	dr_error_clear(&err);
+	if (cancel) {
+		st = batches_cancel(app->db, id, &n, &err);
+		if (st == DR_OK && n) {
+			queue_wakeup_send(app->cfg->worker.wakeup_socket);
+			dr_log(DR_LOG_INFO,
+			       "event=batch.cancel batch=%s jobs=%zu", id, n);
+		}
+	}
+	if (st == DR_OK)
+		st = batches_render(app->db, id, &resp->body, &err);
+	if (st != DR_OK) {
+		dr_buf_reset(&resp->body);
+		http_problem_from(resp, &err);
+	} else {
+		reply_json(resp, cancel ? 202 : 200);
+	}
 }
 
 /*
@@ -804,6 +914,32 @@ static void route(dr_app *app, const dr_request *req, dr_response *resp)
 			list_outputs(app, req, resp);
 		return;
 	}
+	if (strcmp(path, "/v1/batches") == 0 ||
+	    strcmp(path, "/v1/batches/") == 0) {
+		if (strcmp(m, "POST") != 0)
+			method_not_allowed(resp, "POST");
+		else
+			create_batch(app, req, resp, scope);
+		return;
+	}
+	rest = segment(path, "/v1/batches/", seg, sizeof(seg));
+	if (rest) {
+		if (!ids_is_batch_id(seg))
+			http_problem(resp, 404, "not_found", NULL,
+				     "no such batch");
+		else if (*rest == '\0' && strcmp(m, "GET") != 0)
+			method_not_allowed(resp, "GET");
+		else if (*rest == '\0')
+			batch_action(app, seg, 0, resp);
+		else if (strcmp(rest, "/cancel") != 0)
+			http_problem(resp, 404, "not_found", NULL,
+				     "no such resource");
+		else if (strcmp(m, "POST") != 0)
+			method_not_allowed(resp, "POST");
+		else
+			batch_action(app, seg, 1, resp);
+		return;
+	}
 	rest = segment(path, "/v1/deletions/", seg, sizeof(seg));
 	if (rest) {
 		if (*rest != '\0')
@@ -870,13 +1006,23 @@ static int webhook_adapter(const dr_request *req, char *seg, size_t segsz)
 	return rest && *rest == '\0';
 }
 
+/* 1 when `req` creates a batch (POST /v1/batches). */
+static int batch_create(const dr_request *req)
+{
+	return req->method && req->path && strcmp(req->method, "POST") == 0 &&
+	       (strcmp(req->path, "/v1/batches") == 0 ||
+		strcmp(req->path, "/v1/batches/") == 0);
+}
+
 size_t api_body_limit(const dr_app *app, const dr_request *req)
 {
 	char seg[80];
 
-	return webhook_adapter(req, seg, sizeof(seg))
-		       ? app->cfg->limits.max_webhook_body
-		       : app->cfg->server.max_body;
+	if (webhook_adapter(req, seg, sizeof(seg)))
+		return app->cfg->limits.max_webhook_body;
+	if (batch_create(req))
+		return app->cfg->limits.max_batch_body;
+	return app->cfg->server.max_body;
 }
 
 void api_body_refused(dr_app *app, const dr_request *req, int status,

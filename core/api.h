@@ -39,7 +39,8 @@ void api_handle(dr_app *app, const dr_request *req, dr_response *resp);
 
 /* The largest body `req` (method and path parsed, body not yet read) may
  * carry: [limits] max_webhook_body for a provider webhook (POST
- * /v1/hooks/{adapter}), [server] max_body for every other request. */
+ * /v1/hooks/{adapter}), [limits] max_batch_body for a new batch (POST
+ * /v1/batches), [server] max_body for every other request. */
 size_t api_body_limit(const dr_app *app, const dr_request *req);
 
 /* Answer a request whose body was not read: `status` 413 (over

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "batches.h"
 #include "download.h"
 #include "jobs.h"
 #include "jobstate.h"
@@ -200,12 +201,17 @@ dr_step_outcome callback_deliver(const dr_step_ctx *e)
 	clock_gettime(CLOCK_MONOTONIC, &t.t0);
 	/* The job object and the envelope around it. */
 	dr_buf_init(&body, (16u << 20) + 256);
+	/* The most due of the deliveries the job carries: its own end's, or
+	 * its batch's batch.completed (core/jobstate.c). */
 	st = db_query(e->db,
 		      "SELECT d.url, d.id, d.attempts - d.round_start,"
-		      " j.completed_at FROM jobs j JOIN callback_deliveries d"
-		      " ON d.job_id = j.id WHERE j.id = ?"
+		      " j.completed_at, d.type, j.batch_id, b.completed_at"
+		      " FROM jobs j JOIN callback_deliveries d"
+		      " ON d.job_id = j.id LEFT JOIN batches b"
+		      " ON b.id = j.batch_id WHERE j.id = ?"
 		      " AND d.state = 'pending'"
-		      " ORDER BY d.created_at DESC, d.id DESC LIMIT 1",
+		      " ORDER BY d.next_at, d.created_at DESC, d.id DESC"
+		      " LIMIT 1",
 		      &rows, &err, DB_ARGS(DB_STR(c->id)));
 	if (st != DR_OK) /* the lease runs out and the job comes back */
 		goto out;
@@ -227,18 +233,34 @@ dr_step_outcome callback_deliver(const dr_step_ctx *e)
 			"no callback_secret is configured");
 		goto out;
 	}
-	/* {"type": "job.<status>", "timestamp": <when the job ended: the same
-	 * on every try>, "data": <the job object>} */
-	st = dr_buf_printf(&body,
-			   "{\"type\":\"job.%s\",\"timestamp\":", c->status);
-	if (st == DR_OK)
-		st = jobs_append_time(&body, db_cell(rows, 0, 3));
-	if (st == DR_OK)
-		st = dr_buf_puts(&body, ",\"data\":");
-	if (st == DR_OK)
-		st = jobs_render_message(
-			e->db, cfg, plugins_sink(e->plugins, cfg->server.sink),
-			c->id, &body, &err);
+	if (strcmp(db_cell(rows, 0, 4), "batch.completed") == 0 &&
+	    db_cell(rows, 0, 5)) {
+		/* {"type": "batch.completed", "timestamp": <when the batch
+		 * completed>, "data": <the batch object as it is now>} */
+		st = dr_buf_puts(&body, "{\"type\":\"batch.completed\","
+					"\"timestamp\":");
+		if (st == DR_OK)
+			st = jobs_append_time(&body, db_cell(rows, 0, 6));
+		if (st == DR_OK)
+			st = dr_buf_puts(&body, ",\"data\":");
+		if (st == DR_OK)
+			st = batches_render(e->db, db_cell(rows, 0, 5), &body,
+					    &err);
+	} else {
+		/* {"type": "job.<status>", "timestamp": <when the job ended:
+		 * the same on every try>, "data": <the job object>} */
+		st = dr_buf_printf(&body, "{\"type\":\"job.%s\",\"timestamp\":",
+				   c->status);
+		if (st == DR_OK)
+			st = jobs_append_time(&body, db_cell(rows, 0, 3));
+		if (st == DR_OK)
+			st = dr_buf_puts(&body, ",\"data\":");
+		if (st == DR_OK)
+			st = jobs_render_message(
+				e->db, cfg,
+				plugins_sink(e->plugins, cfg->server.sink),
+				c->id, &body, &err);
+	}
 	if (st == DR_OK && dr_buf_puts(&body, "}") != DR_OK)
 		st = dr_fail(&err, DR_ERR_INTERNAL, "internal",
 			     "job object too large");

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "batches.h"
 #include "buf.h"
 #include "config.h"
 #include "db.h"
@@ -445,11 +446,16 @@ typedef struct cli_filters {
 static const struct {
 	const char *opt, *name;
 } filter_opts[] = {
-	{"--status", "status"}, {"--model", "model"},
-	{"--adapter", "adapter"}, {"--sha256", "sha256"},
-	{"--since", "since"},	{"--until", "until"},
-	{"-q", "q"},		{"--limit", "limit"},
-	{"--cursor", "cursor"},
+	{ "--status", "status" },
+	{ "--model", "model" },
+	{ "--adapter", "adapter" },
+	{ "--sha256", "sha256" },
+	{ "--since", "since" },
+	{ "--until", "until" },
+	{ "-q", "q" },
+	{ "--limit", "limit" },
+	{ "--cursor", "cursor" },
+	{ "--batch", "batch" },
 };
 
 static void cli_filters_free(cli_filters *fs)
@@ -953,6 +959,186 @@ static int cmd_jobs_retry(const cli *c, const cli_args *a)
 static int cmd_jobs_cancel(const cli *c, const cli_args *a)
 {
 	return jobs_action(c, a, 0);
+}
+
+/* ------------------------------------------------------------------------
+ * batches list | show | cancel
+ */
+
+/* "n/n/n/n/n" of a batch's counts: queued, running, succeeded, failed,
+ * canceled. */
+static void counts_text(json_object *b, char out[96])
+{
+	json_object *c = jget(b, "counts");
+
+	snprintf(out, 96, "%d/%d/%d/%d/%d",
+		 json_object_get_int(jget(c, "queued")),
+		 json_object_get_int(jget(c, "running")),
+		 json_object_get_int(jget(c, "succeeded")),
+		 json_object_get_int(jget(c, "failed")),
+		 json_object_get_int(jget(c, "canceled")));
+}
+
+static void print_batch_row(dr_table *t, json_object *b)
+{
+	char counts[96], created[24], completed[24];
+	const char *row[5];
+
+	counts_text(b, counts);
+	row[0] = jstr(b, "id");
+	row[1] = jstr(b, "status");
+	row[2] = counts;
+	row[3] = short_time(jstr(b, "created_at"), created);
+	row[4] = short_time(jstr(b, "completed_at"), completed);
+	table_add(t, row);
+}
+
+static const char *const batch_heads[] = {
+	"ID", "STATUS", "QUEUED/RUNNING/SUCCEEDED/FAILED/CANCELED", "CREATED",
+	"COMPLETED"
+};
+
+static int cmd_batches_list(const cli *c, const cli_args *a)
+{
+	const char *cmd = a->cmd->name, *lim = cli_value(a, "--limit");
+	const char *cursor = cli_value(a, "--cursor");
+	dr_config *cfg = NULL;
+	dr_db *db = NULL;
+	json_object *root = NULL;
+	int json = cli_flag(a, "--json"), rc = 1, limit = DR_LIST_LIMIT_DEFAULT;
+	dr_buf out;
+	dr_error err;
+
+	if (lim) {
+		char *end;
+		long v = strtol(lim, &end, 10);
+
+		if (*lim == '\0' || *end != '\0' || v < 1 ||
+		    v > DR_LIST_LIMIT_MAX) {
+			fprintf(stderr,
+				"darkroom %s: --limit: must be 1 to "
+				"100\n",
+				cmd);
+			return EXIT_USAGE;
+		}
+		limit = (int)v;
+	}
+	if (cursor && !ids_is_batch_id(cursor)) {
+		fprintf(stderr,
+			"darkroom %s: --cursor: not a cursor from a "
+			"previous page\n",
+			cmd);
+		return EXIT_USAGE;
+	}
+	if (open_db(c, cmd, &cfg, &db))
+		return 1;
+	dr_buf_init(&out, CLI_JSON_MAX);
+	dr_error_clear(&err);
+	if (batches_list(db, limit, cursor, &out, &err) != DR_OK) {
+		report(cmd, &err);
+	} else if (json) {
+		printf("%s\n", out.data);
+		rc = 0;
+	} else if (parse_answer(cmd, &out, &root) == 0) {
+		json_object *data = jget(root, "data");
+		dr_table *t = table_new(5, batch_heads, NULL);
+
+		for (size_t i = 0; data && i < json_object_array_length(data);
+		     i++)
+			print_batch_row(t, json_object_array_get_idx(data, i));
+		table_print(t, stdout);
+		table_free(t);
+		if (jstr(root, "next_cursor"))
+			printf("\nnext page: --cursor %s\n",
+			       jstr(root, "next_cursor"));
+		rc = 0;
+	}
+	json_object_put(root);
+	dr_buf_free(&out);
+	db_free(db);
+	config_free(cfg);
+	return rc;
+}
+
+/* batches show ID / batches cancel ID: the batch (after the cancel). */
+static int batches_action(const cli *c, const cli_args *a, int cancel)
+{
+	const char *cmd = a->cmd->name, *id = a->pos[0];
+	dr_config *cfg = NULL;
+	dr_db *db = NULL;
+	json_object *root = NULL;
+	size_t n = 0;
+	int rc = 1;
+	dr_buf out;
+	dr_error err;
+	dr_status st = DR_OK;
+
+	if (!ids_is_batch_id(id)) {
+		fprintf(stderr, "darkroom %s: %s: not a batch id (b_...)\n",
+			cmd, id);
+		return 1;
+	}
+	if (open_db(c, cmd, &cfg, &db))
+		return 1;
+	dr_buf_init(&out, CLI_JSON_MAX);
+	dr_error_clear(&err);
+	if (cancel) {
+		st = batches_cancel(db, id, &n, &err);
+		if (st == DR_OK && n)
+			queue_wakeup_send(cfg->worker.wakeup_socket);
+	}
+	if (st == DR_OK)
+		st = batches_render(db, id, &out, &err);
+	if (st != DR_OK) {
+		report(cmd, &err);
+	} else if (!cancel && cli_flag(a, "--json")) {
+		printf("%s\n", out.data);
+		rc = 0;
+	} else if (parse_answer(cmd, &out, &root) == 0) {
+		dr_table *t = table_new(5, batch_heads, NULL);
+		json_object *jobs = jget(root, "jobs");
+
+		print_batch_row(t, root);
+		table_print(t, stdout);
+		table_free(t);
+		if (cancel) {
+			printf("%zu job%s asked to cancel\n", n,
+			       n == 1 ? "" : "s");
+		} else {
+			static const char *const heads[] = { "KEY", "JOB" };
+			dr_table *jt = table_new(2, heads, NULL);
+
+			printf("\n");
+			for (size_t i = 0;
+			     jobs && i < json_object_array_length(jobs); i++) {
+				json_object *j =
+					json_object_array_get_idx(jobs, i);
+				const char *row[2];
+
+				row[0] = jstr(j, "key");
+				row[1] = jstr(j, "id");
+				table_add(jt, row);
+			}
+			table_print(jt, stdout);
+			table_free(jt);
+		}
+		rc = 0;
+	}
+	json_object_put(root);
+	dr_buf_free(&out);
+	db_free(db);
+	config_free(cfg);
+	return rc;
+}
+
+static int cmd_batches_show(const cli *c, const cli_args *a)
+{
+	return batches_action(c, a, 0);
+}
+
+static int cmd_batches_cancel(const cli *c, const cli_args *a)
+{
+	return batches_action(c, a, 1);
 }
 
 /* Set by SIGINT and SIGTERM once catch_interrupts() ran: long commands
@@ -1555,9 +1741,9 @@ static const cli_cmd commands[] = {
 		.name = "jobs list",
 		.summary = "list jobs (filters, table or --json)",
 		.opts = "--status= --model= --adapter= --metadata= --limit= "
-			"--cursor= --json",
+			"--cursor= --batch= --json",
 		.help = "usage: darkroom jobs list [--status S] [--model M] "
-			"[--adapter A]\n"
+			"[--adapter A] [--batch B]\n"
 			"                         [--metadata K=V]... [--limit N] "
 			"[--cursor C] [--json]\n\n"
 			"List jobs, newest first, as an aligned table (ID, "
@@ -1567,6 +1753,7 @@ static const cli_cmd commands[] = {
 			"                  " JOBSTATE_NAMES "\n"
 			"  --model M       jobs of this model\n"
 			"  --adapter A     jobs of this adapter\n"
+			"  --batch B       jobs of batch B (b_...)\n"
 			"  --metadata K=V  jobs whose metadata has K with value "
 			"V; repeat it (up to\n"
 			"                  16 keys) for jobs that have all of "
@@ -1669,6 +1856,57 @@ static const cli_cmd commands[] = {
 			"by metadata that is interrupted (Ctrl-C,\nexit status "
 			"130) or fails goes on in the worker.",
 		.run = cmd_jobs_delete,
+	},
+	{
+		.name = "batches list",
+		.summary = "list batches (table or --json)",
+		.opts = "--limit= --cursor= --json",
+		.help = "usage: darkroom batches list [--limit N] [--cursor C] "
+			"[--json]\n\n"
+			"List batches (POST /v1/batches), newest first, as an "
+			"aligned table: ID,\nSTATUS (running or completed), "
+			"the counts of its jobs by status\n(queued/running/"
+			"succeeded/failed/canceled), CREATED, COMPLETED.\n\n"
+			"  --limit N   batches per page, 1 to 100 (default 20)\n"
+			"  --cursor C  the next page (printed under a full "
+			"page)\n"
+			"  --json      print {\"data\": [...], "
+			"\"next_cursor\": ...} instead",
+		.run = cmd_batches_list,
+	},
+	{
+		.name = "batches show",
+		.args = "ID",
+		.summary = "a batch, its counts and its jobs",
+		.min_pos = 1,
+		.max_pos = 1,
+		.missing = "give a batch id",
+		.opts = "--json",
+		.help = "usage: darkroom batches show ID [--json]\n\n"
+			"Show a batch: its status and the counts of its jobs, "
+			"then each item's\nkey and job id in item order "
+			"(`darkroom jobs list --batch ID` lists\nthe jobs "
+			"themselves). Exit status 1 when there is no such "
+			"batch.\n\n"
+			"  --json  print the batch object as GET "
+			"/v1/batches/ID answers it",
+		.run = cmd_batches_show,
+	},
+	{
+		.name = "batches cancel",
+		.args = "ID",
+		.summary = "cancel every job of a batch not yet ended",
+		.min_pos = 1,
+		.max_pos = 1,
+		.missing = "give a batch id",
+		.help = "usage: darkroom batches cancel ID\n\n"
+			"Cancel every job of the batch that has not ended, as "
+			"POST\n/v1/batches/ID/cancel does: queued jobs end at "
+			"once, running ones are\ncanceled at the provider by "
+			"a worker (woken now). Prints the batch and\nhow many "
+			"jobs were asked to cancel. Exit status 1 when there "
+			"is no such\nbatch.",
+		.run = cmd_batches_cancel,
 	},
 	{
 		.name = "outputs",

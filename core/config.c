@@ -314,6 +314,7 @@ enum {
 	LIM_MAX_REDIRECTS,
 	LIM_DOWNLOAD_BUDGET,
 	LIM_MAX_WEBHOOK_BODY,
+	LIM_MAX_BATCH_BODY,
 	LIM_COUNT
 };
 
@@ -366,6 +367,11 @@ static const dr_config_key limits_keys[LIM_COUNT + 1] = {
 				   .default_value = "64M",
 				   .help = "largest provider webhook body "
 					   "(POST /v1/hooks/*)" },
+	[LIM_MAX_BATCH_BODY] = { .name = "max_batch_body",
+				 .type = DR_CFG_INT,
+				 .default_value = "16M",
+				 .help = "largest batch body "
+					 "(POST /v1/batches)" },
 	[LIM_COUNT] = { .name = NULL },
 };
 
@@ -1975,6 +1981,10 @@ static dr_status resolve_limits(config_impl *impl, dr_conf_section *sec,
 		st = check_range(cfg, label, &it[LIM_MAX_WEBHOOK_BODY], 1024,
 				 (int64_t)1 << 30,
 				 "expected a size from 1k to 1G", err);
+	if (st == DR_OK)
+		st = check_range(cfg, label, &it[LIM_MAX_BATCH_BODY], 1024,
+				 (int64_t)1 << 30,
+				 "expected a size from 1k to 1G", err);
 	if (st != DR_OK)
 		return st;
 	cfg->limits.max_output_bytes = (uint64_t)it[LIM_MAX_OUTPUT_BYTES].num;
@@ -1988,6 +1998,7 @@ static dr_status resolve_limits(config_impl *impl, dr_conf_section *sec,
 	cfg->limits.max_redirects = (int)it[LIM_MAX_REDIRECTS].num;
 	cfg->limits.download_budget = it[LIM_DOWNLOAD_BUDGET].seconds;
 	cfg->limits.max_webhook_body = (size_t)it[LIM_MAX_WEBHOOK_BODY].num;
+	cfg->limits.max_batch_body = (size_t)it[LIM_MAX_BATCH_BODY].num;
 	return DR_OK;
 }
 

@@ -139,6 +139,8 @@ typedef struct dr_config {
 		size_t max_webhook_body;   /* bytes of a provider webhook
 					      body (every other request:
 					      server.max_body) */
+		size_t max_batch_body;	   /* bytes of a POST /v1/batches
+					      body */
 	} limits;
 
 	/* Seconds rows are kept (core/retention.h); 0: off, kept for ever.

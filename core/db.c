@@ -1243,3 +1243,47 @@ uint64_t db_last_insert_id(dr_db *db)
 {
 	return db ? db->last_insert_id : 0;
 }
+
+/* The text of a db_insert_rows() statement of `n` rows. */
+static char *rows_sql(const char *head, const char *row, unsigned n)
+{
+	size_t hl = strlen(head), rl = strlen(row);
+	size_t len = hl + 8 + (size_t)n * (rl + 1) + 1;
+	char *out = dr_xmalloc(len), *o = out;
+
+	memcpy(o, head, hl);
+	o += hl;
+	memcpy(o, " VALUES ", 8);
+	o += 8;
+	for (unsigned i = 0; i < n; i++) {
+		if (i)
+			*o++ = ',';
+		memcpy(o, row, rl);
+		o += rl;
+	}
+	*o = '\0';
+	return out;
+}
+
+dr_status db_insert_rows(dr_db *db, const char *head, const char *row,
+			 size_t per, const dr_db_arg *args, size_t n_rows,
+			 char *cache[3], dr_error *err)
+{
+	static const unsigned sizes[3] = { DB_ROWS_CHUNK, 10, 1 };
+	size_t done = 0;
+
+	for (int k = 0; k < 3; k++) {
+		while (n_rows - done >= sizes[k]) {
+			dr_status st;
+
+			if (!cache[k])
+				cache[k] = rows_sql(head, row, sizes[k]);
+			st = db_exec(db, cache[k], NULL, err, args + done * per,
+				     sizes[k] * per);
+			if (st != DR_OK)
+				return st;
+			done += sizes[k];
+		}
+	}
+	return DR_OK;
+}

@@ -184,6 +184,20 @@ dr_status db_query_seconds(dr_db *db, const char *sql, double *seconds,
  */
 const char *db_sql_list(const char *tmpl, unsigned n, char **cache);
 
+/*
+ * A multi-row INSERT: `head` ("INSERT INTO t (a, b)") and " VALUES " and
+ * `row` ("(?, ?, NOW(6))", `per` parameters) once for each of `n_rows`
+ * rows, their parameters args[0 .. n_rows * per) row after row. The rows
+ * go in statements of DB_ROWS_CHUNK, 10 and 1 rows, so that whatever the
+ * count, one table has at most three statement texts (built once into
+ * cache[0..2], the caller's static array, never freed) and the prepared
+ * statements stay few. Meant for an open transaction (all or nothing).
+ */
+#define DB_ROWS_CHUNK 100
+dr_status db_insert_rows(dr_db *db, const char *head, const char *row,
+			 size_t per, const dr_db_arg *args, size_t n_rows,
+			 char *cache[3], dr_error *err) DR_WARN_UNUSED;
+
 /* AUTO_INCREMENT id of the last insert on this connection. */
 uint64_t db_last_insert_id(dr_db *db);
 

@@ -234,6 +234,8 @@ static int serve(dr_app *app, int sock)
 	biggest = app->cfg->server.max_body;
 	if (app->cfg->limits.max_webhook_body > biggest)
 		biggest = app->cfg->limits.max_webhook_body;
+	if (app->cfg->limits.max_batch_body > biggest)
+		biggest = app->cfg->limits.max_batch_body;
 	dr_buf_init(&body, biggest + 1);
 	http_response_init(&resp);
 	for (;;) {

@@ -92,9 +92,10 @@ dr_status ids_new_job_id(char buf[DR_JOB_ID_LEN + 1])
 	return DR_OK;
 }
 
-int ids_is_job_id(const char *s)
+/* The shape of an id of `prefix` ("j_", "b_"). */
+static int is_id(const char *s, const char *prefix)
 {
-	if (strncmp(s, "j_", 2) != 0 || strlen(s) != DR_JOB_ID_LEN)
+	if (strncmp(s, prefix, 2) != 0 || strlen(s) != DR_JOB_ID_LEN)
 		return 0;
 	if (s[2] > '7') /* the first char carries only 3 bits */
 		return 0;
@@ -102,4 +103,22 @@ int ids_is_job_id(const char *s)
 		if (!strchr(crockford, s[i]) || s[i] == '\0')
 			return 0;
 	return 1;
+}
+
+int ids_is_job_id(const char *s)
+{
+	return is_id(s, "j_");
+}
+
+int ids_is_batch_id(const char *s)
+{
+	return is_id(s, "b_");
+}
+
+dr_status ids_new_batch_id(char buf[DR_JOB_ID_LEN + 1])
+{
+	dr_status st = ids_new_job_id(buf);
+
+	buf[0] = 'b';
+	return st;
 }

@@ -29,6 +29,11 @@ void ids_format_job_id(char buf[DR_JOB_ID_LEN + 1], uint64_t ms,
 /* 1 when `s` has the shape of a job id, else 0. */
 int ids_is_job_id(const char *s);
 
+/* A batch id: "b_" and a ULID, made and checked like a job id (the same
+ * length, DR_JOB_ID_LEN). */
+dr_status ids_new_batch_id(char buf[DR_JOB_ID_LEN + 1]) DR_WARN_UNUSED;
+int ids_is_batch_id(const char *s);
+
 /* Fill buf with `len` random bytes from getrandom(2), the kernel's
  * CSPRNG, however many calls that takes. DR_ERR_IO (buf partly filled)
  * when the kernel gives none (never in practice). The one getrandom loop

@@ -317,9 +317,10 @@ dr_status jobs_filter_parse(const dr_filter_arg *args, size_t n,
 			    dr_job_filter *f, const char **field,
 			    dr_error *err)
 {
-	static const char *const names[] = {"status", "model",	"adapter",
-					    "cursor", "limit", NULL};
-	const char *v[5];
+	static const char *const names[] = { "status", "model", "adapter",
+					     "cursor", "limit", "batch",
+					     NULL };
+	const char *v[6];
 	dr_status st;
 
 	memset(f, 0, sizeof(*f));
@@ -331,6 +332,10 @@ dr_status jobs_filter_parse(const dr_filter_arg *args, size_t n,
 	f->model = v[1];
 	f->adapter = v[2];
 	f->cursor = v[3];
+	f->batch = v[5];
+	if (f->batch && !ids_is_batch_id(f->batch))
+		return jobs_filter_refuse(err, field, "batch",
+					  "must be a batch id (b_…)");
 	if (f->status && !jobs_status_valid(f->status))
 		return jobs_filter_refuse(err, field, "status",
 					  "must be one of " JOBSTATE_NAMES);
@@ -390,6 +395,33 @@ static dr_status check_renditions(const dr_config *cfg, json_object *list,
 					       "a preset is named twice");
 		out->renditions[out->n_renditions++] = name;
 	}
+	return DR_OK;
+}
+
+dr_status jobs_check_callback_url(const dr_config *cfg, json_object *v,
+				  const char **field, dr_error *err)
+{
+	int ok = json_object_is_type(v, json_type_string)
+			 ? url_valid(json_object_get_string(v))
+			 : 0;
+
+	if (ok == -2)
+		return invalid(err, field, "callback_url",
+			       "must not name localhost or a loopback, "
+			       "private or link-local address (allowed "
+			       "only with "
+			       "DARKROOM_CALLBACK_ALLOW_PRIVATE=1)");
+	if (ok < 0)
+		return invalid(err, field, "callback_url",
+			       "must be an https URL (plain http only "
+			       "with DARKROOM_DOWNLOAD_ALLOW_HTTP=1)");
+	if (ok == 0)
+		return invalid(err, field, "callback_url",
+			       "must be an http or https URL");
+	if (!cfg->server.callback_secret)
+		return invalid(err, field, "callback_url",
+			       "this darkroom has no callback_secret "
+			       "to sign callbacks with");
 	return DR_OK;
 }
 
@@ -477,28 +509,10 @@ dr_status jobs_parse_request(const dr_config *cfg, const dr_plugins *plugins,
 
 	if (json_object_object_get_ex(root, "callback_url", &v) &&
 	    !json_object_is_type(v, json_type_null)) {
-		int ok = json_object_is_type(v, json_type_string)
-				 ? url_valid(json_object_get_string(v))
-				 : 0;
-
-		if (ok == -2)
-			return invalid(err, field, "callback_url",
-				       "must not name localhost or a loopback, "
-				       "private or link-local address (allowed "
-				       "only with "
-				       "DARKROOM_CALLBACK_ALLOW_PRIVATE=1)");
-		if (ok < 0)
-			return invalid(err, field, "callback_url",
-				       "must be an https URL (plain http only "
-				       "with DARKROOM_DOWNLOAD_ALLOW_HTTP=1)");
-		if (ok == 0)
-			return invalid(err, field, "callback_url",
-				       "must be an http or https URL");
+		st = jobs_check_callback_url(cfg, v, field, err);
+		if (st != DR_OK)
+			return st;
 		r.callback_url = json_object_get_string(v);
-		if (!cfg->server.callback_secret)
-			return invalid(err, field, "callback_url",
-				       "this darkroom has no callback_secret "
-				       "to sign callbacks with");
 	}
 
 	if (inst->plugin->desc->adapter->validate) {
@@ -556,6 +570,7 @@ enum {
 	J_UPDATED,
 	J_COMPLETED,
 	J_CALLBACK_URL,
+	J_BATCH_ID,
 	J_NCOLS
 };
 
@@ -563,7 +578,7 @@ enum {
 	"id, status, adapter, model, version, input, metadata,"                \
 	" prediction_id, prediction_status, predict_time, progress,"           \
 	" attempts, error_step, error_code, error_message, created_at,"        \
-	" updated_at, completed_at, callback_url"
+	" updated_at, completed_at, callback_url, batch_id"
 
 static dr_status render_job(dr_db *db, const struct dr_instance *sink,
 			    const dr_db_rows *rows, size_t i, int with_outputs,
@@ -799,6 +814,150 @@ out:
 	return st;
 }
 
+/* The renditions of `req` as a JSON array (malloc, the caller frees), or
+ * NULL when it does not fit. */
+static char *renditions_json(const dr_job_request *req)
+{
+	dr_buf rend;
+	dr_status st;
+
+	dr_buf_init(&rend, 4096);
+	st = dr_buf_puts(&rend, "[");
+	for (size_t i = 0; st == DR_OK && i < req->n_renditions; i++) {
+		if (i)
+			st = dr_buf_puts(&rend, ",");
+		if (st == DR_OK)
+			st = dr_buf_json_string(&rend, req->renditions[i]);
+	}
+	if (st == DR_OK)
+		st = dr_buf_puts(&rend, "]");
+	if (st != DR_OK) {
+		dr_buf_free(&rend);
+		return NULL;
+	}
+	return dr_buf_steal(&rend);
+}
+
+/* The prompt of `req` kept for search: its input's "prompt", cut at a
+ * UTF-8 boundary to DR_MAX_PROMPT_INDEX bytes (into *cut, the caller
+ * frees), or NULL. */
+static const char *search_prompt(const dr_job_request *req, char **cut)
+{
+	const char *prompt = json_get_string(req->input, "prompt");
+	size_t n = DR_MAX_PROMPT_INDEX;
+
+	*cut = NULL;
+	if (!prompt || strlen(prompt) <= DR_MAX_PROMPT_INDEX)
+		return prompt;
+	while (n > 0 && ((unsigned char)prompt[n] & 0xc0) == 0x80)
+		n--;
+	*cut = dr_xstrndup(prompt, n);
+	return *cut;
+}
+
+/* Parameters of one job row of jobs_insert_batch(). */
+#define BATCH_JOB_PARAMS 11
+
+dr_status jobs_insert_batch(dr_db *db, const dr_config *cfg,
+			    const char *batch_id, const dr_job_request *reqs,
+			    const char *const *keys, size_t n,
+			    char (*ids)[DR_JOB_ID_LEN + 1], dr_error *err)
+{
+	static char *job_sql[3], *meta_sql[3];
+	dr_db_arg *args = dr_xcalloc(n * BATCH_JOB_PARAMS + 1, sizeof(*args));
+	dr_db_arg *margs = NULL;
+	char **owned = dr_xcalloc(3 * n + 1, sizeof(*owned));
+	char(*fair_cut)[DR_MAX_FAIR_VALUE * 4 + 1] =
+		dr_xcalloc(n + 1, sizeof(*fair_cut));
+	const char **idp = dr_xcalloc(n + 1, sizeof(*idp));
+	size_t n_meta = 0, m = 0;
+	char *detail = NULL;
+	dr_status st = DR_OK;
+
+	for (size_t i = 0; i < n && st == DR_OK; i++) {
+		const dr_job_request *r = &reqs[i];
+		dr_db_arg *a = args + i * BATCH_JOB_PARAMS;
+		char *rend = renditions_json(r), *cut = NULL;
+		const char *prompt = search_prompt(r, &cut);
+		char *meta =
+			r->metadata
+				? dr_xstrdup(json_object_to_json_string_ext(
+					  r->metadata, JSON_C_TO_STRING_PLAIN))
+				: NULL;
+
+		owned[3 * i] = rend;
+		owned[3 * i + 1] = cut;
+		owned[3 * i + 2] = meta;
+		if (!rend) {
+			st = dr_fail(err, DR_ERR_TOO_LARGE, "too_large",
+				     "renditions: list too long");
+			break;
+		}
+		if (ids_new_job_id(ids[i]) != DR_OK) {
+			st = dr_fail(err, DR_ERR_INTERNAL, "internal",
+				     "no random bytes for a job id");
+			break;
+		}
+		idp[i] = ids[i];
+		a[0] = DB_STR(ids[i]);
+		a[1] = DB_STR(r->adapter);
+		a[2] = DB_STR(r->model);
+		/* json-c keeps the text in the object until it changes */
+		a[3] = DB_STR(json_object_to_json_string_ext(
+			r->input, JSON_C_TO_STRING_PLAIN));
+		a[4] = DB_STR(prompt);
+		a[5] = DB_STR(meta);
+		a[6] = DB_STR(rend);
+		a[7] = DB_STR(r->callback_url);
+		a[8] = DB_STR(fair_value(cfg, r->metadata, fair_cut[i],
+					 sizeof(fair_cut[i])));
+		a[9] = DB_STR(batch_id);
+		a[10] = DB_STR(keys[i]);
+		if (r->metadata)
+			n_meta +=
+				(size_t)json_object_object_length(r->metadata);
+	}
+	if (st == DR_OK)
+		st = db_insert_rows(
+			db,
+			"INSERT INTO jobs (id, status, step, adapter, model,"
+			" input, prompt, metadata, renditions, callback_url,"
+			" fair_value, batch_id, batch_key, run_at, created_at,"
+			" updated_at)",
+			"(?, 'queued', 'submit', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+			" NOW(6), NOW(6), NOW(6))",
+			BATCH_JOB_PARAMS, args, n, job_sql, err);
+	if (st == DR_OK && n_meta) {
+		margs = dr_xcalloc(3 * n_meta, sizeof(*margs));
+		for (size_t i = 0; i < n; i++) {
+			if (!reqs[i].metadata)
+				continue;
+			json_object_object_foreach(reqs[i].metadata, k, v)
+			{
+				margs[m++] = DB_STR(ids[i]);
+				margs[m++] = DB_STR(k);
+				margs[m++] = DB_STR(json_object_get_string(v));
+			}
+		}
+		st = db_insert_rows(
+			db, "INSERT INTO job_metadata (job_id, k, v)",
+			"(?, ?, ?)", 3, margs, n_meta, meta_sql, err);
+	}
+	if (st == DR_OK) {
+		detail = jobstate_detail("batch", batch_id, NULL);
+		st = jobstate_events_created(db, idp, n, detail, err);
+	}
+	free(detail);
+	for (size_t i = 0; i < 3 * n; i++)
+		free(owned[i]);
+	free(owned);
+	free(margs);
+	free(idp);
+	free(fair_cut);
+	free(args);
+	return st;
+}
+
 /* ------------------------------------------------------------ rendering */
 
 dr_status jobs_append_time(dr_buf *b, const char *t)
@@ -964,7 +1123,8 @@ static dr_status render_outputs(dr_db *db, const struct dr_instance *sink,
 
 /*
  * Append ,"callback":{"url", "state", "attempts", "last_status",
- * "next_at"} of job `id`: its latest delivery (callback_deliveries) once
+ * "next_at"} of job `id`: its latest delivery of its own end (not a
+ * batch.completed it may carry, core/jobstate.c) once
  * the job has ended (`completed` not NULL), or state "none" (nothing to
  * deliver yet: the job runs, again after a retry); null without `url`.
  */
@@ -985,6 +1145,7 @@ static dr_status render_callback(dr_db *db, const char *id, const char *url,
 			      "SELECT state, attempts, last_status,"
 			      " IF(state = 'pending', next_at, NULL)"
 			      " FROM callback_deliveries WHERE job_id = ?"
+			      " AND type LIKE 'job.%'"
 			      " ORDER BY created_at DESC, id DESC LIMIT 1",
 			      &rows, err, DB_ARGS(DB_STR(id)));
 		if (st != DR_OK)
@@ -1083,6 +1244,11 @@ static dr_status render_job(dr_db *db, const struct dr_instance *sink,
 		st = dr_buf_puts(b, ",\"completed_at\":");
 	if (st == DR_OK)
 		st = jobs_append_time(b, C(J_COMPLETED));
+	if (st == DR_OK)
+		st = dr_buf_puts(b, ",\"batch_id\":");
+	if (st == DR_OK)
+		st = C(J_BATCH_ID) ? dr_buf_json_string(b, C(J_BATCH_ID))
+				   : dr_buf_puts(b, "null");
 	if (st == DR_OK && with_callback) {
 		st = render_callback(db, C(J_ID), C(J_CALLBACK_URL),
 				     C(J_COMPLETED), b, err);
@@ -1224,19 +1390,25 @@ dr_status jobs_filtered_query(dr_db *db, jobs_filter_sql_fn build,
 /* The list query for a combination of filters and a number of metadata
  * filters, appended to `sql`. Its parameters: status, model, adapter,
  * the metadata keys and values, cursor (those present), and the limit. */
-enum { F_STATUS = 1, F_MODEL = 2, F_ADAPTER = 4, F_CURSOR = 8, F_ALL = 16 };
+enum {
+	F_STATUS = 1,
+	F_MODEL = 2,
+	F_ADAPTER = 4,
+	F_CURSOR = 8,
+	F_BATCH = 16,
+	F_ALL = 32
+};
 
 static char *list_cache[F_ALL]; /* list_sql() per mask, no metadata */
 
 static dr_status list_sql(dr_buf *sql, unsigned mask, size_t n_meta)
 {
-	dr_status st = dr_buf_printf(sql,
-				     "SELECT " JOB_COLUMNS
-				     " FROM jobs WHERE 1=1%s%s%s",
-				     mask & F_STATUS ? " AND status = ?" : "",
-				     mask & F_MODEL ? " AND model = ?" : "",
-				     mask & F_ADAPTER ? " AND adapter = ?"
-						      : "");
+	dr_status st = dr_buf_printf(
+		sql, "SELECT " JOB_COLUMNS " FROM jobs WHERE 1=1%s%s%s%s",
+		mask & F_BATCH ? " AND batch_id = ?" : "",
+		mask & F_STATUS ? " AND status = ?" : "",
+		mask & F_MODEL ? " AND model = ?" : "",
+		mask & F_ADAPTER ? " AND adapter = ?" : "");
 
 	if (st == DR_OK)
 		st = jobs_metadata_sql(sql, "jobs.id", n_meta);
@@ -1250,7 +1422,7 @@ dr_status jobs_list(dr_db *db, const dr_config *cfg,
 		    const struct dr_instance *sink, const dr_job_filter *f,
 		    dr_buf *out, dr_error *err)
 {
-	dr_db_arg args[4 + 2 * DR_MAX_METADATA_FILTERS + 1];
+	dr_db_arg args[5 + 2 * DR_MAX_METADATA_FILTERS + 1];
 	unsigned mask = 0;
 	size_t n = 0;
 	dr_db_rows *rows = NULL;
@@ -1260,6 +1432,10 @@ dr_status jobs_list(dr_db *db, const dr_config *cfg,
 #define ARG(v) (args[n++] = DB_STR(v))
 	(void)cfg;
 	assert(f->n_meta <= DR_MAX_METADATA_FILTERS);
+	if (f->batch) {
+		mask |= F_BATCH;
+		ARG(f->batch);
+	}
 	if (f->status) {
 		mask |= F_STATUS;
 		ARG(f->status);

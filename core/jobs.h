@@ -64,6 +64,13 @@ dr_status jobs_parse_request(const dr_config *cfg, const dr_plugins *plugins,
 
 void jobs_request_free(dr_job_request *req);
 
+/* Check a callback_url value `v` as jobs_parse_request() does (a string,
+ * an http(s) URL the callback rules allow, a callback_secret to sign
+ * with). DR_ERR_INVALID with *field = "callback_url" and the reason. */
+dr_status jobs_check_callback_url(const dr_config *cfg, json_object *v,
+				  const char **field,
+				  dr_error *err) DR_WARN_UNUSED;
+
 /* Idempotency: who asked (a hash of the API key) and with what key. */
 typedef struct dr_idempotency {
 	const char *scope;     /* 16 hex chars, or NULL for none */
@@ -96,6 +103,20 @@ dr_status jobs_create(dr_db *db, const dr_config *cfg,
 		      const dr_idempotency *idem,
 		      char id_out[DR_JOB_ID_LEN + 1], int *replayed,
 		      dr_buf *out, dr_error *err) DR_WARN_UNUSED;
+
+/*
+ * Store the n jobs reqs[i] of batch `batch_id` in the caller's open
+ * transaction: queued, each with its item key keys[i] (NULL for none),
+ * its metadata rows and a "created" event whose detail names the batch,
+ * written by multi-row statements (db_insert_rows()). ids[i] gets job i's
+ * new id; ids are made in order, so the jobs sort as the items did. On
+ * failure the caller rolls back.
+ */
+dr_status jobs_insert_batch(dr_db *db, const dr_config *cfg,
+			    const char *batch_id, const dr_job_request *reqs,
+			    const char *const *keys, size_t n,
+			    char (*ids)[DR_JOB_ID_LEN + 1],
+			    dr_error *err) DR_WARN_UNUSED;
 
 /* Append the job object of job `id` (CONTRACT §2) to `out`.
  * DR_ERR_NOT_FOUND when there is no such job. */
@@ -181,6 +202,7 @@ typedef struct dr_job_filter {
 	const char *model;   /* or NULL */
 	const char *adapter; /* or NULL */
 	const char *cursor;  /* a job id: list jobs older than it, or NULL */
+	const char *batch;   /* a batch id: its jobs only, or NULL */
 	dr_metadata_filter meta[DR_MAX_METADATA_FILTERS]; /* all apply */
 	size_t n_meta; /* checked with jobs_check_metadata_filters() */
 	int limit;           /* 1..100 */
@@ -223,9 +245,9 @@ dr_status jobs_filter_args(const dr_filter_arg *args, size_t n,
 	DR_WARN_UNUSED;
 
 /*
- * Read the filters of a job list (status, model, adapter, limit, cursor,
- * metadata.KEY; see CONTRACT) from name/value pairs into *f, checked: the
- * one validation of GET /v1/jobs and `darkroom jobs list`. *f points into
+ * Read the filters of a job list (status, model, adapter, batch, limit,
+ * cursor, metadata.KEY; see CONTRACT) from name/value pairs into *f, checked:
+ * the one validation of GET /v1/jobs and `darkroom jobs list`. *f points into
  * args. DR_ERR_INVALID as jobs_filter_args() says (*field names the
  * filter, err->message says why, starting with "<field>: ").
  */

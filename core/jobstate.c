@@ -16,6 +16,7 @@
 
 #include "blobs.h"
 #include "buf.h"
+#include "ids.h"
 #include "log.h"
 #include "queue.h"
 
@@ -42,6 +43,7 @@ static const char *const names[DR_JOB_STATUSES] = {
 /* The latest delivery of job `j.id`, as a subquery's tail. */
 #define LATEST_DELIVERY                                                        \
 	" FROM callback_deliveries d WHERE d.job_id = j.id"                    \
+	" AND d.type LIKE 'job.%'"                                             \
 	" ORDER BY d.created_at DESC, d.id DESC LIMIT 1"
 
 const char *jobstate_name(dr_job_status s)
@@ -110,18 +112,127 @@ dr_status jobstate_event(dr_db *db, const char *id, const char *kind,
 			       DB_STR(to), DB_STR(detail)));
 }
 
+dr_status jobstate_events_created(dr_db *db, const char *const *ids, size_t n,
+				  const char *detail, dr_error *err)
+{
+	static char *cache[3];
+	dr_db_arg *args = dr_xcalloc(2 * n + 1, sizeof(*args));
+	dr_status st;
+
+	for (size_t i = 0; i < n; i++) {
+		args[2 * i] = DB_STR(ids[i]);
+		args[2 * i + 1] = DB_STR(detail);
+	}
+	st = db_insert_rows(db,
+			    "INSERT INTO job_events (job_id, at, kind,"
+			    " from_status, to_status, detail)",
+			    "(?, NOW(6), 'created', NULL, 'queued', ?)", 2,
+			    args, n, cache, err);
+	free(args);
+	return st;
+}
+
+/*
+ * Batch `batch` completes now, with the end of its job `id` (the batch
+ * row locked, in the caller's transaction). With a callback_url, its
+ * batch.completed message is owed: a delivery pending and due now, its
+ * webhook-id "msg_<batch id>" (one message per batch, ever: the primary
+ * key makes a second one impossible), carried by job `id` (the worker
+ * delivers callbacks as a job's steps: the job is due now, and stays
+ * due while any delivery of it is pending; see jobstate_callback_tried).
+ */
+static dr_status complete_batch(dr_db *db, const char *batch, const char *id,
+				dr_error *err)
+{
+	uint64_t n = 0;
+	dr_status st = db_exec(db,
+			       "UPDATE batches SET completed_at = NOW(6)"
+			       " WHERE id = ? AND completed_at IS NULL",
+			       NULL, err, DB_ARGS(DB_STR(batch)));
+
+	if (st == DR_OK)
+		st = db_exec(
+			db,
+			"INSERT INTO callback_deliveries (id, type, job_id,"
+			" url, state, attempts, next_at, created_at)"
+			" SELECT CONCAT('msg_', b.id), 'batch.completed',"
+			" ?, b.callback_url, 'pending', 0, NOW(6), NOW(6)"
+			" FROM batches b WHERE b.id = ?"
+			" AND b.callback_url IS NOT NULL",
+			&n, err, DB_ARGS(DB_STR(id), DB_STR(batch)));
+	if (st == DR_OK && n)
+		st = db_exec(db, "UPDATE jobs SET run_at = NOW(6) WHERE id = ?",
+			     NULL, err, DB_ARGS(DB_STR(id)));
+	return st;
+}
+
+/*
+ * In the caller's transaction, right after job `id` ended: when the job
+ * belongs to a batch that has not completed and no job of it is left
+ * running, the batch completes now (completed_at, set once).
+ *
+ * Two jobs of a batch ending at once must complete it exactly once, and
+ * at least once: the batch row is locked first (FOR UPDATE), so the ends
+ * of one batch take turns here. The one that goes first counts the
+ * other's job as running (its end is not committed: READ COMMITTED, a
+ * plain read, no lock taken on the other's job, so no deadlock) and
+ * leaves the batch; the other, once the first has committed, counts
+ * again in a statement of its own, sees every job ended, and completes
+ * it. The order of locks is the same everywhere: the job row first (the
+ * caller's), then the batch.
+ */
+static dr_status close_batch(dr_db *db, const char *id, dr_error *err)
+{
+	dr_db_rows *rows = NULL;
+	char batch[DR_JOB_ID_LEN + 1];
+	dr_status st;
+
+	st = db_query(db, "SELECT batch_id FROM jobs WHERE id = ?", &rows, err,
+		      DB_ARGS(DB_STR(id)));
+	if (st != DR_OK || rows->n_rows != 1 || !db_cell(rows, 0, 0)) {
+		db_rows_free(rows);
+		return st;
+	}
+	snprintf(batch, sizeof(batch), "%s", db_cell(rows, 0, 0));
+	db_rows_free(rows);
+	rows = NULL;
+	st = db_query(db,
+		      "SELECT id FROM batches WHERE id = ? AND completed_at"
+		      " IS NULL FOR UPDATE",
+		      &rows, err, DB_ARGS(DB_STR(batch)));
+	if (st == DR_OK && rows->n_rows == 1) {
+		db_rows_free(rows);
+		rows = NULL;
+		st = db_query(db,
+			      "SELECT 1 FROM jobs WHERE batch_id = ? AND status"
+			      " IN ('queued', 'starting', 'processing',"
+			      " 'persisting') LIMIT 1",
+			      &rows, err, DB_ARGS(DB_STR(batch)));
+		if (st == DR_OK && rows->n_rows == 0)
+			st = complete_batch(db, batch, id, err);
+	}
+	db_rows_free(rows);
+	return st;
+}
+
 /* In the caller's transaction, right after job `id` ended: when it has a
- * callback_url, the delivery of its end, pending and due now. */
+ * callback_url, the delivery of its end, pending and due now; and its
+ * batch's completion (close_batch()). */
 static dr_status open_delivery(dr_db *db, const char *id, dr_error *err)
 {
-	return db_exec(db,
-		       "INSERT INTO callback_deliveries (id, type, job_id, url,"
-		       " state, attempts, next_at, created_at)"
-		       " SELECT " END_MSG_ID ", CONCAT('job.', j.status), j.id,"
-		       " j.callback_url, 'pending', 0, NOW(6), NOW(6)"
-		       " FROM jobs j WHERE j.id = ? AND j.callback_url IS NOT"
-		       " NULL AND j.completed_at IS NOT NULL",
-		       NULL, err, DB_ARGS(DB_STR(id)));
+	dr_status st = db_exec(
+		db,
+		"INSERT INTO callback_deliveries (id, type, job_id, url,"
+		" state, attempts, next_at, created_at)"
+		" SELECT " END_MSG_ID ", CONCAT('job.', j.status), j.id,"
+		" j.callback_url, 'pending', 0, NOW(6), NOW(6)"
+		" FROM jobs j WHERE j.id = ? AND j.callback_url IS NOT"
+		" NULL AND j.completed_at IS NOT NULL",
+		NULL, err, DB_ARGS(DB_STR(id)));
+
+	if (st == DR_OK)
+		st = close_batch(db, id, err);
+	return st;
 }
 
 char *jobstate_detail(const char *key, ...)
@@ -442,6 +553,14 @@ dr_status jobstate_callback_tried(dr_db *db, const char *id, uint64_t fence,
 			     DB_ARGS(DB_INT(took_us), DB_INT(took_us / 1000),
 				     DB_INT((int64_t)t->http), DB_STR(text),
 				     DB_STR(t->delivery)));
+	/* The job stays due while another delivery it carries is pending
+	 * (a batch's batch.completed beside the job's own end). */
+	if (st == DR_OK)
+		st = db_exec(db,
+			     "UPDATE jobs SET run_at = (SELECT MIN(d.next_at)"
+			     " FROM callback_deliveries d WHERE d.job_id = ?"
+			     " AND d.state = 'pending') WHERE id = ?",
+			     NULL, err, DB_ARGS(DB_STR(id), DB_STR(id)));
 	if (st == DR_OK && t->detail)
 		st = jobstate_event(db, id, "callback", t->from, NULL,
 				    t->detail, err);
@@ -692,7 +811,8 @@ static dr_status retry_act(dr_db *db, const char *id, const dr_db_rows *job,
 			     "UPDATE callback_deliveries SET state = 'failed',"
 			     " next_at = NULL, last_error = 'dropped: the job"
 			     " was retried before this delivery ended'"
-			     " WHERE job_id = ? AND state = 'pending'",
+			     " WHERE job_id = ? AND state = 'pending'"
+			     " AND type LIKE 'job.%'",
 			     NULL, err, DB_ARGS(DB_STR(id)));
 	if (st == DR_OK)
 		st = jobstate_event(db, id, "retry", status, jobstate_name(to),

@@ -80,6 +80,15 @@ dr_status jobstate_event(dr_db *db, const char *id, const char *kind,
 			 const char *from, const char *to, const char *detail,
 			 dr_error *err) DR_WARN_UNUSED;
 
+/*
+ * The "created" event (to queued) of each of the n jobs ids[i], with the
+ * same `detail`, in the caller's open transaction: multi-row statements
+ * (db_insert_rows()), for the jobs of a batch.
+ */
+dr_status jobstate_events_created(dr_db *db, const char *const *ids, size_t n,
+				  const char *detail,
+				  dr_error *err) DR_WARN_UNUSED;
+
 /* A small JSON object for an event's detail (malloc, the caller frees):
  * key, value string pairs ending with NULL; pairs whose value is NULL are
  * left out. A detail too large is cut to the pairs that fit. */

@@ -226,10 +226,12 @@ static dr_status take(dr_db *db, const char *id, const char *owner,
 		      " TIMESTAMPDIFF(MICROSECOND, FROM_UNIXTIME(0),"
 		      " submitted_at),"
 		      " UNIX_TIMESTAMP(provider_deadline),"
-		      " UNIX_TIMESTAMP(NOW(6)), COALESCE((SELECT d.state"
+		      " UNIX_TIMESTAMP(NOW(6)), IF(EXISTS(SELECT 1"
 		      " FROM callback_deliveries d WHERE d.job_id = jobs.id"
-		      " ORDER BY d.created_at DESC, d.id DESC LIMIT 1),"
-		      " 'none'), claims FROM jobs WHERE id = ?",
+		      " AND d.state = 'pending'), 'pending', COALESCE((SELECT"
+		      " d.state FROM callback_deliveries d WHERE d.job_id ="
+		      " jobs.id ORDER BY d.created_at DESC, d.id DESC LIMIT 1),"
+		      " 'none')), claims FROM jobs WHERE id = ?",
 		      &rows, err, DB_ARGS(DB_STR(id)));
 	if (st != DR_OK)
 		goto rollback;

@@ -36,8 +36,10 @@ typedef struct dr_claim {
 	char status[16];
 	char step[16];
 	char adapter[65];
-	char callback_state[16]; /* of the latest callback delivery: none
-				    (no delivery), pending, delivered,
+	char callback_state[16]; /* pending when any callback delivery
+				    the job carries is pending (its own,
+				    a batch's); else its latest one's:
+				    none (no delivery), delivered,
 				    failed */
 	char *model;           /* malloc */
 	char *input;           /* malloc, JSON */

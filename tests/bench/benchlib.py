@@ -33,7 +33,7 @@ from harness import sql  # noqa: E402  (the integration harness)
 def record(section, what, value, unit, target="", note=""):
     """Append one figure to results.csv and print it.
 
-    section: intake, webhooks, renditions, pipeline, memory, latency or prune;
+    section: intake, batches, webhooks, renditions, pipeline, memory, latency or prune;
     what: what was measured ("darkroom POST /v1/jobs, requests/s");
     value: a number; unit: "req/s", "ms", "MiB", ...;
     target: the goal as an operator and a number (">= 15000", "< 10"), or

@@ -14,7 +14,7 @@ import re
 import subprocess
 import sys
 
-ORDER = ["intake", "webhooks", "renditions", "pipeline", "memory", "latency", "prune"]
+ORDER = ["intake", "batches", "webhooks", "renditions", "pipeline", "memory", "latency", "prune"]
 TARGET_RE = re.compile(r"^\s*(>=|<=|>|<)\s*([0-9.]+)\s*$")
 
 

@@ -11,7 +11,9 @@ body or Content-Length (what `curl -X POST URL` sends) reaching the app,
 the body limits (413 problem documents, from the app below 2 MiB and from
 the server above; provider webhooks of several MB, Cog's and Replicate's
 data: URI outputs, reaching the app, which refuses those over its
-max_webhook_body itself, logged and counted), and /media/ served statically with Cache-Control on
+max_webhook_body itself, logged and counted; batches of several MB
+reaching the app, which refuses those over its max_batch_body itself), and
+/media/ served statically with Cache-Control on
 the files' answers only, its errors being problem documents.
 tests/integration/smoke_down.py checks the answers while the app is down.
 Not named test_*.py, so run-integration.sh does not run it against its own
@@ -22,7 +24,8 @@ DARKROOM_REPLICATE_SECRET, the webhook secret of [adapter "replicate"];
 DARKROOM_SMOKE_MEDIA, a path under /media/ that exists in the fs sink's
 root (answered with the bytes of DARKROOM_SMOKE_MEDIA_BODY);
 DARKROOM_SMOKE_WEBHOOK_LIMIT, the app's [limits] max_webhook_body in
-bytes (8 MiB unless set); DARKROOM_SMOKE_LOG_DIR, a directory whose *.log
+bytes (8 MiB unless set); DARKROOM_SMOKE_BATCH_LIMIT, its [limits]
+max_batch_body (16 MiB unless set); DARKROOM_SMOKE_LOG_DIR, a directory whose *.log
 files receive the app's log lines (the log check is skipped without it);
 DARKROOM_SMOKE_DB, SOCKET:NAME:PASSWORD of the database (user and database
 NAME), whose rows the large-webhook case reads. A worker runs meanwhile,
@@ -47,6 +50,7 @@ from harness import (case, expect, expect_eq, expect_json, expect_problem,
 SECRET = os.environ.get("DARKROOM_REPLICATE_SECRET", "")
 RUN = secrets.token_hex(4)
 WEBHOOK_LIMIT = int(os.environ.get("DARKROOM_SMOKE_WEBHOOK_LIMIT", str(8 << 20)))
+BATCH_LIMIT = int(os.environ.get("DARKROOM_SMOKE_BATCH_LIMIT", str(16 << 20)))
 LOG_DIR = os.environ.get("DARKROOM_SMOKE_LOG_DIR", "")
 DB = os.environ.get("DARKROOM_SMOKE_DB", "")
 
@@ -342,6 +346,38 @@ def _():
         wait_until(lambda: (refusals("unparsable"), refusals("bad_signature"))
                    == (logs0[0] + 1, logs0[1] + 1), timeout=10,
                    what="one event=webhook.refused line more for each reason")
+
+
+def batch_of(pad_bytes):
+    return json.dumps({"defaults": job_body(), "items": [
+        {"key": "a", "input": {"pad": "x" * pad_bytes}}, {"key": "b"}]}).encode()
+
+
+@case("POST /v1/batches: a batch of several MB reaches the app (202); one over the "
+      "app's max_batch_body gets the app's 413 problem; one far over, the server's")
+def _():
+    body = batch_of(3 << 20)
+    r = request("POST", "/v1/batches", body=body, headers={"Content-Type": "application/json"},
+                timeout=120)
+    b = expect_json(r, 202)
+    expect_eq([j["key"] for j in b["jobs"]], ["a", "b"], "the batch's jobs")
+    # Canceled at once while queued; once the worker has submitted a job,
+    # when the provider was told.
+    expect_json(post(f"/v1/batches/{b['id']}/cancel"), 202)
+    wait_until(lambda: expect_json(get(f"/v1/batches/{b['id']}"), 200)["status"] == "completed",
+               timeout=30, what="the batch canceled")
+    body = batch_of(BATCH_LIMIT + 1024)
+    expect(BATCH_LIMIT < len(body) < (17 << 20), f"batch of {len(body)} bytes")
+    doc = expect_problem(request("POST", "/v1/batches", body=body,
+                                 headers={"Content-Type": "application/json"}, timeout=120), 413)
+    expect_eq(doc.get("type"), "urn:darkroom:problem:body_too_large", "problem type")
+    expect(str(BATCH_LIMIT) in doc.get("detail", ""),
+           f"the 413 is not the app's (limit {BATCH_LIMIT}): {doc}")
+    body = batch_of(18 << 20)
+    r = request_raw("POST", "/v1/batches", body,
+                    headers={"Content-Type": "application/json", "Content-Length": str(len(body))},
+                    timeout=120)
+    expect_problem(r, 413)
 
 
 @case("Idempotency-Key: the same request again answers 200 with the same job")
