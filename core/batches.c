@@ -55,6 +55,41 @@ static json_object *merge(json_object *defaults, json_object *item)
 	return m;
 }
 
+/*
+ * Count item `i`'s input, as the job will store it, into *total: one job's
+ * input holds at most [server] max_body bytes, as through POST /v1/jobs,
+ * and a batch's at most twice [limits] max_batch_body in all (defaults
+ * repeat in every item, so a body under its limit can expand far past
+ * it). DR_ERR_INVALID naming the item's input past either.
+ */
+static dr_status item_size(const dr_config *cfg, const dr_job_request *req,
+			   size_t i, size_t *total,
+			   char field[DR_BATCH_FIELD_MAX], dr_error *err)
+{
+	size_t len = 0;
+	char name[48], why[160];
+
+	json_object_to_json_string_length(req->input, JSON_C_TO_STRING_PLAIN,
+					  &len);
+	*total += len;
+	snprintf(name, sizeof(name), "items[%zu].input", i);
+	if (len > cfg->server.max_body) {
+		snprintf(why, sizeof(why),
+			 "holds %zu bytes as stored, over the %zu a job's "
+			 "input may hold ([server] max_body)",
+			 len, cfg->server.max_body);
+		return refuse(err, field, name, why);
+	}
+	if (*total > 2 * cfg->limits.max_batch_body) {
+		snprintf(why, sizeof(why),
+			 "the inputs up to this item hold %zu bytes as "
+			 "stored, over twice [limits] max_batch_body",
+			 *total);
+		return refuse(err, field, name, why);
+	}
+	return DR_OK;
+}
+
 /* Name the field jobs_parse_request() refused in item `i`: "items[i]"
  * for an unknown member, "defaults.F" when only the defaults have F,
  * "items[i].F" otherwise; and put it at the head of err's message in
@@ -103,7 +138,7 @@ dr_status batches_parse_request(const dr_config *cfg, const dr_plugins *plugins,
 	json_object *items = NULL, *defaults = NULL, *cb = NULL;
 	dr_batch_request r;
 	char name[DR_BATCH_FIELD_MAX];
-	size_t n;
+	size_t n, bytes;
 	dr_status st = DR_OK;
 
 	memset(&r, 0, sizeof(r));
@@ -153,6 +188,7 @@ dr_status batches_parse_request(const dr_config *cfg, const dr_plugins *plugins,
 
 	r.items = dr_xcalloc(n, sizeof(*r.items));
 	r.keys = dr_xcalloc(n, sizeof(*r.keys));
+	bytes = 0;
 	for (size_t i = 0; i < n && st == DR_OK; i++) {
 		json_object *item = json_object_array_get_idx(items, i);
 		json_object *kv = NULL, *merged;
@@ -194,11 +230,13 @@ dr_status batches_parse_request(const dr_config *cfg, const dr_plugins *plugins,
 		st = jobs_parse_request(cfg, plugins, merged, &r.items[i],
 					&jfield, err);
 		json_object_put(merged);
-		if (st != DR_OK)
+		if (st != DR_OK) {
 			st = item_refused(err, field, i, jfield, defaults,
 					  item);
-		else
-			r.n_items = i + 1;
+			break;
+		}
+		r.n_items = i + 1;
+		st = item_size(cfg, &r.items[i], i, &bytes, field, err);
 	}
 	if (st != DR_OK) {
 		batches_request_free(&r);

@@ -1265,6 +1265,22 @@ static char *rows_sql(const char *head, const char *row, unsigned n)
 	return out;
 }
 
+/* Bytes the `n` parameters at `a` send (numbers as 8). */
+static size_t args_bytes(const dr_db_arg *a, size_t n)
+{
+	size_t total = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (a[i].type == DB_TYPE_STR)
+			total += a[i].s ? strlen(a[i].s) : 0;
+		else if (a[i].type == DB_TYPE_BLOB)
+			total += a[i].b.p ? a[i].b.len : 0;
+		else
+			total += 8;
+	}
+	return total;
+}
+
 dr_status db_insert_rows(dr_db *db, const char *head, const char *row,
 			 size_t per, const dr_db_arg *args, size_t n_rows,
 			 char *cache[3], dr_error *err)
@@ -1272,18 +1288,23 @@ dr_status db_insert_rows(dr_db *db, const char *head, const char *row,
 	static const unsigned sizes[3] = { DB_ROWS_CHUNK, 10, 1 };
 	size_t done = 0;
 
-	for (int k = 0; k < 3; k++) {
-		while (n_rows - done >= sizes[k]) {
-			dr_status st;
+	while (done < n_rows) {
+		dr_status st;
+		int k = 0;
 
-			if (!cache[k])
-				cache[k] = rows_sql(head, row, sizes[k]);
-			st = db_exec(db, cache[k], NULL, err, args + done * per,
-				     sizes[k] * per);
-			if (st != DR_OK)
-				return st;
-			done += sizes[k];
-		}
+		/* The most rows that are there and fit the byte budget; one
+		 * row always goes, whatever its size. */
+		while (k < 2 && (n_rows - done < sizes[k] ||
+				 args_bytes(args + done * per, sizes[k] * per) >
+					 DB_ROWS_BYTES))
+			k++;
+		if (!cache[k])
+			cache[k] = rows_sql(head, row, sizes[k]);
+		st = db_exec(db, cache[k], NULL, err, args + done * per,
+			     sizes[k] * per);
+		if (st != DR_OK)
+			return st;
+		done += sizes[k];
 	}
 	return DR_OK;
 }

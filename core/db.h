@@ -191,9 +191,13 @@ const char *db_sql_list(const char *tmpl, unsigned n, char **cache);
  * go in statements of DB_ROWS_CHUNK, 10 and 1 rows, so that whatever the
  * count, one table has at most three statement texts (built once into
  * cache[0..2], the caller's static array, never freed) and the prepared
- * statements stay few. Meant for an open transaction (all or nothing).
+ * statements stay few; a statement carries more than one row only while
+ * its parameters hold at most DB_ROWS_BYTES, far below MariaDB's
+ * max_allowed_packet (16 MiB by default). Meant for an open transaction
+ * (all or nothing).
  */
 #define DB_ROWS_CHUNK 100
+#define DB_ROWS_BYTES ((size_t)4 << 20)
 dr_status db_insert_rows(dr_db *db, const char *head, const char *row,
 			 size_t per, const dr_db_arg *args, size_t n_rows,
 			 char *cache[3], dr_error *err) DR_WARN_UNUSED;

@@ -232,6 +232,17 @@ static dr_status open_delivery(dr_db *db, const char *id, dr_error *err)
 
 	if (st == DR_OK)
 		st = close_batch(db, id, err);
+	/* Due for every pending delivery it carries, whatever its own
+	 * callback_url: the batch.completed it opened now, or on an end
+	 * before a client's retry, which this end must not leave waiting
+	 * with nothing to send it. */
+	if (st == DR_OK)
+		st = db_exec(db,
+			     "UPDATE jobs SET run_at = COALESCE((SELECT"
+			     " MIN(d.next_at) FROM callback_deliveries d"
+			     " WHERE d.job_id = ? AND d.state = 'pending'),"
+			     " run_at) WHERE id = ?",
+			     NULL, err, DB_ARGS(DB_STR(id), DB_STR(id)));
 	return st;
 }
 

@@ -287,6 +287,48 @@ static void test_1000_items(void **state)
 	free(body);
 }
 
+/* Inputs as a job stores them: one over [server] max_body names its item;
+ * defaults repeated in every item past twice max_batch_body in all name
+ * the item that crossed it (a 16 MiB body could otherwise expand to
+ * gigabytes). */
+static void test_input_sizes(void **state)
+{
+	size_t big = pcfg->server.max_body + 1, half = pcfg->server.max_body / 2;
+	size_t cap = big + 64 * DR_MAX_BATCH_ITEMS + 256, at;
+	char *body = malloc(cap), field[DR_BATCH_FIELD_MAX], want[48];
+	dr_batch_request r;
+	dr_error err;
+	size_t k;
+
+	(void)state;
+	at = (size_t)snprintf(body, cap,
+			      "{\"items\":[{\"model\":\"a/b\",\"input\":"
+			      "{\"p\":\"");
+	memset(body + at, 'x', big);
+	at += big;
+	snprintf(body + at, cap - at, "\"}}]}");
+	assert_int_equal(parse(body, &r, field, &err), DR_ERR_INVALID);
+	assert_string_equal(field, "items[0].input");
+
+	at = (size_t)snprintf(body, cap,
+			      "{\"defaults\":{\"model\":\"a/b\",\"input\":"
+			      "{\"p\":\"");
+	memset(body + at, 'y', half);
+	at += half;
+	at += (size_t)snprintf(body + at, cap - at, "\"}},\"items\":[");
+	for (size_t i = 0; i < DR_MAX_BATCH_ITEMS; i++)
+		at += (size_t)snprintf(body + at, cap - at, "%s{}",
+				       i ? "," : "");
+	snprintf(body + at, cap - at, "]}");
+	assert_int_equal(parse(body, &r, field, &err), DR_ERR_INVALID);
+	/* Each item's input is half + the JSON around it: the first past
+	 * twice max_batch_body. */
+	k = 2 * pcfg->limits.max_batch_body / (half + 8);
+	snprintf(want, sizeof(want), "items[%zu].input", k);
+	assert_string_equal(field, want);
+	free(body);
+}
+
 static void test_create_whole(void **state)
 {
 	char *body = items_body(253); /* 2 x 100, 5 x 10, 3 x 1 */
@@ -579,6 +621,16 @@ static void test_completed_message(void **state)
 	assert_ok(jobstate_client_cancel(db, ids[0], &err), err);
 	assert_int_equal(deliveries(batch), 1);
 	assert_int_equal(scalar("SELECT COUNT(*) FROM callback_deliveries"), 1);
+	/* The carrier retried and ended again before the message went:
+	 * still due for it (else nothing would ever send it). */
+	assert_ok(jobstate_client_retry(db, ids[1], &err), err);
+	assert_ok(jobstate_client_cancel(db, ids[1], &err), err);
+	snprintf(sql, sizeof(sql),
+		 "SELECT COUNT(*) FROM jobs j JOIN callback_deliveries d"
+		 " ON d.job_id = j.id WHERE j.id = '%s' AND d.state ="
+		 " 'pending' AND j.run_at IS NOT NULL AND j.run_at <= NOW(6)",
+		 ids[1]);
+	assert_int_equal(scalar(sql), 1);
 }
 
 /* Two jobs of one batch ending at once, on two connections. */
@@ -639,6 +691,7 @@ int main(void)
 		cmocka_unit_test(test_merge),
 		cmocka_unit_test(test_refused),
 		cmocka_unit_test(test_1000_items),
+		cmocka_unit_test(test_input_sizes),
 		cmocka_unit_test_setup(test_create_whole, empty),
 		cmocka_unit_test_setup(test_create_all_or_nothing, empty),
 		cmocka_unit_test_setup(test_idempotency, empty),

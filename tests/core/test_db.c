@@ -1442,6 +1442,52 @@ static void test_migrate_failures(void **state)
 	db_free(db);
 }
 
+/* db_insert_rows() keeps each statement under DB_ROWS_BYTES: 100 rows of
+ * 200 KB go even where max_allowed_packet (8 MiB here) is far below the
+ * 20 MB one statement of them all would need. */
+static void test_insert_rows_bytes(void **state)
+{
+	static char *cache[3];
+	enum { N = 100, PER = 2, LEN = 200 * 1024 };
+	dr_db_arg args[N * PER];
+	char ids[N][8], *blob = malloc(LEN + 1);
+	dr_db *admin = db_new(&cfg), *db;
+	dr_error err;
+
+	(void)state;
+	memset(blob, 'z', LEN);
+	blob[LEN] = '\0';
+	assert_ok(db_exec_text(admin, "SET GLOBAL max_allowed_packet = 8388608",
+			       &err),
+		  err);
+	db = db_new(&cfg); /* a new session takes the new global */
+	assert_ok(db_exec_text(db,
+			       "CREATE TABLE ins_rows (k VARCHAR(8) PRIMARY KEY,"
+			       " v MEDIUMTEXT NOT NULL)",
+			       &err),
+		  err);
+	for (size_t i = 0; i < N; i++) {
+		snprintf(ids[i], sizeof(ids[i]), "r%zu", i);
+		args[i * PER] = DB_STR(ids[i]);
+		args[i * PER + 1] = DB_STR(blob);
+	}
+	assert_ok(db_begin(db, &err), err);
+	assert_ok(db_insert_rows(db, "INSERT INTO ins_rows (k, v)", "(?, ?)",
+				 PER, args, N, cache, &err),
+		  err);
+	assert_ok(db_commit(db, &err), err);
+	assert_int_equal(query1_u(db, "SELECT COUNT(*) FROM ins_rows WHERE"
+				      " LENGTH(v) = 204800"),
+			 N);
+	assert_ok(db_exec_text(db, "DROP TABLE ins_rows", &err), err);
+	assert_ok(db_exec_text(admin,
+			       "SET GLOBAL max_allowed_packet = DEFAULT", &err),
+		  err);
+	db_free(db);
+	db_free(admin);
+	free(blob);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1450,6 +1496,7 @@ int main(void)
 		cmocka_unit_test(test_types_roundtrip),
 		cmocka_unit_test(test_arg_kinds),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_insert_rows_bytes),
 		cmocka_unit_test(test_transactions),
 		cmocka_unit_test(test_lock_wait_ends_transaction),
 		cmocka_unit_test(test_statement_cache),
