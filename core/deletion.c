@@ -127,6 +127,67 @@ static dr_status unref_keys(dr_db *db, const char *const *ids, size_t n,
 }
 
 /*
+ * In the open transaction, before jobs ids (DR_DELETION_BATCH arguments,
+ * `args`) go: a batch.completed still being delivered by one of them
+ * (the job whose end completed its batch carries it) is handed to the
+ * batch's first job not among them, which, if it has ended, is made due
+ * for its earliest pending delivery (one still running is, when it ends).
+ * Lost only with the last job of its batch.
+ */
+static dr_status hand_over_batch_messages(dr_db *db, const dr_db_arg *args,
+					  dr_error *err)
+{
+	static char *sql_find, *sql_other;
+	dr_db_arg other[1 + DR_DELETION_BATCH];
+	dr_db_rows *rows = NULL;
+	dr_status st;
+
+	st = db_query(db,
+		      db_sql_list("SELECT d.id, j.batch_id FROM"
+				  " callback_deliveries d JOIN jobs j"
+				  " ON j.id = d.job_id WHERE d.job_id IN (?*)"
+				  " AND d.state = 'pending'"
+				  " AND d.type = 'batch.completed'",
+				  DR_DELETION_BATCH, &sql_find),
+		      &rows, err, args, DR_DELETION_BATCH);
+	if (st != DR_OK)
+		return st;
+	for (size_t i = 0; i < rows->n_rows && st == DR_OK; i++) {
+		dr_db_rows *to = NULL;
+
+		other[0] = DB_STR(db_cell(rows, i, 1));
+		memcpy(other + 1, args, DR_DELETION_BATCH * sizeof(*args));
+		st = db_query(db,
+			      db_sql_list("SELECT id FROM jobs WHERE"
+					  " batch_id = ? AND id NOT IN (?*)"
+					  " ORDER BY id LIMIT 1 FOR UPDATE",
+					  DR_DELETION_BATCH, &sql_other),
+			      &to, err, other, 1 + DR_DELETION_BATCH);
+		if (st == DR_OK && to->n_rows == 1)
+			st = db_exec(db,
+				     "UPDATE callback_deliveries SET job_id = ?"
+				     " WHERE id = ?",
+				     NULL, err,
+				     DB_ARGS(DB_STR(db_cell(to, 0, 0)),
+					     DB_STR(db_cell(rows, i, 0))));
+		if (st == DR_OK && to->n_rows == 1)
+			st = db_exec(
+				db,
+				"UPDATE jobs SET run_at = (SELECT"
+				" MIN(d.next_at) FROM callback_deliveries d"
+				" WHERE d.job_id = ? AND d.state ="
+				" 'pending') WHERE id = ? AND completed_at"
+				" IS NOT NULL",
+				NULL, err,
+				DB_ARGS(DB_STR(db_cell(to, 0, 0)),
+					DB_STR(db_cell(to, 0, 0))));
+		db_rows_free(to);
+	}
+	db_rows_free(rows);
+	return st;
+}
+
+/*
  * Delete jobs ids[0..n) (1 to DR_DELETION_BATCH) in the open transaction,
  * their rows locked first, in id order. Jobs that are gone or have not
  * ended are left alone; with `strict` (one job asked for by id) that is
@@ -181,6 +242,8 @@ static dr_status delete_jobs(dr_db *db, const char *const *ids, size_t n,
 	if (st == DR_OK && k > 0) {
 		st = unref_keys(db, ended_ids, k, c, err);
 		id_args(args, ended_ids, k);
+		if (st == DR_OK)
+			st = hand_over_batch_messages(db, args, err);
 		for (size_t i = 0; i < N_DELETES && st == DR_OK; i++)
 			st = db_exec(db,
 				     db_sql_list(tmpl[i], DR_DELETION_BATCH,

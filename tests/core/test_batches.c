@@ -27,6 +27,7 @@
 
 #include "batches.h"
 #include "dbserver.h"
+#include "deletion.h"
 #include "jobstate.h"
 #include "jsonutil.h"
 
@@ -633,6 +634,43 @@ static void test_completed_message(void **state)
 	assert_int_equal(scalar(sql), 1);
 }
 
+/* Deleting the job that carries a batch.completed still being delivered
+ * hands the message to another job of the batch, due for it; it goes
+ * only with the batch's last job. */
+static void test_delete_carrier(void **state)
+{
+	char batch[DR_JOB_ID_LEN + 1], ids[3][DR_JOB_ID_LEN + 1], sql[300];
+	dr_error err;
+
+	(void)state;
+	make_batch_cb(3, "https://app.example.com/hooks", batch, ids);
+	assert_ok(jobstate_client_cancel(db, ids[0], &err), err);
+	assert_ok(jobstate_client_cancel(db, ids[1], &err), err);
+	assert_ok(jobstate_client_cancel(db, ids[2], &err), err);
+	assert_int_equal(deliveries(batch), 1);
+	assert_ok(db_exec(db, "UPDATE jobs SET run_at = NULL WHERE id = ?",
+			  NULL, &err, DB_ARGS(DB_STR(ids[0]))),
+		  err);
+	assert_ok(deletion_delete_job(db, ids[2], "test", NULL, NULL, &err),
+		  err);
+	snprintf(sql, sizeof(sql),
+		 "SELECT COUNT(*) FROM callback_deliveries d JOIN jobs j"
+		 " ON j.id = d.job_id WHERE d.type = 'batch.completed' AND"
+		 " d.state = 'pending' AND j.id = '%s' AND j.run_at <= NOW(6)",
+		 ids[0]);
+	assert_int_equal(scalar(sql), 1);
+	assert_ok(deletion_delete_job(db, ids[0], "test", NULL, NULL, &err),
+		  err);
+	snprintf(sql, sizeof(sql),
+		 "SELECT COUNT(*) FROM callback_deliveries WHERE job_id = '%s'"
+		 " AND type = 'batch.completed'",
+		 ids[1]);
+	assert_int_equal(scalar(sql), 1);
+	assert_ok(deletion_delete_job(db, ids[1], "test", NULL, NULL, &err),
+		  err);
+	assert_int_equal(deliveries(batch), 0);
+}
+
 /* Two jobs of one batch ending at once, on two connections. */
 typedef struct racer {
 	const char *id;
@@ -697,6 +735,7 @@ int main(void)
 		cmocka_unit_test_setup(test_idempotency, empty),
 		cmocka_unit_test_setup(test_completes_with_last_job, empty),
 		cmocka_unit_test_setup(test_completed_message, empty),
+		cmocka_unit_test_setup(test_delete_carrier, empty),
 		cmocka_unit_test_setup(test_two_ends_at_once, empty),
 	};
 
