@@ -176,11 +176,16 @@ def too_large():
                                  headers={"Content-Type": "application/json"}, timeout=120), 413)
     expect(str(limit) in doc["detail"], f"the app's own 413 (its limit named): {doc['detail']}")
     expect_eq(totals(), before, "nothing written")
-    # 2 MiB: over the 1 MiB of every other request, under the batch limit.
-    pad = "y" * (2 << 20)
-    ok = expect_json(batch({"items": [{"model": "acme/flux", "input": {"pad": pad}}]},
+    # 2.1 MB: over the 1 MiB of every other request, under the batch
+    # limit, each item's input under the 1 MiB a job's input may hold.
+    pad = "y" * (700 << 10)
+    ok = expect_json(batch({"items": [{"model": "acme/flux", "input": {"pad": pad}}] * 3},
                            timeout=120), 202)
-    expect_eq(ok["counts"]["queued"], 1, "a 2 MiB batch")
+    expect_eq(ok["counts"]["queued"], 3, "a 2.1 MB batch")
+    # One item's input over 1 MiB: refused as POST /v1/jobs refuses it.
+    pad = "y" * (2 << 20)
+    expect_problem(batch({"items": [{"model": "acme/flux", "input": {"pad": pad}}]}, timeout=120),
+                   422, field="items[0].input")
     expect_problem(request("POST", "/v1/jobs", body=json.dumps(
         {"model": "acme/flux", "input": {"pad": pad}}).encode(),
         headers={"Content-Type": "application/json"}), 413)
