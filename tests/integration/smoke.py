@@ -356,11 +356,15 @@ def batch_of(pad_bytes):
 @case("POST /v1/batches: a batch of several MB reaches the app (202); one over the "
       "app's max_batch_body gets the app's 413 problem; one far over, the server's")
 def _():
-    body = batch_of(3 << 20)
+    # 3.5 MB: five inputs of 700 kB (a job's input holds at most 1 MiB).
+    keys = ["a", "b", "c", "d", "e"]
+    body = json.dumps({"defaults": job_body(), "items": [
+        {"key": k, "input": {"pad": k * (700 << 10)}} for k in keys]}).encode()
+    expect(len(body) > 3 << 20, f"batch of {len(body)} bytes")
     r = request("POST", "/v1/batches", body=body, headers={"Content-Type": "application/json"},
                 timeout=120)
     b = expect_json(r, 202)
-    expect_eq([j["key"] for j in b["jobs"]], ["a", "b"], "the batch's jobs")
+    expect_eq([j["key"] for j in b["jobs"]], keys, "the batch's jobs")
     # Canceled at once while queued; once the worker has submitted a job,
     # when the provider was told.
     expect_json(post(f"/v1/batches/{b['id']}/cancel"), 202)
