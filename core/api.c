@@ -101,6 +101,33 @@ static int content_type_is_json(const char *ct)
 	return n == 16 && strncasecmp(ct, "application/json", 16) == 0;
 }
 
+/*
+ * Answer a create of `what` ("job", "batch") that ended with `st`: the
+ * problem (logged, event=<what>.create_failed, unless a conflict of
+ * idempotency keys), or 202 with the object already in resp->body, 200
+ * for a replay. Returns 1 when something new was made (the workers are
+ * woken for it; the caller logs it).
+ */
+static int created(dr_app *app, dr_response *resp, dr_status st,
+		   const dr_error *err, int replayed, const char *what)
+{
+	if (st != DR_OK) {
+		dr_buf_reset(&resp->body);
+		if (st != DR_ERR_CONFLICT)
+			dr_log(st == DR_ERR_UNAVAILABLE ? DR_LOG_WARNING
+							: DR_LOG_ERR,
+			       "event=%s.create_failed status=\"%s\" code=%s",
+			       what, dr_strerror(st), err->code);
+		http_problem_from(resp, err);
+		return 0;
+	}
+	reply_json(resp, replayed ? 200 : 202);
+	if (replayed)
+		return 0;
+	queue_wakeup_send(app->cfg->worker.wakeup_socket);
+	return 1;
+}
+
 /* The Idempotency-Key header `key` is usable: 1, or 0 after a 400. */
 static int idem_key_ok(const char *key, dr_response *resp)
 {
@@ -174,24 +201,9 @@ static void create_job(dr_app *app, const dr_request *req, dr_response *resp,
 	dr_buf_reset(&resp->body);
 	st = jobs_create(app->db, cfg, app->sink, &jr, &idem, id, &replayed,
 			 &resp->body, &err);
-	if (st != DR_OK) {
-		dr_buf_reset(&resp->body);
-		if (st != DR_ERR_CONFLICT)
-			dr_log(st == DR_ERR_UNAVAILABLE ? DR_LOG_WARNING
-							: DR_LOG_ERR,
-			       "event=job.create_failed status=\"%s\" "
-			       "code=%s",
-			       dr_strerror(st), err.code);
-		http_problem_from(resp, &err);
-	} else {
-		reply_json(resp, replayed ? 200 : 202);
-		if (!replayed) {
-			queue_wakeup_send(cfg->worker.wakeup_socket);
-			dr_log(DR_LOG_INFO,
-			       "event=job.created job=%s adapter=%s", id,
-			       jr.adapter);
-		}
-	}
+	if (created(app, resp, st, &err, replayed, "job"))
+		dr_log(DR_LOG_INFO, "event=job.created job=%s adapter=%s", id,
+		       jr.adapter);
 	jobs_request_free(&jr);
 }
 
@@ -247,24 +259,9 @@ static void create_batch(dr_app *app, const dr_request *req, dr_response *resp,
 	dr_buf_reset(&resp->body);
 	st = batches_create(app->db, cfg, &br, &idem, id, &replayed,
 			    &resp->body, &err);
-	if (st != DR_OK) {
-		dr_buf_reset(&resp->body);
-		if (st != DR_ERR_CONFLICT)
-			dr_log(st == DR_ERR_UNAVAILABLE ? DR_LOG_WARNING
-							: DR_LOG_ERR,
-			       "event=batch.create_failed status=\"%s\" "
-			       "code=%s",
-			       dr_strerror(st), err.code);
-		http_problem_from(resp, &err);
-	} else {
-		reply_json(resp, replayed ? 200 : 202);
-		if (!replayed) {
-			queue_wakeup_send(cfg->worker.wakeup_socket);
-			dr_log(DR_LOG_INFO,
-			       "event=batch.created batch=%s jobs=%zu", id,
-			       br.n_items);
-		}
-	}
+	if (created(app, resp, st, &err, replayed, "batch"))
+		dr_log(DR_LOG_INFO, "event=batch.created batch=%s jobs=%zu", id,
+		       br.n_items);
 	batches_request_free(&br);
 }
 

@@ -171,16 +171,8 @@ static dr_status hand_over_batch_messages(dr_db *db, const dr_db_arg *args,
 				     DB_ARGS(DB_STR(db_cell(to, 0, 0)),
 					     DB_STR(db_cell(rows, i, 0))));
 		if (st == DR_OK && to->n_rows == 1)
-			st = db_exec(
-				db,
-				"UPDATE jobs SET run_at = (SELECT"
-				" MIN(d.next_at) FROM callback_deliveries d"
-				" WHERE d.job_id = ? AND d.state ="
-				" 'pending') WHERE id = ? AND completed_at"
-				" IS NOT NULL",
-				NULL, err,
-				DB_ARGS(DB_STR(db_cell(to, 0, 0)),
-					DB_STR(db_cell(to, 0, 0))));
+			st = jobstate_due_for_deliveries(db, db_cell(to, 0, 0),
+							 err);
 		db_rows_free(to);
 	}
 	db_rows_free(rows);

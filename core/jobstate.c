@@ -237,13 +237,18 @@ static dr_status open_delivery(dr_db *db, const char *id, dr_error *err)
 	 * before a client's retry, which this end must not leave waiting
 	 * with nothing to send it. */
 	if (st == DR_OK)
-		st = db_exec(db,
-			     "UPDATE jobs SET run_at = COALESCE((SELECT"
-			     " MIN(d.next_at) FROM callback_deliveries d"
-			     " WHERE d.job_id = ? AND d.state = 'pending'),"
-			     " run_at) WHERE id = ?",
-			     NULL, err, DB_ARGS(DB_STR(id), DB_STR(id)));
+		st = jobstate_due_for_deliveries(db, id, err);
 	return st;
+}
+
+dr_status jobstate_due_for_deliveries(dr_db *db, const char *id, dr_error *err)
+{
+	return db_exec(db,
+		       "UPDATE jobs SET run_at = (SELECT MIN(d.next_at)"
+		       " FROM callback_deliveries d WHERE d.job_id = ?"
+		       " AND d.state = 'pending') WHERE id = ?"
+		       " AND completed_at IS NOT NULL",
+		       NULL, err, DB_ARGS(DB_STR(id), DB_STR(id)));
 }
 
 char *jobstate_detail(const char *key, ...)
@@ -567,11 +572,7 @@ dr_status jobstate_callback_tried(dr_db *db, const char *id, uint64_t fence,
 	/* The job stays due while another delivery it carries is pending
 	 * (a batch's batch.completed beside the job's own end). */
 	if (st == DR_OK)
-		st = db_exec(db,
-			     "UPDATE jobs SET run_at = (SELECT MIN(d.next_at)"
-			     " FROM callback_deliveries d WHERE d.job_id = ?"
-			     " AND d.state = 'pending') WHERE id = ?",
-			     NULL, err, DB_ARGS(DB_STR(id), DB_STR(id)));
+		st = jobstate_due_for_deliveries(db, id, err);
 	if (st == DR_OK && t->detail)
 		st = jobstate_event(db, id, "callback", t->from, NULL,
 				    t->detail, err);

@@ -188,6 +188,15 @@ typedef struct jobstate_callback_try {
 } jobstate_callback_try;
 
 /*
+ * In the caller's transaction: make ended job `id` due at the earliest
+ * next try of the deliveries it carries (its own end's, a batch's it
+ * completed), or never when none is pending. A job that has not ended
+ * keeps its run_at: its steps own it, and its end calls this.
+ */
+dr_status jobstate_due_for_deliveries(dr_db *db, const char *id,
+				      dr_error *err) DR_WARN_UNUSED;
+
+/*
  * Record try `t` of pending delivery t->delivery of ended job `id`, in
  * one transaction: the delivery's attempts, state, last status and error,
  * next_at (NULL unless pending) and delivered_at; its attempt row
