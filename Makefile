@@ -350,6 +350,7 @@ install: all
 	done
 	install -m 0644 migrations/*.sql $(DESTDIR)$(DATADIR)/migrations/
 	$(if $(wildcard conf/offline-model.sh),install -m 0755 conf/offline-model.sh $(DESTDIR)$(DATADIR)/)
+	$(if $(wildcard conf/offline-concept.sh),install -m 0755 conf/offline-concept.sh $(DESTDIR)$(DATADIR)/)
 	install -m 0644 core/darkroom-plugin.h $(DESTDIR)$(INCLUDEDIR)/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
 	    -e 's|@ABI_VERSION@|$(ABI_VERSION)|g' conf/darkroom-plugin.pc.in \

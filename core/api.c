@@ -159,6 +159,7 @@ static void create_job(dr_app *app, const dr_request *req, dr_response *resp,
 	dr_idempotency idem = {NULL, NULL, NULL};
 	char body_hash[65];
 	char id[DR_JOB_ID_LEN + 1];
+	char wf_field[DR_FIELD_MAX];
 	const char *field = NULL;
 	int replayed = 0;
 	dr_error err;
@@ -185,7 +186,15 @@ static void create_job(dr_app *app, const dr_request *req, dr_response *resp,
 		http_problem(resp, 400, err.code, NULL, "%s", err.message);
 		return;
 	}
-	st = jobs_parse_request(cfg, app->plugins, root, &jr, &field, &err);
+	if (json_object_is_type(root, json_type_object) &&
+	    json_object_object_get_ex(root, "steps", NULL)) {
+		st = jobs_parse_workflow(cfg, app->plugins, root, &jr, wf_field,
+					 &err);
+		field = wf_field;
+	} else {
+		st = jobs_parse_request(cfg, app->plugins, root, &jr, &field,
+					&err);
+	}
 	json_object_put(root);
 	if (st != DR_OK) {
 		http_problem(resp, 422, "invalid_field", field, "%s",
@@ -202,8 +211,9 @@ static void create_job(dr_app *app, const dr_request *req, dr_response *resp,
 	st = jobs_create(app->db, cfg, app->sink, &jr, &idem, id, &replayed,
 			 &resp->body, &err);
 	if (created(app, resp, st, &err, replayed, "job"))
-		dr_log(DR_LOG_INFO, "event=job.created job=%s adapter=%s", id,
-		       jr.adapter);
+		dr_log(DR_LOG_INFO,
+		       "event=job.created job=%s adapter=%s steps=%zu", id,
+		       jr.adapter, jr.n_steps);
 	jobs_request_free(&jr);
 }
 

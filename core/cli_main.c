@@ -588,7 +588,11 @@ static void job_error_text(json_object *job, char *out, size_t n)
 
 	out[0] = '\0';
 	if (e && json_object_is_type(e, json_type_object))
-		snprintf(out, n, "%s/%s: %s",
+		snprintf(out, n, "%s%s%s%s/%s: %s",
+			 jstr(e, "workflow_step") ? "step " : "",
+			 jstr(e, "workflow_step") ? jstr(e, "workflow_step")
+						  : "",
+			 jstr(e, "workflow_step") ? ": " : "",
 			 jstr(e, "step") ? jstr(e, "step") : "?",
 			 jstr(e, "code") ? jstr(e, "code") : "?",
 			 jstr(e, "message") ? jstr(e, "message") : "");
@@ -807,6 +811,42 @@ static void callback_text(json_object *j, char *buf, size_t n)
 				     : "-");
 }
 
+/* A workflow's steps in order, as a timeline: each step's status, model,
+ * prediction, tries, when it ended and why it failed. */
+static void print_steps(json_object *steps)
+{
+	static const char *const heads[] = { "#",	   "STEP",
+					     "STATUS",	   "MODEL",
+					     "PREDICTION", "TRIES",
+					     "COMPLETED",  "ERROR" };
+	static const size_t max[] = { 0, 0, 0, 60, 0, 0, 0, 80 };
+	dr_table *t = table_new(8, heads, max);
+	size_t n = steps ? json_object_array_length(steps) : 0;
+
+	for (size_t i = 0; i < n; i++) {
+		json_object *s = json_object_array_get_idx(steps, i);
+		json_object *pred = jget(s, "prediction");
+		char idx[24], done[24], err[200];
+		const char *row[8];
+
+		snprintf(idx, sizeof(idx), "%zu", i + 1);
+		job_error_text(s, err, sizeof(err));
+		row[0] = idx;
+		row[1] = jstr(s, "name");
+		row[2] = jstr(s, "status");
+		row[3] = jstr(s, "model");
+		row[4] = pred && json_object_is_type(pred, json_type_object)
+				 ? jstr(pred, "id")
+				 : NULL;
+		row[5] = jstr(s, "attempts");
+		row[6] = short_time(jstr(s, "completed_at"), done);
+		row[7] = err;
+		table_add(t, row);
+	}
+	table_print(t, stdout);
+	table_free(t);
+}
+
 static void print_job(json_object *j, const dr_db_rows *ev,
 		      const dr_db_rows *at)
 {
@@ -814,6 +854,13 @@ static void print_job(json_object *j, const dr_db_rows *ev,
 	char buf[700], t1[24], t2[24], t3[24];
 
 	show_field("id", jstr(j, "id"));
+	show_field("kind", jstr(j, "kind"));
+	if (jstr(j, "workflow_id")) {
+		snprintf(buf, sizeof(buf), "%s (step %s)",
+			 jstr(j, "workflow_id"),
+			 jstr(j, "name") ? jstr(j, "name") : "-");
+		show_field("workflow", buf);
+	}
 	show_field("status", jstr(j, "status"));
 	show_field("adapter", jstr(j, "adapter"));
 	show_field("model", jstr(j, "model"));
@@ -844,6 +891,10 @@ static void print_job(json_object *j, const dr_db_rows *ev,
 				       : NULL);
 	callback_text(j, buf, sizeof(buf));
 	show_field("delivery", buf);
+	if (jget(j, "steps")) {
+		printf("\nSTEPS\n");
+		print_steps(jget(j, "steps"));
+	}
 	printf("\nEVENTS\n");
 	print_events(ev);
 	printf("\nOUTPUTS\n");

@@ -315,6 +315,7 @@ enum {
 	LIM_DOWNLOAD_BUDGET,
 	LIM_MAX_WEBHOOK_BODY,
 	LIM_MAX_BATCH_BODY,
+	LIM_MAX_STEPS,
 	LIM_COUNT
 };
 
@@ -372,6 +373,10 @@ static const dr_config_key limits_keys[LIM_COUNT + 1] = {
 				 .default_value = "16M",
 				 .help = "largest batch body "
 					 "(POST /v1/batches)" },
+	[LIM_MAX_STEPS] = { .name = "max_steps",
+			    .type = DR_CFG_INT,
+			    .default_value = "16",
+			    .help = "most steps of a workflow job" },
 	[LIM_COUNT] = { .name = NULL },
 };
 
@@ -1985,6 +1990,10 @@ static dr_status resolve_limits(config_impl *impl, dr_conf_section *sec,
 		st = check_range(cfg, label, &it[LIM_MAX_BATCH_BODY], 1024,
 				 (int64_t)1 << 30,
 				 "expected a size from 1k to 1G", err);
+	if (st == DR_OK)
+		st = check_range(
+			cfg, label, &it[LIM_MAX_STEPS], 1, DR_MAX_STEPS_LIMIT,
+			"expected a number of steps from 1 to 64", err);
 	if (st != DR_OK)
 		return st;
 	cfg->limits.max_output_bytes = (uint64_t)it[LIM_MAX_OUTPUT_BYTES].num;
@@ -1999,6 +2008,7 @@ static dr_status resolve_limits(config_impl *impl, dr_conf_section *sec,
 	cfg->limits.download_budget = it[LIM_DOWNLOAD_BUDGET].seconds;
 	cfg->limits.max_webhook_body = (size_t)it[LIM_MAX_WEBHOOK_BODY].num;
 	cfg->limits.max_batch_body = (size_t)it[LIM_MAX_BATCH_BODY].num;
+	cfg->limits.max_steps = (int)it[LIM_MAX_STEPS].num;
 	return DR_OK;
 }
 

@@ -24,6 +24,9 @@
 #include "darkroom-plugin.h"
 #include "error.h"
 
+/* The most [limits] max_steps may be: steps of one workflow job. */
+#define DR_MAX_STEPS_LIMIT 64
+
 /* The values of one section after validation, defaults and environment. */
 typedef struct dr_conf_values dr_conf_values;
 
@@ -141,6 +144,8 @@ typedef struct dr_config {
 					      server.max_body) */
 		size_t max_batch_body;	   /* bytes of a POST /v1/batches
 					      body */
+		int max_steps;		   /* steps of a workflow job, 1 to
+					      DR_MAX_STEPS_LIMIT */
 	} limits;
 
 	/* Seconds rows are kept (core/retention.h); 0: off, kept for ever.

@@ -180,13 +180,11 @@ static dr_status hand_over_batch_messages(dr_db *db, const dr_db_arg *args,
 }
 
 /*
- * Delete jobs ids[0..n) (1 to DR_DELETION_BATCH) in the open transaction,
- * their rows locked first, in id order. Jobs that are gone or have not
- * ended are left alone; with `strict` (one job asked for by id) that is
- * DR_ERR_NOT_FOUND or DR_ERR_CONFLICT, nothing changed.
+ * Delete ended jobs ids[0..n) (1 to DR_DELETION_BATCH, their rows locked)
+ * and everything of theirs, in the open transaction.
  */
-static dr_status delete_jobs(dr_db *db, const char *const *ids, size_t n,
-			     int strict, dr_deletion_counts *c, dr_error *err)
+static dr_status drop_jobs(dr_db *db, const char *const *ids, size_t n,
+			   dr_deletion_counts *c, dr_error *err)
 {
 	static const char *const tmpl[] = {
 		"DELETE r FROM renditions r JOIN outputs o"
@@ -202,7 +200,70 @@ static dr_status delete_jobs(dr_db *db, const char *const *ids, size_t n,
 		"DELETE FROM jobs WHERE id IN (?*)",
 	};
 	enum { N_DELETES = sizeof(tmpl) / sizeof(tmpl[0]) };
-	static char *sql_lock, *sql_del[N_DELETES];
+	static char *sql_del[N_DELETES];
+	dr_db_arg args[DR_DELETION_BATCH];
+	dr_status st;
+
+	st = unref_keys(db, ids, n, c, err);
+	id_args(args, ids, n);
+	if (st == DR_OK)
+		st = hand_over_batch_messages(db, args, err);
+	for (size_t i = 0; i < N_DELETES && st == DR_OK; i++)
+		st = db_exec(
+			db,
+			db_sql_list(tmpl[i], DR_DELETION_BATCH, &sql_del[i]),
+			NULL, err, args, DR_DELETION_BATCH);
+	return st;
+}
+
+/*
+ * In the open transaction: the steps of the workflows among ids[0..n)
+ * (ended jobs, their rows locked) go first, locked in id order after
+ * them, DR_DELETION_BATCH at a time. A workflow's steps have all ended
+ * or never run (a workflow ends with the step that ends it). They are
+ * not counted as jobs deleted: they are parts of their workflow.
+ */
+static dr_status drop_steps(dr_db *db, const char *const *ids, size_t n,
+			    dr_deletion_counts *c, dr_error *err)
+{
+	static char *sql;
+	dr_db_arg args[DR_DELETION_BATCH];
+	dr_db_rows *rows = NULL;
+	dr_status st;
+
+	id_args(args, ids, n);
+	st = db_query(db,
+		      db_sql_list("SELECT id FROM jobs WHERE parent_id IN (?*)"
+				  " ORDER BY id FOR UPDATE",
+				  DR_DELETION_BATCH, &sql),
+		      &rows, err, args, DR_DELETION_BATCH);
+	for (size_t at = 0; st == DR_OK && at < rows->n_rows;
+	     at += DR_DELETION_BATCH) {
+		const char *steps[DR_DELETION_BATCH];
+		size_t k = rows->n_rows - at < DR_DELETION_BATCH
+				   ? rows->n_rows - at
+				   : DR_DELETION_BATCH;
+
+		for (size_t i = 0; i < k; i++)
+			steps[i] = db_cell(rows, at + i, 0);
+		st = drop_jobs(db, steps, k, c, err);
+	}
+	db_rows_free(rows);
+	return st;
+}
+
+/*
+ * Delete jobs ids[0..n) (1 to DR_DELETION_BATCH) in the open transaction,
+ * their rows locked first, in id order, a workflow's steps with it. Jobs
+ * that are gone or have not ended, and a workflow's steps asked for
+ * alone, are left alone; with `strict` (one job asked for by id) that is
+ * DR_ERR_NOT_FOUND or DR_ERR_CONFLICT (job_not_ended, step_of_workflow),
+ * nothing changed.
+ */
+static dr_status delete_jobs(dr_db *db, const char *const *ids, size_t n,
+			     int strict, dr_deletion_counts *c, dr_error *err)
+{
+	static char *sql_lock;
 	const char *ended_ids[DR_DELETION_BATCH];
 	dr_db_arg args[DR_DELETION_BATCH];
 	dr_db_rows *rows = NULL;
@@ -211,8 +272,8 @@ static dr_status delete_jobs(dr_db *db, const char *const *ids, size_t n,
 
 	id_args(args, ids, n);
 	st = db_query(db,
-		      db_sql_list("SELECT id, status FROM jobs WHERE id IN (?*)"
-				  " ORDER BY id FOR UPDATE",
+		      db_sql_list("SELECT id, status, parent_id FROM jobs"
+				  " WHERE id IN (?*) ORDER BY id FOR UPDATE",
 				  DR_DELETION_BATCH, &sql_lock),
 		      &rows, err, args, DR_DELETION_BATCH);
 	if (st != DR_OK)
@@ -221,29 +282,27 @@ static dr_status delete_jobs(dr_db *db, const char *const *ids, size_t n,
 		dr_job_status s = DR_JOB_QUEUED;
 
 		(void)jobstate_parse(db_cell(rows, i, 1), &s);
-		if (jobstate_is_final(s))
+		if (jobstate_is_final(s) && !db_cell(rows, i, 2))
 			ended_ids[k++] = db_cell(rows, i, 0);
 	}
 	if (strict && rows->n_rows == 0)
 		st = dr_fail(err, DR_ERR_NOT_FOUND, "not_found", "no job %s",
 			     ids[0]);
+	else if (strict && db_cell(rows, 0, 2))
+		st = dr_fail(err, DR_ERR_CONFLICT, "step_of_workflow",
+			     "job %s is a step of workflow %s: delete the "
+			     "workflow",
+			     ids[0], db_cell(rows, 0, 2));
 	else if (strict && k == 0)
 		st = dr_fail(err, DR_ERR_CONFLICT, "job_not_ended",
 			     "the job has not ended (%s): cancel it first",
 			     db_cell(rows, 0, 1));
-	if (st == DR_OK && k > 0) {
-		st = unref_keys(db, ended_ids, k, c, err);
-		id_args(args, ended_ids, k);
-		if (st == DR_OK)
-			st = hand_over_batch_messages(db, args, err);
-		for (size_t i = 0; i < N_DELETES && st == DR_OK; i++)
-			st = db_exec(db,
-				     db_sql_list(tmpl[i], DR_DELETION_BATCH,
-						 &sql_del[i]),
-				     NULL, err, args, DR_DELETION_BATCH);
-		if (st == DR_OK)
-			c->jobs_deleted += k;
-	}
+	if (st == DR_OK && k > 0)
+		st = drop_steps(db, ended_ids, k, c, err);
+	if (st == DR_OK && k > 0)
+		st = drop_jobs(db, ended_ids, k, c, err);
+	if (st == DR_OK)
+		c->jobs_deleted += k;
 	db_rows_free(rows);
 	return st;
 }
@@ -757,7 +816,7 @@ dr_status deletion_count_expired(dr_db *db, const dr_config *cfg, uint64_t *n,
 		st = db_query(db,
 			      "SELECT COUNT(*) FROM jobs WHERE status = ?"
 			      " AND completed_at < NOW(6) - INTERVAL ?"
-			      " MICROSECOND",
+			      " MICROSECOND AND parent_id IS NULL",
 			      &rows, err,
 			      DB_ARGS(DB_STR(ended[i]),
 				      DB_INT((int64_t)(cfg->retention.jobs[i] *
@@ -827,7 +886,8 @@ static dr_status expired_once(dr_db *db, const dr_config *cfg, unsigned batch,
 			db,
 			"SELECT id FROM jobs WHERE status = ?"
 			" AND completed_at < NOW(6) - INTERVAL ?"
-			" MICROSECOND ORDER BY completed_at LIMIT ?",
+			" MICROSECOND AND parent_id IS NULL"
+			" ORDER BY completed_at LIMIT ?",
 			&rows, err,
 			DB_ARGS(DB_STR(ended[i]),
 				DB_INT((int64_t)(cfg->retention.jobs[i] * 1e6)),

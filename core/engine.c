@@ -21,6 +21,7 @@
 #include "news.h"
 #include "pipeline.h"
 #include "ratelimit.h"
+#include "workflow.h"
 
 #define MAX_WEBHOOK_URL 2300
 
@@ -277,7 +278,9 @@ static int rate_admit(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 	return 0;
 }
 
-static void step_submit(dr_engine *e, dr_claim *c, struct dr_instance *inst)
+/* Submit (or reconcile) the claimed job with `input` (NULL: its own). */
+static void submit(dr_engine *e, dr_claim *c, struct dr_instance *inst,
+		   const char *resolved)
 {
 	const dr_adapter_ops *ops = inst->plugin->desc->adapter;
 	dr_prediction p;
@@ -293,6 +296,8 @@ static void step_submit(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 	memset(&p, 0, sizeof(p));
 	dr_error_clear(&err);
 	make_view(e, c, &v, url, sizeof(url));
+	if (resolved)
+		v.input_json = resolved;
 	if (c->submitted_at > 0 && !c->prediction_id) {
 		resubmit = "no answer was recorded for the last attempt";
 		/* An earlier attempt may have reached the provider without
@@ -363,6 +368,8 @@ static void step_submit(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 	/* The view's submitted_at keeps saying when an EARLIER attempt
 	 * began (0 for none); the URL names this attempt. */
 	make_view(e, c, &v, url, sizeof(url));
+	if (resolved)
+		v.input_json = resolved;
 	v.attempt = c->attempts;
 	c->submitted_at = (double)c->submitted_us / 1e6;
 	detail = resubmit ? jobstate_detail("resubmit", resubmit, NULL) : NULL;
@@ -413,6 +420,34 @@ static void step_submit(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 		fail(e, c, c->step, "submit",
 		     err.code[0] ? err.code : "submit_failed", err.message);
 	}
+}
+
+static void step_submit(dr_engine *e, dr_claim *c, struct dr_instance *inst)
+{
+	char *resolved = NULL;
+	dr_error err;
+	dr_status st;
+
+	/* A workflow's step: its references resolved from what is stored
+	 * now (workflow.h), for this submit only; the step keeps its input
+	 * as written. */
+	if (c->parent[0]) {
+		dr_error_clear(&err);
+		st = workflow_resolve(
+			e->db, plugins_sink(e->plugins, e->cfg->server.sink),
+			c->parent, c->input, &resolved, &err);
+		if (st == DR_ERR_INVALID) {
+			fail(e, c, "submit", "submit", err.code, err.message);
+			return;
+		}
+		if (st != DR_OK) {
+			retry(e, c, c->step, queue_backoff(e->cfg, c->attempts),
+			      0, 0, &err);
+			return;
+		}
+	}
+	submit(e, c, inst, resolved);
+	free(resolved);
 }
 
 static void step_poll(dr_engine *e, dr_claim *c, struct dr_instance *inst)
@@ -526,6 +561,12 @@ void engine_run(dr_engine *e, dr_claim *c)
 			act(e, c, &o);
 		} else
 			park(e, c);
+		return;
+	}
+	if (strcmp(c->step, "steps") == 0) {
+		/* A workflow calls no provider: its steps are jobs of their
+		 * own, and it follows them (jobstate.h). */
+		park(e, c);
 		return;
 	}
 	if (c->abandoned >= ENGINE_MAX_ABANDONED) {

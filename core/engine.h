@@ -6,6 +6,9 @@
  *   submit   start the prediction (or, after a crash mid-submit, find it)
  *   poll     ask the provider for news, as a safety net for lost webhooks
  *   persist  store the outputs (the persistence pipeline, pipeline.h)
+ *   steps    a workflow: never due while it runs (its steps are jobs of
+ *            their own; a step's submit resolves its references,
+ *            workflow.h)
  * An ended job is due only for its client callback (callback.h). A cancel
  * request (cancel_requested) takes precedence over any step.
  *

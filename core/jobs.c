@@ -20,6 +20,7 @@
 #include "jsonutil.h"
 #include "log.h"
 #include "netpolicy.h"
+#include "workflow.h"
 
 int jobs_status_valid(const char *s)
 {
@@ -544,9 +545,232 @@ dr_status jobs_parse_request(const dr_config *cfg, const dr_plugins *plugins,
 
 void jobs_request_free(dr_job_request *req)
 {
+	for (size_t i = 0; i < req->n_steps; i++)
+		jobs_request_free(&req->steps[i]);
+	free(req->steps);
+	free(req->step_names);
 	if (req->root)
 		json_object_put(req->root);
 	memset(req, 0, sizeof(*req));
+}
+
+/* Refuse `field` (copied) with "<field>: <fmt…>". */
+static dr_status refuse_field(dr_error *err, char field[DR_FIELD_MAX],
+			      const char *name, const char *fmt, ...)
+	DR_PRINTF(4, 5);
+
+static dr_status refuse_field(dr_error *err, char field[DR_FIELD_MAX],
+			      const char *name, const char *fmt, ...)
+{
+	char why[sizeof(err->message)];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	snprintf(field, DR_FIELD_MAX, "%s", name);
+	return dr_fail(err, DR_ERR_INVALID, "invalid_field", "%s: %s", field,
+		       why);
+}
+
+/*
+ * Step `i` of a workflow (`sj`, its object) into *out: the fields of a
+ * job request checked by jobs_parse_request() on a request made of them,
+ * with its {"$ref"} values blanked for the adapter's check; out->input is
+ * then the step's input as written.
+ */
+static dr_status parse_step(const dr_config *cfg, const dr_plugins *plugins,
+			    json_object *sj, size_t i, dr_job_request *out,
+			    const char **name, char field[DR_FIELD_MAX],
+			    dr_error *err)
+{
+	static const char *const known[] = { "name",  "adapter",    "model",
+					     "input", "renditions", NULL };
+	char at[32];
+	json_object *call, *v, *input;
+	const char *jfield = NULL;
+	dr_error jerr;
+	dr_status st;
+
+	snprintf(at, sizeof(at), "steps[%zu]", i);
+	if (!json_object_is_type(sj, json_type_object))
+		return refuse_field(err, field, at, "must be an object");
+	json_object_object_foreach(sj, key, val)
+	{
+		int ok = 0;
+
+		(void)val;
+		for (int k = 0; known[k]; k++)
+			ok |= strcmp(key, known[k]) == 0;
+		if (!ok)
+			return refuse_field(err, field, at,
+					    "%.64s: unknown field", key);
+	}
+	if (!json_object_object_get_ex(sj, "name", &v) ||
+	    !json_object_is_type(v, json_type_string) ||
+	    !workflow_name_valid(json_object_get_string(v))) {
+		char nf[48];
+
+		snprintf(nf, sizeof(nf), "%s.name", at);
+		return refuse_field(err, field, nf,
+				    "required: 1-%d characters of A-Z a-z "
+				    "0-9 _ -",
+				    WORKFLOW_STEP_NAME_MAX);
+	}
+	*name = json_object_get_string(v);
+	if (!json_object_object_get_ex(sj, "input", &input) ||
+	    !json_object_is_type(input, json_type_object)) {
+		char nf[48];
+
+		snprintf(nf, sizeof(nf), "%s.input", at);
+		return refuse_field(err, field, nf,
+				    "is required and must be an object");
+	}
+	call = json_object_new_object();
+	if (!call)
+		dr_die("out of memory");
+	json_object_object_foreach(sj, k2, v2)
+	{
+		if (strcmp(k2, "name") == 0)
+			continue;
+		json_object_object_add(call, k2,
+				       strcmp(k2, "input") == 0
+					       ? workflow_check_input(v2)
+					       : json_object_get(v2));
+	}
+	dr_error_clear(&jerr);
+	st = jobs_parse_request(cfg, plugins, call, out, &jfield, &jerr);
+	json_object_put(call); /* out->root holds it on success */
+	if (st != DR_OK) {
+		size_t fl = jfield ? strlen(jfield) : 0;
+		const char *msg = jerr.message;
+
+		if (fl && strncmp(msg, jfield, fl) == 0 && msg[fl] == ':')
+			msg += fl + 1 + (msg[fl + 1] == ' ');
+		snprintf(field, DR_FIELD_MAX, "%s.%s", at,
+			 jfield ? jfield : "body");
+		return dr_fail(err, DR_ERR_INVALID, "invalid_field", "%s: %s",
+			       field, msg);
+	}
+	out->input = input;
+	return DR_OK;
+}
+
+dr_status jobs_parse_workflow(const dr_config *cfg, const dr_plugins *plugins,
+			      json_object *root, dr_job_request *out,
+			      char field[DR_FIELD_MAX], dr_error *err)
+{
+	static const char *const known[] = { "input", "steps", "metadata",
+					     "callback_url", NULL };
+	workflow_step_info info[DR_MAX_STEPS_LIMIT];
+	dr_job_request r;
+	json_object *v, *steps;
+	const char *jfield = NULL;
+	size_t n;
+	dr_status st = DR_OK;
+
+	memset(&r, 0, sizeof(r));
+	field[0] = '\0';
+	if (!json_object_is_type(root, json_type_object))
+		return refuse_field(err, field, "body",
+				    "must be a JSON object");
+	json_object_object_foreach(root, key, val)
+	{
+		int ok = 0;
+
+		(void)val;
+		for (int i = 0; known[i]; i++)
+			ok |= strcmp(key, known[i]) == 0;
+		if (strcmp(key, "model") == 0 || strcmp(key, "adapter") == 0 ||
+		    strcmp(key, "renditions") == 0)
+			return refuse_field(err, field, key,
+					    "a workflow names it in each of "
+					    "its steps");
+		if (!ok)
+			return refuse_field(err, field, "body",
+					    "%.64s: unknown field", key);
+	}
+	if (!json_object_object_get_ex(root, "input", &r.input) ||
+	    !json_object_is_type(r.input, json_type_object))
+		return refuse_field(err, field, "input",
+				    "is required and must be an object");
+	if (json_object_object_get_ex(root, "metadata", &v) &&
+	    !json_object_is_type(v, json_type_null)) {
+		st = check_metadata(v, &jfield, err);
+		if (st != DR_OK) {
+			snprintf(field, DR_FIELD_MAX, "%s", jfield);
+			return st;
+		}
+		r.metadata = v;
+	}
+	if (json_object_object_get_ex(root, "callback_url", &v) &&
+	    !json_object_is_type(v, json_type_null)) {
+		st = jobs_check_callback_url(cfg, v, &jfield, err);
+		if (st != DR_OK) {
+			snprintf(field, DR_FIELD_MAX, "%s", jfield);
+			return st;
+		}
+		r.callback_url = json_object_get_string(v);
+	}
+	if (!json_object_object_get_ex(root, "steps", &steps) ||
+	    !json_object_is_type(steps, json_type_array) ||
+	    json_object_array_length(steps) == 0)
+		return refuse_field(err, field, "steps",
+				    "must be a list of 1 to %d steps",
+				    cfg->limits.max_steps);
+	n = json_object_array_length(steps);
+	if (n > (size_t)cfg->limits.max_steps)
+		return refuse_field(err, field, "steps",
+				    "%zu steps, at most %d are allowed "
+				    "([limits] max_steps)",
+				    n, cfg->limits.max_steps);
+	r.steps = dr_xcalloc(n, sizeof(*r.steps));
+	r.step_names = dr_xcalloc(n, sizeof(*r.step_names));
+	for (size_t i = 0; i < n && st == DR_OK; i++) {
+		st = parse_step(cfg, plugins,
+				json_object_array_get_idx(steps, i), i,
+				&r.steps[i], &r.step_names[i], field, err);
+		if (st != DR_OK)
+			break;
+		r.n_steps = i + 1;
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(r.step_names[j], r.step_names[i]) == 0) {
+				char nf[48];
+
+				snprintf(nf, sizeof(nf), "steps[%zu].name", i);
+				st = refuse_field(err, field, nf,
+						  "'%s' is the name of "
+						  "steps[%zu] too",
+						  r.step_names[i], j);
+			}
+		info[i].name = r.step_names[i];
+		info[i].renditions = r.steps[i].renditions;
+		info[i].n_renditions = r.steps[i].n_renditions;
+	}
+	for (size_t i = 0; i < n && st == DR_OK; i++) {
+		char where[DR_FIELD_MAX - 40];
+
+		st = workflow_check_refs(r.steps[i].input, r.input, info, n, i,
+					 where, sizeof(where), err);
+		if (st == DR_ERR_INVALID) {
+			char why[sizeof(err->message)];
+
+			snprintf(why, sizeof(why), "%s", err->message);
+			snprintf(field, DR_FIELD_MAX, "steps[%zu].input%s%s", i,
+				 where[0] ? "." : "", where);
+			st = dr_fail(err, DR_ERR_INVALID, "invalid_field",
+				     "%s: %s", field, why);
+		}
+	}
+	if (st != DR_OK) {
+		jobs_request_free(&r);
+		return st;
+	}
+	r.adapter = r.steps[n - 1].adapter;
+	r.model = r.steps[n - 1].model;
+	r.root = json_object_get(root);
+	*out = r;
+	return DR_OK;
 }
 
 /* Columns of the job object, in the order render_job() reads them. */
@@ -571,6 +795,10 @@ enum {
 	J_COMPLETED,
 	J_CALLBACK_URL,
 	J_BATCH_ID,
+	J_KIND,
+	J_PARENT,    /* a workflow's step: its workflow */
+	J_STEP_NAME, /* a step: its name; a failed workflow: the step that
+			failed */
 	J_NCOLS
 };
 
@@ -578,7 +806,8 @@ enum {
 	"id, status, adapter, model, version, input, metadata,"                \
 	" prediction_id, prediction_status, predict_time, progress,"           \
 	" attempts, error_step, error_code, error_message, created_at,"        \
-	" updated_at, completed_at, callback_url, batch_id"
+	" updated_at, completed_at, callback_url, batch_id, kind,"             \
+	" parent_id, step_name"
 
 static dr_status render_job(dr_db *db, const struct dr_instance *sink,
 			    const dr_db_rows *rows, size_t i, int with_outputs,
@@ -659,6 +888,10 @@ static const char *fair_value(const dr_config *cfg, json_object *metadata,
 	cut[n] = '\0';
 	return cut;
 }
+
+static dr_status insert_steps(dr_db *db, const char *parent,
+			      const dr_job_request *req, const char *fair,
+			      dr_error *err);
 
 dr_status jobs_create(dr_db *db, const dr_config *cfg,
 		      const struct dr_instance *sink, const dr_job_request *req,
@@ -760,16 +993,19 @@ dr_status jobs_create(dr_db *db, const dr_config *cfg,
 	 * there. */
 	st = db_query(
 		db,
-		"INSERT INTO jobs (id, status, step, adapter, model, input,"
-		" prompt, metadata, renditions, callback_url, fair_value,"
-		" run_at, created_at, updated_at) VALUES (?, ?, 'submit',"
-		" ?, ?, ?, ?, ?, ?, ?, ?, NOW(6), NOW(6), NOW(6))"
-		" RETURNING " JOB_COLUMNS,
+		"INSERT INTO jobs (id, status, step, kind, adapter, model,"
+		" input, prompt, metadata, renditions, callback_url,"
+		" fair_value, run_at, created_at, updated_at) VALUES (?, ?,"
+		" IF(?, 'steps', 'submit'), IF(?, 'workflow', 'prediction'),"
+		" ?, ?, ?, ?, ?, ?, ?, ?, IF(?, NULL, NOW(6)), NOW(6),"
+		" NOW(6)) RETURNING " JOB_COLUMNS,
 		&row, err,
 		DB_ARGS(DB_STR(id), DB_STR(jobstate_name(DR_JOB_QUEUED)),
+			DB_INT(req->n_steps > 0), DB_INT(req->n_steps > 0),
 			DB_STR(req->adapter), DB_STR(req->model), DB_STR(input),
 			DB_STR(prompt), DB_STR(metadata), DB_STR(rend.data),
-			DB_STR(req->callback_url), DB_STR(fair)));
+			DB_STR(req->callback_url), DB_STR(fair),
+			DB_INT(req->n_steps > 0)));
 	if (st == DR_OK && row->n_rows != 1)
 		st = dr_fail(err, DR_ERR_INTERNAL, "internal",
 			     "the new job was not returned");
@@ -791,6 +1027,8 @@ dr_status jobs_create(dr_db *db, const dr_config *cfg,
 	}
 	st = jobstate_event(db, id, "created", NULL,
 			    jobstate_name(DR_JOB_QUEUED), NULL, err);
+	if (st == DR_OK && req->n_steps)
+		st = insert_steps(db, id, req, fair, err);
 	if (st != DR_OK)
 		goto rollback;
 	st = db_commit(db, err);
@@ -802,7 +1040,9 @@ dr_status jobs_create(dr_db *db, const dr_config *cfg,
 		goto out;
 	}
 	memcpy(id_out, id, sizeof(id));
-	if (out)
+	if (out && req->n_steps) /* its steps are rows of their own */
+		st = jobs_render(db, cfg, sink, id, out, err);
+	else if (out)
 		st = render_job(db, sink, row, 0, 0, 1, out, err);
 	goto out;
 rollback:
@@ -853,6 +1093,66 @@ static const char *search_prompt(const dr_job_request *req, char **cut)
 		n--;
 	*cut = dr_xstrndup(prompt, n);
 	return *cut;
+}
+
+/*
+ * The steps of workflow `parent` (req->steps), in the caller's open
+ * transaction: one queued job each (kind prediction, parent_id,
+ * step_index, step_name; the workflow's tenant), the first one due now and
+ * the others when the step before them succeeds (jobstate.h), each with
+ * its "created" event.
+ */
+static dr_status insert_steps(dr_db *db, const char *parent,
+			      const dr_job_request *req, const char *fair,
+			      dr_error *err)
+{
+	dr_status st = DR_OK;
+
+	for (size_t i = 0; i < req->n_steps && st == DR_OK; i++) {
+		const dr_job_request *sr = &req->steps[i];
+		char sid[DR_JOB_ID_LEN + 1];
+		char *rend, *cut = NULL, *detail;
+		const char *prompt = search_prompt(sr, &cut);
+
+		if (ids_new_job_id(sid) != DR_OK) {
+			free(cut);
+			return dr_fail(err, DR_ERR_INTERNAL, "internal",
+				       "no random bytes for a job id");
+		}
+		rend = renditions_json(sr);
+		if (!rend) {
+			free(cut);
+			return dr_fail(err, DR_ERR_TOO_LARGE, "too_large",
+				       "renditions: list too long");
+		}
+		st = db_exec(
+			db,
+			"INSERT INTO jobs (id, status, step, kind,"
+			" parent_id, step_index, step_name, adapter,"
+			" model, input, prompt, renditions, fair_value,"
+			" run_at, created_at, updated_at) VALUES (?,"
+			" 'queued', 'submit', 'prediction', ?, ?, ?, ?,"
+			" ?, ?, ?, ?, ?, IF(?, NOW(6), NULL), NOW(6),"
+			" NOW(6))",
+			NULL, err,
+			DB_ARGS(DB_STR(sid), DB_STR(parent), DB_INT((int64_t)i),
+				DB_STR(req->step_names[i]), DB_STR(sr->adapter),
+				DB_STR(sr->model),
+				DB_STR(json_object_to_json_string_ext(
+					sr->input, JSON_C_TO_STRING_PLAIN)),
+				DB_STR(prompt), DB_STR(rend), DB_STR(fair),
+				DB_INT(i == 0)));
+		free(rend);
+		free(cut);
+		if (st != DR_OK)
+			break;
+		detail = jobstate_detail("workflow", parent, "step",
+					 req->step_names[i], NULL);
+		st = jobstate_event(db, sid, "created", NULL,
+				    jobstate_name(DR_JOB_QUEUED), detail, err);
+		free(detail);
+	}
+	return st;
 }
 
 /* Parameters of one job row of jobs_insert_batch(). */
@@ -1176,6 +1476,47 @@ static dr_status render_callback(dr_db *db, const char *id, const char *url,
 	return st == DR_OK ? DR_OK : DR_ERR_TOO_LARGE;
 }
 
+/*
+ * Append ,"steps":[…] of workflow `id`, each step the job object it is
+ * (with its name and outputs), then ,"outputs":[…], the last step's
+ * (or [] without `with_outputs`).
+ */
+static dr_status render_steps(dr_db *db, const struct dr_instance *sink,
+			      const char *id, int with_outputs, dr_buf *b,
+			      dr_error *err)
+{
+	dr_db_rows *rows = NULL;
+	dr_status st;
+
+	st = db_query(db,
+		      "SELECT " JOB_COLUMNS " FROM jobs WHERE parent_id = ?"
+		      " ORDER BY step_index",
+		      &rows, err, DB_ARGS(DB_STR(id)));
+	if (st != DR_OK)
+		return st;
+	if (dr_buf_puts(b, ",\"steps\":[") != DR_OK)
+		st = DR_ERR_TOO_LARGE;
+	for (size_t i = 0; st == DR_OK && i < rows->n_rows; i++) {
+		if (i && dr_buf_puts(b, ",") != DR_OK)
+			st = DR_ERR_TOO_LARGE;
+		if (st == DR_OK)
+			st = render_job(db, sink, rows, i, 1, 0, b, err);
+	}
+	if (st == DR_OK && dr_buf_puts(b, "]") != DR_OK)
+		st = DR_ERR_TOO_LARGE;
+	if (st == DR_OK && with_outputs && rows->n_rows)
+		st = render_outputs(db, sink,
+				    db_cell(rows, rows->n_rows - 1, J_ID), b,
+				    err);
+	else if (st == DR_OK && dr_buf_puts(b, ",\"outputs\":[]") != DR_OK)
+		st = DR_ERR_TOO_LARGE;
+	if (st == DR_ERR_TOO_LARGE)
+		st = dr_fail(err, DR_ERR_INTERNAL, "internal",
+			     "job object too large");
+	db_rows_free(rows);
+	return st;
+}
+
 /* Append the job object for row `i` of `rows` (JOB_COLUMNS order), with
  * its outputs and its "callback" member when asked. */
 static dr_status render_job(dr_db *db, const struct dr_instance *sink,
@@ -1183,11 +1524,14 @@ static dr_status render_job(dr_db *db, const struct dr_instance *sink,
 			    int with_callback, dr_buf *b, dr_error *err)
 {
 #define C(col) db_cell(rows, i, (col))
+	int workflow = C(J_KIND) && strcmp(C(J_KIND), "workflow") == 0;
 	dr_status st;
 
 	st = dr_buf_puts(b, "{\"id\":");
 	if (st == DR_OK)
 		st = dr_buf_json_string(b, C(J_ID));
+	if (st == DR_OK && C(J_PARENT))
+		st = put_str(b, "name", C(J_STEP_NAME));
 	if (st == DR_OK)
 		st = put_str(b, "status", C(J_STATUS));
 	if (st == DR_OK)
@@ -1227,6 +1571,8 @@ static dr_status render_job(dr_db *db, const struct dr_instance *sink,
 			st = put_str(b, "code", C(J_ERR_CODE));
 		if (st == DR_OK)
 			st = put_str(b, "message", C(J_ERR_MSG));
+		if (st == DR_OK && workflow)
+			st = put_str(b, "workflow_step", C(J_STEP_NAME));
 		if (st == DR_OK)
 			st = dr_buf_puts(b, "}");
 	} else if (st == DR_OK) {
@@ -1249,6 +1595,10 @@ static dr_status render_job(dr_db *db, const struct dr_instance *sink,
 	if (st == DR_OK)
 		st = C(J_BATCH_ID) ? dr_buf_json_string(b, C(J_BATCH_ID))
 				   : dr_buf_puts(b, "null");
+	if (st == DR_OK)
+		st = put_str(b, "kind", C(J_KIND));
+	if (st == DR_OK && C(J_PARENT))
+		st = put_str(b, "workflow_id", C(J_PARENT));
 	if (st == DR_OK && with_callback) {
 		st = render_callback(db, C(J_ID), C(J_CALLBACK_URL),
 				     C(J_COMPLETED), b, err);
@@ -1258,7 +1608,9 @@ static dr_status render_job(dr_db *db, const struct dr_instance *sink,
 	if (st != DR_OK)
 		return dr_fail(err, DR_ERR_INTERNAL, "internal",
 			       "job object too large");
-	if (with_outputs)
+	if (workflow)
+		st = render_steps(db, sink, C(J_ID), with_outputs, b, err);
+	else if (with_outputs)
 		st = render_outputs(db, sink, C(J_ID), b, err);
 	else if (dr_buf_puts(b, ",\"outputs\":[]") != DR_OK)
 		st = dr_fail(err, DR_ERR_INTERNAL, "internal",
@@ -1404,7 +1756,9 @@ static char *list_cache[F_ALL]; /* list_sql() per mask, no metadata */
 static dr_status list_sql(dr_buf *sql, unsigned mask, size_t n_meta)
 {
 	dr_status st = dr_buf_printf(
-		sql, "SELECT " JOB_COLUMNS " FROM jobs WHERE 1=1%s%s%s%s",
+		sql,
+		"SELECT " JOB_COLUMNS " FROM jobs WHERE parent_id IS NULL"
+		"%s%s%s%s",
 		mask & F_BATCH ? " AND batch_id = ?" : "",
 		mask & F_STATUS ? " AND status = ?" : "",
 		mask & F_MODEL ? " AND model = ?" : "",

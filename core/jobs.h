@@ -48,7 +48,18 @@ typedef struct dr_job_request {
 	const char *renditions[DR_MAX_RENDITIONS];
 	size_t n_renditions;
 	const char *callback_url; /* or NULL */
+	/* A workflow (jobs_parse_workflow()): its steps in order, each a
+	 * request of its own whose `input` is the step's input as written
+	 * and whose `root` holds its adapter, model and renditions;
+	 * step_names[i] is step i's name. The workflow's own adapter and
+	 * model are its last step's, its input the workflow's input, and it
+	 * has no renditions. NULL and 0 for a job that is one prediction. */
+	struct dr_job_request *steps;
+	const char **step_names;
+	size_t n_steps;
 } dr_job_request;
+
+#define DR_FIELD_MAX 160 /* bytes of a field name: steps[15].input.… */
 
 /*
  * Validate a parsed request body (takes a new reference to `root` on
@@ -61,6 +72,21 @@ typedef struct dr_job_request {
 dr_status jobs_parse_request(const dr_config *cfg, const dr_plugins *plugins,
 			     json_object *root, dr_job_request *out,
 			     const char **field, dr_error *err) DR_WARN_UNUSED;
+
+/*
+ * Validate a parsed workflow request body (CONTRACT §2, Workflows: `input`
+ * and `steps`, with `metadata` and `callback_url`), as jobs_parse_request()
+ * does each step (its {"$ref"} values seen as strings by the adapter's
+ * check), and every reference between them (workflow.h). At most
+ * [limits] max_steps steps. On DR_ERR_INVALID `field` (DR_FIELD_MAX
+ * bytes) names the offending field ("steps[1].input.prompt") and
+ * err->message starts with it. Takes a new reference to `root` on
+ * success; the caller releases *out with jobs_request_free().
+ */
+dr_status jobs_parse_workflow(const dr_config *cfg, const dr_plugins *plugins,
+			      json_object *root, dr_job_request *out,
+			      char field[DR_FIELD_MAX],
+			      dr_error *err) DR_WARN_UNUSED;
 
 void jobs_request_free(dr_job_request *req);
 

@@ -215,9 +215,141 @@ static dr_status close_batch(dr_db *db, const char *id, dr_error *err)
 	return st;
 }
 
+static dr_status open_delivery(dr_db *db, const char *id, dr_error *err);
+
+/* The statuses a workflow takes from step k of n in status `s`
+ * (follow_step()); *next_due: the next step is due now. Returns 0 when the
+ * step's status moves nothing (queued: not started, or started again). */
+static int workflow_status(dr_job_status s, int k, int n, dr_job_status *to,
+			   int *next_due)
+{
+	int last = k == n - 1;
+
+	*next_due = 0;
+	switch (s) {
+	case DR_JOB_STARTING:
+		*to = k == 0 ? DR_JOB_STARTING : DR_JOB_PROCESSING;
+		return 1;
+	case DR_JOB_PROCESSING:
+		*to = DR_JOB_PROCESSING;
+		return 1;
+	case DR_JOB_PERSISTING:
+		*to = last ? DR_JOB_PERSISTING : DR_JOB_PROCESSING;
+		return 1;
+	case DR_JOB_SUCCEEDED:
+		*to = last ? DR_JOB_SUCCEEDED : DR_JOB_PROCESSING;
+		*next_due = !last;
+		return 1;
+	case DR_JOB_FAILED:
+	case DR_JOB_CANCELED:
+		*to = s;
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * In the caller's transaction, right after job `id` moved, its row
+ * locked: when it is a step of a workflow, the workflow follows (its row
+ * locked next: a step's row before its workflow's, everywhere). The
+ * workflow's status only moves forward: starting with its first step's
+ * submit, processing while a step before the last runs (and between
+ * steps), then its last step's persisting and succeeded. A step that
+ * succeeds makes the next one due now, in this transaction: a worker
+ * killed between steps leaves nothing undone and nothing to do twice. A
+ * step that fails or is canceled ends the workflow so, with the step's
+ * error, and step_name (the workflow's error.workflow_step) naming it.
+ * The workflow's end is an end like any other (open_delivery()). A
+ * workflow that has ended does not move (a client's retry restarts it,
+ * jobstate_client_retry()).
+ */
+static dr_status follow_step(dr_db *db, const char *id, dr_error *err)
+{
+	dr_db_rows *rows = NULL;
+	dr_job_status cs, ps, to;
+	char parent[DR_JOB_ID_LEN + 1], progress[32];
+	const char *name;
+	int k, n, next_due;
+	char *detail = NULL;
+	dr_status st;
+
+	st = db_query(db,
+		      "SELECT c.parent_id, c.step_index, c.status, c.step_name,"
+		      " c.error_step, c.error_code, c.error_message, p.status,"
+		      " (SELECT COUNT(*) FROM jobs s WHERE s.parent_id ="
+		      " c.parent_id) FROM jobs c JOIN jobs p ON p.id ="
+		      " c.parent_id WHERE c.id = ? FOR UPDATE",
+		      &rows, err, DB_ARGS(DB_STR(id)));
+	if (st != DR_OK || rows->n_rows != 1)
+		goto out;
+	snprintf(parent, sizeof(parent), "%s", db_cell(rows, 0, 0));
+	k = (int)strtol(db_cell(rows, 0, 1), NULL, 10);
+	n = (int)strtol(db_cell(rows, 0, 8), NULL, 10);
+	name = db_cell(rows, 0, 3);
+	if (!jobstate_parse(db_cell(rows, 0, 2), &cs) ||
+	    !jobstate_parse(db_cell(rows, 0, 7), &ps) ||
+	    jobstate_is_final(ps) || !workflow_status(cs, k, n, &to, &next_due))
+		goto out;
+	if (next_due)
+		st = db_exec(db,
+			     "UPDATE jobs SET run_at = NOW(6),"
+			     " updated_at = NOW(6) WHERE parent_id = ?"
+			     " AND step_index = ? AND status = 'queued'",
+			     NULL, err,
+			     DB_ARGS(DB_STR(parent), DB_INT((int64_t)k + 1)));
+	if (st != DR_OK ||
+	    (!jobstate_is_final(to) && jobstate_rank(to) <= jobstate_rank(ps)))
+		goto out;
+	snprintf(progress, sizeof(progress), "%.4f",
+		 (double)(k + (cs == DR_JOB_SUCCEEDED)) / n);
+	if (to == DR_JOB_FAILED)
+		st = db_exec(db,
+			     "UPDATE jobs SET status = 'failed',"
+			     " error_step = ?, error_code = ?,"
+			     " error_message = ?, step_name = ?," JOB_ENDS
+			     " WHERE id = ?",
+			     NULL, err,
+			     DB_ARGS(DB_STR(db_cell(rows, 0, 4)),
+				     DB_STR(db_cell(rows, 0, 5)),
+				     DB_STR(db_cell(rows, 0, 6)), DB_STR(name),
+				     DB_STR(parent)));
+	else if (to == DR_JOB_CANCELED)
+		st = db_exec(db,
+			     "UPDATE jobs SET status = 'canceled',"
+			     " step_name = ?," JOB_ENDS " WHERE id = ?",
+			     NULL, err, DB_ARGS(DB_STR(name), DB_STR(parent)));
+	else if (to == DR_JOB_SUCCEEDED)
+		st = db_exec(db,
+			     "UPDATE jobs SET status = 'succeeded',"
+			     " step = 'done', progress = 1," JOB_ENDS
+			     " WHERE id = ?",
+			     NULL, err, DB_ARGS(DB_STR(parent)));
+	else
+		st = db_exec(db,
+			     "UPDATE jobs SET status = ?, progress = ?,"
+			     " updated_at = NOW(6) WHERE id = ?",
+			     NULL, err,
+			     DB_ARGS(DB_STR(jobstate_name(to)),
+				     DB_STR(progress), DB_STR(parent)));
+	if (st == DR_OK && jobstate_is_final(to))
+		st = open_delivery(db, parent, err);
+	if (st == DR_OK) {
+		detail = jobstate_detail("workflow_step", name, "step_status",
+					 jobstate_name(cs), NULL);
+		st = jobstate_event(db, parent, "status", jobstate_name(ps),
+				    jobstate_name(to), detail, err);
+	}
+out:
+	free(detail);
+	db_rows_free(rows);
+	return st;
+}
+
 /* In the caller's transaction, right after job `id` ended: when it has a
- * callback_url, the delivery of its end, pending and due now; and its
- * batch's completion (close_batch()). */
+ * callback_url, the delivery of its end, pending and due now; its
+ * batch's completion (close_batch()); and its workflow's move when it is
+ * a step (follow_step()). */
 static dr_status open_delivery(dr_db *db, const char *id, dr_error *err)
 {
 	dr_status st = db_exec(
@@ -238,6 +370,8 @@ static dr_status open_delivery(dr_db *db, const char *id, dr_error *err)
 	 * with nothing to send it. */
 	if (st == DR_OK)
 		st = jobstate_due_for_deliveries(db, id, err);
+	if (st == DR_OK)
+		st = follow_step(db, id, err);
 	return st;
 }
 
@@ -648,6 +782,8 @@ dr_status jobstate_news_write(dr_db *db, const char *id, const jobstate_news *n,
 			DB_STR(id)));
 	if (st == DR_OK && to_final)
 		st = open_delivery(db, id, err);
+	else if (st == DR_OK)
+		st = follow_step(db, id, err);
 	return st;
 }
 
@@ -679,13 +815,14 @@ static dr_status lock_job(dr_db *db, const char *id, dr_db_rows **rows,
 /* What a client's action does to the job whose row `job` (lock_job()'s
  * columns) is locked, in the open transaction. */
 typedef dr_status (*client_act)(dr_db *db, const char *id,
-				const dr_db_rows *job, dr_error *err);
+				const dr_db_rows *job, const char *workflow,
+				dr_error *err);
 
 /* Run `act` on job `id` in a transaction of its own: the row locked
  * first, run again after a deadlock (DB_TX_TRIES), rolled back on any
  * failure, a failed COMMIT included (db.h). */
 static dr_status client_action(dr_db *db, const char *id, client_act act,
-			       dr_error *err)
+			       const char *workflow, dr_error *err)
 {
 	dr_status st = DR_OK;
 
@@ -696,7 +833,7 @@ static dr_status client_action(dr_db *db, const char *id, client_act act,
 		if (st == DR_OK)
 			st = lock_job(db, id, &rows, err);
 		if (st == DR_OK)
-			st = act(db, id, rows, err);
+			st = act(db, id, rows, workflow, err);
 		if (st == DR_OK)
 			st = db_commit(db, err);
 		if (st != DR_OK && db_in_transaction(db))
@@ -709,12 +846,13 @@ static dr_status client_action(dr_db *db, const char *id, client_act act,
 }
 
 static dr_status cancel_act(dr_db *db, const char *id, const dr_db_rows *job,
-			    dr_error *err)
+			    const char *workflow, dr_error *err)
 {
 	const char *status = db_cell(job, 0, 0);
 	dr_job_status s = DR_JOB_QUEUED;
 	dr_status st;
 
+	(void)workflow;
 	(void)jobstate_parse(status, &s);
 	if (jobstate_is_final(s))
 		return dr_fail(err, DR_ERR_CONFLICT, "job_ended",
@@ -762,8 +900,89 @@ static int storing_step(const char *step)
 	return 0;
 }
 
+/* The delivery of job `id`'s old end, if still pending, is dropped
+ * (failed, kept in the history): the job it describes is being retried. */
+static dr_status drop_end_delivery(dr_db *db, const char *id, dr_error *err)
+{
+	return db_exec(db,
+		       "UPDATE callback_deliveries SET state = 'failed',"
+		       " next_at = NULL, last_error = 'dropped: the job"
+		       " was retried before this delivery ended'"
+		       " WHERE job_id = ? AND state = 'pending'"
+		       " AND type LIKE 'job.%'",
+		       NULL, err, DB_ARGS(DB_STR(id)));
+}
+
+/*
+ * In the open transaction, right after step `step` of workflow `id` was
+ * retried (retry_act(), its row locked): the workflow, failed or
+ * canceled, takes the status its step now gives it (queued for a first
+ * step queued again, persisting for a last step storing again, else
+ * processing), its error and end cleared, and its old end's delivery
+ * dropped. DR_ERR_CONFLICT (job_not_retryable) when it has not failed or
+ * been canceled (meanwhile).
+ */
+static dr_status resume_workflow(dr_db *db, const char *id, const char *step,
+				 dr_error *err)
+{
+	dr_db_rows *rows = NULL;
+	dr_job_status cs = DR_JOB_QUEUED, to;
+	char *detail = NULL;
+	uint64_t n = 0;
+	int k, steps;
+	dr_status st;
+
+	st = db_query(db,
+		      "SELECT c.status, c.step_index, c.step_name,"
+		      " (SELECT COUNT(*) FROM jobs s WHERE s.parent_id = ?),"
+		      " (SELECT p.status FROM jobs p WHERE p.id = ?)"
+		      " FROM jobs c WHERE c.id = ?",
+		      &rows, err,
+		      DB_ARGS(DB_STR(id), DB_STR(id), DB_STR(step)));
+	if (st != DR_OK)
+		return st;
+	if (rows->n_rows != 1) {
+		db_rows_free(rows);
+		return dr_fail(err, DR_ERR_NOT_FOUND, "not_found",
+			       "the workflow's step is gone");
+	}
+	(void)jobstate_parse(db_cell(rows, 0, 0), &cs);
+	k = (int)strtol(db_cell(rows, 0, 1), NULL, 10);
+	steps = (int)strtol(db_cell(rows, 0, 3), NULL, 10);
+	if (cs == DR_JOB_QUEUED && k == 0)
+		to = DR_JOB_QUEUED;
+	else if (cs == DR_JOB_PERSISTING && k == steps - 1)
+		to = DR_JOB_PERSISTING;
+	else
+		to = DR_JOB_PROCESSING;
+	st = db_exec(db,
+		     "UPDATE jobs SET status = ?, step = 'steps',"
+		     " error_step = NULL, error_code = NULL,"
+		     " error_message = NULL, step_name = NULL,"
+		     " completed_at = NULL, cancel_requested = 0,"
+		     " run_at = NULL, lease_owner = NULL,"
+		     " lease_version = lease_version + 1,"
+		     " updated_at = NOW(6) WHERE id = ?"
+		     " AND status IN ('failed', 'canceled')",
+		     &n, err, DB_ARGS(DB_STR(jobstate_name(to)), DB_STR(id)));
+	if (st == DR_OK && n == 0)
+		st = dr_fail(err, DR_ERR_CONFLICT, "job_not_retryable",
+			     "only failed or canceled jobs can be retried");
+	if (st == DR_OK)
+		st = drop_end_delivery(db, id, err);
+	if (st == DR_OK) {
+		detail = jobstate_detail("workflow_step", db_cell(rows, 0, 2),
+					 NULL);
+		st = jobstate_event(db, id, "retry", db_cell(rows, 0, 4),
+				    jobstate_name(to), detail, err);
+	}
+	free(detail);
+	db_rows_free(rows);
+	return st;
+}
+
 static dr_status retry_act(dr_db *db, const char *id, const dr_db_rows *job,
-			   dr_error *err)
+			   const char *workflow, dr_error *err)
 {
 	const char *status = db_cell(job, 0, 0);
 	dr_job_status s = DR_JOB_QUEUED, to;
@@ -816,24 +1035,21 @@ static dr_status retry_act(dr_db *db, const char *id, const dr_db_rows *job,
 			" updated_at = NOW(6) WHERE id = ?",
 			NULL, err, DB_ARGS(DB_STR(id)));
 	}
-	/* The old end's delivery, if still pending, is dropped: the job it
-	 * describes is gone. It stays, failed, in the history. */
 	if (st == DR_OK)
-		st = db_exec(db,
-			     "UPDATE callback_deliveries SET state = 'failed',"
-			     " next_at = NULL, last_error = 'dropped: the job"
-			     " was retried before this delivery ended'"
-			     " WHERE job_id = ? AND state = 'pending'"
-			     " AND type LIKE 'job.%'",
-			     NULL, err, DB_ARGS(DB_STR(id)));
+		st = drop_end_delivery(db, id, err);
 	if (st == DR_OK)
 		st = jobstate_event(db, id, "retry", status, jobstate_name(to),
 				    NULL, err);
+	/* A workflow's step: the workflow resumes with it (its row locked
+	 * after its step's, the order everywhere). */
+	if (st == DR_OK && workflow)
+		st = resume_workflow(db, workflow, id, err);
 	return st;
 }
 
 static dr_status callback_retry_act(dr_db *db, const char *id,
-				    const dr_db_rows *job, dr_error *err)
+				    const dr_db_rows *job, const char *workflow,
+				    dr_error *err)
 {
 	const char *status = db_cell(job, 0, 0), *state = db_cell(job, 0, 3);
 	const char *delivery = db_cell(job, 0, 4);
@@ -841,6 +1057,7 @@ static dr_status callback_retry_act(dr_db *db, const char *id,
 	char *detail;
 	dr_status st;
 
+	(void)workflow;
 	if (!jobstate_parse(status, &s) || !jobstate_is_final(s))
 		return dr_fail(err, DR_ERR_CONFLICT, "job_not_ended",
 			       "the job has not ended (it is %s): its callback "
@@ -877,18 +1094,103 @@ static dr_status callback_retry_act(dr_db *db, const char *id,
 	return st;
 }
 
+/*
+ * What a client's action on job `id` acts on, read without a lock: for a
+ * workflow, its status into `status` and its first step that has not
+ * succeeded into `step`; "" in `step` for any other job. A workflow's
+ * step is refused (DR_ERR_CONFLICT, code step_of_workflow): its client
+ * acts on the workflow, which follows its steps.
+ */
+static dr_status client_target(dr_db *db, const char *id,
+			       char step[DR_JOB_ID_LEN + 1], char status[16],
+			       int *workflow, dr_error *err)
+{
+	dr_db_rows *rows = NULL;
+	dr_status st;
+
+	step[0] = '\0';
+	*workflow = 0;
+	st = db_query(db,
+		      "SELECT j.kind, j.parent_id, j.status, j.step_name,"
+		      " (SELECT s.id FROM jobs s WHERE s.parent_id = j.id"
+		      " AND s.status <> 'succeeded' ORDER BY s.step_index"
+		      " LIMIT 1) FROM jobs j WHERE j.id = ?",
+		      &rows, err, DB_ARGS(DB_STR(id)));
+	if (st != DR_OK)
+		return st;
+	if (rows->n_rows == 0)
+		st = dr_fail(err, DR_ERR_NOT_FOUND, "not_found",
+			     "no job with id %.40s", id);
+	else if (db_cell(rows, 0, 1))
+		st = dr_fail(err, DR_ERR_CONFLICT, "step_of_workflow",
+			     "job %s is step '%s' of workflow %s: cancel or "
+			     "retry the workflow",
+			     id, db_cell(rows, 0, 3), db_cell(rows, 0, 1));
+	else if (strcmp(db_cell(rows, 0, 0), "workflow") == 0) {
+		*workflow = 1;
+		snprintf(status, 16, "%s", db_cell(rows, 0, 2));
+		if (db_cell(rows, 0, 4))
+			snprintf(step, DR_JOB_ID_LEN + 1, "%s",
+				 db_cell(rows, 0, 4));
+	}
+	db_rows_free(rows);
+	return st;
+}
+
 dr_status jobstate_client_cancel(dr_db *db, const char *id, dr_error *err)
 {
-	return client_action(db, id, cancel_act, err);
+	char step[DR_JOB_ID_LEN + 1], status[16];
+	int workflow;
+	dr_status st = DR_OK;
+
+	/* A workflow is canceled through its running step (at the provider
+	 * when it was submitted); it follows the step's end. A step that
+	 * ended meanwhile hands over to the next: look again. */
+	for (int i = 0; i < DB_TX_TRIES; i++) {
+		dr_job_status s = DR_JOB_QUEUED;
+
+		st = client_target(db, id, step, status, &workflow, err);
+		if (st != DR_OK)
+			return st;
+		if (!workflow)
+			return client_action(db, id, cancel_act, NULL, err);
+		(void)jobstate_parse(status, &s);
+		if (jobstate_is_final(s) || !step[0])
+			return dr_fail(err, DR_ERR_CONFLICT, "job_ended",
+				       "the job already ended (%s)", status);
+		st = client_action(db, step, cancel_act, NULL, err);
+		if (st != DR_ERR_CONFLICT ||
+		    strcmp(err->code, "job_ended") != 0)
+			return st;
+	}
+	return st;
 }
 
 dr_status jobstate_client_retry(dr_db *db, const char *id, dr_error *err)
 {
-	return client_action(db, id, retry_act, err);
+	char step[DR_JOB_ID_LEN + 1], status[16];
+	int workflow;
+	dr_status st;
+
+	st = client_target(db, id, step, status, &workflow, err);
+	if (st != DR_OK)
+		return st;
+	if (!workflow)
+		return client_action(db, id, retry_act, NULL, err);
+	if ((strcmp(status, "failed") != 0 &&
+	     strcmp(status, "canceled") != 0) ||
+	    !step[0])
+		return dr_fail(err, DR_ERR_CONFLICT, "job_not_retryable",
+			       "only failed or canceled jobs can be retried "
+			       "(this one is %s)",
+			       status);
+	/* Its first step that has not succeeded runs again; the steps
+	 * before it never do. */
+	return client_action(db, step, retry_act, id, err);
 }
 
 dr_status jobstate_client_callback_retry(dr_db *db, const char *id,
 					 dr_error *err)
 {
-	return client_action(db, id, callback_retry_act, err);
+	return client_action(db, id, callback_retry_act, NULL, err);
 }

@@ -3,6 +3,13 @@
  * between them, the event log, and every write of a job row that changes
  * its status or its place in the queue.
  *
+ * A workflow (kind workflow) calls no provider: its steps are jobs of
+ * their own (parent_id), and it follows them in the transactions that
+ * move them (forward only: starting at its first step's submit,
+ * processing until its last step persists, then persisting and
+ * succeeded; a step's failure or cancel ends it so; a succeeded step makes
+ * the next one due).
+ *
  * Statuses only move forward:
  *   queued -> starting -> processing -> persisting -> succeeded
  * (a step may be skipped), with failed and canceled reachable from any
@@ -252,7 +259,10 @@ dr_status jobstate_news_write(dr_db *db, const char *id, const jobstate_news *n,
  * running job gets cancel_requested and is made due so a worker cancels
  * it at the provider (and owes the callback then). DR_ERR_NOT_FOUND, or
  * DR_ERR_CONFLICT (code job_ended) when it already ended. A transaction
- * killed by a deadlock is run again (DB_TX_TRIES in all).
+ * killed by a deadlock is run again (DB_TX_TRIES in all). A workflow is
+ * canceled through its step that has not succeeded, and follows that
+ * step's end. A workflow's step: DR_ERR_CONFLICT, code step_of_workflow
+ * (its client acts on the workflow).
  */
 dr_status jobstate_client_cancel(dr_db *db, const char *id,
 				 dr_error *err) DR_WARN_UNUSED;
@@ -263,7 +273,11 @@ dr_status jobstate_client_cancel(dr_db *db, const char *id,
  * is dropped (failed): its next end is a new delivery); a failure while storing
  * outputs resumes at persisting with a new download budget. DR_ERR_NOT_FOUND,
  * or DR_ERR_CONFLICT (code job_not_retryable) for a job in any other state.
- * Deadlocks are run again as for jobstate_client_cancel().
+ * Deadlocks are run again as for jobstate_client_cancel(). A workflow
+ * resumes at its first step that has not succeeded (retried as above;
+ * the steps before it never run again) and takes the status that step
+ * gives it: queued (its first step), persisting (its last, storing
+ * again) or processing. A workflow's step: as for jobstate_client_cancel().
  */
 dr_status jobstate_client_retry(dr_db *db, const char *id,
 				dr_error *err) DR_WARN_UNUSED;

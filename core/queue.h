@@ -52,6 +52,8 @@ typedef struct dr_claim {
 	double now;               /* the database clock at the claim */
 	int abandoned; /* claims in a row that found the previous lease
 			  still held: its worker died or stalled mid-step */
+	char parent[DR_JOB_ID_LEN + 1]; /* a workflow's step: the
+					   workflow; "" otherwise */
 } dr_claim;
 
 /* Release the strings of a claim; accepts a zeroed claim. */

@@ -462,6 +462,9 @@ DEFAULTS = {
     "intermediate_interval": 0.3,  # min s between intermediate deliveries
     # files held at a gate (input fake_hold) wait at most this long
     "hold_max": 60.0,
+    # per model: its predictions fail; its first N creates answer 500
+    "fail_models": [],
+    "create_errors_for": {},
 }
 PROB_KEYS = {"rate_limit", "error_rate", "timeout_rate", "drop_webhooks", "create_then_fail"}
 BOOL_KEYS = {"duplicate_webhooks", "reorder_webhooks", "wait_unfinished", "chunked"}
@@ -533,6 +536,13 @@ def validate_settings(update):
                         raise ValueError("must be whsec_ followed by base64")
                 except ValueError as exc:
                     raise ApiError(400, "sign_with: %s" % exc) from None
+        elif key == "fail_models":
+            if not isinstance(val, list) or not all(isinstance(m, str) for m in val):
+                raise ApiError(400, "fail_models must be a list of model names")
+        elif key == "create_errors_for":
+            if not isinstance(val, dict) or not all(
+                    isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in val.values()):
+                raise ApiError(400, "create_errors_for must map model names to counts >= 0")
         elif key == "files_base":
             if val is not None and (not isinstance(val, str) or not re.match(r"^https?://[^/]+$", val)):
                 raise ApiError(400, "files_base must be null or a base URL like http://localhost:1234")
@@ -560,6 +570,7 @@ class Prediction:
         self.duration = cfg["duration"]
         self.outcome = cfg["outcome"]
         self.shape = cfg["shape"]
+        self.tokens = cfg.get("tokens") or list(TEXT_TOKENS)
         self.fmt = cfg["format"]
         self.size = cfg["size"]
         self.predict_time = cfg["predict_time"]
@@ -636,7 +647,7 @@ class Prediction:
         if s == "data":
             return self.data_uri(0)
         if s == "text":
-            return list(TEXT_TOKENS)
+            return list(self.tokens)
         if s == "mixed":
             return [self.file_url(0), self.data_uri(1)]
         return None
@@ -653,9 +664,9 @@ class Prediction:
                 return full[:1] if frac >= 0.5 else None
             return full if self.forced else None
         if s == "text":
-            k = min(len(TEXT_TOKENS) - 1, int(frac * len(TEXT_TOKENS)))
+            k = min(len(self.tokens) - 1, int(frac * len(self.tokens)))
             k = max(k, 1) if self.forced else k
-            return TEXT_TOKENS[:k] or None
+            return self.tokens[:k] or None
         if s in ("list", "mixed"):
             return full[:1] if frac >= 0.5 else None
         if self.forced:
@@ -1076,6 +1087,12 @@ def read_steering(inp, settings):
         if not isinstance(hold, str) or not 1 <= len(hold) <= 100:
             raise ApiError(422, "input.fake_hold must be a gate name (1..100 characters)")
         cfg["hold"] = hold
+    text = inp.get("fake_text")
+    if text is not None:
+        if not isinstance(text, str) or not 1 <= len(text) <= 100000:
+            raise ApiError(422, "input.fake_text must be a string (1..100000 characters)")
+        # A language model's stream: words, each with the space before it.
+        cfg["tokens"] = re.findall(r"\s*\S+|\s+$", text) or [text]
     idx = inp.get("fake_hold_index")
     if idx is not None:
         if not isinstance(idx, int) or isinstance(idx, bool) or idx < 0:
@@ -1416,6 +1433,15 @@ class Handler(BaseHTTPRequestHandler):
         elif not isinstance(events, list) or not all(e in EVENTS for e in events):
             raise ApiError(422, "- webhook_events_filter: values must be among %s" % ", ".join(EVENTS))
         cfg = read_steering(inp, st)
+        if model in st["fail_models"]:
+            cfg["outcome"] = "failed"
+        with fake.lock:
+            left = fake.settings["create_errors_for"].get(model, 0)
+            if left > 0:
+                fake.settings["create_errors_for"][model] = left - 1
+                fake.count("create_errors_for")
+        if left > 0:
+            raise ApiError(500, "injected create error for %s" % model, "Internal Server Error")
         cancel_after = self.headers.get("Cancel-After")
         cfg["cancel_after"] = cancel_after
         cfg["cancel_after_s"] = None

@@ -99,7 +99,7 @@ status_with_key() {
 sed -e "s#\.\./var/#$VAR/#g" -e "s#\.\./var\$#$VAR#" \
     -e "s#\.\./build/plugins#$BUILD/plugins#" \
     -e "s#\.\./migrations#$ROOT/migrations#" \
-    -e "s#^program = offline-model.sh#program = $ROOT/conf/offline-model.sh#" \
+    -e "s#^program = offline-\([a-z]*\).sh#program = $ROOT/conf/offline-\1.sh#" \
     "$ROOT/conf/darkroom.conf" >"$TMP/darkroom.conf"
 if grep -q '\.\./' "$TMP/darkroom.conf"; then
     fail "config copy: relative paths left: $(grep '\.\./' "$TMP/darkroom.conf" | head -3 | tr '\n' ' ')"
