@@ -263,6 +263,32 @@ def _():
     b.screenshot(os.path.join(ARTIFACTS, "dashboard-job.png"))
 
 
+@case("a workflow's page shows its steps as a timeline, each linking to its step")
+def _():
+    fake_reset()
+    w = Worker(2, name="dashboard-wf-worker")
+    try:
+        body = {"input": {"title": "Sourdough"},
+                "steps": [{"name": "concept", "adapter": "replicate", "model": "acme/llama",
+                           "input": {"prompt": "{input.title}", "fake_output": "text"}},
+                          {"name": "image", "adapter": "replicate", "model": "acme/flux",
+                           "input": {"prompt": {"$ref": "steps.concept.text"}}, "renditions": ["thumb"]}]}
+        from harness import post
+        wf = post("/v1/jobs", body).json["id"]
+        wait_status([wf], FINAL, timeout=60)
+    finally:
+        w.stop()
+    b = browser()
+    b.eval(f"location.hash = '#/jobs/{wf}'; true")
+    rows = b.wait("(function(){var r=[].map.call(document.querySelectorAll('#steps tbody tr'),"
+                  " function(tr){return [tr.children[1].textContent, tr.children[2].textContent];});"
+                  " return r.length ? r : null;})()", what="the steps table")
+    expect_eq(rows, [["concept", "succeeded"], ["image", "succeeded"]], "steps, in order, with their status")
+    link = b.eval("document.querySelector('#steps tbody tr a').getAttribute('href')")
+    expect(link.startswith("#/jobs/j_"), f"a step links to its own page: {link}")
+    b.screenshot(os.path.join(ARTIFACTS, "dashboard-workflow.png"))
+
+
 @case("GET /v1/jobs/{id}/events needs a key and knows unknown jobs")
 def _():
     from harness import expect_problem
