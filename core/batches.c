@@ -193,6 +193,7 @@ dr_status batches_parse_request(const dr_config *cfg, const dr_plugins *plugins,
 		json_object *item = json_object_array_get_idx(items, i);
 		json_object *kv = NULL, *merged;
 		const char *jfield = NULL;
+		char wf_field[DR_FIELD_MAX];
 
 		snprintf(name, sizeof(name), "items[%zu]", i);
 		if (!json_object_is_type(item, json_type_object)) {
@@ -227,8 +228,15 @@ dr_status batches_parse_request(const dr_config *cfg, const dr_plugins *plugins,
 		if (st != DR_OK)
 			break;
 		merged = merge(defaults, item);
-		st = jobs_parse_request(cfg, plugins, merged, &r.items[i],
-					&jfield, err);
+		if (json_object_object_get_ex(merged, "steps", NULL)) {
+			/* A workflow item (jobs_parse_workflow()). */
+			st = jobs_parse_workflow(cfg, plugins, merged,
+						 &r.items[i], wf_field, err);
+			jfield = wf_field;
+		} else {
+			st = jobs_parse_request(cfg, plugins, merged,
+						&r.items[i], &jfield, err);
+		}
 		json_object_put(merged);
 		if (st != DR_OK) {
 			st = item_refused(err, field, i, jfield, defaults,

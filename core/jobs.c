@@ -1156,7 +1156,7 @@ static dr_status insert_steps(dr_db *db, const char *parent,
 }
 
 /* Parameters of one job row of jobs_insert_batch(). */
-#define BATCH_JOB_PARAMS 11
+#define BATCH_JOB_PARAMS 14
 
 dr_status jobs_insert_batch(dr_db *db, const dr_config *cfg,
 			    const char *batch_id, const dr_job_request *reqs,
@@ -1213,6 +1213,9 @@ dr_status jobs_insert_batch(dr_db *db, const dr_config *cfg,
 					 sizeof(fair_cut[i])));
 		a[9] = DB_STR(batch_id);
 		a[10] = DB_STR(keys[i]);
+		a[11] = DB_INT(r->n_steps > 0);
+		a[12] = DB_INT(r->n_steps > 0);
+		a[13] = DB_INT(r->n_steps > 0);
 		if (r->metadata)
 			n_meta +=
 				(size_t)json_object_object_length(r->metadata);
@@ -1220,12 +1223,13 @@ dr_status jobs_insert_batch(dr_db *db, const dr_config *cfg,
 	if (st == DR_OK)
 		st = db_insert_rows(
 			db,
-			"INSERT INTO jobs (id, status, step, adapter, model,"
+			"INSERT INTO jobs (id, status, adapter, model,"
 			" input, prompt, metadata, renditions, callback_url,"
-			" fair_value, batch_id, batch_key, run_at, created_at,"
-			" updated_at)",
-			"(?, 'queued', 'submit', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-			" NOW(6), NOW(6), NOW(6))",
+			" fair_value, batch_id, batch_key, step, kind, run_at,"
+			" created_at, updated_at)",
+			"(?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+			" IF(?, 'steps', 'submit'), IF(?, 'workflow',"
+			" 'prediction'), IF(?, NULL, NOW(6)), NOW(6), NOW(6))",
 			BATCH_JOB_PARAMS, args, n, job_sql, err);
 	if (st == DR_OK && n_meta) {
 		margs = dr_xcalloc(3 * n_meta, sizeof(*margs));
@@ -1247,6 +1251,14 @@ dr_status jobs_insert_batch(dr_db *db, const dr_config *cfg,
 		detail = jobstate_detail("batch", batch_id, NULL);
 		st = jobstate_events_created(db, idp, n, detail, err);
 	}
+	/* The steps of workflow items: rows of their own, as for one. */
+	for (size_t i = 0; i < n && st == DR_OK; i++)
+		if (reqs[i].n_steps)
+			st = insert_steps(db, ids[i], &reqs[i],
+					  fair_value(cfg, reqs[i].metadata,
+						     fair_cut[i],
+						     sizeof(fair_cut[i])),
+					  err);
 	free(detail);
 	for (size_t i = 0; i < 3 * n; i++)
 		free(owned[i]);

@@ -134,9 +134,10 @@ dr_status jobs_create(dr_db *db, const dr_config *cfg,
  * Store the n jobs reqs[i] of batch `batch_id` in the caller's open
  * transaction: queued, each with its item key keys[i] (NULL for none),
  * its metadata rows and a "created" event whose detail names the batch,
- * written by multi-row statements (db_insert_rows()). ids[i] gets job i's
- * new id; ids are made in order, so the jobs sort as the items did. On
- * failure the caller rolls back.
+ * written by multi-row statements (db_insert_rows()); a workflow item
+ * (reqs[i].n_steps) with its steps, as jobs_create() stores them. ids[i]
+ * gets job i's new id; ids are made in order, so the jobs sort as the
+ * items did. On failure the caller rolls back.
  */
 dr_status jobs_insert_batch(dr_db *db, const dr_config *cfg,
 			    const char *batch_id, const dr_job_request *reqs,

@@ -385,5 +385,41 @@ def deleted_job():
     expect_eq([j["id"] for j in after["jobs"]], [j["id"] for j in b["jobs"][1:]], "jobs listed")
 
 
+@case("a workflow item: its steps are stored with it, it runs as a workflow, the batch counts it once")
+def workflow_item():
+    steps = [{"name": "concept", "model": "acme/llama", "input": {"prompt": "{input.title}",
+                                                                  "fake_output": "text"}},
+             {"name": "image", "model": "acme/flux", "input": {"prompt": {"$ref": "steps.concept.text"}}}]
+    bad = {"items": [{"model": "acme/flux", "input": {"p": 1}},
+                     {"input": {"title": "t"}, "steps": [dict(steps[0], name="a b"), steps[1]]}]}
+    before = totals()
+    doc = expect_problem(batch(bad), 422, "items[1].steps[0].name")
+    expect_eq(doc.get("field"), "items[1].steps[0].name", "the field")
+    # a default model cannot apply to a workflow, whose steps name theirs
+    doc = expect_problem(batch({"defaults": {"model": "acme/flux"},
+                                "items": [{"input": {"title": "t"}, "steps": steps}]}), 422, "defaults.model")
+    expect_eq(totals(), before, "nothing written")
+    fake_reset()
+    b = expect_json(batch({"items": [{"key": "one", "adapter": "replicate", "model": "acme/flux",
+                                      "input": {"prompt": "x"}},
+                                     {"key": "wf", "input": {"title": "Sourdough"},
+                                      "steps": [dict(s, adapter="replicate") for s in steps]}]}), 202)
+    expect_eq(b["counts"]["queued"], 2, "two jobs counted, not the steps")
+    wf = b["jobs"][1]["id"]
+    expect_eq(int(sql(f"SELECT COUNT(*) FROM jobs WHERE parent_id = '{wf}'")[0][0]), 2, "its steps")
+    w = Worker(2, name="batch-wf-worker")
+    try:
+        wait_until(lambda: expect_json(get(f"/v1/batches/{b['id']}"), 200)["status"] == "completed",
+                   timeout=90, interval=0.3, what="the batch completing")
+    finally:
+        leftover = w.stop()
+    expect(not leftover, "worker processes outlived the supervisor")
+    done = expect_json(get(f"/v1/batches/{b['id']}"), 200)
+    expect_eq(done["counts"]["succeeded"], 2, f"both succeeded: {done['counts']}")
+    j = expect_json(get(f"/v1/jobs/{wf}"), 200)
+    expect_eq((j["kind"], j["batch_id"], [s["status"] for s in j["steps"]]),
+              ("workflow", b["id"], ["succeeded", "succeeded"]), "the workflow item")
+
+
 if __name__ == "__main__":
     run()
