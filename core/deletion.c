@@ -217,67 +217,72 @@ static dr_status drop_jobs(dr_db *db, const char *const *ids, size_t n,
 }
 
 /*
- * In the open transaction: the steps of the workflows among ids[0..n)
- * (ended jobs, their rows locked) go first, locked in id order after
- * them, DR_DELETION_BATCH at a time. A workflow's steps have all ended
- * or never run (a workflow ends with the step that ends it). They are
- * not counted as jobs deleted: they are parts of their workflow.
+ * In the open transaction: delete the steps `steps` (rows of id,
+ * parent_id, locked) of the ended workflows among workflows[0..n),
+ * DR_DELETION_BATCH at a time. A workflow's steps have all ended or never run
+ * (a workflow ends with the step that ends it). They are not counted as jobs
+ * deleted: they are parts of their workflow.
  */
-static dr_status drop_steps(dr_db *db, const char *const *ids, size_t n,
+static dr_status drop_steps(dr_db *db, const dr_db_rows *steps,
+			    const char *const *workflows, size_t n,
 			    dr_deletion_counts *c, dr_error *err)
 {
-	static char *sql;
-	dr_db_arg args[DR_DELETION_BATCH];
-	dr_db_rows *rows = NULL;
-	dr_status st;
+	const char *batch[DR_DELETION_BATCH];
+	size_t k = 0;
+	dr_status st = DR_OK;
 
-	id_args(args, ids, n);
-	st = db_query(db,
-		      db_sql_list("SELECT id FROM jobs WHERE parent_id IN (?*)"
-				  " ORDER BY id FOR UPDATE",
-				  DR_DELETION_BATCH, &sql),
-		      &rows, err, args, DR_DELETION_BATCH);
-	for (size_t at = 0; st == DR_OK && at < rows->n_rows;
-	     at += DR_DELETION_BATCH) {
-		const char *steps[DR_DELETION_BATCH];
-		size_t k = rows->n_rows - at < DR_DELETION_BATCH
-				   ? rows->n_rows - at
-				   : DR_DELETION_BATCH;
+	for (size_t i = 0; i < steps->n_rows && st == DR_OK; i++) {
+		int mine = 0;
 
-		for (size_t i = 0; i < k; i++)
-			steps[i] = db_cell(rows, at + i, 0);
-		st = drop_jobs(db, steps, k, c, err);
+		for (size_t e = 0; e < n && !mine; e++)
+			mine = strcmp(db_cell(steps, i, 1), workflows[e]) == 0;
+		if (!mine)
+			continue;
+		batch[k++] = db_cell(steps, i, 0);
+		if (k == DR_DELETION_BATCH) {
+			st = drop_jobs(db, batch, k, c, err);
+			k = 0;
+		}
 	}
-	db_rows_free(rows);
+	if (st == DR_OK && k)
+		st = drop_jobs(db, batch, k, c, err);
 	return st;
 }
 
 /*
  * Delete jobs ids[0..n) (1 to DR_DELETION_BATCH) in the open transaction,
- * their rows locked first, in id order, a workflow's steps with it. Jobs
- * that are gone or have not ended, and a workflow's steps asked for
- * alone, are left alone; with `strict` (one job asked for by id) that is
- * DR_ERR_NOT_FOUND or DR_ERR_CONFLICT (job_not_ended, step_of_workflow),
- * nothing changed.
+ * a workflow's steps with it: the steps' rows locked first, then the
+ * jobs', each in id order (a step's row before its workflow's, as
+ * everywhere). Jobs that are gone or have not ended, and a workflow's
+ * steps asked for alone, are left alone; with `strict` (one job asked for
+ * by id) that is DR_ERR_NOT_FOUND or DR_ERR_CONFLICT (job_not_ended,
+ * step_of_workflow), nothing changed.
  */
 static dr_status delete_jobs(dr_db *db, const char *const *ids, size_t n,
 			     int strict, dr_deletion_counts *c, dr_error *err)
 {
-	static char *sql_lock;
+	static char *sql_lock, *sql_steps;
 	const char *ended_ids[DR_DELETION_BATCH];
 	dr_db_arg args[DR_DELETION_BATCH];
-	dr_db_rows *rows = NULL;
+	dr_db_rows *rows = NULL, *steps = NULL;
 	size_t k = 0;
 	dr_status st;
 
 	id_args(args, ids, n);
 	st = db_query(db,
-		      db_sql_list("SELECT id, status, parent_id FROM jobs"
-				  " WHERE id IN (?*) ORDER BY id FOR UPDATE",
-				  DR_DELETION_BATCH, &sql_lock),
-		      &rows, err, args, DR_DELETION_BATCH);
+		      db_sql_list("SELECT id, parent_id FROM jobs WHERE"
+				  " parent_id IN (?*) ORDER BY id FOR UPDATE",
+				  DR_DELETION_BATCH, &sql_steps),
+		      &steps, err, args, DR_DELETION_BATCH);
+	if (st == DR_OK)
+		st = db_query(db,
+			      db_sql_list("SELECT id, status, parent_id FROM"
+					  " jobs WHERE id IN (?*) ORDER BY id"
+					  " FOR UPDATE",
+					  DR_DELETION_BATCH, &sql_lock),
+			      &rows, err, args, DR_DELETION_BATCH);
 	if (st != DR_OK)
-		return st;
+		goto out;
 	for (size_t i = 0; i < rows->n_rows; i++) {
 		dr_job_status s = DR_JOB_QUEUED;
 
@@ -298,11 +303,13 @@ static dr_status delete_jobs(dr_db *db, const char *const *ids, size_t n,
 			     "the job has not ended (%s): cancel it first",
 			     db_cell(rows, 0, 1));
 	if (st == DR_OK && k > 0)
-		st = drop_steps(db, ended_ids, k, c, err);
+		st = drop_steps(db, steps, ended_ids, k, c, err);
 	if (st == DR_OK && k > 0)
 		st = drop_jobs(db, ended_ids, k, c, err);
 	if (st == DR_OK)
 		c->jobs_deleted += k;
+out:
+	db_rows_free(steps);
 	db_rows_free(rows);
 	return st;
 }

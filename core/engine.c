@@ -422,6 +422,21 @@ static void submit(dr_engine *e, dr_claim *c, struct dr_instance *inst,
 	}
 }
 
+static dr_status count_attempt(dr_engine *e, dr_claim *c)
+{
+	dr_error err;
+	dr_status st;
+
+	dr_error_clear(&err);
+	st = logged(
+		c, c->step,
+		jobstate_count_attempt(e->db, c->id, c->lease_version, &err),
+		&err);
+	if (st == DR_OK)
+		c->attempts++;
+	return st;
+}
+
 static void step_submit(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 {
 	char *resolved = NULL;
@@ -435,14 +450,19 @@ static void step_submit(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 		dr_error_clear(&err);
 		st = workflow_resolve(
 			e->db, plugins_sink(e->plugins, e->cfg->server.sink),
-			c->parent, c->input, &resolved, &err);
+			c->parent, c->input, e->cfg->server.json_max_depth,
+			&resolved, &err);
 		if (st == DR_ERR_INVALID) {
 			fail(e, c, "submit", "submit", err.code, err.message);
 			return;
 		}
 		if (st != DR_OK) {
-			retry(e, c, c->step, queue_backoff(e->cfg, c->attempts),
-			      0, 0, &err);
+			/* The database: a try that counts, so that it ends
+			 * after [worker] max_attempts. */
+			if (count_attempt(e, c) == DR_OK)
+				retry(e, c, c->step,
+				      queue_backoff(e->cfg, c->attempts), 1, 0,
+				      &err);
 			return;
 		}
 	}
@@ -519,20 +539,6 @@ static void park(dr_engine *e, dr_claim *c)
 }
 
 /* Count a try of a step that has no other place to count it. */
-static dr_status count_attempt(dr_engine *e, dr_claim *c)
-{
-	dr_error err;
-	dr_status st;
-
-	dr_error_clear(&err);
-	st = logged(
-		c, c->step,
-		jobstate_count_attempt(e->db, c->id, c->lease_version, &err),
-		&err);
-	if (st == DR_OK)
-		c->attempts++;
-	return st;
-}
 
 /* The context a step module runs with. */
 static dr_step_ctx step_ctx(dr_engine *e, dr_claim *c)

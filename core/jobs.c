@@ -1490,8 +1490,8 @@ static dr_status render_callback(dr_db *db, const char *id, const char *url,
 
 /*
  * Append ,"steps":[…] of workflow `id`, each step the job object it is
- * (with its name and outputs), then ,"outputs":[…], the last step's
- * (or [] without `with_outputs`).
+ * (with its name, and its outputs with `with_outputs`), then
+ * ,"outputs":[…], the last step's (or [] without `with_outputs`).
  */
 static dr_status render_steps(dr_db *db, const struct dr_instance *sink,
 			      const char *id, int with_outputs, dr_buf *b,
@@ -1512,7 +1512,8 @@ static dr_status render_steps(dr_db *db, const struct dr_instance *sink,
 		if (i && dr_buf_puts(b, ",") != DR_OK)
 			st = DR_ERR_TOO_LARGE;
 		if (st == DR_OK)
-			st = render_job(db, sink, rows, i, 1, 0, b, err);
+			st = render_job(db, sink, rows, i, with_outputs, 0, b,
+					err);
 	}
 	if (st == DR_OK && dr_buf_puts(b, "]") != DR_OK)
 		st = DR_ERR_TOO_LARGE;

@@ -278,7 +278,10 @@ static dr_status follow_step(dr_db *db, const char *id, dr_error *err)
 		      "SELECT c.parent_id, c.step_index, c.status, c.step_name,"
 		      " c.error_step, c.error_code, c.error_message, p.status,"
 		      " (SELECT COUNT(*) FROM jobs s WHERE s.parent_id ="
-		      " c.parent_id) FROM jobs c JOIN jobs p ON p.id ="
+		      " c.parent_id), COALESCE(c.progress, 0),"
+		      " p.cancel_requested, (SELECT s.step_name FROM jobs s"
+		      " WHERE s.parent_id = c.parent_id AND s.step_index ="
+		      " c.step_index + 1) FROM jobs c JOIN jobs p ON p.id ="
 		      " c.parent_id WHERE c.id = ? FOR UPDATE",
 		      &rows, err, DB_ARGS(DB_STR(id)));
 	if (st != DR_OK || rows->n_rows != 1)
@@ -291,6 +294,15 @@ static dr_status follow_step(dr_db *db, const char *id, dr_error *err)
 	    !jobstate_parse(db_cell(rows, 0, 7), &ps) ||
 	    jobstate_is_final(ps) || !workflow_status(cs, k, n, &to, &next_due))
 		goto out;
+	if (next_due && strcmp(db_cell(rows, 0, 10), "0") != 0) {
+		/* Its client canceled the workflow while this step was
+		 * finishing (its end won the race with the cancel): the
+		 * workflow ends canceled before the next step, which never
+		 * runs. */
+		next_due = 0;
+		to = DR_JOB_CANCELED;
+		name = db_cell(rows, 0, 11);
+	}
 	if (next_due)
 		st = db_exec(db,
 			     "UPDATE jobs SET run_at = NOW(6),"
@@ -298,11 +310,23 @@ static dr_status follow_step(dr_db *db, const char *id, dr_error *err)
 			     " AND step_index = ? AND status = 'queued'",
 			     NULL, err,
 			     DB_ARGS(DB_STR(parent), DB_INT((int64_t)k + 1)));
-	if (st != DR_OK ||
-	    (!jobstate_is_final(to) && jobstate_rank(to) <= jobstate_rank(ps)))
-		goto out;
+	/* The workflow's progress: its steps done, and this one's share. */
 	snprintf(progress, sizeof(progress), "%.4f",
-		 (double)(k + (cs == DR_JOB_SUCCEEDED)) / n);
+		 (k + (cs == DR_JOB_SUCCEEDED
+			       ? 1.0
+			       : strtod(db_cell(rows, 0, 9), NULL))) /
+			 n);
+	if (st == DR_OK && !jobstate_is_final(to) &&
+	    jobstate_rank(to) <= jobstate_rank(ps)) {
+		st = db_exec(db,
+			     "UPDATE jobs SET progress = ?, updated_at = NOW(6)"
+			     " WHERE id = ?",
+			     NULL, err,
+			     DB_ARGS(DB_STR(progress), DB_STR(parent)));
+		goto out;
+	}
+	if (st != DR_OK)
+		goto out;
 	if (to == DR_JOB_FAILED)
 		st = db_exec(db,
 			     "UPDATE jobs SET status = 'failed',"
@@ -852,11 +876,24 @@ static dr_status cancel_act(dr_db *db, const char *id, const dr_db_rows *job,
 	dr_job_status s = DR_JOB_QUEUED;
 	dr_status st;
 
-	(void)workflow;
 	(void)jobstate_parse(status, &s);
 	if (jobstate_is_final(s))
 		return dr_fail(err, DR_ERR_CONFLICT, "job_ended",
 			       "the job already ended (%s)", status);
+	/* A workflow canceled through step `id`: the workflow says so
+	 * (its row locked after its step's), so that a step whose end wins
+	 * the race with this cancel still ends it (follow_step()). */
+	if (workflow) {
+		st = db_exec(db,
+			     "UPDATE jobs SET cancel_requested = 1,"
+			     " updated_at = NOW(6) WHERE id = ?",
+			     NULL, err, DB_ARGS(DB_STR(workflow)));
+		if (st == DR_OK)
+			st = jobstate_event(db, workflow, "cancel_requested",
+					    NULL, NULL, NULL, err);
+		if (st != DR_OK)
+			return st;
+	}
 	if (s == DR_JOB_QUEUED) {
 		/* Never submitted: cancel now, fencing out any worker that
 		 * has just claimed it. Like every other end of a job, it
@@ -1158,7 +1195,7 @@ dr_status jobstate_client_cancel(dr_db *db, const char *id, dr_error *err)
 		if (jobstate_is_final(s) || !step[0])
 			return dr_fail(err, DR_ERR_CONFLICT, "job_ended",
 				       "the job already ended (%s)", status);
-		st = client_action(db, step, cancel_act, NULL, err);
+		st = client_action(db, step, cancel_act, id, err);
 		if (st != DR_ERR_CONFLICT ||
 		    strcmp(err->code, "job_ended") != 0)
 			return st;

@@ -487,9 +487,12 @@ dr_status metrics_render(dr_db *db, dr_buf *out, dr_error *err)
 	db_rows_free(rows);
 
 	family(&x, "darkroom_jobs", "gauge",
-	       "Jobs by status and adapter (counted in the jobs table).");
+	       "Jobs by status and adapter (counted in the jobs table; a "
+	       "workflow counts as its steps, those that never ran not).");
 	st = live(&x, db,
 		  "SELECT status, adapter, COUNT(*) FROM jobs"
+		  " WHERE kind <> 'workflow' AND NOT (parent_id IS NOT NULL"
+		  " AND status = 'queued' AND run_at IS NULL)"
 		  " GROUP BY status, adapter ORDER BY status, adapter",
 		  "darkroom_jobs", "status", "adapter", err);
 	if (st == DR_OK) {

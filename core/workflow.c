@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "jsonutil.h"
 #include "log.h"
 
 #define PATH_MAX_LEN 512 /* bytes of a path */
@@ -625,7 +626,7 @@ static dr_status resolve_at(walker *w, const wpath *p, json_object **value,
 
 dr_status workflow_resolve(dr_db *db, const struct dr_instance *sink,
 			   const char *parent_id, const char *input_json,
-			   char **out, dr_error *err)
+			   int max_depth, char **out, dr_error *err)
 {
 	dr_db_rows *rows = NULL;
 	json_object *input = NULL, *repl = NULL;
@@ -649,12 +650,19 @@ dr_status workflow_resolve(dr_db *db, const struct dr_instance *sink,
 		return dr_fail(err, DR_ERR_NOT_FOUND, "not_found",
 			       "no workflow %s", parent_id);
 	}
-	w.wf_input = json_tokener_parse(db_cell(rows, 0, 0));
-	input = json_tokener_parse(input_json);
+	st = json_parse_limited(db_cell(rows, 0, 0),
+				strlen(db_cell(rows, 0, 0)), max_depth,
+				&w.wf_input, err);
+	if (st == DR_OK)
+		st = json_parse_limited(input_json, strlen(input_json),
+					max_depth, &input, err);
 	db_rows_free(rows);
-	if (!w.wf_input || !input) {
-		st = dr_fail(err, DR_ERR_INTERNAL, "internal",
-			     "a stored input is not JSON");
+	if (st != DR_OK) {
+		char why[sizeof(err->message)];
+
+		snprintf(why, sizeof(why), "%s", err->message);
+		st = dr_fail(err, DR_ERR_INVALID, "bad_input",
+			     "a stored input does not parse: %s", why);
 		goto out;
 	}
 	st = walk(&w, input, &replace, &repl, err);

@@ -81,13 +81,16 @@ json_object *workflow_check_input(json_object *input);
  * resolved from what is stored now: the workflow's input, and the text
  * and stored outputs of its earlier steps, whose URLs `sink` (the active
  * sink, borrowed; NULL: no URL can be made) makes from their keys. *out
- * gets the JSON text (malloc, the caller frees). DR_ERR_INVALID (code
- * bad_reference) when a reference names what the steps did not produce
- * (no such output, no text, a rendition not made); a database status
- * otherwise.
+ * gets the JSON text (malloc, the caller frees). The stored inputs are
+ * parsed as intake did, nested at most `max_depth` ([server]
+ * json_max_depth). DR_ERR_INVALID (code bad_reference) when a reference
+ * names what the steps did not produce (no such output, no text, a
+ * rendition not made), or (bad_input) when a stored input does not parse;
+ * a database status otherwise.
  */
 dr_status workflow_resolve(dr_db *db, const struct dr_instance *sink,
 			   const char *parent_id, const char *input_json,
-			   char **out, dr_error *err) DR_WARN_UNUSED;
+			   int max_depth, char **out,
+			   dr_error *err) DR_WARN_UNUSED;
 
 #endif

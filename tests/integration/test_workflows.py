@@ -130,6 +130,9 @@ def three_steps():
         listed = expect_json(get("/v1/jobs?limit=100"), 200)["data"]
         ids = [x["id"] for x in listed]
         expect(j["id"] in ids, "the workflow is listed")
+        mine = [x for x in listed if x["id"] == j["id"]][0]
+        expect_eq(mine["outputs"], mine["steps"][2]["outputs"], "listed, its outputs are its last step's")
+        expect_eq([s["status"] for s in mine["steps"]], ["succeeded"] * 3, "listed with its steps")
         expect(not any(s["id"] in ids for s in done["steps"]), "its steps are not listed as jobs")
         step = show(done["steps"][1]["id"])
         expect_eq(step["workflow_id"], j["id"], "a step names its workflow")
@@ -247,6 +250,32 @@ def cancel_step_two():
         expect(not w.stop(), "worker processes outlived the supervisor")
 
 
+@case("a cancel while a step is storing its outputs: the step ends, the next never runs")
+def cancel_while_storing():
+    fake_reset()
+    w = Worker(1, name="wf-cancel-store-worker")
+    try:
+        body = workflow()
+        body["steps"] = [
+            {"name": "a", "adapter": "replicate", "model": "acme/image",
+             "input": {"prompt": "x", "fake_hold": "g1"}},
+            {"name": "b", "adapter": "replicate", "model": "acme/upscale",
+             "input": {"image": {"$ref": "steps.a.outputs.0.url"}}}]
+        j = create(body)
+        wait_until(lambda: fake("/_state")["held"], timeout=30, what="step a's download held")
+        expect_json(post(f"/v1/jobs/{j['id']}/cancel"), 202)
+        fake("/_release", {"gate": "g1"})
+        done = wait_job(j["id"])
+        expect_eq(done["status"], "canceled", "the workflow was canceled")
+        expect_eq(done["error"], None, "a cancel is not an error")
+        expect_eq(fake_inputs("acme/upscale"), [], "step b never ran")
+        expect_eq(done["steps"][1]["status"], "queued", "step b never started")
+        again = expect_problem(post(f"/v1/jobs/{j['id']}/cancel"), 409)
+        expect("ended" in again["detail"], again["detail"])
+    finally:
+        expect(not w.stop(), "worker processes outlived the supervisor")
+
+
 @case("a worker SIGKILLed between steps: nothing lost, nothing run twice")
 def sigkill_between_steps():
     fake_reset()
@@ -259,6 +288,7 @@ def sigkill_between_steps():
         kill_group(w)
     mid = show(j["id"])
     expect(mid["status"] not in FINAL, f"the workflow has not ended: {mid['status']}")
+    expect(mid["progress"] >= 0.5, f"one step of two done shows: {mid['progress']}")
     w2 = Worker(2, name="wf-kill-worker2")
     try:
         done = wait_job(j["id"], timeout=90)
