@@ -149,8 +149,17 @@ static int idem_key_ok(const char *key, dr_response *resp)
 	return 1;
 }
 
+/* How a create reads its body: jobs_parse_request (POST /v1/jobs) or
+ * jobs_parse_training (POST /v1/trainings). */
+typedef dr_status (*job_parse_fn)(const dr_config *cfg,
+				  const dr_plugins *plugins, json_object *root,
+				  dr_job_request *out, const char **field,
+				  dr_error *err);
+
+/* POST /v1/jobs and POST /v1/trainings: one intake, the body read by
+ * `parse`. */
 static void create_job(dr_app *app, const dr_request *req, dr_response *resp,
-		       const char *scope)
+		       const char *scope, job_parse_fn parse)
 {
 	const dr_config *cfg = app->cfg;
 	const char *idem_key = http_header(req, "idempotency-key");
@@ -185,7 +194,7 @@ static void create_job(dr_app *app, const dr_request *req, dr_response *resp,
 		http_problem(resp, 400, err.code, NULL, "%s", err.message);
 		return;
 	}
-	st = jobs_parse_request(cfg, app->plugins, root, &jr, &field, &err);
+	st = parse(cfg, app->plugins, root, &jr, &field, &err);
 	json_object_put(root);
 	if (st != DR_OK) {
 		http_problem(resp, 422, "invalid_field", field, "%s",
@@ -202,8 +211,9 @@ static void create_job(dr_app *app, const dr_request *req, dr_response *resp,
 	st = jobs_create(app->db, cfg, app->sink, &jr, &idem, id, &replayed,
 			 &resp->body, &err);
 	if (created(app, resp, st, &err, replayed, "job"))
-		dr_log(DR_LOG_INFO, "event=job.created job=%s adapter=%s", id,
-		       jr.adapter);
+		dr_log(DR_LOG_INFO,
+		       "event=job.created job=%s adapter=%s kind=%s", id,
+		       jr.adapter, jr.training ? "training" : "prediction");
 	jobs_request_free(&jr);
 }
 
@@ -937,6 +947,14 @@ static void route(dr_app *app, const dr_request *req, dr_response *resp)
 			batch_action(app, seg, 1, resp);
 		return;
 	}
+	if (strcmp(path, "/v1/trainings") == 0 ||
+	    strcmp(path, "/v1/trainings/") == 0) {
+		if (strcmp(m, "POST") != 0)
+			method_not_allowed(resp, "POST");
+		else
+			create_job(app, req, resp, scope, jobs_parse_training);
+		return;
+	}
 	rest = segment(path, "/v1/deletions/", seg, sizeof(seg));
 	if (rest) {
 		if (*rest != '\0')
@@ -955,7 +973,7 @@ static void route(dr_app *app, const dr_request *req, dr_response *resp)
 	}
 	if (strcmp(path, "/v1/jobs") == 0 || strcmp(path, "/v1/jobs/") == 0) {
 		if (strcmp(m, "POST") == 0)
-			create_job(app, req, resp, scope);
+			create_job(app, req, resp, scope, jobs_parse_request);
 		else if (strcmp(m, "GET") == 0)
 			list_jobs(app, req, resp);
 		else if (strcmp(m, "DELETE") == 0)

@@ -345,6 +345,9 @@ struct transfer {
 	const dr_download_policy *pol;
 	double began;	/* when the call began */
 	double mark_at; /* when to call pol->mark; 0: never, or done */
+	double beat_at; /* when pol->beat is due next; 0: never */
+	uint64_t beat_written; /* t->written at the last beat */
+	int beat_lost;	/* pol->beat answered nonzero */
 };
 
 /* CURLOPT_OPENSOCKETFUNCTION: the last word on every address. */
@@ -449,8 +452,9 @@ static double now_seconds(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* CURLOPT_XFERINFOFUNCTION (download_url with a policy's `mark`): called
- * during the transfer at least once a second; calls `mark` once. */
+/* CURLOPT_XFERINFOFUNCTION (download_url with a policy's `mark` or
+ * `beat`): called during the transfer at least once a second; calls
+ * `mark` once, and `beat` every beat_every seconds while bytes arrive. */
 static int on_progress(void *p, curl_off_t dltotal, curl_off_t dlnow,
 		       curl_off_t ultotal, curl_off_t ulnow)
 {
@@ -461,10 +465,19 @@ static int on_progress(void *p, curl_off_t dltotal, curl_off_t dlnow,
 	(void)dlnow;
 	(void)ultotal;
 	(void)ulnow;
-	if (t->mark_at <= 0)
+	if (t->mark_at <= 0 && t->beat_at <= 0)
 		return 0;
 	now = now_seconds();
-	if (now >= t->mark_at) {
+	if (t->beat_at > 0 && now >= t->beat_at &&
+	    t->written > t->beat_written) {
+		t->beat_at = now + t->pol->beat_every;
+		t->beat_written = t->written;
+		if (t->pol->beat(t->pol->beat_arg) != 0) {
+			t->beat_lost = 1;
+			return 1; /* CURLE_ABORTED_BY_CALLBACK */
+		}
+	}
+	if (t->mark_at > 0 && now >= t->mark_at) {
 		t->mark_at = 0;
 		t->pol->mark(t->pol->mark_arg, now - t->began);
 	}
@@ -715,6 +728,9 @@ static dr_status fetch(CURL *c, CURLU *u, struct transfer *t,
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
 	t->too_slow = rc == CURLE_OPERATION_TIMEDOUT &&
 		      ended_by_low_speed(c, pol, deadline);
+	if (t->beat_lost)
+		return dr_fail(err, DR_ERR_CONFLICT, "lease_lost",
+			       "download stopped: the job's lease was lost");
 	if (t->write_errno)
 		return dr_fail(err, DR_ERR_IO, "write_failed",
 			       "cannot write the download: %s",
@@ -810,8 +826,11 @@ dr_status download_url(const char *url, const dr_download_policy *pol, int fd,
 		goto err_handle;
 	t.pol = pol;
 	t.began = now_seconds();
-	if (pol->mark && pol->mark_after > 0) {
+	if (pol->beat && pol->beat_every > 0)
+		t.beat_at = t.began + pol->beat_every;
+	if (pol->mark && pol->mark_after > 0)
 		t.mark_at = t.began + pol->mark_after;
+	if (t.mark_at > 0 || t.beat_at > 0) {
 		if (curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION,
 				     on_progress) != CURLE_OK ||
 		    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &t) != CURLE_OK ||

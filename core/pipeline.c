@@ -86,6 +86,7 @@ typedef struct persist_ctx {
 	double fetch_t0;       /* metrics_now() when its budget began */
 	int fetch_slow;        /* its earlier low-speed abandons */
 	int fetch_unstamped;   /* its fetch_started_at is still NULL */
+	double extended; /* metrics_now() when the lease was last extended */
 } persist_ctx;
 
 /* Columns of the pending outputs query (pipeline_persist). */
@@ -275,6 +276,35 @@ static dr_status fetch(persist_ctx *x, const dr_db_rows *rows, size_t i,
 	}
 	*fd_out = fd;
 	return DR_OK;
+}
+
+/*
+ * Extend the claim's lease once an eighth of it has passed since the last
+ * extension: between outputs, and (dr_download_policy.beat) while the
+ * bytes of a long download flow, so a weights file that takes longer than
+ * the lease to fetch keeps its worker. 0, or 1 when the lease was lost.
+ */
+static int keep_lease(persist_ctx *x)
+{
+	dr_error err;
+
+	if (metrics_now() - x->extended < x->e->cfg->worker.lease / 8)
+		return 0;
+	dr_error_clear(&err);
+	if (queue_extend(x->e->db, x->c, x->e->cfg->worker.lease, &err) !=
+	    DR_OK) {
+		dr_log(DR_LOG_WARNING, "event=job.lease_lost job=%s step=%s",
+		       x->c->id, x->step);
+		return 1;
+	}
+	x->extended = metrics_now();
+	return 0;
+}
+
+/* dr_download_policy.beat */
+static int download_beat(void *arg)
+{
+	return keep_lease(arg);
 }
 
 /* Add `note` to the end of err's message, as far as it fits. */
@@ -484,6 +514,12 @@ static dr_status persist_one(persist_ctx *x, const dr_db_rows *rows, size_t i,
 		goto out;
 	}
 	o->kind = sn.kind;
+	if (x->c->training) {
+		/* A training's outputs are its weights: stored as they are,
+		 * never rendered, whatever their bytes look like. */
+		o->kind = "weights";
+		sn.decodable = 0;
+	}
 	/* Types a browser would run (HTML, SVG, XML) are stored as plain
 	 * bytes, so a CDN serving them from our domain runs no script. */
 	o->mime = strcmp(sn.mime, "text/html") == 0 ||
@@ -639,7 +675,6 @@ dr_step_outcome pipeline_persist(const dr_step_ctx *e)
 	persist_ctx x;
 	dr_db_rows *rows = NULL, *job = NULL;
 	stored_output *outs = NULL;
-	double extended;
 	dr_error err;
 	dr_status st;
 
@@ -667,6 +702,9 @@ dr_step_outcome pipeline_persist(const dr_step_ctx *e)
 	x.policy.max_redirects = cfg->limits.max_redirects;
 	netpolicy_env(&x.policy, &x.env_hosts);
 	x.local_root = adapter ? adapter->local_root : NULL;
+	x.policy.beat = download_beat;
+	x.policy.beat_arg = &x;
+	x.policy.beat_every = cfg->worker.lease / 8;
 
 	st = db_query(e->db, "SELECT renditions FROM jobs WHERE id = ?", &job,
 		      &err, DB_ARGS(DB_STR(c->id)));
@@ -688,23 +726,18 @@ dr_step_outcome pipeline_persist(const dr_step_ctx *e)
 		goto out;
 	}
 	outs = dr_xcalloc(rows->n_rows ? rows->n_rows : 1, sizeof(*outs));
-	extended = metrics_now();
+	x.extended = metrics_now();
 	for (size_t i = 0; i < rows->n_rows; i++) {
 		st = persist_one(&x, rows, i, &outs[i], &err);
+		if (st == DR_ERR_CONFLICT && strcmp(err.code, "lease_lost") == 0)
+			goto out; /* logged by keep_lease() */
 		if (st != DR_OK)
 			break;
 		/* Long jobs keep their lease: renewed once an eighth of it
 		 * has passed, so an output always starts with at least 7/8
 		 * of it left, without a write after every short output. */
-		if (metrics_now() - extended < cfg->worker.lease / 8)
-			continue;
-		if (queue_extend(e->db, c, cfg->worker.lease, &err) != DR_OK) {
-			dr_log(DR_LOG_WARNING,
-			       "event=job.lease_lost job=%s step=persist",
-			       c->id);
+		if (keep_lease(&x))
 			goto out;
-		}
-		extended = metrics_now();
 	}
 	if (st == DR_OK) {
 		double t0 = metrics_now();

@@ -52,6 +52,9 @@ typedef struct dr_claim {
 	double now;               /* the database clock at the claim */
 	int abandoned; /* claims in a row that found the previous lease
 			  still held: its worker died or stalled mid-step */
+	int training;  /* jobs.kind is 'training' (POST /v1/trainings) */
+	char *destination; /* a training's destination model (malloc), or
+			      NULL */
 } dr_claim;
 
 /* Release the strings of a claim; accepts a zeroed claim. */
