@@ -2198,10 +2198,10 @@ static dr_status check_plugin_section(const dr_config *cfg,
 	if (strcmp(sec->type, "adapter") != 0)
 		return DR_OK;
 	e = find_entry(sec, "training_deadline");
-	if (e && (config_parse_duration(e->value, &sec->training_deadline) !=
-			  0 ||
-		  !(sec->training_deadline >= 1) ||
-		  sec->training_deadline > DR_TRAINING_DEADLINE_MAX))
+	if (e &&
+	    (config_parse_duration(e->value, &sec->training_deadline) != 0 ||
+	     !(sec->training_deadline >= 1) ||
+	     sec->training_deadline > DR_TRAINING_DEADLINE_MAX))
 		return fail_at(err, DR_ERR_CONFIG, cfg->path, e->line,
 			       "bad value for 'training_deadline' in %s: "
 			       "expected a duration from 1s to 30 days "

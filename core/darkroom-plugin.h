@@ -423,7 +423,7 @@ typedef struct dr_prediction {
 	size_t n_outputs;
 	dr_output_ref *outputs;
 	int data_removed;         /* the provider already deleted the files */
-	char *trained_version;    /* appended: a succeeded training's new
+	char *trained_version;	  /* appended: a succeeded training's new
 				     model version ("owner/name:<id>"), or
 				     NULL; the core reads it for trainings
 				     only */

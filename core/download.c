@@ -347,7 +347,7 @@ struct transfer {
 	double mark_at; /* when to call pol->mark; 0: never, or done */
 	double beat_at; /* when pol->beat is due next; 0: never */
 	uint64_t beat_written; /* t->written at the last beat */
-	int beat_lost;	/* pol->beat answered nonzero */
+	int beat_lost;	       /* pol->beat answered nonzero */
 };
 
 /* CURLOPT_OPENSOCKETFUNCTION: the last word on every address. */

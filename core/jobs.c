@@ -582,10 +582,10 @@ dr_status jobs_parse_training(const dr_config *cfg, const dr_plugins *plugins,
 			      json_object *root, dr_job_request *out,
 			      const char **field, dr_error *err)
 {
-	static const char *const known[] = {"adapter",	   "trainer",
-					    "destination", "input",
-					    "metadata",	   "callback_url",
-					    NULL};
+	static const char *const known[] = { "adapter",	    "trainer",
+					     "destination", "input",
+					     "metadata",    "callback_url",
+					     NULL };
 	const dr_adapter_ops *ops;
 	dr_job_request r;
 	json_object *v;
@@ -730,7 +730,7 @@ enum {
 	"id, status, adapter, model, version, input, metadata,"                \
 	" prediction_id, prediction_status, predict_time, progress,"           \
 	" attempts, error_step, error_code, error_message, created_at,"        \
-	" updated_at, completed_at, callback_url, batch_id, kind,"            \
+	" updated_at, completed_at, callback_url, batch_id, kind,"             \
 	" training_version, destination"
 
 static dr_status render_job(dr_db *db, const struct dr_instance *sink,

@@ -48,7 +48,7 @@ typedef struct dr_job_request {
 	const char *renditions[DR_MAX_RENDITIONS];
 	size_t n_renditions;
 	const char *callback_url; /* or NULL */
-	int training;             /* POST /v1/trainings: kind 'training',
+	int training;		  /* POST /v1/trainings: kind 'training',
 				     `model` is the trainer */
 	const char *destination;  /* a training's destination model */
 } dr_job_request;

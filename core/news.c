@@ -363,7 +363,7 @@ static dr_status find_job(dr_db *db, const char *adapter, const char *pred_id,
 	if (pred_id) {
 		st = db_query(db,
 			      "SELECT id, status, step, prediction_id,"
-			       " lease_version, progress, kind FROM jobs"
+			      " lease_version, progress, kind FROM jobs"
 			      " WHERE adapter = ? AND prediction_id = ?"
 			      " FOR UPDATE",
 			      rows, err,
@@ -381,7 +381,7 @@ static dr_status find_job(dr_db *db, const char *adapter, const char *pred_id,
 		 * committed, and this locking read waited for it. */
 		st = db_query(db,
 			      "SELECT id, status, step, prediction_id,"
-			       " lease_version, progress, kind FROM jobs"
+			      " lease_version, progress, kind FROM jobs"
 			      " WHERE id = ? AND adapter = ? AND"
 			      " ((prediction_id IS NULL AND step = 'submit'"
 			      " AND (? = 0 OR TIMESTAMPDIFF(MICROSECOND,"
@@ -535,8 +535,7 @@ static dr_status apply_once(dr_db *db, const dr_config *cfg,
 	w.adopt = !db_cell(rows, 0, J_PRED) &&
 		  strcmp(db_cell(rows, 0, J_STEP), "submit") == 0;
 	w.fenced = fence != NULL;
-	w.deadline_s = deadline_seconds(cfg, adapter,
-					db_cell(rows, 0, J_KIND));
+	w.deadline_s = deadline_seconds(cfg, adapter, db_cell(rows, 0, J_KIND));
 	w.poll_min = cfg->worker.poll_min;
 	st = jobstate_news_write(db, id, &w, err);
 	if (st != DR_OK)

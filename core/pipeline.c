@@ -729,7 +729,8 @@ dr_step_outcome pipeline_persist(const dr_step_ctx *e)
 	x.extended = metrics_now();
 	for (size_t i = 0; i < rows->n_rows; i++) {
 		st = persist_one(&x, rows, i, &outs[i], &err);
-		if (st == DR_ERR_CONFLICT && strcmp(err.code, "lease_lost") == 0)
+		if (st == DR_ERR_CONFLICT &&
+		    strcmp(err.code, "lease_lost") == 0)
 			goto out; /* logged by keep_lease() */
 		if (st != DR_OK)
 			break;

@@ -34,16 +34,28 @@
  * of `version` (the owner/name spellings are later additions a compatible
  * server may lack). The owner/name part is checked for syntax only.
  *
+ * Trainings (dr_job_view.kind DR_JOB_TRAINING; the ops set `trainings`):
+ * the trainer must be owner/name:<version> and the destination owner/name
+ * (validate); submit POSTs {api_base}/models/{owner}/{name}/versions/
+ * {version}/trainings with {"destination", "input", "webhook",
+ * "webhook_events_filter"} and neither Cancel-After nor Prefer: wait (the
+ * core holds a training to the instance's training_deadline); get, cancel
+ * and reconcile use {api_base}/trainings instead of /predictions. A 4xx
+ * on create whose detail names the destination is destination_not_found;
+ * another 404 is unknown_model ("trainer: ..."). A training document is
+ * read by the same normaliser: output.version becomes trained_version,
+ * output.weights its file output.
+ *
  * Creating is not idempotent at Replicate (there is no idempotency key),
  * so submit never repeats a create. It reports DR_ERR_NETWORK with
  * retryable = 1 only when the request surely never left (client.c: the
  * host's HTTP service failed before writing it: resolving, connecting,
  * the TLS handshake), DR_ERR_RATE_LIMITED on 429 with the wait the answer
  * asks for (the core schedules the job later; the plugin never sleeps on
- * a create), and every other failure after sending (5xx, timeouts, lost connections,
- * unreadable answers) as not retryable: the prediction may exist, and the
- * core reconciles. Reads (get, cancel, the list, the webhook secret) are
- * safe to repeat and are retried here up to three times on 5xx and
+ * a create), and every other failure after sending (5xx, timeouts, lost
+ * connections, unreadable answers) as not retryable: the prediction may exist,
+ * and the core reconciles. Reads (get, cancel, the list, the webhook secret)
+ * are safe to repeat and are retried here up to three times on 5xx and
  * connection failures, after 0.2, 0.5 and 1 s (not on timeouts, which
  * already took `timeout`; they come back retryable). A 429 is never
  * retried here: DR_ERR_RATE_LIMITED with retry_after goes to the core.
@@ -856,13 +868,12 @@ static char *create_url(const rep_adapter *a, const rep_model *m,
  * is destination_not_found (create the model first), anything else as
  * for predictions.
  */
-static dr_status training_create_error(rep_adapter *a,
-				       const rep_response *resp, dr_error *err)
+static dr_status training_create_error(rep_adapter *a, const rep_response *resp,
+				       dr_error *err)
 {
 	char detail[REP_DETAIL_MAX + 16];
 
-	if (resp->status == 404 || resp->status == 422 ||
-	    resp->status == 400) {
+	if (resp->status == 404 || resp->status == 422 || resp->status == 400) {
 		rep_error_detail(resp, a->token, detail, sizeof(detail));
 		if (strstr(detail, "destination") ||
 		    strstr(detail, "Destination"))

@@ -2142,7 +2142,6 @@ static void test_webhook_document(void **state)
 	rep_prediction_clear(&f->pred);
 }
 
-
 /* ------------------------------------------------------------------------
  * trainings
  */
@@ -2400,8 +2399,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_webhook_configured, setup,
 						teardown),
-		cmocka_unit_test_setup_teardown(test_maintain_configured,
-						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_maintain_configured, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_webhook_stored_secret,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_webhook_secret_unavailable,
@@ -2410,8 +2409,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_webhook_real_signature,
 						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_webhook_document,
-						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_webhook_document, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_webhook_old_host, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_reconcile_by_webhook,
