@@ -75,7 +75,9 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <openssl/evp.h>
 
+#include "digest.h"
 #include "webhook.h"
 
 #ifndef DR_VERSION
@@ -348,6 +350,8 @@ struct transfer {
 	double beat_at; /* when pol->beat is due next; 0: never */
 	uint64_t beat_written; /* t->written at the last beat */
 	int beat_lost;	       /* pol->beat answered nonzero */
+	EVP_MD_CTX *md; /* the SHA-256 of the 200 body (pol->sha256_hex) */
+	int md_failed;	/* hashing failed: no digest is given */
 };
 
 /* CURLOPT_OPENSOCKETFUNCTION: the last word on every address. */
@@ -394,6 +398,8 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *p)
 		t->write_errno = errno ? errno : EIO;
 		return 0;
 	}
+	if (t->md && !EVP_DigestUpdate(t->md, data, n))
+		t->md_failed = 1;
 	t->written += n;
 	return n;
 }
@@ -826,6 +832,12 @@ dr_status download_url(const char *url, const dr_download_policy *pol, int fd,
 		goto err_handle;
 	t.pol = pol;
 	t.began = now_seconds();
+	if (pol->sha256_hex) {
+		pol->sha256_hex[0] = '\0';
+		t.md = EVP_MD_CTX_new();
+		if (!t.md || !EVP_DigestInit_ex(t.md, EVP_sha256(), NULL))
+			t.md_failed = 1;
+	}
 	if (pol->beat && pol->beat_every > 0)
 		t.beat_at = t.began + pol->beat_every;
 	if (pol->mark && pol->mark_after > 0)
@@ -875,11 +887,19 @@ dr_status download_url(const char *url, const dr_download_policy *pol, int fd,
 
 	if (size)
 		*size = t.written;
+	if (t.md && !t.md_failed) {
+		unsigned char d[DR_SHA256_LEN];
+		unsigned int n = 0;
+
+		if (EVP_DigestFinal_ex(t.md, d, &n) && n == DR_SHA256_LEN)
+			digest_hex(d, DR_SHA256_LEN, pol->sha256_hex);
+	}
 	if (content_type && ctsz > 0 &&
 	    curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct)
 		copy_printable(content_type, ctsz, ct, strlen(ct));
 	st = DR_OK;
 err_handle:
+	EVP_MD_CTX_free(t.md);
 	/* The handle must not keep pointers into this frame. */
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);

@@ -46,6 +46,10 @@ typedef struct dr_download_policy {
 	int (*beat)(void *arg);
 	void *beat_arg;
 	double beat_every;
+	/* When not NULL: 65 bytes that a successful download_url fills with
+	 * the lower-case hex SHA-256 of the bytes it wrote to the fd, hashed
+	 * as they arrive, so the caller need not read the file again. */
+	char *sha256_hex;
 } dr_download_policy;
 
 /* 1 when `host` matches the allowlist `hosts` (case-insensitive). */

@@ -141,8 +141,8 @@ static int64_t deadline_seconds(const dr_config *cfg, const char *adapter,
 /*
  * A succeeded training's new model version (dr_prediction.trained_version)
  * into jobs.training_version, in the open transaction. One missing or
- * longer than the column is not written (logged): the outputs are still
- * stored, and the job shows no version.
+ * longer than the column is not written (logged), and the persist step
+ * then fails the job with training_version_missing (pipeline.c).
  */
 static dr_status record_training_version(dr_db *db, const char *id,
 					 const dr_prediction *p, dr_error *err)

@@ -12,6 +12,10 @@
  * output); then one transaction indexes them all, counts their
  * references, and moves the job to `succeeded`.
  *
+ * A downloaded file is hashed as its bytes arrive (download.h), and a
+ * training's weights, which may take longer than the lease to fetch, keep
+ * the lease extended while they flow (keep_lease).
+ *
  * Round trips are counted, because a worker waiting on one is a worker not
  * rendering: the lease is extended between outputs only once an eighth of
  * it has passed, and a rendition of an original the sink does not hold yet
@@ -87,6 +91,9 @@ typedef struct persist_ctx {
 	int fetch_slow;        /* its earlier low-speed abandons */
 	int fetch_unstamped;   /* its fetch_started_at is still NULL */
 	double extended; /* metrics_now() when the lease was last extended */
+	/* The SHA-256 of the file fetch() wrote, when it was hashed as it
+	 * arrived (a network download); "" when it must be read again. */
+	char streamed_sha256[DR_SHA256_HEX_LEN + 1];
 } persist_ctx;
 
 /* Columns of the pending outputs query (pipeline_persist). */
@@ -230,6 +237,9 @@ static dr_status fetch(persist_ctx *x, const dr_db_rows *rows, size_t i,
 	dr_download_policy pol = x->policy;
 	dr_status st;
 	int fd, data;
+
+	x->streamed_sha256[0] = '\0';
+	pol.sha256_hex = x->streamed_sha256;
 
 	if (ctsz)
 		ctype[0] = '\0';
@@ -528,7 +538,10 @@ static dr_status persist_one(persist_ctx *x, const dr_db_rows *rows, size_t i,
 			  ? "application/octet-stream"
 			  : sn.mime;
 	o->bytes = size;
-	st = digest_sha256_fd_hex(fd, size, o->sha256, err);
+	if (x->streamed_sha256[0])
+		memcpy(o->sha256, x->streamed_sha256, sizeof(o->sha256));
+	else
+		st = digest_sha256_fd_hex(fd, size, o->sha256, err);
 	if (st != DR_OK)
 		goto out;
 	snprintf(o->key, sizeof(o->key), "%.2s/%s.%s", o->sha256, o->sha256,
@@ -706,8 +719,19 @@ dr_step_outcome pipeline_persist(const dr_step_ctx *e)
 	x.policy.beat_arg = &x;
 	x.policy.beat_every = cfg->worker.lease / 8;
 
-	st = db_query(e->db, "SELECT renditions FROM jobs WHERE id = ?", &job,
-		      &err, DB_ARGS(DB_STR(c->id)));
+	st = db_query(e->db,
+		      "SELECT renditions, training_version FROM jobs"
+		      " WHERE id = ?",
+		      &job, &err, DB_ARGS(DB_STR(c->id)));
+	if (st == DR_OK && job->n_rows == 1 && c->training &&
+	    !db_cell(job, 0, 1)) {
+		/* A training is worth nothing without its new version. */
+		o = outcome(DR_STEP_FAIL, "persist");
+		dr_fail(&o.why, DR_ERR_PROVIDER, "training_version_missing",
+			"the provider's succeeded training names no new model "
+			"version");
+		goto out;
+	}
 	if (st == DR_OK && job->n_rows == 1)
 		st = job_presets(&x, db_cell(job, 0, 0), &err);
 	if (st == DR_OK)

@@ -812,6 +812,50 @@ static void test_adapter_rate(void **state)
 	config_free(cfg);
 }
 
+/* [adapter] training_deadline (a core key of every adapter section): 6h
+ * by default, a duration of 1s to 30 days, reserved from plugins. */
+static void test_adapter_training_deadline(void **state)
+{
+	static const dr_config_key reserved[] = {
+		{ "training_deadline", DR_CFG_DURATION, NULL, NULL, 0, NULL },
+		{ NULL, 0, NULL, NULL, 0, NULL },
+	};
+	dr_config *cfg;
+	dr_conf_section *sec;
+	dr_error err = { 0 };
+
+	(void)state;
+	cfg = parse_ok(ADAPTER);
+	sec = config_section(cfg, "adapter", "null");
+	assert_true(sec->training_deadline == 6 * 3600);
+	config_free(cfg);
+
+	cfg = parse_ok(ADAPTER "training_deadline = 90m\n");
+	sec = config_section(cfg, "adapter", "null");
+	assert_true(sec->training_deadline == 5400);
+	assert_int_equal(config_resolve_plugin(cfg, sec, NULL, &err), DR_OK);
+	assert_int_equal(config_resolve_plugin(cfg, sec, reserved, &err),
+			 DR_ERR_PLUGIN);
+	assert_non_null(
+		strstr(err.message, "reserved key 'training_deadline'"));
+	config_free(cfg);
+
+	parse_fail(ADAPTER "training_deadline = 0s\n", "t.conf:2: ",
+		   "bad value for 'training_deadline' in [adapter \"null\"]");
+	parse_fail(ADAPTER "training_deadline = soon\n",
+		   "t.conf:2: ", "'training_deadline'");
+	parse_fail(ADAPTER "training_deadline = 721h\n",
+		   "t.conf:2: ", "'training_deadline'");
+	/* A sink has no such key. */
+	cfg = parse_ok("[server]\nsink = s\n" ADAPTER
+		       "[sink s]\ntraining_deadline = 1h\n");
+	assert_int_equal(config_resolve_plugin(cfg,
+					       config_section(cfg, "sink", "s"),
+					       NULL, &err),
+			 DR_ERR_CONFIG);
+	config_free(cfg);
+}
+
 /* An adapter plugin may not declare the core's keys rate and burst. */
 static void test_adapter_rate_reserved(void **state)
 {
@@ -1665,69 +1709,70 @@ static void test_default_path(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    T(test_full_file),
-	    T(test_defaults),
-	    T(test_empty_file_needs_adapter),
-	    T(test_builtin_presets),
-	    T(test_preset_override),
-	    T(test_declared_presets_drop_builtins),
-	    T(test_empty_default_renditions),
-	    T(test_relative_paths),
-	    T(test_quoted_values),
-	    T(test_quoted_errors),
-	    T(test_comments),
-	    T(test_crlf_and_bom),
-	    T(test_section_headers),
-	    T(test_unknown_key),
-	    T(test_unknown_section),
-	    T(test_section_name_rules),
-	    T(test_duplicate_key),
-	    T(test_duplicate_section),
-	    T(test_key_outside_section),
-	    T(test_missing_equals),
-	    T(test_bad_int),
-	    T(test_database_name),
-	    T(test_bad_size),
-	    T(test_bad_duration),
-	    T(test_retention),
-	    T(test_bad_url),
-	    T(test_good_urls),
-	    T(test_bad_log_level),
-	    T(test_fair_key),
-	    T(test_bad_fit_format),
-	    T(test_bad_quality),
-	    T(test_preset_missing_width),
-	    T(test_unknown_rendition),
-	    T(test_unknown_default_adapter),
-	    T(test_sink_must_exist),
-	    T(test_short_api_key),
-	    T(test_plugin_key_checked_at_load),
-	    T(test_adapter_rate),
-	    T(test_adapter_rate_reserved),
-	    T(test_limits),
-	    T(test_download_budget),
-	    T(test_max_webhook_body),
-	    T(test_env_public_url),
-	    T(test_env_bad_value),
-	    T(test_env_api_key_added),
-	    T(test_env_sink),
-	    T(test_env_port_default_url),
-	    T(test_env_db_password),
-	    T(test_plugin_resolve),
-	    T(test_plugin_unknown_key),
-	    T(test_plugin_required_missing),
-	    T(test_plugin_bad_values),
-	    T(test_plugin_env_override),
-	    T(test_plugin_resolve_again),
-	    T(test_plugin_bad_table),
-	    T(test_parse_size),
-	    T(test_parse_duration),
-	    T(test_parse_bool),
-	    T(test_api_key_file),
-	    T(test_config_load),
-	    T(test_shipped_config),
-	    T(test_print_hides_secrets),
-	    T(test_default_path),
+		T(test_full_file),
+		T(test_defaults),
+		T(test_empty_file_needs_adapter),
+		T(test_builtin_presets),
+		T(test_preset_override),
+		T(test_declared_presets_drop_builtins),
+		T(test_empty_default_renditions),
+		T(test_relative_paths),
+		T(test_quoted_values),
+		T(test_quoted_errors),
+		T(test_comments),
+		T(test_crlf_and_bom),
+		T(test_section_headers),
+		T(test_unknown_key),
+		T(test_unknown_section),
+		T(test_section_name_rules),
+		T(test_duplicate_key),
+		T(test_duplicate_section),
+		T(test_key_outside_section),
+		T(test_missing_equals),
+		T(test_bad_int),
+		T(test_database_name),
+		T(test_bad_size),
+		T(test_bad_duration),
+		T(test_retention),
+		T(test_bad_url),
+		T(test_good_urls),
+		T(test_bad_log_level),
+		T(test_fair_key),
+		T(test_bad_fit_format),
+		T(test_bad_quality),
+		T(test_preset_missing_width),
+		T(test_unknown_rendition),
+		T(test_unknown_default_adapter),
+		T(test_sink_must_exist),
+		T(test_short_api_key),
+		T(test_plugin_key_checked_at_load),
+		T(test_adapter_rate),
+		T(test_adapter_rate_reserved),
+		T(test_adapter_training_deadline),
+		T(test_limits),
+		T(test_download_budget),
+		T(test_max_webhook_body),
+		T(test_env_public_url),
+		T(test_env_bad_value),
+		T(test_env_api_key_added),
+		T(test_env_sink),
+		T(test_env_port_default_url),
+		T(test_env_db_password),
+		T(test_plugin_resolve),
+		T(test_plugin_unknown_key),
+		T(test_plugin_required_missing),
+		T(test_plugin_bad_values),
+		T(test_plugin_env_override),
+		T(test_plugin_resolve_again),
+		T(test_plugin_bad_table),
+		T(test_parse_size),
+		T(test_parse_duration),
+		T(test_parse_bool),
+		T(test_api_key_file),
+		T(test_config_load),
+		T(test_shipped_config),
+		T(test_print_hides_secrets),
+		T(test_default_path),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -481,6 +481,7 @@ DEFAULTS = {
     # and the size of the weights file a succeeded training outputs
     "models": ["acme/brand-style"],
     "weights_size": 8 * 1024 * 1024,
+    "weights_rate": 0,             # bytes/s the weights file is sent at; 0 = full speed
 }
 PROB_KEYS = {"rate_limit", "error_rate", "timeout_rate", "drop_webhooks", "create_then_fail"}
 BOOL_KEYS = {"duplicate_webhooks", "reorder_webhooks", "wait_unfinished", "chunked"}
@@ -555,6 +556,9 @@ def validate_settings(update):
         elif key == "models":
             if not isinstance(val, list) or not all(isinstance(m, str) and MODEL_RE.match(m) for m in val):
                 raise ApiError(400, "models must be a list of owner/name")
+        elif key == "weights_rate":
+            if not isinstance(val, (int, float)) or isinstance(val, bool) or val < 0:
+                raise ApiError(400, "weights_rate must be a number of bytes per second >= 0")
         elif key == "weights_size":
             if not isinstance(val, int) or isinstance(val, bool) or not 1024 <= val <= 1 << 30:
                 raise ApiError(400, "weights_size must be an integer 1024..2^30")
@@ -668,6 +672,8 @@ class Prediction:
         if self.training:
             if self.trained is None:
                 self.trained = hashlib.sha256(("trained:" + self.id).encode()).hexdigest()
+            if self.input.get("fake_no_version") is True:  # a broken trainer
+                return {"weights": self.weights_url()}
             return {"version": "%s:%s" % (self.destination, self.trained), "weights": self.weights_url()}
         if self.output_urls is not None:
             return self.output_urls
@@ -1597,6 +1603,7 @@ class Handler(BaseHTTPRequestHandler):
             if p is None or not p.training or p.status != "succeeded" or p.expired(fake, time.monotonic()):
                 raise ApiError(404, "file not found or expired")
             rec["status"] = 200
+            rate = float(fake.settings["weights_rate"])
         data = weights_bytes(p.id, p.weights_size)
         self.send_response(200)
         self.send_header("Content-Type", "application/x-tar")
@@ -1607,6 +1614,9 @@ class Handler(BaseHTTPRequestHandler):
             return
         for off in range(0, len(data), 65536):
             self.wfile.write(data[off:off + 65536])
+            if rate > 0:
+                self.wfile.flush()
+                time.sleep(65536 / rate)
         self.wfile.flush()
 
     def files(self, path):
@@ -1823,6 +1833,13 @@ def self_test():
     mid, ts, body = "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, b'{"test": 2432232314}'
     want = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
     check("reference vector signature", sign(sec, mid, ts, body) == want)
+    w = weights_bytes("t1", 8 * 1024 * 1024)
+    check("weights: 8 MiB, the same every time", len(w) == 8 * 1024 * 1024 and w == weights_bytes("t1", len(w)))
+    import io
+    with tarfile.open(fileobj=io.BytesIO(w)) as tf:
+        members = tf.getmembers()
+    check("weights: a tar of one member", [m.name for m in members] == ["lora.safetensors"])
+    check("weights: another size is a tar too", len(weights_bytes("t2", 5000)) % 512 == 0)
     hdr = {"webhook-id": mid, "webhook-timestamp": str(ts), "webhook-signature": want}
     check("verify accepts the vector", verify(sec, hdr, body, now=ts))
     check("verify rejects the vector with last char A",

@@ -27,7 +27,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (case, expect, expect_eq, expect_json, expect_problem, get, post,  # noqa: E402
-                     run, sql)
+                     run, sql, wait_until)
 
 from engine_lib import BIN, FAKE, WORK, Worker, fake, fake_reset, wait_status  # noqa: E402
 
@@ -146,7 +146,13 @@ def succeeds(w):
     expect_eq(row, [["weights", t["weights_sha256"]]], "indexed row")
     expect_eq(sql(f"SELECT training_version FROM jobs WHERE id = '{job['id']}'")[0][0],
               done["training"]["version"], "jobs.training_version")
-    # The events show the reordered deliveries were applied without harm.
+    # The deliveries came out of order (start after completed), and the
+    # late one changed nothing.
+    def late_start():
+        evs = [d["event"] for d in fake("/_state")["webhook_deliveries"] if d["prediction"] == tid]
+        return "start" in evs and "completed" in evs and evs.index("completed") < evs.index("start")
+    wait_until(late_start, timeout=10, interval=0.2, what="the start webhook after completed")
+    expect_eq(expect_json(get(f"/v1/jobs/{job['id']}"), 200)["status"], "succeeded", "still succeeded")
     trained = [j["id"] for j in expect_json(get("/v1/jobs?kind=training&limit=100"), 200)["data"]]
     expect(job["id"] in trained, "listed under ?kind=training")
     preds = expect_json(get("/v1/jobs?kind=prediction&limit=100"), 200)["data"]
@@ -163,6 +169,22 @@ def succeeds(w):
     expect_eq(r.returncode, 0, f"jobs list --kind: {r.stderr}")
     expect(job["id"] in r.stdout, "jobs list --kind training")
     RESULT["version"] = done["training"]["version"]
+
+
+@case("a weights download longer than the lease keeps its worker: one download, no second claim")
+@with_worker
+def long_download(w):
+    # 8 MiB at 1.4 MB/s: about 6 s, over the 4 s lease of the test config.
+    fake_reset(weights_size=WEIGHTS, weights_rate=1400000)
+    log_start = len(w.log_text())
+    jid = expect_json(train(), 202)["id"]
+    done = wait_status([jid], ("succeeded", "failed", "canceled"), timeout=40)[0]
+    expect_eq(done["status"], "succeeded", f"status (error {done['error']})")
+    (tid, t), = trainings_at_fake(jid).items()
+    weights = [d for d in fake("/_state")["downloads"] if d["path"].endswith(tid + "/weights.tar")]
+    expect_eq(len(weights), 1, "downloads of the weights")
+    expect_eq(done["outputs"][0]["sha256"], t["weights_sha256"], "SHA-256")
+    expect("event=job.lease_lost" not in w.log_text()[log_start:], "no lease lost")
 
 
 @case("a later job runs the trained version as its model")
@@ -219,6 +241,19 @@ def unknown_destination(w):
     expect_eq(done["error"]["code"], "destination_not_found", "error code")
     expect("destination" in done["error"]["message"], f"message: {done['error']['message']}")
     expect_eq(trainings_at_fake(jid), {}, "nothing created at the fake")
+
+
+@case("a succeeded training without a new version: failed with training_version_missing, nothing stored")
+@with_worker
+def no_version(w):
+    fake_reset()
+    jid = expect_json(train(input={"fake_no_version": True}), 202)["id"]
+    done = wait_status([jid], ("failed", "canceled", "succeeded"), timeout=20)[0]
+    expect_eq(done["status"], "failed", "status")
+    expect_eq(done["error"]["code"], "training_version_missing", "error code")
+    expect_eq(done["training"]["version"], None, "no version")
+    expect_eq(sql(f"SELECT COUNT(*) FROM outputs WHERE job_id = '{jid}' AND state = 'stored'"),
+              [["0"]], "nothing stored")
 
 
 if __name__ == "__main__":
