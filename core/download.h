@@ -25,7 +25,6 @@
 #include "error.h"
 #include "netpolicy.h"
 
-
 /*
  * Download `url` into `fd` (written from its current offset; the caller
  * passes an empty temp file). On success *size holds the byte count and
