@@ -149,8 +149,17 @@ static int idem_key_ok(const char *key, dr_response *resp)
 	return 1;
 }
 
+/* How a create reads its body: jobs_parse_request (POST /v1/jobs) or
+ * jobs_parse_training (POST /v1/trainings). */
+typedef dr_status (*job_parse_fn)(const dr_config *cfg,
+				  const dr_plugins *plugins, json_object *root,
+				  dr_job_request *out, const char **field,
+				  dr_error *err);
+
+/* POST /v1/jobs and POST /v1/trainings: one intake, the body read by
+ * `parse`. */
 static void create_job(dr_app *app, const dr_request *req, dr_response *resp,
-		       const char *scope)
+		       const char *scope, job_parse_fn parse)
 {
 	const dr_config *cfg = app->cfg;
 	const char *idem_key = http_header(req, "idempotency-key");
@@ -186,14 +195,14 @@ static void create_job(dr_app *app, const dr_request *req, dr_response *resp,
 		http_problem(resp, 400, err.code, NULL, "%s", err.message);
 		return;
 	}
-	if (json_object_is_type(root, json_type_object) &&
+	if (parse == jobs_parse_request &&
+	    json_object_is_type(root, json_type_object) &&
 	    json_object_object_get_ex(root, "steps", NULL)) {
 		st = jobs_parse_workflow(cfg, app->plugins, root, &jr, wf_field,
 					 &err);
 		field = wf_field;
 	} else {
-		st = jobs_parse_request(cfg, app->plugins, root, &jr, &field,
-					&err);
+		st = parse(cfg, app->plugins, root, &jr, &field, &err);
 	}
 	json_object_put(root);
 	if (st != DR_OK) {
@@ -212,8 +221,12 @@ static void create_job(dr_app *app, const dr_request *req, dr_response *resp,
 			 &resp->body, &err);
 	if (created(app, resp, st, &err, replayed, "job"))
 		dr_log(DR_LOG_INFO,
-		       "event=job.created job=%s adapter=%s steps=%zu", id,
-		       jr.adapter, jr.n_steps);
+		       "event=job.created job=%s adapter=%s kind=%s steps=%zu",
+		       id, jr.adapter,
+		       jr.training  ? "training"
+		       : jr.n_steps ? "workflow"
+				    : "prediction",
+		       jr.n_steps);
 	jobs_request_free(&jr);
 }
 
@@ -947,6 +960,14 @@ static void route(dr_app *app, const dr_request *req, dr_response *resp)
 			batch_action(app, seg, 1, resp);
 		return;
 	}
+	if (strcmp(path, "/v1/trainings") == 0 ||
+	    strcmp(path, "/v1/trainings/") == 0) {
+		if (strcmp(m, "POST") != 0)
+			method_not_allowed(resp, "POST");
+		else
+			create_job(app, req, resp, scope, jobs_parse_training);
+		return;
+	}
 	rest = segment(path, "/v1/deletions/", seg, sizeof(seg));
 	if (rest) {
 		if (*rest != '\0')
@@ -965,7 +986,7 @@ static void route(dr_app *app, const dr_request *req, dr_response *resp)
 	}
 	if (strcmp(path, "/v1/jobs") == 0 || strcmp(path, "/v1/jobs/") == 0) {
 		if (strcmp(m, "POST") == 0)
-			create_job(app, req, resp, scope);
+			create_job(app, req, resp, scope, jobs_parse_request);
 		else if (strcmp(m, "GET") == 0)
 			list_jobs(app, req, resp);
 		else if (strcmp(m, "DELETE") == 0)

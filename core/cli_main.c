@@ -456,6 +456,7 @@ static const struct {
 	{ "--limit", "limit" },
 	{ "--cursor", "cursor" },
 	{ "--batch", "batch" },
+	{ "--kind", "kind" },
 };
 
 static void cli_filters_free(cli_filters *fs)
@@ -865,6 +866,13 @@ static void print_job(json_object *j, const dr_db_rows *ev,
 	show_field("adapter", jstr(j, "adapter"));
 	show_field("model", jstr(j, "model"));
 	show_field("version", jstr(j, "version"));
+	show_field("kind", jstr(j, "kind"));
+	if (jget(j, "training")) {
+		json_object *tr = jget(j, "training");
+
+		show_field("destination", jstr(tr, "destination"));
+		show_field("trained", jstr(tr, "version"));
+	}
 	progress_text(j, buf);
 	show_field("progress", buf);
 	show_field("attempts", jstr(j, "attempts"));
@@ -1792,9 +1800,10 @@ static const cli_cmd commands[] = {
 		.name = "jobs list",
 		.summary = "list jobs (filters, table or --json)",
 		.opts = "--status= --model= --adapter= --metadata= --limit= "
-			"--cursor= --batch= --json",
+			"--cursor= --batch= --kind= --json",
 		.help = "usage: darkroom jobs list [--status S] [--model M] "
 			"[--adapter A] [--batch B]\n"
+			"                         [--kind K]\n"
 			"                         [--metadata K=V]... [--limit N] "
 			"[--cursor C] [--json]\n\n"
 			"List jobs, newest first, as an aligned table (ID, "
@@ -1805,6 +1814,8 @@ static const cli_cmd commands[] = {
 			"  --model M       jobs of this model\n"
 			"  --adapter A     jobs of this adapter\n"
 			"  --batch B       jobs of batch B (b_...)\n"
+			"  --kind K        jobs of this kind: prediction, "
+			"training or workflow\n"
 			"  --metadata K=V  jobs whose metadata has K with value "
 			"V; repeat it (up to\n"
 			"                  16 keys) for jobs that have all of "

@@ -1395,11 +1395,12 @@ static const dr_conf_entry *find_entry(const dr_conf_section *sec,
 }
 
 /* 1 when `key` is one the core reads in every [adapter] section (rate,
- * burst: config.h), not the plugin's. */
+ * burst, training_deadline: config.h), not the plugin's. */
 static int core_adapter_key(const dr_conf_section *sec, const char *key)
 {
 	return sec && strcmp(sec->type, "adapter") == 0 &&
-	       (strcmp(key, "rate") == 0 || strcmp(key, "burst") == 0);
+	       (strcmp(key, "rate") == 0 || strcmp(key, "burst") == 0 ||
+		strcmp(key, "training_deadline") == 0);
 }
 
 /* A plugin's table is outside input too: check it before using it. */
@@ -2187,7 +2188,7 @@ static dr_status resolve_preset(config_impl *impl, dr_conf_section *sec,
 
 /* At load an adapter or sink section is only checked for its shape: the
  * key names (pass 1) and the `plugin` it names; an adapter's core keys
- * `rate` and `burst` are read here (config.h). */
+ * `rate`, `burst` and `training_deadline` are read here (config.h). */
 static dr_status check_plugin_section(const dr_config *cfg,
 				      dr_conf_section *sec, dr_error *err)
 {
@@ -2203,8 +2204,19 @@ static dr_status check_plugin_section(const dr_config *cfg,
 			       label);
 	sec->rate = 0;
 	sec->burst = 1;
+	sec->training_deadline = DR_TRAINING_DEADLINE_DEFAULT;
 	if (strcmp(sec->type, "adapter") != 0)
 		return DR_OK;
+	e = find_entry(sec, "training_deadline");
+	if (e &&
+	    (config_parse_duration(e->value, &sec->training_deadline) != 0 ||
+	     !(sec->training_deadline >= 1) ||
+	     sec->training_deadline > DR_TRAINING_DEADLINE_MAX))
+		return fail_at(err, DR_ERR_CONFIG, cfg->path, e->line,
+			       "bad value for 'training_deadline' in %s: "
+			       "expected a duration from 1s to 30 days "
+			       "(e.g. 6h)",
+			       label);
 	e = find_entry(sec, "rate");
 	if (e && config_parse_rate(e->value, &sec->rate) != 0)
 		return fail_at(err, DR_ERR_CONFIG, cfg->path, e->line,
@@ -2668,6 +2680,10 @@ void config_print(const dr_config *cfg, FILE *f)
 		if (sec->rate > 0)
 			fprintf(f, "rate = %.17g/s\nburst = %d\n", sec->rate,
 				sec->burst);
+		if (strcmp(sec->type, "adapter") == 0 &&
+		    sec->training_deadline != DR_TRAINING_DEADLINE_DEFAULT)
+			fprintf(f, "training_deadline = %.17gs\n",
+				sec->training_deadline);
 		if (sec->values) {
 			print_values(f, sec->values, NULL);
 			continue;

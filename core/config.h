@@ -50,6 +50,11 @@ typedef struct dr_conf_section {
 	 * (creates allowed at once, default 1). */
 	double rate;
 	int burst;
+	/* [adapter] only, core key: `training_deadline`, the seconds a
+	 * training (POST /v1/trainings) may run at the provider before it
+	 * is canceled and fails with provider_deadline (default 6h); the
+	 * predictions' deadline is [worker] provider_deadline. */
+	double training_deadline;
 } dr_conf_section;
 
 typedef enum dr_fit { DR_FIT_INSIDE = 1, DR_FIT_COVER } dr_fit;
@@ -250,6 +255,10 @@ int config_parse_rate(const char *s, double *per_second);
 #define DR_RATE_MIN  (1.0 / 86400)
 #define DR_RATE_MAX  100000.0
 #define DR_BURST_MAX 10000
+
+/* An adapter's training_deadline: default 6 h, at most 30 days. */
+#define DR_TRAINING_DEADLINE_DEFAULT 21600.0
+#define DR_TRAINING_DEADLINE_MAX     2592000.0
 
 /* Longest [database] name (MariaDB's identifier limit). */
 #define DR_DB_NAME_MAX 64

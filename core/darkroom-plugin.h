@@ -367,7 +367,17 @@ typedef struct dr_job_view {
 	int attempt;               /* 1 for the first try of the current step */
 	double submitted_at;       /* when an earlier submit attempt began
 				      (seconds since the epoch), or 0 */
+	/* Appended: what the job runs. DR_JOB_PREDICTION (0) for every job
+	 * of an adapter whose ops do not set `trainings`. For
+	 * DR_JOB_TRAINING, `model` is the trainer ("owner/name:<version>")
+	 * and `destination` the model the new version goes to
+	 * ("owner/name"); NULL otherwise. */
+	int kind;
+	const char *destination;
 } dr_job_view;
+
+/* dr_job_view.kind */
+enum { DR_JOB_PREDICTION = 0, DR_JOB_TRAINING = 1 };
 
 typedef enum dr_prediction_status {
 	DR_PRED_UNKNOWN = 0,
@@ -413,6 +423,10 @@ typedef struct dr_prediction {
 	size_t n_outputs;
 	dr_output_ref *outputs;
 	int data_removed;         /* the provider already deleted the files */
+	char *trained_version;	  /* appended: a succeeded training's new
+				     model version ("owner/name:<id>"), or
+				     NULL; the core reads it for trainings
+				     only */
 } dr_prediction;
 
 /* A provider webhook delivery, as received. Borrowed for the call. */
@@ -501,6 +515,16 @@ typedef struct dr_adapter_ops {
 	 * failure is logged by the core and the call comes again at the next
 	 * interval. Optional. */
 	dr_status (*maintain)(void *state, dr_error *err);
+
+	/* Nonzero: the adapter runs trainings (POST /v1/trainings). Then
+	 * validate, submit, get, cancel and reconcile are also called with
+	 * job->kind == DR_JOB_TRAINING (job->model the trainer,
+	 * job->destination the destination model), and a succeeded
+	 * training's prediction carries `trained_version` and the weights
+	 * as its outputs (stored with kind "weights", no renditions).
+	 * Absent or 0: trainings are refused at intake (422 naming
+	 * `adapter`), and the adapter never sees one. Optional. */
+	int trainings;
 } dr_adapter_ops;
 
 /* Seconds between the worker's calls of an adapter's maintain(). */

@@ -75,7 +75,9 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <openssl/evp.h>
 
+#include "digest.h"
 #include "webhook.h"
 
 #ifndef DR_VERSION
@@ -345,6 +347,11 @@ struct transfer {
 	const dr_download_policy *pol;
 	double began;	/* when the call began */
 	double mark_at; /* when to call pol->mark; 0: never, or done */
+	double beat_at; /* when pol->beat is due next; 0: never */
+	uint64_t beat_written; /* t->written at the last beat */
+	int beat_lost;	       /* pol->beat answered nonzero */
+	EVP_MD_CTX *md; /* the SHA-256 of the 200 body (pol->sha256_hex) */
+	int md_failed;	/* hashing failed: no digest is given */
 };
 
 /* CURLOPT_OPENSOCKETFUNCTION: the last word on every address. */
@@ -391,6 +398,8 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *p)
 		t->write_errno = errno ? errno : EIO;
 		return 0;
 	}
+	if (t->md && !EVP_DigestUpdate(t->md, data, n))
+		t->md_failed = 1;
 	t->written += n;
 	return n;
 }
@@ -449,8 +458,9 @@ static double now_seconds(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* CURLOPT_XFERINFOFUNCTION (download_url with a policy's `mark`): called
- * during the transfer at least once a second; calls `mark` once. */
+/* CURLOPT_XFERINFOFUNCTION (download_url with a policy's `mark` or
+ * `beat`): called during the transfer at least once a second; calls
+ * `mark` once, and `beat` every beat_every seconds while bytes arrive. */
 static int on_progress(void *p, curl_off_t dltotal, curl_off_t dlnow,
 		       curl_off_t ultotal, curl_off_t ulnow)
 {
@@ -461,10 +471,19 @@ static int on_progress(void *p, curl_off_t dltotal, curl_off_t dlnow,
 	(void)dlnow;
 	(void)ultotal;
 	(void)ulnow;
-	if (t->mark_at <= 0)
+	if (t->mark_at <= 0 && t->beat_at <= 0)
 		return 0;
 	now = now_seconds();
-	if (now >= t->mark_at) {
+	if (t->beat_at > 0 && now >= t->beat_at &&
+	    t->written > t->beat_written) {
+		t->beat_at = now + t->pol->beat_every;
+		t->beat_written = t->written;
+		if (t->pol->beat(t->pol->beat_arg) != 0) {
+			t->beat_lost = 1;
+			return 1; /* CURLE_ABORTED_BY_CALLBACK */
+		}
+	}
+	if (t->mark_at > 0 && now >= t->mark_at) {
 		t->mark_at = 0;
 		t->pol->mark(t->pol->mark_arg, now - t->began);
 	}
@@ -715,6 +734,9 @@ static dr_status fetch(CURL *c, CURLU *u, struct transfer *t,
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
 	t->too_slow = rc == CURLE_OPERATION_TIMEDOUT &&
 		      ended_by_low_speed(c, pol, deadline);
+	if (t->beat_lost)
+		return dr_fail(err, DR_ERR_CONFLICT, "lease_lost",
+			       "download stopped: the job's lease was lost");
 	if (t->write_errno)
 		return dr_fail(err, DR_ERR_IO, "write_failed",
 			       "cannot write the download: %s",
@@ -810,8 +832,17 @@ dr_status download_url(const char *url, const dr_download_policy *pol, int fd,
 		goto err_handle;
 	t.pol = pol;
 	t.began = now_seconds();
-	if (pol->mark && pol->mark_after > 0) {
+	if (pol->sha256_hex) {
+		pol->sha256_hex[0] = '\0';
+		t.md = EVP_MD_CTX_new();
+		if (!t.md || !EVP_DigestInit_ex(t.md, EVP_sha256(), NULL))
+			t.md_failed = 1;
+	}
+	if (pol->beat && pol->beat_every > 0)
+		t.beat_at = t.began + pol->beat_every;
+	if (pol->mark && pol->mark_after > 0)
 		t.mark_at = t.began + pol->mark_after;
+	if (t.mark_at > 0 || t.beat_at > 0) {
 		if (curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION,
 				     on_progress) != CURLE_OK ||
 		    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &t) != CURLE_OK ||
@@ -856,11 +887,19 @@ dr_status download_url(const char *url, const dr_download_policy *pol, int fd,
 
 	if (size)
 		*size = t.written;
+	if (t.md && !t.md_failed) {
+		unsigned char d[DR_SHA256_LEN];
+		unsigned int n = 0;
+
+		if (EVP_DigestFinal_ex(t.md, d, &n) && n == DR_SHA256_LEN)
+			digest_hex(d, DR_SHA256_LEN, pol->sha256_hex);
+	}
 	if (content_type && ctsz > 0 &&
 	    curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct)
 		copy_printable(content_type, ctsz, ct, strlen(ct));
 	st = DR_OK;
 err_handle:
+	EVP_MD_CTX_free(t.md);
 	/* The handle must not keep pointers into this frame. */
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);

@@ -25,7 +25,6 @@
 #include "error.h"
 #include "netpolicy.h"
 
-
 /*
  * Download `url` into `fd` (written from its current offset; the caller
  * passes an empty temp file). On success *size holds the byte count and
@@ -41,6 +40,12 @@
  *                        seconds (retryable; the caller limits how often)
  *   download_failed      another HTTP status (5xx retryable)
  *   download_network     connection failure (retryable)
+ *   lease_lost           the policy's beat answered nonzero
+ *                        (DR_ERR_CONFLICT: the caller no longer holds the
+ *                        job)
+ * With pol->sha256_hex, a successful call also gives the body's SHA-256,
+ * hashed as it arrived; pol->beat and pol->mark are called from inside
+ * the call (netpolicy.h).
  */
 dr_status download_url(const char *url, const dr_download_policy *pol, int fd,
 		       uint64_t *size, char *content_type, size_t ctsz,

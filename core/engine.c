@@ -148,6 +148,10 @@ static void make_view(dr_engine *e, const dr_claim *c, dr_job_view *v,
 	v->webhook_url = url;
 	v->attempt = c->attempts + 1;
 	v->submitted_at = c->submitted_at;
+	if (c->training) {
+		v->kind = DR_JOB_TRAINING;
+		v->destination = c->destination;
+	}
 }
 
 /* Apply `p` from one of the worker's own calls; the lease must still be

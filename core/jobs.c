@@ -320,8 +320,8 @@ dr_status jobs_filter_parse(const dr_filter_arg *args, size_t n,
 {
 	static const char *const names[] = { "status", "model", "adapter",
 					     "cursor", "limit", "batch",
-					     NULL };
-	const char *v[6];
+					     "kind",   NULL };
+	const char *v[7];
 	dr_status st;
 
 	memset(f, 0, sizeof(*f));
@@ -334,6 +334,11 @@ dr_status jobs_filter_parse(const dr_filter_arg *args, size_t n,
 	f->adapter = v[2];
 	f->cursor = v[3];
 	f->batch = v[5];
+	f->kind = v[6];
+	if (f->kind && !jobs_kind_valid(f->kind))
+		return jobs_filter_refuse(err, field, "kind",
+					  "must be one of prediction, "
+					  "training, workflow");
 	if (f->batch && !ids_is_batch_id(f->batch))
 		return jobs_filter_refuse(err, field, "batch",
 					  "must be a batch id (b_…)");
@@ -538,6 +543,150 @@ dr_status jobs_parse_request(const dr_config *cfg, const dr_plugins *plugins,
 		}
 	}
 
+	r.root = json_object_get(root);
+	*out = r;
+	return DR_OK;
+}
+
+int jobs_kind_valid(const char *s)
+{
+	return s && (strcmp(s, "prediction") == 0 ||
+		     strcmp(s, "training") == 0 || strcmp(s, "workflow") == 0);
+}
+
+/* `owner/name`: a training's destination model. */
+static int destination_valid(const char *d)
+{
+	const char *slash = strchr(d, '/');
+
+	return slash && strlen(d) <= DR_MAX_MODEL_LEN &&
+	       is_name(d, (size_t)(slash - d)) &&
+	       is_name(slash + 1, strlen(slash + 1));
+}
+
+/* A required string member `name` of `root` into *out. */
+static dr_status required_string(json_object *root, const char *name,
+				 const char **out, const char **field,
+				 dr_error *err)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(root, name, &v))
+		return invalid(err, field, name, "is required");
+	if (!json_object_is_type(v, json_type_string))
+		return invalid(err, field, name, "must be a string");
+	*out = json_object_get_string(v);
+	return DR_OK;
+}
+
+dr_status jobs_parse_training(const dr_config *cfg, const dr_plugins *plugins,
+			      json_object *root, dr_job_request *out,
+			      const char **field, dr_error *err)
+{
+	static const char *const known[] = { "adapter",	    "trainer",
+					     "destination", "input",
+					     "metadata",    "callback_url",
+					     NULL };
+	const dr_adapter_ops *ops;
+	dr_job_request r;
+	json_object *v;
+	struct dr_instance *inst;
+	dr_status st;
+
+	memset(&r, 0, sizeof(r));
+	*field = NULL;
+	if (!json_object_is_type(root, json_type_object))
+		return invalid(err, field, "body", "must be a JSON object");
+	json_object_object_foreach(root, key, val)
+	{
+		int ok = 0;
+
+		(void)val;
+		for (int i = 0; known[i]; i++)
+			ok |= strcmp(key, known[i]) == 0;
+		if (!ok) {
+			*field = "body";
+			return dr_fail(err, DR_ERR_INVALID, "invalid_field",
+				       "%.64s: unknown field", key);
+		}
+	}
+	r.training = 1;
+	if (json_object_object_get_ex(root, "adapter", &v)) {
+		if (!json_object_is_type(v, json_type_string))
+			return invalid(err, field, "adapter",
+				       "must be a string");
+		r.adapter = json_object_get_string(v);
+	} else {
+		r.adapter = cfg->server.default_adapter;
+	}
+	inst = r.adapter ? plugins_adapter(plugins, r.adapter) : NULL;
+	if (!inst) {
+		*field = "adapter";
+		return dr_fail(err, DR_ERR_INVALID, "invalid_field",
+			       "adapter: unknown adapter '%.64s'",
+			       r.adapter ? r.adapter : "");
+	}
+	ops = inst->plugin->desc->adapter;
+	if (!ops->trainings) {
+		*field = "adapter";
+		return dr_fail(err, DR_ERR_INVALID, "invalid_field",
+			       "adapter: '%.64s' does not run trainings",
+			       r.adapter);
+	}
+	st = required_string(root, "trainer", &r.model, field, err);
+	if (st != DR_OK)
+		return st;
+	if (!model_valid(r.model))
+		return invalid(err, field, "trainer",
+			       "must be owner/name:<version>");
+	st = required_string(root, "destination", &r.destination, field, err);
+	if (st != DR_OK)
+		return st;
+	if (!destination_valid(r.destination))
+		return invalid(err, field, "destination",
+			       "must be owner/name (the model the new version "
+			       "goes to)");
+	if (!json_object_object_get_ex(root, "input", &r.input))
+		return invalid(err, field, "input", "is required");
+	if (!json_object_is_type(r.input, json_type_object))
+		return invalid(err, field, "input", "must be an object");
+	if (json_object_object_get_ex(root, "metadata", &v) &&
+	    !json_object_is_type(v, json_type_null)) {
+		st = check_metadata(v, field, err);
+		if (st != DR_OK)
+			return st;
+		r.metadata = v;
+	}
+	if (json_object_object_get_ex(root, "callback_url", &v) &&
+	    !json_object_is_type(v, json_type_null)) {
+		st = jobs_check_callback_url(cfg, v, field, err);
+		if (st != DR_OK)
+			return st;
+		r.callback_url = json_object_get_string(v);
+	}
+	if (ops->validate) {
+		dr_job_view view;
+		dr_error perr;
+
+		memset(&view, 0, sizeof(view));
+		dr_error_clear(&perr);
+		view.model = r.model;
+		view.input_json = json_object_to_json_string_ext(
+			r.input, JSON_C_TO_STRING_PLAIN);
+		view.kind = DR_JOB_TRAINING;
+		view.destination = r.destination;
+		st = ops->validate(inst->state, &view, &perr);
+		if (st != DR_OK) {
+			/* The plugin names the field in its message. */
+			*field = strncmp(perr.message, "trainer", 7) == 0
+					 ? "trainer"
+				 : strncmp(perr.message, "destination", 11) == 0
+					 ? "destination"
+					 : "input";
+			return dr_fail(err, DR_ERR_INVALID, "invalid_field",
+				       "%s", perr.message);
+		}
+	}
 	r.root = json_object_get(root);
 	*out = r;
 	return DR_OK;
@@ -799,6 +948,8 @@ enum {
 	J_PARENT,    /* a workflow's step: its workflow */
 	J_STEP_NAME, /* a step: its name; a failed workflow: the step that
 			failed */
+	J_TRAINING_VERSION,
+	J_DESTINATION,
 	J_NCOLS
 };
 
@@ -807,7 +958,7 @@ enum {
 	" prediction_id, prediction_status, predict_time, progress,"           \
 	" attempts, error_step, error_code, error_message, created_at,"        \
 	" updated_at, completed_at, callback_url, batch_id, kind,"             \
-	" parent_id, step_name"
+	" parent_id, step_name, training_version, destination"
 
 static dr_status render_job(dr_db *db, const struct dr_instance *sink,
 			    const dr_db_rows *rows, size_t i, int with_outputs,
@@ -995,17 +1146,18 @@ dr_status jobs_create(dr_db *db, const dr_config *cfg,
 		db,
 		"INSERT INTO jobs (id, status, step, kind, adapter, model,"
 		" input, prompt, metadata, renditions, callback_url,"
-		" fair_value, run_at, created_at, updated_at) VALUES (?, ?,"
-		" IF(?, 'steps', 'submit'), IF(?, 'workflow', 'prediction'),"
-		" ?, ?, ?, ?, ?, ?, ?, ?, IF(?, NULL, NOW(6)), NOW(6),"
+		" fair_value, destination, run_at, created_at, updated_at)"
+		" VALUES (?, ?, IF(?, 'steps', 'submit'), IF(?, 'workflow',"
+		" ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, IF(?, NULL, NOW(6)), NOW(6),"
 		" NOW(6)) RETURNING " JOB_COLUMNS,
 		&row, err,
 		DB_ARGS(DB_STR(id), DB_STR(jobstate_name(DR_JOB_QUEUED)),
 			DB_INT(req->n_steps > 0), DB_INT(req->n_steps > 0),
+			DB_STR(req->training ? "training" : "prediction"),
 			DB_STR(req->adapter), DB_STR(req->model), DB_STR(input),
 			DB_STR(prompt), DB_STR(metadata), DB_STR(rend.data),
 			DB_STR(req->callback_url), DB_STR(fair),
-			DB_INT(req->n_steps > 0)));
+			DB_STR(req->destination), DB_INT(req->n_steps > 0)));
 	if (st == DR_OK && row->n_rows != 1)
 		st = dr_fail(err, DR_ERR_INTERNAL, "internal",
 			     "the new job was not returned");
@@ -1546,6 +1698,8 @@ static dr_status render_job(dr_db *db, const struct dr_instance *sink,
 	if (st == DR_OK && C(J_PARENT))
 		st = put_str(b, "name", C(J_STEP_NAME));
 	if (st == DR_OK)
+		st = put_str(b, "kind", C(J_KIND));
+	if (st == DR_OK)
 		st = put_str(b, "status", C(J_STATUS));
 	if (st == DR_OK)
 		st = put_str(b, "adapter", C(J_ADAPTER));
@@ -1569,6 +1723,18 @@ static dr_status render_job(dr_db *db, const struct dr_instance *sink,
 			st = dr_buf_puts(b, "}");
 	} else if (st == DR_OK) {
 		st = dr_buf_puts(b, ",\"prediction\":null");
+	}
+	if (st == DR_OK && strcmp(C(J_KIND), "training") == 0) {
+		/* The new version once the training succeeded. */
+		st = dr_buf_puts(b, ",\"training\":{\"destination\":");
+		if (st == DR_OK)
+			st = C(J_DESTINATION)
+				     ? dr_buf_json_string(b, C(J_DESTINATION))
+				     : dr_buf_puts(b, "null");
+		if (st == DR_OK)
+			st = put_str(b, "version", C(J_TRAINING_VERSION));
+		if (st == DR_OK)
+			st = dr_buf_puts(b, "}");
 	}
 	if (st == DR_OK)
 		st = put_num(b, "progress",
@@ -1608,8 +1774,6 @@ static dr_status render_job(dr_db *db, const struct dr_instance *sink,
 	if (st == DR_OK)
 		st = C(J_BATCH_ID) ? dr_buf_json_string(b, C(J_BATCH_ID))
 				   : dr_buf_puts(b, "null");
-	if (st == DR_OK)
-		st = put_str(b, "kind", C(J_KIND));
 	if (st == DR_OK && C(J_PARENT))
 		st = put_str(b, "workflow_id", C(J_PARENT));
 	if (st == DR_OK && with_callback) {
@@ -1761,7 +1925,8 @@ enum {
 	F_ADAPTER = 4,
 	F_CURSOR = 8,
 	F_BATCH = 16,
-	F_ALL = 32
+	F_KIND = 32,
+	F_ALL = 64
 };
 
 static char *list_cache[F_ALL]; /* list_sql() per mask, no metadata */
@@ -1771,8 +1936,9 @@ static dr_status list_sql(dr_buf *sql, unsigned mask, size_t n_meta)
 	dr_status st = dr_buf_printf(
 		sql,
 		"SELECT " JOB_COLUMNS " FROM jobs WHERE parent_id IS NULL"
-		"%s%s%s%s",
+		"%s%s%s%s%s",
 		mask & F_BATCH ? " AND batch_id = ?" : "",
+		mask & F_KIND ? " AND kind = ?" : "",
 		mask & F_STATUS ? " AND status = ?" : "",
 		mask & F_MODEL ? " AND model = ?" : "",
 		mask & F_ADAPTER ? " AND adapter = ?" : "");
@@ -1789,7 +1955,7 @@ dr_status jobs_list(dr_db *db, const dr_config *cfg,
 		    const struct dr_instance *sink, const dr_job_filter *f,
 		    dr_buf *out, dr_error *err)
 {
-	dr_db_arg args[5 + 2 * DR_MAX_METADATA_FILTERS + 1];
+	dr_db_arg args[6 + 2 * DR_MAX_METADATA_FILTERS + 1];
 	unsigned mask = 0;
 	size_t n = 0;
 	dr_db_rows *rows = NULL;
@@ -1802,6 +1968,10 @@ dr_status jobs_list(dr_db *db, const dr_config *cfg,
 	if (f->batch) {
 		mask |= F_BATCH;
 		ARG(f->batch);
+	}
+	if (f->kind) {
+		mask |= F_KIND;
+		ARG(f->kind);
 	}
 	if (f->status) {
 		mask |= F_STATUS;

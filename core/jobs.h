@@ -57,6 +57,9 @@ typedef struct dr_job_request {
 	struct dr_job_request *steps;
 	const char **step_names;
 	size_t n_steps;
+	int training;		 /* POST /v1/trainings: kind 'training',
+				    `model` is the trainer */
+	const char *destination; /* a training's destination model */
 } dr_job_request;
 
 #define DR_FIELD_MAX 160 /* bytes of a field name: steps[15].input.… */
@@ -89,6 +92,23 @@ dr_status jobs_parse_workflow(const dr_config *cfg, const dr_plugins *plugins,
 			      dr_error *err) DR_WARN_UNUSED;
 
 void jobs_request_free(dr_job_request *req);
+
+/*
+ * Validate a POST /v1/trainings body (`adapter`, `trainer`,
+ * `destination`, `input`, `callback_url`, `metadata`) into a request
+ * jobs_create() stores as a job of kind 'training': `model` is the
+ * trainer, no renditions. As jobs_parse_request() for errors; an adapter
+ * whose ops do not run trainings is refused naming `adapter`, and the
+ * adapter's validate sees the job with kind DR_JOB_TRAINING (a trainer
+ * without its version is refused there, naming `trainer`).
+ */
+dr_status jobs_parse_training(const dr_config *cfg, const dr_plugins *plugins,
+			      json_object *root, dr_job_request *out,
+			      const char **field, dr_error *err) DR_WARN_UNUSED;
+
+/* 1 when `s` is a job kind a list filters by (prediction, training,
+ * workflow). */
+int jobs_kind_valid(const char *s);
 
 /* Check a callback_url value `v` as jobs_parse_request() does (a string,
  * an http(s) URL the callback rules allow, a callback_secret to sign
@@ -230,6 +250,7 @@ typedef struct dr_job_filter {
 	const char *adapter; /* or NULL */
 	const char *cursor;  /* a job id: list jobs older than it, or NULL */
 	const char *batch;   /* a batch id: its jobs only, or NULL */
+	const char *kind;    /* prediction, training, workflow, or NULL */
 	dr_metadata_filter meta[DR_MAX_METADATA_FILTERS]; /* all apply */
 	size_t n_meta; /* checked with jobs_check_metadata_filters() */
 	int limit;           /* 1..100 */

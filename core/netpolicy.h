@@ -38,6 +38,18 @@ typedef struct dr_download_policy {
 	void (*mark)(void *arg, double elapsed);
 	void *mark_arg;
 	double mark_after;
+	/* With `beat` set: called from inside download_url at most every
+	 * `beat_every` seconds while body bytes keep arriving (never while
+	 * the transfer is stalled), so the caller can extend a lease during
+	 * a long download; a nonzero return ends the download with
+	 * DR_ERR_CONFLICT "lease_lost". */
+	int (*beat)(void *arg);
+	void *beat_arg;
+	double beat_every;
+	/* When not NULL: 65 bytes that a successful download_url fills with
+	 * the lower-case hex SHA-256 of the bytes it wrote to the fd, hashed
+	 * as they arrive, so the caller need not read the file again. */
+	char *sha256_hex;
 } dr_download_policy;
 
 /* 1 when `host` matches the allowlist `hosts` (case-insensitive). */

@@ -39,6 +39,7 @@ void news_prediction_clear(dr_prediction *p)
 	free(p->error);
 	free(p->raw_json);
 	free(p->completed_at);
+	free(p->trained_version);
 	for (size_t i = 0; i < p->n_outputs; i++)
 		free(p->outputs[i].value);
 	free(p->outputs);
@@ -114,6 +115,47 @@ static int output_recorded(const dr_db_rows *had, size_t i)
 		if (strtoull(db_cell(had, r, 0), NULL, 10) == i)
 			return 1;
 	return 0;
+}
+
+/* 1 when a job's kind (jobs.kind) is a training. */
+static int is_training(const char *kind)
+{
+	return kind && strcmp(kind, "training") == 0;
+}
+
+/* The provider deadline of a job of `kind` at `adapter`, in seconds: a
+ * training's is the adapter's training_deadline (config.h), a
+ * prediction's [worker] provider_deadline. */
+static int64_t deadline_seconds(const dr_config *cfg, const char *adapter,
+				const char *kind)
+{
+	const dr_conf_section *sec;
+
+	if (!is_training(kind))
+		return (int64_t)cfg->worker.provider_deadline;
+	sec = config_section(cfg, "adapter", adapter);
+	return (int64_t)(sec ? sec->training_deadline
+			     : DR_TRAINING_DEADLINE_DEFAULT);
+}
+
+/*
+ * A succeeded training's new model version (dr_prediction.trained_version)
+ * into jobs.training_version, in the open transaction. One missing or
+ * longer than the column is not written (logged), and the persist step
+ * then fails the job with training_version_missing (pipeline.c).
+ */
+static dr_status record_training_version(dr_db *db, const char *id,
+					 const dr_prediction *p, dr_error *err)
+{
+	const char *v = p->trained_version;
+
+	if (!v || !v[0] || strlen(v) > NEWS_MAX_TRAINED_VERSION) {
+		dr_log(DR_LOG_WARNING,
+		       "event=job.training_version_missing job=%s", id);
+		return DR_OK;
+	}
+	return db_exec(db, "UPDATE jobs SET training_version = ? WHERE id = ?",
+		       NULL, err, DB_ARGS(DB_STR(v), DB_STR(id)));
 }
 
 /* Record output o (number i) of job `id`: see record_outputs(). */
@@ -203,7 +245,7 @@ static dr_status record_outputs(dr_db *db, const char *id,
 	return st;
 }
 
-enum { J_ID, J_STATUS, J_STEP, J_PRED, J_LEASE, J_PROGRESS };
+enum { J_ID, J_STATUS, J_STEP, J_PRED, J_LEASE, J_PROGRESS, J_KIND };
 
 /* Log a repeated delivery in its job's events (best effort: the delivery
  * has no effect either way). */
@@ -321,7 +363,7 @@ static dr_status find_job(dr_db *db, const char *adapter, const char *pred_id,
 	if (pred_id) {
 		st = db_query(db,
 			      "SELECT id, status, step, prediction_id,"
-			      " lease_version, progress FROM jobs"
+			      " lease_version, progress, kind FROM jobs"
 			      " WHERE adapter = ? AND prediction_id = ?"
 			      " FOR UPDATE",
 			      rows, err,
@@ -339,7 +381,7 @@ static dr_status find_job(dr_db *db, const char *adapter, const char *pred_id,
 		 * committed, and this locking read waited for it. */
 		st = db_query(db,
 			      "SELECT id, status, step, prediction_id,"
-			      " lease_version, progress FROM jobs"
+			      " lease_version, progress, kind FROM jobs"
 			      " WHERE id = ? AND adapter = ? AND"
 			      " ((prediction_id IS NULL AND step = 'submit'"
 			      " AND (? = 0 OR TIMESTAMPDIFF(MICROSECOND,"
@@ -493,13 +535,15 @@ static dr_status apply_once(dr_db *db, const dr_config *cfg,
 	w.adopt = !db_cell(rows, 0, J_PRED) &&
 		  strcmp(db_cell(rows, 0, J_STEP), "submit") == 0;
 	w.fenced = fence != NULL;
-	w.deadline_s = (int64_t)cfg->worker.provider_deadline;
+	w.deadline_s = deadline_seconds(cfg, adapter, db_cell(rows, 0, J_KIND));
 	w.poll_min = cfg->worker.poll_min;
 	st = jobstate_news_write(db, id, &w, err);
 	if (st != DR_OK)
 		goto rollback;
 	if (to_persist) {
 		st = record_outputs(db, id, p, err);
+		if (st == DR_OK && is_training(db_cell(rows, 0, J_KIND)))
+			st = record_training_version(db, id, p, err);
 		if (st != DR_OK)
 			goto rollback;
 	}

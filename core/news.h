@@ -43,6 +43,8 @@ typedef struct news_fence {
 /* A prediction id is stored as it is (jobs.prediction_id): 1 to 64
  * printable ASCII characters (darkroom-plugin.h). */
 #define NEWS_MAX_PREDICTION_ID 64
+/* Characters of a training's new version kept (jobs.training_version). */
+#define NEWS_MAX_TRAINED_VERSION 255
 
 /* 1 when `id` can be stored as a prediction id. */
 int news_prediction_id_ok(const char *id);

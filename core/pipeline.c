@@ -12,6 +12,10 @@
  * output); then one transaction indexes them all, counts their
  * references, and moves the job to `succeeded`.
  *
+ * A downloaded file is hashed as its bytes arrive (download.h), and a
+ * training's weights, which may take longer than the lease to fetch, keep
+ * the lease extended while they flow (keep_lease).
+ *
  * Round trips are counted, because a worker waiting on one is a worker not
  * rendering: the lease is extended between outputs only once an eighth of
  * it has passed, and a rendition of an original the sink does not hold yet
@@ -86,6 +90,10 @@ typedef struct persist_ctx {
 	double fetch_t0;       /* metrics_now() when its budget began */
 	int fetch_slow;        /* its earlier low-speed abandons */
 	int fetch_unstamped;   /* its fetch_started_at is still NULL */
+	double extended; /* metrics_now() when the lease was last extended */
+	/* The SHA-256 of the file fetch() wrote, when it was hashed as it
+	 * arrived (a network download); "" when it must be read again. */
+	char streamed_sha256[DR_SHA256_HEX_LEN + 1];
 } persist_ctx;
 
 /* Columns of the pending outputs query (pipeline_persist). */
@@ -230,6 +238,9 @@ static dr_status fetch(persist_ctx *x, const dr_db_rows *rows, size_t i,
 	dr_status st;
 	int fd, data;
 
+	x->streamed_sha256[0] = '\0';
+	pol.sha256_hex = x->streamed_sha256;
+
 	if (ctsz)
 		ctype[0] = '\0';
 	if (kind ? strcmp(kind, "path") == 0 : source[0] == '/')
@@ -275,6 +286,35 @@ static dr_status fetch(persist_ctx *x, const dr_db_rows *rows, size_t i,
 	}
 	*fd_out = fd;
 	return DR_OK;
+}
+
+/*
+ * Extend the claim's lease once an eighth of it has passed since the last
+ * extension: between outputs, and (dr_download_policy.beat) while the
+ * bytes of a long download flow, so a weights file that takes longer than
+ * the lease to fetch keeps its worker. 0, or 1 when the lease was lost.
+ */
+static int keep_lease(persist_ctx *x)
+{
+	dr_error err;
+
+	if (metrics_now() - x->extended < x->e->cfg->worker.lease / 8)
+		return 0;
+	dr_error_clear(&err);
+	if (queue_extend(x->e->db, x->c, x->e->cfg->worker.lease, &err) !=
+	    DR_OK) {
+		dr_log(DR_LOG_WARNING, "event=job.lease_lost job=%s step=%s",
+		       x->c->id, x->step);
+		return 1;
+	}
+	x->extended = metrics_now();
+	return 0;
+}
+
+/* dr_download_policy.beat */
+static int download_beat(void *arg)
+{
+	return keep_lease(arg);
 }
 
 /* Add `note` to the end of err's message, as far as it fits. */
@@ -484,6 +524,12 @@ static dr_status persist_one(persist_ctx *x, const dr_db_rows *rows, size_t i,
 		goto out;
 	}
 	o->kind = sn.kind;
+	if (x->c->training) {
+		/* A training's outputs are its weights: stored as they are,
+		 * never rendered, whatever their bytes look like. */
+		o->kind = "weights";
+		sn.decodable = 0;
+	}
 	/* Types a browser would run (HTML, SVG, XML) are stored as plain
 	 * bytes, so a CDN serving them from our domain runs no script. */
 	o->mime = strcmp(sn.mime, "text/html") == 0 ||
@@ -492,7 +538,10 @@ static dr_status persist_one(persist_ctx *x, const dr_db_rows *rows, size_t i,
 			  ? "application/octet-stream"
 			  : sn.mime;
 	o->bytes = size;
-	st = digest_sha256_fd_hex(fd, size, o->sha256, err);
+	if (x->streamed_sha256[0])
+		memcpy(o->sha256, x->streamed_sha256, sizeof(o->sha256));
+	else
+		st = digest_sha256_fd_hex(fd, size, o->sha256, err);
 	if (st != DR_OK)
 		goto out;
 	snprintf(o->key, sizeof(o->key), "%.2s/%s.%s", o->sha256, o->sha256,
@@ -639,7 +688,6 @@ dr_step_outcome pipeline_persist(const dr_step_ctx *e)
 	persist_ctx x;
 	dr_db_rows *rows = NULL, *job = NULL;
 	stored_output *outs = NULL;
-	double extended;
 	dr_error err;
 	dr_status st;
 
@@ -667,9 +715,23 @@ dr_step_outcome pipeline_persist(const dr_step_ctx *e)
 	x.policy.max_redirects = cfg->limits.max_redirects;
 	netpolicy_env(&x.policy, &x.env_hosts);
 	x.local_root = adapter ? adapter->local_root : NULL;
+	x.policy.beat = download_beat;
+	x.policy.beat_arg = &x;
+	x.policy.beat_every = cfg->worker.lease / 8;
 
-	st = db_query(e->db, "SELECT renditions FROM jobs WHERE id = ?", &job,
-		      &err, DB_ARGS(DB_STR(c->id)));
+	st = db_query(e->db,
+		      "SELECT renditions, training_version FROM jobs"
+		      " WHERE id = ?",
+		      &job, &err, DB_ARGS(DB_STR(c->id)));
+	if (st == DR_OK && job->n_rows == 1 && c->training &&
+	    !db_cell(job, 0, 1)) {
+		/* A training is worth nothing without its new version. */
+		o = outcome(DR_STEP_FAIL, "persist");
+		dr_fail(&o.why, DR_ERR_PROVIDER, "training_version_missing",
+			"the provider's succeeded training names no new model "
+			"version");
+		goto out;
+	}
 	if (st == DR_OK && job->n_rows == 1)
 		st = job_presets(&x, db_cell(job, 0, 0), &err);
 	if (st == DR_OK)
@@ -688,23 +750,19 @@ dr_step_outcome pipeline_persist(const dr_step_ctx *e)
 		goto out;
 	}
 	outs = dr_xcalloc(rows->n_rows ? rows->n_rows : 1, sizeof(*outs));
-	extended = metrics_now();
+	x.extended = metrics_now();
 	for (size_t i = 0; i < rows->n_rows; i++) {
 		st = persist_one(&x, rows, i, &outs[i], &err);
+		if (st == DR_ERR_CONFLICT &&
+		    strcmp(err.code, "lease_lost") == 0)
+			goto out; /* logged by keep_lease() */
 		if (st != DR_OK)
 			break;
 		/* Long jobs keep their lease: renewed once an eighth of it
 		 * has passed, so an output always starts with at least 7/8
 		 * of it left, without a write after every short output. */
-		if (metrics_now() - extended < cfg->worker.lease / 8)
-			continue;
-		if (queue_extend(e->db, c, cfg->worker.lease, &err) != DR_OK) {
-			dr_log(DR_LOG_WARNING,
-			       "event=job.lease_lost job=%s step=persist",
-			       c->id);
+		if (keep_lease(&x))
 			goto out;
-		}
-		extended = metrics_now();
 	}
 	if (st == DR_OK) {
 		double t0 = metrics_now();

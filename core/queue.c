@@ -21,6 +21,7 @@ void queue_claim_clear(dr_claim *c)
 	free(c->model);
 	free(c->input);
 	free(c->prediction_id);
+	free(c->destination);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -231,7 +232,8 @@ static dr_status take(dr_db *db, const char *id, const char *owner,
 		      " AND d.state = 'pending'), 'pending', COALESCE((SELECT"
 		      " d.state FROM callback_deliveries d WHERE d.job_id ="
 		      " jobs.id ORDER BY d.created_at DESC, d.id DESC LIMIT 1),"
-		      " 'none')), claims, parent_id FROM jobs WHERE id = ?",
+		      " 'none')), claims, parent_id, kind, destination"
+		      " FROM jobs WHERE id = ?",
 		      &rows, err, DB_ARGS(DB_STR(id)));
 	if (st != DR_OK)
 		goto rollback;
@@ -263,6 +265,9 @@ static dr_status take(dr_db *db, const char *id, const char *owner,
 	c->abandoned = (int)strtol(db_cell(rows, 0, 15), NULL, 10);
 	snprintf(c->parent, sizeof(c->parent), "%s",
 		 db_cell(rows, 0, 16) ? db_cell(rows, 0, 16) : "");
+	c->training = strcmp(db_cell(rows, 0, 17), "training") == 0;
+	if (db_cell(rows, 0, 18))
+		c->destination = dr_xstrdup(db_cell(rows, 0, 18));
 	db_rows_free(rows);
 	return DR_OK;
 rollback:

@@ -54,6 +54,9 @@ typedef struct dr_claim {
 			  still held: its worker died or stalled mid-step */
 	char parent[DR_JOB_ID_LEN + 1]; /* a workflow's step: the
 					   workflow; "" otherwise */
+	int training;	   /* jobs.kind is 'training' (POST /v1/trainings) */
+	char *destination; /* a training's destination model (malloc), or
+			      NULL */
 } dr_claim;
 
 /* Release the strings of a claim; accepts a zeroed claim. */

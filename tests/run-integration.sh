@@ -226,6 +226,8 @@ token = r8_fake
 api_base = http://127.0.0.1:$FAKE_PORT/v1
 webhook_secret = $REPLICATE_SECRET
 webhook_secret_previous = $REPLICATE_SECRET_PREV
+# Short, so test_trainings.py sees a training pass its deadline.
+training_deadline = 6s
 
 # No webhook_secret: the worker fetches the account's from the fake
 # Replicate and keeps it in plugin_kv for the app (test_engine.py).

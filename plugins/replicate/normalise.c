@@ -48,6 +48,7 @@
 /* Longest version and completed_at strings kept. */
 #define VERSION_MAX   128
 #define TIMESTAMP_MAX 64
+#define TRAINED_VERSION_MAX 255 /* jobs.training_version */
 
 typedef struct status_name {
 	const char *name;
@@ -512,6 +513,7 @@ void rep_prediction_clear(dr_prediction *p)
 	free(p->error);
 	free(p->raw_json);
 	free(p->completed_at);
+	free(p->trained_version);
 	for (size_t i = 0; i < p->n_outputs; i++)
 		free(p->outputs[i].value);
 	free(p->outputs);
@@ -630,6 +632,15 @@ dr_status rep_normalise(const dr_host *host, json_object *doc,
 	st = collect_outputs(host, v, &outs, err);
 	if (st != DR_OK)
 		goto err_outputs;
+	/* A training's output: {"version": "owner/name:<id>", "weights":
+	 * "<url>"}; the weights are its file output (the walk above), the
+	 * new version is kept here. */
+	if (json_object_is_type(v, json_type_object)) {
+		const char *tv = get_string(v, "version");
+
+		if (tv && tv[0] && strlen(tv) <= TRAINED_VERSION_MAX)
+			out->trained_version = host->mem_strdup(tv);
+	}
 
 	out->status = map_status(get_string(doc, "status"));
 	if (out->status == DR_PRED_SUCCEEDED) {

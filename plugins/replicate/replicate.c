@@ -34,16 +34,28 @@
  * of `version` (the owner/name spellings are later additions a compatible
  * server may lack). The owner/name part is checked for syntax only.
  *
+ * Trainings (dr_job_view.kind DR_JOB_TRAINING; the ops set `trainings`):
+ * the trainer must be owner/name:<version> and the destination owner/name
+ * (validate); submit POSTs {api_base}/models/{owner}/{name}/versions/
+ * {version}/trainings with {"destination", "input", "webhook",
+ * "webhook_events_filter"} and neither Cancel-After nor Prefer: wait (the
+ * core holds a training to the instance's training_deadline); get, cancel
+ * and reconcile use {api_base}/trainings instead of /predictions. A 4xx
+ * on create whose detail names the destination is destination_not_found;
+ * another 404 is unknown_model ("trainer: ..."). A training document is
+ * read by the same normaliser: output.version becomes trained_version,
+ * output.weights its file output.
+ *
  * Creating is not idempotent at Replicate (there is no idempotency key),
  * so submit never repeats a create. It reports DR_ERR_NETWORK with
  * retryable = 1 only when the request surely never left (client.c: the
  * host's HTTP service failed before writing it: resolving, connecting,
  * the TLS handshake), DR_ERR_RATE_LIMITED on 429 with the wait the answer
  * asks for (the core schedules the job later; the plugin never sleeps on
- * a create), and every other failure after sending (5xx, timeouts, lost connections,
- * unreadable answers) as not retryable: the prediction may exist, and the
- * core reconciles. Reads (get, cancel, the list, the webhook secret) are
- * safe to repeat and are retried here up to three times on 5xx and
+ * a create), and every other failure after sending (5xx, timeouts, lost
+ * connections, unreadable answers) as not retryable: the prediction may exist,
+ * and the core reconciles. Reads (get, cancel, the list, the webhook secret)
+ * are safe to repeat and are retried here up to three times on 5xx and
  * connection failures, after 0.2, 0.5 and 1 s (not on timeouts, which
  * already took `timeout`; they come back retryable). A 429 is never
  * retried here: DR_ERR_RATE_LIMITED with retry_after goes to the core.
@@ -724,6 +736,12 @@ static const char *status_name(dr_prediction_status s)
 	return (size_t)s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
 }
 
+/* The API collection a job's runs live in. */
+static const char *collection(const dr_job_view *job)
+{
+	return job->kind == DR_JOB_TRAINING ? "trainings" : "predictions";
+}
+
 /* ------------------------------------------------------------------------
  * validate, submit
  */
@@ -737,9 +755,33 @@ static dr_status check_job(rep_adapter *a, const dr_job_view *job, rep_model *m,
 	json_object *in;
 
 	*input = NULL;
-	if (!rep_parse_model(job->model, m, why, sizeof(why)))
+	if (!rep_parse_model(job->model, m, why, sizeof(why))) {
+		if (job->kind == DR_JOB_TRAINING)
+			return a->host->fail(err, DR_ERR_INVALID,
+					     "invalid_input",
+					     "trainer: must be owner/name:"
+					     "<version id> (64 lowercase hex "
+					     "digits)");
 		return a->host->fail(err, DR_ERR_INVALID, "invalid_input", "%s",
 				     why);
+	}
+	if (job->kind == DR_JOB_TRAINING) {
+		rep_model d;
+
+		if (m->kind != REP_MODEL_VERSIONED)
+			return a->host->fail(
+				err, DR_ERR_INVALID, "invalid_input",
+				"trainer: must name its version "
+				"(owner/name:<version id>): Replicate "
+				"trains from one version of a trainer");
+		if (!job->destination ||
+		    !rep_parse_model(job->destination, &d, why, sizeof(why)) ||
+		    d.kind != REP_MODEL_NAME)
+			return a->host->fail(err, DR_ERR_INVALID,
+					     "invalid_input",
+					     "destination: must be owner/name "
+					     "(without a version)");
+	}
 	in = text ? rep_parse_json(text, strlen(text)) : NULL;
 	if (!json_object_is_type(in, json_type_object)) {
 		json_object_put(in);
@@ -763,14 +805,18 @@ static dr_status replicate_validate(void *state, const dr_job_view *job,
 
 /* The create request's body; NULL when out of memory. The caller frees. */
 static char *create_body(rep_adapter *a, const rep_model *m, json_object *input,
-			 const char *webhook)
+			 const char *webhook, const char *destination)
 {
 	json_object *body = json_object_new_object(), *filter;
 	const char *text;
 	char *copy = NULL;
 	int bad = !body;
 
-	if (!bad && m->kind != REP_MODEL_NAME)
+	if (!bad && destination) /* a training: the version is in the URL */
+		bad |= json_object_object_add(
+			body, "destination",
+			json_object_new_string(destination));
+	else if (!bad && m->kind != REP_MODEL_NAME)
 		bad |= json_object_object_add(
 			body, "version", json_object_new_string(m->version));
 	if (!bad)
@@ -802,13 +848,50 @@ static char *create_body(rep_adapter *a, const rep_model *m, json_object *input,
 	return copy;
 }
 
-static char *create_url(const rep_adapter *a, const rep_model *m)
+static char *create_url(const rep_adapter *a, const rep_model *m,
+			const dr_job_view *job)
 {
+	if (job->kind == DR_JOB_TRAINING)
+		return str_printf(a, "%s/models/%s/%s/versions/%s/trainings",
+				  a->api_base, m->owner, m->name, m->version);
 	if (m->kind != REP_MODEL_NAME)
 		return str_printf(a, "%s/predictions", a->api_base);
 	return str_printf(a, "%s/%s/%s/%s/predictions", a->api_base,
 			  a->deployment ? "deployments" : "models", m->owner,
 			  m->name);
+}
+
+/*
+ * The error for a refused training create. Replicate answers 404 both for
+ * an unknown trainer version and for a destination model that does not
+ * exist; its `detail` tells them apart ("destination"): the destination
+ * is destination_not_found (create the model first), anything else as
+ * for predictions.
+ */
+static dr_status training_create_error(rep_adapter *a, const rep_response *resp,
+				       dr_error *err)
+{
+	char detail[REP_DETAIL_MAX + 16];
+
+	if (resp->status == 404 || resp->status == 422 || resp->status == 400) {
+		rep_error_detail(resp, a->token, detail, sizeof(detail));
+		if (strstr(detail, "destination") ||
+		    strstr(detail, "Destination"))
+			return a->host->fail(
+				err, DR_ERR_INVALID, "destination_not_found",
+				"destination: Replicate has no such model to "
+				"put the trained version in (HTTP %ld; create "
+				"the model first): %s",
+				resp->status, detail);
+	}
+	if (resp->status == 404) {
+		rep_error_detail(resp, a->token, detail, sizeof(detail));
+		return a->host->fail(err, DR_ERR_INVALID, "unknown_model",
+				     "trainer: Replicate knows no such "
+				     "trainer version (HTTP 404)%s%s",
+				     detail[0] ? ": " : "", detail);
+	}
+	return http_error(a, resp, OP_CREATE, err);
 }
 
 static dr_status replicate_submit(void *state, const dr_job_view *job,
@@ -830,35 +913,44 @@ static dr_status replicate_submit(void *state, const dr_job_view *job,
 	st = check_job(a, job, &m, &input, err);
 	if (st != DR_OK)
 		return st;
-	body = create_body(a, &m, input, job->webhook_url);
+	body = create_body(a, &m, input, job->webhook_url,
+			   job->kind == DR_JOB_TRAINING ? job->destination
+							: NULL);
 	json_object_put(input);
 	if (!body)
 		return nomem(a, err);
-	url = create_url(a, &m);
+	url = create_url(a, &m, job);
 	if (!url) {
 		st = nomem(a, err);
 		goto err_body;
 	}
 
 	extra[ne++] = "Content-Type: application/json";
-	if (a->cancel_after > 0) {
+	/* A training runs for hours under the core's training_deadline:
+	 * the predictions' Cancel-After and Prefer: wait are not sent. */
+	if (a->cancel_after > 0 && job->kind != DR_JOB_TRAINING) {
 		snprintf(cancel_after, sizeof(cancel_after),
 			 "Cancel-After: %ds", whole_seconds(a->cancel_after));
 		extra[ne++] = cancel_after;
 	}
-	if (a->prefer_wait > 0) {
+	if (a->prefer_wait > 0 && job->kind != DR_JOB_TRAINING) {
 		snprintf(prefer, sizeof(prefer), "Prefer: wait=%d",
 			 a->prefer_wait);
 		extra[ne++] = prefer;
 	}
 	extra[ne] = NULL;
 
-	st = send_once(a, "POST", url, extra, body, a->timeout + a->prefer_wait,
+	st = send_once(a, "POST", url, extra, body,
+		       a->timeout + (job->kind == DR_JOB_TRAINING
+					     ? 0
+					     : a->prefer_wait),
 		       1, &resp, err);
 	if (st != DR_OK)
 		goto err_url;
 	if (resp.status != 200 && resp.status != 201 && resp.status != 202) {
-		st = http_error(a, &resp, OP_CREATE, err);
+		st = job->kind == DR_JOB_TRAINING
+			     ? training_create_error(a, &resp, err)
+			     : http_error(a, &resp, OP_CREATE, err);
 		goto err_url;
 	}
 	st = parse_prediction(a, resp.body, resp.len, out, err);
@@ -894,15 +986,16 @@ static dr_status check_prediction_id(rep_adapter *a, const dr_job_view *job,
 }
 
 /* GET one prediction by id into `out`. */
-static dr_status fetch_prediction(rep_adapter *a, const char *id,
-				  dr_prediction *out, dr_error *err)
+static dr_status fetch_prediction(rep_adapter *a, const char *coll,
+				  const char *id, dr_prediction *out,
+				  dr_error *err)
 {
 	rep_response resp;
 	char *url;
 	dr_status st;
 
 	memset(out, 0, sizeof(*out));
-	url = str_printf(a, "%s/predictions/%s", a->api_base, id);
+	url = str_printf(a, "%s/%s/%s", a->api_base, coll, id);
 	if (!url)
 		return nomem(a, err);
 	st = send_read(a, "GET", url, OP_GET, a->timeout, &resp, err);
@@ -924,7 +1017,8 @@ static dr_status replicate_get(void *state, const dr_job_view *job,
 	st = check_prediction_id(a, job, err);
 	if (st != DR_OK)
 		return st;
-	return fetch_prediction(a, job->prediction_id, out, err);
+	return fetch_prediction(a, collection(job), job->prediction_id, out,
+				err);
 }
 
 static dr_status replicate_cancel(void *state, const dr_job_view *job,
@@ -940,7 +1034,7 @@ static dr_status replicate_cancel(void *state, const dr_job_view *job,
 	st = check_prediction_id(a, job, err);
 	if (st != DR_OK)
 		return st;
-	url = str_printf(a, "%s/predictions/%s/cancel", a->api_base,
+	url = str_printf(a, "%s/%s/%s/cancel", a->api_base, collection(job),
 			 job->prediction_id);
 	if (!url)
 		return nomem(a, err);
@@ -1288,7 +1382,9 @@ static dr_status replicate_reconcile(void *state, const dr_job_view *job,
 	if (st != DR_OK)
 		return st;
 	since = job->submitted_at - REP_RECONCILE_SLACK;
-	url = str_printf(a, "%s/predictions", a->api_base);
+	/* A lost training create is looked for among the trainings: a
+	 * duplicate would cost hours of GPU time. */
+	url = str_printf(a, "%s/%s", a->api_base, collection(job));
 	if (!url) {
 		st = nomem(a, err);
 		goto err_input;
@@ -1340,7 +1436,7 @@ static dr_status replicate_reconcile(void *state, const dr_job_view *job,
 		return a->host->fail(err, DR_ERR_NOT_FOUND, "not_found",
 				     "Replicate lists no prediction of this "
 				     "job");
-	st = fetch_prediction(a, best.id, out, err);
+	st = fetch_prediction(a, collection(job), best.id, out, err);
 	if (st == DR_OK)
 		a->host->log(a->inst, DR_LOG_NOTICE,
 			     "event=replicate.reconciled job=%s prediction=%s "
@@ -1373,6 +1469,7 @@ static const dr_adapter_ops replicate_ops = {
 	.download_hosts = replicate_hosts,
 	.reconcile = replicate_reconcile,
 	.maintain = replicate_maintain,
+	.trainings = 1,
 };
 
 static const dr_plugin replicate_plugin = {

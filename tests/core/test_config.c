@@ -812,6 +812,50 @@ static void test_adapter_rate(void **state)
 	config_free(cfg);
 }
 
+/* [adapter] training_deadline (a core key of every adapter section): 6h
+ * by default, a duration of 1s to 30 days, reserved from plugins. */
+static void test_adapter_training_deadline(void **state)
+{
+	static const dr_config_key reserved[] = {
+		{ "training_deadline", DR_CFG_DURATION, NULL, NULL, 0, NULL },
+		{ NULL, 0, NULL, NULL, 0, NULL },
+	};
+	dr_config *cfg;
+	dr_conf_section *sec;
+	dr_error err = { 0 };
+
+	(void)state;
+	cfg = parse_ok(ADAPTER);
+	sec = config_section(cfg, "adapter", "null");
+	assert_true(sec->training_deadline == 6 * 3600);
+	config_free(cfg);
+
+	cfg = parse_ok(ADAPTER "training_deadline = 90m\n");
+	sec = config_section(cfg, "adapter", "null");
+	assert_true(sec->training_deadline == 5400);
+	assert_int_equal(config_resolve_plugin(cfg, sec, NULL, &err), DR_OK);
+	assert_int_equal(config_resolve_plugin(cfg, sec, reserved, &err),
+			 DR_ERR_PLUGIN);
+	assert_non_null(
+		strstr(err.message, "reserved key 'training_deadline'"));
+	config_free(cfg);
+
+	parse_fail(ADAPTER "training_deadline = 0s\n", "t.conf:2: ",
+		   "bad value for 'training_deadline' in [adapter \"null\"]");
+	parse_fail(ADAPTER "training_deadline = soon\n",
+		   "t.conf:2: ", "'training_deadline'");
+	parse_fail(ADAPTER "training_deadline = 721h\n",
+		   "t.conf:2: ", "'training_deadline'");
+	/* A sink has no such key. */
+	cfg = parse_ok("[server]\nsink = s\n" ADAPTER
+		       "[sink s]\ntraining_deadline = 1h\n");
+	assert_int_equal(config_resolve_plugin(cfg,
+					       config_section(cfg, "sink", "s"),
+					       NULL, &err),
+			 DR_ERR_CONFIG);
+	config_free(cfg);
+}
+
 /* An adapter plugin may not declare the core's keys rate and burst. */
 static void test_adapter_rate_reserved(void **state)
 {
@@ -1704,6 +1748,7 @@ int main(void)
 	    T(test_plugin_key_checked_at_load),
 	    T(test_adapter_rate),
 	    T(test_adapter_rate_reserved),
+	    T(test_adapter_training_deadline),
 	    T(test_limits),
 	    T(test_download_budget),
 	    T(test_max_webhook_body),

@@ -1097,6 +1097,82 @@ static void test_mark(void **state)
 	assert_true(m.elapsed >= 0.5 && m.elapsed < 2.0);
 }
 
+/* With sha256_hex, the body's SHA-256 comes back hashed as it arrived:
+ * the same as the file's, for a plain and a chunked body; "" after a
+ * failure. */
+static void test_streamed_sha256(void **state)
+{
+	static const char *const paths[] = { "/ok", "/ok-chunked" };
+	dr_download_policy pol = local_policy();
+	char sha[DR_SHA256_HEX_LEN + 1], want[DR_SHA256_HEX_LEN + 1];
+	uint64_t size = 0;
+	dr_error err;
+
+	(void)state;
+	pol.sha256_hex = sha;
+	for (size_t k = 0; k < 2; k++) {
+		int fd = -1;
+
+		memset(sha, 'x', sizeof(sha));
+		assert_int_equal(get(url_a(paths[k]), &pol, &size, &err, &fd),
+				 DR_OK);
+		assert_int_equal(digest_sha256_fd_hex(fd, size, want, &err),
+				 DR_OK);
+		close(fd);
+		assert_int_equal(strlen(sha), DR_SHA256_HEX_LEN);
+		assert_string_equal(sha, want);
+	}
+	memset(sha, 'x', sizeof(sha));
+	assert_int_equal(get(url_a("/missing"), &pol, NULL, &err, NULL),
+			 DR_ERR_NOT_FOUND);
+	assert_string_equal(sha, "");
+}
+
+struct beats {
+	int calls;
+	int stop_after; /* answer nonzero at this call */
+};
+
+static int count_beat(void *arg)
+{
+	struct beats *b = arg;
+
+	return ++b->calls >= b->stop_after;
+}
+
+/* The policy's beat is called every beat_every seconds while bytes
+ * arrive, never while the server sends nothing, and a nonzero answer ends
+ * the download at once with lease_lost. */
+static void test_beat(void **state)
+{
+	dr_download_policy pol = local_policy();
+	struct beats b = { 0, 3 };
+	double t0 = now_seconds();
+	dr_error err;
+
+	(void)state;
+	pol.low_speed_limit = 0;
+	pol.beat = count_beat;
+	pol.beat_arg = &b;
+	pol.beat_every = 0.5;
+	assert_int_equal(get(url_a("/drip"), &pol, NULL, &err, NULL),
+			 DR_ERR_CONFLICT);
+	assert_string_equal(err.code, "lease_lost");
+	assert_int_equal(b.calls, 3);
+	assert_true(elapsed_since(t0) < 8.0);
+
+	b.calls = 0;
+	b.stop_after = 1000;
+	pol.total_timeout = 2;
+	assert_int_equal(get(url_a("/silent"), &pol, NULL, &err, NULL),
+			 DR_ERR_TIMEOUT);
+	assert_int_equal(b.calls, 0);
+
+	pol.total_timeout = 10;
+	assert_int_equal(get(url_a("/ok"), &pol, NULL, &err, NULL), DR_OK);
+	assert_int_equal(b.calls, 0);
+}
+
 /* The call's deadline comes before the low-speed check would: that is a
  * timeout, not a slow server. */
 static void test_deadline_before_low_speed(void **state)
@@ -1901,6 +1977,8 @@ int main(void)
 		cmocka_unit_test(test_silent_server),
 		cmocka_unit_test(test_deadline_before_low_speed),
 		cmocka_unit_test(test_mark),
+		cmocka_unit_test(test_beat),
+		cmocka_unit_test(test_streamed_sha256),
 		cmocka_unit_test(test_total_timeout),
 		cmocka_unit_test(test_connect_refused),
 		cmocka_unit_test(test_write_failure),

@@ -52,10 +52,36 @@ static const dr_plugin desc = {.abi_version = DR_PLUGIN_ABI_VERSION,
 			       .kind = DR_PLUGIN_ADAPTER,
 			       .adapter = &ops};
 
+/* A second adapter, "trainer", that runs trainings: its validate wants
+ * the trainer's version and sees the destination. */
+static dr_status train_validate(void *state, const dr_job_view *job,
+				dr_error *err)
+{
+	(void)state;
+	if (job->kind != DR_JOB_TRAINING)
+		return DR_OK;
+	if (!strchr(job->model, ':'))
+		return dr_fail(err, DR_ERR_INVALID, "invalid_input",
+			       "trainer: must name its version");
+	if (!job->destination)
+		return dr_fail(err, DR_ERR_INVALID, "invalid_input",
+			       "destination: missing");
+	return DR_OK;
+}
+
+static const dr_adapter_ops train_ops = {.validate = train_validate,
+					 .submit = test_submit,
+					 .trainings = 1};
+static const dr_plugin train_desc = {.abi_version = DR_PLUGIN_ABI_VERSION,
+				     .size = sizeof(dr_plugin),
+				     .name = "trainer",
+				     .kind = DR_PLUGIN_ADAPTER,
+				     .adapter = &train_ops};
+
 static dr_config *cfg;
 static char last_message[512];
-static dr_loaded_plugin loaded;
-static struct dr_instance inst;
+static dr_loaded_plugin loaded, train_loaded;
+static struct dr_instance insts[2];
 static dr_plugins plugins;
 
 static int setup(void **state)
@@ -69,10 +95,13 @@ static int setup(void **state)
 		return -1;
 	}
 	loaded.desc = &desc;
-	inst.name = "test";
-	inst.plugin = &loaded;
-	plugins.adapters = &inst;
-	plugins.n_adapters = 1;
+	insts[0].name = "test";
+	insts[0].plugin = &loaded;
+	train_loaded.desc = &train_desc;
+	insts[1].name = "trainer";
+	insts[1].plugin = &train_loaded;
+	plugins.adapters = insts;
+	plugins.n_adapters = 2;
 	return 0;
 }
 
@@ -283,6 +312,106 @@ static void test_invalid_fields(void **state)
 	}
 }
 
+#define TRAINER "\"trainer\":\"o/t:" HEX64_T "\""
+#define HEX64_T                                                                \
+	"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+/* POST /v1/trainings bodies (jobs_parse_training): a valid one becomes a
+ * training request; each refusal names its field, an adapter without
+ * trainings names `adapter`, and members of job requests that a training
+ * does not take are unknown fields. */
+static void test_training_parse(void **state)
+{
+	static const struct {
+		const char *body, *field;
+	} bad[] = {
+		{"{" TRAINER ",\"destination\":\"a/x\",\"input\":{}}",
+		 "adapter"}, /* the default adapter runs none */
+		{"{\"adapter\":\"nope\"," TRAINER
+		 ",\"destination\":\"a/x\",\"input\":{}}",
+		 "adapter"},
+		{"{\"adapter\":\"trainer\",\"destination\":\"a/x\","
+		 "\"input\":{}}",
+		 "trainer"},
+		{"{\"adapter\":\"trainer\",\"trainer\":7,"
+		 "\"destination\":\"a/x\",\"input\":{}}",
+		 "trainer"},
+		{"{\"adapter\":\"trainer\",\"trainer\":\"o/t\","
+		 "\"destination\":\"a/x\",\"input\":{}}",
+		 "trainer"},
+		{"{\"adapter\":\"trainer\"," TRAINER ",\"input\":{}}",
+		 "destination"},
+		{"{\"adapter\":\"trainer\"," TRAINER
+		 ",\"destination\":\"acme\",\"input\":{}}",
+		 "destination"},
+		{"{\"adapter\":\"trainer\"," TRAINER
+		 ",\"destination\":\"a/x:" HEX64_T "\",\"input\":{}}",
+		 "destination"},
+		{"{\"adapter\":\"trainer\"," TRAINER
+		 ",\"destination\":\"a/x\"}",
+		 "input"},
+		{"{\"adapter\":\"trainer\"," TRAINER
+		 ",\"destination\":\"a/x\",\"input\":[]}",
+		 "input"},
+		{"{\"adapter\":\"trainer\"," TRAINER
+		 ",\"destination\":\"a/x\",\"input\":{},\"model\":\"a/b\"}",
+		 "body"},
+		{"{\"adapter\":\"trainer\"," TRAINER
+		 ",\"destination\":\"a/x\",\"input\":{},"
+		 "\"renditions\":[]}",
+		 "body"},
+		{"{\"adapter\":\"trainer\"," TRAINER
+		 ",\"destination\":\"a/x\",\"input\":{},\"metadata\":[]}",
+		 "metadata"},
+	};
+	const char *good = "{\"adapter\":\"trainer\"," TRAINER
+			   ",\"destination\":\"acme/brand\","
+			   "\"input\":{\"steps\":10},"
+			   "\"metadata\":{\"customer\":\"42\"}}";
+	json_object *root = NULL;
+	dr_job_request req;
+	const char *field = NULL;
+	dr_error err;
+
+	(void)state;
+	assert_int_equal(json_parse_limited(good, strlen(good), 32, &root, &err),
+			 DR_OK);
+	assert_int_equal(jobs_parse_training(cfg, &plugins, root, &req, &field,
+					     &err),
+			 DR_OK);
+	json_object_put(root);
+	assert_int_equal(req.training, 1);
+	assert_string_equal(req.adapter, "trainer");
+	assert_string_equal(req.model, "o/t:" HEX64_T);
+	assert_string_equal(req.destination, "acme/brand");
+	assert_int_equal(req.n_renditions, 0);
+	assert_non_null(req.metadata);
+	jobs_request_free(&req);
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		root = NULL;
+		field = NULL;
+		assert_int_equal(json_parse_limited(bad[i].body,
+						    strlen(bad[i].body), 32,
+						    &root, &err),
+				 DR_OK);
+		if (jobs_parse_training(cfg, &plugins, root, &req, &field,
+					&err) != DR_ERR_INVALID)
+			fail_msg("accepted: %s", bad[i].body);
+		json_object_put(root);
+		assert_non_null(field);
+		if (strcmp(field, bad[i].field) != 0)
+			fail_msg("%s: field %s, want %s", bad[i].body, field,
+				 bad[i].field);
+	}
+	/* The jobs' parser knows nothing of trainings. */
+	assert_int_equal(check("{\"model\":\"a/b\",\"input\":{},"
+			       "\"destination\":\"a/x\"}",
+			       &field, NULL),
+			 DR_ERR_INVALID);
+	assert_string_equal(field, "body");
+}
+
 static void test_metadata_limits(void **state)
 {
 	char body[8192];
@@ -407,6 +536,11 @@ static void test_jobs_filter_parse(void **state)
 			    "status");
 	assert_string_equal(jobs_refused(&(dr_filter_arg){"cursor", "x"}, 1),
 			    "cursor");
+	assert_string_equal(jobs_refused(&(dr_filter_arg){"kind", "batch"}, 1),
+			    "kind");
+	assert_null(jobs_refused(&(dr_filter_arg){"kind", "training"}, 1));
+	assert_null(jobs_refused(&(dr_filter_arg){"kind", "prediction"}, 1));
+	assert_null(jobs_refused(&(dr_filter_arg){"kind", "workflow"}, 1));
 	assert_string_equal(jobs_refused(&(dr_filter_arg){"sha256", "x"}, 1),
 			    "sha256");
 	assert_string_equal(jobs_refused(&(dr_filter_arg){"limit", "0"}, 1),
@@ -578,6 +712,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_valid),
 		cmocka_unit_test(test_invalid_fields),
+		cmocka_unit_test(test_training_parse),
 		cmocka_unit_test(test_callback_http),
 		cmocka_unit_test(test_callback_private),
 		cmocka_unit_test(test_metadata_limits),

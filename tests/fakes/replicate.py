@@ -31,6 +31,7 @@ import secrets
 import signal
 import struct
 import sys
+import tarfile
 import threading
 import time
 import traceback
@@ -329,6 +330,20 @@ def sized_body(fmt, base, size):
     return size, gen2()
 
 
+def weights_bytes(seed, size):
+    """A training's weights: a tar archive of SIZE bytes (one member of
+    deterministic bytes derived from SEED), the same on every download."""
+    rng = random.Random(hashlib.sha256(seed.encode()).digest())
+    payload_len = size - 512 - 1024 - ((size - 1536) % 512)
+    payload = rng.randbytes(payload_len)
+    info = tarfile.TarInfo("lora.safetensors")
+    info.size = payload_len
+    info.mtime = 0
+    header = info.tobuf(format=tarfile.USTAR_FORMAT)
+    pad = b"\0" * (-payload_len % 512)
+    return header + payload + pad + b"\0" * 1024
+
+
 def data_uri(fmt, seed):
     return "data:%s;base64,%s" % (FORMATS[fmt][1], base64.b64encode(image_bytes(fmt, seed)).decode())
 
@@ -465,6 +480,11 @@ DEFAULTS = {
     # per model: its predictions fail; its first N creates answer 500
     "fail_models": [],
     "create_errors_for": {},
+    # trainings: the models that exist as a destination ("owner/name"),
+    # and the size of the weights file a succeeded training outputs
+    "models": ["acme/brand-style"],
+    "weights_size": 8 * 1024 * 1024,
+    "weights_rate": 0,             # bytes/s the weights file is sent at; 0 = full speed
 }
 PROB_KEYS = {"rate_limit", "error_rate", "timeout_rate", "drop_webhooks", "create_then_fail"}
 BOOL_KEYS = {"duplicate_webhooks", "reorder_webhooks", "wait_unfinished", "chunked"}
@@ -543,6 +563,15 @@ def validate_settings(update):
             if not isinstance(val, dict) or not all(
                     isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in val.values()):
                 raise ApiError(400, "create_errors_for must map model names to counts >= 0")
+        elif key == "models":
+            if not isinstance(val, list) or not all(isinstance(m, str) and MODEL_RE.match(m) for m in val):
+                raise ApiError(400, "models must be a list of owner/name")
+        elif key == "weights_rate":
+            if not isinstance(val, (int, float)) or isinstance(val, bool) or val < 0:
+                raise ApiError(400, "weights_rate must be a number of bytes per second >= 0")
+        elif key == "weights_size":
+            if not isinstance(val, int) or isinstance(val, bool) or not 1024 <= val <= 1 << 30:
+                raise ApiError(400, "weights_size must be an integer 1024..2^30")
         elif key == "files_base":
             if val is not None and (not isinstance(val, str) or not re.match(r"^https?://[^/]+$", val)):
                 raise ApiError(400, "files_base must be null or a base URL like http://localhost:1234")
@@ -603,6 +632,20 @@ class Prediction:
         self.outbox = collections.deque()
         self.held = []
         self.sender = None
+        # a training (POST /v1/models/.../versions/.../trainings)
+        self.destination = cfg.get("destination")
+        self.weights_size = cfg.get("weights_size")
+        self.trained = None  # the new version id, made when it succeeds
+
+    @property
+    def training(self):
+        return self.destination is not None
+
+    def collection(self):
+        return "trainings" if self.training else "predictions"
+
+    def weights_url(self):
+        return "%s/files/%s/weights.tar" % (self.files_base, self.id)
 
     # -- outputs
     def file_url(self, n):
@@ -630,11 +673,19 @@ class Prediction:
         return "data:%s;base64,%s" % (FORMATS[self.fmt][1], base64.b64encode(b"".join(pieces)).decode())
 
     def file_indexes(self):
+        if self.training:
+            return []
         if self.output_urls is not None:
             return []
         return {"url": [0], "list": [0, 1], "object": [0], "mixed": [0]}.get(self.shape, [])
 
     def full_output(self):
+        if self.training:
+            if self.trained is None:
+                self.trained = hashlib.sha256(("trained:" + self.id).encode()).hexdigest()
+            if self.input.get("fake_no_version") is True:  # a broken trainer
+                return {"weights": self.weights_url()}
+            return {"version": "%s:%s" % (self.destination, self.trained), "weights": self.weights_url()}
         if self.output_urls is not None:
             return self.output_urls
         s = self.shape
@@ -655,6 +706,8 @@ class Prediction:
     def partial_output(self, frac):
         """Output while processing.  `forced` (wait_unfinished) makes it at
         least half filled, and single-value shapes then show their value."""
+        if self.training:
+            return None
         if self.forced:
             frac = max(frac, 0.5)
         full = self.full_output()
@@ -688,7 +741,8 @@ class Prediction:
     def public(self, fake, now=None):
         now = time.monotonic() if now is None else now
         removed = self.expired(fake, now)
-        return {
+        coll = self.collection()
+        doc = {
             "id": self.id,
             "model": self.model,
             "version": self.version,
@@ -703,13 +757,17 @@ class Prediction:
             "started_at": iso_ns(self.started_ns),
             "completed_at": iso_ns(self.completed_ns),
             "urls": {
-                "get": "%s/predictions/%s" % (self.api_base, self.id),
-                "cancel": "%s/predictions/%s/cancel" % (self.api_base, self.id),
+                "get": "%s/%s/%s" % (self.api_base, coll, self.id),
+                "cancel": "%s/%s/%s/cancel" % (self.api_base, coll, self.id),
                 "stream": "%s/stream/%s" % (self.api_base, self.id),
                 "web": "https://replicate.com/p/%s" % self.id,
             },
             "metrics": dict(self.metrics),
         }
+        if self.training:
+            doc["destination"] = self.destination
+            del doc["urls"]["stream"]
+        return doc
 
     def nominal_start(self):
         return self.created_mono + self.start_delay
@@ -746,7 +804,8 @@ class Fake:
         self.downloads = []
         self.gates_open = set()  # fake_hold gates released by /_release
         self.held = []  # downloads waiting at a gate now
-        self.calls = {k: 0 for k in ("create", "get", "cancel", "list", "secret", "429", "500")}
+        self.calls = {k: 0 for k in ("create", "get", "cancel", "list", "secret", "429", "500",
+                                     "train", "train_get", "train_cancel", "train_list")}
         self.create_tat = 0.0  # create_rate's GCRA (monotonic seconds)
         self.create_calls = []  # epoch seconds of every create call, answered or not
         self.cond.notify_all()
@@ -1260,6 +1319,16 @@ class Handler(BaseHTTPRequestHandler):
             route, args = "cancel", (urllib.parse.unquote(p.split("/")[2]),)
         elif method in ("GET", "HEAD") and p == "/webhooks/default/secret":
             route = "secret"
+        elif method == "POST" and re.fullmatch(r"/models/[^/]+/[^/]+/versions/[^/]+/trainings", p):
+            parts = p.split("/")
+            route = "train"
+            args = tuple(urllib.parse.unquote(x) for x in (parts[2], parts[3], parts[5]))
+        elif method in ("GET", "HEAD") and p == "/trainings":
+            route = "train_list"
+        elif method in ("GET", "HEAD") and re.fullmatch(r"/trainings/[^/]+", p):
+            route, args = "train_get", (urllib.parse.unquote(p.split("/")[2]),)
+        elif method == "POST" and re.fullmatch(r"/trainings/[^/]+/cancel", p):
+            route, args = "train_cancel", (urllib.parse.unquote(p.split("/")[2]),)
 
         auth = self.headers.get("Authorization") or ""
         if not hmac.compare_digest(auth.encode(), ("Bearer " + fake.token).encode()):
@@ -1267,7 +1336,7 @@ class Handler(BaseHTTPRequestHandler):
                 fake.count("401")
             raise ApiError(401, "You did not pass a valid authentication token", "Unauthenticated")
         if route is None:
-            if re.fullmatch(r"/(predictions|models|deployments|webhooks)(/.*)?", p):
+            if re.fullmatch(r"/(predictions|models|deployments|webhooks|trainings)(/.*)?", p):
                 raise ApiError(405 if method not in ("GET", "POST") else 404,
                                "no such endpoint: %s /v1%s" % (method, p))
             raise ApiError(404, "no such endpoint: %s /v1%s" % (method, p))
@@ -1306,17 +1375,22 @@ class Handler(BaseHTTPRequestHandler):
 
         if route == "create":
             self.create(raw, st, *args)
-        elif route == "get":
+        elif route == "train":
+            self.create(raw, st, "training", args[0], (args[1], args[2]))
+        elif route in ("get", "train_get"):
             with fake.lock:
                 p = fake.preds.get(args[0])
-                if p is None:
-                    raise ApiError(404, "Prediction not found", "Not found")
+                if p is None or p.training != (route == "train_get"):
+                    raise ApiError(404, "%s not found" % ("Training" if route == "train_get" else "Prediction"),
+                                   "Not found")
                 out = p.public(fake)
             self.respond(200, out)
-        elif route == "cancel":
+        elif route == "train_list":
+            self.list_predictions(st, training=True)
+        elif route in ("cancel", "train_cancel"):
             with fake.lock:
                 p = fake.preds.get(args[0])
-                if p is None:
+                if p is None or p.training != (route == "train_cancel"):
                     raise ApiError(404, "Prediction not found", "Not found")
                 fake.cancel(p, time.monotonic())
                 out = p.public(fake)
@@ -1399,7 +1473,19 @@ class Handler(BaseHTTPRequestHandler):
         if st["reject_creates"]:
             detail = st["reject_creates"] if isinstance(st["reject_creates"], str) else "- input: invalid input (injected)"
             raise ApiError(422, detail, "Input validation failed")
-        if kind == "version":
+        destination = None
+        if kind == "training":
+            owner, name, tversion = owner, name[0], name[1]
+            if not HEX64.match(tversion):
+                raise ApiError(404, "The requested trainer version does not exist", "Not found")
+            model, version = "%s/%s" % (owner, name), tversion
+            destination = body.get("destination")
+            if not isinstance(destination, str) or not MODEL_RE.match(destination):
+                raise ApiError(422, "- destination: must be owner/name", "Invalid destination")
+            if destination not in st["models"]:
+                raise ApiError(404, "The specified training destination does not exist: %s" % destination,
+                               "Not found")
+        elif kind == "version":
             v = body.get("version")
             if not isinstance(v, str) or not v:
                 raise ApiError(422, "- version: version is required", "Invalid version")
@@ -1453,6 +1539,8 @@ class Handler(BaseHTTPRequestHandler):
         wait = self.parse_prefer_wait()
         cfg["files_base"] = st["files_base"] or fake.base
         cfg["api_base"] = fake.base + "/v1"
+        cfg["destination"] = destination
+        cfg["weights_size"] = st["weights_size"]
 
         with fake.lock:
             pid = new_id(fake.settings["id_length"])
@@ -1505,7 +1593,7 @@ class Handler(BaseHTTPRequestHandler):
             out = p.public(fake)
         self.respond(st["create_status"], out)
 
-    def list_predictions(self, st):
+    def list_predictions(self, st, training=False):
         fake = self.fake
         cursor = (self.query.get("cursor") or [None])[0]
         before = None
@@ -1515,19 +1603,52 @@ class Handler(BaseHTTPRequestHandler):
             except Exception:
                 raise ApiError(400, "invalid cursor") from None
         with fake.lock:
-            items = [p for p in reversed(fake.preds.values()) if before is None or p.seq < before]
+            items = [p for p in reversed(fake.preds.values())
+                     if (before is None or p.seq < before) and p.training == training]
             page = items[:st["page_size"]]
             nxt = None
             if len(items) > len(page):
                 c = base64.urlsafe_b64encode(("s:%d" % page[-1].seq).encode()).decode().rstrip("=")
-                nxt = "%s/v1/predictions?cursor=%s" % (fake.base, c)
+                nxt = "%s/v1/%s?cursor=%s" % (fake.base, "trainings" if training else "predictions", c)
             now = time.monotonic()
             out = {"next": nxt, "previous": None, "results": [p.public(fake, now) for p in page]}
         self.respond(200, out)
 
     # -- /files
+    def weights(self, path):
+        """GET /files/<training id>/weights.tar: a succeeded training's
+        weights (weights_bytes), sent in 64 KiB pieces."""
+        fake = self.fake
+        tid = path.split("/")[2]
+        with fake.lock:
+            fake.count("download")
+            rec = {"path": path, "auth": self.headers.get("Authorization") is not None,
+                   "at": iso_ns(time.time_ns()), "status": 404}
+            fake.downloads.append(rec)
+            p = fake.preds.get(tid)
+            if p is None or not p.training or p.status != "succeeded" or p.expired(fake, time.monotonic()):
+                raise ApiError(404, "file not found or expired")
+            rec["status"] = 200
+            rate = float(fake.settings["weights_rate"])
+        data = weights_bytes(p.id, p.weights_size)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-tar")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.headers_sent = True
+        if self.command == "HEAD":
+            return
+        for off in range(0, len(data), 65536):
+            self.wfile.write(data[off:off + 65536])
+            if rate > 0:
+                self.wfile.flush()
+                time.sleep(65536 / rate)
+        self.wfile.flush()
+
     def files(self, path):
         fake = self.fake
+        if re.fullmatch(r"/files/[^/]+/weights\.tar", path):
+            return self.weights(path)
         m = re.fullmatch(r"/files/([^/]+)/out-(\d+)\.([a-z]+)", path)
         if self.command not in ("GET", "HEAD"):
             raise ApiError(405, "files answer GET and HEAD only")
@@ -1666,6 +1787,9 @@ class Handler(BaseHTTPRequestHandler):
                 "creates_for_job": per_job.get(p.job, 0) if p.job else None,
                 "cancel_after": p.cancel_after,
                 "files": [p.file_url(n) for n in p.file_indexes()],
+                "training": p.training,
+                "weights_sha256": (hashlib.sha256(weights_bytes(p.id, p.weights_size)).hexdigest()
+                                   if p.training and p.status == "succeeded" else None),
                 "fake": {"outcome": p.outcome, "output": p.shape, "format": p.fmt, "duration": p.duration,
                          "start_delay": p.start_delay, "size": p.size, "seed": p.file_seed,
                          "file": p.file_kind, "hold": p.hold_gate, "hold_index": p.hold_index},
@@ -1735,6 +1859,13 @@ def self_test():
     mid, ts, body = "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, b'{"test": 2432232314}'
     want = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
     check("reference vector signature", sign(sec, mid, ts, body) == want)
+    w = weights_bytes("t1", 8 * 1024 * 1024)
+    check("weights: 8 MiB, the same every time", len(w) == 8 * 1024 * 1024 and w == weights_bytes("t1", len(w)))
+    import io
+    with tarfile.open(fileobj=io.BytesIO(w)) as tf:
+        members = tf.getmembers()
+    check("weights: a tar of one member", [m.name for m in members] == ["lora.safetensors"])
+    check("weights: another size is a tar too", len(weights_bytes("t2", 5000)) % 512 == 0)
     hdr = {"webhook-id": mid, "webhook-timestamp": str(ts), "webhook-signature": want}
     check("verify accepts the vector", verify(sec, hdr, body, now=ts))
     check("verify rejects the vector with last char A",

@@ -1,6 +1,7 @@
 /*
- * fuzz_job_request.c - the POST /v1/jobs body validator: the limited JSON
- * parser (core/jsonutil.c) and jobs_parse_request (core/jobs.c), with the
+ * fuzz_job_request.c - the POST /v1/jobs and POST /v1/trainings body
+ * validators: the limited JSON parser (core/jsonutil.c), jobs_parse_request
+ * and jobs_parse_training (core/jobs.c), with the
  * configuration and static adapter of tests/core/test_jobs.c. A refusal
  * must name a field and say something about it.
  */
@@ -42,7 +43,8 @@ static dr_status test_submit(void *state, const dr_job_view *job,
 }
 
 static const dr_adapter_ops ops = { .validate = test_validate,
-				    .submit = test_submit };
+				    .submit = test_submit,
+				    .trainings = 1 };
 static const dr_plugin desc = { .abi_version = DR_PLUGIN_ABI_VERSION,
 				.size = sizeof(dr_plugin),
 				.name = "test",
@@ -95,6 +97,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(req.n_renditions <= DR_MAX_RENDITIONS);
 		for (size_t i = 0; i < req.n_renditions; i++)
 			FUZZ_CHECK(config_preset(cfg, req.renditions[i]));
+		jobs_request_free(&req);
+	} else {
+		FUZZ_CHECK(field != NULL && err.message[0] != '\0');
+	}
+	field = NULL;
+	if (jobs_parse_training(cfg, &plugins, root, &req, &field, &err) ==
+	    DR_OK) {
+		FUZZ_CHECK(req.training && req.adapter && req.model &&
+			   req.destination && req.input);
+		FUZZ_CHECK(req.n_renditions == 0);
 		jobs_request_free(&req);
 	} else {
 		FUZZ_CHECK(field != NULL && err.message[0] != '\0');

@@ -2142,6 +2142,171 @@ static void test_webhook_document(void **state)
 	rep_prediction_clear(&f->pred);
 }
 
+/* ------------------------------------------------------------------------
+ * trainings
+ */
+
+static dr_job_view training_view(const char *trainer, const char *dest)
+{
+	dr_job_view j = job_view(trainer, "{\"steps\":1000}");
+
+	j.kind = DR_JOB_TRAINING;
+	j.destination = dest;
+	return j;
+}
+
+/* The descriptor says it runs trainings; validate wants a versioned
+ * trainer and an owner/name destination. */
+static void test_training_validate(void **state)
+{
+	fixture *f = *state;
+	dr_job_view j = training_view("owner/trainer:" HEX64, "acme/brand");
+
+	assert_int_equal(f->ops->trainings, 1);
+	assert_int_equal(f->ops->validate(f->state, &j, &f->err), DR_OK);
+	j.model = "owner/trainer";
+	assert_int_equal(f->ops->validate(f->state, &j, &f->err),
+			 DR_ERR_INVALID);
+	assert_int_equal(strncmp(f->err.message, "trainer: ", 9), 0);
+	j.model = HEX64;
+	assert_int_equal(f->ops->validate(f->state, &j, &f->err),
+			 DR_ERR_INVALID);
+	assert_int_equal(strncmp(f->err.message, "trainer: ", 9), 0);
+	j.model = "owner/trainer:" HEX64;
+	j.destination = "acme/brand:" HEX64;
+	assert_int_equal(f->ops->validate(f->state, &j, &f->err),
+			 DR_ERR_INVALID);
+	assert_int_equal(strncmp(f->err.message, "destination: ", 13), 0);
+	j.destination = NULL;
+	assert_int_equal(f->ops->validate(f->state, &j, &f->err),
+			 DR_ERR_INVALID);
+}
+
+/* POST /models/{owner}/{name}/versions/{version}/trainings with
+ * destination, input, webhook and its filter; no Cancel-After. */
+static void test_training_submit(void **state)
+{
+	fixture *f = *state;
+	dr_job_view j = training_view("owner/trainer:" HEX64, "acme/brand");
+	const seen *r;
+	json_object *body, *v;
+
+	srv_push(&f->srv, 201, NULL,
+		 "{\"id\":\"" PRED_ID "\",\"status\":\"starting\","
+		 "\"version\":\"" HEX64 "\",\"output\":null}");
+	assert_int_equal(f->ops->submit(f->state, &j, &f->pred, &f->err),
+			 DR_OK);
+	assert_string_equal(f->pred.id, PRED_ID);
+	r = srv_req(&f->srv, 0);
+	assert_string_equal(r->method, "POST");
+	assert_string_equal(r->path, "/v1/models/owner/trainer/versions/" HEX64
+				     "/trainings");
+	assert_null(req_header(r, "Cancel-After"));
+	assert_null(req_header(r, "Prefer"));
+	body = rep_parse_json(r->body, strlen(r->body));
+	assert_non_null(body);
+	assert_true(json_object_object_get_ex(body, "destination", &v));
+	assert_string_equal(json_object_get_string(v), "acme/brand");
+	assert_false(json_object_object_get_ex(body, "version", &v));
+	assert_true(json_object_object_get_ex(body, "input", &v));
+	assert_string_equal(
+		json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN),
+		"{\"steps\":1000}");
+	assert_true(json_object_object_get_ex(body, "webhook", &v));
+	assert_true(
+		json_object_object_get_ex(body, "webhook_events_filter", &v));
+	json_object_put(body);
+}
+
+/* A 404 naming the destination: destination_not_found; another 404: the
+ * trainer is unknown. Neither is retryable. */
+static void test_training_submit_404(void **state)
+{
+	fixture *f = *state;
+	dr_job_view j = training_view("owner/trainer:" HEX64, "acme/none");
+
+	srv_push(&f->srv, 404, NULL,
+		 "{\"title\":\"Not found\",\"detail\":\"The specified "
+		 "training destination does not exist\",\"status\":404}");
+	assert_int_equal(f->ops->submit(f->state, &j, &f->pred, &f->err),
+			 DR_ERR_INVALID);
+	assert_string_equal(f->err.code, "destination_not_found");
+	assert_int_equal(f->err.retryable, 0);
+	rep_prediction_clear(&f->pred);
+	memset(&f->err, 0, sizeof(f->err));
+	srv_push(&f->srv, 404, NULL,
+		 "{\"title\":\"Not found\",\"detail\":\"The requested "
+		 "resource could not be found.\",\"status\":404}");
+	assert_int_equal(f->ops->submit(f->state, &j, &f->pred, &f->err),
+			 DR_ERR_INVALID);
+	assert_string_equal(f->err.code, "unknown_model");
+	assert_int_equal(strncmp(f->err.message, "trainer: ", 9), 0);
+}
+
+/* get, cancel and reconcile of a training use /trainings. */
+static void test_training_get_cancel_reconcile(void **state)
+{
+	fixture *f = *state;
+	dr_job_view j = training_view("owner/trainer:" HEX64, "acme/brand");
+
+	j.prediction_id = PRED_ID;
+	srv_push(&f->srv, 200, NULL,
+		 "{\"id\":\"" PRED_ID "\",\"status\":\"processing\"}");
+	assert_int_equal(f->ops->get(f->state, &j, &f->pred, &f->err), DR_OK);
+	assert_string_equal(srv_req(&f->srv, 0)->path,
+			    "/v1/trainings/" PRED_ID);
+	srv_push(&f->srv, 200, NULL,
+		 "{\"id\":\"" PRED_ID "\",\"status\":\"canceled\"}");
+	assert_int_equal(f->ops->cancel(f->state, &j, &f->err), DR_OK);
+	assert_string_equal(srv_req(&f->srv, 1)->path,
+			    "/v1/trainings/" PRED_ID "/cancel");
+	rep_prediction_clear(&f->pred);
+	j.prediction_id = NULL;
+	j.submitted_at = SUBMITTED_AT;
+	srv_push(&f->srv, 200, NULL,
+		 "{\"next\":null,\"results\":[{\"id\":\"mine\","
+		 "\"created_at\":\"2024-05-01T10:00:01.5Z\",\"webhook\":"
+		 "\"https://d.example/v1/hooks/replicate?job=" JOB_ID "\"}]}");
+	srv_push(&f->srv, 200, NULL,
+		 "{\"id\":\"mine\",\"status\":\"processing\"}");
+	assert_int_equal(f->ops->reconcile(f->state, &j, &f->pred, &f->err),
+			 DR_OK);
+	assert_string_equal(f->pred.id, "mine");
+	assert_string_equal(srv_req(&f->srv, 2)->path, "/v1/trainings");
+	assert_string_equal(srv_req(&f->srv, 3)->path, "/v1/trainings/mine");
+}
+
+/* A succeeded training: output.version is kept as trained_version, the
+ * weights URL is the one file output. */
+static void test_norm_training_output(void **state)
+{
+	dr_prediction p;
+	dr_error err;
+
+	(void)state;
+	assert_int_equal(
+		norm("{\"id\":\"t1\",\"status\":\"succeeded\","
+		     "\"version\":\"" HEX64 "\",\"output\":{\"version\":"
+		     "\"acme/brand:" HEX64 "\",\"weights\":"
+		     "\"https://replicate.delivery/x/trained_model.tar\"}}",
+		     &p, &err),
+		DR_OK);
+	assert_string_equal(p.trained_version, "acme/brand:" HEX64);
+	assert_string_equal(p.version, HEX64);
+	assert_int_equal(p.n_outputs, 1);
+	assert_int_equal(p.outputs[0].kind, DR_OUTPUT_URL);
+	assert_string_equal(p.outputs[0].value,
+			    "https://replicate.delivery/x/trained_model.tar");
+	rep_prediction_clear(&p);
+	/* Predictions have none. */
+	assert_int_equal(norm("{\"id\":\"p1\",\"status\":\"succeeded\","
+			      "\"output\":\"https://r.example/a.png\"}",
+			      &p, &err),
+			 DR_OK);
+	assert_null(p.trained_version);
+	rep_prediction_clear(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2169,6 +2334,7 @@ int main(void)
 		cmocka_unit_test(test_norm_predict_time),
 		cmocka_unit_test(test_norm_bad_id),
 		cmocka_unit_test(test_norm_fields),
+		cmocka_unit_test(test_norm_training_output),
 		cmocka_unit_test(test_norm_output_cap),
 		cmocka_unit_test(test_norm_size_cap),
 		cmocka_unit_test(test_strings),
@@ -2220,6 +2386,15 @@ int main(void)
 						setup_created, teardown),
 		cmocka_unit_test_setup_teardown(test_get_404_429, setup_created,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_training_validate,
+						setup_created, teardown),
+		cmocka_unit_test_setup_teardown(test_training_submit,
+						setup_created, teardown),
+		cmocka_unit_test_setup_teardown(test_training_submit_404,
+						setup_created, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_training_get_cancel_reconcile, setup_created,
+			teardown),
 		cmocka_unit_test_setup_teardown(test_cancel, setup_created,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_webhook_configured, setup,
