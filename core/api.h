@@ -43,6 +43,11 @@ void api_handle(dr_app *app, const dr_request *req, dr_response *resp);
  * /v1/batches), [server] max_body for every other request. */
 size_t api_body_limit(const dr_app *app, const dr_request *req);
 
+/* 1 when the body of `req` (method and path parsed) is an upload to
+ * spool to a file (files.h) rather than read into memory: POST
+ * /v1/files, up to [limits] max_upload. */
+int api_spools_body(const dr_request *req);
+
 /* Answer a request whose body was not read: `status` 413 (over
  * api_body_limit()) or 400 (shorter or longer than its Content-Length),
  * with a problem document. A provider webhook refused so is logged

@@ -141,7 +141,16 @@ typedef struct dr_config {
 					      server.max_body) */
 		size_t max_batch_body;	   /* bytes of a POST /v1/batches
 					      body */
+		uint64_t max_upload;	   /* bytes of a POST /v1/files body */
 	} limits;
+
+	/* Uploaded input files (core/files.h). */
+	struct {
+		double ttl;	/* seconds a file is kept; 0: for ever */
+		double url_ttl; /* seconds a provider's URL of one is valid */
+		const char *url_secret; /* secret; NULL: derived from the
+					   first API key */
+	} files;
 
 	/* Seconds rows are kept (core/retention.h); 0: off, kept for ever.
 	 * Whole seconds, at least 1 (webhook_deliveries at least 600). */

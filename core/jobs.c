@@ -7,6 +7,7 @@
  * serialised again for every read.
  */
 #include "jobs.h"
+#include "files.h"
 
 #include <assert.h>
 #include <stdarg.h>
@@ -791,6 +792,8 @@ dr_status jobs_create(dr_db *db, const dr_config *cfg,
 	}
 	st = jobstate_event(db, id, "created", NULL,
 			    jobstate_name(DR_JOB_QUEUED), NULL, err);
+	if (st == DR_OK) /* the files its input uses (files.h) */
+		st = files_link_job(db, id, req->input, err);
 	if (st != DR_OK)
 		goto rollback;
 	st = db_commit(db, err);
