@@ -816,7 +816,14 @@ static dr_status visit_resolve(ref_walk *w, const char *id,
 	if (st == DR_OK && ops && ops->presign) {
 		st = ops->presign(w->sink->state, db_cell(rows, 0, 0),
 				  w->cfg->files.url_ttl, url, sizeof(url), err);
-	} else if (st == DR_OK) {
+		if (st != DR_ERR_UNSUPPORTED)
+			goto done;
+		/* A sink that cannot presign this object (s3 with SigV2):
+		 * darkroom's own signed URL instead. */
+		dr_error_clear(err);
+		st = DR_OK;
+	}
+	if (st == DR_OK) {
 		int64_t exp = (int64_t)plugin_host_services()->now() +
 			      (int64_t)w->cfg->files.url_ttl;
 		char sig[DR_SHA256_HEX_LEN + 1];
@@ -831,6 +838,7 @@ static dr_status visit_resolve(ref_walk *w, const char *id,
 				 "&sig=%s",
 				 w->cfg->server.public_url, id, exp, sig);
 	}
+done:
 	db_rows_free(rows);
 	if (st == DR_OK)
 		*replace = json_object_new_string(url);
