@@ -19,10 +19,12 @@ by `darkroom prune`.
 import hashlib
 import json
 import os
+import random
 import subprocess
 import sys
 import time
 import urllib.parse
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (case, expect, expect_eq, expect_json, expect_problem, get, noisy_png,  # noqa: E402
@@ -165,6 +167,42 @@ def job_uses_file():
         fake_reset()
     expect_eq(sorted(r[0] for r in STATE["linked"]), sorted([f["id"], STATE["jpeg"]["id"]]),
               "the job's links")
+
+
+@case("s3 sink: the provider gets a presigned URL of the private object and reads the bytes")
+def s3_presigned():
+    port, bucket = os.environ["DARKROOM_S3_PORT"], os.environ["DARKROOM_S3_TEST_BUCKET"]
+    fid = "f_01JD" + "".join(random.choice("0123456789ABCDEFGHJKMNPQRSTVWXYZ") for _ in range(22))
+    data = noisy_png(40, 30)
+    # The object as an upload through the s3 sink leaves it (s3rver takes
+    # unsigned writes), and its row.
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/{bucket}/files/{fid}", data=data,
+                                 method="PUT", headers={"Content-Type": "image/png"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        expect_eq(r.status, 200, "PUT to s3rver")
+    sql(f"INSERT INTO files (id, content_type, bytes, sha256, storage_key, created_at)"
+        f" VALUES ('{fid}', 'image/png', {len(data)}, '{hashlib.sha256(data).hexdigest()}',"
+        f" 'files/{fid}', NOW(6))")
+    fake_reset(fetch_inputs=True)
+    w = Worker(1, name="files-s3-worker", env={"DARKROOM_SINK": "s3"})
+    try:
+        jid = expect_json(post("/v1/jobs", {"adapter": "replicate", "model": "acme/flux", "renditions": [],
+                                            "input": {"image": {"$file": fid}}}), 202)["id"]
+        wait_status([jid], FINAL, timeout=40)
+        j = expect_json(get(f"/v1/jobs/{jid}"), 200)
+        expect_eq(j["status"], "succeeded", f"job status (error {j.get('error')})")
+        reads = fetches_for(j["prediction"]["id"])
+        expect_eq(len(reads), 1, f"one input read: {reads}")
+        u = urllib.parse.urlsplit(reads[0]["url"])
+        expect_eq((u.netloc, u.path), (f"127.0.0.1:{port}", f"/{bucket}/files/{fid}"), "the S3 object's URL")
+        q = urllib.parse.parse_qs(u.query)
+        expect_eq(q.get("X-Amz-Algorithm"), ["AWS4-HMAC-SHA256"], "SigV4 query signing")
+        expect_eq(q.get("X-Amz-Expires"), ["3600"], "valid for [files] url_ttl")
+        expect("X-Amz-Signature" in q and "X-Amz-Credential" in q, f"signed: {u.query}")
+        expect_eq(reads[0]["sha256"], hashlib.sha256(data).hexdigest(), "the provider read the bytes")
+    finally:
+        w.stop()
+        fake_reset()
 
 
 @case("the signed content URL: 200 as given, 403 with a bad signature or past its expiry")
