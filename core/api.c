@@ -1285,6 +1285,13 @@ static int batch_create(const dr_request *req)
 		strcmp(req->path, "/v1/batches/") == 0);
 }
 
+int api_authorized(const dr_app *app, const dr_request *req)
+{
+	char scope[17];
+
+	return authorized(app, req, scope);
+}
+
 int api_spools_body(const dr_request *req)
 {
 	return req->method && req->path && strcmp(req->method, "POST") == 0 &&
@@ -1314,6 +1321,13 @@ void api_body_refused(dr_app *app, const dr_request *req, int status,
 	int hook = webhook_adapter(req, seg, sizeof(seg));
 
 	http_response_reset(resp);
+	if (status == 401) {
+		http_problem(resp, 401, "unauthorized", NULL,
+			     "send a valid API key as 'Authorization: "
+			     "Bearer <key>'");
+		http_add_header(resp, "WWW-Authenticate", "Bearer");
+		return;
+	}
 	if (status == 507) {
 		http_problem(resp, 507, "insufficient_storage", NULL,
 			     "the upload cannot be spooled now; retry later");

@@ -330,8 +330,12 @@ static int serve(dr_app *app, int sock)
 		upload.md = NULL;
 		if (api_spools_body(&req)) {
 			dr_buf_reset(&body);
-			early = spool_body(&fr, &upload,
-					   app->cfg->limits.max_upload);
+			/* Only a client with a key gets its upload
+			 * spooled: any other is answered at once. */
+			early = api_authorized(app, &req)
+					? spool_body(&fr, &upload,
+						     app->cfg->limits.max_upload)
+					: 401;
 			req.upload = &upload;
 		} else {
 			early = read_body(&fr, &body,

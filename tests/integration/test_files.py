@@ -92,7 +92,7 @@ def upload_png():
     STATE["jpeg"] = jpeg
 
 
-@case("a declared type the bytes contradict is 422; bytes of no accepted type 415; nothing stored")
+@case("a declared type the bytes contradict is 422; bytes of no accepted type 415; no key 401; nothing stored")
 def type_checks():
     before, objs = count_files(), stored_objects()
     d = expect_problem(upload(PNG, ctype="image/jpeg"), 422)
@@ -103,6 +103,8 @@ def type_checks():
     expect_problem(upload(b"", ctype="image/png"), 415)
     expect_problem(upload(PNG, query="?filename=" + "x" * 300), 422, "filename")
     expect_problem(upload(PNG, query="?other=1"), 422, "other")
+    expect_problem(upload(PNG, key=None), 401)
+    expect_problem(upload(PNG, key="drk_wrong_0123456789abcdef"), 401)
     expect_eq(count_files(), before, "no row")
     expect_eq(stored_objects(), objs, "no object")
 
