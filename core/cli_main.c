@@ -1840,9 +1840,9 @@ static int cmd_prune(const cli *c, const cli_args *a)
 		       (unsigned long long)jobs.c.jobs_deleted);
 	else
 		printf(", jobs kept (retention off)");
-	printf(", %llu objects (no longer used)", (unsigned long long)objs);
 	if (!dry && cfg->files.ttl > 0)
 		printf(", %zu files (past [files] ttl)", files_n);
+	printf(", %llu objects (no longer used)", (unsigned long long)objs);
 	printf("%s\n", dry ? "; nothing changed (dry run)" : "");
 out:
 	plugins_free(plugins);
