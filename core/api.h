@@ -55,9 +55,10 @@ int api_authorized(const dr_app *app, const dr_request *req);
 /* Answer a request whose body was not read: `status` 413 (over
  * api_body_limit()) or 400 (shorter or longer than its Content-Length),
  * 401 (an upload without a valid API key) or 507 (an upload that could
- * not be spooled), with a problem document. A provider webhook refused so is logged
- * (event=webhook.refused) and, for a configured adapter, counted in
- * darkroom_webhook_deliveries_total (result too_large or unparsable). */
+ * not be spooled), with a problem document. A provider webhook refused
+ * so is logged (event=webhook.refused) and, for a configured adapter,
+ * counted in darkroom_webhook_deliveries_total (result too_large or
+ * unparsable). */
 void api_body_refused(dr_app *app, const dr_request *req, int status,
 		      dr_response *resp);
 

@@ -298,6 +298,7 @@ static int serve(dr_app *app, int sock)
 	dr_request req;
 	dr_response resp;
 	dr_upload upload;
+	uint64_t max_upload = app->cfg->limits.max_upload;
 	size_t biggest;
 
 	if (FCGX_InitRequest(&fr, sock, FCGI_FAIL_ACCEPT_ON_INTR) != 0) {
@@ -332,10 +333,9 @@ static int serve(dr_app *app, int sock)
 			dr_buf_reset(&body);
 			/* Only a client with a key gets its upload
 			 * spooled: any other is answered at once. */
-			early = api_authorized(app, &req)
-					? spool_body(&fr, &upload,
-						     app->cfg->limits.max_upload)
-					: 401;
+			early = 401;
+			if (api_authorized(app, &req))
+				early = spool_body(&fr, &upload, max_upload);
 			req.upload = &upload;
 		} else {
 			early = read_body(&fr, &body,
