@@ -13,7 +13,7 @@ batch item (422 naming the field); the signed content URL with a bad
 signature or past its expiry (403); delete while a running job uses the
 file (409) and once it has ended (204); a body over [limits] max_upload
 (413, no row, no object); list, show and delete through the CLI; expiry
-by `darkroom prune`.
+by `darkroom prune` and by the worker.
 """
 
 import hashlib
@@ -28,7 +28,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (case, expect, expect_eq, expect_json, expect_problem, get, noisy_png,  # noqa: E402
-                     post, request, request_raw, run, sql)
+                     post, request, request_raw, run, sql, wait_until)
 
 from engine_lib import BIN, FINAL, Worker, fake, fake_reset, wait_status  # noqa: E402
 
@@ -288,7 +288,7 @@ def list_and_cli():
     expect(r.returncode == 1 and "not a file id" in r.stderr, r.stderr)
 
 
-@case("expiry: `darkroom prune` deletes files past [files] ttl that no running job uses")
+@case("expiry: `darkroom prune` and the worker delete files past [files] ttl that no running job uses")
 def expiry():
     old = expect_json(upload(PNG), 201)
     busy = expect_json(upload(PNG), 201)
@@ -304,6 +304,17 @@ def expiry():
     expect_json(post(f"/v1/jobs/{r['id']}/cancel"), 202)
     expect_eq(cli("prune").returncode, 0, "prune again")
     expect_problem(get(f"/v1/files/{busy['id']}"), 404)
+    # The worker's first process does the same at its start, then every minute.
+    late = expect_json(upload(PNG), 201)
+    sql(f"UPDATE files SET expires_at = NOW(6) - INTERVAL 1 SECOND WHERE id = '{late['id']}'")
+    w = Worker(1, name="files-expiry-worker")
+    try:
+        wait_until(lambda: get(f"/v1/files/{late['id']}").status == 404, timeout=20,
+                   what="the expired file deleted by the worker")
+    finally:
+        w.stop()
+    expect(late["id"] not in stored_objects(), "its object is gone")
+    expect(f"event=file.expired file={late['id']}" in w.log_text(), "the worker's log line")
 
 
 if __name__ == "__main__":
