@@ -171,6 +171,26 @@ def job_uses_file():
               "the job's links")
 
 
+@case("the fake provider proves its reads: an input URL it cannot read fails the prediction")
+def unreadable_input():
+    f = expect_json(upload(PNG), 201)
+    os.unlink(os.path.join(MEDIA, "files", f["id"]))  # the row stays, the bytes are gone
+    fake_reset(fetch_inputs=True)
+    w = Worker(1, name="files-unreadable-worker")
+    try:
+        jid = expect_json(post("/v1/jobs", {"adapter": "replicate", "model": "acme/flux", "renditions": [],
+                                            "input": {"image": {"$file": f["id"]}}}), 202)["id"]
+        wait_status([jid], FINAL, timeout=40)
+        j = expect_json(get(f"/v1/jobs/{jid}"), 200)
+        expect_eq(j["status"], "failed", "job status")
+        expect(f"could not read input /v1/files/{f['id']}/content: HTTP 404" in json.dumps(j["error"]),
+               f"the provider's error: {j['error']}")
+    finally:
+        w.stop()
+        fake_reset()
+    expect_eq(request("DELETE", f"/v1/files/{f['id']}").status, 204, "delete")
+
+
 @case("s3 sink: the provider gets a presigned URL of the private object and reads the bytes")
 def s3_presigned():
     port, bucket = os.environ["DARKROOM_S3_PORT"], os.environ["DARKROOM_S3_TEST_BUCKET"]
