@@ -1806,7 +1806,12 @@ static int cmd_prune(const cli *c, const cli_args *a)
 	}
 	/* Uploaded files past [files] ttl that no running job uses
 	 * (files.h). */
-	if (st == DR_OK && !interrupted && !dry && cfg->files.ttl > 0) {
+	if (st == DR_OK && !interrupted && dry && cfg->files.ttl > 0) {
+		uint64_t would = 0;
+
+		st = files_count_expired(db, &would, &err);
+		files_n = (size_t)would;
+	} else if (st == DR_OK && !interrupted && cfg->files.ttl > 0) {
 		size_t got;
 
 		do {
@@ -1840,8 +1845,10 @@ static int cmd_prune(const cli *c, const cli_args *a)
 		       (unsigned long long)jobs.c.jobs_deleted);
 	else
 		printf(", jobs kept (retention off)");
-	if (!dry && cfg->files.ttl > 0)
+	if (cfg->files.ttl > 0)
 		printf(", %zu files (past [files] ttl)", files_n);
+	else
+		printf(", files kept ([files] ttl off)");
 	printf(", %llu objects (no longer used)", (unsigned long long)objs);
 	printf("%s\n", dry ? "; nothing changed (dry run)" : "");
 out:

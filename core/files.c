@@ -469,6 +469,26 @@ dr_status files_delete(dr_db *db, const struct dr_instance *sink,
 	return st;
 }
 
+/* Files past their expiry that no job not ended uses. */
+#define EXPIRED                                                                \
+	" FROM files f WHERE f.expires_at < NOW(6)"                            \
+	" AND NOT EXISTS (SELECT 1 FROM job_files jf JOIN jobs j"              \
+	" ON j.id = jf.job_id WHERE jf.file_id = f.id"                         \
+	" AND j.status NOT IN " ENDED ")"
+
+dr_status files_count_expired(dr_db *db, uint64_t *n, dr_error *err)
+{
+	dr_db_rows *rows = NULL;
+	dr_status st;
+
+	*n = 0;
+	st = db_query(db, "SELECT COUNT(*)" EXPIRED, &rows, err, DB_NOARGS);
+	if (st == DR_OK && rows->n_rows == 1 && db_cell(rows, 0, 0))
+		*n = strtoull(db_cell(rows, 0, 0), NULL, 10);
+	db_rows_free(rows);
+	return st;
+}
+
 dr_status files_expire(dr_db *db, const struct dr_instance *sink, int limit,
 		       size_t *n_deleted, dr_error *err)
 {
@@ -477,11 +497,7 @@ dr_status files_expire(dr_db *db, const struct dr_instance *sink, int limit,
 
 	*n_deleted = 0;
 	st = db_query(db,
-		      "SELECT f.id FROM files f WHERE f.expires_at < NOW(6)"
-		      " AND NOT EXISTS (SELECT 1 FROM job_files jf JOIN jobs j"
-		      " ON j.id = jf.job_id WHERE jf.file_id = f.id"
-		      " AND j.status NOT IN " ENDED ")"
-		      " ORDER BY f.expires_at LIMIT ?",
+		      "SELECT f.id" EXPIRED " ORDER BY f.expires_at LIMIT ?",
 		      &rows, err, DB_ARGS(DB_INT(limit)));
 	for (size_t i = 0; st == DR_OK && i < rows->n_rows; i++) {
 		const char *id = db_cell(rows, i, 0);

@@ -150,6 +150,10 @@ dr_status files_delete(dr_db *db, const struct dr_instance *sink,
 dr_status files_expire(dr_db *db, const struct dr_instance *sink, int limit,
 		       size_t *n_deleted, dr_error *err) DR_WARN_UNUSED;
 
+/* How many files files_expire() would delete now (prune --dry-run). */
+dr_status files_count_expired(dr_db *db, uint64_t *n,
+			      dr_error *err) DR_WARN_UNUSED;
+
 /*
  * Check the {"$file": ...} references in `input` (a job's input object;
  * `prefix` names it in messages, e.g. "input" or "items[2].input"): each

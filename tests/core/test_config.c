@@ -924,8 +924,9 @@ static void test_files_settings(void **state)
 	assert_true(cfg->files.url_ttl == 3600);
 	assert_null(cfg->files.url_secret);
 	config_free(cfg);
-	cfg = parse_ok(ADAPTER "[limits]\nmax_upload = 5G\n[files]\nttl = off\n"
-			       "url_ttl = 168h\nurl_secret = 0123456789abcdef\n");
+	cfg = parse_ok(ADAPTER
+		       "[limits]\nmax_upload = 5G\n[files]\nttl = off\n"
+		       "url_ttl = 168h\nurl_secret = 0123456789abcdef\n");
 	assert_int_equal(cfg->limits.max_upload, (uint64_t)5 << 30);
 	assert_true(cfg->files.ttl == 0);
 	assert_true(cfg->files.url_ttl == 7 * 86400);
@@ -934,17 +935,17 @@ static void test_files_settings(void **state)
 	cfg = parse_ok(ADAPTER "[files]\nttl = 36h\n");
 	assert_true(cfg->files.ttl == 36 * 3600);
 	config_free(cfg);
-	parse_fail(ADAPTER "[limits]\nmax_upload = 512\n", "t.conf:3: ",
-		   "max_upload");
-	parse_fail(ADAPTER "[limits]\nmax_upload = 6G\n", "t.conf:3: ",
-		   "max_upload");
+	parse_fail(ADAPTER "[limits]\nmax_upload = 512\n",
+		   "t.conf:3: ", "max_upload");
+	parse_fail(ADAPTER "[limits]\nmax_upload = 6G\n",
+		   "t.conf:3: ", "max_upload");
 	parse_fail(ADAPTER "[files]\nttl = soon\n", "t.conf:3: ", "ttl");
-	parse_fail(ADAPTER "[files]\nurl_ttl = 169h\n", "t.conf:3: ",
-		   "url_ttl");
-	parse_fail(ADAPTER "[files]\nurl_secret = short\n", "t.conf:3: ",
-		   "url_secret");
-	parse_fail(ADAPTER "[files]\nlifetime = 1d\n", "t.conf:3: ",
-		   "lifetime");
+	parse_fail(ADAPTER "[files]\nurl_ttl = 169h\n",
+		   "t.conf:3: ", "url_ttl");
+	parse_fail(ADAPTER "[files]\nurl_secret = short\n",
+		   "t.conf:3: ", "url_secret");
+	parse_fail(ADAPTER "[files]\nlifetime = 1d\n",
+		   "t.conf:3: ", "lifetime");
 }
 
 /* [retention]: 24h and 7d unless set; off, a duration, or whole days;
@@ -1702,70 +1703,70 @@ static void test_default_path(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    T(test_full_file),
-	    T(test_defaults),
-	    T(test_empty_file_needs_adapter),
-	    T(test_builtin_presets),
-	    T(test_preset_override),
-	    T(test_declared_presets_drop_builtins),
-	    T(test_empty_default_renditions),
-	    T(test_relative_paths),
-	    T(test_quoted_values),
-	    T(test_quoted_errors),
-	    T(test_comments),
-	    T(test_crlf_and_bom),
-	    T(test_section_headers),
-	    T(test_unknown_key),
-	    T(test_unknown_section),
-	    T(test_section_name_rules),
-	    T(test_duplicate_key),
-	    T(test_duplicate_section),
-	    T(test_key_outside_section),
-	    T(test_missing_equals),
-	    T(test_bad_int),
-	    T(test_database_name),
-	    T(test_bad_size),
-	    T(test_bad_duration),
-	    T(test_retention),
-	    T(test_bad_url),
-	    T(test_good_urls),
-	    T(test_bad_log_level),
-	    T(test_fair_key),
-	    T(test_bad_fit_format),
-	    T(test_bad_quality),
-	    T(test_preset_missing_width),
-	    T(test_unknown_rendition),
-	    T(test_unknown_default_adapter),
-	    T(test_sink_must_exist),
-	    T(test_short_api_key),
-	    T(test_plugin_key_checked_at_load),
-	    T(test_adapter_rate),
-	    T(test_adapter_rate_reserved),
-	    T(test_limits),
-	    T(test_download_budget),
-	    T(test_max_webhook_body),
-	    T(test_files_settings),
-	    T(test_env_public_url),
-	    T(test_env_bad_value),
-	    T(test_env_api_key_added),
-	    T(test_env_sink),
-	    T(test_env_port_default_url),
-	    T(test_env_db_password),
-	    T(test_plugin_resolve),
-	    T(test_plugin_unknown_key),
-	    T(test_plugin_required_missing),
-	    T(test_plugin_bad_values),
-	    T(test_plugin_env_override),
-	    T(test_plugin_resolve_again),
-	    T(test_plugin_bad_table),
-	    T(test_parse_size),
-	    T(test_parse_duration),
-	    T(test_parse_bool),
-	    T(test_api_key_file),
-	    T(test_config_load),
-	    T(test_shipped_config),
-	    T(test_print_hides_secrets),
-	    T(test_default_path),
+		T(test_full_file),
+		T(test_defaults),
+		T(test_empty_file_needs_adapter),
+		T(test_builtin_presets),
+		T(test_preset_override),
+		T(test_declared_presets_drop_builtins),
+		T(test_empty_default_renditions),
+		T(test_relative_paths),
+		T(test_quoted_values),
+		T(test_quoted_errors),
+		T(test_comments),
+		T(test_crlf_and_bom),
+		T(test_section_headers),
+		T(test_unknown_key),
+		T(test_unknown_section),
+		T(test_section_name_rules),
+		T(test_duplicate_key),
+		T(test_duplicate_section),
+		T(test_key_outside_section),
+		T(test_missing_equals),
+		T(test_bad_int),
+		T(test_database_name),
+		T(test_bad_size),
+		T(test_bad_duration),
+		T(test_retention),
+		T(test_bad_url),
+		T(test_good_urls),
+		T(test_bad_log_level),
+		T(test_fair_key),
+		T(test_bad_fit_format),
+		T(test_bad_quality),
+		T(test_preset_missing_width),
+		T(test_unknown_rendition),
+		T(test_unknown_default_adapter),
+		T(test_sink_must_exist),
+		T(test_short_api_key),
+		T(test_plugin_key_checked_at_load),
+		T(test_adapter_rate),
+		T(test_adapter_rate_reserved),
+		T(test_limits),
+		T(test_download_budget),
+		T(test_max_webhook_body),
+		T(test_files_settings),
+		T(test_env_public_url),
+		T(test_env_bad_value),
+		T(test_env_api_key_added),
+		T(test_env_sink),
+		T(test_env_port_default_url),
+		T(test_env_db_password),
+		T(test_plugin_resolve),
+		T(test_plugin_unknown_key),
+		T(test_plugin_required_missing),
+		T(test_plugin_bad_values),
+		T(test_plugin_env_override),
+		T(test_plugin_resolve_again),
+		T(test_plugin_bad_table),
+		T(test_parse_size),
+		T(test_parse_duration),
+		T(test_parse_bool),
+		T(test_api_key_file),
+		T(test_config_load),
+		T(test_shipped_config),
+		T(test_print_hides_secrets),
+		T(test_default_path),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -634,7 +634,8 @@ def _():
     expect_eq(rc, 0, f"exit status ({err})")
     k, d = STATE["expired"]
     expect_eq(out, f"prune: would remove {k} idempotency_keys (older than 1d), {d} webhook_deliveries"
-              " (older than 7d), 0 webhook_blobs (older than 1h), jobs kept (retention off), 0 objects (no longer used); nothing changed (dry run)\n", "summary")
+              " (older than 7d), 0 webhook_blobs (older than 1h), jobs kept (retention off), 0 files (past [files] ttl),"
+              " 0 objects (no longer used); nothing changed (dry run)\n", "summary")
     expect_eq((idem_keys("1"), deliveries("1")), STATE["total"], "rows after a dry run")
 
 

@@ -315,8 +315,13 @@ def expiry():
     r = expect_json(post("/v1/jobs", {"adapter": "replicate", "model": "acme/flux", "renditions": [],
                                       "input": {"image": {"$file": busy["id"]}}}), 202)
     sql(f"UPDATE files SET expires_at = NOW(6) - INTERVAL 1 SECOND WHERE id IN ('{old['id']}', '{busy['id']}')")
+    p = cli("prune", "--dry-run")
+    expect_eq(p.returncode, 0, f"prune --dry-run: {p.stderr}")
+    expect(", 1 files (past [files] ttl)," in p.stdout, p.stdout)
+    expect_json(get(f"/v1/files/{old['id']}"), 200)
     p = cli("prune")
     expect_eq(p.returncode, 0, f"prune: {p.stderr}")
+    expect(", 1 files (past [files] ttl)," in p.stdout, p.stdout)
     expect("files (past [files] ttl)" in p.stdout, p.stdout)
     expect_problem(get(f"/v1/files/{old['id']}"), 404)
     expect(old["id"] not in stored_objects(), "the expired object is gone")
