@@ -7,12 +7,12 @@
  * counts and status are read from its jobs whenever it is rendered.
  */
 #include "batches.h"
-#include "files.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "files.h"
 #include "jobstate.h"
 
 /* -------------------------------------------------------------- parse */

@@ -7,7 +7,6 @@
  * serialised again for every read.
  */
 #include "jobs.h"
-#include "files.h"
 
 #include <assert.h>
 #include <stdarg.h>
@@ -17,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "files.h"
 #include "jobstate.h"
 #include "jsonutil.h"
 #include "log.h"
