@@ -9,6 +9,7 @@
 
 #include <inttypes.h>
 #include <openssl/crypto.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "dashboard.h"
 #include "deletion.h"
 #include "digest.h"
+#include "files.h"
 #include "ids.h"
 #include "jobs.h"
 #include "jobstate.h"
@@ -149,6 +151,24 @@ static int idem_key_ok(const char *key, dr_response *resp)
 	return 1;
 }
 
+/* The $file references of an input (files.h) name files that exist: 1,
+ * or 0 after a 422 naming the field (or the database's error). */
+static int input_files_ok(dr_app *app, json_object *input, const char *where,
+			  dr_response *resp)
+{
+	char field[DR_FILE_FIELD_MAX];
+	dr_error err;
+	dr_status st;
+
+	dr_error_clear(&err);
+	st = files_check_input(app->db, input, where, field, &err);
+	if (st == DR_ERR_INVALID)
+		http_problem(resp, 422, err.code, field, "%s", err.message);
+	else if (st != DR_OK)
+		http_problem_from(resp, &err);
+	return st == DR_OK;
+}
+
 /* How a create reads its body: jobs_parse_request (POST /v1/jobs) or
  * jobs_parse_training (POST /v1/trainings). */
 typedef dr_status (*job_parse_fn)(const dr_config *cfg,
@@ -209,6 +229,19 @@ static void create_job(dr_app *app, const dr_request *req, dr_response *resp,
 		http_problem(resp, 422, "invalid_field", field, "%s",
 			     err.message);
 		return;
+	}
+	if (!input_files_ok(app, jr.input, "input", resp)) {
+		jobs_request_free(&jr);
+		return;
+	}
+	for (size_t i = 0; i < jr.n_steps; i++) {
+		char where[48];
+
+		snprintf(where, sizeof(where), "steps[%zu].input", i);
+		if (!input_files_ok(app, jr.steps[i].input, where, resp)) {
+			jobs_request_free(&jr);
+			return;
+		}
 	}
 	if (idem_key) {
 		digest_sha256_hex(req->body, req->body_len, body_hash);
@@ -272,6 +305,24 @@ static void create_batch(dr_app *app, const dr_request *req, dr_response *resp,
 		http_problem(resp, 422, "invalid_field", field, "%s",
 			     err.message);
 		return;
+	}
+	for (size_t i = 0; i < br.n_items; i++) {
+		char where[80];
+
+		snprintf(where, sizeof(where), "items[%zu].input", i);
+		if (!input_files_ok(app, br.items[i].input, where, resp)) {
+			batches_request_free(&br);
+			return;
+		}
+		for (size_t k = 0; k < br.items[i].n_steps; k++) {
+			snprintf(where, sizeof(where),
+				 "items[%zu].steps[%zu].input", i, k);
+			if (!input_files_ok(app, br.items[i].steps[k].input,
+					    where, resp)) {
+				batches_request_free(&br);
+				return;
+			}
+		}
 	}
 	if (idem_key) {
 		digest_sha256_hex(req->body, req->body_len, body_hash);
@@ -528,6 +579,209 @@ static void get_deletion(dr_app *app, const char *id, dr_response *resp)
 		http_problem_from(resp, &err);
 	else
 		reply_json(resp, 200);
+}
+
+/* ------------------------------------------------------------------ files */
+
+/* POST /v1/files: the spooled body, type checked, stored; 201 and the
+ * file. */
+static void upload_file(dr_app *app, const dr_request *req, dr_response *resp)
+{
+	dr_param params[MAX_QUERY_PARAMS];
+	const char *filename = NULL, *mime = NULL;
+	char id[DR_JOB_ID_LEN + 1];
+	dr_error err;
+	int np;
+
+	dr_error_clear(&err);
+	if (!req->upload) {
+		http_problem(resp, 400, "bad_body", NULL,
+			     "the upload was not received");
+		return;
+	}
+	np = http_parse_query(req->arena, req->query, params, MAX_QUERY_PARAMS);
+	if (np < 0) {
+		http_problem(resp, 400, "bad_query", NULL,
+			     "malformed query string");
+		return;
+	}
+	for (int i = 0; i < np; i++) {
+		if (strcmp(params[i].name, "filename") != 0 ||
+		    params[i].repeated) {
+			http_problem(resp, 422, "invalid_parameter",
+				     params[i].name,
+				     "%.64s: unknown or repeated parameter "
+				     "(only filename is taken)",
+				     params[i].name);
+			return;
+		}
+		filename = params[i].value;
+	}
+	if (filename) {
+		size_t n = strlen(filename);
+		int bad = n == 0 || n > DR_FILE_NAME_MAX;
+
+		for (size_t i = 0; i < n; i++)
+			bad |= (unsigned char)filename[i] < 0x20 ||
+			       filename[i] == 0x7f;
+		if (bad) {
+			http_problem(resp, 422, "invalid_parameter", "filename",
+				     "filename: 1 to %d bytes without control "
+				     "characters",
+				     DR_FILE_NAME_MAX);
+			return;
+		}
+	}
+	if (files_check_type(req->upload, req->content_type, &mime, &err) !=
+	    DR_OK) {
+		http_problem(resp, http_status_for(err.status), err.code, NULL,
+			     "%s", err.message);
+		return;
+	}
+	if (files_create(app->db, app->cfg, app->sink, req->upload, mime,
+			 filename, &resp->body, id, &err) != DR_OK) {
+		dr_buf_reset(&resp->body);
+		dr_log(err.status == DR_ERR_UNAVAILABLE ? DR_LOG_WARNING
+							: DR_LOG_ERR,
+		       "event=file.create_failed status=\"%s\" code=%s",
+		       dr_strerror(err.status), err.code);
+		http_problem_from(resp, &err);
+		return;
+	}
+	dr_log(DR_LOG_INFO, "event=file.created file=%s type=%s bytes=%" PRIu64,
+	       id, mime, req->upload->size);
+	{
+		char where[64];
+
+		snprintf(where, sizeof(where), "/v1/files/%s", id);
+		http_add_header(resp, "Location", where);
+	}
+	reply_json(resp, 201);
+}
+
+/* GET /v1/files: newest first, ?limit= (default 20) and ?cursor=. */
+static void list_files(dr_app *app, const dr_request *req, dr_response *resp)
+{
+	dr_param params[MAX_QUERY_PARAMS];
+	const char *cursor = NULL;
+	int limit = 20, np;
+	dr_error err;
+
+	dr_error_clear(&err);
+	np = http_parse_query(req->arena, req->query, params, MAX_QUERY_PARAMS);
+	if (np < 0) {
+		http_problem(resp, 400, "bad_query", NULL,
+			     "malformed query string");
+		return;
+	}
+	for (int i = 0; i < np; i++) {
+		const char *v = params[i].value;
+
+		if (params[i].repeated ||
+		    (strcmp(params[i].name, "limit") != 0 &&
+		     strcmp(params[i].name, "cursor") != 0)) {
+			http_problem(resp, 422, "invalid_parameter",
+				     params[i].name,
+				     "%.64s: unknown or repeated parameter",
+				     params[i].name);
+			return;
+		}
+		if (strcmp(params[i].name, "cursor") == 0) {
+			cursor = v;
+			continue;
+		}
+		if (!*v || strlen(v) > 3 ||
+		    strspn(v, "0123456789") != strlen(v) ||
+		    (limit = (int)strtol(v, NULL, 10)) < 1 ||
+		    limit > DR_FILES_PAGE_MAX) {
+			http_problem(resp, 422, "invalid_parameter", "limit",
+				     "limit: expected 1 to %d",
+				     DR_FILES_PAGE_MAX);
+			return;
+		}
+	}
+	if (files_list(app->db, app->cfg, limit, cursor, &resp->body, &err) !=
+	    DR_OK) {
+		dr_buf_reset(&resp->body);
+		if (err.status == DR_ERR_INVALID)
+			http_problem(resp, 422, "invalid_parameter", "cursor",
+				     "%s", err.message);
+		else
+			http_problem_from(resp, &err);
+		return;
+	}
+	reply_json(resp, 200);
+}
+
+/* GET /v1/files/{id} and DELETE /v1/files/{id}. */
+static void file_action(dr_app *app, const char *id, int del, dr_response *resp)
+{
+	dr_error err;
+	dr_status st;
+
+	dr_error_clear(&err);
+	st = del ? files_delete(app->db, app->sink, id, &err)
+		 : files_render(app->db, app->cfg, id, &resp->body, &err);
+	if (st != DR_OK) {
+		dr_buf_reset(&resp->body);
+		http_problem_from(resp, &err);
+	} else if (del) {
+		resp->status = 204;
+	} else {
+		reply_json(resp, 200);
+	}
+}
+
+/* GET /v1/files/{id}/content: the bytes, to the API key or to the holder
+ * of a signed URL (files.h). */
+static void file_content(dr_app *app, const char *id, dr_response *resp)
+{
+	const char *ct = NULL;
+	uint64_t size = 0;
+	int fd = -1;
+	dr_error err;
+
+	dr_error_clear(&err);
+	if (files_content(app->db, app->sink, id, &fd, &size, &resp->body, &ct,
+			  &err) != DR_OK) {
+		dr_buf_reset(&resp->body);
+		http_problem_from(resp, &err);
+		return;
+	}
+	resp->status = 200;
+	resp->content_type = ct;
+	resp->cache_control = "private, no-store";
+	resp->body_fd = fd;
+	resp->body_fd_len = fd >= 0 ? size : 0;
+	http_add_header(resp, "X-Content-Type-Options", "nosniff");
+	http_add_header(resp, "Content-Disposition", "attachment");
+}
+
+/* A signed content URL (no API key): 1 when `req` carries exp and sig;
+ * then the answer is made, the content or 403. */
+static int signed_content(dr_app *app, const dr_request *req, const char *id,
+			  dr_response *resp)
+{
+	dr_param params[MAX_QUERY_PARAMS];
+	const char *exp, *sig;
+	int np = http_parse_query(req->arena, req->query, params,
+				  MAX_QUERY_PARAMS);
+
+	if (np <= 0)
+		return 0;
+	exp = http_param(params, (size_t)np, "exp");
+	sig = http_param(params, (size_t)np, "sig");
+	if (!exp && !sig)
+		return 0;
+	if (!files_url_check(app->cfg, id, exp, sig,
+			     plugin_host_services()->now())) {
+		http_problem(resp, 403, "bad_signature", NULL,
+			     "the file URL's signature is wrong or it has "
+			     "expired");
+		return 1;
+	}
+	file_content(app, id, resp);
+	return 1;
 }
 
 static void healthz(dr_app *app, dr_response *resp)
@@ -918,8 +1172,17 @@ static void route(dr_app *app, const dr_request *req, dr_response *resp)
 		return;
 	}
 
+	/* A file's content URL handed to a provider carries its own
+	 * signature instead of the key. */
+	rest = segment(path, "/v1/files/", seg, sizeof(seg));
+	if (rest && strcmp(rest, "/content") == 0 &&
+	    (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0) &&
+	    signed_content(app, req, seg, resp))
+		return;
+
 	/* Everything under /v1/ needs an API key (provider webhooks, under
-	 * /v1/hooks/, authenticate by signature instead). */
+	 * /v1/hooks/, authenticate by signature instead; so do signed file
+	 * URLs). */
 	if (!authorized(app, req, scope)) {
 		http_problem(resp, 401, "unauthorized", NULL,
 			     "send a valid API key as 'Authorization: "
@@ -966,6 +1229,35 @@ static void route(dr_app *app, const dr_request *req, dr_response *resp)
 			method_not_allowed(resp, "POST");
 		else
 			create_job(app, req, resp, scope, jobs_parse_training);
+		return;
+	}
+	if (strcmp(path, "/v1/files") == 0 || strcmp(path, "/v1/files/") == 0) {
+		if (strcmp(m, "POST") == 0)
+			upload_file(app, req, resp);
+		else if (strcmp(m, "GET") == 0)
+			list_files(app, req, resp);
+		else
+			method_not_allowed(resp, "GET, POST");
+		return;
+	}
+	rest = segment(path, "/v1/files/", seg, sizeof(seg));
+	if (rest) {
+		if (!ids_is_file_id(seg))
+			http_problem(resp, 404, "not_found", NULL,
+				     "no such file");
+		else if (*rest == '\0' && strcmp(m, "GET") == 0)
+			file_action(app, seg, 0, resp);
+		else if (*rest == '\0' && strcmp(m, "DELETE") == 0)
+			file_action(app, seg, 1, resp);
+		else if (*rest == '\0')
+			method_not_allowed(resp, "GET, DELETE");
+		else if (strcmp(rest, "/content") != 0)
+			http_problem(resp, 404, "not_found", NULL,
+				     "no such resource");
+		else if (strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0)
+			method_not_allowed(resp, "GET, HEAD");
+		else
+			file_content(app, seg, resp);
 		return;
 	}
 	rest = segment(path, "/v1/deletions/", seg, sizeof(seg));
@@ -1042,10 +1334,28 @@ static int batch_create(const dr_request *req)
 		strcmp(req->path, "/v1/batches/") == 0);
 }
 
+int api_authorized(const dr_app *app, const dr_request *req)
+{
+	char scope[17];
+
+	return authorized(app, req, scope);
+}
+
+int api_spools_body(const dr_request *req)
+{
+	return req->method && req->path && strcmp(req->method, "POST") == 0 &&
+	       (strcmp(req->path, "/v1/files") == 0 ||
+		strcmp(req->path, "/v1/files/") == 0);
+}
+
 size_t api_body_limit(const dr_app *app, const dr_request *req)
 {
 	char seg[80];
 
+	if (api_spools_body(req))
+		return app->cfg->limits.max_upload > SIZE_MAX
+			       ? SIZE_MAX
+			       : (size_t)app->cfg->limits.max_upload;
 	if (webhook_adapter(req, seg, sizeof(seg)))
 		return app->cfg->limits.max_webhook_body;
 	if (batch_create(req))
@@ -1060,6 +1370,18 @@ void api_body_refused(dr_app *app, const dr_request *req, int status,
 	int hook = webhook_adapter(req, seg, sizeof(seg));
 
 	http_response_reset(resp);
+	if (status == 401) {
+		http_problem(resp, 401, "unauthorized", NULL,
+			     "send a valid API key as 'Authorization: "
+			     "Bearer <key>'");
+		http_add_header(resp, "WWW-Authenticate", "Bearer");
+		return;
+	}
+	if (status == 507) {
+		http_problem(resp, 507, "insufficient_storage", NULL,
+			     "the upload cannot be spooled now; retry later");
+		return;
+	}
 	if (status == 413) {
 		if (hook)
 			webhook_refused(app, req, seg, "too_large",

@@ -43,11 +43,22 @@ void api_handle(dr_app *app, const dr_request *req, dr_response *resp);
  * /v1/batches), [server] max_body for every other request. */
 size_t api_body_limit(const dr_app *app, const dr_request *req);
 
+/* 1 when the body of `req` (method and path parsed) is an upload to
+ * spool to a file (files.h) rather than read into memory: POST
+ * /v1/files, up to [limits] max_upload. */
+int api_spools_body(const dr_request *req);
+
+/* 1 when `req` carries a valid API key (checked as for any /v1/ request),
+ * so an upload is spooled only for a client that may make it. */
+int api_authorized(const dr_app *app, const dr_request *req);
+
 /* Answer a request whose body was not read: `status` 413 (over
  * api_body_limit()) or 400 (shorter or longer than its Content-Length),
- * with a problem document. A provider webhook refused so is logged
- * (event=webhook.refused) and, for a configured adapter, counted in
- * darkroom_webhook_deliveries_total (result too_large or unparsable). */
+ * 401 (an upload without a valid API key) or 507 (an upload that could
+ * not be spooled), with a problem document. A provider webhook refused
+ * so is logged (event=webhook.refused) and, for a configured adapter,
+ * counted in darkroom_webhook_deliveries_total (result too_large or
+ * unparsable). */
 void api_body_refused(dr_app *app, const dr_request *req, int status,
 		      dr_response *resp);
 

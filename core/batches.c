@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "files.h"
 #include "jobstate.h"
 
 /* -------------------------------------------------------------- parse */
@@ -458,6 +459,8 @@ dr_status batches_create(dr_db *db, const dr_config *cfg,
 	if (st == DR_OK)
 		st = jobs_insert_batch(db, cfg, id, req->items, req->keys,
 				       req->n_items, ids, err);
+	for (size_t i = 0; st == DR_OK && i < req->n_items; i++)
+		st = files_link_job(db, ids[i], req->items[i].input, err);
 	if (st == DR_OK)
 		st = db_commit(db, err);
 	if (st != DR_OK) {

@@ -26,6 +26,7 @@
 #include "db.h"
 #include "deletion.h"
 #include "events.h"
+#include "files.h"
 #include "ids.h"
 #include "image.h"
 #include "jobs.h"
@@ -1057,17 +1058,15 @@ static const char *const batch_heads[] = {
 	"COMPLETED"
 };
 
-static int cmd_batches_list(const cli *c, const cli_args *a)
+/* The --limit and --cursor of a list command (a cursor is an id that
+ * is_id() takes). 0, or EXIT_USAGE after a line on stderr. */
+static int page_opts(const cli_args *a, int (*is_id)(const char *), int *limit,
+		     const char **cursor)
 {
 	const char *cmd = a->cmd->name, *lim = cli_value(a, "--limit");
-	const char *cursor = cli_value(a, "--cursor");
-	dr_config *cfg = NULL;
-	dr_db *db = NULL;
-	json_object *root = NULL;
-	int json = cli_flag(a, "--json"), rc = 1, limit = DR_LIST_LIMIT_DEFAULT;
-	dr_buf out;
-	dr_error err;
 
+	*limit = DR_LIST_LIMIT_DEFAULT;
+	*cursor = cli_value(a, "--cursor");
 	if (lim) {
 		char *end;
 		long v = strtol(lim, &end, 10);
@@ -1080,15 +1079,30 @@ static int cmd_batches_list(const cli *c, const cli_args *a)
 				cmd);
 			return EXIT_USAGE;
 		}
-		limit = (int)v;
+		*limit = (int)v;
 	}
-	if (cursor && !ids_is_batch_id(cursor)) {
+	if (*cursor && !is_id(*cursor)) {
 		fprintf(stderr,
 			"darkroom %s: --cursor: not a cursor from a "
 			"previous page\n",
 			cmd);
 		return EXIT_USAGE;
 	}
+	return 0;
+}
+
+static int cmd_batches_list(const cli *c, const cli_args *a)
+{
+	const char *cmd = a->cmd->name, *cursor;
+	dr_config *cfg = NULL;
+	dr_db *db = NULL;
+	json_object *root = NULL;
+	int json = cli_flag(a, "--json"), rc = 1, limit;
+	dr_buf out;
+	dr_error err;
+
+	if (page_opts(a, ids_is_batch_id, &limit, &cursor))
+		return EXIT_USAGE;
 	if (open_db(c, cmd, &cfg, &db))
 		return 1;
 	dr_buf_init(&out, CLI_JSON_MAX);
@@ -1198,6 +1212,147 @@ static int cmd_batches_show(const cli *c, const cli_args *a)
 static int cmd_batches_cancel(const cli *c, const cli_args *a)
 {
 	return batches_action(c, a, 1);
+}
+
+/* ------------------------------------------------------------------------
+ * files list | show | delete
+ */
+
+static const char *const file_heads[] = { "ID",	     "TYPE",	    "BYTES",
+					  "SHA256",  "FILENAME",    "CREATED",
+					  "EXPIRES", "RUNNING JOBS" };
+
+static void print_file_row(dr_table *t, json_object *f)
+{
+	char created[24], expires[24], sha[16], bytes[24], running[24];
+	const char *row[8];
+
+	snprintf(sha, sizeof(sha), "%.12s",
+		 jstr(f, "sha256") ? jstr(f, "sha256") : "");
+	snprintf(bytes, sizeof(bytes), "%lld",
+		 (long long)json_object_get_int64(jget(f, "bytes")));
+	snprintf(running, sizeof(running), "%d",
+		 json_object_get_int(jget(f, "jobs_running")));
+	row[0] = jstr(f, "id");
+	row[1] = jstr(f, "content_type");
+	row[2] = bytes;
+	row[3] = sha;
+	row[4] = jstr(f, "filename");
+	row[5] = short_time(jstr(f, "created_at"), created);
+	row[6] = short_time(jstr(f, "expires_at"), expires);
+	row[7] = running;
+	table_add(t, row);
+}
+
+static int cmd_files_list(const cli *c, const cli_args *a)
+{
+	const char *cmd = a->cmd->name, *cursor;
+	dr_config *cfg = NULL;
+	dr_db *db = NULL;
+	json_object *root = NULL;
+	int rc = 1, limit;
+	dr_buf out;
+	dr_error err;
+
+	if (page_opts(a, ids_is_file_id, &limit, &cursor))
+		return EXIT_USAGE;
+	if (open_db(c, cmd, &cfg, &db))
+		return 1;
+	dr_buf_init(&out, CLI_JSON_MAX);
+	dr_error_clear(&err);
+	if (files_list(db, cfg, limit, cursor, &out, &err) != DR_OK) {
+		report(cmd, &err);
+	} else if (cli_flag(a, "--json")) {
+		printf("%s\n", out.data);
+		rc = 0;
+	} else if (parse_answer(cmd, &out, &root) == 0) {
+		json_object *data = jget(root, "data");
+		dr_table *t = table_new(8, file_heads, NULL);
+
+		for (size_t i = 0; data && i < json_object_array_length(data);
+		     i++)
+			print_file_row(t, json_object_array_get_idx(data, i));
+		table_print(t, stdout);
+		table_free(t);
+		if (jstr(root, "next_cursor"))
+			printf("\nnext page: --cursor %s\n",
+			       jstr(root, "next_cursor"));
+		rc = 0;
+	}
+	json_object_put(root);
+	dr_buf_free(&out);
+	db_free(db);
+	config_free(cfg);
+	return rc;
+}
+
+/* files show ID / files delete ID. */
+static int files_action(const cli *c, const cli_args *a, int del)
+{
+	const char *cmd = a->cmd->name, *id = a->pos[0];
+	dr_config *cfg = NULL;
+	dr_db *db = NULL;
+	dr_plugins *plugins = NULL;
+	struct dr_instance *sink = NULL;
+	json_object *root = NULL;
+	int rc = 1;
+	dr_buf out;
+	dr_error err;
+
+	if (!ids_is_file_id(id)) {
+		fprintf(stderr, "darkroom %s: %s: not a file id (f_...)\n", cmd,
+			id);
+		return 1;
+	}
+	if (open_db(c, cmd, &cfg, &db))
+		return 1;
+	if (del && open_sink(cmd, cfg, &plugins, &sink) != 0) {
+		db_free(db);
+		config_free(cfg);
+		return 1;
+	}
+	dr_buf_init(&out, CLI_JSON_MAX);
+	dr_error_clear(&err);
+	if (del) {
+		if (files_delete(db, sink, id, &err) != DR_OK) {
+			report(cmd, &err);
+		} else {
+			printf("deleted %s\n", id);
+			rc = 0;
+		}
+	} else if (files_render(db, cfg, id, &out, &err) != DR_OK) {
+		report(cmd, &err);
+	} else if (cli_flag(a, "--json")) {
+		printf("%s\n", out.data);
+		rc = 0;
+	} else if (parse_answer(cmd, &out, &root) == 0) {
+		dr_table *t = table_new(8, file_heads, NULL);
+
+		print_file_row(t, root);
+		table_print(t, stdout);
+		table_free(t);
+		printf("\n");
+		show_field("sha256", jstr(root, "sha256"));
+		show_field("key", jstr(root, "key"));
+		show_field("url", jstr(root, "url"));
+		rc = 0;
+	}
+	json_object_put(root);
+	dr_buf_free(&out);
+	plugins_free(plugins);
+	db_free(db);
+	config_free(cfg);
+	return rc;
+}
+
+static int cmd_files_show(const cli *c, const cli_args *a)
+{
+	return files_action(c, a, 0);
+}
+
+static int cmd_files_delete(const cli *c, const cli_args *a)
+{
+	return files_action(c, a, 1);
 }
 
 /* Set by SIGINT and SIGTERM once catch_interrupts() ran: long commands
@@ -1631,6 +1786,7 @@ static int cmd_prune(const cli *c, const cli_args *a)
 	const char *cmd = a->cmd->name;
 	int dry = cli_flag(a, "--dry-run"), tty = isatty(STDERR_FILENO);
 	uint64_t n[DR_RET_TABLES] = { 0 }, objs = 0;
+	size_t files_n = 0;
 	dr_expiry jobs;
 	int any_jobs = 0;
 	dr_object_removals rm;
@@ -1707,6 +1863,25 @@ static int cmd_prune(const cli *c, const cli_args *a)
 					(unsigned long long)rm.failed);
 		}
 	}
+	/* Uploaded files past [files] ttl that no running job uses
+	 * (files.h). */
+	if (st == DR_OK && !interrupted && dry && cfg->files.ttl > 0) {
+		uint64_t would = 0;
+
+		st = files_count_expired(db, &would, &err);
+		files_n = (size_t)would;
+	} else if (st == DR_OK && !interrupted && cfg->files.ttl > 0) {
+		size_t got;
+
+		do {
+			got = 0;
+			st = files_expire(db, sink, DR_FILES_PAGE_MAX, &got,
+					  &err);
+			files_n += got;
+		} while (st == DR_OK && !stop_requested &&
+			 got == DR_FILES_PAGE_MAX);
+		interrupted = stop_requested != 0;
+	}
 	if (st != DR_OK && dry)
 		goto out; /* no counts to show */
 	printf("prune:%s", dry ? " would remove" : "");
@@ -1729,6 +1904,10 @@ static int cmd_prune(const cli *c, const cli_args *a)
 		       (unsigned long long)jobs.c.jobs_deleted);
 	else
 		printf(", jobs kept (retention off)");
+	if (cfg->files.ttl > 0)
+		printf(", %zu files (past [files] ttl)", files_n);
+	else
+		printf(", files kept ([files] ttl off)");
 	printf(", %llu objects (no longer used)", (unsigned long long)objs);
 	printf("%s\n", dry ? "; nothing changed (dry run)" : "");
 out:
@@ -1969,6 +2148,54 @@ static const cli_cmd commands[] = {
 			"jobs were asked to cancel. Exit status 1 when there "
 			"is no such\nbatch.",
 		.run = cmd_batches_cancel,
+	},
+	{
+		.name = "files list",
+		.summary = "list uploaded files (table or --json)",
+		.opts = "--limit= --cursor= --json",
+		.help = "usage: darkroom files list [--limit N] [--cursor C] "
+			"[--json]\n\n"
+			"List uploaded input files (POST /v1/files), newest "
+			"first, as an aligned\ntable: ID, TYPE, BYTES, the "
+			"start of the SHA256, FILENAME, CREATED,\nEXPIRES "
+			"([files] ttl) and RUNNING JOBS (jobs not ended that "
+			"use it).\n\n"
+			"  --limit N   files per page, 1 to 100 (default 20)\n"
+			"  --cursor C  the next page (printed under a full "
+			"page)\n"
+			"  --json      print {\"data\": [...], "
+			"\"next_cursor\": ...} instead",
+		.run = cmd_files_list,
+	},
+	{
+		.name = "files show",
+		.args = "ID",
+		.summary = "an uploaded file",
+		.min_pos = 1,
+		.max_pos = 1,
+		.missing = "give a file id",
+		.opts = "--json",
+		.help = "usage: darkroom files show ID [--json]\n\n"
+			"Show an uploaded file: its row as in `files list`, "
+			"then its full\nSHA-256, storage key and URL. Exit "
+			"status 1 when there is no such file.\n\n"
+			"  --json  print the file object as GET /v1/files/ID "
+			"answers it",
+		.run = cmd_files_show,
+	},
+	{
+		.name = "files delete",
+		.args = "ID",
+		.summary = "delete an uploaded file",
+		.min_pos = 1,
+		.max_pos = 1,
+		.missing = "give a file id",
+		.help = "usage: darkroom files delete ID\n\n"
+			"Delete an uploaded file, its row and its stored "
+			"object, as DELETE\n/v1/files/ID does. Exit status 1 "
+			"when there is no such file, or while a\njob that "
+			"has not ended uses it.",
+		.run = cmd_files_delete,
 	},
 	{
 		.name = "outputs",

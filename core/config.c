@@ -316,6 +316,7 @@ enum {
 	LIM_MAX_WEBHOOK_BODY,
 	LIM_MAX_BATCH_BODY,
 	LIM_MAX_STEPS,
+	LIM_MAX_UPLOAD,
 	LIM_COUNT
 };
 
@@ -377,7 +378,37 @@ static const dr_config_key limits_keys[LIM_COUNT + 1] = {
 			    .type = DR_CFG_INT,
 			    .default_value = "16",
 			    .help = "most steps of a workflow job" },
+	[LIM_MAX_UPLOAD] = { .name = "max_upload",
+			     .type = DR_CFG_INT,
+			     .default_value = "100M",
+			     .help = "largest uploaded file "
+				     "(POST /v1/files)" },
 	[LIM_COUNT] = { .name = NULL },
+};
+
+/* [files]: uploaded input files (core/files.h). `ttl` is read like a
+ * retention setting ("off" or a duration, days allowed). */
+enum { FIL_TTL, FIL_URL_TTL, FIL_URL_SECRET, FIL_COUNT };
+
+static const dr_config_key files_keys[FIL_COUNT + 1] = {
+	[FIL_TTL] = { .name = "ttl",
+		      .type = DR_CFG_STRING,
+		      .default_value = "7d",
+		      .help = "how long an uploaded file is kept when no job "
+			      "still running uses it, or off (for ever)" },
+	[FIL_URL_TTL] = { .name = "url_ttl",
+			  .type = DR_CFG_DURATION,
+			  .default_value = "1h",
+			  .help = "how long a URL given to a provider for a "
+				  "$file reference stays valid" },
+	[FIL_URL_SECRET] = { .name = "url_secret",
+			     .type = DR_CFG_STRING,
+			     .env = "DARKROOM_FILES_URL_SECRET",
+			     .flags = DR_CFG_SECRET,
+			     .help = "key signing the fs sink's file URLs "
+				     "(unset: derived from the first API "
+				     "key)" },
+	[FIL_COUNT] = { .name = NULL },
 };
 
 /* [retention]: how long rows kept for a while stay (core/retention.h).
@@ -503,6 +534,7 @@ enum {
 	CORE_WORKER,
 	CORE_LIMITS,
 	CORE_RETENTION,
+	CORE_FILES,
 	CORE_COUNT
 };
 
@@ -516,6 +548,7 @@ static const struct {
 	[CORE_WORKER] = { "worker", 0, worker_keys },
 	[CORE_LIMITS] = { "limits", 0, limits_keys },
 	[CORE_RETENTION] = { "retention", 0, retention_keys },
+	[CORE_FILES] = { "files", 0, files_keys },
 	{ "preset", PRESET_NAME_MAX, preset_keys },
 	{ "adapter", INSTANCE_NAME_MAX, NULL },
 	{ "sink", INSTANCE_NAME_MAX, NULL },
@@ -1995,6 +2028,10 @@ static dr_status resolve_limits(config_impl *impl, dr_conf_section *sec,
 		st = check_range(
 			cfg, label, &it[LIM_MAX_STEPS], 1, DR_MAX_STEPS_LIMIT,
 			"expected a number of steps from 1 to 64", err);
+	if (st == DR_OK)
+		st = check_range(cfg, label, &it[LIM_MAX_UPLOAD], 1024,
+				 (int64_t)5 << 30,
+				 "expected a size from 1k to 5G", err);
 	if (st != DR_OK)
 		return st;
 	cfg->limits.max_output_bytes = (uint64_t)it[LIM_MAX_OUTPUT_BYTES].num;
@@ -2010,6 +2047,7 @@ static dr_status resolve_limits(config_impl *impl, dr_conf_section *sec,
 	cfg->limits.max_webhook_body = (size_t)it[LIM_MAX_WEBHOOK_BODY].num;
 	cfg->limits.max_batch_body = (size_t)it[LIM_MAX_BATCH_BODY].num;
 	cfg->limits.max_steps = (int)it[LIM_MAX_STEPS].num;
+	cfg->limits.max_upload = (uint64_t)it[LIM_MAX_UPLOAD].num;
 	return DR_OK;
 }
 
@@ -2086,6 +2124,43 @@ static dr_status resolve_retention(config_impl *impl, dr_conf_section *sec,
 	cfg->retention.superseded = v[RET_SUPERSEDED];
 	for (int i = 0; i < 3; i++)
 		cfg->retention.jobs[i] = v[RET_SUCCEEDED + i];
+	return DR_OK;
+}
+
+static dr_status resolve_files(config_impl *impl, dr_conf_section *sec,
+			       dr_error *err)
+{
+	dr_config *cfg = &impl->pub;
+	const char *label = "[files]";
+	const conf_item *it;
+	double ttl;
+	dr_status st;
+
+	st = resolve_core(impl, CORE_FILES, sec, NULL, err);
+	if (st != DR_OK)
+		return st;
+	it = impl->core[CORE_FILES]->items;
+	if (parse_retention(it[FIL_TTL].value, &ttl) < 0 ||
+	    (strcmp(it[FIL_TTL].value, "off") != 0 && ttl < RETENTION_MIN))
+		return item_fail(err, cfg, label, &it[FIL_TTL],
+				 "expected off or a duration like 24h or 7d");
+	st = check_positive(cfg, label, &it[FIL_URL_TTL], err);
+	if (st != DR_OK)
+		return st;
+	if (it[FIL_URL_TTL].seconds > 7 * 86400)
+		return item_fail(err, cfg, label, &it[FIL_URL_TTL],
+				 "expected at most 7 days (the longest an S3 "
+				 "presigned URL may last)");
+	if (it[FIL_URL_SECRET].value && it[FIL_URL_SECRET].value[0] &&
+	    strlen(it[FIL_URL_SECRET].value) < 16)
+		return item_fail(err, cfg, label, &it[FIL_URL_SECRET],
+				 "expected at least 16 characters");
+	cfg->files.ttl = ttl;
+	cfg->files.url_ttl = it[FIL_URL_TTL].seconds;
+	cfg->files.url_secret =
+		it[FIL_URL_SECRET].value && it[FIL_URL_SECRET].value[0]
+			? it[FIL_URL_SECRET].value
+			: NULL;
 	return DR_OK;
 }
 
@@ -2308,6 +2383,9 @@ static dr_status resolve_all(config_impl *impl, dr_error *err)
 		case CORE_RETENTION:
 			st = resolve_retention(impl, sec, err);
 			break;
+		case CORE_FILES:
+			st = resolve_files(impl, sec, err);
+			break;
 		default:
 			if (strcmp(sec->type, "preset") == 0)
 				st = resolve_preset(impl, sec, err);
@@ -2326,6 +2404,8 @@ static dr_status resolve_all(config_impl *impl, dr_error *err)
 		st = resolve_limits(impl, NULL, err);
 	if (st == DR_OK && !impl->core[CORE_RETENTION])
 		st = resolve_retention(impl, NULL, err);
+	if (st == DR_OK && !impl->core[CORE_FILES])
+		st = resolve_files(impl, NULL, err);
 	if (st != DR_OK)
 		return st;
 

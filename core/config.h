@@ -151,7 +151,16 @@ typedef struct dr_config {
 					      body */
 		int max_steps;		   /* steps of a workflow job, 1 to
 					      DR_MAX_STEPS_LIMIT */
+		uint64_t max_upload;	   /* bytes of a POST /v1/files body */
 	} limits;
+
+	/* Uploaded input files (core/files.h). */
+	struct {
+		double ttl;	/* seconds a file is kept; 0: for ever */
+		double url_ttl; /* seconds a provider's URL of one is valid */
+		const char *url_secret; /* secret; NULL: derived from the
+					   first API key */
+	} files;
 
 	/* Seconds rows are kept (core/retention.h); 0: off, kept for ever.
 	 * Whole seconds, at least 1 (webhook_deliveries at least 600). */

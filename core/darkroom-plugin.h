@@ -582,6 +582,23 @@ typedef struct dr_sink_ops {
 	/* Size of the object, DR_ERR_NOT_FOUND when absent. Optional. */
 	dr_status (*stat)(void *state, const char *key, uint64_t *size,
 			  dr_error *err);
+
+	/* Open the object for reading: *fd (the caller closes it) reads
+	 * its bytes from offset 0, *size of them. DR_ERR_NOT_FOUND when
+	 * absent. Optional: a sink that keeps objects in local files (fs)
+	 * has it, so the core can serve a large private object without
+	 * holding it in memory; without it the core reads through get(). */
+	dr_status (*open)(void *state, const char *key, int *fd, uint64_t *size,
+			  dr_error *err);
+
+	/* Write into buf (NUL-terminated) a URL through which anyone
+	 * holding it may GET the object for `ttl` seconds from now (1 s to
+	 * 7 days), whatever its ACL: an S3 presigned URL. No I/O. DR_OK,
+	 * DR_ERR_TOO_LARGE when it does not fit, DR_ERR_INVALID for a bad
+	 * key or ttl. Optional: without it the core hands out signed URLs
+	 * of its own (GET /v1/files/{id}/content) for private objects. */
+	dr_status (*presign)(void *state, const char *key, double ttl,
+			     char *buf, size_t bufsz, dr_error *err);
 } dr_sink_ops;
 
 /* The smallest sink table the core accepts: through `public_url`. */

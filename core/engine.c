@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "callback.h"
+#include "files.h"
 #include "ids.h"
 #include "jobstate.h"
 #include "log.h"
@@ -292,7 +293,7 @@ static void submit(dr_engine *e, dr_claim *c, struct dr_instance *inst,
 	char url[MAX_WEBHOOK_URL];
 	char status[16];
 	const char *resubmit = NULL; /* why an earlier attempt is repeated */
-	char *detail;
+	char *detail, *with_files = NULL;
 	double t0;
 	dr_error err;
 	dr_status st;
@@ -383,7 +384,15 @@ static void submit(dr_engine *e, dr_claim *c, struct dr_instance *inst,
 	free(detail);
 
 	t0 = metrics_now();
-	st = ops->submit(inst->state, &v, &p, &err);
+	/* The provider gets $file references as URLs (files.h); the
+	 * stored input keeps them. */
+	st = files_resolve_input(
+		e->db, e->cfg, plugins_sink(e->plugins, e->cfg->server.sink),
+		resolved ? resolved : c->input, &with_files, &err);
+	v.input_json = with_files ? with_files : v.input_json;
+	if (st == DR_OK)
+		st = ops->submit(inst->state, &v, &p, &err);
+	free(with_files);
 	metrics_step(e->db, "submit", metrics_now() - t0);
 	metrics_provider(e->db, c->adapter, st);
 	if (st == DR_OK && !p.id) {

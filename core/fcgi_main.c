@@ -25,6 +25,7 @@
 #include "arena.h"
 #include "config.h"
 #include "db.h"
+#include "files.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -170,6 +171,52 @@ static int read_body(FCGX_Request *fr, dr_buf *body, size_t limit)
 	return 0;
 }
 
+/*
+ * Spool the body of an upload into `up` (files.h): to a temporary file
+ * while hashing it, never all of it in memory, refusing more than
+ * `limit` bytes, declared or sent. Returns 0, or the HTTP status to
+ * answer with (413; 400 for a body that does not match its
+ * Content-Length; 507 when the spool cannot be written).
+ */
+static int spool_body(FCGX_Request *fr, dr_upload *up, uint64_t limit)
+{
+	const char *cl = FCGX_GetParam("CONTENT_LENGTH", fr->envp);
+	unsigned long long want = 0;
+	char chunk[65536];
+	dr_error err;
+	int n;
+
+	dr_error_clear(&err);
+	if (cl && *cl) {
+		char *end;
+
+		errno = 0;
+		want = strtoull(cl, &end, 10);
+		if (*end || errno || cl[0] == '-')
+			return 400;
+		if (want > limit)
+			return 413;
+	}
+	if (files_spool_open(up, NULL, &err) != DR_OK) {
+		dr_log(DR_LOG_ERR, "event=upload.spool_failed code=%s",
+		       err.code);
+		return 507;
+	}
+	while ((n = FCGX_GetStr(chunk, sizeof(chunk), fr->in)) > 0) {
+		if ((uint64_t)n > limit - up->size)
+			return 413;
+		if (files_spool_write(up, chunk, (size_t)n, &err) != DR_OK) {
+			dr_log(DR_LOG_ERR, "event=upload.spool_failed code=%s",
+			       err.code);
+			return 507;
+		}
+	}
+	if (cl && *cl && up->size != want)
+		return 400;
+	files_spool_finish(up);
+	return 0;
+}
+
 static void send_response(FCGX_Request *fr, const dr_request *req,
 			  const dr_response *resp)
 {
@@ -191,15 +238,43 @@ static void send_response(FCGX_Request *fr, const dr_request *req,
 	else
 		n = snprintf(head, sizeof(head),
 			     "Status: %d %s\r\nContent-Type: %s\r\n"
-			     "Content-Length: %zu\r\nCache-Control: %s\r\n"
+			     "Content-Length: %llu\r\nCache-Control: %s\r\n"
 			     "%s\r\n",
 			     resp->status, http_reason(resp->status), ct,
-			     resp->body.len, cc, resp->extra_headers);
+			     resp->body_fd >= 0
+				     ? (unsigned long long)resp->body_fd_len
+				     : (unsigned long long)resp->body.len,
+			     cc, resp->extra_headers);
 	if (n < 0 || (size_t)n >= sizeof(head))
 		dr_die("response head does not fit");
 	FCGX_PutStr(head, n, fr->out);
-	if (strcmp(req->method, "HEAD") != 0 && resp->status != 204 &&
-	    resp->body.len)
+	if (strcmp(req->method, "HEAD") == 0 || resp->status == 204)
+		return;
+	if (resp->body_fd >= 0) {
+		/* A file body (files_content): streamed, never whole in
+		 * memory. A short file ends the answer early; the client sees
+		 * it by the Content-Length. */
+		char chunk[65536];
+		uint64_t off = 0;
+
+		while (off < resp->body_fd_len) {
+			size_t want =
+				resp->body_fd_len - off < sizeof(chunk)
+					? (size_t)(resp->body_fd_len - off)
+					: sizeof(chunk);
+			ssize_t r =
+				pread(resp->body_fd, chunk, want, (off_t)off);
+
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0 ||
+			    FCGX_PutStr(chunk, (int)r, fr->out) != (int)r)
+				break;
+			off += (uint64_t)r;
+		}
+		return;
+	}
+	if (resp->body.len)
 		FCGX_PutStr(resp->body.data, (int)resp->body.len, fr->out);
 }
 
@@ -222,6 +297,8 @@ static int serve(dr_app *app, int sock)
 	dr_buf body;
 	dr_request req;
 	dr_response resp;
+	dr_upload upload;
+	uint64_t max_upload = app->cfg->limits.max_upload;
 	size_t biggest;
 
 	if (FCGX_InitRequest(&fr, sock, FCGI_FAIL_ACCEPT_ON_INTR) != 0) {
@@ -250,7 +327,20 @@ static int serve(dr_app *app, int sock)
 		memset(&req, 0, sizeof(req));
 		req.arena = &arena;
 		read_params(&fr, &req);
-		early = read_body(&fr, &body, api_body_limit(app, &req));
+		upload.fd = -1;
+		upload.md = NULL;
+		if (api_spools_body(&req)) {
+			dr_buf_reset(&body);
+			/* Only a client with a key gets its upload
+			 * spooled: any other is answered at once. */
+			early = 401;
+			if (api_authorized(app, &req))
+				early = spool_body(&fr, &upload, max_upload);
+			req.upload = &upload;
+		} else {
+			early = read_body(&fr, &body,
+					  api_body_limit(app, &req));
+		}
 		server_status = http_server_error_status(
 			FCGX_GetParam("REDIRECT_STATUS", fr.envp));
 		if (server_status == 411) {
@@ -277,6 +367,8 @@ static int serve(dr_app *app, int sock)
 		}
 		send_response(&fr, &req, &resp);
 		FCGX_Finish_r(&fr);
+		files_spool_close(&upload);
+		http_response_reset(&resp); /* closes a file body */
 		arena_reset(&arena);
 		if (body.cap > (1u << 20)) {
 			dr_buf_free(&body); /* do not keep a large body */

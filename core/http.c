@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 void http_response_init(dr_response *resp)
 {
@@ -17,6 +18,17 @@ void http_response_init(dr_response *resp)
 	resp->cache_control = NULL;
 	resp->extra_headers[0] = '\0';
 	dr_buf_init(&resp->body, DR_MAX_RESPONSE);
+	resp->body_fd = -1;
+	resp->body_fd_len = 0;
+}
+
+/* Close the response's file body, if any. */
+static void drop_body_fd(dr_response *resp)
+{
+	if (resp->body_fd >= 0)
+		close(resp->body_fd);
+	resp->body_fd = -1;
+	resp->body_fd_len = 0;
 }
 
 void http_response_reset(dr_response *resp)
@@ -26,11 +38,13 @@ void http_response_reset(dr_response *resp)
 	resp->cache_control = NULL;
 	resp->extra_headers[0] = '\0';
 	dr_buf_reset(&resp->body);
+	drop_body_fd(resp);
 }
 
 void http_response_free(dr_response *resp)
 {
 	dr_buf_free(&resp->body);
+	drop_body_fd(resp);
 }
 
 /* The line of header `name` in `lines` ("Name: value\r\n"...), or NULL. */
@@ -199,6 +213,8 @@ const char *http_reason(int status)
 	case 503: return "Service Unavailable";
 	case 504: return "Gateway Timeout";
 	case 505: return "HTTP Version Not Supported";
+	case 507:
+		return "Insufficient Storage";
 	default: return "Unknown";
 	}
 }

@@ -11,6 +11,7 @@
 #define DR_HTTP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "arena.h"
 #include "buf.h"
@@ -36,6 +37,9 @@ typedef struct dr_request {
 	size_t n_headers;
 	const unsigned char *body;
 	size_t body_len;
+	/* An upload's body, spooled to a temporary file instead of `body`
+	 * (POST /v1/files, api_spools_body()), or NULL. */
+	const struct dr_upload *upload;
 	dr_arena *arena;           /* request memory, reset after the reply */
 } dr_request;
 
@@ -47,6 +51,11 @@ typedef struct dr_response {
 	const char *cache_control; /* NULL: no-store */
 	char extra_headers[512]; /* "Name: value\r\n" lines */
 	dr_buf body;
+	/* A body too large for `body`, sent from a file instead: body_fd
+	 * (owned: closed by reset and free; -1 when none), body_fd_len
+	 * bytes from offset 0. */
+	int body_fd;
+	uint64_t body_fd_len;
 } dr_response;
 
 /* Prepare an empty 200 response with a body limit of DR_MAX_RESPONSE. */

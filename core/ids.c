@@ -122,3 +122,16 @@ dr_status ids_new_batch_id(char buf[DR_JOB_ID_LEN + 1])
 	buf[0] = 'b';
 	return st;
 }
+
+int ids_is_file_id(const char *s)
+{
+	return is_id(s, "f_");
+}
+
+dr_status ids_new_file_id(char buf[DR_JOB_ID_LEN + 1])
+{
+	dr_status st = ids_new_job_id(buf);
+
+	buf[0] = 'f';
+	return st;
+}

@@ -34,6 +34,11 @@ int ids_is_job_id(const char *s);
 dr_status ids_new_batch_id(char buf[DR_JOB_ID_LEN + 1]) DR_WARN_UNUSED;
 int ids_is_batch_id(const char *s);
 
+/* An uploaded file's id: "f_" and a ULID, made and checked like a job
+ * id. */
+dr_status ids_new_file_id(char buf[DR_JOB_ID_LEN + 1]) DR_WARN_UNUSED;
+int ids_is_file_id(const char *s);
+
 /* Fill buf with `len` random bytes from getrandom(2), the kernel's
  * CSPRNG, however many calls that takes. DR_ERR_IO (buf partly filled)
  * when the kernel gives none (never in practice). The one getrandom loop

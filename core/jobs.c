@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "files.h"
 #include "jobstate.h"
 #include "jsonutil.h"
 #include "log.h"
@@ -1179,6 +1180,8 @@ dr_status jobs_create(dr_db *db, const dr_config *cfg,
 	}
 	st = jobstate_event(db, id, "created", NULL,
 			    jobstate_name(DR_JOB_QUEUED), NULL, err);
+	if (st == DR_OK) /* the files its input uses (files.h) */
+		st = files_link_job(db, id, req->input, err);
 	if (st == DR_OK && req->n_steps)
 		st = insert_steps(db, id, req, fair, err);
 	if (st != DR_OK)
@@ -1303,6 +1306,8 @@ static dr_status insert_steps(dr_db *db, const char *parent,
 		st = jobstate_event(db, sid, "created", NULL,
 				    jobstate_name(DR_JOB_QUEUED), detail, err);
 		free(detail);
+		if (st == DR_OK) /* the files its input uses (files.h) */
+			st = files_link_job(db, sid, sr->input, err);
 	}
 	return st;
 }

@@ -19,6 +19,7 @@
 #include "db.h"
 #include "deletion.h"
 #include "engine.h"
+#include "files.h"
 #include "image.h"
 #include "log.h"
 #include "metrics.h"
@@ -110,6 +111,7 @@ static _Noreturn void child_main(const dr_config *cfg, int slot, int wake_fd)
 	dr_error err;
 	char host[48] = "localhost";
 	double beat = -HEARTBEAT, maintained = -DR_MAINTAIN_INTERVAL;
+	double files_due = 0;
 	dr_retention ret;
 	dr_object_pass objs;
 	dr_deletion_pass dels;
@@ -189,6 +191,25 @@ static _Noreturn void child_main(const dr_config *cfg, int slot, int wake_fd)
 		    objects_step(&objs, e.db, sink, DR_RETENTION_INTERVAL,
 				 now_mono()))
 			pruning = 1;
+
+		/* Uploaded files past [files] ttl that no running job uses
+		 * (files.h): the same process, a batch per interval (at
+		 * once again after a full one). */
+		if (slot == 0 && cfg->files.ttl > 0 &&
+		    now_mono() >= files_due) {
+			size_t nf = 0;
+
+			if (files_expire(e.db, sink, DR_FILES_PAGE_MAX, &nf,
+					 &err) != DR_OK)
+				dr_log(DR_LOG_WARNING,
+				       "event=files.expire_failed "
+				       "status=\"%s\"",
+				       dr_strerror(err.status));
+			files_due =
+				now_mono() + (nf == DR_FILES_PAGE_MAX
+						      ? 0
+						      : DR_RETENTION_INTERVAL);
+		}
 
 		st = queue_claim(e.db, e.owner, cfg->worker.lease,
 				 cfg->server.fair_key != NULL, &c, &err);

@@ -519,6 +519,23 @@ static dr_status fs_stat(void *state, const char *key, uint64_t *size,
 	return DR_OK;
 }
 
+/* The object's open file, for the core to read in place (a private file
+ * it serves without loading it whole). */
+static dr_status fs_open(void *state, const char *key, int *fd, uint64_t *size,
+			 dr_error *err)
+{
+	fs_sink *s = state;
+	struct stat sb;
+	dr_status st;
+
+	*fd = -1;
+	st = open_object(s, key, fd, &sb, err);
+	if (st != DR_OK)
+		return st;
+	*size = (uint64_t)sb.st_size;
+	return DR_OK;
+}
+
 /* Unlink the file; a missing file or directory is success. Empty
  * directories are left in place: removing them would race with a put
  * creating a file in them. */
@@ -725,6 +742,7 @@ static const dr_sink_ops fs_ops = {
 	.remove = fs_remove,
 	.public_url = fs_public_url,
 	.stat = fs_stat,
+	.open = fs_open,
 };
 
 static const dr_plugin fs_plugin = {

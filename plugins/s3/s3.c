@@ -1113,6 +1113,33 @@ err_state:
 	return st;
 }
 
+/* A presigned GET URL of `key` (presign.c): SigV4 only. */
+static dr_status s3_presign(void *state, const char *key, double ttl, char *buf,
+			    size_t bufsz, dr_error *err)
+{
+	s3_sink *s = state;
+	char full[S3_KEY_MAX + 1], url[S3_KEY_MAX * 3 + 512];
+	dr_status st;
+
+	st = check_key(s, key, err);
+	if (st != DR_OK)
+		return st;
+	if (s->sigv2)
+		return s->host->fail(err, DR_ERR_UNSUPPORTED, "unsupported",
+				     "presigned URLs need signature = v4");
+	if (!(ttl >= 1 && ttl <= 604800))
+		return s->host->fail(err, DR_ERR_INVALID, "invalid_ttl",
+				     "a presigned URL lasts 1 s to 7 days");
+	full_key(s, key, full, sizeof(full));
+	if (s3_object_url(s, full, url, sizeof(url)) != 0 ||
+	    s3_presign_v4(url, s->region, s->access_key, s->secret_key,
+			  (time_t)s->host->now(), (long)ttl, buf, bufsz) != 0)
+		return s->host->fail(err, DR_ERR_TOO_LARGE, "too_large",
+				     "the presigned URL of '%s' does not fit",
+				     key);
+	return DR_OK;
+}
+
 static const dr_sink_ops s3_ops = {
 	.size = sizeof(dr_sink_ops),
 	.put = s3_put,
@@ -1120,6 +1147,7 @@ static const dr_sink_ops s3_ops = {
 	.remove = s3_remove,
 	.public_url = s3_public_url,
 	.stat = s3_stat,
+	.presign = s3_presign,
 };
 
 static const dr_plugin s3_plugin = {

@@ -29,6 +29,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "darkroom-plugin.h"
 
@@ -197,6 +198,21 @@ int s3_header_value_ok(const char *v);
  */
 int s3_xml_text(const char *body, size_t len, const char *tag, char *out,
 		size_t outsz);
+
+/* ------------------------------------------------------------------------
+ * presign.c
+ */
+
+/*
+ * A presigned GET of `url` (an object URL as s3_object_url() makes it:
+ * scheme://host[:port]/encoded path) with AWS Signature V4 query
+ * parameters: signed at `now` for `expires` seconds (1 to 604800), with
+ * the host header only and UNSIGNED-PAYLOAD. Writes the URL into out; 0,
+ * or -1 when an argument is out of range or it does not fit.
+ */
+int s3_presign_v4(const char *url, const char *region, const char *access_key,
+		  const char *secret_key, time_t now, long expires, char *out,
+		  size_t outsz);
 
 /* ------------------------------------------------------------------------
  * sigv4.c (libcurl) and the SigV2 transport (libs3): perform `req` once.

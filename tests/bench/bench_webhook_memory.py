@@ -26,30 +26,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import record, vm_hwm_kib, vm_rss_kib  # noqa: E402
+from benchlib import app_pids, record, vm_hwm_kib, vm_rss_kib  # noqa: E402
 from harness import case, expect, noisy_png, run  # noqa: E402
 from engine_lib import hook, sign  # noqa: E402
 
 LIGHTTPD_PID = int(os.environ["DARKROOM_LIGHTTPD_PID"])
-
-
-def app_pids(pid):
-    """The darkroom.fcgi processes among the descendants of pid."""
-    found = []
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            kids = [int(k) for k in f.read().split()]
-    except OSError:
-        return found
-    for kid in kids:
-        try:
-            with open(f"/proc/{kid}/comm") as f:
-                if f.read().strip() == "darkroom.fcgi":
-                    found.append(kid)
-        except OSError:
-            continue
-        found.extend(app_pids(kid))
-    return found
 
 
 @case("memory: darkroom.fcgi taking a 31 MB webhook (a 4000x3000 PNG as a data: URI)")

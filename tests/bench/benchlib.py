@@ -111,3 +111,22 @@ def per_request(before, after, n):
     d = {c: (after.get(c, 0) - before.get(c, 0)) / max(n, 1) for c in COUNTERS}
     return (f"SQL statements/req {d['Questions']:.1f},"
             f" redo log writes/req {d['Innodb_log_writes']:.2f}")
+
+
+def app_pids(pid):
+    """The darkroom.fcgi processes among the descendants of pid."""
+    found = []
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            kids = [int(k) for k in f.read().split()]
+    except OSError:
+        return found
+    for kid in kids:
+        try:
+            with open(f"/proc/{kid}/comm") as f:
+                if f.read().strip() == "darkroom.fcgi":
+                    found.append(kid)
+        except OSError:
+            continue
+        found.extend(app_pids(kid))
+    return found

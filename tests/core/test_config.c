@@ -954,6 +954,44 @@ static void test_max_webhook_body(void **state)
 		   "t.conf:3: ", "max_webhook_body");
 }
 
+/* [limits] max_upload (100 MiB unless set, 1k to 5G) and [files]: ttl
+ * (7d, off or a duration, days allowed), url_ttl (1h, at most 7 days),
+ * url_secret (16 characters or more; unset: NULL). */
+static void test_files_settings(void **state)
+{
+	dr_config *cfg;
+
+	(void)state;
+	cfg = parse_ok(ADAPTER);
+	assert_int_equal(cfg->limits.max_upload, 100 * 1024 * 1024);
+	assert_true(cfg->files.ttl == 7 * 86400);
+	assert_true(cfg->files.url_ttl == 3600);
+	assert_null(cfg->files.url_secret);
+	config_free(cfg);
+	cfg = parse_ok(ADAPTER
+		       "[limits]\nmax_upload = 5G\n[files]\nttl = off\n"
+		       "url_ttl = 168h\nurl_secret = 0123456789abcdef\n");
+	assert_int_equal(cfg->limits.max_upload, (uint64_t)5 << 30);
+	assert_true(cfg->files.ttl == 0);
+	assert_true(cfg->files.url_ttl == 7 * 86400);
+	assert_string_equal(cfg->files.url_secret, "0123456789abcdef");
+	config_free(cfg);
+	cfg = parse_ok(ADAPTER "[files]\nttl = 36h\n");
+	assert_true(cfg->files.ttl == 36 * 3600);
+	config_free(cfg);
+	parse_fail(ADAPTER "[limits]\nmax_upload = 512\n",
+		   "t.conf:3: ", "max_upload");
+	parse_fail(ADAPTER "[limits]\nmax_upload = 6G\n",
+		   "t.conf:3: ", "max_upload");
+	parse_fail(ADAPTER "[files]\nttl = soon\n", "t.conf:3: ", "ttl");
+	parse_fail(ADAPTER "[files]\nurl_ttl = 169h\n",
+		   "t.conf:3: ", "url_ttl");
+	parse_fail(ADAPTER "[files]\nurl_secret = short\n",
+		   "t.conf:3: ", "url_secret");
+	parse_fail(ADAPTER "[files]\nlifetime = 1d\n",
+		   "t.conf:3: ", "lifetime");
+}
+
 /* [retention]: 24h and 7d unless set; off, a duration, or whole days;
  * unknown keys refused with file:line like everywhere. */
 static void test_retention(void **state)
@@ -1752,6 +1790,7 @@ int main(void)
 	    T(test_limits),
 	    T(test_download_budget),
 	    T(test_max_webhook_body),
+	    T(test_files_settings),
 	    T(test_env_public_url),
 	    T(test_env_bad_value),
 	    T(test_env_api_key_added),

@@ -461,6 +461,8 @@ DEFAULTS = {
     "create_then_fail_mode": "close",  # "close" (no answer) or an HTTP status (e.g. 500)
     "reject_creates": False,       # true or a detail string: every create 422
     "wait_unfinished": False,      # Prefer: wait answers after ~0.2 s, processing + partial output
+    "fetch_inputs": False,         # GET every http(s) URL of a create's input first (as a model
+                                   # reading its input image would); a failed fetch fails it
     # file faults
     "wrong_content_type": False,   # true (text/html) or a content type string
     "chunked": False,
@@ -487,7 +489,7 @@ DEFAULTS = {
     "weights_rate": 0,             # bytes/s the weights file is sent at; 0 = full speed
 }
 PROB_KEYS = {"rate_limit", "error_rate", "timeout_rate", "drop_webhooks", "create_then_fail"}
-BOOL_KEYS = {"duplicate_webhooks", "reorder_webhooks", "wait_unfinished", "chunked"}
+BOOL_KEYS = {"duplicate_webhooks", "reorder_webhooks", "wait_unfinished", "chunked", "fetch_inputs"}
 NUM_KEYS = {"start_delay", "duration", "file_ttl", "slow", "timeout_sleep", "delay_webhooks",
             "webhook_retry_window", "webhook_timeout", "intermediate_interval", "hold_max"}
 API_ENDPOINTS = ("create", "get", "cancel", "list", "secret")
@@ -622,6 +624,7 @@ class Prediction:
         self.logs = ""
         self.output = None
         self.error = None
+        self.fetch_error = None  # fetch_inputs: why an input URL could not be read
         self.metrics = {}
         self.step = 0
         self.forced = False
@@ -802,6 +805,7 @@ class Fake:
         self.creates = []
         self.deliveries = []
         self.downloads = []
+        self.input_fetches = []  # fetch_inputs: one entry per URL read
         self.gates_open = set()  # fake_hold gates released by /_release
         self.held = []  # downloads waiting at a gate now
         self.calls = {k: 0 for k in ("create", "get", "cancel", "list", "secret", "429", "500",
@@ -909,7 +913,7 @@ class Fake:
             p.output = p.full_output()
         elif status == "failed":
             p.output = None
-            p.error = "CUDA out of memory"
+            p.error = p.fetch_error or "CUDA out of memory"
             p.logs += ("Traceback (most recent call last):\n"
                        "  File \"predict.py\", line 42, in predict\n"
                        "torch.OutOfMemoryError: CUDA out of memory\n")
@@ -1078,6 +1082,60 @@ class Fake:
 
 # ---------------------------------------------------------------------------
 # HTTP
+
+def fetch_input_urls(inp, limit=256 << 20):
+    """fetch_inputs: GET every http(s) URL among the input's string values
+    (nested too), as a model reading its input files would. Returns the
+    list of {"path", "status", "bytes", "sha256", "content_type", "error"}
+    (path: the URL without its query, which may hold a signature) and the
+    first failure's text, or None."""
+    urls = []
+
+    def walk(v):
+        if isinstance(v, str) and re.match(r"^https?://", v):
+            urls.append(v)
+        elif isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+
+    walk(inp)
+    out, error = [], None
+    for url in urls:
+        u = urllib.parse.urlsplit(url)
+        res = {"url": url, "path": u.path, "status": None, "bytes": 0, "sha256": None,
+               "content_type": None, "error": None}
+        try:
+            conn_cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
+            conn = conn_cls(u.netloc, timeout=30)
+            try:
+                conn.request("GET", u.path + ("?" + u.query if u.query else ""))
+                r = conn.getresponse()
+                h = hashlib.sha256()
+                n = 0
+                while True:
+                    chunk = r.read(1 << 16)
+                    if not chunk:
+                        break
+                    n += len(chunk)
+                    if n > limit:
+                        raise ValueError("over %d bytes" % limit)
+                    h.update(chunk)
+                res.update(status=r.status, bytes=n, sha256=h.hexdigest(),
+                           content_type=r.getheader("Content-Type"))
+            finally:
+                conn.close()
+            if res["status"] != 200:
+                res["error"] = "HTTP %d" % res["status"]
+        except Exception as exc:  # connection refused, timeout, bad URL ...
+            res["error"] = "%s: %s" % (type(exc).__name__, exc)
+        if res["error"] and not error:
+            error = "could not read input %s: %s" % (u.path, res["error"])
+        out.append(res)
+    return out, error
+
 
 def read_steering(inp, settings):
     """Per-prediction settings from the input's fake_* fields (422 if bad)."""
@@ -1528,6 +1586,9 @@ class Handler(BaseHTTPRequestHandler):
                 fake.count("create_errors_for")
         if left > 0:
             raise ApiError(500, "injected create error for %s" % model, "Internal Server Error")
+        fetched, fetch_error = fetch_input_urls(inp) if st["fetch_inputs"] else ([], None)
+        if fetch_error:
+            cfg["outcome"] = "failed"
         cancel_after = self.headers.get("Cancel-After")
         cfg["cancel_after"] = cancel_after
         cfg["cancel_after_s"] = None
@@ -1547,6 +1608,10 @@ class Handler(BaseHTTPRequestHandler):
             while pid in fake.preds:
                 pid = new_id(fake.settings["id_length"])
             p = Prediction(fake, pid, model, version, inp, webhook, set(events), cfg)
+            p.fetch_error = fetch_error
+            for f in fetched:
+                f["prediction"] = pid
+                fake.input_fetches.append(f)
             fake.preds[pid] = p
             fake.active.add(pid)
             fake.cond.notify_all()
@@ -1796,7 +1861,8 @@ class Handler(BaseHTTPRequestHandler):
             })
             preds[p.id] = d
         return {"predictions": preds, "creates": list(fake.creates), "create_calls": list(fake.create_calls), "webhook_deliveries": list(fake.deliveries),
-                "downloads": list(fake.downloads), "calls": dict(fake.calls), "settings": dict(fake.settings),
+                "downloads": list(fake.downloads), "input_fetches": list(fake.input_fetches),
+                "calls": dict(fake.calls), "settings": dict(fake.settings),
                 "held": [dict(h) for h in fake.held], "gates_open": sorted(fake.gates_open),
                 "secret": fake.secret}
 

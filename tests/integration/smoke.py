@@ -12,7 +12,9 @@ the body limits (413 problem documents, from the app below 2 MiB and from
 the server above; provider webhooks of several MB, Cog's and Replicate's
 data: URI outputs, reaching the app, which refuses those over its
 max_webhook_body itself, logged and counted; batches of several MB
-reaching the app, which refuses those over its max_batch_body itself), and
+reaching the app, which refuses those over its max_batch_body itself;
+uploads of several MB reaching the app, their files never served under
+/media/files/), and
 /media/ served statically with Cache-Control on
 the files' answers only, its errors being problem documents.
 tests/integration/smoke_down.py checks the answers while the app is down.
@@ -231,6 +233,21 @@ def _():
     doc = expect_problem(bare_post("/v1/jobs"), (400, 415))
     expect(doc.get("type") != "urn:darkroom:problem:length_required",
            f"the server refused the bare POST itself: {doc}")
+
+
+@case("an upload of 3 MiB (over the 2 MiB cap of other paths) reaches the app: 201; "
+      "it is served to the API key, never under /media/files/")
+def _():
+    data = noisy_png(32, 32) + os.urandom(3 << 20)
+    r = request_raw("POST", "/v1/files", data,
+                    headers={"Content-Type": "image/png", "Content-Length": str(len(data))})
+    f = expect_json(r, 201)
+    expect_eq(f["sha256"], hashlib.sha256(data).hexdigest(), "sha256")
+    expect_problem(get(f"/media/files/{f['id']}", key=None), (403, 404))
+    body = get(f"/v1/files/{f['id']}/content")
+    expect_eq(body.status, 200, "content with the API key")
+    expect(body.body == data, "the bytes, whole")
+    expect_eq(request("DELETE", f"/v1/files/{f['id']}").status, 204, "delete")
 
 
 @case("a body under the limit passes whole (300 KiB): 202")

@@ -634,7 +634,8 @@ def _():
     expect_eq(rc, 0, f"exit status ({err})")
     k, d = STATE["expired"]
     expect_eq(out, f"prune: would remove {k} idempotency_keys (older than 1d), {d} webhook_deliveries"
-              " (older than 7d), 0 webhook_blobs (older than 1h), jobs kept (retention off), 0 objects (no longer used); nothing changed (dry run)\n", "summary")
+              " (older than 7d), 0 webhook_blobs (older than 1h), jobs kept (retention off), 0 files (past [files] ttl),"
+              " 0 objects (no longer used); nothing changed (dry run)\n", "summary")
     expect_eq((idem_keys("1"), deliveries("1")), STATE["total"], "rows after a dry run")
 
 
@@ -644,7 +645,8 @@ def _():
     expect_eq(rc, 0, f"exit status ({err})")
     k, d = STATE["expired"]
     expect_eq(out, f"prune: {k} idempotency_keys (older than 1d), {d} webhook_deliveries (older than 7d),"
-              " 0 webhook_blobs (older than 1h), jobs kept (retention off), 0 objects (no longer used)\n", "summary")
+              " 0 webhook_blobs (older than 1h), jobs kept (retention off), 0 files (past [files] ttl),"
+              " 0 objects (no longer used)\n", "summary")
     expect_eq(err, f"prune: idempotency_keys: {k} rows removed\nprune: webhook_deliveries: {d} rows removed\n"
               "prune: webhook_blobs: 0 rows removed\n",
               "progress")
@@ -655,7 +657,8 @@ def _():
     expect_eq((idem_keys("1"), deliveries("1")), (STATE["total"][0] - k, STATE["total"][1] - d), "rows left")
     rc, out, err = cli("prune")
     expect_eq((rc, out), (0, "prune: 0 idempotency_keys (older than 1d), 0 webhook_deliveries (older than 7d),"
-                          " 0 webhook_blobs (older than 1h), jobs kept (retention off), 0 objects (no longer used)\n"),
+                          " 0 webhook_blobs (older than 1h), jobs kept (retention off), 0 files (past [files] ttl),"
+                          " 0 objects (no longer used)\n"),
               f"a second run ({err})")
 
 
@@ -665,7 +668,8 @@ def _():
     sql("UPDATE idempotency_keys SET created_at = NOW(6) - INTERVAL 30 DAY WHERE idem_key = 'new-1'")
     rc, out, err = cli("prune", conf=conf)
     expect_eq((rc, out), (0, "prune: idempotency_keys kept (retention off), 3 webhook_deliveries (older than 1h),"
-                          " 0 webhook_blobs (older than 1h), jobs kept (retention off), 0 objects (no longer used)\n"),
+                          " 0 webhook_blobs (older than 1h), jobs kept (retention off), 0 files (past [files] ttl),"
+                          " 0 objects (no longer used)\n"),
               f"summary ({err})")
     expect_eq(deliveries("adapter = 'prunetest'"), 0, "webhook ids of a day ago")
     expect_eq(idem_keys("idem_key = 'new-1'"), 1, "an old key with retention off")

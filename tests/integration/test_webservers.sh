@@ -84,6 +84,10 @@ VAR=$WORK/web
 MEDIA=$VAR/media
 mkdir -p "$MEDIA/ab"
 chmod 0755 "$VAR" "$MEDIA" "$MEDIA/ab"
+# Uploads (POST /v1/files) are stored by the app itself, which runs as
+# www-data under some setups: files/ is writable by every setup's app.
+mkdir -p "$MEDIA/files"
+chmod 0777 "$MEDIA/files"
 printf 'smoke-bytes' >"$MEDIA/ab/smoke.png"
 chmod 0644 "$MEDIA/ab/smoke.png"
 

@@ -703,6 +703,37 @@ static void test_stat(void **state)
 			 DR_ERR_NOT_FOUND);
 }
 
+/* open: the object's own bytes from offset 0, its size; refusals as
+ * stat's (a missing object, a directory, a bad key). */
+static void test_open(void **state)
+{
+	fixture *f = *state;
+	uint64_t size = 0;
+	char buf[16];
+	int fd = -1;
+
+	assert_non_null(f->ops->open);
+	assert_int_equal(put_text(f, "files/f_1", "private!"), DR_OK);
+	assert_int_equal(
+		f->ops->open(f->state, "files/f_1", &fd, &size, &f->err),
+		DR_OK);
+	assert_true(fd >= 0);
+	assert_int_equal(size, 8);
+	assert_int_equal(pread(fd, buf, sizeof(buf), 0), 8);
+	assert_memory_equal(buf, "private!", 8);
+	close(fd);
+	fd = -1;
+	assert_int_equal(
+		f->ops->open(f->state, "files/f_2", &fd, &size, &f->err),
+		DR_ERR_NOT_FOUND);
+	assert_int_equal(fd, -1);
+	assert_int_equal(f->ops->open(f->state, "files", &fd, &size, &f->err),
+			 DR_ERR_NOT_FOUND);
+	assert_int_equal(f->ops->open(f->state, "../x", &fd, &size, &f->err),
+			 DR_ERR_INVALID);
+	assert_int_equal(fd, -1);
+}
+
 static void test_remove(void **state)
 {
 	fixture *f = *state;
@@ -820,6 +851,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_get_empty, setup_created,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_stat, setup_created,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_open, setup_created,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_remove, setup_created,
 						teardown),

@@ -330,6 +330,87 @@ static void test_object_url(void **unused)
 	mock_instance_free(inst);
 }
 
+/* The presigned URL of AWS's own example ("Authenticating Requests:
+ * Using Query Parameters (AWS Signature Version 4)", Amazon S3 API
+ * reference): GET https://examplebucket.s3.amazonaws.com/test.txt on
+ * 2013-05-24T00:00:00Z for 86400 s. */
+static void test_presign_aws_example(void **unused)
+{
+	char url[1024];
+	(void)unused;
+
+	assert_int_equal(
+		s3_presign_v4("https://examplebucket.s3.amazonaws.com/test.txt",
+			      "us-east-1", "AKIAIOSFODNN7EXAMPLE",
+			      "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+			      (time_t)1369353600, 86400, url, sizeof(url)),
+		0);
+	assert_string_equal(
+		url,
+		"https://examplebucket.s3.amazonaws.com/test.txt"
+		"?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+		"&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1"
+		"%2Fs3%2Faws4_request"
+		"&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400"
+		"&X-Amz-SignedHeaders=host"
+		"&X-Amz-Signature="
+		"aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d4"
+		"04");
+	/* out of range, or no room */
+	assert_int_equal(s3_presign_v4("https://b.s3.amazonaws.com/k",
+				       "us-east-1", "A", "S", 0, 0, url,
+				       sizeof(url)),
+			 -1);
+	assert_int_equal(s3_presign_v4("https://b.s3.amazonaws.com/k",
+				       "us-east-1", "A", "S", 0, 604801, url,
+				       sizeof(url)),
+			 -1);
+	assert_int_equal(s3_presign_v4("https://b.s3.amazonaws.com/k",
+				       "us-east-1", "A", "S", 0, 60, url, 64),
+			 -1);
+	assert_int_equal(s3_presign_v4("no-scheme", "us-east-1", "A", "S", 0,
+				       60, url, sizeof(url)),
+			 -1);
+}
+
+/* The sink's presign op: the object's own URL (prefix, encoding, path
+ * or virtual addressing) signed at host->now(); v4 only. */
+static void test_presign_op(void **unused)
+{
+	dr_instance *inst = new_inst("http://127.0.0.1:9000/");
+	const dr_sink_ops *ops = dr_plugin_entry()->sink;
+	char url[2048], want[2048], obj[512];
+	dr_error err;
+	s3_sink *s;
+	(void)unused;
+
+	mock_host_set(inst, "prefix", "p/");
+	s = create_ok(inst);
+	assert_non_null(ops->presign);
+	mock_host_set_now(1369353600.5);
+	assert_int_equal(
+		ops->presign(s, "files/f_1", 3600, url, sizeof(url), &err),
+		DR_OK);
+	assert_int_equal(s3_object_url(s, "p/files/f_1", obj, sizeof(obj)), 0);
+	assert_string_equal(obj, "http://127.0.0.1:9000/media/p/files/f_1");
+	assert_int_equal(s3_presign_v4(obj, s->region, AKID, SECRET,
+				       (time_t)1369353600, 3600, want,
+				       sizeof(want)),
+			 0);
+	assert_string_equal(url, want);
+	assert_non_null(strstr(url, "&X-Amz-Expires=3600&"));
+	assert_int_equal(ops->presign(s, "../x", 3600, url, sizeof(url), &err),
+			 DR_ERR_INVALID);
+	assert_int_equal(
+		ops->presign(s, "files/f_1", 0, url, sizeof(url), &err),
+		DR_ERR_INVALID);
+	assert_int_equal(ops->presign(s, "files/f_1", 3600, url, 40, &err),
+			 DR_ERR_TOO_LARGE);
+	mock_host_set_now(0);
+	destroy(s);
+	mock_instance_free(inst);
+}
+
 static void test_encode_path(void **unused)
 {
 	char buf[16];
@@ -1891,6 +1972,8 @@ int main(void)
 		cmocka_unit_test(test_config_errors),
 		cmocka_unit_test(test_config_v2_refcount),
 		cmocka_unit_test(test_object_url),
+		cmocka_unit_test(test_presign_aws_example),
+		cmocka_unit_test(test_presign_op),
 		cmocka_unit_test(test_encode_path),
 		cmocka_unit_test(test_public_url),
 		cmocka_unit_test(test_put_refusals),
