@@ -26,7 +26,7 @@ import sys
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (case, expect, expect_eq, expect_json, expect_problem, get, post,  # noqa: E402
+from harness import (case, expect, expect_eq, expect_json, expect_problem, get, post, request,  # noqa: E402
                      run, sql, wait_until)
 
 from engine_lib import BIN, FAKE, WORK, Worker, fake, fake_reset, wait_status  # noqa: E402
@@ -169,6 +169,22 @@ def succeeds(w):
     expect_eq(r.returncode, 0, f"jobs list --kind: {r.stderr}")
     expect(job["id"] in r.stdout, "jobs list --kind training")
     RESULT["version"] = done["training"]["version"]
+
+
+@case("a training's input file ({\"$file\"}): the provider fetches the zip through the URL it was given")
+@with_worker
+def file_input(w):
+    fake_reset(fetch_inputs=True)
+    data = b"PK\x03\x04\x14\x00\x00\x00\x00\x00" + os.urandom(5000)
+    f = expect_json(request("POST", "/v1/files?filename=brand.zip", data,
+                            headers={"Content-Type": "application/zip"}), 201)
+    expect_eq(f["content_type"], "application/zip", "a zip of training images")
+    jid = expect_json(train(input={"input_images": {"$file": f["id"]}}), 202)["id"]
+    done = wait_status([jid], ("succeeded", "failed", "canceled"), timeout=60)[0]
+    expect_eq(done["status"], "succeeded", f"status (error {done['error']})")
+    expect_eq(done["input"]["input_images"], {"$file": f["id"]}, "the input as written")
+    reads = [x for x in fake("/_state")["input_fetches"] if x["path"] == f"/v1/files/{f['id']}/content"]
+    expect_eq([x["sha256"] for x in reads], [f["sha256"]], "the trainer read the uploaded bytes")
 
 
 @case("a weights download longer than the lease keeps its worker: one download, no second claim")
