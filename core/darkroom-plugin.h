@@ -592,13 +592,17 @@ typedef struct dr_sink_ops {
 			  dr_error *err);
 
 	/* Write into buf (NUL-terminated) a URL through which anyone
-	 * holding it may GET the object for `ttl` seconds from now (1 s to
-	 * 7 days), whatever its ACL: an S3 presigned URL. No I/O. DR_OK,
+	 * holding it may GET the object for `ttl` seconds (1 s to 7 days)
+	 * from `at` (epoch seconds; whole seconds count), whatever its ACL:
+	 * an S3 presigned URL. The same arguments make the same URL (the
+	 * core signs a job's files at its attempt's start, so a lost
+	 * create's reconcile sees what was sent). No I/O. DR_OK,
 	 * DR_ERR_TOO_LARGE when it does not fit, DR_ERR_INVALID for a bad
 	 * key or ttl. Optional: without it the core hands out signed URLs
 	 * of its own (GET /v1/files/{id}/content) for private objects. */
-	dr_status (*presign)(void *state, const char *key, double ttl,
-			     char *buf, size_t bufsz, dr_error *err);
+	dr_status (*presign)(void *state, const char *key, double at,
+			     double ttl, char *buf, size_t bufsz,
+			     dr_error *err);
 } dr_sink_ops;
 
 /* The smallest sink table the core accepts: through `public_url`. */

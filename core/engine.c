@@ -283,7 +283,38 @@ static int rate_admit(dr_engine *e, dr_claim *c, struct dr_instance *inst)
 	return 0;
 }
 
-/* Submit (or reconcile) the claimed job with `input` (NULL: its own). */
+/*
+ * The input attempt `at` (its recorded start, epoch seconds) of the
+ * claimed job sends, into *sent (malloc, or NULL: `resolved`, or the
+ * job's own input, as it is): with each {"$file"} reference a URL the
+ * provider can fetch (files.h), signed from `at`, so the reconcile of a
+ * lost create makes the very URLs that attempt sent. 0, or 1 when the job
+ * was failed (a file deleted since intake) or given back for a later try
+ * (`forget`: the attempt was recorded but surely not sent).
+ */
+static int attempt_input(dr_engine *e, dr_claim *c, const char *resolved,
+			 double at, int forget, char **sent)
+{
+	dr_error err;
+	dr_status st;
+
+	dr_error_clear(&err);
+	st = files_resolve_input(
+		e->db, e->cfg, plugins_sink(e->plugins, e->cfg->server.sink),
+		resolved ? resolved : c->input, at, sent, &err);
+	if (st == DR_OK)
+		return 0;
+	if (st == DR_ERR_NOT_FOUND || st == DR_ERR_INVALID ||
+	    st == DR_ERR_CONFIG)
+		fail(e, c, "submit", "submit", err.code, err.message);
+	else
+		retry(e, c, c->step, queue_backoff(e->cfg, c->attempts + 1), 0,
+		      forget, &err);
+	return 1;
+}
+
+/* Submit (or reconcile) the claimed job with `resolved`, its input with
+ * a workflow step's references resolved (NULL: its own, as stored). */
 static void submit(dr_engine *e, dr_claim *c, struct dr_instance *inst,
 		   const char *resolved)
 {
@@ -293,7 +324,7 @@ static void submit(dr_engine *e, dr_claim *c, struct dr_instance *inst,
 	char url[MAX_WEBHOOK_URL];
 	char status[16];
 	const char *resubmit = NULL; /* why an earlier attempt is repeated */
-	char *detail, *with_files = NULL;
+	char *detail, *sent = NULL;
 	double t0;
 	dr_error err;
 	dr_status st;
@@ -301,12 +332,14 @@ static void submit(dr_engine *e, dr_claim *c, struct dr_instance *inst,
 	memset(&p, 0, sizeof(p));
 	dr_error_clear(&err);
 	make_view(e, c, &v, url, sizeof(url));
-	if (resolved)
-		v.input_json = resolved;
 	if (c->submitted_at > 0 && !c->prediction_id) {
 		resubmit = "no answer was recorded for the last attempt";
 		/* An earlier attempt may have reached the provider without
-		 * its answer being recorded (a crash, a timeout). */
+		 * its answer being recorded (a crash, a timeout): the view
+		 * holds the input it sent. */
+		if (attempt_input(e, c, resolved, c->submitted_at, 0, &sent))
+			goto out;
+		v.input_json = sent ? sent : resolved ? resolved : c->input;
 		if (ops->reconcile) {
 			st = ops->reconcile(inst->state, &v, &p, &err);
 			metrics_provider(e->db, c->adapter, st);
@@ -316,7 +349,7 @@ static void submit(dr_engine *e, dr_claim *c, struct dr_instance *inst,
 				if (st == DR_OK)
 					after_news(e, c, status);
 				if (st != DR_ERR_NOT_FOUND)
-					return;
+					goto out;
 				/* The match was another job's (identical
 				 * input): ours was surely never created, or
 				 * the list does not tell it apart. */
@@ -331,7 +364,7 @@ static void submit(dr_engine *e, dr_claim *c, struct dr_instance *inst,
 					      queue_backoff(e->cfg,
 							    c->attempts)),
 				      0, 0, &err);
-				return;
+				goto out;
 			}
 		} else if (c->now < c->submitted_at + e->cfg->worker.submit_grace) {
 			/* Give the provider's webhook (which names the job)
@@ -339,8 +372,10 @@ static void submit(dr_engine *e, dr_claim *c, struct dr_instance *inst,
 			reschedule(e, c,
 				   c->submitted_at +
 					   e->cfg->worker.submit_grace - c->now);
-			return;
+			goto out;
 		}
+		free(sent);
+		sent = NULL;
 		dr_log(DR_LOG_NOTICE,
 		       "event=job.resubmit job=%s adapter=%s attempts=%d",
 		       c->id, c->adapter, c->attempts);
@@ -349,7 +384,7 @@ static void submit(dr_engine *e, dr_claim *c, struct dr_instance *inst,
 	/* Every create passes the limit: a first submit, a resubmit, and
 	 * one after a reconcile that found nothing. */
 	if (!rate_admit(e, c, inst))
-		return;
+		goto out;
 
 	/* Record the attempt before sending, so a crash after the send is
 	 * reconciled instead of forgotten. Its start, to the microsecond,
@@ -368,15 +403,16 @@ static void submit(dr_engine *e, dr_claim *c, struct dr_instance *inst,
 					 &err);
 	}
 	if (logged(c, c->step, st, &err) != DR_OK)
-		return;
+		goto out;
 	c->attempts++;
 	/* The view's submitted_at keeps saying when an EARLIER attempt
 	 * began (0 for none); the URL names this attempt. */
 	make_view(e, c, &v, url, sizeof(url));
-	if (resolved)
-		v.input_json = resolved;
 	v.attempt = c->attempts;
 	c->submitted_at = (double)c->submitted_us / 1e6;
+	if (attempt_input(e, c, resolved, c->submitted_at, 1, &sent))
+		goto out;
+	v.input_json = sent ? sent : resolved ? resolved : c->input;
 	detail = resubmit ? jobstate_detail("resubmit", resubmit, NULL) : NULL;
 	if (jobstate_event(e->db, c->id, "submit", c->status, NULL, detail,
 			   &err) != DR_OK)
@@ -384,15 +420,7 @@ static void submit(dr_engine *e, dr_claim *c, struct dr_instance *inst,
 	free(detail);
 
 	t0 = metrics_now();
-	/* The provider gets $file references as URLs (files.h); the
-	 * stored input keeps them. */
-	st = files_resolve_input(
-		e->db, e->cfg, plugins_sink(e->plugins, e->cfg->server.sink),
-		resolved ? resolved : c->input, &with_files, &err);
-	v.input_json = with_files ? with_files : v.input_json;
-	if (st == DR_OK)
-		st = ops->submit(inst->state, &v, &p, &err);
-	free(with_files);
+	st = ops->submit(inst->state, &v, &p, &err);
 	metrics_step(e->db, "submit", metrics_now() - t0);
 	metrics_provider(e->db, c->adapter, st);
 	if (st == DR_OK && !p.id) {
@@ -408,7 +436,7 @@ static void submit(dr_engine *e, dr_claim *c, struct dr_instance *inst,
 		if (apply_own(e, c, &p, "submit", status) == DR_OK)
 			after_news(e, c, status);
 		news_prediction_clear(&p);
-		return;
+		goto out;
 	}
 	news_prediction_clear(&p);
 	dr_log(DR_LOG_WARNING,
@@ -433,6 +461,8 @@ static void submit(dr_engine *e, dr_claim *c, struct dr_instance *inst,
 		fail(e, c, c->step, "submit",
 		     err.code[0] ? err.code : "submit_failed", err.message);
 	}
+out:
+	free(sent);
 }
 
 static dr_status count_attempt(dr_engine *e, dr_claim *c)

@@ -529,6 +529,7 @@ typedef struct ref_walk {
 	const dr_config *cfg;
 	const struct dr_instance *sink;
 	const char *job_id;
+	double at; /* resolve: when the URLs' validity starts */
 	const char *ids[DR_MAX_FILE_REFS]; /* distinct ids seen */
 	size_t n_ids;
 } ref_walk;
@@ -830,7 +831,7 @@ static dr_status visit_resolve(ref_walk *w, const char *id,
 		err->retryable = 0;
 	}
 	if (st == DR_OK && ops && ops->presign) {
-		st = ops->presign(w->sink->state, db_cell(rows, 0, 0),
+		st = ops->presign(w->sink->state, db_cell(rows, 0, 0), w->at,
 				  w->cfg->files.url_ttl, url, sizeof(url), err);
 		if (st != DR_ERR_UNSUPPORTED)
 			goto done;
@@ -840,8 +841,7 @@ static dr_status visit_resolve(ref_walk *w, const char *id,
 		st = DR_OK;
 	}
 	if (st == DR_OK) {
-		int64_t exp = (int64_t)plugin_host_services()->now() +
-			      (int64_t)w->cfg->files.url_ttl;
+		int64_t exp = (int64_t)w->at + (int64_t)w->cfg->files.url_ttl;
 		char sig[DR_SHA256_HEX_LEN + 1];
 
 		if (files_url_sig(w->cfg, id, exp, sig) != 0)
@@ -863,7 +863,8 @@ done:
 
 dr_status files_resolve_input(dr_db *db, const dr_config *cfg,
 			      const struct dr_instance *sink,
-			      const char *input_json, char **out, dr_error *err)
+			      const char *input_json, double at, char **out,
+			      dr_error *err)
 {
 	json_object *root;
 	ref_walk w;
@@ -881,6 +882,7 @@ dr_status files_resolve_input(dr_db *db, const dr_config *cfg,
 	w.db = db;
 	w.cfg = cfg;
 	w.sink = sink;
+	w.at = at;
 	w.visit = visit_resolve;
 	st = walk(&w, root, err);
 	if (st == DR_ERR_UNAVAILABLE)

@@ -179,7 +179,10 @@ dr_status files_link_job(dr_db *db, const char *job_id, json_object *input,
 
 /*
  * The input to hand the provider: `input_json` with every {"$file": id}
- * replaced by a URL of the file's bytes, valid for [files] url_ttl: the
+ * replaced by a URL of the file's bytes, valid for [files] url_ttl from
+ * `at` (epoch seconds, whole seconds count: the same `at` makes the same
+ * URLs, so the engine signs with an attempt's recorded start and the
+ * reconcile of a lost create sees what that attempt sent): the
  * sink's presign(), or darkroom's own signed content URL when the sink
  * has none. *out is NULL when the input has no reference (use
  * input_json as is), else malloc'd JSON text the caller frees. DR_OK;
@@ -188,7 +191,7 @@ dr_status files_link_job(dr_db *db, const char *job_id, json_object *input,
  */
 dr_status files_resolve_input(dr_db *db, const dr_config *cfg,
 			      const struct dr_instance *sink,
-			      const char *input_json, char **out,
+			      const char *input_json, double at, char **out,
 			      dr_error *err) DR_WARN_UNUSED;
 
 /*

@@ -7,6 +7,7 @@
  */
 #include "news.h"
 
+#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -413,6 +414,32 @@ static dr_status stored_document(const char *raw, dr_datascan *doc,
 	return datascan_run((const unsigned char *)raw, strlen(raw), doc, err);
 }
 
+/*
+ * The provider's document without its top-level "input" (malloc, the
+ * caller frees), or NULL when it has none or is not a JSON object (keep
+ * it as it is). The job keeps its input as written; the provider's echo
+ * of it holds what it was sent, the URLs given for {"$file"} references
+ * included, which are secrets while they are valid.
+ */
+static char *without_input(const char *raw)
+{
+	json_object *o;
+	char *out = NULL;
+
+	if (!raw || !strstr(raw, "\"input\""))
+		return NULL;
+	o = json_tokener_parse(raw);
+	if (json_object_is_type(o, json_type_object) &&
+	    json_object_object_get_ex(o, "input", NULL)) {
+		json_object_object_del(o, "input");
+		out = dr_xstrdup(json_object_to_json_string_ext(
+			o, JSON_C_TO_STRING_PLAIN |
+				   JSON_C_TO_STRING_NOSLASHESCAPE));
+	}
+	json_object_put(o);
+	return out;
+}
+
 static dr_status apply_once(dr_db *db, const dr_config *cfg,
 			    const char *adapter, const char *job_hint,
 			    int64_t hint_at, const dr_prediction *p,
@@ -423,6 +450,7 @@ static dr_status apply_once(dr_db *db, const dr_config *cfg,
 	dr_db_rows *rows = NULL;
 	const char *cur, *next, *id;
 	char *detail = NULL, *error_text = NULL, *version = NULL;
+	char *stored = NULL;
 	char progress[32], predict_time[32];
 	double old_progress, new_progress;
 	dr_job_status from = DR_JOB_QUEUED, to = DR_JOB_QUEUED;
@@ -524,6 +552,9 @@ static dr_status apply_once(dr_db *db, const dr_config *cfg,
 	if (st != DR_OK)
 		goto rollback;
 	w.raw_json = doc.n ? doc.doc.data : p->raw_json;
+	stored = without_input(w.raw_json);
+	if (stored)
+		w.raw_json = stored;
 	if (w.raw_json && strlen(w.raw_json) > MAX_STORED_PREDICTION)
 		w.raw_json = NULL;
 	w.predict_time = predict_time;
@@ -574,6 +605,7 @@ commit:
 	free(detail);
 	free(error_text);
 	free(version);
+	free(stored);
 	datascan_free(&doc);
 	return st;
 rollback:
@@ -582,6 +614,7 @@ rollback:
 	free(detail);
 	free(error_text);
 	free(version);
+	free(stored);
 	datascan_free(&doc);
 	return st;
 }

@@ -126,6 +126,13 @@ static int temp_file(dr_error *err)
 	return fd;
 }
 
+/* An object a sink writing UPLOAD_RATE_FLOOR bytes a second would take
+ * more than half the lease to store is stored under a lease made long
+ * enough for that first, at most UPLOAD_LEASE_MAX seconds (a worker that
+ * dies meanwhile holds the job that long). */
+#define UPLOAD_RATE_FLOOR (256.0 * 1024)
+#define UPLOAD_LEASE_MAX  7200.0
+
 /* Store one object in the sink unless an object of that size is there
  * (rendition_stored); `check` 0 skips asking (the caller knows the answer
  * is no, or that storing the same bytes again is cheaper than asking). */
@@ -138,6 +145,25 @@ static dr_status put_object(persist_ctx *x, const char *key,
 
 	if (check && rendition_stored(&x->dest, key, src->size))
 		return DR_OK;
+	/* The sink reads the file in one call, with no beat: a large one
+	 * (trained weights) gets a lease long enough for a slow sink first
+	 * (UPLOAD_RATE_FLOOR, at most UPLOAD_LEASE_MAX). */
+	if ((double)src->size / UPLOAD_RATE_FLOOR >
+	    x->e->cfg->worker.lease / 2) {
+		double need = x->e->cfg->worker.lease +
+			      (double)src->size / UPLOAD_RATE_FLOOR;
+
+		st = queue_extend(
+			x->e->db, x->c,
+			need < UPLOAD_LEASE_MAX ? need : UPLOAD_LEASE_MAX, err);
+		if (st != DR_OK) {
+			dr_log(DR_LOG_WARNING,
+			       "event=job.lease_lost job=%s step=upload",
+			       x->c->id);
+			return st;
+		}
+		x->extended = metrics_now();
+	}
 	t0 = metrics_now();
 	st = rendition_put(&x->dest, key, src, mime, sha, err);
 	metrics_step(x->e->db, "upload", metrics_now() - t0);

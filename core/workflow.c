@@ -30,7 +30,7 @@ typedef struct wpath {
 	const char *rest;		       /* P_INPUT: after "input" */
 	char step[WORKFLOW_STEP_NAME_MAX + 1]; /* the step named */
 	unsigned long n;		       /* P_OUTPUT, P_RENDITION */
-	char field[8];			       /* P_OUTPUT: url, key, sha256 */
+	char field[66];			       /* P_OUTPUT: url, key, sha256 */
 	char preset[65];		       /* P_RENDITION */
 } wpath;
 

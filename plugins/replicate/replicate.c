@@ -1313,6 +1313,29 @@ static char *next_page(const rep_adapter *a, json_object *doc)
 	return a->host->mem_strdup(next);
 }
 
+/* 1 unless listed training r went to another destination than the
+ * job's (its `destination`, or the model of its new version). */
+static int destination_matches(const dr_job_view *job, json_object *r)
+{
+	const char *d = member_string(r, "destination");
+	json_object *out;
+	size_t n;
+
+	if (job->kind != DR_JOB_TRAINING || !job->destination)
+		return 1;
+	n = strlen(job->destination);
+	if (d && strcmp(d, job->destination) != 0)
+		return 0;
+	if (json_object_object_get_ex(r, "output", &out) &&
+	    json_object_is_type(out, json_type_object)) {
+		const char *v = member_string(out, "version");
+
+		if (v && (strncmp(v, job->destination, n) != 0 || v[n] != ':'))
+			return 0;
+	}
+	return 1;
+}
+
 typedef struct rep_match {
 	char *id;	 /* the best prediction so far (malloc) */
 	int by_webhook;	 /* it carries the job id */
@@ -1345,7 +1368,8 @@ static int consider(const rep_adapter *a, const dr_job_view *job,
 		return 1;
 	}
 	if (!json_object_object_get_ex(r, "input", &rin) ||
-	    !json_object_equal(rin, input) || !model_matches(a, m, r))
+	    !json_object_equal(rin, input) || !model_matches(a, m, r) ||
+	    !destination_matches(job, r))
 		return 0;
 	d = created - job->submitted_at;
 	if (d < 0)

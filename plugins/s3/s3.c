@@ -1114,8 +1114,8 @@ err_state:
 }
 
 /* A presigned GET URL of `key` (presign.c): SigV4 only. */
-static dr_status s3_presign(void *state, const char *key, double ttl, char *buf,
-			    size_t bufsz, dr_error *err)
+static dr_status s3_presign(void *state, const char *key, double at, double ttl,
+			    char *buf, size_t bufsz, dr_error *err)
 {
 	s3_sink *s = state;
 	char full[S3_KEY_MAX + 1], url[S3_KEY_MAX * 3 + 512];
@@ -1133,7 +1133,7 @@ static dr_status s3_presign(void *state, const char *key, double ttl, char *buf,
 	full_key(s, key, full, sizeof(full));
 	if (s3_object_url(s, full, url, sizeof(url)) != 0 ||
 	    s3_presign_v4(url, s->region, s->access_key, s->secret_key,
-			  (time_t)s->host->now(), (long)ttl, buf, bufsz) != 0)
+			  (time_t)at, (long)ttl, buf, bufsz) != 0)
 		return s->host->fail(err, DR_ERR_TOO_LARGE, "too_large",
 				     "the presigned URL of '%s' does not fit",
 				     key);

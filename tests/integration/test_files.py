@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (case, expect, expect_eq, expect_json, expect_problem, get, noisy_png,  # noqa: E402
                      post, request, request_raw, run, sql, wait_until)
 
-from engine_lib import BIN, FINAL, Worker, fake, fake_reset, wait_status  # noqa: E402
+from engine_lib import BIN, FINAL, Worker, creates_by_job, fake, fake_reset, wait_status  # noqa: E402
 
 MEDIA = os.environ["DARKROOM_MEDIA"]
 PNG = noisy_png(96, 64)
@@ -198,6 +198,30 @@ def workflow_files():
         linked = sorted(r[0] for r in sql("SELECT file_id FROM job_files WHERE job_id IN"
                                           f" ('{wf['id']}', '{step['id']}')"))
         expect_eq(linked, sorted([f["id"], g["id"]]), "both files linked to the jobs using them")
+    finally:
+        w.stop()
+        fake_reset()
+
+
+@case("a lost create answer with a $file input: the reconcile finds the prediction (the same signed "
+      "URL), nothing is created twice; the stored prediction keeps no signed URL")
+def lost_create_with_file():
+    fake_reset(create_then_fail=1, create_then_fail_mode=500, fault_budget=1, drop_webhooks=1)
+    f = STATE["png"]
+    w = Worker(1, name="files-lost-create-worker")
+    try:
+        jid = expect_json(post("/v1/jobs", {"adapter": "replicate", "model": "acme/flux", "renditions": [],
+                                            "input": {"prompt": "lost", "image": {"$file": f["id"]}}}),
+                          202)["id"]
+        j = wait_status([jid], FINAL, timeout=60)[0]
+        expect_eq(j["status"], "succeeded", f"job status (error {j.get('error')})")
+        expect_eq(fake("/_state")["calls"].get("create_then_fail"), 1, "the lost answer")
+        expect_eq(creates_by_job().get(jid, 0), 1, "created once at the provider")
+        log = w.log_text()
+        expect("replicate.reconciled" in log or "reconcile" in log, "the job was reconciled")
+        stored = sql(f"SELECT prediction FROM jobs WHERE id = '{jid}'")[0][0] or ""
+        expect("sig=" not in stored and "X-Amz-Signature" not in stored,
+               "jobs.prediction keeps no signed URL")
     finally:
         w.stop()
         fake_reset()

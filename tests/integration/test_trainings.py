@@ -19,10 +19,13 @@ weights file fits.
 """
 
 import hashlib
+import http.server
 import os
 import re
 import subprocess
 import sys
+import threading
+import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -201,6 +204,63 @@ def long_download(w):
     expect_eq(len(weights), 1, "downloads of the weights")
     expect_eq(done["outputs"][0]["sha256"], t["weights_sha256"], "SHA-256")
     expect("event=job.lease_lost" not in w.log_text()[log_start:], "no lease lost")
+
+
+class SlowS3(http.server.BaseHTTPRequestHandler):
+    """An S3 endpoint that takes PUT bodies at 512 KiB/s (and has no
+    object yet): a slow sink."""
+    protocol_version = "HTTP/1.1"
+    puts = []
+
+    def log_message(self, *a):
+        pass
+
+    def do_HEAD(self):
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self):
+        self.do_HEAD()
+
+    def do_PUT(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        t0 = time.monotonic()
+        left = n
+        while left > 0:
+            chunk = self.rfile.read(min(65536, left))
+            if not chunk:
+                break
+            left -= len(chunk)
+            time.sleep(len(chunk) / (512 * 1024))
+        SlowS3.puts.append((self.path, n, time.monotonic() - t0))
+        self.send_response(200)
+        self.send_header("ETag", '"x"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@case("weights uploaded to a sink slower than the lease (3 MiB at 512 KiB/s, lease 4 s): stored once")
+def slow_upload():
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowS3)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    fake_reset(weights_size=3 * 1024 * 1024, duration=0.5)
+    jid = expect_json(train(), 202)["id"]
+    w = Worker(2, name="trainings-slow-sink", env={"DARKROOM_CONF": CONF, "DARKROOM_SINK": "s3",
+                                                   "DARKROOM_S3_ENDPOINT": "http://127.0.0.1:%d" %
+                                                   srv.server_address[1]})
+    try:
+        done = wait_status([jid], ("succeeded", "failed", "canceled"), timeout=120)[0]
+        log = w.log_text()
+    finally:
+        leftover = w.stop()
+        srv.shutdown()
+    expect(not leftover, "worker processes outlived the supervisor")
+    expect_eq(done["status"], "succeeded", f"status (error {done['error']})")
+    weights = [p for p in SlowS3.puts if p[1] == 3 * 1024 * 1024]
+    expect_eq(len(weights), 1, f"one upload of the weights: {SlowS3.puts}")
+    expect(weights[0][2] > 4, f"the upload outlasted the lease: {weights[0][2]:.1f} s")
+    expect_eq(log.count("event=job.lease_lost"), 0, "no lease lost")
 
 
 @case("a later job runs the trained version as its model")

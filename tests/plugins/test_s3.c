@@ -374,7 +374,8 @@ static void test_presign_aws_example(void **unused)
 }
 
 /* The sink's presign op: the object's own URL (prefix, encoding, path
- * or virtual addressing) signed at host->now(); v4 only. */
+ * or virtual addressing) signed at the time it is given (whole seconds),
+ * not the clock's; v4 only. */
 static void test_presign_op(void **unused)
 {
 	dr_instance *inst = new_inst("http://127.0.0.1:9000/");
@@ -387,9 +388,10 @@ static void test_presign_op(void **unused)
 	mock_host_set(inst, "prefix", "p/");
 	s = create_ok(inst);
 	assert_non_null(ops->presign);
-	mock_host_set_now(1369353600.5);
+	mock_host_set_now(1700000000);
 	assert_int_equal(
-		ops->presign(s, "files/f_1", 3600, url, sizeof(url), &err),
+		ops->presign(s, "files/f_1", 1369353600.5, 3600, url,
+			     sizeof(url), &err),
 		DR_OK);
 	assert_int_equal(s3_object_url(s, "p/files/f_1", obj, sizeof(obj)), 0);
 	assert_string_equal(obj, "http://127.0.0.1:9000/media/p/files/f_1");
@@ -399,12 +401,15 @@ static void test_presign_op(void **unused)
 			 0);
 	assert_string_equal(url, want);
 	assert_non_null(strstr(url, "&X-Amz-Expires=3600&"));
-	assert_int_equal(ops->presign(s, "../x", 3600, url, sizeof(url), &err),
+	assert_int_equal(ops->presign(s, "../x", 1700000000, 3600, url,
+				      sizeof(url), &err),
 			 DR_ERR_INVALID);
 	assert_int_equal(
-		ops->presign(s, "files/f_1", 0, url, sizeof(url), &err),
+		ops->presign(s, "files/f_1", 1700000000, 0, url, sizeof(url),
+			     &err),
 		DR_ERR_INVALID);
-	assert_int_equal(ops->presign(s, "files/f_1", 3600, url, 40, &err),
+	assert_int_equal(ops->presign(s, "files/f_1", 1700000000, 3600, url,
+				      40, &err),
 			 DR_ERR_TOO_LARGE);
 	mock_host_set_now(0);
 	destroy(s);
