@@ -230,24 +230,29 @@ static void create_job(dr_app *app, const dr_request *req, dr_response *resp,
 			     err.message);
 		return;
 	}
-	if (!input_files_ok(app, jr.input, "input", resp)) {
-		jobs_request_free(&jr);
-		return;
-	}
-	for (size_t i = 0; i < jr.n_steps; i++) {
-		char where[48];
-
-		snprintf(where, sizeof(where), "steps[%zu].input", i);
-		if (!input_files_ok(app, jr.steps[i].input, where, resp)) {
-			jobs_request_free(&jr);
-			return;
-		}
-	}
 	if (idem_key) {
 		digest_sha256_hex(req->body, req->body_len, body_hash);
 		idem.scope = scope;
 		idem.key = idem_key;
 		idem.body_hash = body_hash;
+	}
+	/* A replay answers with its job even if a file it named is gone
+	 * since. */
+	if (!jobs_idempotent_replay(app->db, &idem)) {
+		if (!input_files_ok(app, jr.input, "input", resp)) {
+			jobs_request_free(&jr);
+			return;
+		}
+		for (size_t i = 0; i < jr.n_steps; i++) {
+			char where[48];
+
+			snprintf(where, sizeof(where), "steps[%zu].input", i);
+			if (!input_files_ok(app, jr.steps[i].input, where,
+					    resp)) {
+				jobs_request_free(&jr);
+				return;
+			}
+		}
 	}
 	dr_buf_reset(&resp->body);
 	st = jobs_create(app->db, cfg, app->sink, &jr, &idem, id, &replayed,
@@ -621,13 +626,20 @@ static void upload_file(dr_app *app, const dr_request *req, dr_response *resp)
 		size_t n = strlen(filename);
 		int bad = n == 0 || n > DR_FILE_NAME_MAX;
 
+		dr_buf u;
+
 		for (size_t i = 0; i < n; i++)
 			bad |= (unsigned char)filename[i] < 0x20 ||
 			       filename[i] == 0x7f;
+		/* Well-formed UTF-8: kept as it is, it must not change. */
+		dr_buf_init(&u, 4 * (size_t)DR_FILE_NAME_MAX + 16);
+		bad |= dr_buf_utf8(&u, filename, DR_FILE_NAME_MAX) != DR_OK ||
+		       u.len != n || (n && memcmp(u.data, filename, n) != 0);
+		dr_buf_free(&u);
 		if (bad) {
 			http_problem(resp, 422, "invalid_parameter", "filename",
-				     "filename: 1 to %d bytes without control "
-				     "characters",
+				     "filename: 1 to %d bytes of UTF-8 without "
+				     "control characters",
 				     DR_FILE_NAME_MAX);
 			return;
 		}

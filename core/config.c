@@ -2147,9 +2147,9 @@ static dr_status resolve_files(config_impl *impl, dr_conf_section *sec,
 	st = check_positive(cfg, label, &it[FIL_URL_TTL], err);
 	if (st != DR_OK)
 		return st;
-	if (it[FIL_URL_TTL].seconds > 7 * 86400)
+	if (it[FIL_URL_TTL].seconds < 1 || it[FIL_URL_TTL].seconds > 7 * 86400)
 		return item_fail(err, cfg, label, &it[FIL_URL_TTL],
-				 "expected at most 7 days (the longest an S3 "
+				 "expected 1s to 7 days (the longest an S3 "
 				 "presigned URL may last)");
 	if (it[FIL_URL_SECRET].value && it[FIL_URL_SECRET].value[0] &&
 	    strlen(it[FIL_URL_SECRET].value) < 16)

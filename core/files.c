@@ -703,6 +703,16 @@ dr_status files_check_input(dr_db *db, json_object *input, const char *prefix,
 	walk_init(&w, prefix);
 	w.db = db;
 	w.visit = visit_check;
+	/* A job's whole input is an object of the model's fields, never a
+	 * reference itself. */
+	if (json_object_is_type(input, json_type_object) &&
+	    json_object_object_get_ex(input, "$file", NULL)) {
+		snprintf(field, DR_FILE_FIELD_MAX, "%s", prefix);
+		return dr_fail(err, DR_ERR_INVALID, "invalid_field",
+			       "%s: the input itself cannot be a file "
+			       "reference; name it in a field",
+			       prefix);
+	}
 	st = walk(&w, input, err);
 	if (st == DR_ERR_INVALID) {
 		/* err->message starts with the path, up to ':' */

@@ -1004,6 +1004,26 @@ static dr_status find_idempotent(dr_db *db, const dr_idempotency *idem,
 	return st;
 }
 
+int jobs_idempotent_replay(dr_db *db, const dr_idempotency *idem)
+{
+	dr_db_rows *rows = NULL;
+	dr_error err;
+	int replay;
+
+	if (!idem->key)
+		return 0;
+	if (db_query(db,
+		     "SELECT request_hash FROM idempotency_keys"
+		     " WHERE scope = ? AND idem_key = ?",
+		     &rows, &err,
+		     DB_ARGS(DB_STR(idem->scope), DB_STR(idem->key))) != DR_OK)
+		return 0;
+	replay = rows->n_rows == 1 &&
+		 strcmp(db_cell(rows, 0, 0), idem->body_hash) == 0;
+	db_rows_free(rows);
+	return replay;
+}
+
 /*
  * The job's tenant for fair claims (queue.h): its value of the metadata key
  * [server] fair_key names, found as the database finds keys (without

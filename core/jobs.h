@@ -132,6 +132,12 @@ typedef struct dr_idempotency {
  * when read). A sink whose public_url fails gives a null `url`.
  */
 
+/* 1 when `idem` holds a key that names a job made with the same body (a
+ * replay, which jobs_create() answers with that job, whatever became of
+ * the files its input names); 0 otherwise, a database error included
+ * (jobs_create() meets it again). An expired key still counts here. */
+int jobs_idempotent_replay(dr_db *db, const dr_idempotency *idem);
+
 /*
  * Store a new queued job with its metadata rows and a "created" event, in
  * one transaction. With an idempotency key already used: the same body

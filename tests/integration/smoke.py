@@ -247,6 +247,20 @@ def _():
     body = get(f"/v1/files/{f['id']}/content")
     expect_eq(body.status, 200, "content with the API key")
     expect(body.body == data, "the bytes, whole")
+    marker = "5ec7e7" + secrets.token_hex(8)
+    expect_problem(get(f"/v1/files/{f['id']}/content?exp=9999999999&sig={marker}", key=None), 403)
+    if LOG_DIR:
+        def access_logs():
+            text = ""
+            for path in glob.glob(os.path.join(LOG_DIR, "*access*.log")):
+                with open(path, errors="replace") as fh:
+                    text += fh.read()
+            return text
+
+        # (a web server may hold its log lines for a second or so)
+        wait_until(lambda: f"/v1/files/{f['id']}/content" in access_logs(), timeout=10,
+                   what="the access log line of the request")
+        expect(marker not in access_logs(), "the access logs keep no signature of a file URL")
     expect_eq(request("DELETE", f"/v1/files/{f['id']}").status, 204, "delete")
 
 

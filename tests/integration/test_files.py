@@ -227,6 +227,21 @@ def lost_create_with_file():
         fake_reset()
 
 
+@case("an Idempotency-Key replay answers with its job (200) after the file it named was deleted")
+def replay_after_delete():
+    data = noisy_png(16, 16)
+    f = expect_json(upload(data), 201)
+    body = {"adapter": "null", "model": "acme/flux", "renditions": [],
+            "input": {"prompt": "p", "image": {"$file": f["id"]}}}
+    hdr = {"Idempotency-Key": "replay-" + f["id"]}
+    j = expect_json(request("POST", "/v1/jobs", body, headers=hdr), 202)
+    expect_json(post(f"/v1/jobs/{j['id']}/cancel"), 202)
+    expect_eq(request("DELETE", f"/v1/files/{f['id']}").status, 204, "the file deleted once the job ended")
+    again = expect_json(request("POST", "/v1/jobs", body, headers=hdr), 200)
+    expect_eq(again["id"], j["id"], "the same job")
+    expect_problem(post("/v1/jobs", body), 422, "input.image")
+
+
 @case("the fake provider proves its reads: an input URL it cannot read fails the prediction")
 def unreadable_input():
     f = expect_json(upload(PNG), 201)
