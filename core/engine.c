@@ -651,6 +651,13 @@ void engine_run(dr_engine *e, dr_claim *c)
 		     "the job's adapter is no longer configured");
 		return;
 	}
+	if (c->training && !inst->plugin->desc->adapter->trainings) {
+		/* Its plugin was replaced by one without trainings: it must
+		 * not send the trainer as a prediction. */
+		fail(e, c, c->step, c->step, "adapter_no_trainings",
+		     "the job's adapter no longer runs trainings");
+		return;
+	}
 	if (strcmp(c->step, "submit") == 0)
 		step_submit(e, c, inst);
 	else if (strcmp(c->step, "poll") == 0)
