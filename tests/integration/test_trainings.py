@@ -103,6 +103,19 @@ def intake_refusals():
     expect_eq(int(sql("SELECT COUNT(*) FROM jobs")[0][0]), before, "no job written")
 
 
+@case("a training whose adapter no longer runs trainings fails (adapter_no_trainings), never sent")
+def adapter_lost_trainings():
+    fake_reset()
+    jid = expect_json(train(), 202)["id"]  # no worker runs yet
+    sql(f"UPDATE jobs SET adapter = 'null' WHERE id = '{jid}'")
+    w2 = Worker(1, name="trainings-null-worker", env={"DARKROOM_CONF": CONF})
+    try:
+        done = wait_status([jid], ("succeeded", "failed", "canceled"), timeout=30)[0]
+    finally:
+        w2.stop()
+    expect_eq((done["status"], done["error"]["code"]), ("failed", "adapter_no_trainings"), "failed clearly")
+
+
 @case("Idempotency-Key: the same training body gives the same job (200)")
 def idempotent():
     fake_reset()
