@@ -264,6 +264,38 @@ def _():
     expect_eq(request("DELETE", f"/v1/files/{f['id']}").status, 204, "delete")
 
 
+@case("an upload without an API key: 401 (where the server streams uploads, before the body is sent)")
+def _():
+    import socket
+    from urllib.parse import urlsplit
+    u = urlsplit(os.environ["DARKROOM_URL"])
+    total = 60 << 20
+    s = socket.create_connection((u.hostname, u.port), timeout=10)
+    try:
+        s.sendall(("POST /v1/files HTTP/1.1\r\nHost: %s\r\nContent-Type: image/png\r\n"
+                   "Content-Length: %d\r\nConnection: close\r\n\r\n" % (u.netloc, total)).encode())
+        s.sendall(noisy_png(8, 8) + b"\0" * (1 << 20))
+        if os.environ.get("DARKROOM_SMOKE_UPLOAD_STREAMS") == "1":
+            s.settimeout(5)
+            head = s.recv(4096)
+            expect(head.startswith(b"HTTP/1.1 401"),
+                   f"a 401 after 1 MiB of 60: {head[:80]!r}")
+        else:
+            s.settimeout(30)
+            sent = 1 << 20
+            chunk = b"\0" * (1 << 20)
+            try:
+                while sent < total:
+                    s.sendall(chunk)
+                    sent += len(chunk)
+                head = s.recv(4096)
+            except (ConnectionResetError, BrokenPipeError):
+                head = b"HTTP/1.1 401 (the server closed early)"
+            expect(head.startswith(b"HTTP/1.1 401"), f"401 without a key: {head[:80]!r}")
+    finally:
+        s.close()
+
+
 @case("a body under the limit passes whole (300 KiB): 202")
 def _():
     # The bulk is not in "prompt", whose indexed column is smaller.

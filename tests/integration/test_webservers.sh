@@ -177,7 +177,7 @@ wait_socket() {
 # run_smoke NAME PORT [SCRIPT] — run smoke.py (or SCRIPT, from
 # tests/integration/) against 127.0.0.1:PORT.
 run_smoke() {
-    local name=$1 port=$2 script=${3:-smoke.py} rc summary p f worker=''
+    local name=$1 port=$2 script=${3:-smoke.py} rc summary p f worker='' streams
     if [ "$script" = smoke.py ]; then
         # A worker whose webhook URLs name this setup's port.
         services_bg worker "$WORK/$name-worker.log" env DARKROOM_CONF="$CONF" \
@@ -185,6 +185,9 @@ run_smoke() {
         worker=$SERVICES_LAST_PID
     fi
     set +e
+    # Setups that stream a /v1/files body to the app as it arrives.
+    case "$name" in lighttpd | lighttpd-external | nginx) streams=1 ;; *) streams=0 ;; esac
+    DARKROOM_SMOKE_UPLOAD_STREAMS=$streams \
     DARKROOM_URL=http://127.0.0.1:$port DARKROOM_API_KEY=$API_KEY \
         DARKROOM_REPLICATE_SECRET=$SECRET DARKROOM_SMOKE_MEDIA=/media/ab/smoke.png \
         DARKROOM_SMOKE_MEDIA_BODY=smoke-bytes DARKROOM_SMOKE_WEBHOOK_LIMIT=$((40 << 20)) \
