@@ -1025,6 +1025,37 @@ static int cmd_jobs_cancel(const cli *c, const cli_args *a)
  * batches list | show | cancel
  */
 
+/*
+ * Print list answer `out` ({"data": [...], "next_cursor"}) of command
+ * `cmd`: as it is with `json`, else a table of `n` columns `heads`, one
+ * row per item made by `row`, and the option of the next page. 0, or 1
+ * when the answer does not parse (reported).
+ */
+static int print_list(const char *cmd, dr_buf *out, int json, size_t n,
+		      const char *const *heads,
+		      void (*row)(dr_table *t, json_object *item))
+{
+	json_object *root = NULL, *data;
+	dr_table *t;
+
+	if (json) {
+		printf("%s\n", out->data);
+		return 0;
+	}
+	if (parse_answer(cmd, out, &root) != 0)
+		return 1;
+	data = jget(root, "data");
+	t = table_new(n, heads, NULL);
+	for (size_t i = 0; data && i < json_object_array_length(data); i++)
+		row(t, json_object_array_get_idx(data, i));
+	table_print(t, stdout);
+	table_free(t);
+	if (jstr(root, "next_cursor"))
+		printf("\nnext page: --cursor %s\n", jstr(root, "next_cursor"));
+	json_object_put(root);
+	return 0;
+}
+
 /* "n/n/n/n/n" of a batch's counts: queued, running, succeeded, failed,
  * canceled. */
 static void counts_text(json_object *b, char out[96])
@@ -1096,7 +1127,6 @@ static int cmd_batches_list(const cli *c, const cli_args *a)
 	const char *cmd = a->cmd->name, *cursor;
 	dr_config *cfg = NULL;
 	dr_db *db = NULL;
-	json_object *root = NULL;
 	int json = cli_flag(a, "--json"), rc = 1, limit;
 	dr_buf out;
 	dr_error err;
@@ -1107,26 +1137,11 @@ static int cmd_batches_list(const cli *c, const cli_args *a)
 		return 1;
 	dr_buf_init(&out, CLI_JSON_MAX);
 	dr_error_clear(&err);
-	if (batches_list(db, limit, cursor, &out, &err) != DR_OK) {
+	if (batches_list(db, limit, cursor, &out, &err) != DR_OK)
 		report(cmd, &err);
-	} else if (json) {
-		printf("%s\n", out.data);
-		rc = 0;
-	} else if (parse_answer(cmd, &out, &root) == 0) {
-		json_object *data = jget(root, "data");
-		dr_table *t = table_new(5, batch_heads, NULL);
-
-		for (size_t i = 0; data && i < json_object_array_length(data);
-		     i++)
-			print_batch_row(t, json_object_array_get_idx(data, i));
-		table_print(t, stdout);
-		table_free(t);
-		if (jstr(root, "next_cursor"))
-			printf("\nnext page: --cursor %s\n",
-			       jstr(root, "next_cursor"));
-		rc = 0;
-	}
-	json_object_put(root);
+	else
+		rc = print_list(cmd, &out, json, 5, batch_heads,
+				print_batch_row);
 	dr_buf_free(&out);
 	db_free(db);
 	config_free(cfg);
@@ -1249,7 +1264,6 @@ static int cmd_files_list(const cli *c, const cli_args *a)
 	const char *cmd = a->cmd->name, *cursor;
 	dr_config *cfg = NULL;
 	dr_db *db = NULL;
-	json_object *root = NULL;
 	int rc = 1, limit;
 	dr_buf out;
 	dr_error err;
@@ -1260,26 +1274,11 @@ static int cmd_files_list(const cli *c, const cli_args *a)
 		return 1;
 	dr_buf_init(&out, CLI_JSON_MAX);
 	dr_error_clear(&err);
-	if (files_list(db, cfg, limit, cursor, &out, &err) != DR_OK) {
+	if (files_list(db, cfg, limit, cursor, &out, &err) != DR_OK)
 		report(cmd, &err);
-	} else if (cli_flag(a, "--json")) {
-		printf("%s\n", out.data);
-		rc = 0;
-	} else if (parse_answer(cmd, &out, &root) == 0) {
-		json_object *data = jget(root, "data");
-		dr_table *t = table_new(8, file_heads, NULL);
-
-		for (size_t i = 0; data && i < json_object_array_length(data);
-		     i++)
-			print_file_row(t, json_object_array_get_idx(data, i));
-		table_print(t, stdout);
-		table_free(t);
-		if (jstr(root, "next_cursor"))
-			printf("\nnext page: --cursor %s\n",
-			       jstr(root, "next_cursor"));
-		rc = 0;
-	}
-	json_object_put(root);
+	else
+		rc = print_list(cmd, &out, cli_flag(a, "--json"), 8,
+				file_heads, print_file_row);
 	dr_buf_free(&out);
 	db_free(db);
 	config_free(cfg);
