@@ -432,20 +432,11 @@ dr_status jobs_check_callback_url(const dr_config *cfg, json_object *v,
 	return DR_OK;
 }
 
-dr_status jobs_parse_request(const dr_config *cfg, const dr_plugins *plugins,
-			     json_object *root, dr_job_request *out,
-			     const char **field, dr_error *err)
+/* `root` is an object whose members are all among `known`
+ * (NULL-terminated); else 422 naming "body". *field is NULL on success. */
+static dr_status check_members(json_object *root, const char *const *known,
+			       const char **field, dr_error *err)
 {
-	static const char *const known[] = {"adapter",  "model",
-					    "input",    "renditions",
-					    "metadata", "callback_url",
-					    NULL};
-	dr_job_request r;
-	json_object *v;
-	struct dr_instance *inst;
-	dr_status st;
-
-	memset(&r, 0, sizeof(r));
 	*field = NULL;
 	if (!json_object_is_type(root, json_type_object))
 		return invalid(err, field, "body", "must be a JSON object");
@@ -462,22 +453,58 @@ dr_status jobs_parse_request(const dr_config *cfg, const dr_plugins *plugins,
 				       "%.64s: unknown field", key);
 		}
 	}
+	return DR_OK;
+}
+
+/* The request's `adapter` (or the configured default) into *name and its
+ * instance into *inst; 422 naming "adapter" when it is not a string or
+ * names no configured adapter. */
+static dr_status find_adapter(const dr_config *cfg, const dr_plugins *plugins,
+			      json_object *root, const char **name,
+			      struct dr_instance **inst, const char **field,
+			      dr_error *err)
+{
+	json_object *v;
 
 	if (json_object_object_get_ex(root, "adapter", &v)) {
 		if (!json_object_is_type(v, json_type_string))
 			return invalid(err, field, "adapter",
 				       "must be a string");
-		r.adapter = json_object_get_string(v);
+		*name = json_object_get_string(v);
 	} else {
-		r.adapter = cfg->server.default_adapter;
+		*name = cfg->server.default_adapter;
 	}
-	inst = r.adapter ? plugins_adapter(plugins, r.adapter) : NULL;
-	if (!inst) {
+	*inst = *name ? plugins_adapter(plugins, *name) : NULL;
+	if (!*inst) {
 		*field = "adapter";
 		return dr_fail(err, DR_ERR_INVALID, "invalid_field",
 			       "adapter: unknown adapter '%.64s'",
-			       r.adapter ? r.adapter : "");
+			       *name ? *name : "");
 	}
+	return DR_OK;
+}
+
+dr_status jobs_parse_request(const dr_config *cfg, const dr_plugins *plugins,
+			     json_object *root, dr_job_request *out,
+			     const char **field, dr_error *err)
+{
+	static const char *const known[] = { "adapter",	 "model",
+					     "input",	 "renditions",
+					     "metadata", "callback_url",
+					     NULL };
+	dr_job_request r;
+	json_object *v;
+	struct dr_instance *inst;
+	dr_status st;
+
+	memset(&r, 0, sizeof(r));
+	st = check_members(root, known, field, err);
+	if (st != DR_OK)
+		return st;
+
+	st = find_adapter(cfg, plugins, root, &r.adapter, &inst, field, err);
+	if (st != DR_OK)
+		return st;
 
 	if (!json_object_object_get_ex(root, "model", &v))
 		return invalid(err, field, "model", "is required");
@@ -595,38 +622,13 @@ dr_status jobs_parse_training(const dr_config *cfg, const dr_plugins *plugins,
 	dr_status st;
 
 	memset(&r, 0, sizeof(r));
-	*field = NULL;
-	if (!json_object_is_type(root, json_type_object))
-		return invalid(err, field, "body", "must be a JSON object");
-	json_object_object_foreach(root, key, val)
-	{
-		int ok = 0;
-
-		(void)val;
-		for (int i = 0; known[i]; i++)
-			ok |= strcmp(key, known[i]) == 0;
-		if (!ok) {
-			*field = "body";
-			return dr_fail(err, DR_ERR_INVALID, "invalid_field",
-				       "%.64s: unknown field", key);
-		}
-	}
+	st = check_members(root, known, field, err);
+	if (st != DR_OK)
+		return st;
 	r.training = 1;
-	if (json_object_object_get_ex(root, "adapter", &v)) {
-		if (!json_object_is_type(v, json_type_string))
-			return invalid(err, field, "adapter",
-				       "must be a string");
-		r.adapter = json_object_get_string(v);
-	} else {
-		r.adapter = cfg->server.default_adapter;
-	}
-	inst = r.adapter ? plugins_adapter(plugins, r.adapter) : NULL;
-	if (!inst) {
-		*field = "adapter";
-		return dr_fail(err, DR_ERR_INVALID, "invalid_field",
-			       "adapter: unknown adapter '%.64s'",
-			       r.adapter ? r.adapter : "");
-	}
+	st = find_adapter(cfg, plugins, root, &r.adapter, &inst, field, err);
+	if (st != DR_OK)
+		return st;
 	ops = inst->plugin->desc->adapter;
 	if (!ops->trainings) {
 		*field = "adapter";

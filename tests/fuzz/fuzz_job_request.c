@@ -1,7 +1,8 @@
 /*
  * fuzz_job_request.c - the POST /v1/jobs and POST /v1/trainings body
- * validators: the limited JSON parser (core/jsonutil.c), jobs_parse_request
- * and jobs_parse_training (core/jobs.c), with the
+ * validators: the limited JSON parser (core/jsonutil.c), jobs_parse_request,
+ * jobs_parse_training and jobs_parse_workflow (core/jobs.c, with the
+ * references of core/workflow.c), with the
  * configuration and static adapter of tests/core/test_jobs.c. A refusal
  * must name a field and say something about it.
  */
@@ -110,6 +111,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		jobs_request_free(&req);
 	} else {
 		FUZZ_CHECK(field != NULL && err.message[0] != '\0');
+	}
+	field = NULL;
+	{
+		char wfield[DR_FIELD_MAX];
+
+		wfield[0] = '\0';
+		if (jobs_parse_workflow(cfg, &plugins, root, &req, wfield,
+					&err) == DR_OK) {
+			FUZZ_CHECK(req.n_steps >= 1 &&
+				   req.n_steps <= (size_t)cfg->limits.max_steps);
+			for (size_t i = 0; i < req.n_steps; i++)
+				FUZZ_CHECK(req.step_names[i] &&
+					   req.steps[i].input &&
+					   req.steps[i].model);
+			FUZZ_CHECK(req.adapter && req.model && req.input);
+			jobs_request_free(&req);
+		} else {
+			FUZZ_CHECK(wfield[0] != '\0' && err.message[0] != '\0');
+		}
 	}
 	json_object_put(root);
 	return 0;
