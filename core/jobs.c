@@ -484,6 +484,36 @@ static dr_status find_adapter(const dr_config *cfg, const dr_plugins *plugins,
 	return DR_OK;
 }
 
+/* The members every kind of job request has, into *r: `input` (required,
+ * an object), `metadata` and `callback_url` (optional, null as absent). */
+static dr_status parse_common(const dr_config *cfg, json_object *root,
+			      dr_job_request *r, const char **field,
+			      dr_error *err)
+{
+	json_object *v;
+	dr_status st;
+
+	if (!json_object_object_get_ex(root, "input", &r->input))
+		return invalid(err, field, "input", "is required");
+	if (!json_object_is_type(r->input, json_type_object))
+		return invalid(err, field, "input", "must be an object");
+	if (json_object_object_get_ex(root, "metadata", &v) &&
+	    !json_object_is_type(v, json_type_null)) {
+		st = check_metadata(v, field, err);
+		if (st != DR_OK)
+			return st;
+		r->metadata = v;
+	}
+	if (json_object_object_get_ex(root, "callback_url", &v) &&
+	    !json_object_is_type(v, json_type_null)) {
+		st = jobs_check_callback_url(cfg, v, field, err);
+		if (st != DR_OK)
+			return st;
+		r->callback_url = json_object_get_string(v);
+	}
+	return DR_OK;
+}
+
 dr_status jobs_parse_request(const dr_config *cfg, const dr_plugins *plugins,
 			     json_object *root, dr_job_request *out,
 			     const char **field, dr_error *err)
@@ -516,18 +546,9 @@ dr_status jobs_parse_request(const dr_config *cfg, const dr_plugins *plugins,
 			       "must be owner/name, owner/name:<version> or "
 			       "a version id");
 
-	if (!json_object_object_get_ex(root, "input", &r.input))
-		return invalid(err, field, "input", "is required");
-	if (!json_object_is_type(r.input, json_type_object))
-		return invalid(err, field, "input", "must be an object");
-
-	if (json_object_object_get_ex(root, "metadata", &v) &&
-	    !json_object_is_type(v, json_type_null)) {
-		st = check_metadata(v, field, err);
-		if (st != DR_OK)
-			return st;
-		r.metadata = v;
-	}
+	st = parse_common(cfg, root, &r, field, err);
+	if (st != DR_OK)
+		return st;
 
 	if (json_object_object_get_ex(root, "renditions", &v)) {
 		st = check_renditions(cfg, v, &r, field, err);
@@ -539,14 +560,6 @@ dr_status jobs_parse_request(const dr_config *cfg, const dr_plugins *plugins,
 		     i++)
 			r.renditions[r.n_renditions++] =
 				cfg->server.default_renditions[i];
-	}
-
-	if (json_object_object_get_ex(root, "callback_url", &v) &&
-	    !json_object_is_type(v, json_type_null)) {
-		st = jobs_check_callback_url(cfg, v, field, err);
-		if (st != DR_OK)
-			return st;
-		r.callback_url = json_object_get_string(v);
 	}
 
 	if (inst->plugin->desc->adapter->validate) {
@@ -617,7 +630,6 @@ dr_status jobs_parse_training(const dr_config *cfg, const dr_plugins *plugins,
 					     NULL };
 	const dr_adapter_ops *ops;
 	dr_job_request r;
-	json_object *v;
 	struct dr_instance *inst;
 	dr_status st;
 
@@ -649,24 +661,9 @@ dr_status jobs_parse_training(const dr_config *cfg, const dr_plugins *plugins,
 		return invalid(err, field, "destination",
 			       "must be owner/name (the model the new version "
 			       "goes to)");
-	if (!json_object_object_get_ex(root, "input", &r.input))
-		return invalid(err, field, "input", "is required");
-	if (!json_object_is_type(r.input, json_type_object))
-		return invalid(err, field, "input", "must be an object");
-	if (json_object_object_get_ex(root, "metadata", &v) &&
-	    !json_object_is_type(v, json_type_null)) {
-		st = check_metadata(v, field, err);
-		if (st != DR_OK)
-			return st;
-		r.metadata = v;
-	}
-	if (json_object_object_get_ex(root, "callback_url", &v) &&
-	    !json_object_is_type(v, json_type_null)) {
-		st = jobs_check_callback_url(cfg, v, field, err);
-		if (st != DR_OK)
-			return st;
-		r.callback_url = json_object_get_string(v);
-	}
+	st = parse_common(cfg, root, &r, field, err);
+	if (st != DR_OK)
+		return st;
 	if (ops->validate) {
 		dr_job_view view;
 		dr_error perr;
@@ -816,7 +813,7 @@ dr_status jobs_parse_workflow(const dr_config *cfg, const dr_plugins *plugins,
 					     "callback_url", NULL };
 	workflow_step_info info[DR_MAX_STEPS_LIMIT];
 	dr_job_request r;
-	json_object *v, *steps;
+	json_object *steps;
 	const char *jfield = NULL;
 	size_t n;
 	dr_status st = DR_OK;
@@ -842,27 +839,10 @@ dr_status jobs_parse_workflow(const dr_config *cfg, const dr_plugins *plugins,
 			return refuse_field(err, field, "body",
 					    "%.64s: unknown field", key);
 	}
-	if (!json_object_object_get_ex(root, "input", &r.input) ||
-	    !json_object_is_type(r.input, json_type_object))
-		return refuse_field(err, field, "input",
-				    "is required and must be an object");
-	if (json_object_object_get_ex(root, "metadata", &v) &&
-	    !json_object_is_type(v, json_type_null)) {
-		st = check_metadata(v, &jfield, err);
-		if (st != DR_OK) {
-			snprintf(field, DR_FIELD_MAX, "%s", jfield);
-			return st;
-		}
-		r.metadata = v;
-	}
-	if (json_object_object_get_ex(root, "callback_url", &v) &&
-	    !json_object_is_type(v, json_type_null)) {
-		st = jobs_check_callback_url(cfg, v, &jfield, err);
-		if (st != DR_OK) {
-			snprintf(field, DR_FIELD_MAX, "%s", jfield);
-			return st;
-		}
-		r.callback_url = json_object_get_string(v);
+	st = parse_common(cfg, root, &r, &jfield, err);
+	if (st != DR_OK) {
+		snprintf(field, DR_FIELD_MAX, "%s", jfield ? jfield : "body");
+		return st;
 	}
 	if (!json_object_object_get_ex(root, "steps", &steps) ||
 	    !json_object_is_type(steps, json_type_array) ||
