@@ -10,7 +10,9 @@
 --   parent_id:  the workflow job the step belongs to, NULL for every other
 --               job;
 --   step_index: the step's place in the workflow, from 0;
---   step_name:  the step's `name`, unique within the workflow.
+--   step_name:  the step's `name`, unique within the workflow; on a
+--               workflow that failed or was canceled, the step that ended
+--               it (error.workflow_step).
 --   A workflow job is created with all its steps in one transaction; only
 --   the step that runs next is due. The workflow's status follows its
 --   steps' (core/jobstate.c) in the transactions that move them.
