@@ -1277,8 +1277,8 @@ static int cmd_files_list(const cli *c, const cli_args *a)
 	if (files_list(db, cfg, limit, cursor, &out, &err) != DR_OK)
 		report(cmd, &err);
 	else
-		rc = print_list(cmd, &out, cli_flag(a, "--json"), 8,
-				file_heads, print_file_row);
+		rc = print_list(cmd, &out, cli_flag(a, "--json"), 8, file_heads,
+				print_file_row);
 	dr_buf_free(&out);
 	db_free(db);
 	config_free(cfg);
