@@ -892,7 +892,7 @@ static void job_events(dr_app *app, const char *id, dr_response *resp)
 			parsed = json_tokener_parse(detail);
 		if ((i && dr_buf_puts(b, ",") != DR_OK) ||
 		    dr_buf_puts(b, "{\"at\":") != DR_OK ||
-		    jobs_append_time(b, db_cell(rows, i, 0)) != DR_OK ||
+		    json_append_time(b, db_cell(rows, i, 0)) != DR_OK ||
 		    dr_buf_puts(b, ",\"kind\":") != DR_OK ||
 		    dr_buf_json_string(b, db_cell(rows, i, 1)) != DR_OK ||
 		    dr_buf_puts(b, ",\"from_status\":") != DR_OK ||
@@ -908,8 +908,8 @@ static void job_events(dr_app *app, const char *id, dr_response *resp)
 			     ? dr_buf_puts(b, json_object_to_json_string_ext(
 						      parsed,
 						      JSON_C_TO_STRING_PLAIN))
-			     : detail ? dr_buf_json_string(b, detail)
-				      : dr_buf_puts(b, "null")) != DR_OK ||
+		     : detail ? dr_buf_json_string(b, detail)
+			      : dr_buf_puts(b, "null")) != DR_OK ||
 		    dr_buf_puts(b, "}") != DR_OK)
 			st = dr_fail(&err, DR_ERR_TOO_LARGE, "too_large",
 				     "the timeline does not fit");

@@ -14,6 +14,7 @@
 
 #include "files.h"
 #include "jobstate.h"
+#include "jsonutil.h"
 
 /* -------------------------------------------------------------- parse */
 
@@ -312,11 +313,11 @@ static dr_status put_times(dr_buf *b, const char *created,
 	dr_status st = dr_buf_puts(b, ",\"created_at\":");
 
 	if (st == DR_OK)
-		st = jobs_append_time(b, created);
+		st = json_append_time(b, created);
 	if (st == DR_OK)
 		st = dr_buf_puts(b, ",\"completed_at\":");
 	if (st == DR_OK)
-		st = jobs_append_time(b, completed);
+		st = json_append_time(b, completed);
 	if (st == DR_OK)
 		st = dr_buf_puts(b, "}");
 	return st;

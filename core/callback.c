@@ -12,6 +12,7 @@
 #include "download.h"
 #include "jobs.h"
 #include "jobstate.h"
+#include "jsonutil.h"
 #include "log.h"
 #include "netpolicy.h"
 #include "plugin_http.h"
@@ -240,7 +241,7 @@ dr_step_outcome callback_deliver(const dr_step_ctx *e)
 		st = dr_buf_puts(&body, "{\"type\":\"batch.completed\","
 					"\"timestamp\":");
 		if (st == DR_OK)
-			st = jobs_append_time(&body, db_cell(rows, 0, 6));
+			st = json_append_time(&body, db_cell(rows, 0, 6));
 		if (st == DR_OK)
 			st = dr_buf_puts(&body, ",\"data\":");
 		if (st == DR_OK)
@@ -252,7 +253,7 @@ dr_step_outcome callback_deliver(const dr_step_ctx *e)
 		st = dr_buf_printf(&body, "{\"type\":\"job.%s\",\"timestamp\":",
 				   c->status);
 		if (st == DR_OK)
-			st = jobs_append_time(&body, db_cell(rows, 0, 3));
+			st = json_append_time(&body, db_cell(rows, 0, 3));
 		if (st == DR_OK)
 			st = dr_buf_puts(&body, ",\"data\":");
 		if (st == DR_OK)

@@ -786,11 +786,11 @@ dr_status deletion_render(dr_db *db, const char *id, dr_buf *out, dr_error *err)
 				   db_cell(rows, 0, 5), db_cell(rows, 0, 6),
 				   db_cell(rows, 0, 7));
 	if (st == DR_OK)
-		st = jobs_append_time(out, db_cell(rows, 0, 8));
+		st = json_append_time(out, db_cell(rows, 0, 8));
 	if (st == DR_OK)
 		st = dr_buf_puts(out, ",\"finished_at\":");
 	if (st == DR_OK)
-		st = jobs_append_time(out, db_cell(rows, 0, 9));
+		st = json_append_time(out, db_cell(rows, 0, 9));
 	if (st == DR_OK)
 		st = dr_buf_puts(out, "}");
 	db_rows_free(rows);

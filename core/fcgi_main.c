@@ -139,6 +139,23 @@ static void read_params(FCGX_Request *fr, dr_request *req)
 	}
 }
 
+/* The body's declared length, `cl` (CONTENT_LENGTH, NULL or "" when there
+ * is none: *want stays 0), into *want: 0, or 400 when it is not a
+ * number, 413 when it is over `limit`. */
+static int declared_length(const char *cl, uint64_t limit,
+			   unsigned long long *want)
+{
+	char *end;
+
+	if (!cl || !*cl)
+		return 0;
+	errno = 0;
+	*want = strtoull(cl, &end, 10);
+	if (*end || errno || cl[0] == '-')
+		return 400;
+	return *want > limit ? 413 : 0;
+}
+
 /*
  * Read the body into `body` (whose own limit is above every request's),
  * refusing more than `limit` bytes, declared or sent (a chunked body has
@@ -149,19 +166,12 @@ static int read_body(FCGX_Request *fr, dr_buf *body, size_t limit)
 	const char *cl = FCGX_GetParam("CONTENT_LENGTH", fr->envp);
 	unsigned long long want = 0;
 	char chunk[16384];
-	int n;
+	int n, rc;
 
 	dr_buf_reset(body);
-	if (cl && *cl) {
-		char *end;
-
-		errno = 0;
-		want = strtoull(cl, &end, 10);
-		if (*end || errno || cl[0] == '-')
-			return 400;
-		if (want > limit)
-			return 413;
-	}
+	rc = declared_length(cl, limit, &want);
+	if (rc)
+		return rc;
 	while ((n = FCGX_GetStr(chunk, sizeof(chunk), fr->in)) > 0)
 		if ((size_t)n > limit - body->len ||
 		    dr_buf_append(body, chunk, (size_t)n) != DR_OK)
@@ -184,19 +194,12 @@ static int spool_body(FCGX_Request *fr, dr_upload *up, uint64_t limit)
 	unsigned long long want = 0;
 	char chunk[65536];
 	dr_error err;
-	int n;
+	int n, rc;
 
 	dr_error_clear(&err);
-	if (cl && *cl) {
-		char *end;
-
-		errno = 0;
-		want = strtoull(cl, &end, 10);
-		if (*end || errno || cl[0] == '-')
-			return 400;
-		if (want > limit)
-			return 413;
-	}
+	rc = declared_length(cl, limit, &want);
+	if (rc)
+		return rc;
 	if (files_spool_open(up, NULL, &err) != DR_OK) {
 		dr_log(DR_LOG_ERR, "event=upload.spool_failed code=%s",
 		       err.code);

@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "jsonutil.h"
 #include "log.h"
 #include "plugin.h"
 #include "sniff.h"
@@ -191,18 +192,6 @@ static const dr_sink_ops *sink_ops(const struct dr_instance *sink)
 	" (SELECT COUNT(*) FROM job_files jf JOIN jobs j ON j.id = jf.job_id"  \
 	"  WHERE jf.file_id = f.id AND j.status NOT IN " ENDED ")"
 
-/* A DATETIME(6) cell as JSON: "YYYY-MM-DDTHH:MM:SS.fffZ", or null (the
- * format of every time of the API). */
-static dr_status put_time(dr_buf *b, const char *t)
-{
-	if (!t)
-		return dr_buf_puts(b, "null");
-	if (strlen(t) < 19)
-		return dr_buf_json_string(b, t);
-	return dr_buf_printf(b, "\"%.10sT%.8s.%.3sZ\"", t, t + 11,
-			     strlen(t) >= 23 ? t + 20 : "000");
-}
-
 static dr_status render_row(const dr_config *cfg, const dr_db_rows *r, size_t i,
 			    dr_buf *b)
 {
@@ -233,11 +222,11 @@ static dr_status render_row(const dr_config *cfg, const dr_db_rows *r, size_t i,
 	if (st == DR_OK)
 		st = dr_buf_puts(b, ",\"created_at\":");
 	if (st == DR_OK)
-		st = put_time(b, db_cell(r, i, 6));
+		st = json_append_time(b, db_cell(r, i, 6));
 	if (st == DR_OK)
 		st = dr_buf_puts(b, ",\"expires_at\":");
 	if (st == DR_OK)
-		st = put_time(b, db_cell(r, i, 7));
+		st = json_append_time(b, db_cell(r, i, 7));
 	if (st == DR_OK)
 		st = dr_buf_printf(b, ",\"jobs_running\":%s}",
 				   db_cell(r, i, 8) ? db_cell(r, i, 8) : "0");

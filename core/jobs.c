@@ -1431,17 +1431,6 @@ dr_status jobs_insert_batch(dr_db *db, const dr_config *cfg,
 
 /* ------------------------------------------------------------ rendering */
 
-dr_status jobs_append_time(dr_buf *b, const char *t)
-{
-	/* "YYYY-MM-DD HH:MM:SS.ffffff" -> "YYYY-MM-DDTHH:MM:SS.fffZ" */
-	if (!t)
-		return dr_buf_puts(b, "null");
-	if (strlen(t) < 19)
-		return dr_buf_json_string(b, t);
-	return dr_buf_printf(b, "\"%.10sT%.8s.%.3sZ\"", t, t + 11,
-			     strlen(t) >= 23 ? t + 20 : "000");
-}
-
 /* Append "name":<string or null>. */
 static dr_status put_str(dr_buf *b, const char *name, const char *v)
 {
@@ -1640,7 +1629,7 @@ static dr_status render_callback(dr_db *db, const char *id, const char *url,
 	if (st == DR_OK)
 		st = dr_buf_puts(b, ",\"next_at\":");
 	if (st == DR_OK)
-		st = jobs_append_time(b, next);
+		st = json_append_time(b, next);
 	if (st == DR_OK)
 		st = dr_buf_puts(b, "}");
 	db_rows_free(rows);
@@ -1767,15 +1756,15 @@ static dr_status render_job(dr_db *db, const struct dr_instance *sink,
 	if (st == DR_OK)
 		st = dr_buf_puts(b, ",\"created_at\":");
 	if (st == DR_OK)
-		st = jobs_append_time(b, C(J_CREATED));
+		st = json_append_time(b, C(J_CREATED));
 	if (st == DR_OK)
 		st = dr_buf_puts(b, ",\"updated_at\":");
 	if (st == DR_OK)
-		st = jobs_append_time(b, C(J_UPDATED));
+		st = json_append_time(b, C(J_UPDATED));
 	if (st == DR_OK)
 		st = dr_buf_puts(b, ",\"completed_at\":");
 	if (st == DR_OK)
-		st = jobs_append_time(b, C(J_COMPLETED));
+		st = json_append_time(b, C(J_COMPLETED));
 	if (st == DR_OK)
 		st = dr_buf_puts(b, ",\"batch_id\":");
 	if (st == DR_OK)

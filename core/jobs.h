@@ -338,8 +338,4 @@ dr_status jobs_append_output(dr_buf *b, const struct dr_instance *sink,
 /* 1 when `s` is one of the seven job statuses. */
 int jobs_status_valid(const char *s);
 
-/* Append `dbtime` ("YYYY-MM-DD HH:MM:SS.ffffff") as a JSON string in
- * ISO 8601 UTC with milliseconds ("...T...123Z"), or null when NULL. */
-dr_status jobs_append_time(dr_buf *b, const char *dbtime) DR_WARN_UNUSED;
-
 #endif

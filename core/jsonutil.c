@@ -599,3 +599,14 @@ const char *json_get_string(json_object *obj, const char *key)
 		return NULL;
 	return json_object_get_string(v);
 }
+
+dr_status json_append_time(dr_buf *b, const char *t)
+{
+	/* "YYYY-MM-DD HH:MM:SS.ffffff" -> "YYYY-MM-DDTHH:MM:SS.fffZ" */
+	if (!t)
+		return dr_buf_puts(b, "null");
+	if (strlen(t) < 19)
+		return dr_buf_json_string(b, t);
+	return dr_buf_printf(b, "\"%.10sT%.8s.%.3sZ\"", t, t + 11,
+			     strlen(t) >= 23 ? t + 20 : "000");
+}

@@ -39,4 +39,9 @@ dr_status json_append(dr_buf *b, json_object *obj) DR_WARN_UNUSED;
  * string. */
 const char *json_get_string(json_object *obj, const char *key);
 
+/* Append `dbtime` ("YYYY-MM-DD HH:MM:SS.ffffff", as MariaDB gives a
+ * DATETIME(6)) as a JSON string in ISO 8601 UTC with milliseconds
+ * ("...T...123Z"), the form of every time of the API; null when NULL. */
+dr_status json_append_time(dr_buf *b, const char *dbtime) DR_WARN_UNUSED;
+
 #endif

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "jobs.h"
+#include "jsonutil.h"
 
 enum {
 	F_MODEL = 1 << 0,
@@ -216,7 +217,7 @@ dr_status outputs_search(dr_db *db, const struct dr_instance *sink,
 		if (st == DR_OK)
 			st = dr_buf_puts(out, ",\"created_at\":");
 		if (st == DR_OK)
-			st = jobs_append_time(out, db_cell(rows, i, base + 3));
+			st = json_append_time(out, db_cell(rows, i, base + 3));
 		if (st == DR_OK)
 			st = dr_buf_puts(out, "}");
 	}

@@ -41,6 +41,7 @@
 #include "jobfix.h"
 #include "jobs.h"
 #include "jobstate.h"
+#include "jsonutil.h"
 #include "loopback.h"
 #include "netpolicy.h"
 #include "webhook.h"
@@ -510,7 +511,7 @@ static void render(const char *id, const char *status, dr_buf *b)
 				       "\"timestamp\":",
 				       status),
 			 DR_OK);
-	assert_int_equal(jobs_append_time(b, ended), DR_OK);
+	assert_int_equal(json_append_time(b, ended), DR_OK);
 	assert_int_equal(dr_buf_puts(b, ",\"data\":"), DR_OK);
 	assert_ok(jobs_render_message(db, &cfg, NULL, id, b, &err), err);
 	assert_int_equal(dr_buf_puts(b, "}"), DR_OK);

@@ -454,14 +454,14 @@ static void test_time_format(void **state)
 
 	(void)state;
 	dr_buf_init(&b, 256);
-	assert_int_equal(jobs_append_time(&b, "2026-11-21 10:00:00.123456"),
+	assert_int_equal(json_append_time(&b, "2026-11-21 10:00:00.123456"),
 			 DR_OK);
 	assert_string_equal(b.data, "\"2026-11-21T10:00:00.123Z\"");
 	dr_buf_reset(&b);
-	assert_int_equal(jobs_append_time(&b, "2026-11-21 10:00:00"), DR_OK);
+	assert_int_equal(json_append_time(&b, "2026-11-21 10:00:00"), DR_OK);
 	assert_string_equal(b.data, "\"2026-11-21T10:00:00.000Z\"");
 	dr_buf_reset(&b);
-	assert_int_equal(jobs_append_time(&b, NULL), DR_OK);
+	assert_int_equal(json_append_time(&b, NULL), DR_OK);
 	assert_string_equal(b.data, "null");
 	dr_buf_free(&b);
 	assert_true(jobs_status_valid("queued"));

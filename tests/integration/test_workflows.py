@@ -184,6 +184,21 @@ def bad_workflows():
     expect_eq(sql("SELECT COUNT(*) FROM jobs")[0][0], before, "no job row written")
 
 
+@case("a reference to an output the earlier step did not make fails the step at submit: bad_reference")
+def bad_reference_at_submit():
+    fake_reset()
+    w = Worker(1, name="wf-badref-worker")
+    try:
+        j = create(workflow(image_extra={"prompt": {"$ref": "steps.concept.outputs.2.url"}}))
+        done = wait_job(j["id"])
+        expect_eq(done["status"], "failed", "the workflow failed")
+        expect_eq((done["error"]["code"], done["error"]["workflow_step"]), ("bad_reference", "image"),
+                  f"the step's error: {done['error']}")
+        expect_eq(fake_inputs("acme/image"), [], "the image step was never sent")
+    finally:
+        expect(not w.stop(), "worker processes outlived the supervisor")
+
+
 @case("a step whose create fails once is retried alone; the step before it never runs again")
 def step_retried_alone():
     fake_reset(create_errors_for={"acme/image": 1})
